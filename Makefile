@@ -1,0 +1,84 @@
+# agentwire — developer tasks. `make test` is what CI runs.
+
+GO            ?= go
+PROTOC        ?= protoc
+FUZZTIME      ?= 30s
+BENCHTIME     ?= 1s
+COUNT         ?= 6
+BIN           := $(CURDIR)/.bin
+
+# Pinned code generators (installed into .bin by `make tools`).
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+PROTOC_GEN_VTPROTO_VERSION := v0.6.1-0.20240319094008-0393e58bdf10
+MSGP_VERSION               := v1.6.5
+STATICCHECK_VERSION        := v0.7.0
+
+VTPROTO_POOL := \
+	--go-vtproto_opt=pool=github.com/agentwire/agentwire/proto/agentv2.ProxyToAgent \
+	--go-vtproto_opt=pool=github.com/agentwire/agentwire/proto/agentv2.AgentToProxy \
+	--go-vtproto_opt=pool=github.com/agentwire/agentwire/proto/agentv2.RequestHeadersEvent \
+	--go-vtproto_opt=pool=github.com/agentwire/agentwire/proto/agentv2.BodyChunkEvent \
+	--go-vtproto_opt=pool=github.com/agentwire/agentwire/proto/agentv2.AgentResponse
+
+.PHONY: all build test test-short vet bench fuzz proto proto-check tools lint demo clean
+
+all: build
+
+build:
+	$(GO) build ./...
+
+vet:
+	$(GO) vet ./...
+
+# vet + race tests; fuzz targets run over their seed corpora as ordinary tests.
+test: vet
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+test-short:
+	$(GO) test -count=1 ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(COUNT) ./codec/... ./ring/... ./engine/... ./agent/...
+
+# Run every fuzz target for FUZZTIME each.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; done
+
+tools:
+	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	GOBIN=$(BIN) $(GO) install github.com/planetscale/vtprotobuf/cmd/protoc-gen-go-vtproto@$(PROTOC_GEN_VTPROTO_VERSION)
+	GOBIN=$(BIN) $(GO) install github.com/tinylib/msgp@$(MSGP_VERSION)
+
+# Regenerate proto/agentv2 from proto/agent_v2.proto (needs protoc: apt-get install protobuf-compiler).
+proto: tools
+	$(PROTOC) -I proto \
+	  --plugin=protoc-gen-go=$(BIN)/protoc-gen-go \
+	  --plugin=protoc-gen-go-grpc=$(BIN)/protoc-gen-go-grpc \
+	  --plugin=protoc-gen-go-vtproto=$(BIN)/protoc-gen-go-vtproto \
+	  --go_out=. --go_opt=module=github.com/agentwire/agentwire \
+	  --go-grpc_out=. --go-grpc_opt=module=github.com/agentwire/agentwire \
+	  --go-vtproto_out=. --go-vtproto_opt=module=github.com/agentwire/agentwire \
+	  --go-vtproto_opt=features=marshal+unmarshal+size+pool+equal+clone \
+	  $(VTPROTO_POOL) \
+	  proto/agent_v2.proto
+
+# Fails when the committed generated code differs from what `make proto` produces.
+proto-check: proto
+	git diff --exit-code -- proto/ || (echo "proto/: generated code is stale; run make proto and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- proto/)" || (git status --porcelain -- proto/; echo "proto/: untracked generated files" >&2; exit 1)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+demo:
+	$(GO) run ./cmd/agentwire demo
+
+clean:
+	rm -rf $(BIN)
