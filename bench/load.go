@@ -1,0 +1,236 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// RoundTrip performs one unit of load (for example one request-headers
+// round trip). worker is the caller's index in [0, Concurrency) and seq
+// increases per worker from 0, so worker and seq together make a unique id.
+// It must be safe for concurrent use by different workers.
+type RoundTrip func(ctx context.Context, worker int, seq uint64) error
+
+// Config describes one closed-loop load run.
+type Config struct {
+	// Concurrency is the number of callers, each keeping one request in
+	// flight. Default 64.
+	Concurrency int
+	// Duration of the measured window. Default 10s.
+	Duration time.Duration
+	// Warmup runs before the measured window and is not recorded.
+	// Default 500ms.
+	Warmup time.Duration
+	// Progress, when set, is called about every 100ms of the measured window
+	// with the elapsed time and the requests completed so far.
+	Progress func(elapsed time.Duration, done int64)
+}
+
+// Result is what one run measured. CPU and allocations are those of the
+// calling process over the measured window.
+type Result struct {
+	Concurrency      int           `json:"concurrency"`
+	Duration         time.Duration `json:"-"`
+	Requests         int64         `json:"requests"`
+	Errors           int64         `json:"errors"`
+	RequestsPerSec   float64       `json:"requests_per_sec"`
+	P50us            float64       `json:"p50_us"`
+	P90us            float64       `json:"p90_us"`
+	P99us            float64       `json:"p99_us"`
+	P999us           float64       `json:"p999_us"`
+	MaxUs            float64       `json:"max_us"`
+	AllocsPerRequest float64       `json:"allocs_per_request"`
+	BytesPerRequest  float64       `json:"bytes_per_request"`
+	CPUusPerRequest  float64       `json:"cpu_us_per_request"`
+	CPUCores         float64       `json:"cpu_cores"`
+	FirstError       string        `json:"first_error,omitempty"`
+}
+
+// String formats r as one human-readable line.
+func (r Result) String() string {
+	return fmt.Sprintf("c=%d rps=%.0f p50=%.0fµs p90=%.0fµs p99=%.0fµs p99.9=%.0fµs allocs/req=%.1f B/req=%.0f cpu/req=%.1fµs errors=%d",
+		r.Concurrency, r.RequestsPerSec, r.P50us, r.P90us, r.P99us, r.P999us,
+		r.AllocsPerRequest, r.BytesPerRequest, r.CPUusPerRequest, r.Errors)
+}
+
+// ErrNoRequests is returned when not a single request completed.
+var ErrNoRequests = errors.New("agentwire: bench: no request completed")
+
+const (
+	phaseWarm int32 = iota
+	phaseMeasure
+	phaseStop
+)
+
+// Run drives rt with cfg.Concurrency closed-loop workers and measures the
+// window after the warm-up. It returns when every worker has stopped.
+// Cancelling ctx ends the run early (the result covers the time measured).
+func Run(ctx context.Context, cfg Config, rt RoundTrip) (Result, error) {
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 64
+	}
+	if cfg.Duration <= 0 {
+		cfg.Duration = 10 * time.Second
+	}
+	if cfg.Warmup < 0 {
+		cfg.Warmup = 0
+	} else if cfg.Warmup == 0 {
+		cfg.Warmup = 500 * time.Millisecond
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var (
+		phase    atomic.Int32
+		done     atomic.Int64
+		errs     atomic.Int64
+		firstErr atomic.Pointer[string]
+		wg       sync.WaitGroup
+	)
+	hists := make([]*hdrhistogram.Histogram, cfg.Concurrency)
+	for w := range hists {
+		// 1µs .. 60s with 3 significant digits.
+		hists[w] = hdrhistogram.New(1, 60_000_000, 3)
+	}
+	for w := 0; w < cfg.Concurrency; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			h := hists[w]
+			for seq := uint64(0); ; seq++ {
+				p := phase.Load()
+				if p == phaseStop || ctx.Err() != nil {
+					return
+				}
+				t0 := time.Now()
+				err := rt(ctx, w, seq)
+				el := time.Since(t0)
+				if p != phaseMeasure {
+					continue
+				}
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					if errs.Add(1) == 1 {
+						s := err.Error()
+						firstErr.Store(&s)
+					}
+					continue
+				}
+				done.Add(1)
+				_ = h.RecordValue(el.Microseconds())
+			}
+		}(w)
+	}
+
+	sleep := func(d time.Duration) {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	sleep(cfg.Warmup)
+
+	var ms0, ms1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms0)
+	cpu0 := processCPU()
+	start := time.Now()
+	phase.Store(phaseMeasure)
+	if cfg.Progress == nil {
+		sleep(cfg.Duration)
+	} else {
+		deadline := start.Add(cfg.Duration)
+		for ctx.Err() == nil {
+			left := time.Until(deadline)
+			if left <= 0 {
+				break
+			}
+			sleep(min(left, 100*time.Millisecond))
+			cfg.Progress(time.Since(start), done.Load())
+		}
+	}
+	n := done.Load()
+	nErr := errs.Load()
+	phase.Store(phaseStop)
+	elapsed := time.Since(start)
+	runtime.ReadMemStats(&ms1)
+	cpu1 := processCPU()
+	wg.Wait()
+
+	total := hdrhistogram.New(1, 60_000_000, 3)
+	for _, h := range hists {
+		total.Merge(h)
+	}
+	res := Result{
+		Concurrency:    cfg.Concurrency,
+		Duration:       elapsed,
+		Requests:       n,
+		Errors:         nErr,
+		RequestsPerSec: float64(n) / elapsed.Seconds(),
+		P50us:          float64(total.ValueAtQuantile(50)),
+		P90us:          float64(total.ValueAtQuantile(90)),
+		P99us:          float64(total.ValueAtQuantile(99)),
+		P999us:         float64(total.ValueAtQuantile(99.9)),
+		MaxUs:          float64(total.Max()),
+		CPUCores:       (cpu1 - cpu0).Seconds() / elapsed.Seconds(),
+	}
+	if p := firstErr.Load(); p != nil {
+		res.FirstError = *p
+	}
+	if n == 0 {
+		return res, ErrNoRequests
+	}
+	res.AllocsPerRequest = float64(ms1.Mallocs-ms0.Mallocs) / float64(n)
+	res.BytesPerRequest = float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(n)
+	res.CPUusPerRequest = float64((cpu1-cpu0).Microseconds()) / float64(n)
+	return res, nil
+}
+
+// processCPU returns the user+system CPU time consumed by this process.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// ProcessCPU returns the CPU time (user+system) of process pid, read from
+// /proc. It is used to account for an agent running in a child process.
+func ProcessCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 > len(s) {
+		return 0, fmt.Errorf("agentwire: bench: malformed /proc stat for pid %d", pid)
+	}
+	f := strings.Fields(s[i+2:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("agentwire: bench: short /proc stat for pid %d", pid)
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("agentwire: bench: unparsable /proc stat for pid %d", pid)
+	}
+	// Clock ticks are 100 Hz on Linux.
+	return time.Duration(u+st) * 10 * time.Millisecond, nil
+}

@@ -1,0 +1,89 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestRunCountsRequestsAndErrors(t *testing.T) {
+	var calls atomic.Int64
+	res, err := Run(context.Background(), Config{Concurrency: 4, Duration: 200 * time.Millisecond, Warmup: 20 * time.Millisecond},
+		func(ctx context.Context, w int, seq uint64) error {
+			if w < 0 || w >= 4 {
+				t.Errorf("worker %d out of range", w)
+			}
+			calls.Add(1)
+			time.Sleep(100 * time.Microsecond)
+			if seq%10 == 9 {
+				return errors.New("boom")
+			}
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests == 0 || res.Errors == 0 {
+		t.Fatalf("requests=%d errors=%d", res.Requests, res.Errors)
+	}
+	if res.Requests+res.Errors > calls.Load() {
+		t.Fatalf("counted %d > calls %d", res.Requests+res.Errors, calls.Load())
+	}
+	if res.P50us < 100 || res.P99us < res.P50us || res.RequestsPerSec <= 0 {
+		t.Fatalf("implausible result %+v", res)
+	}
+	if res.FirstError != "boom" {
+		t.Fatalf("first error %q", res.FirstError)
+	}
+}
+
+func TestRunNoRequests(t *testing.T) {
+	_, err := Run(context.Background(), Config{Concurrency: 2, Duration: 50 * time.Millisecond, Warmup: -1},
+		func(ctx context.Context, w int, seq uint64) error { return errors.New("always") })
+	if !errors.Is(err, ErrNoRequests) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestRunStopsOnCancel(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, _ = Run(ctx, Config{Concurrency: 2, Duration: time.Hour, Warmup: -1},
+		func(ctx context.Context, w int, seq uint64) error { time.Sleep(time.Millisecond); return nil })
+	if time.Since(start) > 5*time.Second {
+		t.Fatal("run did not stop on ctx cancel")
+	}
+}
+
+func TestAppendIDUnique(t *testing.T) {
+	seen := map[string]bool{}
+	var buf []byte
+	for w := 0; w < 5; w++ {
+		for s := uint64(0); s < 300; s++ {
+			buf = AppendID(buf[:0], w, s)
+			if seen[string(buf)] {
+				t.Fatalf("duplicate id %s", buf)
+			}
+			seen[string(buf)] = true
+		}
+	}
+	if got := string(AppendID(nil, 1, 255)); got != "00000001-ff" {
+		t.Fatalf("got %q", got)
+	}
+	if n := testing.AllocsPerRun(100, func() { buf = AppendID(buf[:0], 7, 123456) }); n != 0 {
+		t.Fatalf("AppendID allocs = %v", n)
+	}
+}
+
+func TestProcessCPU(t *testing.T) {
+	if _, err := ProcessCPU(1 << 30); err == nil {
+		t.Fatal("expected error for missing pid")
+	}
+}
