@@ -1,0 +1,5 @@
+package ring
+
+import "runtime"
+
+func runtimeGosched() { runtime.Gosched() }
