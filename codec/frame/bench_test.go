@@ -71,6 +71,17 @@ func BenchmarkReadFrame(b *testing.B) {
 	}
 }
 
+// memPool backs large payloads with a grpc mem.BufferPool; it lost to
+// bytebufferpool (see pool.go) and is kept here for the comparison.
+type memPool struct{ p mem.BufferPool }
+
+func (p memPool) get(n int) largeBuf {
+	bp := p.p.Get(n)
+	return largeBuf{b: *bp, h: bp}
+}
+
+func (p memPool) put(l largeBuf) { p.p.Put(l.h.(*[]byte)) }
+
 // BenchmarkLargePool compares the two candidate pools for payloads that do
 // not fit the Reader's internal buffer, read through the whole Reader.
 func BenchmarkLargePool(b *testing.B) {
