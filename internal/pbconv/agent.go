@@ -685,3 +685,13 @@ func timeFromMS(ms uint64) time.Time {
 	}
 	return time.UnixMilli(int64(ms)).UTC()
 }
+
+// LogMessageToPB converts a forwarded log line. The fields map is
+// referenced, not copied.
+func LogMessageToPB(m *payload.LogMessage) *pb.LogMessage {
+	out := &pb.LogMessage{Level: int32(m.Level), Message: m.Message, Fields: m.Fields, TimestampMs: m.TimestampMS}
+	if v, ok := m.CorrelationID.Get(); ok {
+		out.CorrelationId = &v
+	}
+	return out
+}

@@ -1,0 +1,310 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/agentwire/agentwire/codec/payload"
+)
+
+// This file is the transport-independent core: one exchange per event,
+// the per-connection in-flight table used for cancellation and the handler
+// invocation with its fallback rules. The gRPC transport (grpc.go) and other
+// transports embed an exchange in their own per-event state.
+
+// eventKind says which Handler method an exchange is for.
+type eventKind uint8
+
+const (
+	kindNone eventKind = iota
+	kindRequestHeaders
+	kindRequestBodyChunk
+	kindResponseHeaders
+	kindResponseBodyChunk
+	kindRequestComplete
+	kindWebSocketFrame
+	kindGuardrailInspect
+)
+
+// exchange is one event and its reply. The event fields are reused between
+// events (their slices keep capacity); only the one selected by kind is
+// meaningful.
+type exchange struct {
+	kind eventKind
+	cid  string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	// dup chains exchanges with the same correlation id in one connection's
+	// in-flight table (the newest first). Guarded by the table's mutex.
+	dup *exchange
+
+	reqHeaders  payload.RequestHeadersEvent
+	body        payload.BodyChunk
+	respHeaders payload.ResponseHeadersEvent
+	complete    payload.RequestCompleteEvent
+	ws          payload.WebSocketFrameEvent
+	guard       payload.GuardrailInspectEvent
+
+	resp payload.AgentResponse
+	// Backing storage for resp's header operations. resp's slices are reset
+	// to these on every event, never to whatever slice a handler left there
+	// (it may be shared by the handler with other goroutines).
+	reqOps  [4]payload.HeaderOp
+	respOps [4]payload.HeaderOp
+}
+
+// resetResp pre-initialises x.resp: allow, the correlation id, version 2.
+func (x *exchange) resetResp() {
+	x.resp = payload.AgentResponse{
+		CorrelationID:   x.cid,
+		Version:         payload.ProtocolVersion,
+		RequestHeaders:  x.reqOps[:0],
+		ResponseHeaders: x.respOps[:0],
+	}
+}
+
+// inflightTable maps correlation ids to the exchanges being handled on one
+// connection, so that a cancel can reach their contexts. Safe for concurrent
+// use.
+type inflightTable struct {
+	mu sync.Mutex
+	// m holds the newest exchange per id; older ones with the same id hang
+	// off its dup chain.
+	m map[string]*exchange
+}
+
+func (t *inflightTable) add(x *exchange) {
+	t.mu.Lock()
+	if t.m == nil {
+		t.m = make(map[string]*exchange)
+	}
+	x.dup = t.m[x.cid]
+	t.m[x.cid] = x
+	t.mu.Unlock()
+}
+
+func (t *inflightTable) remove(x *exchange) {
+	t.mu.Lock()
+	head := t.m[x.cid]
+	switch {
+	case head == x:
+		if x.dup == nil {
+			delete(t.m, x.cid)
+		} else {
+			t.m[x.cid] = x.dup
+		}
+	case head != nil:
+		for p := head; p.dup != nil; p = p.dup {
+			if p.dup == x {
+				p.dup = x.dup
+				break
+			}
+		}
+	}
+	x.dup = nil
+	t.mu.Unlock()
+}
+
+// cancel cancels the context of every exchange with id cid and reports how
+// many there were.
+func (t *inflightTable) cancel(cid string) int {
+	n := 0
+	t.mu.Lock()
+	for p := t.m[cid]; p != nil; p = p.dup {
+		p.cancel()
+		n++
+	}
+	t.mu.Unlock()
+	return n
+}
+
+// begin prepares x for its handler call: a request context derived from
+// parent, registration in the in-flight table, the reply pre-initialised to
+// allow with the correlation id, and the server's in-flight count.
+func (s *Server) begin(parent context.Context, t *inflightTable, x *exchange) {
+	x.ctx, x.cancel = context.WithCancel(parent)
+	if t != nil {
+		t.add(x)
+	}
+	x.resetResp()
+	s.inflight.Add(1)
+	s.stats.events.Add(1)
+}
+
+// end releases what begin acquired.
+func (s *Server) end(t *inflightTable, x *exchange) {
+	if t != nil {
+		t.remove(x)
+	}
+	x.cancel()
+	x.ctx, x.cancel = nil, nil
+	if s.inflight.Add(-1) == 0 && s.draining.Load() {
+		select {
+		case s.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// invoke calls the handler for x and completes x.resp: on error or panic
+// the reply is replaced by the error decision; processing_time_ms is set.
+func (s *Server) invoke(x *exchange) {
+	start := time.Now()
+	err := s.call(x)
+	if err != nil {
+		s.stats.handlerErrors.Add(1)
+		s.log.LogAttrs(x.ctx, slog.LevelWarn, "agentwire: handler failed; answering with the error decision",
+			slog.String("correlation_id", x.cid), slog.String("event", x.kind.String()), slog.Any("error", err))
+		x.resetResp()
+		x.resp.Decision = s.cfg.errDecision
+	}
+	x.resp.CorrelationID = x.cid
+	x.resp.ProcessingTimeMS = payload.Some(uint64(time.Since(start).Milliseconds()))
+}
+
+// call runs the handler method for x.kind, turning a panic into an error.
+func (s *Server) call(x *exchange) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			buf := make([]byte, 4096)
+			buf = buf[:runtime.Stack(buf, false)]
+			err = fmt.Errorf("agentwire: handler panic: %v\n%s", r, buf)
+		}
+	}()
+	switch x.kind {
+	case kindRequestHeaders:
+		return s.h.OnRequestHeaders(x.ctx, &x.reqHeaders, &x.resp)
+	case kindRequestBodyChunk:
+		return s.h.OnRequestBodyChunk(x.ctx, &x.body, &x.resp)
+	case kindResponseHeaders:
+		return s.h.OnResponseHeaders(x.ctx, &x.respHeaders, &x.resp)
+	case kindResponseBodyChunk:
+		return s.h.OnResponseBodyChunk(x.ctx, &x.body, &x.resp)
+	case kindRequestComplete:
+		return s.h.OnRequestComplete(x.ctx, &x.complete, &x.resp)
+	case kindWebSocketFrame:
+		return s.h.OnWebSocketFrame(x.ctx, &x.ws, &x.resp)
+	case kindGuardrailInspect:
+		return s.h.OnGuardrailInspect(x.ctx, &x.guard, &x.resp)
+	}
+	return fmt.Errorf("agentwire: no handler for event kind %d", x.kind)
+}
+
+func (k eventKind) String() string {
+	switch k {
+	case kindRequestHeaders:
+		return "request_headers"
+	case kindRequestBodyChunk:
+		return "request_body_chunk"
+	case kindResponseHeaders:
+		return "response_headers"
+	case kindResponseBodyChunk:
+		return "response_body_chunk"
+	case kindRequestComplete:
+		return "request_complete"
+	case kindWebSocketFrame:
+		return "websocket_frame"
+	case kindGuardrailInspect:
+		return "guardrail_inspect"
+	}
+	return "none"
+}
+
+// ---------------------------------------------------------------------------
+// Hooks shared by transports
+
+// handshake builds the server's answer to req, running the Handshaker and
+// Configurer hooks. It runs on the connection's reader.
+func (s *Server) handshake(ctx context.Context, req *payload.HandshakeRequest, resp *payload.HandshakeResponse) {
+	resp.ProtocolVersion = payload.ProtocolVersion
+	resp.Capabilities = s.caps
+	resp.Success = true
+	resp.Error = payload.Opt[string]{}
+	offered := false
+	for _, v := range req.SupportedVersions {
+		if v == payload.ProtocolVersion {
+			offered = true
+			break
+		}
+	}
+	if !offered {
+		resp.Success = false
+		resp.Error = payload.Some(fmt.Sprintf("agentwire: protocol version 2 not offered (proxy offered %v)", req.SupportedVersions))
+		return
+	}
+	if s.handshaker != nil {
+		err := safeHook(func() error { return s.handshaker.OnHandshake(ctx, req, resp) })
+		if err != nil {
+			resp.Success = false
+			resp.Error = payload.Some(err.Error())
+		}
+		if !resp.Success {
+			if !resp.Error.Valid {
+				resp.Error = payload.Some("agentwire: handshake rejected by agent")
+			}
+			return
+		}
+	}
+	if s.configurer != nil && meaningfulConfig(req.Config) {
+		if err := s.configure(ctx, req.Config, ""); err != nil {
+			resp.Success = false
+			resp.Error = payload.Some("agentwire: configuration rejected: " + err.Error())
+		}
+	}
+}
+
+// meaningfulConfig reports whether a handshake's config is worth handing to
+// the Configurer: the Rust proxy always sends {} (gRPC) or null (UDS).
+func meaningfulConfig(c []byte) bool {
+	t := trimSpace(c)
+	switch string(t) {
+	case "", "{}", "null":
+		return false
+	}
+	return true
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\n' || b[0] == '\r') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t' || b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// configure runs the Configurer hook (nil error when there is none).
+func (s *Server) configure(ctx context.Context, cfg []byte, version string) error {
+	if s.configurer == nil {
+		return nil
+	}
+	err := safeHook(func() error { return s.configurer.OnConfigure(ctx, cfg, version) })
+	if err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "agentwire: configuration rejected", slog.String("version", version), slog.Any("error", err))
+	}
+	return err
+}
+
+// cancelled records a cancel and runs the Canceller hook.
+func (s *Server) cancelled(ctx context.Context, c payload.Cancel) {
+	s.stats.cancels.Add(1)
+	if s.canceller != nil {
+		_ = safeHook(func() error { s.canceller.OnCancel(ctx, c); return nil })
+	}
+}
+
+// safeHook runs f, turning a panic into an error.
+func safeHook(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("agentwire: hook panic: %v", r)
+		}
+	}()
+	return f()
+}

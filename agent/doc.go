@@ -1,0 +1,107 @@
+// Package agent is the agent side of the Zentinel agent protocol v2: a
+// server that answers a proxy's events with decisions computed by a
+// Handler.
+//
+// # Quick start
+//
+//	type waf struct{ agent.BaseHandler }
+//
+//	func (waf) OnRequestHeaders(ctx context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+//		if strings.HasPrefix(ev.URI, "/admin") {
+//			r.Decision = payload.Block(403)
+//		}
+//		return nil
+//	}
+//
+//	srv := agent.NewServer(waf{}, agent.WithAgentID("waf-1"))
+//	ln, _ := net.Listen("tcp", "127.0.0.1:50051")
+//	go srv.ServeGRPC(ln)
+//	...
+//	srv.Shutdown(ctx)
+//
+// # Handler
+//
+// A Handler has one method per event kind. Each call gets the event and a
+// reply that is already initialised to allow with the event's correlation
+// id; the method edits the reply. Every accepted event is answered exactly
+// once, including guardrail inspections (which the Rust SDK leaves
+// unanswered), so a proxy never waits for a timeout. A handler error or
+// panic is logged and answered with the error decision (WithErrorDecision;
+// allow by default, as in the Rust SDK). Optional hooks (Handshaker,
+// Configurer, Canceller, Drainer, Shutdowner) are found by type assertion.
+//
+// Events of one connection are handled concurrently (WithMaxConcurrency,
+// default 100; the Rust SDK handles them one at a time) and answered in
+// completion order; proxies route replies by correlation id.
+//
+// # gRPC: ProcessStream
+//
+// The server implements zentinel.agent.v2.AgentServiceV2. On ProcessStream it
+// sends the response headers before reading anything (the Rust proxy waits
+// for them before it sends its handshake). The first message must be a
+// handshake offering version 2; the answer carries success, protocol version
+// 2 and the capabilities, or success=false and an error when 2 is not
+// offered or a hook rejects the proxy. Then:
+//
+//   - request_headers, request/response body chunks, response_headers,
+//     request_complete, websocket_frame, guardrail → one response each,
+//     correlation_id = the event's (metadata.correlation_id for request
+//     headers), processing_time_ms set, audit always present, audit.custom
+//     values as JSON text (SPEC 4.6). Routing metadata, body mutations and
+//     WebSocket decisions cannot be carried by the proto and are dropped.
+//   - ping → pong {sequence, ping_timestamp_ms, timestamp_ms}.
+//   - cancel → the request's context is cancelled and Canceller.OnCancel
+//     called; never answered.
+//   - configure → Configurer.OnConfigure; never answered (the proto gives a
+//     configure no correlation id to answer with). Events after it wait for
+//     the hook.
+//
+// Protocol errors: an event or configure before a successful handshake ends
+// the stream with FAILED_PRECONDITION (the Rust SDK silently drops such
+// events, which leaves the proxy waiting). Pings, cancels and repeated
+// handshakes are allowed at any time. Unknown message kinds are ignored.
+//
+// ProcessEvent (unary) needs no handshake: handshake → handshake answer,
+// any event → response, ping → pong; cancel, configure and empty messages →
+// INVALID_ARGUMENT.
+//
+// # gRPC: the agentwire control plane
+//
+// This is an agentwire extension. The response headers of ProcessStream
+// carry the metadata "agentwire-control: 1". An agentwire proxy that sees it
+// may open ControlStream with the request metadata "agentwire-control: 1";
+// on such a stream the message names give the direction: the proxy sends
+// ProxyControl (configure push → Configurer, drain → Drainer, shutdown →
+// Shutdowner, config_response → the waiting RequestConfigUpdate), and the
+// agent sends AgentControl (config_update from RequestConfigUpdate).
+//
+// Without that request metadata ControlStream behaves like the Rust SDK
+// server's (SPEC 4.8), whose directions are inverted relative to the names:
+// it reads AgentControl, answers each config_update with an accepting
+// config_response, and sends a ProxyControl.configure keep-alive ("{}")
+// at once and then every health report interval (none when the interval is
+// 0, where the Rust SDK panics).
+//
+// Health reports, metrics, flow-control signals and log lines pushed by the
+// agent (ReportHealth, ReportMetrics, SendFlowControl, Log) travel on every
+// established ProcessStream (AgentToProxy.health/metrics/flow_control/log),
+// where both the Rust proxy and an agentwire proxy read them (the Rust proxy
+// ignores health and flow control, SPEC 8.4 and 8.5). The last health report
+// is repeated to every proxy right after its handshake. A config-update
+// request needs an answer, which only an agentwire proxy gives; it travels
+// on that proxy's ControlStream.
+//
+// # Lifecycle
+//
+// Drain announces HealthDraining, refuses new streams and waits for quiet;
+// Shutdown stops reading events, answers those already received, then ends
+// every stream; Close ends everything at once (request contexts cancelled).
+// All three wait for the server's goroutines and are idempotent.
+//
+// # Concurrency
+//
+// A Server is safe for concurrent use. Per ProcessStream there is one
+// reader goroutine, one writer goroutine (the only one calling SendMsg) and
+// one goroutine per event being handled. Handler methods and hooks must be
+// safe for concurrent use.
+package agent

@@ -1,0 +1,526 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/pbconv"
+	pb "github.com/agentwire/agentwire/proto/agentv2"
+	"github.com/agentwire/agentwire/ring"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// serviceDesc is a hand-written description of zentinel.agent.v2.AgentServiceV2.
+// It is hand-written (instead of the generated one) because ControlStream
+// carries different message types depending on the mode (see doc.go), which
+// the generated typed stream wrappers cannot express.
+var serviceDesc = grpc.ServiceDesc{
+	ServiceName: "zentinel.agent.v2.AgentServiceV2",
+	HandlerType: (*any)(nil),
+	Methods: []grpc.MethodDesc{{
+		MethodName: "ProcessEvent",
+		Handler:    processEventHandler,
+	}},
+	Streams: []grpc.StreamDesc{
+		{StreamName: "ProcessStream", Handler: processStreamHandler, ServerStreams: true, ClientStreams: true},
+		{StreamName: "ControlStream", Handler: controlStreamHandler, ServerStreams: true, ClientStreams: true},
+	},
+	Metadata: "agent_v2.proto",
+}
+
+var (
+	controlHeader = metadata.Pairs(controlMetadataKey, "1")
+
+	errUnavailable = status.Error(codes.Unavailable, "agentwire: agent server is shutting down")
+	errBeforeHS    = status.Error(codes.FailedPrecondition, "agentwire: event received before a successful handshake")
+)
+
+// grpcCall is one event received on a ProcessStream: the inbound protobuf
+// message (kept until the handler returned, since the payload event aliases
+// its byte slices), the transport-independent exchange, and the outbound
+// message storage, which lives until the writer has sent it.
+type grpcCall struct {
+	exchange
+	st  *procStream
+	in  *pb.ProxyToAgent
+	enc pbconv.ResponseEncoder
+	out pb.AgentToProxy
+	wrp pb.AgentToProxy_Response
+}
+
+var grpcCallPool = sync.Pool{New: func() any { return new(grpcCall) }}
+
+func (c *grpcCall) release() {
+	c.st = nil
+	c.cid = ""
+	c.kind = kindNone
+	c.out.Message = nil
+	grpcCallPool.Put(c)
+}
+
+// outItem is one outbound message: a reply (call, released after sending)
+// or any other message (msg).
+type outItem struct {
+	call *grpcCall
+	msg  *pb.AgentToProxy
+}
+
+// procStream is the state of one ProcessStream.
+//
+// Goroutines: the grpc handler goroutine supervises; a reader goroutine
+// receives and dispatches; a writer goroutine is the only caller of SendMsg;
+// one goroutine per event being handled (at most maxConcurrency).
+type procStream struct {
+	srv *Server
+	ss  grpc.ServerStream
+	// ctx is the parent of the stream's request contexts; cancelled when the
+	// stream ends abnormally or the server closes.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	sem      chan struct{} // concurrency bound; a slot per handled event
+	out      *ring.Ring[outItem]
+	inflight inflightTable
+
+	established atomic.Bool // a handshake succeeded
+	stopping    atomic.Bool // Shutdown: dispatch nothing more
+	readerDone  chan struct{}
+	readerErr   error // written by the reader before closing readerDone
+	writerDone  chan struct{}
+}
+
+func processStreamHandler(srv any, ss grpc.ServerStream) error {
+	return srv.(*Server).processStream(ss)
+}
+
+// processStream serves one ProcessStream. It sends the response headers
+// (with the agentwire control marker) before anything is read: the Rust
+// client waits for them before it sends its handshake (SPEC 0, fact 2).
+func (s *Server) processStream(ss grpc.ServerStream) error {
+	if err := ss.SendHeader(controlHeader); err != nil {
+		return err
+	}
+	st := &procStream{
+		srv:        s,
+		ss:         ss,
+		sem:        make(chan struct{}, s.cfg.maxConcurrency),
+		out:        ring.New[outItem](s.cfg.maxConcurrency + 64),
+		readerDone: make(chan struct{}),
+		writerDone: make(chan struct{}),
+	}
+	st.ctx, st.cancel = context.WithCancel(ss.Context())
+	defer st.cancel()
+	stopBase := context.AfterFunc(s.baseCtx, st.cancel)
+	defer stopBase()
+
+	s.mu.Lock()
+	if s.draining.Load() || s.closed() {
+		s.mu.Unlock()
+		return errUnavailable
+	}
+	s.streams[st] = struct{}{}
+	s.wg.Add(3) // supervisor (this goroutine), reader, writer
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.streams, st)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+
+	go st.writer()
+	go st.reader()
+
+	var result error
+	select {
+	case <-st.readerDone:
+		err := st.readerErr
+		switch {
+		case err == nil || errors.Is(err, io.EOF):
+			// The proxy half-closed: answer what was received, then end.
+		default:
+			// Stream broken or protocol error: nobody will read the
+			// answers; cancel the requests.
+			st.cancel()
+			result = err
+		}
+		if !st.waitHandlers(s.closeCh) {
+			st.out.Close()
+			return errUnavailable
+		}
+	case <-s.shutdownCh:
+		st.stopping.Store(true)
+		if !st.waitHandlers(s.closeCh) {
+			st.out.Close()
+			return errUnavailable
+		}
+		result = errUnavailable
+	case <-s.closeCh:
+		// Return at once: ending the RPC unblocks the reader's RecvMsg and
+		// a writer stuck in SendMsg. The goroutines finish on their own and
+		// Close waits for them.
+		st.stopping.Store(true)
+		st.cancel()
+		st.out.Close()
+		return errUnavailable
+	}
+	st.out.Close()
+	// Let the writer flush the answers (unless the server is closed
+	// meanwhile, in which case the RPC ends now).
+	select {
+	case <-st.writerDone:
+	case <-s.closeCh:
+	}
+	if pe, ok := status.FromError(result); ok && pe.Code() == codes.FailedPrecondition {
+		s.stats.protocolErrors.Add(1)
+	}
+	if result != nil && !isStatus(result) {
+		// Transport errors end the RPC anyway; report them as such.
+		return status.FromContextError(result).Err()
+	}
+	return result
+}
+
+func isStatus(err error) bool {
+	_, ok := status.FromError(err)
+	return ok
+}
+
+// waitHandlers waits until every dispatched event of the stream has been
+// answered (its reply queued), by taking every concurrency slot: a handler
+// goroutine holds its slot until its reply is queued. Afterwards no event
+// can be dispatched any more. It returns false if abort is closed first
+// (the request contexts are then cancelled).
+func (st *procStream) waitHandlers(abort <-chan struct{}) bool {
+	for range cap(st.sem) {
+		select {
+		case st.sem <- struct{}{}:
+		case <-abort:
+			st.cancel()
+			return false
+		}
+	}
+	return true
+}
+
+// reader receives messages until the stream ends, dispatching events to
+// handler goroutines.
+func (st *procStream) reader() {
+	s := st.srv
+	defer s.wg.Done()
+	defer close(st.readerDone)
+	for {
+		m := pb.ProxyToAgentFromVTPool()
+		if err := st.ss.RecvMsg(m); err != nil {
+			m.ReturnToVTPool()
+			st.readerErr = err
+			return
+		}
+		if err := st.handle(m); err != nil {
+			st.readerErr = err
+			return
+		}
+	}
+}
+
+// handle processes one inbound message on the reader goroutine. It takes
+// ownership of m.
+func (st *procStream) handle(m *pb.ProxyToAgent) error {
+	s := st.srv
+	var kind eventKind
+	var cid string
+	switch x := m.Message.(type) {
+	case *pb.ProxyToAgent_RequestHeaders:
+		kind, cid = kindRequestHeaders, x.RequestHeaders.GetMetadata().GetCorrelationId()
+	case *pb.ProxyToAgent_RequestBodyChunk:
+		kind, cid = kindRequestBodyChunk, x.RequestBodyChunk.GetCorrelationId()
+	case *pb.ProxyToAgent_ResponseHeaders:
+		kind, cid = kindResponseHeaders, x.ResponseHeaders.GetCorrelationId()
+	case *pb.ProxyToAgent_ResponseBodyChunk:
+		kind, cid = kindResponseBodyChunk, x.ResponseBodyChunk.GetCorrelationId()
+	case *pb.ProxyToAgent_RequestComplete:
+		kind, cid = kindRequestComplete, x.RequestComplete.GetCorrelationId()
+	case *pb.ProxyToAgent_WebsocketFrame:
+		kind, cid = kindWebSocketFrame, x.WebsocketFrame.GetCorrelationId()
+	case *pb.ProxyToAgent_Guardrail:
+		kind, cid = kindGuardrailInspect, x.Guardrail.GetCorrelationId()
+	case *pb.ProxyToAgent_Handshake:
+		var req payload.HandshakeRequest
+		var resp payload.HandshakeResponse
+		pbconv.HandshakeRequestFromPB(&req, x.Handshake)
+		s.handshake(st.ctx, &req, &resp)
+		m.ReturnToVTPool()
+		if !st.enqueue(&pb.AgentToProxy{Message: &pb.AgentToProxy_Handshake{Handshake: s.handshakeToPB(&resp)}}) {
+			return nil
+		}
+		if resp.Success {
+			st.established.Store(true)
+			if h := s.health.Load(); h != nil {
+				st.push(&pb.AgentToProxy{Message: &pb.AgentToProxy_Health{Health: pbconv.HealthStatusToPB(h)}})
+			}
+		} else {
+			s.log.LogAttrs(st.ctx, slog.LevelWarn, "agentwire: handshake rejected", slog.String("error", resp.Error.Value))
+		}
+		return nil
+	case *pb.ProxyToAgent_Ping:
+		pong := &pb.Pong{Sequence: x.Ping.GetSequence(), PingTimestampMs: x.Ping.GetTimestampMs(), TimestampMs: nowMS()}
+		m.ReturnToVTPool()
+		st.enqueue(&pb.AgentToProxy{Message: &pb.AgentToProxy_Pong{Pong: pong}})
+		return nil
+	case *pb.ProxyToAgent_Cancel:
+		c := pbconv.CancelFromPB(x.Cancel)
+		m.ReturnToVTPool()
+		if st.established.Load() {
+			st.inflight.cancel(c.CorrelationID)
+			s.cancelled(st.ctx, c)
+		}
+		return nil
+	case *pb.ProxyToAgent_Configure:
+		if !st.established.Load() {
+			m.ReturnToVTPool()
+			return errBeforeHS
+		}
+		var ev payload.ConfigureEvent
+		pbconv.ConfigureEventFromPB(&ev, x.Configure)
+		_ = s.configure(st.ctx, ev.Config, ev.ConfigVersion.Value)
+		m.ReturnToVTPool()
+		return nil
+	default:
+		// An empty message or a field this version does not know.
+		s.log.LogAttrs(st.ctx, slog.LevelDebug, "agentwire: ignoring unknown ProxyToAgent message")
+		m.ReturnToVTPool()
+		return nil
+	}
+
+	if !st.established.Load() {
+		m.ReturnToVTPool()
+		return errBeforeHS
+	}
+	// Acquire a concurrency slot (backpressure on the proxy when full).
+	select {
+	case st.sem <- struct{}{}:
+	case <-st.ctx.Done():
+		m.ReturnToVTPool()
+		return st.ctx.Err()
+	}
+	if st.stopping.Load() {
+		// Shutdown: events that arrive now are not handled.
+		<-st.sem
+		m.ReturnToVTPool()
+		return nil
+	}
+	c := grpcCallPool.Get().(*grpcCall)
+	c.st = st
+	c.in = m
+	c.kind = kind
+	c.cid = cid
+	s.begin(st.ctx, &st.inflight, &c.exchange)
+	s.wg.Add(1)
+	go c.run()
+	return nil
+}
+
+func (s *Server) handshakeToPB(r *payload.HandshakeResponse) *pb.HandshakeResponse {
+	out := &pb.HandshakeResponse{
+		ProtocolVersion: r.ProtocolVersion,
+		Capabilities:    s.capsPB,
+		Success:         r.Success,
+	}
+	c := &r.Capabilities
+	if c.AgentID != s.caps.AgentID || c.Name != s.caps.Name || c.Version != s.caps.Version ||
+		c.Features != s.caps.Features || c.Health != s.caps.Health || c.Limits != s.caps.Limits ||
+		!slices.Equal(c.SupportedEvents, s.caps.SupportedEvents) || c.ProtocolVersion != s.caps.ProtocolVersion {
+		// A Handshaker changed the capabilities.
+		out.Capabilities = pbconv.CapabilitiesToPB(&r.Capabilities)
+	}
+	if r.Error.Valid {
+		e := r.Error.Value
+		out.Error = &e
+	}
+	return out
+}
+
+// run handles one event on its own goroutine and queues the reply.
+func (c *grpcCall) run() {
+	st := c.st
+	s := st.srv
+	c.decode()
+	s.invoke(&c.exchange)
+	c.wrp.Response = c.enc.Encode(&c.resp)
+	c.out.Message = &c.wrp
+	// The handler is done with the event: the inbound message can go back
+	// to its pool (the reply references only strings and the handler's own
+	// slices, not the inbound byte slices).
+	c.in.ReturnToVTPool()
+	c.in = nil
+	s.end(&st.inflight, &c.exchange)
+	if !st.enqueue(outItem{call: c}) {
+		c.release()
+	}
+	<-st.sem
+	s.wg.Done()
+}
+
+// decode converts the inbound protobuf event into the exchange's payload
+// event.
+func (c *grpcCall) decode() {
+	switch x := c.in.Message.(type) {
+	case *pb.ProxyToAgent_RequestHeaders:
+		pbconv.RequestHeadersEventFromPB(&c.reqHeaders, x.RequestHeaders)
+	case *pb.ProxyToAgent_RequestBodyChunk:
+		pbconv.BodyChunkFromPB(&c.body, x.RequestBodyChunk)
+	case *pb.ProxyToAgent_ResponseHeaders:
+		pbconv.ResponseHeadersEventFromPB(&c.respHeaders, x.ResponseHeaders)
+	case *pb.ProxyToAgent_ResponseBodyChunk:
+		pbconv.BodyChunkFromPB(&c.body, x.ResponseBodyChunk)
+	case *pb.ProxyToAgent_RequestComplete:
+		pbconv.RequestCompleteEventFromPB(&c.complete, x.RequestComplete)
+	case *pb.ProxyToAgent_WebsocketFrame:
+		pbconv.WebSocketFrameEventFromPB(&c.ws, x.WebsocketFrame)
+	case *pb.ProxyToAgent_Guardrail:
+		pbconv.GuardrailInspectEventFromPB(&c.guard, x.Guardrail)
+	}
+}
+
+// enqueue queues an outbound item or message, waiting while the queue is
+// full. It reports false when the stream is over (the item was not queued).
+func (st *procStream) enqueue(v any) bool {
+	var it outItem
+	switch v := v.(type) {
+	case outItem:
+		it = v
+	case *pb.AgentToProxy:
+		it.msg = v
+	}
+	return st.out.Enqueue(st.ctx, it) == nil
+}
+
+// push queues an unsolicited message without blocking; a full queue drops
+// it.
+func (st *procStream) push(m *pb.AgentToProxy) {
+	if err := st.out.TryEnqueue(outItem{msg: m}); err == ring.ErrFull {
+		st.srv.stats.droppedPushes.Add(1)
+	}
+}
+
+// writer is the only goroutine that sends on the stream. After a send error
+// it keeps draining (and releasing) the queue until it is closed.
+func (st *procStream) writer() {
+	s := st.srv
+	defer s.wg.Done()
+	defer close(st.writerDone)
+	batch := make([]outItem, 64)
+	broken := false
+	for {
+		n, err := st.out.DequeueBatch(batch)
+		if err != nil {
+			return
+		}
+		for i := range batch[:n] {
+			it := batch[i]
+			batch[i] = outItem{}
+			if !broken {
+				var err error
+				if it.call != nil {
+					err = st.ss.SendMsg(&it.call.out)
+				} else {
+					err = st.ss.SendMsg(it.msg)
+				}
+				if err != nil {
+					broken = true
+					st.cancel()
+					s.log.LogAttrs(context.Background(), slog.LevelDebug, "agentwire: ProcessStream send failed", slog.Any("error", err))
+				}
+			}
+			if it.call != nil {
+				it.call.release()
+			}
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// ProcessEvent (unary)
+
+func processEventHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	in := new(pb.ProxyToAgent)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	s := srv.(*Server)
+	if interceptor == nil {
+		return s.processEvent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: pb.AgentServiceV2_ProcessEvent_FullMethodName}
+	return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
+		return s.processEvent(ctx, req.(*pb.ProxyToAgent))
+	})
+}
+
+// processEvent answers one event without a handshake: handshake → handshake
+// answer, any event → response, ping → pong; cancel, configure and unknown
+// messages → INVALID_ARGUMENT.
+func (s *Server) processEvent(ctx context.Context, m *pb.ProxyToAgent) (*pb.AgentToProxy, error) {
+	if s.draining.Load() {
+		return nil, errUnavailable
+	}
+	ctx, stop := mergeCancel(ctx, s.baseCtx)
+	defer stop()
+	var x exchange
+	switch e := m.Message.(type) {
+	case *pb.ProxyToAgent_Handshake:
+		var req payload.HandshakeRequest
+		var resp payload.HandshakeResponse
+		pbconv.HandshakeRequestFromPB(&req, e.Handshake)
+		s.handshake(ctx, &req, &resp)
+		return &pb.AgentToProxy{Message: &pb.AgentToProxy_Handshake{Handshake: s.handshakeToPB(&resp)}}, nil
+	case *pb.ProxyToAgent_Ping:
+		return &pb.AgentToProxy{Message: &pb.AgentToProxy_Pong{Pong: &pb.Pong{
+			Sequence: e.Ping.GetSequence(), PingTimestampMs: e.Ping.GetTimestampMs(), TimestampMs: nowMS(),
+		}}}, nil
+	case *pb.ProxyToAgent_RequestHeaders:
+		x.kind, x.cid = kindRequestHeaders, e.RequestHeaders.GetMetadata().GetCorrelationId()
+		pbconv.RequestHeadersEventFromPB(&x.reqHeaders, e.RequestHeaders)
+	case *pb.ProxyToAgent_RequestBodyChunk:
+		x.kind, x.cid = kindRequestBodyChunk, e.RequestBodyChunk.GetCorrelationId()
+		pbconv.BodyChunkFromPB(&x.body, e.RequestBodyChunk)
+	case *pb.ProxyToAgent_ResponseHeaders:
+		x.kind, x.cid = kindResponseHeaders, e.ResponseHeaders.GetCorrelationId()
+		pbconv.ResponseHeadersEventFromPB(&x.respHeaders, e.ResponseHeaders)
+	case *pb.ProxyToAgent_ResponseBodyChunk:
+		x.kind, x.cid = kindResponseBodyChunk, e.ResponseBodyChunk.GetCorrelationId()
+		pbconv.BodyChunkFromPB(&x.body, e.ResponseBodyChunk)
+	case *pb.ProxyToAgent_RequestComplete:
+		x.kind, x.cid = kindRequestComplete, e.RequestComplete.GetCorrelationId()
+		pbconv.RequestCompleteEventFromPB(&x.complete, e.RequestComplete)
+	case *pb.ProxyToAgent_WebsocketFrame:
+		x.kind, x.cid = kindWebSocketFrame, e.WebsocketFrame.GetCorrelationId()
+		pbconv.WebSocketFrameEventFromPB(&x.ws, e.WebsocketFrame)
+	case *pb.ProxyToAgent_Guardrail:
+		x.kind, x.cid = kindGuardrailInspect, e.Guardrail.GetCorrelationId()
+		pbconv.GuardrailInspectEventFromPB(&x.guard, e.Guardrail)
+	default:
+		return nil, status.Error(codes.InvalidArgument, "agentwire: unsupported event type for ProcessEvent")
+	}
+	s.begin(ctx, nil, &x)
+	s.invoke(&x)
+	s.end(nil, &x)
+	return &pb.AgentToProxy{Message: &pb.AgentToProxy_Response{Response: pbconv.AgentResponseToPB(&x.resp)}}, nil
+}
+
+// mergeCancel returns a context derived from ctx that is also cancelled
+// when other is.
+func mergeCancel(ctx, other context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(other, cancel)
+	return ctx, func() { stop(); cancel() }
+}

@@ -1,0 +1,208 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/agentwire/agentwire/codec/payload"
+	"google.golang.org/grpc"
+)
+
+// Defaults.
+const (
+	// DefaultMaxConcurrency bounds the events handled at once per connection
+	// (gRPC ProcessStream or Unix-socket connection). It matches the
+	// reference AgentLimits.max_concurrency.
+	DefaultMaxConcurrency = 100
+	// DefaultMaxMessageSize is the default gRPC receive and send limit, the
+	// same 4 MiB tonic applies on the Rust side.
+	DefaultMaxMessageSize = 4 << 20
+	// DefaultAgentID is used when WithAgentID is not given.
+	DefaultAgentID = "agentwire-agent"
+	// DefaultHealthReportIntervalMS is the health interval announced in the
+	// capabilities (HealthConfig.report_interval_ms) and used as the
+	// keep-alive period of a Rust-SDK-style ControlStream.
+	DefaultHealthReportIntervalMS = 10000
+	// controlMetadataKey is the agentwire control-plane marker (see doc.go).
+	controlMetadataKey = "agentwire-control"
+)
+
+// Option configures a Server. Options are validated by NewServer.
+type Option interface {
+	apply(*config) error
+}
+
+type optionFunc func(*config) error
+
+func (f optionFunc) apply(c *config) error { return f(c) }
+
+type config struct {
+	agentID        string
+	name           string
+	version        string
+	caps           *payload.Capabilities
+	maxConcurrency int
+	logger         *slog.Logger
+	maxRecv        int
+	maxSend        int
+	errDecision    payload.Decision
+	grpcOpts       []grpc.ServerOption
+}
+
+func defaultConfig() config {
+	return config{
+		agentID:        DefaultAgentID,
+		maxConcurrency: DefaultMaxConcurrency,
+		logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		maxRecv:        DefaultMaxMessageSize,
+		maxSend:        DefaultMaxMessageSize,
+		errDecision:    payload.Allow(),
+	}
+}
+
+// WithAgentID sets the agent id announced in the handshake and written into
+// health and metrics reports that leave it empty. Default DefaultAgentID.
+func WithAgentID(id string) Option {
+	return optionFunc(func(c *config) error {
+		if id == "" {
+			return errors.New("agentwire: agent id must not be empty")
+		}
+		c.agentID = id
+		return nil
+	})
+}
+
+// WithName sets the agent name announced in the capabilities (default: the
+// agent id).
+func WithName(name string) Option {
+	return optionFunc(func(c *config) error { c.name = name; return nil })
+}
+
+// WithVersion sets the agent version announced in the capabilities.
+func WithVersion(version string) Option {
+	return optionFunc(func(c *config) error { c.version = version; return nil })
+}
+
+// WithCapabilities replaces the announced capabilities. Empty AgentID,
+// Name and Version are filled from the other options; ProtocolVersion is
+// always 2. Without this option the server announces every feature, every
+// event type and the default limits (payload.FullFeatures,
+// payload.DefaultLimits), with Features.ConcurrentRequests and
+// Limits.MaxConcurrency equal to the concurrency bound.
+func WithCapabilities(caps payload.Capabilities) Option {
+	return optionFunc(func(c *config) error {
+		cp := caps
+		cp.SupportedEvents = append([]int32(nil), caps.SupportedEvents...)
+		c.caps = &cp
+		return nil
+	})
+}
+
+// WithMaxConcurrency bounds the number of events handled at once on one
+// connection. When the bound is reached the connection's reader waits for
+// a slot (backpressure to the proxy). Default DefaultMaxConcurrency.
+func WithMaxConcurrency(n int) Option {
+	return optionFunc(func(c *config) error {
+		if n < 1 || n > 1<<16 {
+			return fmt.Errorf("agentwire: max concurrency %d out of range 1..65536", n)
+		}
+		c.maxConcurrency = n
+		return nil
+	})
+}
+
+// WithLogger sets the logger. Default: discard everything.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) error {
+		if l == nil {
+			return errors.New("agentwire: nil logger")
+		}
+		c.logger = l
+		return nil
+	})
+}
+
+// WithMaxRecvSize sets the largest gRPC message the server accepts (only
+// for servers created by ServeGRPC). Default DefaultMaxMessageSize.
+func WithMaxRecvSize(n int) Option {
+	return optionFunc(func(c *config) error {
+		if n < 1024 {
+			return fmt.Errorf("agentwire: max receive size %d below 1024", n)
+		}
+		c.maxRecv = n
+		return nil
+	})
+}
+
+// WithMaxSendSize sets the largest gRPC message the server sends (only for
+// servers created by ServeGRPC). Default DefaultMaxMessageSize.
+func WithMaxSendSize(n int) Option {
+	return optionFunc(func(c *config) error {
+		if n < 1024 {
+			return fmt.Errorf("agentwire: max send size %d below 1024", n)
+		}
+		c.maxSend = n
+		return nil
+	})
+}
+
+// WithErrorDecision sets the decision sent when a handler returns an error
+// or panics. Default allow (fail open, like the Rust SDK); use
+// payload.Block(503) or similar to fail closed.
+func WithErrorDecision(d payload.Decision) Option {
+	return optionFunc(func(c *config) error { c.errDecision = d; return nil })
+}
+
+// WithGRPCServerOptions adds options for the grpc.Server that ServeGRPC
+// creates (TLS credentials, keepalive, interceptors, …). They are applied
+// after the server's own options.
+func WithGRPCServerOptions(opts ...grpc.ServerOption) Option {
+	return optionFunc(func(c *config) error {
+		c.grpcOpts = append(c.grpcOpts, opts...)
+		return nil
+	})
+}
+
+// allEvents lists every event type code the Handler interface covers (gRPC
+// numbering: Configure is 8).
+var allEvents = []int32{
+	payload.EventRequestHeaders, payload.EventRequestBodyChunk,
+	payload.EventResponseHeaders, payload.EventResponseBodyChunk,
+	payload.EventRequestComplete, payload.EventWebSocketFrame,
+	payload.EventGuardrailInspect, payload.EventConfigureGRPC,
+}
+
+func (c *config) capabilities() payload.Capabilities {
+	var caps payload.Capabilities
+	if c.caps != nil {
+		caps = *c.caps
+	} else {
+		caps = payload.Capabilities{
+			SupportedEvents: append([]int32(nil), allEvents...),
+			Features:        payload.FullFeatures(),
+			Limits:          payload.DefaultLimits(),
+			Health: payload.HealthConfig{
+				ReportIntervalMS:   DefaultHealthReportIntervalMS,
+				IncludeLoadMetrics: true,
+			},
+		}
+		caps.Features.ConcurrentRequests = uint32(c.maxConcurrency)
+		caps.Limits.MaxConcurrency = uint32(c.maxConcurrency)
+	}
+	caps.ProtocolVersion = payload.ProtocolVersion
+	if caps.AgentID == "" {
+		caps.AgentID = c.agentID
+	}
+	if caps.Name == "" {
+		caps.Name = c.name
+		if caps.Name == "" {
+			caps.Name = c.agentID
+		}
+	}
+	if caps.Version == "" {
+		caps.Version = c.version
+	}
+	return caps
+}

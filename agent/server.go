@@ -1,0 +1,496 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/pbconv"
+	pb "github.com/agentwire/agentwire/proto/agentv2"
+	"google.golang.org/grpc"
+)
+
+// Errors returned by Server methods.
+var (
+	// ErrServerClosed is returned by ServeGRPC after Shutdown or Close, and
+	// by RequestConfigUpdate when the server closes while it waits.
+	ErrServerClosed = errors.New("agentwire: agent server closed")
+	// ErrNoControlStream is returned by RequestConfigUpdate when no proxy
+	// has opened an agentwire ControlStream (the Rust proxy never does, and
+	// never answers a config-update request).
+	ErrNoControlStream = errors.New("agentwire: no agentwire control stream connected")
+)
+
+// Server serves a Handler to proxies over gRPC (and, through the same
+// Handler, over other transports of this package). It is safe for
+// concurrent use. Create it with NewServer; the zero value is not usable.
+//
+// Lifecycle: a Server accepts streams until Drain, Shutdown or Close is
+// called. Drain announces the draining state and waits for quiet; Shutdown
+// also ends every stream once its in-flight events are answered; Close ends
+// everything at once. All three are idempotent.
+type Server struct {
+	h   Handler
+	cfg config
+	log *slog.Logger
+
+	// Optional hooks, detected once in NewServer.
+	handshaker Handshaker
+	configurer Configurer
+	canceller  Canceller
+	drainer    Drainer
+	shutdowner Shutdowner
+
+	caps   payload.Capabilities
+	capsPB *pb.AgentCapabilities // read-only after NewServer
+
+	// baseCtx is the parent of every stream context; cancelled by Close.
+	baseCtx    context.Context
+	baseCancel context.CancelFunc
+
+	// shutdownCh is closed when Shutdown starts (streams finish and end).
+	shutdownCh   chan struct{}
+	shutdownOnce sync.Once
+	// closeCh is closed by Close (everything ends now).
+	closeCh   chan struct{}
+	closeOnce sync.Once
+
+	draining atomic.Bool // Drain or Shutdown called: refuse new streams
+	inflight atomic.Int64
+	idle     chan struct{} // capacity 1; signalled when inflight hits 0 while draining
+
+	// health is the last report given to ReportHealth (nil = none); sent to
+	// every stream right after its handshake.
+	health atomic.Pointer[payload.HealthStatus]
+
+	// mu guards the fields below.
+	mu       sync.Mutex
+	streams  map[*procStream]struct{}
+	controls []*controlStream // agentwire-mode control streams, newest last
+	gsrv     *grpc.Server     // created by ServeGRPC
+	waiters  map[string]chan payload.ConfigUpdateResponse
+
+	// wg counts every goroutine the server owns (stream readers, writers,
+	// handlers, control streams).
+	wg sync.WaitGroup
+
+	stats serverStats
+}
+
+type serverStats struct {
+	events         atomic.Uint64
+	handlerErrors  atomic.Uint64
+	cancels        atomic.Uint64
+	droppedPushes  atomic.Uint64
+	protocolErrors atomic.Uint64
+}
+
+// Stats is a snapshot of server counters.
+type Stats struct {
+	// Events is the number of events handed to the Handler.
+	Events uint64
+	// HandlerErrors counts handler errors and panics (answered with the
+	// error decision).
+	HandlerErrors uint64
+	// Cancels counts cancel notices received.
+	Cancels uint64
+	// DroppedPushes counts health, metrics, flow-control and log pushes
+	// dropped because a stream's outbound queue was full.
+	DroppedPushes uint64
+	// ProtocolErrors counts streams ended because of a protocol violation.
+	ProtocolErrors uint64
+	// InFlight is the number of events being handled now.
+	InFlight int64
+	// Streams is the number of open ProcessStreams.
+	Streams int
+}
+
+// NewServer returns a server for h. It panics if h is nil and returns an
+// error-free server with the options applied; an invalid option panics
+// (options are programmer input, validated once at start-up).
+func NewServer(h Handler, opts ...Option) *Server {
+	s, err := newServer(h, opts...)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+func newServer(h Handler, opts ...Option) (*Server, error) {
+	if h == nil {
+		return nil, errors.New("agentwire: nil handler")
+	}
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if err := o.apply(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	s := &Server{
+		h:          h,
+		cfg:        cfg,
+		log:        cfg.logger,
+		shutdownCh: make(chan struct{}),
+		closeCh:    make(chan struct{}),
+		idle:       make(chan struct{}, 1),
+		streams:    make(map[*procStream]struct{}),
+		waiters:    make(map[string]chan payload.ConfigUpdateResponse),
+	}
+	s.handshaker, _ = h.(Handshaker)
+	s.configurer, _ = h.(Configurer)
+	s.canceller, _ = h.(Canceller)
+	s.drainer, _ = h.(Drainer)
+	s.shutdowner, _ = h.(Shutdowner)
+	s.caps = cfg.capabilities()
+	s.capsPB = pbconv.CapabilitiesToPB(&s.caps)
+	s.baseCtx, s.baseCancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Capabilities returns the capabilities the server announces.
+func (s *Server) Capabilities() payload.Capabilities {
+	c := s.caps
+	c.SupportedEvents = append([]int32(nil), s.caps.SupportedEvents...)
+	return c
+}
+
+// Stats returns a snapshot of the server's counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	n := len(s.streams)
+	s.mu.Unlock()
+	return Stats{
+		Events:         s.stats.events.Load(),
+		HandlerErrors:  s.stats.handlerErrors.Load(),
+		Cancels:        s.stats.cancels.Load(),
+		DroppedPushes:  s.stats.droppedPushes.Load(),
+		ProtocolErrors: s.stats.protocolErrors.Load(),
+		InFlight:       s.inflight.Load(),
+		Streams:        n,
+	}
+}
+
+// RegisterGRPC registers the agent service (zentinel.agent.v2.AgentServiceV2)
+// on g. The caller owns g: it serves, stops and configures it (codec,
+// message size limits, credentials). Shutdown and Close end this server's
+// streams but do not stop g.
+func (s *Server) RegisterGRPC(g *grpc.Server) {
+	g.RegisterService(&serviceDesc, s)
+}
+
+// ServeGRPC serves gRPC on ln until Shutdown or Close, then returns
+// ErrServerClosed. It may be called for several listeners (e.g. TCP and a
+// Unix socket); they share one grpc.Server, created on first use with the
+// vtprotobuf codec, the configured message size limits and the options of
+// WithGRPCServerOptions. ln is closed when ServeGRPC returns.
+func (s *Server) ServeGRPC(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed() {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	if s.gsrv == nil {
+		opts := []grpc.ServerOption{
+			grpc.MaxRecvMsgSize(s.cfg.maxRecv),
+			grpc.MaxSendMsgSize(s.cfg.maxSend),
+		}
+		opts = append(opts, codecServerOptions()...)
+		opts = append(opts, s.cfg.grpcOpts...)
+		s.gsrv = grpc.NewServer(opts...)
+		s.RegisterGRPC(s.gsrv)
+	}
+	g := s.gsrv
+	s.mu.Unlock()
+	err := g.Serve(ln)
+	if err == nil || errors.Is(err, grpc.ErrServerStopped) || s.closed() {
+		return ErrServerClosed
+	}
+	return err
+}
+
+// closed reports whether Shutdown or Close has been called.
+func (s *Server) closed() bool {
+	select {
+	case <-s.shutdownCh:
+		return true
+	case <-s.closeCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// Drain puts the server into the draining state: it reports
+// HealthDraining on every connected stream (agentwire proxies stop sending
+// new requests; the Rust proxy ignores health), refuses new streams, and
+// waits until no event is being handled or ctx ends (then it returns
+// ctx.Err()). Open streams keep being served: events still arriving are
+// handled and answered. Call Shutdown or Close afterwards to end them.
+// Drain does not call the Drainer hook (that reports a proxy's drain).
+func (s *Server) Drain(ctx context.Context) error {
+	if s.draining.CompareAndSwap(false, true) {
+		h := s.healthTemplate()
+		h.State = payload.HealthDraining
+		s.ReportHealth(h)
+	}
+	return s.waitIdle(ctx)
+}
+
+func (s *Server) waitIdle(ctx context.Context) error {
+	for {
+		if s.inflight.Load() == 0 {
+			return nil
+		}
+		select {
+		case <-s.idle:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.closeCh:
+			return ErrServerClosed
+		}
+	}
+}
+
+func (s *Server) healthTemplate() payload.HealthStatus {
+	if p := s.health.Load(); p != nil {
+		h := *p
+		h.DisabledFeatures = append([]string(nil), p.DisabledFeatures...)
+		return h
+	}
+	return payload.HealthStatus{AgentID: s.caps.AgentID, State: payload.HealthHealthy}
+}
+
+// Shutdown stops the server gracefully: it refuses new streams, stops
+// reading new events, waits until every event already received has been
+// answered and the answers flushed, then ends every stream (gRPC status
+// UNAVAILABLE) and control stream and stops the grpc.Server created by
+// ServeGRPC. Events that arrive after Shutdown started are not handled
+// (an agentwire proxy fails them at once when the stream ends and retries
+// elsewhere). If ctx ends first, Shutdown falls back to Close and returns
+// ctx.Err(). Handlers still running are waited for in any case; they see
+// their context cancelled only in the Close fallback.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	s.shutdownOnce.Do(func() { close(s.shutdownCh) })
+	done := make(chan struct{})
+	go func() {
+		s.waitStreams()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.Close()
+		<-done
+		return ctx.Err()
+	}
+	s.mu.Lock()
+	g := s.gsrv
+	s.mu.Unlock()
+	if g != nil {
+		stopped := make(chan struct{})
+		go func() { g.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+			g.Stop()
+			<-stopped
+		}
+	}
+	s.Close()
+	return nil
+}
+
+// waitStreams waits until every goroutine owned by the server has exited.
+func (s *Server) waitStreams() { s.wg.Wait() }
+
+// Close ends everything at once: every request context is cancelled, every
+// stream ends, the grpc.Server created by ServeGRPC is stopped. It waits for
+// the server's goroutines, including handler calls still running (handlers
+// must honour their context). Close is idempotent.
+func (s *Server) Close() error {
+	s.draining.Store(true)
+	s.closeOnce.Do(func() {
+		close(s.closeCh)
+		s.baseCancel()
+	})
+	s.mu.Lock()
+	g := s.gsrv
+	s.mu.Unlock()
+	if g != nil {
+		g.Stop()
+	}
+	s.wg.Wait()
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// Pushes to connected proxies
+
+// ReportHealth sends h to every established ProcessStream (AgentToProxy.health)
+// and remembers it: streams established later receive it right after their
+// handshake. An empty AgentID is filled with the server's; a zero
+// TimestampMS with the current time. The call never blocks: a stream whose
+// outbound queue is full misses the report (counted in Stats.DroppedPushes).
+func (s *Server) ReportHealth(h payload.HealthStatus) {
+	if h.AgentID == "" {
+		h.AgentID = s.caps.AgentID
+	}
+	if h.TimestampMS == 0 {
+		h.TimestampMS = nowMS()
+	}
+	h.DisabledFeatures = append([]string(nil), h.DisabledFeatures...)
+	s.health.Store(&h)
+	m := &pb.AgentToProxy{Message: &pb.AgentToProxy_Health{Health: pbconv.HealthStatusToPB(&h)}}
+	s.broadcast(m)
+}
+
+// ReportMetrics sends r to every established ProcessStream
+// (AgentToProxy.metrics). Empty AgentID and zero TimestampMS are filled in.
+// Never blocks (see ReportHealth).
+func (s *Server) ReportMetrics(r *payload.MetricsReport) {
+	c := *r
+	if c.AgentID == "" {
+		c.AgentID = s.caps.AgentID
+	}
+	if c.TimestampMS == 0 {
+		c.TimestampMS = nowMS()
+	}
+	s.broadcast(&pb.AgentToProxy{Message: &pb.AgentToProxy_Metrics{Metrics: pbconv.MetricsReportToPB(&c)}})
+}
+
+// SendFlowControl sends f to every established ProcessStream
+// (AgentToProxy.flow_control). A zero TimestampMS is filled in. Never
+// blocks (see ReportHealth). The Rust proxy ignores flow control; an
+// agentwire proxy honours it.
+func (s *Server) SendFlowControl(f payload.FlowControlSignal) {
+	if f.TimestampMS == 0 {
+		f.TimestampMS = nowMS()
+	}
+	s.broadcast(&pb.AgentToProxy{Message: &pb.AgentToProxy_FlowControl{FlowControl: pbconv.FlowControlSignalToPB(&f)}})
+}
+
+// Log forwards a log line to every established ProcessStream
+// (AgentToProxy.log). A zero TimestampMS is filled in. Never blocks.
+func (s *Server) Log(m payload.LogMessage) {
+	if m.TimestampMS == 0 {
+		m.TimestampMS = nowMS()
+	}
+	s.broadcast(&pb.AgentToProxy{Message: &pb.AgentToProxy_Log{Log: pbconv.LogMessageToPB(&m)}})
+}
+
+func (s *Server) broadcast(m *pb.AgentToProxy) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for st := range s.streams {
+		if st.established.Load() {
+			st.push(m)
+		}
+	}
+}
+
+// RequestConfigUpdate asks the proxy to act on r (reload, rule or list
+// update, restart, configuration error) and waits for its answer. The
+// request goes out as AgentControl.config_update on the most recently
+// opened agentwire ControlStream, and the answer comes back as
+// ProxyControl.config_response with the same request_id. An empty RequestID
+// is generated; a zero TimestampMS is filled in. It returns
+// ErrNoControlStream when no agentwire proxy is connected (the Rust proxy
+// never answers such requests), ctx.Err() when ctx ends first, and
+// ErrServerClosed when the server or that control stream closes first.
+func (s *Server) RequestConfigUpdate(ctx context.Context, r *payload.ConfigUpdateRequest) (payload.ConfigUpdateResponse, error) {
+	c := *r
+	if c.RequestID == "" {
+		c.RequestID = newRequestID()
+	}
+	if c.TimestampMS == 0 {
+		c.TimestampMS = nowMS()
+	}
+	ch := make(chan payload.ConfigUpdateResponse, 1)
+	s.mu.Lock()
+	if len(s.controls) == 0 {
+		s.mu.Unlock()
+		return payload.ConfigUpdateResponse{}, ErrNoControlStream
+	}
+	cs := s.controls[len(s.controls)-1]
+	if _, dup := s.waiters[c.RequestID]; dup {
+		s.mu.Unlock()
+		return payload.ConfigUpdateResponse{}, errors.New("agentwire: duplicate config update request id " + c.RequestID)
+	}
+	s.waiters[c.RequestID] = ch
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.waiters, c.RequestID)
+		s.mu.Unlock()
+	}()
+	msg := &pb.AgentControl{Message: &pb.AgentControl_ConfigUpdate{ConfigUpdate: pbconv.ConfigUpdateRequestToPB(&c)}}
+	if !cs.send(ctx, msg) {
+		if err := ctx.Err(); err != nil {
+			return payload.ConfigUpdateResponse{}, err
+		}
+		return payload.ConfigUpdateResponse{}, ErrServerClosed
+	}
+	select {
+	case resp := <-ch:
+		return resp, nil
+	case <-ctx.Done():
+		return payload.ConfigUpdateResponse{}, ctx.Err()
+	case <-cs.done:
+		return payload.ConfigUpdateResponse{}, ErrServerClosed
+	case <-s.closeCh:
+		return payload.ConfigUpdateResponse{}, ErrServerClosed
+	}
+}
+
+// deliverConfigResponse routes a config_response to its waiter; it reports
+// whether one was waiting.
+func (s *Server) deliverConfigResponse(r payload.ConfigUpdateResponse) bool {
+	s.mu.Lock()
+	ch, ok := s.waiters[r.RequestID]
+	if ok {
+		delete(s.waiters, r.RequestID)
+	}
+	s.mu.Unlock()
+	if ok {
+		ch <- r // capacity 1, one sender
+	}
+	return ok
+}
+
+// ---------------------------------------------------------------------------
+// small helpers
+
+func nowMS() uint64 { return uint64(time.Now().UnixMilli()) }
+
+var reqIDCounter atomic.Uint64
+
+// newRequestID returns a process-unique id for config-update requests.
+func newRequestID() string {
+	var b [40]byte
+	out := append(b[:0], "agentwire-"...)
+	out = appendUint(out, uint64(time.Now().UnixNano()))
+	out = append(out, '-')
+	out = appendUint(out, reqIDCounter.Add(1))
+	return string(out)
+}
+
+func appendUint(dst []byte, v uint64) []byte {
+	var tmp [20]byte
+	i := len(tmp)
+	for {
+		i--
+		tmp[i] = byte('0' + v%10)
+		v /= 10
+		if v == 0 {
+			break
+		}
+	}
+	return append(dst, tmp[i:]...)
+}
