@@ -1,0 +1,207 @@
+// Package grpccodec is a grpc-go encoding.CodecV2 that marshals and
+// unmarshals messages with their vtprotobuf-generated methods and pooled
+// buffers, and falls back to google.golang.org/protobuf for messages
+// without them.
+//
+// # Use
+//
+//	conn, err := grpc.NewClient(target, grpccodec.ClientOption(), ...)
+//	srv := grpc.NewServer(grpccodec.ServerOption(), ...)
+//
+// The codec is wire-identical to grpc-go's default "proto" codec: either
+// side may use it against a peer using the default codec, grpc-go's or
+// tonic's. It is not registered globally; the options above install it for
+// one connection or server.
+//
+// # Content type
+//
+// Name is "proto". grpc-go derives the request content-subtype from a forced
+// codec's name, so a client using ClientOption sends
+// "content-type: application/grpc+proto" instead of the default client's
+// "application/grpc"; both are valid gRPC. A grpc-go server answers with the
+// subtype the client sent, so a server using ServerOption answers a tonic
+// client with "application/grpc". tonic 0.14 (what the reference proxy uses)
+// never reads the content-type header in either direction. TestContentType
+// records these values from the HTTP/2 frames on a loopback connection.
+//
+// # Memory
+//
+// Marshal computes SizeVT, takes one buffer of that size from
+// mem.DefaultBufferPool() and encodes into it with MarshalToSizedBufferVT;
+// gRPC returns the buffer to the pool once the bytes are written. Messages
+// of at most 256 bytes are allocated directly (see marshalVT). Unmarshal
+// decodes with UnmarshalVT, which copies every string and bytes field, so
+// the decoded message never aliases gRPC's pooled receive buffers (the
+// aliasing UnmarshalVTUnsafe is never used).
+//
+// # Concurrency
+//
+// The codec is stateless and safe for concurrent use.
+package grpccodec
+
+import (
+	"errors"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/protoadapt"
+)
+
+// Name is the codec's name, the same as grpc-go's default protobuf codec.
+const Name = "proto"
+
+// directAllocMax is the largest message that Marshal allocates directly
+// instead of taking a pooled buffer. mem.NewBuffer refuses to pool a buffer
+// whose capacity is at most 1 KiB, and the smallest tier of grpc's default
+// pool is 256 bytes: a pooled buffer of that tier would never return to the
+// pool, costing two allocations instead of one. From 257 bytes on the
+// default pool hands out 4 KiB (or larger) buffers, which are recycled.
+const directAllocMax = 256
+
+// vtMessage is implemented by messages generated with vtprotobuf's
+// marshal, size and unmarshal features.
+type vtMessage interface {
+	SizeVT() int
+	MarshalToSizedBufferVT([]byte) (int, error)
+	UnmarshalVT([]byte) error
+}
+
+type codec struct{}
+
+var theCodec encoding.CodecV2 = codec{}
+
+// Codec returns the codec. It is safe for concurrent use.
+func Codec() encoding.CodecV2 { return theCodec }
+
+// ClientOption returns a dial option that makes every call on the
+// connection use the codec (grpc.ForceCodecV2 as a default call option).
+func ClientOption() grpc.DialOption {
+	return grpc.WithDefaultCallOptions(grpc.ForceCodecV2(theCodec))
+}
+
+// ServerOption returns a server option that makes the server use the codec
+// for every request, whatever content-subtype the client sent.
+func ServerOption() grpc.ServerOption {
+	return grpc.ForceServerCodecV2(theCodec)
+}
+
+var errNotProto = errors.New("agentwire: grpccodec: value is not a protobuf message")
+
+// errSizeMismatch reports a message that changed between SizeVT and
+// MarshalToSizedBufferVT (a concurrent mutation by the caller).
+var errSizeMismatch = errors.New("agentwire: grpccodec: message size changed while marshaling")
+
+// Name returns "proto".
+func (codec) Name() string { return Name }
+
+// Marshal encodes v into a single buffer; the returned slice holds one
+// reference, which gRPC frees after writing it.
+func (codec) Marshal(v any) (mem.BufferSlice, error) {
+	if m, ok := v.(vtMessage); ok {
+		buf, err := marshalVT(m, mem.DefaultBufferPool())
+		if err != nil {
+			return nil, err
+		}
+		return mem.BufferSlice{buf}, nil
+	}
+	m := messageOf(v)
+	if m == nil {
+		return nil, errNotProto
+	}
+	buf, err := marshalProto(m, mem.DefaultBufferPool())
+	if err != nil {
+		return nil, err
+	}
+	return mem.BufferSlice{buf}, nil
+}
+
+// marshalVT encodes m into one buffer from pool. The caller owns the
+// returned buffer's reference and must Free it.
+func marshalVT(m vtMessage, pool mem.BufferPool) (mem.Buffer, error) {
+	size := m.SizeVT()
+	if size <= directAllocMax {
+		b := make([]byte, size)
+		if err := marshalSized(m, b); err != nil {
+			return nil, err
+		}
+		return mem.SliceBuffer(b), nil
+	}
+	bp := pool.Get(size)
+	if err := marshalSized(m, (*bp)[:size]); err != nil {
+		pool.Put(bp)
+		return nil, err
+	}
+	return mem.NewBuffer(bp, pool), nil
+}
+
+func marshalSized(m vtMessage, b []byte) error {
+	n, err := m.MarshalToSizedBufferVT(b)
+	if err != nil {
+		return err
+	}
+	if n != len(b) {
+		return errSizeMismatch
+	}
+	return nil
+}
+
+// marshalProto is the fallback for messages without vtprotobuf methods.
+func marshalProto(m proto.Message, pool mem.BufferPool) (mem.Buffer, error) {
+	size := proto.Size(m)
+	// UseCachedSize reuses the sizes proto.Size just stored in the message.
+	opts := proto.MarshalOptions{UseCachedSize: true}
+	if size <= directAllocMax {
+		b, err := opts.MarshalAppend(make([]byte, 0, size), m)
+		if err != nil {
+			return nil, err
+		}
+		return mem.SliceBuffer(b), nil
+	}
+	bp := pool.Get(size)
+	b, err := opts.MarshalAppend((*bp)[:0], m)
+	if err != nil {
+		pool.Put(bp)
+		return nil, err
+	}
+	if len(b) != size {
+		pool.Put(bp)
+		return nil, errSizeMismatch
+	}
+	return mem.NewBuffer(bp, pool), nil
+}
+
+// Unmarshal decodes data into v. Like UnmarshalVT, and unlike grpc-go's
+// default codec, it merges into v without resetting it first: pass a new
+// message or one fresh from a vtproto pool (which is already reset), as
+// grpc-go's generated stubs do. data is only read during the call.
+func (codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if m, ok := v.(vtMessage); ok {
+		if len(data) == 1 {
+			// A single buffer is read in place; UnmarshalVT copies what
+			// it keeps.
+			return m.UnmarshalVT(data[0].ReadOnlyData())
+		}
+		buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+		defer buf.Free()
+		return m.UnmarshalVT(buf.ReadOnlyData())
+	}
+	m := messageOf(v)
+	if m == nil {
+		return errNotProto
+	}
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	return proto.UnmarshalOptions{Merge: true}.Unmarshal(buf.ReadOnlyData(), m)
+}
+
+func messageOf(v any) proto.Message {
+	switch v := v.(type) {
+	case protoadapt.MessageV2:
+		return v
+	case protoadapt.MessageV1:
+		return protoadapt.MessageV2Of(v)
+	}
+	return nil
+}
