@@ -192,7 +192,9 @@ func (s *Server) ServeGRPC(ln net.Listener) error {
 	s.mu.Lock()
 	if s.closed() {
 		s.mu.Unlock()
-		ln.Close()
+		if ln != nil {
+			ln.Close()
+		}
 		return ErrServerClosed
 	}
 	if s.gsrv == nil {
