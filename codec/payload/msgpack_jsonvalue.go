@@ -460,7 +460,7 @@ func mpAppendJSONFloat(dst []byte, f float64) []byte {
 	return append(dst, ".0"...)
 }
 
-const mpHex = "0123456789abcdef"
+const mpHexDigits = "0123456789abcdef"
 
 // mpAppendJSONString writes s (valid UTF-8) as a JSON string, escaping
 // like serde_json: only '"', '\\' and control characters.
@@ -486,7 +486,7 @@ func mpAppendJSONString(dst []byte, s []byte) []byte {
 		case '\f':
 			dst = append(dst, '\\', 'f')
 		default:
-			dst = append(dst, '\\', 'u', '0', '0', mpHex[c>>4], mpHex[c&0xf])
+			dst = append(dst, '\\', 'u', '0', '0', mpHexDigits[c>>4], mpHexDigits[c&0xf])
 		}
 		start = i + 1
 	}
