@@ -1,0 +1,1068 @@
+package payload
+
+import (
+	"math"
+	"strconv"
+	"unicode/utf8"
+)
+
+// JSONError describes why a JSON payload was rejected. Offset is the byte
+// offset in the input where the problem was detected.
+type JSONError struct {
+	Offset int
+	Msg    string
+}
+
+// Error implements error.
+func (e *JSONError) Error() string {
+	return "agentwire: json: " + e.Msg + " at offset " + strconv.Itoa(e.Offset)
+}
+
+// jsonMaxDepth bounds nesting like serde_json's recursion limit.
+const jsonMaxDepth = 128
+
+// jsonDecoder is a small single-pass JSON scanner with typed readers that
+// follow serde_json's acceptance rules. It lives on the caller's stack; only
+// its arena is pooled.
+type jsonDecoder struct {
+	data   []byte
+	pos    int
+	depth  int
+	err    error
+	ar     *jsonArena
+	noCopy bool
+}
+
+// fail records the first error. It always returns false so that callers can
+// write `return d.fail(...)`.
+func (d *jsonDecoder) fail(msg string) bool {
+	if d.err == nil {
+		d.err = &JSONError{Offset: d.pos, Msg: msg}
+	}
+	return false
+}
+
+func (d *jsonDecoder) failAt(at int, msg string) bool {
+	if d.err == nil {
+		d.err = &JSONError{Offset: at, Msg: msg}
+	}
+	return false
+}
+
+// ws skips whitespace and returns the next byte (0 at end of input).
+func (d *jsonDecoder) ws() byte {
+	for d.pos < len(d.data) {
+		c := d.data[d.pos]
+		if c != ' ' && c != '\n' && c != '\r' && c != '\t' {
+			return c
+		}
+		d.pos++
+	}
+	return 0
+}
+
+// finish checks that only whitespace follows the value.
+func (d *jsonDecoder) finish() error {
+	if d.err == nil {
+		d.ws()
+		if d.pos != len(d.data) {
+			d.fail("trailing characters")
+		}
+	}
+	return d.err
+}
+
+// done finishes a decode: it checks for trailing data, releases the arena
+// and returns the first error.
+func (d *jsonDecoder) done() error {
+	err := d.finish()
+	d.releaseArena()
+	return err
+}
+
+// describe returns serde-like wording for the value starting at the current
+// position, for "invalid type" errors.
+func (d *jsonDecoder) describe(c byte) string {
+	switch c {
+	case 'n':
+		return "null"
+	case 't', 'f':
+		return "boolean"
+	case '"':
+		return "string"
+	case '[':
+		return "sequence"
+	case '{':
+		return "map"
+	case 0:
+		return "end of input"
+	}
+	if c == '-' || (c >= '0' && c <= '9') {
+		return "number"
+	}
+	return "character"
+}
+
+func (d *jsonDecoder) typeErr(c byte, want string) bool {
+	if c == 0 {
+		return d.fail("EOF while parsing a value")
+	}
+	if d.describe(c) == "character" {
+		return d.fail("expected value")
+	}
+	return d.fail("invalid type: " + d.describe(c) + ", expected " + want)
+}
+
+// literal consumes the literal lit (null, true, false) at d.pos.
+func (d *jsonDecoder) literal(lit string) bool {
+	if len(d.data)-d.pos < len(lit) || string(d.data[d.pos:d.pos+len(lit)]) != lit {
+		return d.fail("expected ident")
+	}
+	d.pos += len(lit)
+	return true
+}
+
+// null consumes a null if one is next and reports whether it did.
+func (d *jsonDecoder) null() bool {
+	if d.ws() == 'n' {
+		return d.literal("null")
+	}
+	return false
+}
+
+// ---------------------------------------------------------------------------
+// Strings
+
+// jsonStrPlain marks bytes that can appear in a JSON string body without
+// special handling (printable ASCII except '"' and '\').
+var jsonStrPlain = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// scanString scans a string whose opening quote is at d.pos. It checks the
+// escape syntax and rejects control characters, and returns the raw body
+// (between the quotes). UTF-8 validity is not checked here.
+func (d *jsonDecoder) scanString() (body []byte, escaped, nonASCII, ok bool) {
+	i := d.pos + 1
+	start := i
+	data := d.data
+	for {
+		for i < len(data) && jsonStrPlain[data[i]] {
+			i++
+		}
+		if i >= len(data) {
+			d.pos = i
+			return nil, false, false, d.fail("EOF while parsing a string")
+		}
+		c := data[i]
+		switch {
+		case c == '"':
+			d.pos = i + 1
+			return data[start:i], escaped, nonASCII, true
+		case c == '\\':
+			escaped = true
+			if i+1 >= len(data) {
+				d.pos = i + 1
+				return nil, false, false, d.fail("EOF while parsing a string")
+			}
+			switch data[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(data) {
+					d.pos = len(data)
+					return nil, false, false, d.fail("EOF while parsing a string")
+				}
+				for k := i + 2; k < i+6; k++ {
+					if jsonHexVal(data[k]) < 0 {
+						d.pos = k
+						return nil, false, false, d.fail("invalid escape")
+					}
+				}
+				i += 6
+			default:
+				d.pos = i + 1
+				return nil, false, false, d.fail("invalid escape")
+			}
+		case c >= 0x80:
+			nonASCII = true
+			i++
+		default:
+			d.pos = i
+			return nil, false, false, d.fail("control character (\\u0000-\\u001F) found while parsing a string")
+		}
+	}
+}
+
+func jsonHexVal(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
+func jsonHex4(b []byte) rune {
+	return rune(jsonHexVal(b[0])<<12 | jsonHexVal(b[1])<<8 | jsonHexVal(b[2])<<4 | jsonHexVal(b[3]))
+}
+
+// unescape appends the unescaped form of a string body (already checked by
+// scanString) to dst, rejecting lone surrogates and invalid UTF-8 the way
+// serde_json does when it produces a String. at is the body's offset in the
+// input, for error positions.
+func (d *jsonDecoder) unescape(dst, raw []byte, at int) ([]byte, bool) {
+	start := len(dst)
+	i := 0
+	for i < len(raw) {
+		c := raw[i]
+		if c != '\\' {
+			j := i + 1
+			for j < len(raw) && raw[j] != '\\' {
+				j++
+			}
+			dst = append(dst, raw[i:j]...)
+			i = j
+			continue
+		}
+		e := raw[i+1]
+		switch e {
+		case '"', '\\', '/':
+			dst = append(dst, e)
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r := jsonHex4(raw[i+2 : i+6])
+			i += 6
+			if r >= 0xDC00 && r <= 0xDFFF {
+				return dst, d.failAt(at+i, "lone leading surrogate in hex escape")
+			}
+			if r >= 0xD800 && r <= 0xDBFF {
+				if i+6 > len(raw) || raw[i] != '\\' || raw[i+1] != 'u' {
+					return dst, d.failAt(at+i, "unexpected end of hex escape")
+				}
+				r2 := jsonHex4(raw[i+2 : i+6])
+				if r2 < 0xDC00 || r2 > 0xDFFF {
+					return dst, d.failAt(at+i, "lone leading surrogate in hex escape")
+				}
+				i += 6
+				r = (r-0xD800)<<10 | (r2 - 0xDC00) + 0x10000
+			}
+			dst = utf8.AppendRune(dst, r)
+			continue
+		}
+		i += 2
+	}
+	if !jsonValidUTF8(dst[start:]) {
+		return dst, d.failAt(at, "invalid unicode code point")
+	}
+	return dst, true
+}
+
+// readString reads a string value into a Go string (arena copy, or a view of
+// the input in NoCopy mode when it has no escapes).
+func (d *jsonDecoder) readString(v *string) bool {
+	c := d.ws()
+	if c != '"' {
+		return d.typeErr(c, "a string")
+	}
+	at := d.pos + 1
+	body, escaped, nonASCII, ok := d.scanString()
+	if !ok {
+		return false
+	}
+	if escaped {
+		s, ok := d.makeEscapedString(body, at)
+		*v = s
+		return ok
+	}
+	if nonASCII && !utf8.Valid(body) {
+		return d.failAt(at, "invalid unicode code point")
+	}
+	*v = d.makeString(body)
+	return true
+}
+
+// readStringBytes reads a string value and returns its unescaped bytes
+// without keeping them: a view of the input or of scratch space that is
+// valid until the next scratch use.
+func (d *jsonDecoder) readStringBytes() ([]byte, bool) {
+	c := d.ws()
+	if c != '"' {
+		return nil, d.typeErr(c, "a string")
+	}
+	at := d.pos + 1
+	body, escaped, nonASCII, ok := d.scanString()
+	if !ok {
+		return nil, false
+	}
+	if escaped {
+		return d.scratchUnescape(body, at)
+	}
+	if nonASCII && !utf8.Valid(body) {
+		return nil, d.failAt(at, "invalid unicode code point")
+	}
+	return body, true
+}
+
+// readKey reads an object key and the following colon. The returned bytes
+// are only valid until the next key or scratch use.
+func (d *jsonDecoder) readKey() ([]byte, bool) {
+	if d.ws() != '"' {
+		if d.pos >= len(d.data) {
+			return nil, d.fail("EOF while parsing an object")
+		}
+		return nil, d.fail("key must be a string")
+	}
+	k, ok := d.readStringBytes()
+	if !ok {
+		return nil, false
+	}
+	if d.ws() != ':' {
+		if d.pos >= len(d.data) {
+			return nil, d.fail("EOF while parsing an object")
+		}
+		return nil, d.fail("expected `:`")
+	}
+	d.pos++
+	return k, true
+}
+
+// readOptString reads a string or null into an Opt.
+func (d *jsonDecoder) readOptString(v *Opt[string]) bool {
+	if d.null() {
+		*v = Opt[string]{}
+		return true
+	}
+	v.Valid = true
+	return d.readString(&v.Value)
+}
+
+// ---------------------------------------------------------------------------
+// Numbers and booleans
+
+// scanNumber checks the JSON number grammar at d.pos and returns the number's
+// text and whether it is an integer literal (no fraction, no exponent).
+func (d *jsonDecoder) scanNumber() (num []byte, isInt bool, ok bool) {
+	data := d.data
+	start := d.pos
+	i := start
+	if i < len(data) && data[i] == '-' {
+		i++
+	}
+	if i >= len(data) {
+		d.pos = i
+		return nil, false, d.fail("EOF while parsing a value")
+	}
+	switch c := data[i]; {
+	case c == '0':
+		i++
+		if i < len(data) && data[i] >= '0' && data[i] <= '9' {
+			d.pos = i
+			return nil, false, d.fail("invalid number")
+		}
+	case c >= '1' && c <= '9':
+		for i < len(data) && data[i] >= '0' && data[i] <= '9' {
+			i++
+		}
+	default:
+		d.pos = i
+		return nil, false, d.fail("invalid number")
+	}
+	isInt = true
+	if i < len(data) && data[i] == '.' {
+		isInt = false
+		i++
+		j := i
+		for i < len(data) && data[i] >= '0' && data[i] <= '9' {
+			i++
+		}
+		if i == j {
+			d.pos = i
+			return nil, false, d.fail("invalid number")
+		}
+	}
+	if i < len(data) && (data[i] == 'e' || data[i] == 'E') {
+		isInt = false
+		i++
+		if i < len(data) && (data[i] == '+' || data[i] == '-') {
+			i++
+		}
+		j := i
+		for i < len(data) && data[i] >= '0' && data[i] <= '9' {
+			i++
+		}
+		if i == j {
+			d.pos = i
+			return nil, false, d.fail("invalid number")
+		}
+	}
+	d.pos = i
+	return data[start:i], isInt, true
+}
+
+// readUint reads an unsigned integer no larger than max. Floats (even
+// integral ones), strings and negative numbers are rejected.
+func (d *jsonDecoder) readUint(max uint64, what string) (uint64, bool) {
+	c := d.ws()
+	if c != '-' && (c < '0' || c > '9') {
+		return 0, d.typeErr(c, what)
+	}
+	at := d.pos
+	num, isInt, ok := d.scanNumber()
+	if !ok {
+		return 0, false
+	}
+	if !isInt || string(num) == "-0" {
+		return 0, d.failAt(at, "invalid type: floating point `"+string(num)+"`, expected "+what)
+	}
+	if num[0] == '-' {
+		return 0, d.failAt(at, "invalid value: integer `"+string(num)+"`, expected "+what)
+	}
+	var v uint64
+	for _, b := range num {
+		x := uint64(b - '0')
+		if v > (math.MaxUint64-x)/10 {
+			return 0, d.failAt(at, "invalid type: floating point, expected "+what)
+		}
+		v = v*10 + x
+	}
+	if v > max {
+		return 0, d.failAt(at, "invalid value: integer `"+string(num)+"`, expected "+what)
+	}
+	return v, true
+}
+
+// readInt reads a signed integer in [min, max].
+func (d *jsonDecoder) readInt(min, max int64, what string) (int64, bool) {
+	c := d.ws()
+	if c != '-' && (c < '0' || c > '9') {
+		return 0, d.typeErr(c, what)
+	}
+	at := d.pos
+	num, isInt, ok := d.scanNumber()
+	if !ok {
+		return 0, false
+	}
+	if !isInt || string(num) == "-0" {
+		return 0, d.failAt(at, "invalid type: floating point `"+string(num)+"`, expected "+what)
+	}
+	neg := num[0] == '-'
+	digits := num
+	if neg {
+		digits = num[1:]
+	}
+	var u uint64
+	for _, b := range digits {
+		x := uint64(b - '0')
+		if u > (math.MaxUint64-x)/10 {
+			return 0, d.failAt(at, "invalid type: floating point, expected "+what)
+		}
+		u = u*10 + x
+	}
+	var v int64
+	if neg {
+		if u > 1<<63 {
+			return 0, d.failAt(at, "invalid type: floating point, expected "+what)
+		}
+		v = int64(-u)
+	} else {
+		if u > math.MaxInt64 {
+			return 0, d.failAt(at, "invalid value: integer `"+string(num)+"`, expected "+what)
+		}
+		v = int64(u)
+	}
+	if v < min || v > max {
+		return 0, d.failAt(at, "invalid value: integer `"+string(num)+"`, expected "+what)
+	}
+	return v, true
+}
+
+func (d *jsonDecoder) readU64(v *uint64) bool {
+	x, ok := d.readUint(math.MaxUint64, "u64")
+	*v = x
+	return ok
+}
+
+func (d *jsonDecoder) readU32(v *uint32) bool {
+	x, ok := d.readUint(math.MaxUint32, "u32")
+	*v = uint32(x)
+	return ok
+}
+
+func (d *jsonDecoder) readU16(v *uint16) bool {
+	x, ok := d.readUint(math.MaxUint16, "u16")
+	*v = uint16(x)
+	return ok
+}
+
+func (d *jsonDecoder) readI32(v *int32) bool {
+	x, ok := d.readInt(math.MinInt32, math.MaxInt32, "i32")
+	*v = int32(x)
+	return ok
+}
+
+func (d *jsonDecoder) readOptU64(v *Opt[uint64]) bool {
+	if d.null() {
+		*v = Opt[uint64]{}
+		return true
+	}
+	v.Valid = true
+	return d.readU64(&v.Value)
+}
+
+// readFloat reads a number as f64 (integers are accepted). Out-of-range
+// values are rejected like serde_json's "number out of range".
+func (d *jsonDecoder) readFloat(what string) (float64, bool) {
+	c := d.ws()
+	if c != '-' && (c < '0' || c > '9') {
+		return 0, d.typeErr(c, what)
+	}
+	at := d.pos
+	num, _, ok := d.scanNumber()
+	if !ok {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(jsonView(num), 64)
+	if err != nil {
+		return 0, d.failAt(at, "number out of range")
+	}
+	return f, true
+}
+
+func (d *jsonDecoder) readF64(v *float64) bool {
+	f, ok := d.readFloat("f64")
+	*v = f
+	return ok
+}
+
+// readF32 reads a number the way serde_json produces an f32: parsed as f64,
+// then converted (values beyond the f32 range become infinities).
+func (d *jsonDecoder) readF32(v *float32) bool {
+	f, ok := d.readFloat("f32")
+	*v = jsonF64ToF32(f)
+	return ok
+}
+
+func jsonF64ToF32(f float64) float32 {
+	switch {
+	case f > math.MaxFloat32:
+		return float32(math.Inf(1))
+	case f < -math.MaxFloat32:
+		return float32(math.Inf(-1))
+	}
+	return float32(f)
+}
+
+func (d *jsonDecoder) readBool(v *bool) bool {
+	switch c := d.ws(); c {
+	case 't':
+		*v = true
+		return d.literal("true")
+	case 'f':
+		*v = false
+		return d.literal("false")
+	default:
+		return d.typeErr(c, "a boolean")
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Skipping and capturing values
+
+// skip skips one JSON value. In strict mode strings must be valid UTF-8
+// without lone surrogates and numbers must fit an f64 (what serde_json
+// requires to build a serde_json::Value); otherwise only the syntax is
+// checked (what serde_json does for ignored fields).
+func (d *jsonDecoder) skip(strict bool) bool {
+	switch c := d.ws(); c {
+	case '"':
+		at := d.pos + 1
+		body, escaped, nonASCII, ok := d.scanString()
+		if !ok || !strict {
+			return ok
+		}
+		if escaped {
+			_, ok = d.scratchUnescape(body, at)
+			return ok
+		}
+		if nonASCII && !utf8.Valid(body) {
+			return d.failAt(at, "invalid unicode code point")
+		}
+		return true
+	case 'n':
+		return d.literal("null")
+	case 't':
+		return d.literal("true")
+	case 'f':
+		return d.literal("false")
+	case '[':
+		if d.depth++; d.depth > jsonMaxDepth {
+			return d.fail("recursion limit exceeded")
+		}
+		d.pos++
+		if d.ws() == ']' {
+			d.pos++
+			d.depth--
+			return true
+		}
+		for {
+			if !d.skip(strict) {
+				return false
+			}
+			switch d.ws() {
+			case ',':
+				d.pos++
+			case ']':
+				d.pos++
+				d.depth--
+				return true
+			case 0:
+				return d.fail("EOF while parsing a list")
+			default:
+				return d.fail("expected `,` or `]`")
+			}
+		}
+	case '{':
+		if d.depth++; d.depth > jsonMaxDepth {
+			return d.fail("recursion limit exceeded")
+		}
+		d.pos++
+		if d.ws() == '}' {
+			d.pos++
+			d.depth--
+			return true
+		}
+		for {
+			if _, ok := d.readKey(); !ok {
+				return false
+			}
+			if !d.skip(strict) {
+				return false
+			}
+			switch d.ws() {
+			case ',':
+				d.pos++
+			case '}':
+				d.pos++
+				d.depth--
+				return true
+			case 0:
+				return d.fail("EOF while parsing an object")
+			default:
+				return d.fail("expected `,` or `}`")
+			}
+		}
+	case 0:
+		return d.fail("EOF while parsing a value")
+	default:
+		if c == '-' || (c >= '0' && c <= '9') {
+			at := d.pos
+			num, isInt, ok := d.scanNumber()
+			if ok && strict && !isInt {
+				if _, err := strconv.ParseFloat(jsonView(num), 64); err != nil {
+					return d.failAt(at, "number out of range")
+				}
+			}
+			return ok
+		}
+		return d.fail("expected value")
+	}
+}
+
+// capture skips one value strictly and returns its text (no surrounding
+// whitespace), a view of the input.
+func (d *jsonDecoder) capture() ([]byte, bool) {
+	d.ws()
+	start := d.pos
+	if !d.skip(true) {
+		return nil, false
+	}
+	return d.data[start:d.pos], true
+}
+
+// readRaw reads any JSON value into a RawMessage; null becomes nil.
+func (d *jsonDecoder) readRaw(v *[]byte) bool {
+	if d.null() {
+		*v = nil
+		return true
+	}
+	raw, ok := d.capture()
+	if !ok {
+		return false
+	}
+	if d.noCopy {
+		*v = raw[:len(raw):len(raw)]
+	} else {
+		*v = d.copyBytes(raw)
+	}
+	return true
+}
+
+// jsonValidRaw reports whether raw holds exactly one JSON value (surrounding
+// whitespace allowed) that serde_json would accept as a serde_json::Value,
+// and returns the value without the whitespace.
+func jsonValidRaw(raw []byte) ([]byte, bool) {
+	d := jsonDecoder{data: raw}
+	d.ws()
+	start := d.pos
+	if !d.skip(true) {
+		d.releaseArena()
+		return nil, false
+	}
+	end := d.pos
+	err := d.finish()
+	d.releaseArena()
+	return raw[start:end], err == nil
+}
+
+// ---------------------------------------------------------------------------
+// Containers
+
+// jsonFields describes a Rust struct: its field names in declaration order
+// and which fields must be present. reqMap lists the fields without a serde
+// default (required in the object form); reqSeq additionally lists Option
+// fields without #[serde(default)] (required in the array form, where serde
+// needs every non-defaulted element).
+type jsonFields struct {
+	names  []string
+	reqMap uint64
+	reqSeq uint64
+	// maxSeq, when non-zero, caps the array form at fewer elements than
+	// there are names (for Go-side extra fields the Rust struct lacks).
+	maxSeq int
+	// strictSkip validates ignored values fully (serde buffers the content
+	// of internally tagged enums, which parses every value).
+	strictSkip bool
+}
+
+func (f *jsonFields) index(key []byte) int {
+	for i, n := range f.names {
+		if string(key) == n {
+			return i
+		}
+	}
+	return -1
+}
+
+// jsonStruct is the state of one struct being decoded.
+type jsonStruct struct {
+	f    *jsonFields
+	seen uint64
+	n    int
+	arr  bool
+}
+
+// structBegin starts a struct: an object, or (as serde_json allows) an array
+// of the fields in declaration order.
+func (d *jsonDecoder) structBegin(s *jsonStruct, f *jsonFields, what string) bool {
+	*s = jsonStruct{f: f}
+	switch c := d.ws(); c {
+	case '{':
+	case '[':
+		s.arr = true
+	default:
+		return d.typeErr(c, what)
+	}
+	if d.depth++; d.depth > jsonMaxDepth {
+		return d.fail("recursion limit exceeded")
+	}
+	d.pos++
+	return true
+}
+
+// structNext returns the index of the next field to decode, or -1 at the end
+// of the struct or on error. Unknown object keys are skipped; a repeated
+// field is an error.
+func (d *jsonDecoder) structNext(s *jsonStruct) int {
+	for d.err == nil {
+		c := d.ws()
+		closing := byte('}')
+		if s.arr {
+			closing = ']'
+		}
+		if s.n > 0 {
+			switch c {
+			case ',':
+				d.pos++
+				c = d.ws()
+				if c == closing {
+					return d.failIdx("trailing comma")
+				}
+			case closing:
+				d.pos++
+				d.depth--
+				return d.structEnd(s)
+			case 0:
+				return d.failIdx("EOF while parsing a value")
+			default:
+				if s.arr {
+					return d.failIdx("expected `,` or `]`")
+				}
+				return d.failIdx("expected `,` or `}`")
+			}
+		} else if c == closing {
+			d.pos++
+			d.depth--
+			return d.structEnd(s)
+		}
+		s.n++
+		if s.arr {
+			idx := s.n - 1
+			if idx >= len(s.f.names) || (s.f.maxSeq > 0 && idx >= s.f.maxSeq) {
+				return d.failIdx("invalid length: trailing elements")
+			}
+			s.seen |= 1 << idx
+			return idx
+		}
+		key, ok := d.readKey()
+		if !ok {
+			return -1
+		}
+		idx := s.f.index(key)
+		if idx < 0 {
+			d.skip(s.f.strictSkip)
+			continue
+		}
+		if s.seen&(1<<idx) != 0 {
+			return d.failIdx("duplicate field `" + s.f.names[idx] + "`")
+		}
+		s.seen |= 1 << idx
+		return idx
+	}
+	return -1
+}
+
+func (d *jsonDecoder) failIdx(msg string) int {
+	d.fail(msg)
+	return -1
+}
+
+// structEnd checks the required fields once the struct is closed.
+func (d *jsonDecoder) structEnd(s *jsonStruct) int {
+	req := s.f.reqMap
+	if s.arr {
+		req = s.f.reqSeq
+	}
+	if missing := req &^ s.seen; missing != 0 {
+		for i := range s.f.names {
+			if missing&(1<<i) != 0 {
+				if s.arr {
+					return d.failIdx("invalid length " + strconv.Itoa(s.n) + ", expected struct with more elements")
+				}
+				return d.failIdx("missing field `" + s.f.names[i] + "`")
+			}
+		}
+	}
+	return -1
+}
+
+// has reports whether field i was present.
+func (s *jsonStruct) has(i int) bool { return s.seen&(1<<i) != 0 }
+
+// jsonSeq is the state of an array or map being decoded.
+type jsonSeq struct{ n int }
+
+// arrayBegin starts a JSON array (null is rejected).
+func (d *jsonDecoder) arrayBegin(what string) bool {
+	if c := d.ws(); c != '[' {
+		return d.typeErr(c, what)
+	}
+	if d.depth++; d.depth > jsonMaxDepth {
+		return d.fail("recursion limit exceeded")
+	}
+	d.pos++
+	return true
+}
+
+// arrayNext reports whether another element follows.
+func (d *jsonDecoder) arrayNext(s *jsonSeq) bool {
+	if d.err != nil {
+		return false
+	}
+	c := d.ws()
+	if s.n > 0 {
+		switch c {
+		case ',':
+			d.pos++
+			if d.ws() == ']' {
+				return d.fail("trailing comma")
+			}
+		case ']':
+			d.pos++
+			d.depth--
+			return false
+		case 0:
+			return d.fail("EOF while parsing a list")
+		default:
+			return d.fail("expected `,` or `]`")
+		}
+	} else if c == ']' {
+		d.pos++
+		d.depth--
+		return false
+	}
+	s.n++
+	return true
+}
+
+// mapBegin starts a JSON object used as a map (null is rejected).
+func (d *jsonDecoder) mapBegin(what string) bool {
+	if c := d.ws(); c != '{' {
+		return d.typeErr(c, what)
+	}
+	if d.depth++; d.depth > jsonMaxDepth {
+		return d.fail("recursion limit exceeded")
+	}
+	d.pos++
+	return true
+}
+
+// mapNext returns the next key (valid until the next key or scratch use), or
+// ok=false at the end of the map or on error.
+func (d *jsonDecoder) mapNext(s *jsonSeq) ([]byte, bool) {
+	if d.err != nil {
+		return nil, false
+	}
+	c := d.ws()
+	if s.n > 0 {
+		switch c {
+		case ',':
+			d.pos++
+			if d.ws() == '}' {
+				return nil, d.fail("trailing comma")
+			}
+		case '}':
+			d.pos++
+			d.depth--
+			return nil, false
+		case 0:
+			return nil, d.fail("EOF while parsing an object")
+		default:
+			return nil, d.fail("expected `,` or `}`")
+		}
+	} else if c == '}' {
+		d.pos++
+		d.depth--
+		return nil, false
+	}
+	s.n++
+	return d.readKey()
+}
+
+// mapKeyString turns a key returned by mapNext into a kept string.
+func (d *jsonDecoder) keyString(k []byte) string {
+	return jsonView(d.copyBytes(k))
+}
+
+// readStringMap reads a map of string to string into *m, reusing the map
+// (cleared) when it exists. A repeated key keeps the last value.
+func (d *jsonDecoder) readStringMap(m *map[string]string, what string) bool {
+	if !d.mapBegin(what) {
+		return false
+	}
+	mm := *m
+	clear(mm)
+	var s jsonSeq
+	for {
+		k, ok := d.mapNext(&s)
+		if !ok {
+			break
+		}
+		if mm == nil {
+			mm = make(map[string]string)
+		}
+		key := d.keyString(k)
+		var val string
+		if !d.readString(&val) {
+			break
+		}
+		mm[key] = val
+	}
+	*m = mm
+	return d.err == nil
+}
+
+// readStringSlice reads an array of strings, reusing dst's backing array.
+func (d *jsonDecoder) readStringSlice(dst []string, what string) ([]string, bool) {
+	dst = dst[:0]
+	if !d.arrayBegin(what) {
+		return dst, false
+	}
+	var s jsonSeq
+	for d.arrayNext(&s) {
+		var v string
+		if !d.readString(&v) {
+			break
+		}
+		dst = append(dst, v)
+	}
+	return dst, d.err == nil
+}
+
+// ---------------------------------------------------------------------------
+// Externally tagged enums
+
+// enumBegin reads the variant name of an externally tagged enum. For the
+// string form unit is true. For the object form the decoder is left at the
+// variant's value; the caller decodes it and then calls enumEnd.
+func (d *jsonDecoder) enumBegin(what string) (name []byte, unit bool, ok bool) {
+	switch c := d.ws(); c {
+	case '"':
+		b, ok := d.readStringBytes()
+		return b, true, ok
+	case '{':
+		if d.depth++; d.depth > jsonMaxDepth {
+			return nil, false, d.fail("recursion limit exceeded")
+		}
+		d.pos++
+		if d.ws() == '}' {
+			return nil, false, d.fail("expected value")
+		}
+		k, ok := d.readKey()
+		return k, false, ok
+	default:
+		return nil, false, d.typeErr(c, what)
+	}
+}
+
+// enumEnd closes the object form of an enum; a second key is an error.
+func (d *jsonDecoder) enumEnd() bool {
+	if d.err != nil {
+		return false
+	}
+	if d.ws() != '}' {
+		return d.fail("expected value")
+	}
+	d.pos++
+	d.depth--
+	return true
+}
+
+// unitVariant checks the value of a unit variant written as an object
+// (`{"allow":null}`): only null is accepted.
+func (d *jsonDecoder) unitVariant() bool {
+	if c := d.ws(); c != 'n' {
+		return d.typeErr(c, "unit")
+	}
+	return d.literal("null")
+}
+
+// unknownVariant reports an unknown enum variant.
+func (d *jsonDecoder) unknownVariant(name []byte, what string) bool {
+	return d.fail("unknown variant `" + string(name) + "`, expected " + what)
+}

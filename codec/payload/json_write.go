@@ -1,0 +1,408 @@
+package payload
+
+import (
+	"encoding/base64"
+	"math"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// Low-level JSON writers shared by the Append*JSON encoders. They append to
+// dst and never allocate when dst has room, and they write exactly what
+// serde_json writes for the same value.
+
+const jsonHexDigits = "0123456789abcdef"
+
+// jsonAppendString writes s as a JSON string the way serde_json does: only
+// '"', '\' and control characters are escaped (\b \t \n \f \r, the others as
+// \u00XX with lower-case hex); everything else, including '/', '<', '>', '&',
+// U+2028 and U+2029, is written raw. Invalid UTF-8 (possible in a Go string,
+// impossible in a Rust one) is replaced by U+FFFD so the output is always
+// valid JSON for a Rust peer.
+func jsonAppendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if jsonStrPlain[c] {
+			i++
+			continue
+		}
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				dst = append(dst, s[start:i]...)
+				dst = append(dst, "\ufffd"...)
+				i++
+				start = i
+				continue
+			}
+			i += size
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		switch c {
+		case '"':
+			dst = append(dst, '\\', '"')
+		case '\\':
+			dst = append(dst, '\\', '\\')
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		case '\b':
+			dst = append(dst, '\\', 'b')
+		case '\f':
+			dst = append(dst, '\\', 'f')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', jsonHexDigits[c>>4], jsonHexDigits[c&0xf])
+		}
+		i++
+		start = i
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// jsonAppendKey writes a key that needs no escaping, plus the colon.
+func jsonAppendKey(dst []byte, key string) []byte {
+	dst = append(dst, '"')
+	dst = append(dst, key...)
+	return append(dst, '"', ':')
+}
+
+func jsonAppendOptString(dst []byte, v Opt[string]) []byte {
+	if !v.Valid {
+		return append(dst, "null"...)
+	}
+	return jsonAppendString(dst, v.Value)
+}
+
+func jsonAppendOptU64(dst []byte, v Opt[uint64]) []byte {
+	if !v.Valid {
+		return append(dst, "null"...)
+	}
+	return strconv.AppendUint(dst, v.Value, 10)
+}
+
+func jsonAppendBool(dst []byte, b bool) []byte {
+	if b {
+		return append(dst, "true"...)
+	}
+	return append(dst, "false"...)
+}
+
+// jsonAppendFloat writes a finite float in serde_json's format (zmij, the
+// shortest representation that round-trips): plain decimal with at least one
+// fractional digit ("3.0", "0.005", "12.5") when the decimal exponent is in
+// -5..15 (f64) or -6..12 (f32), otherwise scientific with a signed, minimal
+// exponent ("1e+16", "1.5e-7"). Non-finite values are written as null, as
+// serde_json does. bits is 32 or 64.
+func jsonAppendFloat(dst []byte, f float64, bits int) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(dst, "null"...)
+	}
+	if f == 0 {
+		if math.Signbit(f) {
+			return append(dst, "-0.0"...)
+		}
+		return append(dst, "0.0"...)
+	}
+	var buf [32]byte
+	b := strconv.AppendFloat(buf[:0], f, 'e', -1, bits)
+	if b[0] == '-' {
+		dst = append(dst, '-')
+		b = b[1:]
+	}
+	// b is d[.ddd]e±XX
+	e := 0
+	for e < len(b) && b[e] != 'e' {
+		e++
+	}
+	mant := b[:e]
+	exp := 0
+	expNeg := b[e+1] == '-'
+	for _, c := range b[e+2:] {
+		exp = exp*10 + int(c-'0')
+	}
+	if expNeg {
+		exp = -exp
+	}
+	var digs [24]byte
+	nd := 0
+	for _, c := range mant {
+		if c != '.' {
+			digs[nd] = c
+			nd++
+		}
+	}
+	digits := digs[:nd]
+	lo, hi := -5, 15
+	if bits == 32 {
+		lo, hi = -6, 12
+	}
+	if exp >= lo && exp <= hi {
+		switch {
+		case nd-1 <= exp: // 1234e7 -> 12340000000.0
+			dst = append(dst, digits...)
+			for i := nd; i <= exp; i++ {
+				dst = append(dst, '0')
+			}
+			return append(dst, '.', '0')
+		case exp >= 0: // 1234e-2 -> 12.34
+			dst = append(dst, digits[:exp+1]...)
+			dst = append(dst, '.')
+			return append(dst, digits[exp+1:]...)
+		default: // 1234e-6 -> 0.001234
+			dst = append(dst, '0', '.')
+			for i := -1; i > exp; i-- {
+				dst = append(dst, '0')
+			}
+			return append(dst, digits...)
+		}
+	}
+	dst = append(dst, digits[0])
+	if nd > 1 {
+		dst = append(dst, '.')
+		dst = append(dst, digits[1:]...)
+	}
+	dst = append(dst, 'e')
+	if exp < 0 {
+		dst = append(dst, '-')
+		exp = -exp
+	} else {
+		dst = append(dst, '+')
+	}
+	return strconv.AppendInt(dst, int64(exp), 10)
+}
+
+// jsonAppendTimestamp writes t in UTC exactly like chrono's to_rfc3339:
+// YYYY-MM-DDTHH:MM:SS, a fraction of 3, 6 or 9 digits only when needed
+// (none for whole seconds), and the offset "+00:00". Years outside 0..9999
+// carry an explicit sign and at least four digits ("+10000", "-0001").
+func jsonAppendTimestamp(dst []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	hour, minute, sec := t.Clock()
+	ns := t.Nanosecond()
+	dst = append(dst, '"')
+	if year >= 0 && year <= 9999 {
+		dst = jsonAppendPadded(dst, year, 4)
+	} else {
+		if year < 0 {
+			dst = append(dst, '-')
+			year = -year
+		} else {
+			dst = append(dst, '+')
+		}
+		dst = jsonAppendPadded(dst, year, 4)
+	}
+	dst = append(dst, '-')
+	dst = jsonAppendPadded(dst, int(month), 2)
+	dst = append(dst, '-')
+	dst = jsonAppendPadded(dst, day, 2)
+	dst = append(dst, 'T')
+	dst = jsonAppendPadded(dst, hour, 2)
+	dst = append(dst, ':')
+	dst = jsonAppendPadded(dst, minute, 2)
+	dst = append(dst, ':')
+	dst = jsonAppendPadded(dst, sec, 2)
+	switch {
+	case ns == 0:
+	case ns%1_000_000 == 0:
+		dst = append(dst, '.')
+		dst = jsonAppendPadded(dst, ns/1_000_000, 3)
+	case ns%1_000 == 0:
+		dst = append(dst, '.')
+		dst = jsonAppendPadded(dst, ns/1_000, 6)
+	default:
+		dst = append(dst, '.')
+		dst = jsonAppendPadded(dst, ns, 9)
+	}
+	return append(dst, "+00:00\""...)
+}
+
+// jsonAppendPadded writes a non-negative v with at least width digits.
+func jsonAppendPadded(dst []byte, v, width int) []byte {
+	var buf [20]byte
+	i := len(buf)
+	for v >= 10 {
+		i--
+		buf[i] = byte('0' + v%10)
+		v /= 10
+	}
+	i--
+	buf[i] = byte('0' + v)
+	for len(buf)-i < width {
+		i--
+		buf[i] = '0'
+	}
+	return append(dst, buf[i:]...)
+}
+
+// jsonAppendBase64 writes data as a standard, padded base64 JSON string.
+func jsonAppendBase64(dst, data []byte) []byte {
+	dst = append(dst, '"')
+	dst = base64.StdEncoding.AppendEncode(dst, data)
+	return append(dst, '"')
+}
+
+// jsonAppendRaw writes a raw JSON value. nil or empty is written as null, and
+// so is anything that is not exactly one valid JSON value: a Rust peer would
+// reject the whole message otherwise.
+func jsonAppendRaw(dst, raw []byte) []byte {
+	if len(raw) == 0 {
+		return append(dst, "null"...)
+	}
+	v, ok := jsonValidRaw(raw)
+	if !ok {
+		return append(dst, "null"...)
+	}
+	return append(dst, v...)
+}
+
+func jsonAppendStrings(dst []byte, list []string) []byte {
+	dst = append(dst, '[')
+	for i, s := range list {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = jsonAppendString(dst, s)
+	}
+	return append(dst, ']')
+}
+
+// ---------------------------------------------------------------------------
+// Sorted map keys without allocation
+
+// jsonKeyScratch pools key slices for maps too large for the stack buffer.
+var jsonKeyScratch = sync.Pool{New: func() any { s := make([]string, 0, 64); return &s }}
+
+// jsonSortedKeys collects m's keys into buf (or a pooled slice when m is
+// large), sorts them byte-wise and returns them with a release func. The
+// caller must call release when done with the keys.
+func jsonSortedKeys[V any](m map[string]V, buf []string) ([]string, *[]string) {
+	var pooled *[]string
+	keys := buf[:0]
+	if len(m) > cap(buf) {
+		pooled = jsonKeyScratch.Get().(*[]string)
+		keys = (*pooled)[:0]
+	}
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys, pooled
+}
+
+func jsonReleaseKeys(keys []string, pooled *[]string) {
+	if pooled != nil {
+		clear(keys)
+		*pooled = keys[:0]
+		jsonKeyScratch.Put(pooled)
+	}
+}
+
+// jsonAppendStringMap writes a string map as an object with its keys in
+// byte-wise order (deterministic output; Rust writes HashMaps in random
+// order and BTreeMaps sorted). A nil map is written as {}.
+func jsonAppendStringMap(dst []byte, m map[string]string) []byte {
+	if len(m) == 0 {
+		return append(dst, '{', '}')
+	}
+	var buf [16]string
+	keys, pooled := jsonSortedKeys(m, buf[:])
+	dst = append(dst, '{')
+	for i, k := range keys {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = jsonAppendString(dst, k)
+		dst = append(dst, ':')
+		dst = jsonAppendString(dst, m[k])
+	}
+	jsonReleaseKeys(keys, pooled)
+	return append(dst, '}')
+}
+
+// jsonHeaderScratch pools index slices for header sets too large for the
+// stack buffer.
+var jsonHeaderScratch = sync.Pool{New: func() any { s := make([]int32, 0, 256); return &s }}
+
+// jsonAppendHeaders writes headers as {"name":["v1","v2"],...} with names in
+// byte-wise order, as the Rust proxy does. Entries that share a name (only
+// possible in a hand-built Headers value) are merged in order, so the
+// object never repeats a key.
+func jsonAppendHeaders(dst []byte, h Headers) []byte {
+	n := len(h)
+	if n == 0 {
+		return append(dst, '{', '}')
+	}
+	var stack [64]int32
+	var pooled *[]int32
+	var idx []int32
+	if n <= len(stack) {
+		idx = stack[:n]
+	} else {
+		pooled = jsonHeaderScratch.Get().(*[]int32)
+		idx = slices.Grow((*pooled)[:0], n)[:n]
+	}
+	sorted := true
+	for i := range idx {
+		idx[i] = int32(i)
+		if i > 0 && h[i].Name < h[i-1].Name {
+			sorted = false
+		}
+	}
+	if !sorted {
+		// Stable insertion sort for the usual small sets; stable merge sort
+		// (in place, no allocation) for large ones.
+		if n <= 32 {
+			for i := 1; i < n; i++ {
+				for j := i; j > 0 && h[idx[j]].Name < h[idx[j-1]].Name; j-- {
+					idx[j], idx[j-1] = idx[j-1], idx[j]
+				}
+			}
+		} else {
+			slices.SortStableFunc(idx, func(a, b int32) int {
+				switch {
+				case h[a].Name < h[b].Name:
+					return -1
+				case h[a].Name > h[b].Name:
+					return 1
+				}
+				return 0
+			})
+		}
+	}
+	dst = append(dst, '{')
+	for i := 0; i < n; {
+		name := h[idx[i]].Name
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = jsonAppendString(dst, name)
+		dst = append(dst, ':', '[')
+		first := true
+		for ; i < n && h[idx[i]].Name == name; i++ {
+			for _, v := range h[idx[i]].Values {
+				if !first {
+					dst = append(dst, ',')
+				}
+				first = false
+				dst = jsonAppendString(dst, v)
+			}
+		}
+		dst = append(dst, ']')
+	}
+	if pooled != nil {
+		*pooled = idx[:0]
+		jsonHeaderScratch.Put(pooled)
+	}
+	return append(dst, '}')
+}
