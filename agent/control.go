@@ -60,10 +60,6 @@ func (s *Server) controlStream(ss grpc.ServerStream) error {
 	s.mu.Unlock()
 	defer s.wg.Done()
 	if isAgentwireControl(ss.Context()) {
-		if err := ss.SendHeader(controlHeader); err != nil {
-			s.wg.Done()
-			return err
-		}
 		return s.agentwireControl(ss)
 	}
 	if err := ss.SendHeader(metadata.MD{}); err != nil {
@@ -92,6 +88,12 @@ func (s *Server) agentwireControl(ss grpc.ServerStream) error {
 		close(cs.done)
 	}()
 
+	// Registered before the headers go out: once a proxy has seen them,
+	// RequestConfigUpdate can use the stream.
+	if err := ss.SendHeader(controlHeader); err != nil {
+		s.wg.Done() // the reader never starts
+		return err
+	}
 	ctx, cancel := context.WithCancel(ss.Context())
 	defer cancel()
 	stop := context.AfterFunc(s.baseCtx, cancel)

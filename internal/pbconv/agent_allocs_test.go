@@ -1,0 +1,53 @@
+//go:build !race
+
+package pbconv
+
+import (
+	"testing"
+
+	"github.com/agentwire/agentwire/codec/payload"
+	pb "github.com/agentwire/agentwire/proto/agentv2"
+)
+
+// TestAgentHotPathAllocs proves the agent's per-event conversions allocate
+// nothing once their destination storage is warm.
+func TestAgentHotPathAllocs(t *testing.T) {
+	src := &pb.RequestHeadersEvent{
+		Metadata: &pb.RequestMetadata{CorrelationId: "c", RequestId: "r", ClientIp: "1.2.3.4", ClientPort: 1, Protocol: "HTTP/1.1", TimestampMs: 1781256463123},
+		Method:   "GET", Uri: "/x",
+	}
+	for _, n := range []string{"host", "accept", "user-agent", "cookie", "accept", "x-forwarded-for", "accept-encoding", "cookie"} {
+		src.Headers = append(src.Headers, &pb.Header{Name: n, Value: "v"})
+	}
+	var ev payload.RequestHeadersEvent
+	RequestHeadersEventFromPB(&ev, src)
+	if a := testing.AllocsPerRun(1000, func() { RequestHeadersEventFromPB(&ev, src) }); a != 0 {
+		t.Errorf("RequestHeadersEventFromPB: %.1f allocs, want 0", a)
+	}
+	body := &pb.BodyChunkEvent{CorrelationId: "c", Data: make([]byte, 4096), IsLast: true}
+	var bc payload.BodyChunk
+	if a := testing.AllocsPerRun(1000, func() { BodyChunkFromPB(&bc, body) }); a != 0 {
+		t.Errorf("BodyChunkFromPB: %.1f allocs, want 0", a)
+	}
+
+	resp := &payload.AgentResponse{
+		CorrelationID:    "c",
+		Decision:         payload.Decision{Kind: payload.DecisionBlock, Status: 403, Body: payload.Some("no"), BlockHeaders: map[string]string{"b": "1", "a": "2"}},
+		RequestHeaders:   []payload.HeaderOp{{Kind: payload.HeaderSet, Name: "X-Agent-Processed", Value: "true"}, {Kind: payload.HeaderRemove, Name: "y"}},
+		ResponseHeaders:  []payload.HeaderOp{{Kind: payload.HeaderAdd, Name: "z", Value: "1"}},
+		Audit:            payload.AuditMetadata{Tags: []string{"t"}, Confidence: payload.Some[float32](1)},
+		ProcessingTimeMS: payload.Some[uint64](1),
+	}
+	var enc ResponseEncoder
+	enc.Encode(resp)
+	buf := make([]byte, 0, 1024)
+	if a := testing.AllocsPerRun(1000, func() {
+		m := enc.Encode(resp)
+		n := m.SizeVT()
+		if _, err := m.MarshalToSizedBufferVT(buf[:n]); err != nil {
+			t.Fatal(err)
+		}
+	}); a != 0 {
+		t.Errorf("ResponseEncoder.Encode+marshal: %.1f allocs, want 0", a)
+	}
+}

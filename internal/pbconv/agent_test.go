@@ -1,0 +1,561 @@
+package pbconv
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"reflect"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/agentwire/agentwire/codec/payload"
+	pb "github.com/agentwire/agentwire/proto/agentv2"
+)
+
+// goldenEvent is one proxy → agent event from testdata/golden/events.json,
+// as a payload value built from its JSON form.
+type goldenEvent struct {
+	name string
+	typ  string
+	ev   any // *payload.RequestHeadersEvent, *payload.BodyChunk, …
+}
+
+func loadGoldenEvents(t testing.TB) []goldenEvent {
+	t.Helper()
+	raw, err := os.ReadFile("../../testdata/golden/events.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []struct {
+		Name     string `json:"name"`
+		TypeByte string `json:"type_byte"`
+		JSON     string `json:"json_payload"`
+	}
+	if err := json.Unmarshal(raw, &recs); err != nil {
+		t.Fatal(err)
+	}
+	var out []goldenEvent
+	for _, r := range recs {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(r.JSON), &m); err != nil {
+			t.Fatalf("%s: %v", r.Name, err)
+		}
+		g := goldenEvent{name: r.Name, typ: r.TypeByte}
+		switch r.TypeByte {
+		case "0x10":
+			g.ev = goldenRequestHeaders(t, m)
+		case "0x11", "0x13":
+			g.ev = goldenBody(t, m)
+		case "0x12":
+			g.ev = &payload.ResponseHeadersEvent{CorrelationID: str(m["correlation_id"]), Status: uint16(num(m["status"])), Headers: goldenHeaders(m["headers"])}
+		case "0x14":
+			e := &payload.RequestCompleteEvent{CorrelationID: str(m["correlation_id"]), Status: uint16(num(m["status"])), DurationMS: uint64(num(m["duration_ms"])),
+				RequestBodySize: uint64(num(m["request_body_size"])), ResponseBodySize: uint64(num(m["response_body_size"])), UpstreamAttempts: uint32(num(m["upstream_attempts"]))}
+			if s, ok := m["error"].(string); ok {
+				e.Error = payload.Some(s)
+			}
+			g.ev = e
+		case "0x15":
+			e := &payload.WebSocketFrameEvent{CorrelationID: str(m["correlation_id"]), Opcode: str(m["opcode"]), Data: b64(t, m["data"]),
+				ClientToServer: m["client_to_server"] == true, FrameIndex: uint64(num(m["frame_index"])), Fin: m["fin"] == true, ClientIP: str(m["client_ip"])}
+			if s, ok := m["route_id"].(string); ok {
+				e.RouteID = payload.Some(s)
+			}
+			g.ev = e
+		case "0x16":
+			e := &payload.GuardrailInspectEvent{CorrelationID: str(m["correlation_id"]), InspectionType: str(m["inspection_type"]), Content: str(m["content"]),
+				Categories: []string{}, Metadata: map[string]string{}}
+			if s, ok := m["model"].(string); ok {
+				e.Model = payload.Some(s)
+			}
+			if s, ok := m["route_id"].(string); ok {
+				e.RouteID = payload.Some(s)
+			}
+			for _, c := range m["categories"].([]any) {
+				e.Categories = append(e.Categories, c.(string))
+			}
+			for k, v := range m["metadata"].(map[string]any) {
+				e.Metadata[k] = v.(string)
+			}
+			g.ev = e
+		case "0x17":
+			cfg, _ := json.Marshal(m["config"])
+			e := &payload.ConfigureEvent{Config: cfg}
+			if s, ok := m["config_version"].(string); ok {
+				e.ConfigVersion = payload.Some(s)
+			}
+			g.ev = e
+		default:
+			continue
+		}
+		out = append(out, g)
+	}
+	if len(out) < 15 {
+		t.Fatalf("only %d golden events", len(out))
+	}
+	return out
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+func num(v any) float64 {
+	f, _ := v.(float64)
+	return f
+}
+
+func b64(t testing.TB, v any) []byte {
+	b, err := base64.StdEncoding.Strict().DecodeString(str(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// goldenHeaders converts a JSON header object with names in byte order.
+func goldenHeaders(v any) payload.Headers {
+	m := v.(map[string]any)
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var h payload.Headers
+	for _, n := range names {
+		var vals []string
+		for _, x := range m[n].([]any) {
+			vals = append(vals, x.(string))
+		}
+		h = append(h, payload.Header{Name: n, Values: vals})
+	}
+	return h
+}
+
+func goldenRequestHeaders(t testing.TB, m map[string]any) *payload.RequestHeadersEvent {
+	md := m["metadata"].(map[string]any)
+	ts, err := time.Parse(time.RFC3339Nano, str(md["timestamp"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &payload.RequestHeadersEvent{
+		Metadata: payload.RequestMetadata{
+			CorrelationID: str(md["correlation_id"]), RequestID: str(md["request_id"]), ClientIP: str(md["client_ip"]),
+			ClientPort: uint16(num(md["client_port"])), Protocol: str(md["protocol"]), Timestamp: ts, Traceparent: str(md["traceparent"]),
+		},
+		Method: str(m["method"]), URI: str(m["uri"]), Headers: goldenHeaders(m["headers"]),
+	}
+	for key, dst := range map[string]*payload.Opt[string]{"server_name": &e.Metadata.ServerName, "tls_version": &e.Metadata.TLSVersion,
+		"route_id": &e.Metadata.RouteID, "upstream_id": &e.Metadata.UpstreamID} {
+		if s, ok := md[key].(string); ok {
+			*dst = payload.Some(s)
+		}
+	}
+	return e
+}
+
+func goldenBody(t testing.TB, m map[string]any) *payload.BodyChunk {
+	e := &payload.BodyChunk{CorrelationID: str(m["correlation_id"]), Data: b64(t, m["data"]), IsLast: m["is_last"] == true, ChunkIndex: uint32(num(m["chunk_index"]))}
+	if v, ok := m["total_size"].(float64); ok {
+		e.TotalSize = payload.Some(uint64(v))
+	}
+	if v, ok := m["bytes_received"].(float64); ok {
+		e.BytesTransferred = uint64(v)
+	}
+	if v, ok := m["bytes_sent"].(float64); ok {
+		e.BytesTransferred = uint64(v)
+	}
+	return e
+}
+
+// toWire converts a golden payload event with the proxy-side functions and
+// runs it through the protobuf wire format.
+func toWire(t testing.TB, g goldenEvent) *pb.ProxyToAgent {
+	const now = 1781256463123
+	m := &pb.ProxyToAgent{}
+	switch e := g.ev.(type) {
+	case *payload.RequestHeadersEvent:
+		m.Message = &pb.ProxyToAgent_RequestHeaders{RequestHeaders: RequestHeadersEventToPB(e, now)}
+	case *payload.BodyChunk:
+		if g.typ == "0x11" {
+			m.Message = &pb.ProxyToAgent_RequestBodyChunk{RequestBodyChunk: BodyChunkToPB(e, now)}
+		} else {
+			m.Message = &pb.ProxyToAgent_ResponseBodyChunk{ResponseBodyChunk: BodyChunkToPB(e, now)}
+		}
+	case *payload.ResponseHeadersEvent:
+		m.Message = &pb.ProxyToAgent_ResponseHeaders{ResponseHeaders: ResponseHeadersEventToPB(e)}
+	case *payload.RequestCompleteEvent:
+		m.Message = &pb.ProxyToAgent_RequestComplete{RequestComplete: RequestCompleteEventToPB(e)}
+	case *payload.WebSocketFrameEvent:
+		m.Message = &pb.ProxyToAgent_WebsocketFrame{WebsocketFrame: WebSocketFrameEventToPB(e)}
+	case *payload.GuardrailInspectEvent:
+		m.Message = &pb.ProxyToAgent_Guardrail{Guardrail: GuardrailInspectEventToPB(e)}
+	case *payload.ConfigureEvent:
+		m.Message = &pb.ProxyToAgent_Configure{Configure: ConfigureEventToPB(e, false, now)}
+	}
+	b, err := m.MarshalVT()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &pb.ProxyToAgent{}
+	if err := out.UnmarshalVT(b); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestGoldenEventsRoundTrip sends every golden event through the proxy-side
+// conversion, the wire, and the agent-side conversion, and compares with the
+// original minus what gRPC cannot carry.
+func TestGoldenEventsRoundTrip(t *testing.T) {
+	for _, g := range loadGoldenEvents(t) {
+		t.Run(g.name, func(t *testing.T) {
+			m := toWire(t, g)
+			var got, want any
+			switch x := m.Message.(type) {
+			case *pb.ProxyToAgent_RequestHeaders:
+				var e payload.RequestHeadersEvent
+				RequestHeadersEventFromPB(&e, x.RequestHeaders)
+				w := *g.ev.(*payload.RequestHeadersEvent)
+				w.Metadata.TLSCipher = payload.Opt[string]{}
+				w.Metadata.Timestamp = w.Metadata.Timestamp.Truncate(time.Millisecond).UTC()
+				got, want = e, w
+			case *pb.ProxyToAgent_RequestBodyChunk:
+				var e payload.BodyChunk
+				BodyChunkFromPB(&e, x.RequestBodyChunk)
+				got, want = e, *g.ev.(*payload.BodyChunk)
+			case *pb.ProxyToAgent_ResponseBodyChunk:
+				var e payload.BodyChunk
+				BodyChunkFromPB(&e, x.ResponseBodyChunk)
+				got, want = e, *g.ev.(*payload.BodyChunk)
+			case *pb.ProxyToAgent_ResponseHeaders:
+				var e payload.ResponseHeadersEvent
+				ResponseHeadersEventFromPB(&e, x.ResponseHeaders)
+				got, want = e, *g.ev.(*payload.ResponseHeadersEvent)
+			case *pb.ProxyToAgent_RequestComplete:
+				var e payload.RequestCompleteEvent
+				RequestCompleteEventFromPB(&e, x.RequestComplete)
+				w := *g.ev.(*payload.RequestCompleteEvent)
+				w.UpstreamAttempts = 1 // not on the gRPC wire; synthesised
+				got, want = e, w
+			case *pb.ProxyToAgent_WebsocketFrame:
+				var e payload.WebSocketFrameEvent
+				WebSocketFrameEventFromPB(&e, x.WebsocketFrame)
+				w := *g.ev.(*payload.WebSocketFrameEvent)
+				w.FrameIndex, w.Fin, w.RouteID, w.ClientIP = 0, true, payload.Opt[string]{}, ""
+				got, want = e, w
+			case *pb.ProxyToAgent_Guardrail:
+				var e payload.GuardrailInspectEvent
+				GuardrailInspectEventFromPB(&e, x.Guardrail)
+				got, want = e, *g.ev.(*payload.GuardrailInspectEvent)
+			case *pb.ProxyToAgent_Configure:
+				var e payload.ConfigureEvent
+				ConfigureEventFromPB(&e, x.Configure)
+				w := *g.ev.(*payload.ConfigureEvent)
+				got, want = e, w
+			default:
+				t.Fatalf("unexpected message %T", m.Message)
+			}
+			if !reflect.DeepEqual(normalize(got), normalize(want)) {
+				t.Fatalf("round trip\n got  %+v\n want %+v", got, want)
+			}
+		})
+	}
+}
+
+// normalize turns empty byte slices into nil so that "absent" and "empty"
+// compare equal (protobuf does not distinguish them).
+func normalize(v any) any {
+	switch e := v.(type) {
+	case payload.BodyChunk:
+		if len(e.Data) == 0 {
+			e.Data = nil
+		}
+		return e
+	case payload.WebSocketFrameEvent:
+		if len(e.Data) == 0 {
+			e.Data = nil
+		}
+		return e
+	}
+	return v
+}
+
+func TestRequestCompleteUpstreamAttempts(t *testing.T) {
+	var e payload.RequestCompleteEvent
+	RequestCompleteEventFromPB(&e, &pb.RequestCompleteEvent{FromCache: true})
+	if e.UpstreamAttempts != 0 {
+		t.Fatalf("from cache: attempts %d", e.UpstreamAttempts)
+	}
+	RequestCompleteEventFromPB(&e, nil)
+	if e.UpstreamAttempts != 1 || e.CorrelationID != "" {
+		t.Fatalf("nil: %+v", e)
+	}
+}
+
+func TestOpcodeFromFrameType(t *testing.T) {
+	for ft, want := range map[int32]string{0: "continuation", 1: "text", 2: "binary", 3: "ping", 4: "pong", 5: "close", 9: "9", -1: "-1"} {
+		if got := OpcodeFromFrameType(ft); got != want {
+			t.Errorf("%d → %q, want %q", ft, got, want)
+		}
+		if ft >= 0 && ft <= 5 && FrameTypeFromOpcode(want) != ft {
+			t.Errorf("FrameTypeFromOpcode(%q) is not the inverse", want)
+		}
+	}
+}
+
+func TestGuardrailFallbacks(t *testing.T) {
+	var e payload.GuardrailInspectEvent
+	for _, tc := range []struct {
+		src  *pb.GuardrailInspectEvent
+		want string
+	}{
+		{&pb.GuardrailInspectEvent{ContentType: 1}, payload.InspectionPromptInjection},
+		{&pb.GuardrailInspectEvent{ContentType: 3}, payload.InspectionPromptInjection},
+		{&pb.GuardrailInspectEvent{ContentType: 2}, payload.InspectionPIIDetection},
+		{&pb.GuardrailInspectEvent{ContentType: 0, ContextJson: "not json"}, payload.InspectionPIIDetection},
+		{&pb.GuardrailInspectEvent{ContentType: 1, ContextJson: `{"inspection_type":"pii_detection"}`}, payload.InspectionPIIDetection},
+	} {
+		GuardrailInspectEventFromPB(&e, tc.src)
+		if e.InspectionType != tc.want || e.Categories == nil || e.Metadata == nil {
+			t.Errorf("%v → %+v", tc.src, e)
+		}
+	}
+}
+
+func TestHeadersFromPBGroupsAndReuses(t *testing.T) {
+	src := []*pb.Header{{Name: "a", Value: "1"}, {Name: "b", Value: "2"}, {Name: "a", Value: "3"}, nil, {Name: "c", Value: ""}}
+	h := HeadersFromPB(nil, src)
+	want := payload.Headers{{Name: "a", Values: []string{"1", "3"}}, {Name: "b", Values: []string{"2"}}, {Name: "c", Values: []string{""}}}
+	if !reflect.DeepEqual(h, want) {
+		t.Fatalf("got %v", h)
+	}
+	// Reuse: a second, different header set overwrites completely.
+	h = HeadersFromPB(h, []*pb.Header{{Name: "z", Value: "9"}})
+	if !reflect.DeepEqual(h, payload.Headers{{Name: "z", Values: []string{"9"}}}) {
+		t.Fatalf("reused: %v", h)
+	}
+}
+
+func TestCancelFromPB(t *testing.T) {
+	for r, want := range map[int32]payload.CancelReason{0: 0, 1: payload.CancelClientDisconnect, 6: payload.CancelManual, 7: 0, -3: 0} {
+		if got := CancelFromPB(&pb.CancelRequest{CorrelationId: "c", Reason: r}); got.Reason != want || got.CorrelationID != "c" {
+			t.Errorf("reason %d → %+v", r, got)
+		}
+	}
+}
+
+// testResponses covers every decision and field the proto can carry.
+func testResponses() []payload.AgentResponse {
+	return []payload.AgentResponse{
+		{CorrelationID: "allow"},
+		{CorrelationID: "block", Decision: payload.Decision{Kind: payload.DecisionBlock, Status: 403, Body: payload.Some("denied"),
+			BlockHeaders: map[string]string{"x-b": "2", "x-a": "1"}}},
+		{CorrelationID: "block-bare", Decision: payload.Block(429)},
+		{CorrelationID: "redirect", Decision: payload.Redirect("https://login/", 302)},
+		{CorrelationID: "challenge", Decision: payload.Challenge("captcha", map[string]string{"k": "v"})},
+		{CorrelationID: "ops", NeedsMore: true, ProcessingTimeMS: payload.Some[uint64](3),
+			RequestHeaders: []payload.HeaderOp{{Kind: payload.HeaderSet, Name: "a", Value: "1"}, {Kind: payload.HeaderAdd, Name: "b", Value: "2"}, {Kind: payload.HeaderRemove, Name: "c"}},
+			ResponseHeaders: []payload.HeaderOp{{Kind: payload.HeaderRemove, Name: "server"}}},
+		{CorrelationID: "audit", Audit: payload.AuditMetadata{Tags: []string{"t"}, RuleIDs: []string{"r1", "r2"}, Confidence: payload.Some[float32](0.5),
+			ReasonCodes: []string{"SQLI"}, Custom: map[string]json.RawMessage{"s": json.RawMessage(`"abc"`), "n": json.RawMessage(`42`), "o": json.RawMessage(`{"a":[1]}`)}}},
+		// JSON-only fields are dropped.
+		{CorrelationID: "json-only", RoutingMetadata: map[string]string{"k": "v"}, RequestBodyMutation: payload.Some(payload.BodyMutation{Action: payload.MutationDrop}),
+			WebSocketDecision: payload.Some(payload.WebSocketDecision{Kind: payload.WebSocketDrop})},
+	}
+}
+
+// TestResponseEncoderRoundTrip encodes with the reusable encoder, goes
+// through the wire and decodes with the proxy-side conversion.
+func TestResponseEncoderRoundTrip(t *testing.T) {
+	var enc ResponseEncoder
+	for round := range 2 { // the second round runs on reused storage
+		for _, src := range testResponses() {
+			m := enc.Encode(&src)
+			if m.Audit == nil || m.Decision == nil {
+				t.Fatalf("%s: audit or decision missing", src.CorrelationID)
+			}
+			b, err := m.MarshalVT()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wire pb.AgentResponse
+			if err := wire.UnmarshalVT(b); err != nil {
+				t.Fatal(err)
+			}
+			var got payload.AgentResponse
+			if err := AgentResponseFromPB(&got, &wire); err != nil {
+				t.Fatal(err)
+			}
+			want := src
+			want.Version = payload.ProtocolVersion
+			want.RoutingMetadata, want.RequestBodyMutation, want.ResponseBodyMutation, want.WebSocketDecision = nil, payload.Opt[payload.BodyMutation]{}, payload.Opt[payload.BodyMutation]{}, payload.Opt[payload.WebSocketDecision]{}
+			if !reflect.DeepEqual(clean(got), clean(want)) {
+				t.Fatalf("round %d %s:\n got  %+v\n want %+v", round, src.CorrelationID, got, want)
+			}
+			if src.CorrelationID == "block" {
+				names := []string{wire.GetBlock().Headers[0].Name, wire.GetBlock().Headers[1].Name}
+				if !slices.Equal(names, []string{"x-a", "x-b"}) {
+					t.Fatalf("block headers not sorted: %v", names)
+				}
+			}
+		}
+	}
+}
+
+// clean makes empty and nil slices and maps compare equal.
+func clean(r payload.AgentResponse) payload.AgentResponse {
+	if len(r.RequestHeaders) == 0 {
+		r.RequestHeaders = nil
+	}
+	if len(r.ResponseHeaders) == 0 {
+		r.ResponseHeaders = nil
+	}
+	if len(r.Audit.Tags) == 0 {
+		r.Audit.Tags = nil
+	}
+	if len(r.Audit.RuleIDs) == 0 {
+		r.Audit.RuleIDs = nil
+	}
+	if len(r.Audit.ReasonCodes) == 0 {
+		r.Audit.ReasonCodes = nil
+	}
+	if len(r.Audit.Custom) == 0 {
+		r.Audit.Custom = nil
+	}
+	if len(r.Decision.Params) == 0 {
+		r.Decision.Params = nil
+	}
+	return r
+}
+
+func TestControlConversions(t *testing.T) {
+	caps := payload.Capabilities{ProtocolVersion: 2, AgentID: "a", Name: "n", Version: "v", SupportedEvents: []int32{1, 8},
+		Features: payload.FullFeatures(), Limits: payload.DefaultLimits(), Health: payload.HealthConfig{ReportIntervalMS: 5, IncludeLoadMetrics: true}}
+	caps.Limits.MaxMemory = payload.Some[uint64](1 << 30)
+	if got := CapabilitiesFromPB(CapabilitiesToPB(&caps)); !reflect.DeepEqual(got, caps) {
+		t.Errorf("capabilities:\n got  %+v\n want %+v", got, caps)
+	}
+	hr := payload.HandshakeResponse{ProtocolVersion: 2, Capabilities: caps, Success: false, Error: payload.Some("no")}
+	if got := HandshakeResponseFromPB(HandshakeResponseToPB(&hr)); !reflect.DeepEqual(got, hr) {
+		t.Errorf("handshake response:\n got  %+v\n want %+v", got, hr)
+	}
+	hs := payload.HealthStatus{AgentID: "a", State: payload.HealthUnhealthy, Message: payload.Some("m"), DisabledFeatures: []string{"x"}, TimeoutMultiplier: 1.5,
+		DrainETAMS: payload.Some[uint64](4), UnhealthyReason: payload.Some("r"), Recoverable: true, ValidUntilMS: payload.Some[uint64](9), TimestampMS: 10}
+	if got := HealthStatusFromPB(HealthStatusToPB(&hs)); !reflect.DeepEqual(got, hs) {
+		t.Errorf("health:\n got  %+v\n want %+v", got, hs)
+	}
+	fc := payload.FlowControlSignal{CorrelationID: payload.Some("c"), Action: payload.FlowUpdateCapacity, BufferAvailable: payload.Some[uint64](100), TimestampMS: 3}
+	if got := FlowControlSignalFromPB(FlowControlSignalToPB(&fc)); !reflect.DeepEqual(got, fc) {
+		t.Errorf("flow control:\n got  %+v\n want %+v", got, fc)
+	}
+	for _, cu := range []payload.ConfigUpdateRequest{
+		{Kind: payload.ConfigRequestReload, RequestID: "1", TimestampMS: 1},
+		{Kind: payload.ConfigRuleUpdate, RequestID: "2", RuleSet: "crs", Rules: []payload.RuleDefinition{{ID: "r", Priority: -1, Definition: json.RawMessage(`{"a":1}`), Enabled: true, Description: payload.Some("d"), Tags: []string{"t"}}}, RemoveRules: []string{"old"}},
+		{Kind: payload.ConfigListUpdate, RequestID: "3", ListID: "l", Add: []string{"a"}, Remove: []string{"b"}},
+		{Kind: payload.ConfigRestartRequired, RequestID: "4", Reason: "upgrade", GracePeriodMS: 100},
+		{Kind: payload.ConfigError, RequestID: "5", Error: "bad", Field: payload.Some("f")},
+	} {
+		got := ConfigUpdateRequestFromPB(ConfigUpdateRequestToPB(&cu))
+		if !reflect.DeepEqual(*got, cu) {
+			t.Errorf("config update %s:\n got  %+v\n want %+v", cu.RequestID, *got, cu)
+		}
+	}
+	lm := payload.LogMessage{Level: payload.LogError, Message: "x", CorrelationID: payload.Some("c"), Fields: map[string]string{"k": "v"}, TimestampMS: 2}
+	if got := LogMessageFromPB(LogMessageToPB(&lm)); !reflect.DeepEqual(*got, lm) {
+		t.Errorf("log:\n got  %+v\n want %+v", *got, lm)
+	}
+	mr := payload.MetricsReport{AgentID: "a", TimestampMS: 1, IntervalMS: 2,
+		Counters:   []payload.CounterMetric{{Name: "c", Help: "h", Labels: map[string]string{"l": "v"}, Value: 3}},
+		Gauges:     []payload.GaugeMetric{{Name: "g", Labels: map[string]string{}, Value: 1.5}},
+		Histograms: []payload.HistogramMetric{{Name: "h", Labels: map[string]string{}, Sum: 2, Count: 1, Buckets: []payload.HistogramBucket{{Le: 1, Count: 1}}}}}
+	mp := MetricsReportToPB(&mr)
+	if mp.Gauges[0].Help != nil || mp.Counters[0].GetHelp() != "h" || mp.Histograms[0].Buckets[0].Le != 1 {
+		t.Errorf("metrics = %v", mp)
+	}
+	cr := ConfigUpdateResponseFromPB(ConfigUpdateResponseToPB(&payload.ConfigUpdateResponse{RequestID: "r", Accepted: true, Error: payload.Some("e"), TimestampMS: 4}))
+	if cr != (payload.ConfigUpdateResponse{RequestID: "r", Accepted: true, Error: payload.Some("e"), TimestampMS: 4}) {
+		t.Errorf("config response = %+v", cr)
+	}
+	var hq payload.HandshakeRequest
+	HandshakeRequestFromPB(&hq, &pb.HandshakeRequest{SupportedVersions: []uint32{2, 1}, ProxyId: "p", ProxyVersion: "v", ConfigJson: `{"a":1}`})
+	if !slices.Equal(hq.SupportedVersions, []uint32{2, 1}) || hq.ProxyID != "p" || string(hq.Config) != `{"a":1}` {
+		t.Errorf("handshake request = %+v", hq)
+	}
+	HandshakeRequestFromPB(&hq, &pb.HandshakeRequest{})
+	if hq.Config != nil {
+		t.Errorf("empty config_json → %q, want nil", hq.Config)
+	}
+}
+
+// FuzzAgentDecode feeds arbitrary bytes to the agent's decode path: protobuf
+// unmarshal into ProxyToAgent, then the conversion for whatever event it
+// holds. It must never panic. Seeds are the golden events in wire form.
+func FuzzAgentDecode(f *testing.F) {
+	for _, g := range loadGoldenEvents(f) {
+		b, err := toWire(f, g).MarshalVT()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	hs, _ := (&pb.ProxyToAgent{Message: &pb.ProxyToAgent_Handshake{Handshake: &pb.HandshakeRequest{SupportedVersions: []uint32{2, 1}, ConfigJson: "{}"}}}).MarshalVT()
+	f.Add(hs)
+	cn, _ := (&pb.ProxyToAgent{Message: &pb.ProxyToAgent_Cancel{Cancel: &pb.CancelRequest{CorrelationId: "c", Reason: 3}}}).MarshalVT()
+	f.Add(cn)
+	var (
+		rh  payload.RequestHeadersEvent
+		bc  payload.BodyChunk
+		sh  payload.ResponseHeadersEvent
+		rc  payload.RequestCompleteEvent
+		ws  payload.WebSocketFrameEvent
+		gi  payload.GuardrailInspectEvent
+		ce  payload.ConfigureEvent
+		hq  payload.HandshakeRequest
+		enc ResponseEncoder
+	)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m := pb.ProxyToAgentFromVTPool()
+		defer m.ReturnToVTPool()
+		if err := m.UnmarshalVT(data); err != nil {
+			return
+		}
+		resp := payload.AgentResponse{}
+		switch x := m.Message.(type) {
+		case *pb.ProxyToAgent_RequestHeaders:
+			RequestHeadersEventFromPB(&rh, x.RequestHeaders)
+			resp.CorrelationID = rh.Metadata.CorrelationID
+			for _, h := range rh.Headers {
+				resp.RequestHeaders = append(resp.RequestHeaders, payload.HeaderOp{Name: h.Name, Value: h.Values[0]})
+			}
+		case *pb.ProxyToAgent_RequestBodyChunk:
+			BodyChunkFromPB(&bc, x.RequestBodyChunk)
+		case *pb.ProxyToAgent_ResponseBodyChunk:
+			BodyChunkFromPB(&bc, x.ResponseBodyChunk)
+		case *pb.ProxyToAgent_ResponseHeaders:
+			ResponseHeadersEventFromPB(&sh, x.ResponseHeaders)
+		case *pb.ProxyToAgent_RequestComplete:
+			RequestCompleteEventFromPB(&rc, x.RequestComplete)
+		case *pb.ProxyToAgent_WebsocketFrame:
+			WebSocketFrameEventFromPB(&ws, x.WebsocketFrame)
+		case *pb.ProxyToAgent_Guardrail:
+			GuardrailInspectEventFromPB(&gi, x.Guardrail)
+			resp.Decision = payload.Block(403)
+			resp.Decision.BlockHeaders = gi.Metadata
+		case *pb.ProxyToAgent_Configure:
+			ConfigureEventFromPB(&ce, x.Configure)
+		case *pb.ProxyToAgent_Handshake:
+			HandshakeRequestFromPB(&hq, x.Handshake)
+		case *pb.ProxyToAgent_Cancel:
+			_ = CancelFromPB(x.Cancel)
+		case *pb.ProxyToAgent_Ping:
+			_ = PingFromPB(x.Ping)
+		}
+		if _, err := enc.Encode(&resp).MarshalVT(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
