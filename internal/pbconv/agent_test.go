@@ -358,7 +358,7 @@ func testResponses() []payload.AgentResponse {
 		{CorrelationID: "redirect", Decision: payload.Redirect("https://login/", 302)},
 		{CorrelationID: "challenge", Decision: payload.Challenge("captcha", map[string]string{"k": "v"})},
 		{CorrelationID: "ops", NeedsMore: true, ProcessingTimeMS: payload.Some[uint64](3),
-			RequestHeaders: []payload.HeaderOp{{Kind: payload.HeaderSet, Name: "a", Value: "1"}, {Kind: payload.HeaderAdd, Name: "b", Value: "2"}, {Kind: payload.HeaderRemove, Name: "c"}},
+			RequestHeaders:  []payload.HeaderOp{{Kind: payload.HeaderSet, Name: "a", Value: "1"}, {Kind: payload.HeaderAdd, Name: "b", Value: "2"}, {Kind: payload.HeaderRemove, Name: "c"}},
 			ResponseHeaders: []payload.HeaderOp{{Kind: payload.HeaderRemove, Name: "server"}}},
 		{CorrelationID: "audit", Audit: payload.AuditMetadata{Tags: []string{"t"}, RuleIDs: []string{"r1", "r2"}, Confidence: payload.Some[float32](0.5),
 			ReasonCodes: []string{"SQLI"}, Custom: map[string]json.RawMessage{"s": json.RawMessage(`"abc"`), "n": json.RawMessage(`42`), "o": json.RawMessage(`{"a":[1]}`)}}},
