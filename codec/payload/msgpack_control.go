@@ -208,7 +208,7 @@ func AppendMetricsReportMsgpack(b []byte, m *MetricsReport) []byte {
 		b = msgp.AppendArrayHeader(b, uint32(len(m.Counters)))
 		for i := range m.Counters {
 			c := &m.Counters[i]
-			b = mpAppendMetricHead(b, 2, c.Name, c.Help, c.Labels)
+			b = mpAppendMetricHead(b, 1, c.Name, c.Help, c.Labels)
 			b = msgp.AppendString(b, "value")
 			b = msgp.AppendUint64(b, c.Value)
 		}
@@ -218,7 +218,7 @@ func AppendMetricsReportMsgpack(b []byte, m *MetricsReport) []byte {
 		b = msgp.AppendArrayHeader(b, uint32(len(m.Gauges)))
 		for i := range m.Gauges {
 			g := &m.Gauges[i]
-			b = mpAppendMetricHead(b, 2, g.Name, g.Help, g.Labels)
+			b = mpAppendMetricHead(b, 1, g.Name, g.Help, g.Labels)
 			b = msgp.AppendString(b, "value")
 			b = msgp.AppendFloat64(b, g.Value)
 		}
@@ -228,7 +228,7 @@ func AppendMetricsReportMsgpack(b []byte, m *MetricsReport) []byte {
 		b = msgp.AppendArrayHeader(b, uint32(len(m.Histograms)))
 		for i := range m.Histograms {
 			h := &m.Histograms[i]
-			b = mpAppendMetricHead(b, 4, h.Name, h.Help, h.Labels)
+			b = mpAppendMetricHead(b, 3, h.Name, h.Help, h.Labels)
 			b = msgp.AppendString(b, "sum")
 			b = msgp.AppendFloat64(b, h.Sum)
 			b = msgp.AppendString(b, "count")
