@@ -224,10 +224,10 @@ func TestJSONDecoderStrings(t *testing.T) {
 		return DecodeCancelJSON([]byte(`{"correlation_id":`+s+`,"reason":0,"timestamp_ms":1}`), &cp)
 	}
 	for in, want := range map[string]string{
-		`"plain"`:                   "plain",
-		`"a\"b\\c\/d\b\f\n\r\t"`:    "a\"b\\c/d\b\f\n\r\t",
-		`"\u00e9\u2028\uD83D\uDE00"`: "é\u2028😀",
-		`"caf` + "é" + `"`:          "café",
+		`"plain"`:                               "plain",
+		`"a\"b\\c\/d\b\f\n\r\t"`:                "a\"b\\c/d\b\f\n\r\t",
+		`"\u00e9\u2028\uD83D\uDE00"`:            "é\u2028😀",
+		`"caf` + "é" + `"`:                      "café",
 		`"` + strings.Repeat("x\\n", 400) + `"`: strings.Repeat("x\n", 400),
 	} {
 		if err := dec(in); err != nil || cp.CorrelationID != want {
