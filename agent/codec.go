@@ -1,7 +1,13 @@
 package agent
 
-import "google.golang.org/grpc"
+import (
+	"github.com/agentwire/agentwire/codec/grpccodec"
+	"google.golang.org/grpc"
+)
 
 // codecServerOptions returns the codec options of the grpc.Server created by
-// ServeGRPC.
-func codecServerOptions() []grpc.ServerOption { return nil }
+// ServeGRPC: the vtprotobuf codec with pooled buffers (wire-identical to the
+// default protobuf codec).
+func codecServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpccodec.ServerOption()}
+}

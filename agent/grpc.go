@@ -89,6 +89,13 @@ type procStream struct {
 
 	sem      chan struct{} // concurrency bound; a slot per handled event
 	out      *ring.Ring[outItem]
+	// work hands events to worker goroutines. Only the reader sends and it
+	// closes work when it exits; workers run until then. Workers are
+	// started on demand, at most one per concurrency slot, and live as long
+	// as the stream (their grown stacks are reused, which a goroutine per
+	// event would pay for again every time).
+	work    chan *grpcCall
+	workers int // started so far; reader only
 	inflight inflightTable
 
 	established atomic.Bool // a handshake succeeded
@@ -114,6 +121,7 @@ func (s *Server) processStream(ss grpc.ServerStream) error {
 		ss:         ss,
 		sem:        make(chan struct{}, s.cfg.maxConcurrency),
 		out:        ring.New[outItem](s.cfg.maxConcurrency + 64),
+		work:       make(chan *grpcCall),
 		readerDone: make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
@@ -218,6 +226,7 @@ func (st *procStream) reader() {
 	s := st.srv
 	defer s.wg.Done()
 	defer close(st.readerDone)
+	defer close(st.work)
 	for {
 		m := pb.ProxyToAgentFromVTPool()
 		if err := st.ss.RecvMsg(m); err != nil {
@@ -324,9 +333,39 @@ func (st *procStream) handle(m *pb.ProxyToAgent) error {
 	c.kind = kind
 	c.cid = cid
 	s.begin(st.ctx, &st.inflight, &c.exchange)
-	s.wg.Add(1)
-	go c.run()
+	st.dispatch(c)
 	return nil
+}
+
+// dispatch hands c to an idle worker, starting a new one if none is idle and
+// fewer than one per slot exist. When every slot has a worker, one of them
+// is idle or about to be (the caller holds a slot), so the blocking send
+// completes. Reader only.
+func (st *procStream) dispatch(c *grpcCall) {
+	select {
+	case st.work <- c:
+		return
+	default:
+	}
+	if st.workers < cap(st.sem) {
+		st.workers++
+		st.srv.wg.Add(1)
+		go st.worker(c)
+		return
+	}
+	st.work <- c
+}
+
+// worker runs events until the reader closes the work channel.
+func (st *procStream) worker(c *grpcCall) {
+	defer st.srv.wg.Done()
+	for {
+		c.run()
+		var ok bool
+		if c, ok = <-st.work; !ok {
+			return
+		}
+	}
 }
 
 func (s *Server) handshakeToPB(r *payload.HandshakeResponse) *pb.HandshakeResponse {
@@ -353,6 +392,16 @@ func (s *Server) handshakeToPB(r *payload.HandshakeResponse) *pb.HandshakeRespon
 func (c *grpcCall) run() {
 	st := c.st
 	s := st.srv
+	c.process(s, &st.inflight)
+	if !st.enqueue(outItem{call: c}) {
+		c.release()
+	}
+	<-st.sem
+}
+
+// process converts the event, runs the handler, builds the outbound message
+// and releases what begin acquired.
+func (c *grpcCall) process(s *Server, t *inflightTable) {
 	c.decode()
 	s.invoke(&c.exchange)
 	c.wrp.Response = c.enc.Encode(&c.resp)
@@ -362,12 +411,7 @@ func (c *grpcCall) run() {
 	// slices, not the inbound byte slices).
 	c.in.ReturnToVTPool()
 	c.in = nil
-	s.end(&st.inflight, &c.exchange)
-	if !st.enqueue(outItem{call: c}) {
-		c.release()
-	}
-	<-st.sem
-	s.wg.Done()
+	s.end(t, &c.exchange)
 }
 
 // decode converts the inbound protobuf event into the exchange's payload

@@ -351,3 +351,5 @@ func recvTimeout[T any](t *testing.T, ch <-chan T, what string) T {
 	var zero T
 	return zero
 }
+
+func listenTCP() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }

@@ -49,6 +49,7 @@ type config struct {
 	maxSend        int
 	errDecision    payload.Decision
 	grpcOpts       []grpc.ServerOption
+	uds            udsConfig // Unix-socket and reverse-connection settings (uds_options.go)
 }
 
 func defaultConfig() config {

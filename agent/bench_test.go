@@ -1,0 +1,175 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/agentwire/agentwire/codec/grpccodec"
+	"github.com/agentwire/agentwire/codec/payload"
+	pb "github.com/agentwire/agentwire/proto/agentv2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// echoHandler is refagents.Echo (which this package cannot import).
+type echoHandler struct{ BaseHandler }
+
+func (echoHandler) OnRequestHeaders(_ context.Context, _ *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+	r.RequestHeaders = append(r.RequestHeaders, payload.HeaderOp{Kind: payload.HeaderSet, Name: "X-Agent-Processed", Value: "true"})
+	return nil
+}
+
+// benchRequest is a request-headers event with 15 headers, like PERF.md's
+// codec figures.
+func benchRequest(cid string) *pb.ProxyToAgent {
+	m := reqHeaders(cid, "/api/v1/items?page=2")
+	h := m.GetRequestHeaders()
+	h.Headers = nil
+	for i, n := range []string{"host", "user-agent", "accept", "accept-language", "accept-encoding", "connection", "cookie",
+		"x-forwarded-for", "x-request-id", "content-type", "content-length", "referer", "origin", "cache-control", "traceparent"} {
+		h.Headers = append(h.Headers, &pb.Header{Name: n, Value: fmt.Sprintf("value-%02d-for-%s", i, n)})
+	}
+	return m
+}
+
+// processOne is the agent's whole per-event work outside grpc-go: decode
+// the wire bytes, convert, run the handler, build and encode the reply.
+func processOne(s *Server, t *inflightTable, ctx context.Context, in, out []byte) []byte {
+	m := pb.ProxyToAgentFromVTPool()
+	if err := m.UnmarshalVT(in); err != nil {
+		panic(err)
+	}
+	c := grpcCallPool.Get().(*grpcCall)
+	c.in = m
+	c.kind = kindRequestHeaders
+	c.cid = m.GetRequestHeaders().GetMetadata().GetCorrelationId()
+	s.begin(ctx, t, &c.exchange)
+	c.process(s, t)
+	n := c.out.SizeVT()
+	if cap(out) < n {
+		out = make([]byte, n)
+	}
+	out = out[:n]
+	if _, err := c.out.MarshalToSizedBufferVT(out); err != nil {
+		panic(err)
+	}
+	c.release()
+	return out
+}
+
+// BenchmarkDispatch measures the agent's per-request cost without the
+// network: protobuf decode, conversion, context and in-flight bookkeeping,
+// Echo handler, reply conversion and encode.
+func BenchmarkDispatch(b *testing.B) {
+	s := NewServer(echoHandler{})
+	defer s.Close()
+	in, err := benchRequest("5f0c2a9e7b1d4e38a6c4f2b1d0e9a8c7").MarshalVT()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var t inflightTable
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := make([]byte, 0, 256)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(in)))
+	for b.Loop() {
+		out = processOne(s, &t, ctx, in, out)
+	}
+}
+
+// BenchmarkDispatchParallel is BenchmarkDispatch from many goroutines
+// sharing one connection's in-flight table, as a stream's handlers do.
+func BenchmarkDispatchParallel(b *testing.B) {
+	s := NewServer(echoHandler{})
+	defer s.Close()
+	in, _ := benchRequest("5f0c2a9e7b1d4e38a6c4f2b1d0e9a8c7").MarshalVT()
+	var t inflightTable
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		out := make([]byte, 0, 256)
+		for pb.Next() {
+			out = processOne(s, &t, ctx, in, out)
+		}
+	})
+}
+
+// BenchmarkGRPCStream is an end-to-end round trip over loopback gRPC: one
+// ProcessStream, a window of requests in flight, Echo agent. Allocations
+// are those of both sides (client and agent share the process).
+func BenchmarkGRPCStream(b *testing.B) {
+	for _, inflight := range []int{1, 64} {
+		b.Run(fmt.Sprintf("inflight=%d", inflight), func(b *testing.B) {
+			benchGRPCStream(b, inflight)
+		})
+	}
+}
+
+func benchGRPCStream(b *testing.B, inflight int) {
+	srv := NewServer(echoHandler{})
+	ln, err := listenTCP()
+	if err != nil {
+		b.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.ServeGRPC(ln) }()
+	defer func() { srv.Close(); <-served }()
+	cc, err := grpc.NewClient("passthrough:///"+ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.ClientOption())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := pb.NewAgentServiceV2Client(cc).ProcessStream(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := st.Send(handshakeMsg(2)); err != nil {
+		b.Fatal(err)
+	}
+	if m, err := st.Recv(); err != nil || !m.GetHandshake().GetSuccess() {
+		b.Fatal(m, err)
+	}
+	const nIDs = 1024
+	reqs := make([]*pb.ProxyToAgent, nIDs)
+	for i := range reqs {
+		reqs[i] = benchRequest(fmt.Sprintf("cid-%04d", i))
+	}
+	tokens := make(chan struct{}, inflight)
+	for range inflight {
+		tokens <- struct{}{}
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	n := b.N
+	b.ReportAllocs()
+	b.ResetTimer()
+	go func() {
+		defer wg.Done()
+		for i := range n {
+			<-tokens
+			if err := st.Send(reqs[i%nIDs]); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	}()
+	for range n {
+		m, err := st.Recv()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if m.GetResponse() == nil {
+			b.Fatalf("unexpected %v", m)
+		}
+		tokens <- struct{}{}
+	}
+	b.StopTimer()
+	wg.Wait()
+	st.CloseSend()
+}
