@@ -87,15 +87,15 @@ type procStream struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	sem      chan struct{} // concurrency bound; a slot per handled event
-	out      *ring.Ring[outItem]
+	sem chan struct{} // concurrency bound; a slot per handled event
+	out *ring.Ring[outItem]
 	// work hands events to worker goroutines. Only the reader sends and it
 	// closes work when it exits; workers run until then. Workers are
 	// started on demand, at most one per concurrency slot, and live as long
 	// as the stream (their grown stacks are reused, which a goroutine per
 	// event would pay for again every time).
-	work    chan *grpcCall
-	workers int // started so far; reader only
+	work     chan *grpcCall
+	workers  int // started so far; reader only
 	inflight inflightTable
 
 	established atomic.Bool // a handshake succeeded
