@@ -169,7 +169,8 @@ func (d *jsonDecoder) pong(p *Pong) bool {
 // AppendHealthStatusJSON appends the 0x30 payload: {"state":<int>} — the only
 // key the Rust proxy reads — followed by the other fields under their proto
 // names, each left out when zero or absent (so a bare state is written
-// exactly like the Rust vectors: {"state":1}).
+// exactly like the Rust vectors: {"state":1}); a non-finite
+// TimeoutMultiplier is left out too.
 func AppendHealthStatusJSON(dst []byte, h *HealthStatus) []byte {
 	dst = append(dst, `{"state":`...)
 	dst = strconv.AppendInt(dst, int64(h.State), 10)
@@ -193,7 +194,7 @@ func AppendHealthStatusJSON(dst []byte, h *HealthStatus) []byte {
 		dst = append(dst, `,"disabled_features":`...)
 		dst = jsonAppendStrings(dst, h.DisabledFeatures)
 	}
-	if h.TimeoutMultiplier != 0 {
+	if h.TimeoutMultiplier != 0 && !math.IsInf(float64(h.TimeoutMultiplier), 0) && !math.IsNaN(float64(h.TimeoutMultiplier)) {
 		dst = append(dst, `,"timeout_multiplier":`...)
 		dst = jsonAppendFloat(dst, float64(h.TimeoutMultiplier), 32)
 	}
