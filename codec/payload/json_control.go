@@ -461,68 +461,99 @@ func (d *jsonDecoder) metricsReport(m *MetricsReport) bool {
 		case 2:
 			d.readU64(&m.IntervalMS)
 		case 3:
-			m.Counters = jsonReadList(d, m.Counters, func(d *jsonDecoder, c *CounterMetric) bool {
-				labels := c.Labels
-				clear(labels)
-				*c = CounterMetric{Labels: labels}
-				return d.metricHead(&c.Name, &c.Help, &c.Labels, func(d *jsonDecoder) bool { return d.readU64(&c.Value) })
-			})
+			m.Counters = m.Counters[:0]
+			if d.arrayBegin("a sequence") {
+				var seq jsonSeq
+				for d.arrayNext(&seq) {
+					var c *CounterMetric
+					m.Counters, c = jsonNextElem(m.Counters)
+					d.counter(c)
+				}
+			}
 		case 4:
-			m.Gauges = jsonReadList(d, m.Gauges, func(d *jsonDecoder, g *GaugeMetric) bool {
-				labels := g.Labels
-				clear(labels)
-				*g = GaugeMetric{Labels: labels}
-				return d.metricHead(&g.Name, &g.Help, &g.Labels, func(d *jsonDecoder) bool { return d.readF64(&g.Value) })
-			})
+			m.Gauges = m.Gauges[:0]
+			if d.arrayBegin("a sequence") {
+				var seq jsonSeq
+				for d.arrayNext(&seq) {
+					var g *GaugeMetric
+					m.Gauges, g = jsonNextElem(m.Gauges)
+					d.gauge(g)
+				}
+			}
 		case 5:
-			m.Histograms = jsonReadList(d, m.Histograms, (*jsonDecoder).histogram)
+			m.Histograms = m.Histograms[:0]
+			if d.arrayBegin("a sequence") {
+				var seq jsonSeq
+				for d.arrayNext(&seq) {
+					var h *HistogramMetric
+					m.Histograms, h = jsonNextElem(m.Histograms)
+					d.histogram(h)
+				}
+			}
 		default:
 			return d.err == nil
 		}
 	}
 }
 
-// jsonReadList reads an array of structs into dst's backing array, letting
-// fn reuse storage inside existing elements.
-func jsonReadList[T any](d *jsonDecoder, dst []T, fn func(*jsonDecoder, *T) bool) []T {
-	dst = dst[:0]
-	if !d.arrayBegin("a sequence") {
-		return dst
+// jsonNextElem extends dst by one element, reusing the element already in
+// the backing array when there is one (so its inner storage can be reused).
+func jsonNextElem[T any](dst []T) ([]T, *T) {
+	if len(dst) < cap(dst) {
+		dst = dst[:len(dst)+1]
+	} else {
+		var zero T
+		dst = append(dst, zero)
 	}
-	var seq jsonSeq
-	for d.arrayNext(&seq) {
-		if len(dst) < cap(dst) {
-			dst = dst[:len(dst)+1]
-		} else {
-			var zero T
-			dst = append(dst, zero)
-		}
-		if !fn(d, &dst[len(dst)-1]) {
-			break
-		}
-	}
-	return dst
+	return dst, &dst[len(dst)-1]
 }
 
-// metricHead decodes a counter or gauge: name, help, labels and a value read
-// by value.
-func (d *jsonDecoder) metricHead(name, help *string, labels *map[string]string, value func(*jsonDecoder) bool) bool {
+func (d *jsonDecoder) counter(c *CounterMetric) bool {
+	labels := c.Labels
+	clear(labels)
+	*c = CounterMetric{Labels: labels}
 	var s jsonStruct
-	if !d.structBegin(&s, &jsonCounterFields, "struct Metric") {
+	if !d.structBegin(&s, &jsonCounterFields, "struct CounterMetric") {
 		return false
 	}
 	for {
 		switch d.structNext(&s) {
 		case 0:
-			d.readString(name)
+			d.readString(&c.Name)
 		case 1:
 			if !d.null() {
-				d.readString(help)
+				d.readString(&c.Help)
 			}
 		case 2:
-			d.readStringMap(labels, "a map")
+			d.readStringMap(&c.Labels, "a map")
 		case 3:
-			value(d)
+			d.readU64(&c.Value)
+		default:
+			return d.err == nil
+		}
+	}
+}
+
+func (d *jsonDecoder) gauge(g *GaugeMetric) bool {
+	labels := g.Labels
+	clear(labels)
+	*g = GaugeMetric{Labels: labels}
+	var s jsonStruct
+	if !d.structBegin(&s, &jsonCounterFields, "struct GaugeMetric") {
+		return false
+	}
+	for {
+		switch d.structNext(&s) {
+		case 0:
+			d.readString(&g.Name)
+		case 1:
+			if !d.null() {
+				d.readString(&g.Help)
+			}
+		case 2:
+			d.readStringMap(&g.Labels, "a map")
+		case 3:
+			d.readF64(&g.Value)
 		default:
 			return d.err == nil
 		}
@@ -552,7 +583,15 @@ func (d *jsonDecoder) histogram(h *HistogramMetric) bool {
 		case 4:
 			d.readU64(&h.Count)
 		case 5:
-			h.Buckets = jsonReadList(d, h.Buckets, (*jsonDecoder).bucket)
+			h.Buckets = h.Buckets[:0]
+			if d.arrayBegin("a sequence") {
+				var seq jsonSeq
+				for d.arrayNext(&seq) {
+					var b *HistogramBucket
+					h.Buckets, b = jsonNextElem(h.Buckets)
+					d.bucket(b)
+				}
+			}
 		default:
 			return d.err == nil
 		}
@@ -841,7 +880,15 @@ func (d *jsonDecoder) updateType(c *ConfigUpdateRequest) bool {
 			case 1:
 				d.readString(&c.RuleSet)
 			case 2:
-				c.Rules = jsonReadList(d, c.Rules, (*jsonDecoder).rule)
+				c.Rules = c.Rules[:0]
+				if d.arrayBegin("a sequence") {
+					var seq jsonSeq
+					for d.arrayNext(&seq) {
+						var r *RuleDefinition
+						c.Rules, r = jsonNextElem(c.Rules)
+						d.rule(r)
+					}
+				}
 			case 3:
 				c.RemoveRules, _ = d.readStringSlice(c.RemoveRules, "a sequence")
 			}

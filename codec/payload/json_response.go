@@ -153,8 +153,20 @@ func jsonAppendCustom(dst []byte, m map[string]json.RawMessage) []byte {
 	if len(m) == 0 {
 		return dst
 	}
-	var buf [16]string
-	keys, pooled := jsonSortedKeys(m, buf[:])
+	if len(m) <= jsonKeysSmall {
+		var buf [jsonKeysSmall]string
+		return jsonWriteCustom(dst, m, jsonCollectKeys(m, buf[:0]))
+	}
+	p := jsonKeyScratch.Get().(*[]string)
+	keys := jsonCollectKeys(m, (*p)[:0])
+	dst = jsonWriteCustom(dst, m, keys)
+	clear(keys)
+	*p = keys[:0]
+	jsonKeyScratch.Put(p)
+	return dst
+}
+
+func jsonWriteCustom(dst []byte, m map[string]json.RawMessage, keys []string) []byte {
 	for _, k := range keys {
 		if k == "correlation_id" {
 			continue
@@ -164,7 +176,6 @@ func jsonAppendCustom(dst []byte, m map[string]json.RawMessage) []byte {
 		dst = append(dst, ':')
 		dst = jsonAppendRaw(dst, m[k])
 	}
-	jsonReleaseKeys(keys, pooled)
 	return dst
 }
 

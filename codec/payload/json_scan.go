@@ -31,6 +31,9 @@ type jsonDecoder struct {
 	err    error
 	ar     *jsonArena
 	noCopy bool
+	// rawView is true when the last readStringBytes result is a view of
+	// data (no escapes) rather than of scratch space.
+	rawView bool
 }
 
 // fail records the first error. It always returns false so that callers can
@@ -307,6 +310,7 @@ func (d *jsonDecoder) readStringBytes() ([]byte, bool) {
 	}
 	at := d.pos + 1
 	body, escaped, nonASCII, ok := d.scanString()
+	d.rawView = false
 	if !ok {
 		return nil, false
 	}
@@ -316,6 +320,7 @@ func (d *jsonDecoder) readStringBytes() ([]byte, bool) {
 	if nonASCII && !utf8.Valid(body) {
 		return nil, d.failAt(at, "invalid unicode code point")
 	}
+	d.rawView = true
 	return body, true
 }
 
@@ -964,8 +969,12 @@ func (d *jsonDecoder) mapNext(s *jsonSeq) ([]byte, bool) {
 	return d.readKey()
 }
 
-// mapKeyString turns a key returned by mapNext into a kept string.
+// keyString turns a key just returned by mapNext into a kept string (a view
+// of the input in NoCopy mode when the key had no escapes).
 func (d *jsonDecoder) keyString(k []byte) string {
+	if d.noCopy && d.rawView {
+		return jsonView(k)
+	}
 	return jsonView(d.copyBytes(k))
 }
 

@@ -283,30 +283,18 @@ func jsonAppendStrings(dst []byte, list []string) []byte {
 // jsonKeyScratch pools key slices for maps too large for the stack buffer.
 var jsonKeyScratch = sync.Pool{New: func() any { s := make([]string, 0, 64); return &s }}
 
-// jsonSortedKeys collects m's keys into buf (or a pooled slice when m is
-// large), sorts them byte-wise and returns them with a release func. The
-// caller must call release when done with the keys.
-func jsonSortedKeys[V any](m map[string]V, buf []string) ([]string, *[]string) {
-	var pooled *[]string
-	keys := buf[:0]
-	if len(m) > cap(buf) {
-		pooled = jsonKeyScratch.Get().(*[]string)
-		keys = (*pooled)[:0]
-	}
+// jsonCollectKeys appends m's keys to keys and sorts them byte-wise.
+func jsonCollectKeys[V any](m map[string]V, keys []string) []string {
 	for k := range m {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	return keys, pooled
+	return keys
 }
 
-func jsonReleaseKeys(keys []string, pooled *[]string) {
-	if pooled != nil {
-		clear(keys)
-		*pooled = keys[:0]
-		jsonKeyScratch.Put(pooled)
-	}
-}
+// jsonKeysSmall is the map size up to which sorted keys live on the stack;
+// larger maps borrow a pooled slice. Either way no allocation.
+const jsonKeysSmall = 16
 
 // jsonAppendStringMap writes a string map as an object with its keys in
 // byte-wise order (deterministic output; Rust writes HashMaps in random
@@ -315,8 +303,20 @@ func jsonAppendStringMap(dst []byte, m map[string]string) []byte {
 	if len(m) == 0 {
 		return append(dst, '{', '}')
 	}
-	var buf [16]string
-	keys, pooled := jsonSortedKeys(m, buf[:])
+	if len(m) <= jsonKeysSmall {
+		var buf [jsonKeysSmall]string
+		return jsonWriteStringMap(dst, m, jsonCollectKeys(m, buf[:0]))
+	}
+	p := jsonKeyScratch.Get().(*[]string)
+	keys := jsonCollectKeys(m, (*p)[:0])
+	dst = jsonWriteStringMap(dst, m, keys)
+	clear(keys)
+	*p = keys[:0]
+	jsonKeyScratch.Put(p)
+	return dst
+}
+
+func jsonWriteStringMap(dst []byte, m map[string]string, keys []string) []byte {
 	dst = append(dst, '{')
 	for i, k := range keys {
 		if i > 0 {
@@ -326,7 +326,6 @@ func jsonAppendStringMap(dst []byte, m map[string]string) []byte {
 		dst = append(dst, ':')
 		dst = jsonAppendString(dst, m[k])
 	}
-	jsonReleaseKeys(keys, pooled)
 	return append(dst, '}')
 }
 
@@ -343,15 +342,21 @@ func jsonAppendHeaders(dst []byte, h Headers) []byte {
 	if n == 0 {
 		return append(dst, '{', '}')
 	}
-	var stack [64]int32
-	var pooled *[]int32
-	var idx []int32
-	if n <= len(stack) {
-		idx = stack[:n]
-	} else {
-		pooled = jsonHeaderScratch.Get().(*[]int32)
-		idx = slices.Grow((*pooled)[:0], n)[:n]
+	if n <= 64 {
+		var stack [64]int32
+		return jsonWriteHeaders(dst, h, jsonSortHeaderIndex(h, stack[:n]))
 	}
+	p := jsonHeaderScratch.Get().(*[]int32)
+	idx := jsonSortHeaderIndex(h, slices.Grow((*p)[:0], n)[:n])
+	dst = jsonWriteHeaders(dst, h, idx)
+	*p = idx[:0]
+	jsonHeaderScratch.Put(p)
+	return dst
+}
+
+// jsonSortHeaderIndex fills idx (len(h) long) with the positions of h in
+// stable byte-wise name order.
+func jsonSortHeaderIndex(h Headers, idx []int32) []int32 {
 	sorted := true
 	for i := range idx {
 		idx[i] = int32(i)
@@ -359,27 +364,34 @@ func jsonAppendHeaders(dst []byte, h Headers) []byte {
 			sorted = false
 		}
 	}
-	if !sorted {
-		// Stable insertion sort for the usual small sets; stable merge sort
-		// (in place, no allocation) for large ones.
-		if n <= 32 {
-			for i := 1; i < n; i++ {
-				for j := i; j > 0 && h[idx[j]].Name < h[idx[j-1]].Name; j-- {
-					idx[j], idx[j-1] = idx[j-1], idx[j]
-				}
-			}
-		} else {
-			slices.SortStableFunc(idx, func(a, b int32) int {
-				switch {
-				case h[a].Name < h[b].Name:
-					return -1
-				case h[a].Name > h[b].Name:
-					return 1
-				}
-				return 0
-			})
-		}
+	if sorted {
+		return idx
 	}
+	if len(idx) <= 32 {
+		// Stable insertion sort for the usual small sets.
+		for i := 1; i < len(idx); i++ {
+			for j := i; j > 0 && h[idx[j]].Name < h[idx[j-1]].Name; j-- {
+				idx[j], idx[j-1] = idx[j-1], idx[j]
+			}
+		}
+		return idx
+	}
+	slices.SortStableFunc(idx, func(a, b int32) int {
+		switch {
+		case h[a].Name < h[b].Name:
+			return -1
+		case h[a].Name > h[b].Name:
+			return 1
+		}
+		return 0
+	})
+	return idx
+}
+
+// jsonWriteHeaders writes h in the order given by idx, merging entries that
+// share a name.
+func jsonWriteHeaders(dst []byte, h Headers, idx []int32) []byte {
+	n := len(idx)
 	dst = append(dst, '{')
 	for i := 0; i < n; {
 		name := h[idx[i]].Name
@@ -399,10 +411,6 @@ func jsonAppendHeaders(dst []byte, h Headers) []byte {
 			}
 		}
 		dst = append(dst, ']')
-	}
-	if pooled != nil {
-		*pooled = idx[:0]
-		jsonHeaderScratch.Put(pooled)
 	}
 	return append(dst, '}')
 }
