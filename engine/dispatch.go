@@ -1,0 +1,155 @@
+package engine
+
+import (
+	"fmt"
+
+	"github.com/agentwire/agentwire/codec/payload"
+)
+
+type cbKind uint8
+
+const (
+	cbHealth cbKind = iota + 1
+	cbMetrics
+	cbLog
+	cbConfig
+)
+
+// callback is one queued user callback (or config-update answer).
+type callback struct {
+	kind    cbKind
+	health  payload.HealthStatus
+	metrics *payload.MetricsReport
+	log     *payload.LogMessage
+	cfg     *payload.ConfigUpdateRequest
+	s       *session
+}
+
+// dispatch queues cb for the dispatcher goroutine without blocking. When
+// the queue is full the report is dropped and counted; a config-update
+// request is then answered at once with a rejection, so the agent is never
+// left waiting.
+func (c *Conn) dispatch(cb callback) {
+	select {
+	case c.cbq <- cb:
+	default:
+		c.stats.callbacksDropped.Add(1)
+		if cb.kind == cbConfig {
+			cb.s.answerConfig(cb.cfg, payload.ConfigUpdateResponse{
+				Accepted: false,
+				Error:    payload.Some("agentwire: proxy callback queue full"),
+			}, false)
+		}
+	}
+}
+
+// dispatcher runs user callbacks one at a time, off the reader goroutine,
+// until the Conn closes.
+func (c *Conn) dispatcher() {
+	defer c.wg.Done()
+	for {
+		select {
+		case cb := <-c.cbq:
+			c.runCallback(cb)
+		case <-c.closing:
+			return
+		}
+	}
+}
+
+func (c *Conn) runCallback(cb callback) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.stats.callbackPanics.Add(1)
+			c.log.Error("agentwire: callback panicked", "panic", fmt.Sprint(r))
+			if cb.kind == cbConfig {
+				cb.s.answerConfig(cb.cfg, payload.ConfigUpdateResponse{
+					Error: payload.Some("agentwire: config update handler panicked"),
+				}, true)
+			}
+		}
+	}()
+	switch cb.kind {
+	case cbHealth:
+		c.opts.onHealth(cb.health)
+	case cbMetrics:
+		c.opts.onMetrics(cb.metrics)
+	case cbLog:
+		c.opts.onLog(cb.log)
+	case cbConfig:
+		var resp payload.ConfigUpdateResponse
+		if c.opts.onConfigUpdate != nil {
+			resp = c.opts.onConfigUpdate(cb.cfg)
+		} else {
+			resp = defaultConfigUpdate(cb.cfg)
+		}
+		cb.s.answerConfig(cb.cfg, resp, true)
+	}
+}
+
+// defaultConfigUpdate answers like the Rust pool's handler: reloads,
+// restart notices and configuration errors are accepted (noted), rule and
+// list updates rejected.
+func defaultConfigUpdate(r *payload.ConfigUpdateRequest) payload.ConfigUpdateResponse {
+	switch r.Kind {
+	case payload.ConfigRuleUpdate:
+		return payload.ConfigUpdateResponse{Error: payload.Some("rule updates not supported")}
+	case payload.ConfigListUpdate:
+		return payload.ConfigUpdateResponse{Error: payload.Some("list updates not supported")}
+	}
+	return payload.ConfigUpdateResponse{Accepted: true}
+}
+
+// answerConfig sends resp for req on the control stream. block says
+// whether it may wait for room in the outbound queue (the dispatcher may,
+// the reader may not). Without a control stream the answer cannot be sent
+// and is counted.
+func (s *session) answerConfig(req *payload.ConfigUpdateRequest, resp payload.ConfigUpdateResponse, block bool) {
+	resp.RequestID = req.RequestID
+	if resp.TimestampMS == 0 {
+		resp.TimestampMS = nowMS()
+	}
+	if !s.controlOK.Load() || s.failed() {
+		s.c.stats.configUnanswered.Add(1)
+		s.c.log.Debug("agentwire: config update cannot be answered (no control stream)", "request_id", req.RequestID)
+		return
+	}
+	buf, err := s.t.configResponse(&resp)
+	if err != nil {
+		s.c.stats.configUnanswered.Add(1)
+		return
+	}
+	o := outbound{buf: buf, ctl: true}
+	if block {
+		err = s.enqueue(s.ctx, o)
+	} else if err = s.out.TryEnqueue(o); err != nil {
+		buf.Free()
+	}
+	if err != nil {
+		s.c.stats.configUnanswered.Add(1)
+		return
+	}
+	s.c.stats.configAnswered.Add(1)
+}
+
+// onConfigUpdate queues an agent config-update request for its answer.
+func (s *session) onConfigUpdate(r *payload.ConfigUpdateRequest) {
+	s.c.stats.configUpdates.Add(1)
+	s.c.dispatch(callback{kind: cbConfig, cfg: r, s: s})
+}
+
+// onMetrics queues a metrics report for the callback.
+func (s *session) onMetrics(r *payload.MetricsReport) {
+	s.c.stats.metricsReports.Add(1)
+	if s.c.opts.onMetrics != nil {
+		s.c.dispatch(callback{kind: cbMetrics, metrics: r})
+	}
+}
+
+// onLog queues a forwarded log line for the callback.
+func (s *session) onLog(m *payload.LogMessage) {
+	s.c.stats.logMessages.Add(1)
+	if s.c.opts.onLog != nil {
+		s.c.dispatch(callback{kind: cbLog, log: m})
+	}
+}

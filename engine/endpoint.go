@@ -1,0 +1,66 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+)
+
+// errUDSNotSupported is returned for Unix-socket endpoints of the binary
+// protocol (SPEC 6), which this package does not speak yet.
+var errUDSNotSupported = errors.New("agentwire: unix-socket transport not supported yet")
+
+// endpoint is a parsed Dial target.
+type endpoint struct {
+	target string // grpc target ("dns:///host:port" or "unix:///path")
+	tls    bool   // the scheme asks for TLS
+	plain  bool   // the scheme is explicitly plaintext (grpc://, http://)
+	unix   bool   // gRPC over a Unix socket
+}
+
+// parseEndpoint understands:
+//
+//	grpc://host:port, http://host:port, host:port   gRPC over TCP (plaintext needs WithInsecure)
+//	grpcs://host:port, https://host:port            gRPC over TCP with TLS
+//	grpc+unix:///path                               gRPC over a Unix socket
+//	unix:/path, unix:///path, /path, *.sock          the binary Unix-socket protocol (not supported yet)
+func parseEndpoint(s string) (endpoint, error) {
+	if s == "" {
+		return endpoint{}, errors.New("agentwire: empty endpoint")
+	}
+	switch {
+	case strings.HasPrefix(s, "grpc+unix://"):
+		path := strings.TrimPrefix(s, "grpc+unix://")
+		if !strings.HasPrefix(path, "/") {
+			return endpoint{}, fmt.Errorf("agentwire: endpoint %q: grpc+unix needs an absolute path (grpc+unix:///path)", s)
+		}
+		return endpoint{target: "unix://" + path, unix: true}, nil
+	case strings.HasPrefix(s, "unix:"), strings.HasPrefix(s, "/"), strings.HasSuffix(s, ".sock"):
+		return endpoint{}, errUDSNotSupported
+	}
+	var e endpoint
+	hostport := s
+	if i := strings.Index(s, "://"); i >= 0 {
+		scheme := s[:i]
+		hostport = s[i+3:]
+		switch scheme {
+		case "grpc", "http":
+			e.plain = true
+		case "grpcs", "https":
+			e.tls = true
+		default:
+			return endpoint{}, fmt.Errorf("agentwire: endpoint %q: unknown scheme %q", s, scheme)
+		}
+		hostport = strings.TrimSuffix(hostport, "/")
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil || port == "" {
+		return endpoint{}, fmt.Errorf("agentwire: endpoint %q: want host:port", s)
+	}
+	if host == "" {
+		host = "localhost"
+	}
+	e.target = "dns:///" + net.JoinHostPort(host, port)
+	return e, nil
+}

@@ -1,0 +1,450 @@
+package engine
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/agentwire/agentwire/codec/grpccodec"
+	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/pbconv"
+	"github.com/agentwire/agentwire/internal/pbwire"
+	pb "github.com/agentwire/agentwire/proto/agentv2"
+)
+
+// Method paths and the agentwire control-plane marker (see doc.go).
+const (
+	processStreamMethod = "/zentinel.agent.v2.AgentServiceV2/ProcessStream"
+	controlStreamMethod = "/zentinel.agent.v2.AgentServiceV2/ControlStream"
+	controlMetadataKey  = "agentwire-control"
+)
+
+var (
+	processStreamDesc = grpc.StreamDesc{StreamName: "ProcessStream", ServerStreams: true, ClientStreams: true}
+	controlStreamDesc = grpc.StreamDesc{StreamName: "ControlStream", ServerStreams: true, ClientStreams: true}
+)
+
+// ---------------------------------------------------------------------------
+// codec
+
+// sendFrame carries one pre-encoded message through grpc's SendMsg. The
+// codec hands the buffer to grpc as is (no copy, no re-encoding); grpc
+// frees it after writing.
+type sendFrame struct {
+	buf   mem.Buffer
+	taken bool
+}
+
+// recvFrame receives one raw message: the codec keeps a reference to grpc's
+// receive buffers instead of decoding, and the reader decodes in place.
+type recvFrame struct {
+	data    mem.BufferSlice
+	scratch []byte
+}
+
+// bytes returns the message bytes (valid until release).
+func (f *recvFrame) bytes() []byte {
+	switch len(f.data) {
+	case 0:
+		return nil
+	case 1:
+		return f.data[0].ReadOnlyData()
+	}
+	f.scratch = f.scratch[:0]
+	for _, b := range f.data {
+		f.scratch = append(f.scratch, b.ReadOnlyData()...)
+	}
+	return f.scratch
+}
+
+func (f *recvFrame) release() {
+	f.data.Free()
+	f.data = nil
+}
+
+// wireCodec is the CodecV2 of the engine's streams: sendFrame and recvFrame
+// pass bytes through untouched, anything else goes to grpccodec (vtproto on
+// pooled buffers). Its name is "proto", the content-subtype every agent
+// expects.
+type wireCodec struct{}
+
+func (wireCodec) Name() string { return grpccodec.Name }
+
+func (wireCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if f, ok := v.(*sendFrame); ok {
+		f.taken = true
+		return mem.BufferSlice{f.buf}, nil
+	}
+	return grpccodec.Codec().Marshal(v)
+}
+
+func (wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	if f, ok := v.(*recvFrame); ok {
+		data.Ref()
+		f.data = data
+		return nil
+	}
+	return grpccodec.Codec().Unmarshal(data, v)
+}
+
+// ---------------------------------------------------------------------------
+// dialer
+
+type grpcDialer struct {
+	cc   *grpc.ClientConn
+	o    *options
+	name string
+}
+
+func newGRPCDialer(ep endpoint, o *options) (*grpcDialer, error) {
+	var creds credentials.TransportCredentials
+	switch {
+	case ep.tls && o.insecure:
+		return nil, fmt.Errorf("agentwire: endpoint is TLS (grpcs/https) but WithInsecure was given")
+	case ep.tls || o.tls != nil:
+		cfg := o.tls
+		if cfg == nil {
+			cfg = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		creds = credentials.NewTLS(cfg)
+	case ep.unix || o.insecure:
+		creds = insecure.NewCredentials()
+	default:
+		return nil, fmt.Errorf("agentwire: plaintext gRPC endpoint needs WithInsecure() (or WithTLS / a grpcs:// endpoint)")
+	}
+	dopts := []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{
+				BaseDelay:  o.backoffBase,
+				Multiplier: 2,
+				Jitter:     0.2,
+				MaxDelay:   o.backoffMax,
+			},
+			MinConnectTimeout: o.connectTimeout,
+		}),
+		grpc.WithDefaultCallOptions(
+			grpc.MaxCallRecvMsgSize(o.maxRecv),
+			grpc.MaxCallSendMsgSize(o.maxSend),
+		),
+	}
+	if o.keepaliveTime > 0 {
+		dopts = append(dopts, grpc.WithKeepaliveParams(keepalive.ClientParameters{
+			Time: o.keepaliveTime, Timeout: o.keepaliveTimeout, PermitWithoutStream: true,
+		}))
+	}
+	dopts = append(dopts, o.dialOptions...)
+	cc, err := grpc.NewClient(ep.target, dopts...)
+	if err != nil {
+		return nil, &Error{Kind: ErrConnectFailed, Detail: ep.target, Err: err}
+	}
+	return &grpcDialer{cc: cc, o: o, name: ep.target}, nil
+}
+
+func (d *grpcDialer) close() error { return d.cc.Close() }
+
+// open opens ProcessStream, waits for its response headers (SPEC fact 2),
+// performs the handshake (SPEC 4.4/4.5: offer [2], require success and
+// version 2) and, when the agent advertised the agentwire control plane,
+// opens ControlStream.
+func (d *grpcDialer) open(ctx context.Context, hs *payload.HandshakeRequest) (transport, payload.Capabilities, error) {
+	var caps payload.Capabilities
+	streamCtx, cancel := context.WithCancel(context.Background())
+	var phase atomic.Value // "connect" or "handshake" when its timer fired
+	timer := time.AfterFunc(d.o.connectTimeout, func() { phase.Store("connect"); cancel() })
+	stop := context.AfterFunc(ctx, cancel)
+	fail := func(kind error, detail string, err error) (transport, payload.Capabilities, error) {
+		timer.Stop()
+		stop()
+		cancel()
+		if p, ok := phase.Load().(string); ok {
+			return nil, caps, &Error{Kind: ErrConnectFailed, Detail: p + " timed out", Err: context.DeadlineExceeded}
+		}
+		if ctx.Err() != nil {
+			return nil, caps, &Error{Kind: ErrConnectFailed, Detail: detail, Err: ctx.Err()}
+		}
+		return nil, caps, &Error{Kind: kind, Detail: detail, Err: err}
+	}
+
+	stream, err := d.cc.NewStream(streamCtx, &processStreamDesc, processStreamMethod, grpc.ForceCodecV2(wireCodec{}))
+	if err != nil {
+		return fail(ErrConnectFailed, "open ProcessStream", err)
+	}
+	md, err := stream.Header()
+	if err != nil {
+		return fail(ErrConnectFailed, "ProcessStream headers", err)
+	}
+	if !timer.Stop() {
+		return fail(ErrConnectFailed, "", nil)
+	}
+	timer = time.AfterFunc(d.o.handshakeTimeout, func() { phase.Store("handshake"); cancel() })
+
+	t := &grpcTransport{stop: cancel, stream: stream, maxSend: d.o.maxSend}
+	buf, err := t.handshake(hs)
+	if err != nil {
+		return fail(ErrConnectFailed, "encode handshake", err)
+	}
+	if err := t.send(buf); err != nil {
+		return fail(ErrConnectFailed, "send handshake", err)
+	}
+	var f recvFrame
+	if err := stream.RecvMsg(&f); err != nil {
+		return fail(ErrConnectFailed, "read handshake reply", err)
+	}
+	var reply pb.AgentToProxy
+	err = reply.UnmarshalVT(f.bytes())
+	f.release()
+	if err != nil {
+		return fail(ErrHandshakeRejected, "undecodable handshake reply", err)
+	}
+	h := reply.GetHandshake()
+	switch {
+	case h == nil:
+		return fail(ErrHandshakeRejected, "first message is not a handshake reply", nil)
+	case !h.GetSuccess():
+		return fail(ErrHandshakeRejected, "agent refused: "+h.GetError(), nil)
+	case h.GetProtocolVersion() != payload.ProtocolVersion:
+		return fail(ErrHandshakeRejected, fmt.Sprintf("agent answered protocol version %d, want 2", h.GetProtocolVersion()), nil)
+	}
+	caps = pbconv.CapabilitiesFromPB(h.GetCapabilities())
+
+	if hasControlMarker(md) {
+		cctx := metadata.AppendToOutgoingContext(streamCtx, controlMetadataKey, "1")
+		ctl, err := d.cc.NewStream(cctx, &controlStreamDesc, controlStreamMethod, grpc.ForceCodecV2(wireCodec{}))
+		if err == nil {
+			t.ctl = ctl
+		} else {
+			d.o.logger.Debug("agentwire: control stream not opened", "err", err)
+		}
+	}
+	if !timer.Stop() {
+		return fail(ErrConnectFailed, "", nil)
+	}
+	stop()
+	return t, caps, nil
+}
+
+func hasControlMarker(md metadata.MD) bool {
+	for _, v := range md.Get(controlMetadataKey) {
+		if v == "1" {
+			return true
+		}
+	}
+	return false
+}
+
+// ---------------------------------------------------------------------------
+// transport
+
+// grpcTransport is one ProcessStream (plus the optional agentwire
+// ControlStream). send/sendControl are called by the writer goroutine only,
+// readLoop/readControlLoop by one reader goroutine each, so the per-stream
+// frames need no locking.
+type grpcTransport struct {
+	stop    context.CancelFunc
+	stream  grpc.ClientStream
+	ctl     grpc.ClientStream
+	maxSend int
+
+	out, ctlOut sendFrame // writer-owned
+	in, ctlIn   recvFrame // reader-owned
+
+	closeOnce sync.Once
+}
+
+func (t *grpcTransport) send(buf mem.Buffer) error {
+	return sendOn(t.stream, &t.out, buf)
+}
+
+func (t *grpcTransport) sendControl(buf mem.Buffer) error {
+	return sendOn(t.ctl, &t.ctlOut, buf)
+}
+
+func sendOn(st grpc.ClientStream, f *sendFrame, buf mem.Buffer) error {
+	f.buf, f.taken = buf, false
+	err := st.SendMsg(f)
+	if !f.taken {
+		buf.Free()
+	}
+	f.buf = nil
+	return err
+}
+
+func (t *grpcTransport) readLoop(s *session) error {
+	for {
+		if err := t.stream.RecvMsg(&t.in); err != nil {
+			return err
+		}
+		handleAgentToProxy(t.in.bytes(), s)
+		t.in.release()
+	}
+}
+
+func (t *grpcTransport) hasControl() bool { return t.ctl != nil }
+
+func (t *grpcTransport) readControlLoop(s *session) error {
+	for {
+		if err := t.ctl.RecvMsg(&t.ctlIn); err != nil {
+			return err
+		}
+		handleAgentControl(t.ctlIn.bytes(), s)
+		t.ctlIn.release()
+	}
+}
+
+func (t *grpcTransport) close() { t.closeOnce.Do(t.stop) }
+
+// ---------------------------------------------------------------------------
+// encoder (hand-written protobuf straight into pooled buffers)
+
+func tooLarge(n, limit int) error {
+	return &Error{Kind: ErrMessageTooLarge, Detail: fmt.Sprintf("%d bytes encoded, limit %d", n, limit)}
+}
+
+func (t *grpcTransport) check(n int) error {
+	if n > t.maxSend {
+		return tooLarge(n, t.maxSend)
+	}
+	return nil
+}
+
+func (t *grpcTransport) handshake(hs *payload.HandshakeRequest) (mem.Buffer, error) {
+	n := pbwire.SizeHandshake(hs)
+	if err := t.check(n); err != nil {
+		return nil, err
+	}
+	bp := newOutBuffer(n)
+	*bp = pbwire.AppendHandshake(*bp, hs)
+	return wrapOut(bp), nil
+}
+
+func (t *grpcTransport) requestHeaders(ev *payload.RequestHeadersEvent, now uint64) (mem.Buffer, error) {
+	n := pbwire.SizeRequestHeaders(ev, now)
+	if err := t.check(n); err != nil {
+		return nil, err
+	}
+	bp := newOutBuffer(n)
+	*bp = pbwire.AppendRequestHeaders(*bp, ev, now)
+	return wrapOut(bp), nil
+}
+
+func (t *grpcTransport) bodyChunk(ev *payload.BodyChunk, response bool, now uint64) (mem.Buffer, error) {
+	n := pbwire.SizeBodyChunk(ev, now)
+	if err := t.check(n); err != nil {
+		return nil, err
+	}
+	bp := newOutBuffer(n)
+	*bp = pbwire.AppendBodyChunk(*bp, ev, response, now)
+	return wrapOut(bp), nil
+}
+
+func (t *grpcTransport) responseHeaders(ev *payload.ResponseHeadersEvent) (mem.Buffer, error) {
+	n := pbwire.SizeResponseHeaders(ev)
+	if err := t.check(n); err != nil {
+		return nil, err
+	}
+	bp := newOutBuffer(n)
+	*bp = pbwire.AppendResponseHeaders(*bp, ev)
+	return wrapOut(bp), nil
+}
+
+func (t *grpcTransport) requestComplete(ev *payload.RequestCompleteEvent) (mem.Buffer, error) {
+	n := pbwire.SizeRequestComplete(ev)
+	if err := t.check(n); err != nil {
+		return nil, err
+	}
+	bp := newOutBuffer(n)
+	*bp = pbwire.AppendRequestComplete(*bp, ev)
+	return wrapOut(bp), nil
+}
+
+func (t *grpcTransport) webSocketFrame(ev *payload.WebSocketFrameEvent) (mem.Buffer, error) {
+	n := pbwire.SizeWebSocketFrame(ev)
+	if err := t.check(n); err != nil {
+		return nil, err
+	}
+	bp := newOutBuffer(n)
+	*bp = pbwire.AppendWebSocketFrame(*bp, ev)
+	return wrapOut(bp), nil
+}
+
+func (t *grpcTransport) guardrail(ev *payload.GuardrailInspectEvent) (mem.Buffer, error) {
+	ctxJSON := pbwire.GuardrailContext(nil, ev)
+	n := pbwire.SizeGuardrail(ev, ctxJSON)
+	if err := t.check(n); err != nil {
+		return nil, err
+	}
+	bp := newOutBuffer(n)
+	*bp = pbwire.AppendGuardrail(*bp, ev, ctxJSON)
+	return wrapOut(bp), nil
+}
+
+func (t *grpcTransport) configure(ev *payload.ConfigureEvent, initial bool, now uint64) (mem.Buffer, error) {
+	n := pbwire.SizeConfigure(ev, initial, now)
+	if err := t.check(n); err != nil {
+		return nil, err
+	}
+	bp := newOutBuffer(n)
+	*bp = pbwire.AppendConfigure(*bp, ev, initial, now)
+	return wrapOut(bp), nil
+}
+
+func (t *grpcTransport) cancel(cid string, reason payload.CancelReason, now uint64) (mem.Buffer, error) {
+	n := pbwire.SizeCancel(cid, reason, now)
+	if err := t.check(n); err != nil {
+		return nil, err
+	}
+	bp := newOutBuffer(n)
+	*bp = pbwire.AppendCancel(*bp, cid, reason, now)
+	return wrapOut(bp), nil
+}
+
+func (t *grpcTransport) ping(seq, now uint64) (mem.Buffer, error) {
+	bp := newOutBuffer(pbwire.SizePing(seq, now))
+	*bp = pbwire.AppendPing(*bp, seq, now)
+	return wrapOut(bp), nil
+}
+
+// marshalControl encodes a ProxyControl message (cold path, vtproto).
+func (t *grpcTransport) marshalControl(m *pb.ProxyControl) (mem.Buffer, error) {
+	n := m.SizeVT()
+	if err := t.check(n); err != nil {
+		return nil, err
+	}
+	bp := newOutBuffer(n)
+	*bp = (*bp)[:n]
+	if _, err := m.MarshalToSizedBufferVT(*bp); err != nil {
+		outPool.Put(bp)
+		return nil, err
+	}
+	return wrapOut(bp), nil
+}
+
+func (t *grpcTransport) drain(durationMS, now uint64) (mem.Buffer, error) {
+	return t.marshalControl(&pb.ProxyControl{Message: &pb.ProxyControl_Drain{Drain: &pb.DrainRequest{
+		DurationMs: durationMS, Reason: int32(pb.DrainRequest_REASON_MANUAL), TimestampMs: now,
+	}}})
+}
+
+func (t *grpcTransport) shutdown(graceMS, now uint64) (mem.Buffer, error) {
+	return t.marshalControl(&pb.ProxyControl{Message: &pb.ProxyControl_Shutdown{Shutdown: &pb.ShutdownRequest{
+		Reason: int32(pb.ShutdownRequest_REASON_GRACEFUL), GracePeriodMs: graceMS, TimestampMs: now,
+	}}})
+}
+
+func (t *grpcTransport) configResponse(r *payload.ConfigUpdateResponse) (mem.Buffer, error) {
+	return t.marshalControl(&pb.ProxyControl{Message: &pb.ProxyControl_ConfigResponse{
+		ConfigResponse: pbconv.ConfigUpdateResponseToPB(r),
+	}})
+}

@@ -1,0 +1,434 @@
+package engine
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/puzpuzpuz/xsync/v4"
+	"google.golang.org/grpc/mem"
+
+	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/ring"
+)
+
+// session is one established stream to the agent: from a successful
+// handshake until the stream dies. A Conn runs one session at a time and
+// replaces it after a loss. Everything the agent tells the proxy (health,
+// flow control) is per session and starts fresh on reconnect.
+//
+// Goroutines: exactly one reader (runs transport.readLoop), exactly one
+// writer (drains the ring into transport.send), and, when the agent offers
+// the agentwire control plane, one control reader. All three exit when the
+// session fails; wg tracks them.
+type session struct {
+	c   *Conn
+	t   transport
+	out *ring.Ring[outbound]
+	// ctx is cancelled when the session fails.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	pending *xsync.Map[string, *pending]
+	pings   *xsync.Map[uint64, chan time.Time]
+
+	caps   payload.Capabilities
+	events uint32 // bit k set: event code k is subscribed
+
+	controlOK atomic.Bool
+
+	done     chan struct{} // closed when the session has failed
+	lost     error         // why; written before done is closed
+	failOnce sync.Once
+	wg       sync.WaitGroup
+
+	health atomic.Pointer[healthReport]
+
+	paused    atomic.Bool // connection-wide PAUSE
+	pausedIDs *xsync.Map[string, struct{}]
+	nPaused   atomic.Int32
+	capacity  atomic.Int64 // in-flight cap set by UPDATE_CAPACITY; < 0 = none
+	flowMu    sync.Mutex
+	flowCh    chan struct{} // closed and replaced on every flow change
+	flowWait  atomic.Int32  // callers waiting in FlowWait mode
+}
+
+// healthReport is the last health report of a session.
+type healthReport struct {
+	status     payload.HealthStatus
+	received   time.Time
+	validUntil time.Time // zero: no expiry
+}
+
+// active reports whether the report still applies at now.
+func (r *healthReport) active(now time.Time) bool {
+	return r.validUntil.IsZero() || now.Before(r.validUntil)
+}
+
+func newSession(c *Conn, t transport, caps payload.Capabilities) *session {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &session{
+		c:         c,
+		t:         t,
+		out:       ring.New[outbound](c.opts.ringSize),
+		ctx:       ctx,
+		cancel:    cancel,
+		pending:   xsync.NewMap[string, *pending](xsync.WithPresize(c.opts.ringSize)),
+		pings:     xsync.NewMap[uint64, chan time.Time](),
+		pausedIDs: xsync.NewMap[string, struct{}](),
+		caps:      caps,
+		events:    subscribedEvents(caps.SupportedEvents),
+		done:      make(chan struct{}),
+		flowCh:    make(chan struct{}),
+	}
+	s.capacity.Store(-1)
+	s.controlOK.Store(t.hasControl())
+	return s
+}
+
+// allEventBits subscribes every event kind (1…7).
+const allEventBits = 0xfe
+
+// subscribedEvents turns supported_events into a bit set. An agent that
+// lists no event at all is treated as subscribing to every kind (it
+// announced nothing to go by); unknown codes are ignored.
+func subscribedEvents(codes []int32) uint32 {
+	var m uint32
+	for _, c := range codes {
+		if c >= payload.EventRequestHeaders && c <= payload.EventGuardrailInspect {
+			m |= 1 << uint(c)
+		}
+	}
+	if len(codes) == 0 {
+		return allEventBits
+	}
+	return m
+}
+
+// start launches the session's goroutines.
+func (s *session) start() {
+	n := 2
+	if s.t.hasControl() {
+		n = 3
+	}
+	s.wg.Add(n)
+	go s.writer()
+	go s.reader()
+	if n == 3 {
+		go s.controlReader()
+	}
+}
+
+// fail ends the session once: every waiter wakes up (they select on done)
+// and fails with an error of kind (ErrConnectionLost, or ErrClosed when the
+// Conn closes) wrapping cause.
+func (s *session) fail(kind, cause error) {
+	s.failOnce.Do(func() {
+		s.lost = &Error{Kind: kind, Err: cause}
+		s.out.Close()
+		s.cancel()
+		s.t.close()
+		close(s.done)
+		s.signalFlow()
+	})
+}
+
+// failed reports whether the session has failed.
+func (s *session) failed() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *session) writer() {
+	defer s.wg.Done()
+	batch := make([]outbound, 64)
+	var sendErr error
+	for {
+		n, err := s.out.DequeueBatch(batch)
+		if err != nil {
+			return // closed and drained
+		}
+		for i := 0; i < n; i++ {
+			o := batch[i]
+			batch[i] = outbound{}
+			if sendErr != nil {
+				o.buf.Free()
+				if o.notice != nil {
+					o.notice <- s.lost
+				}
+				continue
+			}
+			var err error
+			if o.ctl {
+				if s.controlOK.Load() {
+					err = s.t.sendControl(o.buf)
+					if err != nil {
+						// The control plane is an extension: losing it
+						// does not end the session.
+						s.controlOK.Store(false)
+						s.c.log.Debug("agentwire: control stream send failed", "err", err)
+					}
+				} else {
+					o.buf.Free()
+					err = errNoControl
+				}
+			} else {
+				err = s.t.send(o.buf)
+				if err != nil {
+					sendErr = err
+					s.fail(ErrConnectionLost, err)
+				} else {
+					s.c.stats.sent.Add(1)
+				}
+			}
+			if o.notice != nil {
+				if err != nil && !o.ctl {
+					err = s.lost
+				}
+				o.notice <- err
+			}
+		}
+	}
+}
+
+func (s *session) reader() {
+	defer s.wg.Done()
+	err := s.t.readLoop(s)
+	s.fail(ErrConnectionLost, err)
+}
+
+func (s *session) controlReader() {
+	defer s.wg.Done()
+	err := s.t.readControlLoop(s)
+	s.controlOK.Store(false)
+	if !s.failed() {
+		s.c.log.Debug("agentwire: control stream ended", "err", err)
+	}
+}
+
+// enqueue queues o, blocking while the ring is full until ctx ends. On
+// failure o.buf is freed and an error of this package returned.
+func (s *session) enqueue(ctx context.Context, o outbound) error {
+	err := s.out.Enqueue(ctx, o)
+	if err == nil {
+		return nil
+	}
+	o.buf.Free()
+	if err == ring.ErrClosed {
+		<-s.done // the ring is only closed by fail
+		return s.lost
+	}
+	return ctxError(ctx)
+}
+
+// remove deletes p from the pending map if it is still registered there.
+// It reports whether this call removed it (and so owns its completion).
+func (s *session) remove(p *pending) bool {
+	removed := false
+	s.pending.Compute(p.id, func(old *pending, loaded bool) (*pending, xsync.ComputeOp) {
+		if loaded && old == p {
+			removed = true
+			return nil, xsync.DeleteOp
+		}
+		return old, xsync.CancelOp
+	})
+	return removed
+}
+
+// claim removes and returns the request waiting under cid (nil when none).
+// cid may be a view of a receive buffer: it is not retained.
+func (s *session) claim(cid string) *pending {
+	p, ok := s.pending.LoadAndDelete(cid)
+	if !ok {
+		s.c.stats.orphans.Add(1)
+		return nil
+	}
+	return p
+}
+
+// complete hands the outcome to a claimed request. The caller must not
+// touch p afterwards.
+func (s *session) complete(p *pending, err error) {
+	if err == nil {
+		s.c.stats.received.Add(1)
+	} else {
+		s.c.stats.protocolErrors.Add(1)
+	}
+	p.done <- err
+}
+
+// protocolError records an inbound message that could not be used.
+func (s *session) protocolError(detail string, err error) {
+	s.c.stats.protocolErrors.Add(1)
+	s.c.log.Debug("agentwire: protocol error", "detail", detail, "err", err)
+}
+
+// onPong completes the Ping waiting for p.Sequence.
+func (s *session) onPong(p payload.Pong) {
+	s.c.stats.pongs.Add(1)
+	if ch, ok := s.pings.LoadAndDelete(p.Sequence); ok {
+		ch <- time.Now()
+		return
+	}
+	s.c.log.Debug("agentwire: pong without ping", "sequence", p.Sequence)
+}
+
+// onHealth applies an agent health report.
+func (s *session) onHealth(h payload.HealthStatus) {
+	s.c.stats.healthReports.Add(1)
+	r := &healthReport{status: h, received: time.Now()}
+	if v, ok := h.ValidUntilMS.Get(); ok {
+		r.validUntil = time.UnixMilli(int64(v))
+	}
+	s.health.Store(r)
+	s.signalFlow() // a waiting caller may now be refused or admitted
+	if s.c.opts.onHealth != nil {
+		s.c.dispatch(callback{kind: cbHealth, health: h})
+	}
+}
+
+// healthGate returns the error for a new request under the current health
+// report, or nil.
+func (s *session) healthGate() error {
+	r := s.health.Load()
+	if r == nil {
+		return nil
+	}
+	switch r.status.State {
+	case payload.HealthDraining, payload.HealthUnhealthy:
+	default:
+		return nil
+	}
+	if !r.active(time.Now()) {
+		return nil
+	}
+	if r.status.State == payload.HealthDraining {
+		return errAgentDraining
+	}
+	return errAgentUnhealthy
+}
+
+var errAgentUnhealthy = &Error{Kind: ErrAgentUnhealthy}
+
+// timeoutMultiplier returns the DEGRADED timeout multiplier in force (1
+// when none).
+func (s *session) timeoutMultiplier() float64 {
+	r := s.health.Load()
+	if r == nil || r.status.State != payload.HealthDegraded || r.status.TimeoutMultiplier <= 1 {
+		return 1
+	}
+	if !r.active(time.Now()) {
+		return 1
+	}
+	return float64(r.status.TimeoutMultiplier)
+}
+
+// onFlow applies an agent flow-control signal.
+func (s *session) onFlow(f payload.FlowControlSignal) {
+	s.c.stats.flowSignals.Add(1)
+	if cid, ok := f.CorrelationID.Get(); ok {
+		switch f.Action {
+		case payload.FlowPause:
+			if _, loaded := s.pausedIDs.LoadOrStore(cid, struct{}{}); !loaded {
+				s.nPaused.Add(1)
+			}
+		case payload.FlowResume:
+			if _, loaded := s.pausedIDs.LoadAndDelete(cid); loaded {
+				s.nPaused.Add(-1)
+			}
+		default:
+			s.protocolError("flow-control action not applicable to one request", nil)
+		}
+		s.signalFlow()
+		return
+	}
+	switch f.Action {
+	case payload.FlowPause:
+		s.paused.Store(true)
+	case payload.FlowResume:
+		s.paused.Store(false)
+	case payload.FlowUpdateCapacity:
+		if v, ok := f.BufferAvailable.Get(); ok {
+			if v > 1<<62 {
+				v = 1 << 62
+			}
+			s.capacity.Store(int64(v))
+		} else {
+			s.capacity.Store(-1)
+		}
+	default:
+		s.protocolError("unknown flow-control action", nil)
+	}
+	s.signalFlow()
+}
+
+// flowBlocked returns the flow-control error for cid, or nil.
+func (s *session) flowBlocked(cid string) error {
+	if s.paused.Load() {
+		return errPaused
+	}
+	if s.nPaused.Load() > 0 {
+		if _, ok := s.pausedIDs.Load(cid); ok {
+			return errPausedCID
+		}
+	}
+	return nil
+}
+
+var (
+	errPaused    = &Error{Kind: ErrFlowPaused, Detail: "agent paused the connection"}
+	errNoControl = &Error{Kind: ErrNotConnected, Detail: "agent offers no control stream"}
+)
+
+// flowSignal returns the channel closed at the next flow change.
+func (s *session) flowSignal() <-chan struct{} {
+	s.flowMu.Lock()
+	ch := s.flowCh
+	s.flowMu.Unlock()
+	return ch
+}
+
+// signalFlow wakes every caller waiting for a flow change.
+func (s *session) signalFlow() {
+	s.flowMu.Lock()
+	close(s.flowCh)
+	s.flowCh = make(chan struct{})
+	s.flowMu.Unlock()
+}
+
+// sendCancel queues a cancel notice for cid without blocking; a full queue
+// drops it (counted).
+func (s *session) sendCancel(cid string, reason payload.CancelReason) {
+	buf, err := s.t.cancel(cid, reason, nowMS())
+	if err != nil {
+		return
+	}
+	if s.out.TryEnqueue(outbound{buf: buf}) != nil {
+		buf.Free()
+		s.c.stats.cancelsDropped.Add(1)
+		return
+	}
+	s.c.stats.cancelsSent.Add(1)
+}
+
+// sendControl queues an encoded control-plane message and waits until the
+// writer handed it to the transport (or ctx ends).
+func (s *session) sendControl(ctx context.Context, buf mem.Buffer) error {
+	notice := make(chan error, 1)
+	if err := s.enqueue(ctx, outbound{buf: buf, ctl: true, notice: notice}); err != nil {
+		return err
+	}
+	select {
+	case err := <-notice:
+		return err
+	case <-ctx.Done():
+		return ctxError(ctx)
+	}
+}
+
+func nowMS() uint64 { return uint64(time.Now().UnixMilli()) }

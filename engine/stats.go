@@ -1,0 +1,129 @@
+package engine
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/agentwire/agentwire/codec/payload"
+)
+
+// Stats is a snapshot of a Conn's counters. Counters are cumulative over
+// the Conn's life (all sessions); InFlight is a gauge.
+type Stats struct {
+	InFlight int64 // requests admitted and not yet finished
+	Sent     uint64 // event-stream messages handed to the transport
+	Received uint64 // replies delivered to their callers
+	Timeouts uint64 // calls ended by their deadline
+	Canceled uint64 // calls ended by their context or Conn.Cancel
+	// Errors counts calls that failed for any other reason (connection
+	// lost, protocol error, flow control, health, subscription, ...).
+	Errors            uint64
+	ConnectionLost    uint64 // pending calls failed because the stream died
+	Reconnects        uint64 // successful reconnections after a loss
+	ReconnectFailures uint64 // failed reconnection attempts
+	Duplicates        uint64 // calls refused with ErrDuplicateCorrelationID
+	FlowRejected      uint64 // calls refused by flow control
+	Orphans           uint64 // replies for no pending request (late or unknown)
+	ProtocolErrors    uint64 // inbound messages that could not be used
+	CancelsSent       uint64 // cancel notices queued to the agent
+	CancelsDropped    uint64 // cancel notices dropped on a full queue
+	Pings             uint64 // pings sent
+	Pongs             uint64 // pongs received
+	FlowSignals       uint64 // flow-control signals received
+	HealthReports     uint64 // health reports received
+	MetricsReports    uint64 // metrics reports received
+	LogMessages       uint64 // log lines received
+	ConfigUpdates     uint64 // config-update requests received
+	ConfigAnswered    uint64 // config-update answers sent
+	ConfigUnanswered  uint64 // answers that could not be sent (no control stream)
+	CallbacksDropped  uint64 // reports dropped on a full callback queue
+	CallbackPanics    uint64 // user callbacks that panicked (recovered)
+}
+
+type counters struct {
+	inFlight         atomic.Int64
+	sent             atomic.Uint64
+	received         atomic.Uint64
+	timeouts         atomic.Uint64
+	canceled         atomic.Uint64
+	errors           atomic.Uint64
+	lost             atomic.Uint64
+	reconnects       atomic.Uint64
+	reconnectFails   atomic.Uint64
+	duplicates       atomic.Uint64
+	flowRejected     atomic.Uint64
+	orphans          atomic.Uint64
+	protocolErrors   atomic.Uint64
+	cancelsSent      atomic.Uint64
+	cancelsDropped   atomic.Uint64
+	pings            atomic.Uint64
+	pongs            atomic.Uint64
+	flowSignals      atomic.Uint64
+	healthReports    atomic.Uint64
+	metricsReports   atomic.Uint64
+	logMessages      atomic.Uint64
+	configUpdates    atomic.Uint64
+	configAnswered   atomic.Uint64
+	configUnanswered atomic.Uint64
+	callbacksDropped atomic.Uint64
+	callbackPanics   atomic.Uint64
+}
+
+// Stats returns a snapshot of the counters. It is safe for concurrent use
+// and does not allocate.
+func (c *Conn) Stats() Stats {
+	s := &c.stats
+	return Stats{
+		InFlight:          s.inFlight.Load(),
+		Sent:              s.sent.Load(),
+		Received:          s.received.Load(),
+		Timeouts:          s.timeouts.Load(),
+		Canceled:          s.canceled.Load(),
+		Errors:            s.errors.Load(),
+		ConnectionLost:    s.lost.Load(),
+		Reconnects:        s.reconnects.Load(),
+		ReconnectFailures: s.reconnectFails.Load(),
+		Duplicates:        s.duplicates.Load(),
+		FlowRejected:      s.flowRejected.Load(),
+		Orphans:           s.orphans.Load(),
+		ProtocolErrors:    s.protocolErrors.Load(),
+		CancelsSent:       s.cancelsSent.Load(),
+		CancelsDropped:    s.cancelsDropped.Load(),
+		Pings:             s.pings.Load(),
+		Pongs:             s.pongs.Load(),
+		FlowSignals:       s.flowSignals.Load(),
+		HealthReports:     s.healthReports.Load(),
+		MetricsReports:    s.metricsReports.Load(),
+		LogMessages:       s.logMessages.Load(),
+		ConfigUpdates:     s.configUpdates.Load(),
+		ConfigAnswered:    s.configAnswered.Load(),
+		ConfigUnanswered:  s.configUnanswered.Load(),
+		CallbacksDropped:  s.callbacksDropped.Load(),
+		CallbackPanics:    s.callbackPanics.Load(),
+	}
+}
+
+// HealthSnapshot is the Conn's view of the agent's health.
+type HealthSnapshot struct {
+	// Connected is true while a session is established.
+	Connected bool
+	// State is the state of the last report still in force
+	// (HealthUnspecified when there is none, it expired, or the Conn is
+	// not connected).
+	State payload.HealthState
+	// Report is the last report received on the current session (zero when
+	// none); ReceivedAt and ValidUntil (zero: no expiry) describe it.
+	Report     payload.HealthStatus
+	ReceivedAt time.Time
+	ValidUntil time.Time
+	// Expired is true when the last report's valid_until has passed.
+	Expired bool
+	// AcceptsRequests is false when new requests would be refused for a
+	// health or flow-control reason (or the Conn is not connected,
+	// draining or closed).
+	AcceptsRequests bool
+	// Paused reports connection-wide flow-control PAUSE; Capacity is the
+	// in-flight cap set by the agent (-1: none).
+	Paused   bool
+	Capacity int64
+}

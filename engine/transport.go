@@ -1,0 +1,67 @@
+package engine
+
+import (
+	"google.golang.org/grpc/mem"
+
+	"github.com/agentwire/agentwire/codec/payload"
+)
+
+// transport is one established stream to an agent (gRPC today; the binary
+// Unix-socket protocol later). The core never touches the socket: callers
+// encode through the transport's encoder on their own goroutine, the
+// session's writer goroutine hands the encoded messages to send, and the
+// session's reader goroutine runs readLoop, which decodes inbound messages
+// and delivers them to the session.
+//
+// Ownership: send and sendControl take ownership of buf in every case
+// (also on error); encoders return buffers the caller owns until it passes
+// them on or frees them.
+type transport interface {
+	encoder
+
+	// send writes one encoded event-stream message. Writer goroutine only.
+	send(buf mem.Buffer) error
+	// sendControl writes one encoded control-plane message. Writer
+	// goroutine only; only called when hasControl is true.
+	sendControl(buf mem.Buffer) error
+	// readLoop delivers inbound event-stream messages to s until the stream
+	// ends and returns the cause. Reader goroutine only.
+	readLoop(s *session) error
+	// hasControl reports whether a control-plane stream is open.
+	hasControl() bool
+	// readControlLoop is readLoop for the control-plane stream.
+	readControlLoop(s *session) error
+	// close ends the streams; blocked send and read calls return. It is
+	// idempotent and safe for concurrent use.
+	close()
+}
+
+// encoder encodes outbound messages. All methods are safe for concurrent
+// use and fail with an ErrMessageTooLarge error when the encoded message
+// would exceed the send limit. now is epoch milliseconds.
+type encoder interface {
+	requestHeaders(ev *payload.RequestHeadersEvent, now uint64) (mem.Buffer, error)
+	bodyChunk(ev *payload.BodyChunk, response bool, now uint64) (mem.Buffer, error)
+	responseHeaders(ev *payload.ResponseHeadersEvent) (mem.Buffer, error)
+	requestComplete(ev *payload.RequestCompleteEvent) (mem.Buffer, error)
+	webSocketFrame(ev *payload.WebSocketFrameEvent) (mem.Buffer, error)
+	guardrail(ev *payload.GuardrailInspectEvent) (mem.Buffer, error)
+	configure(ev *payload.ConfigureEvent, initial bool, now uint64) (mem.Buffer, error)
+	cancel(cid string, reason payload.CancelReason, now uint64) (mem.Buffer, error)
+	ping(seq, now uint64) (mem.Buffer, error)
+
+	// Control plane (only used when the transport hasControl).
+	drain(durationMS uint64, now uint64) (mem.Buffer, error)
+	shutdown(graceMS uint64, now uint64) (mem.Buffer, error)
+	configResponse(r *payload.ConfigUpdateResponse) (mem.Buffer, error)
+}
+
+// outbound is one queued message for the writer.
+type outbound struct {
+	buf mem.Buffer
+	// ctl routes the message to the control-plane stream.
+	ctl bool
+	// notice, when set, receives the send result (nil once the transport
+	// accepted the message). It must have room for one value.
+	notice chan error
+}
