@@ -10,7 +10,7 @@ import (
 // Stats is a snapshot of a Conn's counters. Counters are cumulative over
 // the Conn's life (all sessions); InFlight is a gauge.
 type Stats struct {
-	InFlight int64 // requests admitted and not yet finished
+	InFlight int64  // requests admitted and not yet finished
 	Sent     uint64 // event-stream messages handed to the transport
 	Received uint64 // replies delivered to their callers
 	Timeouts uint64 // calls ended by their deadline
