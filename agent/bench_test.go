@@ -35,16 +35,24 @@ func benchRequest(cid string) *pb.ProxyToAgent {
 }
 
 // processOne is the agent's whole per-event work outside grpc-go: decode
-// the wire bytes, convert, run the handler, build and encode the reply.
-func processOne(s *Server, t *inflightTable, ctx context.Context, in, out []byte) []byte {
-	m := pb.ProxyToAgentFromVTPool()
-	if err := m.UnmarshalVT(in); err != nil {
-		panic(err)
-	}
+// the wire bytes (with the fast decoder, as under codec/grpccodec, or with
+// the reference vtprotobuf + pbconv path, as under grpc-go's default
+// codec), run the handler, build and encode the reply.
+func processOne(s *Server, t *inflightTable, ctx context.Context, in, out []byte, fast bool) []byte {
 	c := grpcCallPool.Get().(*grpcCall)
-	c.in = m
-	c.kind = kindRequestHeaders
-	c.cid = m.GetRequestHeaders().GetMetadata().GetCorrelationId()
+	if fast {
+		if !decodeFast(string(in), &c.exchange) {
+			panic("fast decode failed")
+		}
+	} else {
+		m := pb.ProxyToAgentFromVTPool()
+		if err := m.UnmarshalVT(in); err != nil {
+			panic(err)
+		}
+		c.in = m
+		c.kind = kindRequestHeaders
+		c.cid = m.GetRequestHeaders().GetMetadata().GetCorrelationId()
+	}
 	s.begin(ctx, t, &c.exchange)
 	c.process(s, t)
 	n := c.out.SizeVT()
@@ -60,28 +68,39 @@ func processOne(s *Server, t *inflightTable, ctx context.Context, in, out []byte
 }
 
 // BenchmarkDispatch measures the agent's per-request cost without the
-// network: protobuf decode, conversion, context and in-flight bookkeeping,
-// Echo handler, reply conversion and encode.
+// network: decode, conversion, context and in-flight bookkeeping, Echo
+// handler, reply conversion and encode. "fast" is the path taken under
+// codec/grpccodec (ServeGRPC), "reference" the one under grpc-go's default
+// codec.
 func BenchmarkDispatch(b *testing.B) {
-	s := NewServer(echoHandler{})
-	defer s.Close()
-	in, err := benchRequest("5f0c2a9e7b1d4e38a6c4f2b1d0e9a8c7").MarshalVT()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var t inflightTable
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	out := make([]byte, 0, 256)
-	b.ReportAllocs()
-	b.SetBytes(int64(len(in)))
-	for b.Loop() {
-		out = processOne(s, &t, ctx, in, out)
+	for _, fast := range []bool{true, false} {
+		name := "reference"
+		if fast {
+			name = "fast"
+		}
+		b.Run(name, func(b *testing.B) {
+			s := NewServer(echoHandler{})
+			defer s.Close()
+			in, err := benchRequest("5f0c2a9e7b1d4e38a6c4f2b1d0e9a8c7").MarshalVT()
+			if err != nil {
+				b.Fatal(err)
+			}
+			var t inflightTable
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			out := make([]byte, 0, 256)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(in)))
+			for b.Loop() {
+				out = processOne(s, &t, ctx, in, out, fast)
+			}
+		})
 	}
 }
 
-// BenchmarkDispatchParallel is BenchmarkDispatch from many goroutines
-// sharing one connection's in-flight table, as a stream's handlers do.
+// BenchmarkDispatchParallel is BenchmarkDispatch (fast path) from many
+// goroutines sharing one connection's in-flight table, as a stream's
+// workers do.
 func BenchmarkDispatchParallel(b *testing.B) {
 	s := NewServer(echoHandler{})
 	defer s.Close()
@@ -93,7 +112,7 @@ func BenchmarkDispatchParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		out := make([]byte, 0, 256)
 		for pb.Next() {
-			out = processOne(s, &t, ctx, in, out)
+			out = processOne(s, &t, ctx, in, out, true)
 		}
 	})
 }

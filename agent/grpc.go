@@ -60,6 +60,10 @@ type grpcCall struct {
 var grpcCallPool = sync.Pool{New: func() any { return new(grpcCall) }}
 
 func (c *grpcCall) release() {
+	if c.in != nil {
+		c.in.ReturnToVTPool()
+		c.in = nil
+	}
 	c.st = nil
 	c.cid = ""
 	c.kind = kindNone
@@ -227,18 +231,51 @@ func (st *procStream) reader() {
 	defer s.wg.Done()
 	defer close(st.readerDone)
 	defer close(st.work)
+	in := &inbound{}
+	defer func() {
+		if in.ProxyToAgent != nil {
+			in.ProxyToAgent.ReturnToVTPool()
+		}
+	}()
 	for {
-		m := pb.ProxyToAgentFromVTPool()
-		if err := st.ss.RecvMsg(m); err != nil {
-			m.ReturnToVTPool()
+		if in.ProxyToAgent == nil {
+			in.ProxyToAgent = pb.ProxyToAgentFromVTPool()
+		}
+		in.raw = ""
+		if err := st.ss.RecvMsg(in); err != nil {
 			st.readerErr = err
 			return
 		}
-		if err := st.handle(m); err != nil {
+		var err error
+		if in.raw != "" {
+			err = st.handleRaw(in.raw)
+		} else {
+			m := in.ProxyToAgent
+			in.ProxyToAgent = nil
+			err = st.handle(m)
+		}
+		if err != nil {
 			st.readerErr = err
 			return
 		}
 	}
+}
+
+// handleRaw processes a hot event kept as raw bytes by inbound: the fast
+// decoder when the message has the plain shape, else the reference decoder
+// and handle.
+func (st *procStream) handleRaw(raw string) error {
+	c := grpcCallPool.Get().(*grpcCall)
+	if decodeFast(raw, &c.exchange) {
+		return st.accept(c)
+	}
+	c.release()
+	m := pb.ProxyToAgentFromVTPool()
+	if err := m.UnmarshalVT(bytesOf(raw)); err != nil {
+		m.ReturnToVTPool()
+		return status.Errorf(codes.Internal, "agentwire: failed to unmarshal the received message: %v", err)
+	}
+	return st.handle(m)
 }
 
 // handle processes one inbound message on the reader goroutine. It takes
@@ -310,28 +347,36 @@ func (st *procStream) handle(m *pb.ProxyToAgent) error {
 		return nil
 	}
 
+	c := grpcCallPool.Get().(*grpcCall)
+	c.in = m
+	c.kind = kind
+	c.cid = cid
+	return st.accept(c)
+}
+
+// accept admits an event whose kind and correlation id are set: protocol
+// check, a concurrency slot (the reader waits for one: backpressure on the
+// proxy), registration and dispatch to a worker. Reader only; it takes
+// ownership of c.
+func (st *procStream) accept(c *grpcCall) error {
+	s := st.srv
 	if !st.established.Load() {
-		m.ReturnToVTPool()
+		c.release()
 		return errBeforeHS
 	}
-	// Acquire a concurrency slot (backpressure on the proxy when full).
 	select {
 	case st.sem <- struct{}{}:
 	case <-st.ctx.Done():
-		m.ReturnToVTPool()
+		c.release()
 		return st.ctx.Err()
 	}
 	if st.stopping.Load() {
 		// Shutdown: events that arrive now are not handled.
 		<-st.sem
-		m.ReturnToVTPool()
+		c.release()
 		return nil
 	}
-	c := grpcCallPool.Get().(*grpcCall)
 	c.st = st
-	c.in = m
-	c.kind = kind
-	c.cid = cid
 	s.begin(st.ctx, &st.inflight, &c.exchange)
 	st.dispatch(c)
 	return nil
@@ -402,15 +447,19 @@ func (c *grpcCall) run() {
 // process converts the event, runs the handler, builds the outbound message
 // and releases what begin acquired.
 func (c *grpcCall) process(s *Server, t *inflightTable) {
-	c.decode()
+	if c.in != nil {
+		c.decode() // else the fast decoder filled the exchange already
+	}
 	s.invoke(&c.exchange)
 	c.wrp.Response = c.enc.Encode(&c.resp)
 	c.out.Message = &c.wrp
 	// The handler is done with the event: the inbound message can go back
 	// to its pool (the reply references only strings and the handler's own
 	// slices, not the inbound byte slices).
-	c.in.ReturnToVTPool()
-	c.in = nil
+	if c.in != nil {
+		c.in.ReturnToVTPool()
+		c.in = nil
+	}
 	s.end(t, &c.exchange)
 }
 

@@ -135,6 +135,12 @@ func TestHandshakeHooks(t *testing.T) {
 // TestEveryEventKind sends one event of each kind and checks both what the
 // handler saw and the reply.
 func TestEveryEventKind(t *testing.T) {
+	for _, network := range []string{"tcp", "unix", "tcp-default-codec"} {
+		t.Run(network, func(t *testing.T) { everyEventKind(t, network) })
+	}
+}
+
+func everyEventKind(t *testing.T, network string) {
 	var mu sync.Mutex
 	seen := map[string]string{}
 	rec := func(k, v string) { mu.Lock(); seen[k] = v; mu.Unlock() }
@@ -181,7 +187,7 @@ func TestEveryEventKind(t *testing.T) {
 			return nil
 		},
 	}
-	e := startEnv(t, h, "tcp")
+	e := startEnv(t, h, network)
 	p := e.open()
 	model := "gpt"
 	errText := "upstream reset"

@@ -175,6 +175,7 @@ type env struct {
 	cc     *grpc.ClientConn
 	client pb.AgentServiceV2Client
 	served chan error
+	stop   func() // stops a caller-owned grpc.Server
 }
 
 func startEnv(t *testing.T, h Handler, network string, opts ...Option) *env {
@@ -203,7 +204,21 @@ func startEnv(t *testing.T, h Handler, network string, opts ...Option) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, srv: srv, served: make(chan error, 1)}
-	go func() { e.served <- srv.ServeGRPC(ln) }()
+	if network == "tcp-default-codec" {
+		// A caller-owned grpc.Server with grpc-go's default codec.
+		g := grpc.NewServer()
+		srv.RegisterGRPC(g)
+		go func() {
+			err := g.Serve(ln)
+			if err == nil {
+				err = ErrServerClosed
+			}
+			e.served <- err
+		}()
+		e.stop = g.Stop
+	} else {
+		go func() { e.served <- srv.ServeGRPC(ln) }()
+	}
 	cc, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -217,6 +232,9 @@ func startEnv(t *testing.T, h Handler, network string, opts ...Option) *env {
 func (e *env) close() {
 	e.cc.Close()
 	e.srv.Close()
+	if e.stop != nil {
+		e.stop()
+	}
 	select {
 	case err := <-e.served:
 		if !errors.Is(err, ErrServerClosed) {

@@ -79,6 +79,9 @@ type Server struct {
 	// handlers, control streams).
 	wg sync.WaitGroup
 
+	// uds is the Unix-socket and reverse-connection state (uds.go).
+	uds udsState
+
 	stats serverStats
 }
 
@@ -108,6 +111,15 @@ type Stats struct {
 	InFlight int64
 	// Streams is the number of open ProcessStreams.
 	Streams int
+	// Conns is the number of established Unix-socket and reverse
+	// connections.
+	Conns int
+	// DecodeErrors counts Unix-socket events and cancels that could not be
+	// decoded (events are answered with the error decision).
+	DecodeErrors uint64
+	// IgnoredFrames counts Unix-socket frames skipped because their type
+	// is unknown or not one a proxy sends.
+	IgnoredFrames uint64
 }
 
 // NewServer returns a server for h. It panics if h is nil and returns an
@@ -163,6 +175,7 @@ func (s *Server) Capabilities() payload.Capabilities {
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	n := len(s.streams)
+	conns := len(s.uds.conns)
 	s.mu.Unlock()
 	return Stats{
 		Events:         s.stats.events.Load(),
@@ -172,6 +185,9 @@ func (s *Server) Stats() Stats {
 		ProtocolErrors: s.stats.protocolErrors.Load(),
 		InFlight:       s.inflight.Load(),
 		Streams:        n,
+		Conns:          conns,
+		DecodeErrors:   s.uds.decodeErrors.Load(),
+		IgnoredFrames:  s.uds.ignoredFrames.Load(),
 	}
 }
 
@@ -351,6 +367,7 @@ func (s *Server) ReportHealth(h payload.HealthStatus) {
 	s.health.Store(&h)
 	m := &pb.AgentToProxy{Message: &pb.AgentToProxy_Health{Health: pbconv.HealthStatusToPB(&h)}}
 	s.broadcast(m)
+	s.udsPushHealth(&h)
 }
 
 // ReportMetrics sends r to every established ProcessStream
@@ -365,6 +382,7 @@ func (s *Server) ReportMetrics(r *payload.MetricsReport) {
 		c.TimestampMS = nowMS()
 	}
 	s.broadcast(&pb.AgentToProxy{Message: &pb.AgentToProxy_Metrics{Metrics: pbconv.MetricsReportToPB(&c)}})
+	s.udsPushMetrics(&c)
 }
 
 // SendFlowControl sends f to every established ProcessStream
@@ -376,6 +394,7 @@ func (s *Server) SendFlowControl(f payload.FlowControlSignal) {
 		f.TimestampMS = nowMS()
 	}
 	s.broadcast(&pb.AgentToProxy{Message: &pb.AgentToProxy_FlowControl{FlowControl: pbconv.FlowControlSignalToPB(&f)}})
+	s.udsPushFlowControl(&f)
 }
 
 // Log forwards a log line to every established ProcessStream
@@ -414,6 +433,9 @@ func (s *Server) RequestConfigUpdate(ctx context.Context, r *payload.ConfigUpdat
 	if c.TimestampMS == 0 {
 		c.TimestampMS = nowMS()
 	}
+	// Unix-socket and reverse connections carry the request (0x32) but have
+	// no frame type for an answer (SPEC 6.9).
+	s.udsPushConfigUpdate(&c)
 	ch := make(chan payload.ConfigUpdateResponse, 1)
 	s.mu.Lock()
 	if len(s.controls) == 0 {

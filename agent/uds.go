@@ -1,0 +1,1016 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/agentwire/agentwire/codec/frame"
+	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/ring"
+)
+
+// This file is the Unix-socket transport (SPEC 6) and the connection engine
+// shared with reverse connections (SPEC 7, reverse.go).
+//
+// Per connection there is one reader (the connection's own goroutine), one
+// writer, one watcher (reacts to Shutdown and Close) and up to
+// maxConcurrency workers, started on demand and kept for the connection's
+// life. The reader decodes each event into a pooled udsCall — so the frame
+// buffer can be reused at once and a cancel that follows finds the request
+// already registered — and hands it to an idle worker. The worker runs the
+// handler, encodes the reply into the call's own buffer and queues the call
+// on the connection's ring. The writer copies every queued frame into one
+// buffer and writes it with a single system call once the ring is empty (or
+// the buffer full).
+
+// udsState is the Server's Unix-socket bookkeeping (conns is guarded by
+// Server.mu).
+type udsState struct {
+	conns map[*udsConn]struct{}
+
+	decodeErrors  atomic.Uint64
+	ignoredFrames atomic.Uint64
+}
+
+// udsOut is one outbound frame: a reply or a copied frame owned by call
+// (released after writing), or an immutable shared frame (pushes).
+type udsOut struct {
+	call   *udsCall
+	shared []byte
+}
+
+// udsCall is one event on a Unix-socket connection, and the buffer of the
+// frame that answers it.
+type udsCall struct {
+	exchange
+	uc  *udsConn
+	out []byte // the encoded reply frame (or a pong)
+}
+
+var udsCallPool = sync.Pool{New: func() any { return new(udsCall) }}
+
+// maxPooledBuf bounds the buffers a pooled call keeps (decoded body data,
+// encoded reply): larger ones are dropped instead of pinned in the pool.
+const maxPooledBuf = 256 << 10
+
+func getUDSCall(uc *udsConn) *udsCall {
+	c := udsCallPool.Get().(*udsCall)
+	c.uc = uc
+	return c
+}
+
+func (c *udsCall) release() {
+	c.uc = nil
+	c.kind = kindNone
+	c.cid = ""
+	c.resp = payload.AgentResponse{}
+	if cap(c.body.Data) > maxPooledBuf {
+		c.body.Data = nil
+	}
+	if cap(c.ws.Data) > maxPooledBuf {
+		c.ws.Data = nil
+	}
+	if cap(c.out) > maxPooledBuf {
+		c.out = nil
+	}
+	udsCallPool.Put(c)
+}
+
+// udsConn is one Unix-socket or reverse connection.
+type udsConn struct {
+	srv     *Server
+	nc      net.Conn
+	rd      *frame.Reader
+	reverse bool
+	msgpack bool // negotiated encoding (events and replies)
+	raw     bool // msgpack replies with raw bin bodies
+
+	// ctx is the parent of the connection's request contexts; cancelled
+	// when the connection fails or the server closes.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	sem      chan struct{} // a slot per event being handled
+	work     chan *udsCall // hand-off to idle workers; closed by the reader side
+	workers  int           // started so far; reader only
+	out      *ring.Ring[udsOut]
+	inflight inflightTable
+
+	established atomic.Bool // handshake or registration done: pushes allowed
+	stopping    atomic.Bool // Shutdown: read and dispatch nothing more
+	done        chan struct{}
+	writerDone  chan struct{}
+}
+
+// ---------------------------------------------------------------------------
+// Listening
+
+// ServeUDS serves the Unix-socket transport on ln (normally a *net.UnixListener;
+// any stream listener works) until Shutdown or Close, then returns
+// ErrServerClosed. Each accepted connection must start with the proxy's
+// handshake (0x01), bounded by WithHandshakeTimeout. ServeUDS may be called
+// for several listeners; ln is closed when it returns. The caller keeps
+// ownership of the socket file (see ListenAndServeUDS for one that manages
+// it).
+func (s *Server) ServeUDS(ln net.Listener) error {
+	done := make(chan struct{})
+	defer close(done)
+	s.mu.Lock()
+	if s.closed() {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		select {
+		case <-s.shutdownCh:
+		case <-s.closeCh:
+		case <-done:
+		}
+		ln.Close()
+	}()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.closed() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Transient (out of descriptors): back off and retry.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.LogAttrs(context.Background(), slog.LevelWarn, "agentwire: accept failed; retrying",
+					slog.Any("error", err), slog.Duration("delay", delay))
+				select {
+				case <-time.After(delay):
+				case <-s.shutdownCh:
+				case <-s.closeCh:
+				}
+				continue
+			}
+			ln.Close()
+			return err
+		}
+		delay = 0
+		if !s.track(1) {
+			nc.Close()
+			return ErrServerClosed
+		}
+		go func() {
+			defer s.wg.Done()
+			s.serveConn(context.Background(), nc, false)
+		}()
+	}
+}
+
+// track adds n goroutines to the server's wait group unless the server is
+// closed (then it reports false). Safe against a concurrent Close.
+func (s *Server) track(n int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed() {
+		return false
+	}
+	s.wg.Add(n)
+	return true
+}
+
+// ErrSocketInUse is returned by ListenAndServeUDS when another process is
+// accepting connections on the socket path.
+var ErrSocketInUse = errors.New("agentwire: socket path is in use by a live listener")
+
+// ListenAndServeUDS creates a Unix socket at path and serves it like
+// ServeUDS until Shutdown or Close, then removes the socket file and
+// returns ErrServerClosed.
+//
+// Existing files at path: a socket that nobody accepts on (left behind by a
+// crashed process) is removed; a socket with a live listener makes it fail
+// with an error wrapping ErrSocketInUse; any other kind of file is never
+// removed (error). The new socket gets the permissions of WithSocketMode
+// (default 0600) before it appears under path: it is created in a private
+// temporary directory next to path, chmod-ed, then hard-linked to path
+// (which fails if someone created path meanwhile).
+func (s *Server) ListenAndServeUDS(path string) error {
+	if s.closed() {
+		return ErrServerClosed
+	}
+	ln, err := listenUnix(path, s.cfg.uds.mode())
+	if err != nil {
+		return err
+	}
+	fi, statErr := os.Lstat(path)
+	err = s.ServeUDS(ln)
+	// Remove the socket file, unless somebody replaced it meanwhile.
+	if statErr == nil {
+		if cur, err := os.Lstat(path); err == nil && os.SameFile(fi, cur) {
+			os.Remove(path)
+		}
+	}
+	return err
+}
+
+// listenUnix binds a Unix socket at path with the given permissions,
+// handling a stale socket file (see ListenAndServeUDS).
+func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
+	if err := removeStaleSocket(path); err != nil {
+		return nil, err
+	}
+	dir := filepath.Dir(path)
+	tmpDir, err := os.MkdirTemp(dir, ".aw")
+	if err == nil && len(tmpDir)+2 < 104 {
+		defer os.RemoveAll(tmpDir)
+		tmp := filepath.Join(tmpDir, "s")
+		ln, err := net.Listen("unix", tmp)
+		if err != nil {
+			return nil, fmt.Errorf("agentwire: listen on %s: %w", path, err)
+		}
+		ul := ln.(*net.UnixListener)
+		ul.SetUnlinkOnClose(false) // the file is removed by ListenAndServeUDS
+		if err := os.Chmod(tmp, mode); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("agentwire: chmod socket: %w", err)
+		}
+		if err := os.Link(tmp, path); err != nil {
+			ln.Close()
+			if errors.Is(err, os.ErrExist) {
+				return nil, fmt.Errorf("agentwire: %s was created by someone else while binding: %w", path, err)
+			}
+			return nil, fmt.Errorf("agentwire: publish socket at %s: %w", path, err)
+		}
+		return ln, nil
+	}
+	if err == nil {
+		os.RemoveAll(tmpDir)
+	}
+	// The directory is not writable for a temporary entry, or the
+	// temporary path would be too long for sockaddr_un: bind in place and
+	// chmod at once (a short window with default permissions).
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("agentwire: listen on %s: %w", path, err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := os.Chmod(path, mode); err != nil {
+		ln.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("agentwire: chmod socket: %w", err)
+	}
+	return ln, nil
+}
+
+// removeStaleSocket removes path if it is a socket nobody listens on. It
+// fails for a live socket and for files that are not sockets.
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("agentwire: inspect socket path: %w", err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("agentwire: %s exists and is not a socket (%v); refusing to remove it", path, fi.Mode().Type())
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("agentwire: %s: %w", path, ErrSocketInUse)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("agentwire: probing existing socket %s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("agentwire: remove stale socket: %w", err)
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// Connection
+
+// serveConn serves one connection until it ends. For an accepted Unix-socket
+// connection (reverse false) it first runs the handshake; a reverse
+// connection is already registered and speaks JSON. ext ends the connection
+// when cancelled (reverse connections: ServeReverse's context). The caller
+// has counted this goroutine in s.wg.
+func (s *Server) serveConn(ext context.Context, nc net.Conn, reverse bool) {
+	uc := &udsConn{
+		srv:        s,
+		nc:         nc,
+		rd:         frame.NewReader(nc, s.cfg.uds.frameLimit()),
+		reverse:    reverse,
+		sem:        make(chan struct{}, s.cfg.maxConcurrency),
+		work:       make(chan *udsCall),
+		out:        ring.New[udsOut](s.cfg.maxConcurrency + 64),
+		done:       make(chan struct{}),
+		writerDone: make(chan struct{}),
+	}
+	defer uc.rd.Release()
+	uc.ctx, uc.cancel = context.WithCancel(s.baseCtx)
+	defer uc.cancel()
+	// The watcher runs from the start, so that Shutdown and Close also
+	// interrupt a handshake in progress. This goroutine is counted in s.wg,
+	// so adding to it is safe.
+	s.wg.Add(1)
+	go uc.watch(ext)
+	defer close(uc.done)
+
+	if !reverse {
+		if !uc.handshake() {
+			nc.Close()
+			return
+		}
+	}
+	uc.raw = uc.msgpack && s.cfg.uds.rawMsgpack
+
+	s.mu.Lock()
+	if s.closed() {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	if s.uds.conns == nil {
+		s.uds.conns = make(map[*udsConn]struct{})
+	}
+	s.uds.conns[uc] = struct{}{}
+	s.wg.Add(1) // writer
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.uds.conns, uc)
+		s.mu.Unlock()
+	}()
+
+	go uc.writer()
+	uc.established.Store(true)
+	if h := s.health.Load(); h != nil {
+		uc.pushHealth(h)
+	}
+
+	err := uc.readLoop()
+	graceful := err == io.EOF || uc.stopping.Load()
+	if !graceful {
+		if !isClosedConnErr(err) {
+			s.log.LogAttrs(uc.ctx, slog.LevelDebug, "agentwire: connection ended", slog.Any("error", err))
+		}
+		// Nobody will read the answers: cancel the requests.
+		uc.cancel()
+	}
+	uc.waitHandlers()
+	close(uc.work)
+	uc.out.Close()
+	<-uc.writerDone
+	nc.Close()
+}
+
+// isClosedConnErr reports errors that just mean "the connection is gone".
+func isClosedConnErr(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// watch ends the connection's reading on Shutdown (read deadline in the
+// past: the reader stops, in-flight events are answered) and closes the
+// connection on Close or when ext ends.
+func (uc *udsConn) watch(ext context.Context) {
+	s := uc.srv
+	defer s.wg.Done()
+	select {
+	case <-s.shutdownCh:
+		uc.stopping.Store(true)
+		uc.nc.SetReadDeadline(time.Unix(1, 0))
+		select {
+		case <-s.closeCh:
+			uc.cancel()
+			uc.nc.Close()
+		case <-ext.Done():
+			uc.cancel()
+			uc.nc.Close()
+		case <-uc.done:
+		}
+	case <-s.closeCh:
+		uc.cancel()
+		uc.nc.Close()
+	case <-ext.Done():
+		uc.cancel()
+		uc.nc.Close()
+	case <-uc.done:
+	}
+}
+
+// waitHandlers waits until every dispatched event has been answered (its
+// reply queued) by taking every concurrency slot. If the server is closed
+// meanwhile it stops waiting (the request contexts are cancelled; workers
+// finish on their own and Close waits for them).
+func (uc *udsConn) waitHandlers() {
+	for range cap(uc.sem) {
+		select {
+		case uc.sem <- struct{}{}:
+		case <-uc.srv.closeCh:
+			uc.cancel()
+			return
+		}
+	}
+}
+
+// handshake runs the Unix-socket handshake (SPEC 6.3). It reports whether
+// the connection may go on.
+func (uc *udsConn) handshake() bool {
+	s := uc.srv
+	deadline := time.Now().Add(s.cfg.uds.handshakeTimeout())
+	uc.nc.SetDeadline(deadline)
+	var resp payload.HandshakeResponse
+	resp.ProtocolVersion = payload.ProtocolVersion
+	resp.Capabilities = s.caps
+	ok := uc.answerHandshake(&resp)
+	resp.Capabilities.SupportedEvents = udsEventCodes(resp.Capabilities.SupportedEvents)
+	if !ok {
+		resp.Success = false
+		if !resp.Error.Valid {
+			resp.Error = payload.Some("agentwire: handshake failed")
+		}
+		s.log.LogAttrs(uc.ctx, slog.LevelWarn, "agentwire: Unix-socket handshake failed", slog.String("error", resp.Error.Value))
+	}
+	buf, start := frame.BeginFrame(nil, frame.TypeHandshakeResponse)
+	buf = payload.AppendHandshakeResponseJSON(buf, &resp)
+	if err := frame.EndFrame(buf, start); err != nil {
+		return false
+	}
+	if _, err := uc.nc.Write(buf); err != nil {
+		return false
+	}
+	if !ok {
+		return false
+	}
+	uc.nc.SetDeadline(time.Time{})
+	if uc.stopping.Load() {
+		// Shutdown began during the handshake: keep the reader stopped
+		// (the watcher's deadline was just cleared).
+		uc.nc.SetReadDeadline(time.Unix(1, 0))
+	}
+	return true
+}
+
+// answerHandshake reads the proxy's 0x01 and fills resp. It reports success;
+// on failure resp.Error says why (and the caller sends the failure).
+func (uc *udsConn) answerHandshake(resp *payload.HandshakeResponse) bool {
+	s := uc.srv
+	typ, p, err := uc.rd.ReadFrame()
+	if err != nil {
+		var ut *frame.UnknownTypeError
+		if !errors.As(err, &ut) {
+			// Nothing useful to answer on a broken or silent connection,
+			// but try: the proxy may still be reading.
+			resp.Error = payload.Some("agentwire: no handshake received: " + err.Error())
+			return false
+		}
+		resp.Error = payload.Some("agentwire: expected a handshake request (0x01), got " + ut.Type.String())
+		return false
+	}
+	if typ != frame.TypeHandshakeRequest {
+		resp.Error = payload.Some("agentwire: expected a handshake request (0x01), got " + typ.String())
+		return false
+	}
+	var req payload.HandshakeRequest
+	if err := payload.DecodeHandshakeRequestJSON(p, &req); err != nil {
+		resp.Error = payload.Some("agentwire: invalid handshake request: " + err.Error())
+		return false
+	}
+	enc, ok := s.negotiateEncoding(req.SupportedEncodings)
+	if !ok {
+		resp.Error = payload.Some(fmt.Sprintf("agentwire: none of the offered encodings %q is supported", req.SupportedEncodings))
+		return false
+	}
+	if s.draining.Load() || s.closed() {
+		resp.Error = payload.Some("agentwire: agent is draining")
+		return false
+	}
+	resp.Encoding = enc
+	s.handshake(uc.ctx, &req, resp)
+	if !resp.Success {
+		return false
+	}
+	// A Handshaker may have changed the encoding: it must still be one the
+	// proxy offered and this server supports.
+	chosen := resp.Encoding
+	if chosen == "" {
+		chosen = payload.EncodingJSON
+	}
+	if !s.encodingAllowed(chosen, req.SupportedEncodings) {
+		resp.Error = payload.Some("agentwire: handshake hook chose encoding " + strconv.Quote(chosen) + ", which was not offered")
+		return false
+	}
+	resp.Encoding = chosen
+	uc.msgpack = chosen == payload.EncodingMsgpack
+	return true
+}
+
+// negotiateEncoding picks the first offered encoding the server supports;
+// an empty offer means json (SPEC 6.3).
+func (s *Server) negotiateEncoding(offered []string) (string, bool) {
+	if len(offered) == 0 {
+		return payload.EncodingJSON, true
+	}
+	for _, e := range offered {
+		if s.encodingAllowed(e, offered) {
+			return e, true
+		}
+	}
+	return "", false
+}
+
+// encodingAllowed reports whether e is supported and was offered.
+func (s *Server) encodingAllowed(e string, offered []string) bool {
+	switch e {
+	case payload.EncodingJSON:
+	case payload.EncodingMsgpack:
+		if s.cfg.uds.noMsgpack {
+			return false
+		}
+	default:
+		return false
+	}
+	if len(offered) == 0 {
+		return e == payload.EncodingJSON
+	}
+	for _, o := range offered {
+		if o == e {
+			return true
+		}
+	}
+	return false
+}
+
+// udsEventCodes converts gRPC event codes to the Unix-socket numbering
+// (Configure 8 → 0, SPEC 2.4), dropping duplicates.
+func udsEventCodes(in []int32) []int32 {
+	out := make([]int32, 0, len(in))
+	for _, e := range in {
+		if e == payload.EventConfigureGRPC {
+			e = payload.EventConfigureUDS
+		}
+		dup := false
+		for _, o := range out {
+			if o == e {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// readLoop reads and dispatches frames until the connection ends; it
+// returns the error that ended it (io.EOF for a clean end of stream).
+func (uc *udsConn) readLoop() error {
+	s := uc.srv
+	for {
+		typ, p, err := uc.rd.ReadFrame()
+		if err != nil {
+			var ut *frame.UnknownTypeError
+			if errors.As(err, &ut) {
+				s.uds.ignoredFrames.Add(1)
+				s.log.LogAttrs(uc.ctx, slog.LevelWarn, "agentwire: skipping frame of unknown type", slog.String("type", ut.Type.String()))
+				continue
+			}
+			var tl *frame.TooLargeError
+			if errors.As(err, &tl) || errors.Is(err, frame.ErrZeroLength) {
+				s.stats.protocolErrors.Add(1)
+				s.log.LogAttrs(uc.ctx, slog.LevelWarn, "agentwire: closing connection after an invalid frame length", slog.Any("error", err))
+			}
+			return err
+		}
+		if uc.stopping.Load() {
+			return nil
+		}
+		switch typ {
+		case frame.TypeRequestHeaders, frame.TypeRequestBodyChunk, frame.TypeResponseHeaders,
+			frame.TypeResponseBodyChunk, frame.TypeRequestComplete, frame.TypeWebSocketFrame,
+			frame.TypeGuardrailInspect:
+			if !uc.dispatchEvent(typ, p) {
+				return uc.ctx.Err()
+			}
+		case frame.TypeConfigure:
+			uc.configure(p)
+		case frame.TypeCancel:
+			uc.handleCancel(p)
+		case frame.TypePing:
+			c := getUDSCall(uc)
+			c.out, _ = frame.AppendFrame(c.out[:0], frame.TypePong, p) // p fits: it came in a frame
+			uc.enqueue(c)
+		default:
+			// A valid type that a proxy does not send (0x01 again, 0x02,
+			// agent-to-proxy types): ignored, like Rust readers do.
+			s.uds.ignoredFrames.Add(1)
+			s.log.LogAttrs(uc.ctx, slog.LevelDebug, "agentwire: ignoring unexpected frame", slog.String("type", typ.String()))
+		}
+	}
+}
+
+// dispatchEvent decodes one event and hands it to a worker. It reports
+// false when the connection is over.
+func (uc *udsConn) dispatchEvent(typ frame.Type, p []byte) bool {
+	s := uc.srv
+	select {
+	case uc.sem <- struct{}{}:
+	case <-uc.ctx.Done():
+		return false
+	}
+	c := getUDSCall(uc)
+	if err := c.decodeEvent(typ, p, uc.msgpack); err != nil {
+		<-uc.sem
+		uc.decodeFailed(c, typ, p, err)
+		return true
+	}
+	s.begin(uc.ctx, &uc.inflight, &c.exchange)
+	select {
+	case uc.work <- c:
+		return true
+	default:
+	}
+	if uc.workers < cap(uc.sem) {
+		uc.workers++
+		s.wg.Add(1) // the connection's goroutines are counted: Add is safe
+		go uc.worker(c)
+		return true
+	}
+	// Every slot has a worker and the caller holds a slot, so one of them
+	// is idle or about to be.
+	uc.work <- c
+	return true
+}
+
+// decodeFailed answers an undecodable event with the error decision and the
+// best-effort correlation id (SPEC 6.5).
+func (uc *udsConn) decodeFailed(c *udsCall, typ frame.Type, p []byte, err error) {
+	s := uc.srv
+	s.uds.decodeErrors.Add(1)
+	c.cid = bestEffortID(p, uc.msgpack)
+	s.log.LogAttrs(uc.ctx, slog.LevelWarn, "agentwire: undecodable event; answering with the error decision",
+		slog.String("type", typ.String()), slog.String("correlation_id", c.cid), slog.Any("error", err))
+	c.kind = kindNone
+	c.resetResp()
+	c.resp.Decision = s.cfg.errDecision
+	if typ == frame.TypeWebSocketFrame {
+		c.resp.WebSocketDecision = payload.Some(payload.WebSocketDecision{})
+	}
+	uc.encodeReply(c)
+	uc.enqueue(c)
+}
+
+// decodeEvent decodes the payload of an event frame into c and sets its
+// kind and routing correlation id.
+func (c *udsCall) decodeEvent(typ frame.Type, p []byte, msgpack bool) error {
+	var err error
+	switch typ {
+	case frame.TypeRequestHeaders:
+		c.kind = kindRequestHeaders
+		if msgpack {
+			err = payload.DecodeRequestHeadersMsgpack(p, &c.reqHeaders)
+		} else {
+			err = payload.DecodeRequestHeadersJSON(p, &c.reqHeaders)
+		}
+		if err == nil {
+			if msgpack {
+				c.cid = routingIDMsgpack(p, c.reqHeaders.Metadata.CorrelationID)
+			} else {
+				c.cid = routingIDJSON(p, c.reqHeaders.Metadata.CorrelationID)
+			}
+		}
+		return err
+	case frame.TypeRequestBodyChunk:
+		c.kind = kindRequestBodyChunk
+		if msgpack {
+			err = payload.DecodeRequestBodyChunkMsgpack(p, &c.body)
+		} else {
+			err = payload.DecodeRequestBodyChunkJSON(p, &c.body)
+		}
+		c.cid = c.body.CorrelationID
+	case frame.TypeResponseBodyChunk:
+		c.kind = kindResponseBodyChunk
+		if msgpack {
+			err = payload.DecodeResponseBodyChunkMsgpack(p, &c.body)
+		} else {
+			err = payload.DecodeResponseBodyChunkJSON(p, &c.body)
+		}
+		c.cid = c.body.CorrelationID
+	case frame.TypeResponseHeaders:
+		c.kind = kindResponseHeaders
+		if msgpack {
+			err = payload.DecodeResponseHeadersMsgpack(p, &c.respHeaders)
+		} else {
+			err = payload.DecodeResponseHeadersJSON(p, &c.respHeaders)
+		}
+		c.cid = c.respHeaders.CorrelationID
+	case frame.TypeRequestComplete:
+		c.kind = kindRequestComplete
+		if msgpack {
+			err = payload.DecodeRequestCompleteMsgpack(p, &c.complete)
+		} else {
+			err = payload.DecodeRequestCompleteJSON(p, &c.complete)
+		}
+		c.cid = c.complete.CorrelationID
+	case frame.TypeWebSocketFrame:
+		c.kind = kindWebSocketFrame
+		if msgpack {
+			err = payload.DecodeWebSocketFrameMsgpack(p, &c.ws)
+		} else {
+			err = payload.DecodeWebSocketFrameJSON(p, &c.ws)
+		}
+		c.cid = c.ws.CorrelationID
+	case frame.TypeGuardrailInspect:
+		c.kind = kindGuardrailInspect
+		if msgpack {
+			err = payload.DecodeGuardrailInspectMsgpack(p, &c.guard)
+		} else {
+			err = payload.DecodeGuardrailInspectJSON(p, &c.guard)
+		}
+		c.cid = c.guard.CorrelationID
+	default:
+		return fmt.Errorf("agentwire: frame type %v is not an event", typ)
+	}
+	return err
+}
+
+// worker handles events until the work channel is closed.
+func (uc *udsConn) worker(c *udsCall) {
+	defer uc.srv.wg.Done()
+	for {
+		uc.process(c)
+		var ok bool
+		if c, ok = <-uc.work; !ok {
+			return
+		}
+	}
+}
+
+// process runs the handler for c, encodes and queues the reply and frees
+// c's concurrency slot.
+func (uc *udsConn) process(c *udsCall) {
+	s := uc.srv
+	s.invoke(&c.exchange)
+	uc.encodeReply(c)
+	s.end(&uc.inflight, &c.exchange)
+	uc.enqueue(c)
+	<-uc.sem
+}
+
+// encodeReply encodes c.resp as a 0x20 frame into c.out. If the reply
+// cannot be encoded (an invalid audit.custom value in MessagePack, or more
+// than 16 MiB) the error decision is sent instead.
+func (uc *udsConn) encodeReply(c *udsCall) {
+	if err := uc.appendReply(c); err != nil {
+		s := uc.srv
+		s.stats.handlerErrors.Add(1)
+		s.log.LogAttrs(uc.ctx, slog.LevelWarn, "agentwire: reply cannot be encoded; answering with the error decision",
+			slog.String("correlation_id", c.cid), slog.Any("error", err))
+		c.resetResp()
+		c.resp.Decision = s.cfg.errDecision
+		_ = uc.appendReply(c)
+	}
+}
+
+func (uc *udsConn) appendReply(c *udsCall) error {
+	b, start := frame.BeginFrame(c.out[:0], frame.TypeAgentResponse)
+	var err error
+	switch {
+	case !uc.msgpack:
+		b = payload.AppendAgentResponseJSON(b, &c.resp)
+	case uc.raw:
+		b, err = payload.AppendAgentResponseMsgpackRaw(b, &c.resp)
+	default:
+		b, err = payload.AppendAgentResponseMsgpack(b, &c.resp)
+	}
+	if err == nil {
+		err = frame.EndFrame(b, start)
+	}
+	c.out = b
+	return err
+}
+
+// enqueue queues c's frame for the writer, waiting while the ring is full.
+// If the connection is over, c is released.
+func (uc *udsConn) enqueue(c *udsCall) {
+	if uc.out.Enqueue(uc.ctx, udsOut{call: c}) != nil {
+		c.release()
+	}
+}
+
+// push queues a shared frame without blocking; a full ring drops it.
+func (uc *udsConn) push(f []byte) {
+	if err := uc.out.TryEnqueue(udsOut{shared: f}); err == ring.ErrFull {
+		uc.srv.stats.droppedPushes.Add(1)
+	}
+}
+
+// configure handles a 0x17 Configure on the reader (so later events see the
+// new configuration) and answers it: allow, or block 500 "Configuration
+// rejected" when the hook fails (as the Rust SDK does).
+func (uc *udsConn) configure(p []byte) {
+	s := uc.srv
+	c := getUDSCall(uc)
+	var ev payload.ConfigureEvent
+	var err error
+	if uc.msgpack && !looksLikeJSON(p) {
+		err = payload.DecodeConfigureMsgpack(p, &ev)
+	} else {
+		err = payload.DecodeConfigureJSON(p, &ev)
+	}
+	if err != nil {
+		uc.decodeFailed(c, frame.TypeConfigure, p, err)
+		return
+	}
+	c.cid = ev.CorrelationID
+	c.resetResp()
+	if err := s.configure(uc.ctx, ev.Config, ev.ConfigVersion.Value); err != nil {
+		c.resp.Decision = payload.Block(500)
+		c.resp.Decision.Body = payload.Some("Configuration rejected")
+	}
+	uc.encodeReply(c)
+	uc.enqueue(c)
+}
+
+// handleCancel cancels the request contexts of a 0x40's correlation id. A
+// cancel is never answered.
+func (uc *udsConn) handleCancel(p []byte) {
+	s := uc.srv
+	var c payload.Cancel
+	if err := decodeCancel(p, &c); err != nil {
+		s.uds.decodeErrors.Add(1)
+		s.log.LogAttrs(uc.ctx, slog.LevelWarn, "agentwire: undecodable cancel ignored", slog.Any("error", err))
+		return
+	}
+	uc.inflight.cancel(c.CorrelationID)
+	s.cancelled(uc.ctx, c)
+}
+
+// writeBufSize is the size of the writer's batch buffer; frames are copied
+// into it and written with one system call.
+const writeBufSize = 64 << 10
+
+// writer is the only goroutine that writes to the connection after the
+// handshake. It drains the ring in batches and flushes when the ring is
+// empty. After a write error it cancels the connection and keeps releasing
+// queued calls until the ring is closed.
+func (uc *udsConn) writer() {
+	s := uc.srv
+	defer s.wg.Done()
+	defer close(uc.writerDone)
+	batch := make([]udsOut, 64)
+	buf := make([]byte, 0, writeBufSize)
+	broken := false
+	write := func(b []byte) {
+		if broken || len(b) == 0 {
+			return
+		}
+		if _, err := uc.nc.Write(b); err != nil {
+			broken = true
+			uc.cancel()
+			uc.nc.Close() // wakes the reader
+			if !isClosedConnErr(err) {
+				s.log.LogAttrs(context.Background(), slog.LevelDebug, "agentwire: Unix-socket write failed", slog.Any("error", err))
+			}
+		}
+	}
+	n, err := uc.out.DequeueBatch(batch)
+	for err == nil {
+		for i := range batch[:n] {
+			it := batch[i]
+			batch[i] = udsOut{}
+			f := it.shared
+			if it.call != nil {
+				f = it.call.out
+			}
+			if len(buf)+len(f) > cap(buf) {
+				write(buf)
+				buf = buf[:0]
+			}
+			if len(f) > cap(buf) {
+				write(f)
+			} else {
+				buf = append(buf, f...)
+			}
+			if it.call != nil {
+				it.call.release()
+			}
+		}
+		if n = uc.out.TryDequeueBatch(batch); n > 0 {
+			continue
+		}
+		write(buf)
+		buf = buf[:0]
+		n, err = uc.out.DequeueBatch(batch)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Pushes
+
+// udsConns returns the established connections (a snapshot).
+func (s *Server) udsConnsSnapshot() []*udsConn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.uds.conns) == 0 {
+		return nil
+	}
+	out := make([]*udsConn, 0, len(s.uds.conns))
+	for uc := range s.uds.conns {
+		if uc.established.Load() {
+			out = append(out, uc)
+		}
+	}
+	return out
+}
+
+// udsPush sends one agent-originated message to every established
+// Unix-socket and reverse connection, encoded once per encoding in use.
+func (s *Server) udsPush(t frame.Type, appendJSON func([]byte) []byte, appendMsgpack func([]byte) ([]byte, error)) {
+	conns := s.udsConnsSnapshot()
+	if len(conns) == 0 {
+		return
+	}
+	var jsonFrame, mpFrame []byte
+	for _, uc := range conns {
+		if uc.msgpack {
+			if mpFrame == nil {
+				b, start := frame.BeginFrame(nil, t)
+				b, err := appendMsgpack(b)
+				if err == nil {
+					err = frame.EndFrame(b, start)
+				}
+				if err != nil {
+					s.log.LogAttrs(context.Background(), slog.LevelWarn, "agentwire: push cannot be encoded", slog.String("type", t.String()), slog.Any("error", err))
+					return
+				}
+				mpFrame = b
+			}
+			uc.push(mpFrame)
+			continue
+		}
+		if jsonFrame == nil {
+			b, start := frame.BeginFrame(nil, t)
+			b = appendJSON(b)
+			if err := frame.EndFrame(b, start); err != nil {
+				s.log.LogAttrs(context.Background(), slog.LevelWarn, "agentwire: push cannot be encoded", slog.String("type", t.String()), slog.Any("error", err))
+				return
+			}
+			jsonFrame = b
+		}
+		uc.push(jsonFrame)
+	}
+}
+
+// pushHealth sends h to one connection (right after it was established).
+func (uc *udsConn) pushHealth(h *payload.HealthStatus) {
+	b, start := frame.BeginFrame(nil, frame.TypeHealthStatus)
+	if uc.msgpack {
+		b = payload.AppendHealthStatusMsgpack(b, h)
+	} else {
+		b = payload.AppendHealthStatusJSON(b, h)
+	}
+	if frame.EndFrame(b, start) == nil {
+		uc.push(b)
+	}
+}
+
+func (s *Server) udsPushHealth(h *payload.HealthStatus) {
+	s.udsPush(frame.TypeHealthStatus,
+		func(b []byte) []byte { return payload.AppendHealthStatusJSON(b, h) },
+		func(b []byte) ([]byte, error) { return payload.AppendHealthStatusMsgpack(b, h), nil })
+}
+
+func (s *Server) udsPushMetrics(r *payload.MetricsReport) {
+	s.udsPush(frame.TypeMetricsReport,
+		func(b []byte) []byte { return payload.AppendMetricsReportJSON(b, r) },
+		func(b []byte) ([]byte, error) { return payload.AppendMetricsReportMsgpack(b, r), nil })
+}
+
+func (s *Server) udsPushFlowControl(f *payload.FlowControlSignal) {
+	s.udsPush(frame.TypeFlowControl,
+		func(b []byte) []byte { return payload.AppendFlowControlSignalJSON(b, f) },
+		func(b []byte) ([]byte, error) { return payload.AppendFlowControlSignalMsgpack(b, f), nil })
+}
+
+func (s *Server) udsPushConfigUpdate(r *payload.ConfigUpdateRequest) {
+	s.udsPush(frame.TypeConfigUpdateRequest,
+		func(b []byte) []byte { return payload.AppendConfigUpdateRequestJSON(b, r) },
+		func(b []byte) ([]byte, error) { return payload.AppendConfigUpdateRequestMsgpack(b, r) })
+}
