@@ -15,8 +15,8 @@ import (
 // (the Rust proxy lower-cases them) in byte-wise order.
 //
 // Decoders accept what the Rust SDK agent accepts (serde rules; see the
-// package documentation of the JSON codec in json_doc.go). They overwrite
-// the destination completely, reusing its slices' backing arrays.
+// overview at the top of json_scan.go). They overwrite the destination
+// completely, reusing its slices' backing arrays.
 
 // jsonMask returns a bit set of field indexes.
 func jsonMask(idx ...int) uint64 {

@@ -1,5 +1,43 @@
 package payload
 
+// # JSON codec
+//
+// The files json*.go implement the JSON forms of every message in types.go
+// by hand, byte-compatible with serde_json 1.0 as the Rust reference uses
+// it. There is one Append*JSON encoder and one Decode*JSON decoder per
+// message (Request and Response body chunks have separate functions because
+// their counter key differs).
+//
+// Encoders append to dst and do not allocate when dst has room. They write
+// compact JSON with serde_json's string escaping (only '"', '\' and control
+// characters; \u00XX in lower-case hex; everything else raw, including
+// U+2028), serde_json's float spelling ("3.0", "1e+16"), chrono's RFC 3339
+// timestamps and padded standard base64. Events use the Rust proxy's sorted
+// key order; other messages use Rust struct declaration order. Empty lists
+// and maps are written as [] and {}, never null.
+//
+// Decoders follow serde's rules as the Rust receivers apply them: fields
+// without a default are required; missing defaulted keys take their
+// default; explicit null is rejected except for Option fields; integers are
+// range-checked and floats (even 2.0) and numeric strings are rejected for
+// integer fields; unknown keys are skipped; a repeated struct key is an
+// error while a repeated map key keeps the last value; structs may also be
+// given as arrays in field order and unit variants as {"name":null}; unknown
+// enum variants are rejected; one value per input, trailing whitespace
+// allowed, no BOM. Nesting is limited to 128 levels. Decoders never panic
+// and allocate at most in proportion to the input.
+//
+// Ownership: a decoder overwrites its destination completely and reuses the
+// destination's slices, maps and byte buffers, so values taken out of the
+// destination before a decode (other than strings) must not be kept across
+// it. Decoded strings and raw JSON values never alias the input and never
+// change afterwards (see json_arena.go); the explicitly named NoCopy
+// decoders instead point strings into the input, which the caller must then
+// keep unmodified. All functions are safe for concurrent use on distinct
+// destinations.
+//
+// Errors are *JSONError values with the offset where decoding stopped.
+
 import (
 	"math"
 	"strconv"
