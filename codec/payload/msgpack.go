@@ -94,6 +94,7 @@ package payload
 
 import (
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -195,10 +196,27 @@ func mpReadStrBytes(b []byte) (v, o []byte, err error) {
 	if err != nil {
 		return nil, b, mpErrShort
 	}
-	if !utf8.Valid(v) {
+	if !mpValidUTF8(v) {
 		return nil, b, mpErrUTF8
 	}
 	return v, o, nil
+}
+
+// mpValidUTF8 is utf8.Valid with a cheaper path for the short ASCII
+// strings that make up most of the protocol (ids, header names, values).
+func mpValidUTF8(v []byte) bool {
+	i := 0
+	for ; i+8 <= len(v); i += 8 {
+		if binary.LittleEndian.Uint64(v[i:])&0x8080808080808080 != 0 {
+			return utf8.Valid(v[i:])
+		}
+	}
+	for ; i < len(v); i++ {
+		if v[i] >= 0x80 {
+			return utf8.Valid(v[i:])
+		}
+	}
+	return true
 }
 
 // mpSetString stores v in *dst, keeping the old string when it is equal.
@@ -227,6 +245,15 @@ func mpReadOptString(b []byte, dst *Opt[string]) ([]byte, error) {
 	}
 	dst.Valid = true
 	return mpReadString(b, &dst.Value)
+}
+
+// mpClearIfAbsent resets *o to None when bit i of seen is clear. Decoders
+// of hot structs leave Option strings in place while decoding (so an equal
+// new value reuses the old string) and clear the absent ones afterwards.
+func mpClearIfAbsent(o *Opt[string], seen uint64, i int) {
+	if seen&(1<<uint(i)) == 0 {
+		*o = Opt[string]{}
+	}
 }
 
 // mpReadOptStringAsEmpty reads an Option<String> into a plain string field
@@ -631,9 +658,29 @@ func (s *mpStruct) readKey(b []byte) (int, []byte, error) {
 		}
 		return -1, o, nil
 	}
-	k, o, err := mpReadStrBytes(b)
+	// A fixstr key is the common case; keys are compared, not stored, so
+	// they need no UTF-8 check (serde matches invalid ones as unknown bytes).
+	if len(b) > 0 && b[0]&0xe0 == 0xa0 {
+		n := int(b[0] & 0x1f)
+		if len(b) <= n {
+			return -1, b, mpErrShort
+		}
+		return s.index(b[1 : 1+n]), b[1+n:], nil
+	}
+	var k, o []byte
+	var err error
+	switch {
+	case len(b) == 0:
+		return -1, b, mpErrShort
+	case mpIsStr(b[0]):
+		k, o, err = msgp.ReadStringZC(b)
+	case mpIsBin(b[0]):
+		k, o, err = msgp.ReadBytesZC(b)
+	default:
+		return -1, b, mpErrNotStr
+	}
 	if err != nil {
-		return -1, b, err
+		return -1, b, mpErrShort
 	}
 	return s.index(k), o, nil
 }
@@ -642,25 +689,33 @@ func (s *mpStruct) readKey(b []byte) (int, []byte, error) {
 // its index; field decodes the value and returns the rest of the input.
 // The caller must have reset the destination to its defaults.
 func (s *mpStruct) decode(b []byte, field func(i int, b []byte) ([]byte, error)) ([]byte, error) {
+	o, _, err := s.decodeSeen(b, field)
+	return o, err
+}
+
+// decodeSeen is decode that also reports which fields were present, one
+// bit per field index, so a caller can apply defaults afterwards instead
+// of resetting first (which keeps old strings available for reuse).
+func (s *mpStruct) decodeSeen(b []byte, field func(i int, b []byte) ([]byte, error)) ([]byte, uint64, error) {
 	if len(b) == 0 {
-		return b, mpErrShort
+		return b, 0, mpErrShort
 	}
 	c := b[0]
 	switch {
 	case mpIsMap(c):
 		n, o, err := mpReadMapHeader(b)
 		if err != nil {
-			return b, err
+			return b, 0, err
 		}
 		var seen uint64
 		for k := 0; k < n; k++ {
 			var i int
 			if i, o, err = s.readKey(o); err != nil {
-				return b, mpWrap(s.name, err)
+				return b, 0, mpWrap(s.name, err)
 			}
 			if i < 0 {
 				if o, err = mpSkip(o); err != nil {
-					return b, err
+					return b, 0, err
 				}
 				continue
 			}
@@ -668,43 +723,43 @@ func (s *mpStruct) decode(b []byte, field func(i int, b []byte) ([]byte, error))
 			if seen&bit != 0 {
 				if s.envelope && i == 0 {
 					if o, err = mpSkip(o); err != nil {
-						return b, err
+						return b, 0, err
 					}
 					continue
 				}
-				return b, mpWrap(s.name+"."+s.fields[i], errors.New("agentwire: msgpack: duplicate field"))
+				return b, 0, mpWrap(s.name+"."+s.fields[i], errors.New("agentwire: msgpack: duplicate field"))
 			}
 			seen |= bit
 			if o, err = field(i, o); err != nil {
-				return b, mpWrap(s.name+"."+s.fields[i], err)
+				return b, 0, mpWrap(s.name+"."+s.fields[i], err)
 			}
 		}
 		if missing := s.required &^ seen; missing != 0 {
 			for i := range s.fields {
 				if missing&(1<<uint(i)) != 0 {
-					return b, mpWrap(s.name+"."+s.fields[i], errors.New("agentwire: msgpack: missing field"))
+					return b, 0, mpWrap(s.name+"."+s.fields[i], errors.New("agentwire: msgpack: missing field"))
 				}
 			}
 		}
-		return o, nil
+		return o, seen, nil
 	case mpIsArray(c):
 		n, o, err := mpReadArrayHeader(b)
 		if err != nil {
-			return b, err
+			return b, 0, err
 		}
 		if n < s.minLen || n > len(s.fields) {
-			return b, mpWrap(s.name, fmt.Errorf("agentwire: msgpack: array of %d elements, want %d to %d", n, s.minLen, len(s.fields)))
+			return b, 0, mpWrap(s.name, fmt.Errorf("agentwire: msgpack: array of %d elements, want %d to %d", n, s.minLen, len(s.fields)))
 		}
 		for i := 0; i < n; i++ {
 			if o, err = field(i, o); err != nil {
-				return b, mpWrap(s.name+"."+s.fields[i], err)
+				return b, 0, mpWrap(s.name+"."+s.fields[i], err)
 			}
 		}
-		return o, nil
+		return o, uint64(1)<<uint(n) - 1, nil
 	case c == 0xc0:
-		return b, mpWrap(s.name, mpErrNil)
+		return b, 0, mpWrap(s.name, mpErrNil)
 	}
-	return b, mpWrap(s.name, errors.New("agentwire: msgpack: expected a map or an array"))
+	return b, 0, mpWrap(s.name, errors.New("agentwire: msgpack: expected a map or an array"))
 }
 
 // ---------------------------------------------------------------------------
@@ -905,7 +960,7 @@ func mpParseTimestamp(s []byte) time.Time {
 	if t, err := time.Parse(time.RFC3339Nano, string(s)); err == nil {
 		return t.UTC()
 	}
-	if len(s) > 0 && len(s) <= 18 {
+	if len(s) > 0 && len(s) <= 15 {
 		var ms int64
 		for _, c := range s {
 			if c < '0' || c > '9' {
@@ -913,10 +968,16 @@ func mpParseTimestamp(s []byte) time.Time {
 			}
 			ms = ms*10 + int64(c-'0')
 		}
-		return time.UnixMilli(ms).UTC()
+		if ms <= mpMaxEpochMS {
+			return time.UnixMilli(ms).UTC()
+		}
 	}
 	return time.Time{}
 }
+
+// mpMaxEpochMS is 9999-12-31T23:59:59.999Z: later times have no 4-digit
+// RFC 3339 year.
+const mpMaxEpochMS = 253402300799999
 
 // mpParseRFC3339 is an allocation-free parser for the common form
 // YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM).

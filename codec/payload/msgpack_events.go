@@ -162,12 +162,7 @@ func mpAppendMetadata(b []byte, m *RequestMetadata) []byte {
 }
 
 func mpReadMetadata(b []byte, m *RequestMetadata) ([]byte, error) {
-	m.ServerName.Valid, m.TLSVersion.Valid, m.TLSCipher.Valid = false, false, false
-	m.RouteID.Valid, m.UpstreamID.Valid = false, false
-	m.ServerName.Value, m.TLSVersion.Value, m.TLSCipher.Value = "", "", ""
-	m.RouteID.Value, m.UpstreamID.Value = "", ""
-	m.Traceparent = ""
-	return mpMetadata.decode(b, func(i int, b []byte) ([]byte, error) {
+	o, seen, err := mpMetadata.decodeSeen(b, func(i int, b []byte) ([]byte, error) {
 		switch i {
 		case 0:
 			return mpReadString(b, &m.CorrelationID)
@@ -199,6 +194,18 @@ func mpReadMetadata(b []byte, m *RequestMetadata) ([]byte, error) {
 			return mpReadOptStringAsEmpty(b, &m.Traceparent)
 		}
 	})
+	if err != nil {
+		return b, err
+	}
+	mpClearIfAbsent(&m.ServerName, seen, 4)
+	mpClearIfAbsent(&m.TLSVersion, seen, 6)
+	mpClearIfAbsent(&m.TLSCipher, seen, 7)
+	mpClearIfAbsent(&m.RouteID, seen, 8)
+	mpClearIfAbsent(&m.UpstreamID, seen, 9)
+	if seen&(1<<11) == 0 {
+		m.Traceparent = ""
+	}
+	return o, nil
 }
 
 // ---------------------------------------------------------------------------

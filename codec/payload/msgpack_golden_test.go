@@ -59,11 +59,20 @@ func mpUnhex(t testing.TB, s string) []byte {
 }
 
 // mpDecoder decodes one message kind into a destination it keeps (so
-// repeated calls exercise reuse) and renders the destination as the serde
-// JSON value of the Rust type.
+// repeated calls exercise reuse), renders the destination as the serde
+// JSON value of the Rust type, and re-encodes it (every encoder variant).
 type mpDecoder struct {
 	decode func([]byte) error
 	serde  func(testing.TB) any
+	encode []func([]byte) ([]byte, error)
+}
+
+func mpEnc(f ...func([]byte) []byte) []func([]byte) ([]byte, error) {
+	out := make([]func([]byte) ([]byte, error), len(f))
+	for i, g := range f {
+		out[i] = func(b []byte) ([]byte, error) { return g(b), nil }
+	}
+	return out
 }
 
 func mpNewDecoder(typeByte string) mpDecoder {
@@ -71,55 +80,78 @@ func mpNewDecoder(typeByte string) mpDecoder {
 	case "0x10":
 		v := new(RequestHeadersEvent)
 		return mpDecoder{func(b []byte) error { return DecodeRequestHeadersMsgpack(b, v) },
-			func(testing.TB) any { return mpSerdeRequestHeaders(v) }}
+			func(testing.TB) any { return mpSerdeRequestHeaders(v) },
+			mpEnc(func(b []byte) []byte { return AppendRequestHeadersMsgpack(b, v) })}
 	case "0x11":
 		v := new(BodyChunk)
 		return mpDecoder{func(b []byte) error { return DecodeRequestBodyChunkMsgpack(b, v) },
-			func(testing.TB) any { return mpSerdeBodyChunk(v, "bytes_received") }}
+			func(testing.TB) any { return mpSerdeBodyChunk(v, "bytes_received") },
+			mpEnc(func(b []byte) []byte { return AppendRequestBodyChunkMsgpack(b, v) },
+				func(b []byte) []byte { return AppendRequestBodyChunkMsgpackRaw(b, v) })}
 	case "0x12":
 		v := new(ResponseHeadersEvent)
 		return mpDecoder{func(b []byte) error { return DecodeResponseHeadersMsgpack(b, v) },
-			func(testing.TB) any { return mpSerdeResponseHeaders(v) }}
+			func(testing.TB) any { return mpSerdeResponseHeaders(v) },
+			mpEnc(func(b []byte) []byte { return AppendResponseHeadersMsgpack(b, v) })}
 	case "0x13":
 		v := new(BodyChunk)
 		return mpDecoder{func(b []byte) error { return DecodeResponseBodyChunkMsgpack(b, v) },
-			func(testing.TB) any { return mpSerdeBodyChunk(v, "bytes_sent") }}
+			func(testing.TB) any { return mpSerdeBodyChunk(v, "bytes_sent") },
+			mpEnc(func(b []byte) []byte { return AppendResponseBodyChunkMsgpack(b, v) },
+				func(b []byte) []byte { return AppendResponseBodyChunkMsgpackRaw(b, v) })}
 	case "0x14":
 		v := new(RequestCompleteEvent)
 		return mpDecoder{func(b []byte) error { return DecodeRequestCompleteMsgpack(b, v) },
-			func(testing.TB) any { return mpSerdeRequestComplete(v) }}
+			func(testing.TB) any { return mpSerdeRequestComplete(v) },
+			mpEnc(func(b []byte) []byte { return AppendRequestCompleteMsgpack(b, v) })}
 	case "0x15":
 		v := new(WebSocketFrameEvent)
 		return mpDecoder{func(b []byte) error { return DecodeWebSocketFrameMsgpack(b, v) },
-			func(testing.TB) any { return mpSerdeWebSocketFrame(v) }}
+			func(testing.TB) any { return mpSerdeWebSocketFrame(v) },
+			mpEnc(func(b []byte) []byte { return AppendWebSocketFrameMsgpack(b, v) },
+				func(b []byte) []byte { return AppendWebSocketFrameMsgpackRaw(b, v) })}
 	case "0x16":
 		v := new(GuardrailInspectEvent)
 		return mpDecoder{func(b []byte) error { return DecodeGuardrailInspectMsgpack(b, v) },
-			func(testing.TB) any { return mpSerdeGuardrail(v) }}
+			func(testing.TB) any { return mpSerdeGuardrail(v) },
+			mpEnc(func(b []byte) []byte { return AppendGuardrailInspectMsgpack(b, v) })}
 	case "0x17":
 		v := new(ConfigureEvent)
 		return mpDecoder{func(b []byte) error { return DecodeConfigureMsgpack(b, v) },
-			func(t testing.TB) any { return mpSerdeConfigure(t, v) }}
+			func(t testing.TB) any { return mpSerdeConfigure(t, v) },
+			[]func([]byte) ([]byte, error){func(b []byte) ([]byte, error) { return AppendConfigureMsgpack(b, v) }}}
 	case "0x20":
 		v := new(AgentResponse)
 		return mpDecoder{func(b []byte) error { return DecodeAgentResponseMsgpack(b, v) },
-			func(t testing.TB) any { return mpSerdeAgentResponse(t, v) }}
+			func(t testing.TB) any { return mpSerdeAgentResponse(t, v) },
+			[]func([]byte) ([]byte, error){
+				func(b []byte) ([]byte, error) { return AppendAgentResponseMsgpack(b, v) },
+				func(b []byte) ([]byte, error) { return AppendAgentResponseMsgpackRaw(b, v) }}}
 	case "0x30":
 		v := new(HealthStatus)
 		return mpDecoder{func(b []byte) error { return DecodeHealthStatusMsgpack(b, v) },
-			func(testing.TB) any { return mpSerdeHealthFull(v) }}
+			func(testing.TB) any { return mpSerdeHealthFull(v) },
+			mpEnc(func(b []byte) []byte { return AppendHealthStatusMsgpack(b, v) })}
 	case "0x31":
 		v := new(MetricsReport)
 		return mpDecoder{func(b []byte) error { return DecodeMetricsReportMsgpack(b, v) },
-			func(testing.TB) any { return mpSerdeMetrics(v) }}
+			func(testing.TB) any { return mpSerdeMetrics(v) },
+			mpEnc(func(b []byte) []byte { return AppendMetricsReportMsgpack(b, v) })}
 	case "0x32":
 		v := new(ConfigUpdateRequest)
 		return mpDecoder{func(b []byte) error { return DecodeConfigUpdateRequestMsgpack(b, v) },
-			func(t testing.TB) any { return mpSerdeConfigUpdate(t, v) }}
+			func(t testing.TB) any { return mpSerdeConfigUpdate(t, v) },
+			[]func([]byte) ([]byte, error){func(b []byte) ([]byte, error) { return AppendConfigUpdateRequestMsgpack(b, v) }}}
 	case "0x33":
 		v := new(FlowControlSignal)
 		return mpDecoder{func(b []byte) error { return DecodeFlowControlSignalMsgpack(b, v) },
-			func(testing.TB) any { return mpSerdeFlowFull(v) }}
+			func(testing.TB) any { return mpSerdeFlowFull(v) },
+			mpEnc(func(b []byte) []byte { return AppendFlowControlSignalMsgpack(b, v) })}
+	case "cur": // ConfigUpdateResponse (no frame type of its own)
+		v := new(ConfigUpdateResponse)
+		return mpDecoder{func(b []byte) error { return DecodeConfigUpdateResponseMsgpack(b, v) },
+			func(testing.TB) any { return mpSerdeConfigUpdateResponse(v) },
+			mpEnc(func(b []byte) []byte { return AppendConfigUpdateResponseMsgpack(b, v) })}
 	}
 	panic("no msgpack decoder for type " + typeByte)
 }

@@ -304,9 +304,10 @@ func mpAppendWSDecision(b []byte, d *WebSocketDecision) []byte {
 // Body mutation data: nil = pass, empty str or bin = drop, otherwise
 // replace with the strict-base64-decoded str or the raw bin.
 func DecodeAgentResponseMsgpack(data []byte, r *AgentResponse) error {
-	r.CorrelationID = ""
+	// r.CorrelationID is kept until the end so an equal id is not
+	// reallocated.
+	idFound := false
 	r.Version = 0
-	r.Decision = Decision{}
 	r.RequestHeaders = r.RequestHeaders[:0]
 	r.ResponseHeaders = r.ResponseHeaders[:0]
 	clear(r.RoutingMetadata)
@@ -329,7 +330,7 @@ func DecodeAgentResponseMsgpack(data []byte, r *AgentResponse) error {
 		case 4:
 			return mpReadStringMap(b, &r.RoutingMetadata)
 		case 5:
-			return mpReadAudit(b, &r.Audit, &r.CorrelationID)
+			return mpReadAudit(b, &r.Audit, &r.CorrelationID, &idFound)
 		case 6:
 			return mpReadBool(b, &r.NeedsMore)
 		case 7:
@@ -345,6 +346,9 @@ func DecodeAgentResponseMsgpack(data []byte, r *AgentResponse) error {
 			return mpReadWSDecision(b, &r.WebSocketDecision.Value)
 		}
 	})
+	if !idFound {
+		r.CorrelationID = ""
+	}
 	return mpDone(o, err)
 }
 
@@ -361,6 +365,7 @@ func mpReadDecision(b []byte, d *Decision) ([]byte, error) {
 	if err != nil {
 		return b, err
 	}
+	old := *d
 	*d = Decision{Kind: DecisionKind(idx)}
 	switch d.Kind {
 	case DecisionAllow:
@@ -369,7 +374,10 @@ func mpReadDecision(b []byte, d *Decision) ([]byte, error) {
 		if !hasPayload {
 			return b, mpErrEnum
 		}
-		return mpBlock.decode(o, func(i int, b []byte) ([]byte, error) {
+		// Keep the old body string and headers map for reuse.
+		d.Body.Value = old.Body.Value
+		d.BlockHeaders = old.BlockHeaders
+		o, seen, err := mpBlock.decodeSeen(o, func(i int, b []byte) ([]byte, error) {
 			switch i {
 			case 0:
 				return mpReadU16(b, &d.Status)
@@ -379,10 +387,19 @@ func mpReadDecision(b []byte, d *Decision) ([]byte, error) {
 				return mpReadOptStringMap(b, &d.BlockHeaders)
 			}
 		})
+		if err != nil {
+			return b, err
+		}
+		mpClearIfAbsent(&d.Body, seen, 1)
+		if seen&(1<<2) == 0 {
+			d.BlockHeaders = nil
+		}
+		return o, nil
 	case DecisionRedirect:
 		if !hasPayload {
 			return b, mpErrEnum
 		}
+		d.URL = old.URL
 		return mpRedirect.decode(o, func(i int, b []byte) ([]byte, error) {
 			if i == 0 {
 				return mpReadString(b, &d.URL)
@@ -393,16 +410,16 @@ func mpReadDecision(b []byte, d *Decision) ([]byte, error) {
 		if !hasPayload {
 			return b, mpErrEnum
 		}
-		o, err := mpChallenge.decode(o, func(i int, b []byte) ([]byte, error) {
+		d.ChallengeType, d.Params = old.ChallengeType, old.Params
+		return mpChallenge.decode(o, func(i int, b []byte) ([]byte, error) {
 			if i == 0 {
 				return mpReadString(b, &d.ChallengeType)
 			}
+			if d.Params == nil {
+				d.Params = map[string]string{}
+			}
 			return mpReadStringMap(b, &d.Params)
 		})
-		if err == nil && d.Params == nil {
-			d.Params = map[string]string{}
-		}
-		return o, err
 	}
 }
 
@@ -451,7 +468,7 @@ func mpReadHeaderOps(b []byte, dst *[]HeaderOp) ([]byte, error) {
 	return o, nil
 }
 
-func mpReadAudit(b []byte, a *AuditMetadata, correlationID *string) ([]byte, error) {
+func mpReadAudit(b []byte, a *AuditMetadata, correlationID *string, idFound *bool) ([]byte, error) {
 	return mpAudit.decode(b, func(i int, b []byte) ([]byte, error) {
 		switch i {
 		case 0:
@@ -472,14 +489,15 @@ func mpReadAudit(b []byte, a *AuditMetadata, correlationID *string) ([]byte, err
 		case 3:
 			return mpReadStringList(b, &a.ReasonCodes)
 		default:
-			return mpReadCustom(b, a, correlationID)
+			return mpReadCustom(b, a, correlationID, idFound)
 		}
 	})
 }
 
 // mpReadCustom reads audit.custom: string → any JSON value. The values
-// share one backing array (one allocation for typical replies).
-func mpReadCustom(b []byte, a *AuditMetadata, correlationID *string) ([]byte, error) {
+// share one backing array. A string correlation_id goes to *correlationID
+// (*idFound set); any other value routes as "".
+func mpReadCustom(b []byte, a *AuditMetadata, correlationID *string, idFound *bool) ([]byte, error) {
 	n, o, err := mpReadMapHeader(b)
 	if err != nil {
 		return b, err
@@ -496,9 +514,11 @@ func mpReadCustom(b []byte, a *AuditMetadata, correlationID *string) ([]byte, er
 				if o, err = mpReadString(o, correlationID); err != nil {
 					return b, err
 				}
+				*idFound = true
 				continue
 			}
 			*correlationID = ""
+			*idFound = true
 			if _, o, err = mpReadJSON(nil, o, 0); err != nil { // still must be a JSON value
 				return b, err
 			}

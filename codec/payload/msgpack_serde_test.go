@@ -403,9 +403,12 @@ type (
 )
 
 // mpTree reads one MessagePack value into a comparable tree: maps become
-// map[string]any (a repeated or non-string key is an error), integers of
+// map[string]any (a non-string key is an error, and so is a repeated key
+// except inside JSON values, where serde_json keeps the last), integers of
 // every width the same mpTInt.
-func mpTree(b []byte) (any, []byte, error) {
+func mpTree(b []byte) (any, []byte, error) { return mpTreeIn(b, false) }
+
+func mpTreeIn(b []byte, inJSON bool) (any, []byte, error) {
 	if len(b) == 0 {
 		return nil, b, mpErrShort
 	}
@@ -441,7 +444,7 @@ func mpTree(b []byte) (any, []byte, error) {
 		out := make([]any, 0, n)
 		for i := uint32(0); i < n; i++ {
 			var v any
-			if v, o, err = mpTree(o); err != nil {
+			if v, o, err = mpTreeIn(o, inJSON); err != nil {
 				return nil, b, err
 			}
 			out = append(out, v)
@@ -458,11 +461,11 @@ func mpTree(b []byte) (any, []byte, error) {
 			if k, o, err = msgp.ReadStringBytes(o); err != nil {
 				return nil, b, fmt.Errorf("map key: %w", err)
 			}
-			if _, dup := out[k]; dup {
+			if _, dup := out[k]; dup && !inJSON {
 				return nil, b, fmt.Errorf("repeated key %q", k)
 			}
 			var v any
-			if v, o, err = mpTree(o); err != nil {
+			if v, o, err = mpTreeIn(o, inJSON || mpJSONKeys[k]); err != nil {
 				return nil, b, err
 			}
 			out[k] = v

@@ -214,15 +214,6 @@ func mpSamples() []mpSample {
 	return s
 }
 
-func mpDecoderFor(typ string) mpDecoder {
-	if typ == "cur" {
-		v := new(ConfigUpdateResponse)
-		return mpDecoder{func(b []byte) error { return DecodeConfigUpdateResponseMsgpack(b, v) },
-			func(testing.TB) any { return mpSerdeConfigUpdateResponse(v) }}
-	}
-	return mpNewDecoder(typ)
-}
-
 // TestMsgpackRoundTrip encodes every sample, checks the bytes are a shape a
 // Rust peer accepts (maps everywhere, no repeated key, arrays only for
 // list fields), decodes them and compares with the original.
@@ -243,7 +234,7 @@ func TestMsgpackRoundTrip(t *testing.T) {
 				t.Fatalf("top level is %T, want a map", tree)
 			}
 			mpCheckShape(t, tree, "", false)
-			d := mpDecoderFor(s.typ)
+			d := mpNewDecoder(s.typ)
 			if err := d.decode(b); err != nil {
 				t.Fatalf("decode: %v", err)
 			}

@@ -1,0 +1,92 @@
+//go:build !race
+
+package payload
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+)
+
+// TestMsgpackZeroAllocs proves the hot paths allocate nothing once the
+// destination buffer or struct has capacity.
+func TestMsgpackZeroAllocs(t *testing.T) {
+	body := bytes.Repeat([]byte("0123456789abcdef"), 1024) // 16 KiB
+	chunk := &BodyChunk{CorrelationID: "5f0c2a9e7b1d4e38a6c4f2b1d0e9a8c7", Data: body, IsLast: true,
+		TotalSize: Some[uint64](1 << 20), ChunkIndex: 3, BytesTransferred: 65536}
+	raw := AppendRequestBodyChunkMsgpackRaw(nil, chunk)
+	b64 := AppendRequestBodyChunkMsgpack(nil, chunk)
+	buf := make([]byte, 0, 64<<10)
+	var dst BodyChunk
+	dst.Data = make([]byte, 0, len(body))
+	if err := DecodeRequestBodyChunkMsgpack(raw, &dst); err != nil {
+		t.Fatal(err)
+	}
+
+	rh := mpSampleRequestHeaders()
+	for i := len(rh.Headers); i < 15; i++ {
+		rh.Headers = append(rh.Headers, Header{Name: "x-extra-" + string(rune('a'+i)), Values: []string{"value"}})
+	}
+	resp := mpSampleResponse()
+	resp.Audit.Custom = map[string]json.RawMessage{"score": json.RawMessage(`87`),
+		"matched": json.RawMessage(`{"path":"/etc/passwd","rules":[1,2],"ratio":0.25}`)}
+	plain := &AgentResponse{CorrelationID: "5f0c2a9e7b1d4e38a6c4f2b1d0e9a8c7", Decision: Block(403)}
+	rhData := AppendRequestHeadersMsgpack(nil, rh)
+	var rhDst RequestHeadersEvent
+	respData, _ := AppendAgentResponseMsgpack(nil, mpBenchResponse())
+	var respDst AgentResponse
+	for _, d := range [][]byte{rhData, respData} { // warm the destinations
+		_ = DecodeRequestHeadersMsgpack(d, &rhDst)
+		_ = DecodeAgentResponseMsgpack(d, &respDst)
+	}
+
+	for _, tc := range []struct {
+		name string
+		fn   func()
+	}{
+		{"encode body chunk raw", func() { buf = AppendRequestBodyChunkMsgpackRaw(buf[:0], chunk) }},
+		{"encode body chunk base64", func() { buf = AppendRequestBodyChunkMsgpack(buf[:0], chunk) }},
+		{"decode body chunk raw", func() {
+			if err := DecodeRequestBodyChunkMsgpack(raw, &dst); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"decode body chunk base64", func() {
+			if err := DecodeRequestBodyChunkMsgpack(b64, &dst); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"encode request headers (15 headers, unsorted)", func() { buf = AppendRequestHeadersMsgpack(buf[:0], rh) }},
+		{"encode agent response (full, custom values)", func() {
+			var err error
+			if buf, err = AppendAgentResponseMsgpack(buf[:0], resp); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"encode agent response (block)", func() {
+			var err error
+			if buf, err = AppendAgentResponseMsgpack(buf[:0], plain); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		// Decoding the same message again into a used destination reuses
+		// every slice and every unchanged string.
+		{"decode request headers (reused)", func() {
+			if err := DecodeRequestHeadersMsgpack(rhData, &rhDst); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"decode agent response (reused)", func() {
+			if err := DecodeAgentResponseMsgpack(respData, &respDst); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		if n := testing.AllocsPerRun(100, tc.fn); n != 0 {
+			t.Errorf("%s: %v allocs/op, want 0", tc.name, n)
+		}
+	}
+	if !bytes.Equal(dst.Data, body) || dst.CorrelationID != chunk.CorrelationID {
+		t.Fatal("decoded chunk differs")
+	}
+}
