@@ -438,7 +438,7 @@ func (c *grpcCall) run() {
 	st := c.st
 	s := st.srv
 	c.process(s, &st.inflight)
-	if !st.enqueue(outItem{call: c}) {
+	if !st.enqueueReply(c) {
 		c.release()
 	}
 	<-st.sem
@@ -484,17 +484,15 @@ func (c *grpcCall) decode() {
 	}
 }
 
-// enqueue queues an outbound item or message, waiting while the queue is
-// full. It reports false when the stream is over (the item was not queued).
-func (st *procStream) enqueue(v any) bool {
-	var it outItem
-	switch v := v.(type) {
-	case outItem:
-		it = v
-	case *pb.AgentToProxy:
-		it.msg = v
-	}
-	return st.out.Enqueue(st.ctx, it) == nil
+// enqueue queues an outbound message, waiting while the queue is full. It
+// reports false when the stream is over (the message was not queued).
+func (st *procStream) enqueue(m *pb.AgentToProxy) bool {
+	return st.out.Enqueue(st.ctx, outItem{msg: m}) == nil
+}
+
+// enqueueReply queues a reply like enqueue; on false the caller still owns c.
+func (st *procStream) enqueueReply(c *grpcCall) bool {
+	return st.out.Enqueue(st.ctx, outItem{call: c}) == nil
 }
 
 // push queues an unsolicited message without blocking; a full queue drops

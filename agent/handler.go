@@ -30,7 +30,10 @@ import (
 // ev and resp are owned by the server and are reused for later events as soon
 // as the method returns. A method MUST NOT retain ev, resp, or anything they
 // point to (header slices, body bytes) after it returns; copy what it needs.
-// Strings may be kept: they are immutable.
+// Strings may be kept: they are immutable. (On the gRPC fast path the
+// strings of an event share one allocation holding the message text, so a
+// kept string keeps that text alive; strings.Clone a small piece of a large
+// event if that matters.)
 //
 // # Context
 //

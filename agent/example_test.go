@@ -1,0 +1,43 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/agentwire/agentwire/agent"
+	"github.com/agentwire/agentwire/codec/payload"
+)
+
+// waf blocks admin paths and tags everything else.
+type waf struct{ agent.BaseHandler }
+
+func (waf) OnRequestHeaders(_ context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+	if strings.HasPrefix(ev.URI, "/admin") {
+		r.Decision = payload.Block(403)
+		r.Audit.RuleIDs = append(r.Audit.RuleIDs, "admin-path")
+		return nil
+	}
+	r.RequestHeaders = append(r.RequestHeaders, payload.HeaderOp{Kind: payload.HeaderSet, Name: "X-Waf", Value: "checked"})
+	return nil
+}
+
+func Example() {
+	srv := agent.NewServer(waf{}, agent.WithAgentID("waf-1"), agent.WithMaxConcurrency(64))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeGRPC(ln) }()
+
+	// ... proxies connect to ln.Addr() and send events ...
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	fmt.Println(srv.Shutdown(ctx), <-done)
+	// Output: <nil> agentwire: agent server closed
+}
