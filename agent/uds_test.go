@@ -217,18 +217,20 @@ func TestUDSHandshakeFailures(t *testing.T) {
 
 // goldenRecorder records what the handler saw per correlation id.
 type goldenRecorder struct {
-	mu   sync.Mutex
-	seen map[string]string // event kind by correlation id
-	last map[string]string // a key field of the decoded event
+	mu    sync.Mutex
+	kinds map[string]bool
+	seen  map[string]string // event kind by correlation id
+	last  map[string]string // a key field of the decoded event
 }
 
 func newGoldenRecorder() *goldenRecorder {
-	return &goldenRecorder{seen: map[string]string{}, last: map[string]string{}}
+	return &goldenRecorder{seen: map[string]string{}, last: map[string]string{}, kinds: map[string]bool{}}
 }
 
 func (g *goldenRecorder) note(cid, kind, detail string) {
 	g.mu.Lock()
 	g.seen[cid] = kind
+	g.kinds[kind] = true
 	g.last[cid] = detail
 	g.mu.Unlock()
 }
@@ -293,10 +295,7 @@ func TestUDSGoldenEvents(t *testing.T) {
 				typ := g.typ(t)
 				p.send(typ, data)
 				sent++
-				want := goldenCID
-				if typ == frame.TypeConfigure {
-					want = "cfg-1"
-				}
+				want := goldenTopCID(t, g)
 				typ2, b := p.recv()
 				if typ2 != frame.TypeAgentResponse {
 					t.Fatalf("%s: got frame %v", g.Name, typ2)
@@ -348,12 +347,25 @@ func TestUDSGoldenEvents(t *testing.T) {
 			}
 			rec.mu.Lock()
 			defer rec.mu.Unlock()
-			if rec.seen[goldenCID] == "" {
-				t.Errorf("handler saw nothing")
+			if len(rec.kinds) != 7 {
+				t.Errorf("handler saw kinds %v, want all 7", rec.kinds)
 			}
-			t.Logf("%d events answered; last kinds %v", sent, rec.seen)
+			t.Logf("%d events answered", sent)
 		})
 	}
+}
+
+// goldenTopCID is the routing id of a golden event: its JSON payload's
+// top-level correlation_id.
+func goldenTopCID(t *testing.T, g goldenVector) string {
+	t.Helper()
+	var v struct {
+		CID string `json:"correlation_id"`
+	}
+	if err := json.Unmarshal([]byte(g.JSONPayload), &v); err != nil || v.CID == "" {
+		t.Fatalf("%s: no top-level correlation_id (%v)", g.Name, err)
+	}
+	return v.CID
 }
 
 // configHandler adds a Configurer to a funcHandler.
@@ -1063,11 +1075,7 @@ func TestBestEffortID(t *testing.T) {
 		if mp == nil {
 			continue
 		}
-		want := goldenCID
-		if g.typ(t) == frame.TypeConfigure {
-			want = "cfg-1"
-		}
-		if got := bestEffortID(mp, true); got != want {
+		if got, want := bestEffortID(mp, true), goldenTopCID(t, g); got != want {
 			t.Errorf("%s: bestEffortID = %q, want %q", g.Name, got, want)
 		}
 	}
