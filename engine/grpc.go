@@ -154,10 +154,11 @@ func newGRPCDialer(ep endpoint, o *options) (*grpcDialer, error) {
 
 func (d *grpcDialer) close() error { return d.cc.Close() }
 
-// open opens ProcessStream, waits for its response headers (SPEC fact 2),
-// performs the handshake (SPEC 4.4/4.5: offer [2], require success and
-// version 2) and, when the agent advertised the agentwire control plane,
-// opens ControlStream.
+// open opens ProcessStream, performs the handshake (SPEC 4.4/4.5: offer
+// [2], require success and version 2), reads the response headers and, when
+// they carry the agentwire control-plane marker, opens ControlStream. The
+// connect timeout bounds opening the stream, the handshake timeout the
+// rest.
 func (d *grpcDialer) open(ctx context.Context, hs *payload.HandshakeRequest) (transport, payload.Capabilities, error) {
 	var caps payload.Capabilities
 	streamCtx, cancel := context.WithCancel(context.Background())
@@ -181,15 +182,15 @@ func (d *grpcDialer) open(ctx context.Context, hs *payload.HandshakeRequest) (tr
 	if err != nil {
 		return fail(ErrConnectFailed, "open ProcessStream", err)
 	}
-	md, err := stream.Header()
-	if err != nil {
-		return fail(ErrConnectFailed, "ProcessStream headers", err)
-	}
 	if !timer.Stop() {
 		return fail(ErrConnectFailed, "", nil)
 	}
 	timer = time.AfterFunc(d.o.handshakeTimeout, func() { phase.Store("handshake"); cancel() })
 
+	// The handshake goes out before waiting for the response headers: the
+	// Rust client waits for the headers first (SPEC fact 2), which
+	// deadlocks against agents that only send them with their first
+	// message; sending first works with both kinds of agent.
 	t := &grpcTransport{stop: cancel, stream: stream, maxSend: d.o.maxSend}
 	buf, err := t.handshake(hs)
 	if err != nil {
@@ -197,6 +198,10 @@ func (d *grpcDialer) open(ctx context.Context, hs *payload.HandshakeRequest) (tr
 	}
 	if err := t.send(buf); err != nil {
 		return fail(ErrConnectFailed, "send handshake", err)
+	}
+	md, err := stream.Header()
+	if err != nil {
+		return fail(ErrConnectFailed, "ProcessStream headers", err)
 	}
 	var f recvFrame
 	if err := stream.RecvMsg(&f); err != nil {
