@@ -27,11 +27,14 @@ var (
 )
 
 // AppendHealthStatusMsgpack appends h as a map with the integer "state"
-// (the key the Rust proxy reads) and the other fields under their proto
-// names; absent Options are left out.
+// first (the only key the Rust proxy reads), then the other fields under
+// their proto names, each left out when zero or absent (a bare state is
+// exactly the Rust proxy's {state}).
 func AppendHealthStatusMsgpack(b []byte, h *HealthStatus) []byte {
-	n := uint32(6)
-	for _, ok := range [...]bool{h.Message.Valid, h.DrainETAMS.Valid, h.UnhealthyReason.Valid, h.ValidUntilMS.Valid} {
+	n := uint32(1)
+	for _, ok := range [...]bool{h.AgentID != "", h.Message.Valid, len(h.DisabledFeatures) > 0,
+		h.TimeoutMultiplier != 0, h.DrainETAMS.Valid, h.UnhealthyReason.Valid, h.Recoverable,
+		h.ValidUntilMS.Valid, h.TimestampMS != 0} {
 		if ok {
 			n++
 		}
@@ -39,16 +42,22 @@ func AppendHealthStatusMsgpack(b []byte, h *HealthStatus) []byte {
 	b = msgp.AppendMapHeader(b, n)
 	b = msgp.AppendString(b, "state")
 	b = msgp.AppendInt32(b, int32(h.State))
-	b = msgp.AppendString(b, "agent_id")
-	b = mpAppendStr(b, h.AgentID)
+	if h.AgentID != "" {
+		b = msgp.AppendString(b, "agent_id")
+		b = mpAppendStr(b, h.AgentID)
+	}
 	if h.Message.Valid {
 		b = msgp.AppendString(b, "message")
 		b = mpAppendStr(b, h.Message.Value)
 	}
-	b = msgp.AppendString(b, "disabled_features")
-	b = mpAppendStringList(b, h.DisabledFeatures)
-	b = msgp.AppendString(b, "timeout_multiplier")
-	b = msgp.AppendFloat32(b, h.TimeoutMultiplier)
+	if len(h.DisabledFeatures) > 0 {
+		b = msgp.AppendString(b, "disabled_features")
+		b = mpAppendStringList(b, h.DisabledFeatures)
+	}
+	if h.TimeoutMultiplier != 0 {
+		b = msgp.AppendString(b, "timeout_multiplier")
+		b = msgp.AppendFloat32(b, h.TimeoutMultiplier)
+	}
 	if h.DrainETAMS.Valid {
 		b = msgp.AppendString(b, "drain_eta_ms")
 		b = msgp.AppendUint64(b, h.DrainETAMS.Value)
@@ -57,14 +66,19 @@ func AppendHealthStatusMsgpack(b []byte, h *HealthStatus) []byte {
 		b = msgp.AppendString(b, "unhealthy_reason")
 		b = mpAppendStr(b, h.UnhealthyReason.Value)
 	}
-	b = msgp.AppendString(b, "recoverable")
-	b = msgp.AppendBool(b, h.Recoverable)
+	if h.Recoverable {
+		b = msgp.AppendString(b, "recoverable")
+		b = msgp.AppendBool(b, true)
+	}
 	if h.ValidUntilMS.Valid {
 		b = msgp.AppendString(b, "valid_until_ms")
 		b = msgp.AppendUint64(b, h.ValidUntilMS.Value)
 	}
-	b = msgp.AppendString(b, "timestamp_ms")
-	return msgp.AppendUint64(b, h.TimestampMS)
+	if h.TimestampMS != 0 {
+		b = msgp.AppendString(b, "timestamp_ms")
+		b = msgp.AppendUint64(b, h.TimestampMS)
+	}
+	return b
 }
 
 // mpReadState reads an Option<i64> state or action that must fit int32
@@ -125,15 +139,14 @@ var (
 )
 
 // AppendFlowControlSignalMsgpack appends s as a map with the integer
-// "action" (the key the Rust proxy reads) and the other fields under their
-// proto names; absent Options are left out.
+// "action" first (the key the Rust proxy reads), then correlation_id and
+// buffer_available when present and timestamp_ms when non-zero.
 func AppendFlowControlSignalMsgpack(b []byte, s *FlowControlSignal) []byte {
-	n := uint32(2)
-	if s.CorrelationID.Valid {
-		n++
-	}
-	if s.BufferAvailable.Valid {
-		n++
+	n := uint32(1)
+	for _, ok := range [...]bool{s.CorrelationID.Valid, s.BufferAvailable.Valid, s.TimestampMS != 0} {
+		if ok {
+			n++
+		}
 	}
 	b = msgp.AppendMapHeader(b, n)
 	b = msgp.AppendString(b, "action")
@@ -146,8 +159,11 @@ func AppendFlowControlSignalMsgpack(b []byte, s *FlowControlSignal) []byte {
 		b = msgp.AppendString(b, "buffer_available")
 		b = msgp.AppendUint64(b, s.BufferAvailable.Value)
 	}
-	b = msgp.AppendString(b, "timestamp_ms")
-	return msgp.AppendUint64(b, s.TimestampMS)
+	if s.TimestampMS != 0 {
+		b = msgp.AppendString(b, "timestamp_ms")
+		b = msgp.AppendUint64(b, s.TimestampMS)
+	}
+	return b
 }
 
 // DecodeFlowControlSignalMsgpack decodes a 0x33 payload into s: a map

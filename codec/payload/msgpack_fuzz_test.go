@@ -143,3 +143,29 @@ func FuzzMsgpackMetricsReport(f *testing.F)        { mpFuzz(f, "0x31") }
 func FuzzMsgpackConfigUpdateRequest(f *testing.F)  { mpFuzz(f, "0x32") }
 func FuzzMsgpackFlowControlSignal(f *testing.F)    { mpFuzz(f, "0x33") }
 func FuzzMsgpackConfigUpdateResponse(f *testing.F) { mpFuzz(f, "cur") }
+
+// FuzzMsgpackPeekCorrelationID: the routing-id helpers never panic, and
+// agree with the full decoders whenever those accept the input.
+func FuzzMsgpackPeekCorrelationID(f *testing.F) {
+	for _, typ := range []string{"0x10", "0x11", "0x12", "0x13", "0x14", "0x15", "0x16", "0x17", "0x20"} {
+		for _, s := range mpSeeds(f, typ) {
+			f.Add(s)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		evID, evOK := EventCorrelationIDMsgpack(data)
+		respID, respOK := ResponseCorrelationIDMsgpack(data)
+		var r AgentResponse
+		if DecodeAgentResponseMsgpack(data, &r) == nil && respOK && string(respID) != r.CorrelationID {
+			t.Fatalf("reply id %q, decoder %q", respID, r.CorrelationID)
+		}
+		var c BodyChunk
+		if DecodeRequestBodyChunkMsgpack(data, &c) == nil && (!evOK || string(evID) != c.CorrelationID) {
+			t.Fatalf("event id %q %v, decoder %q", evID, evOK, c.CorrelationID)
+		}
+		var h RequestHeadersEvent
+		if DecodeRequestHeadersMsgpack(data, &h) == nil && !evOK {
+			t.Fatalf("no event id, decoder %q", h.Metadata.CorrelationID)
+		}
+	})
+}

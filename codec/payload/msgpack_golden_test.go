@@ -21,6 +21,7 @@ type mpVector struct {
 	MsgpackPayloadHex   *string `json:"msgpack_payload_hex"`
 	RustDecodes         *bool   `json:"rust_decodes"`
 	MsgpackDecodedValue *string `json:"msgpack_decoded_value"`
+	ProxyRoutesTo       *string `json:"proxy_routes_to_correlation_id"`
 }
 
 func mpLoadVectors(t testing.TB, file string) []mpVector {
@@ -395,5 +396,71 @@ func TestMsgpackAcceptance(t *testing.T) {
 			}
 			mpSameValue(t, "value", got, mpParseExpected(t, c.ErrorOrValue))
 		})
+	}
+}
+
+// TestMsgpackPeekCorrelationID checks the routing-id helpers on every
+// golden vector: events give the id the event decodes to (also where a
+// Rust agent fails to decode and recovers only ""), replies give the id
+// the Rust proxy routes to.
+func TestMsgpackPeekCorrelationID(t *testing.T) {
+	for _, v := range mpAllVectors(t) {
+		data := mpUnhex(t, *v.MsgpackPayloadHex)
+		typ := *v.TypeByte
+		switch {
+		case typ >= "0x10" && typ <= "0x17":
+			id, ok := EventCorrelationIDMsgpack(data)
+			var want any
+			if *v.RustDecodes {
+				want = mpParseExpected(t, *v.MsgpackDecodedValue)
+			} else {
+				want = mpParseExpected(t, *v.JSONDecodedValue)
+			}
+			m := want.(map[string]any)
+			if typ == "0x10" {
+				m = m["metadata"].(map[string]any)
+			}
+			if !ok || string(id) != m["correlation_id"] {
+				t.Errorf("%s: event id %q %v, want %v", v.Name, id, ok, m["correlation_id"])
+			}
+		case typ == "0x20":
+			id, ok := ResponseCorrelationIDMsgpack(data)
+			if !ok || v.ProxyRoutesTo == nil || string(id) != *v.ProxyRoutesTo {
+				t.Errorf("%s: reply id %q %v, want %v", v.Name, id, ok, *v.ProxyRoutesTo)
+			}
+		}
+	}
+	for name, tc := range map[string]struct {
+		data []byte
+		want string
+		ok   bool
+	}{
+		"custom id number":    {mpBuild(mpMap(1), "audit", mpMap(1), "custom", mpMap(1), "correlation_id", 5), "", false},
+		"custom id last wins": {mpBuild(mpMap(1), "audit", mpMap(1), "custom", mpMap(2), "correlation_id", "a", "correlation_id", "b"), "b", true},
+		"positional audit":    {mpBuild(mpArr(6), 2, "allow", mpArr(0), mpArr(0), mpMap(0), mpArr(5), mpArr(0), mpArr(0), nil, mpArr(0), mpMap(1), "correlation_id", "p"), "p", true},
+		"no audit":            {mpBuild(mpMap(1), "version", 2), "", false},
+		"truncated":           {mpBuild(mpMap(1), "audit", mpMap(1), "custom", mpMap(1), "correlation_id")[:20], "", false},
+	} {
+		id, ok := ResponseCorrelationIDMsgpack(tc.data)
+		if ok != tc.ok || string(id) != tc.want {
+			t.Errorf("%s: %q %v", name, id, ok)
+		}
+	}
+	for name, tc := range map[string]struct {
+		data []byte
+		want string
+		ok   bool
+	}{
+		"positional chunk":    {mpBuild(mpArr(4), "c", "", true, nil), "c", true},
+		"positional headers":  {mpBuild(mpArr(4), mpArr(11), "m", "r", "ip", 1, nil, "p", nil, nil, nil, nil, "t", "GET", "/", mpMap(0)), "m", true},
+		"metadata map":        {mpBuild(mpMap(2), "method", "GET", "metadata", mpMap(1), "correlation_id", "m"), "m", true},
+		"envelope id not str": {mpBuild(mpMap(2), "correlation_id", 1, "metadata", mpMap(1), "correlation_id", "m"), "m", true},
+		"nothing":             {mpBuild(mpMap(1), "x", 1), "", false},
+		"empty":               {nil, "", false},
+	} {
+		id, ok := EventCorrelationIDMsgpack(tc.data)
+		if ok != tc.ok || string(id) != tc.want {
+			t.Errorf("%s: %q %v", name, id, ok)
+		}
 	}
 }
