@@ -103,6 +103,9 @@ type procStream struct {
 	inflight inflightTable
 
 	established atomic.Bool // a handshake succeeded
+	// hsConfig is the configuration the last successful handshake carried
+	// (when handed to the Configurer); reader only.
+	hsConfig string
 	stopping    atomic.Bool // Shutdown: dispatch nothing more
 	readerDone  chan struct{}
 	readerErr   error // written by the reader before closing readerDone
@@ -304,6 +307,9 @@ func (st *procStream) handle(m *pb.ProxyToAgent) error {
 		var resp payload.HandshakeResponse
 		pbconv.HandshakeRequestFromPB(&req, x.Handshake)
 		s.handshake(st.ctx, &req, &resp)
+		if resp.Success && meaningfulConfig(req.Config) {
+			st.hsConfig = string(req.Config)
+		}
 		m.ReturnToVTPool()
 		if !st.enqueue(&pb.AgentToProxy{Message: &pb.AgentToProxy_Handshake{Handshake: s.handshakeToPB(&resp)}}) {
 			return nil
@@ -334,6 +340,12 @@ func (st *procStream) handle(m *pb.ProxyToAgent) error {
 		if !st.established.Load() {
 			m.ReturnToVTPool()
 			return errBeforeHS
+		}
+		if x.Configure.GetIsInitial() && st.hsConfig != "" && x.Configure.GetConfigJson() == st.hsConfig {
+			// An agentwire proxy repeats its handshake configuration as the
+			// initial configure event; it was applied already.
+			m.ReturnToVTPool()
+			return nil
 		}
 		var ev payload.ConfigureEvent
 		pbconv.ConfigureEventFromPB(&ev, x.Configure)

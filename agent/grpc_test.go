@@ -721,3 +721,30 @@ func TestDuplicateCorrelationIDsInFlight(t *testing.T) {
 		t.Fatalf("replies for %v", uris)
 	}
 }
+
+func TestInitialConfigureRepeatingHandshakeConfigIsSkipped(t *testing.T) {
+	h := newHookHandler()
+	e := startEnv(t, h, "tcp")
+	p := e.openRaw()
+	hs := handshakeMsg(2)
+	hs.GetHandshake().ConfigJson = `{"a":1}`
+	p.send(hs)
+	if !p.recv().GetHandshake().GetSuccess() {
+		t.Fatal("handshake failed")
+	}
+	v := "v1"
+	for _, ev := range []*pb.ConfigureEvent{
+		{ConfigJson: `{"a":1}`, IsInitial: true, ConfigVersion: &v}, // repeat of the handshake: skipped
+		{ConfigJson: `{"a":1}`, ConfigVersion: &v},                  // explicit push: applied
+		{ConfigJson: `{"a":2}`, IsInitial: true},                    // different: applied
+	} {
+		p.send(&pb.ProxyToAgent{Message: &pb.ProxyToAgent_Configure{Configure: ev}})
+	}
+	p.send(ping(1))
+	p.recv() // the configure events are handled before the ping
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if want := []string{`={"a":1}`, `v1={"a":1}`, `={"a":2}`}; !slices.Equal(h.configs, want) {
+		t.Fatalf("configs = %q, want %q", h.configs, want)
+	}
+}

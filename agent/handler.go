@@ -144,7 +144,10 @@ type Handshaker interface {
 //     null that the Rust proxy always sends; version is "". An error fails
 //     the handshake (Success false, Error set).
 //   - every Configure event (gRPC ProxyToAgent.configure, Unix-socket 0x17);
-//     version is the event's config_version or "". Over the Unix socket the
+//     version is the event's config_version or "". An initial configure
+//     event (is_initial) whose text equals the configuration the handshake
+//     carried is skipped: an agentwire proxy sends both after connecting,
+//     and the hook already ran for the handshake. Over the Unix socket the
 //     event is answered with an AgentResponse (allow, or the error decision
 //     when the hook fails); over gRPC no reply exists (the proto has no
 //     correlation id for it), so an error is only logged.

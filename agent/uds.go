@@ -173,7 +173,7 @@ func (s *Server) ServeUDS(ln net.Listener) error {
 		}
 		go func() {
 			defer s.wg.Done()
-			s.serveConn(context.Background(), nc, false)
+			s.serveConn(context.Background(), nc, nil, false)
 		}()
 	}
 }
@@ -305,14 +305,18 @@ func removeStaleSocket(path string) error {
 
 // serveConn serves one connection until it ends. For an accepted Unix-socket
 // connection (reverse false) it first runs the handshake; a reverse
-// connection is already registered and speaks JSON. ext ends the connection
-// when cancelled (reverse connections: ServeReverse's context). The caller
-// has counted this goroutine in s.wg.
-func (s *Server) serveConn(ext context.Context, nc net.Conn, reverse bool) {
+// connection is already registered and speaks JSON. rd is the connection's
+// frame reader when one was already used (registration), else nil; serveConn
+// releases it. ext ends the connection when cancelled (reverse connections:
+// ServeReverse's context). The caller has counted this goroutine in s.wg.
+func (s *Server) serveConn(ext context.Context, nc net.Conn, rd *frame.Reader, reverse bool) {
+	if rd == nil {
+		rd = frame.NewReader(nc, s.cfg.uds.frameLimit())
+	}
 	uc := &udsConn{
 		srv:        s,
 		nc:         nc,
-		rd:         frame.NewReader(nc, s.cfg.uds.frameLimit()),
+		rd:         rd,
 		reverse:    reverse,
 		sem:        make(chan struct{}, s.cfg.maxConcurrency),
 		work:       make(chan *udsCall),
