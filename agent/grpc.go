@@ -105,11 +105,11 @@ type procStream struct {
 	established atomic.Bool // a handshake succeeded
 	// hsConfig is the configuration the last successful handshake carried
 	// (when handed to the Configurer); reader only.
-	hsConfig string
-	stopping    atomic.Bool // Shutdown: dispatch nothing more
-	readerDone  chan struct{}
-	readerErr   error // written by the reader before closing readerDone
-	writerDone  chan struct{}
+	hsConfig   string
+	stopping   atomic.Bool // Shutdown: dispatch nothing more
+	readerDone chan struct{}
+	readerErr  error // written by the reader before closing readerDone
+	writerDone chan struct{}
 }
 
 func processStreamHandler(srv any, ss grpc.ServerStream) error {
