@@ -1,6 +1,7 @@
 package payload
 
 import (
+	"bytes"
 	"encoding/base64"
 	"strconv"
 )
@@ -37,10 +38,8 @@ var jsonB64 = base64.StdEncoding.Strict()
 
 // jsonDecodeBase64 appends the decoded form of src to dst[:0].
 func jsonDecodeBase64(dst, src []byte) ([]byte, bool) {
-	for _, c := range src {
-		if c == '\n' || c == '\r' {
-			return dst[:0], false
-		}
+	if bytes.IndexByte(src, '\n') >= 0 || bytes.IndexByte(src, '\r') >= 0 {
+		return dst[:0], false
 	}
 	out, err := jsonB64.AppendDecode(dst[:0], src)
 	if err != nil {

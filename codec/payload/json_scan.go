@@ -39,6 +39,7 @@ package payload
 // Errors are *JSONError values with the offset where decoding stopped.
 
 import (
+	"encoding/binary"
 	"math"
 	"strconv"
 	"unicode/utf8"
@@ -191,6 +192,10 @@ func (d *jsonDecoder) scanString() (body []byte, escaped, nonASCII, ok bool) {
 	start := i
 	data := d.data
 	for {
+		// Skip 8 plain bytes at a time, then finish byte by byte.
+		for i+8 <= len(data) && jsonPlainWord(binary.LittleEndian.Uint64(data[i:])) {
+			i += 8
+		}
 		for i < len(data) && jsonStrPlain[data[i]] {
 			i++
 		}
@@ -236,6 +241,17 @@ func (d *jsonDecoder) scanString() (body []byte, escaped, nonASCII, ok bool) {
 			return nil, false, false, d.fail("control character (\\u0000-\\u001F) found while parsing a string")
 		}
 	}
+}
+
+// jsonPlainWord reports whether none of the 8 bytes in x is a control
+// character, '"', '\\' or a non-ASCII byte (SWAR: a byte b < n is flagged
+// by (x - n*lsb) & ^x & msb, a zero byte of x^c by the same with n = 1).
+func jsonPlainWord(x uint64) bool {
+	const lsb, msb = 0x0101010101010101, 0x8080808080808080
+	q := x ^ (lsb * '"')
+	b := x ^ (lsb * '\\')
+	m := ((x - lsb*0x20) & ^x) | ((q - lsb) & ^q) | ((b - lsb) & ^b) | x
+	return m&msb == 0
 }
 
 func jsonHexVal(c byte) int {
@@ -791,15 +807,76 @@ type jsonFields struct {
 	// strictSkip validates ignored values fully (serde buffers the content
 	// of internally tagged enums, which parses every value).
 	strictSkip bool
+	// slots maps jsonFieldHash(name) to the field index (-1 none, -2 more
+	// than one); built by init, so a lookup costs one comparison.
+	slots   [64]int8
+	indexed bool
+}
+
+func jsonFieldHash(k []byte) int {
+	n := len(k)
+	if n == 0 {
+		return 0
+	}
+	return (n*31 + int(k[0])*7 + int(k[n-1])) & 63
+}
+
+func (f *jsonFields) buildIndex() {
+	for i := range f.slots {
+		f.slots[i] = -1
+	}
+	for i, n := range f.names {
+		h := jsonFieldHash([]byte(n))
+		if f.slots[h] == -1 {
+			f.slots[h] = int8(i)
+		} else {
+			f.slots[h] = -2
+		}
+	}
+	f.indexed = true
 }
 
 func (f *jsonFields) index(key []byte) int {
+	if f.indexed {
+		switch e := f.slots[jsonFieldHash(key)]; {
+		case e >= 0:
+			if string(key) == f.names[e] {
+				return int(e)
+			}
+			return -1
+		case e == -1:
+			return -1
+		}
+	}
 	for i, n := range f.names {
 		if string(key) == n {
 			return i
 		}
 	}
 	return -1
+}
+
+// Build the lookup tables of every struct description. A table missing from
+// this list still works (linear search).
+func init() {
+	all := []*jsonFields{
+		&jsonCancelFields, &jsonPingFields, &jsonPongFields, &jsonHealthFields, &jsonFlowFields,
+		&jsonMetricsFields, &jsonCounterFields, &jsonHistogramFields, &jsonBucketFields,
+		&jsonConfigUpdateFields, &jsonRuleFields, &jsonConfigUpdateResponseFields,
+		&jsonRequestHeadersFields, &jsonMetadataFields, &jsonRequestChunkFields, &jsonResponseChunkFields,
+		&jsonResponseHeadersFields, &jsonRequestCompleteFields, &jsonWebSocketFrameFields,
+		&jsonGuardrailInspectFields, &jsonConfigureFields,
+		&jsonHandshakeRequestFields, &jsonHandshakeResponseFields, &jsonCapabilitiesFields,
+		&jsonFeaturesFields, &jsonLimitsFields, &jsonRegistrationRequestFields, &jsonRegistrationResponseFields,
+		&jsonAgentResponseFields, &jsonAuditFields, &jsonBlockFields, &jsonRedirectFields,
+		&jsonChallengeFields, &jsonSetFields, &jsonRemoveFields, &jsonMutationFields, &jsonCloseFields,
+	}
+	for i := range jsonConfigVariantFields {
+		all = append(all, &jsonConfigVariantFields[i])
+	}
+	for _, f := range all {
+		f.buildIndex()
+	}
 }
 
 // jsonStruct is the state of one struct being decoded.

@@ -528,3 +528,36 @@ func TestJSONControlShapes(t *testing.T) {
 		}
 	}
 }
+
+func TestJSONPlainWord(t *testing.T) {
+	check := func(w [8]byte) {
+		x := uint64(0)
+		want := true
+		for i, c := range w {
+			x |= uint64(c) << (8 * i)
+			want = want && jsonStrPlain[c]
+		}
+		if got := jsonPlainWord(x); got != want {
+			t.Fatalf("jsonPlainWord(%q) = %v, want %v", w[:], got, want)
+		}
+	}
+	base := [8]byte{'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'}
+	for pos := 0; pos < 8; pos++ {
+		for c := 0; c < 256; c++ {
+			w := base
+			w[pos] = byte(c)
+			check(w)
+		}
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < 200000; i++ {
+		var w [8]byte
+		for j := range w {
+			w[j] = byte(rng.IntN(256))
+			if rng.IntN(4) > 0 {
+				w[j] = byte(0x20 + rng.IntN(0x60))
+			}
+		}
+		check(w)
+	}
+}
