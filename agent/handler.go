@@ -147,10 +147,13 @@ type Handshaker interface {
 //     version is the event's config_version or "". An initial configure
 //     event (is_initial) whose text equals the configuration the handshake
 //     carried is skipped: an agentwire proxy sends both after connecting,
-//     and the hook already ran for the handshake. Over the Unix socket the
-//     event is answered with an AgentResponse (allow, or the error decision
-//     when the hook fails); over gRPC no reply exists (the proto has no
-//     correlation id for it), so an error is only logged.
+//     and the hook already ran for the handshake (on the Unix socket, which
+//     has no is_initial flag, the first 0x17 of a connection is skipped the
+//     same way). Over the Unix socket the event is answered with an
+//     AgentResponse (allow, or block 500 with body "Configuration
+//     rejected" when the hook fails, as the Rust SDK answers); over gRPC no
+//     reply exists (the proto has no correlation id for it), so an error is
+//     only logged.
 //   - configure pushes on an agentwire ControlStream.
 //
 // Events received after a Configure event are dispatched only after

@@ -107,6 +107,11 @@ type udsConn struct {
 	out      *ring.Ring[udsOut]
 	inflight inflightTable
 
+	// hsConfig is the configuration the handshake carried (when handed to
+	// the Configurer); configured is set by the first 0x17. Reader only.
+	hsConfig   string
+	configured bool
+
 	established atomic.Bool // handshake or registration done: pushes allowed
 	stopping    atomic.Bool // Shutdown: read and dispatch nothing more
 	done        chan struct{}
@@ -509,6 +514,9 @@ func (uc *udsConn) answerHandshake(resp *payload.HandshakeResponse) bool {
 	if !resp.Success {
 		return false
 	}
+	if s.configurer != nil && meaningfulConfig(req.Config) {
+		uc.hsConfig = string(req.Config)
+	}
 	// A Handshaker may have changed the encoding: it must still be one the
 	// proxy offered and this server supports.
 	chosen := resp.Encoding
@@ -844,6 +852,15 @@ func (uc *udsConn) configure(p []byte) {
 	}
 	c.cid = ev.CorrelationID
 	c.resetResp()
+	first := !uc.configured
+	uc.configured = true
+	if first && uc.hsConfig != "" && string(ev.Config) == uc.hsConfig {
+		// An agentwire proxy repeats the handshake configuration as its
+		// first Configure; the hook already ran for it.
+		uc.encodeReply(c)
+		uc.enqueue(c)
+		return
+	}
 	if err := s.configure(uc.ctx, ev.Config, ev.ConfigVersion.Value); err != nil {
 		c.resp.Decision = payload.Block(500)
 		c.resp.Decision.Body = payload.Some("Configuration rejected")

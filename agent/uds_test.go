@@ -208,8 +208,23 @@ func TestUDSHandshakeFailures(t *testing.T) {
 			t.Fatalf("got %s", b)
 		}
 		h.mu.Lock()
-		defer h.mu.Unlock()
 		if len(h.configs) != 1 || !strings.Contains(h.configs[0], `"paranoia":2`) {
+			t.Fatalf("configs %q", h.configs)
+		}
+		h.mu.Unlock()
+		// The same configuration as the first 0x17 (what an agentwire
+		// engine sends after connecting) is answered but not applied
+		// twice; a later one is applied.
+		cfg := `{"allow_list":["10.0.0.0/8"],"mode":"block","paranoia":2}`
+		for i := range 2 {
+			p.send(frame.TypeConfigure, []byte(`{"config":`+cfg+`,"config_version":"v1","correlation_id":"cfg-`+fmt.Sprint(i)+`"}`))
+			if r := p.recvReply(false); r.CorrelationID != "cfg-"+fmt.Sprint(i) || r.Decision.Kind != payload.DecisionAllow {
+				t.Fatalf("reply %+v", r)
+			}
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if len(h.configs) != 2 || h.configs[1] != "v1="+cfg {
 			t.Fatalf("configs %q", h.configs)
 		}
 	})
