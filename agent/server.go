@@ -195,6 +195,12 @@ func (s *Server) Stats() Stats {
 // on g. The caller owns g: it serves, stops and configures it (codec,
 // message size limits, credentials). Shutdown and Close end this server's
 // streams but do not stop g.
+//
+// Create g with grpccodec.ServerOption() (package codec/grpccodec) for the
+// fast path: hot events are then decoded straight from the wire bytes with
+// one allocation each. With grpc-go's default codec everything works the
+// same, decoded through the generated protobuf code (one allocation per
+// string field).
 func (s *Server) RegisterGRPC(g *grpc.Server) {
 	g.RegisterService(&serviceDesc, s)
 }
