@@ -132,8 +132,10 @@ func TestReplyMatchesCallerUnderConcurrency(t *testing.T) {
 		return nil
 	}
 	srv := startAgent(t, a, agent.WithMaxConcurrency(n))
-	c := dial(t, srv.addr, WithRingSize(256))
-	ctx := testCtx(t)
+	c := dial(t, srv.addr)
+	// Generous: 10,000 calls under -race on a shared 2-core machine.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	var wg sync.WaitGroup
 	var bad atomic.Int32
 	errs := make(chan error, 1)
