@@ -54,15 +54,6 @@ func jsonView(b []byte) string {
 	return unsafe.String(&b[0], len(b))
 }
 
-// jsonBytesOf returns the bytes of s without copying. The result must not be
-// modified.
-func jsonBytesOf(s string) []byte {
-	if len(s) == 0 {
-		return nil
-	}
-	return unsafe.Slice(unsafe.StringData(s), len(s))
-}
-
 // reserve makes room for n more bytes in a's chunk and returns the offset at
 // which they will start.
 func (a *jsonArena) reserve(n int) int {

@@ -21,7 +21,10 @@ package payload
 // default; explicit null is rejected except for Option fields; integers are
 // range-checked and floats (even 2.0) and numeric strings are rejected for
 // integer fields; unknown keys are skipped; a repeated struct key is an
-// error while a repeated map key keeps the last value; structs may also be
+// error (also the repeated "correlation_id" of the Rust proxy's
+// flatten-fallback events, which serde rejects too; a Go agent never picks an
+// encoding that was not offered, so it never receives them) while a repeated
+// map key keeps the last value; structs may also be
 // given as arrays in field order and unit variants as {"name":null}; unknown
 // enum variants are rejected; one value per input, trailing whitespace
 // allowed, no BOM. Nesting is limited to 128 levels. Decoders never panic

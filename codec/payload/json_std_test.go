@@ -479,8 +479,7 @@ func jsonStdCaps(c jsonStdCapabilities) Capabilities {
 	f := c.Features
 	return Capabilities{
 		AgentID: c.AgentID, Name: c.Name, Version: c.Version, SupportedEvents: c.SupportedEvents,
-		Features: Features{f.StreamingBody, f.WebSocket, f.Guardrails, f.ConfigPush, f.MetricsExport,
-			f.ConcurrentRequests, f.Cancellation, f.FlowControl, f.HealthReporting},
+		Features: Features(f),
 		Limits: Limits{MaxBodySize: c.Limits.MaxBodySize, MaxConcurrency: c.Limits.MaxConcurrency,
 			PreferredChunkSize: c.Limits.PreferredChunkSize},
 	}

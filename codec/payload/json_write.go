@@ -74,13 +74,6 @@ func jsonAppendString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-// jsonAppendKey writes a key that needs no escaping, plus the colon.
-func jsonAppendKey(dst []byte, key string) []byte {
-	dst = append(dst, '"')
-	dst = append(dst, key...)
-	return append(dst, '"', ':')
-}
-
 func jsonAppendOptString(dst []byte, v Opt[string]) []byte {
 	if !v.Valid {
 		return append(dst, "null"...)
