@@ -139,7 +139,8 @@ var jsonMetadataFields = jsonFields{
 // and reusing its Headers storage. The top-level "correlation_id" is ignored
 // like the Rust agent does (the proxy always sets it equal to
 // metadata.correlation_id). A timestamp that is neither RFC 3339 nor epoch
-// milliseconds decodes as the zero time. Decoded strings do not alias data.
+// milliseconds decodes as the zero time. Decoded strings do not alias data;
+// small ones share pooled 4 KiB chunks (see DecodeAgentResponseJSON).
 func DecodeRequestHeadersJSON(data []byte, ev *RequestHeadersEvent) error {
 	d := jsonDecoder{data: data}
 	d.requestHeaders(ev)

@@ -265,7 +265,10 @@ var (
 // r is overwritten completely; its slices, maps and mutation Data buffers
 // are reused, so values taken from r before the call must not be retained
 // across it (strings excepted). Decoded strings and raw values never alias
-// data and stay valid forever. Safe for concurrent use with distinct r.
+// data and stay valid forever; small ones share pooled 4 KiB chunks (which
+// is why an allow reply decodes without an allocation of its own), so a
+// string kept for a long time keeps its chunk alive — strings.Clone it.
+// Safe for concurrent use with distinct r.
 func DecodeAgentResponseJSON(data []byte, r *AgentResponse) error {
 	d := jsonDecoder{data: data}
 	d.agentResponse(r)
