@@ -658,31 +658,39 @@ func (s *mpStruct) readKey(b []byte) (int, []byte, error) {
 		}
 		return -1, o, nil
 	}
-	// A fixstr key is the common case; keys are compared, not stored, so
-	// they need no UTF-8 check (serde matches invalid ones as unknown bytes).
-	if len(b) > 0 && b[0]&0xe0 == 0xa0 {
-		n := int(b[0] & 0x1f)
-		if len(b) <= n {
-			return -1, b, mpErrShort
-		}
-		return s.index(b[1 : 1+n]), b[1+n:], nil
+	k, o, err := mpReadKeyBytes(b)
+	if err != nil {
+		return -1, b, err
 	}
-	var k, o []byte
-	var err error
+	return s.index(k), o, nil
+}
+
+// mpReadKeyBytes reads a field-name key (str or bin) without a UTF-8
+// check: keys are compared with field names, never stored, and serde
+// treats a name that is not UTF-8 as an unknown field.
+func mpReadKeyBytes(b []byte) (k, o []byte, err error) {
+	if len(b) == 0 {
+		return nil, b, mpErrShort
+	}
+	if c := b[0]; c&0xe0 == 0xa0 { // fixstr, the common case
+		n := int(c & 0x1f)
+		if len(b) <= n {
+			return nil, b, mpErrShort
+		}
+		return b[1 : 1+n], b[1+n:], nil
+	}
 	switch {
-	case len(b) == 0:
-		return -1, b, mpErrShort
 	case mpIsStr(b[0]):
 		k, o, err = msgp.ReadStringZC(b)
 	case mpIsBin(b[0]):
 		k, o, err = msgp.ReadBytesZC(b)
 	default:
-		return -1, b, mpErrNotStr
+		return nil, b, mpErrNotStr
 	}
 	if err != nil {
-		return -1, b, mpErrShort
+		return nil, b, mpErrShort
 	}
-	return s.index(k), o, nil
+	return k, o, nil
 }
 
 // decode reads the struct at b, calling field for each present field with

@@ -638,7 +638,7 @@ func mpFindTag(b []byte) ([]byte, error) {
 	for k := 0; k < n; k++ {
 		var key []byte
 		if len(o) > 0 && (mpIsStr(o[0]) || mpIsBin(o[0])) {
-			if key, o, err = mpReadStrBytes(o); err != nil {
+			if key, o, err = mpReadKeyBytes(o); err != nil {
 				return b, err
 			}
 		} else if o, err = mpSkip(o); err != nil {

@@ -1,5 +1,7 @@
 package payload
 
+import "math"
+
 // Best-effort routing-id extraction for messages that cannot (or need not)
 // be decoded in full, e.g. to answer an undecodable event fail-open with
 // the right id, or to fail the one request whose reply is malformed
@@ -27,12 +29,17 @@ func EventCorrelationIDMsgpack(data []byte) (id []byte, ok bool) {
 		}
 		return mpPeekField(o, "correlation_id", 0)
 	}
-	if id, ok := mpPeekField(data, "correlation_id", -1); ok {
+	// Field 0 is correlation_id in every event but request headers, where
+	// it is metadata: an integer key 0 counts as whichever fits its value.
+	if id, ok := mpPeekField(data, "correlation_id", 0); ok {
 		return id, true
 	}
-	meta, ok := mpPeekValue(data, "metadata", -1)
-	if !ok {
-		return nil, false
+	meta, ok := mpPeekValue(data, "metadata", 0)
+	if !ok || !(mpIsMap(meta[0]) || mpIsArray(meta[0])) {
+		meta, ok = mpPeekValue(data, "metadata", -1)
+		if !ok {
+			return nil, false
+		}
 	}
 	return mpPeekField(meta, "correlation_id", 0)
 }
@@ -78,9 +85,10 @@ func ResponseCorrelationIDMsgpack(data []byte) (id []byte, ok bool) {
 	return id, ok
 }
 
-// mpPeekValue returns the input positioned at the value of field name in
-// the map at b (first occurrence), or at element pos of the array at b
-// (pos < 0: maps only).
+// mpPeekValue returns the input positioned at the value of field name (or
+// of the integer key pos, serde's field index) in the map at b, first
+// occurrence, or at element pos of the array at b. pos < 0 matches names
+// only.
 func mpPeekValue(b []byte, name string, pos int) ([]byte, bool) {
 	if len(b) == 0 {
 		return nil, false
@@ -103,14 +111,25 @@ func mpPeekValue(b []byte, name string, pos int) ([]byte, bool) {
 	}
 	for k := 0; k < n; k++ {
 		var key []byte
-		if len(o) > 0 && (mpIsStr(o[0]) || mpIsBin(o[0])) {
-			if key, o, err = mpReadStrBytes(o); err != nil {
+		match := false
+		switch {
+		case len(o) > 0 && (mpIsStr(o[0]) || mpIsBin(o[0])):
+			if key, o, err = mpReadKeyBytes(o); err != nil {
 				return nil, false
 			}
-		} else if o, err = mpSkip(o); err != nil {
-			return nil, false
+			match = string(key) == name
+		case len(o) > 0 && mpIsInt(o[0]):
+			var u uint64
+			if u, o, err = mpReadUint(o, math.MaxUint32); err != nil {
+				return nil, false
+			}
+			match = pos >= 0 && u == uint64(pos)
+		default:
+			if o, err = mpSkip(o); err != nil {
+				return nil, false
+			}
 		}
-		if string(key) == name {
+		if match {
 			return o, len(o) > 0
 		}
 		if o, err = mpSkip(o); err != nil {
@@ -120,7 +139,7 @@ func mpPeekValue(b []byte, name string, pos int) ([]byte, bool) {
 	return nil, false
 }
 
-// mpPeekField returns the string value of field name (or array element
+// mpPeekField returns the string value of field name (or field index
 // pos) of the struct at b.
 func mpPeekField(b []byte, name string, pos int) ([]byte, bool) {
 	v, ok := mpPeekValue(b, name, pos)
