@@ -7,16 +7,15 @@ import (
 	"strings"
 )
 
-// errUDSNotSupported is returned for Unix-socket endpoints of the binary
-// protocol (SPEC 6), which this package does not speak yet.
-var errUDSNotSupported = errors.New("agentwire: unix-socket transport not supported yet")
-
 // endpoint is a parsed Dial target.
 type endpoint struct {
 	target string // grpc target ("dns:///host:port" or "unix:///path")
 	tls    bool   // the scheme asks for TLS
 	plain  bool   // the scheme is explicitly plaintext (grpc://, http://)
 	unix   bool   // gRPC over a Unix socket
+	// udsPath is set for the binary Unix-socket protocol (SPEC 6): the
+	// socket path; target is then empty.
+	udsPath string
 }
 
 // parseEndpoint understands:
@@ -24,7 +23,7 @@ type endpoint struct {
 //	grpc://host:port, http://host:port, host:port   gRPC over TCP (plaintext needs WithInsecure)
 //	grpcs://host:port, https://host:port            gRPC over TCP with TLS
 //	grpc+unix:///path                               gRPC over a Unix socket
-//	unix:/path, unix:///path, /path, *.sock          the binary Unix-socket protocol (not supported yet)
+//	unix:/path, unix:///path, /path, *.sock          the binary Unix-socket protocol (SPEC 6)
 func parseEndpoint(s string) (endpoint, error) {
 	if s == "" {
 		return endpoint{}, errors.New("agentwire: empty endpoint")
@@ -37,7 +36,7 @@ func parseEndpoint(s string) (endpoint, error) {
 		}
 		return endpoint{target: "unix://" + path, unix: true}, nil
 	case strings.HasPrefix(s, "unix:"), strings.HasPrefix(s, "/"), strings.HasSuffix(s, ".sock"):
-		return endpoint{}, errUDSNotSupported
+		return parseUDSEndpoint(s)
 	}
 	var e endpoint
 	hostport := s

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(childAgentEnv) != "" {
+		runChildAgent() // benchmark agent in a child process (bench_test.go)
+		return
+	}
 	goleak.VerifyTestMain(m)
 }
 

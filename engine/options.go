@@ -84,6 +84,7 @@ type options struct {
 	keepaliveTime    time.Duration
 	keepaliveTimeout time.Duration
 	dialOptions      []grpc.DialOption
+	uds              udsOptions // binary Unix-socket transport (uds_options.go)
 
 	onMetrics      func(*payload.MetricsReport)
 	onLog          func(*payload.LogMessage)
@@ -136,7 +137,7 @@ func (o *options) validate() error {
 	case len(o.agentConfig) > 0 && !json.Valid(o.agentConfig):
 		return errors.New("agentwire: agent config is not valid JSON")
 	}
-	return nil
+	return o.uds.validate()
 }
 
 // WithInsecure allows a plaintext (h2c) connection for "grpc://", "http://"

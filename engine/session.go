@@ -148,10 +148,23 @@ func (s *session) writer() {
 	defer s.wg.Done()
 	batch := make([]outbound, 64)
 	var sendErr error
+	fl, _ := s.t.(flusher)
 	for {
-		n, err := s.out.DequeueBatch(batch)
-		if err != nil {
-			return // closed and drained
+		n := 0
+		if fl != nil {
+			// Flush only once nothing more is ready (see flusher).
+			if n = s.out.TryDequeueBatch(batch); n == 0 && sendErr == nil {
+				if err := fl.flush(); err != nil {
+					sendErr = err
+					s.fail(ErrConnectionLost, err)
+				}
+			}
+		}
+		if n == 0 {
+			var err error
+			if n, err = s.out.DequeueBatch(batch); err != nil {
+				return // closed and drained
+			}
 		}
 		for i := 0; i < n; i++ {
 			o := batch[i]

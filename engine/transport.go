@@ -56,6 +56,15 @@ type encoder interface {
 	configResponse(r *payload.ConfigUpdateResponse) (mem.Buffer, error)
 }
 
+// flusher is implemented by transports whose send only queues the message
+// in a write buffer (the Unix-socket transport). The session's writer calls
+// flush whenever the outbound queue is empty, so everything queued while the
+// previous write was in progress goes out in one system call. A flush error
+// ends the session like a send error.
+type flusher interface {
+	flush() error
+}
+
 // outbound is one queued message for the writer.
 type outbound struct {
 	buf mem.Buffer

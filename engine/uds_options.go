@@ -1,0 +1,95 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/agentwire/agentwire/codec/frame"
+	"github.com/agentwire/agentwire/codec/payload"
+)
+
+// udsOptions are the settings that only the binary Unix-socket transport
+// (SPEC 6) uses.
+type udsOptions struct {
+	// encodings is the supported_encodings list of the handshake, in
+	// preference order; nil means ["json"].
+	encodings []string
+	// rawBodies sends MessagePack body and WebSocket data as a bin of raw
+	// bytes instead of a base64 str.
+	rawBodies bool
+}
+
+// offered returns the supported_encodings list to send.
+func (u *udsOptions) offered() []string {
+	if len(u.encodings) == 0 {
+		return jsonOnly
+	}
+	return u.encodings
+}
+
+var jsonOnly = []string{payload.EncodingJSON}
+
+func (u *udsOptions) validate() error {
+	seen := 0
+	for _, e := range u.encodings {
+		bit := 0
+		switch e {
+		case payload.EncodingJSON:
+			bit = 1
+		case payload.EncodingMsgpack:
+			bit = 2
+		default:
+			return fmt.Errorf("agentwire: unknown encoding %q (want %q or %q)", e, payload.EncodingJSON, payload.EncodingMsgpack)
+		}
+		if seen&bit != 0 {
+			return fmt.Errorf("agentwire: encoding %q listed twice", e)
+		}
+		seen |= bit
+	}
+	if u.encodings != nil && len(u.encodings) == 0 {
+		return errors.New("agentwire: WithEncodings needs at least one encoding")
+	}
+	return nil
+}
+
+// WithEncodings sets the payload encodings a Unix-socket Conn offers in its
+// handshake (supported_encodings), in preference order: "json" and/or
+// "msgpack". Default: ["json"] only, like the shipped Rust proxy. The
+// agent's answer must be one of them, else Dial fails with
+// ErrHandshakeRejected (the Rust proxy does not check; SPEC 6.3). The
+// handshake, cancel and ping frames are JSON whatever is negotiated.
+// Ignored by gRPC Conns and by reverse connections (always JSON).
+func WithEncodings(encodings ...string) Option {
+	return optionFunc(func(o *options) {
+		o.uds.encodings = append(make([]string, 0, len(encodings)), encodings...)
+	})
+}
+
+// WithMsgpack offers ["msgpack","json"]: MessagePack preferred, JSON as
+// the fallback for agents without it (Rust SDK agents support MessagePack
+// only when built with the binary-uds feature).
+func WithMsgpack() Option {
+	return WithEncodings(payload.EncodingMsgpack, payload.EncodingJSON)
+}
+
+// WithRawMsgpackBodies makes a Unix-socket Conn that negotiated MessagePack
+// send body-chunk and WebSocket-frame data as a bin of raw bytes (no base64,
+// a third less on the wire, no encoding cost) instead of a base64 str.
+// Only agentwire agents read that form; a Rust SDK agent rejects it
+// (SPEC 6.4), and nothing in the handshake tells the two apart, so it is
+// off by default. JSON connections always carry base64.
+func WithRawMsgpackBodies() Option {
+	return optionFunc(func(o *options) { o.uds.rawBodies = true })
+}
+
+// udsLimits returns the largest payload a Unix-socket Conn sends and the
+// largest frame LEN it accepts: WithMaxSendSize / WithMaxRecvSize, capped
+// by the frame format (LEN <= frame.MaxLen, SPEC 6.1).
+func udsLimits(o *options) (maxPayload, maxLen int) {
+	maxPayload = min(o.maxSend, frame.MaxLen-1)
+	maxLen = frame.MaxLen
+	if o.maxRecv < frame.MaxLen-1 {
+		maxLen = o.maxRecv + 1
+	}
+	return maxPayload, maxLen
+}
