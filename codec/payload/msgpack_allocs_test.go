@@ -5,6 +5,8 @@ package payload
 import (
 	"bytes"
 	"encoding/json"
+	"runtime"
+	"strconv"
 	"testing"
 )
 
@@ -88,5 +90,42 @@ func TestMsgpackZeroAllocs(t *testing.T) {
 	}
 	if !bytes.Equal(dst.Data, body) || dst.CorrelationID != chunk.CorrelationID {
 		t.Fatal("decoded chunk differs")
+	}
+}
+
+// TestMsgpackAllocationBoundedByInput feeds inputs whose headers claim huge
+// counts and lengths; the decoders must fail (or succeed) without
+// allocating more than a small multiple of the input size.
+func TestMsgpackAllocationBoundedByInput(t *testing.T) {
+	filler := bytes.Repeat([]byte{0xc0}, 4096)
+	huge := [][]byte{
+		{0xdf, 0xff, 0xff, 0xff, 0xff}, // map32
+		{0xdd, 0xff, 0xff, 0xff, 0xff}, // array32
+		{0xdb, 0xff, 0xff, 0xff, 0xff}, // str32
+		{0xc6, 0xff, 0xff, 0xff, 0xff}, // bin32
+		{0xde, 0xff, 0xff},             // map16
+		{0x81, 0xa7, 'h', 'e', 'a', 'd', 'e', 'r', 's', 0xdf, 0x7f, 0xff, 0xff, 0xff}, // headers map32
+	}
+	var inputs [][]byte
+	for _, h := range huge {
+		inputs = append(inputs, append(append([]byte(nil), h...), filler...))
+	}
+	// Many small valid entries: allocation grows with the input, no more.
+	many := mpBuild(mpMap(3), "correlation_id", "c", "status", 200, "headers", mpMap(2000))
+	for i := 0; i < 2000; i++ {
+		many = append(many, mpBuild("h"+strconv.Itoa(i), mpArr(1), "v")...)
+	}
+	inputs = append(inputs, many)
+	for _, typ := range []string{"0x10", "0x11", "0x12", "0x17", "0x20", "0x31", "0x32"} {
+		for i, in := range inputs {
+			d := mpNewDecoder(typ)
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_ = d.decode(in)
+			runtime.ReadMemStats(&after)
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > uint64(64*len(in)+8192) {
+				t.Errorf("type %s input %d (%d bytes): allocated %d bytes", typ, i, len(in), alloc)
+			}
+		}
 	}
 }
