@@ -39,6 +39,9 @@ type exchange struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
+	// rc, when set, is ctx as an allocation-free request context
+	// (reqctx.go, Unix-socket transport); cancel is then nil.
+	rc *reqCtx
 	// dup chains exchanges with the same correlation id in one connection's
 	// in-flight table (the newest first). Guarded by the table's mutex.
 	dup *exchange
@@ -116,7 +119,11 @@ func (t *inflightTable) cancel(cid string) int {
 	n := 0
 	t.mu.Lock()
 	for p := t.m[cid]; p != nil; p = p.dup {
-		p.cancel()
+		if p.rc != nil {
+			p.rc.cancel(context.Canceled)
+		} else {
+			p.cancel()
+		}
 		n++
 	}
 	t.mu.Unlock()

@@ -101,6 +101,7 @@ type udsConn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	ctxSlab  reqCtxSlab    // request contexts; reader only
 	sem      chan struct{} // a slot per event being handled
 	work     chan *udsCall // hand-off to idle workers; closed by the reader side
 	workers  int           // started so far; reader only
@@ -652,7 +653,7 @@ func (uc *udsConn) dispatchEvent(typ frame.Type, p []byte) bool {
 		uc.decodeFailed(c, typ, p, err)
 		return true
 	}
-	s.begin(uc.ctx, &uc.inflight, &c.exchange)
+	uc.begin(c)
 	select {
 	case uc.work <- c:
 		return true
@@ -780,9 +781,37 @@ func (uc *udsConn) process(c *udsCall) {
 	s := uc.srv
 	s.invoke(&c.exchange)
 	uc.encodeReply(c)
-	s.end(&uc.inflight, &c.exchange)
+	uc.end(c)
 	uc.enqueue(c)
 	<-uc.sem
+}
+
+// begin is Server.begin with an allocation-free request context: it
+// registers c for cancels, pre-initialises the reply and counts the event.
+// Reader only.
+func (uc *udsConn) begin(c *udsCall) {
+	s := uc.srv
+	rc := uc.ctxSlab.get(uc.ctx)
+	c.ctx, c.rc, c.cancel = rc, rc, nil
+	uc.inflight.add(&c.exchange)
+	c.resetResp()
+	s.inflight.Add(1)
+	s.stats.events.Add(1)
+}
+
+// end releases what begin acquired: the request context is cancelled (as
+// context.WithCancel's would be) and dropped.
+func (uc *udsConn) end(c *udsCall) {
+	s := uc.srv
+	uc.inflight.remove(&c.exchange)
+	c.rc.cancel(context.Canceled)
+	c.ctx, c.rc = nil, nil
+	if s.inflight.Add(-1) == 0 && s.draining.Load() {
+		select {
+		case s.idle <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // encodeReply encodes c.resp as a 0x20 frame into c.out. If the reply

@@ -1,0 +1,160 @@
+package agent
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// reqCtx is the context of one request on a Unix-socket or reverse
+// connection. It behaves like context.WithCancel(parent) but costs no
+// allocation of its own in the common case:
+//
+//   - reqCtxs are carved out of per-connection slabs (reqCtxSlab), one
+//     allocation per slabSize requests, and never reused: a handler that
+//     keeps its context after returning still holds a valid, cancelled
+//     context, exactly as with context.WithCancel;
+//   - the Done channel is created only when somebody asks for it, and only
+//     then is the context hooked to its parent (context.AfterFunc), so a
+//     handler that never looks at ctx.Done costs nothing;
+//   - cancel is a method, not a closure.
+//
+// It implements the afterFuncer interface of package context, so contexts
+// derived from it (context.WithCancel, WithTimeout, AfterFunc) are
+// propagated without a goroutine each. Safe for concurrent use.
+type reqCtx struct {
+	parent context.Context
+
+	mu         sync.Mutex
+	err        error
+	done       chan struct{} // created on demand
+	stopParent func() bool   // parent hook, once Done or AfterFunc was used
+	afters     []*reqAfter
+}
+
+type reqAfter struct{ f func() }
+
+var _ context.Context = (*reqCtx)(nil)
+
+// Deadline returns the parent's deadline.
+func (c *reqCtx) Deadline() (time.Time, bool) { return c.parent.Deadline() }
+
+// Value returns the parent's value for key.
+func (c *reqCtx) Value(key any) any { return c.parent.Value(key) }
+
+// Err returns nil while the request runs, context.Canceled after it was
+// cancelled (by the proxy or because the handler returned), or the
+// parent's error once the connection or server ended.
+func (c *reqCtx) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.checkParentLocked()
+	return c.err
+}
+
+// Done returns a channel closed when the context is cancelled.
+func (c *reqCtx) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		c.done = make(chan struct{})
+		c.checkParentLocked()
+		if c.err != nil {
+			close(c.done)
+		} else {
+			c.watchParentLocked()
+		}
+	}
+	return c.done
+}
+
+// AfterFunc arranges to call f in its own goroutine once c is cancelled
+// (immediately if it already is). The returned stop function reports
+// whether it prevented f from being started. It is what package context
+// uses to propagate cancellation to derived contexts.
+func (c *reqCtx) AfterFunc(f func()) func() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.checkParentLocked()
+	if c.err != nil {
+		go f()
+		return func() bool { return false }
+	}
+	a := &reqAfter{f: f}
+	c.afters = append(c.afters, a)
+	c.watchParentLocked()
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for i, x := range c.afters {
+			if x == a {
+				c.afters = append(c.afters[:i], c.afters[i+1:]...)
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// String describes the context (for %v).
+func (c *reqCtx) String() string { return "agentwire.requestContext" }
+
+// cancel cancels c with err (if it is not cancelled yet).
+func (c *reqCtx) cancel(err error) {
+	c.mu.Lock()
+	c.cancelLocked(err)
+	c.mu.Unlock()
+}
+
+func (c *reqCtx) cancelLocked(err error) {
+	if c.err != nil {
+		return
+	}
+	c.err = err
+	if c.done != nil {
+		close(c.done)
+	}
+	if c.stopParent != nil {
+		c.stopParent()
+		c.stopParent = nil
+	}
+	for _, a := range c.afters {
+		go a.f()
+	}
+	c.afters = nil
+}
+
+// checkParentLocked cancels c if its parent ended.
+func (c *reqCtx) checkParentLocked() {
+	if c.err == nil {
+		if err := c.parent.Err(); err != nil {
+			c.cancelLocked(err)
+		}
+	}
+}
+
+// watchParentLocked makes the parent's cancellation reach c.
+func (c *reqCtx) watchParentLocked() {
+	if c.stopParent == nil && c.parent.Done() != nil {
+		c.stopParent = context.AfterFunc(c.parent, func() { c.cancel(c.parent.Err()) })
+	}
+}
+
+// slabSize is the number of request contexts allocated at once.
+const slabSize = 64
+
+// reqCtxSlab hands out fresh reqCtxs, allocating them slabSize at a time.
+// Not safe for concurrent use (it belongs to a connection's reader).
+type reqCtxSlab struct {
+	free []reqCtx
+}
+
+func (s *reqCtxSlab) get(parent context.Context) *reqCtx {
+	if len(s.free) == 0 {
+		s.free = make([]reqCtx, slabSize)
+	}
+	c := &s.free[0]
+	s.free = s.free[1:]
+	c.parent = parent
+	return c
+}
