@@ -93,6 +93,7 @@ package payload
 // All functions are safe for concurrent use on distinct destinations.
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -582,12 +583,7 @@ var mpStrictBase64 = base64.StdEncoding.Strict()
 // the URL-safe alphabet, non-zero trailing bits and any CR or LF (which
 // Go's decoder would otherwise skip).
 func mpDecodeBase64(dst, src []byte) ([]byte, error) {
-	for _, c := range src {
-		if c == '\r' || c == '\n' {
-			return dst, mpErrBase64
-		}
-	}
-	if len(src)%4 != 0 {
+	if len(src)%4 != 0 || bytes.IndexByte(src, '\n') >= 0 || bytes.IndexByte(src, '\r') >= 0 {
 		return dst, mpErrBase64
 	}
 	d, err := mpStrictBase64.AppendDecode(dst, src)
