@@ -1,0 +1,108 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/engine"
+)
+
+// EngineLoad describes the unit of load sent through engine connections:
+// one request-headers round trip (the SampleRequestHeaders event), followed,
+// when BodySize > 0, by the request body of BodySize bytes sent as body
+// chunks of at most ChunkSize bytes, each waited for in turn (as a proxy
+// streams a body).
+type EngineLoad struct {
+	// Conns are the connections to spread the workers over (worker w uses
+	// Conns[w % len(Conns)]). At least one.
+	Conns []*engine.Conn
+	// Concurrency is the number of workers that will call the RoundTrip
+	// (the Config.Concurrency of the run); it sizes per-worker state.
+	Concurrency int
+	// BodySize is the request body size per round trip; 0 sends no body.
+	BodySize int
+	// ChunkSize bounds one body chunk; 0 means the first connection's
+	// preferred chunk size (or 64 KiB when the agent announces none).
+	ChunkSize int
+}
+
+// worker is the state one load worker reuses between round trips.
+type worker struct {
+	id    []byte
+	ev    payload.RequestHeadersEvent
+	resp  payload.AgentResponse
+	chunk payload.BodyChunk
+}
+
+// RoundTrip returns the RoundTrip performing l's unit of load. The returned
+// function keeps per-worker state: it is safe for concurrent use by
+// different workers, but each worker index must be used by one goroutine at
+// a time (as Run does). A reply other than allow counts as success: the
+// load measures the transport, not the agent's verdict.
+//
+// Each round trip allocates its correlation id (a string the engine may
+// keep while the request is pending); event structs, replies and the body
+// buffer are reused.
+func (l EngineLoad) RoundTrip() (RoundTrip, error) {
+	if len(l.Conns) == 0 {
+		return nil, fmt.Errorf("agentwire: bench: no connection")
+	}
+	if l.Concurrency <= 0 {
+		return nil, fmt.Errorf("agentwire: bench: concurrency %d must be positive", l.Concurrency)
+	}
+	if l.BodySize < 0 {
+		return nil, fmt.Errorf("agentwire: bench: negative body size %d", l.BodySize)
+	}
+	chunkSize := l.ChunkSize
+	if chunkSize <= 0 {
+		chunkSize = int(l.Conns[0].Capabilities().Limits.PreferredChunkSize)
+		if chunkSize <= 0 {
+			chunkSize = 64 << 10
+		}
+	}
+	var body []byte
+	if l.BodySize > 0 {
+		body = make([]byte, l.BodySize)
+		for i := range body {
+			body[i] = 'a' + byte(i%26)
+		}
+	}
+	workers := make([]worker, l.Concurrency)
+	for i := range workers {
+		workers[i].ev = SampleRequestHeaders("")
+		workers[i].id = make([]byte, 0, 32)
+	}
+	conns := l.Conns
+	return func(ctx context.Context, w int, seq uint64) error {
+		st := &workers[w]
+		c := conns[w%len(conns)]
+		st.id = AppendID(st.id[:0], w, seq)
+		id := string(st.id)
+		st.ev.Metadata.CorrelationID = id
+		st.ev.Metadata.RequestID = id
+		if err := c.RequestHeadersInto(ctx, &st.ev, &st.resp); err != nil {
+			return err
+		}
+		if len(body) == 0 {
+			return nil
+		}
+		var idx uint32
+		for off := 0; off < len(body); off += chunkSize {
+			end := min(off+chunkSize, len(body))
+			st.chunk = payload.BodyChunk{
+				CorrelationID:    id,
+				Data:             body[off:end],
+				IsLast:           end == len(body),
+				TotalSize:        payload.Some(uint64(len(body))),
+				ChunkIndex:       idx,
+				BytesTransferred: uint64(end),
+			}
+			if _, err := c.RequestBodyChunk(ctx, &st.chunk); err != nil {
+				return err
+			}
+			idx++
+		}
+		return nil
+	}, nil
+}

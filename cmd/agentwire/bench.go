@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"github.com/agentwire/agentwire/bench"
+	"github.com/agentwire/agentwire/engine"
+)
+
+const benchSynopsis = `agentwire bench --agent ENDPOINT [--concurrency 64] [--duration 10s] [--conns 1] [--body-size 0] [--encoding json|msgpack] [--json]
+
+Closed-loop load: --concurrency callers each keep one request-headers round
+trip in flight (plus request body chunks of --body-size bytes when > 0),
+spread over --conns connections, for --duration after a warm-up. Prints
+requests/s, p50/p90/p99/p99.9 latency, allocations and CPU time per request
+of this (client) process. --json prints one JSON object with the keys
+requests_per_sec, p50_us, p90_us, p99_us, p999_us, max_us,
+allocs_per_request, bytes_per_request, cpu_us_per_request, cpu_cores,
+errors, requests, concurrency and the run's settings.`
+
+// benchFlags are the flags of the bench command.
+type benchFlags struct {
+	agent        string
+	concurrency  int
+	duration     time.Duration
+	warmup       time.Duration
+	conns        int
+	bodySize     int
+	encoding     string
+	json         bool
+	agentPID     int
+	cpuProfile   string
+	memProfile   string
+	mutexProfile string
+	tls          tlsFlags
+}
+
+// benchReport is the --json output: the run's settings and bench.Result.
+type benchReport struct {
+	Transport string  `json:"transport"`
+	Encoding  string  `json:"encoding,omitempty"`
+	Conns     int     `json:"conns"`
+	BodySize  int     `json:"body_size"`
+	DurationS float64 `json:"duration_s"`
+	bench.Result
+	// AgentCPUusPerRequest is set when --agent-pid names the agent process.
+	AgentCPUusPerRequest *float64 `json:"agent_cpu_us_per_request,omitempty"`
+}
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var f benchFlags
+	fs := newFlagSet("bench", benchSynopsis, stderr)
+	fs.StringVar(&f.agent, "agent", "", "agent endpoint")
+	fs.IntVar(&f.concurrency, "concurrency", 64, "requests in flight (closed-loop callers)")
+	fs.DurationVar(&f.duration, "duration", 10*time.Second, "measured duration")
+	fs.DurationVar(&f.warmup, "warmup", 500*time.Millisecond, "unmeasured warm-up before the measured window")
+	fs.IntVar(&f.conns, "conns", 1, "connections to spread the callers over")
+	fs.IntVar(&f.bodySize, "body-size", 0, "request body bytes sent per round trip as body chunks (0: headers only)")
+	fs.StringVar(&f.encoding, "encoding", "", "Unix-socket payload encoding: json or msgpack (default: the engine's)")
+	fs.BoolVar(&f.json, "json", false, "print one JSON object")
+	fs.IntVar(&f.agentPID, "agent-pid", 0, "pid of the agent process, to report its CPU time per request too")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured run to this file")
+	fs.StringVar(&f.memProfile, "memprofile", "", "write an allocation profile to this file after the run")
+	fs.StringVar(&f.mutexProfile, "mutexprofile", "", "write a mutex contention profile to this file after the run")
+	f.tls.register(fs, false)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if f.agent == "" {
+		return usagef("--agent is required")
+	}
+	ep, err := parseEndpoint(f.agent)
+	if err != nil {
+		return err
+	}
+	if f.concurrency <= 0 || f.conns <= 0 || f.duration <= 0 || f.bodySize < 0 {
+		return usagef("--concurrency, --conns and --duration must be positive, --body-size not negative")
+	}
+	if f.encoding != "" && f.encoding != "json" && f.encoding != "msgpack" {
+		return usagef("--encoding %q: want json or msgpack", f.encoding)
+	}
+
+	conns, err := dialConns(ctx, ep, &f.tls, f.encoding, f.conns)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", ep, err)
+	}
+	defer closeConns(conns)
+
+	if f.mutexProfile != "" {
+		runtime.SetMutexProfileFraction(5)
+		defer runtime.SetMutexProfileFraction(0)
+	}
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	var agentCPU0 time.Duration
+	if f.agentPID > 0 {
+		if agentCPU0, err = bench.ProcessCPU(f.agentPID); err != nil {
+			return fmt.Errorf("--agent-pid: %w", err)
+		}
+	}
+	var prog *progress
+	if !f.json {
+		prog = newProgress(stderr, f.duration, "bench")
+	}
+	cfg := bench.Config{Concurrency: f.concurrency, Duration: f.duration, Warmup: f.warmup}
+	if f.warmup == 0 {
+		cfg.Warmup = -1 // bench.Config: 0 means the default warm-up
+	}
+	if prog != nil {
+		cfg.Progress = prog.update
+	}
+	res, err := loadConns(ctx, conns, cfg, f.bodySize)
+	prog.finish()
+	if err != nil {
+		return err
+	}
+	rep := benchReport{
+		Transport: ep.transport(), Encoding: f.encoding, Conns: f.conns, BodySize: f.bodySize,
+		DurationS: res.Duration.Seconds(), Result: res,
+	}
+	if f.agentPID > 0 {
+		// Includes the warm-up and tear-down of the window: an upper bound.
+		if cpu1, err := bench.ProcessCPU(f.agentPID); err == nil && res.Requests > 0 {
+			v := float64((cpu1 - agentCPU0).Microseconds()) / float64(res.Requests)
+			rep.AgentCPUusPerRequest = &v
+		}
+	}
+	if f.memProfile != "" {
+		if err := writeProfile("allocs", f.memProfile); err != nil {
+			return err
+		}
+	}
+	if f.mutexProfile != "" {
+		if err := writeProfile("mutex", f.mutexProfile); err != nil {
+			return err
+		}
+	}
+	if f.json {
+		enc := json.NewEncoder(stdout)
+		return enc.Encode(&rep)
+	}
+	printBenchReport(stdout, ep.String(), &rep)
+	return nil
+}
+
+// dialConns opens n engine connections to ep.
+func dialConns(ctx context.Context, ep endpoint, tf *tlsFlags, encoding string, n int) ([]*engine.Conn, error) {
+	conns := make([]*engine.Conn, 0, n)
+	for range n {
+		c, err := dialAgent(ctx, ep, tf, encoding)
+		if err != nil {
+			closeConns(conns)
+			return nil, err
+		}
+		conns = append(conns, c)
+	}
+	return conns, nil
+}
+
+func closeConns(conns []*engine.Conn) {
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// loadConns runs the closed-loop load of cfg over conns.
+func loadConns(ctx context.Context, conns []*engine.Conn, cfg bench.Config, bodySize int) (bench.Result, error) {
+	rt, err := bench.EngineLoad{Conns: conns, Concurrency: cfg.Concurrency, BodySize: bodySize}.RoundTrip()
+	if err != nil {
+		return bench.Result{}, err
+	}
+	res, err := bench.Run(ctx, cfg, rt)
+	if errors.Is(err, bench.ErrNoRequests) && res.FirstError != "" {
+		return res, fmt.Errorf("no request completed; first error: %s", trimPrefix(res.FirstError))
+	}
+	return res, err
+}
+
+func writeProfile(name, path string) error {
+	pf, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup(name).WriteTo(pf, 0); err != nil {
+		pf.Close()
+		return err
+	}
+	return pf.Close()
+}
+
+// printBenchReport prints rep as an aligned table.
+func printBenchReport(w io.Writer, target string, rep *benchReport) {
+	var b strings.Builder
+	enc := ""
+	if rep.Encoding != "" {
+		enc = " " + rep.Encoding
+	}
+	fmt.Fprintf(&b, "agent            %s (%s%s)\n", target, rep.Transport, enc)
+	fmt.Fprintf(&b, "load             %d in flight over %d connection(s), %.1fs", rep.Concurrency, rep.Conns, rep.DurationS)
+	if rep.BodySize > 0 {
+		fmt.Fprintf(&b, ", body %d B", rep.BodySize)
+	}
+	b.WriteString("\n")
+	writeResultRows(&b, &rep.Result)
+	if rep.AgentCPUusPerRequest != nil {
+		fmt.Fprintf(&b, "agent CPU/req    %.1f µs\n", *rep.AgentCPUusPerRequest)
+	}
+	io.WriteString(w, b.String())
+}
+
+// writeResultRows writes the measured rows shared by bench and demo.
+func writeResultRows(b *strings.Builder, r *bench.Result) {
+	fmt.Fprintf(b, "requests/s       %.0f (%d requests)\n", r.RequestsPerSec, r.Requests)
+	fmt.Fprintf(b, "latency p50      %s\n", fmtUs(r.P50us))
+	fmt.Fprintf(b, "latency p90      %s\n", fmtUs(r.P90us))
+	fmt.Fprintf(b, "latency p99      %s\n", fmtUs(r.P99us))
+	fmt.Fprintf(b, "latency p99.9    %s\n", fmtUs(r.P999us))
+	fmt.Fprintf(b, "allocs/req       %.1f (%.0f B)\n", r.AllocsPerRequest, r.BytesPerRequest)
+	fmt.Fprintf(b, "CPU/req          %.1f µs (%.2f cores)\n", r.CPUusPerRequest, r.CPUCores)
+	fmt.Fprintf(b, "errors           %d", r.Errors)
+	if r.FirstError != "" {
+		fmt.Fprintf(b, " (first: %s)", trimPrefix(r.FirstError))
+	}
+	b.WriteString("\n")
+}
+
+func fmtUs(us float64) string {
+	if us >= 10_000 {
+		return fmt.Sprintf("%.1f ms", us/1000)
+	}
+	return fmt.Sprintf("%.0f µs", us)
+}

@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/agentwire/agentwire/agent"
+	"github.com/agentwire/agentwire/agent/refagents"
+	"github.com/agentwire/agentwire/codec/payload"
+)
+
+const serveSynopsis = `agentwire serve --listen ENDPOINT --agent echo|deny [--deny-prefix /admin]
+       agentwire serve --dial ENDPOINT --agent-id ID [--token T] --agent echo|deny
+
+Runs a reference agent until SIGTERM or SIGINT, then drains gracefully and
+exits 0. With --listen it prints one line "listening on ENDPOINT" to stderr
+when ready; with --dial it registers on a proxy's reverse-connection
+listener and prints "registered on ENDPOINT as ID" after each registration.`
+
+// serveFlags are the flags of the serve command.
+type serveFlags struct {
+	listen, dial  string
+	agentKind     string
+	denyPrefix    string
+	agentID       string
+	token         string
+	drainTimeout  time.Duration
+	encodings     string
+	verbose       bool
+	tls           tlsFlags
+	listenAddress func(string) // test hook: receives the "listening on" address
+}
+
+// newHandler returns the reference agent named kind.
+func newHandler(kind, denyPrefix string) (agent.Handler, error) {
+	switch kind {
+	case "echo":
+		return refagents.Echo{}, nil
+	case "deny":
+		return refagents.Deny{Prefix: denyPrefix}, nil
+	}
+	return nil, usagef("--agent %q: want echo or deny", kind)
+}
+
+func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
+	var f serveFlags
+	fs := newFlagSet("serve", serveSynopsis, stderr)
+	fs.StringVar(&f.listen, "listen", "", "endpoint to listen on (grpc://host:port, host:port, grpcs://host:port, grpc+unix:///path, unix:///path, /path)")
+	fs.StringVar(&f.dial, "dial", "", "reverse-connection listener to register on (unix:///path, /path, host:port)")
+	fs.StringVar(&f.agentKind, "agent", "echo", "reference agent: echo (allow, set X-Agent-Processed: true) or deny (block 403 under --deny-prefix)")
+	fs.StringVar(&f.denyPrefix, "deny-prefix", refagents.DefaultDenyPrefix, "URI prefix the deny agent blocks")
+	fs.StringVar(&f.agentID, "agent-id", "", "agent id announced in the handshake or registration (default agentwire-<agent>; required with --dial)")
+	fs.StringVar(&f.token, "token", "", "auth token sent in the reverse registration (--dial)")
+	fs.DurationVar(&f.drainTimeout, "drain-timeout", 10*time.Second, "how long a graceful stop may wait for requests in flight")
+	fs.StringVar(&f.encodings, "encodings", "json,msgpack", "Unix-socket payload encodings the agent accepts (json,msgpack or json)")
+	fs.BoolVar(&f.verbose, "v", false, "log connection events to stderr")
+	f.tls.register(fs, true)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	return serve(ctx, &f, stderr)
+}
+
+// serve runs the agent described by f until ctx ends, then stops it
+// gracefully. It returns nil after a graceful stop.
+func serve(ctx context.Context, f *serveFlags, stderr io.Writer) error {
+	if (f.listen == "") == (f.dial == "") {
+		return usagef("give exactly one of --listen and --dial")
+	}
+	h, err := newHandler(f.agentKind, f.denyPrefix)
+	if err != nil {
+		return err
+	}
+	id := f.agentID
+	if id == "" {
+		if f.dial != "" {
+			return usagef("--dial needs --agent-id")
+		}
+		id = "agentwire-" + f.agentKind
+	}
+	if f.token != "" && f.dial == "" {
+		return usagef("--token applies to --dial only")
+	}
+	encs, err := parseEncodings(f.encodings)
+	if err != nil {
+		return err
+	}
+	logLevel := slog.LevelWarn
+	if f.verbose {
+		logLevel = slog.LevelInfo
+	}
+	opts := []agent.Option{
+		agent.WithAgentID(id),
+		agent.WithName("agentwire " + f.agentKind),
+		agent.WithVersion(version),
+		agent.WithLogger(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))),
+		agent.WithEncodings(encs...),
+	}
+
+	var ep endpoint
+	if f.listen != "" {
+		if ep, err = parseEndpoint(f.listen); err != nil {
+			return err
+		}
+		if ep.kind == epGRPCS {
+			cfg, err := f.tls.serverConfig()
+			if err != nil {
+				return err
+			}
+			opts = append(opts, agent.WithGRPCServerOptions(grpc.Creds(credentials.NewTLS(cfg))))
+		} else if f.tls.set() {
+			return usagef("--tls-* flags need a grpcs:// endpoint")
+		}
+	} else if f.tls.set() {
+		return usagef("--tls-* flags apply to --listen grpcs:// only")
+	}
+	srv := agent.NewServer(h, opts...)
+
+	errc := make(chan error, 1)
+	if f.listen != "" {
+		if err := startListener(ctx, srv, ep, errc, func(addr string) {
+			fmt.Fprintf(stderr, "listening on %s\n", addr)
+			if f.listenAddress != nil {
+				f.listenAddress(addr)
+			}
+		}); err != nil {
+			srv.Close()
+			return err
+		}
+	} else {
+		onReg := agent.WithOnRegistered(func(r payload.RegistrationResponse) {
+			fmt.Fprintf(stderr, "registered on %s as %s (connection %s)\n", f.dial, id, r.ConnectionID)
+		})
+		ropts := []agent.ReverseOption{onReg}
+		if f.token != "" {
+			ropts = append(ropts, agent.WithAuthToken(f.token))
+		}
+		// The reverse connection must not see the signal context: Shutdown
+		// ends it gracefully instead.
+		go func() { errc <- srv.ServeReverse(context.WithoutCancel(ctx), f.dial, ropts...) }()
+	}
+
+	select {
+	case err := <-errc:
+		// The transport ended on its own (listener failure, rejected
+		// configuration): nothing to drain.
+		srv.Close()
+		if errors.Is(err, agent.ErrServerClosed) {
+			return nil
+		}
+		return err
+	case <-ctx.Done():
+	}
+
+	fmt.Fprintln(stderr, "draining")
+	dctx, cancel := context.WithTimeout(context.Background(), f.drainTimeout)
+	defer cancel()
+	_ = srv.Drain(dctx)
+	if err := srv.Shutdown(dctx); err != nil {
+		<-errc
+		return fmt.Errorf("graceful stop did not finish within %v: %w", f.drainTimeout, err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, agent.ErrServerClosed) {
+		return err
+	}
+	fmt.Fprintln(stderr, "stopped")
+	return nil
+}
+
+// parseEncodings splits the --encodings list.
+func parseEncodings(s string) ([]string, error) {
+	var out []string
+	for _, e := range splitList(s) {
+		if e != payload.EncodingJSON && e != payload.EncodingMsgpack {
+			return nil, usagef("--encodings: unknown encoding %q", e)
+		}
+		out = append(out, e)
+	}
+	if len(out) == 0 {
+		return nil, usagef("--encodings is empty")
+	}
+	return out, nil
+}
+
+// startListener binds ep and serves srv on it in the background; the
+// serving goroutine's result goes to errc. ready is called with the
+// endpoint actually bound once connections are accepted.
+func startListener(ctx context.Context, srv *agent.Server, ep endpoint, errc chan<- error, ready func(string)) error {
+	switch ep.kind {
+	case epGRPC, epGRPCS:
+		ln, err := net.Listen("tcp", ep.addr)
+		if err != nil {
+			return err
+		}
+		go func() { errc <- srv.ServeGRPC(ln) }()
+		scheme := "grpc://"
+		if ep.kind == epGRPCS {
+			scheme = "grpcs://"
+		}
+		ready(scheme + ln.Addr().String())
+		return nil
+	case epGRPCUnix:
+		ln, err := net.Listen("unix", ep.addr)
+		if err != nil {
+			return err
+		}
+		go func() { errc <- srv.ServeGRPC(ln) }()
+		ready("grpc+unix://" + ep.addr)
+		return nil
+	}
+	// The binary protocol: ListenAndServeUDS owns the socket file (stale
+	// socket handling, permissions, removal). The socket is ready when a
+	// socket file other than a pre-existing one appears at the path.
+	before, _ := os.Lstat(ep.addr)
+	udsErr := make(chan error, 1)
+	go func() { udsErr <- srv.ListenAndServeUDS(ep.addr) }()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for {
+		if fi, err := os.Lstat(ep.addr); err == nil && fi.Mode()&os.ModeSocket != 0 && (before == nil || !os.SameFile(before, fi)) {
+			go func() { errc <- <-udsErr }()
+			ready("unix://" + ep.addr)
+			return nil
+		}
+		select {
+		case err := <-udsErr:
+			if err == nil || errors.Is(err, agent.ErrServerClosed) {
+				err = errors.New("the unix-socket server stopped before it was ready")
+			}
+			return err
+		case <-deadline.C:
+			srv.Close()
+			<-udsErr
+			return fmt.Errorf("socket %s did not appear within 10s", ep.addr)
+		case <-ctx.Done():
+			srv.Close()
+			<-udsErr
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
