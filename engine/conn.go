@@ -73,6 +73,13 @@ type dialer interface {
 	close() error
 }
 
+// oneShotDialer marks dialers whose only session is the one they were
+// created with (reverse connections): the Conn closes itself when it ends.
+type oneShotDialer interface {
+	dialer
+	oneShot()
+}
+
 // Dial connects to the agent at endpoint, performs the handshake and
 // returns the ready Conn. ctx bounds the first connection only; later
 // reconnections are bounded by WithConnectTimeout and WithHandshakeTimeout.
@@ -80,8 +87,9 @@ type dialer interface {
 // Endpoints: "grpc://host:port", "http://host:port" or "host:port" (gRPC
 // over TCP; plaintext needs WithInsecure, or pass WithTLS), "grpcs://" or
 // "https://host:port" (TLS), "grpc+unix:///path" (gRPC over a Unix socket;
-// TLS only with WithTLS). The binary Unix-socket protocol ("unix:/path",
-// "/path", "*.sock") is not supported yet.
+// TLS only with WithTLS). "unix:///path", "unix:/path", "/path" and
+// relative "*.sock" paths select the binary Unix-socket protocol (SPEC 6;
+// see WithEncodings and the package documentation).
 func Dial(ctx context.Context, endpoint string, opts ...Option) (*Conn, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
@@ -96,7 +104,12 @@ func Dial(ctx context.Context, endpoint string, opts ...Option) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := newGRPCDialer(ep, &o)
+	var d dialer
+	if ep.udsPath != "" {
+		d, err = newUDSDialer(ep, &o)
+	} else {
+		d, err = newGRPCDialer(ep, &o)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -208,6 +221,12 @@ func (c *Conn) supervise(s *session) {
 		c.notifySession()
 		s.wg.Wait()
 		c.log.Warn("agentwire: connection to agent lost", "err", s.lost)
+		if _, ok := c.d.(oneShotDialer); ok {
+			// A reverse connection cannot be reopened from this side:
+			// the agent dials again and gets a new Conn.
+			go c.Close()
+			return
+		}
 		for attempt := 0; ; attempt++ {
 			timer.Reset(c.backoff(attempt))
 			select {

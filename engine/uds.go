@@ -1,0 +1,547 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/mem"
+
+	"github.com/agentwire/agentwire/codec/frame"
+	"github.com/agentwire/agentwire/codec/payload"
+)
+
+// This file is the binary Unix-socket transport (SPEC 6) and, without its
+// handshake, the transport of reverse connections (SPEC 7, reverse.go).
+//
+// One session is one socket. Outbound: callers encode whole frames (header
+// and payload) into pooled buffers on their own goroutines; the session's
+// writer hands them to send, which only collects them, and calls flush when
+// the outbound queue is empty, which writes everything collected with one
+// writev system call. Inbound: the session's reader runs readLoop over a
+// frame.Reader (one read system call brings in many frames; payloads are
+// returned without a copy) and routes replies by their correlation id
+// without decoding them first (uds_peek.go).
+
+// parseUDSEndpoint accepts "unix:///path", "unix://path", "unix:/path",
+// "unix:path", "/path" and relative "*.sock" paths.
+func parseUDSEndpoint(s string) (endpoint, error) {
+	path := s
+	switch {
+	case strings.HasPrefix(s, "unix://"):
+		path = strings.TrimPrefix(s, "unix://")
+	case strings.HasPrefix(s, "unix:"):
+		path = strings.TrimPrefix(s, "unix:")
+	}
+	if path == "" {
+		return endpoint{}, fmt.Errorf("agentwire: endpoint %q: empty socket path", s)
+	}
+	return endpoint{udsPath: path}, nil
+}
+
+// ---------------------------------------------------------------------------
+// dialer
+
+// udsDialer opens Unix-socket sessions: connect, then the JSON handshake.
+type udsDialer struct {
+	path string
+	o    *options
+}
+
+func newUDSDialer(ep endpoint, o *options) (*udsDialer, error) {
+	if o.tls != nil {
+		return nil, errors.New("agentwire: WithTLS is not supported by the binary Unix-socket protocol")
+	}
+	return &udsDialer{path: ep.udsPath, o: o}, nil
+}
+
+func (d *udsDialer) close() error { return nil }
+
+// open connects (bounded by the connect timeout) and runs the handshake
+// (bounded by the handshake timeout; SPEC 6.3, fact 10, 12): 0x01 with
+// supported_versions [2], the proxy's id and version, the agent
+// configuration (or null) and the offered encodings; the agent must answer
+// 0x02 with success, protocol version 2, every capability key, and an
+// encoding that was offered (a missing one means json). ctx bounds both.
+func (d *udsDialer) open(ctx context.Context, hs *payload.HandshakeRequest) (transport, payload.Capabilities, error) {
+	var caps payload.Capabilities
+	cctx, cancel := context.WithTimeout(ctx, d.o.connectTimeout)
+	var nd net.Dialer
+	nc, err := nd.DialContext(cctx, "unix", d.path)
+	cancel()
+	if err != nil {
+		detail := "connect " + d.path
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			detail = "connect timed out"
+		}
+		return nil, caps, &Error{Kind: ErrConnectFailed, Detail: detail, Err: err}
+	}
+
+	// The handshake is bounded by its own deadline and by ctx.
+	timedOut := false
+	nc.SetDeadline(time.Now().Add(d.o.handshakeTimeout))
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	maxPayload, maxLen := udsLimits(d.o)
+	rd := frame.NewReader(nc, maxLen)
+	fail := func(kind error, detail string, err error) (transport, payload.Capabilities, error) {
+		stop()
+		nc.Close()
+		rd.Release()
+		if ctx.Err() != nil {
+			return nil, caps, &Error{Kind: ErrConnectFailed, Detail: detail, Err: ctx.Err()}
+		}
+		if timedOut {
+			return nil, caps, &Error{Kind: ErrConnectFailed, Detail: "handshake timed out", Err: err}
+		}
+		return nil, caps, &Error{Kind: kind, Detail: detail, Err: err}
+	}
+	isTimeout := func(err error) bool {
+		var ne net.Error
+		return errors.As(err, &ne) && ne.Timeout()
+	}
+
+	req := payload.HandshakeRequest{
+		SupportedVersions:  []uint32{payload.ProtocolVersion},
+		ProxyID:            hs.ProxyID,
+		ProxyVersion:       hs.ProxyVersion,
+		Config:             hs.Config,
+		SupportedEncodings: d.o.uds.offered(),
+	}
+	buf, start := frame.BeginFrame(make([]byte, 0, 256+len(hs.Config)), frame.TypeHandshakeRequest)
+	buf = payload.AppendHandshakeRequestJSON(buf, &req)
+	if err := frame.EndFrame(buf, start); err != nil {
+		return fail(ErrMessageTooLarge, "handshake request", err)
+	}
+	if _, err := nc.Write(buf); err != nil {
+		timedOut = isTimeout(err)
+		return fail(ErrConnectFailed, "send handshake", err)
+	}
+	typ, p, err := rd.ReadFrame()
+	if err != nil {
+		var ut *frame.UnknownTypeError
+		if errors.As(err, &ut) {
+			return fail(ErrHandshakeRejected, "expected a handshake response (0x02), got "+ut.Type.String(), nil)
+		}
+		timedOut = isTimeout(err)
+		if err == io.EOF {
+			return fail(ErrConnectFailed, "agent closed the connection without a handshake response", err)
+		}
+		return fail(ErrConnectFailed, "read handshake response", err)
+	}
+	if typ != frame.TypeHandshakeResponse {
+		return fail(ErrHandshakeRejected, "expected a handshake response (0x02), got "+typ.String(), nil)
+	}
+	var resp payload.HandshakeResponse
+	if err := payload.DecodeHandshakeResponseJSON(p, &resp); err != nil {
+		return fail(ErrHandshakeRejected, "undecodable handshake response", err)
+	}
+	switch {
+	case !resp.Success:
+		msg := resp.Error.Value
+		if msg == "" {
+			msg = "unknown handshake error"
+		}
+		return fail(ErrHandshakeRejected, "agent refused: "+msg, nil)
+	case resp.ProtocolVersion != payload.ProtocolVersion:
+		return fail(ErrHandshakeRejected, fmt.Sprintf("agent answered protocol version %d, want 2", resp.ProtocolVersion), nil)
+	}
+	enc := resp.Encoding
+	if enc == "" {
+		enc = payload.EncodingJSON
+	}
+	offered := false
+	for _, e := range req.SupportedEncodings {
+		if e == enc {
+			offered = true
+		}
+	}
+	if !offered {
+		return fail(ErrHandshakeRejected, fmt.Sprintf("agent chose encoding %q, which was not offered (offered %q)", enc, req.SupportedEncodings), nil)
+	}
+	if !stop() {
+		return fail(ErrConnectFailed, "handshake", nil) // ctx ended just now
+	}
+	nc.SetDeadline(time.Time{})
+
+	caps = resp.Capabilities
+	caps.ProtocolVersion = resp.ProtocolVersion
+	caps.SupportedEvents = grpcEventCodes(caps.SupportedEvents)
+	msgpack := enc == payload.EncodingMsgpack
+	t := newUDSTransport(nc, rd, maxPayload, msgpack, msgpack && d.o.uds.rawBodies, d.o.logger)
+	return t, caps, nil
+}
+
+// grpcEventCodes converts Unix-socket supported_events codes to the proto
+// numbering used everywhere in this package (Configure 0 → 8, SPEC 2.4).
+func grpcEventCodes(in []int32) []int32 {
+	out := make([]int32, len(in))
+	for i, e := range in {
+		if e == payload.EventConfigureUDS {
+			e = payload.EventConfigureGRPC
+		}
+		out[i] = e
+	}
+	return out
+}
+
+// ---------------------------------------------------------------------------
+// transport
+
+// Writer batching limits: send flushes early when this many frames or
+// bytes are collected.
+const (
+	udsMaxBatchFrames = 512
+	udsMaxBatchBytes  = 256 << 10
+)
+
+// udsTransport is one Unix-socket (or reverse) connection. The encoders are
+// safe for concurrent use; send and flush belong to the session's writer,
+// readLoop to its reader.
+type udsTransport struct {
+	nc         net.Conn
+	rd         *frame.Reader
+	maxPayload int
+	msgpack    bool // negotiated encoding of events, replies and reports
+	raw        bool // msgpack body data as raw bin
+	log        *slog.Logger
+	writev     bool // nc supports writev (net.Buffers)
+
+	// Writer-owned batch.
+	batch []mem.Buffer
+	bytes int
+	iov   net.Buffers
+	wbuf  []byte // coalescing buffer for connections without writev (TLS)
+
+	// Configure events in flight: their replies are consumed here instead
+	// of counting as orphans.
+	cfgMu  sync.Mutex
+	cfgIDs map[string]struct{}
+	cfgSeq atomic.Uint64
+
+	// scratch is the reader's reply for replies that need the slow path.
+	scratch payload.AgentResponse
+
+	closeOnce sync.Once
+}
+
+func newUDSTransport(nc net.Conn, rd *frame.Reader, maxPayload int, msgpack, raw bool, log *slog.Logger) *udsTransport {
+	t := &udsTransport{
+		nc:         nc,
+		rd:         rd,
+		maxPayload: maxPayload,
+		msgpack:    msgpack,
+		raw:        raw,
+		log:        log,
+		batch:      make([]mem.Buffer, 0, 64),
+		iov:        make(net.Buffers, 0, 64),
+		cfgIDs:     make(map[string]struct{}),
+	}
+	switch nc.(type) {
+	case *net.UnixConn, *net.TCPConn:
+		t.writev = true
+	}
+	return t
+}
+
+// send collects buf for the next flush (flushing first when the batch is
+// full). Writer goroutine only.
+func (t *udsTransport) send(buf mem.Buffer) error {
+	t.batch = append(t.batch, buf)
+	t.bytes += buf.Len()
+	if len(t.batch) >= udsMaxBatchFrames || t.bytes >= udsMaxBatchBytes {
+		return t.flush()
+	}
+	return nil
+}
+
+// flush writes the collected frames with one system call (writev; a single
+// coalesced write on connections without it) and frees them.
+func (t *udsTransport) flush() error {
+	n := len(t.batch)
+	if n == 0 {
+		return nil
+	}
+	var err error
+	switch {
+	case n == 1:
+		_, err = t.nc.Write(t.batch[0].ReadOnlyData())
+	case t.writev:
+		iov := t.iov[:0]
+		for _, b := range t.batch {
+			iov = append(iov, b.ReadOnlyData())
+		}
+		t.iov = iov[:0] // WriteTo consumes (and clears) its own header copy
+		_, err = iov.WriteTo(t.nc)
+	default:
+		w := t.wbuf[:0]
+		for _, b := range t.batch {
+			w = append(w, b.ReadOnlyData()...)
+		}
+		_, err = t.nc.Write(w)
+		if cap(w) <= udsMaxBatchBytes*2 {
+			t.wbuf = w[:0]
+		}
+	}
+	for i, b := range t.batch {
+		b.Free()
+		t.batch[i] = nil
+	}
+	t.batch = t.batch[:0]
+	t.bytes = 0
+	return err
+}
+
+func (t *udsTransport) sendControl(buf mem.Buffer) error {
+	buf.Free()
+	return errNoControl
+}
+
+func (t *udsTransport) hasControl() bool { return false }
+
+func (t *udsTransport) readControlLoop(*session) error { return errNoControl }
+
+func (t *udsTransport) close() {
+	t.closeOnce.Do(func() { t.nc.Close() })
+}
+
+// readLoop reads frames until the connection fails (SPEC 6.2 table, agent
+// to proxy). Unknown type bytes are skipped (the frame reader consumes the
+// payload) and counted; an invalid LEN (zero, or above the receive limit)
+// ends the connection with the frame package's typed error, which becomes
+// the cause of every pending request's ErrConnectionLost.
+func (t *udsTransport) readLoop(s *session) error {
+	defer t.rd.Release()
+	for {
+		typ, p, err := t.rd.ReadFrame()
+		if err != nil {
+			var ut *frame.UnknownTypeError
+			if errors.As(err, &ut) {
+				s.c.stats.protocolErrors.Add(1)
+				s.c.log.Warn("agentwire: skipping frame of unknown type from agent", "type", ut.Type.String())
+				continue
+			}
+			var tl *frame.TooLargeError
+			if errors.As(err, &tl) || errors.Is(err, frame.ErrZeroLength) {
+				s.c.stats.protocolErrors.Add(1)
+				s.c.log.Warn("agentwire: closing connection after an invalid frame length", "err", err)
+			}
+			return err
+		}
+		switch typ {
+		case frame.TypeAgentResponse:
+			t.handleReply(s, p)
+		case frame.TypePong:
+			var pong payload.Pong
+			if err := payload.DecodePongJSON(p, &pong); err != nil {
+				s.protocolError("undecodable pong", err)
+				continue
+			}
+			s.onPong(pong)
+		case frame.TypeHealthStatus:
+			var h payload.HealthStatus
+			if err := t.decodeReport(p, func(b []byte) error { return payload.DecodeHealthStatusJSON(b, &h) },
+				func(b []byte) error { return payload.DecodeHealthStatusMsgpack(b, &h) }); err != nil {
+				s.protocolError("undecodable health status", err)
+				continue
+			}
+			s.onHealth(h)
+		case frame.TypeMetricsReport:
+			m := new(payload.MetricsReport)
+			if err := t.decodeReport(p, func(b []byte) error { return payload.DecodeMetricsReportJSON(b, m) },
+				func(b []byte) error { return payload.DecodeMetricsReportMsgpack(b, m) }); err != nil {
+				s.protocolError("undecodable metrics report", err)
+				continue
+			}
+			s.onMetrics(m)
+		case frame.TypeConfigUpdateRequest:
+			r := new(payload.ConfigUpdateRequest)
+			if err := t.decodeReport(p, func(b []byte) error { return payload.DecodeConfigUpdateRequestJSON(b, r) },
+				func(b []byte) error { return payload.DecodeConfigUpdateRequestMsgpack(b, r) }); err != nil {
+				s.protocolError("undecodable config update request", err)
+				continue
+			}
+			// No frame type carries an answer (SPEC 6.9): the core runs
+			// the handler and counts the answer as unsent.
+			s.onConfigUpdate(r)
+		case frame.TypeFlowControl:
+			var f payload.FlowControlSignal
+			if err := t.decodeReport(p, func(b []byte) error { return payload.DecodeFlowControlSignalJSON(b, &f) },
+				func(b []byte) error { return payload.DecodeFlowControlSignalMsgpack(b, &f) }); err != nil {
+				s.protocolError("undecodable flow-control signal", err)
+				continue
+			}
+			s.onFlow(f)
+		default:
+			// A valid type that agents do not send (0x01, 0x02 again, events,
+			// cancel, ping): ignored, like Rust readers do.
+			s.protocolError("unexpected frame from agent: "+typ.String(), nil)
+		}
+	}
+}
+
+// decodeReport decodes an agent-originated report in the negotiated
+// encoding; on a MessagePack connection a payload that starts like a JSON
+// object is read as JSON (a '{' is never the first byte of a MessagePack
+// struct).
+func (t *udsTransport) decodeReport(p []byte, fromJSON, fromMsgpack func([]byte) error) error {
+	if t.msgpack && !looksLikeJSONObject(p) {
+		return fromMsgpack(p)
+	}
+	return fromJSON(p)
+}
+
+func looksLikeJSONObject(p []byte) bool {
+	for _, c := range p {
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
+		}
+		return c == '{'
+	}
+	return false
+}
+
+// handleReply routes one 0x20 reply (SPEC 6.5): the routing id
+// (audit.custom.correlation_id) is located without decoding, the waiting
+// request is claimed with a view of those bytes (no allocation), and the
+// reply is decoded straight into the caller's destination. A reply that
+// names a waiting request but does not decode fails that request at once
+// with ErrProtocol instead of leaving it to time out.
+func (t *udsTransport) handleReply(s *session, p []byte) {
+	var id []byte
+	var ok, escaped bool
+	if t.msgpack {
+		id, ok = payload.ResponseCorrelationIDMsgpack(p)
+	} else {
+		var start, end int
+		start, end, escaped, ok = replyIDJSON(p)
+		id = p[start:end]
+	}
+	var cid string
+	if ok && !escaped {
+		cid = bytesView(id) // a view: used for lookups only
+	} else {
+		var routable bool
+		if cid, routable = t.slowReplyID(s, p, id, ok && escaped); !routable {
+			return
+		}
+	}
+	pd, found := s.pending.LoadAndDelete(cid)
+	if !found {
+		t.unclaimed(s, p, cid)
+		return
+	}
+	dst := pd.dst
+	var err error
+	if t.msgpack {
+		dst.CorrelationID = pd.id // an equal decoded id reuses this string
+		err = payload.DecodeAgentResponseMsgpack(p, dst)
+	} else {
+		err = payload.DecodeAgentResponseJSON(p, dst)
+	}
+	dst.CorrelationID = pd.id
+	if err != nil {
+		s.complete(pd, &Error{Kind: ErrProtocol, CorrelationID: pd.id, Detail: "undecodable reply", Err: err})
+		return
+	}
+	s.complete(pd, nil)
+}
+
+// slowReplyID finds the routing id of a reply the fast scan could not
+// use: a JSON id with escape sequences (id is its raw body inside p, and is
+// unescaped here), or a reply whose shape the scan does not follow (decoded
+// in full). It reports false, after counting a protocol error, when the
+// reply cannot be routed.
+func (t *udsTransport) slowReplyID(s *session, p, id []byte, escaped bool) (string, bool) {
+	if escaped {
+		var cid string
+		quoted := make([]byte, 0, len(id)+2)
+		quoted = append(append(append(quoted, '"'), id...), '"')
+		if err := json.Unmarshal(quoted, &cid); err == nil {
+			return cid, true
+		}
+	}
+	r := &t.scratch
+	var err error
+	if t.msgpack {
+		err = payload.DecodeAgentResponseMsgpack(p, r)
+	} else {
+		err = payload.DecodeAgentResponseJSON(p, r)
+	}
+	switch {
+	case err != nil:
+		s.protocolError("undecodable reply without a usable correlation id", err)
+		return "", false
+	case r.CorrelationID == "":
+		s.protocolError("reply without audit.custom.correlation_id", nil)
+		return "", false
+	}
+	return r.CorrelationID, true
+}
+
+// unclaimed handles a reply that no request is waiting for: the answer to
+// a configure event, or an orphan (late reply after a deadline or cancel,
+// or an unknown id).
+func (t *udsTransport) unclaimed(s *session, p []byte, cid string) {
+	if t.takeConfigureID(cid) {
+		r := &t.scratch
+		var err error
+		if t.msgpack {
+			err = payload.DecodeAgentResponseMsgpack(p, r)
+		} else {
+			err = payload.DecodeAgentResponseJSON(p, r)
+		}
+		switch {
+		case err != nil:
+			s.protocolError("undecodable reply to a configure event", err)
+		case r.Decision.Kind != payload.DecisionAllow:
+			s.c.log.Warn("agentwire: agent rejected the configuration",
+				"decision", r.Decision.Kind.String(), "status", r.Decision.Status, "body", r.Decision.Body.Value)
+		default:
+			s.c.log.Debug("agentwire: agent accepted the configuration")
+		}
+		return
+	}
+	s.c.stats.orphans.Add(1)
+}
+
+// maxConfigureIDs bounds the set of unanswered configure ids (an agent that
+// never answers configure events must not grow it without limit).
+const maxConfigureIDs = 64
+
+// configureID returns the correlation id for a configure event and
+// remembers it, so the agent's reply is recognised.
+func (t *udsTransport) configureID(given string) string {
+	cid := given
+	if cid == "" {
+		cid = "agentwire-configure-" + fmt.Sprint(t.cfgSeq.Add(1))
+	}
+	t.cfgMu.Lock()
+	if len(t.cfgIDs) >= maxConfigureIDs {
+		clear(t.cfgIDs)
+	}
+	t.cfgIDs[cid] = struct{}{}
+	t.cfgMu.Unlock()
+	return cid
+}
+
+func (t *udsTransport) takeConfigureID(cid string) bool {
+	t.cfgMu.Lock()
+	defer t.cfgMu.Unlock()
+	if len(t.cfgIDs) == 0 {
+		return false
+	}
+	if _, ok := t.cfgIDs[cid]; ok {
+		delete(t.cfgIDs, cid)
+		return true
+	}
+	return false
+}
