@@ -90,6 +90,10 @@ package payload
 // is left in an unspecified but valid state. Decoded values never alias the
 // input buffer.
 //
+// EventCorrelationIDMsgpack and ResponseCorrelationIDMsgpack extract the
+// routing id without a full decode (fail-open replies, failing one request
+// on a malformed reply).
+//
 // All functions are safe for concurrent use on distinct destinations.
 
 import (

@@ -510,7 +510,9 @@ var mpInspectionTypes = []string{InspectionPromptInjection, InspectionPIIDetecti
 
 // AppendGuardrailInspectMsgpack appends e as a guardrail-inspect event map.
 // Absent model / route_id and empty categories / metadata are left out
-// (all have defaults on the Rust side).
+// (all have defaults on the Rust side). InspectionType is written as is; a
+// Rust agent accepts only InspectionPromptInjection and
+// InspectionPIIDetection.
 func AppendGuardrailInspectMsgpack(b []byte, e *GuardrailInspectEvent) []byte {
 	n := uint32(3)
 	if e.Model.Valid {
