@@ -197,7 +197,7 @@ func Run(ctx context.Context, cfg Config, rt RoundTrip) (Result, error) {
 	}
 	res.AllocsPerRequest = float64(ms1.Mallocs-ms0.Mallocs) / float64(n)
 	res.BytesPerRequest = float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(n)
-	res.CPUusPerRequest = float64((cpu1-cpu0).Microseconds()) / float64(n)
+	res.CPUusPerRequest = float64((cpu1 - cpu0).Microseconds()) / float64(n)
 	return res, nil
 }
 

@@ -1,0 +1,88 @@
+package bench
+
+import (
+	"context"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/agentwire/agentwire/agent"
+	"github.com/agentwire/agentwire/agent/refagents"
+	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/engine"
+)
+
+// chunkCounter is the echo agent counting body chunks and their bytes.
+type chunkCounter struct {
+	refagents.Echo
+	chunks, bytes, last atomic.Int64
+}
+
+func (c *chunkCounter) OnRequestBodyChunk(_ context.Context, ev *payload.BodyChunk, _ *payload.AgentResponse) error {
+	c.chunks.Add(1)
+	c.bytes.Add(int64(len(ev.Data)))
+	if ev.IsLast {
+		c.last.Add(1)
+	}
+	return nil
+}
+
+func startEcho(t *testing.T, h agent.Handler) string {
+	t.Helper()
+	srv := agent.NewServer(h)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.ServeGRPC(ln) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+	return ln.Addr().String()
+}
+
+func TestEngineLoadBodyChunks(t *testing.T) {
+	h := &chunkCounter{}
+	addr := startEcho(t, h)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var conns []*engine.Conn
+	for range 2 {
+		c, err := engine.Dial(ctx, addr, engine.WithInsecure())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	rt, err := EngineLoad{Conns: conns, Concurrency: 3, BodySize: 1000, ChunkSize: 300}.RoundTrip()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(ctx, Config{Concurrency: 3, Duration: 200 * time.Millisecond, Warmup: -1}, rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors != 0 || res.Requests == 0 {
+		t.Fatalf("result %+v", res)
+	}
+	// Every round trip sends 4 chunks (300+300+300+100), the last one marked.
+	chunks, last, n := h.chunks.Load(), h.last.Load(), h.bytes.Load()
+	if chunks != 4*last || n != 1000*last || last < res.Requests {
+		t.Fatalf("chunks %d, last %d, bytes %d for %d requests", chunks, last, n, res.Requests)
+	}
+	for _, c := range conns {
+		if c.Stats().Received == 0 {
+			t.Fatal("a connection carried no request")
+		}
+	}
+}
+
+func TestEngineLoadValidation(t *testing.T) {
+	if _, err := (EngineLoad{Concurrency: 1}).RoundTrip(); err == nil {
+		t.Error("no connection accepted")
+	}
+	if _, err := (EngineLoad{Conns: []*engine.Conn{nil}}).RoundTrip(); err == nil {
+		t.Error("zero concurrency accepted")
+	}
+}
