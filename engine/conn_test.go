@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -331,10 +330,6 @@ func TestDialErrors(t *testing.T) {
 	if _, err := Dial(ctx, "127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "WithInsecure") {
 		t.Fatalf("plaintext without WithInsecure: %v", err)
 	}
-	if _, err := Dial(ctx, "unix:///tmp/agent.sock", WithInsecure()); !errors.Is(err, errUDSNotSupported) ||
-		err.Error() != "agentwire: unix-socket transport not supported yet" {
-		t.Fatalf("uds: %v", err)
-	}
 	if _, err := Dial(ctx, "grpcs://127.0.0.1:1", WithInsecure()); err == nil {
 		t.Fatal("grpcs with WithInsecure accepted")
 	}
@@ -365,7 +360,7 @@ func TestParseEndpoint(t *testing.T) {
 			t.Errorf("%s: %+v %v", in, got, err)
 		}
 	}
-	for _, in := range []string{"", "unix:/run/a.sock", "/run/a.sock", "agent.sock", "ftp://x:1", "nohost", "grpc+unix://relative"} {
+	for _, in := range []string{"", "ftp://x:1", "nohost", "grpc+unix://relative"} {
 		if _, err := parseEndpoint(in); err == nil {
 			t.Errorf("%s accepted", in)
 		}
