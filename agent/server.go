@@ -332,7 +332,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // waitStreams waits until every goroutine owned by the server has exited.
-func (s *Server) waitStreams() { s.wg.Wait() }
+func (s *Server) waitStreams() {
+	// Taking mu orders every s.wg.Add made under mu by a transport (after
+	// checking closed()) before this Wait, as WaitGroup requires for the
+	// first Add.
+	s.mu.Lock()
+	s.mu.Unlock() //nolint:staticcheck // empty critical section on purpose
+	s.wg.Wait()
+}
 
 // Close ends everything at once: every request context is cancelled, every
 // stream ends, the grpc.Server created by ServeGRPC is stopped. It waits for

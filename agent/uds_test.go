@@ -1098,3 +1098,60 @@ func TestBestEffortID(t *testing.T) {
 		t.Fatal("prefix changed")
 	}
 }
+
+// TestUDSLargeFrames sends an event larger than the reader's 64 KiB buffer
+// and answers with a reply larger than the writer's batch buffer.
+func TestUDSLargeFrames(t *testing.T) {
+	body := bytes.Repeat([]byte("0123456789abcdef"), 20000) // 320 KB
+	h := &funcHandler{reqBody: func(_ context.Context, ev *payload.BodyChunk, r *payload.AgentResponse) error {
+		if !bytes.Equal(ev.Data, body) {
+			r.Decision = payload.Block(400)
+			return nil
+		}
+		r.RequestBodyMutation = payload.Some(payload.BodyMutation{Action: payload.MutationReplace, Data: bytes.ToUpper(ev.Data)})
+		return nil
+	}}
+	e := startUDS(t, h)
+	p := dialRaw(t, e.path)
+	p.handshake("json")
+	ev := payload.BodyChunk{CorrelationID: "big", Data: body, IsLast: true, TotalSize: payload.Some(uint64(len(body)))}
+	for range 3 {
+		p.send(frame.TypeRequestBodyChunk, payload.AppendRequestBodyChunkJSON(nil, &ev))
+		p.ping(1)
+		// The pong and the reply may come in either order.
+		gotPong, gotReply := false, false
+		for !gotPong || !gotReply {
+			typ, b := p.recv()
+			switch typ {
+			case frame.TypePong:
+				gotPong = true
+			case frame.TypeAgentResponse:
+				gotReply = true
+				r := decodeReply(t, b, false)
+				if r.CorrelationID != "big" || r.Decision.Kind != payload.DecisionAllow || !bytes.Equal(r.RequestBodyMutation.Value.Data, bytes.ToUpper(body)) {
+					t.Fatalf("reply cid %q decision %+v", r.CorrelationID, r.Decision)
+				}
+			default:
+				t.Fatalf("unexpected frame %v", typ)
+			}
+		}
+	}
+}
+
+// TestUDSShutdownDuringHandshake: a connection that never completes its
+// handshake does not hold up Shutdown for the handshake timeout.
+func TestUDSShutdownDuringHandshake(t *testing.T) {
+	e := startUDS(t, BaseHandler{})
+	p := dialRaw(t, e.path)
+	time.Sleep(10 * time.Millisecond)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := e.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Shutdown took %v", d)
+	}
+	p.expectClosed()
+}
