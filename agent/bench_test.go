@@ -38,7 +38,7 @@ func benchRequest(cid string) *pb.ProxyToAgent {
 // the wire bytes (with the fast decoder, as under codec/grpccodec, or with
 // the reference vtprotobuf + pbconv path, as under grpc-go's default
 // codec), run the handler, build and encode the reply.
-func processOne(s *Server, t *inflightTable, ctx context.Context, in, out []byte, fast bool) []byte {
+func processOne(s *Server, t *inflightTable, slab *reqCtxSlab, ctx context.Context, in, out []byte, fast bool) []byte {
 	c := grpcCallPool.Get().(*grpcCall)
 	if fast {
 		if !decodeFast(string(in), &c.exchange) {
@@ -53,7 +53,7 @@ func processOne(s *Server, t *inflightTable, ctx context.Context, in, out []byte
 		c.kind = kindRequestHeaders
 		c.cid = m.GetRequestHeaders().GetMetadata().GetCorrelationId()
 	}
-	s.begin(ctx, t, &c.exchange)
+	s.beginWith(slab.get(ctx), t, &c.exchange)
 	c.process(s, t)
 	n := c.out.SizeVT()
 	if cap(out) < n {
@@ -86,13 +86,14 @@ func BenchmarkDispatch(b *testing.B) {
 				b.Fatal(err)
 			}
 			var t inflightTable
+			var slab reqCtxSlab
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			out := make([]byte, 0, 256)
 			b.ReportAllocs()
 			b.SetBytes(int64(len(in)))
 			for b.Loop() {
-				out = processOne(s, &t, ctx, in, out, fast)
+				out = processOne(s, &t, &slab, ctx, in, out, fast)
 			}
 		})
 	}
@@ -111,8 +112,9 @@ func BenchmarkDispatchParallel(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		out := make([]byte, 0, 256)
+		var slab reqCtxSlab // the reader's, in a stream: one per goroutine here
 		for pb.Next() {
-			out = processOne(s, &t, ctx, in, out, true)
+			out = processOne(s, &t, &slab, ctx, in, out, true)
 		}
 	})
 }

@@ -143,13 +143,29 @@ func (s *Server) begin(parent context.Context, t *inflightTable, x *exchange) {
 	s.stats.events.Add(1)
 }
 
-// end releases what begin acquired.
+// beginWith is begin with an allocation-free request context from a
+// connection's slab (reqctx.go) instead of context.WithCancel.
+func (s *Server) beginWith(rc *reqCtx, t *inflightTable, x *exchange) {
+	x.ctx, x.rc, x.cancel = rc, rc, nil
+	if t != nil {
+		t.add(x)
+	}
+	x.resetResp()
+	s.inflight.Add(1)
+	s.stats.events.Add(1)
+}
+
+// end releases what begin or beginWith acquired.
 func (s *Server) end(t *inflightTable, x *exchange) {
 	if t != nil {
 		t.remove(x)
 	}
-	x.cancel()
-	x.ctx, x.cancel = nil, nil
+	if x.rc != nil {
+		x.rc.cancel(context.Canceled)
+	} else {
+		x.cancel()
+	}
+	x.ctx, x.cancel, x.rc = nil, nil, nil
 	if s.inflight.Add(-1) == 0 && s.draining.Load() {
 		select {
 		case s.idle <- struct{}{}:

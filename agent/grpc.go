@@ -99,7 +99,8 @@ type procStream struct {
 	// as the stream (their grown stacks are reused, which a goroutine per
 	// event would pay for again every time).
 	work     chan *grpcCall
-	workers  int // started so far; reader only
+	workers  int        // started so far; reader only
+	ctxSlab  reqCtxSlab // request contexts; reader only
 	inflight inflightTable
 
 	established atomic.Bool // a handshake succeeded
@@ -389,7 +390,7 @@ func (st *procStream) accept(c *grpcCall) error {
 		return nil
 	}
 	c.st = st
-	s.begin(st.ctx, &st.inflight, &c.exchange)
+	s.beginWith(st.ctxSlab.get(st.ctx), &st.inflight, &c.exchange)
 	st.dispatch(c)
 	return nil
 }
