@@ -181,7 +181,11 @@ func (s *Server) invoke(x *exchange) {
 	err := s.call(x)
 	if err != nil {
 		s.stats.handlerErrors.Add(1)
-		s.log.LogAttrs(x.ctx, slog.LevelWarn, "agentwire: handler failed; answering with the error decision",
+		level := slog.LevelWarn
+		if x.ctx.Err() != nil {
+			level = slog.LevelDebug // cancelled by the proxy or the stream's end: expected
+		}
+		s.log.LogAttrs(x.ctx, level, "agentwire: handler failed; answering with the error decision",
 			slog.String("correlation_id", x.cid), slog.String("event", x.kind.String()), slog.Any("error", err))
 		x.resetResp()
 		x.resp.Decision = s.cfg.errDecision
