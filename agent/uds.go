@@ -786,33 +786,15 @@ func (uc *udsConn) process(c *udsCall) {
 	<-uc.sem
 }
 
-// begin is Server.begin with an allocation-free request context: it
-// registers c for cancels, pre-initialises the reply and counts the event.
-// Reader only.
+// begin registers c for cancels with an allocation-free request context,
+// pre-initialises the reply and counts the event. Reader only.
 func (uc *udsConn) begin(c *udsCall) {
-	s := uc.srv
-	rc := uc.ctxSlab.get(uc.ctx)
-	c.ctx, c.rc, c.cancel = rc, rc, nil
-	uc.inflight.add(&c.exchange)
-	c.resetResp()
-	s.inflight.Add(1)
-	s.stats.events.Add(1)
+	uc.srv.beginWith(uc.ctxSlab.get(uc.ctx), &uc.inflight, &c.exchange)
 }
 
-// end releases what begin acquired: the request context is cancelled (as
-// context.WithCancel's would be) and dropped.
-func (uc *udsConn) end(c *udsCall) {
-	s := uc.srv
-	uc.inflight.remove(&c.exchange)
-	c.rc.cancel(context.Canceled)
-	c.ctx, c.rc = nil, nil
-	if s.inflight.Add(-1) == 0 && s.draining.Load() {
-		select {
-		case s.idle <- struct{}{}:
-		default:
-		}
-	}
-}
+// end releases what begin acquired (the request context is cancelled, as
+// context.WithCancel's would be).
+func (uc *udsConn) end(c *udsCall) { uc.srv.end(&uc.inflight, &c.exchange) }
 
 // encodeReply encodes c.resp as a 0x20 frame into c.out. If the reply
 // cannot be encoded (an invalid audit.custom value in MessagePack, or more
