@@ -1,0 +1,162 @@
+// Package engine is the proxy side of the Zentinel agent protocol v2: a Conn
+// is one multiplexed connection to one agent, over gRPC
+// (zentinel.agent.v2.AgentServiceV2/ProcessStream).
+//
+// # Quick start
+//
+//	c, err := engine.Dial(ctx, "grpc://127.0.0.1:50051", engine.WithInsecure(),
+//		engine.WithAgentConfig(json.RawMessage(`{"mode":"block"}`)))
+//	if err != nil { ... }
+//	defer c.Close()
+//
+//	resp, err := c.RequestHeaders(ctx, &payload.RequestHeadersEvent{...})
+//	switch {
+//	case errors.Is(err, context.DeadlineExceeded): // the agent was too slow (a cancel was sent)
+//	case errors.Is(err, engine.ErrConnectionLost):  // the agent died while we waited
+//	case err != nil:                                // see the Err* kinds
+//	case resp.Decision.Kind == payload.DecisionBlock: ...
+//	}
+//
+// # Concurrency design
+//
+// A Conn runs one session at a time: one ProcessStream from a successful
+// handshake until the stream dies. Each session has exactly one reader
+// goroutine and exactly one writer goroutine (plus one reader for the
+// optional control stream, below); a supervisor goroutine replaces dead
+// sessions and a dispatcher goroutine runs user callbacks. Every goroutine
+// is owned by the Conn and has exited when Close returns.
+//
+// Callers never touch the stream. A request:
+//
+//  1. is admitted: Conn open, session up, event kind subscribed by the
+//     agent, agent health and flow control permitting (counted in flight);
+//  2. is encoded on the caller's goroutine, by hand-written protobuf code
+//     (internal/pbwire), straight into a pooled buffer (grpc mem.Buffer);
+//  3. registers a pending entry (pooled) in the session's xsync map under
+//     its correlation id — before anything is sent; a second in-flight
+//     request with the same id is refused with ErrDuplicateCorrelationID;
+//  4. hands the encoded buffer to the session's lock-free MPSC ring; the
+//     writer drains the ring in batches and passes each buffer to gRPC as
+//     is (the engine's codec neither copies nor re-encodes);
+//  5. waits on its entry's one-slot channel, its context, the default
+//     request timeout (a pooled timer, only when the context has no
+//     deadline) and the session's end.
+//
+// The reader decodes each AgentToProxy message in place from gRPC's receive
+// buffer: the reply's correlation id is looked up without allocating, the
+// entry removed from the map, the reply decoded into the caller's
+// AgentResponse and the caller woken by a non-blocking send. The reader
+// never waits for a caller, a callback or the writer.
+//
+// A pending entry is removed from the map exactly once — by the reader
+// (reply), by the caller itself (context ended, deadline, session lost) or
+// by Cancel — and only the remover completes it. A request that allocates
+// nothing else costs one allocation per round trip (the map's entry) with
+// RequestHeadersInto and two with RequestHeaders (plus the returned reply);
+// TestAllocsPerRoundTrip holds these numbers.
+//
+// # Deadlines and cancellation
+//
+// Every call has exactly one deadline: its context's, or — when the context
+// has none — WithRequestTimeout (stretched by the timeout multiplier of a
+// DEGRADED agent; a context deadline is never extended). When it passes,
+// or the context is cancelled, the entry is freed at once, a CancelRequest
+// goes to the agent (reason TIMEOUT or CLIENT_DISCONNECT) and the call
+// returns an error satisfying errors.Is with context.DeadlineExceeded /
+// context.Canceled and ErrTimeout / ErrCanceled. Conn.Cancel does the same
+// for a correlation id on demand. Cancellations and timeouts are counted
+// apart from errors and never count against the agent's health.
+//
+// A reply that arrives after its caller gave up is discarded (counted in
+// Stats.Orphans). The wire has no per-request sequence number: if the same
+// correlation id has meanwhile been reused for a new request, such a late
+// reply is delivered to the new request. Proxies that reuse ids across the
+// phases of one request (as the Rust proxy does) should not continue a
+// request whose previous phase timed out.
+//
+// # Connection loss and reconnection
+//
+// When the stream ends or errors, every pending call fails at once with
+// ErrConnectionLost (not at its deadline), queued messages are dropped and
+// the supervisor reconnects with capped, jittered exponential backoff for
+// as long as the Conn is open (WithReconnectBackoff). Meanwhile new calls
+// fail fast with ErrNotConnected or wait for the connection within their
+// deadline (WithFailFastWhileReconnecting). Health and flow-control state
+// belong to a session and start fresh after a reconnect; the latest agent
+// configuration is sent again.
+//
+// # Handshake and configuration
+//
+// The handshake offers version 2 only, carries WithProxyID,
+// WithProxyVersion and the agent configuration in config_json, and
+// requires success=true and protocol_version 2 (anything else:
+// ErrHandshakeRejected). The handshake is sent before the response headers
+// are awaited (the Rust client waits for them first, which deadlocks
+// against agents that send headers lazily). Right after the handshake the
+// configuration goes out again as a configure event with is_initial=true
+// (SPEC 8.7: the Rust proxy never delivers it); Conn.Configure pushes a
+// new one and makes it the configuration of later reconnects.
+//
+// # Agent health and flow control
+//
+// Health reports (AgentToProxy.health, AgentControl.health) are applied
+// atomically per session: UNHEALTHY refuses new calls with
+// ErrAgentUnhealthy, DRAINING with ErrDraining, DEGRADED stretches the
+// default timeout by timeout_multiplier; a report stops applying when its
+// valid_until_ms passes. Flow-control signals PAUSE and RESUME act on the
+// whole connection or on one correlation id; UPDATE_CAPACITY with
+// buffer_available caps the requests in flight (without it, lifts the
+// cap). Held calls fail with ErrFlowPaused (FlowFailFast, the default) or
+// wait within their deadline (FlowWait). Health exposes the resulting view.
+//
+// # The agentwire control plane (extension)
+//
+// An agentwire agent marks ProcessStream's response headers with
+// "agentwire-control: 1". Only then does the Conn open ControlStream, with
+// the request metadata "agentwire-control: 1", and on that stream the
+// message names give the direction: the Conn sends ProxyControl (drain and
+// shutdown notices from Drain, config_response answers) and receives
+// AgentControl (health, metrics, config_update, log). Every
+// ConfigUpdateRequest — whether it arrived there or on ProcessStream — is
+// answered with a ConfigUpdateResponse on ControlStream, computed by the
+// WithOnConfigUpdate handler or a Rust-pool-like default. Agents without
+// the marker (the Rust SDK) get no ControlStream; their config-update
+// requests are handled locally and counted as unanswerable
+// (Stats.ConfigUnanswered), since ProcessStream has no slot for the reply.
+// Configuration is always pushed on ProcessStream, where it is ordered with
+// the events.
+//
+// # Callbacks
+//
+// Metrics reports, log lines, health reports and config-update requests
+// are handed to the user callbacks on the dispatcher goroutine through a
+// bounded queue (WithCallbackQueueSize). A full queue drops the report
+// (Stats.CallbacksDropped) instead of blocking the reader; a dropped
+// config-update request is answered with a rejection at once. A panicking
+// callback is recovered and counted.
+//
+// # Buffer ownership
+//
+// Events are read, never retained: the Conn encodes an event before the
+// call blocks, but the caller must not modify the event (body chunk Data
+// included) until the call returns. Replies are owned by the caller;
+// RequestHeadersInto writes into a caller-provided AgentResponse, which must
+// not be touched by anyone else until the call returns.
+//
+// # What gRPC cannot carry
+//
+// Conversions follow SPEC 4.6 (see internal/pbconv): routing metadata, body
+// mutations and WebSocket decisions have no proto field and are never
+// present in replies; audit.custom values travel as JSON text; block and
+// redirect status codes above 999 are a protocol error (ErrProtocol)
+// instead of being truncated. Guardrail fields without a proto field
+// travel in context_json.
+//
+// # Transports
+//
+// The core talks to a small unexported transport interface (encoders used
+// by callers, send used by the writer, a read loop that delivers decoded
+// messages to the session), with gRPC as the first implementation.
+//
+// All exported methods of Conn are safe for concurrent use.
+package engine

@@ -1,0 +1,47 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/agentwire/agentwire/agent"
+	"github.com/agentwire/agentwire/agent/refagents"
+	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/engine"
+)
+
+// A proxy asks an agent about a request. The agent here is the reference
+// Deny agent served in-process on a loopback port.
+func Example() {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	srv := agent.NewServer(refagents.Deny{})
+	go func() { _ = srv.ServeGRPC(ln) }()
+	defer srv.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := engine.Dial(ctx, "grpc://"+ln.Addr().String(), engine.WithInsecure())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+
+	for _, uri := range []string{"/index.html", "/admin/users"} {
+		resp, err := c.RequestHeaders(ctx, &payload.RequestHeadersEvent{
+			Metadata: payload.RequestMetadata{CorrelationID: "req" + uri, ClientIP: "203.0.113.7", Protocol: "HTTP/1.1"},
+			Method:   "GET",
+			URI:      uri,
+		})
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(uri, resp.Decision.Kind, resp.Decision.Status)
+	}
+	// Output:
+	// /index.html allow 0
+	// /admin/users block 403
+}
