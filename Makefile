@@ -21,7 +21,7 @@ VTPROTO_POOL := \
 	--go-vtproto_opt=pool=github.com/agentwire/agentwire/proto/agentv2.BodyChunkEvent \
 	--go-vtproto_opt=pool=github.com/agentwire/agentwire/proto/agentv2.AgentResponse
 
-.PHONY: all build test test-short vet bench fuzz proto proto-check tools lint demo clean
+.PHONY: all build test test-short vet bench fuzz proto proto-check tools lint demo pprof clean
 
 all: build
 
@@ -79,6 +79,14 @@ lint:
 
 demo:
 	$(GO) run ./cmd/agentwire demo
+
+# Profile the engine against an in-process echo agent under load:
+# make pprof TRANSPORT=uds PPROF_DURATION=20s PPROF_OUT=/tmp/prof
+TRANSPORT      ?= grpc
+PPROF_DURATION ?= 10s
+PPROF_OUT      ?= /tmp/agentwire-prof
+pprof:
+	$(GO) run ./pprof -transport $(TRANSPORT) -duration $(PPROF_DURATION) -out $(PPROF_OUT)
 
 clean:
 	rm -rf $(BIN)
