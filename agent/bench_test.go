@@ -122,23 +122,36 @@ func BenchmarkDispatchParallel(b *testing.B) {
 // BenchmarkGRPCStream is an end-to-end round trip over loopback gRPC: one
 // ProcessStream, a window of requests in flight, Echo agent. Allocations
 // are those of both sides (client and agent share the process).
+//
+// codec=grpccodec is ServeGRPC (fast decode path); codec=default is
+// RegisterGRPC on a grpc.Server with grpc-go's default codec (generated
+// decoders, one allocation per string field).
 func BenchmarkGRPCStream(b *testing.B) {
-	for _, inflight := range []int{1, 64} {
-		b.Run(fmt.Sprintf("inflight=%d", inflight), func(b *testing.B) {
-			benchGRPCStream(b, inflight)
-		})
+	for _, codec := range []string{"grpccodec", "default"} {
+		for _, inflight := range []int{1, 64} {
+			b.Run(fmt.Sprintf("codec=%s/inflight=%d", codec, inflight), func(b *testing.B) {
+				benchGRPCStream(b, inflight, codec == "default")
+			})
+		}
 	}
 }
 
-func benchGRPCStream(b *testing.B, inflight int) {
+func benchGRPCStream(b *testing.B, inflight int, defaultCodec bool) {
 	srv := NewServer(echoHandler{})
 	ln, err := listenTCP()
 	if err != nil {
 		b.Fatal(err)
 	}
 	served := make(chan error, 1)
-	go func() { served <- srv.ServeGRPC(ln) }()
-	defer func() { srv.Close(); <-served }()
+	if defaultCodec {
+		g := grpc.NewServer()
+		srv.RegisterGRPC(g)
+		go func() { served <- g.Serve(ln) }()
+		defer func() { srv.Close(); g.Stop(); <-served }()
+	} else {
+		go func() { served <- srv.ServeGRPC(ln) }()
+		defer func() { srv.Close(); <-served }()
+	}
 	cc, err := grpc.NewClient("passthrough:///"+ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpccodec.ClientOption())
 	if err != nil {
 		b.Fatal(err)
