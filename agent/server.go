@@ -122,9 +122,10 @@ type Stats struct {
 	IgnoredFrames uint64
 }
 
-// NewServer returns a server for h. It panics if h is nil and returns an
-// error-free server with the options applied; an invalid option panics
-// (options are programmer input, validated once at start-up).
+// NewServer returns a server for h with the options applied. It panics if
+// h is nil or an option is invalid: both are programmer input, checked once
+// at start-up. The server serves nothing until ServeGRPC (or another Serve
+// method) is called or it is registered on a grpc.Server.
 func NewServer(h Handler, opts ...Option) *Server {
 	s, err := newServer(h, opts...)
 	if err != nil {
