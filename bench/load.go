@@ -35,6 +35,10 @@ type Config struct {
 	// Progress, when set, is called about every 100ms of the measured window
 	// with the elapsed time and the requests completed so far.
 	Progress func(elapsed time.Duration, done int64)
+	// AgentPID, when positive, is the pid of an agent running in another
+	// process: its CPU time over the measured window is reported too
+	// (Result.AgentCPUusPerRequest, read from /proc with 10 ms resolution).
+	AgentPID int
 }
 
 // Result is what one run measured. CPU and allocations are those of the
@@ -54,7 +58,11 @@ type Result struct {
 	BytesPerRequest  float64       `json:"bytes_per_request"`
 	CPUusPerRequest  float64       `json:"cpu_us_per_request"`
 	CPUCores         float64       `json:"cpu_cores"`
-	FirstError       string        `json:"first_error,omitempty"`
+	// AgentCPUusPerRequest and AgentCPUCores are measured only with
+	// Config.AgentPID.
+	AgentCPUusPerRequest float64 `json:"agent_cpu_us_per_request,omitempty"`
+	AgentCPUCores        float64 `json:"agent_cpu_cores,omitempty"`
+	FirstError           string  `json:"first_error,omitempty"`
 }
 
 // String formats r as one human-readable line.
@@ -82,6 +90,13 @@ func Run(ctx context.Context, cfg Config, rt RoundTrip) (Result, error) {
 	}
 	if cfg.Duration <= 0 {
 		cfg.Duration = 10 * time.Second
+	}
+	var agentCPU func() time.Duration
+	if cfg.AgentPID > 0 {
+		if _, err := ProcessCPU(cfg.AgentPID); err != nil {
+			return Result{Concurrency: cfg.Concurrency}, fmt.Errorf("agentwire: bench: agent process: %w", err)
+		}
+		agentCPU = func() time.Duration { d, _ := ProcessCPU(cfg.AgentPID); return d }
 	}
 	if cfg.Warmup < 0 {
 		cfg.Warmup = 0
@@ -149,6 +164,10 @@ func Run(ctx context.Context, cfg Config, rt RoundTrip) (Result, error) {
 	runtime.GC()
 	runtime.ReadMemStats(&ms0)
 	cpu0 := processCPU()
+	var agent0 time.Duration
+	if agentCPU != nil {
+		agent0 = agentCPU()
+	}
 	start := time.Now()
 	phase.Store(phaseMeasure)
 	if cfg.Progress == nil {
@@ -170,6 +189,10 @@ func Run(ctx context.Context, cfg Config, rt RoundTrip) (Result, error) {
 	elapsed := time.Since(start)
 	runtime.ReadMemStats(&ms1)
 	cpu1 := processCPU()
+	var agent1 time.Duration
+	if agentCPU != nil {
+		agent1 = agentCPU()
+	}
 	wg.Wait()
 
 	total := hdrhistogram.New(1, 60_000_000, 3)
@@ -198,6 +221,10 @@ func Run(ctx context.Context, cfg Config, rt RoundTrip) (Result, error) {
 	res.AllocsPerRequest = float64(ms1.Mallocs-ms0.Mallocs) / float64(n)
 	res.BytesPerRequest = float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(n)
 	res.CPUusPerRequest = float64((cpu1 - cpu0).Microseconds()) / float64(n)
+	if agentCPU != nil {
+		res.AgentCPUusPerRequest = float64((agent1 - agent0).Microseconds()) / float64(n)
+		res.AgentCPUCores = (agent1 - agent0).Seconds() / elapsed.Seconds()
+	}
 	return res, nil
 }
 

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"errors"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -87,3 +88,28 @@ func TestProcessCPU(t *testing.T) {
 		t.Fatal("expected error for missing pid")
 	}
 }
+
+func TestRunAgentCPU(t *testing.T) {
+	// The "agent" is this process: its CPU time over the window is seen.
+	res, err := Run(context.Background(), Config{Concurrency: 2, Duration: 300 * time.Millisecond, Warmup: -1, AgentPID: os.Getpid()},
+		func(ctx context.Context, w int, seq uint64) error {
+			x := 0
+			for i := range 20000 {
+				x += i * i
+			}
+			sink.Add(int64(x))
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.AgentCPUusPerRequest <= 0 || res.AgentCPUCores <= 0 {
+		t.Fatalf("agent CPU not measured: %+v", res)
+	}
+	if _, err := Run(context.Background(), Config{Concurrency: 1, Duration: time.Millisecond, AgentPID: 1 << 30},
+		func(ctx context.Context, w int, seq uint64) error { return nil }); err == nil {
+		t.Fatal("missing agent process accepted")
+	}
+}
+
+var sink atomic.Int64

@@ -25,7 +25,9 @@ requests/s, p50/p90/p99/p99.9 latency, allocations and CPU time per request
 of this (client) process. --json prints one JSON object with the keys
 requests_per_sec, p50_us, p90_us, p99_us, p999_us, max_us,
 allocs_per_request, bytes_per_request, cpu_us_per_request, cpu_cores,
-errors, requests, concurrency and the run's settings.`
+errors, requests, concurrency and the run's settings (transport, encoding,
+conns, body_size, duration_s); with --agent-pid also
+agent_cpu_us_per_request and agent_cpu_cores.`
 
 // benchFlags are the flags of the bench command.
 type benchFlags struct {
@@ -52,8 +54,6 @@ type benchReport struct {
 	BodySize  int     `json:"body_size"`
 	DurationS float64 `json:"duration_s"`
 	bench.Result
-	// AgentCPUusPerRequest is set when --agent-pid names the agent process.
-	AgentCPUusPerRequest *float64 `json:"agent_cpu_us_per_request,omitempty"`
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -111,17 +111,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer pprof.StopCPUProfile()
 	}
 
-	var agentCPU0 time.Duration
-	if f.agentPID > 0 {
-		if agentCPU0, err = bench.ProcessCPU(f.agentPID); err != nil {
-			return fmt.Errorf("--agent-pid: %w", err)
-		}
-	}
 	var prog *progress
 	if !f.json {
 		prog = newProgress(stderr, f.duration, "bench")
 	}
-	cfg := bench.Config{Concurrency: f.concurrency, Duration: f.duration, Warmup: f.warmup}
+	cfg := bench.Config{Concurrency: f.concurrency, Duration: f.duration, Warmup: f.warmup, AgentPID: f.agentPID}
 	if f.warmup == 0 {
 		cfg.Warmup = -1 // bench.Config: 0 means the default warm-up
 	}
@@ -136,13 +130,6 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rep := benchReport{
 		Transport: ep.transport(), Encoding: f.encoding, Conns: f.conns, BodySize: f.bodySize,
 		DurationS: res.Duration.Seconds(), Result: res,
-	}
-	if f.agentPID > 0 {
-		// Includes the warm-up and tear-down of the window: an upper bound.
-		if cpu1, err := bench.ProcessCPU(f.agentPID); err == nil && res.Requests > 0 {
-			v := float64((cpu1 - agentCPU0).Microseconds()) / float64(res.Requests)
-			rep.AgentCPUusPerRequest = &v
-		}
 	}
 	if f.memProfile != "" {
 		if err := writeProfile("allocs", f.memProfile); err != nil {
@@ -221,8 +208,8 @@ func printBenchReport(w io.Writer, target string, rep *benchReport) {
 	}
 	b.WriteString("\n")
 	writeResultRows(&b, &rep.Result)
-	if rep.AgentCPUusPerRequest != nil {
-		fmt.Fprintf(&b, "agent CPU/req    %.1f µs\n", *rep.AgentCPUusPerRequest)
+	if rep.AgentCPUCores > 0 {
+		fmt.Fprintf(&b, "agent CPU/req    %.1f µs (%.2f cores)\n", rep.AgentCPUusPerRequest, rep.AgentCPUCores)
 	}
 	io.WriteString(w, b.String())
 }

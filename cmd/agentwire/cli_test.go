@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -276,7 +277,9 @@ func TestParseEndpoint(t *testing.T) {
 
 func TestBenchJSON(t *testing.T) {
 	addr := startServe(t, "--listen", "127.0.0.1:0", "--agent", "echo")
-	r := runCLI(t, "bench", "--agent", addr, "--concurrency", "4", "--conns", "2", "--duration", "300ms", "--warmup", "50ms", "--body-size", "100", "--json")
+	r := runCLI(t, "bench", "--agent", addr, "--concurrency", "4", "--conns", "2", "--duration", "300ms", "--warmup", "50ms", "--body-size", "100", "--json",
+		"--agent-pid", strconv.Itoa(os.Getpid())) // the in-process agent
+
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
@@ -287,7 +290,7 @@ func TestBenchJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil {
 		t.Fatalf("%v: %s", err, r.stdout)
 	}
-	for _, k := range []string{"requests_per_sec", "p50_us", "p90_us", "p99_us", "p999_us", "allocs_per_request", "cpu_us_per_request", "errors", "requests", "concurrency"} {
+	for _, k := range []string{"requests_per_sec", "p50_us", "p90_us", "p99_us", "p999_us", "allocs_per_request", "cpu_us_per_request", "errors", "requests", "concurrency", "agent_cpu_us_per_request"} {
 		if _, ok := m[k].(float64); !ok {
 			t.Errorf("key %q missing or not a number in %s", k, r.stdout)
 		}
