@@ -21,7 +21,7 @@ VTPROTO_POOL := \
 	--go-vtproto_opt=pool=github.com/agentwire/agentwire/proto/agentv2.BodyChunkEvent \
 	--go-vtproto_opt=pool=github.com/agentwire/agentwire/proto/agentv2.AgentResponse
 
-.PHONY: all build test test-short vet bench fuzz proto proto-check tools lint demo pprof clean
+.PHONY: all build test test-short vet bench fuzz proto proto-check tools lint demo pprof compare clean
 
 all: build
 
@@ -87,6 +87,14 @@ PPROF_DURATION ?= 10s
 PPROF_OUT      ?= /tmp/agentwire-prof
 pprof:
 	$(GO) run ./pprof -transport $(TRANSPORT) -duration $(PPROF_DURATION) -out $(PPROF_OUT)
+
+# agentwire vs ../shared/baseline in one run (agent and load in separate processes):
+# make compare TRANSPORTS=grpc CONC=64 DUR=5s
+TRANSPORTS ?= grpc uds
+CONC       ?= 1 16 64 256
+DUR        ?= 5s
+compare:
+	TRANSPORTS="$(TRANSPORTS)" CONC="$(CONC)" DUR="$(DUR)" GO="$(GO)" bench/compare.sh
 
 clean:
 	rm -rf $(BIN)
