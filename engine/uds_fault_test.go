@@ -1,0 +1,376 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tinylib/msgp/msgp"
+
+	"github.com/agentwire/agentwire/codec/frame"
+	"github.com/agentwire/agentwire/codec/payload"
+)
+
+// Fault tests: raw fake agents misbehave at the frame level; the Conn must
+// fail exactly the affected requests, at once, never panic, and recover.
+
+// TestUDSAgentKilledMidFlight: every pending request fails within 50 ms of
+// the agent dying, and the Conn reconnects once the agent is back.
+func TestUDSAgentKilledMidFlight(t *testing.T) {
+	const n = 20
+	got := make(chan struct{}, n)
+	fa := startRawAgent(t, func(rc *rawConn) {
+		if rc.handshake("") != nil {
+			return
+		}
+		for {
+			if _, _, err := rc.rd.ReadFrame(); err != nil {
+				return
+			}
+			got <- struct{}{} // never answered
+		}
+	})
+	other := startUDSAgent(t, newTestAgent())
+	bystander := dialUDS(t, other.path)
+	c := dialUDS(t, fa.path, WithReconnectBackoff(5*time.Millisecond, 20*time.Millisecond))
+
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := c.RequestHeaders(testCtx(t), headersEvent(fmt.Sprint("k", i)))
+			errs <- err
+		}()
+	}
+	for range n {
+		<-got
+	}
+	killed := time.Now()
+	fa.stop()
+	for range n {
+		err := <-errs
+		mustKind(t, err, ErrConnectionLost)
+	}
+	if d := time.Since(killed); d > 50*time.Millisecond {
+		t.Fatalf("pending requests failed %v after the agent died, want <= 50ms", d)
+	}
+	if st := c.Stats(); st.ConnectionLost != n || st.InFlight != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if _, err := bystander.RequestHeaders(testCtx(t), headersEvent("b")); err != nil {
+		t.Fatalf("another connection was affected: %v", err)
+	}
+
+	// The agent comes back at the same path: the Conn reconnects.
+	startRawAgentAt(t, fa.path, func(rc *rawConn) {
+		if rc.handshake("") == nil {
+			rc.echoLoop()
+		}
+	})
+	waitUntil(t, "reconnect", nil, func() bool { return c.Stats().Reconnects == 1 })
+	if _, err := c.RequestHeaders(testCtx(t), headersEvent("back")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// faultAgent answers the first connection's first event with bad bytes
+// (then keeps the connection open until the proxy drops it) and echoes on
+// every later connection.
+func faultAgent(t *testing.T, bad func(rc *rawConn, eventPayload []byte)) *rawAgent {
+	var conns atomic.Int32
+	return startRawAgent(t, func(rc *rawConn) {
+		if rc.handshake("") != nil {
+			return
+		}
+		if conns.Add(1) > 1 {
+			rc.echoLoop()
+			return
+		}
+		_, p, err := rc.rd.ReadFrame()
+		if err != nil {
+			return
+		}
+		bad(rc, p)
+		for {
+			if _, _, err := rc.rd.ReadFrame(); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// TestUDSBrokenFraming: a half-written frame, an oversized or zero LEN end
+// the connection with a typed cause; the pending request fails at once and
+// the Conn reconnects. Other connections are unaffected.
+func TestUDSBrokenFraming(t *testing.T) {
+	other := startUDSAgent(t, newTestAgent())
+	bystander := dialUDS(t, other.path)
+	cases := []struct {
+		name  string
+		bytes []byte
+		opts  []Option
+		check func(error) bool
+	}{
+		{"half-frame", []byte{0, 0, 0, 50, 0x20, '{', '"'}, nil, func(err error) bool { return errors.Is(err, io.ErrUnexpectedEOF) }},
+		{"half-header", []byte{0, 0}, nil, func(err error) bool { return errors.Is(err, io.ErrUnexpectedEOF) }},
+		{"oversized", []byte{0x01, 0x00, 0x00, 0x01, 0x20}, nil, func(err error) bool {
+			var tl *frame.TooLargeError
+			return errors.As(err, &tl) && tl.Len == frame.MaxLen+1
+		}},
+		{"above-recv-limit", []byte{0x00, 0x00, 0x10, 0x00, 0x20}, []Option{WithMaxRecvSize(1024)}, func(err error) bool {
+			var tl *frame.TooLargeError
+			return errors.As(err, &tl) && tl.Max == 1025
+		}},
+		{"zero-length", []byte{0, 0, 0, 0, 0x20}, nil, func(err error) bool { return errors.Is(err, frame.ErrZeroLength) }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			fa := faultAgent(t, func(rc *rawConn, _ []byte) {
+				_ = rc.writeRaw(tc.bytes)
+				if strings.HasPrefix(tc.name, "half") {
+					rc.Close() // the rest never comes
+				}
+			})
+			c := dialUDS(t, fa.path, append([]Option{WithReconnectBackoff(5*time.Millisecond, 20*time.Millisecond)}, tc.opts...)...)
+			start := time.Now()
+			_, err := c.RequestHeaders(testCtx(t), headersEvent("x"))
+			mustKind(t, err, ErrConnectionLost)
+			if !tc.check(err) {
+				t.Fatalf("cause of %v is not the expected typed error", err)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Fatalf("failed after %v", d)
+			}
+			waitUntil(t, "reconnect", nil, func() bool { return c.Stats().Reconnects == 1 })
+			if _, err := c.RequestHeaders(testCtx(t), headersEvent("y")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := bystander.RequestHeaders(testCtx(t), headersEvent("b")); err != nil {
+				t.Fatalf("another connection was affected: %v", err)
+			}
+		})
+	}
+}
+
+// TestUDSUnknownFrameTypeSkipped: a frame with a type byte outside the
+// table is skipped (payload consumed) and counted; the connection goes on.
+func TestUDSUnknownFrameTypeSkipped(t *testing.T) {
+	fa := faultAgent(t, func(rc *rawConn, p []byte) {
+		_ = rc.writeRaw([]byte{0, 0, 0, 6, 0xF0, 'j', 'u', 'n', 'k', '!'})
+		_ = rc.writeRaw([]byte{0, 0, 0, 1, 0x21}) // empty payload, also unknown
+		_ = rc.writeFrame(frame.TypeRequestHeaders, []byte(`{}`))
+		_ = rc.reply(eventID(p))
+	})
+	c := dialUDS(t, fa.path)
+	if _, err := c.RequestHeaders(testCtx(t), headersEvent("u")); err != nil {
+		t.Fatal(err)
+	}
+	// The fault agent reads but never answers later events on this
+	// connection: the point is that it is still the same connection.
+	ctx, cancel := context.WithTimeout(testCtx(t), 50*time.Millisecond)
+	defer cancel()
+	_, err := c.RequestHeaders(ctx, headersEvent("u2"))
+	mustKind(t, err, ErrTimeout)
+	if st := c.Stats(); st.ProtocolErrors != 3 || st.Reconnects != 0 || st.ConnectionLost != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// msgpackReply hand-builds a MessagePack reply map.
+func msgpackReply(version any, decision string, cid any) []byte {
+	b := msgp.AppendMapHeader(nil, 3)
+	b = msgp.AppendString(b, "version")
+	switch v := version.(type) {
+	case int:
+		b = msgp.AppendInt(b, v)
+	case string:
+		b = msgp.AppendString(b, v)
+	}
+	b = msgp.AppendString(b, "decision")
+	b = msgp.AppendString(b, decision)
+	b = msgp.AppendString(b, "audit")
+	b = msgp.AppendMapHeader(b, 1)
+	b = msgp.AppendString(b, "custom")
+	b = msgp.AppendMapHeader(b, 1)
+	b = msgp.AppendString(b, "correlation_id")
+	switch v := cid.(type) {
+	case string:
+		b = msgp.AppendString(b, v)
+	case int:
+		b = msgp.AppendInt(b, v)
+	}
+	return b
+}
+
+// TestUDSReplyRouting: replies in every shape the scan must follow, and
+// undecodable replies that fail only their own request, at once.
+func TestUDSReplyRouting(t *testing.T) {
+	type exchange struct {
+		cid     string
+		reply   []byte // nil: no reply
+		wantErr error  // nil: success
+	}
+	jsonCases := []exchange{
+		{"plain", []byte(`{"version":2,"decision":"allow","audit":{"custom":{"correlation_id":"plain"}}}`), nil},
+		{"spaced", []byte(" { \"version\" : 2 , \"decision\" : { \"block\" : { \"status\" : 451 } } ,\n\"audit\":{\"tags\":[\"a\",\"}{]\"],\"custom\":{ \"z\" : [1,{\"correlation_id\":\"nope\"}], \"correlation_id\" : \"spaced\" }}}"), nil},
+		{"arrAy", []byte(`[2,"allow",[],[],{},[[],[],null,[],{"correlation_id":"arr\u0041y"}]]`), nil},
+		{"esc\"aped", []byte(`{"version":2,"decision":"allow","audit":{"custom":{"correlation_id":"esc\"aped"}}}`), nil},
+		{"last-wins", []byte(`{"version":2,"decision":"allow","audit":{"custom":{"correlation_id":"first","correlation_id":"last-wins"}}}`), nil},
+		{"escaped-key", []byte(`{"version":2,"decision":"allow","\u0061udit":{"custom":{"correlation_id":"escaped-key"}}}`), nil},
+		{"bad-decision", []byte(`{"version":2,"decision":"explode","audit":{"custom":{"correlation_id":"bad-decision"}}}`), ErrProtocol},
+		{"no-version", []byte(`{"decision":"allow","audit":{"custom":{"correlation_id":"no-version"}}}`), ErrProtocol},
+		{"bad-status", []byte(`{"version":2,"decision":{"block":{"status":70000}},"audit":{"custom":{"correlation_id":"bad-status"}}}`), ErrProtocol},
+		{"truncated", []byte(`{"version":2,"decision":"allow","audit":{"custom":{"correlation_id":"truncated"}}`), ErrProtocol},
+		{"trailing-garbage", []byte(`{"version":2,"decision":"allow","audit":{"custom":{"correlation_id":"trailing-garbage"}}}x`), ErrProtocol},
+		{"numeric-id", []byte(`{"version":2,"decision":"allow","audit":{"custom":{"correlation_id":7}}}`), ErrTimeout},
+		{"no-id", []byte(`{"version":2,"decision":"allow"}`), ErrTimeout},
+		{"not-json", []byte(`\x00\x01garbage`), ErrTimeout},
+		{"good", []byte(`{"version":2,"decision":"allow","audit":{"custom":{"correlation_id":"good"}}}`), nil},
+	}
+	mpCases := []exchange{
+		{"plain", msgpackReply(2, "allow", "plain"), nil},
+		{"str-version", msgpackReply("2", "allow", "str-version"), ErrProtocol},
+		{"bad-decision", msgpackReply(2, "explode", "bad-decision"), ErrProtocol},
+		{"numeric-id", msgpackReply(2, "allow", 5), ErrTimeout},
+		{"json-in-msgpack", []byte(`{"version":2,"decision":"allow","audit":{"custom":{"correlation_id":"json-in-msgpack"}}}`), ErrTimeout},
+		{"good", msgpackReply(2, "allow", "good"), nil},
+	}
+	run := func(t *testing.T, enc string, opts []Option, cases []exchange) {
+		byID := map[string][]byte{}
+		for _, e := range cases {
+			byID[e.cid] = e.reply
+		}
+		fa := startRawAgent(t, func(rc *rawConn) {
+			if rc.handshake(enc) != nil {
+				return
+			}
+			for {
+				typ, p, err := rc.rd.ReadFrame()
+				if err != nil {
+					return
+				}
+				if typ != frame.TypeRequestHeaders {
+					continue
+				}
+				var cid string
+				if enc == "msgpack" {
+					id, _ := payload.EventCorrelationIDMsgpack(p)
+					cid = string(id)
+				} else {
+					cid = eventID(p)
+				}
+				if r := byID[cid]; r != nil {
+					_ = rc.writeFrame(frame.TypeAgentResponse, r)
+				}
+			}
+		})
+		c := dialUDS(t, fa.path, opts...)
+		var wg sync.WaitGroup
+		for _, e := range cases {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(testCtx(t), 400*time.Millisecond)
+				defer cancel()
+				start := time.Now()
+				r, err := c.RequestHeaders(ctx, headersEvent(e.cid))
+				switch {
+				case e.wantErr == nil && err != nil:
+					t.Errorf("%s: %v", e.cid, err)
+				case e.wantErr == nil && r.CorrelationID != e.cid:
+					t.Errorf("%s: reply for %q", e.cid, r.CorrelationID)
+				case e.wantErr != nil && !errors.Is(err, e.wantErr):
+					t.Errorf("%s: error %v, want %v", e.cid, err, e.wantErr)
+				case e.wantErr == ErrProtocol && time.Since(start) > 300*time.Millisecond:
+					t.Errorf("%s: protocol error only after %v", e.cid, time.Since(start))
+				}
+			}()
+		}
+		wg.Wait()
+		st := c.Stats()
+		if st.ConnectionLost != 0 || st.Reconnects != 0 {
+			t.Fatalf("the connection did not survive: %+v", st)
+		}
+		if _, err := c.RequestHeaders(testCtx(t), headersEvent("good")); err != nil {
+			t.Fatalf("after the faults: %v", err)
+		}
+	}
+	t.Run("json", func(t *testing.T) { run(t, "", nil, jsonCases) })
+	t.Run("msgpack", func(t *testing.T) { run(t, "msgpack", []Option{WithMsgpack()}, mpCases) })
+}
+
+// TestUDSOrphansAndUnexpected: replies nobody waits for and frame types an
+// agent must not send are counted and ignored.
+func TestUDSOrphansAndUnexpected(t *testing.T) {
+	fa := faultAgent(t, func(rc *rawConn, p []byte) {
+		_ = rc.reply("nobody")
+		_ = rc.writeFrame(frame.TypeHandshakeResponse, []byte(`{}`))
+		_ = rc.writeFrame(frame.TypeCancel, []byte(`{}`))
+		_ = rc.writeFrame(frame.TypeHealthStatus, []byte(`{"state":"sick"}`))
+		_ = rc.writeFrame(frame.TypePong, []byte(`[`))
+		_ = rc.reply(eventID(p))
+	})
+	c := dialUDS(t, fa.path)
+	if _, err := c.RequestHeaders(testCtx(t), headersEvent("o")); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "counters", nil, func() bool { st := c.Stats(); return st.Orphans == 1 && st.ProtocolErrors == 4 })
+}
+
+// TestUDSRequestTooLarge: an event above the send limit fails before
+// anything is sent; the connection is unaffected.
+func TestUDSRequestTooLarge(t *testing.T) {
+	srv := startUDSAgent(t, newTestAgent())
+	c := dialUDS(t, srv.path, WithMaxSendSize(4096))
+	_, err := c.RequestBodyChunk(testCtx(t), &payload.BodyChunk{CorrelationID: "big", Data: make([]byte, 4096)})
+	mustKind(t, err, ErrMessageTooLarge)
+	if _, err := c.RequestBodyChunk(testCtx(t), &payload.BodyChunk{CorrelationID: "small", Data: make([]byte, 1024)}); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Stats(); st.Sent != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestUDSTenThousandConcurrent: 10,000 concurrent requests on one Conn,
+// each answered with its own id echoed in the reply body.
+func TestUDSTenThousandConcurrent(t *testing.T) {
+	for _, m := range udsModes[:2] {
+		t.Run(m.name, func(t *testing.T) {
+			a := newTestAgent()
+			a.reqHeaders = func(_ context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+				r.Audit.Tags = append(r.Audit.Tags, ev.URI)
+				return nil
+			}
+			srv := startUDSAgent(t, a)
+			c := dialUDS(t, srv.path, m.opts...)
+			const n = 10000
+			var wg sync.WaitGroup
+			var bad atomic.Int32
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					cid := fmt.Sprint("m-", i)
+					r, err := c.RequestHeaders(ctx, headersEvent(cid))
+					if err != nil || r.CorrelationID != cid || len(r.Audit.Tags) != 1 || r.Audit.Tags[0] != "/"+cid {
+						if bad.Add(1) <= 5 {
+							t.Errorf("%s: %+v %v", cid, r, err)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			if st := c.Stats(); bad.Load() != 0 || st.Received != n || st.Orphans != 0 || st.InFlight != 0 {
+				t.Fatalf("%d bad; stats %+v", bad.Load(), st)
+			}
+		})
+	}
+}
