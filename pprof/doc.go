@@ -4,7 +4,7 @@
 // profiles, so hot-path regressions can be inspected with `go tool pprof`.
 //
 //	go run ./pprof -transport grpc -duration 10s -out /tmp/prof
-//	go run ./pprof -transport uds -out /tmp/prof
+//	go run ./pprof -transport uds -encoding json -out /tmp/prof
 //	go run ./pprof -agent grpc://127.0.0.1:50051 -out /tmp/prof   # an external agent
 //	go tool pprof -http :8080 /tmp/prof/cpu.pprof
 //

@@ -19,6 +19,7 @@ import (
 	"github.com/agentwire/agentwire/agent"
 	"github.com/agentwire/agentwire/agent/refagents"
 	"github.com/agentwire/agentwire/bench"
+	"github.com/agentwire/agentwire/codec/payload"
 	"github.com/agentwire/agentwire/engine"
 )
 
@@ -33,6 +34,7 @@ func main() {
 type config struct {
 	transport     string
 	agentEP       string
+	encoding      string
 	duration      time.Duration
 	warmup        time.Duration
 	concurrency   int
@@ -49,6 +51,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.transport, "transport", "grpc", "transport to the in-process echo agent: grpc or uds")
 	fs.StringVar(&c.agentEP, "agent", "", "profile against this external agent endpoint instead of an in-process one")
+	fs.StringVar(&c.encoding, "encoding", "msgpack", "unix-socket payload encoding the engine offers: json or msgpack")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "profiled duration")
 	fs.DurationVar(&c.warmup, "warmup", 500*time.Millisecond, "unprofiled warm-up")
 	fs.IntVar(&c.concurrency, "concurrency", 64, "requests in flight")
@@ -97,6 +100,12 @@ func profile(ctx context.Context, c *config, log io.Writer) (res bench.Result, e
 	if !strings.HasPrefix(endpoint, "/") && !strings.HasPrefix(endpoint, "unix:") &&
 		!strings.HasPrefix(endpoint, "grpcs://") && !strings.HasPrefix(endpoint, "grpc+unix://") {
 		dialOpts = append(dialOpts, engine.WithInsecure())
+	}
+	switch c.encoding {
+	case payload.EncodingJSON, payload.EncodingMsgpack:
+		dialOpts = append(dialOpts, engine.WithEncodings(c.encoding))
+	default:
+		return res, fmt.Errorf("unknown encoding %q (want json or msgpack)", c.encoding)
 	}
 	fmt.Fprintf(log, "profiling the engine against %s for %v\n", endpoint, c.duration)
 

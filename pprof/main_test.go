@@ -14,12 +14,22 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func TestProfileGRPC(t *testing.T) {
+func TestProfile(t *testing.T) {
+	for _, args := range [][]string{
+		{"-transport", "grpc"},
+		{"-transport", "uds"},
+		{"-transport", "uds", "-encoding", "json", "-body-size", "200"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) { testProfile(t, args) })
+	}
+}
+
+func testProfile(t *testing.T, args []string) {
 	out := filepath.Join(t.TempDir(), "prof")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	code := run(ctx, []string{"-transport", "grpc", "-duration", "300ms", "-warmup", "50ms", "-concurrency", "8", "-out", out}, &stdout, &stderr)
+	code := run(ctx, append(args, "-duration", "300ms", "-warmup", "50ms", "-concurrency", "8", "-out", out), &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}

@@ -99,9 +99,6 @@ func TestServeProbeGRPCUnix(t *testing.T) {
 }
 
 func TestServeProbeUDS(t *testing.T) {
-	if !engineUDS {
-		t.Skip("the engine has no unix-socket transport in this tree")
-	}
 	p := shortSocketPath(t, "a.sock")
 	t.Run("path", func(t *testing.T) { testServeProbe(t, p) })
 	t.Run("scheme", func(t *testing.T) {
@@ -330,11 +327,17 @@ func TestBenchDeadEndpoint(t *testing.T) {
 }
 
 func TestDemo(t *testing.T) {
-	r := runCLI(t, "demo", "--duration", "300ms", "--concurrency", "8")
+	for tr, want := range map[string]string{"auto": "uds (unix://", "grpc": "grpc (grpc://127.0.0.1:"} {
+		t.Run(tr, func(t *testing.T) { testDemo(t, tr, want) })
+	}
+}
+
+func testDemo(t *testing.T, transport, wantTransport string) {
+	r := runCLI(t, "demo", "--duration", "300ms", "--concurrency", "8", "--transport", transport)
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	for _, want := range []string{"decision check   allow, set X-Agent-Processed: true", "requests/s", "errors           0"} {
+	for _, want := range []string{"transport        " + wantTransport, "decision check   allow, set X-Agent-Processed: true", "requests/s", "errors           0"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, r.stdout)
 		}
@@ -391,14 +394,7 @@ func waitExit(t *testing.T, cmd *exec.Cmd, d time.Duration) int {
 }
 
 func TestServeBinarySIGTERM(t *testing.T) {
-	listens := []string{"127.0.0.1:0"}
-	if engineUDS {
-		listens = append(listens, "unix://"+shortSocketPath(t, "term.sock"))
-	} else {
-		// The agent side serves the Unix socket even while the engine
-		// cannot probe it: check the socket life cycle alone.
-		listens = append(listens, shortSocketPath(t, "term.sock"))
-	}
+	listens := []string{"127.0.0.1:0", "unix://" + shortSocketPath(t, "term.sock"), shortSocketPath(t, "term2.sock")}
 	for _, listen := range listens {
 		t.Run(listen, func(t *testing.T) {
 			cmd, stderr := startBinary(t, "serve", "--listen", listen, "--agent", "deny")
@@ -410,9 +406,7 @@ func TestServeBinarySIGTERM(t *testing.T) {
 					t.Fatalf("socket %s: %v", path, err)
 				}
 			}
-			if !isUnix || engineUDS {
-				checkProbeJSON(t, addr, []string{"--uri", "/admin"}, denyLine)
-			}
+			checkProbeJSON(t, addr, []string{"--uri", "/admin"}, denyLine)
 			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}

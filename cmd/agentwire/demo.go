@@ -19,8 +19,8 @@ import (
 const demoSynopsis = `agentwire demo [--duration 3s] [--concurrency 64] [--transport auto|grpc|uds]
 
 Starts the echo reference agent in this process on a temporary endpoint
-(the Unix-socket protocol with MessagePack when the engine speaks it, else
-gRPC over loopback), checks one decision, runs a short closed-loop load
+(auto: the Unix-socket protocol with MessagePack; grpc: gRPC over
+loopback), checks one decision, runs a short closed-loop load
 with a progress bar (on a terminal) and prints a summary. Client and agent
 share this process, so CPU and allocations per request cover both sides.`
 
@@ -44,15 +44,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	switch f.transport {
 	case "auto":
-		f.transport = "grpc"
-		if engineUDS {
-			f.transport = "uds"
-		}
-	case "grpc":
-	case "uds":
-		if !engineUDS {
-			return usagef("--transport uds: %v", errEngineNoUDS)
-		}
+		f.transport = "uds"
+	case "grpc", "uds":
 	default:
 		return usagef("--transport %q: want auto, grpc or uds", f.transport)
 	}

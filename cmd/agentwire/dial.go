@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 
+	"github.com/agentwire/agentwire/codec/payload"
 	"github.com/agentwire/agentwire/engine"
 )
 
@@ -43,4 +44,15 @@ func dialAgent(ctx context.Context, ep endpoint, tf *tlsFlags, encoding string, 
 	}
 	opts = append(opts, extra...)
 	return engine.Dial(ctx, ep.raw, opts...)
+}
+
+// encodingOption offers exactly the named Unix-socket payload encoding, so
+// that a run measures what was asked for (an agent without it fails the
+// handshake).
+func encodingOption(enc string) (engine.Option, error) {
+	switch enc {
+	case payload.EncodingJSON, payload.EncodingMsgpack:
+		return engine.WithEncodings(enc), nil
+	}
+	return nil, usagef("--encoding %q: want json or msgpack", enc)
 }
