@@ -734,6 +734,11 @@ func (c *Conn) Ping(ctx context.Context) (time.Duration, error) {
 	if cancel != nil {
 		defer cancel()
 	}
+	return c.pingOn(ctx, s)
+}
+
+// pingOn pings over session s; ctx must have a deadline.
+func (c *Conn) pingOn(ctx context.Context, s *session) (time.Duration, error) {
 	seq := c.pingSeq.Add(1)
 	ch := make(chan time.Time, 1)
 	s.pings.Store(seq, ch)

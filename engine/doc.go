@@ -83,7 +83,10 @@
 // fail fast with ErrNotConnected or wait for the connection within their
 // deadline (WithFailFastWhileReconnecting). Health and flow-control state
 // belong to a session and start fresh after a reconnect; the latest agent
-// configuration is sent again.
+// configuration is sent again. A connection that goes silent without
+// closing (a hung agent, a dead network path) is detected with
+// WithLivenessPing (protocol Ping/Pong, off by default) or WithKeepalive
+// (HTTP/2 pings).
 //
 // # Handshake and configuration
 //

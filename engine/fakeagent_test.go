@@ -269,3 +269,64 @@ func TestRepeatedOneofTakesSlowPath(t *testing.T) {
 		t.Fatalf("%v %+v", err, r)
 	}
 }
+
+func TestAgentSendingHeadersLazily(t *testing.T) {
+	// grpc-go sends response headers with the first message when the
+	// handler does not call SendHeader: the Conn must not wait for them
+	// before its handshake (the Rust client does, and deadlocks).
+	addr := startFake(t, &fakeAgent{process: func(stream grpc.BidiStreamingServer[pb.ProxyToAgent, pb.AgentToProxy]) error {
+		if _, err := stream.Recv(); err != nil {
+			return err
+		}
+		if err := stream.Send(&pb.AgentToProxy{Message: &pb.AgentToProxy_Handshake{Handshake: &pb.HandshakeResponse{
+			ProtocolVersion: 2, Success: true,
+		}}}); err != nil {
+			return err
+		}
+		<-stream.Context().Done()
+		return nil
+	}})
+	start := time.Now()
+	c := dial(t, addr, WithConnectTimeout(2*time.Second))
+	if !c.Health().Connected || time.Since(start) > time.Second {
+		t.Fatalf("dial took %v", time.Since(start))
+	}
+}
+
+func TestLivenessPingDetectsSilentAgent(t *testing.T) {
+	// Handshakes, then reads everything and answers nothing (pings
+	// included) while keeping the connection open.
+	addr := startFake(t, &fakeAgent{process: func(stream grpc.BidiStreamingServer[pb.ProxyToAgent, pb.AgentToProxy]) error {
+		if _, err := acceptHandshake(stream, nil); err != nil {
+			return err
+		}
+		for {
+			if _, err := stream.Recv(); err != nil {
+				return nil
+			}
+		}
+	}})
+	c := dial(t, addr, WithLivenessPing(20*time.Millisecond, 60*time.Millisecond), WithReconnectBackoff(time.Millisecond, 5*time.Millisecond))
+	start := time.Now()
+	_, err := c.RequestHeaders(testCtx(t), headersEvent("never-answered"))
+	mustKind(t, err, ErrConnectionLost)
+	if !errors.Is(err, errLiveness) {
+		t.Fatalf("cause: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("silent agent detected after %v", d)
+	}
+	waitUntil(t, "reconnect", nil, func() bool { return c.Stats().Reconnects >= 1 })
+}
+
+func TestLivenessPingKeepsHealthyConnection(t *testing.T) {
+	srv := startAgent(t, newTestAgent())
+	c := dial(t, srv.addr, WithLivenessPing(10*time.Millisecond, time.Second))
+	waitUntil(t, "several pings", nil, func() bool { return c.Stats().Pongs >= 5 })
+	if st := c.Stats(); st.Reconnects != 0 || st.ConnectionLost != 0 {
+		t.Fatalf("stats: %+v", st)
+	}
+	if _, err := c.RequestHeaders(testCtx(t), headersEvent("ok")); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -83,6 +83,8 @@ type options struct {
 	callbackQueue    int
 	keepaliveTime    time.Duration
 	keepaliveTimeout time.Duration
+	livenessInterval time.Duration
+	livenessTimeout  time.Duration
 	dialOptions      []grpc.DialOption
 	uds              udsOptions // binary Unix-socket transport (uds_options.go)
 
@@ -134,6 +136,8 @@ func (o *options) validate() error {
 		return errors.New("agentwire: callback queue size must be positive")
 	case o.keepaliveTime < 0 || o.keepaliveTimeout < 0:
 		return errors.New("agentwire: keepalive durations must not be negative")
+	case o.livenessInterval < 0 || (o.livenessInterval > 0 && o.livenessTimeout <= 0):
+		return errors.New("agentwire: liveness ping needs a positive interval and timeout")
 	case len(o.agentConfig) > 0 && !json.Valid(o.agentConfig):
 		return errors.New("agentwire: agent config is not valid JSON")
 	}
@@ -241,6 +245,17 @@ func WithCallbackQueueSize(n int) Option { return optionFunc(func(o *options) { 
 // enforcement policy allows them.
 func WithKeepalive(t, timeout time.Duration) Option {
 	return optionFunc(func(o *options) { o.keepaliveTime, o.keepaliveTimeout = t, timeout })
+}
+
+// WithLivenessPing makes the Conn send a protocol Ping every interval and
+// declare the connection lost (pending calls fail with ErrConnectionLost,
+// then it reconnects) when the matching Pong does not arrive within
+// timeout. It detects agents and networks that went silent without closing
+// the connection. Off by default: an agent that handles messages one at a
+// time (the Rust SDK) answers a ping only after the events queued before
+// it, so keep timeout above the slowest expected event.
+func WithLivenessPing(interval, timeout time.Duration) Option {
+	return optionFunc(func(o *options) { o.livenessInterval, o.livenessTimeout = interval, timeout })
 }
 
 // WithGRPCDialOptions appends raw grpc dial options (buffer and window

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,15 +109,42 @@ func subscribedEvents(codes []int32) uint32 {
 
 // start launches the session's goroutines.
 func (s *session) start() {
-	n := 2
-	if s.t.hasControl() {
-		n = 3
-	}
-	s.wg.Add(n)
+	s.wg.Add(2)
 	go s.writer()
 	go s.reader()
-	if n == 3 {
+	if s.t.hasControl() {
+		s.wg.Add(1)
 		go s.controlReader()
+	}
+	if s.c.opts.livenessInterval > 0 {
+		s.wg.Add(1)
+		go s.pinger()
+	}
+}
+
+// errLiveness is the cause of a session declared lost by the liveness ping.
+var errLiveness = errors.New("agentwire: no pong within the liveness timeout")
+
+// pinger sends a liveness Ping every interval and fails the session when a
+// Pong does not come back in time (WithLivenessPing).
+func (s *session) pinger() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.c.opts.livenessInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-s.done:
+			return
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, s.c.opts.livenessTimeout)
+		_, err := s.c.pingOn(ctx, s)
+		cancel()
+		if errors.Is(err, ErrTimeout) && !s.failed() {
+			s.c.log.Warn("agentwire: agent missed a liveness ping")
+			s.fail(ErrConnectionLost, errLiveness)
+			return
+		}
 	}
 }
 
