@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"unicode/utf8"
 
 	"github.com/agentwire/agentwire/codec/payload"
 	"github.com/tinylib/msgp/msgp"
@@ -438,6 +439,9 @@ func decodeCancelMsgpack(p []byte, c *payload.Cancel) error {
 			v, o, err := readMsgpackStr(b)
 			if err != nil {
 				return b, err
+			}
+			if !utf8.Valid(v) {
+				return b, errors.New("agentwire: msgpack cancel: correlation_id is not valid UTF-8")
 			}
 			c.CorrelationID = string(v)
 			return o, nil
