@@ -21,6 +21,10 @@ func TestMain(m *testing.M) {
 		runChildAgent() // benchmark agent in a child process (bench_test.go)
 		return
 	}
+	if os.Getenv(childUDSAgentEnv) != "" {
+		runChildUDSAgent() // Unix-socket benchmark agent (uds_bench_test.go)
+		return
+	}
 	goleak.VerifyTestMain(m)
 }
 
