@@ -191,6 +191,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"serve", "--listen", "127.0.0.1:0", "--agent", "allow"}, "want echo or deny"},
 		{[]string{"serve", "--dial", "/tmp/x.sock"}, "--agent-id"},
 		{[]string{"serve", "--listen", "ftp://x:1"}, "unknown scheme"},
+		{[]string{"serve", "--listen", "/tmp/x.sock", "--encodings", "msgpack"}, "must include json"},
+		{[]string{"serve", "--listen", "/tmp/x.sock", "--encodings", "json,xml"}, "unknown encoding"},
 		{[]string{"probe"}, "exactly one of --agent and --accept"},
 		{[]string{"probe", "--agent", "127.0.0.1:1", "-H", "novalue"}, "invalid arguments"},
 		{[]string{"probe", "--agent", "127.0.0.1:1", "--encoding", "msgpack"}, "unix-socket endpoints only"},

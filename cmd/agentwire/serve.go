@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -185,8 +186,8 @@ func parseEncodings(s string) ([]string, error) {
 		}
 		out = append(out, e)
 	}
-	if len(out) == 0 {
-		return nil, usagef("--encodings is empty")
+	if !slices.Contains(out, payload.EncodingJSON) {
+		return nil, usagef("--encodings must include json (the encoding every proxy can fall back to)")
 	}
 	return out, nil
 }
