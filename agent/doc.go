@@ -91,6 +91,71 @@
 // request needs an answer, which only an agentwire proxy gives; it travels
 // on that proxy's ControlStream.
 //
+// # Unix socket
+//
+// ServeUDS (or ListenAndServeUDS, which also manages the socket file: mode
+// 0600 by default, WithSocketMode; a stale socket nobody listens on is
+// replaced, a live one or a non-socket file is never touched) serves the
+// binary transport of SPEC 6. Frames are a 4-byte big-endian length, a type
+// byte and the payload, at most WithMaxFrameSize (16 MiB); a larger or zero
+// length closes the connection, an unknown type byte is skipped and counted
+// (Stats.IgnoredFrames).
+//
+// The first frame must be the proxy's 0x01 handshake (always JSON), within
+// WithHandshakeTimeout (10 s). The answer, 0x02, carries protocol version
+// 2, the capabilities with all nine feature and three limit keys,
+// supported_events in the Unix-socket numbering (Configure = 0) and the
+// encoding: the first entry of the proxy's supported_encodings that the
+// server supports (json always, msgpack unless WithEncodings("json")), json
+// when the list is absent. An encoding that was not offered is never
+// answered. A failed handshake (no 0x01 first, bad JSON, version 2 not
+// offered, no common encoding, a Handshaker rejection, a draining server)
+// is answered with success=false and the connection is closed.
+//
+// Then, per frame:
+//
+//   - events 0x10–0x16 are decoded in the negotiated encoding (any JSON key
+//     order; MessagePack maps or positional arrays, including the Rust
+//     proxy's repeated correlation_id key and 11-element metadata) and
+//     handled concurrently; each is answered with a 0x20 AgentResponse in
+//     the same encoding, version 2, audit.custom.correlation_id = the
+//     envelope's top-level correlation_id (for request headers without one,
+//     metadata.correlation_id). Guardrail events are answered too (the Rust
+//     SDK leaves them unanswered). Replies leave in completion order.
+//   - an event that cannot be decoded is answered with the error decision
+//     (WithErrorDecision, allow by default as in the Rust SDK) and the
+//     correlation id recovered best-effort from the payload, and counted
+//     (Stats.DecodeErrors). Use WithErrorDecision to fail closed.
+//   - 0x17 Configure runs the Configurer on the reader (later events wait)
+//     and is answered with allow, or block 500 "Configuration rejected".
+//   - 0x40 Cancel (JSON, 0-based reason; a MessagePack payload is also
+//     accepted) cancels the request's context and runs the Canceller; it is
+//     never answered.
+//   - 0x41 Ping is answered with 0x42 echoing the payload bytes.
+//   - other valid types (which proxies do not send) are ignored and counted.
+//
+// ReportHealth (0x30, {"state": <int>, …}), ReportMetrics (0x31),
+// SendFlowControl (0x33) and RequestConfigUpdate (0x32; the Unix socket has
+// no frame for the proxy's answer, so only a ControlStream can answer it)
+// reach every established Unix-socket and reverse connection, encoded in
+// its encoding.
+//
+// MessagePack replies carry body-mutation data as a base64 str, which every
+// peer reads; WithRawMsgpackBodies switches to bin (agentwire proxies only:
+// nothing on the wire identifies one).
+//
+// # Reverse connections
+//
+// ServeReverse dials a proxy's reverse-connection listener (Unix socket or
+// TCP, optionally TLS), registers (0x01 RegistrationRequest JSON: protocol
+// version 2, agent id, capabilities, WithAuthToken, WithRegistrationMetadata;
+// the proxy answers 0x02), then serves the connection exactly like an
+// accepted Unix-socket connection, without a handshake and in JSON. It
+// reconnects after failures, rejections and disconnects with a capped,
+// jittered exponential backoff until its context ends or the server shuts
+// down; WithStopOnRejection returns a *RegistrationRejectedError instead of
+// retrying a rejection.
+//
 // # Lifecycle
 //
 // Drain announces HealthDraining, refuses new streams and waits for quiet;
@@ -111,12 +176,22 @@
 // buffers. Outside grpc-go an event costs three allocations (the message
 // copy and the request context); see BenchmarkDispatch.
 //
+// On the Unix socket an event costs no allocation of its own in JSON (the
+// decoded strings share pooled arena chunks; the request context comes from
+// a per-connection slab) and two in MessagePack (the decoder's strings); the
+// reader decodes straight from its 64 KiB buffer, and the writer copies
+// every queued reply into one buffer written with a single system call
+// once the queue is empty. See BenchmarkUDSPipelined.
+//
 // # Concurrency
 //
 // A Server is safe for concurrent use. Per ProcessStream there is one
 // reader goroutine, one writer goroutine (the only one calling SendMsg) and
 // a pool of worker goroutines that run the handler, started on demand up to
 // the concurrency bound and kept until the stream ends (so their grown
-// stacks are reused). Handler methods and hooks must be safe for concurrent
-// use.
+// stacks are reused). Unix-socket and reverse connections have the same
+// shape (reader, writer, workers) plus a watcher for Shutdown and Close;
+// the reader decodes each event before handing it to a worker, so a cancel
+// that follows an event always finds it. Handler methods and hooks must be
+// safe for concurrent use.
 package agent
