@@ -416,23 +416,10 @@ func looksLikeJSONObject(p []byte) bool {
 // names a waiting request but does not decode fails that request at once
 // with ErrProtocol instead of leaving it to time out.
 func (t *udsTransport) handleReply(s *session, p []byte) {
-	var id []byte
-	var ok, escaped bool
-	if t.msgpack {
-		id, ok = payload.ResponseCorrelationIDMsgpack(p)
-	} else {
-		var start, end int
-		start, end, escaped, ok = replyIDJSON(p)
-		id = p[start:end]
-	}
-	var cid string
-	if ok && !escaped {
-		cid = bytesView(id) // a view: used for lookups only
-	} else {
-		var routable bool
-		if cid, routable = t.slowReplyID(s, p, id, ok && escaped); !routable {
-			return
-		}
+	cid, err := t.routeReply(p)
+	if err != nil {
+		s.protocolError("unroutable reply", err)
+		return
 	}
 	pd, found := s.pending.LoadAndDelete(cid)
 	if !found {
@@ -440,7 +427,6 @@ func (t *udsTransport) handleReply(s *session, p []byte) {
 		return
 	}
 	dst := pd.dst
-	var err error
 	if t.msgpack {
 		dst.CorrelationID = pd.id // an equal decoded id reuses this string
 		err = payload.DecodeAgentResponseMsgpack(p, dst)
@@ -455,18 +441,35 @@ func (t *udsTransport) handleReply(s *session, p []byte) {
 	s.complete(pd, nil)
 }
 
-// slowReplyID finds the routing id of a reply the fast scan could not
-// use: a JSON id with escape sequences (id is its raw body inside p, and is
-// unescaped here), or a reply whose shape the scan does not follow (decoded
-// in full). It reports false, after counting a protocol error, when the
-// reply cannot be routed.
-func (t *udsTransport) slowReplyID(s *session, p, id []byte, escaped bool) (string, bool) {
-	if escaped {
-		var cid string
-		quoted := make([]byte, 0, len(id)+2)
-		quoted = append(append(append(quoted, '"'), id...), '"')
-		if err := json.Unmarshal(quoted, &cid); err == nil {
-			return cid, true
+// Reasons a reply cannot be routed.
+var (
+	errReplyNoID = errors.New("agentwire: reply without a string audit.custom.correlation_id")
+)
+
+// routeReply returns the routing id of reply p. On the fast path it is a
+// view of p's bytes (valid while p is, for lookups only); a JSON id with
+// escape sequences is unescaped, and a reply whose shape the scan does not
+// follow is decoded in full (into the reader's scratch reply). It fails
+// when the reply is undecodable and the scan found no id, or when the id
+// is missing, not a string, or empty (the Rust proxy routes such replies
+// to "", which matches nothing).
+func (t *udsTransport) routeReply(p []byte) (string, error) {
+	if t.msgpack {
+		if id, ok := payload.ResponseCorrelationIDMsgpack(p); ok && len(id) > 0 {
+			return bytesView(id), nil
+		}
+	} else {
+		start, end, escaped, ok := replyIDJSON(p)
+		switch {
+		case ok && !escaped && end > start:
+			return bytesView(p[start:end]), nil
+		case ok && escaped:
+			var cid string
+			quoted := make([]byte, 0, end-start+2)
+			quoted = append(append(append(quoted, '"'), p[start:end]...), '"')
+			if err := json.Unmarshal(quoted, &cid); err == nil && cid != "" {
+				return cid, nil
+			}
 		}
 	}
 	r := &t.scratch
@@ -478,13 +481,11 @@ func (t *udsTransport) slowReplyID(s *session, p, id []byte, escaped bool) (stri
 	}
 	switch {
 	case err != nil:
-		s.protocolError("undecodable reply without a usable correlation id", err)
-		return "", false
+		return "", err
 	case r.CorrelationID == "":
-		s.protocolError("reply without audit.custom.correlation_id", nil)
-		return "", false
+		return "", errReplyNoID
 	}
-	return r.CorrelationID, true
+	return r.CorrelationID, nil
 }
 
 // unclaimed handles a reply that no request is waiting for: the answer to
