@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/mem"
 
 	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/ring"
 )
 
 // Conn is one multiplexed connection from a proxy to one agent. It is safe
@@ -425,13 +426,24 @@ func (c *Conn) exchange(ctx context.Context, s *session, cid string, buf mem.Buf
 		c.stats.errors.Add(1)
 		return errDuplicate
 	}
-	if err := s.enqueue(ctx, outbound{buf: buf}); err != nil {
-		if !s.remove(p) {
-			err = <-p.done // completed concurrently; take that outcome
+	o := outbound{buf: buf}
+	if err := s.out.TryEnqueue(o); err != nil {
+		// Slow path: the queue is full (or closed). The wait for room is
+		// part of the call, so it runs under the call's one deadline.
+		if err == ring.ErrFull {
+			var cancel context.CancelFunc
+			if ctx, cancel = c.ensureDeadline(ctx, s); cancel != nil {
+				defer cancel()
+			}
 		}
-		putPending(p)
-		c.countErr(err)
-		return err
+		if err := s.enqueue(ctx, o); err != nil {
+			if !s.remove(p) {
+				err = <-p.done // completed concurrently; take that outcome
+			}
+			putPending(p)
+			c.countErr(err)
+			return err
+		}
 	}
 
 	var timeout <-chan time.Time

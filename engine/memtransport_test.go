@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -21,6 +22,8 @@ import (
 type memTransport struct {
 	*grpcTransport // encoders only
 
+	// gate, when set, holds every send until it is closed (a stuck writer).
+	gate     chan struct{}
 	slots    [][]byte
 	next     int
 	replies  chan int
@@ -49,6 +52,13 @@ var errMemClosed = errors.New("memtransport closed")
 // configure, ...) is swallowed.
 func (m *memTransport) send(buf mem.Buffer) error {
 	defer buf.Free()
+	if m.gate != nil {
+		select {
+		case <-m.gate:
+		case <-m.done:
+			return errMemClosed
+		}
+	}
 	select {
 	case <-m.done:
 		return errMemClosed
@@ -134,16 +144,23 @@ func (m *memTransport) hasControl() bool               { return false }
 func (m *memTransport) readControlLoop(*session) error { return nil }
 func (m *memTransport) close()                         { m.stopOnce.Do(func() { close(m.done) }) }
 
-type memDialer struct{}
+type memDialer struct{ gate chan struct{} }
 
-func (memDialer) open(context.Context, *payload.HandshakeRequest) (transport, payload.Capabilities, error) {
-	return newMemTransport(), payload.Capabilities{ProtocolVersion: 2, AgentID: "mem"}, nil
+func (d memDialer) open(context.Context, *payload.HandshakeRequest) (transport, payload.Capabilities, error) {
+	m := newMemTransport()
+	m.gate = d.gate
+	return m, payload.Capabilities{ProtocolVersion: 2, AgentID: "mem"}, nil
 }
 
 func (memDialer) close() error { return nil }
 
 // memConn returns a Conn whose agent is in memory.
 func memConn(t testing.TB, opts ...Option) *Conn {
+	t.Helper()
+	return memConnWith(t, memDialer{}, opts...)
+}
+
+func memConnWith(t testing.TB, d memDialer, opts ...Option) *Conn {
 	t.Helper()
 	o := defaultOptions()
 	for _, opt := range opts {
@@ -152,7 +169,7 @@ func memConn(t testing.TB, opts ...Option) *Conn {
 	if err := o.validate(); err != nil {
 		t.Fatal(err)
 	}
-	c, err := newConn(context.Background(), memDialer{}, o)
+	c, err := newConn(context.Background(), d, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,6 +187,28 @@ func TestMemTransportRoundTrip(t *testing.T) {
 		}
 		if r.CorrelationID != ev.Metadata.CorrelationID || r.Decision.Kind != payload.DecisionAllow || r.Version != 2 {
 			t.Fatalf("reply %+v", r)
+		}
+	}
+}
+
+func TestFullQueueWaitIsBoundedByTheCallDeadline(t *testing.T) {
+	gate := make(chan struct{})
+	c := memConnWith(t, memDialer{gate: gate}, WithRingSize(2), WithRequestTimeout(50*time.Millisecond))
+	defer close(gate)
+	// The writer is stuck on the first message; the ring holds two more.
+	errs := make(chan error, 4)
+	for i := range 4 {
+		go func() {
+			_, err := c.RequestHeaders(context.Background(), headersEvent("q"+string(rune('a'+i))))
+			errs <- err
+		}()
+	}
+	for range 4 {
+		select {
+		case err := <-errs:
+			mustKind(t, err, ErrTimeout)
+		case <-time.After(5 * time.Second):
+			t.Fatal("a call waiting for queue space ignored the request timeout")
 		}
 	}
 }
