@@ -384,9 +384,15 @@ func (c *Conn) admit(ctx context.Context, cid string, kind int32) (context.Conte
 		if cancel == nil {
 			ctx, cancel = c.ensureDeadline(ctx, s)
 		}
+		// Take the signal channel, announce the wait, then re-check: a
+		// change or a finished request after this point closes sig.
 		sig := s.flowSignal()
 		s.flowWait.Add(1)
-		if s.flowBlocked(cid) != nil || s.capacity.Load() >= 0 {
+		blocked := s.flowBlocked(cid) != nil
+		if capa := s.capacity.Load(); !blocked && capa >= 0 && c.stats.inFlight.Load() >= capa {
+			blocked = true
+		}
+		if blocked {
 			select {
 			case <-sig:
 			case <-s.done:

@@ -105,3 +105,37 @@ func TestPendingRemovedExactlyOnce(t *testing.T) {
 		t.Fatalf("%d failures, first: %s", len(failures), failures[0])
 	}
 }
+
+// TestCapacityWaitNoLostWakeup runs many FlowWait callers against an
+// in-flight cap of 2: every call must get through (a lost wake-up would
+// leave callers waiting until their deadline).
+func TestCapacityWaitNoLostWakeup(t *testing.T) {
+	c := memConn(t, WithFlowControl(FlowWait))
+	s := c.sess.Load()
+	s.onFlow(payload.FlowControlSignal{Action: payload.FlowUpdateCapacity, BufferAvailable: payload.Some[uint64](2)})
+	const workers, perWorker = 16, 300
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perWorker {
+				if _, err := c.RequestHeaders(ctx, headersEvent(fmt.Sprintf("cap-%d-%d", w, i))); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if st := c.Stats(); st.Received != workers*perWorker || st.FlowRejected != 0 {
+		t.Fatalf("stats: %+v", st)
+	}
+}
