@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -110,6 +111,7 @@ func benchUDS(b *testing.B, enc string, inFlight int) {
 	p.c.SetDeadline(time.Time{})
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := processCPU()
 	start := time.Now()
 	go func() {
 		defer close(writerDone)
@@ -153,10 +155,23 @@ func benchUDS(b *testing.B, enc string, inFlight int) {
 		tokens <- struct{}{}
 	}
 	el := time.Since(start)
+	cpu := processCPU() - cpu0
 	b.StopTimer()
 	close(stop)
 	<-writerDone
 	b.ReportMetric(float64(b.N)/el.Seconds(), "req/s")
+	// CPU of the whole test process (agent and the minimal raw client) per
+	// request; steadier than req/s on a shared machine.
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/req")
+}
+
+// processCPU returns the user+system CPU time the process used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkUDSDecodeDispatch measures the agent's own per-event work
