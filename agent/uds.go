@@ -93,7 +93,6 @@ type udsConn struct {
 	srv     *Server
 	nc      net.Conn
 	rd      *frame.Reader
-	reverse bool
 	msgpack bool // negotiated encoding (events and replies)
 	raw     bool // msgpack replies with raw bin bodies
 
@@ -163,11 +162,13 @@ func (s *Server) ServeUDS(ln net.Listener) error {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				s.log.LogAttrs(context.Background(), slog.LevelWarn, "agentwire: accept failed; retrying",
 					slog.Any("error", err), slog.Duration("delay", delay))
+				t := time.NewTimer(delay)
 				select {
-				case <-time.After(delay):
+				case <-t.C:
 				case <-s.shutdownCh:
 				case <-s.closeCh:
 				}
+				t.Stop()
 				continue
 			}
 			ln.Close()
@@ -324,7 +325,6 @@ func (s *Server) serveConn(ext context.Context, nc net.Conn, rd *frame.Reader, r
 		srv:        s,
 		nc:         nc,
 		rd:         rd,
-		reverse:    reverse,
 		sem:        make(chan struct{}, s.cfg.maxConcurrency),
 		work:       make(chan *udsCall),
 		out:        ring.New[udsOut](s.cfg.maxConcurrency + 64),
