@@ -383,3 +383,34 @@ func TestReverseOptionsAndEndpoints(t *testing.T) {
 		t.Errorf("after Close: %v", err)
 	}
 }
+
+// TestReverseEOFDuringRegistration: a proxy that closes the socket before
+// answering makes the agent retry, not fail or crash.
+func TestReverseEOFDuringRegistration(t *testing.T) {
+	ln, path := unixListener(t)
+	t.Cleanup(func() { ln.Close() })
+	accepts := make(chan struct{}, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+			select {
+			case accepts <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	srv := NewServer(BaseHandler{})
+	done := serveReverse(t, srv, context.Background(), path, WithReconnectBackoff(time.Millisecond, 2*time.Millisecond))
+	for range 3 {
+		recvTimeout(t, accepts, "reconnect attempt")
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("ServeReverse returned %v", err)
+	default:
+	}
+}
