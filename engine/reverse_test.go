@@ -111,7 +111,11 @@ func TestReverseRegistrationValidation(t *testing.T) {
 		{"no token", regRequest("waf", nil), "no token provided"},
 		{"unknown agent", regRequest("rogue", ptr("s3cret")), `agent "rogue" is not in the allowed list`},
 		{"empty agent id", regRequest("", ptr("s3cret")), "agent id cannot be empty"},
-		{"version 1", func() *payload.RegistrationRequest { r := regRequest("waf", ptr("s3cret")); r.ProtocolVersion = 1; return r }(), "expected 2, got 1"},
+		{"version 1", func() *payload.RegistrationRequest {
+			r := regRequest("waf", ptr("s3cret"))
+			r.ProtocolVersion = 1
+			return r
+		}(), "expected 2, got 1"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
