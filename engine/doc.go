@@ -1,6 +1,8 @@
 // Package engine is the proxy side of the Zentinel agent protocol v2: a Conn
 // is one multiplexed connection to one agent, over gRPC
-// (zentinel.agent.v2.AgentServiceV2/ProcessStream).
+// (zentinel.agent.v2.AgentServiceV2/ProcessStream), over the binary
+// Unix-socket protocol, or over a reverse connection the agent opened
+// (ListenReverse).
 //
 // # Quick start
 //
@@ -155,11 +157,50 @@
 // instead of being truncated. Guardrail fields without a proto field
 // travel in context_json.
 //
+// # The binary Unix-socket transport
+//
+// Dial with "unix:///path", "unix:/path", "/path" or a relative "*.sock"
+// path speaks SPEC 6: length-prefixed frames (LEN counts the type byte,
+// LEN <= 16 MiB, capped further by WithMaxSendSize / WithMaxRecvSize). The
+// connect and the JSON handshake are bounded (WithConnectTimeout,
+// WithHandshakeTimeout). The handshake offers supported_versions [2], the
+// proxy id and version, the agent configuration (or null) and the
+// encodings of WithEncodings / WithMsgpack (default ["json"]); the agent
+// must answer success, version 2, every feature and limit key, and an
+// encoding that was offered (a missing one means json), else Dial fails
+// with ErrHandshakeRejected. Events carry the routing id as the top-level
+// correlation_id (equal to metadata.correlation_id); replies are routed by
+// audit.custom.correlation_id, located without decoding so that the reply
+// is decoded once, straight into the caller's destination. A reply that
+// names a waiting request but does not decode fails that request at once
+// with ErrProtocol. Cancel (0-based reason) and ping are always JSON.
+// Health (integer state), flow control (integer action), metrics and
+// config-update frames are handled like their gRPC counterparts; there is
+// no frame type for a config-update answer, so WithOnConfigUpdate's answer
+// stays local and is counted in Stats.ConfigUnanswered. Frames of an
+// unknown type are skipped and counted (Stats.ProtocolErrors); an invalid
+// LEN ends the connection (the cause, a *frame.TooLargeError or
+// frame.ErrZeroLength, is wrapped by every pending call's
+// ErrConnectionLost) and the Conn reconnects. The writer collects the
+// frames queued while it was busy and writes them with one writev call.
+// Body data is base64 in JSON and MessagePack; WithRawMsgpackBodies sends
+// raw bin instead, which only agentwire agents accept.
+//
+// # Reverse connections
+//
+// ListenReverse accepts agents that dial the proxy (SPEC 7) on a Unix
+// socket or TCP (optionally TLS), validates their registration (version,
+// id, allow-list, constant-time token check, per-agent connection limit,
+// all before answering success) and turns each admitted socket into a
+// JSON Conn without handshake. Such a Conn reads every agent-to-proxy frame
+// type, fails its pending calls at once when the socket dies, and then
+// closes itself instead of reconnecting (the agent dials again).
+//
 // # Transports
 //
 // The core talks to a small unexported transport interface (encoders used
 // by callers, send used by the writer, a read loop that delivers decoded
-// messages to the session), with gRPC as the first implementation.
+// messages to the session); gRPC and the Unix-socket protocol implement it.
 //
 // All exported methods of Conn are safe for concurrent use.
 package engine
