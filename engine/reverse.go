@@ -382,7 +382,7 @@ var (
 // readRegistration reads exactly one frame (no read-ahead: whatever the
 // agent sends next stays in the socket for the Conn's reader) and decodes
 // it as a RegistrationRequest.
-func readRegistration(nc net.Conn) (*payload.RegistrationRequest, error) {
+func readRegistration(nc io.Reader) (*payload.RegistrationRequest, error) {
 	var hdr [frame.HeaderSize]byte
 	if _, err := io.ReadFull(nc, hdr[:]); err != nil {
 		return nil, err
