@@ -546,8 +546,10 @@ func (l *ReverseListener) connectionID(agentID string) string {
 }
 
 // Accept returns the next admitted connection that was not delivered to
-// a WithOnAgent callback. It fails with ErrClosed once the listener is
-// closed and with ErrCanceled/ErrTimeout when ctx ends.
+// a WithOnAgent callback. Admitted connections wait for Accept in a queue
+// (they are listed by Conns and usable meanwhile). It fails with ErrClosed
+// once the listener is closed and with ErrCanceled/ErrTimeout when ctx
+// ends.
 func (l *ReverseListener) Accept(ctx context.Context) (*Conn, error) {
 	select {
 	case c := <-l.accepted:

@@ -1,10 +1,12 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -372,5 +374,128 @@ func TestUDSTenThousandConcurrent(t *testing.T) {
 				t.Fatalf("%d bad; stats %+v", bad.Load(), st)
 			}
 		})
+	}
+}
+
+// countingConn counts Write calls (it has no writev, so the transport
+// coalesces a batch into one Write).
+type countingConn struct {
+	net.Conn
+	writes atomic.Int32
+	buf    bytes.Buffer
+	mu     sync.Mutex
+}
+
+func (c *countingConn) Write(b []byte) (int, error) {
+	c.writes.Add(1)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.Write(b)
+}
+
+// TestUDSWriterBatching: frames handed to send go out together at flush,
+// in order, with one write (coalesced) or one writev (Unix socket); a
+// batch over the frame limit flushes early.
+func TestUDSWriterBatching(t *testing.T) {
+	cc := &countingConn{}
+	tr := newUDSTransport(cc, nil, frame.MaxLen-1, false, false, nil)
+	var want []byte
+	for i := range 100 {
+		b, err := tr.cancel(fmt.Sprint("id-", i), payload.CancelTimeout, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, b.ReadOnlyData()...)
+		if err := tr.send(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cc.writes.Load() != 0 {
+		t.Fatal("send wrote before flush")
+	}
+	if err := tr.flush(); err != nil {
+		t.Fatal(err)
+	}
+	if cc.writes.Load() != 1 || !bytes.Equal(cc.buf.Bytes(), want) {
+		t.Fatalf("%d writes; bytes equal: %v", cc.writes.Load(), bytes.Equal(cc.buf.Bytes(), want))
+	}
+	for range udsMaxBatchFrames + 10 {
+		b, _ := tr.ping(1, 1)
+		if err := tr.send(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cc.writes.Load() != 2 {
+		t.Fatalf("%d writes after a batch over the limit, want an early flush", cc.writes.Load())
+	}
+
+	// writev on a real Unix socket: the peer reads the same bytes.
+	path := sockPath(t)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer nc.Close()
+		b, _ := io.ReadAll(nc)
+		got <- b
+	}()
+	nc, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ut := newUDSTransport(nc, nil, frame.MaxLen-1, false, false, nil)
+	if !ut.writev {
+		t.Fatal("a *net.UnixConn does not take the writev path")
+	}
+	want = want[:0]
+	for i := range 300 {
+		b, _ := ut.cancel(fmt.Sprint("w-", i), payload.CancelManual, 7)
+		want = append(want, b.ReadOnlyData()...)
+		_ = ut.send(b)
+	}
+	if err := ut.flush(); err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Fatalf("peer read %d bytes, want %d", len(b), len(want))
+	}
+}
+
+// TestUDSLivenessPing: an agent that stops answering (without closing) is
+// detected by the liveness ping over the Unix socket, and the Conn
+// reconnects.
+func TestUDSLivenessPing(t *testing.T) {
+	var conns atomic.Int32
+	fa := startRawAgent(t, func(rc *rawConn) {
+		if rc.handshake("") != nil {
+			return
+		}
+		if conns.Add(1) == 1 {
+			_, _ = io.Copy(io.Discard, rc) // hung: reads, never answers
+			return
+		}
+		for {
+			typ, p, err := rc.rd.ReadFrame()
+			if err != nil {
+				return
+			}
+			if typ == frame.TypePing {
+				_ = rc.writeFrame(frame.TypePong, p) // echo, like the Rust SDK
+			}
+		}
+	})
+	c := dialUDS(t, fa.path, WithLivenessPing(20*time.Millisecond, 100*time.Millisecond), WithReconnectBackoff(5*time.Millisecond, 20*time.Millisecond))
+	waitUntil(t, "liveness failure and reconnect", nil, func() bool { return c.Stats().Reconnects >= 1 })
+	if _, err := c.Ping(testCtx(t)); err != nil {
+		t.Fatal(err)
 	}
 }
