@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -180,8 +181,18 @@ func (s *session) writer() {
 	for {
 		n := 0
 		if fl != nil {
-			// Flush only once nothing more is ready (see flusher).
-			if n = s.out.TryDequeueBatch(batch); n == 0 && sendErr == nil {
+			// Flush only once nothing more is ready (see flusher). While
+			// other calls are in flight, yield once first: callers woken
+			// by replies get to queue their next messages, and the batch
+			// goes out in one write (measured over a Unix socket at 64 in
+			// flight: ~1.2 → ~8-11 frames per write, fewer CPU-µs per
+			// request, more requests per second; nothing changes with
+			// one call in flight).
+			if n = s.out.TryDequeueBatch(batch); n == 0 && sendErr == nil && s.c.stats.inFlight.Load() > 1 {
+				runtime.Gosched()
+				n = s.out.TryDequeueBatch(batch)
+			}
+			if n == 0 && sendErr == nil {
 				if err := fl.flush(); err != nil {
 					sendErr = err
 					s.fail(ErrConnectionLost, err)
