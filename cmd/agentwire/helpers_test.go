@@ -104,6 +104,8 @@ func waitMatch(t *testing.T, buf *syncBuffer, re *regexp.Regexp, d time.Duration
 
 var listeningRE = regexp.MustCompile(`listening on (\S+)\n`)
 
+func regexpMust(s string) *regexp.Regexp { return regexp.MustCompile(s) }
+
 // cliResult is the outcome of one in-process run.
 type cliResult struct {
 	code           int
