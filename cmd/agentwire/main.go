@@ -10,7 +10,13 @@
 //
 // Endpoints: "grpc://host:port" or "host:port" (plaintext gRPC),
 // "grpcs://host:port" (gRPC with TLS: --tls-ca, --tls-cert, --tls-key),
-// "unix:///path" or "/path" (the binary Unix-socket protocol).
+// "grpc+unix:///path" (gRPC over a Unix socket), "unix:///path" or "/path"
+// (the binary Unix-socket protocol; --encoding json|msgpack). Reverse
+// endpoints (serve --dial, probe --accept) are Unix sockets or host:port.
+//
+// Exit status: 0 on success (serve: after a graceful stop on SIGTERM or
+// SIGINT), 1 when the command failed (message on stderr), 2 for a bad
+// command line.
 //
 // The output of probe --json and bench --json is a stable contract; see
 // the help of each command (agentwire CMD -h).
