@@ -312,18 +312,26 @@ func (st *procStream) handle(m *pb.ProxyToAgent) error {
 			st.hsConfig = string(req.Config)
 		}
 		m.ReturnToVTPool()
-		if !st.enqueue(&pb.AgentToProxy{Message: &pb.AgentToProxy_Handshake{Handshake: s.handshakeToPB(&resp)}}) {
+		hs := &pb.AgentToProxy{Message: &pb.AgentToProxy_Handshake{Handshake: s.handshakeToPB(&resp)}}
+		if !resp.Success {
+			s.log.LogAttrs(st.ctx, slog.LevelWarn, "agentwire: handshake rejected", slog.String("error", resp.Error.Value))
+			st.enqueue(hs)
 			return nil
 		}
-		if resp.Success {
+		// Queue the reply and mark the stream established under s.mu, the
+		// lock broadcast holds: a push can then neither overtake the
+		// handshake reply nor miss a proxy that has already received it.
+		// The queue is empty at this point, so TryEnqueue cannot be full.
+		s.mu.Lock()
+		err := st.out.TryEnqueue(outItem{msg: hs})
+		if err == nil {
 			st.established.Store(true)
 			if h := s.health.Load(); h != nil {
 				st.push(&pb.AgentToProxy{Message: &pb.AgentToProxy_Health{Health: pbconv.HealthStatusToPB(h)}})
 			}
-		} else {
-			s.log.LogAttrs(st.ctx, slog.LevelWarn, "agentwire: handshake rejected", slog.String("error", resp.Error.Value))
 		}
-		return nil
+		s.mu.Unlock()
+		return nil // on err the stream is closing
 	case *pb.ProxyToAgent_Ping:
 		pong := &pb.Pong{Sequence: x.Ping.GetSequence(), PingTimestampMs: x.Ping.GetTimestampMs(), TimestampMs: nowMS()}
 		m.ReturnToVTPool()
