@@ -32,7 +32,6 @@ var (
 	ErrWireType      = errors.New("agentwire: protobuf: wrong wire type")
 	ErrGroup         = errors.New("agentwire: protobuf: unbalanced group")
 	ErrStatusRange   = pbconv.ErrStatusRange
-	errNotAResponse  = errors.New("agentwire: protobuf: not an agent response")
 	errMultipleOneof = errors.New("agentwire: protobuf: oneof member repeated")
 )
 
