@@ -91,15 +91,25 @@ type procStream struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	sem chan struct{} // concurrency bound; a slot per handled event
+	// sem holds a slot per admitted event (being handled, or waiting for a
+	// worker): maxConcurrency + eventBacklog(maxConcurrency) slots, so the
+	// reader goes on receiving cancels and pings while every handler is
+	// busy, and pauses only when the backlog is full too.
+	sem chan struct{}
 	out *ring.Ring[outItem]
 	// work hands events to worker goroutines. Only the reader sends and it
 	// closes work when it exits; workers run until then. Workers are
 	// started on demand, at most one per concurrency slot, and live as long
 	// as the stream (their grown stacks are reused, which a goroutine per
 	// event would pay for again every time).
-	work     chan *grpcCall
-	workers  int        // started so far; reader only
+	// work is buffered with cap(sem) slots: a send by the holder of a slot
+	// never blocks.
+	work       chan *grpcCall
+	workers    int // started so far; reader only
+	maxWorkers int // WithMaxConcurrency
+	// idle counts parked workers no event has been sent for yet (see
+	// udsConn.idle).
+	idle     atomic.Int32
 	ctxSlab  reqCtxSlab // request contexts; reader only
 	inflight inflightTable
 
@@ -127,9 +137,10 @@ func (s *Server) processStream(ss grpc.ServerStream) error {
 	st := &procStream{
 		srv:        s,
 		ss:         ss,
-		sem:        make(chan struct{}, s.cfg.maxConcurrency),
+		sem:        make(chan struct{}, s.cfg.maxConcurrency+eventBacklog(s.cfg.maxConcurrency)),
 		out:        ring.New[outItem](s.cfg.maxConcurrency + 64),
-		work:       make(chan *grpcCall),
+		work:       make(chan *grpcCall, s.cfg.maxConcurrency+eventBacklog(s.cfg.maxConcurrency)),
+		maxWorkers: s.cfg.maxConcurrency,
 		readerDone: make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
@@ -376,9 +387,9 @@ func (st *procStream) handle(m *pb.ProxyToAgent) error {
 }
 
 // accept admits an event whose kind and correlation id are set: protocol
-// check, a concurrency slot (the reader waits for one: backpressure on the
-// proxy), registration and dispatch to a worker. Reader only; it takes
-// ownership of c.
+// check, a slot (the reader waits for one only when every handler is busy
+// and the backlog is full: backpressure on the proxy), registration and
+// dispatch to a worker. Reader only; it takes ownership of c.
 func (st *procStream) accept(c *grpcCall) error {
 	s := st.srv
 	if !st.established.Load() {
@@ -403,17 +414,22 @@ func (st *procStream) accept(c *grpcCall) error {
 	return nil
 }
 
-// dispatch hands c to an idle worker, starting a new one if none is idle and
-// fewer than one per slot exist. When every slot has a worker, one of them
-// is idle or about to be (the caller holds a slot), so the blocking send
-// completes. Reader only.
+// dispatch hands c to an idle worker, starts a new one if none is idle and
+// fewer than maxConcurrency exist, or else leaves c in the backlog for the
+// next free worker. The send never blocks: the caller holds a slot. Reader
+// only.
 func (st *procStream) dispatch(c *grpcCall) {
-	select {
-	case st.work <- c:
-		return
-	default:
+	for {
+		n := st.idle.Load()
+		if n <= 0 {
+			break
+		}
+		if st.idle.CompareAndSwap(n, n-1) {
+			st.work <- c
+			return
+		}
 	}
-	if st.workers < cap(st.sem) {
+	if st.workers < st.maxWorkers {
 		st.workers++
 		st.srv.wg.Add(1)
 		go st.worker(c)
@@ -428,7 +444,13 @@ func (st *procStream) worker(c *grpcCall) {
 	for {
 		c.run()
 		var ok bool
-		if c, ok = <-st.work; !ok {
+		select {
+		case c, ok = <-st.work: // backlog
+		default:
+			st.idle.Add(1)
+			c, ok = <-st.work
+		}
+		if !ok {
 			return
 		}
 	}

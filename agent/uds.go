@@ -101,12 +101,29 @@ type udsConn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	ctxSlab  reqCtxSlab    // request contexts; reader only
-	sem      chan struct{} // a slot per event being handled
-	work     chan *udsCall // hand-off to idle workers; closed by the reader side
-	workers  int           // started so far; reader only
-	out      *ring.Ring[udsOut]
-	inflight inflightTable
+	ctxSlab reqCtxSlab // request contexts; reader only
+	// sem holds a slot per admitted event (being handled, or decoded and
+	// waiting for a worker): maxConcurrency + eventBacklog(maxConcurrency)
+	// slots. The reader pauses only when all are taken.
+	sem chan struct{}
+	// work hands events to workers. Buffered with cap(sem) slots, so a send
+	// by the holder of a slot never blocks; closed by the reader side.
+	work       chan *udsCall
+	workers    int // started so far; reader only
+	maxWorkers int // the handler concurrency bound (WithMaxConcurrency)
+	// idle counts workers parked on work that no event has been sent for
+	// yet. The reader reserves one before sending (so it knows whether to
+	// start a worker); exact while workers < maxWorkers, which is the only
+	// time it is consulted.
+	idle atomic.Int32
+	// inline: handlers run on the reader (WithInlineHandlers).
+	inline bool
+	// readAhead is set while the reader has more frames buffered: the
+	// writer then yields before flushing so that their replies share a
+	// write.
+	readAhead atomic.Bool
+	out       *ring.Ring[udsOut]
+	inflight  inflightTable
 
 	// hsConfig is the configuration the handshake carried (when handed to
 	// the Configurer); configured is set by the first 0x17. Reader only.
@@ -325,8 +342,10 @@ func (s *Server) serveConn(ext context.Context, nc net.Conn, rd *frame.Reader, r
 		srv:        s,
 		nc:         nc,
 		rd:         rd,
-		sem:        make(chan struct{}, s.cfg.maxConcurrency),
-		work:       make(chan *udsCall),
+		sem:        make(chan struct{}, s.cfg.maxConcurrency+eventBacklog(s.cfg.maxConcurrency)),
+		work:       make(chan *udsCall, s.cfg.maxConcurrency+eventBacklog(s.cfg.maxConcurrency)),
+		maxWorkers: s.cfg.maxConcurrency,
+		inline:     s.cfg.uds.inline,
 		out:        ring.New[udsOut](s.cfg.maxConcurrency + 64),
 		done:       make(chan struct{}),
 		writerDone: make(chan struct{}),
@@ -615,6 +634,9 @@ func (uc *udsConn) readLoop() error {
 		if uc.stopping.Load() {
 			return nil
 		}
+		if ahead := uc.rd.Buffered() >= frame.HeaderSize; ahead != uc.readAhead.Load() {
+			uc.readAhead.Store(ahead)
+		}
 		switch typ {
 		case frame.TypeRequestHeaders, frame.TypeRequestBodyChunk, frame.TypeResponseHeaders,
 			frame.TypeResponseBodyChunk, frame.TypeRequestComplete, frame.TypeWebSocketFrame,
@@ -639,14 +661,29 @@ func (uc *udsConn) readLoop() error {
 	}
 }
 
-// dispatchEvent decodes one event and hands it to a worker. It reports
-// false when the connection is over.
+// eventBacklog is how many decoded events may wait for a worker on one
+// connection beyond the n being handled. While they fit, the reader keeps
+// reading, so cancels (0x40) and pings (0x41) are processed even when
+// every handler is busy; when the backlog is full too, the reader pauses
+// (memory stays bounded: at most n + eventBacklog(n) decoded events). A
+// proxy that honours the announced max_concurrency never fills it.
+func eventBacklog(n int) int { return n }
+
+// dispatchEvent decodes one event and has it handled: on the reader
+// (WithInlineHandlers), by an idle worker, by a new worker while fewer than
+// maxConcurrency exist, or else queued in the backlog for the next free
+// worker. It reports false when the connection is over.
 func (uc *udsConn) dispatchEvent(typ frame.Type, p []byte) bool {
 	s := uc.srv
 	select {
 	case uc.sem <- struct{}{}:
-	case <-uc.ctx.Done():
-		return false
+	default:
+		// Every handler is busy and the backlog is full: pause reading.
+		select {
+		case uc.sem <- struct{}{}:
+		case <-uc.ctx.Done():
+			return false
+		}
 	}
 	c := getUDSCall(uc)
 	if err := c.decodeEvent(typ, p, uc.msgpack); err != nil {
@@ -655,19 +692,28 @@ func (uc *udsConn) dispatchEvent(typ frame.Type, p []byte) bool {
 		return true
 	}
 	uc.begin(c)
-	select {
-	case uc.work <- c:
+	if uc.inline {
+		uc.process(c)
 		return true
-	default:
 	}
-	if uc.workers < cap(uc.sem) {
+	for {
+		n := uc.idle.Load()
+		if n <= 0 {
+			break
+		}
+		if uc.idle.CompareAndSwap(n, n-1) {
+			uc.work <- c // a parked worker takes it
+			return true
+		}
+	}
+	if uc.workers < uc.maxWorkers {
 		uc.workers++
 		s.wg.Add(1) // the connection's goroutines are counted: Add is safe
 		go uc.worker(c)
 		return true
 	}
-	// Every slot has a worker and the caller holds a slot, so one of them
-	// is idle or about to be.
+	// Every worker is busy: c waits in the backlog. The send does not
+	// block: the slot taken above guarantees room.
 	uc.work <- c
 	return true
 }
@@ -770,7 +816,13 @@ func (uc *udsConn) worker(c *udsCall) {
 	for {
 		uc.process(c)
 		var ok bool
-		if c, ok = <-uc.work; !ok {
+		select {
+		case c, ok = <-uc.work: // backlog
+		default:
+			uc.idle.Add(1)
+			c, ok = <-uc.work
+		}
+		if !ok {
 			return
 		}
 	}
@@ -955,7 +1007,7 @@ func (uc *udsConn) writer() {
 		if n = uc.out.TryDequeueBatch(batch); n > 0 {
 			continue
 		}
-		if !yielded && uc.busy() {
+		if !yielded && (uc.busy() || uc.readAhead.Load()) {
 			// Events are being handled: let their workers run first so
 			// that their replies share this write.
 			yielded = true

@@ -32,6 +32,7 @@ type udsConfig struct {
 	hsTimeout    time.Duration
 	maxFrameLen  int
 	rawMsgpack   bool
+	inline       bool // WithInlineHandlers
 }
 
 func (u *udsConfig) mode() os.FileMode {
@@ -131,4 +132,20 @@ func WithMaxFrameSize(n int) Option {
 // are not affected.
 func WithRawMsgpackBodies() Option {
 	return optionFunc(func(c *config) error { c.uds.rawMsgpack = true; return nil })
+}
+
+// WithInlineHandlers runs the Handler of Unix-socket and reverse
+// connections on the connection's reader goroutine instead of handing each
+// event to a worker goroutine: one goroutine switch less per event, and
+// replies of the frames that arrived in one read go out in one write. Use
+// it only for handlers that return within microseconds and never block
+// (no I/O, no locks held for long): while a handler runs, the connection
+// reads nothing, so further events, cancels and pings wait for it, and
+// events of one connection are handled one at a time. WithMaxConcurrency
+// then only bounds the backlog. gRPC streams are not affected.
+func WithInlineHandlers() Option {
+	return optionFunc(func(c *config) error {
+		c.uds.inline = true
+		return nil
+	})
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"time"
 
@@ -37,6 +38,7 @@ type serveFlags struct {
 	drainTimeout  time.Duration
 	encodings     string
 	verbose       bool
+	cpuProfile    string
 	tls           tlsFlags
 	listenAddress func(string) // test hook: receives the "listening on" address
 }
@@ -64,9 +66,21 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 10*time.Second, "how long a graceful stop may wait for requests in flight")
 	fs.StringVar(&f.encodings, "encodings", "json,msgpack", "Unix-socket payload encodings the agent accepts (json,msgpack or json)")
 	fs.BoolVar(&f.verbose, "v", false, "log connection events to stderr")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
 	f.tls.register(fs, true)
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	return serve(ctx, &f, stderr)
 }
@@ -103,6 +117,9 @@ func serve(ctx context.Context, f *serveFlags, stderr io.Writer) error {
 		agent.WithAgentID(id),
 		agent.WithName("agentwire " + f.agentKind),
 		agent.WithVersion(version),
+		// The reference agents decide in well under a microsecond and
+		// never block: run them on the connection reader.
+		agent.WithInlineHandlers(),
 		agent.WithLogger(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))),
 		agent.WithEncodings(encs...),
 	}

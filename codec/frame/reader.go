@@ -227,3 +227,8 @@ func eofIsUnexpected(err error) error {
 	}
 	return err
 }
+
+// Buffered returns the number of bytes read from the stream but not yet
+// returned as frames. A reader can use it to tell whether the next
+// ReadFrame may block.
+func (r *Reader) Buffered() int { return r.w - r.r }
