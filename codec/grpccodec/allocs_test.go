@@ -9,34 +9,46 @@ import (
 )
 
 func TestAllocsMarshalVTPooled(t *testing.T) {
-	ev := requestHeaders()
 	pool := mem.DefaultBufferPool()
-	if size := ev.SizeVT(); size <= directAllocMax {
-		t.Fatalf("fixture is %d bytes, too small for the pooled path", size)
+	small := bodyChunk(0)
+	if size := small.SizeVT(); size >= pooledMin {
+		t.Fatalf("small fixture is %d bytes, want < %d", size, pooledMin)
 	}
-	// Warm the pool and the buffer-object pool.
-	for range 4 {
-		b, _ := marshalVT(ev, pool)
-		b.Free()
+	large := requestHeaders()
+	if size := large.SizeVT(); size < 256 {
+		t.Fatalf("large fixture is only %d bytes", size)
 	}
-	if a := testing.AllocsPerRun(1000, func() {
-		b, err := marshalVT(ev, pool)
-		if err != nil {
-			t.Fatal(err)
+	for _, tc := range []struct {
+		name string
+		m    vtMessage
+	}{{"small", small}, {"large", large}} {
+		// Warm the pool and the buffer-object pool.
+		for range 4 {
+			b, _ := marshalVT(tc.m, pool)
+			b.Free()
 		}
-		b.Free()
-	}); a != 0 {
-		t.Fatalf("SizeVT+MarshalToSizedBufferVT into a pooled buffer: %.1f allocs, want 0", a)
-	}
-	// Through the CodecV2 interface the one remaining allocation is the
-	// returned one-element mem.BufferSlice, which gRPC keeps.
-	if a := testing.AllocsPerRun(1000, func() {
-		out, err := Codec().Marshal(ev)
-		if err != nil {
-			t.Fatal(err)
+		if a := testing.AllocsPerRun(1000, func() {
+			b, err := marshalVT(tc.m, pool)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.Len() != tc.m.SizeVT() {
+				t.Fatalf("%s: buffer holds %d bytes, want %d", tc.name, b.Len(), tc.m.SizeVT())
+			}
+			b.Free()
+		}); a != 0 {
+			t.Fatalf("%s: SizeVT+MarshalToSizedBufferVT into a pooled buffer: %.1f allocs, want 0", tc.name, a)
 		}
-		out.Free()
-	}); a > 1 {
-		t.Fatalf("Codec().Marshal: %.1f allocs, want <= 1", a)
+		// Through the CodecV2 interface the one remaining allocation is
+		// the returned one-element mem.BufferSlice, which gRPC keeps.
+		if a := testing.AllocsPerRun(1000, func() {
+			out, err := Codec().Marshal(tc.m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out.Free()
+		}); a > 1 {
+			t.Fatalf("%s: Codec().Marshal: %.1f allocs, want <= 1", tc.name, a)
+		}
 	}
 }

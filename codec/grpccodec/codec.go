@@ -26,10 +26,10 @@
 //
 // # Memory
 //
-// Marshal computes SizeVT, takes one buffer of that size from
+// Marshal computes SizeVT, takes one buffer of that size (at least 1 KiB +
+// 1, so that small messages are pooled too; see pooledMin) from
 // mem.DefaultBufferPool() and encodes into it with MarshalToSizedBufferVT;
-// gRPC returns the buffer to the pool once the bytes are written. Messages
-// of at most 256 bytes are allocated directly (see marshalVT). Unmarshal
+// gRPC returns the buffer to the pool once the bytes are written. Unmarshal
 // decodes with UnmarshalVT, which copies every string and bytes field, so
 // the decoded message never aliases gRPC's pooled receive buffers (the
 // aliasing UnmarshalVTUnsafe is never used).
@@ -52,13 +52,15 @@ import (
 // Name is the codec's name, the same as grpc-go's default protobuf codec.
 const Name = "proto"
 
-// directAllocMax is the largest message that Marshal allocates directly
-// instead of taking a pooled buffer. mem.NewBuffer refuses to pool a buffer
-// whose capacity is at most 1 KiB, and the smallest tier of grpc's default
-// pool is 256 bytes: a pooled buffer of that tier would never return to the
-// pool, costing two allocations instead of one. From 257 bytes on the
-// default pool hands out 4 KiB (or larger) buffers, which are recycled.
-const directAllocMax = 256
+// pooledMin is the smallest capacity Marshal asks its pool for.
+// mem.NewBuffer only recycles buffers whose capacity exceeds 1 KiB; a
+// smaller one comes back as a SliceBuffer, which costs two allocations
+// (the bytes, and boxing the slice into the mem.Buffer interface) and never
+// returns to the pool. Asking for at least 1 KiB + 1 (a 4 KiB buffer of
+// grpc's default pool) makes small messages — the agent's replies are tens
+// of bytes — free of allocations once the pool is warm, for the few
+// microseconds until grpc has written them.
+const pooledMin = 1<<10 + 1
 
 // vtMessage is implemented by messages generated with vtprotobuf's
 // marshal, size and unmarshal features.
@@ -121,15 +123,9 @@ func (codec) Marshal(v any) (mem.BufferSlice, error) {
 // returned buffer's reference and must Free it.
 func marshalVT(m vtMessage, pool mem.BufferPool) (mem.Buffer, error) {
 	size := m.SizeVT()
-	if size <= directAllocMax {
-		b := make([]byte, size)
-		if err := marshalSized(m, b); err != nil {
-			return nil, err
-		}
-		return mem.SliceBuffer(b), nil
-	}
-	bp := pool.Get(size)
-	if err := marshalSized(m, (*bp)[:size]); err != nil {
+	bp := pool.Get(max(size, pooledMin))
+	*bp = (*bp)[:size]
+	if err := marshalSized(m, *bp); err != nil {
 		pool.Put(bp)
 		return nil, err
 	}
@@ -152,14 +148,7 @@ func marshalProto(m proto.Message, pool mem.BufferPool) (mem.Buffer, error) {
 	size := proto.Size(m)
 	// UseCachedSize reuses the sizes proto.Size just stored in the message.
 	opts := proto.MarshalOptions{UseCachedSize: true}
-	if size <= directAllocMax {
-		b, err := opts.MarshalAppend(make([]byte, 0, size), m)
-		if err != nil {
-			return nil, err
-		}
-		return mem.SliceBuffer(b), nil
-	}
-	bp := pool.Get(size)
+	bp := pool.Get(max(size, pooledMin))
 	b, err := opts.MarshalAppend((*bp)[:0], m)
 	if err != nil {
 		pool.Put(bp)
@@ -169,6 +158,7 @@ func marshalProto(m proto.Message, pool mem.BufferPool) (mem.Buffer, error) {
 		pool.Put(bp)
 		return nil, errSizeMismatch
 	}
+	*bp = b
 	return mem.NewBuffer(bp, pool), nil
 }
 
