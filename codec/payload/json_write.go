@@ -342,48 +342,14 @@ func jsonAppendHeaders(dst []byte, h Headers) []byte {
 	}
 	if n <= 64 {
 		var stack [64]int32
-		return jsonWriteHeaders(dst, h, jsonSortHeaderIndex(h, stack[:n]))
+		return jsonWriteHeaders(dst, h, headerSortIndex(h, stack[:n]))
 	}
 	p := jsonHeaderScratch.Get().(*[]int32)
-	idx := jsonSortHeaderIndex(h, slices.Grow((*p)[:0], n)[:n])
+	idx := headerSortIndex(h, slices.Grow((*p)[:0], n)[:n])
 	dst = jsonWriteHeaders(dst, h, idx)
 	*p = idx[:0]
 	jsonHeaderScratch.Put(p)
 	return dst
-}
-
-// jsonSortHeaderIndex fills idx (len(h) long) with the positions of h in
-// stable byte-wise name order.
-func jsonSortHeaderIndex(h Headers, idx []int32) []int32 {
-	sorted := true
-	for i := range idx {
-		idx[i] = int32(i)
-		if i > 0 && h[i].Name < h[i-1].Name {
-			sorted = false
-		}
-	}
-	if sorted {
-		return idx
-	}
-	if len(idx) <= 32 {
-		// Stable insertion sort for the usual small sets.
-		for i := 1; i < len(idx); i++ {
-			for j := i; j > 0 && h[idx[j]].Name < h[idx[j-1]].Name; j-- {
-				idx[j], idx[j-1] = idx[j-1], idx[j]
-			}
-		}
-		return idx
-	}
-	slices.SortStableFunc(idx, func(a, b int32) int {
-		switch {
-		case h[a].Name < h[b].Name:
-			return -1
-		case h[a].Name > h[b].Name:
-			return 1
-		}
-		return 0
-	})
-	return idx
 }
 
 // jsonWriteHeaders writes h in the order given by idx, merging entries that

@@ -855,8 +855,8 @@ func mpAppendStrHeader(b []byte, n int) []byte {
 // mpAppendStr appends s as a str. Invalid UTF-8 bytes are replaced by
 // U+FFFD (a Rust peer rejects a str that is not UTF-8).
 func mpAppendStr(b []byte, s string) []byte {
-	if utf8.ValidString(s) {
-		return msgp.AppendString(b, s)
+	if asciiString(s) || utf8.ValidString(s) {
+		return append(mpAppendStrHeader(b, len(s)), s...)
 	}
 	n := 0
 	for i := 0; i < len(s); {
@@ -1063,4 +1063,23 @@ func mpDaysIn(year, month int) int {
 		return 30
 	}
 	return 31
+}
+
+// asciiString reports whether s is all ASCII, 8 bytes at a time (the
+// common case for header names and values, checked without a call).
+func asciiString(s string) bool {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		if w&0x8080808080808080 != 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

@@ -1,9 +1,6 @@
 package payload
 
 import (
-	"cmp"
-	"slices"
-
 	"github.com/tinylib/msgp/msgp"
 )
 
@@ -37,10 +34,7 @@ func mpAppendHeaders(b []byte, h Headers) []byte {
 	if len(h) > len(stack) {
 		idx = make([]int32, 0, len(h))
 	}
-	for i := range h {
-		idx = append(idx, int32(i))
-	}
-	slices.SortStableFunc(idx, func(a, c int32) int { return cmp.Compare(h[a].Name, h[c].Name) })
+	idx = headerSortIndex(h, idx[:len(h)])
 	distinct := 0
 	for i := range idx {
 		if i == 0 || h[idx[i]].Name != h[idx[i-1]].Name {
