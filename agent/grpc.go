@@ -105,8 +105,9 @@ type procStream struct {
 	// work is buffered with cap(sem) slots: a send by the holder of a slot
 	// never blocks.
 	work       chan *grpcCall
-	workers    int // started so far; reader only
-	maxWorkers int // WithMaxConcurrency
+	workers    int  // started so far; reader only
+	maxWorkers int  // WithMaxConcurrency
+	inline     bool // WithInlineHandlers: the reader runs the handlers
 	// idle counts parked workers no event has been sent for yet (see
 	// udsConn.idle).
 	idle     atomic.Int32
@@ -141,6 +142,7 @@ func (s *Server) processStream(ss grpc.ServerStream) error {
 		out:        ring.New[outItem](s.cfg.maxConcurrency + 64),
 		work:       make(chan *grpcCall, s.cfg.maxConcurrency+eventBacklog(s.cfg.maxConcurrency)),
 		maxWorkers: s.cfg.maxConcurrency,
+		inline:     s.cfg.uds.inline,
 		readerDone: make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
@@ -410,6 +412,13 @@ func (st *procStream) accept(c *grpcCall) error {
 	}
 	c.st = st
 	s.beginWith(st.ctxSlab.get(st.ctx), &st.inflight, &c.exchange)
+	if st.inline {
+		// WithInlineHandlers: no hand-over to a worker goroutine; the
+		// writer sends the replies of the events received meanwhile
+		// together.
+		c.run()
+		return nil
+	}
 	st.dispatch(c)
 	return nil
 }

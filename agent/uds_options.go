@@ -135,14 +135,16 @@ func WithRawMsgpackBodies() Option {
 }
 
 // WithInlineHandlers runs the Handler of Unix-socket and reverse
-// connections on the connection's reader goroutine instead of handing each
-// event to a worker goroutine: one goroutine switch less per event, and
-// replies of the frames that arrived in one read go out in one write. Use
-// it only for handlers that return within microseconds and never block
-// (no I/O, no locks held for long): while a handler runs, the connection
+// connections, and of gRPC ProcessStreams, on the connection's (stream's)
+// reader goroutine instead of handing each event to a worker goroutine: one
+// goroutine switch less per event, and replies of the frames that arrived
+// in one read go out in one write. Use it only for handlers that return
+// within microseconds and never block (no I/O, no locks held for long):
+// while a handler runs, the connection
 // reads nothing, so further events, cancels and pings wait for it, and
 // events of one connection are handled one at a time. WithMaxConcurrency
-// then only bounds the backlog. gRPC streams are not affected.
+// then only bounds the backlog. The unary ProcessEvent RPC is not affected
+// (grpc-go runs each call on a goroutine of its own).
 func WithInlineHandlers() Option {
 	return optionFunc(func(c *config) error {
 		c.uds.inline = true
