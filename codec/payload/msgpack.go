@@ -105,6 +105,7 @@ import (
 	"math"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/tinylib/msgp/msgp"
 )
@@ -1068,16 +1069,15 @@ func mpDaysIn(year, month int) int {
 // asciiString reports whether s is all ASCII, 8 bytes at a time (the
 // common case for header names and values, checked without a call).
 func asciiString(s string) bool {
-	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
-		if w&0x8080808080808080 != 0 {
+	b := unsafe.Slice(unsafe.StringData(s), len(s)) // read only
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b)&0x8080808080808080 != 0 {
 			return false
 		}
+		b = b[8:]
 	}
-	for ; i < len(s); i++ {
-		if s[i] >= 0x80 {
+	for _, c := range b {
+		if c >= 0x80 {
 			return false
 		}
 	}
