@@ -116,8 +116,14 @@ type udsConn struct {
 	// start a worker); exact while workers < maxWorkers, which is the only
 	// time it is consulted.
 	idle atomic.Int32
-	// inline: handlers run on the reader (WithInlineHandlers).
-	inline bool
+	// inline: handlers run on the reader (WithInlineHandlers), which then
+	// also writes the replies it produced itself: they collect in wbuf and
+	// go out in one write when no further whole frame is buffered (before
+	// the reader may block). Pushes still go through the writer; each
+	// write holds whole frames, so the two never interleave inside one.
+	inline  bool
+	wbuf    []byte // reader only
+	wbroken bool   // a reader write failed; reader only
 	// readAhead is set while the reader has more frames buffered: the
 	// writer then yields before flushing so that their replies share a
 	// write.
@@ -614,8 +620,42 @@ func udsEventCodes(in []int32) []int32 {
 // readLoop reads and dispatches frames until the connection ends; it
 // returns the error that ended it (io.EOF for a clean end of stream).
 func (uc *udsConn) readLoop() error {
+	if !uc.inline {
+		return uc.readFrames()
+	}
+	err := uc.readFrames()
+	uc.flushInline()
+	return err
+}
+
+// flushInline writes the replies the reader collected (inline mode).
+func (uc *udsConn) flushInline() {
+	if len(uc.wbuf) == 0 {
+		return
+	}
+	if !uc.wbroken {
+		if _, err := uc.nc.Write(uc.wbuf); err != nil {
+			uc.wbroken = true
+			uc.cancel()
+			uc.nc.Close()
+			if !isClosedConnErr(err) {
+				uc.srv.log.LogAttrs(context.Background(), slog.LevelDebug, "agentwire: Unix-socket write failed", slog.Any("error", err))
+			}
+		}
+	}
+	if cap(uc.wbuf) > 4*writeBufSize {
+		uc.wbuf = nil
+	} else {
+		uc.wbuf = uc.wbuf[:0]
+	}
+}
+
+func (uc *udsConn) readFrames() error {
 	s := uc.srv
 	for {
+		if uc.inline && len(uc.wbuf) > 0 && !uc.rd.FrameBuffered() {
+			uc.flushInline()
+		}
 		typ, p, err := uc.rd.ReadFrame()
 		if err != nil {
 			var ut *frame.UnknownTypeError
@@ -885,6 +925,16 @@ func (uc *udsConn) appendReply(c *udsCall) error {
 // enqueue queues c's frame for the writer, waiting while the ring is full.
 // If the connection is over, c is released.
 func (uc *udsConn) enqueue(c *udsCall) {
+	if uc.inline {
+		// Only the reader handles events and answers pings in inline
+		// mode: collect the frame for flushInline.
+		uc.wbuf = append(uc.wbuf, c.out...)
+		c.release()
+		if len(uc.wbuf) >= writeBufSize {
+			uc.flushInline()
+		}
+		return
+	}
 	if uc.out.Enqueue(uc.ctx, udsOut{call: c}) != nil {
 		c.release()
 	}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -75,23 +76,34 @@ func TestUDSInlineHandlers(t *testing.T) {
 			p := dialRaw(t, e.path)
 			p.handshake(enc)
 			msgpack := enc == "msgpack"
-			const n = 50
+			// Enough events that the reader's collected replies pass
+			// writeBufSize and are flushed before its buffer runs dry.
+			const n = 1000
+			cidOf := func(i int) string { return "c-" + strconv.Itoa(i) }
+			var frames []byte
 			for i := range n {
-				cid := "c-" + string(rune('A'+i%26)) + string(rune('a'+i/26))
+				var pl []byte
 				if msgpack {
-					p.send(frame.TypeRequestHeaders, reqHeadersMsgpack(cid, "/"+cid))
+					pl = reqHeadersMsgpack(cidOf(i), "/"+cidOf(i))
 				} else {
-					p.send(frame.TypeRequestHeaders, reqHeadersJSON(cid, "/"+cid))
+					pl = reqHeadersJSON(cidOf(i), "/"+cidOf(i))
 				}
+				frames, _ = frame.AppendFrame(frames, frame.TypeRequestHeaders, pl)
 			}
-			p.ping(3)
+			sent := make(chan struct{})
+			go func() {
+				defer close(sent)
+				p.c.Write(frames) // one write: many frames per read on the agent side
+			}()
 			for i := range n {
-				cid := "c-" + string(rune('A'+i%26)) + string(rune('a'+i/26))
+				cid := cidOf(i)
 				r := p.recvReply(msgpack)
 				if r.CorrelationID != cid || r.Decision.Status != 403 || r.Decision.Body.Value != "/"+cid {
 					t.Fatalf("reply %d: %+v", i, r)
 				}
 			}
+			<-sent
+			p.ping(3)
 			p.expectPongOnly()
 		})
 	}

@@ -232,3 +232,15 @@ func eofIsUnexpected(err error) error {
 // returned as frames. A reader can use it to tell whether the next
 // ReadFrame may block.
 func (r *Reader) Buffered() int { return r.w - r.r }
+
+// FrameBuffered reports whether a whole frame (header and payload) is
+// buffered, so that the next ReadFrame returns without reading from the
+// stream. A reader that batches its own output flushes it when this is
+// false, before it may block.
+func (r *Reader) FrameBuffered() bool {
+	if r.bufp == nil || r.w-r.r < HeaderSize {
+		return false
+	}
+	n := binary.BigEndian.Uint32(r.bufp[r.r:])
+	return n > 0 && uint64(n) <= uint64(r.w-r.r-4)
+}
