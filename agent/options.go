@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 
 	"github.com/agentwire/agentwire/codec/payload"
 	"google.golang.org/grpc"
@@ -19,6 +20,11 @@ const (
 	// DefaultMaxMessageSize is the default gRPC receive and send limit, the
 	// same 4 MiB tonic applies on the Rust side.
 	DefaultMaxMessageSize = 4 << 20
+	// DefaultGRPCWindow is the HTTP/2 flow-control window (per stream and
+	// per connection) of the gRPC server ServeGRPC creates (see
+	// WithGRPCWindow): one message of the default maximum size fits
+	// without waiting for a window update.
+	DefaultGRPCWindow = 4 << 20
 	// DefaultAgentID is used when WithAgentID is not given.
 	DefaultAgentID = "agentwire-agent"
 	// DefaultHealthReportIntervalMS is the health interval announced in the
@@ -49,6 +55,7 @@ type config struct {
 	maxSend        int
 	errDecision    payload.Decision
 	grpcOpts       []grpc.ServerOption
+	grpcWindow     int
 	uds            udsConfig // Unix-socket and reverse-connection settings (uds_options.go)
 }
 
@@ -60,6 +67,7 @@ func defaultConfig() config {
 		maxRecv:        DefaultMaxMessageSize,
 		maxSend:        DefaultMaxMessageSize,
 		errDecision:    payload.Allow(),
+		grpcWindow:     DefaultGRPCWindow,
 	}
 }
 
@@ -154,6 +162,24 @@ func WithMaxSendSize(n int) Option {
 // payload.Block(503) or similar to fail closed.
 func WithErrorDecision(d payload.Decision) Option {
 	return optionFunc(func(c *config) error { c.errDecision = d; return nil })
+}
+
+// WithGRPCWindow sets the HTTP/2 flow-control window (per stream and per
+// connection) of the grpc.Server that ServeGRPC creates to n bytes; default
+// DefaultGRPCWindow, valid 64 KiB..2 GiB-1. A fixed window turns off
+// grpc-go's dynamic window sizing, whose bandwidth-delay probes (a PING and
+// a WINDOW_UPDATE per round trip of the probe) cost socket writes and
+// allocations on every busy connection. n = 0 restores grpc-go's dynamic
+// sizing (starting at 64 KiB), which suits links with a large
+// bandwidth-delay product.
+func WithGRPCWindow(n int) Option {
+	return optionFunc(func(c *config) error {
+		if n != 0 && (n < 64<<10 || n > math.MaxInt32) {
+			return fmt.Errorf("agentwire: gRPC window %d out of range %d..%d (or 0)", n, 64<<10, math.MaxInt32)
+		}
+		c.grpcWindow = n
+		return nil
+	})
 }
 
 // WithGRPCServerOptions adds options for the grpc.Server that ServeGRPC

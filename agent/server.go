@@ -209,8 +209,9 @@ func (s *Server) RegisterGRPC(g *grpc.Server) {
 // ServeGRPC serves gRPC on ln until Shutdown or Close, then returns
 // ErrServerClosed. It may be called for several listeners (e.g. TCP and a
 // Unix socket); they share one grpc.Server, created on first use with the
-// vtprotobuf codec, the configured message size limits and the options of
-// WithGRPCServerOptions. ln is closed when ServeGRPC returns.
+// vtprotobuf codec, the configured message size limits and flow-control
+// window (WithGRPCWindow) and the options of WithGRPCServerOptions. ln is
+// closed when ServeGRPC returns.
 func (s *Server) ServeGRPC(ln net.Listener) error {
 	s.mu.Lock()
 	if s.closed() {
@@ -224,6 +225,9 @@ func (s *Server) ServeGRPC(ln net.Listener) error {
 		opts := []grpc.ServerOption{
 			grpc.MaxRecvMsgSize(s.cfg.maxRecv),
 			grpc.MaxSendMsgSize(s.cfg.maxSend),
+		}
+		if w := s.cfg.grpcWindow; w > 0 {
+			opts = append(opts, grpc.InitialWindowSize(int32(w)), grpc.InitialConnWindowSize(int32(w)))
 		}
 		opts = append(opts, codecServerOptions()...)
 		opts = append(opts, s.cfg.grpcOpts...)

@@ -144,6 +144,11 @@ func newGRPCDialer(ep endpoint, o *options) (*grpcDialer, error) {
 			Time: o.keepaliveTime, Timeout: o.keepaliveTimeout, PermitWithoutStream: true,
 		}))
 	}
+	if o.grpcWindow > 0 {
+		dopts = append(dopts,
+			grpc.WithInitialWindowSize(int32(o.grpcWindow)),
+			grpc.WithInitialConnWindowSize(int32(o.grpcWindow)))
+	}
 	dopts = append(dopts, o.dialOptions...)
 	cc, err := grpc.NewClient(ep.target, dopts...)
 	if err != nil {
