@@ -340,12 +340,12 @@ func (t *grpcTransport) handshake(hs *payload.HandshakeRequest) (mem.Buffer, err
 }
 
 func (t *grpcTransport) requestHeaders(ev *payload.RequestHeadersEvent, now uint64) (mem.Buffer, error) {
-	n := pbwire.SizeRequestHeaders(ev, now)
-	if err := t.check(n); err != nil {
+	sz := pbwire.MeasureRequestHeaders(ev, now)
+	if err := t.check(sz.Len); err != nil {
 		return nil, err
 	}
-	bp := newOutBuffer(n)
-	*bp = pbwire.AppendRequestHeaders(*bp, ev, now)
+	bp := newOutBuffer(sz.Len)
+	*bp = pbwire.AppendMeasuredRequestHeaders(*bp, ev, sz)
 	return wrapOut(bp), nil
 }
 

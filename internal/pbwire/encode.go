@@ -191,27 +191,49 @@ func appendMetadata(b []byte, m *payload.RequestMetadata, ts uint64) []byte {
 	return appendStr(b, 11, m.Traceparent)
 }
 
-func requestHeadersBodyLen(ev *payload.RequestHeadersEvent, ts uint64) int {
-	return sizeMsg(1, metadataBodyLen(&ev.Metadata, ts)) +
-		sizeStr(2, ev.Method) +
-		sizeStr(3, ev.URI) +
-		sizeStr(4, pbconv.HTTPVersion(&ev.Metadata)) +
-		headersSize(5, ev.Headers)
-}
-
 // SizeRequestHeaders returns the encoded length of the ProxyToAgent message
 // AppendRequestHeaders writes for the same arguments.
 func SizeRequestHeaders(ev *payload.RequestHeadersEvent, nowMS uint64) int {
-	return sizeMsg(P2ARequestHeaders, requestHeadersBodyLen(ev, pbconv.TimestampMS(ev.Metadata.Timestamp, nowMS)))
+	return MeasureRequestHeaders(ev, nowMS).Len
 }
 
 // AppendRequestHeaders appends ProxyToAgent{request_headers} for ev. A zero
 // metadata timestamp is sent as nowMS.
 func AppendRequestHeaders(b []byte, ev *payload.RequestHeadersEvent, nowMS uint64) []byte {
+	return AppendMeasuredRequestHeaders(b, ev, MeasureRequestHeaders(ev, nowMS))
+}
+
+// RequestHeadersSize is the measured layout of one request-headers
+// message: its encoded length and the nested lengths the encoder needs.
+// It is only valid for the event and time it was measured for.
+type RequestHeadersSize struct {
+	// Len is the encoded length of the whole ProxyToAgent message.
+	Len      int
+	body, md int
+	ts       uint64
+}
+
+// MeasureRequestHeaders measures ev like SizeRequestHeaders and keeps what
+// AppendMeasuredRequestHeaders needs, so that encoding into an exactly
+// sized buffer walks the headers for their lengths once instead of twice.
+func MeasureRequestHeaders(ev *payload.RequestHeadersEvent, nowMS uint64) RequestHeadersSize {
 	ts := pbconv.TimestampMS(ev.Metadata.Timestamp, nowMS)
-	b = appendMsgHeader(b, P2ARequestHeaders, requestHeadersBodyLen(ev, ts))
-	b = appendMsgHeader(b, 1, metadataBodyLen(&ev.Metadata, ts))
-	b = appendMetadata(b, &ev.Metadata, ts)
+	md := metadataBodyLen(&ev.Metadata, ts)
+	body := sizeMsg(1, md) +
+		sizeStr(2, ev.Method) +
+		sizeStr(3, ev.URI) +
+		sizeStr(4, pbconv.HTTPVersion(&ev.Metadata)) +
+		headersSize(5, ev.Headers)
+	return RequestHeadersSize{Len: sizeMsg(P2ARequestHeaders, body), body: body, md: md, ts: ts}
+}
+
+// AppendMeasuredRequestHeaders is AppendRequestHeaders with the lengths of
+// MeasureRequestHeaders for the same, unchanged event; it appends exactly
+// sz.Len bytes.
+func AppendMeasuredRequestHeaders(b []byte, ev *payload.RequestHeadersEvent, sz RequestHeadersSize) []byte {
+	b = appendMsgHeader(b, P2ARequestHeaders, sz.body)
+	b = appendMsgHeader(b, 1, sz.md)
+	b = appendMetadata(b, &ev.Metadata, sz.ts)
 	b = appendStr(b, 2, ev.Method)
 	b = appendStr(b, 3, ev.URI)
 	b = appendStr(b, 4, pbconv.HTTPVersion(&ev.Metadata))

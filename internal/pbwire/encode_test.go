@@ -80,6 +80,8 @@ func TestEncodeRequestHeadersMatchesVT(t *testing.T) {
 		}})
 		got := AppendRequestHeaders(nil, ev, nowMS)
 		check(t, name, got, SizeRequestHeaders(ev, nowMS), want)
+		sz := MeasureRequestHeaders(ev, nowMS)
+		check(t, name+"/measured", AppendMeasuredRequestHeaders(make([]byte, 0, sz.Len), ev, sz), sz.Len, want)
 	}
 }
 
@@ -195,6 +197,10 @@ func FuzzEncodeRequestHeaders(f *testing.F) {
 		got := AppendRequestHeaders(make([]byte, 0, 3), ev, nowMS)
 		if !bytes.Equal(got, want) || SizeRequestHeaders(ev, nowMS) != len(got) {
 			t.Fatalf("mismatch\n got %x\nwant %x", got, want)
+		}
+		sz := MeasureRequestHeaders(ev, nowMS)
+		if got := AppendMeasuredRequestHeaders(nil, ev, sz); !bytes.Equal(got, want) || sz.Len != len(got) {
+			t.Fatalf("measured mismatch\n got %x\nwant %x", got, want)
 		}
 		bc := &payload.BodyChunk{CorrelationID: cid, Data: []byte(uri), IsLast: opt, ChunkIndex: uint32(port), BytesTransferred: uint64(ms)}
 		if opt {
