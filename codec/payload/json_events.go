@@ -141,6 +141,10 @@ var jsonMetadataFields = jsonFields{
 // metadata.correlation_id). A timestamp that is neither RFC 3339 nor epoch
 // milliseconds decodes as the zero time. Decoded strings do not alias data;
 // small ones share pooled 4 KiB chunks (see DecodeAgentResponseJSON).
+// A header name or value equal to the string ev.Headers held at the same
+// position is kept as it is rather than copied again, so ev must not hold
+// strings that view a buffer which may change (as left by
+// DecodeRequestHeadersJSONNoCopy); reset ev.Headers to nil after such use.
 func DecodeRequestHeadersJSON(data []byte, ev *RequestHeadersEvent) error {
 	d := jsonDecoder{data: data}
 	d.requestHeaders(ev)
@@ -253,11 +257,19 @@ func (d *jsonDecoder) readHeaders(hs Headers) Headers {
 			}
 		}
 		if pos < 0 {
-			name := d.keyString(k)
+			var name string
 			if len(hs) < cap(hs) {
 				hs = hs[:len(hs)+1]
+				// A copying decoder keeps the name this slot held when
+				// it is the same (immutable there; see readHeaderValues).
+				if old := hs[len(hs)-1].Name; !d.noCopy && old == string(k) {
+					name = old
+				}
 			} else {
 				hs = append(hs, Header{})
+			}
+			if name == "" {
+				name = d.keyString(k)
 			}
 			pos = len(hs) - 1
 			hs[pos].Name = name
@@ -270,7 +282,7 @@ func (d *jsonDecoder) readHeaders(hs Headers) Headers {
 				}
 			}
 		}
-		vals, ok := d.readStringSlice(hs[pos].Values, "a sequence")
+		vals, ok := d.readHeaderValues(hs[pos].Values, "a sequence")
 		hs[pos].Values = vals
 		if !ok {
 			break

@@ -357,6 +357,36 @@ func (d *jsonDecoder) readString(v *string) bool {
 	return true
 }
 
+// readStringReuse is readString, except that a plain (unescaped, ASCII)
+// string equal to old yields old itself instead of a new copy. old must be
+// an immutable string (never a view of a mutable buffer); copying decoders
+// only.
+func (d *jsonDecoder) readStringReuse(v *string, old string) bool {
+	c := d.ws()
+	if c != '"' {
+		return d.typeErr(c, "a string")
+	}
+	at := d.pos + 1
+	body, escaped, nonASCII, ok := d.scanString()
+	if !ok {
+		return false
+	}
+	if escaped {
+		s, ok := d.makeEscapedString(body, at)
+		*v = s
+		return ok
+	}
+	if !nonASCII && len(body) == len(old) && string(body) == old {
+		*v = old
+		return true
+	}
+	if nonASCII && !utf8.Valid(body) {
+		return d.failAt(at, "invalid unicode code point")
+	}
+	*v = d.makeString(body)
+	return true
+}
+
 // readStringBytes reads a string value and returns its unescaped bytes
 // without keeping them: a view of the input or of scratch space that is
 // valid until the next scratch use.
@@ -1134,6 +1164,33 @@ func (d *jsonDecoder) readStringSlice(dst []string, what string) ([]string, bool
 	for d.arrayNext(&s) {
 		var v string
 		if !d.readString(&v) {
+			break
+		}
+		dst = append(dst, v)
+	}
+	return dst, d.err == nil
+}
+
+// readHeaderValues is readStringSlice for header values: in a copying
+// decoder a value equal to the one the destination held at the same
+// position is kept instead of copied again (headers repeat from request to
+// request; the destination's old strings are immutable there).
+func (d *jsonDecoder) readHeaderValues(dst []string, what string) ([]string, bool) {
+	if d.noCopy {
+		return d.readStringSlice(dst, what)
+	}
+	old := dst[:cap(dst)]
+	dst = dst[:0]
+	if !d.arrayBegin(what) {
+		return dst, false
+	}
+	var s jsonSeq
+	for d.arrayNext(&s) {
+		var v, prev string
+		if i := len(dst); i < len(old) {
+			prev = old[i]
+		}
+		if !d.readStringReuse(&v, prev) {
 			break
 		}
 		dst = append(dst, v)
