@@ -1100,3 +1100,13 @@ func asciiString(s string) bool {
 	}
 	return true
 }
+
+// mpAppendKey appends a field name known at compile time as a fixstr (every
+// field name of the protocol is ASCII and shorter than 32 bytes; longer
+// ones take the general path).
+func mpAppendKey(b []byte, k string) []byte {
+	if len(k) > 31 {
+		return mpAppendStr(b, k)
+	}
+	return append(append(b, 0xa0|byte(len(k))), k...)
+}

@@ -40,42 +40,42 @@ func AppendHealthStatusMsgpack(b []byte, h *HealthStatus) []byte {
 		}
 	}
 	b = msgp.AppendMapHeader(b, n)
-	b = msgp.AppendString(b, "state")
+	b = mpAppendKey(b, "state")
 	b = msgp.AppendInt32(b, int32(h.State))
 	if h.AgentID != "" {
-		b = msgp.AppendString(b, "agent_id")
+		b = mpAppendKey(b, "agent_id")
 		b = mpAppendStr(b, h.AgentID)
 	}
 	if h.Message.Valid {
-		b = msgp.AppendString(b, "message")
+		b = mpAppendKey(b, "message")
 		b = mpAppendStr(b, h.Message.Value)
 	}
 	if len(h.DisabledFeatures) > 0 {
-		b = msgp.AppendString(b, "disabled_features")
+		b = mpAppendKey(b, "disabled_features")
 		b = mpAppendStringList(b, h.DisabledFeatures)
 	}
 	if h.TimeoutMultiplier != 0 {
-		b = msgp.AppendString(b, "timeout_multiplier")
+		b = mpAppendKey(b, "timeout_multiplier")
 		b = msgp.AppendFloat32(b, h.TimeoutMultiplier)
 	}
 	if h.DrainETAMS.Valid {
-		b = msgp.AppendString(b, "drain_eta_ms")
+		b = mpAppendKey(b, "drain_eta_ms")
 		b = msgp.AppendUint64(b, h.DrainETAMS.Value)
 	}
 	if h.UnhealthyReason.Valid {
-		b = msgp.AppendString(b, "unhealthy_reason")
+		b = mpAppendKey(b, "unhealthy_reason")
 		b = mpAppendStr(b, h.UnhealthyReason.Value)
 	}
 	if h.Recoverable {
-		b = msgp.AppendString(b, "recoverable")
+		b = mpAppendKey(b, "recoverable")
 		b = msgp.AppendBool(b, true)
 	}
 	if h.ValidUntilMS.Valid {
-		b = msgp.AppendString(b, "valid_until_ms")
+		b = mpAppendKey(b, "valid_until_ms")
 		b = msgp.AppendUint64(b, h.ValidUntilMS.Value)
 	}
 	if h.TimestampMS != 0 {
-		b = msgp.AppendString(b, "timestamp_ms")
+		b = mpAppendKey(b, "timestamp_ms")
 		b = msgp.AppendUint64(b, h.TimestampMS)
 	}
 	return b
@@ -149,18 +149,18 @@ func AppendFlowControlSignalMsgpack(b []byte, s *FlowControlSignal) []byte {
 		}
 	}
 	b = msgp.AppendMapHeader(b, n)
-	b = msgp.AppendString(b, "action")
+	b = mpAppendKey(b, "action")
 	b = msgp.AppendInt32(b, int32(s.Action))
 	if s.CorrelationID.Valid {
-		b = msgp.AppendString(b, "correlation_id")
+		b = mpAppendKey(b, "correlation_id")
 		b = mpAppendStr(b, s.CorrelationID.Value)
 	}
 	if s.BufferAvailable.Valid {
-		b = msgp.AppendString(b, "buffer_available")
+		b = mpAppendKey(b, "buffer_available")
 		b = msgp.AppendUint64(b, s.BufferAvailable.Value)
 	}
 	if s.TimestampMS != 0 {
-		b = msgp.AppendString(b, "timestamp_ms")
+		b = mpAppendKey(b, "timestamp_ms")
 		b = msgp.AppendUint64(b, s.TimestampMS)
 	}
 	return b
@@ -213,58 +213,58 @@ func AppendMetricsReportMsgpack(b []byte, m *MetricsReport) []byte {
 		}
 	}
 	b = msgp.AppendMapHeader(b, n)
-	b = msgp.AppendString(b, "agent_id")
+	b = mpAppendKey(b, "agent_id")
 	b = mpAppendStr(b, m.AgentID)
-	b = msgp.AppendString(b, "timestamp_ms")
+	b = mpAppendKey(b, "timestamp_ms")
 	b = msgp.AppendUint64(b, m.TimestampMS)
-	b = msgp.AppendString(b, "interval_ms")
+	b = mpAppendKey(b, "interval_ms")
 	b = msgp.AppendUint64(b, m.IntervalMS)
 	if len(m.Counters) > 0 {
-		b = msgp.AppendString(b, "counters")
+		b = mpAppendKey(b, "counters")
 		b = msgp.AppendArrayHeader(b, uint32(len(m.Counters)))
 		for i := range m.Counters {
 			c := &m.Counters[i]
 			b = mpAppendMetricHead(b, 1, c.Name, c.Help, c.Labels)
-			b = msgp.AppendString(b, "value")
+			b = mpAppendKey(b, "value")
 			b = msgp.AppendUint64(b, c.Value)
 		}
 	}
 	if len(m.Gauges) > 0 {
-		b = msgp.AppendString(b, "gauges")
+		b = mpAppendKey(b, "gauges")
 		b = msgp.AppendArrayHeader(b, uint32(len(m.Gauges)))
 		for i := range m.Gauges {
 			g := &m.Gauges[i]
 			b = mpAppendMetricHead(b, 1, g.Name, g.Help, g.Labels)
-			b = msgp.AppendString(b, "value")
+			b = mpAppendKey(b, "value")
 			b = msgp.AppendFloat64(b, g.Value)
 		}
 	}
 	if len(m.Histograms) > 0 {
-		b = msgp.AppendString(b, "histograms")
+		b = mpAppendKey(b, "histograms")
 		b = msgp.AppendArrayHeader(b, uint32(len(m.Histograms)))
 		for i := range m.Histograms {
 			h := &m.Histograms[i]
 			b = mpAppendMetricHead(b, 3, h.Name, h.Help, h.Labels)
-			b = msgp.AppendString(b, "sum")
+			b = mpAppendKey(b, "sum")
 			b = msgp.AppendFloat64(b, h.Sum)
-			b = msgp.AppendString(b, "count")
+			b = mpAppendKey(b, "count")
 			b = msgp.AppendUint64(b, h.Count)
-			b = msgp.AppendString(b, "buckets")
+			b = mpAppendKey(b, "buckets")
 			b = msgp.AppendArrayHeader(b, uint32(len(h.Buckets)))
 			for _, bk := range h.Buckets {
 				b = msgp.AppendMapHeader(b, 2)
-				b = msgp.AppendString(b, "le")
+				b = mpAppendKey(b, "le")
 				switch {
 				case math.IsInf(bk.Le, 1):
-					b = msgp.AppendString(b, "+Inf")
+					b = mpAppendKey(b, "+Inf")
 				case math.IsInf(bk.Le, -1):
-					b = msgp.AppendString(b, "-Inf")
+					b = mpAppendKey(b, "-Inf")
 				case math.IsNaN(bk.Le):
-					b = msgp.AppendString(b, "NaN")
+					b = mpAppendKey(b, "NaN")
 				default:
 					b = msgp.AppendFloat64(b, bk.Le)
 				}
-				b = msgp.AppendString(b, "count")
+				b = mpAppendKey(b, "count")
 				b = msgp.AppendUint64(b, bk.Count)
 			}
 		}
@@ -283,14 +283,14 @@ func mpAppendMetricHead(b []byte, rest uint32, name, help string, labels map[str
 		n++
 	}
 	b = msgp.AppendMapHeader(b, n)
-	b = msgp.AppendString(b, "name")
+	b = mpAppendKey(b, "name")
 	b = mpAppendStr(b, name)
 	if help != "" {
-		b = msgp.AppendString(b, "help")
+		b = mpAppendKey(b, "help")
 		b = mpAppendStr(b, help)
 	}
 	if len(labels) > 0 {
-		b = msgp.AppendString(b, "labels")
+		b = mpAppendKey(b, "labels")
 		b = mpAppendStringMap(b, labels)
 	}
 	return b
@@ -503,7 +503,7 @@ func AppendConfigUpdateRequestMsgpack(b []byte, r *ConfigUpdateRequest) ([]byte,
 	}
 	start := len(b)
 	b = msgp.AppendMapHeader(b, 3)
-	b = msgp.AppendString(b, "update_type")
+	b = mpAppendKey(b, "update_type")
 	switch r.Kind {
 	case ConfigRequestReload:
 		b = msgp.AppendMapHeader(b, 1)
@@ -518,13 +518,13 @@ func AppendConfigUpdateRequestMsgpack(b []byte, r *ConfigUpdateRequest) ([]byte,
 			b = msgp.AppendMapHeader(b, 2)
 		}
 	}
-	b = msgp.AppendString(b, "type")
+	b = mpAppendKey(b, "type")
 	b = msgp.AppendString(b, mpUpdateKinds[r.Kind])
 	switch r.Kind {
 	case ConfigRuleUpdate:
-		b = msgp.AppendString(b, "rule_set")
+		b = mpAppendKey(b, "rule_set")
 		b = mpAppendStr(b, r.RuleSet)
-		b = msgp.AppendString(b, "rules")
+		b = mpAppendKey(b, "rules")
 		b = msgp.AppendArrayHeader(b, uint32(len(r.Rules)))
 		for i := range r.Rules {
 			var err error
@@ -532,31 +532,31 @@ func AppendConfigUpdateRequestMsgpack(b []byte, r *ConfigUpdateRequest) ([]byte,
 				return b[:start], mpWrap("config_update.update_type.rules", err)
 			}
 		}
-		b = msgp.AppendString(b, "remove_rules")
+		b = mpAppendKey(b, "remove_rules")
 		b = mpAppendStringList(b, r.RemoveRules)
 	case ConfigListUpdate:
-		b = msgp.AppendString(b, "list_id")
+		b = mpAppendKey(b, "list_id")
 		b = mpAppendStr(b, r.ListID)
-		b = msgp.AppendString(b, "add")
+		b = mpAppendKey(b, "add")
 		b = mpAppendStringList(b, r.Add)
-		b = msgp.AppendString(b, "remove")
+		b = mpAppendKey(b, "remove")
 		b = mpAppendStringList(b, r.Remove)
 	case ConfigRestartRequired:
-		b = msgp.AppendString(b, "reason")
+		b = mpAppendKey(b, "reason")
 		b = mpAppendStr(b, r.Reason)
-		b = msgp.AppendString(b, "grace_period_ms")
+		b = mpAppendKey(b, "grace_period_ms")
 		b = msgp.AppendUint64(b, r.GracePeriodMS)
 	case ConfigError:
-		b = msgp.AppendString(b, "error")
+		b = mpAppendKey(b, "error")
 		b = mpAppendStr(b, r.Error)
 		if r.Field.Valid {
-			b = msgp.AppendString(b, "field")
+			b = mpAppendKey(b, "field")
 			b = mpAppendStr(b, r.Field.Value)
 		}
 	}
-	b = msgp.AppendString(b, "request_id")
+	b = mpAppendKey(b, "request_id")
 	b = mpAppendStr(b, r.RequestID)
-	b = msgp.AppendString(b, "timestamp_ms")
+	b = mpAppendKey(b, "timestamp_ms")
 	return msgp.AppendUint64(b, r.TimestampMS), nil
 }
 
@@ -569,23 +569,23 @@ func mpAppendRule(b []byte, r *RuleDefinition) ([]byte, error) {
 		n++
 	}
 	b = msgp.AppendMapHeader(b, n)
-	b = msgp.AppendString(b, "id")
+	b = mpAppendKey(b, "id")
 	b = mpAppendStr(b, r.ID)
-	b = msgp.AppendString(b, "priority")
+	b = mpAppendKey(b, "priority")
 	b = msgp.AppendInt32(b, r.Priority)
-	b = msgp.AppendString(b, "definition")
+	b = mpAppendKey(b, "definition")
 	b, err := mpAppendJSON(b, r.Definition)
 	if err != nil {
 		return b, mpWrap("definition", err)
 	}
-	b = msgp.AppendString(b, "enabled")
+	b = mpAppendKey(b, "enabled")
 	b = msgp.AppendBool(b, r.Enabled)
 	if r.Description.Valid {
-		b = msgp.AppendString(b, "description")
+		b = mpAppendKey(b, "description")
 		b = mpAppendStr(b, r.Description.Value)
 	}
 	if len(r.Tags) > 0 {
-		b = msgp.AppendString(b, "tags")
+		b = mpAppendKey(b, "tags")
 		b = mpAppendStringList(b, r.Tags)
 	}
 	return b, nil
@@ -737,13 +737,13 @@ func mpReadRule(b []byte, r *RuleDefinition) ([]byte, error) {
 // error, timestamp_ms} (error nil when absent).
 func AppendConfigUpdateResponseMsgpack(b []byte, r *ConfigUpdateResponse) []byte {
 	b = msgp.AppendMapHeader(b, 4)
-	b = msgp.AppendString(b, "request_id")
+	b = mpAppendKey(b, "request_id")
 	b = mpAppendStr(b, r.RequestID)
-	b = msgp.AppendString(b, "accepted")
+	b = mpAppendKey(b, "accepted")
 	b = msgp.AppendBool(b, r.Accepted)
-	b = msgp.AppendString(b, "error")
+	b = mpAppendKey(b, "error")
 	b = mpAppendOptStr(b, r.Error)
-	b = msgp.AppendString(b, "timestamp_ms")
+	b = mpAppendKey(b, "timestamp_ms")
 	return msgp.AppendUint64(b, r.TimestampMS)
 }
 

@@ -126,30 +126,30 @@ func mpAppendMetadata(b []byte, m *RequestMetadata) []byte {
 		n++
 	}
 	b = msgp.AppendMapHeader(b, n)
-	b = msgp.AppendString(b, "correlation_id")
+	b = mpAppendKey(b, "correlation_id")
 	b = mpAppendStr(b, m.CorrelationID)
-	b = msgp.AppendString(b, "request_id")
+	b = mpAppendKey(b, "request_id")
 	b = mpAppendStr(b, m.RequestID)
-	b = msgp.AppendString(b, "client_ip")
+	b = mpAppendKey(b, "client_ip")
 	b = mpAppendStr(b, m.ClientIP)
-	b = msgp.AppendString(b, "client_port")
+	b = mpAppendKey(b, "client_port")
 	b = msgp.AppendUint16(b, m.ClientPort)
-	b = msgp.AppendString(b, "server_name")
+	b = mpAppendKey(b, "server_name")
 	b = mpAppendOptStr(b, m.ServerName)
-	b = msgp.AppendString(b, "protocol")
+	b = mpAppendKey(b, "protocol")
 	b = mpAppendStr(b, m.Protocol)
-	b = msgp.AppendString(b, "tls_version")
+	b = mpAppendKey(b, "tls_version")
 	b = mpAppendOptStr(b, m.TLSVersion)
-	b = msgp.AppendString(b, "tls_cipher")
+	b = mpAppendKey(b, "tls_cipher")
 	b = mpAppendOptStr(b, m.TLSCipher)
-	b = msgp.AppendString(b, "route_id")
+	b = mpAppendKey(b, "route_id")
 	b = mpAppendOptStr(b, m.RouteID)
-	b = msgp.AppendString(b, "upstream_id")
+	b = mpAppendKey(b, "upstream_id")
 	b = mpAppendOptStr(b, m.UpstreamID)
-	b = msgp.AppendString(b, "timestamp")
+	b = mpAppendKey(b, "timestamp")
 	b = mpAppendTimestamp(b, m.Timestamp)
 	if m.Traceparent != "" {
-		b = msgp.AppendString(b, "traceparent")
+		b = mpAppendKey(b, "traceparent")
 		b = mpAppendStr(b, m.Traceparent)
 	}
 	return b
@@ -215,15 +215,15 @@ var mpRequestHeaders = mpNewStruct("request_headers", 4, "metadata!", "method!",
 // correlation_id being e.Metadata.CorrelationID.
 func AppendRequestHeadersMsgpack(b []byte, e *RequestHeadersEvent) []byte {
 	b = msgp.AppendMapHeader(b, 5)
-	b = msgp.AppendString(b, "correlation_id")
+	b = mpAppendKey(b, "correlation_id")
 	b = mpAppendStr(b, e.Metadata.CorrelationID)
-	b = msgp.AppendString(b, "metadata")
+	b = mpAppendKey(b, "metadata")
 	b = mpAppendMetadata(b, &e.Metadata)
-	b = msgp.AppendString(b, "method")
+	b = mpAppendKey(b, "method")
 	b = mpAppendStr(b, e.Method)
-	b = msgp.AppendString(b, "uri")
+	b = mpAppendKey(b, "uri")
 	b = mpAppendStr(b, e.URI)
-	b = msgp.AppendString(b, "headers")
+	b = mpAppendKey(b, "headers")
 	return mpAppendHeaders(b, e.Headers)
 }
 
@@ -263,15 +263,15 @@ func mpEnvelope(s *mpStruct) *mpStruct {
 
 func mpAppendBodyChunk(b []byte, c *BodyChunk, counter string, raw bool) []byte {
 	b = msgp.AppendMapHeader(b, 6)
-	b = msgp.AppendString(b, "correlation_id")
+	b = mpAppendKey(b, "correlation_id")
 	b = mpAppendStr(b, c.CorrelationID)
-	b = msgp.AppendString(b, "data")
+	b = mpAppendKey(b, "data")
 	b = mpAppendData(b, c.Data, raw)
-	b = msgp.AppendString(b, "is_last")
+	b = mpAppendKey(b, "is_last")
 	b = msgp.AppendBool(b, c.IsLast)
-	b = msgp.AppendString(b, "total_size")
+	b = mpAppendKey(b, "total_size")
 	b = mpAppendOptU64(b, c.TotalSize)
-	b = msgp.AppendString(b, "chunk_index")
+	b = mpAppendKey(b, "chunk_index")
 	b = msgp.AppendUint32(b, c.ChunkIndex)
 	b = msgp.AppendString(b, counter)
 	return msgp.AppendUint64(b, c.BytesTransferred)
@@ -351,11 +351,11 @@ var mpResponseHeaders = mpEnvelope(mpNewStruct("response_headers", 3,
 // AppendResponseHeadersMsgpack appends e as {correlation_id, status, headers}.
 func AppendResponseHeadersMsgpack(b []byte, e *ResponseHeadersEvent) []byte {
 	b = msgp.AppendMapHeader(b, 3)
-	b = msgp.AppendString(b, "correlation_id")
+	b = mpAppendKey(b, "correlation_id")
 	b = mpAppendStr(b, e.CorrelationID)
-	b = msgp.AppendString(b, "status")
+	b = mpAppendKey(b, "status")
 	b = msgp.AppendUint16(b, e.Status)
-	b = msgp.AppendString(b, "headers")
+	b = mpAppendKey(b, "headers")
 	return mpAppendHeaders(b, e.Headers)
 }
 
@@ -384,19 +384,19 @@ var mpRequestComplete = mpEnvelope(mpNewStruct("request_complete", 7,
 // AppendRequestCompleteMsgpack appends e as a request-complete event map.
 func AppendRequestCompleteMsgpack(b []byte, e *RequestCompleteEvent) []byte {
 	b = msgp.AppendMapHeader(b, 7)
-	b = msgp.AppendString(b, "correlation_id")
+	b = mpAppendKey(b, "correlation_id")
 	b = mpAppendStr(b, e.CorrelationID)
-	b = msgp.AppendString(b, "status")
+	b = mpAppendKey(b, "status")
 	b = msgp.AppendUint16(b, e.Status)
-	b = msgp.AppendString(b, "duration_ms")
+	b = mpAppendKey(b, "duration_ms")
 	b = msgp.AppendUint64(b, e.DurationMS)
-	b = msgp.AppendString(b, "request_body_size")
+	b = mpAppendKey(b, "request_body_size")
 	b = msgp.AppendUint64(b, e.RequestBodySize)
-	b = msgp.AppendString(b, "response_body_size")
+	b = mpAppendKey(b, "response_body_size")
 	b = msgp.AppendUint64(b, e.ResponseBodySize)
-	b = msgp.AppendString(b, "upstream_attempts")
+	b = mpAppendKey(b, "upstream_attempts")
 	b = msgp.AppendUint32(b, e.UpstreamAttempts)
-	b = msgp.AppendString(b, "error")
+	b = mpAppendKey(b, "error")
 	return mpAppendOptStr(b, e.Error)
 }
 
@@ -433,21 +433,21 @@ var mpWebSocketFrame = mpEnvelope(mpNewStruct("websocket_frame", 8,
 
 func mpAppendWebSocketFrame(b []byte, e *WebSocketFrameEvent, raw bool) []byte {
 	b = msgp.AppendMapHeader(b, 8)
-	b = msgp.AppendString(b, "correlation_id")
+	b = mpAppendKey(b, "correlation_id")
 	b = mpAppendStr(b, e.CorrelationID)
-	b = msgp.AppendString(b, "opcode")
+	b = mpAppendKey(b, "opcode")
 	b = mpAppendStr(b, e.Opcode)
-	b = msgp.AppendString(b, "data")
+	b = mpAppendKey(b, "data")
 	b = mpAppendData(b, e.Data, raw)
-	b = msgp.AppendString(b, "client_to_server")
+	b = mpAppendKey(b, "client_to_server")
 	b = msgp.AppendBool(b, e.ClientToServer)
-	b = msgp.AppendString(b, "frame_index")
+	b = mpAppendKey(b, "frame_index")
 	b = msgp.AppendUint64(b, e.FrameIndex)
-	b = msgp.AppendString(b, "fin")
+	b = mpAppendKey(b, "fin")
 	b = msgp.AppendBool(b, e.Fin)
-	b = msgp.AppendString(b, "route_id")
+	b = mpAppendKey(b, "route_id")
 	b = mpAppendOptStr(b, e.RouteID)
-	b = msgp.AppendString(b, "client_ip")
+	b = mpAppendKey(b, "client_ip")
 	return mpAppendStr(b, e.ClientIP)
 }
 
@@ -522,26 +522,26 @@ func AppendGuardrailInspectMsgpack(b []byte, e *GuardrailInspectEvent) []byte {
 		n++
 	}
 	b = msgp.AppendMapHeader(b, n)
-	b = msgp.AppendString(b, "correlation_id")
+	b = mpAppendKey(b, "correlation_id")
 	b = mpAppendStr(b, e.CorrelationID)
-	b = msgp.AppendString(b, "inspection_type")
+	b = mpAppendKey(b, "inspection_type")
 	b = mpAppendStr(b, e.InspectionType)
-	b = msgp.AppendString(b, "content")
+	b = mpAppendKey(b, "content")
 	b = mpAppendStr(b, e.Content)
 	if e.Model.Valid {
-		b = msgp.AppendString(b, "model")
+		b = mpAppendKey(b, "model")
 		b = mpAppendStr(b, e.Model.Value)
 	}
 	if len(e.Categories) > 0 {
-		b = msgp.AppendString(b, "categories")
+		b = mpAppendKey(b, "categories")
 		b = mpAppendStringList(b, e.Categories)
 	}
 	if e.RouteID.Valid {
-		b = msgp.AppendString(b, "route_id")
+		b = mpAppendKey(b, "route_id")
 		b = mpAppendStr(b, e.RouteID.Value)
 	}
 	if len(e.Metadata) > 0 {
-		b = msgp.AppendString(b, "metadata")
+		b = mpAppendKey(b, "metadata")
 		b = mpAppendStringMap(b, e.Metadata)
 	}
 	return b
@@ -592,14 +592,14 @@ var mpConfigure = mpEnvelope(mpNewStruct("configure", 0,
 func AppendConfigureMsgpack(b []byte, e *ConfigureEvent) ([]byte, error) {
 	start := len(b)
 	b = msgp.AppendMapHeader(b, 3)
-	b = msgp.AppendString(b, "correlation_id")
+	b = mpAppendKey(b, "correlation_id")
 	b = mpAppendStr(b, e.CorrelationID)
-	b = msgp.AppendString(b, "config")
+	b = mpAppendKey(b, "config")
 	b, err := mpAppendJSON(b, e.Config)
 	if err != nil {
 		return b[:start], mpWrap("configure.config", err)
 	}
-	b = msgp.AppendString(b, "config_version")
+	b = mpAppendKey(b, "config_version")
 	return mpAppendOptStr(b, e.ConfigVersion), nil
 }
 

@@ -69,7 +69,7 @@ func mpAppendAgentResponse(b []byte, r *AgentResponse, raw bool) ([]byte, error)
 		n++
 	}
 	b = msgp.AppendMapHeader(b, n)
-	b = msgp.AppendString(b, "version")
+	b = mpAppendKey(b, "version")
 	v := r.Version
 	if v == 0 {
 		v = ProtocolVersion
@@ -78,54 +78,54 @@ func mpAppendAgentResponse(b []byte, r *AgentResponse, raw bool) ([]byte, error)
 	if r.Decision.Kind > DecisionChallenge {
 		return b[:start], mpWrap("decision", mpErrKind)
 	}
-	b = msgp.AppendString(b, "decision")
+	b = mpAppendKey(b, "decision")
 	b = mpAppendDecision(b, &r.Decision)
 	if len(r.RequestHeaders) > 0 {
-		b = msgp.AppendString(b, "request_headers")
+		b = mpAppendKey(b, "request_headers")
 		var ok bool
 		if b, ok = mpAppendHeaderOps(b, r.RequestHeaders); !ok {
 			return b[:start], mpWrap("request_headers", mpErrKind)
 		}
 	}
 	if len(r.ResponseHeaders) > 0 {
-		b = msgp.AppendString(b, "response_headers")
+		b = mpAppendKey(b, "response_headers")
 		var ok bool
 		if b, ok = mpAppendHeaderOps(b, r.ResponseHeaders); !ok {
 			return b[:start], mpWrap("response_headers", mpErrKind)
 		}
 	}
 	if len(r.RoutingMetadata) > 0 {
-		b = msgp.AppendString(b, "routing_metadata")
+		b = mpAppendKey(b, "routing_metadata")
 		b = mpAppendStringMap(b, r.RoutingMetadata)
 	}
-	b = msgp.AppendString(b, "audit")
+	b = mpAppendKey(b, "audit")
 	b, err := mpAppendAudit(b, &r.Audit, r.CorrelationID)
 	if err != nil {
 		return b[:start], err
 	}
 	if r.NeedsMore {
-		b = msgp.AppendString(b, "needs_more")
+		b = mpAppendKey(b, "needs_more")
 		b = msgp.AppendBool(b, true)
 	}
 	if r.RequestBodyMutation.Valid {
 		if r.RequestBodyMutation.Value.Action > MutationReplace {
 			return b[:start], mpWrap("request_body_mutation", mpErrKind)
 		}
-		b = msgp.AppendString(b, "request_body_mutation")
+		b = mpAppendKey(b, "request_body_mutation")
 		b = mpAppendMutation(b, &r.RequestBodyMutation.Value, raw)
 	}
 	if r.ResponseBodyMutation.Valid {
 		if r.ResponseBodyMutation.Value.Action > MutationReplace {
 			return b[:start], mpWrap("response_body_mutation", mpErrKind)
 		}
-		b = msgp.AppendString(b, "response_body_mutation")
+		b = mpAppendKey(b, "response_body_mutation")
 		b = mpAppendMutation(b, &r.ResponseBodyMutation.Value, raw)
 	}
 	if r.WebSocketDecision.Valid {
 		if r.WebSocketDecision.Value.Kind > WebSocketClose {
 			return b[:start], mpWrap("websocket_decision", mpErrKind)
 		}
-		b = msgp.AppendString(b, "websocket_decision")
+		b = mpAppendKey(b, "websocket_decision")
 		b = mpAppendWSDecision(b, &r.WebSocketDecision.Value)
 	}
 	return b, nil
@@ -135,7 +135,7 @@ func mpAppendDecision(b []byte, d *Decision) []byte {
 	switch d.Kind {
 	case DecisionBlock:
 		b = msgp.AppendMapHeader(b, 1)
-		b = msgp.AppendString(b, "block")
+		b = mpAppendKey(b, "block")
 		n := uint32(1)
 		if d.Body.Valid {
 			n++
@@ -144,35 +144,35 @@ func mpAppendDecision(b []byte, d *Decision) []byte {
 			n++
 		}
 		b = msgp.AppendMapHeader(b, n)
-		b = msgp.AppendString(b, "status")
+		b = mpAppendKey(b, "status")
 		b = msgp.AppendUint16(b, d.Status)
 		if d.Body.Valid {
-			b = msgp.AppendString(b, "body")
+			b = mpAppendKey(b, "body")
 			b = mpAppendStr(b, d.Body.Value)
 		}
 		if d.BlockHeaders != nil {
-			b = msgp.AppendString(b, "headers")
+			b = mpAppendKey(b, "headers")
 			b = mpAppendStringMap(b, d.BlockHeaders)
 		}
 		return b
 	case DecisionRedirect:
 		b = msgp.AppendMapHeader(b, 1)
-		b = msgp.AppendString(b, "redirect")
+		b = mpAppendKey(b, "redirect")
 		b = msgp.AppendMapHeader(b, 2)
-		b = msgp.AppendString(b, "url")
+		b = mpAppendKey(b, "url")
 		b = mpAppendStr(b, d.URL)
-		b = msgp.AppendString(b, "status")
+		b = mpAppendKey(b, "status")
 		return msgp.AppendUint16(b, d.Status)
 	case DecisionChallenge:
 		b = msgp.AppendMapHeader(b, 1)
-		b = msgp.AppendString(b, "challenge")
+		b = mpAppendKey(b, "challenge")
 		b = msgp.AppendMapHeader(b, 2)
-		b = msgp.AppendString(b, "challenge_type")
+		b = mpAppendKey(b, "challenge_type")
 		b = mpAppendStr(b, d.ChallengeType)
-		b = msgp.AppendString(b, "params")
+		b = mpAppendKey(b, "params")
 		return mpAppendStringMap(b, d.Params)
 	}
-	return msgp.AppendString(b, "allow")
+	return mpAppendKey(b, "allow")
 }
 
 // mpAppendHeaderOps appends ops; ok is false if an op has an unknown kind.
@@ -186,20 +186,20 @@ func mpAppendHeaderOps(b []byte, ops []HeaderOp) (_ []byte, ok bool) {
 		b = msgp.AppendMapHeader(b, 1)
 		switch op.Kind {
 		case HeaderRemove:
-			b = msgp.AppendString(b, "remove")
+			b = mpAppendKey(b, "remove")
 			b = msgp.AppendMapHeader(b, 1)
-			b = msgp.AppendString(b, "name")
+			b = mpAppendKey(b, "name")
 			b = mpAppendStr(b, op.Name)
 			continue
 		case HeaderAdd:
-			b = msgp.AppendString(b, "add")
+			b = mpAppendKey(b, "add")
 		default:
-			b = msgp.AppendString(b, "set")
+			b = mpAppendKey(b, "set")
 		}
 		b = msgp.AppendMapHeader(b, 2)
-		b = msgp.AppendString(b, "name")
+		b = mpAppendKey(b, "name")
 		b = mpAppendStr(b, op.Name)
-		b = msgp.AppendString(b, "value")
+		b = mpAppendKey(b, "value")
 		b = mpAppendStr(b, op.Value)
 	}
 	return b, true
@@ -221,28 +221,28 @@ func mpAppendAudit(b []byte, a *AuditMetadata, correlationID string) ([]byte, er
 	}
 	b = msgp.AppendMapHeader(b, n)
 	if len(a.Tags) > 0 {
-		b = msgp.AppendString(b, "tags")
+		b = mpAppendKey(b, "tags")
 		b = mpAppendStringList(b, a.Tags)
 	}
 	if len(a.RuleIDs) > 0 {
-		b = msgp.AppendString(b, "rule_ids")
+		b = mpAppendKey(b, "rule_ids")
 		b = mpAppendStringList(b, a.RuleIDs)
 	}
 	if a.Confidence.Valid {
-		b = msgp.AppendString(b, "confidence")
+		b = mpAppendKey(b, "confidence")
 		b = msgp.AppendFloat32(b, a.Confidence.Value)
 	}
 	if len(a.ReasonCodes) > 0 {
-		b = msgp.AppendString(b, "reason_codes")
+		b = mpAppendKey(b, "reason_codes")
 		b = mpAppendStringList(b, a.ReasonCodes)
 	}
-	b = msgp.AppendString(b, "custom")
+	b = mpAppendKey(b, "custom")
 	entries := len(a.Custom) + 1
 	if _, ok := a.Custom["correlation_id"]; ok {
 		entries--
 	}
 	b = msgp.AppendMapHeader(b, uint32(entries))
-	b = msgp.AppendString(b, "correlation_id")
+	b = mpAppendKey(b, "correlation_id")
 	b = mpAppendStr(b, correlationID)
 	for k, v := range a.Custom {
 		if k == "correlation_id" {
@@ -259,7 +259,7 @@ func mpAppendAudit(b []byte, a *AuditMetadata, correlationID string) ([]byte, er
 
 func mpAppendMutation(b []byte, m *BodyMutation, raw bool) []byte {
 	b = msgp.AppendMapHeader(b, 2)
-	b = msgp.AppendString(b, "data")
+	b = mpAppendKey(b, "data")
 	switch m.Action {
 	case MutationPass:
 		b = msgp.AppendNil(b)
@@ -267,29 +267,29 @@ func mpAppendMutation(b []byte, m *BodyMutation, raw bool) []byte {
 		if raw {
 			b = msgp.AppendBytes(b, nil)
 		} else {
-			b = msgp.AppendString(b, "")
+			b = mpAppendKey(b, "")
 		}
 	default:
 		b = mpAppendData(b, m.Data, raw)
 	}
-	b = msgp.AppendString(b, "chunk_index")
+	b = mpAppendKey(b, "chunk_index")
 	return msgp.AppendUint32(b, m.ChunkIndex)
 }
 
 func mpAppendWSDecision(b []byte, d *WebSocketDecision) []byte {
 	switch d.Kind {
 	case WebSocketDrop:
-		return msgp.AppendString(b, "drop")
+		return mpAppendKey(b, "drop")
 	case WebSocketClose:
 		b = msgp.AppendMapHeader(b, 1)
-		b = msgp.AppendString(b, "close")
+		b = mpAppendKey(b, "close")
 		b = msgp.AppendMapHeader(b, 2)
-		b = msgp.AppendString(b, "code")
+		b = mpAppendKey(b, "code")
 		b = msgp.AppendUint16(b, d.Code)
-		b = msgp.AppendString(b, "reason")
+		b = mpAppendKey(b, "reason")
 		return mpAppendStr(b, d.Reason)
 	}
-	return msgp.AppendString(b, "allow")
+	return mpAppendKey(b, "allow")
 }
 
 // DecodeAgentResponseMsgpack decodes an AgentResponse into r, reusing r's
