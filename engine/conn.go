@@ -432,6 +432,18 @@ func (c *Conn) exchange(ctx context.Context, s *session, cid string, buf mem.Buf
 		c.stats.errors.Add(1)
 		return errDuplicate
 	}
+	if s.failed() {
+		// The session failed before or while p was registered: fail's
+		// sweep may have missed it (see session.fail).
+		buf.Free()
+		err := s.lost
+		if !s.remove(p) {
+			err = <-p.done
+		}
+		putPending(p)
+		c.countErr(err)
+		return err
+	}
 	o := outbound{buf: buf}
 	if err := s.out.TryEnqueue(o); err != nil {
 		// Slow path: the queue is full (or closed). The wait for room is
@@ -479,8 +491,6 @@ func (c *Conn) exchange(ctx context.Context, s *session, cid string, buf mem.Buf
 		}
 	case <-timeout:
 		err, reason = errEngineTimeout, payload.CancelTimeout
-	case <-s.done:
-		err = s.lost
 	}
 	if timeout != nil {
 		p.timer.Stop()

@@ -160,6 +160,16 @@ func (s *session) fail(kind, cause error) {
 		s.t.close()
 		close(s.done)
 		s.signalFlow()
+		// Complete every waiting call here, so that exchange waits on its
+		// own channel only (one select case less per request). A call
+		// registered after this sweep started sees done closed (exchange
+		// checks after registering) and removes itself.
+		s.pending.Range(func(_ string, p *pending) bool {
+			if s.remove(p) {
+				p.done <- s.lost
+			}
+			return true
+		})
 	})
 }
 
