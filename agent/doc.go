@@ -192,6 +192,8 @@
 // stacks are reused). Unix-socket and reverse connections have the same
 // shape (reader, writer, workers) plus a watcher for Shutdown and Close;
 // the reader decodes each event before handing it to a worker, so a cancel
-// that follows an event always finds it. Handler methods and hooks must be
-// safe for concurrent use.
+// that follows an event always finds it. With WithInlineHandlers there are
+// no workers: the reader of a ProcessStream or connection runs the handler
+// itself, one event at a time. Handler methods and hooks must be safe for
+// concurrent use.
 package agent
