@@ -1,6 +1,7 @@
 package payload
 
 import (
+	"encoding/binary"
 	"sync"
 	"unicode/utf8"
 	"unsafe"
@@ -151,4 +152,21 @@ func jsonValidUTF8(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// jsonPlainPrefix returns the length of the longest prefix of s that
+// jsonAppendString writes unchanged (no escaping, ASCII), reading 8 bytes
+// per load through a read-only view of the string.
+func jsonPlainPrefix(s string) int {
+	b := unsafe.Slice(unsafe.StringData(s), len(s))
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		if !jsonPlainWord(binary.LittleEndian.Uint64(b[i:])) {
+			break
+		}
+	}
+	for i < len(b) && jsonStrPlain[b[i]] {
+		i++
+	}
+	return i
 }

@@ -24,8 +24,12 @@ const jsonHexDigits = "0123456789abcdef"
 // valid JSON for a Rust peer.
 func jsonAppendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
+	i := jsonPlainPrefix(s)
+	if i == len(s) {
+		return append(append(dst, s...), '"')
+	}
 	start := 0
-	for i := 0; i < len(s); {
+	for i < len(s) {
 		if i+8 <= len(s) && jsonPlainWord(uint64(s[i])|uint64(s[i+1])<<8|uint64(s[i+2])<<16|uint64(s[i+3])<<24|
 			uint64(s[i+4])<<32|uint64(s[i+5])<<40|uint64(s[i+6])<<48|uint64(s[i+7])<<56) {
 			i += 8
