@@ -115,6 +115,8 @@ type procStream struct {
 	inflight inflightTable
 
 	established atomic.Bool // a handshake succeeded
+	// lastHealth is the last health report queued on this stream.
+	lastHealth atomic.Pointer[payload.HealthStatus]
 	// hsConfig is the configuration the last successful handshake carried
 	// (when handed to the Configurer); reader only.
 	hsConfig   string
@@ -340,7 +342,7 @@ func (st *procStream) handle(m *pb.ProxyToAgent) error {
 		if err == nil {
 			st.established.Store(true)
 			if h := s.health.Load(); h != nil {
-				st.push(&pb.AgentToProxy{Message: &pb.AgentToProxy_Health{Health: pbconv.HealthStatusToPB(h)}})
+				st.pushHealth(h)
 			}
 		}
 		s.mu.Unlock()
@@ -545,6 +547,16 @@ func (st *procStream) enqueue(m *pb.AgentToProxy) bool {
 // enqueueReply queues a reply like enqueue; on false the caller still owns c.
 func (st *procStream) enqueueReply(c *grpcCall) bool {
 	return st.out.Enqueue(st.ctx, outItem{call: c}) == nil
+}
+
+// pushHealth queues h once per stream: a stream established while
+// ReportHealth runs could otherwise get the same report both from its
+// initial push and from the broadcast.
+func (st *procStream) pushHealth(h *payload.HealthStatus) {
+	if st.lastHealth.Swap(h) == h {
+		return
+	}
+	st.push(&pb.AgentToProxy{Message: &pb.AgentToProxy_Health{Health: pbconv.HealthStatusToPB(h)}})
 }
 
 // push queues an unsolicited message without blocking; a full queue drops

@@ -383,8 +383,13 @@ func (s *Server) ReportHealth(h payload.HealthStatus) {
 	}
 	h.DisabledFeatures = append([]string(nil), h.DisabledFeatures...)
 	s.health.Store(&h)
-	m := &pb.AgentToProxy{Message: &pb.AgentToProxy_Health{Health: pbconv.HealthStatusToPB(&h)}}
-	s.broadcast(m)
+	s.mu.Lock()
+	for st := range s.streams {
+		if st.established.Load() {
+			st.pushHealth(&h)
+		}
+	}
+	s.mu.Unlock()
 	s.udsPushHealth(&h)
 }
 

@@ -93,8 +93,11 @@ type udsConn struct {
 	srv     *Server
 	nc      net.Conn
 	rd      *frame.Reader
-	msgpack bool // negotiated encoding (events and replies)
-	raw     bool // msgpack replies with raw bin bodies
+	hsReply []byte // successful handshake reply, written by sendHandshakeReply
+	// lastHealth is the last health report queued on this connection.
+	lastHealth atomic.Pointer[payload.HealthStatus]
+	msgpack    bool // negotiated encoding (events and replies)
+	raw        bool // msgpack replies with raw bin bodies
 
 	// ctx is the parent of the connection's request contexts; cancelled
 	// when the connection fails or the server closes.
@@ -384,6 +387,9 @@ func (s *Server) serveConn(ext context.Context, nc net.Conn, rd *frame.Reader, r
 		s.uds.conns = make(map[*udsConn]struct{})
 	}
 	s.uds.conns[uc] = struct{}{}
+	// Established under s.mu: pushes from now on are queued for this
+	// connection and leave after the handshake reply.
+	uc.established.Store(true)
 	s.wg.Add(1) // writer
 	s.mu.Unlock()
 	defer func() {
@@ -392,8 +398,8 @@ func (s *Server) serveConn(ext context.Context, nc net.Conn, rd *frame.Reader, r
 		s.mu.Unlock()
 	}()
 
+	uc.sendHandshakeReply()
 	go uc.writer()
-	uc.established.Store(true)
 	if h := s.health.Load(); h != nil {
 		uc.pushHealth(h)
 	}
@@ -487,11 +493,30 @@ func (uc *udsConn) handshake() bool {
 	if err := frame.EndFrame(buf, start); err != nil {
 		return false
 	}
-	if _, err := uc.nc.Write(buf); err != nil {
+	if !ok {
+		uc.nc.Write(buf)
 		return false
 	}
-	if !ok {
-		return false
+	// A successful reply is written by serveConn once the connection is
+	// registered for pushes (sendHandshakeReply), so that no push sent after
+	// the proxy saw the reply can miss this connection.
+	uc.hsReply = buf
+	return true
+}
+
+// sendHandshakeReply writes the successful handshake reply kept by
+// handshake, before the writer starts (so it is the first frame), and
+// clears the handshake deadline. On a write error the connection is closed,
+// which ends the read loop at once.
+func (uc *udsConn) sendHandshakeReply() {
+	buf := uc.hsReply
+	uc.hsReply = nil
+	if buf == nil {
+		return
+	}
+	if _, err := uc.nc.Write(buf); err != nil {
+		uc.nc.Close()
+		return
 	}
 	uc.nc.SetDeadline(time.Time{})
 	if uc.stopping.Load() {
@@ -499,7 +524,6 @@ func (uc *udsConn) handshake() bool {
 		// (the watcher's deadline was just cleared).
 		uc.nc.SetReadDeadline(time.Unix(1, 0))
 	}
-	return true
 }
 
 // answerHandshake reads the proxy's 0x01 and fills resp. It reports success;
@@ -1130,8 +1154,13 @@ func (s *Server) udsPush(t frame.Type, appendJSON func([]byte) []byte, appendMsg
 	}
 }
 
-// pushHealth sends h to one connection (right after it was established).
+// pushHealth sends h to one connection, once: a connection established
+// while ReportHealth runs could otherwise get the same report both from
+// its initial push and from the broadcast.
 func (uc *udsConn) pushHealth(h *payload.HealthStatus) {
+	if uc.lastHealth.Swap(h) == h {
+		return
+	}
 	b, start := frame.BeginFrame(nil, frame.TypeHealthStatus)
 	if uc.msgpack {
 		b = payload.AppendHealthStatusMsgpack(b, h)
@@ -1144,9 +1173,9 @@ func (uc *udsConn) pushHealth(h *payload.HealthStatus) {
 }
 
 func (s *Server) udsPushHealth(h *payload.HealthStatus) {
-	s.udsPush(frame.TypeHealthStatus,
-		func(b []byte) []byte { return payload.AppendHealthStatusJSON(b, h) },
-		func(b []byte) ([]byte, error) { return payload.AppendHealthStatusMsgpack(b, h), nil })
+	for _, uc := range s.udsConnsSnapshot() {
+		uc.pushHealth(h)
+	}
 }
 
 func (s *Server) udsPushMetrics(r *payload.MetricsReport) {
