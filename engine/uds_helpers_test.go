@@ -81,6 +81,7 @@ func udsOf(t testing.TB, c *Conn) *udsTransport {
 	s := c.sess.Load()
 	if s == nil {
 		t.Fatal("no session")
+		return nil
 	}
 	u, ok := s.t.(*udsTransport)
 	if !ok {

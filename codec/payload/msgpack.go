@@ -115,22 +115,22 @@ import (
 const mpMaxDepth = 1000
 
 var (
-	mpErrShort    = errors.New("agentwire: msgpack: unexpected end of input")
-	mpErrTrailing = errors.New("agentwire: msgpack: trailing bytes after value")
-	mpErrNil      = errors.New("agentwire: msgpack: nil for a non-optional field")
-	mpErrUTF8     = errors.New("agentwire: msgpack: string is not valid UTF-8")
-	mpErrBase64   = errors.New("agentwire: msgpack: data is not strict standard base64")
-	mpErrDepth    = errors.New("agentwire: msgpack: nesting too deep")
-	mpErrRange    = errors.New("agentwire: msgpack: integer out of range for field")
-	mpErrNotInt   = errors.New("agentwire: msgpack: expected an integer")
-	mpErrNotFloat = errors.New("agentwire: msgpack: expected a number")
-	mpErrNotStr   = errors.New("agentwire: msgpack: expected a string")
-	mpErrNotBool  = errors.New("agentwire: msgpack: expected a bool")
-	mpErrNotMap   = errors.New("agentwire: msgpack: expected a map")
-	mpErrNotArray = errors.New("agentwire: msgpack: expected an array")
-	mpErrVariant  = errors.New("agentwire: msgpack: unknown enum variant")
-	mpErrEnum     = errors.New("agentwire: msgpack: invalid enum value")
-	mpErrKind     = errors.New("agentwire: msgpack: cannot encode unknown enum kind")
+	errMpShort    = errors.New("agentwire: msgpack: unexpected end of input")
+	errMpTrailing = errors.New("agentwire: msgpack: trailing bytes after value")
+	errMpNil      = errors.New("agentwire: msgpack: nil for a non-optional field")
+	errMpUTF8     = errors.New("agentwire: msgpack: string is not valid UTF-8")
+	errMpBase64   = errors.New("agentwire: msgpack: data is not strict standard base64")
+	errMpDepth    = errors.New("agentwire: msgpack: nesting too deep")
+	errMpRange    = errors.New("agentwire: msgpack: integer out of range for field")
+	errMpNotInt   = errors.New("agentwire: msgpack: expected an integer")
+	errMpNotFloat = errors.New("agentwire: msgpack: expected a number")
+	errMpNotStr   = errors.New("agentwire: msgpack: expected a string")
+	errMpNotBool  = errors.New("agentwire: msgpack: expected a bool")
+	errMpNotMap   = errors.New("agentwire: msgpack: expected a map")
+	errMpNotArray = errors.New("agentwire: msgpack: expected an array")
+	errMpVariant  = errors.New("agentwire: msgpack: unknown enum variant")
+	errMpEnum     = errors.New("agentwire: msgpack: invalid enum value")
+	errMpKind     = errors.New("agentwire: msgpack: cannot encode unknown enum kind")
 )
 
 // mpError adds the path of the failing field to a decode error.
@@ -157,7 +157,7 @@ func mpDone(o []byte, err error) error {
 		return err
 	}
 	if len(o) != 0 {
-		return mpErrTrailing
+		return errMpTrailing
 	}
 	return nil
 }
@@ -187,7 +187,7 @@ func mpIsFloat(c byte) bool { return c == 0xca || c == 0xcb }
 // mpReadStrBytes reads a str, or a bin holding valid UTF-8, without copying.
 func mpReadStrBytes(b []byte) (v, o []byte, err error) {
 	if len(b) == 0 {
-		return nil, b, mpErrShort
+		return nil, b, errMpShort
 	}
 	switch c := b[0]; {
 	case mpIsStr(c):
@@ -195,15 +195,15 @@ func mpReadStrBytes(b []byte) (v, o []byte, err error) {
 	case mpIsBin(c):
 		v, o, err = msgp.ReadBytesZC(b)
 	case c == 0xc0:
-		return nil, b, mpErrNil
+		return nil, b, errMpNil
 	default:
-		return nil, b, mpErrNotStr
+		return nil, b, errMpNotStr
 	}
 	if err != nil {
-		return nil, b, mpErrShort
+		return nil, b, errMpShort
 	}
 	if !mpValidUTF8(v) {
-		return nil, b, mpErrUTF8
+		return nil, b, errMpUTF8
 	}
 	return v, o, nil
 }
@@ -275,25 +275,25 @@ func mpReadOptStringAsEmpty(b []byte, dst *string) ([]byte, error) {
 // mpReadUint reads a non-negative integer of any width not above max.
 func mpReadUint(b []byte, max uint64) (uint64, []byte, error) {
 	if len(b) == 0 {
-		return 0, b, mpErrShort
+		return 0, b, errMpShort
 	}
 	c := b[0]
 	if !mpIsInt(c) {
 		if c == 0xc0 {
-			return 0, b, mpErrNil
+			return 0, b, errMpNil
 		}
-		return 0, b, mpErrNotInt
+		return 0, b, errMpNotInt
 	}
 	u, o, err := msgp.ReadUint64Bytes(b)
 	if err != nil {
 		var below msgp.UintBelowZero
 		if errors.As(err, &below) {
-			return 0, b, mpErrRange
+			return 0, b, errMpRange
 		}
-		return 0, b, mpErrShort
+		return 0, b, errMpShort
 	}
 	if u > max {
-		return 0, b, mpErrRange
+		return 0, b, errMpRange
 	}
 	return u, o, nil
 }
@@ -301,32 +301,32 @@ func mpReadUint(b []byte, max uint64) (uint64, []byte, error) {
 // mpReadInt reads a signed integer of any width within [min, max].
 func mpReadInt(b []byte, min, max int64) (int64, []byte, error) {
 	if len(b) == 0 {
-		return 0, b, mpErrShort
+		return 0, b, errMpShort
 	}
 	c := b[0]
 	if !mpIsInt(c) {
 		if c == 0xc0 {
-			return 0, b, mpErrNil
+			return 0, b, errMpNil
 		}
-		return 0, b, mpErrNotInt
+		return 0, b, errMpNotInt
 	}
 	if c == 0xcf { // uint64: may exceed int64
 		if len(b) < 9 {
-			return 0, b, mpErrShort
+			return 0, b, errMpShort
 		}
 		u := uint64(b[1])<<56 | uint64(b[2])<<48 | uint64(b[3])<<40 | uint64(b[4])<<32 |
 			uint64(b[5])<<24 | uint64(b[6])<<16 | uint64(b[7])<<8 | uint64(b[8])
 		if u > uint64(max) || max < 0 {
-			return 0, b, mpErrRange
+			return 0, b, errMpRange
 		}
 		return int64(u), b[9:], nil
 	}
 	i, o, err := msgp.ReadInt64Bytes(b)
 	if err != nil {
-		return 0, b, mpErrShort
+		return 0, b, errMpShort
 	}
 	if i < min || i > max {
-		return 0, b, mpErrRange
+		return 0, b, errMpRange
 	}
 	return i, o, nil
 }
@@ -377,7 +377,7 @@ func mpReadI32(b []byte, dst *int32) ([]byte, error) {
 
 func mpReadBool(b []byte, dst *bool) ([]byte, error) {
 	if len(b) == 0 {
-		return b, mpErrShort
+		return b, errMpShort
 	}
 	switch b[0] {
 	case 0xc3:
@@ -385,9 +385,9 @@ func mpReadBool(b []byte, dst *bool) ([]byte, error) {
 	case 0xc2:
 		*dst = false
 	case 0xc0:
-		return b, mpErrNil
+		return b, errMpNil
 	default:
-		return b, mpErrNotBool
+		return b, errMpNotBool
 	}
 	return b[1:], nil
 }
@@ -396,32 +396,32 @@ func mpReadBool(b []byte, dst *bool) ([]byte, error) {
 // accept integers).
 func mpReadFloat(b []byte) (float64, []byte, error) {
 	if len(b) == 0 {
-		return 0, b, mpErrShort
+		return 0, b, errMpShort
 	}
 	c := b[0]
 	switch {
 	case mpIsFloat(c):
 		f, o, err := msgp.ReadFloat64Bytes(b)
 		if err != nil {
-			return 0, b, mpErrShort
+			return 0, b, errMpShort
 		}
 		return f, o, nil
 	case c == 0xcf:
 		u, o, err := msgp.ReadUint64Bytes(b)
 		if err != nil {
-			return 0, b, mpErrShort
+			return 0, b, errMpShort
 		}
 		return float64(u), o, nil
 	case mpIsInt(c):
 		i, o, err := msgp.ReadInt64Bytes(b)
 		if err != nil {
-			return 0, b, mpErrShort
+			return 0, b, errMpShort
 		}
 		return float64(i), o, nil
 	case c == 0xc0:
-		return 0, b, mpErrNil
+		return 0, b, errMpNil
 	}
-	return 0, b, mpErrNotFloat
+	return 0, b, errMpNotFloat
 }
 
 func mpReadF64(b []byte, dst *float64) ([]byte, error) {
@@ -436,20 +436,20 @@ func mpReadF64(b []byte, dst *float64) ([]byte, error) {
 // remaining input (each entry takes at least two bytes).
 func mpReadMapHeader(b []byte) (int, []byte, error) {
 	if len(b) == 0 {
-		return 0, b, mpErrShort
+		return 0, b, errMpShort
 	}
 	if !mpIsMap(b[0]) {
 		if b[0] == 0xc0 {
-			return 0, b, mpErrNil
+			return 0, b, errMpNil
 		}
-		return 0, b, mpErrNotMap
+		return 0, b, errMpNotMap
 	}
 	n, o, err := msgp.ReadMapHeaderBytes(b)
 	if err != nil {
-		return 0, b, mpErrShort
+		return 0, b, errMpShort
 	}
 	if uint64(n)*2 > uint64(len(o)) {
-		return 0, b, mpErrShort
+		return 0, b, errMpShort
 	}
 	return int(n), o, nil
 }
@@ -458,20 +458,20 @@ func mpReadMapHeader(b []byte) (int, []byte, error) {
 // for the remaining input (each element takes at least one byte).
 func mpReadArrayHeader(b []byte) (int, []byte, error) {
 	if len(b) == 0 {
-		return 0, b, mpErrShort
+		return 0, b, errMpShort
 	}
 	if !mpIsArray(b[0]) {
 		if b[0] == 0xc0 {
-			return 0, b, mpErrNil
+			return 0, b, errMpNil
 		}
-		return 0, b, mpErrNotArray
+		return 0, b, errMpNotArray
 	}
 	n, o, err := msgp.ReadArrayHeaderBytes(b)
 	if err != nil {
-		return 0, b, mpErrShort
+		return 0, b, errMpShort
 	}
 	if uint64(n) > uint64(len(o)) {
-		return 0, b, mpErrShort
+		return 0, b, errMpShort
 	}
 	return int(n), o, nil
 }
@@ -480,7 +480,7 @@ func mpReadArrayHeader(b []byte) (int, []byte, error) {
 func mpSkip(b []byte) ([]byte, error) {
 	o, err := msgp.Skip(b)
 	if err != nil {
-		return b, mpErrShort
+		return b, errMpShort
 	}
 	return o, nil
 }
@@ -553,21 +553,21 @@ func mpReadOptStringMap(b []byte, dst *map[string]string) ([]byte, error) {
 // strict standard base64, a bin is raw bytes.
 func mpReadData(b []byte, dst *[]byte) ([]byte, error) {
 	if len(b) == 0 {
-		return b, mpErrShort
+		return b, errMpShort
 	}
 	c := b[0]
 	switch {
 	case mpIsBin(c):
 		v, o, err := msgp.ReadBytesZC(b)
 		if err != nil {
-			return b, mpErrShort
+			return b, errMpShort
 		}
 		*dst = append((*dst)[:0], v...)
 		return o, nil
 	case mpIsStr(c):
 		v, o, err := msgp.ReadStringZC(b)
 		if err != nil {
-			return b, mpErrShort
+			return b, errMpShort
 		}
 		d, err := mpDecodeBase64((*dst)[:0], v)
 		if err != nil {
@@ -576,9 +576,9 @@ func mpReadData(b []byte, dst *[]byte) ([]byte, error) {
 		*dst = d
 		return o, nil
 	case c == 0xc0:
-		return b, mpErrNil
+		return b, errMpNil
 	}
-	return b, mpErrNotStr
+	return b, errMpNotStr
 }
 
 var mpStrictBase64 = base64.StdEncoding.Strict()
@@ -589,11 +589,11 @@ var mpStrictBase64 = base64.StdEncoding.Strict()
 // Go's decoder would otherwise skip).
 func mpDecodeBase64(dst, src []byte) ([]byte, error) {
 	if len(src)%4 != 0 || bytes.IndexByte(src, '\n') >= 0 || bytes.IndexByte(src, '\r') >= 0 {
-		return dst, mpErrBase64
+		return dst, errMpBase64
 	}
 	d, err := mpStrictBase64.AppendDecode(dst, src)
 	if err != nil {
-		return dst, mpErrBase64
+		return dst, errMpBase64
 	}
 	return d, nil
 }
@@ -671,12 +671,12 @@ func (s *mpStruct) readKey(b []byte) (int, []byte, error) {
 // treats a name that is not UTF-8 as an unknown field.
 func mpReadKeyBytes(b []byte) (k, o []byte, err error) {
 	if len(b) == 0 {
-		return nil, b, mpErrShort
+		return nil, b, errMpShort
 	}
 	if c := b[0]; c&0xe0 == 0xa0 { // fixstr, the common case
 		n := int(c & 0x1f)
 		if len(b) <= n {
-			return nil, b, mpErrShort
+			return nil, b, errMpShort
 		}
 		return b[1 : 1+n], b[1+n:], nil
 	}
@@ -686,10 +686,10 @@ func mpReadKeyBytes(b []byte) (k, o []byte, err error) {
 	case mpIsBin(b[0]):
 		k, o, err = msgp.ReadBytesZC(b)
 	default:
-		return nil, b, mpErrNotStr
+		return nil, b, errMpNotStr
 	}
 	if err != nil {
-		return nil, b, mpErrShort
+		return nil, b, errMpShort
 	}
 	return k, o, nil
 }
@@ -707,7 +707,7 @@ func (s *mpStruct) decode(b []byte, field func(i int, b []byte) ([]byte, error))
 // of resetting first (which keeps old strings available for reuse).
 func (s *mpStruct) decodeSeen(b []byte, field func(i int, b []byte) ([]byte, error)) ([]byte, uint64, error) {
 	if len(b) == 0 {
-		return b, 0, mpErrShort
+		return b, 0, errMpShort
 	}
 	c := b[0]
 	switch {
@@ -766,7 +766,7 @@ func (s *mpStruct) decodeSeen(b []byte, field func(i int, b []byte) ([]byte, err
 		}
 		return o, uint64(1)<<uint(n) - 1, nil
 	case c == 0xc0:
-		return b, 0, mpWrap(s.name, mpErrNil)
+		return b, 0, mpWrap(s.name, errMpNil)
 	}
 	return b, 0, mpWrap(s.name, errors.New("agentwire: msgpack: expected a map or an array"))
 }
@@ -780,7 +780,7 @@ func (s *mpStruct) decodeSeen(b []byte, field func(i int, b []byte) ([]byte, err
 // the payload (hasPayload true).
 func mpReadVariant(b []byte, names []string) (idx int, hasPayload bool, o []byte, err error) {
 	if len(b) == 0 {
-		return 0, false, b, mpErrShort
+		return 0, false, b, errMpShort
 	}
 	c := b[0]
 	if mpIsMap(c) {
@@ -789,13 +789,13 @@ func mpReadVariant(b []byte, names []string) (idx int, hasPayload bool, o []byte
 			return 0, false, b, err
 		}
 		if n != 1 {
-			return 0, false, b, mpErrEnum
+			return 0, false, b, errMpEnum
 		}
 		idx, o, err = mpReadVariantName(o, names)
 		return idx, true, o, err
 	}
 	if c == 0xc0 {
-		return 0, false, b, mpErrNil
+		return 0, false, b, errMpNil
 	}
 	idx, o, err = mpReadVariantName(b, names)
 	return idx, false, o, err
@@ -809,7 +809,7 @@ func mpReadVariantName(b []byte, names []string) (int, []byte, error) {
 			return 0, b, err
 		}
 		if u >= uint64(len(names)) {
-			return 0, b, mpErrVariant
+			return 0, b, errMpVariant
 		}
 		return int(u), o, nil
 	}
@@ -822,7 +822,7 @@ func mpReadVariantName(b []byte, names []string) (int, []byte, error) {
 			return i, o, nil
 		}
 	}
-	return 0, b, mpErrVariant
+	return 0, b, errMpVariant
 }
 
 // mpUnitPayload checks the payload of a unit variant given in map form:
@@ -832,7 +832,7 @@ func mpUnitPayload(hasPayload bool, b []byte) ([]byte, error) {
 		return b, nil
 	}
 	if !mpIsNil(b) {
-		return b, mpErrEnum
+		return b, errMpEnum
 	}
 	return b[1:], nil
 }

@@ -499,7 +499,7 @@ func mpTagged(s *mpStruct) *mpStruct {
 // is then returned unchanged.
 func AppendConfigUpdateRequestMsgpack(b []byte, r *ConfigUpdateRequest) ([]byte, error) {
 	if int(r.Kind) >= len(mpUpdateKinds) {
-		return b, mpWrap("config_update.update_type", mpErrKind)
+		return b, mpWrap("config_update.update_type", errMpKind)
 	}
 	start := len(b)
 	b = msgp.AppendMapHeader(b, 3)
@@ -618,7 +618,7 @@ func DecodeConfigUpdateRequestMsgpack(data []byte, r *ConfigUpdateRequest) error
 // tagged enum: the first array element or the value of the map key "type".
 func mpFindTag(b []byte) ([]byte, error) {
 	if len(b) == 0 {
-		return b, mpErrShort
+		return b, errMpShort
 	}
 	if mpIsArray(b[0]) {
 		n, o, err := mpReadArrayHeader(b)

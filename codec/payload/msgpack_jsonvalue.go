@@ -24,8 +24,8 @@ import (
 )
 
 var (
-	mpErrJSON      = errors.New("agentwire: msgpack: invalid JSON value")
-	mpErrJSONValue = errors.New("agentwire: msgpack: value has no JSON form")
+	errMpJSON      = errors.New("agentwire: msgpack: invalid JSON value")
+	errMpJSONValue = errors.New("agentwire: msgpack: value has no JSON form")
 )
 
 // mpAppendJSON appends the JSON text js as a MessagePack value. Empty text
@@ -41,7 +41,7 @@ func mpAppendJSON(b []byte, js []byte) ([]byte, error) {
 		return b[:start], err
 	}
 	if mpJSONSpace(js, i) != len(js) {
-		return b[:start], mpErrJSON
+		return b[:start], errMpJSON
 	}
 	return b, nil
 }
@@ -92,10 +92,10 @@ func mpFixHeader(b []byte, h int, n int, kind byte) []byte {
 
 func mpJSONValue(b []byte, js []byte, i int, depth int) ([]byte, int, error) {
 	if depth > mpMaxDepth {
-		return b, i, mpErrDepth
+		return b, i, errMpDepth
 	}
 	if i >= len(js) {
-		return b, i, mpErrJSON
+		return b, i, errMpJSON
 	}
 	switch c := js[i]; {
 	case c == '{':
@@ -108,7 +108,7 @@ func mpJSONValue(b []byte, js []byte, i int, depth int) ([]byte, int, error) {
 		}
 		for {
 			if i >= len(js) || js[i] != '"' {
-				return b, i, mpErrJSON
+				return b, i, errMpJSON
 			}
 			var err error
 			if b, i, err = mpJSONString(b, js, i); err != nil {
@@ -116,7 +116,7 @@ func mpJSONValue(b []byte, js []byte, i int, depth int) ([]byte, int, error) {
 			}
 			i = mpJSONSpace(js, i)
 			if i >= len(js) || js[i] != ':' {
-				return b, i, mpErrJSON
+				return b, i, errMpJSON
 			}
 			i = mpJSONSpace(js, i+1)
 			if b, i, err = mpJSONValue(b, js, i, depth+1); err != nil {
@@ -125,13 +125,13 @@ func mpJSONValue(b []byte, js []byte, i int, depth int) ([]byte, int, error) {
 			n++
 			i = mpJSONSpace(js, i)
 			if i >= len(js) {
-				return b, i, mpErrJSON
+				return b, i, errMpJSON
 			}
 			if js[i] == '}' {
 				return mpFixHeader(b, h, n, 'm'), i + 1, nil
 			}
 			if js[i] != ',' {
-				return b, i, mpErrJSON
+				return b, i, errMpJSON
 			}
 			i = mpJSONSpace(js, i+1)
 		}
@@ -151,13 +151,13 @@ func mpJSONValue(b []byte, js []byte, i int, depth int) ([]byte, int, error) {
 			n++
 			i = mpJSONSpace(js, i)
 			if i >= len(js) {
-				return b, i, mpErrJSON
+				return b, i, errMpJSON
 			}
 			if js[i] == ']' {
 				return mpFixHeader(b, h, n, 'a'), i + 1, nil
 			}
 			if js[i] != ',' {
-				return b, i, mpErrJSON
+				return b, i, errMpJSON
 			}
 			i = mpJSONSpace(js, i+1)
 		}
@@ -178,7 +178,7 @@ func mpJSONValue(b []byte, js []byte, i int, depth int) ([]byte, int, error) {
 	case c == '-' || (c >= '0' && c <= '9'):
 		return mpJSONNumber(b, js, i)
 	}
-	return b, i, mpErrJSON
+	return b, i, errMpJSON
 }
 
 // mpJSONString converts the JSON string starting at js[i] (the quote).
@@ -196,7 +196,7 @@ func mpJSONString(b []byte, js []byte, i int) ([]byte, int, error) {
 		b = append(b, js[i:j]...)
 		i = j
 		if i >= len(js) || js[i] < 0x20 {
-			return b, i, mpErrJSON
+			return b, i, errMpJSON
 		}
 		if js[i] == '"' {
 			i++
@@ -204,7 +204,7 @@ func mpJSONString(b []byte, js []byte, i int) ([]byte, int, error) {
 		}
 		// Escape.
 		if i+1 >= len(js) {
-			return b, i, mpErrJSON
+			return b, i, errMpJSON
 		}
 		switch e := js[i+1]; e {
 		case '"', '\\', '/':
@@ -223,7 +223,7 @@ func mpJSONString(b []byte, js []byte, i int) ([]byte, int, error) {
 		case 'u':
 			r, ok := mpJSONHex4(js, i+2)
 			if !ok {
-				return b, i, mpErrJSON
+				return b, i, errMpJSON
 			}
 			i += 6
 			if utf16IsSurrogate(r) {
@@ -242,11 +242,11 @@ func mpJSONString(b []byte, js []byte, i int) ([]byte, int, error) {
 			}
 			b = utf8.AppendRune(b, r)
 		default:
-			return b, i, mpErrJSON
+			return b, i, errMpJSON
 		}
 	}
 	if !utf8.Valid(b[start:]) {
-		return b, i, mpErrUTF8
+		return b, i, errMpUTF8
 	}
 	return mpFixHeader(b, h, len(b)-start, 's'), i, nil
 }
@@ -282,7 +282,7 @@ func mpJSONNumber(b []byte, js []byte, i int) ([]byte, int, error) {
 		i++
 	}
 	if i >= len(js) {
-		return b, i, mpErrJSON
+		return b, i, errMpJSON
 	}
 	intStart := i
 	if js[i] == '0' {
@@ -292,7 +292,7 @@ func mpJSONNumber(b []byte, js []byte, i int) ([]byte, int, error) {
 			i++
 		}
 	} else {
-		return b, i, mpErrJSON
+		return b, i, errMpJSON
 	}
 	intEnd := i
 	isFloat := false
@@ -304,7 +304,7 @@ func mpJSONNumber(b []byte, js []byte, i int) ([]byte, int, error) {
 			i++
 		}
 		if i == d {
-			return b, i, mpErrJSON
+			return b, i, errMpJSON
 		}
 	}
 	if i < len(js) && (js[i] == 'e' || js[i] == 'E') {
@@ -318,7 +318,7 @@ func mpJSONNumber(b []byte, js []byte, i int) ([]byte, int, error) {
 			i++
 		}
 		if i == d {
-			return b, i, mpErrJSON
+			return b, i, errMpJSON
 		}
 	}
 	if !isFloat {
@@ -343,7 +343,7 @@ func mpJSONNumber(b []byte, js []byte, i int) ([]byte, int, error) {
 	}
 	f, err := strconv.ParseFloat(string(js[start:i]), 64)
 	if err != nil && !errors.Is(err, strconv.ErrRange) {
-		return b, i, mpErrJSON
+		return b, i, errMpJSON
 	}
 	return msgp.AppendFloat64(b, f), i, nil
 }
@@ -352,10 +352,10 @@ func mpJSONNumber(b []byte, js []byte, i int) ([]byte, int, error) {
 // dst.
 func mpReadJSON(dst []byte, b []byte, depth int) ([]byte, []byte, error) {
 	if depth > mpMaxDepth {
-		return dst, b, mpErrDepth
+		return dst, b, errMpDepth
 	}
 	if len(b) == 0 {
-		return dst, b, mpErrShort
+		return dst, b, errMpShort
 	}
 	c := b[0]
 	switch {
@@ -368,28 +368,28 @@ func mpReadJSON(dst []byte, b []byte, depth int) ([]byte, []byte, error) {
 	case c == 0xcf:
 		u, o, err := msgp.ReadUint64Bytes(b)
 		if err != nil {
-			return dst, b, mpErrShort
+			return dst, b, errMpShort
 		}
 		return strconv.AppendUint(dst, u, 10), o, nil
 	case mpIsInt(c):
 		v, o, err := msgp.ReadInt64Bytes(b)
 		if err != nil {
-			return dst, b, mpErrShort
+			return dst, b, errMpShort
 		}
 		return strconv.AppendInt(dst, v, 10), o, nil
 	case mpIsFloat(c):
 		f, o, err := msgp.ReadFloat64Bytes(b)
 		if err != nil {
-			return dst, b, mpErrShort
+			return dst, b, errMpShort
 		}
 		return mpAppendJSONFloat(dst, f), o, nil
 	case mpIsStr(c):
 		v, o, err := msgp.ReadStringZC(b)
 		if err != nil {
-			return dst, b, mpErrShort
+			return dst, b, errMpShort
 		}
 		if !utf8.Valid(v) {
-			return dst, b, mpErrUTF8
+			return dst, b, errMpUTF8
 		}
 		return mpAppendJSONString(dst, v), o, nil
 	case mpIsArray(c):
@@ -418,14 +418,14 @@ func mpReadJSON(dst []byte, b []byte, depth int) ([]byte, []byte, error) {
 				dst = append(dst, ',')
 			}
 			if len(o) == 0 || !mpIsStr(o[0]) {
-				return dst, b, mpErrJSONValue
+				return dst, b, errMpJSONValue
 			}
 			var key []byte
 			if key, o, err = msgp.ReadStringZC(o); err != nil {
-				return dst, b, mpErrShort
+				return dst, b, errMpShort
 			}
 			if !utf8.Valid(key) {
-				return dst, b, mpErrUTF8
+				return dst, b, errMpUTF8
 			}
 			dst = mpAppendJSONString(dst, key)
 			dst = append(dst, ':')
@@ -435,7 +435,7 @@ func mpReadJSON(dst []byte, b []byte, depth int) ([]byte, []byte, error) {
 		}
 		return append(dst, '}'), o, nil
 	}
-	return dst, b, mpErrJSONValue
+	return dst, b, errMpJSONValue
 }
 
 // mpAppendJSONFloat writes f the way serde_json writes an f64 Value:

@@ -76,7 +76,7 @@ func mpAppendAgentResponse(b []byte, r *AgentResponse, raw bool) ([]byte, error)
 	}
 	b = msgp.AppendUint32(b, v)
 	if r.Decision.Kind > DecisionChallenge {
-		return b[:start], mpWrap("decision", mpErrKind)
+		return b[:start], mpWrap("decision", errMpKind)
 	}
 	b = mpAppendKey(b, "decision")
 	b = mpAppendDecision(b, &r.Decision)
@@ -84,14 +84,14 @@ func mpAppendAgentResponse(b []byte, r *AgentResponse, raw bool) ([]byte, error)
 		b = mpAppendKey(b, "request_headers")
 		var ok bool
 		if b, ok = mpAppendHeaderOps(b, r.RequestHeaders); !ok {
-			return b[:start], mpWrap("request_headers", mpErrKind)
+			return b[:start], mpWrap("request_headers", errMpKind)
 		}
 	}
 	if len(r.ResponseHeaders) > 0 {
 		b = mpAppendKey(b, "response_headers")
 		var ok bool
 		if b, ok = mpAppendHeaderOps(b, r.ResponseHeaders); !ok {
-			return b[:start], mpWrap("response_headers", mpErrKind)
+			return b[:start], mpWrap("response_headers", errMpKind)
 		}
 	}
 	if len(r.RoutingMetadata) > 0 {
@@ -109,21 +109,21 @@ func mpAppendAgentResponse(b []byte, r *AgentResponse, raw bool) ([]byte, error)
 	}
 	if r.RequestBodyMutation.Valid {
 		if r.RequestBodyMutation.Value.Action > MutationReplace {
-			return b[:start], mpWrap("request_body_mutation", mpErrKind)
+			return b[:start], mpWrap("request_body_mutation", errMpKind)
 		}
 		b = mpAppendKey(b, "request_body_mutation")
 		b = mpAppendMutation(b, &r.RequestBodyMutation.Value, raw)
 	}
 	if r.ResponseBodyMutation.Valid {
 		if r.ResponseBodyMutation.Value.Action > MutationReplace {
-			return b[:start], mpWrap("response_body_mutation", mpErrKind)
+			return b[:start], mpWrap("response_body_mutation", errMpKind)
 		}
 		b = mpAppendKey(b, "response_body_mutation")
 		b = mpAppendMutation(b, &r.ResponseBodyMutation.Value, raw)
 	}
 	if r.WebSocketDecision.Valid {
 		if r.WebSocketDecision.Value.Kind > WebSocketClose {
-			return b[:start], mpWrap("websocket_decision", mpErrKind)
+			return b[:start], mpWrap("websocket_decision", errMpKind)
 		}
 		b = mpAppendKey(b, "websocket_decision")
 		b = mpAppendWSDecision(b, &r.WebSocketDecision.Value)
@@ -372,7 +372,7 @@ func mpReadDecision(b []byte, d *Decision) ([]byte, error) {
 		return mpUnitPayload(hasPayload, o)
 	case DecisionBlock:
 		if !hasPayload {
-			return b, mpErrEnum
+			return b, errMpEnum
 		}
 		// Keep the old body string and headers map for reuse.
 		d.Body.Value = old.Body.Value
@@ -397,7 +397,7 @@ func mpReadDecision(b []byte, d *Decision) ([]byte, error) {
 		return o, nil
 	case DecisionRedirect:
 		if !hasPayload {
-			return b, mpErrEnum
+			return b, errMpEnum
 		}
 		d.URL = old.URL
 		return mpRedirect.decode(o, func(i int, b []byte) ([]byte, error) {
@@ -408,7 +408,7 @@ func mpReadDecision(b []byte, d *Decision) ([]byte, error) {
 		})
 	default:
 		if !hasPayload {
-			return b, mpErrEnum
+			return b, errMpEnum
 		}
 		d.ChallengeType, d.Params = old.ChallengeType, old.Params
 		return mpChallenge.decode(o, func(i int, b []byte) ([]byte, error) {
@@ -443,7 +443,7 @@ func mpReadHeaderOps(b []byte, dst *[]HeaderOp) ([]byte, error) {
 		}
 		if !hasPayload {
 			*dst = ops[:0]
-			return b, mpErrEnum
+			return b, errMpEnum
 		}
 		op.Kind = HeaderOpKind(idx)
 		if op.Kind == HeaderRemove {
@@ -579,7 +579,7 @@ func mpReadWSDecision(b []byte, d *WebSocketDecision) ([]byte, error) {
 		return mpUnitPayload(hasPayload, o)
 	}
 	if !hasPayload {
-		return b, mpErrEnum
+		return b, errMpEnum
 	}
 	return mpWSClose.decode(o, func(i int, b []byte) ([]byte, error) {
 		if i == 0 {

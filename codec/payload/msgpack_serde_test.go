@@ -410,7 +410,7 @@ func mpTree(b []byte) (any, []byte, error) { return mpTreeIn(b, false) }
 
 func mpTreeIn(b []byte, inJSON bool) (any, []byte, error) {
 	if len(b) == 0 {
-		return nil, b, mpErrShort
+		return nil, b, errMpShort
 	}
 	c := b[0]
 	switch {

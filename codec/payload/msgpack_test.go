@@ -721,7 +721,7 @@ func TestMsgpackDecoderRejects(t *testing.T) {
 	}
 	// Errors carry the field path and unwrap to the cause.
 	err := chunk(mpMap(3), "correlation_id", "x", "data", "aGk", "is_last", true)
-	if !errors.Is(err, mpErrBase64) || !strings.Contains(err.Error(), "request_body_chunk.data") {
+	if !errors.Is(err, errMpBase64) || !strings.Contains(err.Error(), "request_body_chunk.data") {
 		t.Errorf("error %v", err)
 	}
 }
