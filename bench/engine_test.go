@@ -86,3 +86,22 @@ func TestEngineLoadValidation(t *testing.T) {
 		t.Error("zero concurrency accepted")
 	}
 }
+
+func TestIDSlab(t *testing.T) {
+	var s idSlab
+	var ids []string
+	for seq := uint64(0); seq < 1000; seq++ {
+		ids = append(ids, s.next(3, seq))
+	}
+	// Ids handed out earlier keep their value after later ones (and new
+	// slabs) were made.
+	for seq, id := range ids {
+		if want := string(AppendID(nil, 3, uint64(seq))); id != want {
+			t.Fatalf("id %d = %q, want %q", seq, id, want)
+		}
+	}
+	seq := uint64(1000)
+	if n := testing.AllocsPerRun(1000, func() { _ = s.next(3, seq); seq++ }); n > 0.05 {
+		t.Fatalf("idSlab.next allocs = %v per id, want about 1/200", n)
+	}
+}
