@@ -424,7 +424,16 @@ func (c *Conn) leave(s *session) {
 // exchange registers the pending request, queues buf (ownership passes
 // here) and waits for the outcome. dst receives the reply.
 func (c *Conn) exchange(ctx context.Context, s *session, cid string, buf mem.Buffer, dst *payload.AgentResponse) error {
-	p := getPending(cid, dst)
+	var deadline int64
+	if _, ok := ctx.Deadline(); !ok {
+		// The default request timeout, enforced by the session's expirer.
+		d := c.opts.requestTimeout
+		if m := s.timeoutMultiplier(); m != 1 {
+			d = time.Duration(float64(d) * m)
+		}
+		deadline = monoNow() + int64(d)
+	}
+	p := getPending(cid, dst, deadline)
 	if _, loaded := s.pending.LoadOrStore(cid, p); loaded {
 		buf.Free()
 		putPending(p)
@@ -452,6 +461,10 @@ func (c *Conn) exchange(ctx context.Context, s *session, cid string, buf mem.Buf
 			var cancel context.CancelFunc
 			if ctx, cancel = c.ensureDeadline(ctx, s); cancel != nil {
 				defer cancel()
+				// The context's new deadline is the call's one
+				// deadline: the expirer must not time p out (and
+				// send its cancel) before the event is even queued.
+				p.deadline.Store(0)
 			}
 		}
 		if err := s.enqueue(ctx, o); err != nil {
@@ -464,22 +477,13 @@ func (c *Conn) exchange(ctx context.Context, s *session, cid string, buf mem.Buf
 		}
 	}
 
-	var timeout <-chan time.Time
-	if _, ok := ctx.Deadline(); !ok {
-		d := c.opts.requestTimeout
-		if m := s.timeoutMultiplier(); m != 1 {
-			d = time.Duration(float64(d) * m)
-		}
-		p.timer.Reset(d)
-		timeout = p.timer.C
-	}
 	var err error
 	var reason payload.CancelReason
 	select {
 	case err = <-p.done:
-		if timeout != nil {
-			p.timer.Stop()
-		}
+		// A reply, or the outcome set by whoever removed p (the
+		// session's expirer on the default timeout, Cancel, a failing
+		// session).
 		putPending(p)
 		c.countErr(err)
 		return err
@@ -489,11 +493,6 @@ func (c *Conn) exchange(ctx context.Context, s *session, cid string, buf mem.Buf
 		if err == errCtxDeadline {
 			reason = payload.CancelTimeout
 		}
-	case <-timeout:
-		err, reason = errEngineTimeout, payload.CancelTimeout
-	}
-	if timeout != nil {
-		p.timer.Stop()
 	}
 	if !s.remove(p) {
 		// The reader, Cancel or nobody else got there first: their outcome

@@ -40,9 +40,12 @@
 //  4. hands the encoded buffer to the session's lock-free MPSC ring; the
 //     writer drains the ring in batches and passes each buffer to gRPC as
 //     is (the engine's codec neither copies nor re-encodes);
-//  5. waits on its entry's one-slot channel, its context, the default
-//     request timeout (a pooled timer, only when the context has no
-//     deadline) and the session's end.
+//  5. waits on its entry's one-slot channel and its context. When the
+//     context has no deadline, the default request timeout is enforced
+//     by the session's expirer (one sweep of the pending map every 32nd
+//     of the timeout, at least 1ms: a timeout fires at most about 3%
+//     late, never early), not by a timer per request; a failing session
+//     completes every waiting entry itself.
 //
 // The reader decodes each AgentToProxy message in place from gRPC's receive
 // buffer: the reply's correlation id is looked up without allocating, the

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/agentwire/agentwire/codec/payload"
@@ -23,24 +24,35 @@ type pending struct {
 	dst *payload.AgentResponse
 	// done carries the outcome: nil = reply decoded into dst.
 	done chan error
-	// timer implements the default request timeout when the caller's
-	// context has no deadline. Stopped whenever the pending is idle.
-	timer *time.Timer
+	// deadline is the default request timeout, as a monoNow instant, when
+	// the caller's context has no deadline (0: none). It is set before the
+	// pending is registered and read by the session's expirer, which
+	// removes and times out the entry once it has passed (one sweep per
+	// session instead of a timer per request).
+	deadline atomic.Int64
 }
 
 var pendingPool = sync.Pool{New: func() any {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return &pending{done: make(chan error, 1), timer: t}
+	return &pending{done: make(chan error, 1)}
 }}
 
-func getPending(id string, dst *payload.AgentResponse) *pending {
+// getPending returns an idle pending for id and dst; deadline is its
+// monoNow expiry instant, 0 for none.
+func getPending(id string, dst *payload.AgentResponse, deadline int64) *pending {
 	p := pendingPool.Get().(*pending)
 	p.id, p.dst = id, dst
+	p.deadline.Store(deadline)
 	return p
 }
 
 func putPending(p *pending) {
 	p.id, p.dst = "", nil
+	p.deadline.Store(0)
 	pendingPool.Put(p)
 }
+
+// monoEpoch anchors monoNow.
+var monoEpoch = time.Now()
+
+// monoNow reads the monotonic clock, in nanoseconds since monoEpoch.
+func monoNow() int64 { return int64(time.Since(monoEpoch)) }

@@ -110,9 +110,10 @@ func subscribedEvents(codes []int32) uint32 {
 
 // start launches the session's goroutines.
 func (s *session) start() {
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.writer()
 	go s.reader()
+	go s.expirer()
 	if s.t.hasControl() {
 		s.wg.Add(1)
 		go s.controlReader()
@@ -121,6 +122,59 @@ func (s *session) start() {
 		s.wg.Add(1)
 		go s.pinger()
 	}
+}
+
+// expiryTick returns how often the expirer sweeps for requests past the
+// default request timeout d: a 32nd of it, at least 1ms, so a timeout
+// fires at most about 3% late (never early).
+func expiryTick(d time.Duration) time.Duration {
+	return max(d/32, time.Millisecond)
+}
+
+// expirer enforces the default request timeout of calls whose context has
+// no deadline: every expiryTick it removes the pending requests whose
+// deadline has passed, queues their cancel (reason timeout) and completes
+// them with errEngineTimeout. Running one sweep per session replaces a
+// timer per request on the hot path.
+func (s *session) expirer() {
+	defer s.wg.Done()
+	t := time.NewTicker(expiryTick(s.c.opts.requestTimeout))
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-s.done:
+			return
+		}
+		s.expire(monoNow())
+	}
+}
+
+// expire times out every pending request whose deadline is at or before
+// now (a monoNow instant).
+func (s *session) expire(now int64) {
+	s.pending.Range(func(cid string, p *pending) bool {
+		if d := p.deadline.Load(); d == 0 || d > now {
+			return true
+		}
+		// Decide under the map's lock: p may have been completed and
+		// recycled (even under the same id) since Range saw it.
+		var expired *pending
+		s.pending.Compute(cid, func(old *pending, loaded bool) (*pending, xsync.ComputeOp) {
+			if loaded {
+				if d := old.deadline.Load(); d != 0 && d <= now {
+					expired = old
+					return nil, xsync.DeleteOp
+				}
+			}
+			return old, xsync.CancelOp
+		})
+		if expired != nil {
+			s.sendCancel(cid, payload.CancelTimeout)
+			expired.done <- errEngineTimeout
+		}
+		return true
+	})
 }
 
 // errLiveness is the cause of a session declared lost by the liveness ping.
