@@ -122,6 +122,12 @@ func Run(ctx context.Context, cfg Config, rt RoundTrip) (Result, error) {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
+			// A context per worker (cancelled with the run's): a call
+			// that waits selects on this worker's own done channel, so
+			// the workers do not all contend for the lock of one shared
+			// channel (a proxy's requests have contexts of their own too).
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
 			h := hists[w]
 			// One monotonic clock read per round trip: the end of one is
 			// the start of the next, so a latency also covers the loop's
