@@ -1,8 +1,11 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"net"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -103,5 +106,22 @@ func TestIDSlab(t *testing.T) {
 	seq := uint64(1000)
 	if n := testing.AllocsPerRun(1000, func() { _ = s.next(3, seq); seq++ }); n > 0.05 {
 		t.Fatalf("idSlab.next allocs = %v per id, want about 1/200", n)
+	}
+}
+
+// The load's headers are sorted once at setup; that must not change a
+// byte on the wire in either encoding.
+func TestSortedSampleHeadersSameWire(t *testing.T) {
+	ev := SampleRequestHeaders("id-1")
+	sorted := SampleRequestHeaders("id-1")
+	slices.SortStableFunc(sorted.Headers, func(a, b payload.Header) int { return strings.Compare(a.Name, b.Name) })
+	if slices.EqualFunc(ev.Headers, sorted.Headers, func(a, b payload.Header) bool { return a.Name == b.Name }) {
+		t.Fatal("sample headers already sorted: the test proves nothing")
+	}
+	if a, b := payload.AppendRequestHeadersMsgpack(nil, &ev), payload.AppendRequestHeadersMsgpack(nil, &sorted); !bytes.Equal(a, b) {
+		t.Fatal("msgpack encoding differs")
+	}
+	if a, b := payload.AppendRequestHeadersJSON(nil, &ev), payload.AppendRequestHeadersJSON(nil, &sorted); !bytes.Equal(a, b) {
+		t.Fatal("json encoding differs")
 	}
 }
