@@ -59,8 +59,8 @@ func TestExpirerTimesOutEveryCall(t *testing.T) {
 // by a sweep that saw the old one.
 func TestExpirerLeavesAnsweredCalls(t *testing.T) {
 	srv := startAgent(t, newTestAgent())
-	c := dial(t, srv.addr, WithRequestTimeout(40*time.Millisecond))
-	deadline := time.Now().Add(200 * time.Millisecond)
+	c := dial(t, srv.addr, WithRequestTimeout(250*time.Millisecond))
+	deadline := time.Now().Add(300 * time.Millisecond)
 	for i := 0; time.Now().Before(deadline); i++ {
 		if _, err := c.RequestHeaders(context.Background(), headersEvent("same-id")); err != nil {
 			t.Fatalf("call %d: %v", i, err)
