@@ -13,14 +13,7 @@ import (
 // ascending order. Entries that share a name are merged into one key (their
 // values concatenated in order), so no key is ever repeated.
 func mpAppendHeaders(b []byte, h Headers) []byte {
-	sorted := true
-	for i := 1; i < len(h); i++ {
-		if h[i-1].Name >= h[i].Name {
-			sorted = false
-			break
-		}
-	}
-	if sorted {
+	if headerNamesAscending(h) {
 		b = msgp.AppendMapHeader(b, uint32(len(h)))
 		for i := range h {
 			b = mpAppendStr(b, h[i].Name)
@@ -57,6 +50,17 @@ func mpAppendHeaders(b []byte, h Headers) []byte {
 		}
 	}
 	return b
+}
+
+// headerNamesAscending reports whether h's names are in strictly ascending
+// byte-wise order (no sort and no merge needed).
+func headerNamesAscending(h Headers) bool {
+	for i := 1; i < len(h); i++ {
+		if h[i-1].Name >= h[i].Name {
+			return false
+		}
+	}
+	return true
 }
 
 // mpReadHeaders reads a map name → [values] into *dst, reusing its slices
@@ -214,6 +218,17 @@ var mpRequestHeaders = mpNewStruct("request_headers", 4, "metadata!", "method!",
 // {correlation_id, metadata, method, uri, headers}, the top-level
 // correlation_id being e.Metadata.CorrelationID.
 func AppendRequestHeadersMsgpack(b []byte, e *RequestHeadersEvent) []byte {
+	if headerNamesAscending(e.Headers) {
+		if out, ok := mpAppendRequestHeadersFast(b, e); ok {
+			return out
+		}
+	}
+	return mpAppendRequestHeadersGeneral(b, e)
+}
+
+// mpAppendRequestHeadersGeneral is the general request-headers encoder
+// (any header order, any string).
+func mpAppendRequestHeadersGeneral(b []byte, e *RequestHeadersEvent) []byte {
 	b = msgp.AppendMapHeader(b, 5)
 	b = mpAppendKey(b, "correlation_id")
 	b = mpAppendStr(b, e.Metadata.CorrelationID)

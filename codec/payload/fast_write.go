@@ -1,0 +1,282 @@
+package payload
+
+import (
+	"encoding/binary"
+	"slices"
+	"unsafe"
+)
+
+// Single-pass writers for the request-headers encoders (the hottest encode
+// on the proxy side). The output buffer is grown once to an upper bound of
+// the encoded size, then every string is copied 8 bytes at a time while
+// the words are folded into an accumulator; the accumulator is checked once
+// at the end. When it shows a byte that needs more than a plain copy
+// (non-ASCII in MessagePack; non-ASCII, '"', '\' or a control character in
+// JSON) the caller discards the fast output and runs the general encoder,
+// so the bytes written are always those of the general path.
+
+// fastBuf is an output buffer with room already reserved: n is the write
+// position inside b (len(b) is the reserved end).
+type fastBuf struct {
+	b   []byte
+	n   int
+	acc uint64 // OR of every copied word (MessagePack) or of every word's escape mask (JSON)
+}
+
+// fastGrow reserves bound bytes after len(dst).
+func fastGrow(dst []byte, bound int) fastBuf {
+	n := len(dst)
+	dst = slices.Grow(dst, bound)
+	return fastBuf{b: dst[:n+bound], n: n}
+}
+
+// done returns the written bytes.
+func (w *fastBuf) done() []byte { return w.b[:w.n] }
+
+// raw appends s as is (constant protocol text).
+func (w *fastBuf) raw(s string) {
+	if len(s) > 64 {
+		w.n += copy(w.b[w.n:], s)
+		return
+	}
+	w.copyShort(s)
+}
+
+func (w *fastBuf) byte1(c byte) {
+	w.b[w.n] = c
+	w.n++
+}
+
+// copyASCII copies s and folds its bytes into w.acc (the caller checks the
+// high bits once).
+func (w *fastBuf) copyASCII(s string) {
+	n := len(s)
+	if n > 64 {
+		w.n += copy(w.b[w.n:], s)
+		w.acc |= orWords(s)
+		return
+	}
+	w.acc |= w.copyShort(s)
+}
+
+// copyShort copies s (at most 64 bytes) in words, without a call, and
+// returns the OR of its bytes folded into a word.
+func (w *fastBuf) copyShort(s string) uint64 {
+	n := len(s)
+	_ = w.b[w.n : w.n+n] // the whole destination range is reserved (panics otherwise)
+	d := unsafe.Pointer(unsafe.SliceData(w.b[w.n:]))
+	p := unsafe.Pointer(unsafe.StringData(s))
+	w.n += n
+	var acc uint64
+	switch {
+	case n >= 8:
+		i := 0
+		for ; i+8 <= n; i += 8 {
+			x := *(*uint64)(unsafe.Add(p, i))
+			acc |= x
+			*(*uint64)(unsafe.Add(d, i)) = x
+		}
+		if i < n { // last word overlaps the previous one
+			x := *(*uint64)(unsafe.Add(p, n-8))
+			acc |= x
+			*(*uint64)(unsafe.Add(d, n-8)) = x
+		}
+	case n >= 4:
+		x, y := *(*uint32)(p), *(*uint32)(unsafe.Add(p, n-4))
+		acc = uint64(x | y)
+		*(*uint32)(d) = x
+		*(*uint32)(unsafe.Add(d, n-4)) = y
+	default:
+		for i := 0; i < n; i++ {
+			c := *(*byte)(unsafe.Add(p, i))
+			acc |= uint64(c)
+			*(*byte)(unsafe.Add(d, i)) = c
+		}
+	}
+	return acc
+}
+
+// mpStr appends s as a MessagePack str (header + bytes), assuming ASCII;
+// w.acc records whether it was.
+func (w *fastBuf) mpStr(s string) {
+	n := len(s)
+	switch {
+	case n <= 31:
+		w.byte1(0xa0 | byte(n))
+	case n <= 0xff:
+		w.b[w.n], w.b[w.n+1] = 0xd9, byte(n)
+		w.n += 2
+	case n <= 0xffff:
+		w.b[w.n], w.b[w.n+1], w.b[w.n+2] = 0xda, byte(n>>8), byte(n)
+		w.n += 3
+	default:
+		w.byte1(0xdb)
+		binary.BigEndian.PutUint32(w.b[w.n:], uint32(n))
+		w.n += 4
+	}
+	w.copyASCII(s)
+}
+
+func (w *fastBuf) mpOptStr(o Opt[string]) {
+	if !o.Valid {
+		w.byte1(0xc0)
+		return
+	}
+	w.mpStr(o.Value)
+}
+
+// mpCount appends a map (base 0x80) or array (base 0x90) header for n
+// entries.
+func (w *fastBuf) mpCount(base byte, n int) {
+	switch {
+	case n <= 15:
+		w.byte1(base | byte(n))
+	case n <= 0xffff:
+		c := byte(0xde)
+		if base == 0x90 {
+			c = 0xdc
+		}
+		w.b[w.n], w.b[w.n+1], w.b[w.n+2] = c, byte(n>>8), byte(n)
+		w.n += 3
+	default:
+		if base == 0x90 {
+			w.byte1(0xdd)
+		} else {
+			w.byte1(0xdf)
+		}
+		binary.BigEndian.PutUint32(w.b[w.n:], uint32(n))
+		w.n += 4
+	}
+}
+
+// mpKey returns the fixstr encoding of a protocol field name.
+func mpKey(k string) string { return string(append([]byte{0xa0 | byte(len(k))}, k...)) }
+
+// Constant runs of the request-headers event (map headers and keys).
+var (
+	mpRHHead     = "\x85" + mpKey("correlation_id") // envelope of 5 entries
+	mpRHMeta     = mpKey("metadata")                // then the metadata map header
+	mpRHMetaCID  = mpKey("correlation_id")          // first metadata key
+	mpRHReqID    = mpKey("request_id")
+	mpRHClientIP = mpKey("client_ip")
+	mpRHPort     = mpKey("client_port")
+	mpRHServer   = mpKey("server_name")
+	mpRHProto    = mpKey("protocol")
+	mpRHTLSVer   = mpKey("tls_version")
+	mpRHCipher   = mpKey("tls_cipher")
+	mpRHRoute    = mpKey("route_id")
+	mpRHUpstream = mpKey("upstream_id")
+	mpRHTime     = mpKey("timestamp")
+	mpRHTrace    = mpKey("traceparent")
+	mpRHMethod   = mpKey("method")
+	mpRHURI      = mpKey("uri")
+	mpRHHeaders  = mpKey("headers")
+)
+
+// mpAppendRequestHeadersFast is AppendRequestHeadersMsgpack for events
+// whose header names are already in strictly ascending order. ok is false
+// (and dst must be discarded past its original length) when a string was
+// not ASCII.
+func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte, ok bool) {
+	m := &e.Metadata
+	const perStr = 5
+	bound := 256 + 2*len(m.CorrelationID) + len(m.RequestID) + len(m.ClientIP) + len(m.Protocol) +
+		len(m.ServerName.Value) + len(m.TLSVersion.Value) + len(m.TLSCipher.Value) + len(m.RouteID.Value) +
+		len(m.UpstreamID.Value) + len(m.Traceparent) + len(e.Method) + len(e.URI) + 12*perStr + 64
+	for i := range e.Headers {
+		bound += len(e.Headers[i].Name) + 2*perStr
+		for _, v := range e.Headers[i].Values {
+			bound += len(v) + perStr
+		}
+	}
+	w := fastGrow(dst, bound)
+	w.raw(mpRHHead)
+	w.mpStr(m.CorrelationID)
+	w.raw(mpRHMeta)
+	if m.Traceparent != "" {
+		w.byte1(0x8c)
+	} else {
+		w.byte1(0x8b)
+	}
+	w.raw(mpRHMetaCID)
+	w.mpStr(m.CorrelationID)
+	w.raw(mpRHReqID)
+	w.mpStr(m.RequestID)
+	w.raw(mpRHClientIP)
+	w.mpStr(m.ClientIP)
+	w.raw(mpRHPort)
+	switch p := m.ClientPort; {
+	case p < 0x80:
+		w.byte1(byte(p))
+	case p <= 0xff:
+		w.b[w.n], w.b[w.n+1] = 0xcc, byte(p)
+		w.n += 2
+	default:
+		w.b[w.n], w.b[w.n+1], w.b[w.n+2] = 0xcd, byte(p>>8), byte(p)
+		w.n += 3
+	}
+	w.raw(mpRHServer)
+	w.mpOptStr(m.ServerName)
+	w.raw(mpRHProto)
+	w.mpStr(m.Protocol)
+	w.raw(mpRHTLSVer)
+	w.mpOptStr(m.TLSVersion)
+	w.raw(mpRHCipher)
+	w.mpOptStr(m.TLSCipher)
+	w.raw(mpRHRoute)
+	w.mpOptStr(m.RouteID)
+	w.raw(mpRHUpstream)
+	w.mpOptStr(m.UpstreamID)
+	w.raw(mpRHTime)
+	var ts [48]byte
+	t := mpFormatTimestamp(ts[:0], m.Timestamp)
+	w.b[w.n], w.b[w.n+1] = 0xd9, byte(len(t)) // written by the general path as str8 too when ≥ 32
+	if len(t) <= 31 {
+		w.b[w.n] = 0xa0 | byte(len(t))
+		w.n++
+	} else {
+		w.n += 2
+	}
+	w.n += copy(w.b[w.n:], t)
+	if m.Traceparent != "" {
+		w.raw(mpRHTrace)
+		w.mpStr(m.Traceparent)
+	}
+	w.raw(mpRHMethod)
+	w.mpStr(e.Method)
+	w.raw(mpRHURI)
+	w.mpStr(e.URI)
+	w.raw(mpRHHeaders)
+	w.mpCount(0x80, len(e.Headers))
+	for i := range e.Headers {
+		h := &e.Headers[i]
+		w.mpStr(h.Name)
+		w.mpCount(0x90, len(h.Values))
+		for _, v := range h.Values {
+			w.mpStr(v)
+		}
+	}
+	if w.acc&0x8080808080808080 != 0 {
+		return dst, false
+	}
+	return w.done(), true
+}
+
+// orWords returns the OR of s's bytes folded into a word (callers look at
+// the high bit of each byte only).
+func orWords(s string) uint64 {
+	n := len(s)
+	p := unsafe.Pointer(unsafe.StringData(s))
+	var acc uint64
+	if n >= 8 {
+		i := 0
+		for ; i+8 <= n; i += 8 {
+			acc |= *(*uint64)(unsafe.Add(p, i))
+		}
+		return acc | *(*uint64)(unsafe.Add(p, n-8)) // overlaps the last word
+	}
+	for i := 0; i < n; i++ {
+		acc |= uint64(*(*byte)(unsafe.Add(p, i)))
+	}
+	return acc
+}

@@ -1,0 +1,127 @@
+package payload
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fastTestEvents returns request-headers events with sorted header names
+// (the fast paths' precondition) covering every length class, optional
+// field and special byte the fast writers must hand back to the general
+// encoders.
+func fastTestEvents() []*RequestHeadersEvent {
+	var out []*RequestHeadersEvent
+	base := mpBenchRequestHeaders()
+	out = append(out, base)
+	strs := []string{"", "a", "ab", "abc", "abcd", "abcde", "abcdefg", "abcdefgh", "abcdefghi",
+		strings.Repeat("x", 31), strings.Repeat("y", 32), strings.Repeat("z", 255), strings.Repeat("w", 256),
+		strings.Repeat("v", 70000), "caf\u00e9", "bad\xffutf8", "quote\"", "back\\slash", "ctl\x01", "tab\tx",
+		"\x7f", "12345678\x80", "1234567\"", "\u2028", "<&>/"}
+	for i, s := range strs {
+		e := mpBenchRequestHeaders()
+		switch i % 6 {
+		case 0:
+			e.URI = s
+		case 1:
+			e.Headers[3].Values = []string{s, "v2"}
+		case 2:
+			e.Metadata.Traceparent = s
+			e.Metadata.ServerName = Opt[string]{}
+		case 3:
+			e.Metadata.TLSCipher = Some(s)
+			e.Headers[0].Name = s
+			if s >= e.Headers[1].Name {
+				e.Headers = e.Headers[1:]
+			}
+		case 4:
+			e.Metadata.CorrelationID = s
+			e.Metadata.RouteID = Opt[string]{}
+		case 5:
+			e.Method = s
+			e.Headers[14].Values = nil
+		}
+		out = append(out, e)
+	}
+	for _, port := range []uint16{0, 127, 128, 255, 256, 65535} {
+		e := mpBenchRequestHeaders()
+		e.Metadata.ClientPort = port
+		out = append(out, e)
+	}
+	for _, ts := range []time.Time{{}, time.Unix(0, 0), time.Unix(1700000000, 123000000), time.Unix(1700000000, 123456000),
+		time.Unix(1700000000, 123456789), time.Date(12000, 1, 1, 0, 0, 0, 1, time.UTC)} {
+		e := mpBenchRequestHeaders()
+		e.Metadata.Timestamp = ts
+		out = append(out, e)
+	}
+	many := mpBenchRequestHeaders()
+	many.Headers = nil
+	for i := 0; i < 70000; i++ {
+		many.Headers = append(many.Headers, Header{Name: "h" + strings.Repeat("0", 6-len(itoa(i))) + itoa(i), Values: []string{"v"}})
+	}
+	many.Headers[5].Values = make([]string, 20)
+	out = append(out, many)
+	empty := &RequestHeadersEvent{}
+	out = append(out, empty)
+	return out
+}
+
+func itoa(i int) string {
+	var b [20]byte
+	n := len(b)
+	for {
+		n--
+		b[n] = byte('0' + i%10)
+		i /= 10
+		if i == 0 {
+			return string(b[n:])
+		}
+	}
+}
+
+func TestRequestHeadersFastPathMatchesGeneral(t *testing.T) {
+	for i, e := range fastTestEvents() {
+		if !headerNamesAscending(e.Headers) {
+			t.Fatalf("event %d: test input not sorted", i)
+		}
+		prefix := []byte("prefix")
+		want := mpAppendRequestHeadersGeneral(bytes.Clone(prefix), e)
+		if got := AppendRequestHeadersMsgpack(bytes.Clone(prefix), e); !bytes.Equal(got, want) {
+			t.Errorf("event %d: msgpack fast path differs from the general encoder", i)
+		}
+	}
+}
+
+func TestRequestHeadersFastPathRandom(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	alphabet := []byte("abcXYZ09-_ \"\\\t\x01\x7f\xc3\xa9\xff/")
+	rs := func() string {
+		n := r.IntN(40)
+		b := make([]byte, n)
+		for i := range b {
+			if r.IntN(8) == 0 {
+				b[i] = alphabet[r.IntN(len(alphabet))]
+			} else {
+				b[i] = 'a' + byte(r.IntN(26))
+			}
+		}
+		return string(b)
+	}
+	for it := 0; it < 2000; it++ {
+		e := mpBenchRequestHeaders()
+		e.URI, e.Method, e.Metadata.RequestID = rs(), rs(), rs()
+		e.Metadata.Traceparent = rs()
+		for i := range e.Headers {
+			e.Headers[i].Values = []string{rs()}
+			if r.IntN(3) == 0 {
+				e.Headers[i].Values = append(e.Headers[i].Values, rs())
+			}
+		}
+		want := mpAppendRequestHeadersGeneral(nil, e)
+		if got := AppendRequestHeadersMsgpack(nil, e); !bytes.Equal(got, want) {
+			t.Fatalf("iteration %d: msgpack fast path differs", it)
+		}
+	}
+}
