@@ -3,6 +3,7 @@ package payload
 import (
 	"encoding/binary"
 	"slices"
+	"strconv"
 	"unsafe"
 )
 
@@ -279,4 +280,150 @@ func orWords(s string) uint64 {
 		acc |= uint64(*(*byte)(unsafe.Add(p, i)))
 	}
 	return acc
+}
+
+// jsonStr appends s as a JSON string, assuming no byte needs escaping or
+// replacing; w.acc records (in the high bit of a byte) whether one did.
+func (w *fastBuf) jsonStr(s string) {
+	w.byte1('"')
+	n := len(s)
+	if n > 64 {
+		w.n += copy(w.b[w.n:], s)
+		if jsonPlainPrefix(s) != n {
+			w.acc |= 0x80
+		}
+	} else {
+		w.acc |= w.copyShortJSON(s)
+	}
+	w.byte1('"')
+}
+
+func (w *fastBuf) jsonOptStr(o Opt[string]) {
+	if !o.Valid {
+		w.raw("null")
+		return
+	}
+	w.jsonStr(o.Value)
+}
+
+// jsonEscapeMask returns a word whose byte high bits are set where x holds
+// a byte that a JSON string cannot carry as is: '"', '\', a control
+// character or a non-ASCII byte (the condition jsonPlainWord tests).
+func jsonEscapeMask(x uint64) uint64 {
+	const lsb = 0x0101010101010101
+	q := x ^ (lsb * '"')
+	b := x ^ (lsb * '\\')
+	return ((x - lsb*0x20) & ^x) | ((q - lsb) & ^q) | ((b - lsb) & ^b) | x
+}
+
+// copyShortJSON copies s (at most 64 bytes) in words and returns the OR of
+// the escape masks of its words.
+func (w *fastBuf) copyShortJSON(s string) uint64 {
+	n := len(s)
+	_ = w.b[w.n : w.n+n] // the whole destination range is reserved (panics otherwise)
+	d := unsafe.Pointer(unsafe.SliceData(w.b[w.n:]))
+	p := unsafe.Pointer(unsafe.StringData(s))
+	w.n += n
+	var acc uint64
+	switch {
+	case n >= 8:
+		i := 0
+		for ; i+8 <= n; i += 8 {
+			x := *(*uint64)(unsafe.Add(p, i))
+			acc |= jsonEscapeMask(x)
+			*(*uint64)(unsafe.Add(d, i)) = x
+		}
+		if i < n { // last word overlaps the previous one
+			x := *(*uint64)(unsafe.Add(p, n-8))
+			acc |= jsonEscapeMask(x)
+			*(*uint64)(unsafe.Add(d, n-8)) = x
+		}
+	case n >= 4:
+		x, y := *(*uint32)(p), *(*uint32)(unsafe.Add(p, n-4))
+		acc = jsonEscapeMask(uint64(x) | uint64(y)<<32)
+		*(*uint32)(d) = x
+		*(*uint32)(unsafe.Add(d, n-4)) = y
+	default:
+		x := uint64(0x2020202020202020) // spaces need no escaping
+		for i := 0; i < n; i++ {
+			c := *(*byte)(unsafe.Add(p, i))
+			x = x<<8 | uint64(c)
+			*(*byte)(unsafe.Add(d, i)) = c
+		}
+		acc = jsonEscapeMask(x)
+	}
+	return acc
+}
+
+// jsonAppendRequestHeadersFast is AppendRequestHeadersJSON for events whose
+// header names are already in strictly ascending order. ok is false (and
+// the output must be discarded past len(dst)) when a string needed
+// escaping or UTF-8 checking.
+func jsonAppendRequestHeadersFast(dst []byte, ev *RequestHeadersEvent) (out []byte, ok bool) {
+	m := &ev.Metadata
+	bound := 320 + 2*len(m.CorrelationID) + len(m.RequestID) + len(m.ClientIP) + len(m.Protocol) +
+		len(m.ServerName.Value) + len(m.TLSVersion.Value) + len(m.TLSCipher.Value) + len(m.RouteID.Value) +
+		len(m.UpstreamID.Value) + len(m.Traceparent) + len(ev.Method) + len(ev.URI)
+	for i := range ev.Headers {
+		bound += len(ev.Headers[i].Name) + 6
+		for _, v := range ev.Headers[i].Values {
+			bound += len(v) + 3
+		}
+	}
+	w := fastGrow(dst, bound)
+	w.raw(`{"correlation_id":`)
+	w.jsonStr(m.CorrelationID)
+	w.raw(`,"headers":{`)
+	for i := range ev.Headers {
+		h := &ev.Headers[i]
+		if i > 0 {
+			w.byte1(',')
+		}
+		w.jsonStr(h.Name)
+		w.b[w.n], w.b[w.n+1] = ':', '['
+		w.n += 2
+		for j, v := range h.Values {
+			if j > 0 {
+				w.byte1(',')
+			}
+			w.jsonStr(v)
+		}
+		w.byte1(']')
+	}
+	w.raw(`},"metadata":{"client_ip":`)
+	w.jsonStr(m.ClientIP)
+	w.raw(`,"client_port":`)
+	w.n += len(strconv.AppendUint(w.b[w.n:w.n], uint64(m.ClientPort), 10))
+	w.raw(`,"correlation_id":`)
+	w.jsonStr(m.CorrelationID)
+	w.raw(`,"protocol":`)
+	w.jsonStr(m.Protocol)
+	w.raw(`,"request_id":`)
+	w.jsonStr(m.RequestID)
+	w.raw(`,"route_id":`)
+	w.jsonOptStr(m.RouteID)
+	w.raw(`,"server_name":`)
+	w.jsonOptStr(m.ServerName)
+	w.raw(`,"timestamp":`)
+	var ts [64]byte
+	w.n += copy(w.b[w.n:], jsonAppendTimestamp(ts[:0], m.Timestamp))
+	w.raw(`,"tls_cipher":`)
+	w.jsonOptStr(m.TLSCipher)
+	w.raw(`,"tls_version":`)
+	w.jsonOptStr(m.TLSVersion)
+	if m.Traceparent != "" {
+		w.raw(`,"traceparent":`)
+		w.jsonStr(m.Traceparent)
+	}
+	w.raw(`,"upstream_id":`)
+	w.jsonOptStr(m.UpstreamID)
+	w.raw(`},"method":`)
+	w.jsonStr(ev.Method)
+	w.raw(`,"uri":`)
+	w.jsonStr(ev.URI)
+	w.byte1('}')
+	if w.acc&0x8080808080808080 != 0 {
+		return dst, false
+	}
+	return w.done(), true
 }

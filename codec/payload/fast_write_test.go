@@ -91,6 +91,10 @@ func TestRequestHeadersFastPathMatchesGeneral(t *testing.T) {
 		if got := AppendRequestHeadersMsgpack(bytes.Clone(prefix), e); !bytes.Equal(got, want) {
 			t.Errorf("event %d: msgpack fast path differs from the general encoder", i)
 		}
+		want = jsonAppendRequestHeadersGeneral(bytes.Clone(prefix), e)
+		if got := AppendRequestHeadersJSON(bytes.Clone(prefix), e); !bytes.Equal(got, want) {
+			t.Errorf("event %d: JSON fast path differs from the general encoder:\n got %.300q\nwant %.300q", i, got, want)
+		}
 	}
 }
 
@@ -122,6 +126,10 @@ func TestRequestHeadersFastPathRandom(t *testing.T) {
 		want := mpAppendRequestHeadersGeneral(nil, e)
 		if got := AppendRequestHeadersMsgpack(nil, e); !bytes.Equal(got, want) {
 			t.Fatalf("iteration %d: msgpack fast path differs", it)
+		}
+		want = jsonAppendRequestHeadersGeneral(nil, e)
+		if got := AppendRequestHeadersJSON(nil, e); !bytes.Equal(got, want) {
+			t.Fatalf("iteration %d: JSON fast path differs:\n got %q\nwant %q", it, got, want)
 		}
 	}
 }

@@ -84,6 +84,17 @@ func (d *jsonDecoder) readBase64(dst []byte) ([]byte, bool) {
 // allocate when dst has enough capacity (header sets of more than 64 names
 // borrow pooled scratch space). Safe for concurrent use with distinct dst.
 func AppendRequestHeadersJSON(dst []byte, ev *RequestHeadersEvent) []byte {
+	if headerNamesAscending(ev.Headers) {
+		if out, ok := jsonAppendRequestHeadersFast(dst, ev); ok {
+			return out
+		}
+	}
+	return jsonAppendRequestHeadersGeneral(dst, ev)
+}
+
+// jsonAppendRequestHeadersGeneral is the general request-headers encoder
+// (any header order, any string).
+func jsonAppendRequestHeadersGeneral(dst []byte, ev *RequestHeadersEvent) []byte {
 	m := &ev.Metadata
 	dst = append(dst, `{"correlation_id":`...)
 	dst = jsonAppendString(dst, m.CorrelationID)
