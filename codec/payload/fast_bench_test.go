@@ -23,4 +23,14 @@ func BenchmarkRequestHeadersSorted(b *testing.B) {
 			buf = AppendRequestHeadersJSON(buf[:0], e)
 		}
 	})
+	q := mpBenchRequestHeaders()
+	q.Headers[12].Values = []string{`"Chromium";v="120", "Not?A_Brand";v="24"`}
+	b.Run("json_quoted_value", func(b *testing.B) {
+		b.ReportAllocs()
+		buf := AppendRequestHeadersJSON(nil, q)
+		b.SetBytes(int64(len(buf)))
+		for b.Loop() {
+			buf = AppendRequestHeadersJSON(buf[:0], q)
+		}
+	})
 }

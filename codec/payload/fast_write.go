@@ -9,19 +9,18 @@ import (
 
 // Single-pass writers for the request-headers encoders (the hottest encode
 // on the proxy side). The output buffer is grown once to an upper bound of
-// the encoded size, then every string is copied 8 bytes at a time while
-// the words are folded into an accumulator; the accumulator is checked once
-// at the end. When it shows a byte that needs more than a plain copy
-// (non-ASCII in MessagePack; non-ASCII, '"', '\' or a control character in
-// JSON) the caller discards the fast output and runs the general encoder,
-// so the bytes written are always those of the general path.
+// the plain encoded size, then every string is copied 8 bytes at a time
+// (no call for strings up to 64 bytes) while its words are checked. A
+// string with a byte that needs more than a plain copy (non-ASCII in
+// MessagePack; non-ASCII, '"', '\' or a control character in JSON) is
+// rewritten in place by the general string encoder, so the bytes written
+// are always those of the general path.
 
 // fastBuf is an output buffer with room already reserved: n is the write
 // position inside b (len(b) is the reserved end).
 type fastBuf struct {
-	b   []byte
-	n   int
-	acc uint64 // OR of every copied word (MessagePack) or of every word's escape mask (JSON)
+	b []byte
+	n int
 }
 
 // fastGrow reserves bound bytes after len(dst).
@@ -48,16 +47,14 @@ func (w *fastBuf) byte1(c byte) {
 	w.n++
 }
 
-// copyASCII copies s and folds its bytes into w.acc (the caller checks the
-// high bits once).
-func (w *fastBuf) copyASCII(s string) {
-	n := len(s)
-	if n > 64 {
+// copyASCII copies s and returns the OR of its bytes folded into a word
+// (the caller checks the high bits).
+func (w *fastBuf) copyASCII(s string) uint64 {
+	if len(s) > 64 {
 		w.n += copy(w.b[w.n:], s)
-		w.acc |= orWords(s)
-		return
+		return orWords(s)
 	}
-	w.acc |= w.copyShort(s)
+	return w.copyShort(s)
 }
 
 // copyShort copies s (at most 64 bytes) in words, without a call, and
@@ -97,9 +94,11 @@ func (w *fastBuf) copyShort(s string) uint64 {
 	return acc
 }
 
-// mpStr appends s as a MessagePack str (header + bytes), assuming ASCII;
-// w.acc records whether it was.
+// mpStr appends s as a MessagePack str (header + bytes). A string that is
+// not ASCII is rewritten by the general encoder (UTF-8 check, U+FFFD
+// replacement).
 func (w *fastBuf) mpStr(s string) {
+	start := w.n
 	n := len(s)
 	switch {
 	case n <= 31:
@@ -115,7 +114,9 @@ func (w *fastBuf) mpStr(s string) {
 		binary.BigEndian.PutUint32(w.b[w.n:], uint32(n))
 		w.n += 4
 	}
-	w.copyASCII(s)
+	if w.copyASCII(s)&0x8080808080808080 != 0 {
+		w.general(w.n, mpAppendStr(w.b[:start], s))
+	}
 }
 
 func (w *fastBuf) mpOptStr(o Opt[string]) {
@@ -178,7 +179,7 @@ var (
 // whose header names are already in strictly ascending order. ok is false
 // (and dst must be discarded past its original length) when a string was
 // not ASCII.
-func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte, ok bool) {
+func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) []byte {
 	m := &e.Metadata
 	const perStr = 5
 	bound := 256 + 2*len(m.CorrelationID) + len(m.RequestID) + len(m.ClientIP) + len(m.Protocol) +
@@ -257,10 +258,7 @@ func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte,
 			w.mpStr(v)
 		}
 	}
-	if w.acc&0x8080808080808080 != 0 {
-		return dst, false
-	}
-	return w.done(), true
+	return w.done()
 }
 
 // orWords returns the OR of s's bytes folded into a word (callers look at
@@ -285,17 +283,30 @@ func orWords(s string) uint64 {
 // jsonStr appends s as a JSON string, assuming no byte needs escaping or
 // replacing; w.acc records (in the high bit of a byte) whether one did.
 func (w *fastBuf) jsonStr(s string) {
+	start := w.n
 	w.byte1('"')
 	n := len(s)
 	if n > 64 {
 		w.n += copy(w.b[w.n:], s)
 		if jsonPlainPrefix(s) != n {
-			w.acc |= 0x80
+			w.general(w.n+1, jsonAppendString(w.b[:start], s))
+			return
 		}
-	} else {
-		w.acc |= w.copyShortJSON(s)
+	} else if w.copyShortJSON(s)&0x8080808080808080 != 0 {
+		w.general(w.n+1, jsonAppendString(w.b[:start], s))
+		return
 	}
 	w.byte1('"')
+}
+
+// general continues after a string that the general encoder rewrote: out
+// is the whole output so far, plainEnd where the plain copy of the string
+// would have ended. The room reserved past plainEnd is kept for what
+// follows (out may have outgrown the buffer; then it is a new one).
+func (w *fastBuf) general(plainEnd int, out []byte) {
+	rest := len(w.b) - plainEnd
+	w.n = len(out)
+	w.b = slices.Grow(out, rest)[:len(out)+rest]
 }
 
 func (w *fastBuf) jsonOptStr(o Opt[string]) {
@@ -359,7 +370,7 @@ func (w *fastBuf) copyShortJSON(s string) uint64 {
 // header names are already in strictly ascending order. ok is false (and
 // the output must be discarded past len(dst)) when a string needed
 // escaping or UTF-8 checking.
-func jsonAppendRequestHeadersFast(dst []byte, ev *RequestHeadersEvent) (out []byte, ok bool) {
+func jsonAppendRequestHeadersFast(dst []byte, ev *RequestHeadersEvent) []byte {
 	m := &ev.Metadata
 	bound := 320 + 2*len(m.CorrelationID) + len(m.RequestID) + len(m.ClientIP) + len(m.Protocol) +
 		len(m.ServerName.Value) + len(m.TLSVersion.Value) + len(m.TLSCipher.Value) + len(m.RouteID.Value) +
@@ -422,8 +433,5 @@ func jsonAppendRequestHeadersFast(dst []byte, ev *RequestHeadersEvent) (out []by
 	w.raw(`,"uri":`)
 	w.jsonStr(ev.URI)
 	w.byte1('}')
-	if w.acc&0x8080808080808080 != 0 {
-		return dst, false
-	}
-	return w.done(), true
+	return w.done()
 }

@@ -19,7 +19,7 @@ func fastTestEvents() []*RequestHeadersEvent {
 	strs := []string{"", "a", "ab", "abc", "abcd", "abcde", "abcdefg", "abcdefgh", "abcdefghi",
 		strings.Repeat("x", 31), strings.Repeat("y", 32), strings.Repeat("z", 255), strings.Repeat("w", 256),
 		strings.Repeat("v", 70000), "caf\u00e9", "bad\xffutf8", "quote\"", "back\\slash", "ctl\x01", "tab\tx",
-		"\x7f", "12345678\x80", "1234567\"", "\u2028", "<&>/"}
+		"\x7f", "12345678\x80", strings.Repeat("\"", 5000), strings.Repeat("\xff", 3000), strings.Repeat("\x01", 300), "1234567\"", "\u2028", "<&>/"}
 	for i, s := range strs {
 		e := mpBenchRequestHeaders()
 		switch i % 6 {

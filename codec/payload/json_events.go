@@ -85,9 +85,7 @@ func (d *jsonDecoder) readBase64(dst []byte) ([]byte, bool) {
 // borrow pooled scratch space). Safe for concurrent use with distinct dst.
 func AppendRequestHeadersJSON(dst []byte, ev *RequestHeadersEvent) []byte {
 	if headerNamesAscending(ev.Headers) {
-		if out, ok := jsonAppendRequestHeadersFast(dst, ev); ok {
-			return out
-		}
+		return jsonAppendRequestHeadersFast(dst, ev)
 	}
 	return jsonAppendRequestHeadersGeneral(dst, ev)
 }

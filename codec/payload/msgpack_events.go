@@ -219,9 +219,7 @@ var mpRequestHeaders = mpNewStruct("request_headers", 4, "metadata!", "method!",
 // correlation_id being e.Metadata.CorrelationID.
 func AppendRequestHeadersMsgpack(b []byte, e *RequestHeadersEvent) []byte {
 	if headerNamesAscending(e.Headers) {
-		if out, ok := mpAppendRequestHeadersFast(b, e); ok {
-			return out
-		}
+		return mpAppendRequestHeadersFast(b, e)
 	}
 	return mpAppendRequestHeadersGeneral(b, e)
 }
