@@ -2,8 +2,10 @@ package payload
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -131,5 +133,62 @@ func TestRequestHeadersFastPathRandom(t *testing.T) {
 		if got := AppendRequestHeadersJSON(nil, e); !bytes.Equal(got, want) {
 			t.Fatalf("iteration %d: JSON fast path differs:\n got %q\nwant %q", it, got, want)
 		}
+	}
+}
+
+// TestAppendDateTimeConcurrent formats times from several goroutines, many
+// sharing a second and many not, and checks every result against the time
+// package (the one-entry cache must never hand out another second's text).
+func TestAppendDateTimeConcurrent(t *testing.T) {
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(g), 7))
+			var buf []byte
+			for i := 0; i < 20000; i++ {
+				sec := int64(1700000000 + r.IntN(4))
+				if r.IntN(10) == 0 {
+					sec = r.Int64N(maxDateTimeSec-minDateTimeSec) + minDateTimeSec
+				}
+				tm := time.Unix(sec, int64(r.IntN(1e9)))
+				var ok bool
+				buf, ok = appendDateTime(buf[:0], tm)
+				if want := tm.UTC().Format("2006-01-02T15:04:05"); !ok || string(buf) != want {
+					errs <- fmt.Sprintf("%v: got %q (ok=%v), want %q", tm, buf, ok, want)
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	for _, sec := range []int64{minDateTimeSec - 1, maxDateTimeSec + 1} {
+		if b, ok := appendDateTime([]byte("x"), time.Unix(sec, 0)); ok || string(b) != "x" {
+			t.Errorf("second %d: got %q ok=%v, want nothing appended", sec, b, ok)
+		}
+	}
+	for _, sec := range []int64{minDateTimeSec, maxDateTimeSec} {
+		tm := time.Unix(sec, 0)
+		if b, ok := appendDateTime(nil, tm); !ok || string(b) != tm.UTC().Format("2006-01-02T15:04:05") {
+			t.Errorf("second %d: got %q ok=%v", sec, b, ok)
+		}
+	}
+}
+
+func TestAppendDateTimeAllocs(t *testing.T) {
+	buf := make([]byte, 0, 64)
+	tm := time.Unix(1700000000, 5)
+	if n := testing.AllocsPerRun(100, func() {
+		tm = tm.Add(time.Second) // a new second every run: the store path
+		buf, _ = appendDateTime(buf[:0], tm)
+		buf, _ = appendDateTime(buf[:0], tm) // and the hit path
+	}); n != 0 {
+		t.Fatalf("appendDateTime allocates %v times per run", n)
 	}
 }

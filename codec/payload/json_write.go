@@ -188,14 +188,13 @@ func jsonAppendFloat(dst []byte, f float64, bits int) []byte {
 // (none for whole seconds), and the offset "+00:00". Years outside 0..9999
 // carry an explicit sign and at least four digits ("+10000", "-0001").
 func jsonAppendTimestamp(dst []byte, t time.Time) []byte {
-	t = t.UTC()
-	year, month, day := t.Date()
-	hour, minute, sec := t.Clock()
 	ns := t.Nanosecond()
 	dst = append(dst, '"')
-	if year >= 0 && year <= 9999 {
-		dst = jsonAppendPadded(dst, year, 4)
-	} else {
+	var ok bool
+	if dst, ok = appendDateTime(dst, t); !ok {
+		t = t.UTC()
+		year, month, day := t.Date()
+		hour, minute, sec := t.Clock()
 		if year < 0 {
 			dst = append(dst, '-')
 			year = -year
@@ -203,17 +202,17 @@ func jsonAppendTimestamp(dst []byte, t time.Time) []byte {
 			dst = append(dst, '+')
 		}
 		dst = jsonAppendPadded(dst, year, 4)
+		dst = append(dst, '-')
+		dst = jsonAppendPadded(dst, int(month), 2)
+		dst = append(dst, '-')
+		dst = jsonAppendPadded(dst, day, 2)
+		dst = append(dst, 'T')
+		dst = jsonAppendPadded(dst, hour, 2)
+		dst = append(dst, ':')
+		dst = jsonAppendPadded(dst, minute, 2)
+		dst = append(dst, ':')
+		dst = jsonAppendPadded(dst, sec, 2)
 	}
-	dst = append(dst, '-')
-	dst = jsonAppendPadded(dst, int(month), 2)
-	dst = append(dst, '-')
-	dst = jsonAppendPadded(dst, day, 2)
-	dst = append(dst, 'T')
-	dst = jsonAppendPadded(dst, hour, 2)
-	dst = append(dst, ':')
-	dst = jsonAppendPadded(dst, minute, 2)
-	dst = append(dst, ':')
-	dst = jsonAppendPadded(dst, sec, 2)
 	switch {
 	case ns == 0:
 	case ns%1_000_000 == 0:

@@ -935,24 +935,10 @@ func mpAppendTimestamp(b []byte, t time.Time) []byte {
 }
 
 func mpFormatTimestamp(dst []byte, t time.Time) []byte {
-	t = t.UTC()
-	if year, month, day := t.Date(); year >= 0 && year <= 9999 {
-		// Direct digits (time.AppendFormat interprets its layout on
-		// every call); other years keep AppendFormat's rendering.
-		hour, minute, sec := t.Clock()
-		dst = jsonAppendPadded(dst, year, 4)
-		dst = append(dst, '-')
-		dst = jsonAppendPadded(dst, int(month), 2)
-		dst = append(dst, '-')
-		dst = jsonAppendPadded(dst, day, 2)
-		dst = append(dst, 'T')
-		dst = jsonAppendPadded(dst, hour, 2)
-		dst = append(dst, ':')
-		dst = jsonAppendPadded(dst, minute, 2)
-		dst = append(dst, ':')
-		dst = jsonAppendPadded(dst, sec, 2)
-	} else {
-		dst = t.AppendFormat(dst, "2006-01-02T15:04:05")
+	var ok bool
+	if dst, ok = appendDateTime(dst, t); !ok {
+		// Other years keep AppendFormat's rendering.
+		dst = t.UTC().AppendFormat(dst, "2006-01-02T15:04:05")
 	}
 	ns := t.Nanosecond()
 	digits := 0
