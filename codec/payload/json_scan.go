@@ -44,6 +44,7 @@ package payload
 import (
 	"encoding/binary"
 	"math"
+	"math/bits"
 	"strconv"
 	"unicode/utf8"
 )
@@ -195,8 +196,14 @@ func (d *jsonDecoder) scanString() (body []byte, escaped, nonASCII, ok bool) {
 	start := i
 	data := d.data
 	for {
-		// Skip 8 plain bytes at a time, then finish byte by byte.
-		for i+8 <= len(data) && jsonPlainWord(binary.LittleEndian.Uint64(data[i:])) {
+		// Skip 8 plain bytes at a time; in the word that is not plain,
+		// jump straight to the first flagged byte (the lowest flag of the
+		// SWAR mask is never a false positive: borrows only move up).
+		for i+8 <= len(data) {
+			if m := jsonEscapeMask(binary.LittleEndian.Uint64(data[i:])) & 0x8080808080808080; m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
 			i += 8
 		}
 		for i < len(data) && jsonStrPlain[data[i]] {
