@@ -190,6 +190,18 @@ func mpReadStrBytes(b []byte) (v, o []byte, err error) {
 		return nil, b, errMpShort
 	}
 	switch c := b[0]; {
+	case c&0xe0 == 0xa0: // fixstr, inline (most protocol strings)
+		n := int(c & 0x1f)
+		if len(b) < 1+n {
+			return nil, b, errMpShort
+		}
+		v, o = b[1:1+n:1+n], b[1+n:]
+	case c == 0xd9: // str8, inline
+		if len(b) < 2 || len(b) < 2+int(b[1]) {
+			return nil, b, errMpShort
+		}
+		n := 2 + int(b[1])
+		v, o = b[2:n:n], b[n:]
 	case mpIsStr(c):
 		v, o, err = msgp.ReadStringZC(b)
 	case mpIsBin(c):
@@ -211,18 +223,22 @@ func mpReadStrBytes(b []byte) (v, o []byte, err error) {
 // mpValidUTF8 is utf8.Valid with a cheaper path for the short ASCII
 // strings that make up most of the protocol (ids, header names, values).
 func mpValidUTF8(v []byte) bool {
-	i := 0
-	for ; i+8 <= len(v); i += 8 {
-		if binary.LittleEndian.Uint64(v[i:])&0x8080808080808080 != 0 {
-			return utf8.Valid(v[i:])
+	n := len(v)
+	var acc uint64
+	switch {
+	case n >= 8:
+		for i := 0; i+8 <= n; i += 8 {
+			acc |= binary.LittleEndian.Uint64(v[i:])
+		}
+		acc |= binary.LittleEndian.Uint64(v[n-8:]) // overlaps the last word
+	case n >= 4:
+		acc = uint64(binary.LittleEndian.Uint32(v) | binary.LittleEndian.Uint32(v[n-4:]))
+	default:
+		for _, c := range v {
+			acc |= uint64(c)
 		}
 	}
-	for ; i < len(v); i++ {
-		if v[i] >= 0x80 {
-			return utf8.Valid(v[i:])
-		}
-	}
-	return true
+	return acc&0x8080808080808080 == 0 || utf8.Valid(v)
 }
 
 // mpSetString stores v in *dst, keeping the old string when it is equal.
