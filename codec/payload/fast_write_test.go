@@ -192,3 +192,37 @@ func TestAppendDateTimeAllocs(t *testing.T) {
 		t.Fatalf("appendDateTime allocates %v times per run", n)
 	}
 }
+
+// TestMsgpackHeaderDecodingRandomNames decodes header maps with many
+// repeated and bit-colliding names (the duplicate filter's hard cases) and
+// checks serde's semantics: first position, last values win.
+func TestMsgpackHeaderDecodingRandomNames(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	names := []string{"a", "b", "ab", "ba", "aa", "bb", "aba", "abb", "x", "", "xa", "ax"}
+	for it := 0; it < 500; it++ {
+		n := 1 + r.IntN(20)
+		parts := []any{mpMap(3), "correlation_id", "c", "status", 200, "headers", mpMap(n)}
+		var order []string
+		last := map[string]string{}
+		for i := 0; i < n; i++ {
+			name, val := names[r.IntN(len(names))], itoa(i)
+			parts = append(parts, name, mpArr(1), val)
+			if _, ok := last[name]; !ok {
+				order = append(order, name)
+			}
+			last[name] = val
+		}
+		var e ResponseHeadersEvent
+		if err := DecodeResponseHeadersMsgpack(mpBuild(parts...), &e); err != nil {
+			t.Fatal(err)
+		}
+		if len(e.Headers) != len(order) {
+			t.Fatalf("iteration %d: %d headers, want %d", it, len(e.Headers), len(order))
+		}
+		for i, name := range order {
+			if h := e.Headers[i]; h.Name != name || len(h.Values) != 1 || h.Values[0] != last[name] {
+				t.Fatalf("iteration %d: header %d = %+v, want %s: %s", it, i, h, name, last[name])
+			}
+		}
+	}
+}

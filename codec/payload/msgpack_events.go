@@ -63,6 +63,16 @@ func headerNamesAscending(h Headers) bool {
 	return true
 }
 
+// mpNameBit maps a header name to one of 64 bits (from its length and its
+// first and last bytes): names with different bits are different.
+func mpNameBit(name []byte) uint64 {
+	k := uint(len(name))
+	if len(name) > 0 {
+		k = k*7 + uint(name[0])*3 + uint(name[len(name)-1])
+	}
+	return 1 << (k & 63)
+}
+
 // mpReadHeaders reads a map name → [values] into *dst, reusing its slices
 // and unchanged strings. A repeated name replaces the earlier entry's
 // values in place (serde map semantics: last wins).
@@ -73,6 +83,7 @@ func mpReadHeaders(b []byte, dst *Headers) ([]byte, error) {
 	}
 	h := (*dst)[:0]
 	var index map[string]int // only for large inputs
+	var seen uint64          // mpNameBit of every name so far (small inputs)
 	if n > 32 {
 		index = make(map[string]int, n)
 	}
@@ -87,6 +98,8 @@ func mpReadHeaders(b []byte, dst *Headers) ([]byte, error) {
 			if i, ok := index[string(name)]; ok {
 				at = i
 			}
+		} else if bit := mpNameBit(name); seen&bit == 0 {
+			seen |= bit // no earlier name has this length/first/last byte mix: no scan
 		} else {
 			for i := range h {
 				if h[i].Name == string(name) {
