@@ -218,8 +218,12 @@ func (s *session) fail(kind, cause error) {
 		// own channel only (one select case less per request). A call
 		// registered after this sweep started sees done closed (exchange
 		// checks after registering) and removes itself.
-		s.pending.Range(func(_ string, p *pending) bool {
-			if s.remove(p) {
+		//
+		// The sweep uses the map's key, never p.id: an entry seen by Range
+		// may be completed and recycled by its owner concurrently, and
+		// only the identity check inside removeAt decides ownership.
+		s.pending.Range(func(id string, p *pending) bool {
+			if s.removeAt(id, p) {
 				p.done <- s.lost
 			}
 			return true
@@ -363,8 +367,14 @@ func (s *session) enqueue(ctx context.Context, o outbound) error {
 // remove deletes p from the pending map if it is still registered there.
 // It reports whether this call removed it (and so owns its completion).
 func (s *session) remove(p *pending) bool {
+	return s.removeAt(p.id, p)
+}
+
+// removeAt is remove with the key given by the caller, for callers that do
+// not own p (and so must not read its fields).
+func (s *session) removeAt(id string, p *pending) bool {
 	removed := false
-	s.pending.Compute(p.id, func(old *pending, loaded bool) (*pending, xsync.ComputeOp) {
+	s.pending.Compute(id, func(old *pending, loaded bool) (*pending, xsync.ComputeOp) {
 		if loaded && old == p {
 			removed = true
 			return nil, xsync.DeleteOp
