@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/agentwire/agentwire/codec/frame"
 	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/unixsock"
 	"github.com/agentwire/agentwire/ring"
 )
 
@@ -226,7 +226,7 @@ func (s *Server) track(n int) bool {
 
 // ErrSocketInUse is returned by ListenAndServeUDS when another process is
 // accepting connections on the socket path.
-var ErrSocketInUse = errors.New("agentwire: socket path is in use by a live listener")
+var ErrSocketInUse = unixsock.ErrInUse
 
 // ListenAndServeUDS creates a Unix socket at path and serves it like
 // ServeUDS until Shutdown or Close, then removes the socket file and
@@ -261,77 +261,7 @@ func (s *Server) ListenAndServeUDS(path string) error {
 // listenUnix binds a Unix socket at path with the given permissions,
 // handling a stale socket file (see ListenAndServeUDS).
 func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
-	if err := removeStaleSocket(path); err != nil {
-		return nil, err
-	}
-	dir := filepath.Dir(path)
-	tmpDir, err := os.MkdirTemp(dir, ".aw")
-	if err == nil && len(tmpDir)+2 < 104 {
-		defer os.RemoveAll(tmpDir)
-		tmp := filepath.Join(tmpDir, "s")
-		ln, err := net.Listen("unix", tmp)
-		if err != nil {
-			return nil, fmt.Errorf("agentwire: listen on %s: %w", path, err)
-		}
-		ul := ln.(*net.UnixListener)
-		ul.SetUnlinkOnClose(false) // the file is removed by ListenAndServeUDS
-		if err := os.Chmod(tmp, mode); err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("agentwire: chmod socket: %w", err)
-		}
-		if err := os.Link(tmp, path); err != nil {
-			ln.Close()
-			if errors.Is(err, os.ErrExist) {
-				return nil, fmt.Errorf("agentwire: %s was created by someone else while binding: %w", path, err)
-			}
-			return nil, fmt.Errorf("agentwire: publish socket at %s: %w", path, err)
-		}
-		return ln, nil
-	}
-	if err == nil {
-		os.RemoveAll(tmpDir)
-	}
-	// The directory is not writable for a temporary entry, or the
-	// temporary path would be too long for sockaddr_un: bind in place and
-	// chmod at once (a short window with default permissions).
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("agentwire: listen on %s: %w", path, err)
-	}
-	ln.(*net.UnixListener).SetUnlinkOnClose(false)
-	if err := os.Chmod(path, mode); err != nil {
-		ln.Close()
-		os.Remove(path)
-		return nil, fmt.Errorf("agentwire: chmod socket: %w", err)
-	}
-	return ln, nil
-}
-
-// removeStaleSocket removes path if it is a socket nobody listens on. It
-// fails for a live socket and for files that are not sockets.
-func removeStaleSocket(path string) error {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("agentwire: inspect socket path: %w", err)
-	}
-	if fi.Mode()&os.ModeSocket == 0 {
-		return fmt.Errorf("agentwire: %s exists and is not a socket (%v); refusing to remove it", path, fi.Mode().Type())
-	}
-	c, err := net.DialTimeout("unix", path, time.Second)
-	if err == nil {
-		c.Close()
-		return fmt.Errorf("agentwire: %s: %w", path, ErrSocketInUse)
-	}
-	if !errors.Is(err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("agentwire: probing existing socket %s: %w", path, err)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("agentwire: remove stale socket: %w", err)
-	}
-	return nil
+	return unixsock.Listen(path, mode)
 }
 
 // ---------------------------------------------------------------------------

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/agentwire/agentwire/codec/frame"
 	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/unixsock"
 )
 
 // Reverse connections (SPEC 7): agents dial the proxy, register with a 0x01
@@ -179,85 +179,23 @@ func parseReverseEndpoint(ep string) (network, addr string, err error) {
 }
 
 // listenUnixSocket binds a Unix socket at path with the given permission
-// bits, which it has before the file appears under path: it is bound in a
-// fresh private directory next to path, chmod-ed there, and hard-linked to
-// path (the link fails if path was created meanwhile). If no such directory
-// can be used (not writable, or the path would be too long for a socket
-// address) it binds in place and chmods at once.
+// bits (internal/unixsock) and returns the file's identity, so that Close
+// removes only the file it created.
 func listenUnixSocket(path string, mode os.FileMode) (net.Listener, os.FileInfo, error) {
-	if err := removeStaleSocket(path); err != nil {
+	ln, err := unixsock.Listen(path, mode)
+	if err != nil {
 		return nil, nil, err
 	}
-	publish := func(ln net.Listener) (net.Listener, os.FileInfo, error) {
-		fi, err := os.Lstat(path)
-		if err != nil {
-			ln.Close()
-			return nil, nil, fmt.Errorf("agentwire: socket %s vanished: %w", path, err)
-		}
-		return ln, fi, nil
-	}
-	if dir, err := os.MkdirTemp(filepath.Dir(path), ".awr"); err == nil {
-		defer os.RemoveAll(dir)
-		tmp := filepath.Join(dir, "s")
-		if len(tmp) < 100 {
-			ln, err := net.Listen("unix", tmp)
-			if err != nil {
-				return nil, nil, fmt.Errorf("agentwire: listen on %s: %w", path, err)
-			}
-			ln.(*net.UnixListener).SetUnlinkOnClose(false)
-			if err := os.Chmod(tmp, mode); err != nil {
-				ln.Close()
-				return nil, nil, fmt.Errorf("agentwire: chmod socket: %w", err)
-			}
-			if err := os.Link(tmp, path); err != nil {
-				ln.Close()
-				return nil, nil, fmt.Errorf("agentwire: publish socket at %s: %w", path, err)
-			}
-			return publish(ln)
-		}
-	}
-	ln, err := net.Listen("unix", path)
+	fi, err := os.Lstat(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("agentwire: listen on %s: %w", path, err)
-	}
-	ln.(*net.UnixListener).SetUnlinkOnClose(false)
-	if err := os.Chmod(path, mode); err != nil {
 		ln.Close()
-		os.Remove(path)
-		return nil, nil, fmt.Errorf("agentwire: chmod socket: %w", err)
+		return nil, nil, fmt.Errorf("agentwire: socket %s vanished: %w", path, err)
 	}
-	return publish(ln)
+	return ln, fi, nil
 }
 
 // errReverseSocketInUse: another process accepts on the socket path.
-var errReverseSocketInUse = errors.New("agentwire: socket path is in use by a live listener")
-
-// removeStaleSocket removes path when it is a socket nobody accepts on; a
-// live socket or any other kind of file is an error.
-func removeStaleSocket(path string) error {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("agentwire: inspect %s: %w", path, err)
-	}
-	if fi.Mode()&os.ModeSocket == 0 {
-		return fmt.Errorf("agentwire: %s exists and is not a socket; not removing it", path)
-	}
-	c, err := net.DialTimeout("unix", path, time.Second)
-	if err == nil {
-		c.Close()
-		return fmt.Errorf("agentwire: %s: %w", path, errReverseSocketInUse)
-	}
-	if !errors.Is(err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("agentwire: probe %s: %w", path, err)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("agentwire: remove stale socket %s: %w", path, err)
-	}
-	return nil
-}
+var errReverseSocketInUse = unixsock.ErrInUse
 
 // Addr returns the listener's address (the chosen port for "host:0").
 func (l *ReverseListener) Addr() net.Addr { return l.ln.Addr() }
