@@ -651,10 +651,18 @@ func mpNewStruct(name string, minLen int, fields ...string) *mpStruct {
 	return s
 }
 
-// index returns the index of the field named key, or -1.
-func (s *mpStruct) index(key []byte) int {
-	for i, f := range s.fields {
-		if f == string(key) {
+// index returns the index of the field named key, or -1. The search
+// starts at hint, the field after the previous key, and wraps around:
+// encoders (ours and serde's) write fields in declaration order, skipping
+// some, so the key is usually found within a comparison or two.
+func (s *mpStruct) index(key []byte, hint int) int {
+	for i := hint; i < len(s.fields); i++ {
+		if s.fields[i] == string(key) {
+			return i
+		}
+	}
+	for i := 0; i < hint && i < len(s.fields); i++ {
+		if s.fields[i] == string(key) {
 			return i
 		}
 	}
@@ -664,7 +672,7 @@ func (s *mpStruct) index(key []byte) int {
 // mpReadFieldKey reads a map key naming a struct field: a str, a bin with
 // UTF-8 text, or an unsigned integer field index. It returns the field
 // index or -1 for an unknown field.
-func (s *mpStruct) readKey(b []byte) (int, []byte, error) {
+func (s *mpStruct) readKey(b []byte, hint int) (int, []byte, error) {
 	if len(b) > 0 && mpIsInt(b[0]) {
 		u, o, err := mpReadUint(b, math.MaxUint64)
 		if err != nil {
@@ -679,7 +687,7 @@ func (s *mpStruct) readKey(b []byte) (int, []byte, error) {
 	if err != nil {
 		return -1, b, err
 	}
-	return s.index(k), o, nil
+	return s.index(k, hint), o, nil
 }
 
 // mpReadKeyBytes reads a field-name key (str or bin) without a UTF-8
@@ -733,9 +741,10 @@ func (s *mpStruct) decodeSeen(b []byte, field func(i int, b []byte) ([]byte, err
 			return b, 0, err
 		}
 		var seen uint64
+		next := 0 // the field expected next (see index)
 		for k := 0; k < n; k++ {
 			var i int
-			if i, o, err = s.readKey(o); err != nil {
+			if i, o, err = s.readKey(o, next); err != nil {
 				return b, 0, mpWrap(s.name, err)
 			}
 			if i < 0 {
@@ -755,6 +764,7 @@ func (s *mpStruct) decodeSeen(b []byte, field func(i int, b []byte) ([]byte, err
 				return b, 0, mpWrap(s.name+"."+s.fields[i], errors.New("agentwire: msgpack: duplicate field"))
 			}
 			seen |= bit
+			next = i + 1
 			if o, err = field(i, o); err != nil {
 				return b, 0, mpWrap(s.name+"."+s.fields[i], err)
 			}
