@@ -218,7 +218,8 @@ type udsTransport struct {
 	batch []mem.Buffer
 	bytes int
 	iov   net.Buffers
-	wbuf  []byte // coalescing buffer for connections without writev (TLS)
+	iovw  net.Buffers // the header writev consumes (see flush)
+	wbuf  []byte      // coalescing buffer for connections without writev (TLS)
 
 	// Configure events in flight: their replies are consumed here instead
 	// of counting as orphans.
@@ -278,8 +279,13 @@ func (t *udsTransport) flush() error {
 		for _, b := range t.batch {
 			iov = append(iov, b.ReadOnlyData())
 		}
-		t.iov = iov[:0] // WriteTo consumes (and clears) its own header copy
-		_, err = iov.WriteTo(t.nc)
+		t.iov = iov[:0]
+		// WriteTo consumes the slice header it is called on: use one
+		// that lives in t, so that its address does not escape to a
+		// fresh allocation on every flush.
+		t.iovw = iov
+		_, err = t.iovw.WriteTo(t.nc)
+		t.iovw = nil
 	default:
 		w := t.wbuf[:0]
 		for _, b := range t.batch {
