@@ -21,7 +21,7 @@ VTPROTO_POOL := \
 	--go-vtproto_opt=pool=github.com/agentwire/agentwire/proto/agentv2.BodyChunkEvent \
 	--go-vtproto_opt=pool=github.com/agentwire/agentwire/proto/agentv2.AgentResponse
 
-.PHONY: all build test test-short vet bench fuzz proto proto-check tools lint demo pprof compare clean
+.PHONY: all build test test-short vet bench fuzz proto proto-check tools lint demo pprof compare soak clean
 
 all: build
 
@@ -93,8 +93,14 @@ pprof:
 TRANSPORTS ?= grpc uds
 CONC       ?= 1 16 64 256
 DUR        ?= 5s
+SOAK_DUR   ?= 10m
 compare:
 	TRANSPORTS="$(TRANSPORTS)" CONC="$(CONC)" DUR="$(DUR)" GO="$(GO)" bench/compare.sh
+
+# Long run against the echo agent, failing if either process's resident
+# memory grows (bench/soak.sh): make soak SOAK_DUR=10m
+soak:
+	DUR="$(SOAK_DUR)" GO="$(GO)" bench/soak.sh
 
 clean:
 	rm -rf $(BIN)
