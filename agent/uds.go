@@ -737,12 +737,7 @@ func (c *udsCall) decodeEvent(typ frame.Type, p []byte, msgpack bool) error {
 	switch typ {
 	case frame.TypeRequestHeaders:
 		c.kind = kindRequestHeaders
-		if msgpack {
-			err = payload.DecodeRequestHeadersMsgpack(p, &c.reqHeaders)
-		} else {
-			err = payload.DecodeRequestHeadersJSON(p, &c.reqHeaders)
-		}
-		if err == nil {
+		if err = decodeIn(msgpack, p, &c.reqHeaders, payload.DecodeRequestHeadersMsgpack, payload.DecodeRequestHeadersJSON); err == nil {
 			if msgpack {
 				c.cid = routingIDMsgpack(p, c.reqHeaders.Metadata.CorrelationID)
 			} else {
@@ -752,56 +747,40 @@ func (c *udsCall) decodeEvent(typ frame.Type, p []byte, msgpack bool) error {
 		return err
 	case frame.TypeRequestBodyChunk:
 		c.kind = kindRequestBodyChunk
-		if msgpack {
-			err = payload.DecodeRequestBodyChunkMsgpack(p, &c.body)
-		} else {
-			err = payload.DecodeRequestBodyChunkJSON(p, &c.body)
-		}
+		err = decodeIn(msgpack, p, &c.body, payload.DecodeRequestBodyChunkMsgpack, payload.DecodeRequestBodyChunkJSON)
 		c.cid = c.body.CorrelationID
 	case frame.TypeResponseBodyChunk:
 		c.kind = kindResponseBodyChunk
-		if msgpack {
-			err = payload.DecodeResponseBodyChunkMsgpack(p, &c.body)
-		} else {
-			err = payload.DecodeResponseBodyChunkJSON(p, &c.body)
-		}
+		err = decodeIn(msgpack, p, &c.body, payload.DecodeResponseBodyChunkMsgpack, payload.DecodeResponseBodyChunkJSON)
 		c.cid = c.body.CorrelationID
 	case frame.TypeResponseHeaders:
 		c.kind = kindResponseHeaders
-		if msgpack {
-			err = payload.DecodeResponseHeadersMsgpack(p, &c.respHeaders)
-		} else {
-			err = payload.DecodeResponseHeadersJSON(p, &c.respHeaders)
-		}
+		err = decodeIn(msgpack, p, &c.respHeaders, payload.DecodeResponseHeadersMsgpack, payload.DecodeResponseHeadersJSON)
 		c.cid = c.respHeaders.CorrelationID
 	case frame.TypeRequestComplete:
 		c.kind = kindRequestComplete
-		if msgpack {
-			err = payload.DecodeRequestCompleteMsgpack(p, &c.complete)
-		} else {
-			err = payload.DecodeRequestCompleteJSON(p, &c.complete)
-		}
+		err = decodeIn(msgpack, p, &c.complete, payload.DecodeRequestCompleteMsgpack, payload.DecodeRequestCompleteJSON)
 		c.cid = c.complete.CorrelationID
 	case frame.TypeWebSocketFrame:
 		c.kind = kindWebSocketFrame
-		if msgpack {
-			err = payload.DecodeWebSocketFrameMsgpack(p, &c.ws)
-		} else {
-			err = payload.DecodeWebSocketFrameJSON(p, &c.ws)
-		}
+		err = decodeIn(msgpack, p, &c.ws, payload.DecodeWebSocketFrameMsgpack, payload.DecodeWebSocketFrameJSON)
 		c.cid = c.ws.CorrelationID
 	case frame.TypeGuardrailInspect:
 		c.kind = kindGuardrailInspect
-		if msgpack {
-			err = payload.DecodeGuardrailInspectMsgpack(p, &c.guard)
-		} else {
-			err = payload.DecodeGuardrailInspectJSON(p, &c.guard)
-		}
+		err = decodeIn(msgpack, p, &c.guard, payload.DecodeGuardrailInspectMsgpack, payload.DecodeGuardrailInspectJSON)
 		c.cid = c.guard.CorrelationID
 	default:
 		return fmt.Errorf("agentwire: frame type %v is not an event", typ)
 	}
 	return err
+}
+
+// decodeIn decodes p into v with the decoder of the connection's encoding.
+func decodeIn[T any](msgpack bool, p []byte, v *T, fromMsgpack, fromJSON func([]byte, *T) error) error {
+	if msgpack {
+		return fromMsgpack(p, v)
+	}
+	return fromJSON(p, v)
 }
 
 // worker handles events until the work channel is closed.
