@@ -499,3 +499,67 @@ func TestUDSLivenessPing(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestUDSRepliesBeforeBrokenFrame: replies that arrive in the same read as
+// a frame that ends the connection (here a zero length prefix) still
+// complete their requests with the agent's answer; only the requests left
+// without a reply fail with ErrConnectionLost: the frame that ends the
+// connection does not take the replies read with it down too.
+func TestUDSRepliesBeforeBrokenFrame(t *testing.T) {
+	const answered, unanswered = 8, 3
+	fa := startRawAgent(t, func(rc *rawConn) {
+		if rc.handshake("") != nil {
+			return
+		}
+		var ids []string
+		for len(ids) < answered+unanswered {
+			typ, p, err := rc.rd.ReadFrame()
+			if err != nil {
+				return
+			}
+			if typ == frame.TypeRequestHeaders {
+				ids = append(ids, eventID(p))
+			}
+		}
+		// One write: the replies for the "ok-" requests, then a zero
+		// length prefix.
+		var out []byte
+		for _, id := range ids {
+			if strings.HasPrefix(id, "ok-") {
+				r := payload.AgentResponse{CorrelationID: id}
+				out, _ = frame.AppendFrame(out, frame.TypeAgentResponse, payload.AppendAgentResponseJSON(nil, &r))
+			}
+		}
+		out = append(out, 0, 0, 0, 0, byte(frame.TypeAgentResponse))
+		_ = rc.writeRaw(out)
+		_, _, _ = rc.rd.ReadFrame() // until the engine closes
+	})
+	c := dialUDS(t, fa.path, WithReconnectBackoff(time.Hour, time.Hour))
+	type result struct {
+		id  string
+		err error
+	}
+	results := make(chan result, answered+unanswered)
+	for i := range answered + unanswered {
+		id := fmt.Sprint("ok-", i)
+		if i >= answered {
+			id = fmt.Sprint("lost-", i)
+		}
+		go func() {
+			_, err := c.RequestHeaders(testCtx(t), headersEvent(id))
+			results <- result{id, err}
+		}()
+	}
+	within(t, 5*time.Second, "every request ends", func() {
+		for range answered + unanswered {
+			r := <-results
+			if strings.HasPrefix(r.id, "ok-") {
+				if r.err != nil {
+					t.Errorf("%s: answered before the broken frame, got %v", r.id, r.err)
+				}
+			} else {
+				mustKind(t, r.err, ErrConnectionLost)
+			}
+		}
+	})
+}
