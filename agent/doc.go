@@ -122,10 +122,11 @@
 //     envelope's top-level correlation_id (for request headers without one,
 //     metadata.correlation_id). Guardrail events are answered too (the Rust
 //     SDK leaves them unanswered). Replies leave in completion order.
-//   - an event that cannot be decoded is answered with the error decision
-//     (WithErrorDecision, allow by default as in the Rust SDK) and the
-//     correlation id recovered best-effort from the payload, and counted
-//     (Stats.DecodeErrors). Use WithErrorDecision to fail closed.
+//   - an event that cannot be decoded is answered with the decode-error
+//     decision (WithDecodeErrorDecision: block 503 by default, where the
+//     Rust SDK answers allow; a WebSocket frame also gets close 1011) and
+//     the correlation id recovered best-effort from the payload, and
+//     counted (Stats.DecodeErrors).
 //   - 0x17 Configure runs the Configurer on the reader (later events wait)
 //     and is answered with allow, or block 500 "Configuration rejected".
 //   - 0x40 Cancel (JSON, 0-based reason; a MessagePack payload is also

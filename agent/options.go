@@ -54,6 +54,7 @@ type config struct {
 	maxRecv        int
 	maxSend        int
 	errDecision    payload.Decision
+	decodeErr      payload.Decision
 	grpcOpts       []grpc.ServerOption
 	grpcWindow     int
 	uds            udsConfig // Unix-socket and reverse-connection settings (uds_options.go)
@@ -67,6 +68,7 @@ func defaultConfig() config {
 		maxRecv:        DefaultMaxMessageSize,
 		maxSend:        DefaultMaxMessageSize,
 		errDecision:    payload.Allow(),
+		decodeErr:      DefaultDecodeErrorDecision(),
 		grpcWindow:     DefaultGRPCWindow,
 	}
 }
@@ -158,10 +160,29 @@ func WithMaxSendSize(n int) Option {
 }
 
 // WithErrorDecision sets the decision sent when a handler returns an error
-// or panics. Default allow (fail open, like the Rust SDK); use
-// payload.Block(503) or similar to fail closed.
+// or panics, or when its reply cannot be encoded. Default allow (fail open,
+// like the Rust SDK: the handler saw the event and chose to fail); use
+// payload.Block(503) or similar to fail closed. Events that cannot be
+// decoded never reach a handler and use WithDecodeErrorDecision instead.
 func WithErrorDecision(d payload.Decision) Option {
 	return optionFunc(func(c *config) error { c.errDecision = d; return nil })
+}
+
+// DefaultDecodeErrorDecision is the decision an event that cannot be
+// decoded gets by default (WithDecodeErrorDecision): block 503. An
+// undecodable event was never seen by the handler, so allowing it would
+// let a malformed or hostile payload bypass the agent (the Rust SDK's
+// fail-open behaviour, which agentwire does not copy).
+func DefaultDecodeErrorDecision() payload.Decision { return payload.Block(503) }
+
+// WithDecodeErrorDecision sets the decision sent for an event the agent
+// cannot decode (Unix-socket and reverse connections; over gRPC an
+// undecodable message ends the stream). Default
+// DefaultDecodeErrorDecision, block 503. A WebSocket frame that cannot be
+// decoded gets websocket_decision close 1011 unless d is allow (then
+// allow). payload.Allow() restores fail-open explicitly.
+func WithDecodeErrorDecision(d payload.Decision) Option {
+	return optionFunc(func(c *config) error { c.decodeErr = d; return nil })
 }
 
 // WithGRPCWindow sets the HTTP/2 flow-control window (per stream and per

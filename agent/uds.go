@@ -712,19 +712,24 @@ func (uc *udsConn) dispatchEvent(typ frame.Type, p []byte) bool {
 	return true
 }
 
-// decodeFailed answers an undecodable event with the error decision and the
-// best-effort correlation id (SPEC 6.5).
+// decodeFailed answers an undecodable event with the decode-error decision
+// (block 503 by default, never a silent allow) and the best-effort
+// correlation id (SPEC 6.5), so the proxy gets its answer at once.
 func (uc *udsConn) decodeFailed(c *udsCall, typ frame.Type, p []byte, err error) {
 	s := uc.srv
 	s.uds.decodeErrors.Add(1)
 	c.cid = bestEffortID(p, uc.msgpack)
-	s.log.LogAttrs(uc.ctx, slog.LevelWarn, "agentwire: undecodable event; answering with the error decision",
+	s.log.LogAttrs(uc.ctx, slog.LevelWarn, "agentwire: undecodable event; answering with the decode-error decision",
 		slog.String("type", typ.String()), slog.String("correlation_id", c.cid), slog.Any("error", err))
 	c.kind = kindNone
 	c.resetResp()
-	c.resp.Decision = s.cfg.errDecision
+	c.resp.Decision = s.cfg.decodeErr
 	if typ == frame.TypeWebSocketFrame {
-		c.resp.WebSocketDecision = payload.Some(payload.WebSocketDecision{})
+		ws := payload.WebSocketDecision{} // allow
+		if c.resp.Decision.Kind != payload.DecisionAllow {
+			ws = payload.WebSocketDecision{Kind: payload.WebSocketClose, Code: 1011, Reason: "agent could not decode the frame"}
+		}
+		c.resp.WebSocketDecision = payload.Some(ws)
 	}
 	uc.encodeReply(c)
 	uc.enqueue(c)

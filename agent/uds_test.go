@@ -464,7 +464,10 @@ func TestUDSPingAndUnknownType(t *testing.T) {
 	}
 }
 
-func TestUDSGarbageEventFailOpen(t *testing.T) {
+// TestUDSGarbageEventFailsClosed: an event that cannot be decoded is
+// answered at once, with the best-effort correlation id, and by default
+// with block 503 (never a silent allow: REFERENCE-DEFECTS B-S8).
+func TestUDSGarbageEventFailsClosed(t *testing.T) {
 	for _, enc := range []string{"json", "msgpack"} {
 		t.Run(enc, func(t *testing.T) {
 			e := startUDS(t, BaseHandler{})
@@ -489,7 +492,7 @@ func TestUDSGarbageEventFailOpen(t *testing.T) {
 			for _, tc := range cases {
 				p.send(frame.TypeRequestHeaders, tc.payload)
 				r := p.recvReply(msgpack)
-				if r.CorrelationID != tc.cid || r.Decision.Kind != payload.DecisionAllow {
+				if r.CorrelationID != tc.cid || r.Decision.Kind != payload.DecisionBlock || r.Decision.Status != 503 {
 					t.Errorf("%q: reply cid %q decision %v", tc.payload, r.CorrelationID, r.Decision.Kind)
 				}
 			}
@@ -498,13 +501,31 @@ func TestUDSGarbageEventFailOpen(t *testing.T) {
 			}
 		})
 	}
-	t.Run("fail closed", func(t *testing.T) {
-		e := startUDS(t, BaseHandler{}, WithErrorDecision(payload.Block(503)))
+	t.Run("websocket frame", func(t *testing.T) {
+		e := startUDS(t, BaseHandler{})
+		p := dialRaw(t, e.path)
+		p.handshake("json")
+		p.send(frame.TypeWebSocketFrame, []byte(`{"correlation_id":"w-1","opcode":"text","data":17}`))
+		r := p.recvReply(false)
+		ws, ok := r.WebSocketDecision.Get()
+		if r.CorrelationID != "w-1" || r.Decision.Kind != payload.DecisionBlock || !ok ||
+			ws.Kind != payload.WebSocketClose || ws.Code != 1011 {
+			t.Fatalf("reply %+v", r)
+		}
+	})
+	t.Run("explicit fail open", func(t *testing.T) {
+		// The handler-error decision does not apply to decode errors.
+		e := startUDS(t, BaseHandler{}, WithDecodeErrorDecision(payload.Allow()), WithErrorDecision(payload.Block(500)))
 		p := dialRaw(t, e.path)
 		p.handshake("json")
 		p.send(frame.TypeRequestBodyChunk, []byte(`{"correlation_id":"g-3","data":"!!"}`))
 		r := p.recvReply(false)
-		if r.CorrelationID != "g-3" || r.Decision.Kind != payload.DecisionBlock || r.Decision.Status != 503 {
+		if r.CorrelationID != "g-3" || r.Decision.Kind != payload.DecisionAllow {
+			t.Fatalf("reply %+v", r)
+		}
+		p.send(frame.TypeWebSocketFrame, []byte(`{"correlation_id":"w-2","opcode":"text","data":17}`))
+		r = p.recvReply(false)
+		if ws, ok := r.WebSocketDecision.Get(); r.CorrelationID != "w-2" || !ok || ws.Kind != payload.WebSocketAllow {
 			t.Fatalf("reply %+v", r)
 		}
 	})
