@@ -650,10 +650,20 @@ func (c *Conn) RequestComplete(ctx context.Context, ev *payload.RequestCompleteE
 		return nil, errNilEvent
 	}
 	dst := new(payload.AgentResponse)
+	// The request is over whatever the outcome: a per-request pause of
+	// it is dropped.
+	defer c.forgetPause(ev.CorrelationID)
 	if err := c.call(ctx, ev.CorrelationID, event{kind: payload.EventRequestComplete, rc: ev}, dst); err != nil {
 		return nil, err
 	}
 	return dst, nil
+}
+
+// forgetPause drops a per-request pause of cid on the current session.
+func (c *Conn) forgetPause(cid string) {
+	if s := c.sess.Load(); s != nil {
+		s.forgetPause(cid)
+	}
 }
 
 // WebSocketFrame sends one WebSocket frame and returns the reply. gRPC
@@ -745,6 +755,7 @@ func (c *Conn) Cancel(correlationID string, reason payload.CancelReason) error {
 	if p, ok := s.pending.LoadAndDelete(correlationID); ok {
 		p.done <- errManualCancel
 	}
+	s.forgetPause(correlationID)
 	s.sendCancel(correlationID, reason)
 	return nil
 }

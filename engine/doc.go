@@ -112,7 +112,12 @@
 // ErrAgentUnhealthy, DRAINING with ErrDraining, DEGRADED stretches the
 // default timeout by timeout_multiplier; a report stops applying when its
 // valid_until_ms passes. Flow-control signals PAUSE and RESUME act on the
-// whole connection or on one correlation id; UPDATE_CAPACITY with
+// whole connection or on one correlation id. A per-request pause lasts
+// until its RESUME, the request's RequestComplete or Cancel, or the end of
+// the session; at most 8192 requests can be paused one by one per
+// connection (further per-request pauses are refused and counted as
+// protocol errors, so an agent cannot grow the proxy's memory without
+// bound). UPDATE_CAPACITY with
 // buffer_available caps the requests in flight (without it, lifts the
 // cap). Held calls fail with ErrFlowPaused (FlowFailFast, the default) or
 // wait within their deadline (FlowWait). Health exposes the resulting view.

@@ -478,6 +478,19 @@ func (s *session) onFlow(f payload.FlowControlSignal) {
 	if cid, ok := f.CorrelationID.Get(); ok {
 		switch f.Action {
 		case payload.FlowPause:
+			// Bounded: an agent must not grow the proxy's memory with
+			// pauses for ids that never end. Entries leave on RESUME, on
+			// the request's RequestComplete or Cancel, or with the
+			// session. Past the bound a per-request pause is refused
+			// (counted as a protocol error); it is not widened into a
+			// connection pause, which a per-request RESUME would never
+			// lift.
+			if s.nPaused.Load() >= maxPausedIDs {
+				if _, ok := s.pausedIDs.Load(cid); !ok {
+					s.protocolError("per-request pause refused: too many paused requests", nil)
+					return
+				}
+			}
 			if _, loaded := s.pausedIDs.LoadOrStore(cid, struct{}{}); !loaded {
 				s.nPaused.Add(1)
 			}
@@ -509,6 +522,21 @@ func (s *session) onFlow(f payload.FlowControlSignal) {
 		s.protocolError("unknown flow-control action", nil)
 	}
 	s.signalFlow()
+}
+
+// maxPausedIDs bounds the requests an agent may pause one by one on a
+// connection (see onFlow).
+const maxPausedIDs = 8192
+
+// forgetPause drops a per-request pause of cid: the request is over.
+func (s *session) forgetPause(cid string) {
+	if s.nPaused.Load() == 0 {
+		return
+	}
+	if _, loaded := s.pausedIDs.LoadAndDelete(cid); loaded {
+		s.nPaused.Add(-1)
+		s.signalFlow()
+	}
 }
 
 // flowBlocked returns the flow-control error for cid, or nil.

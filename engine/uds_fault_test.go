@@ -563,3 +563,62 @@ func TestUDSRepliesBeforeBrokenFrame(t *testing.T) {
 		}
 	})
 }
+
+// TestUDSPerRequestPausesBounded: an agent that pauses ever new
+// correlation ids cannot grow the proxy's memory: past maxPausedIDs the
+// pauses are refused (and counted), and a paused request's entry leaves
+// with its RequestComplete or Cancel.
+func TestUDSPerRequestPausesBounded(t *testing.T) {
+	const extra = 100
+	total := maxPausedIDs + extra
+	ready := make(chan struct{})
+	fa := startRawAgent(t, func(rc *rawConn) {
+		if rc.handshake("") != nil {
+			return
+		}
+		var out []byte
+		for i := range total {
+			f := payload.FlowControlSignal{Action: payload.FlowPause, CorrelationID: payload.Some(fmt.Sprint("p-", i))}
+			out, _ = frame.AppendFrame(out, frame.TypeFlowControl, payload.AppendFlowControlSignalJSON(nil, &f))
+		}
+		if rc.writeRaw(out) != nil {
+			return
+		}
+		close(ready)
+		rc.echoLoop()
+	})
+	c := dialUDS(t, fa.path)
+	<-ready
+	waitUntil(t, "every flow signal", nil, func() bool { return c.Stats().FlowSignals == uint64(total) })
+	s := c.sess.Load()
+	if got := s.pausedIDs.Size(); got != maxPausedIDs || s.nPaused.Load() != maxPausedIDs {
+		t.Fatalf("%d paused ids (count %d), want the bound %d", got, s.nPaused.Load(), maxPausedIDs)
+	}
+	if st := c.Stats(); st.ProtocolErrors != extra {
+		t.Fatalf("%d protocol errors, want %d refused pauses", st.ProtocolErrors, extra)
+	}
+	ctx := testCtx(t)
+	// A refused pause left its request free to go.
+	if _, err := c.RequestBodyChunk(ctx, &payload.BodyChunk{CorrelationID: fmt.Sprint("p-", total-1)}); err != nil {
+		t.Fatalf("request whose pause was refused: %v", err)
+	}
+	// A paused request is held, including its RequestComplete (every event
+	// kind is checked), and is forgotten with it.
+	_, err := c.RequestBodyChunk(ctx, &payload.BodyChunk{CorrelationID: "p-0"})
+	mustKind(t, err, ErrFlowPaused)
+	_, err = c.RequestComplete(ctx, &payload.RequestCompleteEvent{CorrelationID: "p-0"})
+	mustKind(t, err, ErrFlowPaused)
+	if _, err := c.RequestBodyChunk(ctx, &payload.BodyChunk{CorrelationID: "p-0"}); err != nil {
+		t.Fatalf("after RequestComplete the pause is gone: %v", err)
+	}
+	// Cancel forgets the pause too.
+	if err := c.Cancel("p-1", payload.CancelManual); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RequestBodyChunk(ctx, &payload.BodyChunk{CorrelationID: "p-1"}); err != nil {
+		t.Fatalf("after Cancel the pause is gone: %v", err)
+	}
+	if got := s.pausedIDs.Size(); got != maxPausedIDs-2 || s.nPaused.Load() != maxPausedIDs-2 {
+		t.Fatalf("%d paused ids (count %d), want %d", got, s.nPaused.Load(), maxPausedIDs-2)
+	}
+}
