@@ -338,6 +338,9 @@ func TestDialErrors(t *testing.T) {
 	if _, err := Dial(ctx, "grpc://127.0.0.1:1", WithInsecure(), WithRingSize(1)); err == nil {
 		t.Fatal("ring size 1 accepted")
 	}
+	if _, err := Dial(ctx, "unix:///nonexistent/agent.sock", WithWriteTimeout(-time.Second)); err == nil || !strings.Contains(err.Error(), "write timeout") {
+		t.Fatalf("negative write timeout: %v", err)
+	}
 	// Nothing listens: the connect timeout bounds Dial.
 	start := time.Now()
 	_, err := Dial(ctx, "grpc://127.0.0.1:1", WithInsecure(), WithConnectTimeout(200*time.Millisecond))

@@ -117,6 +117,7 @@ func defaultOptions() options {
 		ringSize:         DefaultRingSize,
 		callbackQueue:    DefaultCallbackQueue,
 		grpcWindow:       DefaultGRPCWindow,
+		uds:              udsOptions{writeTimeout: DefaultWriteTimeout},
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -176,6 +177,7 @@ func (d *udsDialer) open(ctx context.Context, hs *payload.HandshakeRequest) (tra
 	caps.SupportedEvents = grpcEventCodes(caps.SupportedEvents)
 	msgpack := enc == payload.EncodingMsgpack
 	t := newUDSTransport(nc, rd, maxPayload, msgpack, msgpack && d.o.uds.rawBodies, d.o.logger)
+	t.writeTimeout = d.o.uds.writeTimeout
 	return t, caps, nil
 }
 
@@ -215,11 +217,13 @@ type udsTransport struct {
 	writev     bool // nc supports writev (net.Buffers)
 
 	// Writer-owned batch.
-	batch []mem.Buffer
-	bytes int
-	iov   net.Buffers
-	iovw  net.Buffers // the header writev consumes (see flush)
-	wbuf  []byte      // coalescing buffer for connections without writev (TLS)
+	writeTimeout  time.Duration // 0: none (WithWriteTimeout)
+	writeDeadline int64         // monoNow instant the socket's write deadline is set to
+	batch         []mem.Buffer
+	bytes         int
+	iov           net.Buffers
+	iovw          net.Buffers // the header writev consumes (see flush)
+	wbuf          []byte      // coalescing buffer for connections without writev (TLS)
 
 	// Configure events in flight: their replies are consumed here instead
 	// of counting as orphans.
@@ -270,6 +274,7 @@ func (t *udsTransport) flush() error {
 	if n == 0 {
 		return nil
 	}
+	t.armWriteDeadline()
 	var err error
 	switch {
 	case n == 1:
@@ -302,7 +307,26 @@ func (t *udsTransport) flush() error {
 	}
 	t.batch = t.batch[:0]
 	t.bytes = 0
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("agentwire: agent not reading: a write made no progress for %v: %w", t.writeTimeout, err)
+	}
 	return err
+}
+
+// armWriteDeadline makes sure the socket's write deadline is at least half
+// the write timeout away, moving it to a full timeout from now when it is
+// not (one clock read per flush; the deadline itself moves at most twice
+// per timeout).
+func (t *udsTransport) armWriteDeadline() {
+	if t.writeTimeout <= 0 {
+		return
+	}
+	now := monoNow()
+	if t.writeDeadline-now > int64(t.writeTimeout/2) {
+		return
+	}
+	t.writeDeadline = now + int64(t.writeTimeout)
+	_ = t.nc.SetWriteDeadline(time.Now().Add(t.writeTimeout))
 }
 
 func (t *udsTransport) sendControl(buf mem.Buffer) error {

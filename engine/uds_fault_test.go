@@ -622,3 +622,51 @@ func TestUDSPerRequestPausesBounded(t *testing.T) {
 		t.Fatalf("%d paused ids (count %d), want %d", got, s.nPaused.Load(), maxPausedIDs-2)
 	}
 }
+
+// TestUDSAgentStopsReading: an agent that keeps its socket open but stops
+// reading is declared stuck once a write blocks for the write timeout:
+// every pending call fails with ErrConnectionLost (cause: the agent is not
+// reading) instead of each waiting for its own deadline, and the Conn
+// reconnects.
+func TestUDSAgentStopsReading(t *testing.T) {
+	var conns atomic.Int32
+	hold := make(chan struct{})
+	fa := startRawAgent(t, func(rc *rawConn) {
+		if rc.handshake("") != nil {
+			return
+		}
+		if conns.Add(1) == 1 {
+			<-hold // never reads again
+			return
+		}
+		rc.echoLoop()
+	})
+	t.Cleanup(func() { close(hold) }) // before the agent stops (cleanups run last first)
+	c := dialUDS(t, fa.path, WithWriteTimeout(150*time.Millisecond), WithReconnectBackoff(5*time.Millisecond, 20*time.Millisecond))
+	const n = 16
+	body := bytes.Repeat([]byte("x"), 256<<10) // far more than the socket buffers hold
+	errs := make(chan error, n)
+	start := time.Now()
+	for i := range n {
+		go func() {
+			_, err := c.RequestBodyChunk(testCtx(t), &payload.BodyChunk{CorrelationID: fmt.Sprint("s-", i), Data: body})
+			errs <- err
+		}()
+	}
+	within(t, 5*time.Second, "every call fails", func() {
+		for range n {
+			err := <-errs
+			mustKind(t, err, ErrConnectionLost)
+			if !strings.Contains(err.Error(), "not reading") {
+				t.Errorf("cause does not say the agent is not reading: %v", err)
+			}
+		}
+	})
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("calls failed after %v with a 150ms write timeout", d)
+	}
+	waitUntil(t, "reconnect", nil, func() bool { return c.Stats().Reconnects == 1 })
+	if _, err := c.RequestHeaders(testCtx(t), headersEvent("after")); err != nil {
+		t.Fatal(err)
+	}
+}

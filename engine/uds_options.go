@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/agentwire/agentwire/codec/frame"
 	"github.com/agentwire/agentwire/codec/payload"
@@ -17,7 +18,14 @@ type udsOptions struct {
 	// rawBodies sends MessagePack body and WebSocket data as a bin of raw
 	// bytes instead of a base64 str.
 	rawBodies bool
+	// writeTimeout bounds one batched write (0: none); see WithWriteTimeout.
+	writeTimeout time.Duration
 }
+
+// DefaultWriteTimeout is how long one write to a Unix-socket or reverse
+// connection may block before the agent is declared stuck
+// (WithWriteTimeout).
+const DefaultWriteTimeout = 10 * time.Second
 
 // offered returns the supported_encodings list to send.
 func (u *udsOptions) offered() []string {
@@ -30,6 +38,9 @@ func (u *udsOptions) offered() []string {
 var jsonOnly = []string{payload.EncodingJSON}
 
 func (u *udsOptions) validate() error {
+	if u.writeTimeout < 0 {
+		return fmt.Errorf("agentwire: negative write timeout %v", u.writeTimeout)
+	}
 	seen := 0
 	for _, e := range u.encodings {
 		bit := 0
@@ -80,6 +91,18 @@ func WithMsgpack() Option {
 // off by default. JSON connections always carry base64.
 func WithRawMsgpackBodies() Option {
 	return optionFunc(func(o *options) { o.uds.rawBodies = true })
+}
+
+// WithWriteTimeout bounds how long the writer of a Unix-socket or reverse
+// connection may stay blocked in one write: an agent that keeps its socket
+// open but stops reading would otherwise leave the connection "up" while
+// every call waits for its own deadline. When a write makes no progress
+// within d (the deadline is refreshed lazily, so between d/2 and d after
+// the write starts) the session fails: pending calls get ErrConnectionLost
+// and the Conn reconnects. Default DefaultWriteTimeout; 0 disables it. gRPC
+// Conns use HTTP/2 flow control and WithLivenessPing instead.
+func WithWriteTimeout(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.uds.writeTimeout = d })
 }
 
 // udsLimits returns the largest payload a Unix-socket Conn sends and the
