@@ -99,7 +99,9 @@
 // binary transport of SPEC 6. Frames are a 4-byte big-endian length, a type
 // byte and the payload, at most WithMaxFrameSize (16 MiB); a larger or zero
 // length closes the connection, an unknown type byte is skipped and counted
-// (Stats.IgnoredFrames).
+// (Stats.IgnoredFrames). A write that makes no progress for
+// WithWriteTimeout (10 s: the proxy stopped reading) closes the connection
+// too.
 //
 // The first frame must be the proxy's 0x01 handshake (always JSON), within
 // WithHandshakeTimeout (10 s). The answer, 0x02, carries protocol version

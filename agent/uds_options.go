@@ -20,6 +20,9 @@ const (
 	// the registration exchange of a reverse connection (the reference
 	// listener uses the same 10 s).
 	DefaultHandshakeTimeout = 10 * time.Second
+	// DefaultWriteTimeout bounds one write to a Unix-socket or reverse
+	// connection (WithWriteTimeout).
+	DefaultWriteTimeout = 10 * time.Second
 )
 
 // udsConfig holds the Unix-socket and reverse-connection settings. Zero
@@ -33,6 +36,16 @@ type udsConfig struct {
 	maxFrameLen  int
 	rawMsgpack   bool
 	inline       bool // WithInlineHandlers
+	wTimeout     time.Duration
+	wTimeoutSet  bool
+}
+
+// writeTimeout returns the write timeout (0: none).
+func (u *udsConfig) writeTimeout() time.Duration {
+	if !u.wTimeoutSet {
+		return DefaultWriteTimeout
+	}
+	return u.wTimeout
 }
 
 func (u *udsConfig) mode() os.FileMode {
@@ -108,6 +121,23 @@ func WithHandshakeTimeout(d time.Duration) Option {
 			return fmt.Errorf("agentwire: handshake timeout %v must be positive", d)
 		}
 		c.uds.hsTimeout = d
+		return nil
+	})
+}
+
+// WithWriteTimeout bounds how long one write to a Unix-socket or reverse
+// connection may block: a proxy that keeps the socket open but stops
+// reading would otherwise hold the connection (and, with inline handlers,
+// its reader) forever. When a write makes no progress within d (the
+// deadline is refreshed lazily, so between d/2 and d after the write
+// starts) the connection is closed and its requests cancelled; the proxy
+// reconnects. Default DefaultWriteTimeout; 0 disables it.
+func WithWriteTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("agentwire: negative write timeout %v", d)
+		}
+		c.uds.wTimeout, c.uds.wTimeoutSet = d, true
 		return nil
 	})
 }

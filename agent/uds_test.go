@@ -1176,3 +1176,39 @@ func TestUDSShutdownDuringHandshake(t *testing.T) {
 	}
 	p.expectClosed()
 }
+
+// TestUDSProxyStopsReading: a proxy that keeps sending but never reads
+// its replies gets the connection closed once an agent write has blocked
+// for the write timeout, in both handler modes, instead of holding the
+// connection (and, inline, its reader) forever.
+func TestUDSProxyStopsReading(t *testing.T) {
+	for _, inline := range []bool{false, true} {
+		t.Run(fmt.Sprintf("inline=%v", inline), func(t *testing.T) {
+			opts := []Option{WithWriteTimeout(150 * time.Millisecond)}
+			if inline {
+				opts = append(opts, WithInlineHandlers())
+			}
+			e := startUDS(t, BaseHandler{}, opts...)
+			p := dialRaw(t, e.path)
+			defer p.close()
+			p.handshake("json")
+			var batch []byte
+			for i := range 64 {
+				batch, _ = frame.AppendFrame(batch, frame.TypeRequestHeaders, reqHeadersJSON(fmt.Sprint("r-", i), "/"))
+			}
+			// Keep sending, never read. Once the agent gives up on its
+			// blocked write and closes, a write here fails; without the
+			// timeout it would block until this deadline.
+			start := time.Now()
+			p.c.SetWriteDeadline(start.Add(5 * time.Second))
+			var err error
+			for err == nil {
+				_, err = p.c.Write(batch)
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatalf("the agent kept the connection open for %v: %v", time.Since(start), err)
+			}
+			t.Logf("connection closed by the agent after %v (%v)", time.Since(start).Round(time.Millisecond), err)
+		})
+	}
+}
