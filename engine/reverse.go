@@ -354,17 +354,19 @@ func (l *ReverseListener) validate(req *payload.RegistrationRequest) string {
 	case req.AgentID == "":
 		return "agentwire: agent id cannot be empty"
 	}
-	if l.cfg.allowed != nil {
-		if _, ok := l.cfg.allowed[req.AgentID]; !ok {
-			return fmt.Sprintf("agentwire: agent %q is not in the allowed list", req.AgentID)
-		}
-	}
+	// The token is checked before the allow-list, so that a peer without
+	// a valid token cannot tell allowed agent ids from others.
 	if l.cfg.verify != nil {
 		if !req.AuthToken.Valid {
 			return "agentwire: authentication required but no token provided"
 		}
 		if !l.cfg.verify(req.AgentID, req.AuthToken.Value) {
 			return "agentwire: authentication failed"
+		}
+	}
+	if l.cfg.allowed != nil {
+		if _, ok := l.cfg.allowed[req.AgentID]; !ok {
+			return fmt.Sprintf("agentwire: agent %q is not in the allowed list", req.AgentID)
 		}
 	}
 	return ""

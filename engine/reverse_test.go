@@ -110,6 +110,8 @@ func TestReverseRegistrationValidation(t *testing.T) {
 		{"token prefix", regRequest("waf", ptr("s3cre")), "authentication failed"},
 		{"no token", regRequest("waf", nil), "no token provided"},
 		{"unknown agent", regRequest("rogue", ptr("s3cret")), `agent "rogue" is not in the allowed list`},
+		// Without a valid token the allow-list is not revealed.
+		{"unknown agent, wrong token", regRequest("rogue", ptr("guess")), "authentication failed"},
 		{"empty agent id", regRequest("", ptr("s3cret")), "agent id cannot be empty"},
 		{"version 1", func() *payload.RegistrationRequest {
 			r := regRequest("waf", ptr("s3cret"))
