@@ -171,7 +171,7 @@ func TestReverseRegistrationValidation(t *testing.T) {
 	if conns := l.Conns("waf"); len(conns) != 1 || conns[0] != c {
 		t.Fatalf("Conns(waf) = %v", conns)
 	}
-	if st := l.Stats(); st.Registered != 1 || st.Rejected != 9 || st.Active != 1 {
+	if st := l.Stats(); st.Registered != 1 || st.Rejected != 10 || st.Active != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 }
