@@ -122,7 +122,8 @@ type udsConn struct {
 	// inline: handlers run on the reader (WithInlineHandlers), which then
 	// also writes the replies it produced itself: they collect in wbuf and
 	// go out in one write when no further whole frame is buffered (before
-	// the reader may block). Pushes still go through the writer; each
+	// the reader may block) or inlineFlushBytes have collected. Pushes
+	// still go through the writer; each
 	// write holds whole frames, so the two never interleave inside one.
 	inline  bool
 	wbuf    []byte // reader only
@@ -588,6 +589,18 @@ func (uc *udsConn) readLoop() error {
 	return err
 }
 
+// inlineFlushBytes is how many bytes of replies the inline reader collects
+// before it writes them even though more events are buffered: about seven
+// small replies. Writing all of a read's replies at its end would hold the
+// first reply until the last event of the batch is handled, leaving the
+// proxy idle meanwhile; writing every few replies lets the proxy work on
+// them while the agent handles the rest. Measured with agentwire serve and
+// bench, MessagePack, 64 in flight, six alternating pairs: 240k → 279k
+// requests/s, proxy CPU 3.7 → 3.3 µs and agent CPU 2.6 → 2.4 µs per
+// request (a flush at 8 KiB gained less; flushing each reply costs a
+// write per request).
+const inlineFlushBytes = 2 << 10
+
 // flushInline writes the replies the reader collected (inline mode).
 func (uc *udsConn) flushInline() {
 	if len(uc.wbuf) == 0 {
@@ -614,7 +627,7 @@ func (uc *udsConn) flushInline() {
 func (uc *udsConn) readFrames() error {
 	s := uc.srv
 	for {
-		if uc.inline && len(uc.wbuf) > 0 && !uc.rd.FrameBuffered() {
+		if uc.inline && len(uc.wbuf) > 0 && (len(uc.wbuf) >= inlineFlushBytes || !uc.rd.FrameBuffered()) {
 			uc.flushInline()
 		}
 		typ, p, err := uc.rd.ReadFrame()
