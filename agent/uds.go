@@ -590,16 +590,17 @@ func (uc *udsConn) readLoop() error {
 }
 
 // inlineFlushBytes is how many bytes of replies the inline reader collects
-// before it writes them even though more events are buffered: about seven
-// small replies. Writing all of a read's replies at its end would hold the
-// first reply until the last event of the batch is handled, leaving the
+// before it writes them even though more events are buffered: three or
+// four small replies. Writing all of a read's replies at its end would hold
+// the first reply until the last event of the batch is handled, leaving the
 // proxy idle meanwhile; writing every few replies lets the proxy work on
 // them while the agent handles the rest. Measured with agentwire serve and
-// bench, MessagePack, 64 in flight, six alternating pairs: 240k → 279k
-// requests/s, proxy CPU 3.7 → 3.3 µs and agent CPU 2.6 → 2.4 µs per
-// request (a flush at 8 KiB gained less; flushing each reply costs a
-// write per request).
-const inlineFlushBytes = 2 << 10
+// bench, MessagePack, 64 in flight, alternating runs (means of six):
+// end-of-read only 240k requests/s and 3.7 µs proxy CPU per request,
+// 2 KiB 279k and 3.3 µs; then in a second set 4 KiB 238k / 3.8 µs, 2 KiB
+// 254k / 3.6 µs, 1 KiB 275k / 3.3 µs; and in a third 1 KiB and 512 B
+// both 247k, 256 B 233k with the agent's CPU per request up by a sixth.
+const inlineFlushBytes = 1 << 10
 
 // flushInline writes the replies the reader collected (inline mode).
 func (uc *udsConn) flushInline() {
