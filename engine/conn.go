@@ -546,7 +546,13 @@ type event struct {
 func (e *event) encode(t transport) (mem.Buffer, error) {
 	switch e.kind {
 	case payload.EventRequestHeaders:
-		return t.requestHeaders(e.rh, nowMS())
+		// The clock is only read for an event without a timestamp (the
+		// transports send nowMS in its place).
+		var now uint64
+		if e.rh.Metadata.Timestamp.IsZero() {
+			now = nowMS()
+		}
+		return t.requestHeaders(e.rh, now)
 	case payload.EventRequestBodyChunk, payload.EventResponseBodyChunk:
 		return t.bodyChunk(e.bc, e.response, nowMS())
 	case payload.EventResponseHeaders:
