@@ -247,6 +247,7 @@ func (d *jsonDecoder) readHeaders(hs Headers) Headers {
 	}
 	var s jsonSeq
 	var index map[string]int
+	var seen uint64 // mpNameBit of every name so far (before the index)
 	for {
 		k, ok := d.mapNext(&s)
 		if !ok {
@@ -257,6 +258,8 @@ func (d *jsonDecoder) readHeaders(hs Headers) Headers {
 			if p, found := index[string(k)]; found {
 				pos = p
 			}
+		} else if bit := mpNameBit(k); seen&bit == 0 {
+			seen |= bit // no earlier name has this length/first/last byte mix: no scan
 		} else {
 			for i := range hs {
 				if hs[i].Name == string(k) {
