@@ -176,16 +176,19 @@ var (
 )
 
 // mpAppendRequestHeadersFast is AppendRequestHeadersMsgpack for events
-// whose header names are already in strictly ascending order. ok is false
-// (and dst must be discarded past its original length) when a string was
-// not ASCII.
-func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) []byte {
+// whose header names are already in strictly ascending order; ok is false
+// (and nothing is written) when they are not. Strings that are not ASCII
+// are rewritten by the general string encoder in place.
+func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte, ok bool) {
 	m := &e.Metadata
 	const perStr = 5
 	bound := 256 + 2*len(m.CorrelationID) + len(m.RequestID) + len(m.ClientIP) + len(m.Protocol) +
 		len(m.ServerName.Value) + len(m.TLSVersion.Value) + len(m.TLSCipher.Value) + len(m.RouteID.Value) +
 		len(m.UpstreamID.Value) + len(m.Traceparent) + len(e.Method) + len(e.URI) + 12*perStr + 64
 	for i := range e.Headers {
+		if i > 0 && e.Headers[i-1].Name >= e.Headers[i].Name {
+			return dst, false // not strictly ascending (one pass for both checks)
+		}
 		bound += len(e.Headers[i].Name) + 2*perStr
 		for _, v := range e.Headers[i].Values {
 			bound += len(v) + perStr
@@ -258,7 +261,7 @@ func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) []byte {
 			w.mpStr(v)
 		}
 	}
-	return w.done()
+	return w.done(), true
 }
 
 // orWords returns the OR of s's bytes folded into a word (callers look at
@@ -367,15 +370,18 @@ func (w *fastBuf) copyShortJSON(s string) uint64 {
 }
 
 // jsonAppendRequestHeadersFast is AppendRequestHeadersJSON for events whose
-// header names are already in strictly ascending order. ok is false (and
-// the output must be discarded past len(dst)) when a string needed
-// escaping or UTF-8 checking.
-func jsonAppendRequestHeadersFast(dst []byte, ev *RequestHeadersEvent) []byte {
+// header names are already in strictly ascending order; ok is false (and
+// nothing is written) when they are not. Strings that need escaping or a
+// UTF-8 check are rewritten by the general string encoder in place.
+func jsonAppendRequestHeadersFast(dst []byte, ev *RequestHeadersEvent) (out []byte, ok bool) {
 	m := &ev.Metadata
 	bound := 320 + 2*len(m.CorrelationID) + len(m.RequestID) + len(m.ClientIP) + len(m.Protocol) +
 		len(m.ServerName.Value) + len(m.TLSVersion.Value) + len(m.TLSCipher.Value) + len(m.RouteID.Value) +
 		len(m.UpstreamID.Value) + len(m.Traceparent) + len(ev.Method) + len(ev.URI)
 	for i := range ev.Headers {
+		if i > 0 && ev.Headers[i-1].Name >= ev.Headers[i].Name {
+			return dst, false // not strictly ascending (one pass for both checks)
+		}
 		bound += len(ev.Headers[i].Name) + 6
 		for _, v := range ev.Headers[i].Values {
 			bound += len(v) + 3
@@ -433,5 +439,5 @@ func jsonAppendRequestHeadersFast(dst []byte, ev *RequestHeadersEvent) []byte {
 	w.raw(`,"uri":`)
 	w.jsonStr(ev.URI)
 	w.byte1('}')
-	return w.done()
+	return w.done(), true
 }

@@ -84,8 +84,8 @@ func (d *jsonDecoder) readBase64(dst []byte) ([]byte, bool) {
 // allocate when dst has enough capacity (header sets of more than 64 names
 // borrow pooled scratch space). Safe for concurrent use with distinct dst.
 func AppendRequestHeadersJSON(dst []byte, ev *RequestHeadersEvent) []byte {
-	if headerNamesAscending(ev.Headers) {
-		return jsonAppendRequestHeadersFast(dst, ev)
+	if out, ok := jsonAppendRequestHeadersFast(dst, ev); ok {
+		return out
 	}
 	return jsonAppendRequestHeadersGeneral(dst, ev)
 }

@@ -231,8 +231,8 @@ var mpRequestHeaders = mpNewStruct("request_headers", 4, "metadata!", "method!",
 // {correlation_id, metadata, method, uri, headers}, the top-level
 // correlation_id being e.Metadata.CorrelationID.
 func AppendRequestHeadersMsgpack(b []byte, e *RequestHeadersEvent) []byte {
-	if headerNamesAscending(e.Headers) {
-		return mpAppendRequestHeadersFast(b, e)
+	if out, ok := mpAppendRequestHeadersFast(b, e); ok {
+		return out
 	}
 	return mpAppendRequestHeadersGeneral(b, e)
 }
