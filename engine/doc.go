@@ -91,7 +91,9 @@
 // configuration is sent again. A connection that goes silent without
 // closing (a hung agent, a dead network path) is detected with
 // WithLivenessPing (protocol Ping/Pong, off by default) or WithKeepalive
-// (HTTP/2 pings).
+// (HTTP/2 pings). On Unix-socket and reverse connections an agent that
+// stops reading is also detected by WithWriteTimeout (10 s by default):
+// a write that makes no progress for that long fails the session.
 //
 // # Handshake and configuration
 //
