@@ -99,7 +99,7 @@
 // binary transport of SPEC 6. Frames are a 4-byte big-endian length, a type
 // byte and the payload, at most WithMaxFrameSize (16 MiB); a larger or zero
 // length closes the connection, an unknown type byte is skipped and counted
-// (Stats.IgnoredFrames). A write that makes no progress for
+// (Stats.IgnoredFrames). A write that does not complete within
 // WithWriteTimeout (10 s: the proxy stopped reading) closes the connection
 // too.
 //

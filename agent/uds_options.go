@@ -128,10 +128,10 @@ func WithHandshakeTimeout(d time.Duration) Option {
 // WithWriteTimeout bounds how long one write to a Unix-socket or reverse
 // connection may block: a proxy that keeps the socket open but stops
 // reading would otherwise hold the connection (and, with inline handlers,
-// its reader) forever. When a write makes no progress within d (the
-// deadline is refreshed lazily, so between d/2 and d after the write
-// starts) the connection is closed and its requests cancelled; the proxy
-// reconnects. Default DefaultWriteTimeout; 0 disables it.
+// its reader) forever. When one write does not complete within d (the
+// deadline is refreshed lazily, so the write gets between d/2 and d) the
+// connection is closed and its requests cancelled; the proxy reconnects.
+// Default DefaultWriteTimeout; 0 disables it.
 func WithWriteTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) error {
 		if d < 0 {

@@ -93,7 +93,7 @@
 // WithLivenessPing (protocol Ping/Pong, off by default) or WithKeepalive
 // (HTTP/2 pings). On Unix-socket and reverse connections an agent that
 // stops reading is also detected by WithWriteTimeout (10 s by default):
-// a write that makes no progress for that long fails the session.
+// a write that does not complete within that time fails the session.
 //
 // # Handshake and configuration
 //

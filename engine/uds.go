@@ -308,7 +308,7 @@ func (t *udsTransport) flush() error {
 	t.batch = t.batch[:0]
 	t.bytes = 0
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		err = fmt.Errorf("agentwire: agent not reading: a write made no progress for %v: %w", t.writeTimeout, err)
+		err = fmt.Errorf("agentwire: agent not reading: a write did not complete within %v: %w", t.writeTimeout, err)
 	}
 	return err
 }

@@ -96,11 +96,14 @@ func WithRawMsgpackBodies() Option {
 // WithWriteTimeout bounds how long the writer of a Unix-socket or reverse
 // connection may stay blocked in one write: an agent that keeps its socket
 // open but stops reading would otherwise leave the connection "up" while
-// every call waits for its own deadline. When a write makes no progress
-// within d (the deadline is refreshed lazily, so between d/2 and d after
-// the write starts) the session fails: pending calls get ErrConnectionLost
-// and the Conn reconnects. Default DefaultWriteTimeout; 0 disables it. gRPC
-// Conns use HTTP/2 flow control and WithLivenessPing instead.
+// every call waits for its own deadline. When one write does not complete
+// within d (the deadline is refreshed lazily, so the write gets between
+// d/2 and d) the session fails: pending calls get ErrConnectionLost and the
+// Conn reconnects. A reading agent takes a small fraction of that for any
+// single write (at most WithMaxSendSize bytes plus a batch of small
+// frames); raise d for agents that may stop reading for long on purpose.
+// Default DefaultWriteTimeout; 0 disables it. gRPC Conns use HTTP/2 flow
+// control and WithLivenessPing instead.
 func WithWriteTimeout(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.uds.writeTimeout = d })
 }
