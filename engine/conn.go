@@ -42,6 +42,7 @@ type Conn struct {
 	pingSeq atomic.Uint64
 
 	cbq      chan callback
+	cbBytes  atomic.Int64 // wire bytes of the reports in cbq (see maxCallbackBytes)
 	drainSig chan struct{}
 
 	baseCtx    context.Context // cancelled by Close: bounds reconnect attempts

@@ -23,23 +23,47 @@ type callback struct {
 	log     *payload.LogMessage
 	cfg     *payload.ConfigUpdateRequest
 	s       *session
+	// size is the wire size of the report, counted against
+	// maxCallbackBytes while it waits (0 for small fixed-size reports).
+	size int64
 }
+
+// maxCallbackBytes bounds the wire bytes of the reports waiting for the
+// dispatcher, besides their number (WithCallbackQueueSize): an agent that
+// floods large metrics, log or config-update messages while a callback is
+// slow cannot park more than this. A report larger than the budget is
+// still taken when nothing else waits.
+const maxCallbackBytes = 16 << 20
 
 // dispatch queues cb for the dispatcher goroutine without blocking. When
 // the queue is full the report is dropped and counted; a config-update
 // request is then answered at once with a rejection, so the agent is never
 // left waiting.
 func (c *Conn) dispatch(cb callback) {
+	if cb.size > 0 {
+		if total := c.cbBytes.Add(cb.size); total > maxCallbackBytes && total != cb.size {
+			c.cbBytes.Add(-cb.size)
+			c.dropCallback(cb)
+			return
+		}
+	}
 	select {
 	case c.cbq <- cb:
 	default:
-		c.stats.callbacksDropped.Add(1)
-		if cb.kind == cbConfig {
-			cb.s.answerConfig(cb.cfg, payload.ConfigUpdateResponse{
-				Accepted: false,
-				Error:    payload.Some("agentwire: proxy callback queue full"),
-			}, false)
-		}
+		c.cbBytes.Add(-cb.size)
+		c.dropCallback(cb)
+	}
+}
+
+// dropCallback counts a report the queue had no room for; a config-update
+// request is answered at once with a rejection.
+func (c *Conn) dropCallback(cb callback) {
+	c.stats.callbacksDropped.Add(1)
+	if cb.kind == cbConfig {
+		cb.s.answerConfig(cb.cfg, payload.ConfigUpdateResponse{
+			Accepted: false,
+			Error:    payload.Some("agentwire: proxy callback queue full"),
+		}, false)
 	}
 }
 
@@ -58,6 +82,7 @@ func (c *Conn) dispatcher() {
 }
 
 func (c *Conn) runCallback(cb callback) {
+	defer c.cbBytes.Add(-cb.size)
 	defer func() {
 		if r := recover(); r != nil {
 			c.stats.callbackPanics.Add(1)
@@ -132,24 +157,26 @@ func (s *session) answerConfig(req *payload.ConfigUpdateRequest, resp payload.Co
 	s.c.stats.configAnswered.Add(1)
 }
 
-// onConfigUpdate queues an agent config-update request for its answer.
-func (s *session) onConfigUpdate(r *payload.ConfigUpdateRequest) {
+// onConfigUpdate queues an agent config-update request for its answer;
+// size is its wire size.
+func (s *session) onConfigUpdate(r *payload.ConfigUpdateRequest, size int) {
 	s.c.stats.configUpdates.Add(1)
-	s.c.dispatch(callback{kind: cbConfig, cfg: r, s: s})
+	s.c.dispatch(callback{kind: cbConfig, cfg: r, s: s, size: int64(size)})
 }
 
-// onMetrics queues a metrics report for the callback.
-func (s *session) onMetrics(r *payload.MetricsReport) {
+// onMetrics queues a metrics report (size: its wire size) for the callback.
+func (s *session) onMetrics(r *payload.MetricsReport, size int) {
 	s.c.stats.metricsReports.Add(1)
 	if s.c.opts.onMetrics != nil {
-		s.c.dispatch(callback{kind: cbMetrics, metrics: r})
+		s.c.dispatch(callback{kind: cbMetrics, metrics: r, size: int64(size)})
 	}
 }
 
-// onLog queues a forwarded log line for the callback.
-func (s *session) onLog(m *payload.LogMessage) {
+// onLog queues a forwarded log line (size: its wire size) for the
+// callback.
+func (s *session) onLog(m *payload.LogMessage, size int) {
 	s.c.stats.logMessages.Add(1)
 	if s.c.opts.onLog != nil {
-		s.c.dispatch(callback{kind: cbLog, log: m})
+		s.c.dispatch(callback{kind: cbLog, log: m, size: int64(size)})
 	}
 }

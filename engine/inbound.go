@@ -101,11 +101,11 @@ func handleAgentToProxySlow(b []byte, s *session) {
 	case *pb.AgentToProxy_FlowControl:
 		s.onFlow(pbconv.FlowControlSignalFromPB(x.FlowControl))
 	case *pb.AgentToProxy_Metrics:
-		s.onMetrics(pbconv.MetricsReportFromPB(x.Metrics))
+		s.onMetrics(pbconv.MetricsReportFromPB(x.Metrics), len(b))
 	case *pb.AgentToProxy_Log:
-		s.onLog(pbconv.LogMessageFromPB(x.Log))
+		s.onLog(pbconv.LogMessageFromPB(x.Log), len(b))
 	case *pb.AgentToProxy_ConfigUpdate:
-		s.onConfigUpdate(pbconv.ConfigUpdateRequestFromPB(x.ConfigUpdate))
+		s.onConfigUpdate(pbconv.ConfigUpdateRequestFromPB(x.ConfigUpdate), len(b))
 	case *pb.AgentToProxy_Handshake:
 		s.protocolError("handshake after the handshake", nil)
 	default:
@@ -125,11 +125,11 @@ func handleAgentControl(b []byte, s *session) {
 	case *pb.AgentControl_Health:
 		s.onHealth(pbconv.HealthStatusFromPB(x.Health))
 	case *pb.AgentControl_Metrics:
-		s.onMetrics(pbconv.MetricsReportFromPB(x.Metrics))
+		s.onMetrics(pbconv.MetricsReportFromPB(x.Metrics), len(b))
 	case *pb.AgentControl_ConfigUpdate:
-		s.onConfigUpdate(pbconv.ConfigUpdateRequestFromPB(x.ConfigUpdate))
+		s.onConfigUpdate(pbconv.ConfigUpdateRequestFromPB(x.ConfigUpdate), len(b))
 	case *pb.AgentControl_Log:
-		s.onLog(pbconv.LogMessageFromPB(x.Log))
+		s.onLog(pbconv.LogMessageFromPB(x.Log), len(b))
 	default:
 		s.protocolError("unknown AgentControl message", nil)
 	}

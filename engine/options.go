@@ -247,7 +247,11 @@ func WithFailFastWhileReconnecting(failFast bool) Option {
 func WithRingSize(n int) Option { return optionFunc(func(o *options) { o.ringSize = n }) }
 
 // WithCallbackQueueSize sets the capacity of the callback queue (default
-// DefaultCallbackQueue).
+// DefaultCallbackQueue). Whatever the capacity, the reports waiting in it
+// hold at most 16 MiB of wire bytes (one larger report is taken when the
+// queue is empty). A report that does not fit is dropped and counted
+// (Stats.CallbacksDropped); a config-update request is then answered with
+// a rejection.
 func WithCallbackQueueSize(n int) Option { return optionFunc(func(o *options) { o.callbackQueue = n }) }
 
 // WithKeepalive turns on HTTP/2 keep-alive pings every t, closing the

@@ -390,7 +390,7 @@ func (t *udsTransport) readLoop(s *session) error {
 				s.protocolError("undecodable metrics report", err)
 				continue
 			}
-			s.onMetrics(m)
+			s.onMetrics(m, len(p))
 		case frame.TypeConfigUpdateRequest:
 			r := new(payload.ConfigUpdateRequest)
 			if err := t.decodeReport(p, func(b []byte) error { return payload.DecodeConfigUpdateRequestJSON(b, r) },
@@ -400,7 +400,7 @@ func (t *udsTransport) readLoop(s *session) error {
 			}
 			// No frame type carries an answer (SPEC 6.9): the core runs
 			// the handler and counts the answer as unsent.
-			s.onConfigUpdate(r)
+			s.onConfigUpdate(r, len(p))
 		case frame.TypeFlowControl:
 			var f payload.FlowControlSignal
 			if err := t.decodeReport(p, func(b []byte) error { return payload.DecodeFlowControlSignalJSON(b, &f) },

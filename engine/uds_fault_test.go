@@ -670,3 +670,48 @@ func TestUDSAgentStopsReading(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestUDSCallbackQueueBytesBounded: while the metrics callback is stuck, an
+// agent flooding large reports gets at most maxCallbackBytes of them
+// parked (the rest are dropped and counted), not the queue length times
+// the message size.
+func TestUDSCallbackQueueBytesBounded(t *testing.T) {
+	const reports = 40
+	big := strings.Repeat("h", 1<<20) // ~1 MiB per report
+	var frames []byte
+	for range reports {
+		m := payload.MetricsReport{AgentID: "a", Gauges: []payload.GaugeMetric{{Name: "g", Help: big}}}
+		frames, _ = frame.AppendFrame(frames, frame.TypeMetricsReport, payload.AppendMetricsReportJSON(nil, &m))
+	}
+	fa := startRawAgent(t, func(rc *rawConn) {
+		if rc.handshake("") != nil {
+			return
+		}
+		if rc.writeRaw(frames) != nil {
+			return
+		}
+		rc.echoLoop()
+	})
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	var ran atomic.Int32
+	c := dialUDS(t, fa.path, WithMaxRecvSize(4<<20), WithOnMetrics(func(*payload.MetricsReport) {
+		if ran.Add(1) == 1 {
+			<-release
+		}
+	}))
+	t.Cleanup(unblock) // runs before the Conn's cleanup closes it (last registered, first run)
+	waitUntil(t, "every report read", nil, func() bool { return c.Stats().MetricsReports == reports })
+	dropped := c.Stats().CallbacksDropped
+	queued := reports - dropped
+	if queued > 16 { // 16 MiB budget, 1 MiB reports
+		t.Fatalf("%d reports of 1 MiB parked for the callback, want at most 16", queued)
+	}
+	if queued < 2 {
+		t.Fatalf("only %d reports queued: the byte budget should hold several", queued)
+	}
+	unblock()
+	waitUntil(t, "queued callbacks ran", nil, func() bool { return uint64(ran.Load()) == queued })
+	waitUntil(t, "byte count back to zero", nil, func() bool { return c.cbBytes.Load() == 0 })
+}
