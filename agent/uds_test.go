@@ -1212,3 +1212,45 @@ func TestUDSProxyStopsReading(t *testing.T) {
 		})
 	}
 }
+
+// TestUDSInlineRepliesLeaveEarly: with inline handlers, the replies to the
+// first events of a batch read together are written while later events of
+// the same batch are still being handled (every inlineFlushBytes), not
+// only once the whole batch is done: the proxy can read the first reply
+// while the last handler is still blocked.
+func TestUDSInlineRepliesLeaveEarly(t *testing.T) {
+	const n = 24
+	firstRead := make(chan struct{})
+	h := &funcHandler{reqHeaders: func(_ context.Context, ev *payload.RequestHeadersEvent, _ *payload.AgentResponse) error {
+		if ev.Metadata.CorrelationID == fmt.Sprint("b-", n-1) {
+			select { // the last event of the batch waits for the proxy
+			case <-firstRead:
+			case <-time.After(testTimeout):
+			}
+		}
+		return nil
+	}}
+	e := startUDS(t, h, WithInlineHandlers())
+	p := dialRaw(t, e.path)
+	defer p.close()
+	p.handshake("json")
+	var batch []byte
+	for i := range n {
+		batch, _ = frame.AppendFrame(batch, frame.TypeRequestHeaders, reqHeadersJSON(fmt.Sprint("b-", i), "/"))
+	}
+	p.writeRaw(batch) // one write: the agent reads the events together
+	typ, b, err := p.tryRecv(2 * time.Second)
+	if err != nil {
+		t.Fatalf("no reply while the batch's last handler is blocked: %v", err)
+	}
+	close(firstRead)
+	var r payload.AgentResponse
+	if typ != frame.TypeAgentResponse || payload.DecodeAgentResponseJSON(b, &r) != nil || r.CorrelationID != "b-0" {
+		t.Fatalf("first frame %v %s", typ, b)
+	}
+	for i := 1; i < n; i++ {
+		if r := p.recvReply(false); r.CorrelationID != fmt.Sprint("b-", i) {
+			t.Fatalf("reply %d is for %q", i, r.CorrelationID)
+		}
+	}
+}
