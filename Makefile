@@ -21,7 +21,7 @@ VTPROTO_POOL := \
 	--go-vtproto_opt=pool=github.com/agentwire/agentwire/proto/agentv2.BodyChunkEvent \
 	--go-vtproto_opt=pool=github.com/agentwire/agentwire/proto/agentv2.AgentResponse
 
-.PHONY: all build test test-short vet bench fuzz proto proto-check tools lint demo pprof compare soak clean
+.PHONY: all build test test-short vet bench fuzz proto proto-check tools lint demo pprof compare soak pgo clean
 
 all: build
 
@@ -98,8 +98,14 @@ TRANSPORTS ?= grpc uds
 CONC       ?= 1 16 64 256
 DUR        ?= 5s
 SOAK_DUR   ?= 10m
+PGO_DUR    ?= 15s
 compare:
 	TRANSPORTS="$(TRANSPORTS)" CONC="$(CONC)" DUR="$(DUR)" GO="$(GO)" bench/compare.sh
+
+# Regenerate cmd/agentwire/default.pgo (profile-guided optimization of the
+# agentwire binary; go build picks it up by itself): make pgo
+pgo:
+	DUR="$(PGO_DUR)" GO="$(GO)" bench/pgo.sh
 
 # Long run against the echo agent, failing if either process's resident
 # memory grows (bench/soak.sh): make soak SOAK_DUR=10m

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Regenerate cmd/agentwire/default.pgo, the CPU profile `go build` uses for
+# profile-guided optimization of the agentwire binary (-pgo=auto): it runs
+# `agentwire serve --agent echo` and `agentwire bench` (64 in flight) over
+# the unix socket with MessagePack and with JSON, and over gRPC, profiles
+# both processes, and merges the six profiles.
+#
+#   bench/pgo.sh            # 15 s per configuration
+#   DUR=30s bench/pgo.sh
+#   make pgo
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DUR="${DUR:-15s}"
+GO="${GO:-go}"
+tmp=$(mktemp -d)
+serve_pid=""
+cleanup() {
+	if [ -n "$serve_pid" ]; then
+		kill "$serve_pid" 2>/dev/null || true
+		wait "$serve_pid" 2>/dev/null || true
+	fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# Profile a binary built without the current profile, so the new one does
+# not describe already-optimised code only.
+"$GO" build -pgo=off -o "$tmp/agentwire" ./cmd/agentwire
+
+run() { # name listen [encoding]
+	"$tmp/agentwire" serve --listen "$2" --agent echo --cpuprofile "$tmp/serve-$1.prof" 2>"$tmp/serve.err" &
+	serve_pid=$!
+	local ep=""
+	for _ in $(seq 100); do
+		ep=$(sed -n 's/^listening on //p' "$tmp/serve.err")
+		[ -n "$ep" ] && break
+		sleep 0.05
+	done
+	[ -n "$ep" ] || { echo "pgo: agent did not start" >&2; cat "$tmp/serve.err" >&2; exit 1; }
+	"$tmp/agentwire" bench --agent "$ep" --duration "$DUR" --cpuprofile "$tmp/bench-$1.prof" ${3:+--encoding "$3"} >/dev/null
+	kill -INT "$serve_pid"
+	wait "$serve_pid" || true
+	serve_pid=""
+	echo "profiled $1" >&2
+}
+run uds-msgpack "unix://$tmp/agent.sock" msgpack
+run uds-json "unix://$tmp/agent.sock" json
+run grpc 127.0.0.1:0
+
+"$GO" tool pprof -proto "$tmp"/*.prof >cmd/agentwire/default.pgo
+echo "wrote cmd/agentwire/default.pgo" >&2
