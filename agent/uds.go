@@ -18,6 +18,7 @@ import (
 	"github.com/agentwire/agentwire/codec/frame"
 	"github.com/agentwire/agentwire/codec/payload"
 	"github.com/agentwire/agentwire/internal/unixsock"
+	"github.com/agentwire/agentwire/internal/wdeadline"
 	"github.com/agentwire/agentwire/ring"
 )
 
@@ -128,11 +129,9 @@ type udsConn struct {
 	inline  bool
 	wbuf    []byte // reader only
 	wbroken bool   // a reader write failed; reader only
-	// wTimeout bounds one write (0: none); wDeadline is the monotonic
-	// instant (ns since monoEpoch) the socket's write deadline is set to.
-	// Both writers (writer goroutine, inline reader) refresh it.
-	wTimeout  time.Duration
-	wDeadline atomic.Int64
+	// wd bounds one write (WithWriteTimeout); both writers (the writer
+	// goroutine, the inline reader) arm it.
+	wd wdeadline.Deadline
 	// readAhead is set while the reader has more frames buffered: the
 	// writer then yields before flushing so that their replies share a
 	// write.
@@ -291,11 +290,11 @@ func (s *Server) serveConn(ext context.Context, nc net.Conn, rd *frame.Reader, r
 		work:       make(chan *udsCall, s.cfg.maxConcurrency+eventBacklog(s.cfg.maxConcurrency)),
 		maxWorkers: s.cfg.maxConcurrency,
 		inline:     s.cfg.uds.inline,
-		wTimeout:   s.cfg.uds.writeTimeout(),
 		out:        ring.New[udsOut](s.cfg.maxConcurrency + 64),
 		done:       make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
+	uc.wd.Timeout = s.cfg.uds.writeTimeout()
 	defer uc.rd.Release()
 	uc.ctx, uc.cancel = context.WithCancel(s.baseCtx)
 	defer uc.cancel()
@@ -608,7 +607,7 @@ func (uc *udsConn) flushInline() {
 		return
 	}
 	if !uc.wbroken {
-		uc.armWriteDeadline()
+		uc.wd.Arm(uc.nc)
 		if _, err := uc.nc.Write(uc.wbuf); err != nil {
 			uc.wbroken = true
 			uc.cancel()
@@ -963,25 +962,6 @@ func (uc *udsConn) busy() bool { return len(uc.sem) > 0 }
 // into it and written with one system call.
 const writeBufSize = 64 << 10
 
-// armWriteDeadline makes sure the socket's write deadline is at least half
-// the write timeout away, moving it a full timeout from now when it is not
-// (one clock read per write; the deadline moves at most twice per
-// timeout).
-func (uc *udsConn) armWriteDeadline() {
-	if uc.wTimeout <= 0 {
-		return
-	}
-	now := int64(time.Since(monoEpoch))
-	if uc.wDeadline.Load()-now > int64(uc.wTimeout/2) {
-		return
-	}
-	uc.wDeadline.Store(now + int64(uc.wTimeout))
-	_ = uc.nc.SetWriteDeadline(time.Now().Add(uc.wTimeout))
-}
-
-// monoEpoch anchors the monotonic instants of armWriteDeadline.
-var monoEpoch = time.Now()
-
 // writer is the only goroutine that writes to the connection after the
 // handshake. It drains the ring in batches and flushes when the ring is
 // empty; if events are still being handled at that point it first yields
@@ -1001,7 +981,7 @@ func (uc *udsConn) writer() {
 		if broken || len(b) == 0 {
 			return
 		}
-		uc.armWriteDeadline()
+		uc.wd.Arm(uc.nc)
 		if _, err := uc.nc.Write(b); err != nil {
 			broken = true
 			uc.cancel()

@@ -289,7 +289,7 @@ func (l *ReverseListener) serve(nc net.Conn) {
 	}
 	maxPayload, maxLen := udsLimits(&l.connOpts)
 	t := newUDSTransport(nc, frame.NewReader(nc, maxLen), maxPayload, false, false, l.log)
-	t.writeTimeout = l.connOpts.uds.writeTimeout
+	t.wd.Timeout = l.connOpts.uds.writeTimeout
 	c, err := newConn(context.Background(), &reverseDialer{t: t, caps: caps}, l.connOpts)
 	if err != nil { // not expected: the dialer hands over an open socket
 		l.release(req.AgentID)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/agentwire/agentwire/codec/frame"
 	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/wdeadline"
 )
 
 // This file is the binary Unix-socket transport (SPEC 6) and, without its
@@ -177,7 +178,7 @@ func (d *udsDialer) open(ctx context.Context, hs *payload.HandshakeRequest) (tra
 	caps.SupportedEvents = grpcEventCodes(caps.SupportedEvents)
 	msgpack := enc == payload.EncodingMsgpack
 	t := newUDSTransport(nc, rd, maxPayload, msgpack, msgpack && d.o.uds.rawBodies, d.o.logger)
-	t.writeTimeout = d.o.uds.writeTimeout
+	t.wd.Timeout = d.o.uds.writeTimeout
 	return t, caps, nil
 }
 
@@ -217,13 +218,12 @@ type udsTransport struct {
 	writev     bool // nc supports writev (net.Buffers)
 
 	// Writer-owned batch.
-	writeTimeout  time.Duration // 0: none (WithWriteTimeout)
-	writeDeadline int64         // monoNow instant the socket's write deadline is set to
-	batch         []mem.Buffer
-	bytes         int
-	iov           net.Buffers
-	iovw          net.Buffers // the header writev consumes (see flush)
-	wbuf          []byte      // coalescing buffer for connections without writev (TLS)
+	wd    wdeadline.Deadline // WithWriteTimeout (Timeout 0: none)
+	batch []mem.Buffer
+	bytes int
+	iov   net.Buffers
+	iovw  net.Buffers // the header writev consumes (see flush)
+	wbuf  []byte      // coalescing buffer for connections without writev (TLS)
 
 	// Configure events in flight: their replies are consumed here instead
 	// of counting as orphans.
@@ -274,7 +274,7 @@ func (t *udsTransport) flush() error {
 	if n == 0 {
 		return nil
 	}
-	t.armWriteDeadline()
+	t.wd.Arm(t.nc)
 	var err error
 	switch {
 	case n == 1:
@@ -308,25 +308,9 @@ func (t *udsTransport) flush() error {
 	t.batch = t.batch[:0]
 	t.bytes = 0
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		err = fmt.Errorf("agentwire: agent not reading: a write did not complete within %v: %w", t.writeTimeout, err)
+		err = fmt.Errorf("agentwire: agent not reading: a write did not complete within %v: %w", t.wd.Timeout, err)
 	}
 	return err
-}
-
-// armWriteDeadline makes sure the socket's write deadline is at least half
-// the write timeout away, moving it to a full timeout from now when it is
-// not (one clock read per flush; the deadline itself moves at most twice
-// per timeout).
-func (t *udsTransport) armWriteDeadline() {
-	if t.writeTimeout <= 0 {
-		return
-	}
-	now := monoNow()
-	if t.writeDeadline-now > int64(t.writeTimeout/2) {
-		return
-	}
-	t.writeDeadline = now + int64(t.writeTimeout)
-	_ = t.nc.SetWriteDeadline(time.Now().Add(t.writeTimeout))
 }
 
 func (t *udsTransport) sendControl(buf mem.Buffer) error {
