@@ -18,6 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+. bench/lib.sh
 
 TRANSPORTS="${TRANSPORTS:-grpc uds}"
 CONC="${CONC:-1 16 64 256}"
@@ -90,23 +91,9 @@ run_agentwire() { # transport conc [encoding]
 	else
 		listen="unix://$tmp/agent.sock"
 	fi
-	"$tmp/agentwire" serve --listen "$listen" --agent echo 2>"$tmp/serve.err" &
-	serve_pid=$!
-	local ep="" i
-	for i in $(seq 1 200); do
-		ep=$(sed -n 's/^listening on //p' "$tmp/serve.err")
-		[ -n "$ep" ] && break
-		if ! kill -0 "$serve_pid" 2>/dev/null; then break; fi
-		sleep 0.05
-	done
-	if [ -z "$ep" ]; then
-		echo "agentwire serve did not start:" >&2
-		cat "$tmp/serve.err" >&2
-		serve_pid=""
-		return 1
-	fi
+	start_agent "$tmp/agentwire" "$tmp/serve.err" "$listen" || return 1
 	local json status=0
-	json=$("$tmp/agentwire" bench --agent "$ep" --concurrency "$2" --duration "$DUR" --json \
+	json=$("$tmp/agentwire" bench --agent "$agent_ep" --concurrency "$2" --duration "$DUR" --json \
 		--agent-pid "$serve_pid" ${3:+--encoding "$3"} 2>"$tmp/bench.err") || status=$?
 	kill -TERM "$serve_pid"
 	wait "$serve_pid" || echo "agentwire serve exited with $?" >&2

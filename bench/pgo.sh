@@ -10,6 +10,7 @@
 #   make pgo
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 DUR="${DUR:-15s}"
 GO="${GO:-go}"
@@ -29,16 +30,8 @@ trap cleanup EXIT
 "$GO" build -pgo=off -o "$tmp/agentwire" ./cmd/agentwire
 
 run() { # name listen [encoding]
-	"$tmp/agentwire" serve --listen "$2" --agent echo --cpuprofile "$tmp/serve-$1.prof" 2>"$tmp/serve.err" &
-	serve_pid=$!
-	local ep=""
-	for _ in $(seq 100); do
-		ep=$(sed -n 's/^listening on //p' "$tmp/serve.err")
-		[ -n "$ep" ] && break
-		sleep 0.05
-	done
-	[ -n "$ep" ] || { echo "pgo: agent did not start" >&2; cat "$tmp/serve.err" >&2; exit 1; }
-	"$tmp/agentwire" bench --agent "$ep" --duration "$DUR" --cpuprofile "$tmp/bench-$1.prof" ${3:+--encoding "$3"} >/dev/null
+	start_agent "$tmp/agentwire" "$tmp/serve.err" "$2" --cpuprofile "$tmp/serve-$1.prof" || exit 1
+	"$tmp/agentwire" bench --agent "$agent_ep" --duration "$DUR" --cpuprofile "$tmp/bench-$1.prof" ${3:+--encoding "$3"} >/dev/null
 	kill -INT "$serve_pid"
 	wait "$serve_pid" || true
 	serve_pid=""

@@ -15,6 +15,7 @@
 # above it. Linux only (/proc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 DUR="${DUR:-10m}"
 TRANSPORT="${TRANSPORT:-uds}"
@@ -43,18 +44,9 @@ uds) listen="unix://$tmp/agent.sock" enc=(--encoding "$ENCODING") ;;
 grpc) listen=127.0.0.1:0 enc=() ENCODING=protobuf ;;
 *) echo "soak: TRANSPORT must be uds or grpc" >&2; exit 2 ;;
 esac
-"$tmp/agentwire" serve --listen "$listen" --agent echo 2>"$tmp/serve.log" &
-serve_pid=$!
-ep=""
-for _ in $(seq 100); do
-	ep=$(sed -n 's/^listening on //p' "$tmp/serve.log")
-	[ -n "$ep" ] && break
-	kill -0 "$serve_pid" 2>/dev/null || break
-	sleep 0.05
-done
-[ -n "$ep" ] || { echo "soak: agent did not start" >&2; cat "$tmp/serve.log" >&2; exit 1; }
+start_agent "$tmp/agentwire" "$tmp/serve.log" "$listen" || exit 1
 
-"$tmp/agentwire" bench --agent "$ep" "${enc[@]}" --concurrency "$CONC" \
+"$tmp/agentwire" bench --agent "$agent_ep" "${enc[@]}" --concurrency "$CONC" \
 	--duration "$DUR" --agent-pid "$serve_pid" >"$tmp/bench.out" 2>&1 &
 bench_pid=$!
 

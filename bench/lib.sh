@@ -1,0 +1,26 @@
+# Shared by the bench/*.sh scripts (sourced, not run).
+
+# start_agent BIN LOG LISTEN [SERVE FLAGS...]: starts `BIN serve --listen
+# LISTEN --agent echo [FLAGS...]` in the background with its stderr in LOG,
+# and waits (up to 10 s) for its "listening on ENDPOINT" line. It sets
+# serve_pid and agent_ep; when the agent does not come up it prints LOG,
+# clears serve_pid and returns 1.
+start_agent() {
+	local bin=$1 log=$2 listen=$3
+	shift 3
+	"$bin" serve --listen "$listen" --agent echo "$@" 2>"$log" &
+	serve_pid=$!
+	agent_ep=""
+	local _
+	for _ in $(seq 1 200); do
+		agent_ep=$(sed -n 's/^listening on //p' "$log")
+		[ -n "$agent_ep" ] && return 0
+		kill -0 "$serve_pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	echo "agentwire serve did not start:" >&2
+	cat "$log" >&2
+	kill "$serve_pid" 2>/dev/null || true
+	serve_pid=""
+	return 1
+}
