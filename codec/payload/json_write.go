@@ -201,17 +201,7 @@ func jsonAppendTimestamp(dst []byte, t time.Time) []byte {
 		} else {
 			dst = append(dst, '+')
 		}
-		dst = jsonAppendPadded(dst, year, 4)
-		dst = append(dst, '-')
-		dst = jsonAppendPadded(dst, int(month), 2)
-		dst = append(dst, '-')
-		dst = jsonAppendPadded(dst, day, 2)
-		dst = append(dst, 'T')
-		dst = jsonAppendPadded(dst, hour, 2)
-		dst = append(dst, ':')
-		dst = jsonAppendPadded(dst, minute, 2)
-		dst = append(dst, ':')
-		dst = jsonAppendPadded(dst, sec, 2)
+		dst = appendYMDHMS(dst, year, int(month), day, hour, minute, sec)
 	}
 	switch {
 	case ns == 0:

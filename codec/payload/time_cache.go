@@ -46,17 +46,7 @@ func appendDateTime(dst []byte, t time.Time) ([]byte, bool) {
 	u := t.UTC()
 	year, month, day := u.Date()
 	hour, minute, second := u.Clock()
-	dst = jsonAppendPadded(dst, year, 4)
-	dst = append(dst, '-')
-	dst = jsonAppendPadded(dst, int(month), 2)
-	dst = append(dst, '-')
-	dst = jsonAppendPadded(dst, day, 2)
-	dst = append(dst, 'T')
-	dst = jsonAppendPadded(dst, hour, 2)
-	dst = append(dst, ':')
-	dst = jsonAppendPadded(dst, minute, 2)
-	dst = append(dst, ':')
-	dst = jsonAppendPadded(dst, second, 2)
+	dst = appendYMDHMS(dst, year, int(month), day, hour, minute, second)
 	if s := c.seq.Load(); s&1 == 0 && c.seq.CompareAndSwap(s, s+1) {
 		var b [24]byte
 		copy(b[:], dst[start:])
@@ -79,4 +69,20 @@ func getLE64(b []byte) uint64 {
 	_ = b[7]
 	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
 		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+// appendYMDHMS appends YYYY-MM-DDTHH:MM:SS (the year zero-padded to at
+// least four digits; its sign, if any, is the caller's).
+func appendYMDHMS(dst []byte, year, month, day, hour, minute, second int) []byte {
+	dst = jsonAppendPadded(dst, year, 4)
+	dst = append(dst, '-')
+	dst = jsonAppendPadded(dst, month, 2)
+	dst = append(dst, '-')
+	dst = jsonAppendPadded(dst, day, 2)
+	dst = append(dst, 'T')
+	dst = jsonAppendPadded(dst, hour, 2)
+	dst = append(dst, ':')
+	dst = jsonAppendPadded(dst, minute, 2)
+	dst = append(dst, ':')
+	return jsonAppendPadded(dst, second, 2)
 }
