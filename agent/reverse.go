@@ -9,11 +9,11 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/agentwire/agentwire/codec/frame"
 	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/unixsock"
 )
 
 // Reverse connections (SPEC 7): the agent dials the proxy, registers, and
@@ -128,33 +128,6 @@ func WithOnRegistered(f func(payload.RegistrationResponse)) ReverseOption {
 	return reverseOptionFunc(func(c *reverseConfig) error { c.onRegistered = f; return nil })
 }
 
-// parseEndpoint maps an endpoint to a network and address: "unix:PATH",
-// "unix://PATH", a path starting with "/" or "." → unix; "tcp://HOST:PORT"
-// or "HOST:PORT" → tcp.
-func parseEndpoint(ep string) (network, addr string, err error) {
-	switch {
-	case strings.HasPrefix(ep, "unix://"):
-		network, addr = "unix", strings.TrimPrefix(ep, "unix://")
-	case strings.HasPrefix(ep, "unix:"):
-		network, addr = "unix", strings.TrimPrefix(ep, "unix:")
-	case strings.HasPrefix(ep, "tcp://"):
-		network, addr = "tcp", strings.TrimPrefix(ep, "tcp://")
-	case strings.HasPrefix(ep, "/"), strings.HasPrefix(ep, "."):
-		network, addr = "unix", ep
-	default:
-		network, addr = "tcp", ep
-	}
-	if addr == "" {
-		return "", "", fmt.Errorf("agentwire: empty reverse endpoint %q", ep)
-	}
-	if network == "tcp" {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return "", "", fmt.Errorf("agentwire: reverse endpoint %q: %w", ep, err)
-		}
-	}
-	return network, addr, nil
-}
-
 // ServeReverse connects to a proxy's reverse-connection listener at endpoint
 // (see below) and serves the server's Handler on that connection: it
 // registers (0x01 RegistrationRequest with protocol_version 2, the agent id,
@@ -189,7 +162,7 @@ func (s *Server) ServeReverse(ctx context.Context, endpoint string, opts ...Reve
 			return err
 		}
 	}
-	network, addr, err := parseEndpoint(endpoint)
+	network, addr, err := unixsock.SplitEndpoint(endpoint)
 	if err != nil {
 		return err
 	}

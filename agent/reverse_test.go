@@ -366,18 +366,6 @@ func TestReverseOptionsAndEndpoints(t *testing.T) {
 			t.Errorf("%q: err %v", tc.ep, err)
 		}
 	}
-	for ep, want := range map[string][2]string{
-		"unix:/a/b":      {"unix", "/a/b"},
-		"unix:///a/b":    {"unix", "/a/b"},
-		"./rel.sock":     {"unix", "./rel.sock"},
-		"tcp://h:1":      {"tcp", "h:1"},
-		"127.0.0.1:9000": {"tcp", "127.0.0.1:9000"},
-	} {
-		n, a, err := parseEndpoint(ep)
-		if err != nil || n != want[0] || a != want[1] {
-			t.Errorf("%q: %s %s %v", ep, n, a, err)
-		}
-	}
 	srv.Close()
 	if err := srv.ServeReverse(ctx, "/x.sock"); !errors.Is(err, ErrServerClosed) {
 		t.Errorf("after Close: %v", err)

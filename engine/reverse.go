@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -122,7 +121,7 @@ func ListenReverse(ctx context.Context, endpoint string, opts ...ReverseOption) 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	network, addr, err := parseReverseEndpoint(endpoint)
+	network, addr, err := unixsock.SplitEndpoint(endpoint)
 	if err != nil {
 		return nil, err
 	}
@@ -151,31 +150,6 @@ func ListenReverse(ctx context.Context, endpoint string, opts ...ReverseOption) 
 	l.wg.Add(1)
 	go l.acceptLoop()
 	return l, nil
-}
-
-// parseReverseEndpoint maps an endpoint to a network and an address.
-func parseReverseEndpoint(ep string) (network, addr string, err error) {
-	switch {
-	case strings.HasPrefix(ep, "unix://"):
-		network, addr = "unix", strings.TrimPrefix(ep, "unix://")
-	case strings.HasPrefix(ep, "unix:"):
-		network, addr = "unix", strings.TrimPrefix(ep, "unix:")
-	case strings.HasPrefix(ep, "tcp://"):
-		network, addr = "tcp", strings.TrimPrefix(ep, "tcp://")
-	case strings.HasPrefix(ep, "/"), strings.HasPrefix(ep, "."), strings.HasSuffix(ep, ".sock"):
-		network, addr = "unix", ep
-	default:
-		network, addr = "tcp", ep
-	}
-	if addr == "" {
-		return "", "", fmt.Errorf("agentwire: reverse endpoint %q: empty address", ep)
-	}
-	if network == "tcp" {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return "", "", fmt.Errorf("agentwire: reverse endpoint %q: %w", ep, err)
-		}
-	}
-	return network, addr, nil
 }
 
 // listenUnixSocket binds a Unix socket at path with the given permission
