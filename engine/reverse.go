@@ -543,6 +543,17 @@ func (l *ReverseListener) Close() error {
 		for _, c := range conns {
 			c.Close()
 		}
+		// Forget them now: the per-Conn forget runs on a goroutine of its
+		// own (context.AfterFunc) and may come after Close returns, and
+		// Stats must not report closed connections as active.
+		l.mu.Lock()
+		for id, a := range l.agents {
+			a.conns = nil
+			if a.reserved == 0 {
+				delete(l.agents, id)
+			}
+		}
+		l.mu.Unlock()
 		for {
 			select {
 			case c := <-l.accepted:
