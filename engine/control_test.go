@@ -313,7 +313,10 @@ func TestConfigUpdateRoundTrip(t *testing.T) {
 	if last.Kind != payload.ConfigListUpdate || last.ListID != "ips" || last.Add[0] != "10.0.0.1" {
 		t.Fatalf("handler saw %+v", last)
 	}
-	if st := c.Stats(); st.ConfigAnswered < 3 || st.ConfigUnanswered != 0 {
+	// The answer is counted just after it is queued, so the agent can
+	// hold it before the counter moves.
+	waitUntil(t, "three answers counted", nil, func() bool { return c.Stats().ConfigAnswered >= 3 })
+	if st := c.Stats(); st.ConfigUnanswered != 0 {
 		t.Fatalf("stats: %+v", st)
 	}
 }
