@@ -248,13 +248,41 @@ func mpSetString(dst *string, v []byte) {
 	}
 }
 
-// mpReadString reads a string field into *dst.
+// mpReadString reads a string field into *dst. The fixstr and str8 forms
+// (every string under 256 bytes) are parsed here; a value equal to the
+// string already in *dst keeps it and skips the UTF-8 check, since a Go
+// string this decoder stored was checked when it was stored (and any other
+// is compared byte for byte, so equal bytes are the same text).
 func mpReadString(b []byte, dst *string) ([]byte, error) {
-	v, o, err := mpReadStrBytes(b)
-	if err != nil {
-		return b, err
+	var v, o []byte
+	switch {
+	case len(b) > 0 && b[0]&0xe0 == 0xa0:
+		n := 1 + int(b[0]&0x1f)
+		if len(b) < n {
+			return b, errMpShort
+		}
+		v, o = b[1:n:n], b[n:]
+	case len(b) > 1 && b[0] == 0xd9:
+		n := 2 + int(b[1])
+		if len(b) < n {
+			return b, errMpShort
+		}
+		v, o = b[2:n:n], b[n:]
+	default:
+		v, o, err := mpReadStrBytes(b)
+		if err != nil {
+			return b, err
+		}
+		mpSetString(dst, v)
+		return o, nil
 	}
-	mpSetString(dst, v)
+	if *dst == string(v) {
+		return o, nil
+	}
+	if !mpValidUTF8(v) {
+		return b, errMpUTF8
+	}
+	*dst = string(v)
 	return o, nil
 }
 
@@ -476,6 +504,13 @@ func mpReadArrayHeader(b []byte) (int, []byte, error) {
 	if len(b) == 0 {
 		return 0, b, errMpShort
 	}
+	if c := b[0]; c&0xf0 == 0x90 { // fixarray, the common case
+		n := int(c & 0x0f)
+		if n > len(b)-1 {
+			return 0, b, errMpShort
+		}
+		return n, b[1:], nil
+	}
 	if !mpIsArray(b[0]) {
 		if b[0] == 0xc0 {
 			return 0, b, errMpNil
@@ -509,6 +544,15 @@ func mpReadStringList(b []byte, dst *[]string) ([]byte, error) {
 		return b, err
 	}
 	s := (*dst)[:0]
+	if n == 1 && cap(s) > 0 { // one value, the common case
+		s = s[:1]
+		if o, err = mpReadString(o, &s[0]); err != nil {
+			*dst = s[:0]
+			return b, err
+		}
+		*dst = s
+		return o, nil
+	}
 	for i := 0; i < n; i++ {
 		if len(s) < cap(s) {
 			s = s[:len(s)+1]
@@ -635,6 +679,10 @@ type mpStruct struct {
 	// keyBase is added to an integer map key to get the field index (1 for
 	// the variants of an internally tagged enum, whose field 0 is the tag).
 	keyBase int
+	// keys holds each field name as encoders write it as a map key
+	// (fixstr or str8 header, then the name), for the one-comparison
+	// match of the expected key in readKey.
+	keys []string
 }
 
 // mpNewStruct builds a struct description. A field name ending in "!" is
@@ -647,6 +695,11 @@ func mpNewStruct(name string, minLen int, fields ...string) *mpStruct {
 			s.required |= 1 << uint(i)
 		}
 		s.fields[i] = f
+		k := []byte{0xd9, byte(len(f))}
+		if len(f) < 32 {
+			k = []byte{0xa0 | byte(len(f))}
+		}
+		s.keys = append(s.keys, string(append(k, f...)))
 	}
 	return s
 }
@@ -673,6 +726,11 @@ func (s *mpStruct) index(key []byte, hint int) int {
 // UTF-8 text, or an unsigned integer field index. It returns the field
 // index or -1 for an unknown field.
 func (s *mpStruct) readKey(b []byte, hint int) (int, []byte, error) {
+	if hint < len(s.keys) {
+		if k := s.keys[hint]; len(b) >= len(k) && string(b[:len(k)]) == k {
+			return hint, b[len(k):], nil
+		}
+	}
 	if len(b) > 0 && mpIsInt(b[0]) {
 		u, o, err := mpReadUint(b, math.MaxUint64)
 		if err != nil {

@@ -746,6 +746,39 @@ func TestMsgpackHeaderDecoding(t *testing.T) {
 	}
 }
 
+// TestMsgpackReuseStillChecksUTF8: a decoder skips the UTF-8 check of a
+// string equal to the one already in the destination, so invalid text
+// must still be rejected when it lands in a reused slot holding other text.
+func TestMsgpackReuseStillChecksUTF8(t *testing.T) {
+	bad := []byte{0xa2, 0xff, 0xfe}
+	event := func(name, value1, value2 any) []byte {
+		vals := []any{mpArr(1), value1}
+		if value2 != nil {
+			vals = []any{mpArr(2), value1, value2}
+		}
+		parts := []any{mpMap(3), "correlation_id", "c", "status", 200, "headers", mpMap(1), name}
+		return mpBuild(append(parts, vals...)...)
+	}
+	for name, in := range map[string][]byte{
+		"name":         event(bad, "v", nil),
+		"single value": event("h", bad, nil),
+		"second value": event("h", "v", bad),
+		"id":           mpBuild(mpMap(3), "correlation_id", bad, "status", 200, "headers", mpMap(0)),
+	} {
+		var e ResponseHeadersEvent
+		if err := DecodeResponseHeadersMsgpack(event("h", "v", "w"), &e); err != nil {
+			t.Fatal(err)
+		}
+		if err := DecodeResponseHeadersMsgpack(in, &e); !errors.Is(err, errMpUTF8) {
+			t.Errorf("%s: invalid UTF-8 into a reused event: err %v", name, err)
+		}
+		var fresh ResponseHeadersEvent
+		if err := DecodeResponseHeadersMsgpack(in, &fresh); !errors.Is(err, errMpUTF8) {
+			t.Errorf("%s: invalid UTF-8 into a fresh event: err %v", name, err)
+		}
+	}
+}
+
 // TestMsgpackJSONValues checks the JSON text ↔ MessagePack conversion.
 func TestMsgpackJSONValues(t *testing.T) {
 	for _, tc := range []struct{ in, out string }{
