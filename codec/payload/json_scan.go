@@ -45,6 +45,7 @@ import (
 	"encoding/binary"
 	"math"
 	"math/bits"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 )
@@ -97,6 +98,17 @@ func (d *jsonDecoder) failAt(at int, msg string) bool {
 
 // ws skips whitespace and returns the next byte (0 at end of input).
 func (d *jsonDecoder) ws() byte {
+	if d.pos < len(d.data) {
+		// Every whitespace byte is at most ' ': one comparison settles the
+		// common case, compact input.
+		if c := d.data[d.pos]; c > ' ' {
+			return c
+		}
+	}
+	return d.wsSlow()
+}
+
+func (d *jsonDecoder) wsSlow() byte {
 	for d.pos < len(d.data) {
 		c := d.data[d.pos]
 		if c != ' ' && c != '\n' && c != '\r' && c != '\t' {
@@ -851,6 +863,10 @@ type jsonFields struct {
 	// than one); built by init, so a lookup costs one comparison.
 	slots   [64]int8
 	indexed bool
+	// keys holds each name as a compact encoder writes it as a key,
+	// quoted and followed by the colon, for the one-comparison match of
+	// the expected next key in structNext (built by buildIndex).
+	keys []string
 }
 
 func jsonFieldHash(k []byte) int {
@@ -874,6 +890,14 @@ func (f *jsonFields) buildIndex() {
 		}
 	}
 	f.indexed = true
+	f.keys = make([]string, len(f.names))
+	for i, n := range f.names {
+		if slices.Contains(f.names[:i], n) {
+			// structNext's expected-key match and index must agree.
+			panic("agentwire: payload: field " + n + " named twice")
+		}
+		f.keys[i] = `"` + n + `":`
+	}
 }
 
 func (f *jsonFields) index(key []byte) int {
@@ -925,6 +949,7 @@ type jsonStruct struct {
 	seen uint64
 	n    int
 	arr  bool
+	next int // the field expected next: the one after the previous key
 }
 
 // structBegin starts a struct: an object, or (as serde_json allows) an array
@@ -989,19 +1014,32 @@ func (d *jsonDecoder) structNext(s *jsonStruct) int {
 			s.seen |= 1 << idx
 			return idx
 		}
-		key, ok := d.readKey()
-		if !ok {
-			return -1
+		// Encoders (ours, serde_json) write the fields in declaration
+		// order without whitespace: the expected key, quote to colon, is
+		// usually next, and matching it whole means the same as reading
+		// the key, looking it up and reading the colon.
+		idx := -1
+		if s.next < len(s.f.keys) {
+			if k := s.f.keys[s.next]; len(d.data)-d.pos >= len(k) && string(d.data[d.pos:d.pos+len(k)]) == k {
+				d.pos += len(k)
+				idx = s.next
+			}
 		}
-		idx := s.f.index(key)
 		if idx < 0 {
-			d.skip(s.f.strictSkip)
-			continue
+			key, ok := d.readKey()
+			if !ok {
+				return -1
+			}
+			if idx = s.f.index(key); idx < 0 {
+				d.skip(s.f.strictSkip)
+				continue
+			}
 		}
 		if s.seen&(1<<idx) != 0 {
 			return d.failIdx("duplicate field `" + s.f.names[idx] + "`")
 		}
 		s.seen |= 1 << idx
+		s.next = idx + 1
 		return idx
 	}
 	return -1

@@ -103,6 +103,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -693,6 +694,10 @@ func mpNewStruct(name string, minLen int, fields ...string) *mpStruct {
 		if n := len(f); n > 0 && f[n-1] == '!' {
 			f = f[:n-1]
 			s.required |= 1 << uint(i)
+		}
+		if slices.Contains(s.fields[:i], f) {
+			// readKey's expected-key match and index must agree.
+			panic("agentwire: payload: field " + f + " named twice")
 		}
 		s.fields[i] = f
 		k := []byte{0xd9, byte(len(f))}
