@@ -132,12 +132,14 @@ func jsonAppendRequestHeadersGeneral(dst []byte, ev *RequestHeadersEvent) []byte
 }
 
 var jsonRequestHeadersFields = jsonFields{
+	sorted: true,
 	names:  []string{"metadata", "method", "uri", "headers"},
 	reqMap: jsonAllFields(4),
 	reqSeq: jsonAllFields(4),
 }
 
 var jsonMetadataFields = jsonFields{
+	sorted: true,
 	names: []string{"correlation_id", "request_id", "client_ip", "client_port", "server_name",
 		"protocol", "tls_version", "tls_cipher", "route_id", "upstream_id", "timestamp", "traceparent"},
 	reqMap: jsonMask(0, 1, 2, 3, 5, 10),
@@ -338,11 +340,13 @@ func jsonAppendBodyChunkRest(dst []byte, c *BodyChunk) []byte {
 
 var (
 	jsonRequestChunkFields = jsonFields{
+		sorted: true,
 		names:  []string{"correlation_id", "data", "is_last", "total_size", "chunk_index", "bytes_received"},
 		reqMap: jsonMask(0, 1, 2),
 		reqSeq: jsonMask(0, 1, 2, 3),
 	}
 	jsonResponseChunkFields = jsonFields{
+		sorted: true,
 		names:  []string{"correlation_id", "data", "is_last", "total_size", "chunk_index", "bytes_sent"},
 		reqMap: jsonMask(0, 1, 2),
 		reqSeq: jsonMask(0, 1, 2, 3),
@@ -407,6 +411,7 @@ func AppendResponseHeadersJSON(dst []byte, ev *ResponseHeadersEvent) []byte {
 }
 
 var jsonResponseHeadersFields = jsonFields{
+	sorted: true,
 	names:  []string{"correlation_id", "status", "headers"},
 	reqMap: jsonAllFields(3),
 	reqSeq: jsonAllFields(3),
@@ -462,6 +467,7 @@ func AppendRequestCompleteJSON(dst []byte, ev *RequestCompleteEvent) []byte {
 }
 
 var jsonRequestCompleteFields = jsonFields{
+	sorted: true,
 	names: []string{"correlation_id", "status", "duration_ms", "request_body_size",
 		"response_body_size", "upstream_attempts", "error"},
 	reqMap: jsonAllFields(6),
@@ -528,6 +534,7 @@ func AppendWebSocketFrameJSON(dst []byte, ev *WebSocketFrameEvent) []byte {
 }
 
 var jsonWebSocketFrameFields = jsonFields{
+	sorted: true,
 	names: []string{"correlation_id", "opcode", "data", "client_to_server", "frame_index",
 		"fin", "route_id", "client_ip"},
 	reqMap: jsonMask(0, 1, 2, 3, 4, 5, 7),
@@ -601,6 +608,7 @@ func AppendGuardrailInspectJSON(dst []byte, ev *GuardrailInspectEvent) []byte {
 }
 
 var jsonGuardrailInspectFields = jsonFields{
+	sorted: true,
 	names: []string{"correlation_id", "inspection_type", "content", "model", "categories",
 		"route_id", "metadata"},
 	reqMap: jsonMask(0, 1, 2),
@@ -678,7 +686,8 @@ func AppendConfigureJSON(dst []byte, ev *ConfigureEvent) []byte {
 }
 
 var jsonConfigureFields = jsonFields{
-	names: []string{"correlation_id", "config", "config_version"},
+	sorted: true,
+	names:  []string{"correlation_id", "config", "config_version"},
 }
 
 // DecodeConfigureJSON decodes a 0x17 payload into ev. Every field has a

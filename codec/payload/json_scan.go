@@ -47,6 +47,7 @@ import (
 	"math/bits"
 	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -863,10 +864,18 @@ type jsonFields struct {
 	// than one); built by init, so a lookup costs one comparison.
 	slots   [64]int8
 	indexed bool
+	// sorted marks a struct whose encoders write its keys in name order
+	// (the event payloads, which the Rust proxy serializes through a
+	// serde_json Value, a sorted map) rather than declaration order.
+	sorted bool
 	// keys holds each name as a compact encoder writes it as a key,
-	// quoted and followed by the colon, for the one-comparison match of
-	// the expected next key in structNext (built by buildIndex).
-	keys []string
+	// quoted and followed by the colon; first and after give the order
+	// encoders write the fields in (after[i] follows field i, len(names)
+	// for none). structNext matches the expected next key with one
+	// comparison (built by buildIndex).
+	keys  []string
+	first int
+	after []int
 }
 
 func jsonFieldHash(k []byte) int {
@@ -897,6 +906,23 @@ func (f *jsonFields) buildIndex() {
 			panic("agentwire: payload: field " + n + " named twice")
 		}
 		f.keys[i] = `"` + n + `":`
+	}
+	order := make([]int, len(f.names))
+	for i := range order {
+		order[i] = i
+	}
+	if f.sorted {
+		slices.SortFunc(order, func(a, b int) int { return strings.Compare(f.names[a], f.names[b]) })
+	}
+	f.after = make([]int, len(f.names))
+	for k, i := range order {
+		f.after[i] = len(f.names)
+		if k+1 < len(order) {
+			f.after[i] = order[k+1]
+		}
+	}
+	if len(order) > 0 {
+		f.first = order[0]
 	}
 }
 
@@ -949,13 +975,13 @@ type jsonStruct struct {
 	seen uint64
 	n    int
 	arr  bool
-	next int // the field expected next: the one after the previous key
+	next int // the field expected next (see jsonFields.after)
 }
 
 // structBegin starts a struct: an object, or (as serde_json allows) an array
 // of the fields in declaration order.
 func (d *jsonDecoder) structBegin(s *jsonStruct, f *jsonFields, what string) bool {
-	*s = jsonStruct{f: f}
+	*s = jsonStruct{f: f, next: f.first}
 	switch c := d.ws(); c {
 	case '{':
 	case '[':
@@ -1039,7 +1065,9 @@ func (d *jsonDecoder) structNext(s *jsonStruct) int {
 			return d.failIdx("duplicate field `" + s.f.names[idx] + "`")
 		}
 		s.seen |= 1 << idx
-		s.next = idx + 1
+		if idx < len(s.f.after) {
+			s.next = s.f.after[idx]
+		}
 		return idx
 	}
 	return -1
