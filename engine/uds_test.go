@@ -600,3 +600,72 @@ func TestUDSNotSubscribed(t *testing.T) {
 	_, err := c.ResponseHeaders(testCtx(t), &payload.ResponseHeadersEvent{CorrelationID: "a", Status: 200})
 	mustKind(t, err, ErrNotSubscribed)
 }
+
+// TestUDSReusedDestination: a dst reused across calls, and several callers
+// sharing the reader's scratch reply (JSON replies are decoded there and
+// swapped into dst), always end up with exactly their own reply: nothing
+// of an earlier reply survives in dst, whatever it held.
+func TestUDSReusedDestination(t *testing.T) {
+	for _, enc := range []string{"json", "msgpack"} {
+		t.Run(enc, func(t *testing.T) {
+			a := newTestAgent()
+			a.reqHeaders = func(_ context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+				if strings.HasPrefix(ev.Metadata.CorrelationID, "rich-") {
+					r.Decision = payload.Block(451)
+					r.RequestHeaders = []payload.HeaderOp{{Kind: payload.HeaderSet, Name: "x-id", Value: ev.Metadata.CorrelationID}}
+					r.RoutingMetadata = map[string]string{"id": ev.Metadata.CorrelationID}
+					r.Audit.Tags = []string{"t-" + ev.Metadata.CorrelationID}
+					r.Audit.Custom = map[string]json.RawMessage{"n": json.RawMessage(`1`)}
+				}
+				return nil
+			}
+			srv := startUDSAgent(t, a)
+			var opts []Option
+			if enc == "msgpack" {
+				opts = append(opts, WithMsgpack())
+			}
+			c := dialUDS(t, srv.path, opts...)
+			ctx := testCtx(t)
+			var wg sync.WaitGroup
+			errs := make(chan error, 8)
+			for w := 0; w < 8; w++ {
+				wg.Add(1)
+				go func(w int) {
+					defer wg.Done()
+					var dst payload.AgentResponse
+					for i := 0; i < 50; i++ {
+						id := fmt.Sprintf("plain-%d-%d", w, i)
+						if (i+w)%2 == 0 {
+							id = fmt.Sprintf("rich-%d-%d", w, i)
+						}
+						if err := c.RequestHeadersInto(ctx, headersEvent(id), &dst); err != nil {
+							errs <- err
+							return
+						}
+						rich := strings.HasPrefix(id, "rich-")
+						ok := dst.CorrelationID == id
+						if rich {
+							ok = ok && dst.Decision.Kind == payload.DecisionBlock && dst.Decision.Status == 451 &&
+								len(dst.RequestHeaders) == 1 && dst.RequestHeaders[0].Value == id &&
+								len(dst.RoutingMetadata) == 1 && dst.RoutingMetadata["id"] == id &&
+								len(dst.Audit.Tags) == 1 && dst.Audit.Tags[0] == "t-"+id &&
+								len(dst.Audit.Custom) == 1 && string(dst.Audit.Custom["n"]) == "1"
+						} else {
+							ok = ok && dst.Decision.Kind == payload.DecisionAllow && len(dst.RequestHeaders) == 0 &&
+								len(dst.RoutingMetadata) == 0 && len(dst.Audit.Tags) == 0 && len(dst.Audit.Custom) == 0
+						}
+						if !ok {
+							errs <- fmt.Errorf("%s: got %+v", id, dst)
+							return
+						}
+					}
+				}(w)
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+		})
+	}
+}
