@@ -133,3 +133,35 @@ func BenchmarkMsgpackBodyChunk(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMsgpackAllowReply: the plain allow reply (the most common one)
+// as the agent writes it and the proxy routes and decodes it.
+func BenchmarkMsgpackAllowReply(b *testing.B) {
+	r := &AgentResponse{Version: ProtocolVersion, CorrelationID: "0000002a-1f3"}
+	data, err := AppendAgentResponseMsgpack(nil, r)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("encode", func(b *testing.B) {
+		buf := make([]byte, 0, 256)
+		b.ReportAllocs()
+		for b.Loop() {
+			buf, _ = AppendAgentResponseMsgpack(buf[:0], r)
+		}
+	})
+	b.Run("peek", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			ResponseCorrelationIDMsgpack(data)
+		}
+	})
+	b.Run("decode", func(b *testing.B) {
+		var v AgentResponse
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := DecodeAgentResponseMsgpack(data, &v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
