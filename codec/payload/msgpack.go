@@ -249,11 +249,11 @@ func mpSetString(dst *string, v []byte) {
 	}
 }
 
-// mpReadString reads a string field into *dst. The fixstr and str8 forms
-// (every string under 256 bytes) are parsed here; a value equal to the
-// string already in *dst keeps it and skips the UTF-8 check, since a Go
-// string this decoder stored was checked when it was stored (and any other
-// is compared byte for byte, so equal bytes are the same text).
+// mpReadString reads a string field into *dst, keeping the string already
+// there when it is equal. The fixstr and str8 forms (every string under 256
+// bytes) are parsed here. The UTF-8 check runs even for an equal string:
+// *dst may hold text the decoder did not store (a caller's, or a stale
+// value from spare slice capacity).
 func mpReadString(b []byte, dst *string) ([]byte, error) {
 	var v, o []byte
 	switch {
@@ -277,13 +277,12 @@ func mpReadString(b []byte, dst *string) ([]byte, error) {
 		mpSetString(dst, v)
 		return o, nil
 	}
-	if *dst == string(v) {
-		return o, nil
-	}
 	if !mpValidUTF8(v) {
 		return b, errMpUTF8
 	}
-	*dst = string(v)
+	if *dst != string(v) {
+		*dst = string(v)
+	}
 	return o, nil
 }
 

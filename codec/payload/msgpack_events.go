@@ -88,14 +88,9 @@ func mpReadHeaders(b []byte, dst *Headers) ([]byte, error) {
 		index = make(map[string]int, n)
 	}
 	for k := 0; k < n; k++ {
-		// The name is checked for UTF-8 only when it is stored anew: one
-		// equal to a stored name was checked when that was stored.
 		var name []byte
-		if name, o, err = mpReadKeyBytes(o); err != nil {
+		if name, o, err = mpReadStrBytes(o); err != nil {
 			*dst = h
-			if err == errMpNotStr && len(o) > 0 && o[0] == 0xc0 {
-				err = errMpNil
-			}
 			return b, err
 		}
 		at := -1
@@ -120,13 +115,7 @@ func mpReadHeaders(b []byte, dst *Headers) ([]byte, error) {
 				h = append(h, Header{})
 			}
 			at = len(h) - 1
-			if h[at].Name != string(name) {
-				if !mpValidUTF8(name) {
-					*dst = h[:at]
-					return b, errMpUTF8
-				}
-				h[at].Name = string(name)
-			}
+			mpSetString(&h[at].Name, name)
 			if index != nil {
 				index[h[at].Name] = at
 			}

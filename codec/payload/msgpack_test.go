@@ -746,10 +746,21 @@ func TestMsgpackHeaderDecoding(t *testing.T) {
 	}
 }
 
-// TestMsgpackReuseStillChecksUTF8: a decoder skips the UTF-8 check of a
-// string equal to the one already in the destination, so invalid text
-// must still be rejected when it lands in a reused slot holding other text.
+// TestMsgpackReuseStillChecksUTF8: decoders keep a string equal to the one
+// already in the destination, but must still reject invalid text, whether
+// the slot held other text or the very same invalid bytes (put there by a
+// caller, or left in spare slice capacity).
 func TestMsgpackReuseStillChecksUTF8(t *testing.T) {
+	const badText = "\xff\xfe"
+	preset := map[string]func(e *ResponseHeadersEvent){
+		"id": func(e *ResponseHeadersEvent) { e.CorrelationID = badText },
+		"name": func(e *ResponseHeadersEvent) {
+			h := Headers{{Name: badText, Values: []string{"v"}}}
+			e.Headers = h[:0]
+		},
+		"single value": func(e *ResponseHeadersEvent) { e.Headers = Headers{{Name: "h", Values: []string{badText}}} },
+		"second value": func(e *ResponseHeadersEvent) { e.Headers = Headers{{Name: "h", Values: []string{"v", badText}}} },
+	}
 	bad := []byte{0xa2, 0xff, 0xfe}
 	event := func(name, value1, value2 any) []byte {
 		vals := []any{mpArr(1), value1}
@@ -775,6 +786,11 @@ func TestMsgpackReuseStillChecksUTF8(t *testing.T) {
 		var fresh ResponseHeadersEvent
 		if err := DecodeResponseHeadersMsgpack(in, &fresh); !errors.Is(err, errMpUTF8) {
 			t.Errorf("%s: invalid UTF-8 into a fresh event: err %v", name, err)
+		}
+		var same ResponseHeadersEvent
+		preset[name](&same)
+		if err := DecodeResponseHeadersMsgpack(in, &same); !errors.Is(err, errMpUTF8) {
+			t.Errorf("%s: invalid UTF-8 into an event already holding the same bytes: err %v", name, err)
 		}
 	}
 }
