@@ -603,10 +603,7 @@ func (c *Conn) RequestHeaders(ctx context.Context, ev *payload.RequestHeadersEve
 // RequestHeadersInto is RequestHeaders decoding the reply into dst (reset
 // first) instead of a new value: with a reused dst the round trip
 // allocates once (the pending-map entry). dst must not be used by anyone
-// else until the call returns; on error its content is undefined. Passing
-// dst ends the life of whatever it held: the slices and maps of an earlier
-// reply in dst may be reused, by this call or by the connection for other
-// replies, so copy out what must outlive the next call with dst.
+// else until the call returns; on error its content is undefined.
 func (c *Conn) RequestHeadersInto(ctx context.Context, ev *payload.RequestHeadersEvent, dst *payload.AgentResponse) error {
 	if ev == nil || dst == nil {
 		return errNilEvent

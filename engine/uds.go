@@ -430,9 +430,6 @@ func looksLikeJSONObject(p []byte) bool {
 // names a waiting request but does not decode fails that request at once
 // with ErrProtocol instead of leaving it to time out.
 func (t *udsTransport) handleReply(s *session, p []byte) {
-	if !t.msgpack && t.handleReplyDecoded(s, p) {
-		return
-	}
 	cid, err := t.routeReply(p)
 	if err != nil {
 		s.protocolError("unroutable reply", err)
@@ -456,36 +453,6 @@ func (t *udsTransport) handleReply(s *session, p []byte) {
 		return
 	}
 	s.complete(pd, nil)
-}
-
-// handleReplyDecoded handles a JSON reply in one pass: it decodes p into the
-// reader's scratch reply, whose id then routes it, and swaps the decoded
-// reply into the waiting request's dst (dst's previous storage goes to the
-// scratch reply and is reused by later decodes). Scanning for the id first
-// and then decoding into dst reads the reply twice, which in JSON costs as
-// much as the decode itself; ten serve+bench pairs, UDS JSON at 64 in
-// flight: 169k → 192k requests/s, 5.3 → 4.7 µs proxy CPU per request.
-// (MessagePack keeps the scan: it is cheap there, and decoding into the
-// scratch reply would copy the id; the same pairs measured within noise,
-// +1%.) It reports false, having routed nothing, when p does not decode or
-// has no id: the general path then finds the id by a scan if it can and
-// reports the error.
-func (t *udsTransport) handleReplyDecoded(s *session, p []byte) bool {
-	r := &t.scratch
-	err := payload.DecodeAgentResponseJSON(p, r)
-	cid := r.CorrelationID
-	if err != nil || cid == "" {
-		return false
-	}
-	pd, found := s.pending.LoadAndDelete(cid)
-	if !found {
-		t.unclaimedDecoded(s, cid, r)
-		return true
-	}
-	*pd.dst, *r = *r, *pd.dst
-	pd.dst.CorrelationID = pd.id
-	s.complete(pd, nil)
-	return true
 }
 
 // Reasons a reply cannot be routed.
@@ -547,33 +514,18 @@ func (t *udsTransport) unclaimed(s *session, p []byte, cid string) {
 		} else {
 			err = payload.DecodeAgentResponseJSON(p, r)
 		}
-		if err != nil {
+		switch {
+		case err != nil:
 			s.protocolError("undecodable reply to a configure event", err)
-			return
+		case r.Decision.Kind != payload.DecisionAllow:
+			s.c.log.Warn("agentwire: agent rejected the configuration",
+				"decision", r.Decision.Kind.String(), "status", r.Decision.Status, "body", r.Decision.Body.Value)
+		default:
+			s.c.log.Debug("agentwire: agent accepted the configuration")
 		}
-		t.configureAnswer(s, r)
 		return
 	}
 	s.c.stats.orphans.Add(1)
-}
-
-// unclaimedDecoded is unclaimed for a reply already decoded into r.
-func (t *udsTransport) unclaimedDecoded(s *session, cid string, r *payload.AgentResponse) {
-	if t.takeConfigureID(cid) {
-		t.configureAnswer(s, r)
-		return
-	}
-	s.c.stats.orphans.Add(1)
-}
-
-// configureAnswer logs the agent's answer to a configure event.
-func (t *udsTransport) configureAnswer(s *session, r *payload.AgentResponse) {
-	if r.Decision.Kind != payload.DecisionAllow {
-		s.c.log.Warn("agentwire: agent rejected the configuration",
-			"decision", r.Decision.Kind.String(), "status", r.Decision.Status, "body", r.Decision.Body.Value)
-		return
-	}
-	s.c.log.Debug("agentwire: agent accepted the configuration")
 }
 
 // maxConfigureIDs bounds the set of unanswered configure ids (an agent that
