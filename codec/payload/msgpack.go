@@ -694,9 +694,10 @@ func mpNewStruct(name string, minLen int, fields ...string) *mpStruct {
 			f = f[:n-1]
 			s.required |= 1 << uint(i)
 		}
-		if slices.Contains(s.fields[:i], f) {
-			// readKey's expected-key match and index must agree.
-			panic("agentwire: payload: field " + f + " named twice")
+		if slices.Contains(s.fields[:i], f) || len(f) > 0xff {
+			// readKey's expected-key match and index must agree, and
+			// the key is written as a fixstr or str8 below.
+			panic("agentwire: payload: field " + f + " named twice or too long")
 		}
 		s.fields[i] = f
 		k := []byte{0xd9, byte(len(f))}
