@@ -26,16 +26,7 @@ DUR="${DUR:-5s}"
 GO="${GO:-go}"
 BASELINE="${BASELINE:-$root/../shared/baseline}"
 
-tmp=$(mktemp -d)
-serve_pid=""
-cleanup() {
-	if [ -n "$serve_pid" ]; then
-		kill "$serve_pid" 2>/dev/null || true
-		wait "$serve_pid" 2>/dev/null || true
-	fi
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+bench_workdir
 
 echo "building agentwire" >&2
 "$GO" build -o "$tmp/agentwire" ./cmd/agentwire

@@ -1,5 +1,24 @@
 # Shared by the bench/*.sh scripts (sourced, not run).
 
+# bench_workdir: makes the scratch directory $tmp and arranges that on exit
+# the processes in serve_pid and bench_pid (when set) are stopped and $tmp
+# is removed.
+bench_workdir() {
+	tmp=$(mktemp -d)
+	serve_pid=""
+	bench_pid=""
+	trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+	local p
+	for p in $bench_pid $serve_pid; do
+		kill "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	rm -rf "$tmp"
+}
+
 # start_agent BIN LOG LISTEN [SERVE FLAGS...]: starts `BIN serve --listen
 # LISTEN --agent echo [FLAGS...]` in the background with its stderr in LOG,
 # and waits (up to 10 s) for its "listening on ENDPOINT" line. It sets

@@ -14,16 +14,7 @@ cd "$(dirname "$0")/.."
 
 DUR="${DUR:-15s}"
 GO="${GO:-go}"
-tmp=$(mktemp -d)
-serve_pid=""
-cleanup() {
-	if [ -n "$serve_pid" ]; then
-		kill "$serve_pid" 2>/dev/null || true
-		wait "$serve_pid" 2>/dev/null || true
-	fi
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+bench_workdir
 
 # Profile a binary built without the current profile, so the new one does
 # not describe already-optimised code only.

@@ -26,17 +26,7 @@ WARM="${WARM:-60}"
 GROWTH_PCT="${GROWTH_PCT:-10}"
 GO="${GO:-go}"
 
-tmp=$(mktemp -d)
-serve_pid=""
-bench_pid=""
-cleanup() {
-	for p in $bench_pid $serve_pid; do
-		kill "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+bench_workdir
 
 "$GO" build -o "$tmp/agentwire" ./cmd/agentwire
 case "$TRANSPORT" in
