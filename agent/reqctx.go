@@ -57,8 +57,10 @@ func (c *reqCtx) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.done == nil {
-		c.done = make(chan struct{})
+		// Check the parent before the channel exists: cancelLocked closes
+		// c.done when it is set, and it is closed just below.
 		c.checkParentLocked()
+		c.done = make(chan struct{})
 		if c.err != nil {
 			close(c.done)
 		} else {

@@ -72,6 +72,14 @@ func TestReqCtxParent(t *testing.T) {
 	if !closedWithin(done, testTimeout) || !errors.Is(c.Err(), context.Canceled) {
 		t.Fatalf("parent cancel not propagated: %v", c.Err())
 	}
+	// Done asked for the first time after the parent ended (a handler that
+	// starts waiting after the connection closed): closed, no panic. This
+	// closed the channel twice once.
+	c3, cancel3 := newTestReqCtx(t)
+	cancel3()
+	if !closedWithin(c3.Done(), 0) || !errors.Is(c3.Err(), context.Canceled) {
+		t.Fatalf("late Done after parent end: err %v", c3.Err())
+	}
 	// Without Done, Err still reports the parent's end.
 	c2, cancel2 := newTestReqCtx(t)
 	cancel2()
