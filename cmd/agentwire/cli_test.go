@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -355,21 +353,17 @@ func testDemo(t *testing.T, transport, wantTransport string) {
 func startBinary(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer) {
 	t.Helper()
 	cmd := exec.Command(binary(t), args...)
-	errPipe, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	// An io.Writer, not StderrPipe: Wait returns only after everything the
+	// process wrote was copied here, so a test that reads the buffer after
+	// waitExit sees the last lines (with a pipe, Wait closed it while a
+	// reader goroutine could still be behind: a flake that lost
+	// "draining\nstopped").
+	var buf syncBuffer
+	cmd.Stderr = &buf
+	cmd.WaitDelay = 5 * time.Second // a child holding stderr open cannot stall Wait
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var buf syncBuffer
-	go func() {
-		sc := bufio.NewScanner(errPipe)
-		for sc.Scan() {
-			buf.Write([]byte(sc.Text() + "\n"))
-		}
-		io.Copy(io.Discard, errPipe)
-	}()
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			cmd.Process.Kill()
