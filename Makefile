@@ -93,14 +93,14 @@ pprof:
 	$(GO) run ./pprof -transport $(TRANSPORT) -duration $(PPROF_DURATION) -out $(PPROF_OUT)
 
 # agentwire vs ../shared/baseline in one run (agent and load in separate processes):
-# make compare TRANSPORTS=grpc CONC=64 DUR=5s
+# make compare TRANSPORTS=grpc CONC=64 DUR=5s [PROCS=1: GOMAXPROCS of every measured process]
 TRANSPORTS ?= grpc uds
 CONC       ?= 1 16 64 256
 DUR        ?= 5s
 SOAK_DUR   ?= 10m
 PGO_DUR    ?= 15s
 compare:
-	TRANSPORTS="$(TRANSPORTS)" CONC="$(CONC)" DUR="$(DUR)" GO="$(GO)" bench/compare.sh
+	TRANSPORTS="$(TRANSPORTS)" CONC="$(CONC)" DUR="$(DUR)" PROCS="$(PROCS)" GO="$(GO)" bench/compare.sh
 
 # Regenerate cmd/agentwire/default.pgo (profile-guided optimization of the
 # agentwire binary; go build picks it up by itself): make pgo

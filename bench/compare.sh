@@ -15,6 +15,9 @@
 # request of the client and agent processes, p50/p99 latency. Set
 # RESULTS=file to keep the raw lines. BASELINE=dir overrides where the
 # baseline lives; without it the baseline is skipped with a message.
+# PROCS=n runs every measured process (baseline and agentwire, client and
+# agent alike) with GOMAXPROCS=n; unset, each uses the Go default (the
+# number of cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -25,11 +28,15 @@ CONC="${CONC:-1 16 64 256}"
 DUR="${DUR:-5s}"
 GO="${GO:-go}"
 BASELINE="${BASELINE:-$root/../shared/baseline}"
+PROCS="${PROCS:-}"
 
 bench_workdir
 
 echo "building agentwire" >&2
 "$GO" build -o "$tmp/agentwire" ./cmd/agentwire
+if [ -n "$PROCS" ]; then
+	export GOMAXPROCS="$PROCS" # after the build: only the measured processes
+fi
 
 have_baseline=1
 if [ ! -x "$BASELINE/run.sh" ]; then
@@ -120,7 +127,7 @@ done
 [ -n "${RESULTS:-}" ] && cp "$raw" "$RESULTS"
 
 echo
-echo "DUR=$DUR; client and agent are separate processes on this machine ($(nproc) cores)."
+echo "DUR=$DUR; client and agent are separate processes on this machine ($(nproc) cores); GOMAXPROCS ${PROCS:-default} in every process."
 echo "ratios: requests/s and allocations per request of agentwire / baseline, same transport and c."
 awk '
 function fmt(v, f) { return (v == "-" ? "-" : sprintf(f, v)) }
