@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -250,6 +251,10 @@ func (k eventKind) String() string {
 func (s *Server) handshake(ctx context.Context, req *payload.HandshakeRequest, resp *payload.HandshakeResponse) {
 	resp.ProtocolVersion = payload.ProtocolVersion
 	resp.Capabilities = s.caps
+	if s.handshaker != nil {
+		// The hook may edit the answer: not the server's own slice.
+		resp.Capabilities.SupportedEvents = slices.Clone(s.caps.SupportedEvents)
+	}
 	resp.Success = true
 	resp.Error = payload.Opt[string]{}
 	offered := false

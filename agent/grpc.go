@@ -625,9 +625,12 @@ func processEventHandler(srv any, ctx context.Context, dec func(any) error, inte
 // answer, any event → response, ping → pong; cancel, configure and unknown
 // messages → INVALID_ARGUMENT.
 func (s *Server) processEvent(ctx context.Context, m *pb.ProxyToAgent) (*pb.AgentToProxy, error) {
-	if s.draining.Load() {
+	// Counted in s.wg like every other handler call, so that Close (and
+	// Shutdown) wait for it.
+	if s.draining.Load() || !s.track(1) {
 		return nil, errUnavailable
 	}
+	defer s.wg.Done()
 	ctx, stop := mergeCancel(ctx, s.baseCtx)
 	defer stop()
 	var x exchange

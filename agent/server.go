@@ -274,6 +274,12 @@ func (s *Server) Drain(ctx context.Context) error {
 func (s *Server) waitIdle(ctx context.Context) error {
 	for {
 		if s.inflight.Load() == 0 {
+			// idle holds a single token: pass it on, so that other
+			// Drain calls waiting at the same time wake up too.
+			select {
+			case s.idle <- struct{}{}:
+			default:
+			}
 			return nil
 		}
 		select {

@@ -414,6 +414,11 @@ func (uc *udsConn) handshake() bool {
 	s := uc.srv
 	deadline := time.Now().Add(s.cfg.uds.handshakeTimeout())
 	uc.nc.SetDeadline(deadline)
+	if uc.stopping.Load() {
+		// Shutdown began before the deadline above was set, which replaced
+		// the watcher's read deadline in the past: restore it.
+		uc.nc.SetReadDeadline(time.Unix(1, 0))
+	}
 	var resp payload.HandshakeResponse
 	resp.ProtocolVersion = payload.ProtocolVersion
 	resp.Capabilities = s.caps
