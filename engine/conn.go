@@ -48,8 +48,13 @@ type Conn struct {
 	baseCtx    context.Context // cancelled by Close: bounds reconnect attempts
 	baseCancel context.CancelFunc
 	closing    chan struct{}
-	closeOnce  sync.Once
-	wg         sync.WaitGroup // supervisor and dispatcher
+	stopOnce   sync.Once      // first half of Close: mark closed, wake everyone
+	closeOnce  sync.Once      // second half: wait for the goroutines, release
+	wg         sync.WaitGroup // supervisor
+	dispDone   chan struct{}  // closed when the dispatcher has exited
+	// cbRunning is set while the dispatcher runs a user callback: Close
+	// then does not wait for it (the callback may be the one calling).
+	cbRunning atomic.Bool
 }
 
 const (
@@ -128,14 +133,20 @@ func newConn(ctx context.Context, d dialer, o options) (*Conn, error) {
 		cbq:      make(chan callback, o.callbackQueue),
 		drainSig: make(chan struct{}, 1),
 		closing:  make(chan struct{}),
+		dispDone: make(chan struct{}),
 	}
 	c.baseCtx, c.baseCancel = context.WithCancel(context.Background())
 	if len(o.agentConfig) > 0 {
 		c.config.Store(&payload.ConfigureEvent{Config: o.agentConfig})
 	}
-	stop := context.AfterFunc(ctx, c.baseCancel)
-	s, err := c.connect(c.baseCtx)
+	// ctx bounds this first connection only: it must not end the Conn's
+	// base context, which bounds every later reconnection (ctx may end
+	// after the dialer succeeded, before stop).
+	cctx, ccancel := context.WithCancel(c.baseCtx)
+	stop := context.AfterFunc(ctx, ccancel)
+	s, err := c.connect(cctx)
 	stop()
+	ccancel()
 	if err != nil {
 		c.baseCancel()
 		_ = d.close()
@@ -145,7 +156,7 @@ func newConn(ctx context.Context, d dialer, o options) (*Conn, error) {
 		return nil, err
 	}
 	c.publish(s)
-	c.wg.Add(2)
+	c.wg.Add(1)
 	go c.supervise(s)
 	go c.dispatcher()
 	return c, nil
@@ -276,16 +287,35 @@ func (c *Conn) backoff(n int) time.Duration {
 // Close ends the connection: pending calls fail with ErrClosed, later calls
 // fail with ErrClosed, and every goroutine of the Conn has exited when
 // Close returns. It is idempotent and always returns nil.
+//
+// The one exception is a user callback (WithOnHealth, WithOnMetrics, ...)
+// running when Close is called: Close may be called from it, so it does
+// not wait for it. The Conn is closed for every caller at once; its
+// goroutines exit and the connection is released in the background as
+// soon as that callback returns.
 func (c *Conn) Close() error {
-	c.closeOnce.Do(func() {
+	c.stopOnce.Do(func() {
 		c.state.Store(stateClosed)
 		close(c.closing)
 		c.baseCancel()
 		c.notifySession()
+	})
+	if c.cbRunning.Load() {
+		go c.release()
+		return nil
+	}
+	c.release()
+	return nil
+}
+
+// release is the second half of Close: it waits for the Conn's goroutines
+// and closes the dialer, once.
+func (c *Conn) release() {
+	c.closeOnce.Do(func() {
 		c.wg.Wait()
+		<-c.dispDone
 		_ = c.d.close()
 	})
-	return nil
 }
 
 // current returns the session to use, waiting for one when the Conn is

@@ -68,13 +68,16 @@ func (c *Conn) dropCallback(cb callback) {
 }
 
 // dispatcher runs user callbacks one at a time, off the reader goroutine,
-// until the Conn closes.
+// until the Conn closes. cbRunning is set while a callback runs, so that a
+// Close meanwhile (possibly from that very callback) does not wait for it.
 func (c *Conn) dispatcher() {
-	defer c.wg.Done()
+	defer close(c.dispDone)
 	for {
 		select {
 		case cb := <-c.cbq:
+			c.cbRunning.Store(true)
 			c.runCallback(cb)
+			c.cbRunning.Store(false)
 		case <-c.closing:
 			return
 		}

@@ -146,9 +146,13 @@ func ListenReverse(ctx context.Context, endpoint string, opts ...ReverseOption) 
 		l.ln = tls.NewListener(l.ln, cfg.tls)
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
-	l.stopCtx = context.AfterFunc(ctx, func() { l.Close() })
 	l.wg.Add(1)
 	go l.acceptLoop()
+	// Last, under mu: ctx may already have ended, and then Close runs at
+	// once on the AfterFunc goroutine; it reads stopCtx under mu.
+	l.mu.Lock()
+	l.stopCtx = context.AfterFunc(ctx, func() { l.Close() })
+	l.mu.Unlock()
 	return l, nil
 }
 
@@ -524,13 +528,16 @@ func (l *ReverseListener) Stats() ReverseStats {
 func (l *ReverseListener) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
-		l.stopCtx()
 		l.mu.Lock()
+		stopCtx := l.stopCtx
 		l.closed = true
 		for nc := range l.inProgress {
 			nc.Close()
 		}
 		l.mu.Unlock()
+		if stopCtx != nil {
+			stopCtx()
+		}
 		l.cancel()
 		err = l.ln.Close()
 		l.wg.Wait()

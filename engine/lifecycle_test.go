@@ -1,0 +1,157 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/agentwire/agentwire/codec/payload"
+)
+
+// ctxHonouringMemDialer is memDialer with the one property every real
+// dialer has: an attempt under an ended context fails. onFirstOpen runs
+// inside the first open, after the connection is "established".
+type ctxHonouringMemDialer struct {
+	opens       atomic.Int32
+	onFirstOpen func()
+}
+
+func (d *ctxHonouringMemDialer) open(ctx context.Context, hs *payload.HandshakeRequest) (transport, payload.Capabilities, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, payload.Capabilities{}, &Error{Kind: ErrConnectFailed, Err: err}
+	}
+	t, caps, err := memDialer{}.open(ctx, hs)
+	if d.opens.Add(1) == 1 && d.onFirstOpen != nil {
+		d.onFirstOpen()
+	}
+	return t, caps, err
+}
+
+func (*ctxHonouringMemDialer) close() error { return nil }
+
+// TestDialContextEndingAtHandshakeKeepsReconnecting: when the context
+// given to Dial ends just as the first connection completes (the dialer
+// already succeeded), Dial returns a working Conn — and that Conn must
+// still be able to reconnect later. The context bounds the first
+// connection only.
+func TestDialContextEndingAtHandshakeKeepsReconnecting(t *testing.T) {
+	dialCtx, cancelDial := context.WithCancel(context.Background())
+	defer cancelDial()
+	d := &ctxHonouringMemDialer{onFirstOpen: cancelDial}
+	o := defaultOptions()
+	WithReconnectBackoff(time.Millisecond, 5*time.Millisecond).apply(&o)
+	c, err := newConn(dialCtx, d, o)
+	if err != nil {
+		t.Skipf("first connection reported as failed (%v): nothing to check", err)
+	}
+	defer c.Close()
+	// The agent drops the stream.
+	c.sess.Load().t.close()
+	waitUntil(t, "a reconnection", nil, func() bool { return c.Stats().Reconnects >= 1 })
+	if _, err := c.RequestHeaders(testCtx(t), headersEvent("after")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// cancelOnFirstErr is a context that gets cancelled right after its first
+// Err call returned nil: the caller's context ends while ListenReverse is
+// running (after its up-front check).
+type cancelOnFirstErr struct {
+	context.Context
+	cancel context.CancelFunc
+	once   sync.Once
+}
+
+func (c *cancelOnFirstErr) Err() error {
+	err := c.Context.Err()
+	c.once.Do(c.cancel)
+	return err
+}
+
+// TestListenReverseContextEndingDuringSetup: the context passed to
+// ListenReverse may end while it sets up; the listener then closes itself
+// (Close on the AfterFunc goroutine) without racing the setup (nil
+// stopCtx, WaitGroup Add after Wait) and without leaking.
+func TestListenReverseContextEndingDuringSetup(t *testing.T) {
+	for range 20 {
+		inner, cancel := context.WithCancel(context.Background())
+		ctx := &cancelOnFirstErr{Context: inner, cancel: cancel}
+		l, err := ListenReverse(ctx, "unix://"+sockPath(t))
+		if err != nil {
+			cancel()
+			continue
+		}
+		within(t, 5*time.Second, "Close", func() { l.Close() })
+		if _, err := l.Accept(testCtx(t)); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Accept after the context ended: %v", err)
+		}
+		cancel()
+	}
+}
+
+// TestCloseFromCallback: a user callback (dispatcher goroutine) may close
+// its own Conn, e.g. when the agent reports itself unhealthy. Close must
+// not wait for the dispatcher that is running it.
+func TestCloseFromCallback(t *testing.T) {
+	closed := make(chan struct{})
+	var c *Conn
+	var ready sync.WaitGroup
+	ready.Add(1)
+	c = uncleanMemConn(t, WithOnHealth(func(h payload.HealthStatus) {
+		ready.Wait()
+		if h.State == payload.HealthUnhealthy {
+			_ = c.Close()
+			close(closed)
+		}
+	}))
+	ready.Done()
+	c.sess.Load().onHealth(payload.HealthStatus{State: payload.HealthUnhealthy})
+	select {
+	case <-closed:
+	case <-time.After(3 * time.Second):
+		t.Fatal("Close called from a callback did not return")
+	}
+	mustKind(t, func() error { _, err := c.RequestHeaders(testCtx(t), headersEvent("x")); return err }(), ErrClosed)
+}
+
+// TestDrainFromCallback: the same for Drain (which ends in Close).
+func TestDrainFromCallback(t *testing.T) {
+	drained := make(chan error, 1)
+	var c *Conn
+	var ready sync.WaitGroup
+	ready.Add(1)
+	c = uncleanMemConn(t, WithOnHealth(func(h payload.HealthStatus) {
+		ready.Wait()
+		if h.State == payload.HealthDraining {
+			drained <- c.Drain(context.Background())
+		}
+	}))
+	ready.Done()
+	c.sess.Load().onHealth(payload.HealthStatus{State: payload.HealthDraining})
+	select {
+	case err := <-drained:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Drain called from a callback did not return")
+	}
+}
+
+// uncleanMemConn is memConn without the Close at cleanup (which would
+// hang the test binary if the Conn's Close deadlocked).
+func uncleanMemConn(t testing.TB, opts ...Option) *Conn {
+	t.Helper()
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	c, err := newConn(context.Background(), memDialer{}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
