@@ -333,10 +333,17 @@ func (st *procStream) handle(m *pb.ProxyToAgent) error {
 			st.enqueue(hs)
 			return nil
 		}
+		if st.established.Load() {
+			// A repeated handshake: the queue may be full by now, so its
+			// reply waits for room like any other message.
+			st.enqueue(hs)
+			return nil
+		}
 		// Queue the reply and mark the stream established under s.mu, the
 		// lock broadcast holds: a push can then neither overtake the
 		// handshake reply nor miss a proxy that has already received it.
-		// The queue is empty at this point, so TryEnqueue cannot be full.
+		// The queue is empty at this point (nothing is sent before the
+		// first handshake), so TryEnqueue cannot be full.
 		s.mu.Lock()
 		err := st.out.TryEnqueue(outItem{msg: hs})
 		if err == nil {

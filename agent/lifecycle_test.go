@@ -173,3 +173,17 @@ func TestHandshakerEditsDoNotLeak(t *testing.T) {
 		t.Errorf("Capabilities() = %v after the hook, want %v", got, want)
 	}
 }
+
+// A second handshake on an established stream is answered too (its reply
+// goes through the blocking enqueue, not the first handshake's TryEnqueue,
+// which would drop it if the queue were full).
+func TestRepeatedHandshakeIsAnswered(t *testing.T) {
+	e := startEnv(t, newHookHandler(), "tcp")
+	p := e.openRaw()
+	for i := 0; i < 2; i++ {
+		p.send(handshakeMsg(2))
+		if !p.recv().GetHandshake().GetSuccess() {
+			t.Fatalf("handshake %d not answered with success", i+1)
+		}
+	}
+}
