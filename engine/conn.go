@@ -444,6 +444,12 @@ func (c *Conn) leave(s *session) {
 	if s.flowWait.Load() > 0 && s.capacity.Load() >= 0 {
 		s.signalFlow()
 	}
+	// The in-flight count is the Conn's, capacities are per session: a
+	// call that ends on a session already replaced frees room on the
+	// current one too, whose waiters would otherwise miss it.
+	if cur := c.sess.Load(); cur != s && cur != nil && cur.flowWait.Load() > 0 && cur.capacity.Load() >= 0 {
+		cur.signalFlow()
+	}
 	if n == 0 && c.state.Load() == stateDraining {
 		select {
 		case c.drainSig <- struct{}{}:

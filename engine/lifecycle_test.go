@@ -155,3 +155,33 @@ func uncleanMemConn(t testing.TB, opts ...Option) *Conn {
 	}
 	return c
 }
+
+// TestLeaveOnReplacedSessionWakesCapacityWaiters: the in-flight count is
+// the Conn's while capacities are per session, so a call ending on a
+// session that was already replaced frees room on the current one. A
+// caller waiting there for capacity must wake then, not at its deadline.
+func TestLeaveOnReplacedSessionWakesCapacityWaiters(t *testing.T) {
+	c := memConn(t, WithFlowControl(FlowWait))
+	cur := c.sess.Load()
+	cur.capacity.Store(1)
+	old := &session{}       // the replaced session the earlier call ran on
+	old.capacity.Store(-1)  // no capacity limit there
+	c.stats.inFlight.Add(1) // that call, still counted
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := c.RequestHeaders(ctx, headersEvent("waits"))
+		done <- err
+	}()
+	waitUntil(t, "the caller to wait for capacity", nil, func() bool { return cur.flowWait.Load() == 1 })
+	c.leave(old)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the capacity waiter was not woken by a call ending on the replaced session")
+	}
+}
