@@ -387,10 +387,10 @@ func (c *Conn) admit(ctx context.Context, cid string, kind int32) (context.Conte
 			if cancel == nil {
 				ctx, cancel = c.ensureDeadline(ctx, nil)
 			}
-			var err error
-			if s, err = c.current(ctx); err != nil {
+			if _, err := c.current(ctx); err != nil {
 				return fail(err)
 			}
+			continue // re-check the state: Drain or Close may have begun meanwhile
 		}
 		if kind != 0 && s.events&(1<<uint(kind)) == 0 {
 			return fail(errNotSubscr)
