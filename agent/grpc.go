@@ -488,7 +488,8 @@ func (s *Server) handshakeToPB(r *payload.HandshakeResponse) *pb.HandshakeRespon
 		out.Capabilities = pbconv.CapabilitiesToPB(&r.Capabilities)
 	}
 	if r.Error.Valid {
-		e := r.Error.Value
+		// Valid UTF-8 only: a Rust (prost) peer rejects anything else.
+		e := pbconv.ValidUTF8(r.Error.Value)
 		out.Error = &e
 	}
 	return out

@@ -359,7 +359,7 @@ type ResponseEncoder struct {
 func (e *ResponseEncoder) Encode(src *payload.AgentResponse) *pb.AgentResponse {
 	e.nOps, e.nSets, e.nAdds, e.nRem, e.nHdrs = 0, 0, 0, 0, 0
 	m := &e.msg
-	m.CorrelationId = src.CorrelationID
+	m.CorrelationId = ValidUTF8(src.CorrelationID)
 	m.NeedsMore = src.NeedsMore
 	m.ProcessingTimeMs = nil
 	if src.ProcessingTimeMS.Valid {
@@ -373,20 +373,20 @@ func (e *ResponseEncoder) Encode(src *payload.AgentResponse) *pb.AgentResponse {
 		d.Status = uint32(src.Decision.Status)
 		d.Body = nil
 		if src.Decision.Body.Valid {
-			e.body = src.Decision.Body.Value
+			e.body = ValidUTF8(src.Decision.Body.Value)
 			d.Body = &e.body
 		}
 		d.Headers = e.blockHeaders(src.Decision.BlockHeaders)
 		e.block.Block = d
 		m.Decision = &e.block
 	case payload.DecisionRedirect:
-		e.redirMsg.Url = src.Decision.URL
+		e.redirMsg.Url = ValidUTF8(src.Decision.URL)
 		e.redirMsg.Status = uint32(src.Decision.Status)
 		e.redirect.Redirect = &e.redirMsg
 		m.Decision = &e.redirect
 	case payload.DecisionChallenge:
-		e.chalMsg.ChallengeType = src.Decision.ChallengeType
-		e.chalMsg.Params = src.Decision.Params
+		e.chalMsg.ChallengeType = ValidUTF8(src.Decision.ChallengeType)
+		e.chalMsg.Params = validMap(src.Decision.Params)
 		e.challenge.Challenge = &e.chalMsg
 		m.Decision = &e.challenge
 	default:
@@ -406,9 +406,9 @@ func (e *ResponseEncoder) Encode(src *payload.AgentResponse) *pb.AgentResponse {
 	}
 
 	a := &e.audit
-	a.Tags = src.Audit.Tags
-	a.RuleIds = src.Audit.RuleIDs
-	a.ReasonCodes = src.Audit.ReasonCodes
+	a.Tags = validStrings(src.Audit.Tags)
+	a.RuleIds = validStrings(src.Audit.RuleIDs)
+	a.ReasonCodes = validStrings(src.Audit.ReasonCodes)
 	a.Confidence = nil
 	if src.Audit.Confidence.Valid {
 		e.conf = src.Audit.Confidence.Value
@@ -422,11 +422,12 @@ func (e *ResponseEncoder) Encode(src *payload.AgentResponse) *pb.AgentResponse {
 			clear(e.custom)
 		}
 		for k, v := range src.Audit.Custom {
+			k = ValidUTF8(k)
 			if len(v) == 0 {
 				e.custom[k] = "null"
 				continue
 			}
-			e.custom[k] = string(v)
+			e.custom[k] = ValidUTF8(string(v))
 		}
 		a.Custom = e.custom
 	}
@@ -440,7 +441,7 @@ func (e *ResponseEncoder) header(name, value string) *pb.Header {
 	}
 	h := e.hdrs[e.nHdrs]
 	e.nHdrs++
-	h.Name, h.Value = name, value
+	h.Name, h.Value = ValidUTF8(name), ValidUTF8(value)
 	return h
 }
 
@@ -467,7 +468,7 @@ func (e *ResponseEncoder) headerOps(dst []*pb.HeaderOp, ops []payload.HeaderOp) 
 			}
 			w := e.removes[e.nRem]
 			e.nRem++
-			w.Remove = op.Name
+			w.Remove = ValidUTF8(op.Name)
 			o.Operation = w
 		default:
 			if e.nSets == len(e.sets) {
@@ -545,7 +546,7 @@ func CapabilitiesToPB(c *payload.Capabilities) *pb.AgentCapabilities {
 	if v, ok := c.Limits.MaxProcessingTimeMS.Get(); ok {
 		out.Limits.MaxProcessingTimeMs = &v
 	}
-	return out
+	return validPB(out)
 }
 
 // HandshakeResponseToPB converts a handshake answer. The Unix-socket
@@ -559,7 +560,7 @@ func HandshakeResponseToPB(r *payload.HandshakeResponse) *pb.HandshakeResponse {
 	if v, ok := r.Error.Get(); ok {
 		out.Error = &v
 	}
-	return out
+	return validPB(out)
 }
 
 // HealthStatusToPB converts a health report.
@@ -584,7 +585,7 @@ func HealthStatusToPB(h *payload.HealthStatus) *pb.HealthStatus {
 	if v, ok := h.UnhealthyReason.Get(); ok {
 		out.UnhealthyReason = &v
 	}
-	return out
+	return validPB(out)
 }
 
 // FlowControlSignalToPB converts a flow-control signal.
@@ -596,7 +597,7 @@ func FlowControlSignalToPB(f *payload.FlowControlSignal) *pb.FlowControlSignal {
 	if v, ok := f.BufferAvailable.Get(); ok {
 		out.BufferAvailable = &v
 	}
-	return out
+	return validPB(out)
 }
 
 func optHelp(s string) *string {
@@ -624,7 +625,7 @@ func MetricsReportToPB(r *payload.MetricsReport) *pb.MetricsReport {
 		}
 		out.Histograms = append(out.Histograms, ph)
 	}
-	return out
+	return validPB(out)
 }
 
 // ConfigUpdateRequestToPB converts a config-update request. A rule's
@@ -664,7 +665,7 @@ func ConfigUpdateRequestToPB(r *payload.ConfigUpdateRequest) *pb.ConfigUpdateReq
 	default:
 		out.UpdateType = &pb.ConfigUpdateRequest_RequestReload{RequestReload: &pb.RequestReload{}}
 	}
-	return out
+	return validPB(out)
 }
 
 // ---------------------------------------------------------------------------
@@ -693,5 +694,5 @@ func LogMessageToPB(m *payload.LogMessage) *pb.LogMessage {
 	if v, ok := m.CorrelationID.Get(); ok {
 		out.CorrelationId = &v
 	}
-	return out
+	return validPB(out)
 }

@@ -112,7 +112,7 @@ func RequestMetadataToPB(src *payload.RequestMetadata, nowMS uint64) *pb.Request
 		tp := src.Traceparent
 		m.Traceparent = &tp
 	}
-	return m
+	return validPB(m)
 }
 
 // HeadersToPB flattens headers into one pb.Header per value, names in the
@@ -121,7 +121,7 @@ func HeadersToPB(h payload.Headers) []*pb.Header {
 	var out []*pb.Header
 	for i := range h {
 		for _, v := range h[i].Values {
-			out = append(out, &pb.Header{Name: h[i].Name, Value: v})
+			out = append(out, &pb.Header{Name: ValidUTF8(h[i].Name), Value: ValidUTF8(v)})
 		}
 	}
 	return out
@@ -129,13 +129,13 @@ func HeadersToPB(h payload.Headers) []*pb.Header {
 
 // RequestHeadersEventToPB converts a request-headers event.
 func RequestHeadersEventToPB(src *payload.RequestHeadersEvent, nowMS uint64) *pb.RequestHeadersEvent {
-	return &pb.RequestHeadersEvent{
+	return validPB(&pb.RequestHeadersEvent{
 		Metadata:    RequestMetadataToPB(&src.Metadata, nowMS),
 		Method:      src.Method,
 		Uri:         src.URI,
 		HttpVersion: HTTPVersion(&src.Metadata),
 		Headers:     HeadersToPB(src.Headers),
-	}
+	})
 }
 
 // BodyChunkToPB converts a request or response body chunk. Data is
@@ -153,28 +153,28 @@ func BodyChunkToPB(src *payload.BodyChunk, nowMS uint64) *pb.BodyChunkEvent {
 		v := src.TotalSize.Value
 		m.TotalSize = &v
 	}
-	return m
+	return validPB(m)
 }
 
 // ResponseHeadersEventToPB converts a response-headers event.
 func ResponseHeadersEventToPB(src *payload.ResponseHeadersEvent) *pb.ResponseHeadersEvent {
-	return &pb.ResponseHeadersEvent{
+	return validPB(&pb.ResponseHeadersEvent{
 		CorrelationId: src.CorrelationID,
 		StatusCode:    uint32(src.Status),
 		Headers:       HeadersToPB(src.Headers),
-	}
+	})
 }
 
 // RequestCompleteEventToPB converts a request-complete event.
 func RequestCompleteEventToPB(src *payload.RequestCompleteEvent) *pb.RequestCompleteEvent {
-	return &pb.RequestCompleteEvent{
+	return validPB(&pb.RequestCompleteEvent{
 		CorrelationId: src.CorrelationID,
 		StatusCode:    uint32(src.Status),
 		DurationMs:    src.DurationMS,
 		BytesReceived: src.RequestBodySize,
 		BytesSent:     src.ResponseBodySize,
 		Error:         optStringToPB(src.Error),
-	}
+	})
 }
 
 // FrameTypeFromOpcode maps a payload opcode name to the proto frame_type:
@@ -203,12 +203,12 @@ func FrameTypeFromOpcode(op string) int32 {
 // WebSocketFrameEventToPB converts a WebSocket frame event. Data is
 // referenced, not copied.
 func WebSocketFrameEventToPB(src *payload.WebSocketFrameEvent) *pb.WebSocketFrameEvent {
-	return &pb.WebSocketFrameEvent{
+	return validPB(&pb.WebSocketFrameEvent{
 		CorrelationId:  src.CorrelationID,
 		ClientToServer: src.ClientToServer,
 		FrameType:      FrameTypeFromOpcode(src.Opcode),
 		Payload:        src.Data,
-	}
+	})
 }
 
 // GuardrailContentType returns the proto content_type sent for an
@@ -266,13 +266,13 @@ func AppendGuardrailContextJSON(dst []byte, src *payload.GuardrailInspectEvent) 
 
 // GuardrailInspectEventToPB converts a guardrail inspection event.
 func GuardrailInspectEventToPB(src *payload.GuardrailInspectEvent) *pb.GuardrailInspectEvent {
-	return &pb.GuardrailInspectEvent{
+	return validPB(&pb.GuardrailInspectEvent{
 		CorrelationId: src.CorrelationID,
 		Content:       src.Content,
 		ContentType:   GuardrailContentType(src.InspectionType),
 		Model:         optStringToPB(src.Model),
 		ContextJson:   GuardrailContextJSON(src),
-	}
+	})
 }
 
 // ConfigJSON returns the config_json text for a configuration value:
@@ -286,21 +286,21 @@ func ConfigJSON(cfg json.RawMessage) string {
 
 // ConfigureEventToPB converts a configure event.
 func ConfigureEventToPB(src *payload.ConfigureEvent, isInitial bool, nowMS uint64) *pb.ConfigureEvent {
-	return &pb.ConfigureEvent{
+	return validPB(&pb.ConfigureEvent{
 		ConfigJson:    ConfigJSON(src.Config),
 		ConfigVersion: optStringToPB(src.ConfigVersion),
 		IsInitial:     isInitial,
 		TimestampMs:   nowMS,
-	}
+	})
 }
 
 // CancelToPB converts a cancel notice (reason 1…6, gRPC numbering).
 func CancelToPB(src payload.Cancel) *pb.CancelRequest {
-	return &pb.CancelRequest{
+	return validPB(&pb.CancelRequest{
 		CorrelationId: src.CorrelationID,
 		Reason:        int32(src.Reason),
 		TimestampMs:   src.TimestampMS,
-	}
+	})
 }
 
 // PingToPB converts a ping.
@@ -316,23 +316,23 @@ func HandshakeRequestToPB(src *payload.HandshakeRequest) *pb.HandshakeRequest {
 	if len(src.Config) > 0 {
 		cj = string(src.Config)
 	}
-	return &pb.HandshakeRequest{
+	return validPB(&pb.HandshakeRequest{
 		SupportedVersions: append([]uint32(nil), src.SupportedVersions...),
 		ProxyId:           src.ProxyID,
 		ProxyVersion:      src.ProxyVersion,
 		ConfigJson:        cj,
-	}
+	})
 }
 
 // ConfigUpdateResponseToPB converts the proxy's answer to a config update
 // (sent as ProxyControl.config_response).
 func ConfigUpdateResponseToPB(src *payload.ConfigUpdateResponse) *pb.ConfigUpdateResponse {
-	return &pb.ConfigUpdateResponse{
+	return validPB(&pb.ConfigUpdateResponse{
 		RequestId:   src.RequestID,
 		Accepted:    src.Accepted,
 		Error:       optStringToPB(src.Error),
 		TimestampMs: src.TimestampMS,
-	}
+	})
 }
 
 // ---------------------------------------------------------------------------

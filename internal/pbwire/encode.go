@@ -2,6 +2,7 @@ package pbwire
 
 import (
 	"encoding/json"
+	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -26,7 +27,9 @@ const (
 
 // ---------------------------------------------------------------------------
 // field size and append primitives (proto3 implicit presence: zero values
-// of plain fields are not written)
+// of plain fields are not written). String fields are written as
+// pbconv.ValidUTF8 of the value: a Rust (prost) peer rejects a string that
+// is not valid UTF-8 and ends the whole stream.
 
 func sizeTag(num protowire.Number) int { return protowire.SizeTag(num) }
 
@@ -34,14 +37,14 @@ func sizeStr(num protowire.Number, s string) int {
 	if s == "" {
 		return 0
 	}
-	return sizeTag(num) + protowire.SizeBytes(len(s))
+	return sizeTag(num) + protowire.SizeBytes(pbconv.ValidUTF8Len(s))
 }
 
 func sizeOptStr(num protowire.Number, o payload.Opt[string]) int {
 	if !o.Valid {
 		return 0
 	}
-	return sizeTag(num) + protowire.SizeBytes(len(o.Value))
+	return sizeTag(num) + protowire.SizeBytes(pbconv.ValidUTF8Len(o.Value))
 }
 
 func sizeBytes(num protowire.Number, b []byte) int {
@@ -81,8 +84,8 @@ func appendStr(b []byte, num protowire.Number, s string) []byte {
 		return b
 	}
 	b = protowire.AppendTag(b, num, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(len(s)))
-	return append(b, s...)
+	b = protowire.AppendVarint(b, uint64(pbconv.ValidUTF8Len(s)))
+	return pbconv.AppendValidUTF8(b, s)
 }
 
 func appendOptStr(b []byte, num protowire.Number, o payload.Opt[string]) []byte {
@@ -90,8 +93,8 @@ func appendOptStr(b []byte, num protowire.Number, o payload.Opt[string]) []byte 
 		return b
 	}
 	b = protowire.AppendTag(b, num, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(len(o.Value)))
-	return append(b, o.Value...)
+	b = protowire.AppendVarint(b, uint64(pbconv.ValidUTF8Len(o.Value)))
+	return pbconv.AppendValidUTF8(b, o.Value)
 }
 
 func appendBytes(b []byte, num protowire.Number, v []byte) []byte {
@@ -427,7 +430,7 @@ func AppendPing(b []byte, seq, nowMS uint64) []byte {
 }
 
 func configureBodyLen(cfg json.RawMessage, version payload.Opt[string], isInitial bool, nowMS uint64) int {
-	cj := len(cfg)
+	cj := pbconv.ValidUTF8Len(stringView(cfg))
 	if cj == 0 {
 		cj = len("null")
 	}
@@ -447,7 +450,7 @@ func AppendConfigure(b []byte, ev *payload.ConfigureEvent, isInitial bool, nowMS
 	if len(ev.Config) == 0 {
 		b = appendStr(b, 1, "null")
 	} else {
-		b = appendBytes(b, 1, ev.Config)
+		b = appendStr(b, 1, stringView(ev.Config))
 	}
 	b = appendOptStr(b, 2, ev.ConfigVersion)
 	b = appendBool(b, 3, isInitial)
@@ -463,7 +466,7 @@ func handshakeBodyLen(h *payload.HandshakeRequest) int {
 		}
 		n += sizeMsg(1, packed)
 	}
-	cj := len(h.Config)
+	cj := pbconv.ValidUTF8Len(stringView(h.Config))
 	if cj == 0 {
 		cj = len("{}")
 	}
@@ -495,5 +498,11 @@ func AppendHandshake(b []byte, h *payload.HandshakeRequest) []byte {
 	if len(h.Config) == 0 {
 		return appendStr(b, 4, "{}")
 	}
-	return appendBytes(b, 4, h.Config)
+	return appendStr(b, 4, stringView(h.Config))
+}
+
+// stringView returns the bytes of b as a string without copying; the
+// result is only read, while b is unchanged.
+func stringView(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
