@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/mem"
 
@@ -363,6 +364,9 @@ func (c *Conn) ensureDeadline(ctx context.Context, s *session) (context.Context,
 func (c *Conn) admit(ctx context.Context, cid string, kind int32) (context.Context, context.CancelFunc, *session, error) {
 	if cid == "" {
 		return ctx, nil, nil, errNoCID
+	}
+	if !utf8.ValidString(cid) {
+		return ctx, nil, nil, errBadCID
 	}
 	var cancel context.CancelFunc
 	fail := func(err error) (context.Context, context.CancelFunc, *session, error) {
@@ -784,6 +788,9 @@ func (c *Conn) Configure(ctx context.Context, ev *payload.ConfigureEvent) error 
 func (c *Conn) Cancel(correlationID string, reason payload.CancelReason) error {
 	if correlationID == "" {
 		return errNoCID
+	}
+	if !utf8.ValidString(correlationID) {
+		return errBadCID
 	}
 	if reason < payload.CancelClientDisconnect || reason > payload.CancelManual {
 		return &Error{Kind: ErrInvalidEvent, Detail: "cancel reason out of range 1..6"}

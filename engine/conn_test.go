@@ -396,3 +396,15 @@ func TestEncodedBytesReachAgentIntact(t *testing.T) {
 		t.Fatalf("body differs: %d bytes received", len(got))
 	}
 }
+
+// A correlation id that is not valid UTF-8 is refused before it goes out:
+// every transport carries it as text (repaired to U+FFFD), so the reply
+// would name a different id and the call could only time out.
+func TestInvalidUTF8CorrelationIDRefused(t *testing.T) {
+	c := memConn(t)
+	mustKind(t, func() error { _, err := c.RequestHeaders(testCtx(t), headersEvent("bad\xff")); return err }(), ErrInvalidEvent)
+	mustKind(t, c.Cancel("bad\xff", payload.CancelManual), ErrInvalidEvent)
+	if _, err := c.RequestHeaders(testCtx(t), headersEvent("good-é")); err != nil {
+		t.Fatal(err)
+	}
+}

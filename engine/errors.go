@@ -105,6 +105,7 @@ var (
 	errManualCancel  = &Error{Kind: ErrCanceled, Detail: "canceled by Conn.Cancel"}
 	errAgentDraining = &Error{Kind: ErrDraining, Detail: "agent reported DRAINING"}
 	errNoCID         = &Error{Kind: ErrInvalidEvent, Detail: "empty correlation id"}
+	errBadCID        = &Error{Kind: ErrInvalidEvent, Detail: "correlation id is not valid UTF-8 (the wire carries it as text: it would come back changed and match nothing)"}
 	errNilEvent      = &Error{Kind: ErrInvalidEvent, Detail: "nil event"}
 	errCapacity      = &Error{Kind: ErrFlowPaused, Detail: "agent in-flight capacity reached"}
 	errPausedCID     = &Error{Kind: ErrFlowPaused, Detail: "agent paused this correlation id"}
