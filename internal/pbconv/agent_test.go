@@ -559,3 +559,19 @@ func FuzzAgentDecode(f *testing.F) {
 		}
 	})
 }
+
+// An agent that leaves out limits and health_config gets the reference's
+// defaults (10 MiB bodies, 100 in flight, 64 KiB chunks, 5 s processing,
+// health every 10 s with load metrics), as the Rust proxy reads it.
+func TestCapabilitiesFromPBMissingParts(t *testing.T) {
+	got := CapabilitiesFromPB(&pb.AgentCapabilities{ProtocolVersion: 2, AgentId: "a"})
+	if !reflect.DeepEqual(got.Limits, payload.DefaultLimits()) {
+		t.Fatalf("limits %+v", got.Limits)
+	}
+	if want := (payload.HealthConfig{ReportIntervalMS: 10000, IncludeLoadMetrics: true}); got.Health != want {
+		t.Fatalf("health %+v", got.Health)
+	}
+	if got.Features != (payload.Features{}) {
+		t.Fatalf("features %+v", got.Features)
+	}
+}

@@ -573,8 +573,10 @@ func LogMessageFromPB(src *pb.LogMessage) *payload.LogMessage {
 	}
 }
 
-// CapabilitiesFromPB converts the agent's capabilities (nil gives the zero
-// value). SupportedEvents is copied as is, unknown codes included.
+// CapabilitiesFromPB converts the agent's capabilities. SupportedEvents is
+// copied as is, unknown codes included. Missing limits and health_config
+// (also for a nil src) read as the reference's defaults, as its proxy reads
+// them; missing features as all off.
 func CapabilitiesFromPB(src *pb.AgentCapabilities) payload.Capabilities {
 	c := payload.Capabilities{
 		ProtocolVersion: src.GetProtocolVersion(),
@@ -596,6 +598,10 @@ func CapabilitiesFromPB(src *pb.AgentCapabilities) payload.Capabilities {
 			HealthReporting:    f.HealthReporting,
 		}
 	}
+	// A missing limits or health_config message reads as the reference's
+	// defaults (its proxy does the same); missing features read as all off.
+	c.Limits = payload.DefaultLimits()
+	c.Health = payload.HealthConfig{ReportIntervalMS: 10000, IncludeLoadMetrics: true}
 	if l := src.GetLimits(); l != nil {
 		c.Limits = payload.Limits{
 			MaxBodySize:        l.MaxBodySize,
