@@ -145,7 +145,8 @@ func WithOnRegistered(f func(payload.RegistrationResponse)) ReverseOption {
 // *RegistrationRejectedError instead. Invalid options or endpoints are
 // reported at once.
 //
-// Endpoints: "unix:PATH", "unix://PATH" or a path starting with "/" or "."
+// Endpoints: "unix:PATH" ("unix://a.sock" is /a.sock, as the Rust proxy
+// reads it), or a path starting with "/" or "."
 // for a Unix socket (the only kind the reference proxy listens on);
 // "tcp://HOST:PORT" or "HOST:PORT" for TCP. WithReverseTLS adds TLS on
 // either.

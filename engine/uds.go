@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/agentwire/agentwire/internal/unixsock"
 	"io"
 	"log/slog"
 	"net"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,15 +33,14 @@ import (
 // returned without a copy) and routes replies by their correlation id
 // without decoding them first (uds_peek.go).
 
-// parseUDSEndpoint accepts "unix:///path", "unix://path", "unix:/path",
-// "unix:path", "/path" and relative "*.sock" paths.
+// parseUDSEndpoint accepts "unix:" endpoints ("unix:///path",
+// "unix:/path", "unix:path"; "unix://a/b.sock" is /a/b.sock, as the Rust
+// pool reads it: see unixsock.PathFromURL), "/path" and relative "*.sock"
+// paths.
 func parseUDSEndpoint(s string) (endpoint, error) {
 	path := s
-	switch {
-	case strings.HasPrefix(s, "unix://"):
-		path = strings.TrimPrefix(s, "unix://")
-	case strings.HasPrefix(s, "unix:"):
-		path = strings.TrimPrefix(s, "unix:")
+	if p, ok := unixsock.PathFromURL(s); ok {
+		path = p
 	}
 	if path == "" {
 		return endpoint{}, fmt.Errorf("agentwire: endpoint %q: empty socket path", s)

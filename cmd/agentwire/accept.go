@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"strings"
 
 	"github.com/agentwire/agentwire/engine"
+	"github.com/agentwire/agentwire/internal/unixsock"
 )
 
 // acceptAgent listens for reverse connections at f.accept (engine.ListenReverse),
@@ -28,7 +28,10 @@ func acceptAgent(ctx context.Context, f *probeFlags, stderr io.Writer) (conn *en
 	// under a temporary name and links it there); TCP with its real port.
 	shown := l.Addr().String()
 	if l.Addr().Network() == "unix" {
-		p := strings.TrimPrefix(strings.TrimPrefix(f.accept, "unix://"), "unix:")
+		p := f.accept
+		if u, ok := unixsock.PathFromURL(p); ok {
+			p = u
+		}
 		if abs, err := filepath.Abs(p); err == nil {
 			p = abs
 		}

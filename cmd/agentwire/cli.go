@@ -12,6 +12,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/agentwire/agentwire/internal/unixsock"
 )
 
 // version is announced by the reference agents of serve.
@@ -181,10 +183,9 @@ func parseEndpoint(s string) (endpoint, error) {
 		return e, usagef("empty endpoint")
 	case strings.HasPrefix(s, "grpc+unix://"):
 		e.kind, e.addr = epGRPCUnix, strings.TrimPrefix(s, "grpc+unix://")
-	case strings.HasPrefix(s, "unix://"):
-		e.kind, e.addr = epUnix, strings.TrimPrefix(s, "unix://")
 	case strings.HasPrefix(s, "unix:"):
-		e.kind, e.addr = epUnix, strings.TrimPrefix(s, "unix:")
+		e.kind = epUnix
+		e.addr, _ = unixsock.PathFromURL(s)
 	case strings.HasPrefix(s, "/"):
 		e.kind, e.addr = epUnix, s
 	case strings.HasPrefix(s, "grpcs://"):

@@ -257,7 +257,9 @@ func TestParseEndpoint(t *testing.T) {
 		{"", 0, "", false},
 		{"localhost", 0, "", false},
 		{"grpc://host:", 0, "", false},
-		{"unix://relative.sock", 0, "", false},
+		{"unix://run/a.sock", epUnix, "/run/a.sock", true}, // as the Rust pool reads it
+		{"unix:relative.sock", 0, "", false},
+		{"unix://", 0, "", false},
 		{"http://x:1", 0, "", false},
 	}
 	for _, c := range cases {

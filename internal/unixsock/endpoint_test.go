@@ -23,3 +23,22 @@ func TestSplitEndpoint(t *testing.T) {
 		}
 	}
 }
+
+func TestPathFromURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"unix:///run/a.sock": "/run/a.sock",
+		"unix://run/a.sock":  "/run/a.sock", // the Rust pool keeps "//run/a.sock": absolute
+		"unix:/run/a.sock":   "/run/a.sock",
+		"unix:a.sock":        "a.sock",
+		"unix://":            "",
+		"unix:":              "",
+	} {
+		got, ok := PathFromURL(in)
+		if !ok || got != want {
+			t.Errorf("PathFromURL(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+	if _, ok := PathFromURL("/run/a.sock"); ok {
+		t.Error("a plain path reported as a unix: URL")
+	}
+}
