@@ -72,6 +72,31 @@ func (x *exchange) resetResp() {
 	}
 }
 
+// scrub drops the strings and aliased bytes x holds from its last event
+// and reply, keeping only the capacity of its header storage, so that a
+// pooled exchange does not pin received messages.
+func (x *exchange) scrub() {
+	x.reqHeaders = payload.RequestHeadersEvent{Headers: scrubHeaders(x.reqHeaders.Headers)}
+	x.respHeaders = payload.ResponseHeadersEvent{Headers: scrubHeaders(x.respHeaders.Headers)}
+	x.body = payload.BodyChunk{}
+	x.complete = payload.RequestCompleteEvent{}
+	x.ws = payload.WebSocketFrameEvent{}
+	x.guard = payload.GuardrailInspectEvent{}
+	x.resp = payload.AgentResponse{}
+}
+
+// scrubHeaders clears every slot of hs up to its capacity (names and
+// values), keeping the storage for reuse.
+func scrubHeaders(hs payload.Headers) payload.Headers {
+	hs = hs[:cap(hs)]
+	for i := range hs {
+		hs[i].Name = ""
+		clear(hs[i].Values[:cap(hs[i].Values)])
+		hs[i].Values = hs[i].Values[:0]
+	}
+	return hs[:0]
+}
+
 // inflightTable maps correlation ids to the exchanges being handled on one
 // connection, so that a cancel can reach their contexts. Safe for concurrent
 // use.

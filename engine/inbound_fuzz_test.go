@@ -87,6 +87,7 @@ func FuzzInbound(f *testing.F) {
 		s.health.Store(nil)
 		s.pausedIDs.Clear()
 		s.nPaused.Store(0)
+		s.pausedBytes.Store(0)
 		var dst payload.AgentResponse
 		if err := c.RequestHeadersInto(t.Context(), headersEvent("after-fuzz"), &dst); err != nil || dst.CorrelationID != "after-fuzz" {
 			t.Fatalf("conn unusable after input %x: %v %+v", b, err, dst)

@@ -288,6 +288,10 @@ func (l *ReverseListener) serve(nc net.Conn) {
 	select {
 	case l.accepted <- c:
 	case <-l.ctx.Done():
+	case <-c.closing:
+		// The agent hung up before anyone accepted the connection: do
+		// not keep this goroutine (and the dead Conn) until Close.
+		l.log.Debug("agentwire: reverse connection ended before it was accepted", "agent_id", req.AgentID, "connection_id", connID)
 	}
 }
 

@@ -50,10 +50,13 @@ type session struct {
 	paused    atomic.Bool // connection-wide PAUSE
 	pausedIDs *xsync.Map[string, struct{}]
 	nPaused   atomic.Int32
-	capacity  atomic.Int64 // in-flight cap set by UPDATE_CAPACITY; < 0 = none
-	flowMu    sync.Mutex
-	flowCh    chan struct{} // closed and replaced on every flow change
-	flowWait  atomic.Int32  // callers waiting in FlowWait mode
+	// pausedBytes sums the lengths of the ids in pausedIDs (bounded by
+	// maxPausedIDBytes).
+	pausedBytes atomic.Int64
+	capacity    atomic.Int64 // in-flight cap set by UPDATE_CAPACITY; < 0 = none
+	flowMu      sync.Mutex
+	flowCh      chan struct{} // closed and replaced on every flow change
+	flowWait    atomic.Int32  // callers waiting in FlowWait mode
 }
 
 // healthReport is the last health report of a session.
@@ -488,7 +491,9 @@ func (s *session) onFlow(f payload.FlowControlSignal) {
 			// (counted as a protocol error); it is not widened into a
 			// connection pause, which a per-request RESUME would never
 			// lift.
-			if s.nPaused.Load() >= maxPausedIDs {
+			// The ids are bounded in bytes too: each may be as long as
+			// the receive limit allows.
+			if s.nPaused.Load() >= maxPausedIDs || s.pausedBytes.Load()+int64(len(cid)) > maxPausedIDBytes {
 				if _, ok := s.pausedIDs.Load(cid); !ok {
 					s.protocolError("per-request pause refused: too many paused requests", nil)
 					return
@@ -496,10 +501,12 @@ func (s *session) onFlow(f payload.FlowControlSignal) {
 			}
 			if _, loaded := s.pausedIDs.LoadOrStore(cid, struct{}{}); !loaded {
 				s.nPaused.Add(1)
+				s.pausedBytes.Add(int64(len(cid)))
 			}
 		case payload.FlowResume:
 			if _, loaded := s.pausedIDs.LoadAndDelete(cid); loaded {
 				s.nPaused.Add(-1)
+				s.pausedBytes.Add(-int64(len(cid)))
 			}
 		default:
 			s.protocolError("flow-control action not applicable to one request", nil)
@@ -531,6 +538,10 @@ func (s *session) onFlow(f payload.FlowControlSignal) {
 // connection (see onFlow).
 const maxPausedIDs = 8192
 
+// maxPausedIDBytes bounds the total length of those requests' correlation
+// ids (see onFlow): 256 bytes each on average at the count bound.
+const maxPausedIDBytes = 2 << 20
+
 // forgetPause drops a per-request pause of cid: the request is over.
 func (s *session) forgetPause(cid string) {
 	if s.nPaused.Load() == 0 {
@@ -538,6 +549,7 @@ func (s *session) forgetPause(cid string) {
 	}
 	if _, loaded := s.pausedIDs.LoadAndDelete(cid); loaded {
 		s.nPaused.Add(-1)
+		s.pausedBytes.Add(-int64(len(cid)))
 		s.signalFlow()
 	}
 }
