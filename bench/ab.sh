@@ -7,6 +7,7 @@
 #
 #   bench/ab.sh OLD_BINARY NEW_BINARY                 # 10 pairs, msgpack, 3 s
 #   PAIRS=8 ENCODING=json DUR=4s bench/ab.sh old new
+#   TRANSPORT=grpc bench/ab.sh old new                # gRPC over loopback TCP
 #
 # Build the two binaries first, e.g. `git stash; go build -o /tmp/old
 # ./cmd/agentwire; git stash pop; go build -o /tmp/new ./cmd/agentwire`.
@@ -20,14 +21,24 @@ PAIRS="${PAIRS:-10}"
 ENCODING="${ENCODING:-msgpack}"
 DUR="${DUR:-3s}"
 CONC="${CONC:-64}"
+TRANSPORT="${TRANSPORT:-uds}"
+case "$TRANSPORT" in uds | grpc) ;; *)
+	echo "TRANSPORT must be uds or grpc" >&2
+	exit 2
+	;;
+esac
 
 bench_workdir
 
 # run BIN: one serve+bench run; prints "req/s client_us agent_us".
 run() {
-	start_agent "$1" "$tmp/serve.err" "unix://$tmp/agent.sock" || exit 1
+	local listen="unix://$tmp/agent.sock" enc=(--encoding "$ENCODING")
+	if [ "$TRANSPORT" = grpc ]; then
+		listen=127.0.0.1:0 enc=()
+	fi
+	start_agent "$1" "$tmp/serve.err" "$listen" || exit 1
 	local json
-	json=$("$1" bench --agent "$agent_ep" --encoding "$ENCODING" --concurrency "$CONC" \
+	json=$("$1" bench --agent "$agent_ep" "${enc[@]}" --concurrency "$CONC" \
 		--duration "$DUR" --agent-pid "$serve_pid" --json)
 	kill -TERM "$serve_pid"
 	wait "$serve_pid" 2>/dev/null || true
@@ -39,7 +50,7 @@ run() {
 	echo
 }
 
-echo "ENCODING=$ENCODING CONC=$CONC DUR=$DUR PAIRS=$PAIRS: req/s, client µs/req, agent µs/req" >&2
+echo "TRANSPORT=$TRANSPORT ENCODING=$ENCODING CONC=$CONC DUR=$DUR PAIRS=$PAIRS: req/s, client µs/req, agent µs/req" >&2
 : >"$tmp/pairs"
 for i in $(seq "$PAIRS"); do
 	a=$(run "$old") b=$(run "$new")

@@ -37,14 +37,14 @@ func sizeStr(num protowire.Number, s string) int {
 	if s == "" {
 		return 0
 	}
-	return sizeTag(num) + protowire.SizeBytes(pbconv.ValidUTF8Len(s))
+	return sizeTag(num) + protowire.SizeBytes(textLen(s))
 }
 
 func sizeOptStr(num protowire.Number, o payload.Opt[string]) int {
 	if !o.Valid {
 		return 0
 	}
-	return sizeTag(num) + protowire.SizeBytes(pbconv.ValidUTF8Len(o.Value))
+	return sizeTag(num) + protowire.SizeBytes(textLen(o.Value))
 }
 
 func sizeBytes(num protowire.Number, b []byte) int {
@@ -84,8 +84,7 @@ func appendStr(b []byte, num protowire.Number, s string) []byte {
 		return b
 	}
 	b = protowire.AppendTag(b, num, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(pbconv.ValidUTF8Len(s)))
-	return pbconv.AppendValidUTF8(b, s)
+	return appendText(b, s)
 }
 
 func appendOptStr(b []byte, num protowire.Number, o payload.Opt[string]) []byte {
@@ -93,8 +92,102 @@ func appendOptStr(b []byte, num protowire.Number, o payload.Opt[string]) []byte 
 		return b
 	}
 	b = protowire.AppendTag(b, num, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(pbconv.ValidUTF8Len(o.Value)))
-	return pbconv.AppendValidUTF8(b, o.Value)
+	return appendText(b, o.Value)
+}
+
+// The *In variants take plain: true when the caller has checked that
+// every string of the message is ASCII (one pass, see asciiHeaders), so
+// the per-string check is skipped.
+
+func sizeStrIn(num protowire.Number, s string, plain bool) int {
+	if s == "" {
+		return 0
+	}
+	n := len(s)
+	if !plain {
+		n = textLen(s)
+	}
+	return sizeTag(num) + protowire.SizeBytes(n)
+}
+
+func sizeOptStrIn(num protowire.Number, o payload.Opt[string], plain bool) int {
+	if !o.Valid {
+		return 0
+	}
+	n := len(o.Value)
+	if !plain {
+		n = textLen(o.Value)
+	}
+	return sizeTag(num) + protowire.SizeBytes(n)
+}
+
+func appendStrIn(b []byte, num protowire.Number, s string, plain bool) []byte {
+	if s == "" {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	if plain {
+		b = protowire.AppendVarint(b, uint64(len(s)))
+		return append(b, s...)
+	}
+	return appendText(b, s)
+}
+
+func appendOptStrIn(b []byte, num protowire.Number, o payload.Opt[string], plain bool) []byte {
+	if !o.Valid {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType) // present, even when empty
+	if plain {
+		b = protowire.AppendVarint(b, uint64(len(o.Value)))
+		return append(b, o.Value...)
+	}
+	return appendText(b, o.Value)
+}
+
+// textLen is the length of s on the wire: len(s) for ASCII (checked a word
+// at a time, the common case), else that of pbconv.ValidUTF8(s).
+func textLen(s string) int {
+	if isASCII(s) {
+		return len(s)
+	}
+	return pbconv.ValidUTF8Len(s)
+}
+
+// appendText appends the length-prefixed wire text of s (see textLen).
+func appendText(b []byte, s string) []byte {
+	if isASCII(s) {
+		b = protowire.AppendVarint(b, uint64(len(s)))
+		return append(b, s...)
+	}
+	b = protowire.AppendVarint(b, uint64(pbconv.ValidUTF8Len(s)))
+	return pbconv.AppendValidUTF8(b, s)
+}
+
+// isASCII reports whether every byte of s is below 0x80.
+func isASCII(s string) bool { return orBytes(s)&0x8080808080808080 == 0 }
+
+// orBytes returns the OR of s's bytes folded into a word, read a word at a
+// time (the last word overlapping the one before it); only the high bit of
+// each byte is meaningful.
+func orBytes(s string) uint64 {
+	n := len(s)
+	p := unsafe.Pointer(unsafe.StringData(s))
+	switch {
+	case n >= 8:
+		acc := *(*uint64)(unsafe.Add(p, n-8))
+		for i := 0; i+8 <= n; i += 8 {
+			acc |= *(*uint64)(unsafe.Add(p, i))
+		}
+		return acc
+	case n >= 4:
+		return uint64(*(*uint32)(p) | *(*uint32)(unsafe.Add(p, n-4)))
+	}
+	var acc uint64
+	for i := 0; i < n; i++ {
+		acc |= uint64(*(*byte)(unsafe.Add(p, i)))
+	}
+	return acc
 }
 
 func appendBytes(b []byte, num protowire.Number, v []byte) []byte {
@@ -138,60 +231,82 @@ func appendMsgHeader(b []byte, num protowire.Number, bodyLen int) []byte {
 // ---------------------------------------------------------------------------
 // headers
 
-func headerBodyLen(name, value string) int { return sizeStr(1, name) + sizeStr(2, value) }
+func headerBodyLen(name, value string, plain bool) int {
+	return sizeStrIn(1, name, plain) + sizeStrIn(2, value, plain)
+}
 
-func headersSize(num protowire.Number, h payload.Headers) int {
+func headersSize(num protowire.Number, h payload.Headers, plain bool) int {
 	n := 0
 	for i := range h {
 		name := h[i].Name
 		for _, v := range h[i].Values {
-			n += sizeMsg(num, headerBodyLen(name, v))
+			n += sizeMsg(num, headerBodyLen(name, v, plain))
 		}
 	}
 	return n
 }
 
-func appendHeaders(b []byte, num protowire.Number, h payload.Headers) []byte {
+func appendHeaders(b []byte, num protowire.Number, h payload.Headers, plain bool) []byte {
 	for i := range h {
 		name := h[i].Name
 		for _, v := range h[i].Values {
-			b = appendMsgHeader(b, num, headerBodyLen(name, v))
-			b = appendStr(b, 1, name)
-			b = appendStr(b, 2, v)
+			b = appendMsgHeader(b, num, headerBodyLen(name, v, plain))
+			b = appendStrIn(b, 1, name, plain)
+			b = appendStrIn(b, 2, v, plain)
 		}
 	}
 	return b
 }
 
+// asciiHeaders reports whether every header name and value is ASCII.
+func asciiHeaders(h payload.Headers) bool {
+	var acc uint64
+	for i := range h {
+		acc |= orBytes(h[i].Name)
+		for _, v := range h[i].Values {
+			acc |= orBytes(v)
+		}
+	}
+	return acc&0x8080808080808080 == 0
+}
+
+// asciiMetadata reports whether every string of m is ASCII.
+func asciiMetadata(m *payload.RequestMetadata) bool {
+	acc := orBytes(m.CorrelationID) | orBytes(m.RequestID) | orBytes(m.ClientIP) | orBytes(m.ServerName.Value) |
+		orBytes(m.Protocol) | orBytes(m.TLSVersion.Value) | orBytes(m.RouteID.Value) | orBytes(m.UpstreamID.Value) |
+		orBytes(m.Traceparent)
+	return acc&0x8080808080808080 == 0
+}
+
 // ---------------------------------------------------------------------------
 // RequestHeadersEvent
 
-func metadataBodyLen(m *payload.RequestMetadata, ts uint64) int {
-	return sizeStr(1, m.CorrelationID) +
-		sizeStr(2, m.RequestID) +
-		sizeStr(3, m.ClientIP) +
+func metadataBodyLen(m *payload.RequestMetadata, ts uint64, plain bool) int {
+	return sizeStrIn(1, m.CorrelationID, plain) +
+		sizeStrIn(2, m.RequestID, plain) +
+		sizeStrIn(3, m.ClientIP, plain) +
 		sizeU64(4, uint64(m.ClientPort)) +
-		sizeOptStr(5, m.ServerName) +
-		sizeStr(6, m.Protocol) +
-		sizeOptStr(7, m.TLSVersion) +
-		sizeOptStr(8, m.RouteID) +
-		sizeOptStr(9, m.UpstreamID) +
+		sizeOptStrIn(5, m.ServerName, plain) +
+		sizeStrIn(6, m.Protocol, plain) +
+		sizeOptStrIn(7, m.TLSVersion, plain) +
+		sizeOptStrIn(8, m.RouteID, plain) +
+		sizeOptStrIn(9, m.UpstreamID, plain) +
 		sizeU64(10, ts) +
-		sizeStr(11, m.Traceparent)
+		sizeStrIn(11, m.Traceparent, plain)
 }
 
-func appendMetadata(b []byte, m *payload.RequestMetadata, ts uint64) []byte {
-	b = appendStr(b, 1, m.CorrelationID)
-	b = appendStr(b, 2, m.RequestID)
-	b = appendStr(b, 3, m.ClientIP)
+func appendMetadata(b []byte, m *payload.RequestMetadata, ts uint64, plain bool) []byte {
+	b = appendStrIn(b, 1, m.CorrelationID, plain)
+	b = appendStrIn(b, 2, m.RequestID, plain)
+	b = appendStrIn(b, 3, m.ClientIP, plain)
 	b = appendU64(b, 4, uint64(m.ClientPort))
-	b = appendOptStr(b, 5, m.ServerName)
-	b = appendStr(b, 6, m.Protocol)
-	b = appendOptStr(b, 7, m.TLSVersion)
-	b = appendOptStr(b, 8, m.RouteID)
-	b = appendOptStr(b, 9, m.UpstreamID)
+	b = appendOptStrIn(b, 5, m.ServerName, plain)
+	b = appendStrIn(b, 6, m.Protocol, plain)
+	b = appendOptStrIn(b, 7, m.TLSVersion, plain)
+	b = appendOptStrIn(b, 8, m.RouteID, plain)
+	b = appendOptStrIn(b, 9, m.UpstreamID, plain)
 	b = appendU64(b, 10, ts)
-	return appendStr(b, 11, m.Traceparent)
+	return appendStrIn(b, 11, m.Traceparent, plain)
 }
 
 // SizeRequestHeaders returns the encoded length of the ProxyToAgent message
@@ -214,6 +329,7 @@ type RequestHeadersSize struct {
 	Len      int
 	body, md int
 	ts       uint64
+	plain    bool // every string is ASCII: written as is
 }
 
 // MeasureRequestHeaders measures ev like SizeRequestHeaders and keeps what
@@ -221,13 +337,15 @@ type RequestHeadersSize struct {
 // sized buffer walks the headers for their lengths once instead of twice.
 func MeasureRequestHeaders(ev *payload.RequestHeadersEvent, nowMS uint64) RequestHeadersSize {
 	ts := pbconv.TimestampMS(ev.Metadata.Timestamp, nowMS)
-	md := metadataBodyLen(&ev.Metadata, ts)
+	plain := (orBytes(ev.Method)|orBytes(ev.URI))&0x8080808080808080 == 0 &&
+		asciiMetadata(&ev.Metadata) && asciiHeaders(ev.Headers)
+	md := metadataBodyLen(&ev.Metadata, ts, plain)
 	body := sizeMsg(1, md) +
-		sizeStr(2, ev.Method) +
-		sizeStr(3, ev.URI) +
+		sizeStrIn(2, ev.Method, plain) +
+		sizeStrIn(3, ev.URI, plain) +
 		sizeStr(4, pbconv.HTTPVersion(&ev.Metadata)) +
-		headersSize(5, ev.Headers)
-	return RequestHeadersSize{Len: sizeMsg(P2ARequestHeaders, body), body: body, md: md, ts: ts}
+		headersSize(5, ev.Headers, plain)
+	return RequestHeadersSize{Len: sizeMsg(P2ARequestHeaders, body), body: body, md: md, ts: ts, plain: plain}
 }
 
 // AppendMeasuredRequestHeaders is AppendRequestHeaders with the lengths of
@@ -236,11 +354,11 @@ func MeasureRequestHeaders(ev *payload.RequestHeadersEvent, nowMS uint64) Reques
 func AppendMeasuredRequestHeaders(b []byte, ev *payload.RequestHeadersEvent, sz RequestHeadersSize) []byte {
 	b = appendMsgHeader(b, P2ARequestHeaders, sz.body)
 	b = appendMsgHeader(b, 1, sz.md)
-	b = appendMetadata(b, &ev.Metadata, sz.ts)
-	b = appendStr(b, 2, ev.Method)
-	b = appendStr(b, 3, ev.URI)
+	b = appendMetadata(b, &ev.Metadata, sz.ts, sz.plain)
+	b = appendStrIn(b, 2, ev.Method, sz.plain)
+	b = appendStrIn(b, 3, ev.URI, sz.plain)
 	b = appendStr(b, 4, pbconv.HTTPVersion(&ev.Metadata))
-	return appendHeaders(b, 5, ev.Headers)
+	return appendHeaders(b, 5, ev.Headers, sz.plain)
 }
 
 // ---------------------------------------------------------------------------
@@ -290,7 +408,7 @@ func AppendBodyChunk(b []byte, ev *payload.BodyChunk, response bool, nowMS uint6
 // ResponseHeadersEvent
 
 func responseHeadersBodyLen(ev *payload.ResponseHeadersEvent) int {
-	return sizeStr(1, ev.CorrelationID) + sizeU64(2, uint64(ev.Status)) + headersSize(3, ev.Headers)
+	return sizeStr(1, ev.CorrelationID) + sizeU64(2, uint64(ev.Status)) + headersSize(3, ev.Headers, false)
 }
 
 // SizeResponseHeaders returns the encoded length of the ProxyToAgent message
@@ -304,7 +422,7 @@ func AppendResponseHeaders(b []byte, ev *payload.ResponseHeadersEvent) []byte {
 	b = appendMsgHeader(b, P2AResponseHeaders, responseHeadersBodyLen(ev))
 	b = appendStr(b, 1, ev.CorrelationID)
 	b = appendU64(b, 2, uint64(ev.Status))
-	return appendHeaders(b, 3, ev.Headers)
+	return appendHeaders(b, 3, ev.Headers, false)
 }
 
 // ---------------------------------------------------------------------------
@@ -430,7 +548,7 @@ func AppendPing(b []byte, seq, nowMS uint64) []byte {
 }
 
 func configureBodyLen(cfg json.RawMessage, version payload.Opt[string], isInitial bool, nowMS uint64) int {
-	cj := pbconv.ValidUTF8Len(stringView(cfg))
+	cj := textLen(stringView(cfg))
 	if cj == 0 {
 		cj = len("null")
 	}
@@ -466,7 +584,7 @@ func handshakeBodyLen(h *payload.HandshakeRequest) int {
 		}
 		n += sizeMsg(1, packed)
 	}
-	cj := pbconv.ValidUTF8Len(stringView(h.Config))
+	cj := textLen(stringView(h.Config))
 	if cj == 0 {
 		cj = len("{}")
 	}
