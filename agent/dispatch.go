@@ -85,13 +85,14 @@ func (x *exchange) scrub() {
 	x.resp = payload.AgentResponse{}
 }
 
-// scrubHeaders clears every slot of hs up to its capacity (names and
-// values), keeping the storage for reuse.
+// scrubHeaders clears the slots of hs the last event used (names and
+// values), keeping the storage for reuse. The slots past len(hs) are clean
+// already: every event is scrubbed when its call is released, and the
+// decoders only write slots below the length they leave.
 func scrubHeaders(hs payload.Headers) payload.Headers {
-	hs = hs[:cap(hs)]
 	for i := range hs {
 		hs[i].Name = ""
-		clear(hs[i].Values[:cap(hs[i].Values)])
+		clear(hs[i].Values)
 		hs[i].Values = hs[i].Values[:0]
 	}
 	return hs[:0]

@@ -103,46 +103,44 @@ func sizeStrIn(num protowire.Number, s string, plain bool) int {
 	if s == "" {
 		return 0
 	}
-	n := len(s)
 	if !plain {
-		n = textLen(s)
+		return sizeStr(num, s)
 	}
-	return sizeTag(num) + protowire.SizeBytes(n)
+	return sizeTag(num) + protowire.SizeBytes(len(s))
 }
 
 func sizeOptStrIn(num protowire.Number, o payload.Opt[string], plain bool) int {
+	if !plain {
+		return sizeOptStr(num, o)
+	}
 	if !o.Valid {
 		return 0
 	}
-	n := len(o.Value)
-	if !plain {
-		n = textLen(o.Value)
-	}
-	return sizeTag(num) + protowire.SizeBytes(n)
+	return sizeTag(num) + protowire.SizeBytes(len(o.Value))
 }
 
 func appendStrIn(b []byte, num protowire.Number, s string, plain bool) []byte {
+	if !plain {
+		return appendStr(b, num, s)
+	}
 	if s == "" {
 		return b
 	}
 	b = protowire.AppendTag(b, num, protowire.BytesType)
-	if plain {
-		b = protowire.AppendVarint(b, uint64(len(s)))
-		return append(b, s...)
-	}
-	return appendText(b, s)
+	b = protowire.AppendVarint(b, uint64(len(s)))
+	return append(b, s...)
 }
 
 func appendOptStrIn(b []byte, num protowire.Number, o payload.Opt[string], plain bool) []byte {
+	if !plain {
+		return appendOptStr(b, num, o)
+	}
 	if !o.Valid {
 		return b
 	}
 	b = protowire.AppendTag(b, num, protowire.BytesType) // present, even when empty
-	if plain {
-		b = protowire.AppendVarint(b, uint64(len(o.Value)))
-		return append(b, o.Value...)
-	}
-	return appendText(b, o.Value)
+	b = protowire.AppendVarint(b, uint64(len(o.Value)))
+	return append(b, o.Value...)
 }
 
 // textLen is the length of s on the wire: len(s) for ASCII (checked a word
