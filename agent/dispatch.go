@@ -73,16 +73,34 @@ func (x *exchange) resetResp() {
 }
 
 // scrub drops the strings and aliased bytes x holds from its last event
-// and reply, keeping only the capacity of its header storage, so that a
-// pooled exchange does not pin received messages.
+// (of kind x.kind; every event struct when the kind is unknown) and reply,
+// keeping only the capacity of its header storage, so that a pooled
+// exchange does not pin received messages. Call it before resetting kind.
 func (x *exchange) scrub() {
-	x.reqHeaders = payload.RequestHeadersEvent{Headers: scrubHeaders(x.reqHeaders.Headers)}
-	x.respHeaders = payload.ResponseHeadersEvent{Headers: scrubHeaders(x.respHeaders.Headers)}
-	x.body = payload.BodyChunk{}
-	x.complete = payload.RequestCompleteEvent{}
-	x.ws = payload.WebSocketFrameEvent{}
-	x.guard = payload.GuardrailInspectEvent{}
+	switch x.kind {
+	case kindRequestHeaders:
+		x.reqHeaders = payload.RequestHeadersEvent{Headers: scrubHeaders(x.reqHeaders.Headers)}
+	case kindResponseHeaders:
+		x.respHeaders = payload.ResponseHeadersEvent{Headers: scrubHeaders(x.respHeaders.Headers)}
+	case kindRequestBodyChunk, kindResponseBodyChunk:
+		x.body = payload.BodyChunk{}
+	case kindRequestComplete:
+		x.complete = payload.RequestCompleteEvent{}
+	case kindWebSocketFrame:
+		x.ws = payload.WebSocketFrameEvent{}
+	case kindGuardrailInspect:
+		x.guard = payload.GuardrailInspectEvent{}
+	default:
+		x.reqHeaders = payload.RequestHeadersEvent{Headers: scrubHeaders(x.reqHeaders.Headers)}
+		x.respHeaders = payload.ResponseHeadersEvent{Headers: scrubHeaders(x.respHeaders.Headers)}
+		x.body = payload.BodyChunk{}
+		x.complete = payload.RequestCompleteEvent{}
+		x.ws = payload.WebSocketFrameEvent{}
+		x.guard = payload.GuardrailInspectEvent{}
+	}
 	x.resp = payload.AgentResponse{}
+	clear(x.reqOps[:])
+	clear(x.respOps[:])
 }
 
 // scrubHeaders clears the slots of hs the last event used (names and

@@ -64,14 +64,13 @@ func (c *grpcCall) release() {
 		c.in.ReturnToVTPool()
 		c.in = nil
 	}
+	// The event's strings are views of the received message text (fast
+	// path): drop every one, or the pooled call pins those messages.
+	c.exchange.scrub()
 	c.st = nil
 	c.cid = ""
 	c.kind = kindNone
 	c.out.Message = nil
-	// The event's strings are views of the received message text (fast
-	// path): drop every one, including those in header slots past the
-	// last event's count, or the pooled call pins those messages.
-	c.exchange.scrub()
 	if r := c.wrp.Response; r != nil {
 		r.CorrelationId = ""
 	}
