@@ -636,17 +636,7 @@ func TestShutdownTimeoutFallsBackToClose(t *testing.T) {
 }
 
 func TestDrainReportsDrainingAndWaits(t *testing.T) {
-	started := make(chan struct{}, 1)
-	release := make(chan struct{})
-	h := &funcHandler{reqHeaders: func(ctx context.Context, _ *payload.RequestHeadersEvent, _ *payload.AgentResponse) error {
-		started <- struct{}{}
-		<-release
-		return nil
-	}}
-	e := startEnv(t, h, "tcp")
-	p := e.open()
-	p.send(reqHeaders("d1", "/"))
-	recvTimeout(t, started, "handler start")
+	e, p, release := startHeldRequest(t, "d1")
 	done := make(chan error, 1)
 	go func() { done <- e.srv.Drain(testCtx(t)) }()
 	if hs := p.recv().GetHealth(); hs.GetState() != int32(payload.HealthDraining) {

@@ -371,3 +371,22 @@ func recvTimeout[T any](t *testing.T, ch <-chan T, what string) T {
 }
 
 func listenTCP() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+// startHeldRequest starts a gRPC server whose request-headers handler holds
+// every event until release is closed, sends one event with correlation id
+// cid and waits until its handler runs.
+func startHeldRequest(t *testing.T, cid string) (e *env, p *pstream, release chan struct{}) {
+	t.Helper()
+	started := make(chan struct{}, 1)
+	release = make(chan struct{})
+	h := &funcHandler{reqHeaders: func(ctx context.Context, _ *payload.RequestHeadersEvent, _ *payload.AgentResponse) error {
+		started <- struct{}{}
+		<-release
+		return nil
+	}}
+	e = startEnv(t, h, "tcp")
+	p = e.open()
+	p.send(reqHeaders(cid, "/"))
+	recvTimeout(t, started, "handler start")
+	return e, p, release
+}

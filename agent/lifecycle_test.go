@@ -44,17 +44,7 @@ func TestCloseWaitsForUnaryHandler(t *testing.T) {
 // only one of them saw the last event end; the other waited until its
 // context expired although nothing was in flight any more.
 func TestConcurrentDrainsBothReturn(t *testing.T) {
-	started := make(chan struct{}, 1)
-	release := make(chan struct{})
-	h := &funcHandler{reqHeaders: func(ctx context.Context, _ *payload.RequestHeadersEvent, _ *payload.AgentResponse) error {
-		started <- struct{}{}
-		<-release
-		return nil
-	}}
-	e := startEnv(t, h, "tcp")
-	p := e.open()
-	p.send(reqHeaders("d1", "/"))
-	recvTimeout(t, started, "handler start")
+	e, p, release := startHeldRequest(t, "d1")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	done := make(chan error, 2)

@@ -240,3 +240,17 @@ func mustKind(t testing.TB, err, kind error) {
 		t.Fatalf("error %v, want kind %v", err, kind)
 	}
 }
+
+// mustNoErrWithin waits up to d for an outcome on ch and fails the test
+// when it is an error or when none arrives (what names the awaited call).
+func mustNoErrWithin(t testing.TB, ch <-chan error, d time.Duration, what string) {
+	t.Helper()
+	select {
+	case err := <-ch:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(d):
+		t.Fatalf("%s did not return within %v", what, d)
+	}
+}

@@ -93,51 +93,30 @@ func TestListenReverseContextEndingDuringSetup(t *testing.T) {
 }
 
 // TestCloseFromCallback: a user callback (dispatcher goroutine) may close
-// its own Conn, e.g. when the agent reports itself unhealthy. Close must
-// not wait for the dispatcher that is running it.
+// its own Conn, e.g. when the agent reports itself unhealthy, directly or
+// through Drain (which ends in Close). Neither may wait for the dispatcher
+// that is running it.
 func TestCloseFromCallback(t *testing.T) {
-	closed := make(chan struct{})
-	var c *Conn
-	var ready sync.WaitGroup
-	ready.Add(1)
-	c = uncleanMemConn(t, WithOnHealth(func(h payload.HealthStatus) {
-		ready.Wait()
-		if h.State == payload.HealthUnhealthy {
-			_ = c.Close()
-			close(closed)
-		}
-	}))
-	ready.Done()
-	c.sess.Load().onHealth(payload.HealthStatus{State: payload.HealthUnhealthy})
-	select {
-	case <-closed:
-	case <-time.After(3 * time.Second):
-		t.Fatal("Close called from a callback did not return")
-	}
-	mustKind(t, func() error { _, err := c.RequestHeaders(testCtx(t), headersEvent("x")); return err }(), ErrClosed)
-}
-
-// TestDrainFromCallback: the same for Drain (which ends in Close).
-func TestDrainFromCallback(t *testing.T) {
-	drained := make(chan error, 1)
-	var c *Conn
-	var ready sync.WaitGroup
-	ready.Add(1)
-	c = uncleanMemConn(t, WithOnHealth(func(h payload.HealthStatus) {
-		ready.Wait()
-		if h.State == payload.HealthDraining {
-			drained <- c.Drain(context.Background())
-		}
-	}))
-	ready.Done()
-	c.sess.Load().onHealth(payload.HealthStatus{State: payload.HealthDraining})
-	select {
-	case err := <-drained:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(3 * time.Second):
-		t.Fatal("Drain called from a callback did not return")
+	for name, end := range map[string]func(*Conn) error{
+		"Close": (*Conn).Close,
+		"Drain": func(c *Conn) error { return c.Drain(context.Background()) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			ended := make(chan error, 1)
+			var c *Conn
+			var ready sync.WaitGroup
+			ready.Add(1)
+			c = uncleanMemConn(t, WithOnHealth(func(h payload.HealthStatus) {
+				ready.Wait()
+				if h.State == payload.HealthUnhealthy {
+					ended <- end(c)
+				}
+			}))
+			ready.Done()
+			c.sess.Load().onHealth(payload.HealthStatus{State: payload.HealthUnhealthy})
+			mustNoErrWithin(t, ended, 3*time.Second, name+" called from a callback")
+			mustKind(t, func() error { _, err := c.RequestHeaders(testCtx(t), headersEvent("x")); return err }(), ErrClosed)
+		})
 	}
 }
 
@@ -176,12 +155,5 @@ func TestLeaveOnReplacedSessionWakesCapacityWaiters(t *testing.T) {
 	}()
 	waitUntil(t, "the caller to wait for capacity", nil, func() bool { return cur.flowWait.Load() == 1 })
 	c.leave(old)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("the capacity waiter was not woken by a call ending on the replaced session")
-	}
+	mustNoErrWithin(t, done, 2*time.Second, "the capacity waiter (woken by a call ending on the replaced session)")
 }
