@@ -112,8 +112,10 @@ func WithCapabilities(caps payload.Capabilities) Option {
 }
 
 // WithMaxConcurrency bounds the number of events handled at once on one
-// connection. When the bound is reached the connection's reader waits for
-// a slot (backpressure to the proxy). Default DefaultMaxConcurrency.
+// connection. When the bound is reached, up to as many further events are
+// read and wait in a backlog (so cancels and pings behind them are still
+// processed); when the backlog is full too, the connection's reader waits
+// for a slot (backpressure to the proxy). Default DefaultMaxConcurrency.
 func WithMaxConcurrency(n int) Option {
 	return optionFunc(func(c *config) error {
 		if n < 1 || n > 1<<16 {

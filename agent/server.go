@@ -336,6 +336,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			g.Stop()
 			<-stopped
+			s.Close()
+			return ctx.Err()
 		}
 	}
 	s.Close()

@@ -743,7 +743,10 @@ func (c *Conn) GuardrailInspect(ctx context.Context, ev *payload.GuardrailInspec
 
 // Configure pushes configuration to the agent as a ProcessStream configure
 // event (is_initial false) and remembers it: every later reconnection
-// sends it in the handshake and as the initial configure event.
+// sends it in the handshake and as the initial configure event. A
+// configuration the Conn refuses (ErrInvalidEvent, ErrMessageTooLarge) is
+// not remembered; one that could not be sent because the Conn is
+// reconnecting is.
 //
 // Reply semantics: the protocol defines no reply to a configure event
 // (it has no correlation id on gRPC), so Configure returns nil once the
@@ -760,13 +763,16 @@ func (c *Conn) Configure(ctx context.Context, ev *payload.ConfigureEvent) error 
 		return &Error{Kind: ErrInvalidEvent, Detail: "configuration is not valid JSON"}
 	}
 	cp := &payload.ConfigureEvent{Config: append(json.RawMessage(nil), ev.Config...), ConfigVersion: ev.ConfigVersion}
-	c.config.Store(cp)
+	prev := c.config.Swap(cp)
 	s, err := c.current(ctx)
 	if err != nil {
 		return err
 	}
 	buf, err := s.t.configure(cp, false, nowMS())
 	if err != nil {
+		// Refused (too large, not encodable): not the configuration of
+		// later reconnects either, whose handshakes it would fail.
+		c.config.CompareAndSwap(cp, prev)
 		return err
 	}
 	notice := make(chan error, 1)
@@ -814,13 +820,18 @@ func (c *Conn) Cancel(correlationID string, reason payload.CancelReason) error {
 // the matching pong (same sequence) arrives. Without a context deadline the
 // request timeout applies.
 func (c *Conn) Ping(ctx context.Context) (time.Duration, error) {
-	s, err := c.current(ctx)
-	if err != nil {
-		return 0, err
+	s := c.sess.Load()
+	if s != nil && s.failed() {
+		s = nil
 	}
+	// The deadline also bounds the wait for a connection (fail-fast off).
 	ctx, cancel := c.ensureDeadline(ctx, s)
 	if cancel != nil {
 		defer cancel()
+	}
+	s, err := c.current(ctx)
+	if err != nil {
+		return 0, err
 	}
 	return c.pingOn(ctx, s)
 }

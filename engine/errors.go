@@ -6,9 +6,12 @@ import (
 	"strings"
 )
 
-// The closed set of error kinds a Conn returns. Every error from this
-// package satisfies errors.Is with exactly one of them (an *Error also
-// unwraps to its cause, e.g. context.Canceled).
+// The closed set of error kinds a Conn returns. Every error of a Conn's
+// methods, of Dial once its options and endpoint were accepted, and of a
+// ReverseListener's Accept satisfies errors.Is with one of them (an *Error
+// also unwraps to its cause, e.g. context.Canceled). Invalid options or
+// endpoints given to Dial and ListenReverse, and ListenReverse's own
+// listen errors, are plain errors of no kind.
 var (
 	// ErrClosed: the Conn was closed (before or during the call).
 	ErrClosed = errors.New("agentwire: connection closed")
