@@ -26,7 +26,8 @@
 // goroutine and exactly one writer goroutine (plus one reader for the
 // optional control stream, below); a supervisor goroutine replaces dead
 // sessions and a dispatcher goroutine runs user callbacks. Every goroutine
-// is owned by the Conn and has exited when Close returns.
+// is owned by the Conn and has exited when Close returns, unless a user
+// callback is running at that moment (see Callbacks).
 //
 // Callers never touch the stream. A request:
 //
@@ -148,7 +149,11 @@
 // bounded queue (WithCallbackQueueSize). A full queue drops the report
 // (Stats.CallbacksDropped) instead of blocking the reader; a dropped
 // config-update request is answered with a rejection at once. A panicking
-// callback is recovered and counted.
+// callback is recovered and counted. A callback may call Close or Drain on
+// its own Conn: Close then closes the Conn for every caller at once and
+// does not wait for the running callback; the dispatcher and the rest of
+// the Conn's goroutines exit, and the connection is released, as soon as
+// that callback returns.
 //
 // # Buffer ownership
 //
