@@ -60,11 +60,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var f benchFlags
 	fs := newFlagSet("bench", benchSynopsis, stderr)
 	fs.StringVar(&f.agent, "agent", "", "agent endpoint")
-	fs.IntVar(&f.concurrency, "concurrency", 64, "requests in flight (closed-loop callers)")
+	fs.IntVar(&f.concurrency, "concurrency", 64, "requests in flight (closed-loop callers, at most 10000)")
 	fs.DurationVar(&f.duration, "duration", 10*time.Second, "measured duration")
 	fs.DurationVar(&f.warmup, "warmup", 500*time.Millisecond, "unmeasured warm-up before the measured window")
-	fs.IntVar(&f.conns, "conns", 1, "connections to spread the callers over")
-	fs.IntVar(&f.bodySize, "body-size", 0, "request body bytes sent per round trip as body chunks (0: headers only)")
+	fs.IntVar(&f.conns, "conns", 1, "connections to spread the callers over (at most 10000)")
+	fs.IntVar(&f.bodySize, "body-size", 0, "request body bytes sent per round trip as body chunks (0: headers only; at most 1 GiB)")
 	fs.StringVar(&f.encoding, "encoding", "", "Unix-socket payload encoding: json or msgpack (default: the engine's)")
 	fs.BoolVar(&f.json, "json", false, "print one JSON object")
 	fs.IntVar(&f.agentPID, "agent-pid", 0, "pid of the agent process, to report its CPU time per request too")
@@ -84,6 +84,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if f.concurrency <= 0 || f.conns <= 0 || f.duration <= 0 || f.bodySize < 0 {
 		return usagef("--concurrency, --conns and --duration must be positive, --body-size not negative")
+	}
+	if err := checkLoadSize(f.concurrency, f.conns, f.bodySize); err != nil {
+		return err
+	}
+	if f.agentPID < 0 {
+		return usagef("--agent-pid %d: want a process id", f.agentPID)
 	}
 	if f.encoding != "" && f.encoding != "json" && f.encoding != "msgpack" {
 		return usagef("--encoding %q: want json or msgpack", f.encoding)
@@ -169,15 +175,54 @@ func closeConns(conns []*engine.Conn) {
 	}
 }
 
+// Upper bounds of the load flags: the load generator allocates per caller
+// state (a latency histogram each) and the body up front, so absurd values
+// would exhaust memory or panic.
+const (
+	maxConcurrency = 10_000
+	maxConns       = 10_000
+	maxBodySize    = 1 << 30
+)
+
+// checkLoadSize refuses load sizes above the bounds (conns 0: not checked).
+func checkLoadSize(concurrency, conns, bodySize int) error {
+	switch {
+	case concurrency > maxConcurrency:
+		return usagef("--concurrency %d: at most %d", concurrency, maxConcurrency)
+	case conns > maxConns:
+		return usagef("--conns %d: at most %d", conns, maxConns)
+	case bodySize > maxBodySize:
+		return usagef("--body-size %d: at most %d (1 GiB)", bodySize, maxBodySize)
+	}
+	return nil
+}
+
+// stopGrace is how long calls still in flight when the measured window
+// ends may take before they are cancelled: without it, an agent that stops
+// answering keeps the run going for the engine's request timeout (30 s).
+const stopGrace = 2 * time.Second
+
 // loadConns runs the closed-loop load of cfg over conns.
 func loadConns(ctx context.Context, conns []*engine.Conn, cfg bench.Config, bodySize int) (bench.Result, error) {
 	rt, err := bench.EngineLoad{Conns: conns, Concurrency: cfg.Concurrency, BodySize: bodySize}.RoundTrip()
 	if err != nil {
 		return bench.Result{}, err
 	}
-	res, err := bench.Run(ctx, cfg, rt)
-	if errors.Is(err, bench.ErrNoRequests) && res.FirstError != "" {
+	warm := cfg.Warmup // as bench.Run reads it
+	if warm < 0 {
+		warm = 0
+	} else if warm == 0 {
+		warm = 500 * time.Millisecond
+	}
+	rctx, cancel := context.WithTimeout(ctx, warm+cfg.Duration+stopGrace)
+	defer cancel()
+	res, err := bench.Run(rctx, cfg, rt)
+	stalled := rctx.Err() != nil && ctx.Err() == nil
+	switch {
+	case errors.Is(err, bench.ErrNoRequests) && res.FirstError != "":
 		return res, fmt.Errorf("no request completed; first error: %s", trimPrefix(res.FirstError))
+	case errors.Is(err, bench.ErrNoRequests) && stalled:
+		return res, fmt.Errorf("no request completed: the agent did not answer within %v", warm+cfg.Duration+stopGrace)
 	}
 	return res, err
 }

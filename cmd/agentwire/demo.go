@@ -34,13 +34,16 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var f demoFlags
 	fs := newFlagSet("demo", demoSynopsis, stderr)
 	fs.DurationVar(&f.duration, "duration", 3*time.Second, "measured duration of the load")
-	fs.IntVar(&f.concurrency, "concurrency", 64, "requests in flight")
+	fs.IntVar(&f.concurrency, "concurrency", 64, "requests in flight (at most 10000)")
 	fs.StringVar(&f.transport, "transport", "auto", "auto, grpc or uds")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if f.duration <= 0 || f.concurrency <= 0 {
 		return usagef("--duration and --concurrency must be positive")
+	}
+	if err := checkLoadSize(f.concurrency, 0, 0); err != nil {
+		return err
 	}
 	switch f.transport {
 	case "auto":

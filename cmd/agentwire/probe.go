@@ -14,6 +14,7 @@ import (
 
 	"github.com/agentwire/agentwire/codec/payload"
 	"github.com/agentwire/agentwire/engine"
+	"github.com/agentwire/agentwire/internal/unixsock"
 )
 
 const probeSynopsis = `agentwire probe --agent ENDPOINT [--method GET] [--uri /] [-H 'Name: value']... [--body TEXT] [--response-status N] [--json]
@@ -124,6 +125,18 @@ func probe(ctx context.Context, f *probeFlags, stdout, stderr io.Writer) error {
 	}
 	if f.method == "" || f.uri == "" {
 		return usagef("--method and --uri must not be empty")
+	}
+	if f.accept != "" {
+		if _, _, err := unixsock.SplitEndpoint(f.accept); err != nil {
+			return usagef("--accept: %s", trimPrefix(err.Error()))
+		}
+		if f.acceptTimeout <= 0 {
+			return usagef("--accept-timeout must be positive")
+		}
+		if f.encoding != "" {
+			// Reverse connections speak JSON: there is nothing to offer.
+			return usagef("--encoding applies to --agent unix-socket endpoints only (reverse connections use JSON)")
+		}
 	}
 
 	var (

@@ -18,6 +18,7 @@ import (
 	"github.com/agentwire/agentwire/agent"
 	"github.com/agentwire/agentwire/agent/refagents"
 	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/unixsock"
 )
 
 const serveSynopsis = `agentwire serve --listen ENDPOINT --agent echo|deny [--deny-prefix /admin]
@@ -105,13 +106,23 @@ func serve(ctx context.Context, f *serveFlags, stderr io.Writer) error {
 	if f.token != "" && f.dial == "" {
 		return usagef("--token applies to --dial only")
 	}
+	if f.dial != "" {
+		if _, _, err := unixsock.SplitEndpoint(f.dial); err != nil {
+			return usagef("--dial: %s", trimPrefix(err.Error()))
+		}
+	}
+	if f.drainTimeout <= 0 {
+		return usagef("--drain-timeout must be positive")
+	}
 	encs, err := parseEncodings(f.encodings)
 	if err != nil {
 		return err
 	}
 	logLevel := slog.LevelWarn
 	if f.verbose {
-		logLevel = slog.LevelInfo
+		// Debug, not Info: the reverse dialer reports failed dials
+		// (nobody listening, wrong path) at that level only.
+		logLevel = slog.LevelDebug
 	}
 	opts := []agent.Option{
 		agent.WithAgentID(id),

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentwire/agentwire/agent"
+	"github.com/agentwire/agentwire/codec/payload"
+)
+
+// Bad values of the reverse-connection and timing flags are command-line
+// mistakes: exit 2 with a message, before anything is bound or dialled.
+func TestUsageErrorsBadValues(t *testing.T) {
+	sock := shortSocketPath(t, "u.sock")
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"probe", "--accept", "localhost"}, "missing port"},
+		{[]string{"probe", "--accept", "unix://"}, "empty address"},
+		{[]string{"serve", "--dial", "localhost", "--agent-id", "a"}, "missing port"},
+		{[]string{"probe", "--accept", sock, "--accept-timeout", "0"}, "--accept-timeout must be positive"},
+		{[]string{"probe", "--accept", sock, "--accept-timeout", "-1s"}, "--accept-timeout must be positive"},
+		{[]string{"probe", "--accept", sock, "--encoding", "msgpack"}, "--encoding"},
+		{[]string{"serve", "--listen", "127.0.0.1:0", "--drain-timeout", "0"}, "--drain-timeout must be positive"},
+		{[]string{"bench", "--agent", "127.0.0.1:1", "--agent-pid", "-5"}, "--agent-pid"},
+	}
+	for _, c := range cases {
+		r := runCLI(t, c.args...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%v: exit %d, stderr %q (want 2 and %q)", c.args, r.code, r.stderr, c.want)
+		}
+	}
+}
+
+// Absurd sizes are refused as usage errors instead of panicking in
+// makeslice (run as a separate process: the panic would end this one).
+func TestBenchHugeValuesNoPanic(t *testing.T) {
+	addr := startServe(t, "--listen", "127.0.0.1:0", "--agent", "echo")
+	const huge = "9223372036854775807"
+	for _, args := range [][]string{
+		{"bench", "--agent", addr, "--duration", "100ms", "--concurrency", huge},
+		{"bench", "--agent", addr, "--duration", "100ms", "--conns", huge},
+		{"bench", "--agent", addr, "--duration", "100ms", "--body-size", huge},
+		{"demo", "--duration", "100ms", "--concurrency", huge},
+	} {
+		cmd := exec.Command(binary(t), args...)
+		cmd.WaitDelay = 5 * time.Second
+		out, _ := cmd.CombinedOutput()
+		code := cmd.ProcessState.ExitCode()
+		if code != exitUsage || strings.Contains(string(out), "panic") || !strings.Contains(string(out), "at most") {
+			t.Errorf("%v: exit %d, output:\n%s", args[3:], code, out)
+		}
+	}
+}
+
+// With -v, serve --dial shows why it is not registering (here: nobody
+// listens), instead of waiting in silence.
+func TestServeDialVerboseShowsDialFailures(t *testing.T) {
+	errb := startDial(t, "--dial", shortSocketPath(t, "nobody.sock"), "--agent-id", "lonely", "-v")
+	waitMatch(t, errb, regexpMust(`reverse dial failed`), 5*time.Second)
+}
+
+// stallHandler never answers request headers (until the call is cancelled).
+type stallHandler struct{ agent.BaseHandler }
+
+func (stallHandler) OnRequestHeaders(ctx context.Context, _ *payload.RequestHeadersEvent, _ *payload.AgentResponse) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// An agent that stops answering must not keep bench running for the
+// engine's 30 s request timeout after the measured window, and the failure
+// must say what happened.
+func TestBenchStalledAgent(t *testing.T) {
+	srv := agent.NewServer(stallHandler{})
+	ep := endpoint{kind: epUnix, addr: shortSocketPath(t, "stall.sock")}
+	errc := make(chan error, 1)
+	if err := startListener(context.Background(), srv, ep, errc, func(string) {}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Close(); <-errc }()
+
+	start := time.Now()
+	r := runCLI(t, "bench", "--agent", ep.addr, "--duration", "300ms", "--warmup", "0", "--concurrency", "2", "--json")
+	took := time.Since(start)
+	if took > 10*time.Second {
+		t.Errorf("bench took %v against a stalled agent", took)
+	}
+	if r.code != exitFail || r.stdout != "" || !strings.Contains(r.stderr, "did not answer") {
+		t.Errorf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
