@@ -92,13 +92,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "agentwire %s: %s\n", args[0], ue.msg)
 		return exitUsage
 	default:
-		fmt.Fprintf(stderr, "agentwire %s: %s\n", args[0], trimPrefix(err.Error()))
+		fmt.Fprintln(stderr, commandError(args[0], err))
 		return exitFail
 	}
 }
 
 // trimPrefix drops the libraries' "agentwire: " prefixes (leading and
 // wrapped): the command prints its own.
+// commandError is the line printed for a command's failure: "agentwire
+// CMD: message", without the library's "agentwire: " prefixes and without
+// repeating CMD when the message starts with it (the bench package's
+// errors read "agentwire: bench: ...").
+func commandError(cmd string, err error) string {
+	return "agentwire " + cmd + ": " + strings.TrimPrefix(trimPrefix(err.Error()), cmd+": ")
+}
+
 func trimPrefix(s string) string {
 	return strings.ReplaceAll(strings.TrimPrefix(s, "agentwire: "), ": agentwire: ", ": ")
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os/exec"
 	"strings"
 	"testing"
@@ -92,5 +93,16 @@ func TestBenchStalledAgent(t *testing.T) {
 	}
 	if r.code != exitFail || r.stdout != "" || !strings.Contains(r.stderr, "did not answer") {
 		t.Errorf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestCommandErrorNamesTheCommandOnce(t *testing.T) {
+	for _, c := range []struct{ cmd, err, want string }{
+		{"bench", "agentwire: bench: no request completed", "agentwire bench: no request completed"},
+		{"probe", "agentwire: connect failed: agentwire: refused", "agentwire probe: connect failed: refused"},
+	} {
+		if got := commandError(c.cmd, errors.New(c.err)); got != c.want {
+			t.Errorf("commandError(%q, %q) = %q, want %q", c.cmd, c.err, got, c.want)
+		}
 	}
 }
