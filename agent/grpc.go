@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"github.com/agentwire/agentwire/internal/wiretext"
 	"io"
 	"log/slog"
 	"slices"
@@ -495,7 +496,7 @@ func (s *Server) handshakeToPB(r *payload.HandshakeResponse) *pb.HandshakeRespon
 	}
 	if r.Error.Valid {
 		// Valid UTF-8 only: a Rust (prost) peer rejects anything else.
-		e := pbconv.ValidUTF8(r.Error.Value)
+		e := wiretext.Valid(r.Error.Value)
 		out.Error = &e
 	}
 	return out

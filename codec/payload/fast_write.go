@@ -2,6 +2,7 @@ package payload
 
 import (
 	"encoding/binary"
+	"github.com/agentwire/agentwire/internal/wiretext"
 	"slices"
 	"strconv"
 	"unsafe"
@@ -52,7 +53,7 @@ func (w *fastBuf) byte1(c byte) {
 func (w *fastBuf) copyASCII(s string) uint64 {
 	if len(s) > 64 {
 		w.n += copy(w.b[w.n:], s)
-		return orWords(s)
+		return wiretext.OrBytes(s)
 	}
 	return w.copyShort(s)
 }
@@ -262,25 +263,6 @@ func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte,
 		}
 	}
 	return w.done(), true
-}
-
-// orWords returns the OR of s's bytes folded into a word (callers look at
-// the high bit of each byte only).
-func orWords(s string) uint64 {
-	n := len(s)
-	p := unsafe.Pointer(unsafe.StringData(s))
-	var acc uint64
-	if n >= 8 {
-		i := 0
-		for ; i+8 <= n; i += 8 {
-			acc |= *(*uint64)(unsafe.Add(p, i))
-		}
-		return acc | *(*uint64)(unsafe.Add(p, n-8)) // overlaps the last word
-	}
-	for i := 0; i < n; i++ {
-		acc |= uint64(*(*byte)(unsafe.Add(p, i)))
-	}
-	return acc
 }
 
 // jsonStr appends s as a JSON string, assuming no byte needs escaping or

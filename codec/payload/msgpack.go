@@ -102,11 +102,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/agentwire/agentwire/internal/wiretext"
 	"math"
 	"slices"
 	"time"
 	"unicode/utf8"
-	"unsafe"
 
 	"github.com/tinylib/msgp/msgp"
 )
@@ -945,30 +945,10 @@ func mpAppendStrHeader(b []byte, n int) []byte {
 // mpAppendStr appends s as a str. Invalid UTF-8 bytes are replaced by
 // U+FFFD (a Rust peer rejects a str that is not UTF-8).
 func mpAppendStr(b []byte, s string) []byte {
-	if asciiString(s) || utf8.ValidString(s) {
+	if wiretext.IsASCII(s) || utf8.ValidString(s) {
 		return append(mpAppendStrHeader(b, len(s)), s...)
 	}
-	n := 0
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			n += 3
-		} else {
-			n += size
-		}
-		i += size
-	}
-	b = mpAppendStrHeader(b, n)
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = utf8.AppendRune(b, utf8.RuneError)
-		} else {
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
-	}
-	return b
+	return wiretext.Append(mpAppendStrHeader(b, wiretext.Len(s)), s)
 }
 
 func mpAppendOptStr(b []byte, o Opt[string]) []byte {
@@ -1156,24 +1136,6 @@ func mpDaysIn(year, month int) int {
 		return 30
 	}
 	return 31
-}
-
-// asciiString reports whether s is all ASCII, 8 bytes at a time (the
-// common case for header names and values, checked without a call).
-func asciiString(s string) bool {
-	b := unsafe.Slice(unsafe.StringData(s), len(s)) // read only
-	for len(b) >= 8 {
-		if binary.LittleEndian.Uint64(b)&0x8080808080808080 != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c >= 0x80 {
-			return false
-		}
-	}
-	return true
 }
 
 // mpAppendKey appends a field name known at compile time as a fixstr (every

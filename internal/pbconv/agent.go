@@ -23,6 +23,7 @@ package pbconv
 
 import (
 	"encoding/json"
+	"github.com/agentwire/agentwire/internal/wiretext"
 	"slices"
 	"strconv"
 	"time"
@@ -359,7 +360,7 @@ type ResponseEncoder struct {
 func (e *ResponseEncoder) Encode(src *payload.AgentResponse) *pb.AgentResponse {
 	e.nOps, e.nSets, e.nAdds, e.nRem, e.nHdrs = 0, 0, 0, 0, 0
 	m := &e.msg
-	m.CorrelationId = ValidUTF8(src.CorrelationID)
+	m.CorrelationId = wiretext.Valid(src.CorrelationID)
 	m.NeedsMore = src.NeedsMore
 	m.ProcessingTimeMs = nil
 	if src.ProcessingTimeMS.Valid {
@@ -373,19 +374,19 @@ func (e *ResponseEncoder) Encode(src *payload.AgentResponse) *pb.AgentResponse {
 		d.Status = uint32(src.Decision.Status)
 		d.Body = nil
 		if src.Decision.Body.Valid {
-			e.body = ValidUTF8(src.Decision.Body.Value)
+			e.body = wiretext.Valid(src.Decision.Body.Value)
 			d.Body = &e.body
 		}
 		d.Headers = e.blockHeaders(src.Decision.BlockHeaders)
 		e.block.Block = d
 		m.Decision = &e.block
 	case payload.DecisionRedirect:
-		e.redirMsg.Url = ValidUTF8(src.Decision.URL)
+		e.redirMsg.Url = wiretext.Valid(src.Decision.URL)
 		e.redirMsg.Status = uint32(src.Decision.Status)
 		e.redirect.Redirect = &e.redirMsg
 		m.Decision = &e.redirect
 	case payload.DecisionChallenge:
-		e.chalMsg.ChallengeType = ValidUTF8(src.Decision.ChallengeType)
+		e.chalMsg.ChallengeType = wiretext.Valid(src.Decision.ChallengeType)
 		e.chalMsg.Params = validMap(src.Decision.Params)
 		e.challenge.Challenge = &e.chalMsg
 		m.Decision = &e.challenge
@@ -422,12 +423,12 @@ func (e *ResponseEncoder) Encode(src *payload.AgentResponse) *pb.AgentResponse {
 			clear(e.custom)
 		}
 		for k, v := range src.Audit.Custom {
-			k = ValidUTF8(k)
+			k = wiretext.Valid(k)
 			if len(v) == 0 {
 				e.custom[k] = "null"
 				continue
 			}
-			e.custom[k] = ValidUTF8(string(v))
+			e.custom[k] = wiretext.Valid(string(v))
 		}
 		a.Custom = e.custom
 	}
@@ -441,7 +442,7 @@ func (e *ResponseEncoder) header(name, value string) *pb.Header {
 	}
 	h := e.hdrs[e.nHdrs]
 	e.nHdrs++
-	h.Name, h.Value = ValidUTF8(name), ValidUTF8(value)
+	h.Name, h.Value = wiretext.Valid(name), wiretext.Valid(value)
 	return h
 }
 
@@ -468,7 +469,7 @@ func (e *ResponseEncoder) headerOps(dst []*pb.HeaderOp, ops []payload.HeaderOp) 
 			}
 			w := e.removes[e.nRem]
 			e.nRem++
-			w.Remove = ValidUTF8(op.Name)
+			w.Remove = wiretext.Valid(op.Name)
 			o.Operation = w
 		default:
 			if e.nSets == len(e.sets) {

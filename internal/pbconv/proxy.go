@@ -41,6 +41,7 @@ package pbconv
 import (
 	"encoding/json"
 	"errors"
+	"github.com/agentwire/agentwire/internal/wiretext"
 	"slices"
 	"strconv"
 	"time"
@@ -121,7 +122,7 @@ func HeadersToPB(h payload.Headers) []*pb.Header {
 	var out []*pb.Header
 	for i := range h {
 		for _, v := range h[i].Values {
-			out = append(out, &pb.Header{Name: ValidUTF8(h[i].Name), Value: ValidUTF8(v)})
+			out = append(out, &pb.Header{Name: wiretext.Valid(h[i].Name), Value: wiretext.Valid(v)})
 		}
 	}
 	return out

@@ -8,65 +8,15 @@ package pbconv
 // ProcessStream; the Rust proxy's reader stops for good). Go strings may
 // hold any bytes (an HTTP header value with obs-text, a handler's output),
 // so every string this package and internal/pbwire put on the wire goes
-// through ValidUTF8 first: each byte that does not begin a valid UTF-8
-// sequence becomes U+FFFD, the rule the JSON encoders apply on the Unix
-// socket (appendJSONString).
+// through internal/wiretext first (the rule of the Unix-socket encoders).
 
 import (
 	"unicode/utf8"
 
+	"github.com/agentwire/agentwire/internal/wiretext"
+
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
-
-const replacement = "\uFFFD"
-
-// ValidUTF8 returns s when it is valid UTF-8, else a copy with every invalid
-// byte replaced by U+FFFD.
-func ValidUTF8(s string) string {
-	if utf8.ValidString(s) {
-		return s
-	}
-	return string(appendInvalid(make([]byte, 0, ValidUTF8Len(s)), s))
-}
-
-// ValidUTF8Len returns len(ValidUTF8(s)) without allocating.
-func ValidUTF8Len(s string) int {
-	if utf8.ValidString(s) {
-		return len(s)
-	}
-	n := 0
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			n += len(replacement)
-		} else {
-			n += size
-		}
-		i += size
-	}
-	return n
-}
-
-// AppendValidUTF8 appends ValidUTF8(s) to dst.
-func AppendValidUTF8(dst []byte, s string) []byte {
-	if utf8.ValidString(s) {
-		return append(dst, s...)
-	}
-	return appendInvalid(dst, s)
-}
-
-func appendInvalid(dst []byte, s string) []byte {
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, replacement...)
-		} else {
-			dst = append(dst, s[i:i+size]...)
-		}
-		i += size
-	}
-	return dst
-}
 
 // validStrings returns ss, or a repaired copy when an element is not valid
 // UTF-8 (the caller's slice is never modified).
@@ -76,7 +26,7 @@ func validStrings(ss []string) []string {
 			out := make([]string, len(ss))
 			copy(out, ss[:i])
 			for j := i; j < len(ss); j++ {
-				out[j] = ValidUTF8(ss[j])
+				out[j] = wiretext.Valid(ss[j])
 			}
 			return out
 		}
@@ -91,7 +41,7 @@ func validMap(m map[string]string) map[string]string {
 		if !utf8.ValidString(k) || !utf8.ValidString(v) {
 			out := make(map[string]string, len(m))
 			for k, v := range m {
-				out[ValidUTF8(k)] = ValidUTF8(v)
+				out[wiretext.Valid(k)] = wiretext.Valid(v)
 			}
 			return out
 		}
@@ -135,10 +85,10 @@ func sanitize(m protoreflect.Message) {
 				nm := nv.Map()
 				mv.Range(func(k protoreflect.MapKey, e protoreflect.Value) bool {
 					if strKey {
-						k = protoreflect.ValueOfString(ValidUTF8(k.String())).MapKey()
+						k = protoreflect.ValueOfString(wiretext.Valid(k.String())).MapKey()
 					}
 					if strVal {
-						e = protoreflect.ValueOfString(ValidUTF8(e.String()))
+						e = protoreflect.ValueOfString(wiretext.Valid(e.String()))
 					}
 					nm.Set(k, e)
 					return true
@@ -164,14 +114,14 @@ func sanitize(m protoreflect.Message) {
 					nv := m.NewField(fd)
 					nl := nv.List()
 					for i := 0; i < lv.Len(); i++ {
-						nl.Append(protoreflect.ValueOfString(ValidUTF8(lv.Get(i).String())))
+						nl.Append(protoreflect.ValueOfString(wiretext.Valid(lv.Get(i).String())))
 					}
 					changes = append(changes, change{fd, nv})
 				}
 			}
 		case fd.Kind() == protoreflect.StringKind:
 			if s := v.String(); !utf8.ValidString(s) {
-				changes = append(changes, change{fd, protoreflect.ValueOfString(ValidUTF8(s))})
+				changes = append(changes, change{fd, protoreflect.ValueOfString(wiretext.Valid(s))})
 			}
 		case fd.Kind() == protoreflect.MessageKind:
 			sanitize(v.Message())

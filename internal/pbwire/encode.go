@@ -2,6 +2,7 @@ package pbwire
 
 import (
 	"encoding/json"
+	"github.com/agentwire/agentwire/internal/wiretext"
 	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -27,9 +28,9 @@ const (
 
 // ---------------------------------------------------------------------------
 // field size and append primitives (proto3 implicit presence: zero values
-// of plain fields are not written). String fields are written as
-// pbconv.ValidUTF8 of the value: a Rust (prost) peer rejects a string that
-// is not valid UTF-8 and ends the whole stream.
+// of plain fields are not written). String fields are written as their
+// internal/wiretext form: a Rust (prost) peer rejects a string that is not
+// valid UTF-8 and ends the whole stream.
 
 func sizeTag(num protowire.Number) int { return protowire.SizeTag(num) }
 
@@ -37,14 +38,14 @@ func sizeStr(num protowire.Number, s string) int {
 	if s == "" {
 		return 0
 	}
-	return sizeTag(num) + protowire.SizeBytes(textLen(s))
+	return sizeTag(num) + protowire.SizeBytes(wiretext.Len(s))
 }
 
 func sizeOptStr(num protowire.Number, o payload.Opt[string]) int {
 	if !o.Valid {
 		return 0
 	}
-	return sizeTag(num) + protowire.SizeBytes(textLen(o.Value))
+	return sizeTag(num) + protowire.SizeBytes(wiretext.Len(o.Value))
 }
 
 func sizeBytes(num protowire.Number, b []byte) int {
@@ -143,49 +144,14 @@ func appendOptStrIn(b []byte, num protowire.Number, o payload.Opt[string], plain
 	return append(b, o.Value...)
 }
 
-// textLen is the length of s on the wire: len(s) for ASCII (checked a word
-// at a time, the common case), else that of pbconv.ValidUTF8(s).
-func textLen(s string) int {
-	if isASCII(s) {
-		return len(s)
-	}
-	return pbconv.ValidUTF8Len(s)
-}
-
-// appendText appends the length-prefixed wire text of s (see textLen).
+// appendText appends the length-prefixed wire text of s.
 func appendText(b []byte, s string) []byte {
-	if isASCII(s) {
+	if wiretext.IsASCII(s) {
 		b = protowire.AppendVarint(b, uint64(len(s)))
 		return append(b, s...)
 	}
-	b = protowire.AppendVarint(b, uint64(pbconv.ValidUTF8Len(s)))
-	return pbconv.AppendValidUTF8(b, s)
-}
-
-// isASCII reports whether every byte of s is below 0x80.
-func isASCII(s string) bool { return orBytes(s)&0x8080808080808080 == 0 }
-
-// orBytes returns the OR of s's bytes folded into a word, read a word at a
-// time (the last word overlapping the one before it); only the high bit of
-// each byte is meaningful.
-func orBytes(s string) uint64 {
-	n := len(s)
-	p := unsafe.Pointer(unsafe.StringData(s))
-	switch {
-	case n >= 8:
-		acc := *(*uint64)(unsafe.Add(p, n-8))
-		for i := 0; i+8 <= n; i += 8 {
-			acc |= *(*uint64)(unsafe.Add(p, i))
-		}
-		return acc
-	case n >= 4:
-		return uint64(*(*uint32)(p) | *(*uint32)(unsafe.Add(p, n-4)))
-	}
-	var acc uint64
-	for i := 0; i < n; i++ {
-		acc |= uint64(*(*byte)(unsafe.Add(p, i)))
-	}
-	return acc
+	b = protowire.AppendVarint(b, uint64(wiretext.Len(s)))
+	return wiretext.Append(b, s)
 }
 
 func appendBytes(b []byte, num protowire.Number, v []byte) []byte {
@@ -260,20 +226,20 @@ func appendHeaders(b []byte, num protowire.Number, h payload.Headers, plain bool
 func asciiHeaders(h payload.Headers) bool {
 	var acc uint64
 	for i := range h {
-		acc |= orBytes(h[i].Name)
+		acc |= wiretext.OrBytes(h[i].Name)
 		for _, v := range h[i].Values {
-			acc |= orBytes(v)
+			acc |= wiretext.OrBytes(v)
 		}
 	}
-	return acc&0x8080808080808080 == 0
+	return acc&wiretext.HighBits == 0
 }
 
 // asciiMetadata reports whether every string of m is ASCII.
 func asciiMetadata(m *payload.RequestMetadata) bool {
-	acc := orBytes(m.CorrelationID) | orBytes(m.RequestID) | orBytes(m.ClientIP) | orBytes(m.ServerName.Value) |
-		orBytes(m.Protocol) | orBytes(m.TLSVersion.Value) | orBytes(m.RouteID.Value) | orBytes(m.UpstreamID.Value) |
-		orBytes(m.Traceparent)
-	return acc&0x8080808080808080 == 0
+	acc := wiretext.OrBytes(m.CorrelationID) | wiretext.OrBytes(m.RequestID) | wiretext.OrBytes(m.ClientIP) | wiretext.OrBytes(m.ServerName.Value) |
+		wiretext.OrBytes(m.Protocol) | wiretext.OrBytes(m.TLSVersion.Value) | wiretext.OrBytes(m.RouteID.Value) | wiretext.OrBytes(m.UpstreamID.Value) |
+		wiretext.OrBytes(m.Traceparent)
+	return acc&wiretext.HighBits == 0
 }
 
 // ---------------------------------------------------------------------------
@@ -335,7 +301,7 @@ type RequestHeadersSize struct {
 // sized buffer walks the headers for their lengths once instead of twice.
 func MeasureRequestHeaders(ev *payload.RequestHeadersEvent, nowMS uint64) RequestHeadersSize {
 	ts := pbconv.TimestampMS(ev.Metadata.Timestamp, nowMS)
-	plain := (orBytes(ev.Method)|orBytes(ev.URI))&0x8080808080808080 == 0 &&
+	plain := (wiretext.OrBytes(ev.Method)|wiretext.OrBytes(ev.URI))&wiretext.HighBits == 0 &&
 		asciiMetadata(&ev.Metadata) && asciiHeaders(ev.Headers)
 	md := metadataBodyLen(&ev.Metadata, ts, plain)
 	body := sizeMsg(1, md) +
@@ -546,7 +512,7 @@ func AppendPing(b []byte, seq, nowMS uint64) []byte {
 }
 
 func configureBodyLen(cfg json.RawMessage, version payload.Opt[string], isInitial bool, nowMS uint64) int {
-	cj := textLen(stringView(cfg))
+	cj := wiretext.Len(stringView(cfg))
 	if cj == 0 {
 		cj = len("null")
 	}
@@ -582,7 +548,7 @@ func handshakeBodyLen(h *payload.HandshakeRequest) int {
 		}
 		n += sizeMsg(1, packed)
 	}
-	cj := textLen(stringView(h.Config))
+	cj := wiretext.Len(stringView(h.Config))
 	if cj == 0 {
 		cj = len("{}")
 	}
