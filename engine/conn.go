@@ -363,10 +363,10 @@ func (c *Conn) ensureDeadline(ctx context.Context, s *session) (context.Context,
 // wait); cancel, when non-nil, must be called when the call ends.
 func (c *Conn) admit(ctx context.Context, cid string, kind int32) (context.Context, context.CancelFunc, *session, error) {
 	if cid == "" {
-		return ctx, nil, nil, errNoCID
+		return ctx, nil, nil, c.invalid(errNoCID)
 	}
 	if !utf8.ValidString(cid) {
-		return ctx, nil, nil, errBadCID
+		return ctx, nil, nil, c.invalid(errBadCID)
 	}
 	var cancel context.CancelFunc
 	fail := func(err error) (context.Context, context.CancelFunc, *session, error) {
@@ -551,6 +551,13 @@ func (c *Conn) exchange(ctx context.Context, s *session, cid string, buf mem.Buf
 	return err
 }
 
+// invalid books a call refused before it started (nil event, empty or
+// invalid correlation id) and returns err.
+func (c *Conn) invalid(err error) error {
+	c.stats.errors.Add(1)
+	return err
+}
+
 // countErr books the outcome of a finished call.
 func (c *Conn) countErr(err error) {
 	if err == nil {
@@ -631,7 +638,7 @@ func (c *Conn) call(ctx context.Context, cid string, ev event, dst *payload.Agen
 // modified until the call returns.
 func (c *Conn) RequestHeaders(ctx context.Context, ev *payload.RequestHeadersEvent) (*payload.AgentResponse, error) {
 	if ev == nil {
-		return nil, errNilEvent
+		return nil, c.invalid(errNilEvent)
 	}
 	dst := new(payload.AgentResponse)
 	if err := c.call(ctx, ev.Metadata.CorrelationID, event{kind: payload.EventRequestHeaders, rh: ev}, dst); err != nil {
@@ -646,7 +653,7 @@ func (c *Conn) RequestHeaders(ctx context.Context, ev *payload.RequestHeadersEve
 // else until the call returns; on error its content is undefined.
 func (c *Conn) RequestHeadersInto(ctx context.Context, ev *payload.RequestHeadersEvent, dst *payload.AgentResponse) error {
 	if ev == nil || dst == nil {
-		return errNilEvent
+		return c.invalid(errNilEvent)
 	}
 	return c.call(ctx, ev.Metadata.CorrelationID, event{kind: payload.EventRequestHeaders, rh: ev}, dst)
 }
@@ -656,7 +663,7 @@ func (c *Conn) RequestHeadersInto(ctx context.Context, ev *payload.RequestHeader
 // ev must not be modified until the call returns.
 func (c *Conn) RequestBodyChunk(ctx context.Context, ev *payload.BodyChunk) (*payload.AgentResponse, error) {
 	if ev == nil {
-		return nil, errNilEvent
+		return nil, c.invalid(errNilEvent)
 	}
 	dst := new(payload.AgentResponse)
 	if err := c.call(ctx, ev.CorrelationID, event{kind: payload.EventRequestBodyChunk, bc: ev}, dst); err != nil {
@@ -668,7 +675,7 @@ func (c *Conn) RequestBodyChunk(ctx context.Context, ev *payload.BodyChunk) (*pa
 // ResponseHeaders sends a response-headers event and returns the reply.
 func (c *Conn) ResponseHeaders(ctx context.Context, ev *payload.ResponseHeadersEvent) (*payload.AgentResponse, error) {
 	if ev == nil {
-		return nil, errNilEvent
+		return nil, c.invalid(errNilEvent)
 	}
 	dst := new(payload.AgentResponse)
 	if err := c.call(ctx, ev.CorrelationID, event{kind: payload.EventResponseHeaders, rs: ev}, dst); err != nil {
@@ -681,7 +688,7 @@ func (c *Conn) ResponseHeaders(ctx context.Context, ev *payload.ResponseHeadersE
 // RequestBodyChunk for ownership of ev.Data).
 func (c *Conn) ResponseBodyChunk(ctx context.Context, ev *payload.BodyChunk) (*payload.AgentResponse, error) {
 	if ev == nil {
-		return nil, errNilEvent
+		return nil, c.invalid(errNilEvent)
 	}
 	dst := new(payload.AgentResponse)
 	if err := c.call(ctx, ev.CorrelationID, event{kind: payload.EventResponseBodyChunk, bc: ev, response: true}, dst); err != nil {
@@ -694,7 +701,7 @@ func (c *Conn) ResponseBodyChunk(ctx context.Context, ev *payload.BodyChunk) (*p
 // (agentwire and Rust SDK agents answer it).
 func (c *Conn) RequestComplete(ctx context.Context, ev *payload.RequestCompleteEvent) (*payload.AgentResponse, error) {
 	if ev == nil {
-		return nil, errNilEvent
+		return nil, c.invalid(errNilEvent)
 	}
 	dst := new(payload.AgentResponse)
 	// The request is over whatever the outcome: a per-request pause of
@@ -718,7 +725,7 @@ func (c *Conn) forgetPause(cid string) {
 // verdict.
 func (c *Conn) WebSocketFrame(ctx context.Context, ev *payload.WebSocketFrameEvent) (*payload.AgentResponse, error) {
 	if ev == nil {
-		return nil, errNilEvent
+		return nil, c.invalid(errNilEvent)
 	}
 	dst := new(payload.AgentResponse)
 	if err := c.call(ctx, ev.CorrelationID, event{kind: payload.EventWebSocketFrame, ws: ev}, dst); err != nil {
@@ -732,7 +739,7 @@ func (c *Conn) WebSocketFrame(ctx context.Context, ev *payload.WebSocketFrameEve
 // deadline); agentwire agents do.
 func (c *Conn) GuardrailInspect(ctx context.Context, ev *payload.GuardrailInspectEvent) (*payload.AgentResponse, error) {
 	if ev == nil {
-		return nil, errNilEvent
+		return nil, c.invalid(errNilEvent)
 	}
 	dst := new(payload.AgentResponse)
 	if err := c.call(ctx, ev.CorrelationID, event{kind: payload.EventGuardrailInspect, gr: ev}, dst); err != nil {

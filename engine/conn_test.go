@@ -215,6 +215,12 @@ func TestInvalidEvents(t *testing.T) {
 	mustKind(t, err, ErrInvalidEvent)
 	_, err = c.RequestHeaders(ctx, headersEvent(""))
 	mustKind(t, err, ErrInvalidEvent)
+	err = c.RequestHeadersInto(ctx, headersEvent("bad\xff"), new(payload.AgentResponse))
+	mustKind(t, err, ErrInvalidEvent)
+	// Refused calls are failed calls: Stats.Errors counts them.
+	if st := c.Stats(); st.Errors != 3 || st.InFlight != 0 {
+		t.Fatalf("after three refused calls: %+v", st)
+	}
 	_, err = c.RequestBodyChunk(ctx, &payload.BodyChunk{CorrelationID: "big", Data: make([]byte, 4096)})
 	mustKind(t, err, ErrMessageTooLarge)
 	if !strings.Contains(err.Error(), "limit 2048") {

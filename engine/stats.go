@@ -16,7 +16,8 @@ type Stats struct {
 	Timeouts uint64 // calls ended by their deadline
 	Canceled uint64 // calls ended by their context or Conn.Cancel
 	// Errors counts calls that failed for any other reason (connection
-	// lost, protocol error, flow control, health, subscription, ...).
+	// lost, protocol error, flow control, health, subscription, invalid
+	// event or correlation id, ...).
 	Errors            uint64
 	ConnectionLost    uint64 // pending calls failed because the stream died
 	Reconnects        uint64 // successful reconnections after a loss
