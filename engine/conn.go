@@ -917,6 +917,31 @@ func (c *Conn) Capabilities() payload.Capabilities {
 	return payload.Capabilities{}
 }
 
+// Payload encodings reported by Conn.Encoding besides payload.EncodingJSON
+// and payload.EncodingMsgpack.
+const EncodingProtobuf = "protobuf"
+
+// Encoding returns the payload encoding of the current session, as
+// negotiated in its handshake: payload.EncodingJSON or
+// payload.EncodingMsgpack on the Unix-socket and reverse transports,
+// EncodingProtobuf on gRPC; "" while no session is established.
+func (c *Conn) Encoding() string {
+	s := c.sess.Load()
+	if s == nil || s.failed() {
+		return ""
+	}
+	switch t := s.t.(type) {
+	case *udsTransport:
+		if t.msgpack {
+			return payload.EncodingMsgpack
+		}
+		return payload.EncodingJSON
+	case *grpcTransport:
+		return EncodingProtobuf
+	}
+	return ""
+}
+
 // Health returns the Conn's view of the agent's health.
 func (c *Conn) Health() HealthSnapshot {
 	var h HealthSnapshot

@@ -266,6 +266,29 @@ func TestUDSAgentSelectsJSON(t *testing.T) {
 	}
 }
 
+// TestConnEncoding: Conn.Encoding reports what the handshake chose, and
+// nothing once the Conn is closed.
+func TestConnEncoding(t *testing.T) {
+	for _, c := range []struct {
+		agentEncs []string
+		want      string
+	}{{[]string{"json"}, "json"}, {[]string{"json", "msgpack"}, "msgpack"}} {
+		srv := startUDSAgent(t, newTestAgent(), agent.WithEncodings(c.agentEncs...))
+		conn := dialUDS(t, srv.path, WithMsgpack())
+		if got := conn.Encoding(); got != c.want {
+			t.Errorf("agent with %q: Encoding() = %q, want %q", c.agentEncs, got, c.want)
+		}
+		conn.Close()
+		if got := conn.Encoding(); got != "" {
+			t.Errorf("after Close: Encoding() = %q", got)
+		}
+	}
+	g := dial(t, startAgent(t, newTestAgent()).addr)
+	if got := g.Encoding(); got != EncodingProtobuf {
+		t.Errorf("gRPC: Encoding() = %q", got)
+	}
+}
+
 // TestUDSHandshakeFailures drives the handshake against raw fake agents.
 func TestUDSHandshakeFailures(t *testing.T) {
 	answer := func(resp string) func(rc *rawConn) {

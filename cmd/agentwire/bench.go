@@ -100,6 +100,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("connect to %s: %w", ep, err)
 	}
 	defer closeConns(conns)
+	// What the handshake chose, not what was asked for: an agent may
+	// answer a msgpack offer with json (every Rust agent does).
+	enc := conns[0].Encoding()
 
 	if f.mutexProfile != "" {
 		runtime.SetMutexProfileFraction(5)
@@ -134,7 +137,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	rep := benchReport{
-		Transport: ep.transport(), Encoding: f.encoding, Conns: f.conns, BodySize: f.bodySize,
+		Transport: ep.transport(), Encoding: enc, Conns: f.conns, BodySize: f.bodySize,
 		DurationS: res.Duration.Seconds(), Result: res,
 	}
 	if f.memProfile != "" {

@@ -142,7 +142,7 @@ func TestProbeHumanOutput(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	for _, want := range []string{`agent "agentwire-deny"`, "request_headers    block 403", "response_headers   allow"} {
+	for _, want := range []string{`agent "agentwire-deny"`, "protobuf payloads", "request_headers    block 403", "response_headers   allow"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, r.stdout)
 		}
@@ -295,8 +295,39 @@ func TestBenchJSON(t *testing.T) {
 		}
 	}
 	if m["requests_per_sec"].(float64) <= 0 || m["errors"].(float64) != 0 || m["concurrency"].(float64) != 4 ||
-		m["conns"].(float64) != 2 || m["body_size"].(float64) != 100 || m["transport"] != "grpc" {
+		m["conns"].(float64) != 2 || m["body_size"].(float64) != 100 || m["transport"] != "grpc" || m["encoding"] != "protobuf" {
 		t.Errorf("implausible report %s", r.stdout)
+	}
+}
+
+// TestBenchReportsNegotiatedEncoding: the report names the encoding the
+// handshake chose, also when --encoding is not given (the engine's default
+// offer, json only).
+func TestBenchReportsNegotiatedEncoding(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct{ serve, ask, want string }{
+		{"json,msgpack", "", "json"},
+		{"json", "", "json"},
+		{"json,msgpack", "msgpack", "msgpack"},
+		{"json,msgpack", "json", "json"},
+	} {
+		sock := filepath.Join(dir, strings.ReplaceAll(c.serve, ",", "-")+c.ask+".sock")
+		addr := startServe(t, "--listen", "unix://"+sock, "--agent", "echo", "--encodings", c.serve)
+		args := []string{"bench", "--agent", addr, "--concurrency", "2", "--duration", "100ms", "--warmup", "0s", "--json"}
+		if c.ask != "" {
+			args = append(args, "--encoding", c.ask)
+		}
+		r := runCLI(t, args...)
+		if r.code != 0 {
+			t.Fatalf("%+v: exit %d: %s", c, r.code, r.stderr)
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(r.stdout), &m); err != nil {
+			t.Fatalf("%v: %s", err, r.stdout)
+		}
+		if m["encoding"] != c.want || m["transport"] != "uds" {
+			t.Errorf("agent offering %s, bench asking %q: report %s, want encoding %q", c.serve, c.ask, r.stdout, c.want)
+		}
 	}
 }
 

@@ -170,7 +170,7 @@ func probe(ctx context.Context, f *probeFlags, stdout, stderr io.Writer) error {
 	out := newDecisionPrinter(stdout, f.json)
 	if !f.json {
 		caps := conn.Capabilities()
-		fmt.Fprintf(stdout, "connected to %s: agent %q (%s)\n", where, caps.AgentID, strings.TrimSpace(caps.Name+" "+caps.Version))
+		fmt.Fprintf(stdout, "connected to %s: agent %q (%s), %s payloads\n", where, caps.AgentID, strings.TrimSpace(caps.Name+" "+caps.Version), conn.Encoding())
 	}
 	return probeConn(ctx, conn, f, out)
 }
