@@ -2,8 +2,14 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"io"
+	"math"
 	"net"
+	"os"
+	"reflect"
+	"runtime"
+	"runtime/metrics"
 	"testing"
 	"time"
 
@@ -21,25 +27,176 @@ func goldenEventSeeds(f *testing.F) []goldenVector {
 	return vs
 }
 
+// fuzzAllocLimit is the most a synchronous decode of an n-byte input may
+// allocate: a generous constant plus a multiple of the input (decoding
+// legitimately expands small wire values into strings, slices and maps,
+// but never by more than this). A decoder that trusts a declared length or
+// count blows through it at once.
+func fuzzAllocLimit(n int) uint64 { return 1<<20 + 256*uint64(n) }
+
+// checkAllocBound fails t when fn, run on in, allocated more than
+// fuzzAllocLimit(len(in)). fn must not start goroutines; the count includes
+// anything else the process allocated meanwhile, and runtime/metrics
+// counts small objects a span at a time (runtime.ReadMemStats is exact but
+// stops the world, some 40 times slower), so the bound is loose on purpose.
+func checkAllocBound(t *testing.T, in []byte, fn func()) {
+	t.Helper()
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	before := s[0].Value.Uint64()
+	fn()
+	metrics.Read(s)
+	if n := s[0].Value.Uint64() - before; n > fuzzAllocLimit(len(in)) {
+		t.Fatalf("%d-byte input allocated %d bytes (bound %d): %x", len(in), n, fuzzAllocLimit(len(in)), in)
+	}
+}
+
+// waitGoroutines fails t unless the number of goroutines drops back to at
+// most base within d (whatever the input started must have ended).
+func waitGoroutines(t *testing.T, base int, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines left, %d before the input:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// sameValue reports whether a and b hold the same data, reading nil and
+// empty slices and maps as equal (a decoder reusing storage leaves empty
+// ones where a fresh decode leaves nil).
+func sameValue(a, b reflect.Value) bool {
+	switch a.Kind() {
+	case reflect.Slice, reflect.Array:
+		if a.Len() != b.Len() {
+			return false
+		}
+		for i := range a.Len() {
+			if !sameValue(a.Index(i), b.Index(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Map:
+		if a.Len() != b.Len() {
+			return false
+		}
+		it := a.MapRange()
+		for it.Next() {
+			bv := b.MapIndex(it.Key())
+			if !bv.IsValid() || !sameValue(it.Value(), bv) {
+				return false
+			}
+		}
+		return true
+	case reflect.Struct:
+		for i := range a.NumField() {
+			if !sameValue(a.Field(i), b.Field(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Pointer, reflect.Interface:
+		if a.IsNil() || b.IsNil() {
+			return a.IsNil() == b.IsNil()
+		}
+		if a.Kind() == reflect.Pointer && a.Pointer() == b.Pointer() {
+			return true
+		}
+		if a.Kind() == reflect.Interface && a.Elem().Type() != b.Elem().Type() {
+			return false
+		}
+		return sameValue(a.Elem(), b.Elem())
+	case reflect.String:
+		return a.String() == b.String()
+	case reflect.Bool:
+		return a.Bool() == b.Bool()
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return a.Int() == b.Int()
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return a.Uint() == b.Uint()
+	case reflect.Float32, reflect.Float64:
+		return math.Float64bits(a.Float()) == math.Float64bits(b.Float())
+	default:
+		return a.Kind() == b.Kind()
+	}
+}
+
+// decodedEvent returns the event struct decodeEvent filled for kind ft.
+func decodedEvent(c *udsCall, ft frame.Type) any {
+	switch ft {
+	case frame.TypeRequestHeaders:
+		return &c.reqHeaders
+	case frame.TypeRequestBodyChunk, frame.TypeResponseBodyChunk:
+		return &c.body
+	case frame.TypeResponseHeaders:
+		return &c.respHeaders
+	case frame.TypeRequestComplete:
+		return &c.complete
+	case frame.TypeWebSocketFrame:
+		return &c.ws
+	case frame.TypeGuardrailInspect:
+		return &c.guard
+	}
+	return nil
+}
+
 // FuzzUDSEventPayload decodes arbitrary bytes as every event type in both
-// encodings, the way a connection does, and checks the correlation-id rules.
+// encodings, the way a connection does, and checks the correlation-id
+// rules, the allocation bound, and that decoding into a pooled call that
+// still holds an earlier event (connections reuse calls without clearing
+// them) gives exactly what decoding into a fresh one gives.
 func FuzzUDSEventPayload(f *testing.F) {
+	type key struct {
+		typ     frame.Type
+		msgpack bool
+	}
+	// The largest golden event of each kind and encoding: what a reused
+	// call holds before the fuzzed payload is decoded into it.
+	dirty := map[key][]byte{}
+	keep := func(k key, p []byte) {
+		if c := new(udsCall); c.decodeEvent(k.typ, p, k.msgpack) == nil && len(p) > len(dirty[k]) {
+			dirty[k] = p
+		}
+	}
 	for _, g := range goldenEventSeeds(f) {
 		if g.TypeByte == nil {
 			continue
 		}
 		typ := byte(g.typ(f))
 		f.Add(typ, false, []byte(g.JSONPayload))
+		keep(key{frame.Type(typ), false}, []byte(g.JSONPayload))
 		if mp := g.msgpack(f); mp != nil {
 			f.Add(typ, true, mp)
+			keep(key{frame.Type(typ), true}, mp)
 		}
 	}
 	f.Add(byte(0x10), false, []byte(`{"correlation_id":"a\u0041","metadata":{"correlation_id":"m"}}`))
 	f.Fuzz(func(t *testing.T, typ byte, msgpack bool, p []byte) {
 		c := new(udsCall)
 		ft := frame.Type(typ)
-		err := c.decodeEvent(ft, p, msgpack)
-		best := bestEffortID(p, msgpack)
+		var err error
+		var best string
+		checkAllocBound(t, p, func() {
+			err = c.decodeEvent(ft, p, msgpack)
+			best = bestEffortID(p, msgpack)
+		})
+		if d := dirty[key{ft, msgpack}]; d != nil {
+			r := new(udsCall)
+			if err := r.decodeEvent(ft, d, msgpack); err != nil {
+				t.Fatalf("golden event does not decode: %v", err)
+			}
+			rerr := r.decodeEvent(ft, p, msgpack)
+			if (err == nil) != (rerr == nil) {
+				t.Fatalf("fresh call: %v; reused call: %v", err, rerr)
+			}
+			if err == nil && (r.cid != c.cid || r.kind != c.kind || !sameValue(reflect.ValueOf(decodedEvent(r, ft)), reflect.ValueOf(decodedEvent(c, ft)))) {
+				t.Fatalf("decoding into a reused call differs:\n fresh  %q %+v\n reused %q %+v", c.cid, decodedEvent(c, ft), r.cid, decodedEvent(r, ft))
+			}
+		}
 		if err != nil {
 			return
 		}
@@ -67,7 +224,8 @@ func FuzzUDSEventPayload(f *testing.F) {
 }
 
 // FuzzDecodeCancel decodes arbitrary 0x40 payloads (JSON or MessagePack by
-// first byte); a decoded cancel re-encodes to an equal value.
+// first byte) within the allocation bound; a decoded cancel re-encodes to an
+// equal value.
 func FuzzDecodeCancel(f *testing.F) {
 	for _, g := range loadGolden(f, "control.json") {
 		if g.TypeByte != nil && *g.TypeByte == "0x40" {
@@ -78,7 +236,9 @@ func FuzzDecodeCancel(f *testing.F) {
 	f.Add([]byte{0x93, 0xa1, 'x', 0x02, 0x07})
 	f.Fuzz(func(t *testing.T, p []byte) {
 		var c payload.Cancel
-		if err := decodeCancel(p, &c); err != nil {
+		var err error
+		checkAllocBound(t, p, func() { err = decodeCancel(p, &c) })
+		if err != nil {
 			return
 		}
 		var back payload.Cancel
@@ -89,97 +249,161 @@ func FuzzDecodeCancel(f *testing.F) {
 }
 
 // FuzzUDSConnection feeds an arbitrary byte stream to a live connection
-// after a successful handshake. The server must not crash, must answer
-// only with well-formed frames, and must end the connection when the
-// stream ends.
+// after a successful handshake, with handlers on workers or inline. The
+// server must not crash, must read the whole stream or close the
+// connection, must answer only with well-formed frames, and must end the
+// connection when the stream ends; all within a time bound. Another
+// connection to the same server, established before, must still be
+// answered afterwards, and once the server is closed every goroutine it
+// started must have ended.
 func FuzzUDSConnection(f *testing.F) {
 	for _, g := range goldenEventSeeds(f) {
 		if g.TypeByte == nil {
 			continue
 		}
 		fr, _ := frame.AppendFrame(nil, g.typ(f), []byte(g.JSONPayload))
-		f.Add(false, fr)
+		f.Add(false, false, fr)
 		if mp := g.msgpack(f); mp != nil {
 			fr, _ := frame.AppendFrame(nil, g.typ(f), mp)
-			f.Add(true, fr)
+			f.Add(true, true, fr)
 		}
 	}
-	f.Add(false, []byte{0, 0, 0, 3, 0x99, 1, 2, 0, 0, 0, 1, 0x41})
-	f.Add(false, []byte{0, 0, 0, 0})
-	f.Add(false, []byte{0xff, 0xff, 0xff, 0xff, 0x10})
+	f.Add(false, false, []byte{0, 0, 0, 3, 0x99, 1, 2, 0, 0, 0, 1, 0x41})
+	f.Add(false, true, []byte{0, 0, 0, 3, 0x99, 1, 2, 0, 0, 0, 1, 0x41})
+	f.Add(false, false, []byte{0, 0, 0, 0})
+	f.Add(false, false, []byte{0xff, 0xff, 0xff, 0xff, 0x10})
 	f.Fuzz(fuzzConnOnce)
 }
 
-func fuzzConnOnce(t *testing.T, msgpack bool, stream []byte) {
-	{
-		s := NewServer(BaseHandler{}, WithMaxConcurrency(4), WithMaxFrameSize(1<<16))
-		defer s.Close()
-		agentSide, proxySide := net.Pipe()
+// fuzzConnBound bounds each step of fuzzConnOnce.
+const fuzzConnBound = 5 * time.Second
+
+func fuzzConnOnce(t *testing.T, msgpack, inline bool, stream []byte) {
+	base := runtime.NumGoroutine()
+	opts := []Option{WithMaxConcurrency(4), WithMaxFrameSize(1 << 16)}
+	if inline {
+		opts = append(opts, WithInlineHandlers())
+	}
+	s := NewServer(BaseHandler{}, opts...)
+	serve := func(nc net.Conn) <-chan struct{} {
+		ended := make(chan struct{})
 		if !s.track(1) {
 			t.Fatal("server closed")
 		}
 		go func() {
 			defer s.wg.Done()
-			s.serveConn(context.Background(), agentSide, nil, false)
+			defer close(ended)
+			s.serveConn(context.Background(), nc, nil, false)
 		}()
-		// Read everything the agent sends, checking the framing.
-		readDone := make(chan error, 1)
-		go func() {
-			rd := frame.NewReader(proxySide, 0)
-			defer rd.Release()
-			first := true
-			for {
-				typ, p, err := rd.ReadFrame()
-				if err != nil {
-					if err == io.EOF || err == io.ErrClosedPipe {
-						err = nil
-					}
-					readDone <- err
-					return
-				}
-				if first {
-					var hs payload.HandshakeResponse
-					if typ != frame.TypeHandshakeResponse || payload.DecodeHandshakeResponseJSON(p, &hs) != nil || !hs.Success {
-						readDone <- io.ErrUnexpectedEOF
-						return
-					}
-					first = false
-					continue
-				}
-				switch typ {
-				case frame.TypeAgentResponse:
-					var r payload.AgentResponse
-					var err error
-					if msgpack {
-						err = payload.DecodeAgentResponseMsgpack(p, &r)
-					} else {
-						err = payload.DecodeAgentResponseJSON(p, &r)
-					}
-					if err != nil || r.Version != 2 {
-						readDone <- err
-						return
-					}
-				case frame.TypePong, frame.TypeHealthStatus:
-				default:
-					readDone <- &frame.UnknownTypeError{Type: typ}
-					return
-				}
-			}
-		}()
-		enc := "json"
-		if msgpack {
-			enc = "msgpack"
-		}
+		return ended
+	}
+	handshake := func(nc net.Conn, rd *frame.Reader, enc string) {
 		hs := payload.HandshakeRequest{SupportedVersions: []uint32{2}, ProxyID: "fuzz", ProxyVersion: "0", SupportedEncodings: []string{enc}}
 		hsFrame, _ := frame.AppendFrame(nil, frame.TypeHandshakeRequest, payload.AppendHandshakeRequestJSON(nil, &hs))
-		proxySide.SetWriteDeadline(time.Now().Add(testTimeout))
-		if _, err := proxySide.Write(append(hsFrame, stream...)); err != nil && err != io.ErrClosedPipe {
-			t.Fatalf("write: %v", err)
+		if _, err := nc.Write(hsFrame); err != nil {
+			t.Fatalf("handshake: %v", err)
 		}
-		// End of stream: close; the agent must notice and end too.
-		proxySide.Close()
-		if err := <-readDone; err != nil && err != io.ErrClosedPipe {
-			t.Fatalf("agent output: %v", err)
+		typ, p, err := rd.ReadFrame()
+		var r payload.HandshakeResponse
+		if err != nil || typ != frame.TypeHandshakeResponse || payload.DecodeHandshakeResponseJSON(p, &r) != nil || !r.Success {
+			t.Fatalf("handshake: %v %v %q", typ, err, p)
 		}
 	}
+
+	// The bystander: a connection established before the fuzzed one.
+	byAgent, byProxy := net.Pipe()
+	byEnded := serve(byAgent)
+	byProxy.SetDeadline(time.Now().Add(fuzzConnBound))
+	byRd := frame.NewReader(byProxy, 0)
+	handshake(byProxy, byRd, payload.EncodingJSON)
+
+	agentSide, proxySide := net.Pipe()
+	ended := serve(agentSide)
+	proxySide.SetDeadline(time.Now().Add(fuzzConnBound))
+	rd := frame.NewReader(proxySide, 0)
+	enc := payload.EncodingJSON
+	if msgpack {
+		enc = payload.EncodingMsgpack
+	}
+	handshake(proxySide, rd, enc)
+	// Read everything the agent sends, checking the framing.
+	readDone := make(chan error, 1)
+	go func() {
+		defer rd.Release()
+		for {
+			typ, p, err := rd.ReadFrame()
+			if err != nil {
+				if err == io.EOF || err == io.ErrClosedPipe {
+					err = nil
+				}
+				readDone <- err
+				return
+			}
+			switch typ {
+			case frame.TypeAgentResponse:
+				var r payload.AgentResponse
+				var err error
+				if msgpack {
+					err = payload.DecodeAgentResponseMsgpack(p, &r)
+				} else {
+					err = payload.DecodeAgentResponseJSON(p, &r)
+				}
+				if err != nil || r.Version != 2 {
+					readDone <- errors.Join(errors.New("bad reply"), err)
+					return
+				}
+			case frame.TypePong, frame.TypeHealthStatus:
+			default:
+				readDone <- &frame.UnknownTypeError{Type: typ}
+				return
+			}
+		}
+	}()
+	if _, err := proxySide.Write(stream); errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the agent stopped reading without closing the connection (input %x)", stream)
+	} else if err != nil && err != io.ErrClosedPipe {
+		t.Fatalf("write: %v", err)
+	}
+	// End of stream: close; the agent must notice and end too.
+	proxySide.Close()
+	select {
+	case err := <-readDone:
+		if err != nil {
+			t.Fatalf("agent output: %v", err)
+		}
+	case <-time.After(fuzzConnBound):
+		t.Fatal("the output reader did not end")
+	}
+	select {
+	case <-ended:
+	case <-time.After(fuzzConnBound):
+		t.Fatalf("the agent did not end the connection after the stream ended (input %x)", stream)
+	}
+
+	// The bystander is still served.
+	ev := payload.RequestHeadersEvent{Metadata: payload.RequestMetadata{CorrelationID: "bystander", RequestID: "r"}, Method: "GET", URI: "/"}
+	evFrame, _ := frame.AppendFrame(nil, frame.TypeRequestHeaders, payload.AppendRequestHeadersJSON(nil, &ev))
+	if _, err := byProxy.Write(evFrame); err != nil {
+		t.Fatalf("bystander: %v", err)
+	}
+	typ, p, err := byRd.ReadFrame()
+	var r payload.AgentResponse
+	if err != nil || typ != frame.TypeAgentResponse || payload.DecodeAgentResponseJSON(p, &r) != nil || r.CorrelationID != "bystander" || r.Decision.Kind != payload.DecisionAllow {
+		t.Fatalf("bystander after input %x: %v %v %q", stream, typ, err, p)
+	}
+	byRd.Release()
+	byProxy.Close()
+	select {
+	case <-byEnded:
+	case <-time.After(fuzzConnBound):
+		t.Fatal("the bystander connection did not end")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(fuzzConnBound):
+		t.Fatal("Close did not return")
+	}
+	waitGoroutines(t, base, fuzzConnBound)
 }

@@ -352,7 +352,7 @@ func (c *Conn) ensureDeadline(ctx context.Context, s *session) (context.Context,
 	}
 	d := c.opts.requestTimeout
 	if s != nil {
-		d = time.Duration(float64(d) * s.timeoutMultiplier())
+		d = s.stretch(d)
 	}
 	return context.WithTimeout(ctx, d)
 }
@@ -468,11 +468,7 @@ func (c *Conn) exchange(ctx context.Context, s *session, cid string, buf mem.Buf
 	var deadline int64
 	if _, ok := ctx.Deadline(); !ok {
 		// The default request timeout, enforced by the session's expirer.
-		d := c.opts.requestTimeout
-		if m := s.timeoutMultiplier(); m != 1 {
-			d = time.Duration(float64(d) * m)
-		}
-		deadline = monoNow() + int64(d)
+		deadline = monoNow() + int64(s.stretch(c.opts.requestTimeout))
 	}
 	p := getPending(cid, dst, deadline)
 	if _, loaded := s.pending.LoadOrStore(cid, p); loaded {

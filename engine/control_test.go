@@ -3,11 +3,13 @@ package engine
 import (
 	"context"
 	"errors"
+	"math"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/agentwire/agentwire/agent"
+	"github.com/agentwire/agentwire/codec/frame"
 	"github.com/agentwire/agentwire/codec/payload"
 )
 
@@ -99,6 +101,62 @@ func TestDegradedStretchesDefaultTimeout(t *testing.T) {
 	defer cancel()
 	_, err = c.RequestHeaders(ctx, headersEvent("ctx"))
 	mustKind(t, err, ErrTimeout)
+}
+
+// TestDegradedHugeMultiplierStretches: a DEGRADED report whose
+// timeout_multiplier overflows the request timeout (1e39 in JSON reads as
+// +Inf in the f32) stretches it as far as it goes. It used to wrap the
+// product into a negative duration, so every request without a context
+// deadline timed out at once.
+func TestDegradedHugeMultiplierStretches(t *testing.T) {
+	fa := startRawAgent(t, func(rc *rawConn) {
+		if rc.handshake("") != nil {
+			return
+		}
+		if rc.writeFrame(frame.TypeHealthStatus, []byte(`{"state":2,"timeout_multiplier":1e39}`)) != nil {
+			return
+		}
+		for {
+			typ, p, err := rc.rd.ReadFrame()
+			if err != nil {
+				return
+			}
+			if typ == frame.TypeRequestHeaders {
+				time.Sleep(100 * time.Millisecond) // past the plain request timeout
+				if rc.reply(eventID(p)) != nil {
+					return
+				}
+			}
+		}
+	})
+	c := dialUDS(t, fa.path, WithRequestTimeout(50*time.Millisecond))
+	waitUntil(t, "degraded report", nil, func() bool { return c.Health().Report.State == payload.HealthDegraded })
+	if _, err := c.RequestHeaders(context.Background(), headersEvent("stretched")); err != nil {
+		t.Fatalf("DEGRADED with a huge multiplier: %v", err)
+	}
+}
+
+// TestDegradedMultiplierNeverShortens: whatever float32 an agent reports as
+// its DEGRADED timeout_multiplier (NaN and infinities arrive through
+// MessagePack and protobuf), the default request timeout is never made
+// shorter, on either path that applies it (the expirer's deadline and
+// ensureDeadline's context).
+func TestDegradedMultiplierNeverShortens(t *testing.T) {
+	c := memConn(t)
+	s := c.sess.Load()
+	for _, m := range []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), math.MaxFloat32, 1e12, 0.5, 2} {
+		s.onHealth(payload.HealthStatus{State: payload.HealthDegraded, TimeoutMultiplier: m})
+		if d := s.stretch(DefaultRequestTimeout); d < DefaultRequestTimeout {
+			t.Errorf("multiplier %v: request timeout %v", m, d)
+		}
+		ctx, cancel := c.ensureDeadline(context.Background(), s)
+		dl, _ := ctx.Deadline()
+		cancel()
+		if left := time.Until(dl); left < DefaultRequestTimeout-time.Second {
+			t.Errorf("multiplier %v: context deadline %v away", m, left)
+		}
+	}
+	s.health.Store(nil)
 }
 
 func flowSignal(t *testing.T, srv *agentServer, c *Conn, f payload.FlowControlSignal) {

@@ -1,9 +1,12 @@
 package engine
 
 import (
+	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/agentwire/agentwire/codec/payload"
 	"github.com/agentwire/agentwire/internal/pbconv"
@@ -58,6 +61,13 @@ func inboundSeeds(t testing.TB) [][]byte {
 	u := pbconv.ConfigUpdateRequestToPB(&payload.ConfigUpdateRequest{Kind: payload.ConfigRuleUpdate, RequestID: "r"})
 	l := pbconv.LogMessageToPB(&payload.LogMessage{Level: payload.LogWarn, Message: "m"})
 	add(&pb.AgentToProxy{Message: &pb.AgentToProxy_Health{Health: h}})
+	for _, m := range []float32{float32(math.NaN()), float32(math.Inf(1)), 1e12} {
+		// Multipliers that overflowed the stretched timeout into a
+		// negative one (TestDegradedMultiplierNeverShortens).
+		d := pbconv.HealthStatusToPB(&payload.HealthStatus{State: payload.HealthDegraded, TimeoutMultiplier: m})
+		add(&pb.AgentToProxy{Message: &pb.AgentToProxy_Health{Health: d}})
+		add(&pb.AgentControl{Message: &pb.AgentControl_Health{Health: d}})
+	}
 	add(&pb.AgentToProxy{Message: &pb.AgentToProxy_FlowControl{FlowControl: f}})
 	add(&pb.AgentToProxy{Message: &pb.AgentToProxy_Metrics{Metrics: m}})
 	add(&pb.AgentToProxy{Message: &pb.AgentToProxy_ConfigUpdate{ConfigUpdate: u}})
@@ -71,7 +81,8 @@ func inboundSeeds(t testing.TB) [][]byte {
 
 // FuzzInbound feeds arbitrary bytes to the session's inbound handlers (the
 // gRPC reader's and the control reader's): they must never panic or block,
-// and a pending request must still get its own reply afterwards.
+// must allocate no more than fuzzAllocLimit allows, and a pending request
+// must still get its own reply afterwards, within a bounded time.
 func FuzzInbound(f *testing.F) {
 	for _, b := range inboundSeeds(f) {
 		f.Add(b)
@@ -79,8 +90,15 @@ func FuzzInbound(f *testing.F) {
 	c := memConn(f, WithCallbackQueueSize(4))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s := c.sess.Load()
-		handleAgentToProxy(b, s)
-		handleAgentControl(b, s)
+		checkAllocBound(t, b, func() {
+			handleAgentToProxy(b, s)
+			handleAgentControl(b, s)
+		})
+		// A health report may stretch the default request timeout, never
+		// shorten it.
+		if d := s.stretch(c.opts.requestTimeout); d < c.opts.requestTimeout {
+			t.Fatalf("input %x made the request timeout %v", b, d)
+		}
 		// Undo whatever flow or health state the input set.
 		s.paused.Store(false)
 		s.capacity.Store(-1)
@@ -89,7 +107,9 @@ func FuzzInbound(f *testing.F) {
 		s.nPaused.Store(0)
 		s.pausedBytes.Store(0)
 		var dst payload.AgentResponse
-		if err := c.RequestHeadersInto(t.Context(), headersEvent("after-fuzz"), &dst); err != nil || dst.CorrelationID != "after-fuzz" {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		if err := c.RequestHeadersInto(ctx, headersEvent("after-fuzz"), &dst); err != nil || dst.CorrelationID != "after-fuzz" {
 			t.Fatalf("conn unusable after input %x: %v %+v", b, err, dst)
 		}
 	})

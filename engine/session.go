@@ -466,16 +466,38 @@ func (s *session) healthGate() error {
 var errAgentUnhealthy = &Error{Kind: ErrAgentUnhealthy}
 
 // timeoutMultiplier returns the DEGRADED timeout multiplier in force (1
-// when none).
+// when none, and when the agent's value is not a number above 1: NaN
+// included).
 func (s *session) timeoutMultiplier() float64 {
 	r := s.health.Load()
-	if r == nil || r.status.State != payload.HealthDegraded || r.status.TimeoutMultiplier <= 1 {
+	if r == nil || r.status.State != payload.HealthDegraded || !(r.status.TimeoutMultiplier > 1) {
 		return 1
 	}
 	if !r.active(time.Now()) {
 		return 1
 	}
 	return float64(r.status.TimeoutMultiplier)
+}
+
+// maxStretchedTimeout caps a request timeout stretched by a DEGRADED
+// multiplier (some 146 years: no limit in practice, and far enough from
+// the int64 range that adding it to a monoNow instant cannot overflow).
+const maxStretchedTimeout = time.Duration(1 << 62)
+
+// stretch returns the request timeout d stretched by the DEGRADED
+// multiplier in force. The agent chooses the multiplier (any float32, +Inf
+// included), so the product saturates at maxStretchedTimeout instead of
+// overflowing the conversion to a Duration, which yields a negative
+// timeout that expires every request at once.
+func (s *session) stretch(d time.Duration) time.Duration {
+	m := s.timeoutMultiplier()
+	if m == 1 {
+		return d
+	}
+	if f := float64(d) * m; f < float64(maxStretchedTimeout) {
+		return time.Duration(f)
+	}
+	return maxStretchedTimeout
 }
 
 // onFlow applies an agent flow-control signal.

@@ -3,7 +3,12 @@ package engine
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
 	"net"
+	"os"
+	"runtime"
+	"runtime/metrics"
 	"testing"
 	"time"
 
@@ -11,11 +16,69 @@ import (
 	"github.com/agentwire/agentwire/codec/payload"
 )
 
+// Bounds the fuzz targets hold every input to, on top of "no panic".
+
+// fuzzAllocLimit is the most a synchronous decode of an n-byte input may
+// allocate: a generous constant plus a multiple of the input (decoding
+// legitimately expands small wire values into strings, slices and maps,
+// but never by more than this). A decoder that trusts a declared length or
+// count blows through it at once.
+func fuzzAllocLimit(n int) uint64 { return 1<<20 + 256*uint64(n) }
+
+// allocated returns the bytes allocated while fn ran. fn must not start
+// goroutines; the count includes anything else the process allocated
+// meanwhile, and runtime/metrics counts small objects a span at a time
+// (runtime.ReadMemStats is exact but stops the world, some 40 times
+// slower), so the bound above is loose on purpose.
+func allocated(fn func()) uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	before := s[0].Value.Uint64()
+	fn()
+	metrics.Read(s)
+	return s[0].Value.Uint64() - before
+}
+
+// checkAllocBound fails t when fn, run on in, allocated more than
+// fuzzAllocLimit(len(in)).
+func checkAllocBound(t *testing.T, in []byte, fn func()) {
+	t.Helper()
+	if n := allocated(fn); n > fuzzAllocLimit(len(in)) {
+		t.Fatalf("%d-byte input allocated %d bytes (bound %d): %x", len(in), n, fuzzAllocLimit(len(in)), in)
+	}
+}
+
+// waitGoroutines fails t unless the number of goroutines drops back to at
+// most base within d (whatever the input started must have ended).
+func waitGoroutines(t *testing.T, base int, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines left, %d before the input:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// fuzzPendingID is the correlation id of the request FuzzUDSInbound keeps
+// in flight: the one the golden reply vectors route to.
+const fuzzPendingID = "5f0c2a9e7b1d4e38a6c4f2b1d0e9a8c7"
+
 // FuzzUDSInbound feeds arbitrary bytes, as if sent by an agent after the
 // handshake, through a live Conn's Unix-socket reader (framing, reply
-// routing and decoding, every report decoder, callbacks). Nothing may
-// panic, and the Conn must end cleanly when the stream ends. Seeded with
-// every agent-to-proxy golden frame, alone and concatenated.
+// routing and decoding, every report decoder, callbacks), with a request
+// in flight whose id the reply seeds use. Checked for every input:
+//   - nothing panics, and the reader consumes the whole stream or closes
+//     the connection (it never stops reading while the socket is open);
+//   - when the stream ends, the Conn ends within a bounded time;
+//   - the request in flight ends at once, either answered (with its own
+//     id) or failed with a typed error of a kind that fits (ErrProtocol,
+//     ErrConnectionLost, ErrClosed);
+//   - once the Conn is closed, every goroutine it started has ended.
+//
+// Seeded with every agent-to-proxy golden frame, alone and concatenated.
 func FuzzUDSInbound(f *testing.F) {
 	var all []byte
 	for _, file := range []string{"control.json", "responses.json"} {
@@ -36,41 +99,85 @@ func FuzzUDSInbound(f *testing.F) {
 	f.Add(all, false)
 	f.Add([]byte{0, 0, 0, 3, 0xF0, 1, 2, 0, 0, 0, 1, 0x42}, false)
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x20}, true)
-	f.Fuzz(func(t *testing.T, in []byte, msgpack bool) {
-		a, b := net.Pipe()
-		defer a.Close()
-		o := defaultOptions()
-		o.onHealth = func(payload.HealthStatus) {}
-		o.onMetrics = func(*payload.MetricsReport) {}
-		o.onConfigUpdate = func(*payload.ConfigUpdateRequest) payload.ConfigUpdateResponse { return payload.ConfigUpdateResponse{} }
-		tr := newUDSTransport(b, frame.NewReader(b, 1<<20), 1<<20, msgpack, false, o.logger)
-		c, err := newConn(context.Background(), &reverseDialer{t: tr, caps: fullCaps("fuzz")}, o)
-		if err != nil {
-			t.Fatal(err)
+	f.Fuzz(fuzzUDSInboundOnce)
+}
+
+func fuzzUDSInboundOnce(t *testing.T, in []byte, msgpack bool) {
+	const bound = 5 * time.Second
+	base := runtime.NumGoroutine()
+	a, b := net.Pipe()
+	o := defaultOptions()
+	o.onHealth = func(payload.HealthStatus) {}
+	o.onMetrics = func(*payload.MetricsReport) {}
+	o.onLog = func(*payload.LogMessage) {}
+	o.onConfigUpdate = func(*payload.ConfigUpdateRequest) payload.ConfigUpdateResponse { return payload.ConfigUpdateResponse{} }
+	tr := newUDSTransport(b, frame.NewReader(b, 1<<20), 1<<20, msgpack, false, o.logger)
+	c, err := newConn(context.Background(), &reverseDialer{t: tr, caps: fullCaps("fuzz")}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A request in flight, registered before the input arrives: wait
+	// for its event.
+	type result struct {
+		r   *payload.AgentResponse
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := c.RequestHeaders(context.Background(), headersEvent(fuzzPendingID))
+		done <- result{r, err}
+	}()
+	a.SetDeadline(time.Now().Add(bound))
+	rd := frame.NewReader(a, 0)
+	if typ, _, err := rd.ReadFrame(); err != nil || typ != frame.TypeRequestHeaders {
+		t.Fatalf("event not sent: %v %v", typ, err)
+	}
+	// Whatever else the Conn sends (cancels, pings) is read and dropped.
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		defer rd.Release()
+		for {
+			if _, _, err := rd.ReadFrame(); err != nil {
+				return
+			}
 		}
-		defer c.Close()
-		// A request in flight whose id the seeds use, so replies are routed.
-		done := make(chan error, 1)
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			_, err := c.RequestHeaders(ctx, headersEvent("5f0c2a9e7b1d4e38a6c4f2b1d0e9a8c7"))
-			done <- err
-		}()
-		go func() { _, _ = a.Read(make([]byte, 64<<10)) }() // swallow the event
-		_, _ = a.Write(in)
-		a.Close()
-		select {
-		case <-c.baseCtx.Done(): // the Conn closed itself after the stream ended
-		case <-time.After(5 * time.Second):
-			t.Fatal("Conn did not end after the stream closed")
+	}()
+	if _, err := a.Write(in); errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the Conn stopped reading its socket without closing it (input %x)", in)
+	}
+	a.Close()
+	<-drained
+	select {
+	case <-c.baseCtx.Done(): // the Conn closed itself after the stream ended
+	case <-time.After(bound):
+		t.Fatalf("Conn did not end after the stream closed (input %x)", in)
+	}
+	select {
+	case res := <-done:
+		switch {
+		case res.err == nil:
+			if res.r.CorrelationID != fuzzPendingID {
+				t.Fatalf("answered with correlation id %q", res.r.CorrelationID)
+			}
+		case errors.Is(res.err, ErrProtocol), errors.Is(res.err, ErrConnectionLost), errors.Is(res.err, ErrClosed):
+			var e *Error
+			if !errors.As(res.err, &e) {
+				t.Fatalf("untyped error %v", res.err)
+			}
+		default:
+			t.Fatalf("request in flight failed with %v", res.err)
 		}
-		<-done
-	})
+	case <-time.After(bound):
+		t.Fatalf("the request in flight did not end with the Conn (input %x)", in)
+	}
+	c.Close()
+	waitGoroutines(t, base, bound)
 }
 
 // FuzzReadRegistration: the listener's registration reader and validator
-// never panic and never accept more than one frame's worth of input.
+// never panic, consume exactly one frame (no read-ahead) and allocate no
+// more than that frame is worth.
 func FuzzReadRegistration(f *testing.F) {
 	for _, v := range loadGolden(f, "reverse.json") {
 		if v.JSONFrameHex != nil {
@@ -84,13 +191,20 @@ func FuzzReadRegistration(f *testing.F) {
 	_ = WithAuthToken("t").applyReverse(&l.cfg)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		r := bytes.NewReader(in)
-		req, err := readRegistration(r)
+		var req *payload.RegistrationRequest
+		var err error
+		checkAllocBound(t, in, func() {
+			req, err = readRegistration(r)
+			if err == nil {
+				_ = l.validate(req)
+			}
+		})
 		if err != nil {
 			return
 		}
-		if consumed := len(in) - r.Len(); consumed < frame.HeaderSize || consumed > maxRegistrationSize+frame.HeaderSize {
-			t.Fatalf("consumed %d bytes", consumed)
+		want := frame.HeaderSize - 1 + int(binary.BigEndian.Uint32(in))
+		if consumed := len(in) - r.Len(); consumed != want || consumed > maxRegistrationSize+frame.HeaderSize {
+			t.Fatalf("consumed %d bytes, the frame has %d", consumed, want)
 		}
-		_ = l.validate(req)
 	})
 }

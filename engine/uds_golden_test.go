@@ -352,7 +352,9 @@ func checkRouteConsistent(t testing.TB, p []byte) {
 }
 
 // FuzzReplyIDJSON checks the routing scan against the full decoder on
-// arbitrary input (seeded with every reply vector).
+// arbitrary input (seeded with every reply vector); the scan never
+// allocates, and routing (which may fall back to a full decode) allocates
+// within fuzzAllocLimit.
 func FuzzReplyIDJSON(f *testing.F) {
 	for _, v := range loadGolden(f, "responses.json") {
 		if v.JSONPayload != nil {
@@ -362,7 +364,12 @@ func FuzzReplyIDJSON(f *testing.F) {
 	f.Add([]byte(`[2,"allow",[],[],{},[[],[],null,[],{"correlation_id":"arr\u0041y"}]]`))
 	f.Add([]byte(`{"version":2,"decision":"allow","audit":{"custom":{"correlation_id":"a","correlation_id":7}}}`))
 	f.Add([]byte(`{"audit":{"custom":{"correlation_id":"x"}},"audit":{}}`))
+	tr := newUDSTransport(nil, nil, frame.MaxLen-1, false, false, nil)
 	f.Fuzz(func(t *testing.T, p []byte) {
+		if n := testing.AllocsPerRun(1, func() { replyIDJSON(p) }); n != 0 {
+			t.Fatalf("replyIDJSON allocated %v times on %q", n, p)
+		}
+		checkAllocBound(t, p, func() { _, _ = tr.routeReply(p) })
 		checkRouteConsistent(t, p)
 	})
 }
