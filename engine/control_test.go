@@ -460,3 +460,19 @@ func TestDrainTimesOut(t *testing.T) {
 	mustKind(t, err, ErrDraining)
 	_ = c.Close()
 }
+
+// TestRequestTimeoutBounds: a request timeout must be positive and no
+// longer than a stretched one may become (beyond it, deadlines computed
+// from the monotonic clock would overflow).
+func TestRequestTimeoutBounds(t *testing.T) {
+	for _, c := range []struct {
+		d  time.Duration
+		ok bool
+	}{{0, false}, {-time.Second, false}, {time.Second, true}, {maxStretchedTimeout, true}, {maxStretchedTimeout + 1, false}, {math.MaxInt64, false}} {
+		o := defaultOptions()
+		WithRequestTimeout(c.d).apply(&o)
+		if err := o.validate(); (err == nil) != c.ok {
+			t.Errorf("WithRequestTimeout(%v): validate() = %v", c.d, err)
+		}
+	}
+}

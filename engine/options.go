@@ -131,6 +131,8 @@ func (o *options) validate() error {
 		return errors.New("agentwire: handshake timeout must be positive")
 	case o.requestTimeout <= 0:
 		return errors.New("agentwire: request timeout must be positive")
+	case o.requestTimeout > maxStretchedTimeout:
+		return fmt.Errorf("agentwire: request timeout %v is longer than the %v supported", o.requestTimeout, maxStretchedTimeout)
 	case o.maxSend <= 0 || o.maxRecv <= 0:
 		return errors.New("agentwire: message size limits must be positive")
 	case o.logger == nil:
