@@ -9,9 +9,10 @@ import (
 )
 
 // FuzzUnmarshal feeds arbitrary bytes to the codec as ProxyToAgent and
-// AgentToProxy messages, whole and split into pieces. It must never panic,
-// the split and whole forms must agree, and whatever decodes must survive a
-// marshal/unmarshal round trip unchanged.
+// AgentToProxy messages, whole and split into pieces. It must never panic
+// nor allocate beyond decodeAllocBound, the split and whole forms must
+// agree, and whatever decodes must survive a marshal/unmarshal round trip
+// unchanged.
 func FuzzUnmarshal(f *testing.F) {
 	for _, r := range requests() {
 		b, _ := proto.Marshal(r)
@@ -26,10 +27,13 @@ func FuzzUnmarshal(f *testing.F) {
 			func() proto.Message { return &pb.ProxyToAgent{} },
 			func() proto.Message { return &pb.AgentToProxy{} },
 		} {
-			whole := newMsg()
-			errWhole := Codec().Unmarshal(mem.BufferSlice{mem.SliceBuffer(data)}, whole)
-			pieces := newMsg()
-			errPieces := Codec().Unmarshal(split(data, 3), pieces)
+			whole, pieces := newMsg(), newMsg()
+			in := split(data, 3)
+			var errWhole, errPieces error
+			checkDecodeAllocs(t, "whole", len(data), func() {
+				errWhole = Codec().Unmarshal(mem.BufferSlice{mem.SliceBuffer(data)}, whole)
+			})
+			checkDecodeAllocs(t, "pieces", len(data), func() { errPieces = Codec().Unmarshal(in, pieces) })
 			if (errWhole == nil) != (errPieces == nil) {
 				t.Fatalf("whole: %v, pieces: %v", errWhole, errPieces)
 			}

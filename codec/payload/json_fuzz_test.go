@@ -9,7 +9,8 @@ import (
 
 // Fuzz targets for every JSON decoder. Each is seeded with the golden
 // payloads and acceptance inputs of its type (the seed corpus runs as a
-// normal test). Properties: no panic; an accepted input re-encodes to bytes
+// normal test). Properties: no panic; allocation bounded by the input size
+// (checkDecodeAllocs); an accepted input re-encodes to bytes
 // that decode again to the same value (after the documented lossy
 // normalizations) and re-encode to the same bytes; decoding into a reused,
 // dirty destination gives the same value as decoding into a fresh one.
@@ -53,6 +54,13 @@ func jsonSeedsFor(tb testing.TB, name string) []string {
 
 func jsonFuzz[T any](f *testing.F, c jsonCodec, dec func([]byte, *T) error, enc func([]byte, *T) []byte,
 	norm func(*T)) {
+	jsonFuzzNoCopy(f, c, dec, nil, enc, norm)
+}
+
+// jsonFuzzNoCopy is jsonFuzz for a codec that also has a NoCopy decoder:
+// it must accept exactly what dec accepts and give the same value.
+func jsonFuzzNoCopy[T any](f *testing.F, c jsonCodec, dec, noCopy func([]byte, *T) error,
+	enc func([]byte, *T) []byte, norm func(*T)) {
 	seeds := jsonSeedsFor(f, c.name)
 	if len(seeds) == 0 {
 		seeds = []string{`{}`}
@@ -62,7 +70,17 @@ func jsonFuzz[T any](f *testing.F, c jsonCodec, dec func([]byte, *T) error, enc 
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var v1 T
-		if err := dec(data, &v1); err != nil {
+		var err error
+		checkDecodeAllocs(t, "decode", len(data), func() { err = dec(data, &v1) })
+		if noCopy != nil {
+			var nc T
+			var errNC error
+			checkDecodeAllocs(t, "NoCopy decode", len(data), func() { errNC = noCopy(data, &nc) })
+			if (errNC == nil) != (err == nil) || (err == nil && !jsonEqual(nc, v1)) {
+				t.Fatalf("NoCopy decode differs from the copying decode: err %v, NoCopy err %v", err, errNC)
+			}
+		}
+		if err != nil {
 			return
 		}
 		out := enc(nil, &v1)
@@ -72,7 +90,8 @@ func jsonFuzz[T any](f *testing.F, c jsonCodec, dec func([]byte, *T) error, enc 
 		}
 		// Reuse v2 (dirty) as the destination for the original input.
 		var again T = v2
-		if err := dec(data, &again); err != nil {
+		checkDecodeAllocs(t, "used destination", len(data), func() { err = dec(data, &again) })
+		if err != nil {
 			t.Fatalf("second decode failed: %v", err)
 		}
 		if !jsonEqual(again, v1) {
@@ -97,14 +116,8 @@ func jsonFuzz[T any](f *testing.F, c jsonCodec, dec func([]byte, *T) error, enc 
 func jsonNormHeaders(h *Headers) { *h = jsonSortHeaders(*h) }
 
 func FuzzDecodeRequestHeadersJSON(f *testing.F) {
-	jsonFuzz(f, jsonCodecRequestHeaders, func(b []byte, ev *RequestHeadersEvent) error {
-		err := DecodeRequestHeadersJSON(b, ev)
-		var nc RequestHeadersEvent
-		if errNC := DecodeRequestHeadersJSONNoCopy(b, &nc); (errNC == nil) != (err == nil) || (err == nil && !jsonEqual(nc, *ev)) {
-			panic("NoCopy decode differs from the copying decode")
-		}
-		return err
-	}, AppendRequestHeadersJSON, func(ev *RequestHeadersEvent) { jsonNormHeaders(&ev.Headers) })
+	jsonFuzzNoCopy(f, jsonCodecRequestHeaders, DecodeRequestHeadersJSON, DecodeRequestHeadersJSONNoCopy,
+		AppendRequestHeadersJSON, func(ev *RequestHeadersEvent) { jsonNormHeaders(&ev.Headers) })
 }
 
 func FuzzDecodeRequestBodyChunkJSON(f *testing.F) {
@@ -137,23 +150,17 @@ func FuzzDecodeConfigureJSON(f *testing.F) {
 }
 
 func FuzzDecodeAgentResponseJSON(f *testing.F) {
-	jsonFuzz(f, jsonCodecAgentResponse, func(b []byte, r *AgentResponse) error {
-		err := DecodeAgentResponseJSON(b, r)
-		var nc AgentResponse
-		if errNC := DecodeAgentResponseJSONNoCopy(b, &nc); (errNC == nil) != (err == nil) || (err == nil && !jsonEqual(nc, *r)) {
-			panic("NoCopy decode differs from the copying decode")
-		}
-		return err
-	}, AppendAgentResponseJSON, func(r *AgentResponse) {
-		// Lossy by design: version 0 is written as 2; an f32 confidence
-		// beyond the f32 range is infinite and written as null (serde too).
-		if r.Version == 0 {
-			r.Version = ProtocolVersion
-		}
-		if c := float64(r.Audit.Confidence.Value); math.IsInf(c, 0) || math.IsNaN(c) {
-			r.Audit.Confidence = Opt[float32]{}
-		}
-	})
+	jsonFuzzNoCopy(f, jsonCodecAgentResponse, DecodeAgentResponseJSON, DecodeAgentResponseJSONNoCopy,
+		AppendAgentResponseJSON, func(r *AgentResponse) {
+			// Lossy by design: version 0 is written as 2; an f32 confidence
+			// beyond the f32 range is infinite and written as null (serde too).
+			if r.Version == 0 {
+				r.Version = ProtocolVersion
+			}
+			if c := float64(r.Audit.Confidence.Value); math.IsInf(c, 0) || math.IsNaN(c) {
+				r.Audit.Confidence = Opt[float32]{}
+			}
+		})
 }
 
 func FuzzDecodeHandshakeRequestJSON(f *testing.F) {

@@ -329,7 +329,7 @@ func mpReadList[T any](b []byte, dst *[]T, read func([]byte, *T) ([]byte, error)
 	if err != nil {
 		return b, err
 	}
-	s := (*dst)[:0]
+	s := mpPrealloc(*dst, n, len(o))
 	for k := 0; k < n; k++ {
 		if len(s) < cap(s) {
 			s = s[:len(s)+1]

@@ -81,7 +81,7 @@ func mpReadHeaders(b []byte, dst *Headers) ([]byte, error) {
 	if err != nil {
 		return b, err
 	}
-	h := (*dst)[:0]
+	h := mpPrealloc(*dst, n, len(o))
 	var index map[string]int // only for large inputs
 	var seen uint64          // mpNameBit of every name so far (small inputs)
 	if n > 32 {

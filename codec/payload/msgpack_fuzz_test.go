@@ -72,10 +72,11 @@ func mpEqualNaN(a, b any) bool {
 	return reflect.DeepEqual(a, b)
 }
 
-// mpFuzz checks for one decoder: no panic; an accepted input re-encodes
-// (every encoder variant) to a Rust-accepted shape that decodes to the same
-// value; decoding into a used destination gives the same value as into a
-// fresh one.
+// mpFuzz checks for one decoder: no panic; allocation bounded by the input
+// size (checkDecodeAllocs) into a fresh and into a used destination; an
+// accepted input re-encodes (every encoder variant) to a Rust-accepted
+// shape that decodes to the same value; decoding into a used destination
+// gives the same value as into a fresh one.
 func mpFuzz(f *testing.F, typ string) {
 	for _, s := range mpSeeds(f, typ) {
 		f.Add(s)
@@ -84,11 +85,12 @@ func mpFuzz(f *testing.F, typ string) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := bytes.Clone(data)
 		d := mpNewDecoder(typ)
-		err := d.decode(data)
+		var err, errUsed error
+		checkDecodeAllocs(t, "fresh destination", len(data), func() { err = d.decode(data) })
 		if !bytes.Equal(in, data) {
 			t.Fatal("decoder modified its input")
 		}
-		errUsed := used.decode(data)
+		checkDecodeAllocs(t, "used destination", len(data), func() { errUsed = used.decode(data) })
 		if (err == nil) != (errUsed == nil) {
 			t.Fatalf("fresh err %v, used destination err %v", err, errUsed)
 		}
@@ -144,8 +146,9 @@ func FuzzMsgpackConfigUpdateRequest(f *testing.F)  { mpFuzz(f, "0x32") }
 func FuzzMsgpackFlowControlSignal(f *testing.F)    { mpFuzz(f, "0x33") }
 func FuzzMsgpackConfigUpdateResponse(f *testing.F) { mpFuzz(f, "cur") }
 
-// FuzzMsgpackPeekCorrelationID: the routing-id helpers never panic, and
-// agree with the full decoders whenever those accept the input.
+// FuzzMsgpackPeekCorrelationID: the routing-id helpers never panic, stay
+// within the allocation bound, and agree with the full decoders whenever
+// those accept the input.
 func FuzzMsgpackPeekCorrelationID(f *testing.F) {
 	for _, typ := range []string{"0x10", "0x11", "0x12", "0x13", "0x14", "0x15", "0x16", "0x17", "0x20"} {
 		for _, s := range mpSeeds(f, typ) {
@@ -153,8 +156,12 @@ func FuzzMsgpackPeekCorrelationID(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		evID, evOK := EventCorrelationIDMsgpack(data)
-		respID, respOK := ResponseCorrelationIDMsgpack(data)
+		var evID, respID []byte
+		var evOK, respOK bool
+		checkDecodeAllocs(t, "peek", len(data), func() {
+			evID, evOK = EventCorrelationIDMsgpack(data)
+			respID, respOK = ResponseCorrelationIDMsgpack(data)
+		})
 		var r AgentResponse
 		if DecodeAgentResponseMsgpack(data, &r) == nil && respOK && string(respID) != r.CorrelationID {
 			t.Fatalf("reply id %q, decoder %q", respID, r.CorrelationID)

@@ -428,7 +428,7 @@ func mpReadHeaderOps(b []byte, dst *[]HeaderOp) ([]byte, error) {
 	if err != nil {
 		return b, err
 	}
-	ops := (*dst)[:0]
+	ops := mpPrealloc(*dst, n, len(o))
 	for k := 0; k < n; k++ {
 		if len(ops) < cap(ops) {
 			ops = ops[:len(ops)+1]

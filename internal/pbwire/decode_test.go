@@ -334,8 +334,10 @@ func TestScanAgentToProxyRejects(t *testing.T) {
 
 // FuzzDecodeAgentToProxy is the differential test: the hand-written
 // decoder must accept exactly what vtproto+pbconv accept and produce the
-// same values. Seeds: every golden reply as an agentwire agent sends it,
-// plus hand-made edge cases.
+// same values. This package's decoder and pbconv's conversion of what
+// vtproto decoded must each stay within decodeAllocBound (vtproto's own
+// UnmarshalVT is bounded by codec/grpccodec's FuzzUnmarshal). Seeds: every
+// golden reply as an agentwire agent sends it, plus hand-made edge cases.
 func FuzzDecodeAgentToProxy(f *testing.F) {
 	for _, m := range goldenResponses(f) {
 		b, err := (&pb.AgentToProxy{Message: &pb.AgentToProxy_Response{Response: m}}).MarshalVT()
@@ -351,6 +353,12 @@ func FuzzDecodeAgentToProxy(f *testing.F) {
 	f.Add([]byte{0x12, 0x05, 0x62, 0x03, 0x2a, 0x01, 0x08})
 	f.Add([]byte{0x12, 0x04, 0x7b, 0x08, 0x01, 0x7c})
 	f.Fuzz(func(t *testing.T, b []byte) {
+		checkDecodeAllocs(t, "pbwire", len(b), func() { _, _, _, _, _ = viaWire(b) })
+		var m pb.AgentToProxy
+		if m.UnmarshalVT(b) == nil && m.GetResponse() != nil {
+			r, resp := m.GetResponse(), payload.AgentResponse{}
+			checkDecodeAllocs(t, "pbconv", len(b), func() { _ = pbconv.AgentResponseFromPB(&resp, r) })
+		}
 		diff(t, b)
 	})
 }
