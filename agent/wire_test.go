@@ -2,7 +2,9 @@ package agent
 
 import (
 	"reflect"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/agentwire/agentwire/codec/payload"
 	"github.com/agentwire/agentwire/internal/pbconv"
@@ -162,4 +164,46 @@ func FuzzFastDecode(f *testing.F) {
 		checkFast(t, b, &x)
 		checkFast(t, b, &persistent)
 	})
+}
+
+// TestFastDecodeManyHeaderNames: the fast decoder groups values by name in
+// first-seen order like the reference, also past the point where it
+// switches from a scan to an index, and many distinct names cost linear
+// time (a linear scan per header took minutes for 100,000 names).
+func TestFastDecodeManyHeaderNames(t *testing.T) {
+	ev := &pb.RequestHeadersEvent{Metadata: &pb.RequestMetadata{CorrelationId: "c"}, Method: "GET", Uri: "/"}
+	for _, v := range []string{"a", "b"} {
+		for i := range 300 {
+			ev.Headers = append(ev.Headers, &pb.Header{Name: "h" + strconv.Itoa(i), Value: v})
+		}
+	}
+	b, err := (&pb.ProxyToAgent{Message: &pb.ProxyToAgent_RequestHeaders{RequestHeaders: ev}}).MarshalVT()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var x exchange
+	if !checkFast(t, b, &x) {
+		t.Fatal("fast path refused 600 headers")
+	}
+	if h := x.reqHeaders.Headers; len(h) != 300 || h[299].Name != "h299" || len(h[299].Values) != 2 {
+		t.Fatalf("grouped into %d headers", len(h))
+	}
+
+	ev.Headers = ev.Headers[:0]
+	for i := range 100_000 {
+		ev.Headers = append(ev.Headers, &pb.Header{Name: strconv.Itoa(i), Value: "v"})
+	}
+	if b, err = (&pb.ProxyToAgent{Message: &pb.ProxyToAgent_RequestHeaders{RequestHeaders: ev}}).MarshalVT(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if !decodeFast(string(b), &x) {
+		t.Fatal("fast path refused 100,000 headers")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("100,000 distinct names took %v", d)
+	}
+	if len(x.reqHeaders.Headers) != 100_000 {
+		t.Fatalf("got %d headers", len(x.reqHeaders.Headers))
+	}
 }
