@@ -4,17 +4,17 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/agentwire/agentwire/internal/fuzzcheck"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
-// decodeAllocBound is the most heap one Unmarshal of an n-byte input may
-// allocate: linear in n, plus fixed slack for error values, a small pooled
-// buffer and size-class rounding.
+// protobufPerByte is the allocation allowed per input byte of one
+// Unmarshal (plus fuzzcheck.Slack).
 //
-// The factor is larger than the 64 the hand-written decoders get, because
+// It is larger than the 64 the hand-written decoders get, because
 // protobuf decoding (vtproto's generated UnmarshalVT) legitimately needs
 // it: every element of a repeated message field becomes its own struct,
 // and an empty element costs only two input bytes (tag, zero length). The
@@ -24,25 +24,19 @@ import (
 // copied into one buffer from grpc's default pool, whose size tiers make
 // that up to 32 times the input (32 KiB + 1 bytes take a 1 MiB buffer)
 // when the pool is empty. TestUnmarshalAllocWorstCase measures these cases.
-func decodeAllocBound(n int) uint64 { return 128*uint64(n) + 16<<10 }
+const protobufPerByte = 128
 
 // checkDecodeAllocs runs decode once and fails t when it allocated more
-// than decodeAllocBound(n) bytes, n being the size of the decoded input.
+// than protobufPerByte bytes per byte of the n-byte input.
 func checkDecodeAllocs(t testing.TB, what string, n int, decode func()) {
 	t.Helper()
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	decode()
-	runtime.ReadMemStats(&after)
-	if got := after.TotalAlloc - before.TotalAlloc; got > decodeAllocBound(n) {
-		t.Fatalf("%s: decoding %d bytes allocated %d bytes, bound %d", what, n, got, decodeAllocBound(n))
-	}
+	fuzzcheck.Allocs(t, what, n, protobufPerByte, decode)
 }
 
 // TestUnmarshalAllocWorstCase decodes the inputs that make protobuf
 // decoding allocate the most per input byte (long runs of empty repeated
 // sub-messages, just over 32 KiB so that a split input takes the largest
-// pooled-buffer tier) and checks them against decodeAllocBound, whole and
+// pooled-buffer tier) and checks them against the bound of checkDecodeAllocs, whole and
 // split, with grpc's buffer pool emptied first.
 func TestUnmarshalAllocWorstCase(t *testing.T) {
 	lenPrefixed := func(tag byte, body []byte) []byte {
@@ -78,18 +72,15 @@ func TestUnmarshalAllocWorstCase(t *testing.T) {
 			m := tc.msg()
 			runtime.GC() // twice: empties the sync.Pools behind grpc's buffer pool
 			runtime.GC()
-			var before, after runtime.MemStats
-			runtime.ReadMemStats(&before)
-			err := Codec().Unmarshal(data, m)
-			runtime.ReadMemStats(&after)
+			var err error
+			worst = max(worst, fuzzcheck.Allocated(func() { err = Codec().Unmarshal(data, m) }))
 			if err != nil {
 				t.Fatalf("%s: %v", tc.name, err)
 			}
-			worst = max(worst, after.TotalAlloc-before.TotalAlloc)
 		}
 		t.Logf("%s: %d bytes, %d allocated (%.1f per byte)", tc.name, len(tc.in), worst, float64(worst)/float64(len(tc.in)))
-		if worst > decodeAllocBound(len(tc.in)) {
-			t.Errorf("%s: %d bytes allocated %d, bound %d", tc.name, len(tc.in), worst, decodeAllocBound(len(tc.in)))
+		if bound := fuzzcheck.Bound(len(tc.in), protobufPerByte); worst > bound {
+			t.Errorf("%s: %d bytes allocated %d, bound %d", tc.name, len(tc.in), worst, bound)
 		}
 	}
 }

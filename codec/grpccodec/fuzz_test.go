@@ -10,7 +10,7 @@ import (
 
 // FuzzUnmarshal feeds arbitrary bytes to the codec as ProxyToAgent and
 // AgentToProxy messages, whole and split into pieces. It must never panic
-// nor allocate beyond decodeAllocBound, the split and whole forms must
+// nor allocate beyond the bound of checkDecodeAllocs, the split and whole forms must
 // agree, and whatever decodes must survive a marshal/unmarshal round trip
 // unchanged.
 func FuzzUnmarshal(f *testing.F) {

@@ -529,7 +529,7 @@ func TestControlConversions(t *testing.T) {
 // FuzzAgentDecode feeds arbitrary bytes to the agent's decode path: protobuf
 // unmarshal into ProxyToAgent, then the conversion for whatever event it
 // holds. It must never panic, and the conversion must stay within
-// decodeAllocBound of the input size (the unmarshal itself is bounded by
+// the checkDecodeAllocs bound of the input size (the unmarshal itself is bounded by
 // codec/grpccodec's FuzzUnmarshal). Seeds are the golden events in wire
 // form.
 func FuzzAgentDecode(f *testing.F) {

@@ -335,7 +335,7 @@ func TestScanAgentToProxyRejects(t *testing.T) {
 // FuzzDecodeAgentToProxy is the differential test: the hand-written
 // decoder must accept exactly what vtproto+pbconv accept and produce the
 // same values. This package's decoder and pbconv's conversion of what
-// vtproto decoded must each stay within decodeAllocBound (vtproto's own
+// vtproto decoded must each stay within the checkDecodeAllocs bound (vtproto's own
 // UnmarshalVT is bounded by codec/grpccodec's FuzzUnmarshal). Seeds: every
 // golden reply as an agentwire agent sends it, plus hand-made edge cases.
 func FuzzDecodeAgentToProxy(f *testing.F) {

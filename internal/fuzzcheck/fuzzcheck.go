@@ -1,0 +1,54 @@
+// Package fuzzcheck holds checks shared by the project's fuzz targets and
+// bound tests: that decoding an input allocates no more than a bound
+// linear in its size, and that whatever an input started has ended.
+// Only test code imports it.
+package fuzzcheck
+
+import (
+	"runtime"
+	"testing"
+	"time"
+)
+
+// Slack is the fixed part of every allocation bound: a fresh string-arena
+// chunk, error values, a small pooled buffer and size-class rounding.
+const Slack = 16 << 10
+
+// Bound is the most heap a decode of an n-byte input may allocate with
+// perByte bytes allowed per input byte.
+func Bound(n int, perByte uint64) uint64 { return perByte*uint64(n) + Slack }
+
+// Allocated returns the bytes of heap fn allocated (exact: it reads the
+// memory statistics, which stops the world briefly, before and after).
+func Allocated(fn func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	fn()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// Allocs runs decode once and fails t when it allocated more than
+// Bound(n, perByte) bytes, n being the size of the decoded input: fuzz
+// targets use it to catch length prefixes and counts that make a decoder
+// allocate far more than the input holds.
+func Allocs(t testing.TB, what string, n int, perByte uint64, decode func()) {
+	t.Helper()
+	if got, bound := Allocated(decode), Bound(n, perByte); got > bound {
+		t.Fatalf("%s: decoding %d bytes allocated %d bytes, bound %d", what, n, got, bound)
+	}
+}
+
+// WaitGoroutines fails t unless the number of goroutines drops back to at
+// most base within d (whatever an input started must have ended).
+func WaitGoroutines(t testing.TB, base int, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines left, %d before the input:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
