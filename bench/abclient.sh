@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# A/B two builds of the proxy side only: one `serve --agent echo` (built
+# from AGENT, default the OLD binary) runs for the whole comparison, and
+# the two builds' `bench` runs alternate against it over the unix socket
+# at 64 in flight. Client-side changes are then compared without the
+# agent's run-to-run variance. Each run's client CPU per request and time
+# per request (1/requests/s) are written as benchmark lines, and benchstat
+# (installed into $GOBIN or GOPATH/bin on first use) compares the builds.
+#
+#   bench/abclient.sh OLD_BINARY NEW_BINARY            # 16 pairs, msgpack, 2 s
+#   PAIRS=10 ENCODING=json DUR=3s bench/abclient.sh old new
+#
+# The machine is shared and noisy: use at least a dozen pairs, and read
+# the p-values.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+
+[ $# -eq 2 ] || { echo "usage: bench/abclient.sh OLD_BINARY NEW_BINARY" >&2; exit 2; }
+old=$1 new=$2
+PAIRS="${PAIRS:-16}"
+ENCODING="${ENCODING:-msgpack}"
+DUR="${DUR:-2s}"
+CONC="${CONC:-64}"
+AGENT="${AGENT:-$old}"
+
+benchstat=$(command -v benchstat || true)
+if [ -z "$benchstat" ]; then
+	go install golang.org/x/perf/cmd/benchstat@latest
+	benchstat="$(go env GOPATH)/bin/benchstat"
+	[ -n "$(go env GOBIN)" ] && benchstat="$(go env GOBIN)/benchstat"
+fi
+
+bench_workdir
+start_agent "$AGENT" "$tmp/serve.err" "unix://$tmp/agent.sock" || exit 1
+
+# run BIN OUT: one bench run, appended to OUT as benchmark lines.
+run() {
+	local json rps cpu
+	json=$("$1" bench --agent "$agent_ep" --encoding "$ENCODING" --concurrency "$CONC" --duration "$DUR" --json)
+	rps=$(sed -n 's/.*"requests_per_sec":\([0-9.e+-]*\).*/\1/p' <<<"$json")
+	cpu=$(sed -n 's/.*"cpu_us_per_request":\([0-9.e+-]*\).*/\1/p' <<<"$json")
+	awk -v r="$rps" -v c="$cpu" 'BEGIN {
+		printf "BenchmarkClient/cpu 1 %.0f ns/op\n", c * 1000
+		printf "BenchmarkClient/per-request 1 %.0f ns/op\n", 1e9 / r
+	}' >>"$2"
+}
+
+echo "ENCODING=$ENCODING CONC=$CONC DUR=$DUR PAIRS=$PAIRS, agent $AGENT" >&2
+: >"$tmp/old.txt"
+: >"$tmp/new.txt"
+for i in $(seq "$PAIRS"); do
+	run "$old" "$tmp/old.txt"
+	run "$new" "$tmp/new.txt"
+done
+"$benchstat" old="$tmp/old.txt" new="$tmp/new.txt"
