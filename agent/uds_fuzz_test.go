@@ -9,12 +9,12 @@ import (
 	"os"
 	"reflect"
 	"runtime"
-	"runtime/metrics"
 	"testing"
 	"time"
 
 	"github.com/agentwire/agentwire/codec/frame"
 	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/fuzzcheck"
 )
 
 // Fuzz targets for the agent's own readers of wire bytes: the correlation
@@ -27,43 +27,16 @@ func goldenEventSeeds(f *testing.F) []goldenVector {
 	return vs
 }
 
-// fuzzAllocLimit is the most a synchronous decode of an n-byte input may
-// allocate: a generous constant plus a multiple of the input (decoding
-// legitimately expands small wire values into strings, slices and maps,
-// but never by more than this). A decoder that trusts a declared length or
-// count blows through it at once.
-func fuzzAllocLimit(n int) uint64 { return 1<<20 + 256*uint64(n) }
-
 // checkAllocBound fails t when fn, run on in, allocated more than
-// fuzzAllocLimit(len(in)). fn must not start goroutines; the count includes
-// anything else the process allocated meanwhile, and runtime/metrics
-// counts small objects a span at a time (runtime.ReadMemStats is exact but
-// stops the world, some 40 times slower), so the bound is loose on purpose.
+// fuzzcheck.ConnBound(len(in)); fn must not start goroutines.
 func checkAllocBound(t *testing.T, in []byte, fn func()) {
 	t.Helper()
-	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
-	metrics.Read(s)
-	before := s[0].Value.Uint64()
-	fn()
-	metrics.Read(s)
-	if n := s[0].Value.Uint64() - before; n > fuzzAllocLimit(len(in)) {
-		t.Fatalf("%d-byte input allocated %d bytes (bound %d): %x", len(in), n, fuzzAllocLimit(len(in)), in)
-	}
+	fuzzcheck.ConnAllocs(t, in, fn)
 }
 
 // waitGoroutines fails t unless the number of goroutines drops back to at
 // most base within d (whatever the input started must have ended).
-func waitGoroutines(t *testing.T, base int, d time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for runtime.NumGoroutine() > base {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines left, %d before the input:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
+var waitGoroutines = fuzzcheck.WaitGoroutines
 
 // sameValue reports whether a and b hold the same data, reading nil and
 // empty slices and maps as equal (a decoder reusing storage leaves empty

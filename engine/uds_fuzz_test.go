@@ -8,59 +8,26 @@ import (
 	"net"
 	"os"
 	"runtime"
-	"runtime/metrics"
 	"testing"
 	"time"
 
 	"github.com/agentwire/agentwire/codec/frame"
 	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/fuzzcheck"
 )
 
 // Bounds the fuzz targets hold every input to, on top of "no panic".
 
-// fuzzAllocLimit is the most a synchronous decode of an n-byte input may
-// allocate: a generous constant plus a multiple of the input (decoding
-// legitimately expands small wire values into strings, slices and maps,
-// but never by more than this). A decoder that trusts a declared length or
-// count blows through it at once.
-func fuzzAllocLimit(n int) uint64 { return 1<<20 + 256*uint64(n) }
-
-// allocated returns the bytes allocated while fn ran. fn must not start
-// goroutines; the count includes anything else the process allocated
-// meanwhile, and runtime/metrics counts small objects a span at a time
-// (runtime.ReadMemStats is exact but stops the world, some 40 times
-// slower), so the bound above is loose on purpose.
-func allocated(fn func()) uint64 {
-	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
-	metrics.Read(s)
-	before := s[0].Value.Uint64()
-	fn()
-	metrics.Read(s)
-	return s[0].Value.Uint64() - before
-}
-
 // checkAllocBound fails t when fn, run on in, allocated more than
-// fuzzAllocLimit(len(in)).
+// fuzzcheck.ConnBound(len(in)); fn must not start goroutines.
 func checkAllocBound(t *testing.T, in []byte, fn func()) {
 	t.Helper()
-	if n := allocated(fn); n > fuzzAllocLimit(len(in)) {
-		t.Fatalf("%d-byte input allocated %d bytes (bound %d): %x", len(in), n, fuzzAllocLimit(len(in)), in)
-	}
+	fuzzcheck.ConnAllocs(t, in, fn)
 }
 
 // waitGoroutines fails t unless the number of goroutines drops back to at
 // most base within d (whatever the input started must have ended).
-func waitGoroutines(t *testing.T, base int, d time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for runtime.NumGoroutine() > base {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines left, %d before the input:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
+var waitGoroutines = fuzzcheck.WaitGoroutines
 
 // fuzzPendingID is the correlation id of the request FuzzUDSInbound keeps
 // in flight: the one the golden reply vectors route to.

@@ -6,6 +6,7 @@ package fuzzcheck
 
 import (
 	"runtime"
+	"runtime/metrics"
 	"testing"
 	"time"
 )
@@ -50,5 +51,35 @@ func WaitGoroutines(t testing.TB, base int, d time.Duration) {
 			t.Fatalf("%d goroutines left, %d before the input:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// ConnBound is the most a decode on a connection's path may allocate for
+// an n-byte input: a generous constant plus a multiple of the input
+// (decoding legitimately expands small wire values into strings, slices
+// and maps, but never by more than this). A decoder that trusts a
+// declared length or count blows through it at once.
+func ConnBound(n int) uint64 { return 1<<20 + 256*uint64(n) }
+
+// AllocatedApprox returns about the bytes of heap fn allocated, read from
+// runtime/metrics: some 40 times cheaper than Allocated, which matters in
+// fuzz loops, but it counts small objects a span at a time, and anything
+// else the process allocated meanwhile.
+func AllocatedApprox(fn func()) uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	before := s[0].Value.Uint64()
+	fn()
+	metrics.Read(s)
+	return s[0].Value.Uint64() - before
+}
+
+// ConnAllocs fails t when fn, run on in, allocated more than
+// ConnBound(len(in)) (measured with AllocatedApprox; fn must not start
+// goroutines).
+func ConnAllocs(t testing.TB, in []byte, fn func()) {
+	t.Helper()
+	if n, bound := AllocatedApprox(fn), ConnBound(len(in)); n > bound {
+		t.Fatalf("%d-byte input allocated %d bytes (bound %d): %x", len(in), n, bound, in)
 	}
 }
