@@ -29,6 +29,24 @@ func checkAllocBound(t *testing.T, in []byte, fn func()) {
 // most base within d (whatever the input started must have ended).
 var waitGoroutines = fuzzcheck.WaitGoroutines
 
+// pendingResult is the outcome of the request a fuzz target keeps in
+// flight.
+type pendingResult struct {
+	r   *payload.AgentResponse
+	err error
+}
+
+// startPendingRequest sends the request-headers event with fuzzPendingID
+// on c in the background; its outcome arrives on the channel.
+func startPendingRequest(c *Conn) <-chan pendingResult {
+	done := make(chan pendingResult, 1)
+	go func() {
+		r, err := c.RequestHeaders(context.Background(), headersEvent(fuzzPendingID))
+		done <- pendingResult{r, err}
+	}()
+	return done
+}
+
 // fuzzPendingID is the correlation id of the request FuzzUDSInbound keeps
 // in flight: the one the golden reply vectors route to.
 const fuzzPendingID = "5f0c2a9e7b1d4e38a6c4f2b1d0e9a8c7"
@@ -85,15 +103,7 @@ func fuzzUDSInboundOnce(t *testing.T, in []byte, msgpack bool) {
 	}
 	// A request in flight, registered before the input arrives: wait
 	// for its event.
-	type result struct {
-		r   *payload.AgentResponse
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		r, err := c.RequestHeaders(context.Background(), headersEvent(fuzzPendingID))
-		done <- result{r, err}
-	}()
+	done := startPendingRequest(c)
 	a.SetDeadline(time.Now().Add(bound))
 	rd := frame.NewReader(a, 0)
 	if typ, _, err := rd.ReadFrame(); err != nil || typ != frame.TypeRequestHeaders {

@@ -119,15 +119,7 @@ func fuzzUDSHandshakeOnce(t *testing.T, in []byte, mode uint8, msgpack bool) {
 			t.Fatalf("Dial failed with kind %v: %v (input %x)", e.Kind, err, in)
 		}
 	} else {
-		type result struct {
-			r   *payload.AgentResponse
-			err error
-		}
-		done := make(chan result, 1)
-		go func() {
-			r, err := c.RequestHeaders(context.Background(), headersEvent(fuzzPendingID))
-			done <- result{r, err}
-		}()
+		done := startPendingRequest(c)
 		select {
 		case res := <-done:
 			t.Logf("dialed; request: %v", res.err)
