@@ -430,13 +430,14 @@ func (s *session) onPong(p payload.Pong) {
 
 // onHealth applies an agent health report.
 func (s *session) onHealth(h payload.HealthStatus) {
-	s.c.stats.healthReports.Add(1)
 	r := &healthReport{status: h, received: time.Now()}
 	if v, ok := h.ValidUntilMS.Get(); ok {
 		r.validUntil = time.UnixMilli(int64(v))
 	}
 	s.health.Store(r)
 	s.signalFlow() // a waiting caller may now be refused or admitted
+	// Counted once applied: a report that Stats shows is in force.
+	s.c.stats.healthReports.Add(1)
 	if s.c.opts.onHealth != nil {
 		s.c.dispatch(callback{kind: cbHealth, health: h})
 	}
@@ -502,7 +503,9 @@ func (s *session) stretch(d time.Duration) time.Duration {
 
 // onFlow applies an agent flow-control signal.
 func (s *session) onFlow(f payload.FlowControlSignal) {
-	s.c.stats.flowSignals.Add(1)
+	// Counted once applied (or refused): a signal that Stats shows is in
+	// force for the next call.
+	defer s.c.stats.flowSignals.Add(1)
 	if cid, ok := f.CorrelationID.Get(); ok {
 		switch f.Action {
 		case payload.FlowPause:
