@@ -5,6 +5,7 @@ import (
 	"unsafe"
 
 	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/headerset"
 	"github.com/agentwire/agentwire/internal/pbconv"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 )
@@ -220,7 +221,7 @@ func decodeRequestHeaders(s string, ev *payload.RequestHeadersEvent) bool {
 	ev.Metadata = payload.RequestMetadata{}
 	ev.Method, ev.URI = "", ""
 	ev.Headers = ev.Headers[:0]
-	var names headerNames
+	var names headerset.Grouper
 	w := wire{s: s, ok: true}
 	seenMeta := false
 	for w.more() {
@@ -313,7 +314,7 @@ func decodeMetadata(s string, m *payload.RequestMetadata) bool {
 
 // decodeHeader decodes one Header message and adds it to h (grouped by
 // name, like pbconv.HeadersFromPB, reusing Values capacity).
-func decodeHeader(s string, h payload.Headers, names *headerNames) (payload.Headers, bool) {
+func decodeHeader(s string, h payload.Headers, names *headerset.Grouper) (payload.Headers, bool) {
 	w := wire{s: s, ok: true}
 	var name, value string
 	for w.more() {
@@ -337,62 +338,13 @@ func decodeHeader(s string, h payload.Headers, names *headerNames) (payload.Head
 	if !w.ok {
 		return h, false
 	}
-	if i := names.find(h, name); i >= 0 {
-		h[i].Values = append(h[i].Values, value)
-		return h, true
-	}
-	if len(h) < cap(h) {
-		h = h[:len(h)+1]
-		e := &h[len(h)-1]
-		e.Name = name
-		e.Values = append(e.Values[:0], value)
-	} else {
-		h = append(h, payload.Header{Name: name, Values: []string{value}})
-	}
-	names.added(h)
-	return h, true
-}
-
-// headerNames finds a header's position by name while one event's headers
-// are decoded: a linear scan while there are few names, a map once there
-// are more than headerIndexMin (so that many distinct names cost linear
-// time, not quadratic).
-type headerNames struct{ index map[string]int }
-
-const headerIndexMin = 32
-
-func (n *headerNames) find(h payload.Headers, name string) int {
-	if n.index != nil {
-		if i, ok := n.index[name]; ok {
-			return i
-		}
-		return -1
-	}
-	for i := range h {
-		if h[i].Name == name {
-			return i
-		}
-	}
-	return -1
-}
-
-// added records the header just appended to h.
-func (n *headerNames) added(h payload.Headers) {
-	switch {
-	case n.index != nil:
-		n.index[h[len(h)-1].Name] = len(h) - 1
-	case len(h) > headerIndexMin:
-		n.index = make(map[string]int, 2*len(h))
-		for i := range h {
-			n.index[h[i].Name] = i
-		}
-	}
+	return names.Add(h, name, value), true
 }
 
 func decodeResponseHeaders(s string, ev *payload.ResponseHeadersEvent) bool {
 	ev.CorrelationID, ev.Status = "", 0
 	ev.Headers = ev.Headers[:0]
-	var names headerNames
+	var names headerset.Grouper
 	w := wire{s: s, ok: true}
 	for w.more() {
 		num, wt := w.tag()

@@ -23,12 +23,13 @@ package pbconv
 
 import (
 	"encoding/json"
-	"github.com/agentwire/agentwire/internal/wiretext"
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/headerset"
+	"github.com/agentwire/agentwire/internal/wiretext"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 )
 
@@ -65,57 +66,13 @@ func RequestMetadataFromPB(dst *payload.RequestMetadata, src *pb.RequestMetadata
 // reused; the result is returned.
 func HeadersFromPB(dst payload.Headers, src []*pb.Header) payload.Headers {
 	dst = dst[:0]
-	var index map[string]int // name → position, once there are many names
+	var g headerset.Grouper
 	for _, h := range src {
-		if h == nil {
-			continue
-		}
-		i := -1
-		if index != nil {
-			if j, ok := index[h.Name]; ok {
-				i = j
-			}
-		} else {
-			i = findHeader(dst, h.Name)
-		}
-		if i >= 0 {
-			dst[i].Values = append(dst[i].Values, h.Value)
-			continue
-		}
-		if len(dst) < cap(dst) {
-			dst = dst[:len(dst)+1]
-			e := &dst[len(dst)-1]
-			e.Name = h.Name
-			e.Values = append(e.Values[:0], h.Value)
-		} else {
-			dst = append(dst, payload.Header{Name: h.Name, Values: []string{h.Value}})
-		}
-		if index != nil {
-			index[h.Name] = len(dst) - 1
-		} else if len(dst) > headerIndexMin {
-			index = make(map[string]int, 2*len(dst))
-			for j := range dst {
-				index[dst[j].Name] = j
-			}
+		if h != nil {
+			dst = g.Add(dst, h.Name, h.Value)
 		}
 	}
 	return dst
-}
-
-// headerIndexMin is the number of distinct names above which HeadersFromPB
-// finds names in a map. Below it a linear scan is faster (and allocates
-// nothing); above it the scan would make the conversion quadratic in the
-// header count (40,000 distinct names, a 350 KB message, took seconds).
-const headerIndexMin = 32
-
-// findHeader returns the index of name in h, or -1.
-func findHeader(h payload.Headers, name string) int {
-	for i := range h {
-		if h[i].Name == name {
-			return i
-		}
-	}
-	return -1
 }
 
 // RequestHeadersEventFromPB fills dst from src, reusing dst.Headers.

@@ -1,0 +1,58 @@
+package headerset
+
+import (
+	"reflect"
+	"strconv"
+	"testing"
+
+	"github.com/agentwire/agentwire/codec/payload"
+)
+
+func group(h payload.Headers, pairs ...string) payload.Headers {
+	var g Grouper
+	h = h[:0]
+	for i := 0; i+1 < len(pairs); i += 2 {
+		h = g.Add(h, pairs[i], pairs[i+1])
+	}
+	return h
+}
+
+func TestGrouperOrder(t *testing.T) {
+	got := group(nil, "b", "1", "a", "2", "b", "3", "c", "4", "a", "5")
+	want := payload.Headers{{Name: "b", Values: []string{"1", "3"}}, {Name: "a", Values: []string{"2", "5"}}, {Name: "c", Values: []string{"4"}}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+// TestGrouperIndex: past indexMin names the map takes over, and the
+// grouping is the same as the scan's.
+func TestGrouperIndex(t *testing.T) {
+	var pairs []string
+	var want payload.Headers
+	for i := range 3 * indexMin {
+		want = append(want, payload.Header{Name: "h" + strconv.Itoa(i), Values: []string{"x", "y"}})
+	}
+	for _, v := range []string{"x", "y"} {
+		for i := range want {
+			pairs = append(pairs, want[i].Name, v)
+		}
+	}
+	if got := group(nil, pairs...); !reflect.DeepEqual(got, want) {
+		t.Fatalf("grouping of %d names differs", len(want))
+	}
+}
+
+// TestGrouperReusesStorage: a small header list grouped into storage that
+// held one before allocates nothing, and stale values do not leak.
+func TestGrouperReusesStorage(t *testing.T) {
+	h := group(nil, "a", "1", "b", "2", "a", "3", "c", "4")
+	h = group(h, "z", "9", "a", "8")
+	want := payload.Headers{{Name: "z", Values: []string{"9"}}, {Name: "a", Values: []string{"8"}}}
+	if !reflect.DeepEqual(h, want) {
+		t.Fatalf("got %v", h)
+	}
+	if n := testing.AllocsPerRun(100, func() { h = group(h, "a", "1", "b", "2", "a", "3") }); n != 0 {
+		t.Fatalf("%v allocations per grouping into reused storage", n)
+	}
+}
