@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"errors"
-	"github.com/agentwire/agentwire/internal/wiretext"
 	"io"
 	"log/slog"
 	"slices"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/agentwire/agentwire/codec/payload"
 	"github.com/agentwire/agentwire/internal/pbconv"
+	"github.com/agentwire/agentwire/internal/wiretext"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 	"github.com/agentwire/agentwire/ring"
 	"google.golang.org/grpc"

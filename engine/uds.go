@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/agentwire/agentwire/internal/unixsock"
 	"io"
 	"log/slog"
 	"net"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/agentwire/agentwire/codec/frame"
 	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/unixsock"
 	"github.com/agentwire/agentwire/internal/wdeadline"
 )
 

@@ -2,10 +2,11 @@ package payload
 
 import (
 	"encoding/binary"
-	"github.com/agentwire/agentwire/internal/wiretext"
 	"slices"
 	"strconv"
 	"unsafe"
+
+	"github.com/agentwire/agentwire/internal/wiretext"
 )
 
 // Single-pass writers for the request-headers encoders (the hottest encode

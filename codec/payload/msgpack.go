@@ -102,7 +102,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/agentwire/agentwire/internal/wiretext"
 	"math"
 	"slices"
 	"time"
@@ -110,6 +109,8 @@ import (
 	"unsafe"
 
 	"github.com/tinylib/msgp/msgp"
+
+	"github.com/agentwire/agentwire/internal/wiretext"
 )
 
 // mpMaxDepth bounds the nesting of JSON values carried inside MessagePack

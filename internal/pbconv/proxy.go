@@ -41,13 +41,13 @@ package pbconv
 import (
 	"encoding/json"
 	"errors"
-	"github.com/agentwire/agentwire/internal/wiretext"
 	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
 
 	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/wiretext"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 )
 

@@ -2,13 +2,13 @@ package pbwire
 
 import (
 	"encoding/json"
-	"github.com/agentwire/agentwire/internal/wiretext"
 	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/agentwire/agentwire/codec/payload"
 	"github.com/agentwire/agentwire/internal/pbconv"
+	"github.com/agentwire/agentwire/internal/wiretext"
 )
 
 // ProxyToAgent oneof field numbers.
