@@ -606,3 +606,33 @@ func TestReverseCloseEndsEverything(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestReverseCloseUnacceptedConn: a Conn still waiting in the Accept queue
+// (used through Conns) fails its pending call with ErrClosed when the
+// listener closes, like an accepted one.
+func TestReverseCloseUnacceptedConn(t *testing.T) {
+	l, path := listenReverse(t)
+	r, nc := register(t, "unix", path, regRequest("a", nil))
+	if r == nil || !r.Success {
+		t.Fatalf("answer %+v", r)
+	}
+	go func() { _, _ = io.Copy(io.Discard, nc) }()
+	var c *Conn
+	waitUntil(t, "admitted Conn", nil, func() bool {
+		if cs := l.Conns("a"); len(cs) == 1 {
+			c = cs[0]
+		}
+		return c != nil
+	})
+	errs := make(chan error, 1)
+	go func() {
+		_, err := c.RequestHeaders(testCtx(t), headersEvent("p"))
+		errs <- err
+	}()
+	waitUntil(t, "in flight", nil, func() bool { return c.Stats().InFlight == 1 })
+	within(t, 2*time.Second, "Close", func() { l.Close() })
+	mustKind(t, <-errs, ErrClosed)
+	if _, err := c.RequestHeaders(testCtx(t), headersEvent("after")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("call after Close: %v", err)
+	}
+}
