@@ -462,17 +462,16 @@ func (c *Conn) leave(s *session) {
 	}
 }
 
-// exchange registers the pending request, queues buf (ownership passes
-// here) and waits for the outcome. dst receives the reply.
-func (c *Conn) exchange(ctx context.Context, s *session, cid string, buf mem.Buffer, dst *payload.AgentResponse) error {
-	var deadline int64
+// exchange registers p (from getPending, for cid; the caller's reference
+// passes here), queues o (ownership passes here too) and waits for the
+// outcome, which p.dst receives.
+func (c *Conn) exchange(ctx context.Context, s *session, cid string, p *pending, o outbound) error {
 	if _, ok := ctx.Deadline(); !ok {
 		// The default request timeout, enforced by the session's expirer.
-		deadline = monoNow() + int64(s.stretch(c.opts.requestTimeout))
+		p.deadline.Store(monoNow() + int64(s.stretch(c.opts.requestTimeout)))
 	}
-	p := getPending(cid, dst, deadline)
 	if _, loaded := s.pending.LoadOrStore(cid, p); loaded {
-		buf.Free()
+		o.free()
 		putPending(p)
 		c.stats.duplicates.Add(1)
 		c.stats.errors.Add(1)
@@ -481,7 +480,7 @@ func (c *Conn) exchange(ctx context.Context, s *session, cid string, buf mem.Buf
 	if s.failed() {
 		// The session failed before or while p was registered: fail's
 		// sweep may have missed it (see session.fail).
-		buf.Free()
+		o.free()
 		err := s.lost
 		if !s.remove(p) {
 			err = <-p.done
@@ -490,7 +489,6 @@ func (c *Conn) exchange(ctx context.Context, s *session, cid string, buf mem.Buf
 		c.countErr(err)
 		return err
 	}
-	o := outbound{buf: buf}
 	if err := s.out.TryEnqueue(o); err != nil {
 		// Slow path: the queue is full (or closed). The wait for room is
 		// part of the call, so it runs under the call's one deadline.
@@ -539,8 +537,10 @@ func (c *Conn) exchange(ctx context.Context, s *session, cid string, buf mem.Buf
 		c.countErr(err)
 		return err
 	}
+	// No cancel for an event that never went out.
+	sent := p.settle()
 	putPending(p)
-	if reason != 0 {
+	if reason != 0 && sent {
 		s.sendCancel(cid, reason)
 	}
 	c.countErr(err)
@@ -620,12 +620,21 @@ func (c *Conn) call(ctx context.Context, cid string, ev event, dst *payload.Agen
 		defer cancel()
 	}
 	defer c.leave(s)
+	if s.ew != nil && ev.kind == payload.EventRequestHeaders {
+		// The writer encodes the event straight into its write buffer
+		// (see eventWriter): the queued outbound is the pending itself,
+		// with a reference of its own.
+		p := getPending(cid, dst, 0)
+		p.wstate.Store(wQueued)
+		p.hold()
+		return c.exchange(ctx, s, cid, p, outbound{p: p, rh: ev.rh})
+	}
 	buf, err := ev.encode(s.t)
 	if err != nil {
 		c.stats.errors.Add(1)
 		return err
 	}
-	return c.exchange(ctx, s, cid, buf, dst)
+	return c.exchange(ctx, s, cid, getPending(cid, dst, 0), outbound{buf: buf})
 }
 
 // RequestHeaders sends a request-headers event and returns the agent's

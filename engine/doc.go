@@ -157,9 +157,10 @@
 //
 // # Buffer ownership
 //
-// Events are read, never retained: the Conn encodes an event before the
-// call blocks, but the caller must not modify the event (body chunk Data
-// included) until the call returns. Replies are owned by the caller;
+// Events are read, never retained, but the caller must not modify the
+// event (body chunk Data included) until the call returns: over a Unix
+// socket the session's writer reads a request-headers event while the call
+// waits (when the call returns, the writer is done with it). Replies are owned by the caller;
 // RequestHeadersInto writes into a caller-provided AgentResponse, which must
 // not be touched by anyone else until the call returns.
 //
@@ -196,9 +197,14 @@
 // unknown type are skipped and counted (Stats.ProtocolErrors); an invalid
 // LEN ends the connection (the cause, a *frame.TooLargeError or
 // frame.ErrZeroLength, is wrapped by every pending call's
-// ErrConnectionLost) and the Conn reconnects. The writer collects the
-// frames queued while it was busy and writes them with one writev call.
-// Body data is base64 in JSON and MessagePack; WithRawMsgpackBodies sends
+// ErrConnectionLost) and the Conn reconnects. Request-headers events are
+// encoded by the writer itself, straight into the buffer of its next write
+// (no per-request buffer; the call waits, as it does anyway, and a call
+// that ends before the writer reached its event takes it back, so that
+// event is never sent and no cancel follows it); the other frames are
+// encoded by their callers. The writer writes everything queued while it
+// was busy with one write (writev when large frames go out from their own
+// buffers). Body data is base64 in JSON and MessagePack; WithRawMsgpackBodies sends
 // raw bin instead, which only agentwire agents accept.
 //
 // # Reverse connections

@@ -201,7 +201,7 @@ func (d *grpcDialer) open(ctx context.Context, hs *payload.HandshakeRequest) (tr
 	if err != nil {
 		return fail(ErrConnectFailed, "encode handshake", err)
 	}
-	if err := t.send(buf); err != nil {
+	if err := t.send(outbound{buf: buf}); err != nil {
 		return fail(ErrConnectFailed, "send handshake", err)
 	}
 	md, err := stream.Header()
@@ -273,8 +273,8 @@ type grpcTransport struct {
 	closeOnce sync.Once
 }
 
-func (t *grpcTransport) send(buf mem.Buffer) error {
-	return sendOn(t.stream, &t.out, buf)
+func (t *grpcTransport) send(o outbound) error {
+	return sendOn(t.stream, &t.out, o.buf) // gRPC messages are always buffers
 }
 
 func (t *grpcTransport) sendControl(buf mem.Buffer) error {

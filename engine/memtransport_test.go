@@ -50,7 +50,8 @@ var errMemClosed = errors.New("memtransport closed")
 
 // send answers request-headers events with allow; everything else (cancel,
 // configure, ...) is swallowed.
-func (m *memTransport) send(buf mem.Buffer) error {
+func (m *memTransport) send(o outbound) error {
+	buf := o.buf
 	defer buf.Free()
 	if m.gate != nil {
 		select {
@@ -144,12 +145,24 @@ func (m *memTransport) hasControl() bool               { return false }
 func (m *memTransport) readControlLoop(*session) error { return nil }
 func (m *memTransport) close()                         { m.stopOnce.Do(func() { close(m.done) }) }
 
-type memDialer struct{ gate chan struct{} }
+type memDialer struct {
+	gate chan struct{}
+	// events, when set, makes the transport an eventWriter that records
+	// what it encodes there.
+	events *memEvents
+}
 
 func (d memDialer) open(context.Context, *payload.HandshakeRequest) (transport, payload.Capabilities, error) {
 	m := newMemTransport()
 	m.gate = d.gate
-	return m, payload.Capabilities{ProtocolVersion: 2, AgentID: "mem"}, nil
+	caps := payload.Capabilities{ProtocolVersion: 2, AgentID: "mem"}
+	if d.events != nil {
+		if d.events.maxSend > 0 {
+			m.maxSend = d.events.maxSend
+		}
+		return &memEventTransport{memTransport: m, ev: d.events}, caps, nil
+	}
+	return m, caps, nil
 }
 
 func (memDialer) close() error { return nil }

@@ -27,6 +27,7 @@ import (
 type session struct {
 	c   *Conn
 	t   transport
+	ew  eventWriter // t, when it encodes events itself (nil otherwise)
 	out *ring.Ring[outbound]
 	// ctx is cancelled when the session fails.
 	ctx    context.Context
@@ -87,6 +88,7 @@ func newSession(c *Conn, t transport, caps payload.Capabilities) *session {
 		done:      make(chan struct{}),
 		flowCh:    make(chan struct{}),
 	}
+	s.ew, _ = t.(eventWriter)
 	s.capacity.Store(-1)
 	s.controlOK.Store(t.hasControl())
 	return s
@@ -173,7 +175,11 @@ func (s *session) expire(now int64) {
 			return old, xsync.CancelOp
 		})
 		if expired != nil {
-			s.sendCancel(cid, payload.CancelTimeout)
+			// An event still waiting for the writer is dropped
+			// instead: the agent never sees it, so no cancel either.
+			if !expired.drop() {
+				s.sendCancel(cid, payload.CancelTimeout)
+			}
 			expired.done <- errEngineTimeout
 		}
 		return true
@@ -301,7 +307,7 @@ func (s *session) writer() {
 			o := batch[i]
 			batch[i] = outbound{}
 			if sendErr != nil {
-				o.buf.Free()
+				o.free()
 				if o.notice != nil {
 					o.notice <- s.lost
 				}
@@ -321,8 +327,26 @@ func (s *session) writer() {
 					o.buf.Free()
 					err = errNoControl
 				}
+			} else if p := o.p; p != nil {
+				// An event encoded here, unless its caller already left.
+				if p.claimEvent() {
+					encErr := s.ew.appendRequestHeadersEvent(o.rh)
+					p.eventDone(encErr == nil)
+					if encErr != nil {
+						if s.remove(p) {
+							p.done <- encErr
+						}
+					} else if err = s.ew.batchFull(); err == nil {
+						s.c.stats.sent.Add(1)
+					}
+				}
+				p.release()
+				if err != nil {
+					sendErr = err
+					s.fail(ErrConnectionLost, err)
+				}
 			} else {
-				err = s.t.send(o.buf)
+				err = s.t.send(o)
 				if err != nil {
 					sendErr = err
 					s.fail(ErrConnectionLost, err)
@@ -356,13 +380,13 @@ func (s *session) controlReader() {
 }
 
 // enqueue queues o, blocking while the ring is full until ctx ends. On
-// failure o.buf is freed and an error of this package returned.
+// failure o's storage is freed and an error of this package returned.
 func (s *session) enqueue(ctx context.Context, o outbound) error {
 	err := s.out.Enqueue(ctx, o)
 	if err == nil {
 		return nil
 	}
-	o.buf.Free()
+	o.free()
 	if err == ring.ErrClosed {
 		<-s.done // the ring is only closed by fail
 		return s.lost

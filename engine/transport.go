@@ -6,21 +6,23 @@ import (
 	"github.com/agentwire/agentwire/codec/payload"
 )
 
-// transport is one established stream to an agent (gRPC today; the binary
-// Unix-socket protocol later). The core never touches the socket: callers
-// encode through the transport's encoder on their own goroutine, the
-// session's writer goroutine hands the encoded messages to send, and the
-// session's reader goroutine runs readLoop, which decodes inbound messages
-// and delivers them to the session.
+// transport is one established stream to an agent (gRPC or the binary
+// Unix-socket protocol). The core never touches the socket: callers encode
+// through the transport's encoder on their own goroutine (or, with an
+// eventWriter, leave request-headers events to the writer), the session's
+// writer goroutine hands the encoded messages to send, and the session's
+// reader goroutine runs readLoop, which decodes inbound messages and
+// delivers them to the session.
 //
-// Ownership: send and sendControl take ownership of buf in every case
-// (also on error); encoders return buffers the caller owns until it passes
-// them on or frees them.
+// Ownership: send and sendControl take ownership of the buffer in every
+// case (also on error); encoders return buffers the caller owns until it
+// passes them on or frees them.
 type transport interface {
 	encoder
 
-	// send writes one encoded event-stream message. Writer goroutine only.
-	send(buf mem.Buffer) error
+	// send writes one encoded event-stream message (o.ctl is false).
+	// Writer goroutine only.
+	send(o outbound) error
 	// sendControl writes one encoded control-plane message. Writer
 	// goroutine only; only called when hasControl is true.
 	sendControl(buf mem.Buffer) error
@@ -65,12 +67,42 @@ type flusher interface {
 	flush() error
 }
 
-// outbound is one queued message for the writer.
+// eventWriter is implemented by transports that encode request-headers
+// events on the writer goroutine, straight into the buffer of the next
+// write (the Unix-socket transport): the caller queues its pending, the
+// writer encodes the caller's event (see pending for who may read it when)
+// into memory it has just written, and no per-request buffer is pooled,
+// wrapped or freed. Measured at 64 in flight over a Unix socket: about
+// 10 % less proxy CPU per request with MessagePack, 5 % with JSON.
+type eventWriter interface {
+	// appendRequestHeadersEvent encodes ev into the batch being collected.
+	// It does no I/O, so that the caller's event is released before any
+	// write can block; its error concerns this event only.
+	appendRequestHeadersEvent(ev *payload.RequestHeadersEvent) error
+	// batchFull writes the batch out when it has reached its limits (as
+	// send does); its error ends the connection.
+	batchFull() error
+}
+
+// outbound is one queued message for the writer: an encoded buf, or (p
+// set, eventWriter transports) a pending whose event the writer encodes;
+// the outbound then holds a reference to p.
 type outbound struct {
 	buf mem.Buffer
+	p   *pending
+	rh  *payload.RequestHeadersEvent // with p: the event to encode
 	// ctl routes the message to the control-plane stream.
 	ctl bool
 	// notice, when set, receives the send result (nil once the transport
 	// accepted the message). It must have room for one value.
 	notice chan error
+}
+
+// free releases what o holds.
+func (o *outbound) free() {
+	if o.p != nil {
+		o.p.release()
+		return
+	}
+	o.buf.Free()
 }

@@ -24,11 +24,14 @@ import (
 // This file is the binary Unix-socket transport (SPEC 6) and, without its
 // handshake, the transport of reverse connections (SPEC 7, reverse.go).
 //
-// One session is one socket. Outbound: callers encode whole frames (header
-// and payload) into pooled buffers on their own goroutines; the session's
-// writer hands them to send, which only collects them, and calls flush when
-// the outbound queue is empty, which writes everything collected with one
-// writev system call. Inbound: the session's reader runs readLoop over a
+// One session is one socket. Outbound: the session's writer encodes
+// request-headers events itself into its write buffer (eventWriter), and
+// callers encode the other frames (header and payload) into pooled buffers
+// on their own goroutines, which the writer hands to send (small ones are
+// copied into the write buffer). Nothing is written until the outbound
+// queue is empty (or the batch is full): flush then writes everything
+// collected with one write, or one writev when large frames go out from
+// their own buffers. Inbound: the session's reader runs readLoop over a
 // frame.Reader (one read system call brings in many frames; payloads are
 // returned without a copy) and routes replies by their correlation id
 // without decoding them first (uds_peek.go).
@@ -216,13 +219,16 @@ type udsTransport struct {
 	log        *slog.Logger
 	writev     bool // nc supports writev (net.Buffers)
 
-	// Writer-owned batch.
-	wd    wdeadline.Deadline // WithWriteTimeout (Timeout 0: none)
-	batch []mem.Buffer
-	bytes int
-	iov   net.Buffers
-	iovw  net.Buffers // the header writev consumes (see flush)
-	wbuf  []byte      // coalescing buffer for connections without writev (TLS)
+	// Writer-owned batch: frames encoded by the writer itself and small
+	// queued frames are appended to enc; larger queued buffers are kept
+	// as segments of their own (writev) on connections that have it.
+	wd     wdeadline.Deadline // WithWriteTimeout (Timeout 0: none)
+	enc    []byte
+	segs   []udsSeg
+	frames int
+	bytes  int
+	iov    net.Buffers
+	iovw   net.Buffers // the header writev consumes (see flush)
 
 	// Configure events in flight: their replies are consumed here instead
 	// of counting as orphans.
@@ -244,7 +250,7 @@ func newUDSTransport(nc net.Conn, rd *frame.Reader, maxPayload int, msgpack, raw
 		msgpack:    msgpack,
 		raw:        raw,
 		log:        log,
-		batch:      make([]mem.Buffer, 0, 64),
+		segs:       make([]udsSeg, 0, 8),
 		iov:        make(net.Buffers, 0, 64),
 		cfgIDs:     make(map[string]struct{}),
 	}
@@ -255,33 +261,104 @@ func newUDSTransport(nc net.Conn, rd *frame.Reader, maxPayload int, msgpack, raw
 	return t
 }
 
-// send collects buf for the next flush (flushing first when the batch is
+// udsSeg is one piece of the batch: a queued buffer, or (buf nil) the
+// bytes enc[off:end].
+type udsSeg struct {
+	buf      mem.Buffer
+	off, end int
+}
+
+// udsCopyMax is the largest queued frame copied into enc; larger ones go
+// out from their own buffer (writev), without a copy.
+const udsCopyMax = 4 << 10
+
+// udsEncFlush is the size of enc at which a batch goes out early, and
+// udsEncKeep the capacity enc keeps between batches: the write buffer is
+// the connection's, whatever the number of requests waiting.
+const (
+	udsEncFlush = 32 << 10
+	udsEncKeep  = 2 * udsEncFlush
+)
+
+// send collects o.buf for the next flush (flushing first when the batch is
 // full). Writer goroutine only.
-func (t *udsTransport) send(buf mem.Buffer) error {
-	t.batch = append(t.batch, buf)
-	t.bytes += buf.Len()
-	if len(t.batch) >= udsMaxBatchFrames || t.bytes >= udsMaxBatchBytes {
+func (t *udsTransport) send(o outbound) error {
+	data := o.buf.ReadOnlyData()
+	if len(data) <= udsCopyMax || !t.writev {
+		start := len(t.enc)
+		t.enc = append(t.enc, data...)
+		o.buf.Free()
+		t.addEnc(start)
+	} else {
+		t.segs = append(t.segs, udsSeg{buf: o.buf})
+		t.frames++
+		t.bytes += len(data)
+	}
+	return t.flushIfFull()
+}
+
+// appendRequestHeadersEvent encodes ev into the batch (see eventWriter).
+// Writer goroutine only.
+func (t *udsTransport) appendRequestHeadersEvent(ev *payload.RequestHeadersEvent) error {
+	var now uint64
+	if ev.Metadata.Timestamp.IsZero() {
+		now = nowMS()
+	}
+	start := len(t.enc)
+	var err error
+	if t.enc, err = t.appendRequestHeaders(t.enc, ev, now); err != nil {
+		t.enc = t.enc[:start]
+		return err
+	}
+	t.addEnc(start)
+	return nil
+}
+
+// batchFull flushes a batch that reached its limits (see eventWriter).
+func (t *udsTransport) batchFull() error { return t.flushIfFull() }
+
+// addEnc records the frame appended to enc at start.
+func (t *udsTransport) addEnc(start int) {
+	end := len(t.enc)
+	if n := len(t.segs); n > 0 && t.segs[n-1].buf == nil && t.segs[n-1].end == start {
+		t.segs[n-1].end = end
+	} else {
+		t.segs = append(t.segs, udsSeg{off: start, end: end})
+	}
+	t.frames++
+	t.bytes += end - start
+}
+
+func (t *udsTransport) flushIfFull() error {
+	if t.frames >= udsMaxBatchFrames || t.bytes >= udsMaxBatchBytes || len(t.enc) >= udsEncFlush {
 		return t.flush()
 	}
 	return nil
 }
 
-// flush writes the collected frames with one system call (writev; a single
-// coalesced write on connections without it) and frees them.
+// data returns the bytes of segment g.
+func (t *udsTransport) data(g *udsSeg) []byte {
+	if g.buf != nil {
+		return g.buf.ReadOnlyData()
+	}
+	return t.enc[g.off:g.end]
+}
+
+// flush writes the collected frames with one system call (one write when
+// they are all in enc, writev otherwise) and frees them.
 func (t *udsTransport) flush() error {
-	n := len(t.batch)
+	n := len(t.segs)
 	if n == 0 {
 		return nil
 	}
 	t.wd.Arm(t.nc)
 	var err error
-	switch {
-	case n == 1:
-		_, err = t.nc.Write(t.batch[0].ReadOnlyData())
-	case t.writev:
+	if n == 1 {
+		_, err = t.nc.Write(t.data(&t.segs[0]))
+	} else {
 		iov := t.iov[:0]
-		for _, b := range t.batch {
-			iov = append(iov, b.ReadOnlyData())
+		for i := range t.segs {
+			iov = append(iov, t.data(&t.segs[i]))
 		}
 		t.iov = iov[:0]
 		// WriteTo consumes the slice header it is called on: use one
@@ -290,22 +367,21 @@ func (t *udsTransport) flush() error {
 		t.iovw = iov
 		_, err = t.iovw.WriteTo(t.nc)
 		t.iovw = nil
-	default:
-		w := t.wbuf[:0]
-		for _, b := range t.batch {
-			w = append(w, b.ReadOnlyData()...)
-		}
-		_, err = t.nc.Write(w)
-		if cap(w) <= udsMaxBatchBytes*2 {
-			t.wbuf = w[:0]
-		}
+		clear(iov[:n])
 	}
-	for i, b := range t.batch {
-		b.Free()
-		t.batch[i] = nil
+	for i := range t.segs {
+		if b := t.segs[i].buf; b != nil {
+			b.Free()
+		}
+		t.segs[i] = udsSeg{}
 	}
-	t.batch = t.batch[:0]
-	t.bytes = 0
+	t.segs = t.segs[:0]
+	t.frames, t.bytes = 0, 0
+	if cap(t.enc) > udsEncKeep {
+		t.enc = nil
+	} else {
+		t.enc = t.enc[:0]
+	}
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		err = fmt.Errorf("agentwire: agent not reading: a write did not complete within %v: %w", t.wd.Timeout, err)
 	}

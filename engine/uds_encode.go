@@ -65,23 +65,46 @@ func (t *udsTransport) dataHint(n int) int {
 	return b64Len(n) + 5
 }
 
+func requestHeadersHint(ev *payload.RequestHeadersEvent) int {
+	m := &ev.Metadata
+	return 360 + 2*len(m.CorrelationID) + len(m.RequestID) + len(m.ClientIP) + len(m.Protocol) +
+		optLen(m.ServerName) + optLen(m.TLSVersion) + optLen(m.TLSCipher) + optLen(m.RouteID) +
+		optLen(m.UpstreamID) + len(m.Traceparent) + len(ev.Method) + len(ev.URI) + headersHint(ev.Headers)
+}
+
 func (t *udsTransport) requestHeaders(ev *payload.RequestHeadersEvent, now uint64) (mem.Buffer, error) {
+	bp := newOutBuffer(requestHeadersHint(ev) + frame.HeaderSize)
+	b, err := t.appendRequestHeaders(*bp, ev, now)
+	*bp = b
+	if err != nil {
+		outPool.Put(bp)
+		return nil, err
+	}
+	return wrapOut(bp), nil
+}
+
+// appendRequestHeaders appends the whole request-headers frame to dst (the
+// writer's path, see writeRequestHeaders). On error dst may hold a partial
+// frame past its original length.
+func (t *udsTransport) appendRequestHeaders(dst []byte, ev *payload.RequestHeadersEvent, now uint64) ([]byte, error) {
 	if ev.Metadata.Timestamp.IsZero() {
 		cp := *ev
 		cp.Metadata.Timestamp = time.UnixMilli(int64(now)).UTC()
 		ev = &cp
 	}
-	m := &ev.Metadata
-	hint := 360 + 2*len(m.CorrelationID) + len(m.RequestID) + len(m.ClientIP) + len(m.Protocol) +
-		optLen(m.ServerName) + optLen(m.TLSVersion) + optLen(m.TLSCipher) + optLen(m.RouteID) +
-		optLen(m.UpstreamID) + len(m.Traceparent) + len(ev.Method) + len(ev.URI) + headersHint(ev.Headers)
-	bp, start := t.begin(frame.TypeRequestHeaders, hint)
+	dst, start := frame.BeginFrame(dst, frame.TypeRequestHeaders)
 	if t.msgpack {
-		*bp = payload.AppendRequestHeadersMsgpack(*bp, ev)
+		dst = payload.AppendRequestHeadersMsgpack(dst, ev)
 	} else {
-		*bp = payload.AppendRequestHeadersJSON(*bp, ev)
+		dst = payload.AppendRequestHeadersJSON(dst, ev)
 	}
-	return t.finish(bp, start)
+	if n := len(dst) - start - frame.HeaderSize; n > t.maxPayload {
+		return dst, tooLarge(n, t.maxPayload)
+	}
+	if err := frame.EndFrame(dst, start); err != nil {
+		return dst, &Error{Kind: ErrMessageTooLarge, Err: err}
+	}
+	return dst, nil
 }
 
 func (t *udsTransport) bodyChunk(ev *payload.BodyChunk, response bool, now uint64) (mem.Buffer, error) {

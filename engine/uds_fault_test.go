@@ -406,7 +406,7 @@ func TestUDSWriterBatching(t *testing.T) {
 			t.Fatal(err)
 		}
 		want = append(want, b.ReadOnlyData()...)
-		if err := tr.send(b); err != nil {
+		if err := tr.send(outbound{buf: b}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -421,7 +421,7 @@ func TestUDSWriterBatching(t *testing.T) {
 	}
 	for range udsMaxBatchFrames + 10 {
 		b, _ := tr.ping(1, 1)
-		if err := tr.send(b); err != nil {
+		if err := tr.send(outbound{buf: b}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -459,7 +459,44 @@ func TestUDSWriterBatching(t *testing.T) {
 	for i := range 300 {
 		b, _ := ut.cancel(fmt.Sprint("w-", i), payload.CancelManual, 7)
 		want = append(want, b.ReadOnlyData()...)
-		_ = ut.send(b)
+		_ = ut.send(outbound{buf: b})
+	}
+	if err := ut.flush(); err != nil {
+		t.Fatal(err)
+	}
+	// One batch mixing events the writer encodes itself (into its write
+	// buffer), small queued frames (copied there too) and a large one
+	// (written from its own buffer): the bytes keep the queue's order.
+	big, err := ut.bodyChunk(&payload.BodyChunk{CorrelationID: "big", Data: bytes.Repeat([]byte("b"), 3*udsCopyMax)}, false, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		ev := headersEvent(fmt.Sprint("e-", i))
+		ev.Metadata.Timestamp = time.UnixMilli(1700000000000).UTC()
+		frameBytes, err := ut.appendRequestHeaders(nil, ev, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, frameBytes...)
+		if err := ut.appendRequestHeadersEvent(ev); err != nil {
+			t.Fatal(err)
+		}
+		if err := ut.batchFull(); err != nil {
+			t.Fatal(err)
+		}
+		switch i {
+		case 2:
+			want = append(want, big.ReadOnlyData()...)
+			_ = ut.send(outbound{buf: big})
+		case 3:
+			b, _ := ut.cancel("c-3", payload.CancelManual, 7)
+			want = append(want, b.ReadOnlyData()...)
+			_ = ut.send(outbound{buf: b})
+		}
+	}
+	if n := len(ut.segs); n != 3 {
+		t.Fatalf("%d segments, want 3 (written buffer, large frame, written buffer)", n)
 	}
 	if err := ut.flush(); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,205 @@
+package engine
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentwire/agentwire/codec/payload"
+)
+
+// memEvents records the request-headers events a memEventTransport's
+// writer encoded; hold, when set, stops the writer in the middle of
+// reading an event until it is closed.
+type memEvents struct {
+	mu      sync.Mutex
+	ids     []string
+	reading chan string // receives each id as the writer starts on it
+	hold    chan struct{}
+	maxSend int // the encoders' send limit (0: the default)
+}
+
+func (e *memEvents) written() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.ids)
+}
+
+// memEventTransport is a memTransport whose writer encodes request-headers
+// events itself (eventWriter), as the Unix-socket transport does: the
+// encoded event is sent (through memTransport.send and its gate) by
+// batchFull.
+type memEventTransport struct {
+	*memTransport
+	ev      *memEvents
+	encoded []outbound
+}
+
+func (m *memEventTransport) appendRequestHeadersEvent(ev *payload.RequestHeadersEvent) error {
+	id := ev.Metadata.CorrelationID
+	if m.ev.reading != nil {
+		m.ev.reading <- id
+	}
+	if m.ev.hold != nil {
+		<-m.ev.hold
+	}
+	buf, err := m.requestHeaders(ev, nowMS())
+	if err != nil {
+		return err
+	}
+	m.ev.mu.Lock()
+	m.ev.ids = append(m.ev.ids, id)
+	m.ev.mu.Unlock()
+	m.encoded = append(m.encoded, outbound{buf: buf})
+	return nil
+}
+
+func (m *memEventTransport) batchFull() error {
+	for len(m.encoded) > 0 {
+		o := m.encoded[0]
+		m.encoded = m.encoded[1:]
+		if err := m.send(o); err != nil {
+			for _, o := range m.encoded {
+				o.buf.Free()
+			}
+			m.encoded = nil
+			return err
+		}
+	}
+	return nil
+}
+
+// TestAbandonedEventIsNeverSent: a call that ends (here: its context is
+// cancelled) while its event still waits for the writer returns at once;
+// the writer then skips the event, so the caller may change it as soon as
+// the call returned, and no cancel goes out for a request the agent never
+// saw.
+func TestAbandonedEventIsNeverSent(t *testing.T) {
+	gate := make(chan struct{})
+	ev := &memEvents{reading: make(chan string, 8)}
+	c := memConnWith(t, memDialer{gate: gate, events: ev})
+	var open sync.Once
+	t.Cleanup(func() { open.Do(func() { close(gate) }) }) // before c closes
+
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.RequestHeaders(testCtx(t), headersEvent("first"))
+		first <- err
+	}()
+	if id := <-ev.reading; id != "first" {
+		t.Fatalf("writer started on %q", id)
+	}
+	// The writer is now stuck sending "first" (the gate).
+
+	ctx, cancel := context.WithCancel(testCtx(t))
+	abandoned := headersEvent("abandoned")
+	errs := make(chan error, 1)
+	go func() {
+		_, err := c.RequestHeaders(ctx, abandoned)
+		errs <- err
+	}()
+	waitUntil(t, "second call in flight", nil, func() bool { return c.Stats().InFlight == 2 })
+	cancel()
+	mustKind(t, <-errs, ErrCanceled)
+	abandoned.URI = "/changed-after-return" // the writer must not be reading it (-race)
+
+	open.Do(func() { close(gate) })
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RequestHeaders(testCtx(t), headersEvent("after")); err != nil {
+		t.Fatal(err)
+	}
+	// The writer handles the queue in order: "after" went out after
+	// whatever became of "abandoned".
+	if got := ev.written(); !slices.Equal(got, []string{"first", "after"}) {
+		t.Fatalf("writer encoded %q, want first and after only", got)
+	}
+	if st := c.Stats(); st.CancelsSent != 0 || st.Sent != 2 {
+		t.Fatalf("stats %+v: want 2 sent and no cancel", st)
+	}
+}
+
+// TestCallWaitsForWriterReadingItsEvent: a call that ends while the writer
+// is in the middle of encoding its event returns only once the writer is
+// done with it; the event did go out, so its cancel does too.
+func TestCallWaitsForWriterReadingItsEvent(t *testing.T) {
+	ev := &memEvents{reading: make(chan string, 8), hold: make(chan struct{})}
+	c := memConnWith(t, memDialer{events: ev})
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(ev.hold) }) }) // before c closes
+
+	ctx, cancel := context.WithCancel(testCtx(t))
+	errs := make(chan error, 1)
+	go func() {
+		_, err := c.RequestHeaders(ctx, headersEvent("slow"))
+		errs <- err
+	}()
+	<-ev.reading // the writer claimed the event and holds it
+	cancel()
+	select {
+	case err := <-errs:
+		t.Fatalf("call returned (%v) while the writer was reading its event", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	release.Do(func() { close(ev.hold) })
+	mustKind(t, <-errs, ErrCanceled)
+	waitUntil(t, "cancel sent", nil, func() bool { return c.Stats().CancelsSent == 1 })
+	if got := ev.written(); !slices.Equal(got, []string{"slow"}) {
+		t.Fatalf("writer encoded %q", got)
+	}
+}
+
+// TestWriterEncodeErrorFailsOnlyItsCall: an event the writer cannot
+// encode (over the send limit) fails its own call with
+// ErrMessageTooLarge; the session goes on.
+func TestWriterEncodeErrorFailsOnlyItsCall(t *testing.T) {
+	c := memConnWith(t, memDialer{events: &memEvents{maxSend: 1024}})
+	big := headersEvent("big")
+	big.URI = "/" + string(make([]byte, 2048))
+	_, err := c.RequestHeaders(testCtx(t), big)
+	mustKind(t, err, ErrMessageTooLarge)
+	if _, err := c.RequestHeaders(testCtx(t), headersEvent("small")); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Stats(); st.Sent != 1 || st.Reconnects != 0 || st.InFlight != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestExpiredQueuedEventIsDropped: the default request timeout (the
+// session's expirer) drops an event still waiting for the writer, without
+// a cancel; an event the writer has encoded gets its cancel, and its call
+// returns although the write that carries it is still blocked.
+func TestExpiredQueuedEventIsDropped(t *testing.T) {
+	gate := make(chan struct{})
+	ev := &memEvents{reading: make(chan string, 8)}
+	c := memConnWith(t, memDialer{gate: gate, events: ev}, WithRequestTimeout(100*time.Millisecond))
+	var open sync.Once
+	t.Cleanup(func() { open.Do(func() { close(gate) }) }) // before c closes
+
+	errs := make(chan error, 2)
+	go func() {
+		_, err := c.RequestHeaders(context.Background(), headersEvent("first"))
+		errs <- err
+	}()
+	<-ev.reading // the writer encodes "first", then is stuck sending it
+	go func() {
+		_, err := c.RequestHeaders(context.Background(), headersEvent("queued"))
+		errs <- err
+	}()
+	mustKind(t, <-errs, ErrTimeout)
+	mustKind(t, <-errs, ErrTimeout) // both returned with the write still blocked
+	open.Do(func() { close(gate) })
+	if _, err := c.RequestHeaders(context.Background(), headersEvent("after")); err != nil {
+		t.Fatal(err)
+	}
+	if got := ev.written(); !slices.Equal(got, []string{"first", "after"}) {
+		t.Fatalf("writer encoded %q, want first and after only", got)
+	}
+	if st := c.Stats(); st.CancelsSent != 1 {
+		t.Fatalf("stats %+v: want one cancel (for first)", st)
+	}
+}
