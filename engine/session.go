@@ -336,8 +336,12 @@ func (s *session) writer() {
 						if s.remove(p) {
 							p.done <- encErr
 						}
-					} else if err = s.ew.batchFull(); err == nil {
+					} else {
+						// Counted once in the batch, as send
+						// counts what it collects (the write may
+						// answer before batchFull returns).
 						s.c.stats.sent.Add(1)
+						err = s.ew.batchFull()
 					}
 				}
 				p.release()
