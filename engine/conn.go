@@ -801,8 +801,10 @@ func (c *Conn) Configure(ctx context.Context, ev *payload.ConfigureEvent) error 
 
 // Cancel tells the agent to stop working on correlationID (a CancelRequest
 // with reason, fire and forget) and ends the local call waiting for it, if
-// any, with an ErrCanceled error. Cancellation never counts against the
-// agent's health. It does not block.
+// any, with an ErrCanceled error. When that call's event has not gone out
+// yet (over a Unix socket the writer encodes request-headers events as it
+// reaches them), the event is never sent and no CancelRequest either.
+// Cancellation never counts against the agent's health. It does not block.
 func (c *Conn) Cancel(correlationID string, reason payload.CancelReason) error {
 	if correlationID == "" {
 		return errNoCID
@@ -820,11 +822,17 @@ func (c *Conn) Cancel(correlationID string, reason payload.CancelReason) error {
 	if s == nil || s.failed() {
 		return errNotConnected
 	}
+	dropped := false
 	if p, ok := s.pending.LoadAndDelete(correlationID); ok {
+		// An event still waiting for the writer is taken back: the
+		// agent never sees it, so no cancel follows it.
+		dropped = p.drop()
 		p.done <- errManualCancel
 	}
 	s.forgetPause(correlationID)
-	s.sendCancel(correlationID, reason)
+	if !dropped {
+		s.sendCancel(correlationID, reason)
+	}
 	return nil
 }
 

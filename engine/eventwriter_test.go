@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -201,5 +202,99 @@ func TestExpiredQueuedEventIsDropped(t *testing.T) {
 	}
 	if st := c.Stats(); st.CancelsSent != 1 {
 		t.Fatalf("stats %+v: want one cancel (for first)", st)
+	}
+}
+
+// TestExpiredEventThatFailsToEncodeGetsNoCancel: the expirer times out a
+// call while the writer is reading its event, and the event then fails to
+// encode: it never went out, so no cancel follows it.
+func TestExpiredEventThatFailsToEncodeGetsNoCancel(t *testing.T) {
+	ev := &memEvents{reading: make(chan string, 8), hold: make(chan struct{}), maxSend: 1024}
+	c := memConnWith(t, memDialer{events: ev}, WithRequestTimeout(50*time.Millisecond))
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(ev.hold) }) }) // before c closes
+
+	big := headersEvent("big")
+	big.URI = "/" + string(make([]byte, 2048)) // over the 1 KiB send limit
+	errs := make(chan error, 1)
+	go func() {
+		_, err := c.RequestHeaders(context.Background(), big)
+		errs <- err
+	}()
+	<-ev.reading // the writer holds the event
+	waitUntil(t, "the expirer took the call", nil, func() bool {
+		_, ok := c.sess.Load().pending.Load("big")
+		return !ok
+	})
+	release.Do(func() { close(ev.hold) }) // the encode fails now
+	if err := <-errs; err == nil {
+		t.Fatal("call succeeded")
+	}
+	if got := ev.written(); len(got) != 0 {
+		t.Fatalf("writer encoded %q", got)
+	}
+	if st := c.Stats(); st.CancelsSent != 0 {
+		t.Fatalf("stats %+v: a cancel for an event that never went out", st)
+	}
+}
+
+// TestManualCancelOfQueuedEvent: Conn.Cancel of a call whose event still
+// waits for the writer ends the call and takes the event back: neither the
+// event nor a cancel reaches the agent.
+func TestManualCancelOfQueuedEvent(t *testing.T) {
+	gate := make(chan struct{})
+	ev := &memEvents{reading: make(chan string, 8)}
+	c := memConnWith(t, memDialer{gate: gate, events: ev})
+	var open sync.Once
+	t.Cleanup(func() { open.Do(func() { close(gate) }) }) // before c closes
+
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.RequestHeaders(testCtx(t), headersEvent("first"))
+		first <- err
+	}()
+	<-ev.reading // the writer is stuck sending "first"
+	errs := make(chan error, 1)
+	go func() {
+		_, err := c.RequestHeaders(testCtx(t), headersEvent("queued"))
+		errs <- err
+	}()
+	waitUntil(t, "queued event", nil, func() bool {
+		s := c.sess.Load()
+		_, ok := s.pending.Load("queued")
+		return ok && s.out.Len() > 0
+	})
+	if err := c.Cancel("queued", payload.CancelManual); err != nil {
+		t.Fatal(err)
+	}
+	mustKind(t, <-errs, ErrCanceled)
+	open.Do(func() { close(gate) })
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RequestHeaders(testCtx(t), headersEvent("after")); err != nil {
+		t.Fatal(err)
+	}
+	if got := ev.written(); !slices.Equal(got, []string{"first", "after"}) {
+		t.Fatalf("writer encoded %q, want first and after only", got)
+	}
+	if st := c.Stats(); st.CancelsSent != 0 {
+		t.Fatalf("stats %+v: a cancel for an event that never went out", st)
+	}
+}
+
+// TestUDSOversizedEventReleasesBuffer: an event over the send limit, which
+// the encoder wrote out in full before the size check, does not leave the
+// writer's buffer at that size.
+func TestUDSOversizedEventReleasesBuffer(t *testing.T) {
+	tr := newUDSTransport(&countingConn{}, nil, 1024, true, false, nil)
+	big := headersEvent("big")
+	big.URI = "/" + strings.Repeat("u", 4*udsEncKeep)
+	mustKind(t, tr.appendRequestHeadersEvent(big), ErrMessageTooLarge)
+	if c := cap(tr.enc); c > udsEncKeep {
+		t.Fatalf("write buffer kept %d bytes of capacity", c)
+	}
+	if len(tr.segs) != 0 || tr.frames != 0 {
+		t.Fatalf("failed event left %d segments, %d frames", len(tr.segs), tr.frames)
 	}
 }

@@ -176,8 +176,10 @@ func (s *session) expire(now int64) {
 		})
 		if expired != nil {
 			// An event still waiting for the writer is dropped
-			// instead: the agent never sees it, so no cancel either.
-			if !expired.drop() {
+			// instead: the agent never sees it, so no cancel either
+			// (nor for one the writer failed to encode; settle waits
+			// out a writer reading it, which does no I/O).
+			if expired.settle() {
 				s.sendCancel(cid, payload.CancelTimeout)
 			}
 			expired.done <- errEngineTimeout

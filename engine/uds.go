@@ -308,6 +308,9 @@ func (t *udsTransport) appendRequestHeadersEvent(ev *payload.RequestHeadersEvent
 	var err error
 	if t.enc, err = t.appendRequestHeaders(t.enc, ev, now); err != nil {
 		t.enc = t.enc[:start]
+		if start == 0 && cap(t.enc) > udsEncKeep {
+			t.enc = nil // an oversized event grew it (flush trims the rest)
+		}
 		return err
 	}
 	t.addEnc(start)
