@@ -24,6 +24,11 @@ func TestUDSEventWriterStress(t *testing.T) {
 	seen := map[string]bool{}
 	var violations []string
 	var events, cancels atomic.Int64
+	violation := func(format string, args ...any) {
+		mu.Lock()
+		violations = append(violations, fmt.Sprintf(format, args...))
+		mu.Unlock()
+	}
 	a := startRawAgent(t, func(rc *rawConn) {
 		if rc.handshake("") != nil {
 			return
@@ -37,16 +42,14 @@ func TestUDSEventWriterStress(t *testing.T) {
 			case frame.TypeRequestHeaders:
 				var ev payload.RequestHeadersEvent
 				if err := payload.DecodeRequestHeadersJSON(p, &ev); err != nil {
-					mu.Lock()
-					violations = append(violations, "undecodable: "+err.Error())
-					mu.Unlock()
+					violation("undecodable event: %v", err)
 					continue
 				}
 				cid := ev.Metadata.CorrelationID
-				mu.Lock()
 				if ev.URI != "/"+cid || len(ev.Headers) != 1 || ev.Headers[0].Values[0] != "example.com" {
-					violations = append(violations, fmt.Sprintf("mutated event %s: %q %v", cid, ev.URI, ev.Headers))
+					violation("mutated event %s: %q %v", cid, ev.URI, ev.Headers)
 				}
+				mu.Lock()
 				seen[cid] = true
 				mu.Unlock()
 				events.Add(1)
@@ -56,15 +59,11 @@ func TestUDSEventWriterStress(t *testing.T) {
 			case frame.TypeRequestBodyChunk:
 				var bc payload.BodyChunk
 				if err := payload.DecodeRequestBodyChunkJSON(p, &bc); err != nil {
-					mu.Lock()
-					violations = append(violations, "undecodable chunk: "+err.Error())
-					mu.Unlock()
+					violation("undecodable chunk: %v", err)
 					continue
 				}
 				if !bytes.Equal(bc.Data, bytes.Repeat([]byte{byte(len(bc.CorrelationID))}, len(bc.Data))) {
-					mu.Lock()
-					violations = append(violations, "bad chunk "+bc.CorrelationID)
-					mu.Unlock()
+					violation("bad chunk %s", bc.CorrelationID)
 				}
 				mu.Lock()
 				seen[bc.CorrelationID] = true

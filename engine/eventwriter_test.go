@@ -72,28 +72,53 @@ func (m *memEventTransport) batchFull() error {
 	return nil
 }
 
+// writerStuckOnFirst returns a Conn whose writer has encoded the event of
+// a call "first" (no deadline of its own) and is stuck writing it until
+// release is called; first receives that call's outcome.
+func writerStuckOnFirst(t *testing.T, opts ...Option) (c *Conn, ev *memEvents, first <-chan error, release func()) {
+	t.Helper()
+	gate := make(chan struct{})
+	ev = &memEvents{reading: make(chan string, 8)}
+	c = memConnWith(t, memDialer{gate: gate, events: ev}, opts...)
+	var once sync.Once
+	release = func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(release) // before c closes
+	ch := make(chan error, 1)
+	go func() {
+		_, err := c.RequestHeaders(context.Background(), headersEvent("first"))
+		ch <- err
+	}()
+	if id := <-ev.reading; id != "first" {
+		t.Fatalf("writer started on %q", id)
+	}
+	return c, ev, ch, release
+}
+
+// checkFirstAndAfterOnly sends a call "after" on c (whose writer is no
+// longer stuck) and checks that the writer encoded "first" and "after"
+// only, and that cancels CancelRequests went out. The writer handles the
+// queue in order, so "after" goes out after whatever became of the calls
+// queued before it.
+func checkFirstAndAfterOnly(t *testing.T, c *Conn, ev *memEvents, cancels uint64) {
+	t.Helper()
+	if _, err := c.RequestHeaders(testCtx(t), headersEvent("after")); err != nil {
+		t.Fatal(err)
+	}
+	if got := ev.written(); !slices.Equal(got, []string{"first", "after"}) {
+		t.Fatalf("writer encoded %q, want first and after only", got)
+	}
+	if st := c.Stats(); st.CancelsSent != cancels {
+		t.Fatalf("stats %+v: want %d cancels sent", st, cancels)
+	}
+}
+
 // TestAbandonedEventIsNeverSent: a call that ends (here: its context is
 // cancelled) while its event still waits for the writer returns at once;
 // the writer then skips the event, so the caller may change it as soon as
 // the call returned, and no cancel goes out for a request the agent never
 // saw.
 func TestAbandonedEventIsNeverSent(t *testing.T) {
-	gate := make(chan struct{})
-	ev := &memEvents{reading: make(chan string, 8)}
-	c := memConnWith(t, memDialer{gate: gate, events: ev})
-	var open sync.Once
-	t.Cleanup(func() { open.Do(func() { close(gate) }) }) // before c closes
-
-	first := make(chan error, 1)
-	go func() {
-		_, err := c.RequestHeaders(testCtx(t), headersEvent("first"))
-		first <- err
-	}()
-	if id := <-ev.reading; id != "first" {
-		t.Fatalf("writer started on %q", id)
-	}
-	// The writer is now stuck sending "first" (the gate).
-
+	c, ev, first, release := writerStuckOnFirst(t)
 	ctx, cancel := context.WithCancel(testCtx(t))
 	abandoned := headersEvent("abandoned")
 	errs := make(chan error, 1)
@@ -106,20 +131,13 @@ func TestAbandonedEventIsNeverSent(t *testing.T) {
 	mustKind(t, <-errs, ErrCanceled)
 	abandoned.URI = "/changed-after-return" // the writer must not be reading it (-race)
 
-	open.Do(func() { close(gate) })
+	release()
 	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.RequestHeaders(testCtx(t), headersEvent("after")); err != nil {
-		t.Fatal(err)
-	}
-	// The writer handles the queue in order: "after" went out after
-	// whatever became of "abandoned".
-	if got := ev.written(); !slices.Equal(got, []string{"first", "after"}) {
-		t.Fatalf("writer encoded %q, want first and after only", got)
-	}
-	if st := c.Stats(); st.CancelsSent != 0 || st.Sent != 2 {
-		t.Fatalf("stats %+v: want 2 sent and no cancel", st)
+	checkFirstAndAfterOnly(t, c, ev, 0)
+	if st := c.Stats(); st.Sent != 2 {
+		t.Fatalf("stats %+v: want 2 sent", st)
 	}
 }
 
@@ -175,34 +193,16 @@ func TestWriterEncodeErrorFailsOnlyItsCall(t *testing.T) {
 // a cancel; an event the writer has encoded gets its cancel, and its call
 // returns although the write that carries it is still blocked.
 func TestExpiredQueuedEventIsDropped(t *testing.T) {
-	gate := make(chan struct{})
-	ev := &memEvents{reading: make(chan string, 8)}
-	c := memConnWith(t, memDialer{gate: gate, events: ev}, WithRequestTimeout(100*time.Millisecond))
-	var open sync.Once
-	t.Cleanup(func() { open.Do(func() { close(gate) }) }) // before c closes
-
-	errs := make(chan error, 2)
-	go func() {
-		_, err := c.RequestHeaders(context.Background(), headersEvent("first"))
-		errs <- err
-	}()
-	<-ev.reading // the writer encodes "first", then is stuck sending it
+	c, ev, first, release := writerStuckOnFirst(t, WithRequestTimeout(100*time.Millisecond))
+	errs := make(chan error, 1)
 	go func() {
 		_, err := c.RequestHeaders(context.Background(), headersEvent("queued"))
 		errs <- err
 	}()
-	mustKind(t, <-errs, ErrTimeout)
+	mustKind(t, <-first, ErrTimeout)
 	mustKind(t, <-errs, ErrTimeout) // both returned with the write still blocked
-	open.Do(func() { close(gate) })
-	if _, err := c.RequestHeaders(context.Background(), headersEvent("after")); err != nil {
-		t.Fatal(err)
-	}
-	if got := ev.written(); !slices.Equal(got, []string{"first", "after"}) {
-		t.Fatalf("writer encoded %q, want first and after only", got)
-	}
-	if st := c.Stats(); st.CancelsSent != 1 {
-		t.Fatalf("stats %+v: want one cancel (for first)", st)
-	}
+	release()
+	checkFirstAndAfterOnly(t, c, ev, 1) // the one cancel is first's
 }
 
 // TestExpiredEventThatFailsToEncodeGetsNoCancel: the expirer times out a
@@ -242,18 +242,7 @@ func TestExpiredEventThatFailsToEncodeGetsNoCancel(t *testing.T) {
 // waits for the writer ends the call and takes the event back: neither the
 // event nor a cancel reaches the agent.
 func TestManualCancelOfQueuedEvent(t *testing.T) {
-	gate := make(chan struct{})
-	ev := &memEvents{reading: make(chan string, 8)}
-	c := memConnWith(t, memDialer{gate: gate, events: ev})
-	var open sync.Once
-	t.Cleanup(func() { open.Do(func() { close(gate) }) }) // before c closes
-
-	first := make(chan error, 1)
-	go func() {
-		_, err := c.RequestHeaders(testCtx(t), headersEvent("first"))
-		first <- err
-	}()
-	<-ev.reading // the writer is stuck sending "first"
+	c, ev, first, release := writerStuckOnFirst(t)
 	errs := make(chan error, 1)
 	go func() {
 		_, err := c.RequestHeaders(testCtx(t), headersEvent("queued"))
@@ -268,19 +257,11 @@ func TestManualCancelOfQueuedEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustKind(t, <-errs, ErrCanceled)
-	open.Do(func() { close(gate) })
+	release()
 	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.RequestHeaders(testCtx(t), headersEvent("after")); err != nil {
-		t.Fatal(err)
-	}
-	if got := ev.written(); !slices.Equal(got, []string{"first", "after"}) {
-		t.Fatalf("writer encoded %q, want first and after only", got)
-	}
-	if st := c.Stats(); st.CancelsSent != 0 {
-		t.Fatalf("stats %+v: a cancel for an event that never went out", st)
-	}
+	checkFirstAndAfterOnly(t, c, ev, 0)
 }
 
 // TestUDSOversizedEventReleasesBuffer: an event over the send limit, which
