@@ -624,7 +624,7 @@ func (c *Conn) call(ctx context.Context, cid string, ev event, dst *payload.Agen
 		// The writer encodes the event straight into its write buffer
 		// (see eventWriter): the queued outbound is the pending itself,
 		// with a reference of its own.
-		p := getPending(cid, dst, 0)
+		p := getPending(cid, dst)
 		p.wstate.Store(wQueued)
 		p.hold()
 		return c.exchange(ctx, s, cid, p, outbound{p: p, rh: ev.rh})
@@ -634,7 +634,7 @@ func (c *Conn) call(ctx context.Context, cid string, ev event, dst *payload.Agen
 		c.stats.errors.Add(1)
 		return err
 	}
-	return c.exchange(ctx, s, cid, getPending(cid, dst, 0), outbound{buf: buf})
+	return c.exchange(ctx, s, cid, getPending(cid, dst), outbound{buf: buf})
 }
 
 // RequestHeaders sends a request-headers event and returns the agent's

@@ -60,12 +60,11 @@ var pendingPool = sync.Pool{New: func() any {
 	return &pending{done: make(chan error, 1)}
 }}
 
-// getPending returns an idle pending for id and dst; deadline is its
-// monoNow expiry instant, 0 for none.
-func getPending(id string, dst *payload.AgentResponse, deadline int64) *pending {
+// getPending returns an idle pending for id and dst, with no deadline
+// (exchange sets it) and the caller's reference.
+func getPending(id string, dst *payload.AgentResponse) *pending {
 	p := pendingPool.Get().(*pending)
 	p.id, p.dst = id, dst
-	p.deadline.Store(deadline)
 	p.refs.Store(1)
 	p.wstate.Store(wNone)
 	return p
@@ -74,9 +73,7 @@ func getPending(id string, dst *payload.AgentResponse, deadline int64) *pending 
 // putPending drops the caller's reference to p, once the writer is done
 // with the caller's event.
 func putPending(p *pending) {
-	if p.wstate.Load() != wNone {
-		p.settle()
-	}
+	p.settle()
 	p.release()
 }
 

@@ -158,11 +158,19 @@ func TestUDSAllocsPerRoundTrip(t *testing.T) {
 	}
 }
 
-// TestUDSAllocsEncode: the Unix-socket encoders allocate nothing.
+// discardConn is a net.Conn whose writes succeed and go nowhere.
+type discardConn struct{ net.Conn }
+
+func (discardConn) Write(b []byte) (int, error) { return len(b), nil }
+
+// TestUDSAllocsEncode: the Unix-socket encoders allocate nothing, nor does
+// the writer's own path (a request-headers event encoded into its batch,
+// the batch written out).
 func TestUDSAllocsEncode(t *testing.T) {
 	for _, m := range udsModes {
 		t.Run(m.name, func(t *testing.T) {
 			tr := newUDSTransport(nil, nil, frame.MaxLen-1, m.msgpack, m.raw, nil)
+			wr := newUDSTransport(discardConn{}, nil, frame.MaxLen-1, m.msgpack, m.raw, nil)
 			ev := benchEvent("enc")
 			zero := headersEvent("enc")
 			chunk := &payload.BodyChunk{CorrelationID: "enc", Data: make([]byte, 16<<10), IsLast: true}
@@ -174,6 +182,15 @@ func TestUDSAllocsEncode(t *testing.T) {
 				{"request headers, zero timestamp", func() error { b, err := tr.requestHeaders(zero, uint64(time.Now().UnixMilli())); b.Free(); return err }},
 				{"16 KiB body chunk", func() error { b, err := tr.bodyChunk(chunk, false, 1); b.Free(); return err }},
 				{"cancel", func() error { b, err := tr.cancel("enc", payload.CancelTimeout, 1); b.Free(); return err }},
+				{"writer: request headers into the batch, then flush", func() error {
+					if err := wr.appendRequestHeadersEvent(&ev); err != nil {
+						return err
+					}
+					if err := wr.appendRequestHeadersEvent(zero); err != nil {
+						return err
+					}
+					return wr.flush()
+				}},
 			} {
 				for range 10 {
 					_ = tc.f()

@@ -28,17 +28,25 @@ func (t *udsTransport) begin(typ frame.Type, hint int) (*[]byte, int) {
 	return bp, start
 }
 
-// finish checks the payload size, fills in LEN and wraps the buffer.
+// finish ends the frame (see end) and wraps the buffer.
 func (t *udsTransport) finish(bp *[]byte, start int) (mem.Buffer, error) {
-	if n := len(*bp) - start - frame.HeaderSize; n > t.maxPayload {
+	if err := t.end(*bp, start); err != nil {
 		outPool.Put(bp)
-		return nil, tooLarge(n, t.maxPayload)
-	}
-	if err := frame.EndFrame(*bp, start); err != nil {
-		outPool.Put(bp)
-		return nil, &Error{Kind: ErrMessageTooLarge, Err: err}
+		return nil, err
 	}
 	return wrapOut(bp), nil
+}
+
+// end checks the payload size of the frame begun at start of b and fills in
+// its LEN.
+func (t *udsTransport) end(b []byte, start int) error {
+	if n := len(b) - start - frame.HeaderSize; n > t.maxPayload {
+		return tooLarge(n, t.maxPayload)
+	}
+	if err := frame.EndFrame(b, start); err != nil {
+		return &Error{Kind: ErrMessageTooLarge, Err: err}
+	}
+	return nil
 }
 
 // Size estimates (payload bytes, without escaping overhead).
@@ -65,15 +73,15 @@ func (t *udsTransport) dataHint(n int) int {
 	return b64Len(n) + 5
 }
 
-func requestHeadersHint(ev *payload.RequestHeadersEvent) int {
+// requestHeaders is the encoder's form, into a pooled buffer. The session
+// does not call it for this transport: the writer encodes request headers
+// itself (appendRequestHeadersEvent).
+func (t *udsTransport) requestHeaders(ev *payload.RequestHeadersEvent, now uint64) (mem.Buffer, error) {
 	m := &ev.Metadata
-	return 360 + 2*len(m.CorrelationID) + len(m.RequestID) + len(m.ClientIP) + len(m.Protocol) +
+	hint := 360 + 2*len(m.CorrelationID) + len(m.RequestID) + len(m.ClientIP) + len(m.Protocol) +
 		optLen(m.ServerName) + optLen(m.TLSVersion) + optLen(m.TLSCipher) + optLen(m.RouteID) +
 		optLen(m.UpstreamID) + len(m.Traceparent) + len(ev.Method) + len(ev.URI) + headersHint(ev.Headers)
-}
-
-func (t *udsTransport) requestHeaders(ev *payload.RequestHeadersEvent, now uint64) (mem.Buffer, error) {
-	bp := newOutBuffer(requestHeadersHint(ev) + frame.HeaderSize)
+	bp := newOutBuffer(hint + frame.HeaderSize)
 	b, err := t.appendRequestHeaders(*bp, ev, now)
 	*bp = b
 	if err != nil {
@@ -84,8 +92,8 @@ func (t *udsTransport) requestHeaders(ev *payload.RequestHeadersEvent, now uint6
 }
 
 // appendRequestHeaders appends the whole request-headers frame to dst (the
-// writer's path, see writeRequestHeaders). On error dst may hold a partial
-// frame past its original length.
+// writer's path: appendRequestHeadersEvent). On error dst may hold a
+// partial frame past its original length.
 func (t *udsTransport) appendRequestHeaders(dst []byte, ev *payload.RequestHeadersEvent, now uint64) ([]byte, error) {
 	if ev.Metadata.Timestamp.IsZero() {
 		cp := *ev
@@ -98,13 +106,7 @@ func (t *udsTransport) appendRequestHeaders(dst []byte, ev *payload.RequestHeade
 	} else {
 		dst = payload.AppendRequestHeadersJSON(dst, ev)
 	}
-	if n := len(dst) - start - frame.HeaderSize; n > t.maxPayload {
-		return dst, tooLarge(n, t.maxPayload)
-	}
-	if err := frame.EndFrame(dst, start); err != nil {
-		return dst, &Error{Kind: ErrMessageTooLarge, Err: err}
-	}
-	return dst, nil
+	return dst, t.end(dst, start)
 }
 
 func (t *udsTransport) bodyChunk(ev *payload.BodyChunk, response bool, now uint64) (mem.Buffer, error) {
