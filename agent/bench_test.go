@@ -6,8 +6,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/grpccodec"
-	"github.com/agentwire/agentwire/codec/payload"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -16,8 +16,8 @@ import (
 // echoHandler is refagents.Echo (which this package cannot import).
 type echoHandler struct{ BaseHandler }
 
-func (echoHandler) OnRequestHeaders(_ context.Context, _ *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
-	r.RequestHeaders = append(r.RequestHeaders, payload.HeaderOp{Kind: payload.HeaderSet, Name: "X-Agent-Processed", Value: "true"})
+func (echoHandler) OnRequestHeaders(_ context.Context, _ *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
+	r.RequestHeaders = append(r.RequestHeaders, agentwire.HeaderOp{Kind: agentwire.HeaderSet, Name: "X-Agent-Processed", Value: "true"})
 	return nil
 }
 

@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/internal/pbconv"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 	"google.golang.org/grpc"
@@ -132,7 +132,7 @@ func (s *Server) readProxyControl(ctx context.Context, ss grpc.ServerStream) err
 		}
 		switch x := m.Message.(type) {
 		case *pb.ProxyControl_Configure:
-			var ev payload.ConfigureEvent
+			var ev agentwire.ConfigureEvent
 			pbconv.ConfigureEventFromPB(&ev, x.Configure)
 			_ = s.configure(ctx, ev.Config, ev.ConfigVersion.Value)
 		case *pb.ProxyControl_Drain:
@@ -256,12 +256,12 @@ func (s *Server) readAgentControl(ctx context.Context, ss grpc.ServerStream, rep
 
 // logLevel maps a proto LogLevel to slog (1 debug, 2 info, 3 warn, 4 error).
 func logLevel(l int32) slog.Level {
-	switch payload.LogLevel(l) {
-	case payload.LogDebug:
+	switch agentwire.LogLevel(l) {
+	case agentwire.LogDebug:
 		return slog.LevelDebug
-	case payload.LogWarn:
+	case agentwire.LogWarn:
 		return slog.LevelWarn
-	case payload.LogError:
+	case agentwire.LogError:
 		return slog.LevelError
 	}
 	return slog.LevelInfo

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -87,7 +87,7 @@ func TestControlStreamRustSDKMode(t *testing.T) {
 }
 
 func TestControlStreamRustSDKModeZeroInterval(t *testing.T) {
-	caps := payload.Capabilities{Features: payload.FullFeatures(), Limits: payload.DefaultLimits()} // report interval 0, metrics_export on
+	caps := agentwire.Capabilities{Features: agentwire.FullFeatures(), Limits: agentwire.DefaultLimits()} // report interval 0, metrics_export on
 	e := startEnv(t, BaseHandler{}, "tcp", WithCapabilities(caps))
 	cs := e.openControl(false)
 	if err := cs.SendMsg(&pb.AgentControl{Message: &pb.AgentControl_ConfigUpdate{ConfigUpdate: &pb.ConfigUpdateRequest{RequestId: "z"}}}); err != nil {
@@ -106,22 +106,22 @@ func TestControlStreamRustSDKModeZeroInterval(t *testing.T) {
 func TestControlStreamAgentwireMode(t *testing.T) {
 	h := newHookHandler()
 	e := startEnv(t, h, "tcp")
-	if _, err := e.srv.RequestConfigUpdate(testCtx(t), &payload.ConfigUpdateRequest{Kind: payload.ConfigRequestReload}); !errors.Is(err, ErrNoControlStream) {
+	if _, err := e.srv.RequestConfigUpdate(testCtx(t), &agentwire.ConfigUpdateRequest{Kind: agentwire.ConfigRequestReload}); !errors.Is(err, ErrNoControlStream) {
 		t.Fatalf("without control stream: %v", err)
 	}
 	cs := e.openControl(true)
 
 	// Agent → proxy: config_update, answered by the proxy with config_response.
 	type result struct {
-		r   payload.ConfigUpdateResponse
+		r   agentwire.ConfigUpdateResponse
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
 		// The stream is registered before its headers are sent, so it is
 		// usable now.
-		r, err := e.srv.RequestConfigUpdate(testCtx(t), &payload.ConfigUpdateRequest{
-			Kind: payload.ConfigListUpdate, RequestID: "cu-1", ListID: "ips", Add: []string{"1.2.3.4"},
+		r, err := e.srv.RequestConfigUpdate(testCtx(t), &agentwire.ConfigUpdateRequest{
+			Kind: agentwire.ConfigListUpdate, RequestID: "cu-1", ListID: "ips", Add: []string{"1.2.3.4"},
 		})
 		done <- result{r, err}
 	}()
@@ -140,7 +140,7 @@ func TestControlStreamAgentwireMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := recvTimeout(t, done, "RequestConfigUpdate")
-	if res.err != nil || res.r != (payload.ConfigUpdateResponse{RequestID: "cu-1", Error: payload.Some(reason), TimestampMS: 5}) {
+	if res.err != nil || res.r != (agentwire.ConfigUpdateResponse{RequestID: "cu-1", Error: agentwire.Some(reason), TimestampMS: 5}) {
 		t.Fatalf("RequestConfigUpdate = %+v, %v", res.r, res.err)
 	}
 
@@ -172,7 +172,7 @@ func TestControlStreamAgentwireMode(t *testing.T) {
 
 	// A pending request fails when the server closes.
 	go func() {
-		_, err := e.srv.RequestConfigUpdate(context.Background(), &payload.ConfigUpdateRequest{RequestID: "never"})
+		_, err := e.srv.RequestConfigUpdate(context.Background(), &agentwire.ConfigUpdateRequest{RequestID: "never"})
 		done <- result{err: err}
 	}()
 	var pending pb.AgentControl
@@ -190,7 +190,7 @@ func TestRequestConfigUpdateContext(t *testing.T) {
 	e.openControl(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if _, err := e.srv.RequestConfigUpdate(ctx, &payload.ConfigUpdateRequest{}); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := e.srv.RequestConfigUpdate(ctx, &agentwire.ConfigUpdateRequest{}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want deadline exceeded (nobody answers)", err)
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 )
 
 // This file is the transport-independent core: one exchange per event,
@@ -47,26 +47,26 @@ type exchange struct {
 	// in-flight table (the newest first). Guarded by the table's mutex.
 	dup *exchange
 
-	reqHeaders  payload.RequestHeadersEvent
-	body        payload.BodyChunk
-	respHeaders payload.ResponseHeadersEvent
-	complete    payload.RequestCompleteEvent
-	ws          payload.WebSocketFrameEvent
-	guard       payload.GuardrailInspectEvent
+	reqHeaders  agentwire.RequestHeadersEvent
+	body        agentwire.BodyChunk
+	respHeaders agentwire.ResponseHeadersEvent
+	complete    agentwire.RequestCompleteEvent
+	ws          agentwire.WebSocketFrameEvent
+	guard       agentwire.GuardrailInspectEvent
 
-	resp payload.AgentResponse
+	resp agentwire.AgentResponse
 	// Backing storage for resp's header operations. resp's slices are reset
 	// to these on every event, never to whatever slice a handler left there
 	// (it may be shared by the handler with other goroutines).
-	reqOps  [4]payload.HeaderOp
-	respOps [4]payload.HeaderOp
+	reqOps  [4]agentwire.HeaderOp
+	respOps [4]agentwire.HeaderOp
 }
 
 // resetResp pre-initialises x.resp: allow, the correlation id, version 2.
 func (x *exchange) resetResp() {
-	x.resp = payload.AgentResponse{
+	x.resp = agentwire.AgentResponse{
 		CorrelationID:   x.cid,
-		Version:         payload.ProtocolVersion,
+		Version:         agentwire.ProtocolVersion,
 		RequestHeaders:  x.reqOps[:0],
 		ResponseHeaders: x.respOps[:0],
 	}
@@ -79,26 +79,26 @@ func (x *exchange) resetResp() {
 func (x *exchange) scrub() {
 	switch x.kind {
 	case kindRequestHeaders:
-		x.reqHeaders = payload.RequestHeadersEvent{Headers: scrubHeaders(x.reqHeaders.Headers)}
+		x.reqHeaders = agentwire.RequestHeadersEvent{Headers: scrubHeaders(x.reqHeaders.Headers)}
 	case kindResponseHeaders:
-		x.respHeaders = payload.ResponseHeadersEvent{Headers: scrubHeaders(x.respHeaders.Headers)}
+		x.respHeaders = agentwire.ResponseHeadersEvent{Headers: scrubHeaders(x.respHeaders.Headers)}
 	case kindRequestBodyChunk, kindResponseBodyChunk:
-		x.body = payload.BodyChunk{}
+		x.body = agentwire.BodyChunk{}
 	case kindRequestComplete:
-		x.complete = payload.RequestCompleteEvent{}
+		x.complete = agentwire.RequestCompleteEvent{}
 	case kindWebSocketFrame:
-		x.ws = payload.WebSocketFrameEvent{}
+		x.ws = agentwire.WebSocketFrameEvent{}
 	case kindGuardrailInspect:
-		x.guard = payload.GuardrailInspectEvent{}
+		x.guard = agentwire.GuardrailInspectEvent{}
 	default:
-		x.reqHeaders = payload.RequestHeadersEvent{Headers: scrubHeaders(x.reqHeaders.Headers)}
-		x.respHeaders = payload.ResponseHeadersEvent{Headers: scrubHeaders(x.respHeaders.Headers)}
-		x.body = payload.BodyChunk{}
-		x.complete = payload.RequestCompleteEvent{}
-		x.ws = payload.WebSocketFrameEvent{}
-		x.guard = payload.GuardrailInspectEvent{}
+		x.reqHeaders = agentwire.RequestHeadersEvent{Headers: scrubHeaders(x.reqHeaders.Headers)}
+		x.respHeaders = agentwire.ResponseHeadersEvent{Headers: scrubHeaders(x.respHeaders.Headers)}
+		x.body = agentwire.BodyChunk{}
+		x.complete = agentwire.RequestCompleteEvent{}
+		x.ws = agentwire.WebSocketFrameEvent{}
+		x.guard = agentwire.GuardrailInspectEvent{}
 	}
-	x.resp = payload.AgentResponse{}
+	x.resp = agentwire.AgentResponse{}
 	clear(x.reqOps[:])
 	clear(x.respOps[:])
 }
@@ -107,7 +107,7 @@ func (x *exchange) scrub() {
 // values), keeping the storage for reuse. The slots past len(hs) are clean
 // already: every event is scrubbed when its call is released, and the
 // decoders only write slots below the length they leave.
-func scrubHeaders(hs payload.Headers) payload.Headers {
+func scrubHeaders(hs agentwire.Headers) agentwire.Headers {
 	for i := range hs {
 		hs[i].Name = ""
 		clear(hs[i].Values)
@@ -236,7 +236,7 @@ func (s *Server) invoke(x *exchange) {
 		x.resp.Decision = s.cfg.errDecision
 	}
 	x.resp.CorrelationID = x.cid
-	x.resp.ProcessingTimeMS = payload.Some(uint64(time.Since(start).Milliseconds()))
+	x.resp.ProcessingTimeMS = agentwire.Some(uint64(time.Since(start).Milliseconds()))
 }
 
 // call runs the handler method for x.kind, turning a panic into an error.
@@ -292,36 +292,36 @@ func (k eventKind) String() string {
 
 // handshake builds the server's answer to req, running the Handshaker and
 // Configurer hooks. It runs on the connection's reader.
-func (s *Server) handshake(ctx context.Context, req *payload.HandshakeRequest, resp *payload.HandshakeResponse) {
-	resp.ProtocolVersion = payload.ProtocolVersion
+func (s *Server) handshake(ctx context.Context, req *agentwire.HandshakeRequest, resp *agentwire.HandshakeResponse) {
+	resp.ProtocolVersion = agentwire.ProtocolVersion
 	resp.Capabilities = s.caps
 	if s.handshaker != nil {
 		// The hook may edit the answer: not the server's own slice.
 		resp.Capabilities.SupportedEvents = slices.Clone(s.caps.SupportedEvents)
 	}
 	resp.Success = true
-	resp.Error = payload.Opt[string]{}
+	resp.Error = agentwire.Opt[string]{}
 	offered := false
 	for _, v := range req.SupportedVersions {
-		if v == payload.ProtocolVersion {
+		if v == agentwire.ProtocolVersion {
 			offered = true
 			break
 		}
 	}
 	if !offered {
 		resp.Success = false
-		resp.Error = payload.Some(fmt.Sprintf("agentwire: protocol version 2 not offered (proxy offered %v)", req.SupportedVersions))
+		resp.Error = agentwire.Some(fmt.Sprintf("agentwire: protocol version 2 not offered (proxy offered %v)", req.SupportedVersions))
 		return
 	}
 	if s.handshaker != nil {
 		err := safeHook(func() error { return s.handshaker.OnHandshake(ctx, req, resp) })
 		if err != nil {
 			resp.Success = false
-			resp.Error = payload.Some(err.Error())
+			resp.Error = agentwire.Some(err.Error())
 		}
 		if !resp.Success {
 			if !resp.Error.Valid {
-				resp.Error = payload.Some("agentwire: handshake rejected by agent")
+				resp.Error = agentwire.Some("agentwire: handshake rejected by agent")
 			}
 			return
 		}
@@ -329,7 +329,7 @@ func (s *Server) handshake(ctx context.Context, req *payload.HandshakeRequest, r
 	if s.configurer != nil && meaningfulConfig(req.Config) {
 		if err := s.configure(ctx, req.Config, ""); err != nil {
 			resp.Success = false
-			resp.Error = payload.Some("agentwire: configuration rejected: " + err.Error())
+			resp.Error = agentwire.Some("agentwire: configuration rejected: " + err.Error())
 		}
 	}
 }
@@ -368,7 +368,7 @@ func (s *Server) configure(ctx context.Context, cfg []byte, version string) erro
 }
 
 // cancelled records a cancel and runs the Canceller hook.
-func (s *Server) cancelled(ctx context.Context, c payload.Cancel) {
+func (s *Server) cancelled(ctx context.Context, c agentwire.Cancel) {
 	s.stats.cancels.Add(1)
 	if s.canceller != nil {
 		_ = safeHook(func() error { s.canceller.OnCancel(ctx, c); return nil })

@@ -7,20 +7,20 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/agent"
-	"github.com/agentwire/agentwire/codec/payload"
 )
 
 // waf blocks admin paths and tags everything else.
 type waf struct{ agent.BaseHandler }
 
-func (waf) OnRequestHeaders(_ context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+func (waf) OnRequestHeaders(_ context.Context, ev *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 	if strings.HasPrefix(ev.URI, "/admin") {
-		r.Decision = payload.Block(403)
+		r.Decision = agentwire.Block(403)
 		r.Audit.RuleIDs = append(r.Audit.RuleIDs, "admin-path")
 		return nil
 	}
-	r.RequestHeaders = append(r.RequestHeaders, payload.HeaderOp{Kind: payload.HeaderSet, Name: "X-Waf", Value: "checked"})
+	r.RequestHeaders = append(r.RequestHeaders, agentwire.HeaderOp{Kind: agentwire.HeaderSet, Name: "X-Waf", Value: "checked"})
 	return nil
 }
 

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/internal/pbconv"
 	"github.com/agentwire/agentwire/internal/wiretext"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
@@ -123,7 +123,7 @@ type procStream struct {
 
 	established atomic.Bool // a handshake succeeded
 	// lastHealth is the last health report queued on this stream.
-	lastHealth atomic.Pointer[payload.HealthStatus]
+	lastHealth atomic.Pointer[agentwire.HealthStatus]
 	// hsConfig is the configuration the last successful handshake carried
 	// (when handed to the Configurer); reader only.
 	hsConfig   string
@@ -326,8 +326,8 @@ func (st *procStream) handle(m *pb.ProxyToAgent) error {
 	case *pb.ProxyToAgent_Guardrail:
 		kind, cid = kindGuardrailInspect, x.Guardrail.GetCorrelationId()
 	case *pb.ProxyToAgent_Handshake:
-		var req payload.HandshakeRequest
-		var resp payload.HandshakeResponse
+		var req agentwire.HandshakeRequest
+		var resp agentwire.HandshakeResponse
 		pbconv.HandshakeRequestFromPB(&req, x.Handshake)
 		s.handshake(st.ctx, &req, &resp)
 		if resp.Success && meaningfulConfig(req.Config) {
@@ -385,7 +385,7 @@ func (st *procStream) handle(m *pb.ProxyToAgent) error {
 			m.ReturnToVTPool()
 			return nil
 		}
-		var ev payload.ConfigureEvent
+		var ev agentwire.ConfigureEvent
 		pbconv.ConfigureEventFromPB(&ev, x.Configure)
 		_ = s.configure(st.ctx, ev.Config, ev.ConfigVersion.Value)
 		m.ReturnToVTPool()
@@ -481,7 +481,7 @@ func (st *procStream) worker(c *grpcCall) {
 	}
 }
 
-func (s *Server) handshakeToPB(r *payload.HandshakeResponse) *pb.HandshakeResponse {
+func (s *Server) handshakeToPB(r *agentwire.HandshakeResponse) *pb.HandshakeResponse {
 	out := &pb.HandshakeResponse{
 		ProtocolVersion: r.ProtocolVersion,
 		Capabilities:    s.capsPB,
@@ -567,7 +567,7 @@ func (st *procStream) enqueueReply(c *grpcCall) bool {
 // pushHealth queues h once per stream: a stream established while
 // ReportHealth runs could otherwise get the same report both from its
 // initial push and from the broadcast.
-func (st *procStream) pushHealth(h *payload.HealthStatus) {
+func (st *procStream) pushHealth(h *agentwire.HealthStatus) {
 	if st.lastHealth.Swap(h) == h {
 		return
 	}
@@ -651,8 +651,8 @@ func (s *Server) processEvent(ctx context.Context, m *pb.ProxyToAgent) (*pb.Agen
 	var x exchange
 	switch e := m.Message.(type) {
 	case *pb.ProxyToAgent_Handshake:
-		var req payload.HandshakeRequest
-		var resp payload.HandshakeResponse
+		var req agentwire.HandshakeRequest
+		var resp agentwire.HandshakeResponse
 		pbconv.HandshakeRequestFromPB(&req, e.Handshake)
 		s.handshake(ctx, &req, &resp)
 		return &pb.AgentToProxy{Message: &pb.AgentToProxy_Handshake{Handshake: s.handshakeToPB(&resp)}}, nil

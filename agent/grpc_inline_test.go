@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 )
 
 // TestGRPCInlineHandlers: with WithInlineHandlers a ProcessStream runs its
@@ -17,7 +17,7 @@ import (
 func TestGRPCInlineHandlers(t *testing.T) {
 	var active, maxActive atomic.Int32
 	hh := newHookHandler()
-	hh.reqHeaders = func(_ context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+	hh.reqHeaders = func(_ context.Context, ev *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 		n := active.Add(1)
 		for {
 			m := maxActive.Load()
@@ -27,8 +27,8 @@ func TestGRPCInlineHandlers(t *testing.T) {
 		}
 		time.Sleep(2 * time.Millisecond)
 		active.Add(-1)
-		r.Decision = payload.Block(403)
-		r.Decision.Body = payload.Some(ev.URI)
+		r.Decision = agentwire.Block(403)
+		r.Decision.Body = agentwire.Some(ev.URI)
 		return nil
 	}
 	e := startEnv(t, hh, "tcp", WithInlineHandlers(), WithMaxConcurrency(8))

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -146,43 +146,43 @@ func everyEventKind(t *testing.T, network string) {
 	rec := func(k, v string) { mu.Lock(); seen[k] = v; mu.Unlock() }
 	total := uint64(99)
 	h := &funcHandler{
-		reqHeaders: func(_ context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+		reqHeaders: func(_ context.Context, ev *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 			rec("rh", fmt.Sprintf("%s %s %s %s:%d %v ts=%d hdr=%v", ev.Metadata.CorrelationID, ev.Method, ev.URI, ev.Metadata.ClientIP,
 				ev.Metadata.ClientPort, ev.Metadata.Protocol, ev.Metadata.Timestamp.UnixMilli(), ev.Headers))
-			r.RequestHeaders = append(r.RequestHeaders, payload.HeaderOp{Kind: payload.HeaderSet, Name: "x-a", Value: "1"},
-				payload.HeaderOp{Kind: payload.HeaderRemove, Name: "x-b"})
+			r.RequestHeaders = append(r.RequestHeaders, agentwire.HeaderOp{Kind: agentwire.HeaderSet, Name: "x-a", Value: "1"},
+				agentwire.HeaderOp{Kind: agentwire.HeaderRemove, Name: "x-b"})
 			r.Audit.Tags = []string{"t1"}
 			r.Audit.Custom = map[string]json.RawMessage{"k": json.RawMessage(`"v"`)}
 			return nil
 		},
-		reqBody: func(_ context.Context, ev *payload.BodyChunk, r *payload.AgentResponse) error {
+		reqBody: func(_ context.Context, ev *agentwire.BodyChunk, r *agentwire.AgentResponse) error {
 			rec("rb", fmt.Sprintf("%s %q last=%v idx=%d total=%v bt=%d", ev.CorrelationID, ev.Data, ev.IsLast, ev.ChunkIndex, ev.TotalSize, ev.BytesTransferred))
 			r.NeedsMore = true
 			return nil
 		},
-		respHeaders: func(_ context.Context, ev *payload.ResponseHeadersEvent, r *payload.AgentResponse) error {
+		respHeaders: func(_ context.Context, ev *agentwire.ResponseHeadersEvent, r *agentwire.AgentResponse) error {
 			rec("sh", fmt.Sprintf("%s %d %v", ev.CorrelationID, ev.Status, ev.Headers))
-			r.ResponseHeaders = append(r.ResponseHeaders, payload.HeaderOp{Kind: payload.HeaderAdd, Name: "x-r", Value: "2"})
+			r.ResponseHeaders = append(r.ResponseHeaders, agentwire.HeaderOp{Kind: agentwire.HeaderAdd, Name: "x-r", Value: "2"})
 			return nil
 		},
-		respBody: func(_ context.Context, ev *payload.BodyChunk, r *payload.AgentResponse) error {
+		respBody: func(_ context.Context, ev *agentwire.BodyChunk, r *agentwire.AgentResponse) error {
 			rec("sb", fmt.Sprintf("%s %q last=%v", ev.CorrelationID, ev.Data, ev.IsLast))
-			r.Decision = payload.Redirect("https://x/", 302)
+			r.Decision = agentwire.Redirect("https://x/", 302)
 			return nil
 		},
-		complete: func(_ context.Context, ev *payload.RequestCompleteEvent, r *payload.AgentResponse) error {
+		complete: func(_ context.Context, ev *agentwire.RequestCompleteEvent, r *agentwire.AgentResponse) error {
 			rec("rc", fmt.Sprintf("%s %d %d %d %d att=%d err=%v", ev.CorrelationID, ev.Status, ev.DurationMS, ev.RequestBodySize, ev.ResponseBodySize, ev.UpstreamAttempts, ev.Error))
 			return nil
 		},
-		ws: func(_ context.Context, ev *payload.WebSocketFrameEvent, r *payload.AgentResponse) error {
+		ws: func(_ context.Context, ev *agentwire.WebSocketFrameEvent, r *agentwire.AgentResponse) error {
 			rec("ws", fmt.Sprintf("%s %s %q c2s=%v fin=%v", ev.CorrelationID, ev.Opcode, ev.Data, ev.ClientToServer, ev.Fin))
-			r.Decision = payload.Challenge("captcha", map[string]string{"site": "k"})
+			r.Decision = agentwire.Challenge("captcha", map[string]string{"site": "k"})
 			return nil
 		},
-		guard: func(_ context.Context, ev *payload.GuardrailInspectEvent, r *payload.AgentResponse) error {
+		guard: func(_ context.Context, ev *agentwire.GuardrailInspectEvent, r *agentwire.AgentResponse) error {
 			rec("gi", fmt.Sprintf("%s %s %q model=%v cats=%v md=%v route=%v", ev.CorrelationID, ev.InspectionType, ev.Content, ev.Model, ev.Categories, ev.Metadata, ev.RouteID))
-			r.Decision = payload.Block(403)
-			r.Decision.Body = payload.Some("no")
+			r.Decision = agentwire.Block(403)
+			r.Decision.Body = agentwire.Some("no")
 			r.Decision.BlockHeaders = map[string]string{"b": "2", "a": "1"}
 			return nil
 		},
@@ -280,8 +280,8 @@ func TestPingPong(t *testing.T) {
 }
 
 func TestHandlerErrorAndPanicUseErrorDecision(t *testing.T) {
-	h := &funcHandler{reqHeaders: func(_ context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
-		r.RequestHeaders = append(r.RequestHeaders, payload.HeaderOp{Name: "x-partial", Value: "1"})
+	h := &funcHandler{reqHeaders: func(_ context.Context, ev *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
+		r.RequestHeaders = append(r.RequestHeaders, agentwire.HeaderOp{Name: "x-partial", Value: "1"})
 		switch ev.URI {
 		case "/err":
 			return errors.New("boom")
@@ -296,7 +296,7 @@ func TestHandlerErrorAndPanicUseErrorDecision(t *testing.T) {
 		want func(*pb.AgentResponse) bool
 	}{
 		{"default allow", nil, func(r *pb.AgentResponse) bool { return r.GetAllow() != nil }},
-		{"fail closed", []Option{WithErrorDecision(payload.Block(503))}, func(r *pb.AgentResponse) bool { return r.GetBlock().GetStatus() == 503 }},
+		{"fail closed", []Option{WithErrorDecision(agentwire.Block(503))}, func(r *pb.AgentResponse) bool { return r.GetBlock().GetStatus() == 503 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := startEnv(t, h, "tcp", tc.opts...)
@@ -322,7 +322,7 @@ func TestHandlerErrorAndPanicUseErrorDecision(t *testing.T) {
 func TestCancelCancelsContextAndIsNotAnswered(t *testing.T) {
 	h := newHookHandler()
 	started := make(chan string, 4)
-	h.reqHeaders = func(ctx context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+	h.reqHeaders = func(ctx context.Context, ev *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 		started <- ev.Metadata.CorrelationID
 		<-ctx.Done()
 		r.Audit.Tags = append(r.Audit.Tags, "cancelled")
@@ -346,7 +346,7 @@ func TestCancelCancelsContextAndIsNotAnswered(t *testing.T) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if len(h.cancels) != 2 || h.cancels[0] != (payload.Cancel{CorrelationID: "victim", Reason: payload.CancelTimeout, TimestampMS: 7}) {
+	if len(h.cancels) != 2 || h.cancels[0] != (agentwire.Cancel{CorrelationID: "victim", Reason: agentwire.CancelTimeout, TimestampMS: 7}) {
 		t.Fatalf("cancels = %+v", h.cancels)
 	}
 	if s := e.srv.Stats(); s.Cancels != 2 {
@@ -357,7 +357,7 @@ func TestCancelCancelsContextAndIsNotAnswered(t *testing.T) {
 func TestStreamEndCancelsRequests(t *testing.T) {
 	started := make(chan struct{}, 1)
 	ended := make(chan error, 1)
-	h := &funcHandler{reqHeaders: func(ctx context.Context, _ *payload.RequestHeadersEvent, _ *payload.AgentResponse) error {
+	h := &funcHandler{reqHeaders: func(ctx context.Context, _ *agentwire.RequestHeadersEvent, _ *agentwire.AgentResponse) error {
 		started <- struct{}{}
 		<-ctx.Done()
 		ended <- ctx.Err()
@@ -387,13 +387,13 @@ func TestConcurrentRepliesRoutedByCorrelationID(t *testing.T) {
 		}
 		return ch
 	}
-	h := &funcHandler{reqHeaders: func(ctx context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+	h := &funcHandler{reqHeaders: func(ctx context.Context, ev *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 		cid := ev.Metadata.CorrelationID
 		started <- cid
 		<-gate(cid)
 		r.Audit.Tags = append(r.Audit.Tags, "for-"+cid)
 		if ev.URI == "/block" {
-			r.Decision = payload.Block(401)
+			r.Decision = agentwire.Block(401)
 		}
 		return nil
 	}}
@@ -421,7 +421,7 @@ func TestConcurrencyBound(t *testing.T) {
 	var running, peak atomic.Int32
 	release := make(chan struct{})
 	started := make(chan struct{}, 8)
-	h := &funcHandler{reqHeaders: func(ctx context.Context, _ *payload.RequestHeadersEvent, _ *payload.AgentResponse) error {
+	h := &funcHandler{reqHeaders: func(ctx context.Context, _ *agentwire.RequestHeadersEvent, _ *agentwire.AgentResponse) error {
 		n := running.Add(1)
 		for {
 			p := peak.Load()
@@ -461,7 +461,7 @@ func TestConcurrencyBound(t *testing.T) {
 func TestConfigureEventOnProcessStream(t *testing.T) {
 	h := newHookHandler()
 	var cfgSeen atomic.Value
-	h.reqHeaders = func(_ context.Context, _ *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+	h.reqHeaders = func(_ context.Context, _ *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 		h.mu.Lock()
 		cfgSeen.Store(strings.Join(h.configs, ";"))
 		h.mu.Unlock()
@@ -498,24 +498,24 @@ func TestPushesReachTheProxy(t *testing.T) {
 	p.send(ping(1))
 	p.recv()
 
-	e.srv.ReportHealth(payload.HealthStatus{State: payload.HealthDegraded, TimeoutMultiplier: 2, DisabledFeatures: []string{"bodies"}})
+	e.srv.ReportHealth(agentwire.HealthStatus{State: agentwire.HealthDegraded, TimeoutMultiplier: 2, DisabledFeatures: []string{"bodies"}})
 	m := p.recv().GetHealth()
 	if m.GetAgentId() != "pusher" || m.GetState() != 2 || m.GetTimeoutMultiplier() != 2 || !slices.Equal(m.GetDisabledFeatures(), []string{"bodies"}) || m.GetTimestampMs() == 0 {
 		t.Fatalf("health = %v", m)
 	}
-	e.srv.ReportMetrics(&payload.MetricsReport{IntervalMS: 1000, Counters: []payload.CounterMetric{{Name: "agent_requests_total", Value: 5}},
-		Gauges: []payload.GaugeMetric{{Name: "g", Help: "h", Value: 1.5}}, Histograms: []payload.HistogramMetric{{Name: "hst", Sum: 1, Count: 2, Buckets: []payload.HistogramBucket{{Le: 0.5, Count: 1}}}}})
+	e.srv.ReportMetrics(&agentwire.MetricsReport{IntervalMS: 1000, Counters: []agentwire.CounterMetric{{Name: "agent_requests_total", Value: 5}},
+		Gauges: []agentwire.GaugeMetric{{Name: "g", Help: "h", Value: 1.5}}, Histograms: []agentwire.HistogramMetric{{Name: "hst", Sum: 1, Count: 2, Buckets: []agentwire.HistogramBucket{{Le: 0.5, Count: 1}}}}})
 	mr := p.recv().GetMetrics()
 	if mr.GetAgentId() != "pusher" || mr.GetCounters()[0].GetValue() != 5 || mr.GetCounters()[0].Help != nil || mr.GetGauges()[0].GetHelp() != "h" ||
 		mr.GetHistograms()[0].GetBuckets()[0].GetLe() != 0.5 || mr.GetIntervalMs() != 1000 {
 		t.Fatalf("metrics = %v", mr)
 	}
-	e.srv.SendFlowControl(payload.FlowControlSignal{Action: payload.FlowPause, CorrelationID: payload.Some("c1")})
+	e.srv.SendFlowControl(agentwire.FlowControlSignal{Action: agentwire.FlowPause, CorrelationID: agentwire.Some("c1")})
 	fc := p.recv().GetFlowControl()
 	if fc.GetAction() != 1 || fc.GetCorrelationId() != "c1" || fc.GetTimestampMs() == 0 {
 		t.Fatalf("flow control = %v", fc)
 	}
-	e.srv.Log(payload.LogMessage{Level: payload.LogWarn, Message: "hello", Fields: map[string]string{"a": "b"}})
+	e.srv.Log(agentwire.LogMessage{Level: agentwire.LogWarn, Message: "hello", Fields: map[string]string{"a": "b"}})
 	lg := p.recv().GetLog()
 	if lg.GetLevel() != 3 || lg.GetMessage() != "hello" || lg.GetFields()["a"] != "b" {
 		t.Fatalf("log = %v", lg)
@@ -530,8 +530,8 @@ func TestPushesReachTheProxy(t *testing.T) {
 }
 
 func TestProcessEventUnary(t *testing.T) {
-	e := startEnv(t, &funcHandler{guard: func(_ context.Context, ev *payload.GuardrailInspectEvent, r *payload.AgentResponse) error {
-		r.Decision = payload.Block(451)
+	e := startEnv(t, &funcHandler{guard: func(_ context.Context, ev *agentwire.GuardrailInspectEvent, r *agentwire.AgentResponse) error {
+		r.Decision = agentwire.Block(451)
 		return nil
 	}}, "tcp")
 	ctx := testCtx(t)
@@ -562,11 +562,11 @@ func TestShutdownWaitsForInFlight(t *testing.T) {
 	started := make(chan struct{}, 1)
 	release := make(chan struct{})
 	var ctxErr atomic.Value
-	h := &funcHandler{reqHeaders: func(ctx context.Context, _ *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+	h := &funcHandler{reqHeaders: func(ctx context.Context, _ *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 		started <- struct{}{}
 		<-release
 		ctxErr.Store(fmt.Sprint(ctx.Err()))
-		r.Decision = payload.Block(418)
+		r.Decision = agentwire.Block(418)
 		return nil
 	}}
 	e := startEnv(t, h, "tcp")
@@ -612,7 +612,7 @@ func TestShutdownWaitsForInFlight(t *testing.T) {
 
 func TestShutdownTimeoutFallsBackToClose(t *testing.T) {
 	started := make(chan struct{}, 1)
-	h := &funcHandler{reqHeaders: func(ctx context.Context, _ *payload.RequestHeadersEvent, _ *payload.AgentResponse) error {
+	h := &funcHandler{reqHeaders: func(ctx context.Context, _ *agentwire.RequestHeadersEvent, _ *agentwire.AgentResponse) error {
 		started <- struct{}{}
 		<-ctx.Done() // only Close's cancellation ends this handler
 		return ctx.Err()
@@ -639,7 +639,7 @@ func TestDrainReportsDrainingAndWaits(t *testing.T) {
 	e, p, release := startHeldRequest(t, "d1")
 	done := make(chan error, 1)
 	go func() { done <- e.srv.Drain(testCtx(t)) }()
-	if hs := p.recv().GetHealth(); hs.GetState() != int32(payload.HealthDraining) {
+	if hs := p.recv().GetHealth(); hs.GetState() != int32(agentwire.HealthDraining) {
 		t.Fatalf("health = %v, want draining", hs)
 	}
 	select {
@@ -670,7 +670,7 @@ func TestDrainReportsDrainingAndWaits(t *testing.T) {
 func TestCloseCancelsInFlight(t *testing.T) {
 	started := make(chan struct{}, 1)
 	ended := make(chan error, 1)
-	h := &funcHandler{reqHeaders: func(ctx context.Context, _ *payload.RequestHeadersEvent, _ *payload.AgentResponse) error {
+	h := &funcHandler{reqHeaders: func(ctx context.Context, _ *agentwire.RequestHeadersEvent, _ *agentwire.AgentResponse) error {
 		started <- struct{}{}
 		<-ctx.Done()
 		ended <- ctx.Err()
@@ -692,7 +692,7 @@ func TestCloseCancelsInFlight(t *testing.T) {
 
 func TestDuplicateCorrelationIDsInFlight(t *testing.T) {
 	started := make(chan struct{}, 4)
-	h := &funcHandler{reqHeaders: func(ctx context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+	h := &funcHandler{reqHeaders: func(ctx context.Context, ev *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 		started <- struct{}{}
 		<-ctx.Done()
 		r.Audit.Tags = []string{ev.URI}

@@ -14,15 +14,15 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 )
 
 func TestHandshakeAnswerValidUTF8(t *testing.T) {
 	s := NewServer(BaseHandler{}, WithAgentID("a\xff"))
 	defer s.Close()
-	resp := payload.HandshakeResponse{ProtocolVersion: 2, Capabilities: s.caps,
-		Error: payload.Some("refused: caf\xe9")}
+	resp := agentwire.HandshakeResponse{ProtocolVersion: 2, Capabilities: s.caps,
+		Error: agentwire.Some("refused: caf\xe9")}
 	m := &pb.AgentToProxy{Message: &pb.AgentToProxy_Handshake{Handshake: s.handshakeToPB(&resp)}}
 	b, err := m.MarshalVT()
 	if err != nil {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 )
 
 // Handler is the decision logic of an agent. A server calls one method per
@@ -55,26 +55,26 @@ import (
 type Handler interface {
 	// OnRequestHeaders is called when a request's headers arrive. The reply's
 	// RequestHeaders operations are applied to the upstream request.
-	OnRequestHeaders(ctx context.Context, ev *payload.RequestHeadersEvent, resp *payload.AgentResponse) error
+	OnRequestHeaders(ctx context.Context, ev *agentwire.RequestHeadersEvent, resp *agentwire.AgentResponse) error
 	// OnRequestBodyChunk is called for each request body chunk.
-	OnRequestBodyChunk(ctx context.Context, ev *payload.BodyChunk, resp *payload.AgentResponse) error
+	OnRequestBodyChunk(ctx context.Context, ev *agentwire.BodyChunk, resp *agentwire.AgentResponse) error
 	// OnResponseHeaders is called when the upstream response headers arrive.
 	// The reply's ResponseHeaders operations are applied to the client
 	// response.
-	OnResponseHeaders(ctx context.Context, ev *payload.ResponseHeadersEvent, resp *payload.AgentResponse) error
+	OnResponseHeaders(ctx context.Context, ev *agentwire.ResponseHeadersEvent, resp *agentwire.AgentResponse) error
 	// OnResponseBodyChunk is called for each response body chunk.
-	OnResponseBodyChunk(ctx context.Context, ev *payload.BodyChunk, resp *payload.AgentResponse) error
+	OnResponseBodyChunk(ctx context.Context, ev *agentwire.BodyChunk, resp *agentwire.AgentResponse) error
 	// OnRequestComplete is called after a request finished; the decision is
 	// informational.
-	OnRequestComplete(ctx context.Context, ev *payload.RequestCompleteEvent, resp *payload.AgentResponse) error
+	OnRequestComplete(ctx context.Context, ev *agentwire.RequestCompleteEvent, resp *agentwire.AgentResponse) error
 	// OnWebSocketFrame is called for each WebSocket frame. Over gRPC the
 	// reply's WebSocketDecision cannot be transmitted (SPEC 4.6).
-	OnWebSocketFrame(ctx context.Context, ev *payload.WebSocketFrameEvent, resp *payload.AgentResponse) error
+	OnWebSocketFrame(ctx context.Context, ev *agentwire.WebSocketFrameEvent, resp *agentwire.AgentResponse) error
 	// OnGuardrailInspect is called for a guardrail inspection request. Over
 	// the Unix socket a detailed result travels in
 	// resp.RoutingMetadata["guardrail_response"]; over gRPC only the decision
 	// and audit data do.
-	OnGuardrailInspect(ctx context.Context, ev *payload.GuardrailInspectEvent, resp *payload.AgentResponse) error
+	OnGuardrailInspect(ctx context.Context, ev *agentwire.GuardrailInspectEvent, resp *agentwire.AgentResponse) error
 }
 
 // BaseHandler implements every Handler method by leaving the pre-initialised
@@ -83,37 +83,37 @@ type Handler interface {
 type BaseHandler struct{}
 
 // OnRequestHeaders allows.
-func (BaseHandler) OnRequestHeaders(context.Context, *payload.RequestHeadersEvent, *payload.AgentResponse) error {
+func (BaseHandler) OnRequestHeaders(context.Context, *agentwire.RequestHeadersEvent, *agentwire.AgentResponse) error {
 	return nil
 }
 
 // OnRequestBodyChunk allows.
-func (BaseHandler) OnRequestBodyChunk(context.Context, *payload.BodyChunk, *payload.AgentResponse) error {
+func (BaseHandler) OnRequestBodyChunk(context.Context, *agentwire.BodyChunk, *agentwire.AgentResponse) error {
 	return nil
 }
 
 // OnResponseHeaders allows.
-func (BaseHandler) OnResponseHeaders(context.Context, *payload.ResponseHeadersEvent, *payload.AgentResponse) error {
+func (BaseHandler) OnResponseHeaders(context.Context, *agentwire.ResponseHeadersEvent, *agentwire.AgentResponse) error {
 	return nil
 }
 
 // OnResponseBodyChunk allows.
-func (BaseHandler) OnResponseBodyChunk(context.Context, *payload.BodyChunk, *payload.AgentResponse) error {
+func (BaseHandler) OnResponseBodyChunk(context.Context, *agentwire.BodyChunk, *agentwire.AgentResponse) error {
 	return nil
 }
 
 // OnRequestComplete allows.
-func (BaseHandler) OnRequestComplete(context.Context, *payload.RequestCompleteEvent, *payload.AgentResponse) error {
+func (BaseHandler) OnRequestComplete(context.Context, *agentwire.RequestCompleteEvent, *agentwire.AgentResponse) error {
 	return nil
 }
 
 // OnWebSocketFrame allows.
-func (BaseHandler) OnWebSocketFrame(context.Context, *payload.WebSocketFrameEvent, *payload.AgentResponse) error {
+func (BaseHandler) OnWebSocketFrame(context.Context, *agentwire.WebSocketFrameEvent, *agentwire.AgentResponse) error {
 	return nil
 }
 
 // OnGuardrailInspect allows (nothing detected).
-func (BaseHandler) OnGuardrailInspect(context.Context, *payload.GuardrailInspectEvent, *payload.AgentResponse) error {
+func (BaseHandler) OnGuardrailInspect(context.Context, *agentwire.GuardrailInspectEvent, *agentwire.AgentResponse) error {
 	return nil
 }
 
@@ -132,7 +132,7 @@ var _ Handler = BaseHandler{}
 // resp.Success = false and resp.Error, or by returning an error (which
 // becomes resp.Error). It must not retain req or resp.
 type Handshaker interface {
-	OnHandshake(ctx context.Context, req *payload.HandshakeRequest, resp *payload.HandshakeResponse) error
+	OnHandshake(ctx context.Context, req *agentwire.HandshakeRequest, resp *agentwire.HandshakeResponse) error
 }
 
 // Configurer is implemented by handlers that accept configuration from the
@@ -168,7 +168,7 @@ type Configurer interface {
 // on the connection's reader: it must return quickly. A cancel is never
 // answered.
 type Canceller interface {
-	OnCancel(ctx context.Context, c payload.Cancel)
+	OnCancel(ctx context.Context, c agentwire.Cancel)
 }
 
 // DrainReason says why a proxy drains an agent (proto DrainRequest.Reason).

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -23,58 +23,58 @@ const testTimeout = 10 * time.Second
 // funcHandler is a Handler whose methods can be replaced one by one; unset
 // methods allow.
 type funcHandler struct {
-	reqHeaders  func(context.Context, *payload.RequestHeadersEvent, *payload.AgentResponse) error
-	reqBody     func(context.Context, *payload.BodyChunk, *payload.AgentResponse) error
-	respHeaders func(context.Context, *payload.ResponseHeadersEvent, *payload.AgentResponse) error
-	respBody    func(context.Context, *payload.BodyChunk, *payload.AgentResponse) error
-	complete    func(context.Context, *payload.RequestCompleteEvent, *payload.AgentResponse) error
-	ws          func(context.Context, *payload.WebSocketFrameEvent, *payload.AgentResponse) error
-	guard       func(context.Context, *payload.GuardrailInspectEvent, *payload.AgentResponse) error
+	reqHeaders  func(context.Context, *agentwire.RequestHeadersEvent, *agentwire.AgentResponse) error
+	reqBody     func(context.Context, *agentwire.BodyChunk, *agentwire.AgentResponse) error
+	respHeaders func(context.Context, *agentwire.ResponseHeadersEvent, *agentwire.AgentResponse) error
+	respBody    func(context.Context, *agentwire.BodyChunk, *agentwire.AgentResponse) error
+	complete    func(context.Context, *agentwire.RequestCompleteEvent, *agentwire.AgentResponse) error
+	ws          func(context.Context, *agentwire.WebSocketFrameEvent, *agentwire.AgentResponse) error
+	guard       func(context.Context, *agentwire.GuardrailInspectEvent, *agentwire.AgentResponse) error
 }
 
-func (f *funcHandler) OnRequestHeaders(ctx context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+func (f *funcHandler) OnRequestHeaders(ctx context.Context, ev *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 	if f.reqHeaders != nil {
 		return f.reqHeaders(ctx, ev, r)
 	}
 	return nil
 }
 
-func (f *funcHandler) OnRequestBodyChunk(ctx context.Context, ev *payload.BodyChunk, r *payload.AgentResponse) error {
+func (f *funcHandler) OnRequestBodyChunk(ctx context.Context, ev *agentwire.BodyChunk, r *agentwire.AgentResponse) error {
 	if f.reqBody != nil {
 		return f.reqBody(ctx, ev, r)
 	}
 	return nil
 }
 
-func (f *funcHandler) OnResponseHeaders(ctx context.Context, ev *payload.ResponseHeadersEvent, r *payload.AgentResponse) error {
+func (f *funcHandler) OnResponseHeaders(ctx context.Context, ev *agentwire.ResponseHeadersEvent, r *agentwire.AgentResponse) error {
 	if f.respHeaders != nil {
 		return f.respHeaders(ctx, ev, r)
 	}
 	return nil
 }
 
-func (f *funcHandler) OnResponseBodyChunk(ctx context.Context, ev *payload.BodyChunk, r *payload.AgentResponse) error {
+func (f *funcHandler) OnResponseBodyChunk(ctx context.Context, ev *agentwire.BodyChunk, r *agentwire.AgentResponse) error {
 	if f.respBody != nil {
 		return f.respBody(ctx, ev, r)
 	}
 	return nil
 }
 
-func (f *funcHandler) OnRequestComplete(ctx context.Context, ev *payload.RequestCompleteEvent, r *payload.AgentResponse) error {
+func (f *funcHandler) OnRequestComplete(ctx context.Context, ev *agentwire.RequestCompleteEvent, r *agentwire.AgentResponse) error {
 	if f.complete != nil {
 		return f.complete(ctx, ev, r)
 	}
 	return nil
 }
 
-func (f *funcHandler) OnWebSocketFrame(ctx context.Context, ev *payload.WebSocketFrameEvent, r *payload.AgentResponse) error {
+func (f *funcHandler) OnWebSocketFrame(ctx context.Context, ev *agentwire.WebSocketFrameEvent, r *agentwire.AgentResponse) error {
 	if f.ws != nil {
 		return f.ws(ctx, ev, r)
 	}
 	return nil
 }
 
-func (f *funcHandler) OnGuardrailInspect(ctx context.Context, ev *payload.GuardrailInspectEvent, r *payload.AgentResponse) error {
+func (f *funcHandler) OnGuardrailInspect(ctx context.Context, ev *agentwire.GuardrailInspectEvent, r *agentwire.AgentResponse) error {
 	if f.guard != nil {
 		return f.guard(ctx, ev, r)
 	}
@@ -86,10 +86,10 @@ type hookHandler struct {
 	funcHandler
 	mu         sync.Mutex
 	configs    []string // "version=config"
-	cancels    []payload.Cancel
+	cancels    []agentwire.Cancel
 	drains     []DrainNotice
 	shutdowns  []ShutdownNotice
-	handshakes []payload.HandshakeRequest
+	handshakes []agentwire.HandshakeRequest
 	rejectHS   string
 	rejectCfg  string
 	calls      chan string
@@ -104,7 +104,7 @@ func (h *hookHandler) note(s string) {
 	}
 }
 
-func (h *hookHandler) OnHandshake(_ context.Context, req *payload.HandshakeRequest, resp *payload.HandshakeResponse) error {
+func (h *hookHandler) OnHandshake(_ context.Context, req *agentwire.HandshakeRequest, resp *agentwire.HandshakeResponse) error {
 	h.mu.Lock()
 	r := *req
 	r.SupportedVersions = append([]uint32(nil), req.SupportedVersions...)
@@ -131,7 +131,7 @@ func (h *hookHandler) OnConfigure(_ context.Context, cfg json.RawMessage, versio
 	return nil
 }
 
-func (h *hookHandler) OnCancel(_ context.Context, c payload.Cancel) {
+func (h *hookHandler) OnCancel(_ context.Context, c agentwire.Cancel) {
 	h.mu.Lock()
 	h.cancels = append(h.cancels, c)
 	h.mu.Unlock()
@@ -379,7 +379,7 @@ func startHeldRequest(t *testing.T, cid string) (e *env, p *pstream, release cha
 	t.Helper()
 	started := make(chan struct{}, 1)
 	release = make(chan struct{})
-	h := &funcHandler{reqHeaders: func(ctx context.Context, _ *payload.RequestHeadersEvent, _ *payload.AgentResponse) error {
+	h := &funcHandler{reqHeaders: func(ctx context.Context, _ *agentwire.RequestHeadersEvent, _ *agentwire.AgentResponse) error {
 		started <- struct{}{}
 		<-release
 		return nil

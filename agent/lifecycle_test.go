@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 )
 
 // Close documents that it waits for handler calls still running. A unary
@@ -18,7 +18,7 @@ import (
 func TestCloseWaitsForUnaryHandler(t *testing.T) {
 	started := make(chan struct{}, 1)
 	var finished atomic.Bool
-	h := &funcHandler{reqHeaders: func(ctx context.Context, _ *payload.RequestHeadersEvent, _ *payload.AgentResponse) error {
+	h := &funcHandler{reqHeaders: func(ctx context.Context, _ *agentwire.RequestHeadersEvent, _ *agentwire.AgentResponse) error {
 		started <- struct{}{}
 		<-ctx.Done()
 		time.Sleep(200 * time.Millisecond) // cleanup after cancellation
@@ -124,9 +124,9 @@ type capsHandshaker struct {
 	funcHandler
 }
 
-func (capsHandshaker) OnHandshake(_ context.Context, req *payload.HandshakeRequest, resp *payload.HandshakeResponse) error {
+func (capsHandshaker) OnHandshake(_ context.Context, req *agentwire.HandshakeRequest, resp *agentwire.HandshakeResponse) error {
 	if req.ProxyID == "narrow" {
-		resp.Capabilities.SupportedEvents[0] = payload.EventGuardrailInspect
+		resp.Capabilities.SupportedEvents[0] = agentwire.EventGuardrailInspect
 	}
 	return nil
 }
@@ -139,7 +139,7 @@ func (capsHandshaker) OnHandshake(_ context.Context, req *payload.HandshakeReque
 func TestHandshakerEditsDoNotLeak(t *testing.T) {
 	e := startEnv(t, &capsHandshaker{}, "tcp")
 	want := e.srv.Capabilities().SupportedEvents
-	if want[0] == payload.EventGuardrailInspect {
+	if want[0] == agentwire.EventGuardrailInspect {
 		t.Fatal("test assumes the first event is not guardrail")
 	}
 	hs := func(proxy string) []int32 {
@@ -153,7 +153,7 @@ func TestHandshakerEditsDoNotLeak(t *testing.T) {
 		}
 		return r.GetCapabilities().GetSupportedEvents()
 	}
-	if got := hs("narrow"); got[0] != payload.EventGuardrailInspect {
+	if got := hs("narrow"); got[0] != agentwire.EventGuardrailInspect {
 		t.Errorf("the hook's own connection announces %v, want its edit", got)
 	}
 	if got := hs("other"); got[0] != want[0] {

@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"math"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	"google.golang.org/grpc"
 )
 
@@ -48,13 +48,13 @@ type config struct {
 	agentID        string
 	name           string
 	version        string
-	caps           *payload.Capabilities
+	caps           *agentwire.Capabilities
 	maxConcurrency int
 	logger         *slog.Logger
 	maxRecv        int
 	maxSend        int
-	errDecision    payload.Decision
-	decodeErr      payload.Decision
+	errDecision    agentwire.Decision
+	decodeErr      agentwire.Decision
 	grpcOpts       []grpc.ServerOption
 	grpcWindow     int
 	uds            udsConfig // Unix-socket and reverse-connection settings (uds_options.go)
@@ -67,7 +67,7 @@ func defaultConfig() config {
 		logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 		maxRecv:        DefaultMaxMessageSize,
 		maxSend:        DefaultMaxMessageSize,
-		errDecision:    payload.Allow(),
+		errDecision:    agentwire.Allow(),
 		decodeErr:      DefaultDecodeErrorDecision(),
 		grpcWindow:     DefaultGRPCWindow,
 	}
@@ -99,10 +99,10 @@ func WithVersion(version string) Option {
 // WithCapabilities replaces the announced capabilities. Empty AgentID,
 // Name and Version are filled from the other options; ProtocolVersion is
 // always 2. Without this option the server announces every feature, every
-// event type and the default limits (payload.FullFeatures,
-// payload.DefaultLimits), with Features.ConcurrentRequests and
+// event type and the default limits (agentwire.FullFeatures,
+// agentwire.DefaultLimits), with Features.ConcurrentRequests and
 // Limits.MaxConcurrency equal to the concurrency bound.
-func WithCapabilities(caps payload.Capabilities) Option {
+func WithCapabilities(caps agentwire.Capabilities) Option {
 	return optionFunc(func(c *config) error {
 		cp := caps
 		cp.SupportedEvents = append([]int32(nil), caps.SupportedEvents...)
@@ -164,9 +164,9 @@ func WithMaxSendSize(n int) Option {
 // WithErrorDecision sets the decision sent when a handler returns an error
 // or panics, or when its reply cannot be encoded. Default allow (fail open,
 // like the Rust SDK: the handler saw the event and chose to fail); use
-// payload.Block(503) or similar to fail closed. Events that cannot be
+// agentwire.Block(503) or similar to fail closed. Events that cannot be
 // decoded never reach a handler and use WithDecodeErrorDecision instead.
-func WithErrorDecision(d payload.Decision) Option {
+func WithErrorDecision(d agentwire.Decision) Option {
 	return optionFunc(func(c *config) error { c.errDecision = d; return nil })
 }
 
@@ -175,15 +175,15 @@ func WithErrorDecision(d payload.Decision) Option {
 // undecodable event was never seen by the handler, so allowing it would
 // let a malformed or hostile payload bypass the agent (the Rust SDK's
 // fail-open behaviour, which agentwire does not copy).
-func DefaultDecodeErrorDecision() payload.Decision { return payload.Block(503) }
+func DefaultDecodeErrorDecision() agentwire.Decision { return agentwire.Block(503) }
 
 // WithDecodeErrorDecision sets the decision sent for an event the agent
 // cannot decode (Unix-socket and reverse connections; over gRPC an
 // undecodable message ends the stream). Default
 // DefaultDecodeErrorDecision, block 503. A WebSocket frame that cannot be
 // decoded gets websocket_decision close 1011 unless d is allow (then
-// allow). payload.Allow() restores fail-open explicitly.
-func WithDecodeErrorDecision(d payload.Decision) Option {
+// allow). agentwire.Allow() restores fail-open explicitly.
+func WithDecodeErrorDecision(d agentwire.Decision) Option {
 	return optionFunc(func(c *config) error { c.decodeErr = d; return nil })
 }
 
@@ -218,22 +218,22 @@ func WithGRPCServerOptions(opts ...grpc.ServerOption) Option {
 // allEvents lists every event type code the Handler interface covers (gRPC
 // numbering: Configure is 8).
 var allEvents = []int32{
-	payload.EventRequestHeaders, payload.EventRequestBodyChunk,
-	payload.EventResponseHeaders, payload.EventResponseBodyChunk,
-	payload.EventRequestComplete, payload.EventWebSocketFrame,
-	payload.EventGuardrailInspect, payload.EventConfigureGRPC,
+	agentwire.EventRequestHeaders, agentwire.EventRequestBodyChunk,
+	agentwire.EventResponseHeaders, agentwire.EventResponseBodyChunk,
+	agentwire.EventRequestComplete, agentwire.EventWebSocketFrame,
+	agentwire.EventGuardrailInspect, agentwire.EventConfigureGRPC,
 }
 
-func (c *config) capabilities() payload.Capabilities {
-	var caps payload.Capabilities
+func (c *config) capabilities() agentwire.Capabilities {
+	var caps agentwire.Capabilities
 	if c.caps != nil {
 		caps = *c.caps
 	} else {
-		caps = payload.Capabilities{
+		caps = agentwire.Capabilities{
 			SupportedEvents: append([]int32(nil), allEvents...),
-			Features:        payload.FullFeatures(),
-			Limits:          payload.DefaultLimits(),
-			Health: payload.HealthConfig{
+			Features:        agentwire.FullFeatures(),
+			Limits:          agentwire.DefaultLimits(),
+			Health: agentwire.HealthConfig{
 				ReportIntervalMS:   DefaultHealthReportIntervalMS,
 				IncludeLoadMetrics: true,
 			},
@@ -241,7 +241,7 @@ func (c *config) capabilities() payload.Capabilities {
 		caps.Features.ConcurrentRequests = uint32(c.maxConcurrency)
 		caps.Limits.MaxConcurrency = uint32(c.maxConcurrency)
 	}
-	caps.ProtocolVersion = payload.ProtocolVersion
+	caps.ProtocolVersion = agentwire.ProtocolVersion
 	if caps.AgentID == "" {
 		caps.AgentID = c.agentID
 	}

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -47,10 +47,10 @@ func TestOptionValidation(t *testing.T) {
 }
 
 func TestCapabilitiesOption(t *testing.T) {
-	caps := payload.Capabilities{
-		SupportedEvents: []int32{payload.EventRequestHeaders},
-		Features:        payload.Features{Cancellation: true, ConcurrentRequests: 7},
-		Limits:          payload.Limits{MaxBodySize: 1024, MaxConcurrency: 7},
+	caps := agentwire.Capabilities{
+		SupportedEvents: []int32{agentwire.EventRequestHeaders},
+		Features:        agentwire.Features{Cancellation: true, ConcurrentRequests: 7},
+		Limits:          agentwire.Limits{MaxBodySize: 1024, MaxConcurrency: 7},
 	}
 	s := NewServer(BaseHandler{}, WithCapabilities(caps), WithAgentID("cap"), WithName("Cap"), WithVersion("9"), WithMaxConcurrency(7))
 	defer s.Close()

@@ -11,8 +11,9 @@ import (
 	"net"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/payload"
 	"github.com/agentwire/agentwire/internal/unixsock"
 )
 
@@ -55,12 +56,12 @@ func (f reverseOptionFunc) applyReverse(c *reverseConfig) error { return f(c) }
 
 type reverseConfig struct {
 	tls          *tls.Config
-	token        payload.Opt[string]
+	token        agentwire.Opt[string]
 	metadata     json.RawMessage
 	minDelay     time.Duration
 	maxDelay     time.Duration
 	stopOnReject bool
-	onRegistered func(payload.RegistrationResponse)
+	onRegistered func(agentwire.RegistrationResponse)
 }
 
 // WithReverseTLS dials the proxy with TLS using cfg (cloned; for TCP
@@ -81,7 +82,7 @@ func WithReverseTLS(cfg *tls.Config) ReverseOption {
 // null).
 func WithAuthToken(token string) ReverseOption {
 	return reverseOptionFunc(func(c *reverseConfig) error {
-		c.token = payload.Some(token)
+		c.token = agentwire.Some(token)
 		return nil
 	})
 }
@@ -124,7 +125,7 @@ func WithStopOnRejection() ReverseOption {
 // WithOnRegistered calls f (on ServeReverse's goroutine) with the proxy's
 // answer after every successful registration, e.g. to log the
 // connection_id.
-func WithOnRegistered(f func(payload.RegistrationResponse)) ReverseOption {
+func WithOnRegistered(f func(agentwire.RegistrationResponse)) ReverseOption {
 	return reverseOptionFunc(func(c *reverseConfig) error { c.onRegistered = f; return nil })
 }
 
@@ -276,16 +277,16 @@ func dialReverse(ctx context.Context, rc *reverseConfig, network, addr string, t
 
 // register sends the RegistrationRequest and reads the proxy's answer,
 // bounded by the handshake timeout and ctx.
-func (s *Server) register(ctx context.Context, nc net.Conn, rd *frame.Reader, rc *reverseConfig) (payload.RegistrationResponse, error) {
-	var resp payload.RegistrationResponse
+func (s *Server) register(ctx context.Context, nc net.Conn, rd *frame.Reader, rc *reverseConfig) (agentwire.RegistrationResponse, error) {
+	var resp agentwire.RegistrationResponse
 	nc.SetDeadline(time.Now().Add(s.cfg.uds.handshakeTimeout()))
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
 	caps := s.caps
 	caps.SupportedEvents = udsEventCodes(caps.SupportedEvents)
-	req := payload.RegistrationRequest{
-		ProtocolVersion: payload.ProtocolVersion,
+	req := agentwire.RegistrationRequest{
+		ProtocolVersion: agentwire.ProtocolVersion,
 		AgentID:         caps.AgentID,
 		Capabilities:    caps,
 		AuthToken:       rc.token,

@@ -19,8 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/payload"
 )
 
 // fakeReverseListener plays the proxy's ReverseConnectionListener: it
@@ -28,12 +29,12 @@ import (
 type fakeReverseListener struct {
 	t      *testing.T
 	ln     net.Listener
-	decide func(req *payload.RegistrationRequest, raw []byte) payload.RegistrationResponse
+	decide func(req *agentwire.RegistrationRequest, raw []byte) agentwire.RegistrationResponse
 	conns  chan *rawProxy // registered connections
 	regs   chan []byte    // raw registration payloads
 }
 
-func newFakeReverse(t *testing.T, ln net.Listener, decide func(*payload.RegistrationRequest, []byte) payload.RegistrationResponse) *fakeReverseListener {
+func newFakeReverse(t *testing.T, ln net.Listener, decide func(*agentwire.RegistrationRequest, []byte) agentwire.RegistrationResponse) *fakeReverseListener {
 	f := &fakeReverseListener{t: t, ln: ln, decide: decide, conns: make(chan *rawProxy, 8), regs: make(chan []byte, 32)}
 	go f.acceptLoop()
 	t.Cleanup(func() { ln.Close() })
@@ -57,7 +58,7 @@ func (f *fakeReverseListener) acceptLoop() {
 		}
 		raw := append([]byte(nil), b...)
 		f.regs <- raw
-		var req payload.RegistrationRequest
+		var req agentwire.RegistrationRequest
 		if err := payload.DecodeRegistrationRequestJSON(raw, &req); err != nil {
 			f.t.Errorf("registration %s: %v", raw, err)
 			c.Close()
@@ -75,8 +76,8 @@ func (f *fakeReverseListener) acceptLoop() {
 	}
 }
 
-func acceptAll(req *payload.RegistrationRequest, _ []byte) payload.RegistrationResponse {
-	return payload.RegistrationResponse{Success: true, ConnectionID: req.AgentID + "-19ebb28a313"}
+func acceptAll(req *agentwire.RegistrationRequest, _ []byte) agentwire.RegistrationResponse {
+	return agentwire.RegistrationResponse{Success: true, ConnectionID: req.AgentID + "-19ebb28a313"}
 }
 
 func unixListener(t *testing.T) (net.Listener, string) {
@@ -108,15 +109,15 @@ func serveReverse(t *testing.T, srv *Server, ctx context.Context, ep string, opt
 func TestReverseRegistrationAndTraffic(t *testing.T) {
 	ln, path := unixListener(t)
 	f := newFakeReverse(t, ln, acceptAll)
-	h := &funcHandler{reqHeaders: func(_ context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
-		r.RequestHeaders = append(r.RequestHeaders, payload.HeaderOp{Kind: payload.HeaderSet, Name: "x-via", Value: "reverse"})
+	h := &funcHandler{reqHeaders: func(_ context.Context, ev *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
+		r.RequestHeaders = append(r.RequestHeaders, agentwire.HeaderOp{Kind: agentwire.HeaderSet, Name: "x-via", Value: "reverse"})
 		return nil
 	}}
 	srv := NewServer(h, WithAgentID("waf-agent"), WithName("WAF Agent"), WithVersion("1.2.3"))
 	var registered atomic.Value
 	serveReverse(t, srv, context.Background(), "unix:"+path,
 		WithAuthToken("s3cr3t-token"), WithRegistrationMetadata(json.RawMessage(`{"pod":"waf-7d9f","zone":"eu-1"}`)),
-		WithOnRegistered(func(r payload.RegistrationResponse) { registered.Store(r.ConnectionID) }))
+		WithOnRegistered(func(r agentwire.RegistrationResponse) { registered.Store(r.ConnectionID) }))
 
 	raw := recvTimeout(t, f.regs, "registration")
 	// Same keys as the golden RegistrationRequest, every capability key.
@@ -132,13 +133,13 @@ func TestReverseRegistrationAndTraffic(t *testing.T) {
 			t.Errorf("%s keys %v, want %v", k, gk, wk)
 		}
 	}
-	var req payload.RegistrationRequest
+	var req agentwire.RegistrationRequest
 	if err := payload.DecodeRegistrationRequestJSON(raw, &req); err != nil {
 		t.Fatal(err)
 	}
 	if req.ProtocolVersion != 2 || req.AgentID != "waf-agent" || req.AuthToken.Value != "s3cr3t-token" ||
 		string(req.Metadata) != `{"pod":"waf-7d9f","zone":"eu-1"}` || req.Capabilities.Name != "WAF Agent" ||
-		!slices.Contains(req.Capabilities.SupportedEvents, 0) || req.Capabilities.Features != payload.FullFeatures() {
+		!slices.Contains(req.Capabilities.SupportedEvents, 0) || req.Capabilities.Features != agentwire.FullFeatures() {
 		t.Errorf("registration %s", raw)
 	}
 
@@ -154,7 +155,7 @@ func TestReverseRegistrationAndTraffic(t *testing.T) {
 	p.ping(3)
 	p.expectPongOnly()
 	// Pushes reach reverse connections.
-	srv.ReportHealth(payload.HealthStatus{State: payload.HealthHealthy})
+	srv.ReportHealth(agentwire.HealthStatus{State: agentwire.HealthHealthy})
 	if typ, b := p.recv(); typ != frame.TypeHealthStatus || !strings.HasPrefix(string(b), `{"state":1`) {
 		t.Fatalf("push %v %s", typ, b)
 	}
@@ -163,9 +164,9 @@ func TestReverseRegistrationAndTraffic(t *testing.T) {
 func TestReverseRejectionRetriesThenSucceeds(t *testing.T) {
 	ln, path := unixListener(t)
 	var attempts atomic.Int32
-	f := newFakeReverse(t, ln, func(req *payload.RegistrationRequest, _ []byte) payload.RegistrationResponse {
+	f := newFakeReverse(t, ln, func(req *agentwire.RegistrationRequest, _ []byte) agentwire.RegistrationResponse {
 		if attempts.Add(1) < 3 {
-			return payload.RegistrationResponse{Error: payload.Some("Invalid message format: Agent '" + req.AgentID + "' is not in the allowed list")}
+			return agentwire.RegistrationResponse{Error: agentwire.Some("Invalid message format: Agent '" + req.AgentID + "' is not in the allowed list")}
 		}
 		return acceptAll(req, nil)
 	})
@@ -183,8 +184,8 @@ func TestReverseRejectionRetriesThenSucceeds(t *testing.T) {
 
 func TestReverseStopOnRejection(t *testing.T) {
 	ln, path := unixListener(t)
-	newFakeReverse(t, ln, func(*payload.RegistrationRequest, []byte) payload.RegistrationResponse {
-		return payload.RegistrationResponse{Error: payload.Some("Protocol version mismatch: expected 2, got 99")}
+	newFakeReverse(t, ln, func(*agentwire.RegistrationRequest, []byte) agentwire.RegistrationResponse {
+		return agentwire.RegistrationResponse{Error: agentwire.Some("Protocol version mismatch: expected 2, got 99")}
 	})
 	srv := NewServer(BaseHandler{})
 	done := serveReverse(t, srv, context.Background(), "unix://"+path, WithStopOnRejection())
@@ -277,7 +278,7 @@ func TestReverseContextAndShutdown(t *testing.T) {
 		f := newFakeReverse(t, ln, acceptAll)
 		started := make(chan struct{})
 		release := make(chan struct{})
-		srv := NewServer(&funcHandler{reqHeaders: func(context.Context, *payload.RequestHeadersEvent, *payload.AgentResponse) error {
+		srv := NewServer(&funcHandler{reqHeaders: func(context.Context, *agentwire.RequestHeadersEvent, *agentwire.AgentResponse) error {
 			close(started)
 			<-release
 			return nil

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/internal/pbconv"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 	"google.golang.org/grpc"
@@ -46,7 +46,7 @@ type Server struct {
 	drainer    Drainer
 	shutdowner Shutdowner
 
-	caps   payload.Capabilities
+	caps   agentwire.Capabilities
 	capsPB *pb.AgentCapabilities // read-only after NewServer
 
 	// baseCtx is the parent of every stream context; cancelled by Close.
@@ -66,14 +66,14 @@ type Server struct {
 
 	// health is the last report given to ReportHealth (nil = none); sent to
 	// every stream right after its handshake.
-	health atomic.Pointer[payload.HealthStatus]
+	health atomic.Pointer[agentwire.HealthStatus]
 
 	// mu guards the fields below.
 	mu       sync.Mutex
 	streams  map[*procStream]struct{}
 	controls []*controlStream // agentwire-mode control streams, newest last
 	gsrv     *grpc.Server     // created by ServeGRPC
-	waiters  map[string]chan payload.ConfigUpdateResponse
+	waiters  map[string]chan agentwire.ConfigUpdateResponse
 
 	// wg counts every goroutine the server owns (stream readers, writers,
 	// handlers, control streams).
@@ -152,7 +152,7 @@ func newServer(h Handler, opts ...Option) (*Server, error) {
 		closeCh:    make(chan struct{}),
 		idle:       make(chan struct{}, 1),
 		streams:    make(map[*procStream]struct{}),
-		waiters:    make(map[string]chan payload.ConfigUpdateResponse),
+		waiters:    make(map[string]chan agentwire.ConfigUpdateResponse),
 	}
 	s.handshaker, _ = h.(Handshaker)
 	s.configurer, _ = h.(Configurer)
@@ -166,7 +166,7 @@ func newServer(h Handler, opts ...Option) (*Server, error) {
 }
 
 // Capabilities returns the capabilities the server announces.
-func (s *Server) Capabilities() payload.Capabilities {
+func (s *Server) Capabilities() agentwire.Capabilities {
 	c := s.caps
 	c.SupportedEvents = append([]int32(nil), s.caps.SupportedEvents...)
 	return c
@@ -265,7 +265,7 @@ func (s *Server) closed() bool {
 func (s *Server) Drain(ctx context.Context) error {
 	if s.draining.CompareAndSwap(false, true) {
 		h := s.healthTemplate()
-		h.State = payload.HealthDraining
+		h.State = agentwire.HealthDraining
 		s.ReportHealth(h)
 	}
 	return s.waitIdle(ctx)
@@ -292,13 +292,13 @@ func (s *Server) waitIdle(ctx context.Context) error {
 	}
 }
 
-func (s *Server) healthTemplate() payload.HealthStatus {
+func (s *Server) healthTemplate() agentwire.HealthStatus {
 	if p := s.health.Load(); p != nil {
 		h := *p
 		h.DisabledFeatures = append([]string(nil), p.DisabledFeatures...)
 		return h
 	}
-	return payload.HealthStatus{AgentID: s.caps.AgentID, State: payload.HealthHealthy}
+	return agentwire.HealthStatus{AgentID: s.caps.AgentID, State: agentwire.HealthHealthy}
 }
 
 // Shutdown stops the server gracefully: it refuses new streams, stops
@@ -383,7 +383,7 @@ func (s *Server) Close() error {
 // handshake. An empty AgentID is filled with the server's; a zero
 // TimestampMS with the current time. The call never blocks: a stream whose
 // outbound queue is full misses the report (counted in Stats.DroppedPushes).
-func (s *Server) ReportHealth(h payload.HealthStatus) {
+func (s *Server) ReportHealth(h agentwire.HealthStatus) {
 	if h.AgentID == "" {
 		h.AgentID = s.caps.AgentID
 	}
@@ -405,7 +405,7 @@ func (s *Server) ReportHealth(h payload.HealthStatus) {
 // ReportMetrics sends r to every established ProcessStream
 // (AgentToProxy.metrics). Empty AgentID and zero TimestampMS are filled in.
 // Never blocks (see ReportHealth).
-func (s *Server) ReportMetrics(r *payload.MetricsReport) {
+func (s *Server) ReportMetrics(r *agentwire.MetricsReport) {
 	c := *r
 	if c.AgentID == "" {
 		c.AgentID = s.caps.AgentID
@@ -421,7 +421,7 @@ func (s *Server) ReportMetrics(r *payload.MetricsReport) {
 // (AgentToProxy.flow_control). A zero TimestampMS is filled in. Never
 // blocks (see ReportHealth). The Rust proxy ignores flow control; an
 // agentwire proxy honours it.
-func (s *Server) SendFlowControl(f payload.FlowControlSignal) {
+func (s *Server) SendFlowControl(f agentwire.FlowControlSignal) {
 	if f.TimestampMS == 0 {
 		f.TimestampMS = nowMS()
 	}
@@ -431,7 +431,7 @@ func (s *Server) SendFlowControl(f payload.FlowControlSignal) {
 
 // Log forwards a log line to every established ProcessStream
 // (AgentToProxy.log). A zero TimestampMS is filled in. Never blocks.
-func (s *Server) Log(m payload.LogMessage) {
+func (s *Server) Log(m agentwire.LogMessage) {
 	if m.TimestampMS == 0 {
 		m.TimestampMS = nowMS()
 	}
@@ -457,7 +457,7 @@ func (s *Server) broadcast(m *pb.AgentToProxy) {
 // ErrNoControlStream when no agentwire proxy is connected (the Rust proxy
 // never answers such requests), ctx.Err() when ctx ends first, and
 // ErrServerClosed when the server or that control stream closes first.
-func (s *Server) RequestConfigUpdate(ctx context.Context, r *payload.ConfigUpdateRequest) (payload.ConfigUpdateResponse, error) {
+func (s *Server) RequestConfigUpdate(ctx context.Context, r *agentwire.ConfigUpdateRequest) (agentwire.ConfigUpdateResponse, error) {
 	c := *r
 	if c.RequestID == "" {
 		c.RequestID = newRequestID()
@@ -468,16 +468,16 @@ func (s *Server) RequestConfigUpdate(ctx context.Context, r *payload.ConfigUpdat
 	// Unix-socket and reverse connections carry the request (0x32) but have
 	// no frame type for an answer (SPEC 6.9).
 	s.udsPushConfigUpdate(&c)
-	ch := make(chan payload.ConfigUpdateResponse, 1)
+	ch := make(chan agentwire.ConfigUpdateResponse, 1)
 	s.mu.Lock()
 	if len(s.controls) == 0 {
 		s.mu.Unlock()
-		return payload.ConfigUpdateResponse{}, ErrNoControlStream
+		return agentwire.ConfigUpdateResponse{}, ErrNoControlStream
 	}
 	cs := s.controls[len(s.controls)-1]
 	if _, dup := s.waiters[c.RequestID]; dup {
 		s.mu.Unlock()
-		return payload.ConfigUpdateResponse{}, errors.New("agentwire: duplicate config update request id " + c.RequestID)
+		return agentwire.ConfigUpdateResponse{}, errors.New("agentwire: duplicate config update request id " + c.RequestID)
 	}
 	s.waiters[c.RequestID] = ch
 	s.mu.Unlock()
@@ -489,25 +489,25 @@ func (s *Server) RequestConfigUpdate(ctx context.Context, r *payload.ConfigUpdat
 	msg := &pb.AgentControl{Message: &pb.AgentControl_ConfigUpdate{ConfigUpdate: pbconv.ConfigUpdateRequestToPB(&c)}}
 	if !cs.send(ctx, msg) {
 		if err := ctx.Err(); err != nil {
-			return payload.ConfigUpdateResponse{}, err
+			return agentwire.ConfigUpdateResponse{}, err
 		}
-		return payload.ConfigUpdateResponse{}, ErrServerClosed
+		return agentwire.ConfigUpdateResponse{}, ErrServerClosed
 	}
 	select {
 	case resp := <-ch:
 		return resp, nil
 	case <-ctx.Done():
-		return payload.ConfigUpdateResponse{}, ctx.Err()
+		return agentwire.ConfigUpdateResponse{}, ctx.Err()
 	case <-cs.done:
-		return payload.ConfigUpdateResponse{}, ErrServerClosed
+		return agentwire.ConfigUpdateResponse{}, ErrServerClosed
 	case <-s.closeCh:
-		return payload.ConfigUpdateResponse{}, ErrServerClosed
+		return agentwire.ConfigUpdateResponse{}, ErrServerClosed
 	}
 }
 
 // deliverConfigResponse routes a config_response to its waiter; it reports
 // whether one was waiting.
-func (s *Server) deliverConfigResponse(r payload.ConfigUpdateResponse) bool {
+func (s *Server) deliverConfigResponse(r agentwire.ConfigUpdateResponse) bool {
 	s.mu.Lock()
 	ch, ok := s.waiters[r.RequestID]
 	if ok {

@@ -15,8 +15,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/payload"
 	"github.com/agentwire/agentwire/internal/unixsock"
 	"github.com/agentwire/agentwire/internal/wdeadline"
 	"github.com/agentwire/agentwire/ring"
@@ -76,7 +77,7 @@ func (c *udsCall) release() {
 	c.uc = nil
 	c.kind = kindNone
 	c.cid = ""
-	c.resp = payload.AgentResponse{}
+	c.resp = agentwire.AgentResponse{}
 	if cap(c.body.Data) > maxPooledBuf {
 		c.body.Data = nil
 	}
@@ -96,7 +97,7 @@ type udsConn struct {
 	rd      *frame.Reader
 	hsReply []byte // successful handshake reply, written by sendHandshakeReply
 	// lastHealth is the last health report queued on this connection.
-	lastHealth atomic.Pointer[payload.HealthStatus]
+	lastHealth atomic.Pointer[agentwire.HealthStatus]
 	msgpack    bool // negotiated encoding (events and replies)
 	flushBytes int  // inline replies collected before a write (inlineFlushBytes)
 	raw        bool // msgpack replies with raw bin bodies
@@ -419,15 +420,15 @@ func (uc *udsConn) handshake() bool {
 		// the watcher's read deadline in the past: restore it.
 		uc.nc.SetReadDeadline(time.Unix(1, 0))
 	}
-	var resp payload.HandshakeResponse
-	resp.ProtocolVersion = payload.ProtocolVersion
+	var resp agentwire.HandshakeResponse
+	resp.ProtocolVersion = agentwire.ProtocolVersion
 	resp.Capabilities = s.caps
 	ok := uc.answerHandshake(&resp)
 	resp.Capabilities.SupportedEvents = udsEventCodes(resp.Capabilities.SupportedEvents)
 	if !ok {
 		resp.Success = false
 		if !resp.Error.Valid {
-			resp.Error = payload.Some("agentwire: handshake failed")
+			resp.Error = agentwire.Some("agentwire: handshake failed")
 		}
 		s.log.LogAttrs(uc.ctx, slog.LevelWarn, "agentwire: Unix-socket handshake failed", slog.String("error", resp.Error.Value))
 	}
@@ -471,7 +472,7 @@ func (uc *udsConn) sendHandshakeReply() {
 
 // answerHandshake reads the proxy's 0x01 and fills resp. It reports success;
 // on failure resp.Error says why (and the caller sends the failure).
-func (uc *udsConn) answerHandshake(resp *payload.HandshakeResponse) bool {
+func (uc *udsConn) answerHandshake(resp *agentwire.HandshakeResponse) bool {
 	s := uc.srv
 	typ, p, err := uc.rd.ReadFrame()
 	if err != nil {
@@ -479,28 +480,28 @@ func (uc *udsConn) answerHandshake(resp *payload.HandshakeResponse) bool {
 		if !errors.As(err, &ut) {
 			// Nothing useful to answer on a broken or silent connection,
 			// but try: the proxy may still be reading.
-			resp.Error = payload.Some("agentwire: no handshake received: " + err.Error())
+			resp.Error = agentwire.Some("agentwire: no handshake received: " + err.Error())
 			return false
 		}
-		resp.Error = payload.Some("agentwire: expected a handshake request (0x01), got " + ut.Type.String())
+		resp.Error = agentwire.Some("agentwire: expected a handshake request (0x01), got " + ut.Type.String())
 		return false
 	}
 	if typ != frame.TypeHandshakeRequest {
-		resp.Error = payload.Some("agentwire: expected a handshake request (0x01), got " + typ.String())
+		resp.Error = agentwire.Some("agentwire: expected a handshake request (0x01), got " + typ.String())
 		return false
 	}
-	var req payload.HandshakeRequest
+	var req agentwire.HandshakeRequest
 	if err := payload.DecodeHandshakeRequestJSON(p, &req); err != nil {
-		resp.Error = payload.Some("agentwire: invalid handshake request: " + err.Error())
+		resp.Error = agentwire.Some("agentwire: invalid handshake request: " + err.Error())
 		return false
 	}
 	enc, ok := s.negotiateEncoding(req.SupportedEncodings)
 	if !ok {
-		resp.Error = payload.Some(fmt.Sprintf("agentwire: none of the offered encodings %q is supported", req.SupportedEncodings))
+		resp.Error = agentwire.Some(fmt.Sprintf("agentwire: none of the offered encodings %q is supported", req.SupportedEncodings))
 		return false
 	}
 	if s.draining.Load() || s.closed() {
-		resp.Error = payload.Some("agentwire: agent is draining")
+		resp.Error = agentwire.Some("agentwire: agent is draining")
 		return false
 	}
 	resp.Encoding = enc
@@ -515,14 +516,14 @@ func (uc *udsConn) answerHandshake(resp *payload.HandshakeResponse) bool {
 	// proxy offered and this server supports.
 	chosen := resp.Encoding
 	if chosen == "" {
-		chosen = payload.EncodingJSON
+		chosen = agentwire.EncodingJSON
 	}
 	if !s.encodingAllowed(chosen, req.SupportedEncodings) {
-		resp.Error = payload.Some("agentwire: handshake hook chose encoding " + strconv.Quote(chosen) + ", which was not offered")
+		resp.Error = agentwire.Some("agentwire: handshake hook chose encoding " + strconv.Quote(chosen) + ", which was not offered")
 		return false
 	}
 	resp.Encoding = chosen
-	uc.msgpack = chosen == payload.EncodingMsgpack
+	uc.msgpack = chosen == agentwire.EncodingMsgpack
 	uc.flushBytes = inlineFlushBytes(uc.msgpack)
 	return true
 }
@@ -531,7 +532,7 @@ func (uc *udsConn) answerHandshake(resp *payload.HandshakeResponse) bool {
 // an empty offer means json (SPEC 6.3).
 func (s *Server) negotiateEncoding(offered []string) (string, bool) {
 	if len(offered) == 0 {
-		return payload.EncodingJSON, true
+		return agentwire.EncodingJSON, true
 	}
 	for _, e := range offered {
 		if s.encodingAllowed(e, offered) {
@@ -544,8 +545,8 @@ func (s *Server) negotiateEncoding(offered []string) (string, bool) {
 // encodingAllowed reports whether e is supported and was offered.
 func (s *Server) encodingAllowed(e string, offered []string) bool {
 	switch e {
-	case payload.EncodingJSON:
-	case payload.EncodingMsgpack:
+	case agentwire.EncodingJSON:
+	case agentwire.EncodingMsgpack:
 		if s.cfg.uds.noMsgpack {
 			return false
 		}
@@ -553,7 +554,7 @@ func (s *Server) encodingAllowed(e string, offered []string) bool {
 		return false
 	}
 	if len(offered) == 0 {
-		return e == payload.EncodingJSON
+		return e == agentwire.EncodingJSON
 	}
 	for _, o := range offered {
 		if o == e {
@@ -568,8 +569,8 @@ func (s *Server) encodingAllowed(e string, offered []string) bool {
 func udsEventCodes(in []int32) []int32 {
 	out := make([]int32, 0, len(in))
 	for _, e := range in {
-		if e == payload.EventConfigureGRPC {
-			e = payload.EventConfigureUDS
+		if e == agentwire.EventConfigureGRPC {
+			e = agentwire.EventConfigureUDS
 		}
 		dup := false
 		for _, o := range out {
@@ -761,11 +762,11 @@ func (uc *udsConn) decodeFailed(c *udsCall, typ frame.Type, p []byte, err error)
 	c.resetResp()
 	c.resp.Decision = s.cfg.decodeErr
 	if typ == frame.TypeWebSocketFrame {
-		ws := payload.WebSocketDecision{} // allow
-		if c.resp.Decision.Kind != payload.DecisionAllow {
-			ws = payload.WebSocketDecision{Kind: payload.WebSocketClose, Code: 1011, Reason: "agent could not decode the frame"}
+		ws := agentwire.WebSocketDecision{} // allow
+		if c.resp.Decision.Kind != agentwire.DecisionAllow {
+			ws = agentwire.WebSocketDecision{Kind: agentwire.WebSocketClose, Code: 1011, Reason: "agent could not decode the frame"}
 		}
-		c.resp.WebSocketDecision = payload.Some(ws)
+		c.resp.WebSocketDecision = agentwire.Some(ws)
 	}
 	uc.encodeReply(c)
 	uc.enqueue(c)
@@ -927,7 +928,7 @@ func (uc *udsConn) push(f []byte) {
 func (uc *udsConn) configure(p []byte) {
 	s := uc.srv
 	c := getUDSCall(uc)
-	var ev payload.ConfigureEvent
+	var ev agentwire.ConfigureEvent
 	var err error
 	if uc.msgpack && !looksLikeJSON(p) {
 		err = payload.DecodeConfigureMsgpack(p, &ev)
@@ -950,8 +951,8 @@ func (uc *udsConn) configure(p []byte) {
 		return
 	}
 	if err := s.configure(uc.ctx, ev.Config, ev.ConfigVersion.Value); err != nil {
-		c.resp.Decision = payload.Block(500)
-		c.resp.Decision.Body = payload.Some("Configuration rejected")
+		c.resp.Decision = agentwire.Block(500)
+		c.resp.Decision.Body = agentwire.Some("Configuration rejected")
 	}
 	uc.encodeReply(c)
 	uc.enqueue(c)
@@ -961,7 +962,7 @@ func (uc *udsConn) configure(p []byte) {
 // cancel is never answered.
 func (uc *udsConn) handleCancel(p []byte) {
 	s := uc.srv
-	var c payload.Cancel
+	var c agentwire.Cancel
 	if err := decodeCancel(p, &c); err != nil {
 		s.uds.decodeErrors.Add(1)
 		s.log.LogAttrs(uc.ctx, slog.LevelWarn, "agentwire: undecodable cancel ignored", slog.Any("error", err))
@@ -1108,7 +1109,7 @@ func (s *Server) udsPush(t frame.Type, appendJSON func([]byte) []byte, appendMsg
 // pushHealth sends h to one connection, once: a connection established
 // while ReportHealth runs could otherwise get the same report both from
 // its initial push and from the broadcast.
-func (uc *udsConn) pushHealth(h *payload.HealthStatus) {
+func (uc *udsConn) pushHealth(h *agentwire.HealthStatus) {
 	if uc.lastHealth.Swap(h) == h {
 		return
 	}
@@ -1123,25 +1124,25 @@ func (uc *udsConn) pushHealth(h *payload.HealthStatus) {
 	}
 }
 
-func (s *Server) udsPushHealth(h *payload.HealthStatus) {
+func (s *Server) udsPushHealth(h *agentwire.HealthStatus) {
 	for _, uc := range s.udsConnsSnapshot() {
 		uc.pushHealth(h)
 	}
 }
 
-func (s *Server) udsPushMetrics(r *payload.MetricsReport) {
+func (s *Server) udsPushMetrics(r *agentwire.MetricsReport) {
 	s.udsPush(frame.TypeMetricsReport,
 		func(b []byte) []byte { return payload.AppendMetricsReportJSON(b, r) },
 		func(b []byte) ([]byte, error) { return payload.AppendMetricsReportMsgpack(b, r), nil })
 }
 
-func (s *Server) udsPushFlowControl(f *payload.FlowControlSignal) {
+func (s *Server) udsPushFlowControl(f *agentwire.FlowControlSignal) {
 	s.udsPush(frame.TypeFlowControl,
 		func(b []byte) []byte { return payload.AppendFlowControlSignalJSON(b, f) },
 		func(b []byte) ([]byte, error) { return payload.AppendFlowControlSignalMsgpack(b, f), nil })
 }
 
-func (s *Server) udsPushConfigUpdate(r *payload.ConfigUpdateRequest) {
+func (s *Server) udsPushConfigUpdate(r *agentwire.ConfigUpdateRequest) {
 	s.udsPush(frame.TypeConfigUpdateRequest,
 		func(b []byte) []byte { return payload.AppendConfigUpdateRequestJSON(b, r) },
 		func(b []byte) ([]byte, error) { return payload.AppendConfigUpdateRequestMsgpack(b, r) })

@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/payload"
 )
 
 // TestUDSSaturatedReaderKeepsReading fills the only handler slot with a
@@ -20,15 +21,15 @@ func TestUDSSaturatedReaderKeepsReading(t *testing.T) {
 	started := make(chan string, 4)
 	var handled atomic.Int32
 	hh := newHookHandler()
-	hh.reqHeaders = func(ctx context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+	hh.reqHeaders = func(ctx context.Context, ev *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 		handled.Add(1)
 		started <- ev.Metadata.CorrelationID
 		if ev.URI == "/stuck" {
 			select {
 			case <-ctx.Done():
-				r.Decision = payload.Block(499)
+				r.Decision = agentwire.Block(499)
 			case <-time.After(testTimeout):
-				r.Decision = payload.Block(500)
+				r.Decision = agentwire.Block(500)
 			}
 		}
 		return nil
@@ -47,7 +48,7 @@ func TestUDSSaturatedReaderKeepsReading(t *testing.T) {
 	if n := handled.Load(); n != 1 {
 		t.Fatalf("%d handlers ran while the only slot was busy", n)
 	}
-	p.send(frame.TypeCancel, payload.AppendCancelJSON(nil, &payload.Cancel{CorrelationID: "stuck", Reason: payload.CancelTimeout, TimestampMS: 1}))
+	p.send(frame.TypeCancel, payload.AppendCancelJSON(nil, &agentwire.Cancel{CorrelationID: "stuck", Reason: agentwire.CancelTimeout, TimestampMS: 1}))
 	got := map[string]uint16{}
 	for range 2 {
 		r := p.recvReply(false)
@@ -67,9 +68,9 @@ func TestUDSInlineHandlers(t *testing.T) {
 	for _, enc := range []string{"json", "msgpack"} {
 		t.Run(enc, func(t *testing.T) {
 			hh := newHookHandler()
-			hh.reqHeaders = func(_ context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
-				r.Decision = payload.Block(403)
-				r.Decision.Body = payload.Some(ev.URI)
+			hh.reqHeaders = func(_ context.Context, ev *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
+				r.Decision = agentwire.Block(403)
+				r.Decision.Body = agentwire.Some(ev.URI)
 				return nil
 			}
 			e := startUDS(t, hh, WithInlineHandlers(), WithMaxConcurrency(2))
@@ -115,14 +116,14 @@ func TestUDSInlineHandlers(t *testing.T) {
 func TestGRPCSaturatedReaderKeepsReading(t *testing.T) {
 	started := make(chan string, 4)
 	hh := newHookHandler()
-	hh.reqHeaders = func(ctx context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+	hh.reqHeaders = func(ctx context.Context, ev *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 		started <- ev.Metadata.CorrelationID
 		if ev.URI == "/stuck" {
 			select {
 			case <-ctx.Done():
-				r.Decision = payload.Block(499)
+				r.Decision = agentwire.Block(499)
 			case <-time.After(testTimeout):
-				r.Decision = payload.Block(500)
+				r.Decision = agentwire.Block(500)
 			}
 		}
 		return nil

@@ -9,23 +9,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/payload"
 )
 
 // udsBenchEvent is the request-headers event of PERF.md's baseline load:
 // 15 typical headers, full metadata with traceparent.
-func udsBenchEvent(cid string) *payload.RequestHeadersEvent {
-	return &payload.RequestHeadersEvent{
-		Metadata: payload.RequestMetadata{
+func udsBenchEvent(cid string) *agentwire.RequestHeadersEvent {
+	return &agentwire.RequestHeadersEvent{
+		Metadata: agentwire.RequestMetadata{
 			CorrelationID: cid, RequestID: cid, ClientIP: "203.0.113.7", ClientPort: 54321,
-			ServerName: payload.Some("api.example.com"), Protocol: "HTTP/1.1", TLSVersion: payload.Some("TLSv1.3"),
-			RouteID: payload.Some("api-v1"), UpstreamID: payload.Some("backend-pool-1"),
+			ServerName: agentwire.Some("api.example.com"), Protocol: "HTTP/1.1", TLSVersion: agentwire.Some("TLSv1.3"),
+			RouteID: agentwire.Some("api-v1"), UpstreamID: agentwire.Some("backend-pool-1"),
 			Timestamp:   time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
 			Traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
 		},
 		Method: "POST", URI: "/api/v1/orders?customer=12345&expand=items",
-		Headers: payload.Headers{
+		Headers: agentwire.Headers{
 			{Name: "accept", Values: []string{"application/json, text/plain, */*"}},
 			{Name: "accept-encoding", Values: []string{"gzip, deflate, br"}},
 			{Name: "accept-language", Values: []string{"en-US,en;q=0.9"}},

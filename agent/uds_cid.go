@@ -6,7 +6,9 @@ import (
 	"errors"
 	"unicode/utf8"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
+
+	"github.com/agentwire/agentwire/internal/payload"
 	"github.com/tinylib/msgp/msgp"
 )
 
@@ -421,15 +423,15 @@ var errCancelShape = errors.New("agentwire: msgpack cancel: expected a map or an
 // after MessagePack was negotiated) or, when it does not look like JSON, a
 // MessagePack map {correlation_id, reason, timestamp_ms} or array of the
 // same three fields. The wire reason is 0-based in both forms.
-func decodeCancel(p []byte, c *payload.Cancel) error {
+func decodeCancel(p []byte, c *agentwire.Cancel) error {
 	if looksLikeJSON(p) {
 		return payload.DecodeCancelJSON(p, c)
 	}
 	return decodeCancelMsgpack(p, c)
 }
 
-func decodeCancelMsgpack(p []byte, c *payload.Cancel) error {
-	*c = payload.Cancel{}
+func decodeCancelMsgpack(p []byte, c *agentwire.Cancel) error {
+	*c = agentwire.Cancel{}
 	if len(p) == 0 {
 		return msgp.ErrShortBytes
 	}
@@ -453,7 +455,7 @@ func decodeCancelMsgpack(p []byte, c *payload.Cancel) error {
 			if r == 255 {
 				return b, errors.New("agentwire: msgpack cancel: reason out of range")
 			}
-			c.Reason = payload.CancelReason(r + 1)
+			c.Reason = agentwire.CancelReason(r + 1)
 			return o, nil
 		case 2:
 			v, o, err := msgp.ReadUint64Bytes(b)

@@ -12,9 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
-	"github.com/agentwire/agentwire/codec/payload"
 	"github.com/agentwire/agentwire/internal/fuzzcheck"
+	"github.com/agentwire/agentwire/internal/payload"
 )
 
 // Fuzz targets for the agent's own readers of wire bytes: the correlation
@@ -208,13 +209,13 @@ func FuzzDecodeCancel(f *testing.F) {
 	f.Add([]byte{0x83, 0xae, 'c', 'o', 'r', 'r', 'e', 'l', 'a', 't', 'i', 'o', 'n', '_', 'i', 'd', 0xa1, 'x', 0xa6, 'r', 'e', 'a', 's', 'o', 'n', 0x01, 0xac, 't', 'i', 'm', 'e', 's', 't', 'a', 'm', 'p', '_', 'm', 's', 0x07})
 	f.Add([]byte{0x93, 0xa1, 'x', 0x02, 0x07})
 	f.Fuzz(func(t *testing.T, p []byte) {
-		var c payload.Cancel
+		var c agentwire.Cancel
 		var err error
 		checkAllocBound(t, p, func() { err = decodeCancel(p, &c) })
 		if err != nil {
 			return
 		}
-		var back payload.Cancel
+		var back agentwire.Cancel
 		if err := payload.DecodeCancelJSON(payload.AppendCancelJSON(nil, &c), &back); err != nil || back != c {
 			t.Fatalf("round trip %+v -> %+v (%v)", c, back, err)
 		}
@@ -271,13 +272,13 @@ func fuzzConnOnce(t *testing.T, msgpack, inline bool, stream []byte) {
 		return ended
 	}
 	handshake := func(nc net.Conn, rd *frame.Reader, enc string) {
-		hs := payload.HandshakeRequest{SupportedVersions: []uint32{2}, ProxyID: "fuzz", ProxyVersion: "0", SupportedEncodings: []string{enc}}
+		hs := agentwire.HandshakeRequest{SupportedVersions: []uint32{2}, ProxyID: "fuzz", ProxyVersion: "0", SupportedEncodings: []string{enc}}
 		hsFrame, _ := frame.AppendFrame(nil, frame.TypeHandshakeRequest, payload.AppendHandshakeRequestJSON(nil, &hs))
 		if _, err := nc.Write(hsFrame); err != nil {
 			t.Fatalf("handshake: %v", err)
 		}
 		typ, p, err := rd.ReadFrame()
-		var r payload.HandshakeResponse
+		var r agentwire.HandshakeResponse
 		if err != nil || typ != frame.TypeHandshakeResponse || payload.DecodeHandshakeResponseJSON(p, &r) != nil || !r.Success {
 			t.Fatalf("handshake: %v %v %q", typ, err, p)
 		}
@@ -288,15 +289,15 @@ func fuzzConnOnce(t *testing.T, msgpack, inline bool, stream []byte) {
 	byEnded := serve(byAgent)
 	byProxy.SetDeadline(time.Now().Add(fuzzConnBound))
 	byRd := frame.NewReader(byProxy, 0)
-	handshake(byProxy, byRd, payload.EncodingJSON)
+	handshake(byProxy, byRd, agentwire.EncodingJSON)
 
 	agentSide, proxySide := net.Pipe()
 	ended := serve(agentSide)
 	proxySide.SetDeadline(time.Now().Add(fuzzConnBound))
 	rd := frame.NewReader(proxySide, 0)
-	enc := payload.EncodingJSON
+	enc := agentwire.EncodingJSON
 	if msgpack {
-		enc = payload.EncodingMsgpack
+		enc = agentwire.EncodingMsgpack
 	}
 	handshake(proxySide, rd, enc)
 	// Read everything the agent sends, checking the framing.
@@ -314,7 +315,7 @@ func fuzzConnOnce(t *testing.T, msgpack, inline bool, stream []byte) {
 			}
 			switch typ {
 			case frame.TypeAgentResponse:
-				var r payload.AgentResponse
+				var r agentwire.AgentResponse
 				var err error
 				if msgpack {
 					err = payload.DecodeAgentResponseMsgpack(p, &r)
@@ -354,14 +355,14 @@ func fuzzConnOnce(t *testing.T, msgpack, inline bool, stream []byte) {
 	}
 
 	// The bystander is still served.
-	ev := payload.RequestHeadersEvent{Metadata: payload.RequestMetadata{CorrelationID: "bystander", RequestID: "r"}, Method: "GET", URI: "/"}
+	ev := agentwire.RequestHeadersEvent{Metadata: agentwire.RequestMetadata{CorrelationID: "bystander", RequestID: "r"}, Method: "GET", URI: "/"}
 	evFrame, _ := frame.AppendFrame(nil, frame.TypeRequestHeaders, payload.AppendRequestHeadersJSON(nil, &ev))
 	if _, err := byProxy.Write(evFrame); err != nil {
 		t.Fatalf("bystander: %v", err)
 	}
 	typ, p, err := byRd.ReadFrame()
-	var r payload.AgentResponse
-	if err != nil || typ != frame.TypeAgentResponse || payload.DecodeAgentResponseJSON(p, &r) != nil || r.CorrelationID != "bystander" || r.Decision.Kind != payload.DecisionAllow {
+	var r agentwire.AgentResponse
+	if err != nil || typ != frame.TypeAgentResponse || payload.DecodeAgentResponseJSON(p, &r) != nil || r.CorrelationID != "bystander" || r.Decision.Kind != agentwire.DecisionAllow {
 		t.Fatalf("bystander after input %x: %v %v %q", stream, typ, err, p)
 	}
 	byRd.Release()

@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/payload"
 )
 
 // FuzzUDSHandshake connects to a real server on a Unix socket and sends
@@ -33,7 +34,7 @@ import (
 // Seeded with the golden proxy handshake requests, alone, truncated,
 // followed by junk or an event, and with invalid lengths and types.
 func FuzzUDSHandshake(f *testing.F) {
-	ev := payload.RequestHeadersEvent{Metadata: payload.RequestMetadata{CorrelationID: "fuzz", RequestID: "r"}, Method: "GET", URI: "/"}
+	ev := agentwire.RequestHeadersEvent{Metadata: agentwire.RequestMetadata{CorrelationID: "fuzz", RequestID: "r"}, Method: "GET", URI: "/"}
 	evFrame, _ := frame.AppendFrame(nil, frame.TypeRequestHeaders, payload.AppendRequestHeadersJSON(nil, &ev))
 	for _, g := range loadGolden(f, "handshake.json") {
 		if g.TypeByte == nil || g.typ(f) != frame.TypeHandshakeRequest {
@@ -145,7 +146,7 @@ func fuzzUDSHandshakeOnce(t *testing.T, in []byte, closeWrite bool) {
 	case typ != frame.TypeHandshakeResponse:
 		t.Fatalf("first frame is %v, want a handshake response (input %x)", typ, in)
 	default:
-		var r payload.HandshakeResponse
+		var r agentwire.HandshakeResponse
 		if err := payload.DecodeHandshakeResponseJSON(p, &r); err != nil {
 			t.Fatalf("undecodable handshake response %q: %v (input %x)", p, err, in)
 		}
@@ -159,7 +160,7 @@ func fuzzUDSHandshakeOnce(t *testing.T, in []byte, closeWrite bool) {
 			} else if errors.Is(err, os.ErrDeadlineExceeded) {
 				t.Fatalf("the server did not close after a failed handshake (input %x)", in)
 			}
-		} else if r.ProtocolVersion != payload.ProtocolVersion {
+		} else if r.ProtocolVersion != agentwire.ProtocolVersion {
 			t.Fatalf("successful handshake with protocol version %d", r.ProtocolVersion)
 		}
 	}
@@ -175,17 +176,17 @@ func fuzzUDSHandshakeOnce(t *testing.T, in []byte, closeWrite bool) {
 	wc.SetDeadline(time.Now().Add(bound))
 	wrd := frame.NewReader(wc, 0)
 	defer wrd.Release()
-	hs := payload.HandshakeRequest{SupportedVersions: []uint32{2}, ProxyID: "fuzz", ProxyVersion: "0", SupportedEncodings: []string{payload.EncodingJSON}}
+	hs := agentwire.HandshakeRequest{SupportedVersions: []uint32{2}, ProxyID: "fuzz", ProxyVersion: "0", SupportedEncodings: []string{agentwire.EncodingJSON}}
 	hsFrame, _ := frame.AppendFrame(nil, frame.TypeHandshakeRequest, payload.AppendHandshakeRequestJSON(nil, &hs))
 	if _, err := wc.Write(hsFrame); err != nil {
 		t.Fatalf("second connection after input %x: %v", in, err)
 	}
 	typ, p, err = wrd.ReadFrame()
-	var hr payload.HandshakeResponse
+	var hr agentwire.HandshakeResponse
 	if err != nil || typ != frame.TypeHandshakeResponse || payload.DecodeHandshakeResponseJSON(p, &hr) != nil || !hr.Success {
 		t.Fatalf("second handshake after input %x: %v %v %q", in, typ, err, p)
 	}
-	ev := payload.RequestHeadersEvent{Metadata: payload.RequestMetadata{CorrelationID: "second", RequestID: "r"}, Method: "GET", URI: "/"}
+	ev := agentwire.RequestHeadersEvent{Metadata: agentwire.RequestMetadata{CorrelationID: "second", RequestID: "r"}, Method: "GET", URI: "/"}
 	evFrame, _ := frame.AppendFrame(nil, frame.TypeRequestHeaders, payload.AppendRequestHeadersJSON(nil, &ev))
 	if _, err := wc.Write(evFrame); err != nil {
 		t.Fatalf("second connection after input %x: %v", in, err)
@@ -198,8 +199,8 @@ func fuzzUDSHandshakeOnce(t *testing.T, in []byte, closeWrite bool) {
 		if typ != frame.TypeAgentResponse {
 			continue // pushes (health)
 		}
-		var r payload.AgentResponse
-		if err := payload.DecodeAgentResponseJSON(p, &r); err != nil || r.CorrelationID != "second" || r.Decision.Kind != payload.DecisionAllow {
+		var r agentwire.AgentResponse
+		if err := payload.DecodeAgentResponseJSON(p, &r); err != nil || r.CorrelationID != "second" || r.Decision.Kind != agentwire.DecisionAllow {
 			t.Fatalf("second request after input %x: %v %q", in, err, p)
 		}
 		break

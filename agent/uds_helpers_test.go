@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/payload"
 )
 
 // This file holds the test side of the Unix-socket transport: a raw client
@@ -203,7 +204,7 @@ func (p *rawProxy) expectClosed() {
 // returns the raw answer payload.
 func (p *rawProxy) handshakeRaw(encodings []string) []byte {
 	p.t.Helper()
-	req := payload.HandshakeRequest{SupportedVersions: []uint32{2}, ProxyID: "zentinel-proxy", ProxyVersion: "0.6.20", SupportedEncodings: encodings}
+	req := agentwire.HandshakeRequest{SupportedVersions: []uint32{2}, ProxyID: "zentinel-proxy", ProxyVersion: "0.6.20", SupportedEncodings: encodings}
 	p.send(frame.TypeHandshakeRequest, payload.AppendHandshakeRequestJSON(nil, &req))
 	typ, b := p.recv()
 	if typ != frame.TypeHandshakeResponse {
@@ -213,10 +214,10 @@ func (p *rawProxy) handshakeRaw(encodings []string) []byte {
 }
 
 // handshake completes a successful handshake and returns the answer.
-func (p *rawProxy) handshake(encodings ...string) payload.HandshakeResponse {
+func (p *rawProxy) handshake(encodings ...string) agentwire.HandshakeResponse {
 	p.t.Helper()
 	b := p.handshakeRaw(encodings)
-	var hs payload.HandshakeResponse
+	var hs agentwire.HandshakeResponse
 	if err := payload.DecodeHandshakeResponseJSON(b, &hs); err != nil {
 		p.t.Fatalf("handshake answer %s: %v", b, err)
 	}
@@ -228,7 +229,7 @@ func (p *rawProxy) handshake(encodings ...string) payload.HandshakeResponse {
 
 // recvReply reads frames until a 0x20 arrives (skipping pushes) and decodes
 // it in the given encoding.
-func (p *rawProxy) recvReply(msgpack bool) payload.AgentResponse {
+func (p *rawProxy) recvReply(msgpack bool) agentwire.AgentResponse {
 	p.t.Helper()
 	for {
 		typ, b := p.recv()
@@ -239,9 +240,9 @@ func (p *rawProxy) recvReply(msgpack bool) payload.AgentResponse {
 	}
 }
 
-func decodeReply(t testing.TB, b []byte, msgpack bool) payload.AgentResponse {
+func decodeReply(t testing.TB, b []byte, msgpack bool) agentwire.AgentResponse {
 	t.Helper()
-	var r payload.AgentResponse
+	var r agentwire.AgentResponse
 	var err error
 	if msgpack {
 		err = payload.DecodeAgentResponseMsgpack(b, &r)
@@ -256,7 +257,7 @@ func decodeReply(t testing.TB, b []byte, msgpack bool) payload.AgentResponse {
 
 func (p *rawProxy) ping(seq int) {
 	p.t.Helper()
-	pg := payload.Ping{Sequence: uint64(seq), TimestampMS: 1781256463123}
+	pg := agentwire.Ping{Sequence: uint64(seq), TimestampMS: 1781256463123}
 	p.send(frame.TypePing, payload.AppendPingJSON(nil, &pg))
 }
 
@@ -276,23 +277,23 @@ func (p *rawProxy) expectPongOnly() []byte {
 
 // reqHeadersJSON is a 0x10 payload for cid and uri.
 func reqHeadersJSON(cid, uri string) []byte {
-	ev := payload.RequestHeadersEvent{
-		Metadata: payload.RequestMetadata{CorrelationID: cid, RequestID: "r-" + cid, ClientIP: "10.0.0.1", ClientPort: 4242,
+	ev := agentwire.RequestHeadersEvent{
+		Metadata: agentwire.RequestMetadata{CorrelationID: cid, RequestID: "r-" + cid, ClientIP: "10.0.0.1", ClientPort: 4242,
 			Protocol: "HTTP/1.1", Timestamp: time.Unix(1781256463, 0).UTC()},
 		Method:  "GET",
 		URI:     uri,
-		Headers: payload.Headers{{Name: "host", Values: []string{"example.com"}}},
+		Headers: agentwire.Headers{{Name: "host", Values: []string{"example.com"}}},
 	}
 	return payload.AppendRequestHeadersJSON(nil, &ev)
 }
 
 func reqHeadersMsgpack(cid, uri string) []byte {
-	ev := payload.RequestHeadersEvent{
-		Metadata: payload.RequestMetadata{CorrelationID: cid, RequestID: "r-" + cid, ClientIP: "10.0.0.1", ClientPort: 4242,
+	ev := agentwire.RequestHeadersEvent{
+		Metadata: agentwire.RequestMetadata{CorrelationID: cid, RequestID: "r-" + cid, ClientIP: "10.0.0.1", ClientPort: 4242,
 			Protocol: "HTTP/1.1", Timestamp: time.Unix(1781256463, 0).UTC()},
 		Method:  "GET",
 		URI:     uri,
-		Headers: payload.Headers{{Name: "host", Values: []string{"example.com"}}},
+		Headers: agentwire.Headers{{Name: "host", Values: []string{"example.com"}}},
 	}
 	return payload.AppendRequestHeadersMsgpack(nil, &ev)
 }

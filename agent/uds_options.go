@@ -6,8 +6,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
-	"github.com/agentwire/agentwire/codec/payload"
 )
 
 // Unix-socket defaults.
@@ -95,12 +95,12 @@ func WithEncodings(encodings ...string) Option {
 		hasJSON, hasMsgpack := false, false
 		for _, e := range encodings {
 			switch e {
-			case payload.EncodingJSON:
+			case agentwire.EncodingJSON:
 				hasJSON = true
-			case payload.EncodingMsgpack:
+			case agentwire.EncodingMsgpack:
 				hasMsgpack = true
 			default:
-				return fmt.Errorf("agentwire: unknown encoding %q (want %q or %q)", e, payload.EncodingJSON, payload.EncodingMsgpack)
+				return fmt.Errorf("agentwire: unknown encoding %q (want %q or %q)", e, agentwire.EncodingJSON, agentwire.EncodingMsgpack)
 			}
 		}
 		if !hasJSON {

@@ -17,8 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/payload"
 )
 
 const goldenCID = "5f0c2a9e7b1d4e38a6c4f2b1d0e9a8c7"
@@ -68,7 +69,7 @@ func TestUDSHandshakeShape(t *testing.T) {
 			t.Errorf("%s keys %v, want %v", k, gk, wk)
 		}
 	}
-	var hs payload.HandshakeResponse
+	var hs agentwire.HandshakeResponse
 	if err := payload.DecodeHandshakeResponseJSON(got, &hs); err != nil {
 		t.Fatalf("strict decode of %s: %v", got, err)
 	}
@@ -78,7 +79,7 @@ func TestUDSHandshakeShape(t *testing.T) {
 	if hs.Capabilities.AgentID != "waf-1" || hs.Capabilities.Version != "1.2.3" {
 		t.Errorf("capabilities %+v", hs.Capabilities)
 	}
-	if hs.Capabilities.Features != payload.FullFeatures() {
+	if hs.Capabilities.Features != agentwire.FullFeatures() {
 		t.Errorf("features %+v", hs.Capabilities.Features)
 	}
 	if !slices.Contains(hs.Capabilities.SupportedEvents, 0) || slices.Contains(hs.Capabilities.SupportedEvents, 8) {
@@ -114,7 +115,7 @@ func TestUDSEncodingNegotiation(t *testing.T) {
 			if err := json.Unmarshal(b, &raw); err != nil {
 				t.Fatal(err)
 			}
-			var hs payload.HandshakeResponse
+			var hs agentwire.HandshakeResponse
 			if err := payload.DecodeHandshakeResponseJSON(b, &hs); err != nil {
 				t.Fatalf("%s: %v", b, err)
 			}
@@ -151,7 +152,7 @@ func TestUDSHandshakeFailures(t *testing.T) {
 		p := dialRaw(t, e.path)
 		p.send(frame.TypeRequestHeaders, reqHeadersJSON("x", "/"))
 		typ, b := p.recv()
-		var hs payload.HandshakeResponse
+		var hs agentwire.HandshakeResponse
 		if typ != frame.TypeHandshakeResponse || payload.DecodeHandshakeResponseJSON(b, &hs) != nil || hs.Success {
 			t.Fatalf("got %v %s", typ, b)
 		}
@@ -162,7 +163,7 @@ func TestUDSHandshakeFailures(t *testing.T) {
 		p := dialRaw(t, e.path)
 		p.send(frame.TypeHandshakeRequest, []byte(`{"supported_versions":[2],`))
 		_, b := p.recv()
-		var hs payload.HandshakeResponse
+		var hs agentwire.HandshakeResponse
 		if payload.DecodeHandshakeResponseJSON(b, &hs) != nil || hs.Success || !hs.Error.Valid {
 			t.Fatalf("got %s", b)
 		}
@@ -173,7 +174,7 @@ func TestUDSHandshakeFailures(t *testing.T) {
 		p := dialRaw(t, e.path)
 		p.send(frame.TypeHandshakeRequest, []byte(`{"supported_versions":[1],"proxy_id":"p","proxy_version":"1"}`))
 		_, b := p.recv()
-		var hs payload.HandshakeResponse
+		var hs agentwire.HandshakeResponse
 		if payload.DecodeHandshakeResponseJSON(b, &hs) != nil || hs.Success {
 			t.Fatalf("got %s", b)
 		}
@@ -185,7 +186,7 @@ func TestUDSHandshakeFailures(t *testing.T) {
 		e := startUDS(t, h)
 		p := dialRaw(t, e.path)
 		b := p.handshakeRaw([]string{"json"})
-		var hs payload.HandshakeResponse
+		var hs agentwire.HandshakeResponse
 		if payload.DecodeHandshakeResponseJSON(b, &hs) != nil || hs.Success || hs.Error.Value != "go away" {
 			t.Fatalf("got %s", b)
 		}
@@ -203,7 +204,7 @@ func TestUDSHandshakeFailures(t *testing.T) {
 		g := goldenByName(t, "handshake.json", "handshake_request_with_config")
 		p.send(frame.TypeHandshakeRequest, []byte(g.JSONPayload))
 		_, b := p.recv()
-		var hs payload.HandshakeResponse
+		var hs agentwire.HandshakeResponse
 		if payload.DecodeHandshakeResponseJSON(b, &hs) != nil || !hs.Success {
 			t.Fatalf("got %s", b)
 		}
@@ -218,7 +219,7 @@ func TestUDSHandshakeFailures(t *testing.T) {
 		cfg := `{"allow_list":["10.0.0.0/8"],"mode":"block","paranoia":2}`
 		for i := range 2 {
 			p.send(frame.TypeConfigure, []byte(`{"config":`+cfg+`,"config_version":"v1","correlation_id":"cfg-`+fmt.Sprint(i)+`"}`))
-			if r := p.recvReply(false); r.CorrelationID != "cfg-"+fmt.Sprint(i) || r.Decision.Kind != payload.DecisionAllow {
+			if r := p.recvReply(false); r.CorrelationID != "cfg-"+fmt.Sprint(i) || r.Decision.Kind != agentwire.DecisionAllow {
 				t.Fatalf("reply %+v", r)
 			}
 		}
@@ -252,34 +253,34 @@ func (g *goldenRecorder) note(cid, kind, detail string) {
 
 func (g *goldenRecorder) handler() *funcHandler {
 	return &funcHandler{
-		reqHeaders: func(_ context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+		reqHeaders: func(_ context.Context, ev *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 			g.note(r.CorrelationID, "request_headers", ev.Method+" "+ev.URI)
 			return nil
 		},
-		reqBody: func(_ context.Context, ev *payload.BodyChunk, r *payload.AgentResponse) error {
+		reqBody: func(_ context.Context, ev *agentwire.BodyChunk, r *agentwire.AgentResponse) error {
 			g.note(r.CorrelationID, "request_body_chunk", fmt.Sprintf("%d bytes", len(ev.Data)))
 			return nil
 		},
-		respHeaders: func(_ context.Context, ev *payload.ResponseHeadersEvent, r *payload.AgentResponse) error {
+		respHeaders: func(_ context.Context, ev *agentwire.ResponseHeadersEvent, r *agentwire.AgentResponse) error {
 			g.note(r.CorrelationID, "response_headers", fmt.Sprint(ev.Status))
 			return nil
 		},
-		respBody: func(_ context.Context, ev *payload.BodyChunk, r *payload.AgentResponse) error {
+		respBody: func(_ context.Context, ev *agentwire.BodyChunk, r *agentwire.AgentResponse) error {
 			g.note(r.CorrelationID, "response_body_chunk", fmt.Sprintf("%d bytes", len(ev.Data)))
 			return nil
 		},
-		complete: func(_ context.Context, ev *payload.RequestCompleteEvent, r *payload.AgentResponse) error {
+		complete: func(_ context.Context, ev *agentwire.RequestCompleteEvent, r *agentwire.AgentResponse) error {
 			g.note(r.CorrelationID, "request_complete", fmt.Sprint(ev.Status))
 			return nil
 		},
-		ws: func(_ context.Context, ev *payload.WebSocketFrameEvent, r *payload.AgentResponse) error {
+		ws: func(_ context.Context, ev *agentwire.WebSocketFrameEvent, r *agentwire.AgentResponse) error {
 			g.note(r.CorrelationID, "websocket_frame", ev.Opcode)
-			r.WebSocketDecision = payload.Some(payload.WebSocketDecision{Kind: payload.WebSocketDrop})
+			r.WebSocketDecision = agentwire.Some(agentwire.WebSocketDecision{Kind: agentwire.WebSocketDrop})
 			return nil
 		},
-		guard: func(_ context.Context, ev *payload.GuardrailInspectEvent, r *payload.AgentResponse) error {
+		guard: func(_ context.Context, ev *agentwire.GuardrailInspectEvent, r *agentwire.AgentResponse) error {
 			g.note(r.CorrelationID, "guardrail_inspect", ev.InspectionType)
-			r.Decision = payload.Block(403)
+			r.Decision = agentwire.Block(403)
 			return nil
 		},
 	}
@@ -340,15 +341,15 @@ func TestUDSGoldenEvents(t *testing.T) {
 						last = h.versions[n-1]
 					}
 					h.mu.Unlock()
-					if last != "v3" || r.Decision.Kind != payload.DecisionAllow {
+					if last != "v3" || r.Decision.Kind != agentwire.DecisionAllow {
 						t.Errorf("%s: configure version %q, decision %v", g.Name, last, r.Decision.Kind)
 					}
 				case frame.TypeGuardrailInspect:
-					if r.Decision.Kind != payload.DecisionBlock || r.Decision.Status != 403 {
+					if r.Decision.Kind != agentwire.DecisionBlock || r.Decision.Status != 403 {
 						t.Errorf("%s: guardrail decision %+v", g.Name, r.Decision)
 					}
 				case frame.TypeWebSocketFrame:
-					if !r.WebSocketDecision.Valid || r.WebSocketDecision.Value.Kind != payload.WebSocketDrop {
+					if !r.WebSocketDecision.Valid || r.WebSocketDecision.Value.Kind != agentwire.WebSocketDrop {
 						t.Errorf("%s: websocket decision %+v", g.Name, r.WebSocketDecision)
 					}
 				}
@@ -409,7 +410,7 @@ func TestUDSConfigureRejected(t *testing.T) {
 	g := goldenByName(t, "events.json", "configure")
 	p.send(frame.TypeConfigure, []byte(g.JSONPayload))
 	r := p.recvReply(false)
-	if r.CorrelationID != "cfg-1" || r.Decision.Kind != payload.DecisionBlock || r.Decision.Status != 500 ||
+	if r.CorrelationID != "cfg-1" || r.Decision.Kind != agentwire.DecisionBlock || r.Decision.Status != 500 ||
 		r.Decision.Body.Value != "Configuration rejected" {
 		t.Fatalf("reply %+v", r)
 	}
@@ -492,7 +493,7 @@ func TestUDSGarbageEventFailsClosed(t *testing.T) {
 			for _, tc := range cases {
 				p.send(frame.TypeRequestHeaders, tc.payload)
 				r := p.recvReply(msgpack)
-				if r.CorrelationID != tc.cid || r.Decision.Kind != payload.DecisionBlock || r.Decision.Status != 503 {
+				if r.CorrelationID != tc.cid || r.Decision.Kind != agentwire.DecisionBlock || r.Decision.Status != 503 {
 					t.Errorf("%q: reply cid %q decision %v", tc.payload, r.CorrelationID, r.Decision.Kind)
 				}
 			}
@@ -508,24 +509,24 @@ func TestUDSGarbageEventFailsClosed(t *testing.T) {
 		p.send(frame.TypeWebSocketFrame, []byte(`{"correlation_id":"w-1","opcode":"text","data":17}`))
 		r := p.recvReply(false)
 		ws, ok := r.WebSocketDecision.Get()
-		if r.CorrelationID != "w-1" || r.Decision.Kind != payload.DecisionBlock || !ok ||
-			ws.Kind != payload.WebSocketClose || ws.Code != 1011 {
+		if r.CorrelationID != "w-1" || r.Decision.Kind != agentwire.DecisionBlock || !ok ||
+			ws.Kind != agentwire.WebSocketClose || ws.Code != 1011 {
 			t.Fatalf("reply %+v", r)
 		}
 	})
 	t.Run("explicit fail open", func(t *testing.T) {
 		// The handler-error decision does not apply to decode errors.
-		e := startUDS(t, BaseHandler{}, WithDecodeErrorDecision(payload.Allow()), WithErrorDecision(payload.Block(500)))
+		e := startUDS(t, BaseHandler{}, WithDecodeErrorDecision(agentwire.Allow()), WithErrorDecision(agentwire.Block(500)))
 		p := dialRaw(t, e.path)
 		p.handshake("json")
 		p.send(frame.TypeRequestBodyChunk, []byte(`{"correlation_id":"g-3","data":"!!"}`))
 		r := p.recvReply(false)
-		if r.CorrelationID != "g-3" || r.Decision.Kind != payload.DecisionAllow {
+		if r.CorrelationID != "g-3" || r.Decision.Kind != agentwire.DecisionAllow {
 			t.Fatalf("reply %+v", r)
 		}
 		p.send(frame.TypeWebSocketFrame, []byte(`{"correlation_id":"w-2","opcode":"text","data":17}`))
 		r = p.recvReply(false)
-		if ws, ok := r.WebSocketDecision.Get(); r.CorrelationID != "w-2" || !ok || ws.Kind != payload.WebSocketAllow {
+		if ws, ok := r.WebSocketDecision.Get(); r.CorrelationID != "w-2" || !ok || ws.Kind != agentwire.WebSocketAllow {
 			t.Fatalf("reply %+v", r)
 		}
 	})
@@ -539,7 +540,7 @@ func TestUDSCancel(t *testing.T) {
 			started := make(chan struct{}, 1)
 			cancelled := make(chan error, 1)
 			hh := newHookHandler()
-			hh.reqHeaders = func(ctx context.Context, _ *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+			hh.reqHeaders = func(ctx context.Context, _ *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 				started <- struct{}{}
 				select {
 				case <-ctx.Done():
@@ -547,7 +548,7 @@ func TestUDSCancel(t *testing.T) {
 				case <-time.After(testTimeout):
 					cancelled <- errors.New("not cancelled")
 				}
-				r.Decision = payload.Block(499)
+				r.Decision = agentwire.Block(499)
 				return nil
 			}
 			e := startUDS(t, hh)
@@ -574,7 +575,7 @@ func TestUDSCancel(t *testing.T) {
 			p.expectPongOnly()
 			hh.mu.Lock()
 			defer hh.mu.Unlock()
-			if len(hh.cancels) != 1 || hh.cancels[0].Reason != payload.CancelTimeout || hh.cancels[0].CorrelationID != goldenCID {
+			if len(hh.cancels) != 1 || hh.cancels[0].Reason != agentwire.CancelTimeout || hh.cancels[0].CorrelationID != goldenCID {
 				t.Fatalf("OnCancel got %+v", hh.cancels)
 			}
 		})
@@ -596,7 +597,7 @@ func TestUDSCancel(t *testing.T) {
 		hh.waitCall(t, "cancel")
 		hh.mu.Lock()
 		defer hh.mu.Unlock()
-		if hh.cancels[0].CorrelationID != "c-9" || hh.cancels[0].Reason != payload.CancelManual {
+		if hh.cancels[0].CorrelationID != "c-9" || hh.cancels[0].Reason != agentwire.CancelManual {
 			t.Fatalf("cancel %+v", hh.cancels[0])
 		}
 	})
@@ -606,11 +607,11 @@ func TestUDSCancel(t *testing.T) {
 // second has been answered.
 func TestUDSPipelinedOutOfOrder(t *testing.T) {
 	release := make(chan struct{})
-	h := &funcHandler{reqHeaders: func(ctx context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+	h := &funcHandler{reqHeaders: func(ctx context.Context, ev *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 		if ev.URI == "/first" {
 			<-release
 		}
-		r.RequestHeaders = append(r.RequestHeaders, payload.HeaderOp{Kind: payload.HeaderSet, Name: "x-uri", Value: ev.URI})
+		r.RequestHeaders = append(r.RequestHeaders, agentwire.HeaderOp{Kind: agentwire.HeaderSet, Name: "x-uri", Value: ev.URI})
 		return nil
 	}}
 	e := startUDS(t, h)
@@ -632,7 +633,7 @@ func TestUDSPipelinedOutOfOrder(t *testing.T) {
 func TestUDSConcurrencyBound(t *testing.T) {
 	var running, peak atomic.Int32
 	release := make(chan struct{})
-	h := &funcHandler{reqHeaders: func(ctx context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+	h := &funcHandler{reqHeaders: func(ctx context.Context, ev *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 		n := running.Add(1)
 		for {
 			p := peak.Load()
@@ -700,12 +701,12 @@ func TestUDSOversizedFrame(t *testing.T) {
 
 func TestUDSHandlerErrorAndPanic(t *testing.T) {
 	h := &funcHandler{
-		reqHeaders: func(context.Context, *payload.RequestHeadersEvent, *payload.AgentResponse) error {
+		reqHeaders: func(context.Context, *agentwire.RequestHeadersEvent, *agentwire.AgentResponse) error {
 			return errors.New("boom")
 		},
-		reqBody: func(context.Context, *payload.BodyChunk, *payload.AgentResponse) error { panic("kaboom") },
+		reqBody: func(context.Context, *agentwire.BodyChunk, *agentwire.AgentResponse) error { panic("kaboom") },
 	}
-	e := startUDS(t, h, WithErrorDecision(payload.Block(503)))
+	e := startUDS(t, h, WithErrorDecision(agentwire.Block(503)))
 	p := dialRaw(t, e.path)
 	p.handshake("json")
 	p.send(frame.TypeRequestHeaders, reqHeadersJSON("e-1", "/"))
@@ -724,16 +725,16 @@ func TestUDSHandlerErrorAndPanic(t *testing.T) {
 // TestUDSMsgpackUnencodableReply: an audit.custom value that is not JSON
 // cannot be carried in MessagePack; the error decision goes out instead.
 func TestUDSMsgpackUnencodableReply(t *testing.T) {
-	h := &funcHandler{reqHeaders: func(_ context.Context, _ *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+	h := &funcHandler{reqHeaders: func(_ context.Context, _ *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 		r.Audit.Custom = map[string]json.RawMessage{"bad": json.RawMessage("{nope")}
-		r.Decision = payload.Block(401)
+		r.Decision = agentwire.Block(401)
 		return nil
 	}}
 	e := startUDS(t, h)
 	p := dialRaw(t, e.path)
 	p.handshake("msgpack")
 	p.send(frame.TypeRequestHeaders, reqHeadersMsgpack("u-1", "/"))
-	if r := p.recvReply(true); r.CorrelationID != "u-1" || r.Decision.Kind != payload.DecisionAllow {
+	if r := p.recvReply(true); r.CorrelationID != "u-1" || r.Decision.Kind != agentwire.DecisionAllow {
 		t.Fatalf("reply %+v", r)
 	}
 }
@@ -747,9 +748,9 @@ func TestUDSPushes(t *testing.T) {
 			msgpack := enc == "msgpack"
 			waitFor(t, "connection registered", func() bool { return e.srv.Stats().Conns == 1 })
 
-			e.srv.ReportHealth(payload.HealthStatus{State: payload.HealthDegraded, TimeoutMultiplier: 1.5})
+			e.srv.ReportHealth(agentwire.HealthStatus{State: agentwire.HealthDegraded, TimeoutMultiplier: 1.5})
 			typ, b := p.recv()
-			var hs payload.HealthStatus
+			var hs agentwire.HealthStatus
 			var err error
 			if msgpack {
 				err = payload.DecodeHealthStatusMsgpack(b, &hs)
@@ -760,13 +761,13 @@ func TestUDSPushes(t *testing.T) {
 					t.Errorf("health JSON %s lacks integer state", b)
 				}
 			}
-			if typ != frame.TypeHealthStatus || err != nil || hs.State != payload.HealthDegraded || hs.AgentID != "push-agent" {
+			if typ != frame.TypeHealthStatus || err != nil || hs.State != agentwire.HealthDegraded || hs.AgentID != "push-agent" {
 				t.Fatalf("health frame %v %x: %v %+v", typ, b, err, hs)
 			}
 
-			e.srv.ReportMetrics(&payload.MetricsReport{IntervalMS: 1000, Counters: []payload.CounterMetric{{Name: "agent_requests_total", Value: 3}}})
+			e.srv.ReportMetrics(&agentwire.MetricsReport{IntervalMS: 1000, Counters: []agentwire.CounterMetric{{Name: "agent_requests_total", Value: 3}}})
 			typ, b = p.recv()
-			var mr payload.MetricsReport
+			var mr agentwire.MetricsReport
 			if msgpack {
 				err = payload.DecodeMetricsReportMsgpack(b, &mr)
 			} else {
@@ -776,26 +777,26 @@ func TestUDSPushes(t *testing.T) {
 				t.Fatalf("metrics frame %v: %v %+v", typ, err, mr)
 			}
 
-			e.srv.SendFlowControl(payload.FlowControlSignal{Action: payload.FlowPause})
+			e.srv.SendFlowControl(agentwire.FlowControlSignal{Action: agentwire.FlowPause})
 			typ, b = p.recv()
-			var fc payload.FlowControlSignal
+			var fc agentwire.FlowControlSignal
 			if msgpack {
 				err = payload.DecodeFlowControlSignalMsgpack(b, &fc)
 			} else {
 				err = payload.DecodeFlowControlSignalJSON(b, &fc)
 			}
-			if typ != frame.TypeFlowControl || err != nil || fc.Action != payload.FlowPause {
+			if typ != frame.TypeFlowControl || err != nil || fc.Action != agentwire.FlowPause {
 				t.Fatalf("flow frame %v: %v %+v", typ, err, fc)
 			}
 
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
-			_, err = e.srv.RequestConfigUpdate(ctx, &payload.ConfigUpdateRequest{Kind: payload.ConfigRequestReload, RequestID: "cu-1"})
+			_, err = e.srv.RequestConfigUpdate(ctx, &agentwire.ConfigUpdateRequest{Kind: agentwire.ConfigRequestReload, RequestID: "cu-1"})
 			if !errors.Is(err, ErrNoControlStream) {
 				t.Fatalf("RequestConfigUpdate: %v", err)
 			}
 			typ, b = p.recv()
-			var cu payload.ConfigUpdateRequest
+			var cu agentwire.ConfigUpdateRequest
 			if msgpack {
 				err = payload.DecodeConfigUpdateRequestMsgpack(b, &cu)
 			} else {
@@ -920,11 +921,11 @@ func TestUDSSocketFile(t *testing.T) {
 func TestUDSShutdownGraceful(t *testing.T) {
 	started := make(chan struct{})
 	release := make(chan struct{})
-	h := &funcHandler{reqHeaders: func(ctx context.Context, _ *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+	h := &funcHandler{reqHeaders: func(ctx context.Context, _ *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 		close(started)
 		<-release
 		if ctx.Err() != nil {
-			r.Decision = payload.Block(500) // must not happen on a graceful shutdown
+			r.Decision = agentwire.Block(500) // must not happen on a graceful shutdown
 		}
 		return nil
 	}}
@@ -946,7 +947,7 @@ func TestUDSShutdownGraceful(t *testing.T) {
 	time.Sleep(10 * time.Millisecond)
 	close(release)
 	r := p.recvReply(false)
-	if r.CorrelationID != "s-1" || r.Decision.Kind != payload.DecisionAllow {
+	if r.CorrelationID != "s-1" || r.Decision.Kind != agentwire.DecisionAllow {
 		t.Fatalf("reply %+v", r)
 	}
 	p.expectClosed()
@@ -961,7 +962,7 @@ func TestUDSShutdownGraceful(t *testing.T) {
 
 func TestUDSCloseCancels(t *testing.T) {
 	started := make(chan struct{})
-	h := &funcHandler{reqHeaders: func(ctx context.Context, _ *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+	h := &funcHandler{reqHeaders: func(ctx context.Context, _ *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 		close(started)
 		<-ctx.Done()
 		return nil
@@ -987,8 +988,8 @@ func TestUDSDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	typ, b := p.recv()
-	var hs payload.HealthStatus
-	if typ != frame.TypeHealthStatus || payload.DecodeHealthStatusJSON(b, &hs) != nil || hs.State != payload.HealthDraining {
+	var hs agentwire.HealthStatus
+	if typ != frame.TypeHealthStatus || payload.DecodeHealthStatusJSON(b, &hs) != nil || hs.State != agentwire.HealthDraining {
 		t.Fatalf("got %v %s", typ, b)
 	}
 	// The open connection is still served; a new one is refused.
@@ -998,7 +999,7 @@ func TestUDSDrain(t *testing.T) {
 	}
 	p2 := dialRaw(t, e.path)
 	b = p2.handshakeRaw([]string{"json"})
-	var ans payload.HandshakeResponse
+	var ans agentwire.HandshakeResponse
 	if payload.DecodeHandshakeResponseJSON(b, &ans) != nil || ans.Success || !strings.Contains(ans.Error.Value, "draining") {
 		t.Fatalf("handshake while draining: %s", b)
 	}
@@ -1008,8 +1009,8 @@ func TestUDSDrain(t *testing.T) {
 // in both encodings at once (exercises the worker pool and writer under
 // -race).
 func TestUDSManyConnections(t *testing.T) {
-	h := &funcHandler{reqHeaders: func(_ context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
-		r.RequestHeaders = append(r.RequestHeaders, payload.HeaderOp{Kind: payload.HeaderSet, Name: "x-uri", Value: ev.URI})
+	h := &funcHandler{reqHeaders: func(_ context.Context, ev *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
+		r.RequestHeaders = append(r.RequestHeaders, agentwire.HeaderOp{Kind: agentwire.HeaderSet, Name: "x-uri", Value: ev.URI})
 		return nil
 	}}
 	e := startUDS(t, h, WithMaxConcurrency(8))
@@ -1052,7 +1053,7 @@ func TestUDSManyConnections(t *testing.T) {
 				if typ != frame.TypeAgentResponse {
 					continue
 				}
-				var r payload.AgentResponse
+				var r agentwire.AgentResponse
 				if msgpack {
 					err = payload.DecodeAgentResponseMsgpack(b, &r)
 				} else {
@@ -1124,18 +1125,18 @@ func TestBestEffortID(t *testing.T) {
 // and answers with a reply larger than the writer's batch buffer.
 func TestUDSLargeFrames(t *testing.T) {
 	body := bytes.Repeat([]byte("0123456789abcdef"), 20000) // 320 KB
-	h := &funcHandler{reqBody: func(_ context.Context, ev *payload.BodyChunk, r *payload.AgentResponse) error {
+	h := &funcHandler{reqBody: func(_ context.Context, ev *agentwire.BodyChunk, r *agentwire.AgentResponse) error {
 		if !bytes.Equal(ev.Data, body) {
-			r.Decision = payload.Block(400)
+			r.Decision = agentwire.Block(400)
 			return nil
 		}
-		r.RequestBodyMutation = payload.Some(payload.BodyMutation{Action: payload.MutationReplace, Data: bytes.ToUpper(ev.Data)})
+		r.RequestBodyMutation = agentwire.Some(agentwire.BodyMutation{Action: agentwire.MutationReplace, Data: bytes.ToUpper(ev.Data)})
 		return nil
 	}}
 	e := startUDS(t, h)
 	p := dialRaw(t, e.path)
 	p.handshake("json")
-	ev := payload.BodyChunk{CorrelationID: "big", Data: body, IsLast: true, TotalSize: payload.Some(uint64(len(body)))}
+	ev := agentwire.BodyChunk{CorrelationID: "big", Data: body, IsLast: true, TotalSize: agentwire.Some(uint64(len(body)))}
 	for range 3 {
 		p.send(frame.TypeRequestBodyChunk, payload.AppendRequestBodyChunkJSON(nil, &ev))
 		p.ping(1)
@@ -1149,7 +1150,7 @@ func TestUDSLargeFrames(t *testing.T) {
 			case frame.TypeAgentResponse:
 				gotReply = true
 				r := decodeReply(t, b, false)
-				if r.CorrelationID != "big" || r.Decision.Kind != payload.DecisionAllow || !bytes.Equal(r.RequestBodyMutation.Value.Data, bytes.ToUpper(body)) {
+				if r.CorrelationID != "big" || r.Decision.Kind != agentwire.DecisionAllow || !bytes.Equal(r.RequestBodyMutation.Value.Data, bytes.ToUpper(body)) {
 					t.Fatalf("reply cid %q decision %+v", r.CorrelationID, r.Decision)
 				}
 			default:
@@ -1221,7 +1222,7 @@ func TestUDSProxyStopsReading(t *testing.T) {
 func TestUDSInlineRepliesLeaveEarly(t *testing.T) {
 	const n = 24
 	firstRead := make(chan struct{})
-	h := &funcHandler{reqHeaders: func(_ context.Context, ev *payload.RequestHeadersEvent, _ *payload.AgentResponse) error {
+	h := &funcHandler{reqHeaders: func(_ context.Context, ev *agentwire.RequestHeadersEvent, _ *agentwire.AgentResponse) error {
 		if ev.Metadata.CorrelationID == fmt.Sprint("b-", n-1) {
 			select { // the last event of the batch waits for the proxy
 			case <-firstRead:
@@ -1244,7 +1245,7 @@ func TestUDSInlineRepliesLeaveEarly(t *testing.T) {
 		t.Fatalf("no reply while the batch's last handler is blocked: %v", err)
 	}
 	close(firstRead)
-	var r payload.AgentResponse
+	var r agentwire.AgentResponse
 	if typ != frame.TypeAgentResponse || payload.DecodeAgentResponseJSON(b, &r) != nil || r.CorrelationID != "b-0" {
 		t.Fatalf("first frame %v %s", typ, b)
 	}

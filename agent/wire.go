@@ -4,7 +4,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/internal/headerset"
 	"github.com/agentwire/agentwire/internal/pbconv"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
@@ -217,8 +217,8 @@ func decodeFast(raw string, x *exchange) bool {
 	return true
 }
 
-func decodeRequestHeaders(s string, ev *payload.RequestHeadersEvent) bool {
-	ev.Metadata = payload.RequestMetadata{}
+func decodeRequestHeaders(s string, ev *agentwire.RequestHeadersEvent) bool {
+	ev.Metadata = agentwire.RequestMetadata{}
 	ev.Method, ev.URI = "", ""
 	ev.Headers = ev.Headers[:0]
 	var names headerset.Grouper
@@ -264,7 +264,7 @@ func decodeRequestHeaders(s string, ev *payload.RequestHeadersEvent) bool {
 	return w.ok
 }
 
-func decodeMetadata(s string, m *payload.RequestMetadata) bool {
+func decodeMetadata(s string, m *agentwire.RequestMetadata) bool {
 	w := wire{s: s, ok: true}
 	for w.more() {
 		num, wt := w.tag()
@@ -285,15 +285,15 @@ func decodeMetadata(s string, m *payload.RequestMetadata) bool {
 			case 3:
 				m.ClientIP = v
 			case 5:
-				m.ServerName = payload.Some(v)
+				m.ServerName = agentwire.Some(v)
 			case 6:
 				m.Protocol = v
 			case 7:
-				m.TLSVersion = payload.Some(v)
+				m.TLSVersion = agentwire.Some(v)
 			case 8:
-				m.RouteID = payload.Some(v)
+				m.RouteID = agentwire.Some(v)
 			case 9:
-				m.UpstreamID = payload.Some(v)
+				m.UpstreamID = agentwire.Some(v)
 			case 11:
 				m.Traceparent = v
 			}
@@ -314,7 +314,7 @@ func decodeMetadata(s string, m *payload.RequestMetadata) bool {
 
 // decodeHeader decodes one Header message and adds it to h (grouped by
 // name, like pbconv.HeadersFromPB, reusing Values capacity).
-func decodeHeader(s string, h payload.Headers, names *headerset.Grouper) (payload.Headers, bool) {
+func decodeHeader(s string, h agentwire.Headers, names *headerset.Grouper) (agentwire.Headers, bool) {
 	w := wire{s: s, ok: true}
 	var name, value string
 	for w.more() {
@@ -341,7 +341,7 @@ func decodeHeader(s string, h payload.Headers, names *headerset.Grouper) (payloa
 	return names.Add(h, name, value), true
 }
 
-func decodeResponseHeaders(s string, ev *payload.ResponseHeadersEvent) bool {
+func decodeResponseHeaders(s string, ev *agentwire.ResponseHeadersEvent) bool {
 	ev.CorrelationID, ev.Status = "", 0
 	ev.Headers = ev.Headers[:0]
 	var names headerset.Grouper
@@ -374,8 +374,8 @@ func decodeResponseHeaders(s string, ev *payload.ResponseHeadersEvent) bool {
 	return w.ok
 }
 
-func decodeRequestComplete(s string, ev *payload.RequestCompleteEvent) bool {
-	*ev = payload.RequestCompleteEvent{UpstreamAttempts: 1}
+func decodeRequestComplete(s string, ev *agentwire.RequestCompleteEvent) bool {
+	*ev = agentwire.RequestCompleteEvent{UpstreamAttempts: 1}
 	fromCache := false
 	w := wire{s: s, ok: true}
 	for w.more() {
@@ -414,7 +414,7 @@ func decodeRequestComplete(s string, ev *payload.RequestCompleteEvent) bool {
 			}
 		case 8:
 			if w.expect(wt, wtLen) {
-				ev.Error = payload.Some(w.str())
+				ev.Error = agentwire.Some(w.str())
 			}
 		default:
 			w.skip(wt)

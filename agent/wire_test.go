@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/internal/pbconv"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -82,7 +82,7 @@ func checkFast(t *testing.T, b []byte, x *exchange) bool {
 	var got, want any
 	switch e := m.Message.(type) {
 	case *pb.ProxyToAgent_RequestHeaders:
-		var ref payload.RequestHeadersEvent
+		var ref agentwire.RequestHeadersEvent
 		pbconv.RequestHeadersEventFromPB(&ref, e.RequestHeaders)
 		if x.kind != kindRequestHeaders || x.cid != ref.Metadata.CorrelationID {
 			t.Fatalf("kind/cid %v %q", x.kind, x.cid)
@@ -91,7 +91,7 @@ func checkFast(t *testing.T, b []byte, x *exchange) bool {
 		g.Headers, ref.Headers = emptyNil(g.Headers), emptyNil(ref.Headers)
 		got, want = g, ref
 	case *pb.ProxyToAgent_ResponseHeaders:
-		var ref payload.ResponseHeadersEvent
+		var ref agentwire.ResponseHeadersEvent
 		pbconv.ResponseHeadersEventFromPB(&ref, e.ResponseHeaders)
 		if x.kind != kindResponseHeaders || x.cid != ref.CorrelationID {
 			t.Fatalf("kind/cid %v %q", x.kind, x.cid)
@@ -100,14 +100,14 @@ func checkFast(t *testing.T, b []byte, x *exchange) bool {
 		g.Headers, ref.Headers = emptyNil(g.Headers), emptyNil(ref.Headers)
 		got, want = g, ref
 	case *pb.ProxyToAgent_RequestComplete:
-		var ref payload.RequestCompleteEvent
+		var ref agentwire.RequestCompleteEvent
 		pbconv.RequestCompleteEventFromPB(&ref, e.RequestComplete)
 		if x.kind != kindRequestComplete || x.cid != ref.CorrelationID {
 			t.Fatalf("kind/cid %v %q", x.kind, x.cid)
 		}
 		got, want = x.complete, ref
 	case *pb.ProxyToAgent_Guardrail:
-		var ref payload.GuardrailInspectEvent
+		var ref agentwire.GuardrailInspectEvent
 		pbconv.GuardrailInspectEventFromPB(&ref, e.Guardrail)
 		if x.kind != kindGuardrailInspect || x.cid != ref.CorrelationID {
 			t.Fatalf("kind/cid %v %q", x.kind, x.cid)
@@ -122,7 +122,7 @@ func checkFast(t *testing.T, b []byte, x *exchange) bool {
 	return true
 }
 
-func emptyNil(h payload.Headers) payload.Headers {
+func emptyNil(h agentwire.Headers) agentwire.Headers {
 	if len(h) == 0 {
 		return nil
 	}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"unsafe"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/engine"
 )
 
@@ -33,9 +33,9 @@ type EngineLoad struct {
 // worker is the state one load worker reuses between round trips.
 type worker struct {
 	ids   idSlab
-	ev    payload.RequestHeadersEvent
-	resp  payload.AgentResponse
-	chunk payload.BodyChunk
+	ev    agentwire.RequestHeadersEvent
+	resp  agentwire.AgentResponse
+	chunk agentwire.BodyChunk
 }
 
 // RoundTrip returns the RoundTrip performing l's unit of load. The returned
@@ -80,7 +80,7 @@ func (l EngineLoad) RoundTrip() (RoundTrip, error) {
 		// Headers in byte-wise name order: the engine's encoders write
 		// header maps in that order anyway (the bytes on the wire are
 		// the same), and a sorted slice takes their no-sort fast path.
-		slices.SortStableFunc(workers[i].ev.Headers, func(a, b payload.Header) int {
+		slices.SortStableFunc(workers[i].ev.Headers, func(a, b agentwire.Header) int {
 			return strings.Compare(a.Name, b.Name)
 		})
 	}
@@ -100,11 +100,11 @@ func (l EngineLoad) RoundTrip() (RoundTrip, error) {
 		var idx uint32
 		for off := 0; off < len(body); off += chunkSize {
 			end := min(off+chunkSize, len(body))
-			st.chunk = payload.BodyChunk{
+			st.chunk = agentwire.BodyChunk{
 				CorrelationID:    id,
 				Data:             body[off:end],
 				IsLast:           end == len(body),
-				TotalSize:        payload.Some(uint64(len(body))),
+				TotalSize:        agentwire.Some(uint64(len(body))),
 				ChunkIndex:       idx,
 				BytesTransferred: uint64(end),
 			}

@@ -10,10 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/agent"
 	"github.com/agentwire/agentwire/agent/refagents"
-	"github.com/agentwire/agentwire/codec/payload"
 	"github.com/agentwire/agentwire/engine"
+	"github.com/agentwire/agentwire/internal/payload"
 )
 
 // chunkCounter is the echo agent counting body chunks and their bytes.
@@ -22,7 +23,7 @@ type chunkCounter struct {
 	chunks, bytes, last atomic.Int64
 }
 
-func (c *chunkCounter) OnRequestBodyChunk(_ context.Context, ev *payload.BodyChunk, _ *payload.AgentResponse) error {
+func (c *chunkCounter) OnRequestBodyChunk(_ context.Context, ev *agentwire.BodyChunk, _ *agentwire.AgentResponse) error {
 	c.chunks.Add(1)
 	c.bytes.Add(int64(len(ev.Data)))
 	if ev.IsLast {
@@ -114,8 +115,8 @@ func TestIDSlab(t *testing.T) {
 func TestSortedSampleHeadersSameWire(t *testing.T) {
 	ev := SampleRequestHeaders("id-1")
 	sorted := SampleRequestHeaders("id-1")
-	slices.SortStableFunc(sorted.Headers, func(a, b payload.Header) int { return strings.Compare(a.Name, b.Name) })
-	if slices.EqualFunc(ev.Headers, sorted.Headers, func(a, b payload.Header) bool { return a.Name == b.Name }) {
+	slices.SortStableFunc(sorted.Headers, func(a, b agentwire.Header) int { return strings.Compare(a.Name, b.Name) })
+	if slices.EqualFunc(ev.Headers, sorted.Headers, func(a, b agentwire.Header) bool { return a.Name == b.Name }) {
 		t.Fatal("sample headers already sorted: the test proves nothing")
 	}
 	if a, b := payload.AppendRequestHeadersMsgpack(nil, &ev), payload.AppendRequestHeadersMsgpack(nil, &sorted); !bytes.Equal(a, b) {

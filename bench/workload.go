@@ -3,14 +3,14 @@ package bench
 import (
 	"time"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 )
 
 // SampleHeaders returns the 15 typical request headers used by every load
 // run (the same set as the baseline's), names lower-case.
-func SampleHeaders() payload.Headers {
-	one := func(n, v string) payload.Header { return payload.Header{Name: n, Values: []string{v}} }
-	return payload.Headers{
+func SampleHeaders() agentwire.Headers {
+	one := func(n, v string) agentwire.Header { return agentwire.Header{Name: n, Values: []string{v}} }
+	return agentwire.Headers{
 		one("host", "api.example.com"),
 		one("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"),
 		one("accept", "application/json, text/plain, */*"),
@@ -31,18 +31,18 @@ func SampleHeaders() payload.Headers {
 
 // SampleRequestHeaders returns the request-headers event of the load runs,
 // with the given correlation id (also used as request id).
-func SampleRequestHeaders(id string) payload.RequestHeadersEvent {
-	return payload.RequestHeadersEvent{
-		Metadata: payload.RequestMetadata{
+func SampleRequestHeaders(id string) agentwire.RequestHeadersEvent {
+	return agentwire.RequestHeadersEvent{
+		Metadata: agentwire.RequestMetadata{
 			CorrelationID: id,
 			RequestID:     id,
 			ClientIP:      "203.0.113.7",
 			ClientPort:    54321,
-			ServerName:    payload.Some("api.example.com"),
+			ServerName:    agentwire.Some("api.example.com"),
 			Protocol:      "HTTP/1.1",
-			TLSVersion:    payload.Some("TLSv1.3"),
-			RouteID:       payload.Some("api-v1"),
-			UpstreamID:    payload.Some("backend-pool-1"),
+			TLSVersion:    agentwire.Some("TLSv1.3"),
+			RouteID:       agentwire.Some("api-v1"),
+			UpstreamID:    agentwire.Some("backend-pool-1"),
 			Timestamp:     time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
 			Traceparent:   "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
 		},

@@ -6,7 +6,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 )
 
 // The per-request path with the transport replaced by memory: encode into
@@ -19,7 +19,7 @@ func TestAllocsPerRoundTrip(t *testing.T) {
 	c := memConn(t)
 	ctx := context.Background()
 	ev := headersEvent("alloc-probe")
-	dst := new(payload.AgentResponse)
+	dst := new(agentwire.AgentResponse)
 	for range 100 { // warm pools, map and ring
 		if err := c.RequestHeadersInto(ctx, ev, dst); err != nil {
 			t.Fatal(err)
@@ -71,7 +71,7 @@ func TestAllocsEncode(t *testing.T) {
 	}); a != 0 {
 		t.Fatalf("encode request headers into a pooled buffer: %.2f allocations, want 0", a)
 	}
-	chunk := &payload.BodyChunk{CorrelationID: "enc", Data: make([]byte, 16<<10), IsLast: true}
+	chunk := &agentwire.BodyChunk{CorrelationID: "enc", Data: make([]byte, 16<<10), IsLast: true}
 	if a := testing.AllocsPerRun(1000, func() {
 		b, err := tr.bodyChunk(chunk, false, 1)
 		if err != nil {

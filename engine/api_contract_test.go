@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 )
 
 // onceDialer opens one in-memory session; every later attempt fails, so a
@@ -18,12 +18,12 @@ type onceDialer struct {
 	first  *memTransport
 }
 
-func (d *onceDialer) open(context.Context, *payload.HandshakeRequest) (transport, payload.Capabilities, error) {
+func (d *onceDialer) open(context.Context, *agentwire.HandshakeRequest) (transport, agentwire.Capabilities, error) {
 	if d.opened.Add(1) == 1 {
 		d.first = newMemTransport()
-		return d.first, payload.Capabilities{ProtocolVersion: 2, AgentID: "mem"}, nil
+		return d.first, agentwire.Capabilities{ProtocolVersion: 2, AgentID: "mem"}, nil
 	}
-	return nil, payload.Capabilities{}, &Error{Kind: ErrConnectFailed, Detail: "test: agent gone"}
+	return nil, agentwire.Capabilities{}, &Error{Kind: ErrConnectFailed, Detail: "test: agent gone"}
 }
 
 func (*onceDialer) close() error { return nil }
@@ -73,7 +73,7 @@ func TestRefusedConfigureIsNotRemembered(t *testing.T) {
 	c := dial(t, srv.addr, WithMaxSendSize(1024), WithAgentConfig([]byte(`{"gen":1}`)),
 		WithReconnectBackoff(5*time.Millisecond, 20*time.Millisecond))
 	big := []byte(`{"pad":"` + strings.Repeat("x", 2048) + `"}`)
-	err := c.Configure(testCtx(t), &payload.ConfigureEvent{Config: big})
+	err := c.Configure(testCtx(t), &agentwire.ConfigureEvent{Config: big})
 	mustKind(t, err, ErrMessageTooLarge)
 
 	c.sess.Load().fail(ErrConnectionLost, errors.New("test: stream cut")) // force a reconnection

@@ -18,7 +18,7 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 )
 
@@ -36,18 +36,18 @@ import (
 
 const childAgentEnv = "ENGINE_TEST_CHILD_AGENT"
 
-func benchEvent(id string) payload.RequestHeadersEvent {
-	one := func(n, v string) payload.Header { return payload.Header{Name: n, Values: []string{v}} }
-	return payload.RequestHeadersEvent{
-		Metadata: payload.RequestMetadata{
+func benchEvent(id string) agentwire.RequestHeadersEvent {
+	one := func(n, v string) agentwire.Header { return agentwire.Header{Name: n, Values: []string{v}} }
+	return agentwire.RequestHeadersEvent{
+		Metadata: agentwire.RequestMetadata{
 			CorrelationID: id, RequestID: id, ClientIP: "203.0.113.7", ClientPort: 54321,
-			ServerName: payload.Some("api.example.com"), Protocol: "HTTP/1.1", TLSVersion: payload.Some("TLSv1.3"),
-			RouteID: payload.Some("api-v1"), UpstreamID: payload.Some("backend-pool-1"),
+			ServerName: agentwire.Some("api.example.com"), Protocol: "HTTP/1.1", TLSVersion: agentwire.Some("TLSv1.3"),
+			RouteID: agentwire.Some("api-v1"), UpstreamID: agentwire.Some("backend-pool-1"),
 			Timestamp:   time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
 			Traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
 		},
 		Method: "POST", URI: "/api/v1/orders?customer=12345&expand=items",
-		Headers: payload.Headers{
+		Headers: agentwire.Headers{
 			one("host", "api.example.com"),
 			one("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"),
 			one("accept", "application/json, text/plain, */*"),
@@ -85,7 +85,7 @@ func runRoundTrips(b *testing.B, c *Conn, inflight int) {
 	b.ResetTimer()
 	if inflight == 1 {
 		ev := benchEvent("")
-		dst := new(payload.AgentResponse)
+		dst := new(agentwire.AgentResponse)
 		id := make([]byte, 0, 24)
 		for i := 0; i < b.N; i++ {
 			id = strconv.AppendUint(append(id[:0], "bench-"...), seq.Add(1), 36)
@@ -98,7 +98,7 @@ func runRoundTrips(b *testing.B, c *Conn, inflight int) {
 		b.SetParallelism((inflight + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
 		b.RunParallel(func(p *testing.PB) {
 			ev := benchEvent("")
-			dst := new(payload.AgentResponse)
+			dst := new(agentwire.AgentResponse)
 			id := make([]byte, 0, 24)
 			for p.Next() {
 				id = strconv.AppendUint(append(id[:0], "bench-"...), seq.Add(1), 36)

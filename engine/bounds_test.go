@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/payload"
 )
 
 // pausedKeyBytes sums the correlation-id bytes the session keeps for
@@ -39,7 +40,7 @@ func TestUDSPerRequestPauseBytesBounded(t *testing.T) {
 		}
 		pad := strings.Repeat("x", cidLen)
 		for i := range n {
-			f := payload.FlowControlSignal{Action: payload.FlowPause, CorrelationID: payload.Some(fmt.Sprint(i, "-", pad))}
+			f := agentwire.FlowControlSignal{Action: agentwire.FlowPause, CorrelationID: agentwire.Some(fmt.Sprint(i, "-", pad))}
 			b, _ := frame.AppendFrame(nil, frame.TypeFlowControl, payload.AppendFlowControlSignalJSON(nil, &f))
 			if rc.writeRaw(b) != nil {
 				return
@@ -66,8 +67,8 @@ func TestUDSPerRequestPauseBytesBounded(t *testing.T) {
 	// Resuming releases the budget: a new long pause is taken again.
 	var first string
 	s.pausedIDs.Range(func(k string, _ struct{}) bool { first = k; return false })
-	s.onFlow(payload.FlowControlSignal{Action: payload.FlowResume, CorrelationID: payload.Some(first)})
-	s.onFlow(payload.FlowControlSignal{Action: payload.FlowPause, CorrelationID: payload.Some("again-" + first)})
+	s.onFlow(agentwire.FlowControlSignal{Action: agentwire.FlowResume, CorrelationID: agentwire.Some(first)})
+	s.onFlow(agentwire.FlowControlSignal{Action: agentwire.FlowPause, CorrelationID: agentwire.Some("again-" + first)})
 	if _, ok := s.pausedIDs.Load("again-" + first); !ok {
 		t.Fatal("a pause after a resume freed room was refused")
 	}

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/agent"
-	"github.com/agentwire/agentwire/codec/payload"
 )
 
 // blockingAgent never answers until the request's context ends (the agent
@@ -15,20 +15,20 @@ import (
 // late reply the Conn must discard).
 func blockingAgent() *testAgent {
 	a := newTestAgent()
-	a.reqHeaders = func(ctx context.Context, _ *payload.RequestHeadersEvent, _ *payload.AgentResponse) error {
+	a.reqHeaders = func(ctx context.Context, _ *agentwire.RequestHeadersEvent, _ *agentwire.AgentResponse) error {
 		<-ctx.Done()
 		return nil
 	}
 	return a
 }
 
-func (a *testAgent) cancelFor(cid string) (payload.Cancel, bool) {
+func (a *testAgent) cancelFor(cid string) (agentwire.Cancel, bool) {
 	for _, c := range a.cancels {
 		if c.CorrelationID == cid {
 			return c, true
 		}
 	}
-	return payload.Cancel{}, false
+	return agentwire.Cancel{}, false
 }
 
 func TestContextCancelSendsClientDisconnect(t *testing.T) {
@@ -51,7 +51,7 @@ func TestContextCancelSendsClientDisconnect(t *testing.T) {
 	a.mu.Lock()
 	cn, _ := a.cancelFor("gone")
 	a.mu.Unlock()
-	if cn.Reason != payload.CancelClientDisconnect {
+	if cn.Reason != agentwire.CancelClientDisconnect {
 		t.Fatalf("reason %v", cn.Reason)
 	}
 	// The agent answers after the cancel; the late reply is discarded.
@@ -78,7 +78,7 @@ func TestDeadlineSendsTimeoutCancel(t *testing.T) {
 	}
 	a.waitFor(t, "timeout cancel at the agent", func() bool {
 		cn, ok := a.cancelFor("slow")
-		return ok && cn.Reason == payload.CancelTimeout
+		return ok && cn.Reason == agentwire.CancelTimeout
 	})
 	if st := c.Stats(); st.Timeouts != 1 || st.Errors != 0 || st.InFlight != 0 {
 		t.Fatalf("stats: %+v", st)
@@ -99,7 +99,7 @@ func TestDefaultRequestTimeout(t *testing.T) {
 	}
 	a.waitFor(t, "timeout cancel", func() bool {
 		cn, ok := a.cancelFor("no-deadline")
-		return ok && cn.Reason == payload.CancelTimeout
+		return ok && cn.Reason == agentwire.CancelTimeout
 	})
 }
 
@@ -113,7 +113,7 @@ func TestExplicitCancel(t *testing.T) {
 		errc <- err
 	}()
 	waitUntil(t, "request sent", nil, func() bool { return c.Stats().Sent >= 1 })
-	if err := c.Cancel("stop-me", payload.CancelBlockedByAgent); err != nil {
+	if err := c.Cancel("stop-me", agentwire.CancelBlockedByAgent); err != nil {
 		t.Fatal(err)
 	}
 	err := <-errc
@@ -122,10 +122,10 @@ func TestExplicitCancel(t *testing.T) {
 	}
 	a.waitFor(t, "cancel at the agent", func() bool {
 		cn, ok := a.cancelFor("stop-me")
-		return ok && cn.Reason == payload.CancelBlockedByAgent
+		return ok && cn.Reason == agentwire.CancelBlockedByAgent
 	})
 	// Cancelling an id that is not pending still notifies the agent.
-	if err := c.Cancel("unknown", payload.CancelManual); err != nil {
+	if err := c.Cancel("unknown", agentwire.CancelManual); err != nil {
 		t.Fatal(err)
 	}
 	a.waitFor(t, "cancel for unknown id", func() bool { _, ok := a.cancelFor("unknown"); return ok })

@@ -13,7 +13,7 @@ import (
 
 	"google.golang.org/grpc/mem"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/ring"
 )
 
@@ -31,14 +31,14 @@ type Conn struct {
 
 	state atomic.Int32 // stateOpen, stateDraining, stateClosed
 	sess  atomic.Pointer[session]
-	caps  atomic.Pointer[payload.Capabilities]
+	caps  atomic.Pointer[agentwire.Capabilities]
 
 	mu     sync.Mutex
 	sessCh chan struct{} // closed and replaced when sess changes
 
 	// config is the configuration sent after every handshake (latest of
 	// WithAgentConfig and Configure); nil when none.
-	config atomic.Pointer[payload.ConfigureEvent]
+	config atomic.Pointer[agentwire.ConfigureEvent]
 
 	pingSeq atomic.Uint64
 
@@ -76,7 +76,7 @@ var (
 type dialer interface {
 	// open connects (or reuses the underlying connection), opens the event
 	// stream and performs the handshake. ctx bounds the whole operation.
-	open(ctx context.Context, hs *payload.HandshakeRequest) (transport, payload.Capabilities, error)
+	open(ctx context.Context, hs *agentwire.HandshakeRequest) (transport, agentwire.Capabilities, error)
 	// close releases the underlying connection.
 	close() error
 }
@@ -138,7 +138,7 @@ func newConn(ctx context.Context, d dialer, o options) (*Conn, error) {
 	}
 	c.baseCtx, c.baseCancel = context.WithCancel(context.Background())
 	if len(o.agentConfig) > 0 {
-		c.config.Store(&payload.ConfigureEvent{Config: o.agentConfig})
+		c.config.Store(&agentwire.ConfigureEvent{Config: o.agentConfig})
 	}
 	// ctx bounds this first connection only: it must not end the Conn's
 	// base context, which bounds every later reconnection (ctx may end
@@ -165,8 +165,8 @@ func newConn(ctx context.Context, d dialer, o options) (*Conn, error) {
 
 // connect opens a session and starts it (not yet published).
 func (c *Conn) connect(ctx context.Context) (*session, error) {
-	hs := payload.HandshakeRequest{
-		SupportedVersions: []uint32{payload.ProtocolVersion},
+	hs := agentwire.HandshakeRequest{
+		SupportedVersions: []uint32{agentwire.ProtocolVersion},
 		ProxyID:           c.opts.proxyID,
 		ProxyVersion:      c.opts.proxyVersion,
 	}
@@ -513,7 +513,7 @@ func (c *Conn) exchange(ctx context.Context, s *session, cid string, p *pending,
 	}
 
 	var err error
-	var reason payload.CancelReason
+	var reason agentwire.CancelReason
 	select {
 	case err = <-p.done:
 		// A reply, or the outcome set by whoever removed p (the
@@ -524,9 +524,9 @@ func (c *Conn) exchange(ctx context.Context, s *session, cid string, p *pending,
 		return err
 	case <-ctx.Done():
 		err = ctxError(ctx)
-		reason = payload.CancelClientDisconnect
+		reason = agentwire.CancelClientDisconnect
 		if err == errCtxDeadline {
-			reason = payload.CancelTimeout
+			reason = agentwire.CancelTimeout
 		}
 	}
 	if !s.remove(p) {
@@ -579,17 +579,17 @@ func (c *Conn) countErr(err error) {
 type event struct {
 	kind     int32
 	response bool // body chunk direction
-	rh       *payload.RequestHeadersEvent
-	bc       *payload.BodyChunk
-	rs       *payload.ResponseHeadersEvent
-	rc       *payload.RequestCompleteEvent
-	ws       *payload.WebSocketFrameEvent
-	gr       *payload.GuardrailInspectEvent
+	rh       *agentwire.RequestHeadersEvent
+	bc       *agentwire.BodyChunk
+	rs       *agentwire.ResponseHeadersEvent
+	rc       *agentwire.RequestCompleteEvent
+	ws       *agentwire.WebSocketFrameEvent
+	gr       *agentwire.GuardrailInspectEvent
 }
 
 func (e *event) encode(t transport) (mem.Buffer, error) {
 	switch e.kind {
-	case payload.EventRequestHeaders:
+	case agentwire.EventRequestHeaders:
 		// The clock is only read for an event without a timestamp (the
 		// transports send nowMS in its place).
 		var now uint64
@@ -597,13 +597,13 @@ func (e *event) encode(t transport) (mem.Buffer, error) {
 			now = nowMS()
 		}
 		return t.requestHeaders(e.rh, now)
-	case payload.EventRequestBodyChunk, payload.EventResponseBodyChunk:
+	case agentwire.EventRequestBodyChunk, agentwire.EventResponseBodyChunk:
 		return t.bodyChunk(e.bc, e.response, nowMS())
-	case payload.EventResponseHeaders:
+	case agentwire.EventResponseHeaders:
 		return t.responseHeaders(e.rs)
-	case payload.EventRequestComplete:
+	case agentwire.EventRequestComplete:
 		return t.requestComplete(e.rc)
-	case payload.EventWebSocketFrame:
+	case agentwire.EventWebSocketFrame:
 		return t.webSocketFrame(e.ws)
 	default:
 		return t.guardrail(e.gr)
@@ -611,7 +611,7 @@ func (e *event) encode(t transport) (mem.Buffer, error) {
 }
 
 // call runs one request/reply exchange for ev into dst.
-func (c *Conn) call(ctx context.Context, cid string, ev event, dst *payload.AgentResponse) error {
+func (c *Conn) call(ctx context.Context, cid string, ev event, dst *agentwire.AgentResponse) error {
 	ctx, cancel, s, err := c.admit(ctx, cid, ev.kind)
 	if err != nil {
 		return err
@@ -620,7 +620,7 @@ func (c *Conn) call(ctx context.Context, cid string, ev event, dst *payload.Agen
 		defer cancel()
 	}
 	defer c.leave(s)
-	if s.ew != nil && ev.kind == payload.EventRequestHeaders {
+	if s.ew != nil && ev.kind == agentwire.EventRequestHeaders {
 		// The writer encodes the event straight into its write buffer
 		// (see eventWriter): the queued outbound is the pending itself,
 		// with a reference of its own.
@@ -641,12 +641,12 @@ func (c *Conn) call(ctx context.Context, cid string, ev event, dst *payload.Agen
 // reply. The correlation id is ev.Metadata.CorrelationID (non-empty); a
 // zero Metadata.Timestamp is sent as the current time. ev must not be
 // modified until the call returns.
-func (c *Conn) RequestHeaders(ctx context.Context, ev *payload.RequestHeadersEvent) (*payload.AgentResponse, error) {
+func (c *Conn) RequestHeaders(ctx context.Context, ev *agentwire.RequestHeadersEvent) (*agentwire.AgentResponse, error) {
 	if ev == nil {
 		return nil, c.invalid(errNilEvent)
 	}
-	dst := new(payload.AgentResponse)
-	if err := c.call(ctx, ev.Metadata.CorrelationID, event{kind: payload.EventRequestHeaders, rh: ev}, dst); err != nil {
+	dst := new(agentwire.AgentResponse)
+	if err := c.call(ctx, ev.Metadata.CorrelationID, event{kind: agentwire.EventRequestHeaders, rh: ev}, dst); err != nil {
 		return nil, err
 	}
 	return dst, nil
@@ -656,34 +656,34 @@ func (c *Conn) RequestHeaders(ctx context.Context, ev *payload.RequestHeadersEve
 // first) instead of a new value: with a reused dst the round trip
 // allocates once (the pending-map entry). dst must not be used by anyone
 // else until the call returns; on error its content is undefined.
-func (c *Conn) RequestHeadersInto(ctx context.Context, ev *payload.RequestHeadersEvent, dst *payload.AgentResponse) error {
+func (c *Conn) RequestHeadersInto(ctx context.Context, ev *agentwire.RequestHeadersEvent, dst *agentwire.AgentResponse) error {
 	if ev == nil || dst == nil {
 		return c.invalid(errNilEvent)
 	}
-	return c.call(ctx, ev.Metadata.CorrelationID, event{kind: payload.EventRequestHeaders, rh: ev}, dst)
+	return c.call(ctx, ev.Metadata.CorrelationID, event{kind: agentwire.EventRequestHeaders, rh: ev}, dst)
 }
 
 // RequestBodyChunk sends a request body chunk and returns the reply.
 // ev.Data is copied into the outbound message before the call blocks, but
 // ev must not be modified until the call returns.
-func (c *Conn) RequestBodyChunk(ctx context.Context, ev *payload.BodyChunk) (*payload.AgentResponse, error) {
+func (c *Conn) RequestBodyChunk(ctx context.Context, ev *agentwire.BodyChunk) (*agentwire.AgentResponse, error) {
 	if ev == nil {
 		return nil, c.invalid(errNilEvent)
 	}
-	dst := new(payload.AgentResponse)
-	if err := c.call(ctx, ev.CorrelationID, event{kind: payload.EventRequestBodyChunk, bc: ev}, dst); err != nil {
+	dst := new(agentwire.AgentResponse)
+	if err := c.call(ctx, ev.CorrelationID, event{kind: agentwire.EventRequestBodyChunk, bc: ev}, dst); err != nil {
 		return nil, err
 	}
 	return dst, nil
 }
 
 // ResponseHeaders sends a response-headers event and returns the reply.
-func (c *Conn) ResponseHeaders(ctx context.Context, ev *payload.ResponseHeadersEvent) (*payload.AgentResponse, error) {
+func (c *Conn) ResponseHeaders(ctx context.Context, ev *agentwire.ResponseHeadersEvent) (*agentwire.AgentResponse, error) {
 	if ev == nil {
 		return nil, c.invalid(errNilEvent)
 	}
-	dst := new(payload.AgentResponse)
-	if err := c.call(ctx, ev.CorrelationID, event{kind: payload.EventResponseHeaders, rs: ev}, dst); err != nil {
+	dst := new(agentwire.AgentResponse)
+	if err := c.call(ctx, ev.CorrelationID, event{kind: agentwire.EventResponseHeaders, rs: ev}, dst); err != nil {
 		return nil, err
 	}
 	return dst, nil
@@ -691,12 +691,12 @@ func (c *Conn) ResponseHeaders(ctx context.Context, ev *payload.ResponseHeadersE
 
 // ResponseBodyChunk sends a response body chunk and returns the reply (see
 // RequestBodyChunk for ownership of ev.Data).
-func (c *Conn) ResponseBodyChunk(ctx context.Context, ev *payload.BodyChunk) (*payload.AgentResponse, error) {
+func (c *Conn) ResponseBodyChunk(ctx context.Context, ev *agentwire.BodyChunk) (*agentwire.AgentResponse, error) {
 	if ev == nil {
 		return nil, c.invalid(errNilEvent)
 	}
-	dst := new(payload.AgentResponse)
-	if err := c.call(ctx, ev.CorrelationID, event{kind: payload.EventResponseBodyChunk, bc: ev, response: true}, dst); err != nil {
+	dst := new(agentwire.AgentResponse)
+	if err := c.call(ctx, ev.CorrelationID, event{kind: agentwire.EventResponseBodyChunk, bc: ev, response: true}, dst); err != nil {
 		return nil, err
 	}
 	return dst, nil
@@ -704,15 +704,15 @@ func (c *Conn) ResponseBodyChunk(ctx context.Context, ev *payload.BodyChunk) (*p
 
 // RequestComplete sends a request-complete event and returns the reply
 // (agentwire and Rust SDK agents answer it).
-func (c *Conn) RequestComplete(ctx context.Context, ev *payload.RequestCompleteEvent) (*payload.AgentResponse, error) {
+func (c *Conn) RequestComplete(ctx context.Context, ev *agentwire.RequestCompleteEvent) (*agentwire.AgentResponse, error) {
 	if ev == nil {
 		return nil, c.invalid(errNilEvent)
 	}
-	dst := new(payload.AgentResponse)
+	dst := new(agentwire.AgentResponse)
 	// The request is over whatever the outcome: a per-request pause of
 	// it is dropped.
 	defer c.forgetPause(ev.CorrelationID)
-	if err := c.call(ctx, ev.CorrelationID, event{kind: payload.EventRequestComplete, rc: ev}, dst); err != nil {
+	if err := c.call(ctx, ev.CorrelationID, event{kind: agentwire.EventRequestComplete, rc: ev}, dst); err != nil {
 		return nil, err
 	}
 	return dst, nil
@@ -728,12 +728,12 @@ func (c *Conn) forgetPause(cid string) {
 // WebSocketFrame sends one WebSocket frame and returns the reply. gRPC
 // cannot carry a WebSocket decision (SPEC 4.6): the reply's decision is the
 // verdict.
-func (c *Conn) WebSocketFrame(ctx context.Context, ev *payload.WebSocketFrameEvent) (*payload.AgentResponse, error) {
+func (c *Conn) WebSocketFrame(ctx context.Context, ev *agentwire.WebSocketFrameEvent) (*agentwire.AgentResponse, error) {
 	if ev == nil {
 		return nil, c.invalid(errNilEvent)
 	}
-	dst := new(payload.AgentResponse)
-	if err := c.call(ctx, ev.CorrelationID, event{kind: payload.EventWebSocketFrame, ws: ev}, dst); err != nil {
+	dst := new(agentwire.AgentResponse)
+	if err := c.call(ctx, ev.CorrelationID, event{kind: agentwire.EventWebSocketFrame, ws: ev}, dst); err != nil {
 		return nil, err
 	}
 	return dst, nil
@@ -742,12 +742,12 @@ func (c *Conn) WebSocketFrame(ctx context.Context, ev *payload.WebSocketFrameEve
 // GuardrailInspect sends a guardrail inspection and returns the reply.
 // Rust SDK agents never answer it over gRPC (the call then ends at its
 // deadline); agentwire agents do.
-func (c *Conn) GuardrailInspect(ctx context.Context, ev *payload.GuardrailInspectEvent) (*payload.AgentResponse, error) {
+func (c *Conn) GuardrailInspect(ctx context.Context, ev *agentwire.GuardrailInspectEvent) (*agentwire.AgentResponse, error) {
 	if ev == nil {
 		return nil, c.invalid(errNilEvent)
 	}
-	dst := new(payload.AgentResponse)
-	if err := c.call(ctx, ev.CorrelationID, event{kind: payload.EventGuardrailInspect, gr: ev}, dst); err != nil {
+	dst := new(agentwire.AgentResponse)
+	if err := c.call(ctx, ev.CorrelationID, event{kind: agentwire.EventGuardrailInspect, gr: ev}, dst); err != nil {
 		return nil, err
 	}
 	return dst, nil
@@ -767,14 +767,14 @@ func (c *Conn) GuardrailInspect(ctx context.Context, ev *payload.GuardrailInspec
 // accepted the configuration is not reported. The agentwire ControlStream
 // is not used for configuration: ProcessStream keeps it ordered with the
 // events, and a second copy would be applied twice.
-func (c *Conn) Configure(ctx context.Context, ev *payload.ConfigureEvent) error {
+func (c *Conn) Configure(ctx context.Context, ev *agentwire.ConfigureEvent) error {
 	if ev == nil {
 		return errNilEvent
 	}
 	if len(ev.Config) > 0 && !json.Valid(ev.Config) {
 		return &Error{Kind: ErrInvalidEvent, Detail: "configuration is not valid JSON"}
 	}
-	cp := &payload.ConfigureEvent{Config: append(json.RawMessage(nil), ev.Config...), ConfigVersion: ev.ConfigVersion}
+	cp := &agentwire.ConfigureEvent{Config: append(json.RawMessage(nil), ev.Config...), ConfigVersion: ev.ConfigVersion}
 	prev := c.config.Swap(cp)
 	s, err := c.current(ctx)
 	if err != nil {
@@ -805,14 +805,14 @@ func (c *Conn) Configure(ctx context.Context, ev *payload.ConfigureEvent) error 
 // yet (over a Unix socket the writer encodes request-headers events as it
 // reaches them), the event is never sent and no CancelRequest either.
 // Cancellation never counts against the agent's health. It does not block.
-func (c *Conn) Cancel(correlationID string, reason payload.CancelReason) error {
+func (c *Conn) Cancel(correlationID string, reason agentwire.CancelReason) error {
 	if correlationID == "" {
 		return errNoCID
 	}
 	if !utf8.ValidString(correlationID) {
 		return errBadCID
 	}
-	if reason < payload.CancelClientDisconnect || reason > payload.CancelManual {
+	if reason < agentwire.CancelClientDisconnect || reason > agentwire.CancelManual {
 		return &Error{Kind: ErrInvalidEvent, Detail: "cancel reason out of range 1..6"}
 	}
 	if c.state.Load() == stateClosed {
@@ -923,20 +923,20 @@ func (c *Conn) Drain(ctx context.Context) error {
 
 // Capabilities returns the capabilities the agent announced in its last
 // successful handshake.
-func (c *Conn) Capabilities() payload.Capabilities {
+func (c *Conn) Capabilities() agentwire.Capabilities {
 	if p := c.caps.Load(); p != nil {
 		return *p
 	}
-	return payload.Capabilities{}
+	return agentwire.Capabilities{}
 }
 
-// Payload encodings reported by Conn.Encoding besides payload.EncodingJSON
-// and payload.EncodingMsgpack.
+// Payload encodings reported by Conn.Encoding besides agentwire.EncodingJSON
+// and agentwire.EncodingMsgpack.
 const EncodingProtobuf = "protobuf"
 
 // Encoding returns the payload encoding of the current session, as
-// negotiated in its handshake: payload.EncodingJSON or
-// payload.EncodingMsgpack on the Unix-socket and reverse transports,
+// negotiated in its handshake: agentwire.EncodingJSON or
+// agentwire.EncodingMsgpack on the Unix-socket and reverse transports,
 // EncodingProtobuf on gRPC; "" while no session is established.
 func (c *Conn) Encoding() string {
 	s := c.sess.Load()
@@ -946,9 +946,9 @@ func (c *Conn) Encoding() string {
 	switch t := s.t.(type) {
 	case *udsTransport:
 		if t.msgpack {
-			return payload.EncodingMsgpack
+			return agentwire.EncodingMsgpack
 		}
-		return payload.EncodingJSON
+		return agentwire.EncodingJSON
 	case *grpcTransport:
 		return EncodingProtobuf
 	}

@@ -11,49 +11,49 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/agent"
-	"github.com/agentwire/agentwire/codec/payload"
 )
 
 func TestRoundTripEveryEventKind(t *testing.T) {
 	a := newTestAgent()
 	var seen sync.Map
-	a.reqHeaders = func(_ context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+	a.reqHeaders = func(_ context.Context, ev *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 		seen.Store("rh", fmt.Sprintf("%s %s %s %v %s", ev.Method, ev.URI, ev.Metadata.ClientIP, ev.Headers.Values("accept"), ev.Metadata.Traceparent))
-		r.RequestHeaders = append(r.RequestHeaders, payload.HeaderOp{Kind: payload.HeaderSet, Name: "x-a", Value: "1"})
+		r.RequestHeaders = append(r.RequestHeaders, agentwire.HeaderOp{Kind: agentwire.HeaderSet, Name: "x-a", Value: "1"})
 		r.Audit.Tags = []string{"t1"}
 		r.Audit.Custom = map[string]json.RawMessage{"n": json.RawMessage("7"), "s": json.RawMessage(`"v"`)}
 		return nil
 	}
-	a.reqBody = func(_ context.Context, ev *payload.BodyChunk, r *payload.AgentResponse) error {
+	a.reqBody = func(_ context.Context, ev *agentwire.BodyChunk, r *agentwire.AgentResponse) error {
 		seen.Store("rb", fmt.Sprintf("%q %v %d", ev.Data, ev.IsLast, ev.ChunkIndex))
 		r.NeedsMore = true
 		return nil
 	}
-	a.respHeaders = func(_ context.Context, ev *payload.ResponseHeadersEvent, r *payload.AgentResponse) error {
+	a.respHeaders = func(_ context.Context, ev *agentwire.ResponseHeadersEvent, r *agentwire.AgentResponse) error {
 		seen.Store("sh", fmt.Sprintf("%d %v", ev.Status, ev.Headers.Values("set-cookie")))
-		r.ResponseHeaders = append(r.ResponseHeaders, payload.HeaderOp{Kind: payload.HeaderRemove, Name: "server"})
+		r.ResponseHeaders = append(r.ResponseHeaders, agentwire.HeaderOp{Kind: agentwire.HeaderRemove, Name: "server"})
 		return nil
 	}
-	a.respBody = func(_ context.Context, ev *payload.BodyChunk, r *payload.AgentResponse) error {
+	a.respBody = func(_ context.Context, ev *agentwire.BodyChunk, r *agentwire.AgentResponse) error {
 		seen.Store("sb", fmt.Sprintf("%q", ev.Data))
-		r.Decision = payload.Block(451)
-		r.Decision.Body = payload.Some("gone")
+		r.Decision = agentwire.Block(451)
+		r.Decision.Body = agentwire.Some("gone")
 		r.Decision.BlockHeaders = map[string]string{"x-why": "legal"}
 		return nil
 	}
-	a.complete = func(_ context.Context, ev *payload.RequestCompleteEvent, r *payload.AgentResponse) error {
+	a.complete = func(_ context.Context, ev *agentwire.RequestCompleteEvent, r *agentwire.AgentResponse) error {
 		seen.Store("rc", fmt.Sprintf("%d %d %v", ev.Status, ev.DurationMS, ev.Error))
 		return nil
 	}
-	a.ws = func(_ context.Context, ev *payload.WebSocketFrameEvent, r *payload.AgentResponse) error {
+	a.ws = func(_ context.Context, ev *agentwire.WebSocketFrameEvent, r *agentwire.AgentResponse) error {
 		seen.Store("ws", fmt.Sprintf("%s %q %v", ev.Opcode, ev.Data, ev.ClientToServer))
-		r.Decision = payload.Redirect("https://elsewhere/", 302)
+		r.Decision = agentwire.Redirect("https://elsewhere/", 302)
 		return nil
 	}
-	a.guard = func(_ context.Context, ev *payload.GuardrailInspectEvent, r *payload.AgentResponse) error {
+	a.guard = func(_ context.Context, ev *agentwire.GuardrailInspectEvent, r *agentwire.AgentResponse) error {
 		seen.Store("gr", fmt.Sprintf("%s %s %v %v %v", ev.InspectionType, ev.Content, ev.Model, ev.Categories, ev.Metadata))
-		r.Decision = payload.Challenge("captcha", map[string]string{"k": "v"})
+		r.Decision = agentwire.Challenge("captcha", map[string]string{"k": "v"})
 		return nil
 	}
 	srv := startAgent(t, a)
@@ -61,40 +61,40 @@ func TestRoundTripEveryEventKind(t *testing.T) {
 	ctx := testCtx(t)
 
 	rh := headersEvent("c-rh")
-	rh.Headers = append(rh.Headers, payload.Header{Name: "accept", Values: []string{"a/b", "c/d"}})
+	rh.Headers = append(rh.Headers, agentwire.Header{Name: "accept", Values: []string{"a/b", "c/d"}})
 	rh.Metadata.Traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 	r, err := c.RequestHeaders(ctx, rh)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.CorrelationID != "c-rh" || r.Version != 2 || r.Decision.Kind != payload.DecisionAllow ||
-		len(r.RequestHeaders) != 1 || r.RequestHeaders[0] != (payload.HeaderOp{Kind: payload.HeaderSet, Name: "x-a", Value: "1"}) ||
+	if r.CorrelationID != "c-rh" || r.Version != 2 || r.Decision.Kind != agentwire.DecisionAllow ||
+		len(r.RequestHeaders) != 1 || r.RequestHeaders[0] != (agentwire.HeaderOp{Kind: agentwire.HeaderSet, Name: "x-a", Value: "1"}) ||
 		len(r.Audit.Tags) != 1 || string(r.Audit.Custom["n"]) != "7" || string(r.Audit.Custom["s"]) != `"v"` || !r.ProcessingTimeMS.Valid {
 		t.Fatalf("request headers reply: %+v", r)
 	}
-	if r, err = c.RequestBodyChunk(ctx, &payload.BodyChunk{CorrelationID: "c-rh", Data: []byte("body\x00"), ChunkIndex: 2}); err != nil || !r.NeedsMore {
+	if r, err = c.RequestBodyChunk(ctx, &agentwire.BodyChunk{CorrelationID: "c-rh", Data: []byte("body\x00"), ChunkIndex: 2}); err != nil || !r.NeedsMore {
 		t.Fatalf("request body: %v %+v", err, r)
 	}
-	if r, err = c.ResponseHeaders(ctx, &payload.ResponseHeadersEvent{CorrelationID: "c-rh", Status: 201,
-		Headers: payload.Headers{{Name: "set-cookie", Values: []string{"a=1", "b=2"}}}}); err != nil ||
-		len(r.ResponseHeaders) != 1 || r.ResponseHeaders[0].Kind != payload.HeaderRemove {
+	if r, err = c.ResponseHeaders(ctx, &agentwire.ResponseHeadersEvent{CorrelationID: "c-rh", Status: 201,
+		Headers: agentwire.Headers{{Name: "set-cookie", Values: []string{"a=1", "b=2"}}}}); err != nil ||
+		len(r.ResponseHeaders) != 1 || r.ResponseHeaders[0].Kind != agentwire.HeaderRemove {
 		t.Fatalf("response headers: %v %+v", err, r)
 	}
-	if r, err = c.ResponseBodyChunk(ctx, &payload.BodyChunk{CorrelationID: "c-rh", Data: []byte("out"), IsLast: true}); err != nil ||
-		r.Decision.Kind != payload.DecisionBlock || r.Decision.Status != 451 || r.Decision.Body.Value != "gone" || r.Decision.BlockHeaders["x-why"] != "legal" {
+	if r, err = c.ResponseBodyChunk(ctx, &agentwire.BodyChunk{CorrelationID: "c-rh", Data: []byte("out"), IsLast: true}); err != nil ||
+		r.Decision.Kind != agentwire.DecisionBlock || r.Decision.Status != 451 || r.Decision.Body.Value != "gone" || r.Decision.BlockHeaders["x-why"] != "legal" {
 		t.Fatalf("response body: %v %+v", err, r)
 	}
-	if r, err = c.RequestComplete(ctx, &payload.RequestCompleteEvent{CorrelationID: "c-rh", Status: 201, DurationMS: 9, Error: payload.Some("x")}); err != nil ||
-		r.Decision.Kind != payload.DecisionAllow {
+	if r, err = c.RequestComplete(ctx, &agentwire.RequestCompleteEvent{CorrelationID: "c-rh", Status: 201, DurationMS: 9, Error: agentwire.Some("x")}); err != nil ||
+		r.Decision.Kind != agentwire.DecisionAllow {
 		t.Fatalf("request complete: %v %+v", err, r)
 	}
-	if r, err = c.WebSocketFrame(ctx, &payload.WebSocketFrameEvent{CorrelationID: "c-ws", Opcode: "binary", Data: []byte{1, 2}, ClientToServer: true}); err != nil ||
-		r.Decision.Kind != payload.DecisionRedirect || r.Decision.URL != "https://elsewhere/" || r.Decision.Status != 302 {
+	if r, err = c.WebSocketFrame(ctx, &agentwire.WebSocketFrameEvent{CorrelationID: "c-ws", Opcode: "binary", Data: []byte{1, 2}, ClientToServer: true}); err != nil ||
+		r.Decision.Kind != agentwire.DecisionRedirect || r.Decision.URL != "https://elsewhere/" || r.Decision.Status != 302 {
 		t.Fatalf("websocket: %v %+v", err, r)
 	}
-	if r, err = c.GuardrailInspect(ctx, &payload.GuardrailInspectEvent{CorrelationID: "c-gr", InspectionType: payload.InspectionPIIDetection,
-		Content: "call me", Model: payload.Some("m1"), Categories: []string{"email"}, Metadata: map[string]string{"k": "v"}}); err != nil ||
-		r.Decision.Kind != payload.DecisionChallenge || r.Decision.Params["k"] != "v" {
+	if r, err = c.GuardrailInspect(ctx, &agentwire.GuardrailInspectEvent{CorrelationID: "c-gr", InspectionType: agentwire.InspectionPIIDetection,
+		Content: "call me", Model: agentwire.Some("m1"), Categories: []string{"email"}, Metadata: map[string]string{"k": "v"}}); err != nil ||
+		r.Decision.Kind != agentwire.DecisionChallenge || r.Decision.Params["k"] != "v" {
 		t.Fatalf("guardrail: %v %+v", err, r)
 	}
 
@@ -126,7 +126,7 @@ func TestRoundTripEveryEventKind(t *testing.T) {
 func TestReplyMatchesCallerUnderConcurrency(t *testing.T) {
 	const n = 10000
 	a := newTestAgent()
-	a.reqHeaders = func(_ context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+	a.reqHeaders = func(_ context.Context, ev *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 		r.Audit.Tags = append(r.Audit.Tags, ev.URI)
 		return nil
 	}
@@ -177,7 +177,7 @@ func TestReplyMatchesCallerUnderConcurrency(t *testing.T) {
 func TestDuplicateCorrelationID(t *testing.T) {
 	a := newTestAgent()
 	release := make(chan struct{})
-	a.reqHeaders = func(ctx context.Context, _ *payload.RequestHeadersEvent, _ *payload.AgentResponse) error {
+	a.reqHeaders = func(ctx context.Context, _ *agentwire.RequestHeadersEvent, _ *agentwire.AgentResponse) error {
 		select {
 		case <-release:
 		case <-ctx.Done():
@@ -215,38 +215,38 @@ func TestInvalidEvents(t *testing.T) {
 	mustKind(t, err, ErrInvalidEvent)
 	_, err = c.RequestHeaders(ctx, headersEvent(""))
 	mustKind(t, err, ErrInvalidEvent)
-	err = c.RequestHeadersInto(ctx, headersEvent("bad\xff"), new(payload.AgentResponse))
+	err = c.RequestHeadersInto(ctx, headersEvent("bad\xff"), new(agentwire.AgentResponse))
 	mustKind(t, err, ErrInvalidEvent)
 	// Refused calls are failed calls: Stats.Errors counts them.
 	if st := c.Stats(); st.Errors != 3 || st.InFlight != 0 {
 		t.Fatalf("after three refused calls: %+v", st)
 	}
-	_, err = c.RequestBodyChunk(ctx, &payload.BodyChunk{CorrelationID: "big", Data: make([]byte, 4096)})
+	_, err = c.RequestBodyChunk(ctx, &agentwire.BodyChunk{CorrelationID: "big", Data: make([]byte, 4096)})
 	mustKind(t, err, ErrMessageTooLarge)
 	if !strings.Contains(err.Error(), "limit 2048") {
 		t.Fatalf("message too large error is not explicit: %v", err)
 	}
-	if _, err := c.RequestBodyChunk(ctx, &payload.BodyChunk{CorrelationID: "small", Data: make([]byte, 1024)}); err != nil {
+	if _, err := c.RequestBodyChunk(ctx, &agentwire.BodyChunk{CorrelationID: "small", Data: make([]byte, 1024)}); err != nil {
 		t.Fatal(err)
 	}
 	mustKind(t, c.Cancel("x", 0), ErrInvalidEvent)
-	mustKind(t, c.Configure(ctx, &payload.ConfigureEvent{Config: json.RawMessage("{nope")}), ErrInvalidEvent)
+	mustKind(t, c.Configure(ctx, &agentwire.ConfigureEvent{Config: json.RawMessage("{nope")}), ErrInvalidEvent)
 }
 
 func TestNotSubscribed(t *testing.T) {
-	caps := payload.Capabilities{SupportedEvents: []int32{payload.EventRequestHeaders}, Limits: payload.DefaultLimits()}
+	caps := agentwire.Capabilities{SupportedEvents: []int32{agentwire.EventRequestHeaders}, Limits: agentwire.DefaultLimits()}
 	srv := startAgent(t, newTestAgent(), agent.WithCapabilities(caps))
 	c := dial(t, srv.addr)
 	ctx := testCtx(t)
 	if _, err := c.RequestHeaders(ctx, headersEvent("a")); err != nil {
 		t.Fatal(err)
 	}
-	_, err := c.RequestBodyChunk(ctx, &payload.BodyChunk{CorrelationID: "a"})
+	_, err := c.RequestBodyChunk(ctx, &agentwire.BodyChunk{CorrelationID: "a"})
 	mustKind(t, err, ErrNotSubscribed)
-	_, err = c.GuardrailInspect(ctx, &payload.GuardrailInspectEvent{CorrelationID: "a"})
+	_, err = c.GuardrailInspect(ctx, &agentwire.GuardrailInspectEvent{CorrelationID: "a"})
 	mustKind(t, err, ErrNotSubscribed)
 	// Configuration is always allowed.
-	if err := c.Configure(ctx, &payload.ConfigureEvent{Config: json.RawMessage(`{}`)}); err != nil {
+	if err := c.Configure(ctx, &agentwire.ConfigureEvent{Config: json.RawMessage(`{}`)}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -286,7 +286,7 @@ func TestConfigurationDelivery(t *testing.T) {
 	if first[0] != ` {"rules":1}` {
 		t.Fatalf("configs: %q", first)
 	}
-	if err := c.Configure(testCtx(t), &payload.ConfigureEvent{Config: json.RawMessage(`{"rules":2}`), ConfigVersion: payload.Some("v2")}); err != nil {
+	if err := c.Configure(testCtx(t), &agentwire.ConfigureEvent{Config: json.RawMessage(`{"rules":2}`), ConfigVersion: agentwire.Some("v2")}); err != nil {
 		t.Fatal(err)
 	}
 	// Configure is ordered before later events: the hook has run once a
@@ -304,7 +304,7 @@ func TestConfigurationDelivery(t *testing.T) {
 
 func TestCloseIsIdempotentAndFailsPending(t *testing.T) {
 	a := newTestAgent()
-	a.reqHeaders = func(ctx context.Context, _ *payload.RequestHeadersEvent, _ *payload.AgentResponse) error {
+	a.reqHeaders = func(ctx context.Context, _ *agentwire.RequestHeadersEvent, _ *agentwire.AgentResponse) error {
 		<-ctx.Done()
 		return nil
 	}
@@ -327,7 +327,7 @@ func TestCloseIsIdempotentAndFailsPending(t *testing.T) {
 	mustKind(t, err, ErrClosed)
 	_, err = c.Ping(testCtx(t))
 	mustKind(t, err, ErrClosed)
-	mustKind(t, c.Cancel("q", payload.CancelManual), ErrClosed)
+	mustKind(t, c.Cancel("q", agentwire.CancelManual), ErrClosed)
 	if c.Health().Connected {
 		t.Fatal("closed Conn reports connected")
 	}
@@ -384,7 +384,7 @@ func TestEncodedBytesReachAgentIntact(t *testing.T) {
 	a := newTestAgent()
 	var got []byte
 	var mu sync.Mutex
-	a.reqBody = func(_ context.Context, ev *payload.BodyChunk, _ *payload.AgentResponse) error {
+	a.reqBody = func(_ context.Context, ev *agentwire.BodyChunk, _ *agentwire.AgentResponse) error {
 		mu.Lock()
 		got = append([]byte(nil), ev.Data...)
 		mu.Unlock()
@@ -393,7 +393,7 @@ func TestEncodedBytesReachAgentIntact(t *testing.T) {
 	srv := startAgent(t, a)
 	c := dial(t, srv.addr)
 	body := bytes.Repeat([]byte("0123456789abcdef"), 200<<10/16)
-	if _, err := c.RequestBodyChunk(testCtx(t), &payload.BodyChunk{CorrelationID: "big", Data: body, IsLast: true}); err != nil {
+	if _, err := c.RequestBodyChunk(testCtx(t), &agentwire.BodyChunk{CorrelationID: "big", Data: body, IsLast: true}); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()
@@ -409,7 +409,7 @@ func TestEncodedBytesReachAgentIntact(t *testing.T) {
 func TestInvalidUTF8CorrelationIDRefused(t *testing.T) {
 	c := memConn(t)
 	mustKind(t, func() error { _, err := c.RequestHeaders(testCtx(t), headersEvent("bad\xff")); return err }(), ErrInvalidEvent)
-	mustKind(t, c.Cancel("bad\xff", payload.CancelManual), ErrInvalidEvent)
+	mustKind(t, c.Cancel("bad\xff", agentwire.CancelManual), ErrInvalidEvent)
 	if _, err := c.RequestHeaders(testCtx(t), headersEvent("good-é")); err != nil {
 		t.Fatal(err)
 	}

@@ -8,16 +8,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/agent"
 	"github.com/agentwire/agentwire/codec/frame"
-	"github.com/agentwire/agentwire/codec/payload"
 )
 
 func TestHealthReportsGateRequests(t *testing.T) {
 	srv := startAgent(t, newTestAgent())
 	var mu sync.Mutex
-	var seen []payload.HealthState
-	c := dial(t, srv.addr, WithOnHealth(func(h payload.HealthStatus) {
+	var seen []agentwire.HealthState
+	c := dial(t, srv.addr, WithOnHealth(func(h agentwire.HealthStatus) {
 		mu.Lock()
 		seen = append(seen, h.State)
 		mu.Unlock()
@@ -26,41 +26,41 @@ func TestHealthReportsGateRequests(t *testing.T) {
 	if h := c.Health(); !h.Connected || !h.AcceptsRequests {
 		t.Fatalf("initial health: %+v", h)
 	}
-	report := func(h payload.HealthStatus) {
+	report := func(h agentwire.HealthStatus) {
 		t.Helper()
 		n := c.Stats().HealthReports
 		srv.srv.ReportHealth(h)
 		waitUntil(t, "health report", nil, func() bool { return c.Stats().HealthReports > n })
 	}
 
-	report(payload.HealthStatus{State: payload.HealthUnhealthy, UnhealthyReason: payload.Some("disk"), Recoverable: true})
+	report(agentwire.HealthStatus{State: agentwire.HealthUnhealthy, UnhealthyReason: agentwire.Some("disk"), Recoverable: true})
 	_, err := c.RequestHeaders(ctx, headersEvent("u"))
 	mustKind(t, err, ErrAgentUnhealthy)
-	if h := c.Health(); h.State != payload.HealthUnhealthy || h.AcceptsRequests || h.Report.UnhealthyReason.Value != "disk" {
+	if h := c.Health(); h.State != agentwire.HealthUnhealthy || h.AcceptsRequests || h.Report.UnhealthyReason.Value != "disk" {
 		t.Fatalf("unhealthy snapshot: %+v", h)
 	}
 
-	report(payload.HealthStatus{State: payload.HealthDraining, DrainETAMS: payload.Some[uint64](100)})
+	report(agentwire.HealthStatus{State: agentwire.HealthDraining, DrainETAMS: agentwire.Some[uint64](100)})
 	_, err = c.RequestHeaders(ctx, headersEvent("d"))
 	mustKind(t, err, ErrDraining)
 
-	report(payload.HealthStatus{State: payload.HealthHealthy})
+	report(agentwire.HealthStatus{State: agentwire.HealthHealthy})
 	if _, err := c.RequestHeaders(ctx, headersEvent("h")); err != nil {
 		t.Fatal(err)
 	}
 
 	// A report whose valid_until has passed no longer applies.
 	past := uint64(time.Now().Add(-time.Second).UnixMilli())
-	report(payload.HealthStatus{State: payload.HealthUnhealthy, ValidUntilMS: payload.Some(past)})
+	report(agentwire.HealthStatus{State: agentwire.HealthUnhealthy, ValidUntilMS: agentwire.Some(past)})
 	if _, err := c.RequestHeaders(ctx, headersEvent("expired")); err != nil {
 		t.Fatalf("expired report still applied: %v", err)
 	}
-	if h := c.Health(); !h.Expired || h.State != payload.HealthUnspecified || !h.AcceptsRequests {
+	if h := c.Health(); !h.Expired || h.State != agentwire.HealthUnspecified || !h.AcceptsRequests {
 		t.Fatalf("expired snapshot: %+v", h)
 	}
 	// And one that expires soon stops applying by itself.
 	soon := uint64(time.Now().Add(150 * time.Millisecond).UnixMilli())
-	report(payload.HealthStatus{State: payload.HealthUnhealthy, ValidUntilMS: payload.Some(soon)})
+	report(agentwire.HealthStatus{State: agentwire.HealthUnhealthy, ValidUntilMS: agentwire.Some(soon)})
 	_, err = c.RequestHeaders(ctx, headersEvent("soon"))
 	mustKind(t, err, ErrAgentUnhealthy)
 	waitUntil(t, "report expiry", nil, func() bool { return c.Health().AcceptsRequests })
@@ -80,7 +80,7 @@ func TestHealthReportsGateRequests(t *testing.T) {
 
 func TestDegradedStretchesDefaultTimeout(t *testing.T) {
 	a := newTestAgent()
-	a.reqHeaders = func(ctx context.Context, _ *payload.RequestHeadersEvent, _ *payload.AgentResponse) error {
+	a.reqHeaders = func(ctx context.Context, _ *agentwire.RequestHeadersEvent, _ *agentwire.AgentResponse) error {
 		select {
 		case <-time.After(150 * time.Millisecond):
 		case <-ctx.Done():
@@ -91,8 +91,8 @@ func TestDegradedStretchesDefaultTimeout(t *testing.T) {
 	c := dial(t, srv.addr, WithRequestTimeout(60*time.Millisecond))
 	_, err := c.RequestHeaders(context.Background(), headersEvent("plain"))
 	mustKind(t, err, ErrTimeout)
-	srv.srv.ReportHealth(payload.HealthStatus{State: payload.HealthDegraded, TimeoutMultiplier: 10})
-	waitUntil(t, "degraded report", nil, func() bool { return c.Health().State == payload.HealthDegraded })
+	srv.srv.ReportHealth(agentwire.HealthStatus{State: agentwire.HealthDegraded, TimeoutMultiplier: 10})
+	waitUntil(t, "degraded report", nil, func() bool { return c.Health().State == agentwire.HealthDegraded })
 	if _, err := c.RequestHeaders(context.Background(), headersEvent("stretched")); err != nil {
 		t.Fatalf("DEGRADED multiplier not applied: %v", err)
 	}
@@ -130,7 +130,7 @@ func TestDegradedHugeMultiplierStretches(t *testing.T) {
 		}
 	})
 	c := dialUDS(t, fa.path, WithRequestTimeout(50*time.Millisecond))
-	waitUntil(t, "degraded report", nil, func() bool { return c.Health().Report.State == payload.HealthDegraded })
+	waitUntil(t, "degraded report", nil, func() bool { return c.Health().Report.State == agentwire.HealthDegraded })
 	if _, err := c.RequestHeaders(context.Background(), headersEvent("stretched")); err != nil {
 		t.Fatalf("DEGRADED with a huge multiplier: %v", err)
 	}
@@ -145,7 +145,7 @@ func TestDegradedMultiplierNeverShortens(t *testing.T) {
 	c := memConn(t)
 	s := c.sess.Load()
 	for _, m := range []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), math.MaxFloat32, 1e12, 0.5, 2} {
-		s.onHealth(payload.HealthStatus{State: payload.HealthDegraded, TimeoutMultiplier: m})
+		s.onHealth(agentwire.HealthStatus{State: agentwire.HealthDegraded, TimeoutMultiplier: m})
 		if d := s.stretch(DefaultRequestTimeout); d < DefaultRequestTimeout {
 			t.Errorf("multiplier %v: request timeout %v", m, d)
 		}
@@ -159,7 +159,7 @@ func TestDegradedMultiplierNeverShortens(t *testing.T) {
 	s.health.Store(nil)
 }
 
-func flowSignal(t *testing.T, srv *agentServer, c *Conn, f payload.FlowControlSignal) {
+func flowSignal(t *testing.T, srv *agentServer, c *Conn, f agentwire.FlowControlSignal) {
 	t.Helper()
 	n := c.Stats().FlowSignals
 	srv.srv.SendFlowControl(f)
@@ -171,41 +171,41 @@ func TestFlowControlFailFast(t *testing.T) {
 	c := dial(t, srv.addr)
 	ctx := testCtx(t)
 
-	flowSignal(t, srv, c, payload.FlowControlSignal{Action: payload.FlowPause})
+	flowSignal(t, srv, c, agentwire.FlowControlSignal{Action: agentwire.FlowPause})
 	_, err := c.RequestHeaders(ctx, headersEvent("p"))
 	mustKind(t, err, ErrFlowPaused)
 	if h := c.Health(); !h.Paused || h.AcceptsRequests {
 		t.Fatalf("paused snapshot: %+v", h)
 	}
-	flowSignal(t, srv, c, payload.FlowControlSignal{Action: payload.FlowResume})
+	flowSignal(t, srv, c, agentwire.FlowControlSignal{Action: agentwire.FlowResume})
 	if _, err := c.RequestHeaders(ctx, headersEvent("p")); err != nil {
 		t.Fatal(err)
 	}
 
 	// Per correlation id.
-	flowSignal(t, srv, c, payload.FlowControlSignal{Action: payload.FlowPause, CorrelationID: payload.Some("only-me")})
-	_, err = c.RequestBodyChunk(ctx, &payload.BodyChunk{CorrelationID: "only-me"})
+	flowSignal(t, srv, c, agentwire.FlowControlSignal{Action: agentwire.FlowPause, CorrelationID: agentwire.Some("only-me")})
+	_, err = c.RequestBodyChunk(ctx, &agentwire.BodyChunk{CorrelationID: "only-me"})
 	mustKind(t, err, ErrFlowPaused)
-	if _, err := c.RequestBodyChunk(ctx, &payload.BodyChunk{CorrelationID: "someone-else"}); err != nil {
+	if _, err := c.RequestBodyChunk(ctx, &agentwire.BodyChunk{CorrelationID: "someone-else"}); err != nil {
 		t.Fatal(err)
 	}
-	flowSignal(t, srv, c, payload.FlowControlSignal{Action: payload.FlowResume, CorrelationID: payload.Some("only-me")})
-	if _, err := c.RequestBodyChunk(ctx, &payload.BodyChunk{CorrelationID: "only-me"}); err != nil {
+	flowSignal(t, srv, c, agentwire.FlowControlSignal{Action: agentwire.FlowResume, CorrelationID: agentwire.Some("only-me")})
+	if _, err := c.RequestBodyChunk(ctx, &agentwire.BodyChunk{CorrelationID: "only-me"}); err != nil {
 		t.Fatal(err)
 	}
 
 	// UPDATE_CAPACITY caps the requests in flight.
-	flowSignal(t, srv, c, payload.FlowControlSignal{Action: payload.FlowUpdateCapacity, BufferAvailable: payload.Some[uint64](0)})
+	flowSignal(t, srv, c, agentwire.FlowControlSignal{Action: agentwire.FlowUpdateCapacity, BufferAvailable: agentwire.Some[uint64](0)})
 	_, err = c.RequestHeaders(ctx, headersEvent("cap"))
 	mustKind(t, err, ErrFlowPaused)
-	flowSignal(t, srv, c, payload.FlowControlSignal{Action: payload.FlowUpdateCapacity, BufferAvailable: payload.Some[uint64](5)})
+	flowSignal(t, srv, c, agentwire.FlowControlSignal{Action: agentwire.FlowUpdateCapacity, BufferAvailable: agentwire.Some[uint64](5)})
 	if _, err := c.RequestHeaders(ctx, headersEvent("cap")); err != nil {
 		t.Fatal(err)
 	}
 	if h := c.Health(); h.Capacity != 5 {
 		t.Fatalf("capacity %d", h.Capacity)
 	}
-	flowSignal(t, srv, c, payload.FlowControlSignal{Action: payload.FlowUpdateCapacity})
+	flowSignal(t, srv, c, agentwire.FlowControlSignal{Action: agentwire.FlowUpdateCapacity})
 	if h := c.Health(); h.Capacity != -1 {
 		t.Fatalf("capacity not lifted: %d", h.Capacity)
 	}
@@ -217,7 +217,7 @@ func TestFlowControlFailFast(t *testing.T) {
 func TestFlowControlWait(t *testing.T) {
 	a := newTestAgent()
 	release := make(chan struct{})
-	a.reqHeaders = func(ctx context.Context, ev *payload.RequestHeadersEvent, _ *payload.AgentResponse) error {
+	a.reqHeaders = func(ctx context.Context, ev *agentwire.RequestHeadersEvent, _ *agentwire.AgentResponse) error {
 		if ev.URI == "/hold" {
 			select {
 			case <-release:
@@ -230,7 +230,7 @@ func TestFlowControlWait(t *testing.T) {
 	c := dial(t, srv.addr, WithFlowControl(FlowWait))
 	ctx := testCtx(t)
 
-	flowSignal(t, srv, c, payload.FlowControlSignal{Action: payload.FlowPause})
+	flowSignal(t, srv, c, agentwire.FlowControlSignal{Action: agentwire.FlowPause})
 	done := make(chan error, 1)
 	go func() {
 		_, err := c.RequestHeaders(ctx, headersEvent("waiter"))
@@ -241,13 +241,13 @@ func TestFlowControlWait(t *testing.T) {
 		t.Fatalf("request went through while paused: %v", err)
 	case <-time.After(50 * time.Millisecond):
 	}
-	flowSignal(t, srv, c, payload.FlowControlSignal{Action: payload.FlowResume})
+	flowSignal(t, srv, c, agentwire.FlowControlSignal{Action: agentwire.FlowResume})
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 
 	// A paused wait ends with the call's deadline.
-	flowSignal(t, srv, c, payload.FlowControlSignal{Action: payload.FlowPause})
+	flowSignal(t, srv, c, agentwire.FlowControlSignal{Action: agentwire.FlowPause})
 	short, cancel := context.WithTimeout(ctx, 40*time.Millisecond)
 	defer cancel()
 	_, err := c.RequestHeaders(short, headersEvent("gives-up"))
@@ -255,10 +255,10 @@ func TestFlowControlWait(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("flow wait error should carry the deadline: %v", err)
 	}
-	flowSignal(t, srv, c, payload.FlowControlSignal{Action: payload.FlowResume})
+	flowSignal(t, srv, c, agentwire.FlowControlSignal{Action: agentwire.FlowResume})
 
 	// Capacity 1: the second caller waits for the first to finish.
-	flowSignal(t, srv, c, payload.FlowControlSignal{Action: payload.FlowUpdateCapacity, BufferAvailable: payload.Some[uint64](1)})
+	flowSignal(t, srv, c, agentwire.FlowControlSignal{Action: agentwire.FlowUpdateCapacity, BufferAvailable: agentwire.Some[uint64](1)})
 	first := make(chan error, 1)
 	go func() {
 		ev := headersEvent("first")
@@ -288,17 +288,17 @@ func TestFlowControlWait(t *testing.T) {
 
 func TestMetricsAndLogCallbacks(t *testing.T) {
 	srv := startAgent(t, newTestAgent())
-	metrics := make(chan *payload.MetricsReport, 1)
-	logs := make(chan *payload.LogMessage, 1)
+	metrics := make(chan *agentwire.MetricsReport, 1)
+	logs := make(chan *agentwire.LogMessage, 1)
 	c := dial(t, srv.addr,
-		WithOnMetrics(func(r *payload.MetricsReport) { metrics <- r }),
-		WithOnLog(func(m *payload.LogMessage) { logs <- m }))
+		WithOnMetrics(func(r *agentwire.MetricsReport) { metrics <- r }),
+		WithOnLog(func(m *agentwire.LogMessage) { logs <- m }))
 	_ = c
-	srv.srv.ReportMetrics(&payload.MetricsReport{
-		Counters: []payload.CounterMetric{{Name: "agent_requests_total", Labels: map[string]string{"k": "v"}, Value: 42}},
-		Gauges:   []payload.GaugeMetric{{Name: "agent_in_flight_requests", Value: 3}},
+	srv.srv.ReportMetrics(&agentwire.MetricsReport{
+		Counters: []agentwire.CounterMetric{{Name: "agent_requests_total", Labels: map[string]string{"k": "v"}, Value: 42}},
+		Gauges:   []agentwire.GaugeMetric{{Name: "agent_in_flight_requests", Value: 3}},
 	})
-	srv.srv.Log(payload.LogMessage{Level: payload.LogError, Message: "boom", CorrelationID: payload.Some("c1"), Fields: map[string]string{"rule": "9"}})
+	srv.srv.Log(agentwire.LogMessage{Level: agentwire.LogError, Message: "boom", CorrelationID: agentwire.Some("c1"), Fields: map[string]string{"rule": "9"}})
 	ctx := testCtx(t)
 	select {
 	case r := <-metrics:
@@ -310,7 +310,7 @@ func TestMetricsAndLogCallbacks(t *testing.T) {
 	}
 	select {
 	case m := <-logs:
-		if m.Level != payload.LogError || m.Message != "boom" || m.CorrelationID.Value != "c1" || m.Fields["rule"] != "9" {
+		if m.Level != agentwire.LogError || m.Message != "boom" || m.CorrelationID.Value != "c1" || m.Fields["rule"] != "9" {
 			t.Fatalf("log: %+v", m)
 		}
 	case <-ctx.Done():
@@ -321,10 +321,10 @@ func TestMetricsAndLogCallbacks(t *testing.T) {
 func TestSlowCallbackNeverBlocksReplies(t *testing.T) {
 	srv := startAgent(t, newTestAgent())
 	block := make(chan struct{})
-	c := dial(t, srv.addr, WithCallbackQueueSize(1), WithOnLog(func(*payload.LogMessage) { <-block }))
+	c := dial(t, srv.addr, WithCallbackQueueSize(1), WithOnLog(func(*agentwire.LogMessage) { <-block }))
 	defer close(block)
 	for range 20 {
-		srv.srv.Log(payload.LogMessage{Message: "x"})
+		srv.srv.Log(agentwire.LogMessage{Message: "x"})
 	}
 	waitUntil(t, "log lines", nil, func() bool { return c.Stats().LogMessages == 20 })
 	if _, err := c.RequestHeaders(testCtx(t), headersEvent("still-fast")); err != nil {
@@ -337,38 +337,38 @@ func TestSlowCallbackNeverBlocksReplies(t *testing.T) {
 
 func TestConfigUpdateRoundTrip(t *testing.T) {
 	srv := startAgent(t, newTestAgent())
-	var got []*payload.ConfigUpdateRequest
+	var got []*agentwire.ConfigUpdateRequest
 	var mu sync.Mutex
-	c := dial(t, srv.addr, WithOnConfigUpdate(func(r *payload.ConfigUpdateRequest) payload.ConfigUpdateResponse {
+	c := dial(t, srv.addr, WithOnConfigUpdate(func(r *agentwire.ConfigUpdateRequest) agentwire.ConfigUpdateResponse {
 		mu.Lock()
 		got = append(got, r)
 		mu.Unlock()
-		if r.Kind == payload.ConfigListUpdate {
-			return payload.ConfigUpdateResponse{Accepted: false, Error: payload.Some("lists are read-only")}
+		if r.Kind == agentwire.ConfigListUpdate {
+			return agentwire.ConfigUpdateResponse{Accepted: false, Error: agentwire.Some("lists are read-only")}
 		}
-		return payload.ConfigUpdateResponse{Accepted: true}
+		return agentwire.ConfigUpdateResponse{Accepted: true}
 	}))
 	_ = c
 	ctx := testCtx(t)
 	waitUntil(t, "control stream at the agent", nil, func() bool {
-		_, err := srv.srv.RequestConfigUpdate(ctx, &payload.ConfigUpdateRequest{Kind: payload.ConfigRequestReload, RequestID: "probe-" + time.Now().String()})
+		_, err := srv.srv.RequestConfigUpdate(ctx, &agentwire.ConfigUpdateRequest{Kind: agentwire.ConfigRequestReload, RequestID: "probe-" + time.Now().String()})
 		return !errors.Is(err, agent.ErrNoControlStream)
 	})
-	resp, err := srv.srv.RequestConfigUpdate(ctx, &payload.ConfigUpdateRequest{
-		Kind: payload.ConfigRuleUpdate, RequestID: "r1", RuleSet: "crs",
-		Rules: []payload.RuleDefinition{{ID: "942100", Definition: []byte(`{"op":"sqli"}`), Enabled: true}},
+	resp, err := srv.srv.RequestConfigUpdate(ctx, &agentwire.ConfigUpdateRequest{
+		Kind: agentwire.ConfigRuleUpdate, RequestID: "r1", RuleSet: "crs",
+		Rules: []agentwire.RuleDefinition{{ID: "942100", Definition: []byte(`{"op":"sqli"}`), Enabled: true}},
 	})
 	if err != nil || !resp.Accepted || resp.RequestID != "r1" || resp.TimestampMS == 0 {
 		t.Fatalf("rule update: %v %+v", err, resp)
 	}
-	resp, err = srv.srv.RequestConfigUpdate(ctx, &payload.ConfigUpdateRequest{Kind: payload.ConfigListUpdate, RequestID: "l1", ListID: "ips", Add: []string{"10.0.0.1"}})
+	resp, err = srv.srv.RequestConfigUpdate(ctx, &agentwire.ConfigUpdateRequest{Kind: agentwire.ConfigListUpdate, RequestID: "l1", ListID: "ips", Add: []string{"10.0.0.1"}})
 	if err != nil || resp.Accepted || resp.Error.Value != "lists are read-only" {
 		t.Fatalf("list update: %v %+v", err, resp)
 	}
 	mu.Lock()
 	last := got[len(got)-1]
 	mu.Unlock()
-	if last.Kind != payload.ConfigListUpdate || last.ListID != "ips" || last.Add[0] != "10.0.0.1" {
+	if last.Kind != agentwire.ConfigListUpdate || last.ListID != "ips" || last.Add[0] != "10.0.0.1" {
 		t.Fatalf("handler saw %+v", last)
 	}
 	// The answer is counted just after it is queued, so the agent can
@@ -384,16 +384,16 @@ func TestConfigUpdateDefaultPolicy(t *testing.T) {
 	c := dial(t, srv.addr)
 	_ = c
 	ctx := testCtx(t)
-	var resp payload.ConfigUpdateResponse
+	var resp agentwire.ConfigUpdateResponse
 	waitUntil(t, "control stream", nil, func() bool {
 		var err error
-		resp, err = srv.srv.RequestConfigUpdate(ctx, &payload.ConfigUpdateRequest{Kind: payload.ConfigRuleUpdate, RequestID: "x-" + time.Now().String()})
+		resp, err = srv.srv.RequestConfigUpdate(ctx, &agentwire.ConfigUpdateRequest{Kind: agentwire.ConfigRuleUpdate, RequestID: "x-" + time.Now().String()})
 		return err == nil
 	})
 	if resp.Accepted || resp.Error.Value != "rule updates not supported" {
 		t.Fatalf("default rule update answer: %+v", resp)
 	}
-	resp, err := srv.srv.RequestConfigUpdate(ctx, &payload.ConfigUpdateRequest{Kind: payload.ConfigRestartRequired, RequestID: "rr", Reason: "upgrade"})
+	resp, err := srv.srv.RequestConfigUpdate(ctx, &agentwire.ConfigUpdateRequest{Kind: agentwire.ConfigRestartRequired, RequestID: "rr", Reason: "upgrade"})
 	if err != nil || !resp.Accepted {
 		t.Fatalf("restart notice: %v %+v", err, resp)
 	}
@@ -402,7 +402,7 @@ func TestConfigUpdateDefaultPolicy(t *testing.T) {
 func TestDrainWaitsForInFlightAndNotifiesAgent(t *testing.T) {
 	a := newTestAgent()
 	release := make(chan struct{})
-	a.reqHeaders = func(ctx context.Context, _ *payload.RequestHeadersEvent, _ *payload.AgentResponse) error {
+	a.reqHeaders = func(ctx context.Context, _ *agentwire.RequestHeadersEvent, _ *agentwire.AgentResponse) error {
 		select {
 		case <-release:
 		case <-ctx.Done():

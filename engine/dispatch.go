@@ -3,7 +3,7 @@ package engine
 import (
 	"fmt"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 )
 
 type cbKind uint8
@@ -18,10 +18,10 @@ const (
 // callback is one queued user callback (or config-update answer).
 type callback struct {
 	kind    cbKind
-	health  payload.HealthStatus
-	metrics *payload.MetricsReport
-	log     *payload.LogMessage
-	cfg     *payload.ConfigUpdateRequest
+	health  agentwire.HealthStatus
+	metrics *agentwire.MetricsReport
+	log     *agentwire.LogMessage
+	cfg     *agentwire.ConfigUpdateRequest
 	s       *session
 	// size is the wire size of the report, counted against
 	// maxCallbackBytes while it waits (0 for small fixed-size reports).
@@ -60,9 +60,9 @@ func (c *Conn) dispatch(cb callback) {
 func (c *Conn) dropCallback(cb callback) {
 	c.stats.callbacksDropped.Add(1)
 	if cb.kind == cbConfig {
-		cb.s.answerConfig(cb.cfg, payload.ConfigUpdateResponse{
+		cb.s.answerConfig(cb.cfg, agentwire.ConfigUpdateResponse{
 			Accepted: false,
-			Error:    payload.Some("agentwire: proxy callback queue full"),
+			Error:    agentwire.Some("agentwire: proxy callback queue full"),
 		}, false)
 	}
 }
@@ -91,8 +91,8 @@ func (c *Conn) runCallback(cb callback) {
 			c.stats.callbackPanics.Add(1)
 			c.log.Error("agentwire: callback panicked", "panic", fmt.Sprint(r))
 			if cb.kind == cbConfig {
-				cb.s.answerConfig(cb.cfg, payload.ConfigUpdateResponse{
-					Error: payload.Some("agentwire: config update handler panicked"),
+				cb.s.answerConfig(cb.cfg, agentwire.ConfigUpdateResponse{
+					Error: agentwire.Some("agentwire: config update handler panicked"),
 				}, true)
 			}
 		}
@@ -105,7 +105,7 @@ func (c *Conn) runCallback(cb callback) {
 	case cbLog:
 		c.opts.onLog(cb.log)
 	case cbConfig:
-		var resp payload.ConfigUpdateResponse
+		var resp agentwire.ConfigUpdateResponse
 		if c.opts.onConfigUpdate != nil {
 			resp = c.opts.onConfigUpdate(cb.cfg)
 		} else {
@@ -118,21 +118,21 @@ func (c *Conn) runCallback(cb callback) {
 // defaultConfigUpdate answers like the Rust pool's handler: reloads,
 // restart notices and configuration errors are accepted (noted), rule and
 // list updates rejected.
-func defaultConfigUpdate(r *payload.ConfigUpdateRequest) payload.ConfigUpdateResponse {
+func defaultConfigUpdate(r *agentwire.ConfigUpdateRequest) agentwire.ConfigUpdateResponse {
 	switch r.Kind {
-	case payload.ConfigRuleUpdate:
-		return payload.ConfigUpdateResponse{Error: payload.Some("rule updates not supported")}
-	case payload.ConfigListUpdate:
-		return payload.ConfigUpdateResponse{Error: payload.Some("list updates not supported")}
+	case agentwire.ConfigRuleUpdate:
+		return agentwire.ConfigUpdateResponse{Error: agentwire.Some("rule updates not supported")}
+	case agentwire.ConfigListUpdate:
+		return agentwire.ConfigUpdateResponse{Error: agentwire.Some("list updates not supported")}
 	}
-	return payload.ConfigUpdateResponse{Accepted: true}
+	return agentwire.ConfigUpdateResponse{Accepted: true}
 }
 
 // answerConfig sends resp for req on the control stream. block says
 // whether it may wait for room in the outbound queue (the dispatcher may,
 // the reader may not). Without a control stream the answer cannot be sent
 // and is counted.
-func (s *session) answerConfig(req *payload.ConfigUpdateRequest, resp payload.ConfigUpdateResponse, block bool) {
+func (s *session) answerConfig(req *agentwire.ConfigUpdateRequest, resp agentwire.ConfigUpdateResponse, block bool) {
 	resp.RequestID = req.RequestID
 	if resp.TimestampMS == 0 {
 		resp.TimestampMS = nowMS()
@@ -162,13 +162,13 @@ func (s *session) answerConfig(req *payload.ConfigUpdateRequest, resp payload.Co
 
 // onConfigUpdate queues an agent config-update request for its answer;
 // size is its wire size.
-func (s *session) onConfigUpdate(r *payload.ConfigUpdateRequest, size int) {
+func (s *session) onConfigUpdate(r *agentwire.ConfigUpdateRequest, size int) {
 	s.c.stats.configUpdates.Add(1)
 	s.c.dispatch(callback{kind: cbConfig, cfg: r, s: s, size: int64(size)})
 }
 
 // onMetrics queues a metrics report (size: its wire size) for the callback.
-func (s *session) onMetrics(r *payload.MetricsReport, size int) {
+func (s *session) onMetrics(r *agentwire.MetricsReport, size int) {
 	s.c.stats.metricsReports.Add(1)
 	if s.c.opts.onMetrics != nil {
 		s.c.dispatch(callback{kind: cbMetrics, metrics: r, size: int64(size)})
@@ -177,7 +177,7 @@ func (s *session) onMetrics(r *payload.MetricsReport, size int) {
 
 // onLog queues a forwarded log line (size: its wire size) for the
 // callback.
-func (s *session) onLog(m *payload.LogMessage, size int) {
+func (s *session) onLog(m *agentwire.LogMessage, size int) {
 	s.c.stats.logMessages.Add(1)
 	if s.c.opts.onLog != nil {
 		s.c.dispatch(callback{kind: cbLog, log: m, size: int64(size)})

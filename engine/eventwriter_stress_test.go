@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/payload"
 )
 
 // TestUDSEventWriterStress: 32 callers with short deadlines (their own, or
@@ -40,7 +41,7 @@ func TestUDSEventWriterStress(t *testing.T) {
 			}
 			switch typ {
 			case frame.TypeRequestHeaders:
-				var ev payload.RequestHeadersEvent
+				var ev agentwire.RequestHeadersEvent
 				if err := payload.DecodeRequestHeadersJSON(p, &ev); err != nil {
 					violation("undecodable event: %v", err)
 					continue
@@ -57,7 +58,7 @@ func TestUDSEventWriterStress(t *testing.T) {
 					_ = rc.reply(cid)
 				}
 			case frame.TypeRequestBodyChunk:
-				var bc payload.BodyChunk
+				var bc agentwire.BodyChunk
 				if err := payload.DecodeRequestBodyChunkJSON(p, &bc); err != nil {
 					violation("undecodable chunk: %v", err)
 					continue
@@ -70,7 +71,7 @@ func TestUDSEventWriterStress(t *testing.T) {
 				mu.Unlock()
 				_ = rc.reply(bc.CorrelationID)
 			case frame.TypeCancel:
-				var c payload.Cancel
+				var c agentwire.Cancel
 				_ = payload.DecodeCancelJSON(p, &c)
 				cancels.Add(1)
 				mu.Lock()
@@ -94,7 +95,7 @@ func TestUDSEventWriterStress(t *testing.T) {
 					if i%20 == 19 {
 						n = 9000
 					}
-					bc := &payload.BodyChunk{CorrelationID: cid + "-b", Data: bytes.Repeat([]byte{byte(len(cid + "-b"))}, n)}
+					bc := &agentwire.BodyChunk{CorrelationID: cid + "-b", Data: bytes.Repeat([]byte{byte(len(cid + "-b"))}, n)}
 					ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 					_, _ = c.RequestBodyChunk(ctx, bc)
 					cancel()

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 )
 
 // memEvents records the request-headers events a memEventTransport's
@@ -38,7 +38,7 @@ type memEventTransport struct {
 	encoded []outbound
 }
 
-func (m *memEventTransport) appendRequestHeadersEvent(ev *payload.RequestHeadersEvent) error {
+func (m *memEventTransport) appendRequestHeadersEvent(ev *agentwire.RequestHeadersEvent) error {
 	id := ev.Metadata.CorrelationID
 	if m.ev.reading != nil {
 		m.ev.reading <- id
@@ -253,7 +253,7 @@ func TestManualCancelOfQueuedEvent(t *testing.T) {
 		_, ok := s.pending.Load("queued")
 		return ok && s.out.Len() > 0
 	})
-	if err := c.Cancel("queued", payload.CancelManual); err != nil {
+	if err := c.Cancel("queued", agentwire.CancelManual); err != nil {
 		t.Fatal(err)
 	}
 	mustKind(t, <-errs, ErrCanceled)

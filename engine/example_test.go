@@ -6,9 +6,9 @@ import (
 	"net"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/agent"
 	"github.com/agentwire/agentwire/agent/refagents"
-	"github.com/agentwire/agentwire/codec/payload"
 	"github.com/agentwire/agentwire/engine"
 )
 
@@ -30,8 +30,8 @@ func Example() {
 	defer c.Close()
 
 	for _, uri := range []string{"/index.html", "/admin/users"} {
-		resp, err := c.RequestHeaders(ctx, &payload.RequestHeadersEvent{
-			Metadata: payload.RequestMetadata{CorrelationID: "req" + uri, ClientIP: "203.0.113.7", Protocol: "HTTP/1.1"},
+		resp, err := c.RequestHeaders(ctx, &agentwire.RequestHeadersEvent{
+			Metadata: agentwire.RequestMetadata{CorrelationID: "req" + uri, ClientIP: "203.0.113.7", Protocol: "HTTP/1.1"},
 			Method:   "GET",
 			URI:      uri,
 		})

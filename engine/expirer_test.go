@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 )
 
 // Many calls without a context deadline, all past the default request
@@ -43,7 +43,7 @@ func TestExpirerTimesOutEveryCall(t *testing.T) {
 	}
 	a.waitFor(t, "every timeout cancel", func() bool {
 		for i := range n {
-			if cn, ok := a.cancelFor(fmt.Sprintf("exp-%d", i)); !ok || cn.Reason != payload.CancelTimeout {
+			if cn, ok := a.cancelFor(fmt.Sprintf("exp-%d", i)); !ok || cn.Reason != agentwire.CancelTimeout {
 				return false
 			}
 		}

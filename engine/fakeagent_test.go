@@ -12,8 +12,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/grpccodec"
-	"github.com/agentwire/agentwire/codec/payload"
 	"github.com/agentwire/agentwire/internal/pbconv"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 )
@@ -265,7 +265,7 @@ func TestRepeatedOneofTakesSlowPath(t *testing.T) {
 	}})
 	c := dial(t, addr)
 	r, err := c.RequestHeaders(testCtx(t), headersEvent("merged"))
-	if err != nil || r.Decision.Kind != payload.DecisionBlock || r.Decision.Status != 403 || !r.NeedsMore {
+	if err != nil || r.Decision.Kind != agentwire.DecisionBlock || r.Decision.Status != 403 || !r.NeedsMore {
 		t.Fatalf("%v %+v", err, r)
 	}
 }

@@ -16,8 +16,8 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/grpccodec"
-	"github.com/agentwire/agentwire/codec/payload"
 	"github.com/agentwire/agentwire/internal/pbconv"
 	"github.com/agentwire/agentwire/internal/pbwire"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
@@ -164,13 +164,13 @@ func (d *grpcDialer) close() error { return d.cc.Close() }
 // they carry the agentwire control-plane marker, opens ControlStream. The
 // connect timeout bounds opening the stream, the handshake timeout the
 // rest.
-func (d *grpcDialer) open(ctx context.Context, hs *payload.HandshakeRequest) (transport, payload.Capabilities, error) {
-	var caps payload.Capabilities
+func (d *grpcDialer) open(ctx context.Context, hs *agentwire.HandshakeRequest) (transport, agentwire.Capabilities, error) {
+	var caps agentwire.Capabilities
 	streamCtx, cancel := context.WithCancel(context.Background())
 	var phase atomic.Value // "connect" or "handshake" when its timer fired
 	timer := time.AfterFunc(d.o.connectTimeout, func() { phase.Store("connect"); cancel() })
 	stop := context.AfterFunc(ctx, cancel)
-	fail := func(kind error, detail string, err error) (transport, payload.Capabilities, error) {
+	fail := func(kind error, detail string, err error) (transport, agentwire.Capabilities, error) {
 		timer.Stop()
 		stop()
 		cancel()
@@ -224,7 +224,7 @@ func (d *grpcDialer) open(ctx context.Context, hs *payload.HandshakeRequest) (tr
 		return fail(ErrHandshakeRejected, "first message is not a handshake reply", nil)
 	case !h.GetSuccess():
 		return fail(ErrHandshakeRejected, "agent refused: "+h.GetError(), nil)
-	case h.GetProtocolVersion() != payload.ProtocolVersion:
+	case h.GetProtocolVersion() != agentwire.ProtocolVersion:
 		return fail(ErrHandshakeRejected, fmt.Sprintf("agent answered protocol version %d, want 2", h.GetProtocolVersion()), nil)
 	}
 	caps = pbconv.CapabilitiesFromPB(h.GetCapabilities())
@@ -329,7 +329,7 @@ func (t *grpcTransport) check(n int) error {
 	return nil
 }
 
-func (t *grpcTransport) handshake(hs *payload.HandshakeRequest) (mem.Buffer, error) {
+func (t *grpcTransport) handshake(hs *agentwire.HandshakeRequest) (mem.Buffer, error) {
 	n := pbwire.SizeHandshake(hs)
 	if err := t.check(n); err != nil {
 		return nil, err
@@ -339,7 +339,7 @@ func (t *grpcTransport) handshake(hs *payload.HandshakeRequest) (mem.Buffer, err
 	return wrapOut(bp), nil
 }
 
-func (t *grpcTransport) requestHeaders(ev *payload.RequestHeadersEvent, now uint64) (mem.Buffer, error) {
+func (t *grpcTransport) requestHeaders(ev *agentwire.RequestHeadersEvent, now uint64) (mem.Buffer, error) {
 	sz := pbwire.MeasureRequestHeaders(ev, now)
 	if err := t.check(sz.Len); err != nil {
 		return nil, err
@@ -349,7 +349,7 @@ func (t *grpcTransport) requestHeaders(ev *payload.RequestHeadersEvent, now uint
 	return wrapOut(bp), nil
 }
 
-func (t *grpcTransport) bodyChunk(ev *payload.BodyChunk, response bool, now uint64) (mem.Buffer, error) {
+func (t *grpcTransport) bodyChunk(ev *agentwire.BodyChunk, response bool, now uint64) (mem.Buffer, error) {
 	n := pbwire.SizeBodyChunk(ev, now)
 	if err := t.check(n); err != nil {
 		return nil, err
@@ -359,7 +359,7 @@ func (t *grpcTransport) bodyChunk(ev *payload.BodyChunk, response bool, now uint
 	return wrapOut(bp), nil
 }
 
-func (t *grpcTransport) responseHeaders(ev *payload.ResponseHeadersEvent) (mem.Buffer, error) {
+func (t *grpcTransport) responseHeaders(ev *agentwire.ResponseHeadersEvent) (mem.Buffer, error) {
 	n := pbwire.SizeResponseHeaders(ev)
 	if err := t.check(n); err != nil {
 		return nil, err
@@ -369,7 +369,7 @@ func (t *grpcTransport) responseHeaders(ev *payload.ResponseHeadersEvent) (mem.B
 	return wrapOut(bp), nil
 }
 
-func (t *grpcTransport) requestComplete(ev *payload.RequestCompleteEvent) (mem.Buffer, error) {
+func (t *grpcTransport) requestComplete(ev *agentwire.RequestCompleteEvent) (mem.Buffer, error) {
 	n := pbwire.SizeRequestComplete(ev)
 	if err := t.check(n); err != nil {
 		return nil, err
@@ -379,7 +379,7 @@ func (t *grpcTransport) requestComplete(ev *payload.RequestCompleteEvent) (mem.B
 	return wrapOut(bp), nil
 }
 
-func (t *grpcTransport) webSocketFrame(ev *payload.WebSocketFrameEvent) (mem.Buffer, error) {
+func (t *grpcTransport) webSocketFrame(ev *agentwire.WebSocketFrameEvent) (mem.Buffer, error) {
 	n := pbwire.SizeWebSocketFrame(ev)
 	if err := t.check(n); err != nil {
 		return nil, err
@@ -389,7 +389,7 @@ func (t *grpcTransport) webSocketFrame(ev *payload.WebSocketFrameEvent) (mem.Buf
 	return wrapOut(bp), nil
 }
 
-func (t *grpcTransport) guardrail(ev *payload.GuardrailInspectEvent) (mem.Buffer, error) {
+func (t *grpcTransport) guardrail(ev *agentwire.GuardrailInspectEvent) (mem.Buffer, error) {
 	ctxJSON := pbwire.GuardrailContext(nil, ev)
 	n := pbwire.SizeGuardrail(ev, ctxJSON)
 	if err := t.check(n); err != nil {
@@ -400,7 +400,7 @@ func (t *grpcTransport) guardrail(ev *payload.GuardrailInspectEvent) (mem.Buffer
 	return wrapOut(bp), nil
 }
 
-func (t *grpcTransport) configure(ev *payload.ConfigureEvent, initial bool, now uint64) (mem.Buffer, error) {
+func (t *grpcTransport) configure(ev *agentwire.ConfigureEvent, initial bool, now uint64) (mem.Buffer, error) {
 	n := pbwire.SizeConfigure(ev, initial, now)
 	if err := t.check(n); err != nil {
 		return nil, err
@@ -410,7 +410,7 @@ func (t *grpcTransport) configure(ev *payload.ConfigureEvent, initial bool, now 
 	return wrapOut(bp), nil
 }
 
-func (t *grpcTransport) cancel(cid string, reason payload.CancelReason, now uint64) (mem.Buffer, error) {
+func (t *grpcTransport) cancel(cid string, reason agentwire.CancelReason, now uint64) (mem.Buffer, error) {
 	n := pbwire.SizeCancel(cid, reason, now)
 	if err := t.check(n); err != nil {
 		return nil, err
@@ -453,7 +453,7 @@ func (t *grpcTransport) shutdown(graceMS, now uint64) (mem.Buffer, error) {
 	}}})
 }
 
-func (t *grpcTransport) configResponse(r *payload.ConfigUpdateResponse) (mem.Buffer, error) {
+func (t *grpcTransport) configResponse(r *agentwire.ConfigUpdateResponse) (mem.Buffer, error) {
 	return t.marshalControl(&pb.ProxyControl{Message: &pb.ProxyControl_ConfigResponse{
 		ConfigResponse: pbconv.ConfigUpdateResponseToPB(r),
 	}})

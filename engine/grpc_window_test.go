@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/agent"
-	"github.com/agentwire/agentwire/codec/payload"
 )
 
 func TestGRPCWindowValidation(t *testing.T) {
@@ -25,12 +25,12 @@ func TestGRPCWindowValidation(t *testing.T) {
 // carrying the chunk's length and a checksum of its bytes.
 type bodySizeAgent struct{ agent.BaseHandler }
 
-func (bodySizeAgent) OnRequestBodyChunk(_ context.Context, ev *payload.BodyChunk, r *payload.AgentResponse) error {
+func (bodySizeAgent) OnRequestBodyChunk(_ context.Context, ev *agentwire.BodyChunk, r *agentwire.AgentResponse) error {
 	var sum byte
 	for _, b := range ev.Data {
 		sum += b
 	}
-	r.RequestHeaders = append(r.RequestHeaders, payload.HeaderOp{Kind: payload.HeaderSet, Name: "x-len", Value: fmt.Sprintf("%d/%d", len(ev.Data), sum)})
+	r.RequestHeaders = append(r.RequestHeaders, agentwire.HeaderOp{Kind: agentwire.HeaderSet, Name: "x-len", Value: fmt.Sprintf("%d/%d", len(ev.Data), sum)})
 	return nil
 }
 
@@ -49,7 +49,7 @@ func TestGRPCWindowLargeMessages(t *testing.T) {
 			a := startAgent(t, bodySizeAgent{}, agent.WithGRPCWindow(w.agent))
 			c := dial(t, a.addr, WithGRPCWindow(w.engine))
 			for i := range 3 {
-				r, err := c.RequestBodyChunk(testCtx(t), &payload.BodyChunk{CorrelationID: fmt.Sprintf("c%d", i), Data: data, IsLast: true})
+				r, err := c.RequestBodyChunk(testCtx(t), &agentwire.BodyChunk{CorrelationID: fmt.Sprintf("c%d", i), Data: data, IsLast: true})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -12,8 +12,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/agent"
-	"github.com/agentwire/agentwire/codec/payload"
 )
 
 func TestMain(m *testing.M) {
@@ -40,20 +40,20 @@ func testCtx(t testing.TB) context.Context {
 // methods can be replaced; unset methods allow. It implements every hook
 // and records what the hooks saw.
 type testAgent struct {
-	reqHeaders  func(context.Context, *payload.RequestHeadersEvent, *payload.AgentResponse) error
-	reqBody     func(context.Context, *payload.BodyChunk, *payload.AgentResponse) error
-	respHeaders func(context.Context, *payload.ResponseHeadersEvent, *payload.AgentResponse) error
-	respBody    func(context.Context, *payload.BodyChunk, *payload.AgentResponse) error
-	complete    func(context.Context, *payload.RequestCompleteEvent, *payload.AgentResponse) error
-	ws          func(context.Context, *payload.WebSocketFrameEvent, *payload.AgentResponse) error
-	guard       func(context.Context, *payload.GuardrailInspectEvent, *payload.AgentResponse) error
+	reqHeaders  func(context.Context, *agentwire.RequestHeadersEvent, *agentwire.AgentResponse) error
+	reqBody     func(context.Context, *agentwire.BodyChunk, *agentwire.AgentResponse) error
+	respHeaders func(context.Context, *agentwire.ResponseHeadersEvent, *agentwire.AgentResponse) error
+	respBody    func(context.Context, *agentwire.BodyChunk, *agentwire.AgentResponse) error
+	complete    func(context.Context, *agentwire.RequestCompleteEvent, *agentwire.AgentResponse) error
+	ws          func(context.Context, *agentwire.WebSocketFrameEvent, *agentwire.AgentResponse) error
+	guard       func(context.Context, *agentwire.GuardrailInspectEvent, *agentwire.AgentResponse) error
 
 	mu         sync.Mutex
 	configs    []string // OnConfigure: version + " " + config
-	cancels    []payload.Cancel
+	cancels    []agentwire.Cancel
 	drains     []agent.DrainNotice
 	shutdowns  []agent.ShutdownNotice
-	handshakes []payload.HandshakeRequest
+	handshakes []agentwire.HandshakeRequest
 	changed    chan struct{} // signalled (non-blocking) on every hook call
 }
 
@@ -66,56 +66,56 @@ func (a *testAgent) poke() {
 	}
 }
 
-func (a *testAgent) OnRequestHeaders(ctx context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+func (a *testAgent) OnRequestHeaders(ctx context.Context, ev *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 	if a.reqHeaders != nil {
 		return a.reqHeaders(ctx, ev, r)
 	}
 	return nil
 }
 
-func (a *testAgent) OnRequestBodyChunk(ctx context.Context, ev *payload.BodyChunk, r *payload.AgentResponse) error {
+func (a *testAgent) OnRequestBodyChunk(ctx context.Context, ev *agentwire.BodyChunk, r *agentwire.AgentResponse) error {
 	if a.reqBody != nil {
 		return a.reqBody(ctx, ev, r)
 	}
 	return nil
 }
 
-func (a *testAgent) OnResponseHeaders(ctx context.Context, ev *payload.ResponseHeadersEvent, r *payload.AgentResponse) error {
+func (a *testAgent) OnResponseHeaders(ctx context.Context, ev *agentwire.ResponseHeadersEvent, r *agentwire.AgentResponse) error {
 	if a.respHeaders != nil {
 		return a.respHeaders(ctx, ev, r)
 	}
 	return nil
 }
 
-func (a *testAgent) OnResponseBodyChunk(ctx context.Context, ev *payload.BodyChunk, r *payload.AgentResponse) error {
+func (a *testAgent) OnResponseBodyChunk(ctx context.Context, ev *agentwire.BodyChunk, r *agentwire.AgentResponse) error {
 	if a.respBody != nil {
 		return a.respBody(ctx, ev, r)
 	}
 	return nil
 }
 
-func (a *testAgent) OnRequestComplete(ctx context.Context, ev *payload.RequestCompleteEvent, r *payload.AgentResponse) error {
+func (a *testAgent) OnRequestComplete(ctx context.Context, ev *agentwire.RequestCompleteEvent, r *agentwire.AgentResponse) error {
 	if a.complete != nil {
 		return a.complete(ctx, ev, r)
 	}
 	return nil
 }
 
-func (a *testAgent) OnWebSocketFrame(ctx context.Context, ev *payload.WebSocketFrameEvent, r *payload.AgentResponse) error {
+func (a *testAgent) OnWebSocketFrame(ctx context.Context, ev *agentwire.WebSocketFrameEvent, r *agentwire.AgentResponse) error {
 	if a.ws != nil {
 		return a.ws(ctx, ev, r)
 	}
 	return nil
 }
 
-func (a *testAgent) OnGuardrailInspect(ctx context.Context, ev *payload.GuardrailInspectEvent, r *payload.AgentResponse) error {
+func (a *testAgent) OnGuardrailInspect(ctx context.Context, ev *agentwire.GuardrailInspectEvent, r *agentwire.AgentResponse) error {
 	if a.guard != nil {
 		return a.guard(ctx, ev, r)
 	}
 	return nil
 }
 
-func (a *testAgent) OnHandshake(_ context.Context, req *payload.HandshakeRequest, _ *payload.HandshakeResponse) error {
+func (a *testAgent) OnHandshake(_ context.Context, req *agentwire.HandshakeRequest, _ *agentwire.HandshakeResponse) error {
 	a.mu.Lock()
 	cp := *req
 	cp.Config = append(json.RawMessage(nil), req.Config...)
@@ -133,7 +133,7 @@ func (a *testAgent) OnConfigure(_ context.Context, cfg json.RawMessage, version 
 	return nil
 }
 
-func (a *testAgent) OnCancel(_ context.Context, c payload.Cancel) {
+func (a *testAgent) OnCancel(_ context.Context, c agentwire.Cancel) {
 	a.mu.Lock()
 	a.cancels = append(a.cancels, c)
 	a.mu.Unlock()
@@ -225,12 +225,12 @@ func dial(t testing.TB, addr string, opts ...Option) *Conn {
 	return c
 }
 
-func headersEvent(cid string) *payload.RequestHeadersEvent {
-	return &payload.RequestHeadersEvent{
-		Metadata: payload.RequestMetadata{CorrelationID: cid, RequestID: "r-" + cid, ClientIP: "127.0.0.1", ClientPort: 40000, Protocol: "HTTP/1.1"},
+func headersEvent(cid string) *agentwire.RequestHeadersEvent {
+	return &agentwire.RequestHeadersEvent{
+		Metadata: agentwire.RequestMetadata{CorrelationID: cid, RequestID: "r-" + cid, ClientIP: "127.0.0.1", ClientPort: 40000, Protocol: "HTTP/1.1"},
 		Method:   "GET",
 		URI:      "/" + cid,
-		Headers:  payload.Headers{{Name: "host", Values: []string{"example.com"}}},
+		Headers:  agentwire.Headers{{Name: "host", Values: []string{"example.com"}}},
 	}
 }
 

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/internal/pbconv"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 )
@@ -55,16 +55,16 @@ func inboundSeeds(t testing.TB) [][]byte {
 		}
 		add(&pb.AgentToProxy{Message: &pb.AgentToProxy_Response{Response: resp}})
 	}
-	h := pbconv.HealthStatusToPB(&payload.HealthStatus{State: payload.HealthDegraded, TimeoutMultiplier: 2, ValidUntilMS: payload.Some[uint64](1)})
-	f := pbconv.FlowControlSignalToPB(&payload.FlowControlSignal{Action: payload.FlowPause, CorrelationID: payload.Some("c")})
-	m := pbconv.MetricsReportToPB(&payload.MetricsReport{Counters: []payload.CounterMetric{{Name: "n", Value: 1}}})
-	u := pbconv.ConfigUpdateRequestToPB(&payload.ConfigUpdateRequest{Kind: payload.ConfigRuleUpdate, RequestID: "r"})
-	l := pbconv.LogMessageToPB(&payload.LogMessage{Level: payload.LogWarn, Message: "m"})
+	h := pbconv.HealthStatusToPB(&agentwire.HealthStatus{State: agentwire.HealthDegraded, TimeoutMultiplier: 2, ValidUntilMS: agentwire.Some[uint64](1)})
+	f := pbconv.FlowControlSignalToPB(&agentwire.FlowControlSignal{Action: agentwire.FlowPause, CorrelationID: agentwire.Some("c")})
+	m := pbconv.MetricsReportToPB(&agentwire.MetricsReport{Counters: []agentwire.CounterMetric{{Name: "n", Value: 1}}})
+	u := pbconv.ConfigUpdateRequestToPB(&agentwire.ConfigUpdateRequest{Kind: agentwire.ConfigRuleUpdate, RequestID: "r"})
+	l := pbconv.LogMessageToPB(&agentwire.LogMessage{Level: agentwire.LogWarn, Message: "m"})
 	add(&pb.AgentToProxy{Message: &pb.AgentToProxy_Health{Health: h}})
 	for _, m := range []float32{float32(math.NaN()), float32(math.Inf(1)), 1e12} {
 		// Multipliers that overflowed the stretched timeout into a
 		// negative one (TestDegradedMultiplierNeverShortens).
-		d := pbconv.HealthStatusToPB(&payload.HealthStatus{State: payload.HealthDegraded, TimeoutMultiplier: m})
+		d := pbconv.HealthStatusToPB(&agentwire.HealthStatus{State: agentwire.HealthDegraded, TimeoutMultiplier: m})
 		add(&pb.AgentToProxy{Message: &pb.AgentToProxy_Health{Health: d}})
 		add(&pb.AgentControl{Message: &pb.AgentControl_Health{Health: d}})
 	}
@@ -106,7 +106,7 @@ func FuzzInbound(f *testing.F) {
 		s.pausedIDs.Clear()
 		s.nPaused.Store(0)
 		s.pausedBytes.Store(0)
-		var dst payload.AgentResponse
+		var dst agentwire.AgentResponse
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
 		if err := c.RequestHeadersInto(ctx, headersEvent("after-fuzz"), &dst); err != nil || dst.CorrelationID != "after-fuzz" {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 )
 
 // ctxHonouringMemDialer is memDialer with the one property every real
@@ -19,9 +19,9 @@ type ctxHonouringMemDialer struct {
 	onFirstOpen func()
 }
 
-func (d *ctxHonouringMemDialer) open(ctx context.Context, hs *payload.HandshakeRequest) (transport, payload.Capabilities, error) {
+func (d *ctxHonouringMemDialer) open(ctx context.Context, hs *agentwire.HandshakeRequest) (transport, agentwire.Capabilities, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, payload.Capabilities{}, &Error{Kind: ErrConnectFailed, Err: err}
+		return nil, agentwire.Capabilities{}, &Error{Kind: ErrConnectFailed, Err: err}
 	}
 	t, caps, err := memDialer{}.open(ctx, hs)
 	if d.opens.Add(1) == 1 && d.onFirstOpen != nil {
@@ -106,14 +106,14 @@ func TestCloseFromCallback(t *testing.T) {
 			var c *Conn
 			var ready sync.WaitGroup
 			ready.Add(1)
-			c = uncleanMemConn(t, WithOnHealth(func(h payload.HealthStatus) {
+			c = uncleanMemConn(t, WithOnHealth(func(h agentwire.HealthStatus) {
 				ready.Wait()
-				if h.State == payload.HealthUnhealthy {
+				if h.State == agentwire.HealthUnhealthy {
 					ended <- end(c)
 				}
 			}))
 			ready.Done()
-			c.sess.Load().onHealth(payload.HealthStatus{State: payload.HealthUnhealthy})
+			c.sess.Load().onHealth(agentwire.HealthStatus{State: agentwire.HealthUnhealthy})
 			mustNoErrWithin(t, ended, 3*time.Second, name+" called from a callback")
 			mustKind(t, func() error { _, err := c.RequestHeaders(testCtx(t), headersEvent("x")); return err }(), ErrClosed)
 		})

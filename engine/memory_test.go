@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
-	"github.com/agentwire/agentwire/codec/payload"
 )
 
 // TestMemoryPerPendingRequest measures the heap one request holds while it
@@ -35,7 +35,7 @@ func TestMemoryPerPendingRequest(t *testing.T) {
 	)
 	parking := measurePerCaller(t, n, nil, nil)
 	t.Logf("runtime parking of a caller in a two-way select: %.0f bytes", parking)
-	for _, enc := range []string{payload.EncodingJSON, payload.EncodingMsgpack} {
+	for _, enc := range []string{agentwire.EncodingJSON, agentwire.EncodingMsgpack} {
 		t.Run(enc, func(t *testing.T) {
 			// Up to three attempts: the heap is the process's, and what
 			// another test's leftover goroutines allocate meanwhile counts
@@ -82,7 +82,7 @@ func measurePending(t *testing.T, enc string, n int) float64 {
 	// deadline context of its own, which is not what this
 	// measures).
 	opts := []Option{WithRequestTimeout(time.Minute), WithRingSize(n)}
-	if enc == payload.EncodingMsgpack {
+	if enc == agentwire.EncodingMsgpack {
 		opts = append(opts, WithMsgpack())
 	}
 	c := dialUDS(t, a.path, opts...)
@@ -165,8 +165,8 @@ type memCallers struct {
 
 type memCaller struct {
 	*memCallers
-	ev  payload.RequestHeadersEvent
-	dst payload.AgentResponse
+	ev  agentwire.RequestHeadersEvent
+	dst agentwire.AgentResponse
 	own chan error
 	err error
 }

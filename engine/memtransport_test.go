@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 )
 
 // memTransport replaces the gRPC stream with an in-memory agent: send
@@ -152,10 +152,10 @@ type memDialer struct {
 	events *memEvents
 }
 
-func (d memDialer) open(context.Context, *payload.HandshakeRequest) (transport, payload.Capabilities, error) {
+func (d memDialer) open(context.Context, *agentwire.HandshakeRequest) (transport, agentwire.Capabilities, error) {
 	m := newMemTransport()
 	m.gate = d.gate
-	caps := payload.Capabilities{ProtocolVersion: 2, AgentID: "mem"}
+	caps := agentwire.Capabilities{ProtocolVersion: 2, AgentID: "mem"}
 	if d.events != nil {
 		if d.events.maxSend > 0 {
 			m.maxSend = d.events.maxSend
@@ -198,7 +198,7 @@ func TestMemTransportRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.CorrelationID != ev.Metadata.CorrelationID || r.Decision.Kind != payload.DecisionAllow || r.Version != 2 {
+		if r.CorrelationID != ev.Metadata.CorrelationID || r.Decision.Kind != agentwire.DecisionAllow || r.Version != 2 {
 			t.Fatalf("reply %+v", r)
 		}
 	}

@@ -12,7 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 )
 
 // Defaults of the options.
@@ -95,10 +95,10 @@ type options struct {
 	grpcWindow       int
 	uds              udsOptions // binary Unix-socket transport (uds_options.go)
 
-	onMetrics      func(*payload.MetricsReport)
-	onLog          func(*payload.LogMessage)
-	onHealth       func(payload.HealthStatus)
-	onConfigUpdate func(*payload.ConfigUpdateRequest) payload.ConfigUpdateResponse
+	onMetrics      func(*agentwire.MetricsReport)
+	onLog          func(*agentwire.LogMessage)
+	onHealth       func(agentwire.HealthStatus)
+	onConfigUpdate func(*agentwire.ConfigUpdateRequest) agentwire.ConfigUpdateResponse
 }
 
 func defaultOptions() options {
@@ -301,20 +301,20 @@ func WithGRPCDialOptions(opts ...grpc.DialOption) Option {
 // WithOnMetrics sets the callback for agent metrics reports. Callbacks run
 // on the Conn's dispatcher goroutine, one at a time, never on the reader;
 // a slow callback delays only other callbacks.
-func WithOnMetrics(f func(*payload.MetricsReport)) Option {
+func WithOnMetrics(f func(*agentwire.MetricsReport)) Option {
 	return optionFunc(func(o *options) { o.onMetrics = f })
 }
 
 // WithOnLog sets the callback for log lines forwarded by the agent
 // (dispatcher goroutine).
-func WithOnLog(f func(*payload.LogMessage)) Option {
+func WithOnLog(f func(*agentwire.LogMessage)) Option {
 	return optionFunc(func(o *options) { o.onLog = f })
 }
 
 // WithOnHealth sets the callback for agent health reports (dispatcher
 // goroutine). The Conn applies reports itself (see Health); the callback is
 // for observation.
-func WithOnHealth(f func(payload.HealthStatus)) Option {
+func WithOnHealth(f func(agentwire.HealthStatus)) Option {
 	return optionFunc(func(o *options) { o.onHealth = f })
 }
 
@@ -324,6 +324,6 @@ func WithOnHealth(f func(payload.HealthStatus)) Option {
 // answers like the Rust pool: request_reload, restart_required and
 // config_error are accepted, rule and list updates rejected as not
 // supported. RequestID and a zero TimestampMS of the answer are filled in.
-func WithOnConfigUpdate(f func(*payload.ConfigUpdateRequest) payload.ConfigUpdateResponse) Option {
+func WithOnConfigUpdate(f func(*agentwire.ConfigUpdateRequest) agentwire.ConfigUpdateResponse) Option {
 	return optionFunc(func(o *options) { o.onConfigUpdate = f })
 }

@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 )
 
 // pending is one request waiting for its reply.
@@ -32,7 +32,7 @@ import (
 // byte of a pending counts while thousands of requests wait.)
 type pending struct {
 	id  string
-	dst *payload.AgentResponse
+	dst *agentwire.AgentResponse
 	// done carries the outcome: nil = reply decoded into dst.
 	done chan error
 	// deadline is the default request timeout, as a monoNow instant, when
@@ -62,7 +62,7 @@ var pendingPool = sync.Pool{New: func() any {
 
 // getPending returns an idle pending for id and dst, with no deadline
 // (exchange sets it) and the caller's reference.
-func getPending(id string, dst *payload.AgentResponse) *pending {
+func getPending(id string, dst *agentwire.AgentResponse) *pending {
 	p := pendingPool.Get().(*pending)
 	p.id, p.dst = id, dst
 	p.refs.Store(1)

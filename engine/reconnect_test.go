@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 )
 
 // cutter is a TCP forwarder in front of an agent: kill cuts every
@@ -212,6 +212,6 @@ func TestCloseDuringReconnectLeavesNoGoroutine(t *testing.T) {
 	waitUntil(t, "reconnect attempts", nil, func() bool { return c.Stats().ReconnectFailures >= 3 })
 	_ = c.Close()
 	// goleak in TestMain checks that nothing is left running.
-	_, err := c.RequestBodyChunk(testCtx(t), &payload.BodyChunk{CorrelationID: "x"})
+	_, err := c.RequestBodyChunk(testCtx(t), &agentwire.BodyChunk{CorrelationID: "x"})
 	mustKind(t, err, ErrClosed)
 }

@@ -16,8 +16,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/payload"
 	"github.com/agentwire/agentwire/internal/unixsock"
 )
 
@@ -251,7 +252,7 @@ func (l *ReverseListener) serve(nc net.Conn) {
 		return
 	}
 	connID := l.connectionID(req.AgentID)
-	if err := l.answer(nc, payload.RegistrationResponse{Success: true, ConnectionID: connID}); err != nil {
+	if err := l.answer(nc, agentwire.RegistrationResponse{Success: true, ConnectionID: connID}); err != nil {
 		l.release(req.AgentID)
 		l.abandoned.Add(1)
 		l.log.Warn("agentwire: reverse registration answer not sent", "agent_id", req.AgentID, "err", err)
@@ -303,7 +304,7 @@ var (
 // readRegistration reads exactly one frame (no read-ahead: whatever the
 // agent sends next stays in the socket for the Conn's reader) and decodes
 // it as a RegistrationRequest.
-func readRegistration(nc io.Reader) (*payload.RegistrationRequest, error) {
+func readRegistration(nc io.Reader) (*agentwire.RegistrationRequest, error) {
 	var hdr [frame.HeaderSize]byte
 	if _, err := io.ReadFull(nc, hdr[:]); err != nil {
 		return nil, err
@@ -321,7 +322,7 @@ func readRegistration(nc io.Reader) (*payload.RegistrationRequest, error) {
 	if _, err := io.ReadFull(nc, p); err != nil {
 		return nil, err
 	}
-	req := new(payload.RegistrationRequest)
+	req := new(agentwire.RegistrationRequest)
 	if err := payload.DecodeRegistrationRequestJSON(p, req); err != nil {
 		return nil, fmt.Errorf("%w: %v", errBadRegistration, err)
 	}
@@ -329,9 +330,9 @@ func readRegistration(nc io.Reader) (*payload.RegistrationRequest, error) {
 }
 
 // validate returns why req is refused, or "".
-func (l *ReverseListener) validate(req *payload.RegistrationRequest) string {
+func (l *ReverseListener) validate(req *agentwire.RegistrationRequest) string {
 	switch {
-	case req.ProtocolVersion != payload.ProtocolVersion:
+	case req.ProtocolVersion != agentwire.ProtocolVersion:
 		return fmt.Sprintf("agentwire: protocol version mismatch: expected 2, got %d", req.ProtocolVersion)
 	case req.AgentID == "":
 		return "agentwire: agent id cannot be empty"
@@ -430,7 +431,7 @@ func (l *ReverseListener) forget(agentID string, c *Conn) {
 func (l *ReverseListener) reject(nc net.Conn, agentID, msg string) {
 	l.rejected.Add(1)
 	l.log.Warn("agentwire: reverse registration rejected", "agent_id", agentID, "reason", msg)
-	if l.answer(nc, payload.RegistrationResponse{Error: payload.Some(msg)}) != nil {
+	if l.answer(nc, agentwire.RegistrationResponse{Error: agentwire.Some(msg)}) != nil {
 		return
 	}
 	if cw, ok := nc.(interface{ CloseWrite() error }); ok && l.unixPath == "" {
@@ -443,7 +444,7 @@ func (l *ReverseListener) reject(nc net.Conn, agentID, msg string) {
 
 // answer writes a 0x02 RegistrationResponse (within the registration
 // deadline).
-func (l *ReverseListener) answer(nc net.Conn, r payload.RegistrationResponse) error {
+func (l *ReverseListener) answer(nc net.Conn, r agentwire.RegistrationResponse) error {
 	r.ProxyID, r.ProxyVersion = l.connOpts.proxyID, l.connOpts.proxyVersion
 	buf, start := frame.BeginFrame(make([]byte, 0, 256), frame.TypeHandshakeResponse)
 	buf = payload.AppendRegistrationResponseJSON(buf, &r)
@@ -587,13 +588,13 @@ func (l *ReverseListener) Close() error {
 // open a second session (the agent dials again instead).
 type reverseDialer struct {
 	t    *udsTransport
-	caps payload.Capabilities
+	caps agentwire.Capabilities
 	used atomic.Bool
 }
 
-func (d *reverseDialer) open(context.Context, *payload.HandshakeRequest) (transport, payload.Capabilities, error) {
+func (d *reverseDialer) open(context.Context, *agentwire.HandshakeRequest) (transport, agentwire.Capabilities, error) {
 	if d.used.Swap(true) {
-		return nil, payload.Capabilities{}, &Error{Kind: ErrConnectFailed, Detail: "a reverse connection cannot be reopened by the proxy"}
+		return nil, agentwire.Capabilities{}, &Error{Kind: ErrConnectFailed, Detail: "a reverse connection cannot be reopened by the proxy"}
 	}
 	return d.t, d.caps, nil
 }

@@ -14,9 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/agent"
 	"github.com/agentwire/agentwire/codec/frame"
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/payload"
 )
 
 // listenReverse starts a listener on a fresh socket path and closes it at
@@ -35,7 +36,7 @@ func listenReverse(t testing.TB, opts ...ReverseOption) (*ReverseListener, strin
 // register dials the listener like an agent, sends req and returns the
 // answer (nil when the listener closed the socket without one) and the
 // socket.
-func register(t testing.TB, network, addr string, req *payload.RegistrationRequest) (*payload.RegistrationResponse, net.Conn) {
+func register(t testing.TB, network, addr string, req *agentwire.RegistrationRequest) (*agentwire.RegistrationResponse, net.Conn) {
 	t.Helper()
 	nc, err := net.Dial(network, addr)
 	if err != nil {
@@ -52,7 +53,7 @@ func register(t testing.TB, network, addr string, req *payload.RegistrationReque
 	return readAnswer(t, nc), nc
 }
 
-func readAnswer(t testing.TB, nc net.Conn) *payload.RegistrationResponse {
+func readAnswer(t testing.TB, nc net.Conn) *agentwire.RegistrationResponse {
 	t.Helper()
 	rd := frame.NewReader(nc, 0)
 	defer rd.Release()
@@ -66,17 +67,17 @@ func readAnswer(t testing.TB, nc net.Conn) *payload.RegistrationResponse {
 	if typ != frame.TypeHandshakeResponse {
 		t.Fatalf("answer frame %v", typ)
 	}
-	var r payload.RegistrationResponse
+	var r agentwire.RegistrationResponse
 	if err := payload.DecodeRegistrationResponseJSON(p, &r); err != nil {
 		t.Fatal(err)
 	}
 	return &r
 }
 
-func regRequest(id string, token *string) *payload.RegistrationRequest {
-	r := &payload.RegistrationRequest{ProtocolVersion: 2, AgentID: id, Capabilities: fullCaps(id)}
+func regRequest(id string, token *string) *agentwire.RegistrationRequest {
+	r := &agentwire.RegistrationRequest{ProtocolVersion: 2, AgentID: id, Capabilities: fullCaps(id)}
 	if token != nil {
-		r.AuthToken = payload.Some(*token)
+		r.AuthToken = agentwire.Some(*token)
 	}
 	return r
 }
@@ -102,7 +103,7 @@ func TestReverseRegistrationValidation(t *testing.T) {
 		WithConnOptions(WithProxyID("px-1"), WithProxyVersion("1.2.3")))
 	cases := []struct {
 		name string
-		req  *payload.RegistrationRequest
+		req  *agentwire.RegistrationRequest
 		want string
 	}{
 		{"wrong token", regRequest("waf", ptr("guess")), "authentication failed"},
@@ -113,7 +114,7 @@ func TestReverseRegistrationValidation(t *testing.T) {
 		// Without a valid token the allow-list is not revealed.
 		{"unknown agent, wrong token", regRequest("rogue", ptr("guess")), "authentication failed"},
 		{"empty agent id", regRequest("", ptr("s3cret")), "agent id cannot be empty"},
-		{"version 1", func() *payload.RegistrationRequest {
+		{"version 1", func() *agentwire.RegistrationRequest {
 			r := regRequest("waf", ptr("s3cret"))
 			r.ProtocolVersion = 1
 			return r
@@ -296,17 +297,17 @@ func serveReverse(t testing.TB, h agent.Handler, endpoint string, opts ...agent.
 // pushes reach the Conn; when it dies pending calls fail at once and it
 // comes back as a new Conn.
 func TestReverseWithAgentServer(t *testing.T) {
-	health := make(chan payload.HealthStatus, 4)
+	health := make(chan agentwire.HealthStatus, 4)
 	l, path := listenReverse(t, WithAuthToken("tok"),
-		WithConnOptions(WithOnHealth(func(h payload.HealthStatus) { health <- h }), WithAgentConfig([]byte(`{"rules":"strict"}`))))
+		WithConnOptions(WithOnHealth(func(h agentwire.HealthStatus) { health <- h }), WithAgentConfig([]byte(`{"rules":"strict"}`))))
 	a := newTestAgent()
 	block := make(chan struct{})
-	a.reqHeaders = func(ctx context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+	a.reqHeaders = func(ctx context.Context, ev *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 		if ev.URI == "/hang" {
 			<-block // never answers while the agent is alive
 			return nil
 		}
-		r.Decision = payload.Block(401)
+		r.Decision = agentwire.Block(401)
 		r.Audit.Tags = []string{ev.URI}
 		return nil
 	}
@@ -318,25 +319,25 @@ func TestReverseWithAgentServer(t *testing.T) {
 	}
 	ctx := testCtx(t)
 	r, err := c.RequestHeaders(ctx, headersEvent("r1"))
-	if err != nil || r.Decision.Kind != payload.DecisionBlock || r.Decision.Status != 401 || r.Audit.Tags[0] != "/r1" {
+	if err != nil || r.Decision.Kind != agentwire.DecisionBlock || r.Decision.Status != 401 || r.Audit.Tags[0] != "/r1" {
 		t.Fatalf("reply %+v %v", r, err)
 	}
-	if _, err := c.RequestBodyChunk(ctx, &payload.BodyChunk{CorrelationID: "r1", Data: []byte{0, 0xff}}); err != nil {
+	if _, err := c.RequestBodyChunk(ctx, &agentwire.BodyChunk{CorrelationID: "r1", Data: []byte{0, 0xff}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.ResponseHeaders(ctx, &payload.ResponseHeadersEvent{CorrelationID: "r1", Status: 200}); err != nil {
+	if _, err := c.ResponseHeaders(ctx, &agentwire.ResponseHeadersEvent{CorrelationID: "r1", Status: 200}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.ResponseBodyChunk(ctx, &payload.BodyChunk{CorrelationID: "r1", Data: []byte("x"), IsLast: true}); err != nil {
+	if _, err := c.ResponseBodyChunk(ctx, &agentwire.BodyChunk{CorrelationID: "r1", Data: []byte("x"), IsLast: true}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.RequestComplete(ctx, &payload.RequestCompleteEvent{CorrelationID: "r1", Status: 200}); err != nil {
+	if _, err := c.RequestComplete(ctx, &agentwire.RequestCompleteEvent{CorrelationID: "r1", Status: 200}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.WebSocketFrame(ctx, &payload.WebSocketFrameEvent{CorrelationID: "r1", Opcode: "text", Data: []byte("hi")}); err != nil {
+	if _, err := c.WebSocketFrame(ctx, &agentwire.WebSocketFrameEvent{CorrelationID: "r1", Opcode: "text", Data: []byte("hi")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.GuardrailInspect(ctx, &payload.GuardrailInspectEvent{CorrelationID: "r1", InspectionType: payload.InspectionPromptInjection, Content: "hi"}); err != nil {
+	if _, err := c.GuardrailInspect(ctx, &agentwire.GuardrailInspectEvent{CorrelationID: "r1", InspectionType: agentwire.InspectionPromptInjection, Content: "hi"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Ping(ctx); err != nil {
@@ -345,8 +346,8 @@ func TestReverseWithAgentServer(t *testing.T) {
 	// The agent configuration went out as a Configure after registration.
 	a.waitFor(t, "configure", func() bool { return len(a.configs) == 1 })
 	// Agent pushes reach a reverse Conn (the reference's reader drops them).
-	srv.ReportHealth(payload.HealthStatus{State: payload.HealthDegraded, TimeoutMultiplier: 2})
-	if h := <-health; h.State != payload.HealthDegraded {
+	srv.ReportHealth(agentwire.HealthStatus{State: agentwire.HealthDegraded, TimeoutMultiplier: 2})
+	if h := <-health; h.State != agentwire.HealthDegraded {
 		t.Fatalf("health %+v", h)
 	}
 	if st := c.Stats(); st.Orphans != 0 || st.ProtocolErrors != 0 {
@@ -443,7 +444,7 @@ func TestReverseRawAgentTraffic(t *testing.T) {
 		close(echoDone)
 		t.Fatalf("answer: %v %v", typ, err)
 	}
-	var resp payload.RegistrationResponse
+	var resp agentwire.RegistrationResponse
 	if payload.DecodeRegistrationResponseJSON(p, &resp) != nil || !resp.Success {
 		close(echoDone)
 		t.Fatalf("answer %s", p)
@@ -459,7 +460,7 @@ func TestReverseRawAgentTraffic(t *testing.T) {
 	if _, err := c.RequestHeaders(testCtx(t), headersEvent("raw-1")); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "pipelined health report", nil, func() bool { return c.Health().Report.State == payload.HealthDegraded })
+	waitUntil(t, "pipelined health report", nil, func() bool { return c.Health().Report.State == agentwire.HealthDegraded })
 }
 
 // TestReverseTCPAndTLS: TCP with mutual TLS; an untrusted client is

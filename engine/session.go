@@ -11,7 +11,7 @@ import (
 	"github.com/puzpuzpuz/xsync/v4"
 	"google.golang.org/grpc/mem"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/ring"
 )
 
@@ -36,7 +36,7 @@ type session struct {
 	pending *xsync.Map[string, *pending]
 	pings   *xsync.Map[uint64, chan time.Time]
 
-	caps   payload.Capabilities
+	caps   agentwire.Capabilities
 	events uint32 // bit k set: event code k is subscribed
 
 	controlOK atomic.Bool
@@ -62,7 +62,7 @@ type session struct {
 
 // healthReport is the last health report of a session.
 type healthReport struct {
-	status     payload.HealthStatus
+	status     agentwire.HealthStatus
 	received   time.Time
 	validUntil time.Time // zero: no expiry
 }
@@ -72,7 +72,7 @@ func (r *healthReport) active(now time.Time) bool {
 	return r.validUntil.IsZero() || now.Before(r.validUntil)
 }
 
-func newSession(c *Conn, t transport, caps payload.Capabilities) *session {
+func newSession(c *Conn, t transport, caps agentwire.Capabilities) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{
 		c:         c,
@@ -103,7 +103,7 @@ const allEventBits = 0xfe
 func subscribedEvents(codes []int32) uint32 {
 	var m uint32
 	for _, c := range codes {
-		if c >= payload.EventRequestHeaders && c <= payload.EventGuardrailInspect {
+		if c >= agentwire.EventRequestHeaders && c <= agentwire.EventGuardrailInspect {
 			m |= 1 << uint(c)
 		}
 	}
@@ -180,7 +180,7 @@ func (s *session) expire(now int64) {
 			// (nor for one the writer failed to encode; settle waits
 			// out a writer reading it, which does no I/O).
 			if expired.settle() {
-				s.sendCancel(cid, payload.CancelTimeout)
+				s.sendCancel(cid, agentwire.CancelTimeout)
 			}
 			expired.done <- errEngineTimeout
 		}
@@ -449,7 +449,7 @@ func (s *session) protocolError(detail string, err error) {
 }
 
 // onPong completes the Ping waiting for p.Sequence.
-func (s *session) onPong(p payload.Pong) {
+func (s *session) onPong(p agentwire.Pong) {
 	s.c.stats.pongs.Add(1)
 	if ch, ok := s.pings.LoadAndDelete(p.Sequence); ok {
 		ch <- time.Now()
@@ -459,7 +459,7 @@ func (s *session) onPong(p payload.Pong) {
 }
 
 // onHealth applies an agent health report.
-func (s *session) onHealth(h payload.HealthStatus) {
+func (s *session) onHealth(h agentwire.HealthStatus) {
 	r := &healthReport{status: h, received: time.Now()}
 	if v, ok := h.ValidUntilMS.Get(); ok {
 		r.validUntil = time.UnixMilli(int64(v))
@@ -481,14 +481,14 @@ func (s *session) healthGate() error {
 		return nil
 	}
 	switch r.status.State {
-	case payload.HealthDraining, payload.HealthUnhealthy:
+	case agentwire.HealthDraining, agentwire.HealthUnhealthy:
 	default:
 		return nil
 	}
 	if !r.active(time.Now()) {
 		return nil
 	}
-	if r.status.State == payload.HealthDraining {
+	if r.status.State == agentwire.HealthDraining {
 		return errAgentDraining
 	}
 	return errAgentUnhealthy
@@ -501,7 +501,7 @@ var errAgentUnhealthy = &Error{Kind: ErrAgentUnhealthy}
 // included).
 func (s *session) timeoutMultiplier() float64 {
 	r := s.health.Load()
-	if r == nil || r.status.State != payload.HealthDegraded || !(r.status.TimeoutMultiplier > 1) {
+	if r == nil || r.status.State != agentwire.HealthDegraded || !(r.status.TimeoutMultiplier > 1) {
 		return 1
 	}
 	if !r.active(time.Now()) {
@@ -532,13 +532,13 @@ func (s *session) stretch(d time.Duration) time.Duration {
 }
 
 // onFlow applies an agent flow-control signal.
-func (s *session) onFlow(f payload.FlowControlSignal) {
+func (s *session) onFlow(f agentwire.FlowControlSignal) {
 	// Counted once applied (or refused): a signal that Stats shows is in
 	// force for the next call.
 	defer s.c.stats.flowSignals.Add(1)
 	if cid, ok := f.CorrelationID.Get(); ok {
 		switch f.Action {
-		case payload.FlowPause:
+		case agentwire.FlowPause:
 			// Bounded: an agent must not grow the proxy's memory with
 			// pauses for ids that never end. Entries leave on RESUME, on
 			// the request's RequestComplete or Cancel, or with the
@@ -558,7 +558,7 @@ func (s *session) onFlow(f payload.FlowControlSignal) {
 				s.nPaused.Add(1)
 				s.pausedBytes.Add(int64(len(cid)))
 			}
-		case payload.FlowResume:
+		case agentwire.FlowResume:
 			if _, loaded := s.pausedIDs.LoadAndDelete(cid); loaded {
 				s.nPaused.Add(-1)
 				s.pausedBytes.Add(-int64(len(cid)))
@@ -570,11 +570,11 @@ func (s *session) onFlow(f payload.FlowControlSignal) {
 		return
 	}
 	switch f.Action {
-	case payload.FlowPause:
+	case agentwire.FlowPause:
 		s.paused.Store(true)
-	case payload.FlowResume:
+	case agentwire.FlowResume:
 		s.paused.Store(false)
-	case payload.FlowUpdateCapacity:
+	case agentwire.FlowUpdateCapacity:
 		if v, ok := f.BufferAvailable.Get(); ok {
 			if v > 1<<62 {
 				v = 1 << 62
@@ -645,7 +645,7 @@ func (s *session) signalFlow() {
 
 // sendCancel queues a cancel notice for cid without blocking; a full queue
 // drops it (counted).
-func (s *session) sendCancel(cid string, reason payload.CancelReason) {
+func (s *session) sendCancel(cid string, reason agentwire.CancelReason) {
 	buf, err := s.t.cancel(cid, reason, nowMS())
 	if err != nil {
 		return

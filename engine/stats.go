@@ -4,7 +4,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 )
 
 // Stats is a snapshot of a Conn's counters. Counters are cumulative over
@@ -111,10 +111,10 @@ type HealthSnapshot struct {
 	// State is the state of the last report still in force
 	// (HealthUnspecified when there is none, it expired, or the Conn is
 	// not connected).
-	State payload.HealthState
+	State agentwire.HealthState
 	// Report is the last report received on the current session (zero when
 	// none); ReceivedAt and ValidUntil (zero: no expiry) describe it.
-	Report     payload.HealthStatus
+	Report     agentwire.HealthStatus
 	ReceivedAt time.Time
 	ValidUntil time.Time
 	// Expired is true when the last report's valid_until has passed.

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 )
 
 // TestPendingRemovedExactlyOnce races replies against deadlines, context
@@ -54,7 +54,7 @@ func TestPendingRemovedExactlyOnce(t *testing.T) {
 					d := time.Duration(r.IntN(20)) * time.Microsecond
 					go func() {
 						time.Sleep(d)
-						_ = c.Cancel(cid, payload.CancelManual)
+						_ = c.Cancel(cid, agentwire.CancelManual)
 					}()
 				default:
 					ctx, cancel = context.WithCancel(context.Background())
@@ -112,7 +112,7 @@ func TestPendingRemovedExactlyOnce(t *testing.T) {
 func TestCapacityWaitNoLostWakeup(t *testing.T) {
 	c := memConn(t, WithFlowControl(FlowWait))
 	s := c.sess.Load()
-	s.onFlow(payload.FlowControlSignal{Action: payload.FlowUpdateCapacity, BufferAvailable: payload.Some[uint64](2)})
+	s.onFlow(agentwire.FlowControlSignal{Action: agentwire.FlowUpdateCapacity, BufferAvailable: agentwire.Some[uint64](2)})
 	const workers, perWorker = 16, 300
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

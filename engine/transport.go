@@ -3,7 +3,7 @@ package engine
 import (
 	"google.golang.org/grpc/mem"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 )
 
 // transport is one established stream to an agent (gRPC or the binary
@@ -42,20 +42,20 @@ type transport interface {
 // use and fail with an ErrMessageTooLarge error when the encoded message
 // would exceed the send limit. now is epoch milliseconds.
 type encoder interface {
-	requestHeaders(ev *payload.RequestHeadersEvent, now uint64) (mem.Buffer, error)
-	bodyChunk(ev *payload.BodyChunk, response bool, now uint64) (mem.Buffer, error)
-	responseHeaders(ev *payload.ResponseHeadersEvent) (mem.Buffer, error)
-	requestComplete(ev *payload.RequestCompleteEvent) (mem.Buffer, error)
-	webSocketFrame(ev *payload.WebSocketFrameEvent) (mem.Buffer, error)
-	guardrail(ev *payload.GuardrailInspectEvent) (mem.Buffer, error)
-	configure(ev *payload.ConfigureEvent, initial bool, now uint64) (mem.Buffer, error)
-	cancel(cid string, reason payload.CancelReason, now uint64) (mem.Buffer, error)
+	requestHeaders(ev *agentwire.RequestHeadersEvent, now uint64) (mem.Buffer, error)
+	bodyChunk(ev *agentwire.BodyChunk, response bool, now uint64) (mem.Buffer, error)
+	responseHeaders(ev *agentwire.ResponseHeadersEvent) (mem.Buffer, error)
+	requestComplete(ev *agentwire.RequestCompleteEvent) (mem.Buffer, error)
+	webSocketFrame(ev *agentwire.WebSocketFrameEvent) (mem.Buffer, error)
+	guardrail(ev *agentwire.GuardrailInspectEvent) (mem.Buffer, error)
+	configure(ev *agentwire.ConfigureEvent, initial bool, now uint64) (mem.Buffer, error)
+	cancel(cid string, reason agentwire.CancelReason, now uint64) (mem.Buffer, error)
 	ping(seq, now uint64) (mem.Buffer, error)
 
 	// Control plane (only used when the transport hasControl).
 	drain(durationMS uint64, now uint64) (mem.Buffer, error)
 	shutdown(graceMS uint64, now uint64) (mem.Buffer, error)
-	configResponse(r *payload.ConfigUpdateResponse) (mem.Buffer, error)
+	configResponse(r *agentwire.ConfigUpdateResponse) (mem.Buffer, error)
 }
 
 // flusher is implemented by transports whose send only queues the message
@@ -79,7 +79,7 @@ type eventWriter interface {
 	// appendRequestHeadersEvent encodes ev into the batch being collected.
 	// It does no I/O, so that the caller's event is released before any
 	// write can block; its error concerns this event only.
-	appendRequestHeadersEvent(ev *payload.RequestHeadersEvent) error
+	appendRequestHeadersEvent(ev *agentwire.RequestHeadersEvent) error
 	// batchFull writes the batch out when it has reached its limits (as
 	// send does); its error ends the connection.
 	batchFull() error
@@ -91,7 +91,7 @@ type eventWriter interface {
 type outbound struct {
 	buf mem.Buffer
 	p   *pending
-	rh  *payload.RequestHeadersEvent // with p: the event to encode
+	rh  *agentwire.RequestHeadersEvent // with p: the event to encode
 	// ctl routes the message to the control-plane stream.
 	ctl bool
 	// notice, when set, receives the send result (nil once the transport

@@ -15,8 +15,9 @@ import (
 
 	"google.golang.org/grpc/mem"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/payload"
 	"github.com/agentwire/agentwire/internal/unixsock"
 	"github.com/agentwire/agentwire/internal/wdeadline"
 )
@@ -75,8 +76,8 @@ func (d *udsDialer) close() error { return nil }
 // configuration (or null) and the offered encodings; the agent must answer
 // 0x02 with success, protocol version 2, every capability key, and an
 // encoding that was offered (a missing one means json). ctx bounds both.
-func (d *udsDialer) open(ctx context.Context, hs *payload.HandshakeRequest) (transport, payload.Capabilities, error) {
-	var caps payload.Capabilities
+func (d *udsDialer) open(ctx context.Context, hs *agentwire.HandshakeRequest) (transport, agentwire.Capabilities, error) {
+	var caps agentwire.Capabilities
 	cctx, cancel := context.WithTimeout(ctx, d.o.connectTimeout)
 	var nd net.Dialer
 	nc, err := nd.DialContext(cctx, "unix", d.path)
@@ -95,7 +96,7 @@ func (d *udsDialer) open(ctx context.Context, hs *payload.HandshakeRequest) (tra
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	maxPayload, maxLen := udsLimits(d.o)
 	rd := frame.NewReader(nc, maxLen)
-	fail := func(kind error, detail string, err error) (transport, payload.Capabilities, error) {
+	fail := func(kind error, detail string, err error) (transport, agentwire.Capabilities, error) {
 		stop()
 		nc.Close()
 		rd.Release()
@@ -112,8 +113,8 @@ func (d *udsDialer) open(ctx context.Context, hs *payload.HandshakeRequest) (tra
 		return errors.As(err, &ne) && ne.Timeout()
 	}
 
-	req := payload.HandshakeRequest{
-		SupportedVersions:  []uint32{payload.ProtocolVersion},
+	req := agentwire.HandshakeRequest{
+		SupportedVersions:  []uint32{agentwire.ProtocolVersion},
 		ProxyID:            hs.ProxyID,
 		ProxyVersion:       hs.ProxyVersion,
 		Config:             hs.Config,
@@ -143,7 +144,7 @@ func (d *udsDialer) open(ctx context.Context, hs *payload.HandshakeRequest) (tra
 	if typ != frame.TypeHandshakeResponse {
 		return fail(ErrHandshakeRejected, "expected a handshake response (0x02), got "+typ.String(), nil)
 	}
-	var resp payload.HandshakeResponse
+	var resp agentwire.HandshakeResponse
 	if err := payload.DecodeHandshakeResponseJSON(p, &resp); err != nil {
 		return fail(ErrHandshakeRejected, "undecodable handshake response", err)
 	}
@@ -154,12 +155,12 @@ func (d *udsDialer) open(ctx context.Context, hs *payload.HandshakeRequest) (tra
 			msg = "unknown handshake error"
 		}
 		return fail(ErrHandshakeRejected, "agent refused: "+msg, nil)
-	case resp.ProtocolVersion != payload.ProtocolVersion:
+	case resp.ProtocolVersion != agentwire.ProtocolVersion:
 		return fail(ErrHandshakeRejected, fmt.Sprintf("agent answered protocol version %d, want 2", resp.ProtocolVersion), nil)
 	}
 	enc := resp.Encoding
 	if enc == "" {
-		enc = payload.EncodingJSON
+		enc = agentwire.EncodingJSON
 	}
 	offered := false
 	for _, e := range req.SupportedEncodings {
@@ -178,7 +179,7 @@ func (d *udsDialer) open(ctx context.Context, hs *payload.HandshakeRequest) (tra
 	caps = resp.Capabilities
 	caps.ProtocolVersion = resp.ProtocolVersion
 	caps.SupportedEvents = grpcEventCodes(caps.SupportedEvents)
-	msgpack := enc == payload.EncodingMsgpack
+	msgpack := enc == agentwire.EncodingMsgpack
 	t := newUDSTransport(nc, rd, maxPayload, msgpack, msgpack && d.o.uds.rawBodies, d.o.logger)
 	t.wd.Timeout = d.o.uds.writeTimeout
 	return t, caps, nil
@@ -189,8 +190,8 @@ func (d *udsDialer) open(ctx context.Context, hs *payload.HandshakeRequest) (tra
 func grpcEventCodes(in []int32) []int32 {
 	out := make([]int32, len(in))
 	for i, e := range in {
-		if e == payload.EventConfigureUDS {
-			e = payload.EventConfigureGRPC
+		if e == agentwire.EventConfigureUDS {
+			e = agentwire.EventConfigureGRPC
 		}
 		out[i] = e
 	}
@@ -237,7 +238,7 @@ type udsTransport struct {
 	cfgSeq atomic.Uint64
 
 	// scratch is the reader's reply for replies that need the slow path.
-	scratch payload.AgentResponse
+	scratch agentwire.AgentResponse
 
 	closeOnce sync.Once
 }
@@ -299,7 +300,7 @@ func (t *udsTransport) send(o outbound) error {
 
 // appendRequestHeadersEvent encodes ev into the batch (see eventWriter).
 // Writer goroutine only.
-func (t *udsTransport) appendRequestHeadersEvent(ev *payload.RequestHeadersEvent) error {
+func (t *udsTransport) appendRequestHeadersEvent(ev *agentwire.RequestHeadersEvent) error {
 	var now uint64
 	if ev.Metadata.Timestamp.IsZero() {
 		now = nowMS()
@@ -431,14 +432,14 @@ func (t *udsTransport) readLoop(s *session) error {
 		case frame.TypeAgentResponse:
 			t.handleReply(s, p)
 		case frame.TypePong:
-			var pong payload.Pong
+			var pong agentwire.Pong
 			if err := payload.DecodePongJSON(p, &pong); err != nil {
 				s.protocolError("undecodable pong", err)
 				continue
 			}
 			s.onPong(pong)
 		case frame.TypeHealthStatus:
-			var h payload.HealthStatus
+			var h agentwire.HealthStatus
 			if err := t.decodeReport(p, func(b []byte) error { return payload.DecodeHealthStatusJSON(b, &h) },
 				func(b []byte) error { return payload.DecodeHealthStatusMsgpack(b, &h) }); err != nil {
 				s.protocolError("undecodable health status", err)
@@ -446,7 +447,7 @@ func (t *udsTransport) readLoop(s *session) error {
 			}
 			s.onHealth(h)
 		case frame.TypeMetricsReport:
-			m := new(payload.MetricsReport)
+			m := new(agentwire.MetricsReport)
 			if err := t.decodeReport(p, func(b []byte) error { return payload.DecodeMetricsReportJSON(b, m) },
 				func(b []byte) error { return payload.DecodeMetricsReportMsgpack(b, m) }); err != nil {
 				s.protocolError("undecodable metrics report", err)
@@ -454,7 +455,7 @@ func (t *udsTransport) readLoop(s *session) error {
 			}
 			s.onMetrics(m, len(p))
 		case frame.TypeConfigUpdateRequest:
-			r := new(payload.ConfigUpdateRequest)
+			r := new(agentwire.ConfigUpdateRequest)
 			if err := t.decodeReport(p, func(b []byte) error { return payload.DecodeConfigUpdateRequestJSON(b, r) },
 				func(b []byte) error { return payload.DecodeConfigUpdateRequestMsgpack(b, r) }); err != nil {
 				s.protocolError("undecodable config update request", err)
@@ -464,7 +465,7 @@ func (t *udsTransport) readLoop(s *session) error {
 			// the handler and counts the answer as unsent.
 			s.onConfigUpdate(r, len(p))
 		case frame.TypeFlowControl:
-			var f payload.FlowControlSignal
+			var f agentwire.FlowControlSignal
 			if err := t.decodeReport(p, func(b []byte) error { return payload.DecodeFlowControlSignalJSON(b, &f) },
 				func(b []byte) error { return payload.DecodeFlowControlSignalMsgpack(b, &f) }); err != nil {
 				s.protocolError("undecodable flow-control signal", err)
@@ -595,7 +596,7 @@ func (t *udsTransport) unclaimed(s *session, p []byte, cid string) {
 		switch {
 		case err != nil:
 			s.protocolError("undecodable reply to a configure event", err)
-		case r.Decision.Kind != payload.DecisionAllow:
+		case r.Decision.Kind != agentwire.DecisionAllow:
 			s.c.log.Warn("agentwire: agent rejected the configuration",
 				"decision", r.Decision.Kind.String(), "status", r.Decision.Status, "body", r.Decision.Body.Value)
 		default:

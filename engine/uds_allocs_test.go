@@ -11,8 +11,9 @@ import (
 
 	"github.com/tinylib/msgp/msgp"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/payload"
 )
 
 // loopAgent is an allocation-free fake agent on a real Unix socket: it
@@ -40,7 +41,7 @@ func startLoopAgent(t testing.TB, enc string) string {
 		if _, _, err := rd.ReadFrame(); err != nil {
 			return
 		}
-		resp := payload.HandshakeResponse{ProtocolVersion: 2, Capabilities: fullCaps("loop"), Success: true, Encoding: enc}
+		resp := agentwire.HandshakeResponse{ProtocolVersion: 2, Capabilities: fullCaps("loop"), Success: true, Encoding: enc}
 		hs, _ := frame.AppendFrame(nil, frame.TypeHandshakeResponse, payload.AppendHandshakeResponseJSON(nil, &resp))
 		if _, err := nc.Write(hs); err != nil {
 			return
@@ -56,7 +57,7 @@ func startLoopAgent(t testing.TB, enc string) string {
 				continue
 			}
 			var id []byte
-			if enc == payload.EncodingMsgpack {
+			if enc == agentwire.EncodingMsgpack {
 				id, _ = payload.EventCorrelationIDMsgpack(p)
 			} else if i := bytes.Index(p, jsonKey); i >= 0 {
 				id = p[i+len(jsonKey):]
@@ -64,7 +65,7 @@ func startLoopAgent(t testing.TB, enc string) string {
 			}
 			var start int
 			out, start = frame.BeginFrame(out[:0], frame.TypeAgentResponse)
-			if enc == payload.EncodingMsgpack {
+			if enc == agentwire.EncodingMsgpack {
 				out = msgp.AppendMapHeader(out, 3)
 				out = msgp.AppendString(out, "version")
 				out = msgp.AppendUint32(out, 2)
@@ -110,9 +111,9 @@ func startLoopAgent(t testing.TB, enc string) string {
 func TestUDSAllocsPerRoundTrip(t *testing.T) {
 	for _, m := range udsModes[:2] {
 		t.Run(m.name, func(t *testing.T) {
-			enc := payload.EncodingJSON
+			enc := agentwire.EncodingJSON
 			if m.msgpack {
-				enc = payload.EncodingMsgpack
+				enc = agentwire.EncodingMsgpack
 			}
 			path := startLoopAgent(t, enc)
 			c := dialUDS(t, path, m.opts...)
@@ -122,7 +123,7 @@ func TestUDSAllocsPerRoundTrip(t *testing.T) {
 			ctx := context.Background()
 			ev := benchEvent("alloc-probe")
 			zeroTS := headersEvent("alloc-zero-ts")
-			dst := new(payload.AgentResponse)
+			dst := new(agentwire.AgentResponse)
 			for range 200 {
 				if err := c.RequestHeadersInto(ctx, &ev, dst); err != nil {
 					t.Fatal(err)
@@ -173,7 +174,7 @@ func TestUDSAllocsEncode(t *testing.T) {
 			wr := newUDSTransport(discardConn{}, nil, frame.MaxLen-1, m.msgpack, m.raw, nil)
 			ev := benchEvent("enc")
 			zero := headersEvent("enc")
-			chunk := &payload.BodyChunk{CorrelationID: "enc", Data: make([]byte, 16<<10), IsLast: true}
+			chunk := &agentwire.BodyChunk{CorrelationID: "enc", Data: make([]byte, 16<<10), IsLast: true}
 			for _, tc := range []struct {
 				name string
 				f    func() error
@@ -181,7 +182,7 @@ func TestUDSAllocsEncode(t *testing.T) {
 				{"request headers", func() error { b, err := tr.requestHeaders(&ev, 1); b.Free(); return err }},
 				{"request headers, zero timestamp", func() error { b, err := tr.requestHeaders(zero, uint64(time.Now().UnixMilli())); b.Free(); return err }},
 				{"16 KiB body chunk", func() error { b, err := tr.bodyChunk(chunk, false, 1); b.Free(); return err }},
-				{"cancel", func() error { b, err := tr.cancel("enc", payload.CancelTimeout, 1); b.Free(); return err }},
+				{"cancel", func() error { b, err := tr.cancel("enc", agentwire.CancelTimeout, 1); b.Free(); return err }},
 				{"writer: request headers into the batch, then flush", func() error {
 					if err := wr.appendRequestHeadersEvent(&ev); err != nil {
 						return err

@@ -5,8 +5,9 @@ import (
 
 	"google.golang.org/grpc/mem"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/payload"
 )
 
 // Encoders of the Unix-socket transport: each builds one whole frame (LEN,
@@ -51,7 +52,7 @@ func (t *udsTransport) end(b []byte, start int) error {
 
 // Size estimates (payload bytes, without escaping overhead).
 
-func headersHint(h payload.Headers) int {
+func headersHint(h agentwire.Headers) int {
 	n := 2
 	for i := range h {
 		n += len(h[i].Name) + 6
@@ -62,7 +63,7 @@ func headersHint(h payload.Headers) int {
 	return n
 }
 
-func optLen(o payload.Opt[string]) int { return len(o.Value) }
+func optLen(o agentwire.Opt[string]) int { return len(o.Value) }
 
 func b64Len(n int) int { return (n + 2) / 3 * 4 }
 
@@ -76,7 +77,7 @@ func (t *udsTransport) dataHint(n int) int {
 // requestHeaders is the encoder's form, into a pooled buffer. The session
 // does not call it for this transport: the writer encodes request headers
 // itself (appendRequestHeadersEvent).
-func (t *udsTransport) requestHeaders(ev *payload.RequestHeadersEvent, now uint64) (mem.Buffer, error) {
+func (t *udsTransport) requestHeaders(ev *agentwire.RequestHeadersEvent, now uint64) (mem.Buffer, error) {
 	m := &ev.Metadata
 	hint := 360 + 2*len(m.CorrelationID) + len(m.RequestID) + len(m.ClientIP) + len(m.Protocol) +
 		optLen(m.ServerName) + optLen(m.TLSVersion) + optLen(m.TLSCipher) + optLen(m.RouteID) +
@@ -94,7 +95,7 @@ func (t *udsTransport) requestHeaders(ev *payload.RequestHeadersEvent, now uint6
 // appendRequestHeaders appends the whole request-headers frame to dst (the
 // writer's path: appendRequestHeadersEvent). On error dst may hold a
 // partial frame past its original length.
-func (t *udsTransport) appendRequestHeaders(dst []byte, ev *payload.RequestHeadersEvent, now uint64) ([]byte, error) {
+func (t *udsTransport) appendRequestHeaders(dst []byte, ev *agentwire.RequestHeadersEvent, now uint64) ([]byte, error) {
 	if ev.Metadata.Timestamp.IsZero() {
 		cp := *ev
 		cp.Metadata.Timestamp = time.UnixMilli(int64(now)).UTC()
@@ -109,7 +110,7 @@ func (t *udsTransport) appendRequestHeaders(dst []byte, ev *payload.RequestHeade
 	return dst, t.end(dst, start)
 }
 
-func (t *udsTransport) bodyChunk(ev *payload.BodyChunk, response bool, now uint64) (mem.Buffer, error) {
+func (t *udsTransport) bodyChunk(ev *agentwire.BodyChunk, response bool, now uint64) (mem.Buffer, error) {
 	typ := frame.TypeRequestBodyChunk
 	if response {
 		typ = frame.TypeResponseBodyChunk
@@ -132,7 +133,7 @@ func (t *udsTransport) bodyChunk(ev *payload.BodyChunk, response bool, now uint6
 	return t.finish(bp, start)
 }
 
-func (t *udsTransport) responseHeaders(ev *payload.ResponseHeadersEvent) (mem.Buffer, error) {
+func (t *udsTransport) responseHeaders(ev *agentwire.ResponseHeadersEvent) (mem.Buffer, error) {
 	bp, start := t.begin(frame.TypeResponseHeaders, 64+len(ev.CorrelationID)+headersHint(ev.Headers))
 	if t.msgpack {
 		*bp = payload.AppendResponseHeadersMsgpack(*bp, ev)
@@ -142,7 +143,7 @@ func (t *udsTransport) responseHeaders(ev *payload.ResponseHeadersEvent) (mem.Bu
 	return t.finish(bp, start)
 }
 
-func (t *udsTransport) requestComplete(ev *payload.RequestCompleteEvent) (mem.Buffer, error) {
+func (t *udsTransport) requestComplete(ev *agentwire.RequestCompleteEvent) (mem.Buffer, error) {
 	bp, start := t.begin(frame.TypeRequestComplete, 200+len(ev.CorrelationID)+optLen(ev.Error))
 	if t.msgpack {
 		*bp = payload.AppendRequestCompleteMsgpack(*bp, ev)
@@ -152,7 +153,7 @@ func (t *udsTransport) requestComplete(ev *payload.RequestCompleteEvent) (mem.Bu
 	return t.finish(bp, start)
 }
 
-func (t *udsTransport) webSocketFrame(ev *payload.WebSocketFrameEvent) (mem.Buffer, error) {
+func (t *udsTransport) webSocketFrame(ev *agentwire.WebSocketFrameEvent) (mem.Buffer, error) {
 	hint := 200 + len(ev.CorrelationID) + len(ev.Opcode) + optLen(ev.RouteID) + len(ev.ClientIP) + t.dataHint(len(ev.Data))
 	bp, start := t.begin(frame.TypeWebSocketFrame, hint)
 	switch {
@@ -166,7 +167,7 @@ func (t *udsTransport) webSocketFrame(ev *payload.WebSocketFrameEvent) (mem.Buff
 	return t.finish(bp, start)
 }
 
-func (t *udsTransport) guardrail(ev *payload.GuardrailInspectEvent) (mem.Buffer, error) {
+func (t *udsTransport) guardrail(ev *agentwire.GuardrailInspectEvent) (mem.Buffer, error) {
 	hint := 160 + len(ev.CorrelationID) + len(ev.InspectionType) + len(ev.Content) + optLen(ev.Model) + optLen(ev.RouteID)
 	for _, c := range ev.Categories {
 		hint += len(c) + 3
@@ -187,7 +188,7 @@ func (t *udsTransport) guardrail(ev *payload.GuardrailInspectEvent) (mem.Buffer,
 // an ordinary reply; its correlation id (ev's, or a generated one) is
 // remembered so that the reader recognises that reply (a rejection is
 // logged). initial has no Unix-socket form.
-func (t *udsTransport) configure(ev *payload.ConfigureEvent, _ bool, _ uint64) (mem.Buffer, error) {
+func (t *udsTransport) configure(ev *agentwire.ConfigureEvent, _ bool, _ uint64) (mem.Buffer, error) {
 	cp := *ev
 	cp.CorrelationID = t.configureID(ev.CorrelationID)
 	bp, start := t.begin(frame.TypeConfigure, 80+len(cp.CorrelationID)+len(cp.Config)+optLen(cp.ConfigVersion))
@@ -210,16 +211,16 @@ func (t *udsTransport) configure(ev *payload.ConfigureEvent, _ bool, _ uint64) (
 
 // cancel encodes a 0x40 Cancel, always JSON, with the Unix socket's
 // 0-based reason (SPEC 6.8, fact 13).
-func (t *udsTransport) cancel(cid string, reason payload.CancelReason, now uint64) (mem.Buffer, error) {
+func (t *udsTransport) cancel(cid string, reason agentwire.CancelReason, now uint64) (mem.Buffer, error) {
 	bp, start := t.begin(frame.TypeCancel, 80+len(cid))
-	*bp = payload.AppendCancelJSON(*bp, &payload.Cancel{CorrelationID: cid, Reason: reason, TimestampMS: now})
+	*bp = payload.AppendCancelJSON(*bp, &agentwire.Cancel{CorrelationID: cid, Reason: reason, TimestampMS: now})
 	return t.finish(bp, start)
 }
 
 // ping encodes a 0x41 Ping, always JSON (SPEC 6.7).
 func (t *udsTransport) ping(seq, now uint64) (mem.Buffer, error) {
 	bp, start := t.begin(frame.TypePing, 64)
-	*bp = payload.AppendPingJSON(*bp, &payload.Ping{Sequence: seq, TimestampMS: now})
+	*bp = payload.AppendPingJSON(*bp, &agentwire.Ping{Sequence: seq, TimestampMS: now})
 	return t.finish(bp, start)
 }
 
@@ -229,6 +230,6 @@ func (t *udsTransport) ping(seq, now uint64) (mem.Buffer, error) {
 
 func (t *udsTransport) drain(uint64, uint64) (mem.Buffer, error)    { return nil, errNoControl }
 func (t *udsTransport) shutdown(uint64, uint64) (mem.Buffer, error) { return nil, errNoControl }
-func (t *udsTransport) configResponse(*payload.ConfigUpdateResponse) (mem.Buffer, error) {
+func (t *udsTransport) configResponse(*agentwire.ConfigUpdateResponse) (mem.Buffer, error) {
 	return nil, errNoControl
 }

@@ -15,8 +15,9 @@ import (
 
 	"github.com/tinylib/msgp/msgp"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/payload"
 )
 
 // Fault tests: raw fake agents misbehave at the frame level; the Conn must
@@ -329,9 +330,9 @@ func TestUDSOrphansAndUnexpected(t *testing.T) {
 func TestUDSRequestTooLarge(t *testing.T) {
 	srv := startUDSAgent(t, newTestAgent())
 	c := dialUDS(t, srv.path, WithMaxSendSize(4096))
-	_, err := c.RequestBodyChunk(testCtx(t), &payload.BodyChunk{CorrelationID: "big", Data: make([]byte, 4096)})
+	_, err := c.RequestBodyChunk(testCtx(t), &agentwire.BodyChunk{CorrelationID: "big", Data: make([]byte, 4096)})
 	mustKind(t, err, ErrMessageTooLarge)
-	if _, err := c.RequestBodyChunk(testCtx(t), &payload.BodyChunk{CorrelationID: "small", Data: make([]byte, 1024)}); err != nil {
+	if _, err := c.RequestBodyChunk(testCtx(t), &agentwire.BodyChunk{CorrelationID: "small", Data: make([]byte, 1024)}); err != nil {
 		t.Fatal(err)
 	}
 	if st := c.Stats(); st.Sent != 1 {
@@ -345,7 +346,7 @@ func TestUDSTenThousandConcurrent(t *testing.T) {
 	for _, m := range udsModes[:2] {
 		t.Run(m.name, func(t *testing.T) {
 			a := newTestAgent()
-			a.reqHeaders = func(_ context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+			a.reqHeaders = func(_ context.Context, ev *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 				r.Audit.Tags = append(r.Audit.Tags, ev.URI)
 				return nil
 			}
@@ -401,7 +402,7 @@ func TestUDSWriterBatching(t *testing.T) {
 	tr := newUDSTransport(cc, nil, frame.MaxLen-1, false, false, nil)
 	var want []byte
 	for i := range 100 {
-		b, err := tr.cancel(fmt.Sprint("id-", i), payload.CancelTimeout, 1)
+		b, err := tr.cancel(fmt.Sprint("id-", i), agentwire.CancelTimeout, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -457,7 +458,7 @@ func TestUDSWriterBatching(t *testing.T) {
 	}
 	want = want[:0]
 	for i := range 300 {
-		b, _ := ut.cancel(fmt.Sprint("w-", i), payload.CancelManual, 7)
+		b, _ := ut.cancel(fmt.Sprint("w-", i), agentwire.CancelManual, 7)
 		want = append(want, b.ReadOnlyData()...)
 		_ = ut.send(outbound{buf: b})
 	}
@@ -467,7 +468,7 @@ func TestUDSWriterBatching(t *testing.T) {
 	// One batch mixing events the writer encodes itself (into its write
 	// buffer), small queued frames (copied there too) and a large one
 	// (written from its own buffer): the bytes keep the queue's order.
-	big, err := ut.bodyChunk(&payload.BodyChunk{CorrelationID: "big", Data: bytes.Repeat([]byte("b"), 3*udsCopyMax)}, false, 5)
+	big, err := ut.bodyChunk(&agentwire.BodyChunk{CorrelationID: "big", Data: bytes.Repeat([]byte("b"), 3*udsCopyMax)}, false, 5)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -490,7 +491,7 @@ func TestUDSWriterBatching(t *testing.T) {
 			want = append(want, big.ReadOnlyData()...)
 			_ = ut.send(outbound{buf: big})
 		case 3:
-			b, _ := ut.cancel("c-3", payload.CancelManual, 7)
+			b, _ := ut.cancel("c-3", agentwire.CancelManual, 7)
 			want = append(want, b.ReadOnlyData()...)
 			_ = ut.send(outbound{buf: b})
 		}
@@ -563,7 +564,7 @@ func TestUDSRepliesBeforeBrokenFrame(t *testing.T) {
 		var out []byte
 		for _, id := range ids {
 			if strings.HasPrefix(id, "ok-") {
-				r := payload.AgentResponse{CorrelationID: id}
+				r := agentwire.AgentResponse{CorrelationID: id}
 				out, _ = frame.AppendFrame(out, frame.TypeAgentResponse, payload.AppendAgentResponseJSON(nil, &r))
 			}
 		}
@@ -615,7 +616,7 @@ func TestUDSPerRequestPausesBounded(t *testing.T) {
 		}
 		var out []byte
 		for i := range total {
-			f := payload.FlowControlSignal{Action: payload.FlowPause, CorrelationID: payload.Some(fmt.Sprint("p-", i))}
+			f := agentwire.FlowControlSignal{Action: agentwire.FlowPause, CorrelationID: agentwire.Some(fmt.Sprint("p-", i))}
 			out, _ = frame.AppendFrame(out, frame.TypeFlowControl, payload.AppendFlowControlSignalJSON(nil, &f))
 		}
 		if rc.writeRaw(out) != nil {
@@ -636,23 +637,23 @@ func TestUDSPerRequestPausesBounded(t *testing.T) {
 	}
 	ctx := testCtx(t)
 	// A refused pause left its request free to go.
-	if _, err := c.RequestBodyChunk(ctx, &payload.BodyChunk{CorrelationID: fmt.Sprint("p-", total-1)}); err != nil {
+	if _, err := c.RequestBodyChunk(ctx, &agentwire.BodyChunk{CorrelationID: fmt.Sprint("p-", total-1)}); err != nil {
 		t.Fatalf("request whose pause was refused: %v", err)
 	}
 	// A paused request is held, including its RequestComplete (every event
 	// kind is checked), and is forgotten with it.
-	_, err := c.RequestBodyChunk(ctx, &payload.BodyChunk{CorrelationID: "p-0"})
+	_, err := c.RequestBodyChunk(ctx, &agentwire.BodyChunk{CorrelationID: "p-0"})
 	mustKind(t, err, ErrFlowPaused)
-	_, err = c.RequestComplete(ctx, &payload.RequestCompleteEvent{CorrelationID: "p-0"})
+	_, err = c.RequestComplete(ctx, &agentwire.RequestCompleteEvent{CorrelationID: "p-0"})
 	mustKind(t, err, ErrFlowPaused)
-	if _, err := c.RequestBodyChunk(ctx, &payload.BodyChunk{CorrelationID: "p-0"}); err != nil {
+	if _, err := c.RequestBodyChunk(ctx, &agentwire.BodyChunk{CorrelationID: "p-0"}); err != nil {
 		t.Fatalf("after RequestComplete the pause is gone: %v", err)
 	}
 	// Cancel forgets the pause too.
-	if err := c.Cancel("p-1", payload.CancelManual); err != nil {
+	if err := c.Cancel("p-1", agentwire.CancelManual); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.RequestBodyChunk(ctx, &payload.BodyChunk{CorrelationID: "p-1"}); err != nil {
+	if _, err := c.RequestBodyChunk(ctx, &agentwire.BodyChunk{CorrelationID: "p-1"}); err != nil {
 		t.Fatalf("after Cancel the pause is gone: %v", err)
 	}
 	if got := s.pausedIDs.Size(); got != maxPausedIDs-2 || s.nPaused.Load() != maxPausedIDs-2 {
@@ -686,7 +687,7 @@ func TestUDSAgentStopsReading(t *testing.T) {
 	start := time.Now()
 	for i := range n {
 		go func() {
-			_, err := c.RequestBodyChunk(testCtx(t), &payload.BodyChunk{CorrelationID: fmt.Sprint("s-", i), Data: body})
+			_, err := c.RequestBodyChunk(testCtx(t), &agentwire.BodyChunk{CorrelationID: fmt.Sprint("s-", i), Data: body})
 			errs <- err
 		}()
 	}
@@ -725,7 +726,7 @@ func TestUDSCallbackQueueBytesBounded(t *testing.T) {
 	big := strings.Repeat("h", 1<<20) // ~1 MiB per report
 	var frames []byte
 	for range reports {
-		m := payload.MetricsReport{AgentID: "a", Gauges: []payload.GaugeMetric{{Name: "g", Help: big}}}
+		m := agentwire.MetricsReport{AgentID: "a", Gauges: []agentwire.GaugeMetric{{Name: "g", Help: big}}}
 		frames, _ = frame.AppendFrame(frames, frame.TypeMetricsReport, payload.AppendMetricsReportJSON(nil, &m))
 	}
 	fa := startRawAgent(t, func(rc *rawConn) {
@@ -741,7 +742,7 @@ func TestUDSCallbackQueueBytesBounded(t *testing.T) {
 	var releaseOnce sync.Once
 	unblock := func() { releaseOnce.Do(func() { close(release) }) }
 	var ran atomic.Int32
-	c := dialUDS(t, fa.path, WithMaxRecvSize(4<<20), WithOnMetrics(func(*payload.MetricsReport) {
+	c := dialUDS(t, fa.path, WithMaxRecvSize(4<<20), WithOnMetrics(func(*agentwire.MetricsReport) {
 		if ran.Add(1) == 1 {
 			<-release
 		}

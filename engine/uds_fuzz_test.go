@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
-	"github.com/agentwire/agentwire/codec/payload"
 	"github.com/agentwire/agentwire/internal/fuzzcheck"
 )
 
@@ -32,7 +32,7 @@ var waitGoroutines = fuzzcheck.WaitGoroutines
 // pendingResult is the outcome of the request a fuzz target keeps in
 // flight.
 type pendingResult struct {
-	r   *payload.AgentResponse
+	r   *agentwire.AgentResponse
 	err error
 }
 
@@ -92,10 +92,12 @@ func fuzzUDSInboundOnce(t *testing.T, in []byte, msgpack bool) {
 	base := runtime.NumGoroutine()
 	a, b := net.Pipe()
 	o := defaultOptions()
-	o.onHealth = func(payload.HealthStatus) {}
-	o.onMetrics = func(*payload.MetricsReport) {}
-	o.onLog = func(*payload.LogMessage) {}
-	o.onConfigUpdate = func(*payload.ConfigUpdateRequest) payload.ConfigUpdateResponse { return payload.ConfigUpdateResponse{} }
+	o.onHealth = func(agentwire.HealthStatus) {}
+	o.onMetrics = func(*agentwire.MetricsReport) {}
+	o.onLog = func(*agentwire.LogMessage) {}
+	o.onConfigUpdate = func(*agentwire.ConfigUpdateRequest) agentwire.ConfigUpdateResponse {
+		return agentwire.ConfigUpdateResponse{}
+	}
 	tr := newUDSTransport(b, frame.NewReader(b, 1<<20), 1<<20, msgpack, false, o.logger)
 	c, err := newConn(context.Background(), &reverseDialer{t: tr, caps: fullCaps("fuzz")}, o)
 	if err != nil {
@@ -168,7 +170,7 @@ func FuzzReadRegistration(f *testing.F) {
 	_ = WithAuthToken("t").applyReverse(&l.cfg)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		r := bytes.NewReader(in)
-		var req *payload.RegistrationRequest
+		var req *agentwire.RegistrationRequest
 		var err error
 		checkAllocBound(t, in, func() {
 			req, err = readRegistration(r)

@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/payload"
 )
 
 // Golden-vector tests of the Unix-socket transport: the frames it writes
@@ -79,13 +80,13 @@ func TestUDSGoldenEventFrames(t *testing.T) {
 			var err error
 			switch frame.Type(want[4]) {
 			case frame.TypeRequestHeaders:
-				var e payload.RequestHeadersEvent
+				var e agentwire.RequestHeadersEvent
 				if err = payload.DecodeRequestHeadersJSON(p, &e); err == nil {
 					buf, err = tr.requestHeaders(&e, 1)
 				}
 				ev = e
 			case frame.TypeRequestBodyChunk, frame.TypeResponseBodyChunk:
-				var e payload.BodyChunk
+				var e agentwire.BodyChunk
 				resp := frame.Type(want[4]) == frame.TypeResponseBodyChunk
 				if resp {
 					err = payload.DecodeResponseBodyChunkJSON(p, &e)
@@ -97,31 +98,31 @@ func TestUDSGoldenEventFrames(t *testing.T) {
 				}
 				ev = e
 			case frame.TypeResponseHeaders:
-				var e payload.ResponseHeadersEvent
+				var e agentwire.ResponseHeadersEvent
 				if err = payload.DecodeResponseHeadersJSON(p, &e); err == nil {
 					buf, err = tr.responseHeaders(&e)
 				}
 				ev = e
 			case frame.TypeRequestComplete:
-				var e payload.RequestCompleteEvent
+				var e agentwire.RequestCompleteEvent
 				if err = payload.DecodeRequestCompleteJSON(p, &e); err == nil {
 					buf, err = tr.requestComplete(&e)
 				}
 				ev = e
 			case frame.TypeWebSocketFrame:
-				var e payload.WebSocketFrameEvent
+				var e agentwire.WebSocketFrameEvent
 				if err = payload.DecodeWebSocketFrameJSON(p, &e); err == nil {
 					buf, err = tr.webSocketFrame(&e)
 				}
 				ev = e
 			case frame.TypeGuardrailInspect:
-				var e payload.GuardrailInspectEvent
+				var e agentwire.GuardrailInspectEvent
 				if err = payload.DecodeGuardrailInspectJSON(p, &e); err == nil {
 					buf, err = tr.guardrail(&e)
 				}
 				ev = e
 			case frame.TypeConfigure:
-				var e payload.ConfigureEvent
+				var e agentwire.ConfigureEvent
 				if err = payload.DecodeConfigureJSON(p, &e); err == nil {
 					buf, err = tr.configure(&e, false, 1)
 					tr.takeConfigureID(e.CorrelationID)
@@ -160,12 +161,12 @@ func TestUDSGoldenEventFrames(t *testing.T) {
 		mpayload := mframe[5:]
 		var back any
 		switch e := ev.(type) {
-		case payload.RequestHeadersEvent:
-			var d payload.RequestHeadersEvent
+		case agentwire.RequestHeadersEvent:
+			var d agentwire.RequestHeadersEvent
 			err = payload.DecodeRequestHeadersMsgpack(mpayload, &d)
 			back, ev = d.Metadata.CorrelationID+d.URI+d.Method+d.Headers.Get("host"), e.Metadata.CorrelationID+e.URI+e.Method+e.Headers.Get("host")
-		case payload.BodyChunk:
-			var d payload.BodyChunk
+		case agentwire.BodyChunk:
+			var d agentwire.BodyChunk
 			if mframe[4] == byte(frame.TypeResponseBodyChunk) {
 				err = payload.DecodeResponseBodyChunkMsgpack(mpayload, &d)
 			} else {
@@ -175,27 +176,27 @@ func TestUDSGoldenEventFrames(t *testing.T) {
 				d.Data = e.Data
 			}
 			back = d
-		case payload.ResponseHeadersEvent:
-			var d payload.ResponseHeadersEvent
+		case agentwire.ResponseHeadersEvent:
+			var d agentwire.ResponseHeadersEvent
 			err = payload.DecodeResponseHeadersMsgpack(mpayload, &d)
 			back = d
-		case payload.RequestCompleteEvent:
-			var d payload.RequestCompleteEvent
+		case agentwire.RequestCompleteEvent:
+			var d agentwire.RequestCompleteEvent
 			err = payload.DecodeRequestCompleteMsgpack(mpayload, &d)
 			back = d
-		case payload.WebSocketFrameEvent:
-			var d payload.WebSocketFrameEvent
+		case agentwire.WebSocketFrameEvent:
+			var d agentwire.WebSocketFrameEvent
 			err = payload.DecodeWebSocketFrameMsgpack(mpayload, &d)
 			if len(d.Data) == 0 {
 				d.Data = e.Data
 			}
 			back = d
-		case payload.GuardrailInspectEvent:
-			var d payload.GuardrailInspectEvent
+		case agentwire.GuardrailInspectEvent:
+			var d agentwire.GuardrailInspectEvent
 			err = payload.DecodeGuardrailInspectMsgpack(mpayload, &d)
 			back = d
-		case payload.ConfigureEvent:
-			var d payload.ConfigureEvent
+		case agentwire.ConfigureEvent:
+			var d agentwire.ConfigureEvent
 			err = payload.DecodeConfigureMsgpack(mpayload, &d)
 			back, ev = d.CorrelationID+d.ConfigVersion.Value, e.CorrelationID+e.ConfigVersion.Value
 		}
@@ -225,7 +226,7 @@ func TestUDSGoldenControlFrames(t *testing.T) {
 		var got []byte
 		switch frame.Type(want[4]) {
 		case frame.TypeCancel:
-			var c payload.Cancel
+			var c agentwire.Cancel
 			if err := payload.DecodeCancelJSON(want[5:], &c); err != nil {
 				t.Fatalf("%s: %v", v.Name, err)
 			}
@@ -236,7 +237,7 @@ func TestUDSGoldenControlFrames(t *testing.T) {
 			got = append(got, b.ReadOnlyData()...)
 			b.Free()
 		case frame.TypePing:
-			var p payload.Ping
+			var p agentwire.Ping
 			if err := payload.DecodePingJSON(want[5:], &p); err != nil {
 				t.Fatalf("%s: %v", v.Name, err)
 			}
@@ -327,7 +328,7 @@ func TestUDSGoldenAcceptanceRouting(t *testing.T) {
 func checkRouteConsistent(t testing.TB, p []byte) {
 	t.Helper()
 	tr := newUDSTransport(nil, nil, frame.MaxLen-1, false, false, nil)
-	var full payload.AgentResponse
+	var full agentwire.AgentResponse
 	derr := payload.DecodeAgentResponseJSON(p, &full)
 	got, rerr := tr.routeReply(p)
 	if derr == nil && full.CorrelationID != "" && (rerr != nil || got != full.CorrelationID) {
@@ -403,8 +404,8 @@ func TestUDSGoldenAgentFrames(t *testing.T) {
 		}
 		rc.echoLoop()
 	})
-	c := dialUDS(t, fa.path, WithOnConfigUpdate(func(*payload.ConfigUpdateRequest) payload.ConfigUpdateResponse {
-		return payload.ConfigUpdateResponse{Accepted: true}
+	c := dialUDS(t, fa.path, WithOnConfigUpdate(func(*agentwire.ConfigUpdateRequest) agentwire.ConfigUpdateResponse {
+		return agentwire.ConfigUpdateResponse{Accepted: true}
 	}))
 	total := func(st Stats) uint64 {
 		return st.HealthReports + st.MetricsReports + st.ConfigUpdates + st.FlowSignals + st.Pongs + st.Orphans + st.ProtocolErrors

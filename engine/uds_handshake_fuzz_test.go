@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/payload"
 )
 
 // Agent behaviours after the fuzzed handshake bytes (mode%3).
@@ -36,7 +37,7 @@ const (
 // followed by junk or a reply, and with invalid lengths and types.
 func FuzzUDSHandshake(f *testing.F) {
 	reply, _ := frame.AppendFrame(nil, frame.TypeAgentResponse,
-		payload.AppendAgentResponseJSON(nil, &payload.AgentResponse{CorrelationID: fuzzPendingID}))
+		payload.AppendAgentResponseJSON(nil, &agentwire.AgentResponse{CorrelationID: fuzzPendingID}))
 	for _, v := range loadGolden(f, "handshake.json") {
 		if v.Direction != "agent_to_proxy" || v.JSONFrameHex == nil {
 			continue
@@ -100,7 +101,7 @@ func fuzzUDSHandshakeOnce(t *testing.T, in []byte, mode uint8, msgpack bool) {
 		WithLogger(slog.New(slog.DiscardHandler)),
 	}
 	if msgpack {
-		opts = append(opts, WithEncodings(payload.EncodingMsgpack, payload.EncodingJSON))
+		opts = append(opts, WithEncodings(agentwire.EncodingMsgpack, agentwire.EncodingJSON))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*bound)
 	defer cancel()

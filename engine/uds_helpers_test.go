@@ -10,9 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/agent"
 	"github.com/agentwire/agentwire/codec/frame"
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/payload"
 )
 
 // sockPath returns a fresh socket path in a short temporary directory
@@ -110,7 +111,7 @@ type rawConn struct {
 	net.Conn
 	rd  *frame.Reader
 	wmu sync.Mutex
-	hs  payload.HandshakeRequest // the proxy's handshake (after handshake)
+	hs  agentwire.HandshakeRequest // the proxy's handshake (after handshake)
 }
 
 func startRawAgent(t testing.TB, serve func(rc *rawConn)) *rawAgent {
@@ -183,12 +184,12 @@ func (rc *rawConn) writeRaw(b []byte) error {
 }
 
 // fullCaps returns capabilities with every event subscribed.
-func fullCaps(id string) payload.Capabilities {
-	return payload.Capabilities{
+func fullCaps(id string) agentwire.Capabilities {
+	return agentwire.Capabilities{
 		AgentID: id, Name: id, Version: "1",
 		SupportedEvents: []int32{0, 1, 2, 3, 4, 5, 6, 7},
-		Features:        payload.FullFeatures(),
-		Limits:          payload.DefaultLimits(),
+		Features:        agentwire.FullFeatures(),
+		Limits:          agentwire.DefaultLimits(),
 	}
 }
 
@@ -205,13 +206,13 @@ func (rc *rawConn) handshake(enc string) error {
 	if err := payload.DecodeHandshakeRequestJSON(p, &rc.hs); err != nil {
 		return err
 	}
-	resp := payload.HandshakeResponse{ProtocolVersion: 2, Capabilities: fullCaps("raw"), Success: true, Encoding: enc}
+	resp := agentwire.HandshakeResponse{ProtocolVersion: 2, Capabilities: fullCaps("raw"), Success: true, Encoding: enc}
 	return rc.writeFrame(frame.TypeHandshakeResponse, payload.AppendHandshakeResponseJSON(nil, &resp))
 }
 
 // reply writes an allow reply for cid (JSON).
 func (rc *rawConn) reply(cid string) error {
-	r := payload.AgentResponse{CorrelationID: cid}
+	r := agentwire.AgentResponse{CorrelationID: cid}
 	return rc.writeFrame(frame.TypeAgentResponse, payload.AppendAgentResponseJSON(nil, &r))
 }
 

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
-	"github.com/agentwire/agentwire/codec/payload"
 )
 
 // udsOptions are the settings that only the binary Unix-socket transport
@@ -35,7 +35,7 @@ func (u *udsOptions) offered() []string {
 	return u.encodings
 }
 
-var jsonOnly = []string{payload.EncodingJSON}
+var jsonOnly = []string{agentwire.EncodingJSON}
 
 func (u *udsOptions) validate() error {
 	if u.writeTimeout < 0 {
@@ -45,12 +45,12 @@ func (u *udsOptions) validate() error {
 	for _, e := range u.encodings {
 		bit := 0
 		switch e {
-		case payload.EncodingJSON:
+		case agentwire.EncodingJSON:
 			bit = 1
-		case payload.EncodingMsgpack:
+		case agentwire.EncodingMsgpack:
 			bit = 2
 		default:
-			return fmt.Errorf("agentwire: unknown encoding %q (want %q or %q)", e, payload.EncodingJSON, payload.EncodingMsgpack)
+			return fmt.Errorf("agentwire: unknown encoding %q (want %q or %q)", e, agentwire.EncodingJSON, agentwire.EncodingMsgpack)
 		}
 		if seen&bit != 0 {
 			return fmt.Errorf("agentwire: encoding %q listed twice", e)
@@ -80,7 +80,7 @@ func WithEncodings(encodings ...string) Option {
 // the fallback for agents without it (Rust SDK agents support MessagePack
 // only when built with the binary-uds feature).
 func WithMsgpack() Option {
-	return WithEncodings(payload.EncodingMsgpack, payload.EncodingJSON)
+	return WithEncodings(agentwire.EncodingMsgpack, agentwire.EncodingJSON)
 }
 
 // WithRawMsgpackBodies makes a Unix-socket Conn that negotiated MessagePack

@@ -12,9 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/agent"
 	"github.com/agentwire/agentwire/codec/frame"
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire/internal/payload"
 )
 
 func TestParseUDSEndpoint(t *testing.T) {
@@ -72,56 +73,56 @@ func testUDSEveryEvent(t *testing.T, opts []Option, msgpack, raw bool) {
 		mu.Unlock()
 	}
 	binary := []byte{0, 1, 2, 0xff, 0xfe, 'x', '"', '\\', 0x80}
-	a.reqHeaders = func(_ context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+	a.reqHeaders = func(_ context.Context, ev *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 		cp := *ev
-		cp.Headers = append(payload.Headers(nil), ev.Headers...)
+		cp.Headers = append(agentwire.Headers(nil), ev.Headers...)
 		record("rh", cp)
-		r.Decision = payload.Block(403)
-		r.Decision.Body = payload.Some("denied \"quoted\" ü")
+		r.Decision = agentwire.Block(403)
+		r.Decision.Body = agentwire.Some("denied \"quoted\" ü")
 		r.Decision.BlockHeaders = map[string]string{"x-why": "test"}
-		r.RequestHeaders = []payload.HeaderOp{{Kind: payload.HeaderSet, Name: "x-a", Value: "1"}, {Kind: payload.HeaderRemove, Name: "cookie"}}
+		r.RequestHeaders = []agentwire.HeaderOp{{Kind: agentwire.HeaderSet, Name: "x-a", Value: "1"}, {Kind: agentwire.HeaderRemove, Name: "cookie"}}
 		r.Audit.Tags = []string{"t1", ev.URI}
 		r.Audit.RuleIDs = []string{"r1"}
-		r.Audit.Confidence = payload.Some[float32](0.5)
+		r.Audit.Confidence = agentwire.Some[float32](0.5)
 		r.Audit.Custom = map[string]json.RawMessage{"k": json.RawMessage(`{"n":1}`)}
 		r.RoutingMetadata = map[string]string{"route": "b"}
 		return nil
 	}
-	a.reqBody = func(_ context.Context, ev *payload.BodyChunk, r *payload.AgentResponse) error {
+	a.reqBody = func(_ context.Context, ev *agentwire.BodyChunk, r *agentwire.AgentResponse) error {
 		cp := *ev
 		cp.Data = append([]byte(nil), ev.Data...)
 		record("rb", cp)
 		r.NeedsMore = true
-		r.RequestBodyMutation = payload.Some(payload.BodyMutation{Action: payload.MutationReplace, Data: []byte("new body"), ChunkIndex: ev.ChunkIndex})
+		r.RequestBodyMutation = agentwire.Some(agentwire.BodyMutation{Action: agentwire.MutationReplace, Data: []byte("new body"), ChunkIndex: ev.ChunkIndex})
 		return nil
 	}
-	a.respHeaders = func(_ context.Context, ev *payload.ResponseHeadersEvent, r *payload.AgentResponse) error {
+	a.respHeaders = func(_ context.Context, ev *agentwire.ResponseHeadersEvent, r *agentwire.AgentResponse) error {
 		record("sh", *ev)
-		r.ResponseHeaders = []payload.HeaderOp{{Kind: payload.HeaderAdd, Name: "x-b", Value: "2"}}
+		r.ResponseHeaders = []agentwire.HeaderOp{{Kind: agentwire.HeaderAdd, Name: "x-b", Value: "2"}}
 		return nil
 	}
-	a.respBody = func(_ context.Context, ev *payload.BodyChunk, r *payload.AgentResponse) error {
+	a.respBody = func(_ context.Context, ev *agentwire.BodyChunk, r *agentwire.AgentResponse) error {
 		cp := *ev
 		cp.Data = append([]byte(nil), ev.Data...)
 		record("sb", cp)
-		r.ResponseBodyMutation = payload.Some(payload.BodyMutation{Action: payload.MutationDrop, ChunkIndex: 3})
+		r.ResponseBodyMutation = agentwire.Some(agentwire.BodyMutation{Action: agentwire.MutationDrop, ChunkIndex: 3})
 		return nil
 	}
-	a.complete = func(_ context.Context, ev *payload.RequestCompleteEvent, r *payload.AgentResponse) error {
+	a.complete = func(_ context.Context, ev *agentwire.RequestCompleteEvent, r *agentwire.AgentResponse) error {
 		record("rc", *ev)
-		r.Decision = payload.Redirect("https://example.com/x", 302)
+		r.Decision = agentwire.Redirect("https://example.com/x", 302)
 		return nil
 	}
-	a.ws = func(_ context.Context, ev *payload.WebSocketFrameEvent, r *payload.AgentResponse) error {
+	a.ws = func(_ context.Context, ev *agentwire.WebSocketFrameEvent, r *agentwire.AgentResponse) error {
 		cp := *ev
 		cp.Data = append([]byte(nil), ev.Data...)
 		record("ws", cp)
-		r.WebSocketDecision = payload.Some(payload.WebSocketDecision{Kind: payload.WebSocketClose, Code: 1008, Reason: "policy"})
+		r.WebSocketDecision = agentwire.Some(agentwire.WebSocketDecision{Kind: agentwire.WebSocketClose, Code: 1008, Reason: "policy"})
 		return nil
 	}
-	a.guard = func(_ context.Context, ev *payload.GuardrailInspectEvent, r *payload.AgentResponse) error {
+	a.guard = func(_ context.Context, ev *agentwire.GuardrailInspectEvent, r *agentwire.AgentResponse) error {
 		record("gr", *ev)
-		r.Decision = payload.Challenge("captcha", map[string]string{"site": "k"})
+		r.Decision = agentwire.Challenge("captcha", map[string]string{"site": "k"})
 		r.RoutingMetadata = map[string]string{"guardrail_response": `{"detected":false}`}
 		return nil
 	}
@@ -151,22 +152,22 @@ func testUDSEveryEvent(t *testing.T, opts []Option, msgpack, raw bool) {
 
 	// Request headers, with a zero timestamp (sent as the current time).
 	ev := headersEvent("c-1")
-	ev.Headers = append(ev.Headers, payload.Header{Name: "cookie", Values: []string{"a=1", "b=2"}})
+	ev.Headers = append(ev.Headers, agentwire.Header{Name: "cookie", Values: []string{"a=1", "b=2"}})
 	ev.Metadata.Traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 	before := time.Now().Add(-time.Second)
 	r, err := c.RequestHeaders(ctx, ev)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.CorrelationID != "c-1" || r.Decision.Kind != payload.DecisionBlock || r.Decision.Status != 403 ||
+	if r.CorrelationID != "c-1" || r.Decision.Kind != agentwire.DecisionBlock || r.Decision.Status != 403 ||
 		r.Decision.Body.Value != "denied \"quoted\" ü" || r.Decision.BlockHeaders["x-why"] != "test" ||
-		len(r.RequestHeaders) != 2 || r.RequestHeaders[1].Kind != payload.HeaderRemove ||
+		len(r.RequestHeaders) != 2 || r.RequestHeaders[1].Kind != agentwire.HeaderRemove ||
 		!reflect.DeepEqual(r.Audit.Tags, []string{"t1", "/c-1"}) || r.Audit.Confidence.Value != 0.5 ||
 		string(r.Audit.Custom["k"]) != `{"n":1}` || r.RoutingMetadata["route"] != "b" {
 		t.Fatalf("reply %+v", r)
 	}
 	mu.Lock()
-	got := seen["rh"].(payload.RequestHeadersEvent)
+	got := seen["rh"].(agentwire.RequestHeadersEvent)
 	mu.Unlock()
 	if got.Metadata.CorrelationID != "c-1" || got.Method != "GET" || got.URI != "/c-1" ||
 		!reflect.DeepEqual(got.Headers.Values("cookie"), []string{"a=1", "b=2"}) ||
@@ -174,7 +175,7 @@ func testUDSEveryEvent(t *testing.T, opts []Option, msgpack, raw bool) {
 		t.Fatalf("agent saw %+v", got)
 	}
 
-	body := &payload.BodyChunk{CorrelationID: "c-1", Data: binary, ChunkIndex: 2, BytesTransferred: 9, TotalSize: payload.Some[uint64](100)}
+	body := &agentwire.BodyChunk{CorrelationID: "c-1", Data: binary, ChunkIndex: 2, BytesTransferred: 9, TotalSize: agentwire.Some[uint64](100)}
 	if r, err = c.RequestBodyChunk(ctx, body); err != nil {
 		t.Fatal(err)
 	}
@@ -182,43 +183,43 @@ func testUDSEveryEvent(t *testing.T, opts []Option, msgpack, raw bool) {
 		t.Fatalf("body reply %+v", r)
 	}
 	mu.Lock()
-	gb := seen["rb"].(payload.BodyChunk)
+	gb := seen["rb"].(agentwire.BodyChunk)
 	mu.Unlock()
 	if !bytes.Equal(gb.Data, binary) || gb.ChunkIndex != 2 || gb.BytesTransferred != 9 || gb.TotalSize.Value != 100 || gb.IsLast {
 		t.Fatalf("agent saw body %+v", gb)
 	}
 
-	rs := &payload.ResponseHeadersEvent{CorrelationID: "c-1", Status: 201, Headers: payload.Headers{{Name: "content-type", Values: []string{"text/html"}}}}
+	rs := &agentwire.ResponseHeadersEvent{CorrelationID: "c-1", Status: 201, Headers: agentwire.Headers{{Name: "content-type", Values: []string{"text/html"}}}}
 	if r, err = c.ResponseHeaders(ctx, rs); err != nil || len(r.ResponseHeaders) != 1 || r.ResponseHeaders[0].Value != "2" {
 		t.Fatalf("response headers: %+v %v", r, err)
 	}
-	rb := &payload.BodyChunk{CorrelationID: "c-1", Data: []byte("<html>"), IsLast: true}
-	if r, err = c.ResponseBodyChunk(ctx, rb); err != nil || r.ResponseBodyMutation.Value.Action != payload.MutationDrop || r.ResponseBodyMutation.Value.ChunkIndex != 3 {
+	rb := &agentwire.BodyChunk{CorrelationID: "c-1", Data: []byte("<html>"), IsLast: true}
+	if r, err = c.ResponseBodyChunk(ctx, rb); err != nil || r.ResponseBodyMutation.Value.Action != agentwire.MutationDrop || r.ResponseBodyMutation.Value.ChunkIndex != 3 {
 		t.Fatalf("response body: %+v %v", r, err)
 	}
 	mu.Lock()
-	gsb := seen["sb"].(payload.BodyChunk)
-	gsh := seen["sh"].(payload.ResponseHeadersEvent)
+	gsb := seen["sb"].(agentwire.BodyChunk)
+	gsh := seen["sh"].(agentwire.ResponseHeadersEvent)
 	mu.Unlock()
 	if string(gsb.Data) != "<html>" || !gsb.IsLast || gsh.Status != 201 || gsh.Headers.Get("content-type") != "text/html" {
 		t.Fatalf("agent saw %+v %+v", gsb, gsh)
 	}
-	rc := &payload.RequestCompleteEvent{CorrelationID: "c-1", Status: 200, DurationMS: 12, RequestBodySize: 9, ResponseBodySize: 6, UpstreamAttempts: 1, Error: payload.Some("upstream reset")}
-	if r, err = c.RequestComplete(ctx, rc); err != nil || r.Decision.Kind != payload.DecisionRedirect || r.Decision.URL != "https://example.com/x" {
+	rc := &agentwire.RequestCompleteEvent{CorrelationID: "c-1", Status: 200, DurationMS: 12, RequestBodySize: 9, ResponseBodySize: 6, UpstreamAttempts: 1, Error: agentwire.Some("upstream reset")}
+	if r, err = c.RequestComplete(ctx, rc); err != nil || r.Decision.Kind != agentwire.DecisionRedirect || r.Decision.URL != "https://example.com/x" {
 		t.Fatalf("complete: %+v %v", r, err)
 	}
-	ws := &payload.WebSocketFrameEvent{CorrelationID: "c-1", Opcode: "binary", Data: binary, ClientToServer: true, FrameIndex: 4, Fin: true, RouteID: payload.Some("ws"), ClientIP: "10.0.0.1"}
-	if r, err = c.WebSocketFrame(ctx, ws); err != nil || r.WebSocketDecision.Value.Kind != payload.WebSocketClose || r.WebSocketDecision.Value.Code != 1008 {
+	ws := &agentwire.WebSocketFrameEvent{CorrelationID: "c-1", Opcode: "binary", Data: binary, ClientToServer: true, FrameIndex: 4, Fin: true, RouteID: agentwire.Some("ws"), ClientIP: "10.0.0.1"}
+	if r, err = c.WebSocketFrame(ctx, ws); err != nil || r.WebSocketDecision.Value.Kind != agentwire.WebSocketClose || r.WebSocketDecision.Value.Code != 1008 {
 		t.Fatalf("websocket: %+v %v", r, err)
 	}
-	gr := &payload.GuardrailInspectEvent{CorrelationID: "c-1", InspectionType: payload.InspectionPIIDetection, Content: "my ssn is …", Categories: []string{"ssn"}, Metadata: map[string]string{"m": "v"}}
-	if r, err = c.GuardrailInspect(ctx, gr); err != nil || r.Decision.Kind != payload.DecisionChallenge || r.Decision.Params["site"] != "k" || r.RoutingMetadata["guardrail_response"] != `{"detected":false}` {
+	gr := &agentwire.GuardrailInspectEvent{CorrelationID: "c-1", InspectionType: agentwire.InspectionPIIDetection, Content: "my ssn is …", Categories: []string{"ssn"}, Metadata: map[string]string{"m": "v"}}
+	if r, err = c.GuardrailInspect(ctx, gr); err != nil || r.Decision.Kind != agentwire.DecisionChallenge || r.Decision.Params["site"] != "k" || r.RoutingMetadata["guardrail_response"] != `{"detected":false}` {
 		t.Fatalf("guardrail: %+v %v", r, err)
 	}
 	mu.Lock()
-	grc := seen["rc"].(payload.RequestCompleteEvent)
-	gws := seen["ws"].(payload.WebSocketFrameEvent)
-	ggr := seen["gr"].(payload.GuardrailInspectEvent)
+	grc := seen["rc"].(agentwire.RequestCompleteEvent)
+	gws := seen["ws"].(agentwire.WebSocketFrameEvent)
+	ggr := seen["gr"].(agentwire.GuardrailInspectEvent)
 	mu.Unlock()
 	if grc != *rc {
 		t.Fatalf("agent saw complete %+v", grc)
@@ -233,7 +234,7 @@ func testUDSEveryEvent(t *testing.T, opts []Option, msgpack, raw bool) {
 	// Configuration: the handshake's reached OnConfigure once (the agent
 	// skips the repeated initial 0x17); a later Configure arrives too, and
 	// its reply is consumed (no orphan).
-	if err := c.Configure(ctx, &payload.ConfigureEvent{Config: json.RawMessage(`{"mode":"audit"}`), ConfigVersion: payload.Some("v2")}); err != nil {
+	if err := c.Configure(ctx, &agentwire.ConfigureEvent{Config: json.RawMessage(`{"mode":"audit"}`), ConfigVersion: agentwire.Some("v2")}); err != nil {
 		t.Fatal(err)
 	}
 	a.waitFor(t, "configure", func() bool { return len(a.configs) == 2 })
@@ -374,7 +375,7 @@ func TestUDSHandshakeRequestBytes(t *testing.T) {
 			return
 		}
 		got <- append([]byte(nil), p...)
-		resp := payload.HandshakeResponse{ProtocolVersion: 2, Capabilities: fullCaps("raw"), Success: true}
+		resp := agentwire.HandshakeResponse{ProtocolVersion: 2, Capabilities: fullCaps("raw"), Success: true}
 		_ = rc.writeFrame(frame.TypeHandshakeResponse, payload.AppendHandshakeResponseJSON(nil, &resp))
 		rc.echoLoop()
 	})
@@ -417,7 +418,7 @@ func TestUDSPing(t *testing.T) {
 					return
 				}
 				if typ == frame.TypePing {
-					var ping payload.Ping
+					var ping agentwire.Ping
 					if payload.DecodePingJSON(p, &ping) != nil {
 						return
 					}
@@ -440,7 +441,7 @@ func TestUDSCancelReachesAgent(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			a := newTestAgent()
 			ended := make(chan error, 2)
-			a.reqHeaders = func(ctx context.Context, _ *payload.RequestHeadersEvent, _ *payload.AgentResponse) error {
+			a.reqHeaders = func(ctx context.Context, _ *agentwire.RequestHeadersEvent, _ *agentwire.AgentResponse) error {
 				select {
 				case <-ctx.Done():
 					ended <- ctx.Err()
@@ -466,7 +467,7 @@ func TestUDSCancelReachesAgent(t *testing.T) {
 			a.mu.Lock()
 			got := a.cancels[0]
 			a.mu.Unlock()
-			if got.CorrelationID != "slow" || got.Reason != payload.CancelClientDisconnect {
+			if got.CorrelationID != "slow" || got.Reason != agentwire.CancelClientDisconnect {
 				t.Fatalf("agent saw cancel %+v", got)
 			}
 
@@ -477,7 +478,7 @@ func TestUDSCancelReachesAgent(t *testing.T) {
 				done <- err
 			}()
 			waitUntil(t, "call in flight", nil, func() bool { return c.Stats().InFlight == 1 })
-			if err := c.Cancel("manual", payload.CancelManual); err != nil {
+			if err := c.Cancel("manual", agentwire.CancelManual); err != nil {
 				t.Fatal(err)
 			}
 			mustKind(t, <-done, ErrCanceled)
@@ -488,7 +489,7 @@ func TestUDSCancelReachesAgent(t *testing.T) {
 			a.mu.Lock()
 			got = a.cancels[1]
 			a.mu.Unlock()
-			if got.CorrelationID != "manual" || got.Reason != payload.CancelManual {
+			if got.CorrelationID != "manual" || got.Reason != agentwire.CancelManual {
 				t.Fatalf("agent saw cancel %+v", got)
 			}
 		})
@@ -513,7 +514,7 @@ func TestUDSCancelWireReason(t *testing.T) {
 		}
 	})
 	c := dialUDS(t, fa.path)
-	if err := c.Cancel("abc", payload.CancelTimeout); err != nil {
+	if err := c.Cancel("abc", agentwire.CancelTimeout); err != nil {
 		t.Fatal(err)
 	}
 	p := <-got
@@ -529,52 +530,52 @@ func TestUDSAgentReports(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			ctx := testCtx(t)
 			srv := startUDSAgent(t, newTestAgent(), agent.WithAgentID("rep"))
-			metrics := make(chan *payload.MetricsReport, 1)
-			health := make(chan payload.HealthStatus, 4)
-			cfgReqs := make(chan *payload.ConfigUpdateRequest, 1)
+			metrics := make(chan *agentwire.MetricsReport, 1)
+			health := make(chan agentwire.HealthStatus, 4)
+			cfgReqs := make(chan *agentwire.ConfigUpdateRequest, 1)
 			c := dialUDS(t, srv.path, append([]Option{
-				WithOnMetrics(func(r *payload.MetricsReport) { metrics <- r }),
-				WithOnHealth(func(h payload.HealthStatus) { health <- h }),
-				WithOnConfigUpdate(func(r *payload.ConfigUpdateRequest) payload.ConfigUpdateResponse {
+				WithOnMetrics(func(r *agentwire.MetricsReport) { metrics <- r }),
+				WithOnHealth(func(h agentwire.HealthStatus) { health <- h }),
+				WithOnConfigUpdate(func(r *agentwire.ConfigUpdateRequest) agentwire.ConfigUpdateResponse {
 					cfgReqs <- r
-					return payload.ConfigUpdateResponse{Accepted: true}
+					return agentwire.ConfigUpdateResponse{Accepted: true}
 				}),
 			}, m.opts...)...)
 
 			// Health: DRAINING refuses new calls, HEALTHY admits them again.
-			srv.srv.ReportHealth(payload.HealthStatus{State: payload.HealthDraining, Message: payload.Some("bye")})
-			if h := <-health; h.State != payload.HealthDraining || h.AgentID != "rep" || h.Message.Value != "bye" {
+			srv.srv.ReportHealth(agentwire.HealthStatus{State: agentwire.HealthDraining, Message: agentwire.Some("bye")})
+			if h := <-health; h.State != agentwire.HealthDraining || h.AgentID != "rep" || h.Message.Value != "bye" {
 				t.Fatalf("health %+v", h)
 			}
 			_, err := c.RequestHeaders(ctx, headersEvent("h1"))
 			mustKind(t, err, ErrDraining)
-			srv.srv.ReportHealth(payload.HealthStatus{State: payload.HealthHealthy})
+			srv.srv.ReportHealth(agentwire.HealthStatus{State: agentwire.HealthHealthy})
 			<-health
 			if _, err := c.RequestHeaders(ctx, headersEvent("h2")); err != nil {
 				t.Fatal(err)
 			}
 
 			// Flow control: connection-wide pause/resume, per id, capacity.
-			srv.srv.SendFlowControl(payload.FlowControlSignal{Action: payload.FlowPause})
+			srv.srv.SendFlowControl(agentwire.FlowControlSignal{Action: agentwire.FlowPause})
 			waitUntil(t, "pause", nil, func() bool { return c.Health().Paused })
 			_, err = c.RequestHeaders(ctx, headersEvent("f1"))
 			mustKind(t, err, ErrFlowPaused)
-			srv.srv.SendFlowControl(payload.FlowControlSignal{Action: payload.FlowResume})
+			srv.srv.SendFlowControl(agentwire.FlowControlSignal{Action: agentwire.FlowResume})
 			waitUntil(t, "resume", nil, func() bool { return !c.Health().Paused })
-			srv.srv.SendFlowControl(payload.FlowControlSignal{Action: payload.FlowPause, CorrelationID: payload.Some("only-me")})
+			srv.srv.SendFlowControl(agentwire.FlowControlSignal{Action: agentwire.FlowPause, CorrelationID: agentwire.Some("only-me")})
 			waitUntil(t, "per-id pause", nil, func() bool { return c.Stats().FlowSignals == 3 })
 			_, err = c.RequestHeaders(ctx, headersEvent("only-me"))
 			mustKind(t, err, ErrFlowPaused)
 			if _, err := c.RequestHeaders(ctx, headersEvent("someone-else")); err != nil {
 				t.Fatal(err)
 			}
-			srv.srv.SendFlowControl(payload.FlowControlSignal{Action: payload.FlowUpdateCapacity, BufferAvailable: payload.Some[uint64](7)})
+			srv.srv.SendFlowControl(agentwire.FlowControlSignal{Action: agentwire.FlowUpdateCapacity, BufferAvailable: agentwire.Some[uint64](7)})
 			waitUntil(t, "capacity", nil, func() bool { return c.Health().Capacity == 7 })
 
 			// Metrics.
-			srv.srv.ReportMetrics(&payload.MetricsReport{IntervalMS: 1000,
-				Counters: []payload.CounterMetric{{Name: "agent_requests_total", Help: "requests", Labels: map[string]string{"k": "v"}, Value: 42}},
-				Gauges:   []payload.GaugeMetric{{Name: "agent_in_flight_requests", Value: 1.5}},
+			srv.srv.ReportMetrics(&agentwire.MetricsReport{IntervalMS: 1000,
+				Counters: []agentwire.CounterMetric{{Name: "agent_requests_total", Help: "requests", Labels: map[string]string{"k": "v"}, Value: 42}},
+				Gauges:   []agentwire.GaugeMetric{{Name: "agent_in_flight_requests", Value: 1.5}},
 			})
 			mr := <-metrics
 			if mr.AgentID != "rep" || len(mr.Counters) != 1 || mr.Counters[0].Value != 42 || mr.Counters[0].Labels["k"] != "v" || mr.Gauges[0].Value != 1.5 {
@@ -583,13 +584,13 @@ func TestUDSAgentReports(t *testing.T) {
 
 			// Config update: delivered to the callback; the answer has no
 			// frame type and is counted as unanswered.
-			_, err = srv.srv.RequestConfigUpdate(ctx, &payload.ConfigUpdateRequest{Kind: payload.ConfigRuleUpdate, RequestID: "u-1", RuleSet: "crs",
-				Rules: []payload.RuleDefinition{{ID: "942100", Priority: 1, Definition: json.RawMessage(`{"op":"rx"}`), Enabled: true}}})
+			_, err = srv.srv.RequestConfigUpdate(ctx, &agentwire.ConfigUpdateRequest{Kind: agentwire.ConfigRuleUpdate, RequestID: "u-1", RuleSet: "crs",
+				Rules: []agentwire.RuleDefinition{{ID: "942100", Priority: 1, Definition: json.RawMessage(`{"op":"rx"}`), Enabled: true}}})
 			if !errors.Is(err, agent.ErrNoControlStream) {
 				t.Fatalf("RequestConfigUpdate: %v", err)
 			}
 			cr := <-cfgReqs
-			if cr.RequestID != "u-1" || cr.Kind != payload.ConfigRuleUpdate || cr.RuleSet != "crs" || len(cr.Rules) != 1 || string(cr.Rules[0].Definition) != `{"op":"rx"}` {
+			if cr.RequestID != "u-1" || cr.Kind != agentwire.ConfigRuleUpdate || cr.RuleSet != "crs" || len(cr.Rules) != 1 || string(cr.Rules[0].Definition) != `{"op":"rx"}` {
 				t.Fatalf("config update %+v", cr)
 			}
 			waitUntil(t, "config answer counted", nil, func() bool { return c.Stats().ConfigUnanswered == 1 })
@@ -609,7 +610,7 @@ func TestUDSNotSubscribed(t *testing.T) {
 		}
 		caps := fullCaps("sub")
 		caps.SupportedEvents = []int32{0, 1}
-		resp := payload.HandshakeResponse{ProtocolVersion: 2, Capabilities: caps, Success: true}
+		resp := agentwire.HandshakeResponse{ProtocolVersion: 2, Capabilities: caps, Success: true}
 		_ = rc.writeFrame(frame.TypeHandshakeResponse, payload.AppendHandshakeResponseJSON(nil, &resp))
 		rc.echoLoop()
 	})
@@ -620,7 +621,7 @@ func TestUDSNotSubscribed(t *testing.T) {
 	if _, err := c.RequestHeaders(testCtx(t), headersEvent("a")); err != nil {
 		t.Fatal(err)
 	}
-	_, err := c.ResponseHeaders(testCtx(t), &payload.ResponseHeadersEvent{CorrelationID: "a", Status: 200})
+	_, err := c.ResponseHeaders(testCtx(t), &agentwire.ResponseHeadersEvent{CorrelationID: "a", Status: 200})
 	mustKind(t, err, ErrNotSubscribed)
 }
 
@@ -632,10 +633,10 @@ func TestUDSReusedDestination(t *testing.T) {
 	for _, enc := range []string{"json", "msgpack"} {
 		t.Run(enc, func(t *testing.T) {
 			a := newTestAgent()
-			a.reqHeaders = func(_ context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+			a.reqHeaders = func(_ context.Context, ev *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 				if strings.HasPrefix(ev.Metadata.CorrelationID, "rich-") {
-					r.Decision = payload.Block(451)
-					r.RequestHeaders = []payload.HeaderOp{{Kind: payload.HeaderSet, Name: "x-id", Value: ev.Metadata.CorrelationID}}
+					r.Decision = agentwire.Block(451)
+					r.RequestHeaders = []agentwire.HeaderOp{{Kind: agentwire.HeaderSet, Name: "x-id", Value: ev.Metadata.CorrelationID}}
 					r.RoutingMetadata = map[string]string{"id": ev.Metadata.CorrelationID}
 					r.Audit.Tags = []string{"t-" + ev.Metadata.CorrelationID}
 					r.Audit.Custom = map[string]json.RawMessage{"n": json.RawMessage(`1`)}
@@ -655,7 +656,7 @@ func TestUDSReusedDestination(t *testing.T) {
 				wg.Add(1)
 				go func(w int) {
 					defer wg.Done()
-					var dst payload.AgentResponse
+					var dst agentwire.AgentResponse
 					for i := 0; i < 50; i++ {
 						id := fmt.Sprintf("plain-%d-%d", w, i)
 						if (i+w)%2 == 0 {
@@ -668,13 +669,13 @@ func TestUDSReusedDestination(t *testing.T) {
 						rich := strings.HasPrefix(id, "rich-")
 						ok := dst.CorrelationID == id
 						if rich {
-							ok = ok && dst.Decision.Kind == payload.DecisionBlock && dst.Decision.Status == 451 &&
+							ok = ok && dst.Decision.Kind == agentwire.DecisionBlock && dst.Decision.Status == 451 &&
 								len(dst.RequestHeaders) == 1 && dst.RequestHeaders[0].Value == id &&
 								len(dst.RoutingMetadata) == 1 && dst.RoutingMetadata["id"] == id &&
 								len(dst.Audit.Tags) == 1 && dst.Audit.Tags[0] == "t-"+id &&
 								len(dst.Audit.Custom) == 1 && string(dst.Audit.Custom["n"]) == "1"
 						} else {
-							ok = ok && dst.Decision.Kind == payload.DecisionAllow && len(dst.RequestHeaders) == 0 &&
+							ok = ok && dst.Decision.Kind == agentwire.DecisionAllow && len(dst.RequestHeaders) == 0 &&
 								len(dst.RoutingMetadata) == 0 && len(dst.Audit.Tags) == 0 && len(dst.Audit.Custom) == 0
 						}
 						if !ok {

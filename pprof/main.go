@@ -16,10 +16,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/agent"
 	"github.com/agentwire/agentwire/agent/refagents"
 	"github.com/agentwire/agentwire/bench"
-	"github.com/agentwire/agentwire/codec/payload"
 	"github.com/agentwire/agentwire/engine"
 )
 
@@ -102,7 +102,7 @@ func profile(ctx context.Context, c *config, log io.Writer) (res bench.Result, e
 		dialOpts = append(dialOpts, engine.WithInsecure())
 	}
 	switch c.encoding {
-	case payload.EncodingJSON, payload.EncodingMsgpack:
+	case agentwire.EncodingJSON, agentwire.EncodingMsgpack:
 		dialOpts = append(dialOpts, engine.WithEncodings(c.encoding))
 	default:
 		return res, fmt.Errorf("unknown encoding %q (want json or msgpack)", c.encoding)

@@ -9,8 +9,8 @@ import (
 	"context"
 	"strings"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/agent"
-	"github.com/agentwire/agentwire/codec/payload"
 )
 
 // ProcessedHeader is the request header Echo and Deny set on every request
@@ -29,13 +29,13 @@ const DenyStatus = 403
 type Echo struct{ agent.BaseHandler }
 
 // OnRequestHeaders allows and sets X-Agent-Processed: true.
-func (Echo) OnRequestHeaders(_ context.Context, _ *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+func (Echo) OnRequestHeaders(_ context.Context, _ *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 	markProcessed(r)
 	return nil
 }
 
-func markProcessed(r *payload.AgentResponse) {
-	r.RequestHeaders = append(r.RequestHeaders, payload.HeaderOp{Kind: payload.HeaderSet, Name: ProcessedHeader, Value: "true"})
+func markProcessed(r *agentwire.AgentResponse) {
+	r.RequestHeaders = append(r.RequestHeaders, agentwire.HeaderOp{Kind: agentwire.HeaderSet, Name: ProcessedHeader, Value: "true"})
 }
 
 // Deny blocks (403) every request whose URI starts with Prefix
@@ -46,13 +46,13 @@ type Deny struct {
 }
 
 // OnRequestHeaders blocks URIs under the prefix and marks the others.
-func (d Deny) OnRequestHeaders(_ context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
+func (d Deny) OnRequestHeaders(_ context.Context, ev *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
 	p := d.Prefix
 	if p == "" {
 		p = DefaultDenyPrefix
 	}
 	if strings.HasPrefix(ev.URI, p) {
-		r.Decision = payload.Block(DenyStatus)
+		r.Decision = agentwire.Block(DenyStatus)
 		return nil
 	}
 	markProcessed(r)

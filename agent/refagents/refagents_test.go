@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/agent"
 	"github.com/agentwire/agentwire/agent/refagents"
 	"github.com/agentwire/agentwire/codec/grpccodec"
-	"github.com/agentwire/agentwire/codec/payload"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
@@ -38,24 +38,24 @@ func TestDecisions(t *testing.T) {
 		{"deny custom prefix spares /admin", refagents.Deny{Prefix: "/private"}, "/admin", false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var r payload.AgentResponse
-			if err := tc.h.OnRequestHeaders(ctx, &payload.RequestHeadersEvent{URI: tc.uri}, &r); err != nil {
+			var r agentwire.AgentResponse
+			if err := tc.h.OnRequestHeaders(ctx, &agentwire.RequestHeadersEvent{URI: tc.uri}, &r); err != nil {
 				t.Fatal(err)
 			}
-			blocked := r.Decision.Kind == payload.DecisionBlock && r.Decision.Status == refagents.DenyStatus
+			blocked := r.Decision.Kind == agentwire.DecisionBlock && r.Decision.Status == refagents.DenyStatus
 			if blocked != tc.block {
 				t.Fatalf("decision = %+v, block want %v", r.Decision, tc.block)
 			}
-			processed := len(r.RequestHeaders) == 1 && r.RequestHeaders[0] == payload.HeaderOp{Kind: payload.HeaderSet, Name: "X-Agent-Processed", Value: "true"}
+			processed := len(r.RequestHeaders) == 1 && r.RequestHeaders[0] == agentwire.HeaderOp{Kind: agentwire.HeaderSet, Name: "X-Agent-Processed", Value: "true"}
 			if processed != tc.processed {
 				t.Fatalf("header ops = %+v", r.RequestHeaders)
 			}
 			// Every other phase answers a plain allow.
-			var r2 payload.AgentResponse
-			if err := tc.h.OnResponseHeaders(ctx, &payload.ResponseHeadersEvent{}, &r2); err != nil || r2.Decision.Kind != payload.DecisionAllow || len(r2.ResponseHeaders) != 0 {
+			var r2 agentwire.AgentResponse
+			if err := tc.h.OnResponseHeaders(ctx, &agentwire.ResponseHeadersEvent{}, &r2); err != nil || r2.Decision.Kind != agentwire.DecisionAllow || len(r2.ResponseHeaders) != 0 {
 				t.Fatalf("response headers: %+v %v", r2, err)
 			}
-			if err := tc.h.OnResponseBodyChunk(ctx, &payload.BodyChunk{}, &r2); err != nil || r2.Decision.Kind != payload.DecisionAllow {
+			if err := tc.h.OnResponseBodyChunk(ctx, &agentwire.BodyChunk{}, &r2); err != nil || r2.Decision.Kind != agentwire.DecisionAllow {
 				t.Fatalf("response body: %+v %v", r2, err)
 			}
 		})

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 )
 
 const (
@@ -220,7 +220,7 @@ func TestHeaderFlags(t *testing.T) {
 			t.Fatalf("%q: %v", s, err)
 		}
 	}
-	want := payload.Headers{
+	want := agentwire.Headers{
 		{Name: "host", Values: []string{"example.com"}},
 		{Name: "x-multi", Values: []string{"a", "b"}},
 		{Name: "empty", Values: []string{""}},

@@ -9,10 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/agent"
 	"github.com/agentwire/agentwire/agent/refagents"
 	"github.com/agentwire/agentwire/bench"
-	"github.com/agentwire/agentwire/codec/payload"
 	"github.com/agentwire/agentwire/engine"
 )
 
@@ -68,7 +68,7 @@ func demo(ctx context.Context, f *demoFlags, stdout, stderr io.Writer) (err erro
 	if f.transport == "uds" {
 		ep = endpoint{kind: epUnix, addr: filepath.Join(dir, "agent.sock")}
 		ep.raw = ep.String()
-		encoding = payload.EncodingMsgpack
+		encoding = agentwire.EncodingMsgpack
 	} else {
 		ep = endpoint{kind: epGRPC, addr: "127.0.0.1:0"}
 	}
@@ -140,8 +140,8 @@ func demoCheck(ctx context.Context, conn *engine.Conn) (string, error) {
 		return "", fmt.Errorf("first request: %w", err)
 	}
 	lat := time.Since(t0)
-	ok := r.Decision.Kind == payload.DecisionAllow && len(r.RequestHeaders) == 1 &&
-		r.RequestHeaders[0] == payload.HeaderOp{Kind: payload.HeaderSet, Name: refagents.ProcessedHeader, Value: "true"}
+	ok := r.Decision.Kind == agentwire.DecisionAllow && len(r.RequestHeaders) == 1 &&
+		r.RequestHeaders[0] == agentwire.HeaderOp{Kind: agentwire.HeaderSet, Name: refagents.ProcessedHeader, Value: "true"}
 	if !ok {
 		return "", fmt.Errorf("unexpected answer from the echo agent: %s %+v", r.Decision.Kind, r.RequestHeaders)
 	}

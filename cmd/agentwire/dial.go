@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/engine"
 )
 
@@ -51,7 +51,7 @@ func dialAgent(ctx context.Context, ep endpoint, tf *tlsFlags, encoding string, 
 // handshake).
 func encodingOption(enc string) (engine.Option, error) {
 	switch enc {
-	case payload.EncodingJSON, payload.EncodingMsgpack:
+	case agentwire.EncodingJSON, agentwire.EncodingMsgpack:
 		return engine.WithEncodings(enc), nil
 	}
 	return nil, usagef("--encoding %q: want json or msgpack", enc)

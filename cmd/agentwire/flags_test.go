@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/agent"
-	"github.com/agentwire/agentwire/codec/payload"
 )
 
 // Bad values of the reverse-connection and timing flags are command-line
@@ -68,7 +68,7 @@ func TestServeDialVerboseShowsDialFailures(t *testing.T) {
 // stallHandler never answers request headers (until the call is cancelled).
 type stallHandler struct{ agent.BaseHandler }
 
-func (stallHandler) OnRequestHeaders(ctx context.Context, _ *payload.RequestHeadersEvent, _ *payload.AgentResponse) error {
+func (stallHandler) OnRequestHeaders(ctx context.Context, _ *agentwire.RequestHeadersEvent, _ *agentwire.AgentResponse) error {
 	<-ctx.Done()
 	return ctx.Err()
 }

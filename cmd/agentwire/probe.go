@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/engine"
 	"github.com/agentwire/agentwire/internal/unixsock"
 )
@@ -35,7 +35,7 @@ A remove operation has no "value" key. The exit status is 0 when every
 event got a decision (whatever it was), non-zero otherwise.`
 
 // headerFlags collects repeated -H 'Name: value' flags.
-type headerFlags []payload.Header
+type headerFlags []agentwire.Header
 
 func (h *headerFlags) String() string {
 	var b strings.Builder
@@ -60,7 +60,7 @@ func (h *headerFlags) Set(s string) error {
 	if strings.ContainsAny(value, "\r\n") {
 		return fmt.Errorf("header %q: value contains a line break", name)
 	}
-	hs := payload.Headers(*h)
+	hs := agentwire.Headers(*h)
 	hs.Add(name, value)
 	*h = headerFlags(hs)
 	return nil
@@ -185,7 +185,7 @@ func newCorrelationID() string {
 // probeConn sends the probe's events on conn and prints every decision.
 func probeConn(ctx context.Context, conn *engine.Conn, f *probeFlags, out *decisionPrinter) error {
 	cid := newCorrelationID()
-	call := func(event string, send func(context.Context) (*payload.AgentResponse, error)) error {
+	call := func(event string, send func(context.Context) (*agentwire.AgentResponse, error)) error {
 		cctx, cancel := context.WithTimeout(ctx, f.timeout)
 		defer cancel()
 		t0 := time.Now()
@@ -197,8 +197,8 @@ func probeConn(ctx context.Context, conn *engine.Conn, f *probeFlags, out *decis
 		return out.print(event, r, lat)
 	}
 
-	rh := payload.RequestHeadersEvent{
-		Metadata: payload.RequestMetadata{
+	rh := agentwire.RequestHeadersEvent{
+		Metadata: agentwire.RequestMetadata{
 			CorrelationID: cid,
 			RequestID:     cid,
 			ClientIP:      "127.0.0.1",
@@ -208,15 +208,15 @@ func probeConn(ctx context.Context, conn *engine.Conn, f *probeFlags, out *decis
 		},
 		Method:  f.method,
 		URI:     f.uri,
-		Headers: payload.Headers(f.headers),
+		Headers: agentwire.Headers(f.headers),
 	}
 	if host := rh.Headers.Get("host"); host != "" {
-		rh.Metadata.ServerName = payload.Some(host)
+		rh.Metadata.ServerName = agentwire.Some(host)
 	}
 	if rh.Headers == nil {
-		rh.Headers = payload.Headers{}
+		rh.Headers = agentwire.Headers{}
 	}
-	if err := call("request_headers", func(ctx context.Context) (*payload.AgentResponse, error) {
+	if err := call("request_headers", func(ctx context.Context) (*agentwire.AgentResponse, error) {
 		return conn.RequestHeaders(ctx, &rh)
 	}); err != nil {
 		return err
@@ -231,15 +231,15 @@ func probeConn(ctx context.Context, conn *engine.Conn, f *probeFlags, out *decis
 		var idx uint32
 		for off := 0; ; off += chunk {
 			end := min(off+chunk, len(body))
-			ev := payload.BodyChunk{
+			ev := agentwire.BodyChunk{
 				CorrelationID:    cid,
 				Data:             body[off:end],
 				IsLast:           end == len(body),
-				TotalSize:        payload.Some(uint64(len(body))),
+				TotalSize:        agentwire.Some(uint64(len(body))),
 				ChunkIndex:       idx,
 				BytesTransferred: uint64(end),
 			}
-			if err := call("request_body_chunk", func(ctx context.Context) (*payload.AgentResponse, error) {
+			if err := call("request_body_chunk", func(ctx context.Context) (*agentwire.AgentResponse, error) {
 				return conn.RequestBodyChunk(ctx, &ev)
 			}); err != nil {
 				return err
@@ -252,8 +252,8 @@ func probeConn(ctx context.Context, conn *engine.Conn, f *probeFlags, out *decis
 	}
 
 	if f.responseStatus > 0 {
-		ev := payload.ResponseHeadersEvent{CorrelationID: cid, Status: uint16(f.responseStatus), Headers: payload.Headers{}}
-		if err := call("response_headers", func(ctx context.Context) (*payload.AgentResponse, error) {
+		ev := agentwire.ResponseHeadersEvent{CorrelationID: cid, Status: uint16(f.responseStatus), Headers: agentwire.Headers{}}
+		if err := call("response_headers", func(ctx context.Context) (*agentwire.AgentResponse, error) {
 			return conn.ResponseHeaders(ctx, &ev)
 		}); err != nil {
 			return err
@@ -283,11 +283,11 @@ type headerOpJSON struct {
 	Value *string `json:"value,omitempty"`
 }
 
-func headerOpsJSON(ops []payload.HeaderOp) []headerOpJSON {
+func headerOpsJSON(ops []agentwire.HeaderOp) []headerOpJSON {
 	out := make([]headerOpJSON, 0, len(ops))
 	for _, op := range ops {
 		j := headerOpJSON{Op: op.Kind.String(), Name: op.Name}
-		if op.Kind != payload.HeaderRemove {
+		if op.Kind != agentwire.HeaderRemove {
 			v := op.Value
 			j.Value = &v
 		}
@@ -312,7 +312,7 @@ func newDecisionPrinter(w io.Writer, asJSON bool) *decisionPrinter {
 	return p
 }
 
-func (p *decisionPrinter) print(event string, r *payload.AgentResponse, lat time.Duration) error {
+func (p *decisionPrinter) print(event string, r *agentwire.AgentResponse, lat time.Duration) error {
 	d := r.Decision
 	if p.json {
 		line := decisionLine{
@@ -322,7 +322,7 @@ func (p *decisionPrinter) print(event string, r *payload.AgentResponse, lat time
 			ResponseHeaders: headerOpsJSON(r.ResponseHeaders),
 			LatencyUS:       lat.Microseconds(),
 		}
-		if d.Kind == payload.DecisionBlock || d.Kind == payload.DecisionRedirect {
+		if d.Kind == agentwire.DecisionBlock || d.Kind == agentwire.DecisionRedirect {
 			st := d.Status
 			line.Status = &st
 		}
@@ -331,14 +331,14 @@ func (p *decisionPrinter) print(event string, r *payload.AgentResponse, lat time
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-18s %s", event, d.Kind)
 	switch d.Kind {
-	case payload.DecisionBlock:
+	case agentwire.DecisionBlock:
 		fmt.Fprintf(&b, " %d", d.Status)
 		if body, ok := d.Body.Get(); ok {
 			fmt.Fprintf(&b, " body=%q", body)
 		}
-	case payload.DecisionRedirect:
+	case agentwire.DecisionRedirect:
 		fmt.Fprintf(&b, " %d -> %s", d.Status, d.URL)
-	case payload.DecisionChallenge:
+	case agentwire.DecisionChallenge:
 		fmt.Fprintf(&b, " %s", d.ChallengeType)
 	}
 	fmt.Fprintf(&b, "  (%s)\n", fmtMicros(lat))
@@ -355,8 +355,8 @@ func (p *decisionPrinter) print(event string, r *payload.AgentResponse, lat time
 	return err
 }
 
-func writeOp(b *strings.Builder, what string, op payload.HeaderOp) {
-	if op.Kind == payload.HeaderRemove {
+func writeOp(b *strings.Builder, what string, op agentwire.HeaderOp) {
+	if op.Kind == agentwire.HeaderRemove {
 		fmt.Fprintf(b, "  %s %-6s %s\n", what, op.Kind, op.Name)
 		return
 	}

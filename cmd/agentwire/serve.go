@@ -15,9 +15,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/agent"
 	"github.com/agentwire/agentwire/agent/refagents"
-	"github.com/agentwire/agentwire/codec/payload"
 	"github.com/agentwire/agentwire/internal/unixsock"
 )
 
@@ -166,7 +166,7 @@ func serve(ctx context.Context, f *serveFlags, stderr io.Writer) error {
 			return err
 		}
 	} else {
-		onReg := agent.WithOnRegistered(func(r payload.RegistrationResponse) {
+		onReg := agent.WithOnRegistered(func(r agentwire.RegistrationResponse) {
 			fmt.Fprintf(stderr, "registered on %s as %s (connection %s)\n", f.dial, id, r.ConnectionID)
 		})
 		ropts := []agent.ReverseOption{onReg}
@@ -209,12 +209,12 @@ func serve(ctx context.Context, f *serveFlags, stderr io.Writer) error {
 func parseEncodings(s string) ([]string, error) {
 	var out []string
 	for _, e := range splitList(s) {
-		if e != payload.EncodingJSON && e != payload.EncodingMsgpack {
+		if e != agentwire.EncodingJSON && e != agentwire.EncodingMsgpack {
 			return nil, usagef("--encodings: unknown encoding %q", e)
 		}
 		out = append(out, e)
 	}
-	if !slices.Contains(out, payload.EncodingJSON) {
+	if !slices.Contains(out, agentwire.EncodingJSON) {
 		return nil, usagef("--encodings must include json (the encoding every proxy can fall back to)")
 	}
 	return out, nil

@@ -3,7 +3,7 @@
 // pbconv's conversion and the agent's fast gRPC decoder.
 package headerset
 
-import "github.com/agentwire/agentwire/codec/payload"
+import "github.com/agentwire/agentwire"
 
 // indexMin is the number of distinct names above which a Grouper finds
 // names in a map. Below it a linear scan is faster and allocates nothing;
@@ -11,7 +11,7 @@ import "github.com/agentwire/agentwire/codec/payload"
 // (100,000 distinct names took seconds).
 const indexMin = 32
 
-// Grouper builds one payload.Headers: names in the order they first
+// Grouper builds one agentwire.Headers: names in the order they first
 // appear, each name's values in order. The zero value is ready; use one per
 // header list.
 type Grouper struct {
@@ -21,7 +21,7 @@ type Grouper struct {
 // Add appends value to name's entry in h, adding the entry when name is
 // new (reusing the storage of a spare slot of h, Values capacity
 // included), and returns h.
-func (g *Grouper) Add(h payload.Headers, name, value string) payload.Headers {
+func (g *Grouper) Add(h agentwire.Headers, name, value string) agentwire.Headers {
 	if i := g.find(h, name); i >= 0 {
 		h[i].Values = append(h[i].Values, value)
 		return h
@@ -32,7 +32,7 @@ func (g *Grouper) Add(h payload.Headers, name, value string) payload.Headers {
 		e.Name = name
 		e.Values = append(e.Values[:0], value)
 	} else {
-		h = append(h, payload.Header{Name: name, Values: []string{value}})
+		h = append(h, agentwire.Header{Name: name, Values: []string{value}})
 	}
 	switch {
 	case g.index != nil:
@@ -46,7 +46,7 @@ func (g *Grouper) Add(h payload.Headers, name, value string) payload.Headers {
 	return h
 }
 
-func (g *Grouper) find(h payload.Headers, name string) int {
+func (g *Grouper) find(h agentwire.Headers, name string) int {
 	if g.index != nil {
 		if i, ok := g.index[name]; ok {
 			return i

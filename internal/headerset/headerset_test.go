@@ -5,10 +5,10 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 )
 
-func group(h payload.Headers, pairs ...string) payload.Headers {
+func group(h agentwire.Headers, pairs ...string) agentwire.Headers {
 	var g Grouper
 	h = h[:0]
 	for i := 0; i+1 < len(pairs); i += 2 {
@@ -19,7 +19,7 @@ func group(h payload.Headers, pairs ...string) payload.Headers {
 
 func TestGrouperOrder(t *testing.T) {
 	got := group(nil, "b", "1", "a", "2", "b", "3", "c", "4", "a", "5")
-	want := payload.Headers{{Name: "b", Values: []string{"1", "3"}}, {Name: "a", Values: []string{"2", "5"}}, {Name: "c", Values: []string{"4"}}}
+	want := agentwire.Headers{{Name: "b", Values: []string{"1", "3"}}, {Name: "a", Values: []string{"2", "5"}}, {Name: "c", Values: []string{"4"}}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
@@ -29,9 +29,9 @@ func TestGrouperOrder(t *testing.T) {
 // grouping is the same as the scan's.
 func TestGrouperIndex(t *testing.T) {
 	var pairs []string
-	var want payload.Headers
+	var want agentwire.Headers
 	for i := range 3 * indexMin {
-		want = append(want, payload.Header{Name: "h" + strconv.Itoa(i), Values: []string{"x", "y"}})
+		want = append(want, agentwire.Header{Name: "h" + strconv.Itoa(i), Values: []string{"x", "y"}})
 	}
 	for _, v := range []string{"x", "y"} {
 		for i := range want {
@@ -48,7 +48,7 @@ func TestGrouperIndex(t *testing.T) {
 func TestGrouperReusesStorage(t *testing.T) {
 	h := group(nil, "a", "1", "b", "2", "a", "3", "c", "4")
 	h = group(h, "z", "9", "a", "8")
-	want := payload.Headers{{Name: "z", Values: []string{"9"}}, {Name: "a", Values: []string{"8"}}}
+	want := agentwire.Headers{{Name: "z", Values: []string{"9"}}, {Name: "a", Values: []string{"8"}}}
 	if !reflect.DeepEqual(h, want) {
 		t.Fatalf("got %v", h)
 	}

@@ -27,7 +27,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/internal/headerset"
 	"github.com/agentwire/agentwire/internal/wiretext"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
@@ -38,12 +38,12 @@ import (
 
 // RequestMetadataFromPB fills dst from src (nil src gives the zero value).
 // The timestamp becomes a UTC time from timestamp_ms (zero time when 0).
-func RequestMetadataFromPB(dst *payload.RequestMetadata, src *pb.RequestMetadata) {
+func RequestMetadataFromPB(dst *agentwire.RequestMetadata, src *pb.RequestMetadata) {
 	if src == nil {
-		*dst = payload.RequestMetadata{}
+		*dst = agentwire.RequestMetadata{}
 		return
 	}
-	*dst = payload.RequestMetadata{
+	*dst = agentwire.RequestMetadata{
 		CorrelationID: src.CorrelationId,
 		RequestID:     src.RequestId,
 		ClientIP:      src.ClientIp,
@@ -64,7 +64,7 @@ func RequestMetadataFromPB(dst *payload.RequestMetadata, src *pb.RequestMetadata
 // keeping the order in which names first appear and the order of each
 // name's values. dst's storage (including each entry's Values capacity) is
 // reused; the result is returned.
-func HeadersFromPB(dst payload.Headers, src []*pb.Header) payload.Headers {
+func HeadersFromPB(dst agentwire.Headers, src []*pb.Header) agentwire.Headers {
 	dst = dst[:0]
 	var g headerset.Grouper
 	for _, h := range src {
@@ -76,7 +76,7 @@ func HeadersFromPB(dst payload.Headers, src []*pb.Header) payload.Headers {
 }
 
 // RequestHeadersEventFromPB fills dst from src, reusing dst.Headers.
-func RequestHeadersEventFromPB(dst *payload.RequestHeadersEvent, src *pb.RequestHeadersEvent) {
+func RequestHeadersEventFromPB(dst *agentwire.RequestHeadersEvent, src *pb.RequestHeadersEvent) {
 	RequestMetadataFromPB(&dst.Metadata, src.GetMetadata())
 	dst.Method = src.GetMethod()
 	dst.URI = src.GetUri()
@@ -84,8 +84,8 @@ func RequestHeadersEventFromPB(dst *payload.RequestHeadersEvent, src *pb.Request
 }
 
 // BodyChunkFromPB fills dst from src. dst.Data aliases src.Data.
-func BodyChunkFromPB(dst *payload.BodyChunk, src *pb.BodyChunkEvent) {
-	*dst = payload.BodyChunk{
+func BodyChunkFromPB(dst *agentwire.BodyChunk, src *pb.BodyChunkEvent) {
+	*dst = agentwire.BodyChunk{
 		CorrelationID:    src.GetCorrelationId(),
 		Data:             src.GetData(),
 		IsLast:           src.GetIsLast(),
@@ -93,12 +93,12 @@ func BodyChunkFromPB(dst *payload.BodyChunk, src *pb.BodyChunkEvent) {
 		BytesTransferred: src.GetBytesTransferred(),
 	}
 	if src != nil && src.TotalSize != nil {
-		dst.TotalSize = payload.Some(*src.TotalSize)
+		dst.TotalSize = agentwire.Some(*src.TotalSize)
 	}
 }
 
 // ResponseHeadersEventFromPB fills dst from src, reusing dst.Headers.
-func ResponseHeadersEventFromPB(dst *payload.ResponseHeadersEvent, src *pb.ResponseHeadersEvent) {
+func ResponseHeadersEventFromPB(dst *agentwire.ResponseHeadersEvent, src *pb.ResponseHeadersEvent) {
 	dst.CorrelationID = src.GetCorrelationId()
 	dst.Status = uint16(src.GetStatusCode())
 	dst.Headers = HeadersFromPB(dst.Headers, src.GetHeaders())
@@ -107,8 +107,8 @@ func ResponseHeadersEventFromPB(dst *payload.ResponseHeadersEvent, src *pb.Respo
 // RequestCompleteEventFromPB fills dst from src. bytes_received and
 // bytes_sent become the request and response body sizes; UpstreamAttempts
 // is synthesised (1, or 0 for a response served from cache).
-func RequestCompleteEventFromPB(dst *payload.RequestCompleteEvent, src *pb.RequestCompleteEvent) {
-	*dst = payload.RequestCompleteEvent{
+func RequestCompleteEventFromPB(dst *agentwire.RequestCompleteEvent, src *pb.RequestCompleteEvent) {
+	*dst = agentwire.RequestCompleteEvent{
 		CorrelationID:    src.GetCorrelationId(),
 		Status:           uint16(src.GetStatusCode()),
 		DurationMS:       src.GetDurationMs(),
@@ -120,11 +120,11 @@ func RequestCompleteEventFromPB(dst *payload.RequestCompleteEvent, src *pb.Reque
 		dst.UpstreamAttempts = 0
 	}
 	if src != nil && src.Error != nil {
-		dst.Error = payload.Some(*src.Error)
+		dst.Error = agentwire.Some(*src.Error)
 	}
 }
 
-// WebSocket opcode names (payload.WebSocketFrameEvent.Opcode).
+// WebSocket opcode names (agentwire.WebSocketFrameEvent.Opcode).
 const (
 	OpcodeContinuation = "continuation"
 	OpcodeText         = "text"
@@ -158,8 +158,8 @@ func OpcodeFromFrameType(ft int32) string {
 // WebSocketFrameEventFromPB fills dst from src. dst.Data aliases
 // src.Payload. Fields absent from the proto get FrameIndex 0, Fin true,
 // no RouteID and an empty ClientIP.
-func WebSocketFrameEventFromPB(dst *payload.WebSocketFrameEvent, src *pb.WebSocketFrameEvent) {
-	*dst = payload.WebSocketFrameEvent{
+func WebSocketFrameEventFromPB(dst *agentwire.WebSocketFrameEvent, src *pb.WebSocketFrameEvent) {
+	*dst = agentwire.WebSocketFrameEvent{
 		CorrelationID:  src.GetCorrelationId(),
 		Opcode:         OpcodeFromFrameType(src.GetFrameType()),
 		Data:           src.GetPayload(),
@@ -187,13 +187,13 @@ type guardrailContext struct {
 // Without an inspection_type there, content_type PROMPT (1) and SYSTEM (3)
 // map to prompt_injection and every other value to pii_detection.
 // Categories and Metadata are never nil.
-func GuardrailInspectEventFromPB(dst *payload.GuardrailInspectEvent, src *pb.GuardrailInspectEvent) {
-	*dst = payload.GuardrailInspectEvent{
+func GuardrailInspectEventFromPB(dst *agentwire.GuardrailInspectEvent, src *pb.GuardrailInspectEvent) {
+	*dst = agentwire.GuardrailInspectEvent{
 		CorrelationID: src.GetCorrelationId(),
 		Content:       src.GetContent(),
 	}
 	if src != nil && src.Model != nil {
-		dst.Model = payload.Some(*src.Model)
+		dst.Model = agentwire.Some(*src.Model)
 	}
 	if cj := src.GetContextJson(); cj != "" {
 		var gc guardrailContext
@@ -202,7 +202,7 @@ func GuardrailInspectEventFromPB(dst *payload.GuardrailInspectEvent, src *pb.Gua
 			dst.Categories = gc.Categories
 			dst.Metadata = gc.Metadata
 			if gc.RouteID != nil {
-				dst.RouteID = payload.Some(*gc.RouteID)
+				dst.RouteID = agentwire.Some(*gc.RouteID)
 			}
 		}
 	}
@@ -210,9 +210,9 @@ func GuardrailInspectEventFromPB(dst *payload.GuardrailInspectEvent, src *pb.Gua
 		switch src.GetContentType() {
 		case int32(pb.GuardrailContentType_GUARDRAIL_CONTENT_TYPE_PROMPT),
 			int32(pb.GuardrailContentType_GUARDRAIL_CONTENT_TYPE_SYSTEM):
-			dst.InspectionType = payload.InspectionPromptInjection
+			dst.InspectionType = agentwire.InspectionPromptInjection
 		default:
-			dst.InspectionType = payload.InspectionPIIDetection
+			dst.InspectionType = agentwire.InspectionPIIDetection
 		}
 	}
 	if dst.Categories == nil {
@@ -225,41 +225,41 @@ func GuardrailInspectEventFromPB(dst *payload.GuardrailInspectEvent, src *pb.Gua
 
 // ConfigureEventFromPB fills dst from src. Config holds the config_json
 // text (nil when empty); gRPC configure events carry no correlation id.
-func ConfigureEventFromPB(dst *payload.ConfigureEvent, src *pb.ConfigureEvent) {
-	*dst = payload.ConfigureEvent{}
+func ConfigureEventFromPB(dst *agentwire.ConfigureEvent, src *pb.ConfigureEvent) {
+	*dst = agentwire.ConfigureEvent{}
 	if cj := src.GetConfigJson(); cj != "" {
 		dst.Config = json.RawMessage(cj)
 	}
 	if src != nil && src.ConfigVersion != nil {
-		dst.ConfigVersion = payload.Some(*src.ConfigVersion)
+		dst.ConfigVersion = agentwire.Some(*src.ConfigVersion)
 	}
 }
 
 // CancelFromPB converts a CancelRequest. A reason outside 1…6 becomes 0
 // (unknown); blocking_agent_id and manual_reason have no payload field.
-func CancelFromPB(src *pb.CancelRequest) payload.Cancel {
-	c := payload.Cancel{CorrelationID: src.GetCorrelationId(), TimestampMS: src.GetTimestampMs()}
-	if r := src.GetReason(); r >= int32(payload.CancelClientDisconnect) && r <= int32(payload.CancelManual) {
-		c.Reason = payload.CancelReason(r)
+func CancelFromPB(src *pb.CancelRequest) agentwire.Cancel {
+	c := agentwire.Cancel{CorrelationID: src.GetCorrelationId(), TimestampMS: src.GetTimestampMs()}
+	if r := src.GetReason(); r >= int32(agentwire.CancelClientDisconnect) && r <= int32(agentwire.CancelManual) {
+		c.Reason = agentwire.CancelReason(r)
 	}
 	return c
 }
 
 // PingFromPB converts a Ping.
-func PingFromPB(src *pb.Ping) payload.Ping {
-	return payload.Ping{Sequence: src.GetSequence(), TimestampMS: src.GetTimestampMs()}
+func PingFromPB(src *pb.Ping) agentwire.Ping {
+	return agentwire.Ping{Sequence: src.GetSequence(), TimestampMS: src.GetTimestampMs()}
 }
 
 // PongToPB converts a Pong.
-func PongToPB(src payload.Pong) *pb.Pong {
+func PongToPB(src agentwire.Pong) *pb.Pong {
 	return &pb.Pong{Sequence: src.Sequence, PingTimestampMs: src.PingTimestampMS, TimestampMs: src.TimestampMS}
 }
 
 // HandshakeRequestFromPB fills dst from src. Config holds config_json
 // (nil when empty); SupportedVersions aliases src. SupportedEncodings is a
 // Unix-socket notion and stays nil.
-func HandshakeRequestFromPB(dst *payload.HandshakeRequest, src *pb.HandshakeRequest) {
-	*dst = payload.HandshakeRequest{
+func HandshakeRequestFromPB(dst *agentwire.HandshakeRequest, src *pb.HandshakeRequest) {
+	*dst = agentwire.HandshakeRequest{
 		SupportedVersions: src.GetSupportedVersions(),
 		ProxyID:           src.GetProxyId(),
 		ProxyVersion:      src.GetProxyVersion(),
@@ -270,14 +270,14 @@ func HandshakeRequestFromPB(dst *payload.HandshakeRequest, src *pb.HandshakeRequ
 }
 
 // ConfigUpdateResponseFromPB converts a ControlStream config_response.
-func ConfigUpdateResponseFromPB(src *pb.ConfigUpdateResponse) payload.ConfigUpdateResponse {
-	r := payload.ConfigUpdateResponse{
+func ConfigUpdateResponseFromPB(src *pb.ConfigUpdateResponse) agentwire.ConfigUpdateResponse {
+	r := agentwire.ConfigUpdateResponse{
 		RequestID:   src.GetRequestId(),
 		Accepted:    src.GetAccepted(),
 		TimestampMS: src.GetTimestampMs(),
 	}
 	if src != nil && src.Error != nil {
-		r.Error = payload.Some(*src.Error)
+		r.Error = agentwire.Some(*src.Error)
 	}
 	return r
 }
@@ -285,7 +285,7 @@ func ConfigUpdateResponseFromPB(src *pb.ConfigUpdateResponse) payload.ConfigUpda
 // ---------------------------------------------------------------------------
 // payload → pb: the agent reply
 
-// ResponseEncoder converts payload.AgentResponse values into a
+// ResponseEncoder converts agentwire.AgentResponse values into a
 // pb.AgentResponse whose sub-messages (decision, header operations, audit)
 // are owned by the encoder and reused by the next Encode. After warm-up an
 // Encode of a reply without audit.custom entries allocates nothing.
@@ -335,7 +335,7 @@ type ResponseEncoder struct {
 // Block headers are written sorted by name. Slices and maps of src (audit
 // lists, challenge params) are referenced, not copied: src must not change
 // until the message has been marshalled.
-func (e *ResponseEncoder) Encode(src *payload.AgentResponse) *pb.AgentResponse {
+func (e *ResponseEncoder) Encode(src *agentwire.AgentResponse) *pb.AgentResponse {
 	e.nOps, e.nSets, e.nAdds, e.nRem, e.nHdrs = 0, 0, 0, 0, 0
 	m := &e.msg
 	m.CorrelationId = wiretext.Valid(src.CorrelationID)
@@ -347,7 +347,7 @@ func (e *ResponseEncoder) Encode(src *payload.AgentResponse) *pb.AgentResponse {
 	}
 
 	switch src.Decision.Kind {
-	case payload.DecisionBlock:
+	case agentwire.DecisionBlock:
 		d := &e.blockMsg
 		d.Status = uint32(src.Decision.Status)
 		d.Body = nil
@@ -358,12 +358,12 @@ func (e *ResponseEncoder) Encode(src *payload.AgentResponse) *pb.AgentResponse {
 		d.Headers = e.blockHeaders(src.Decision.BlockHeaders)
 		e.block.Block = d
 		m.Decision = &e.block
-	case payload.DecisionRedirect:
+	case agentwire.DecisionRedirect:
 		e.redirMsg.Url = wiretext.Valid(src.Decision.URL)
 		e.redirMsg.Status = uint32(src.Decision.Status)
 		e.redirect.Redirect = &e.redirMsg
 		m.Decision = &e.redirect
-	case payload.DecisionChallenge:
+	case agentwire.DecisionChallenge:
 		e.chalMsg.ChallengeType = wiretext.Valid(src.Decision.ChallengeType)
 		e.chalMsg.Params = validMap(src.Decision.Params)
 		e.challenge.Challenge = &e.chalMsg
@@ -424,7 +424,7 @@ func (e *ResponseEncoder) header(name, value string) *pb.Header {
 	return h
 }
 
-func (e *ResponseEncoder) headerOps(dst []*pb.HeaderOp, ops []payload.HeaderOp) []*pb.HeaderOp {
+func (e *ResponseEncoder) headerOps(dst []*pb.HeaderOp, ops []agentwire.HeaderOp) []*pb.HeaderOp {
 	for i := range ops {
 		op := &ops[i]
 		if e.nOps == len(e.ops) {
@@ -433,7 +433,7 @@ func (e *ResponseEncoder) headerOps(dst []*pb.HeaderOp, ops []payload.HeaderOp) 
 		o := e.ops[e.nOps]
 		e.nOps++
 		switch op.Kind {
-		case payload.HeaderAdd:
+		case agentwire.HeaderAdd:
 			if e.nAdds == len(e.adds) {
 				e.adds = append(e.adds, &pb.HeaderOp_Add{})
 			}
@@ -441,7 +441,7 @@ func (e *ResponseEncoder) headerOps(dst []*pb.HeaderOp, ops []payload.HeaderOp) 
 			e.nAdds++
 			w.Add = e.header(op.Name, op.Value)
 			o.Operation = w
-		case payload.HeaderRemove:
+		case agentwire.HeaderRemove:
 			if e.nRem == len(e.removes) {
 				e.removes = append(e.removes, &pb.HeaderOp_Remove{})
 			}
@@ -481,7 +481,7 @@ func (e *ResponseEncoder) blockHeaders(h map[string]string) []*pb.Header {
 
 // AgentResponseToPB converts src into a freshly allocated pb.AgentResponse
 // (convenience for cold paths; hot paths use a ResponseEncoder).
-func AgentResponseToPB(src *payload.AgentResponse) *pb.AgentResponse {
+func AgentResponseToPB(src *agentwire.AgentResponse) *pb.AgentResponse {
 	var e ResponseEncoder
 	return e.Encode(src)
 }
@@ -490,7 +490,7 @@ func AgentResponseToPB(src *payload.AgentResponse) *pb.AgentResponse {
 // payload → pb: handshake and control messages (cold paths, allocate)
 
 // CapabilitiesToPB converts agent capabilities.
-func CapabilitiesToPB(c *payload.Capabilities) *pb.AgentCapabilities {
+func CapabilitiesToPB(c *agentwire.Capabilities) *pb.AgentCapabilities {
 	out := &pb.AgentCapabilities{
 		ProtocolVersion: c.ProtocolVersion,
 		AgentId:         c.AgentID,
@@ -530,7 +530,7 @@ func CapabilitiesToPB(c *payload.Capabilities) *pb.AgentCapabilities {
 
 // HandshakeResponseToPB converts a handshake answer. The Unix-socket
 // Encoding has no proto field and is dropped.
-func HandshakeResponseToPB(r *payload.HandshakeResponse) *pb.HandshakeResponse {
+func HandshakeResponseToPB(r *agentwire.HandshakeResponse) *pb.HandshakeResponse {
 	out := &pb.HandshakeResponse{
 		ProtocolVersion: r.ProtocolVersion,
 		Capabilities:    CapabilitiesToPB(&r.Capabilities),
@@ -543,7 +543,7 @@ func HandshakeResponseToPB(r *payload.HandshakeResponse) *pb.HandshakeResponse {
 }
 
 // HealthStatusToPB converts a health report.
-func HealthStatusToPB(h *payload.HealthStatus) *pb.HealthStatus {
+func HealthStatusToPB(h *agentwire.HealthStatus) *pb.HealthStatus {
 	out := &pb.HealthStatus{
 		AgentId:           h.AgentID,
 		State:             int32(h.State),
@@ -568,7 +568,7 @@ func HealthStatusToPB(h *payload.HealthStatus) *pb.HealthStatus {
 }
 
 // FlowControlSignalToPB converts a flow-control signal.
-func FlowControlSignalToPB(f *payload.FlowControlSignal) *pb.FlowControlSignal {
+func FlowControlSignalToPB(f *agentwire.FlowControlSignal) *pb.FlowControlSignal {
 	out := &pb.FlowControlSignal{Action: int32(f.Action), TimestampMs: f.TimestampMS}
 	if v, ok := f.CorrelationID.Get(); ok {
 		out.CorrelationId = &v
@@ -589,7 +589,7 @@ func optHelp(s string) *string {
 // MetricsReportToPB converts a metrics report. An empty help text is left
 // out (the Rust proxy reads an absent help as empty anyway). Label maps are
 // referenced, not copied.
-func MetricsReportToPB(r *payload.MetricsReport) *pb.MetricsReport {
+func MetricsReportToPB(r *agentwire.MetricsReport) *pb.MetricsReport {
 	out := &pb.MetricsReport{AgentId: r.AgentID, TimestampMs: r.TimestampMS, IntervalMs: r.IntervalMS}
 	for _, c := range r.Counters {
 		out.Counters = append(out.Counters, &pb.CounterMetric{Name: c.Name, Help: optHelp(c.Help), Labels: c.Labels, Value: c.Value})
@@ -609,10 +609,10 @@ func MetricsReportToPB(r *payload.MetricsReport) *pb.MetricsReport {
 
 // ConfigUpdateRequestToPB converts a config-update request. A rule's
 // Definition travels as definition_json text ("null" when empty).
-func ConfigUpdateRequestToPB(r *payload.ConfigUpdateRequest) *pb.ConfigUpdateRequest {
+func ConfigUpdateRequestToPB(r *agentwire.ConfigUpdateRequest) *pb.ConfigUpdateRequest {
 	out := &pb.ConfigUpdateRequest{RequestId: r.RequestID, TimestampMs: r.TimestampMS}
 	switch r.Kind {
-	case payload.ConfigRuleUpdate:
+	case agentwire.ConfigRuleUpdate:
 		ru := &pb.RuleUpdate{RuleSet: r.RuleSet, RemoveRules: slices.Clone(r.RemoveRules)}
 		for i := range r.Rules {
 			d := &r.Rules[i]
@@ -627,15 +627,15 @@ func ConfigUpdateRequestToPB(r *payload.ConfigUpdateRequest) *pb.ConfigUpdateReq
 			ru.Rules = append(ru.Rules, rd)
 		}
 		out.UpdateType = &pb.ConfigUpdateRequest_RuleUpdate{RuleUpdate: ru}
-	case payload.ConfigListUpdate:
+	case agentwire.ConfigListUpdate:
 		out.UpdateType = &pb.ConfigUpdateRequest_ListUpdate{ListUpdate: &pb.ListUpdate{
 			ListId: r.ListID, Add: slices.Clone(r.Add), Remove: slices.Clone(r.Remove),
 		}}
-	case payload.ConfigRestartRequired:
+	case agentwire.ConfigRestartRequired:
 		out.UpdateType = &pb.ConfigUpdateRequest_RestartRequired{RestartRequired: &pb.RestartRequired{
 			Reason: r.Reason, GracePeriodMs: r.GracePeriodMS,
 		}}
-	case payload.ConfigError:
+	case agentwire.ConfigError:
 		ce := &pb.ConfigError{Error: r.Error}
 		if v, ok := r.Field.Get(); ok {
 			ce.Field = &v
@@ -650,11 +650,11 @@ func ConfigUpdateRequestToPB(r *payload.ConfigUpdateRequest) *pb.ConfigUpdateReq
 // ---------------------------------------------------------------------------
 // helpers
 
-func optStringFromPB(p *string) payload.Opt[string] {
+func optStringFromPB(p *string) agentwire.Opt[string] {
 	if p == nil {
-		return payload.Opt[string]{}
+		return agentwire.Opt[string]{}
 	}
-	return payload.Some(*p)
+	return agentwire.Some(*p)
 }
 
 // timeFromMS converts epoch milliseconds to a UTC time; 0 gives the zero
@@ -668,7 +668,7 @@ func timeFromMS(ms uint64) time.Time {
 
 // LogMessageToPB converts a forwarded log line. The fields map is
 // referenced, not copied.
-func LogMessageToPB(m *payload.LogMessage) *pb.LogMessage {
+func LogMessageToPB(m *agentwire.LogMessage) *pb.LogMessage {
 	out := &pb.LogMessage{Level: int32(m.Level), Message: m.Message, Fields: m.Fields, TimestampMs: m.TimestampMS}
 	if v, ok := m.CorrelationID.Get(); ok {
 		out.CorrelationId = &v

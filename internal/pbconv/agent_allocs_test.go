@@ -5,7 +5,7 @@ package pbconv
 import (
 	"testing"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 )
 
@@ -19,24 +19,24 @@ func TestAgentHotPathAllocs(t *testing.T) {
 	for _, n := range []string{"host", "accept", "user-agent", "cookie", "accept", "x-forwarded-for", "accept-encoding", "cookie"} {
 		src.Headers = append(src.Headers, &pb.Header{Name: n, Value: "v"})
 	}
-	var ev payload.RequestHeadersEvent
+	var ev agentwire.RequestHeadersEvent
 	RequestHeadersEventFromPB(&ev, src)
 	if a := testing.AllocsPerRun(1000, func() { RequestHeadersEventFromPB(&ev, src) }); a != 0 {
 		t.Errorf("RequestHeadersEventFromPB: %.1f allocs, want 0", a)
 	}
 	body := &pb.BodyChunkEvent{CorrelationId: "c", Data: make([]byte, 4096), IsLast: true}
-	var bc payload.BodyChunk
+	var bc agentwire.BodyChunk
 	if a := testing.AllocsPerRun(1000, func() { BodyChunkFromPB(&bc, body) }); a != 0 {
 		t.Errorf("BodyChunkFromPB: %.1f allocs, want 0", a)
 	}
 
-	resp := &payload.AgentResponse{
+	resp := &agentwire.AgentResponse{
 		CorrelationID:    "c",
-		Decision:         payload.Decision{Kind: payload.DecisionBlock, Status: 403, Body: payload.Some("no"), BlockHeaders: map[string]string{"b": "1", "a": "2"}},
-		RequestHeaders:   []payload.HeaderOp{{Kind: payload.HeaderSet, Name: "X-Agent-Processed", Value: "true"}, {Kind: payload.HeaderRemove, Name: "y"}},
-		ResponseHeaders:  []payload.HeaderOp{{Kind: payload.HeaderAdd, Name: "z", Value: "1"}},
-		Audit:            payload.AuditMetadata{Tags: []string{"t"}, Confidence: payload.Some[float32](1)},
-		ProcessingTimeMS: payload.Some[uint64](1),
+		Decision:         agentwire.Decision{Kind: agentwire.DecisionBlock, Status: 403, Body: agentwire.Some("no"), BlockHeaders: map[string]string{"b": "1", "a": "2"}},
+		RequestHeaders:   []agentwire.HeaderOp{{Kind: agentwire.HeaderSet, Name: "X-Agent-Processed", Value: "true"}, {Kind: agentwire.HeaderRemove, Name: "y"}},
+		ResponseHeaders:  []agentwire.HeaderOp{{Kind: agentwire.HeaderAdd, Name: "z", Value: "1"}},
+		Audit:            agentwire.AuditMetadata{Tags: []string{"t"}, Confidence: agentwire.Some[float32](1)},
+		ProcessingTimeMS: agentwire.Some[uint64](1),
 	}
 	var enc ResponseEncoder
 	enc.Encode(resp)

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 )
 
@@ -20,7 +20,7 @@ import (
 type goldenEvent struct {
 	name string
 	typ  string
-	ev   any // *payload.RequestHeadersEvent, *payload.BodyChunk, …
+	ev   any // *agentwire.RequestHeadersEvent, *agentwire.BodyChunk, …
 }
 
 func loadGoldenEvents(t testing.TB) []goldenEvent {
@@ -50,29 +50,29 @@ func loadGoldenEvents(t testing.TB) []goldenEvent {
 		case "0x11", "0x13":
 			g.ev = goldenBody(t, m)
 		case "0x12":
-			g.ev = &payload.ResponseHeadersEvent{CorrelationID: str(m["correlation_id"]), Status: uint16(num(m["status"])), Headers: goldenHeaders(m["headers"])}
+			g.ev = &agentwire.ResponseHeadersEvent{CorrelationID: str(m["correlation_id"]), Status: uint16(num(m["status"])), Headers: goldenHeaders(m["headers"])}
 		case "0x14":
-			e := &payload.RequestCompleteEvent{CorrelationID: str(m["correlation_id"]), Status: uint16(num(m["status"])), DurationMS: uint64(num(m["duration_ms"])),
+			e := &agentwire.RequestCompleteEvent{CorrelationID: str(m["correlation_id"]), Status: uint16(num(m["status"])), DurationMS: uint64(num(m["duration_ms"])),
 				RequestBodySize: uint64(num(m["request_body_size"])), ResponseBodySize: uint64(num(m["response_body_size"])), UpstreamAttempts: uint32(num(m["upstream_attempts"]))}
 			if s, ok := m["error"].(string); ok {
-				e.Error = payload.Some(s)
+				e.Error = agentwire.Some(s)
 			}
 			g.ev = e
 		case "0x15":
-			e := &payload.WebSocketFrameEvent{CorrelationID: str(m["correlation_id"]), Opcode: str(m["opcode"]), Data: b64(t, m["data"]),
+			e := &agentwire.WebSocketFrameEvent{CorrelationID: str(m["correlation_id"]), Opcode: str(m["opcode"]), Data: b64(t, m["data"]),
 				ClientToServer: m["client_to_server"] == true, FrameIndex: uint64(num(m["frame_index"])), Fin: m["fin"] == true, ClientIP: str(m["client_ip"])}
 			if s, ok := m["route_id"].(string); ok {
-				e.RouteID = payload.Some(s)
+				e.RouteID = agentwire.Some(s)
 			}
 			g.ev = e
 		case "0x16":
-			e := &payload.GuardrailInspectEvent{CorrelationID: str(m["correlation_id"]), InspectionType: str(m["inspection_type"]), Content: str(m["content"]),
+			e := &agentwire.GuardrailInspectEvent{CorrelationID: str(m["correlation_id"]), InspectionType: str(m["inspection_type"]), Content: str(m["content"]),
 				Categories: []string{}, Metadata: map[string]string{}}
 			if s, ok := m["model"].(string); ok {
-				e.Model = payload.Some(s)
+				e.Model = agentwire.Some(s)
 			}
 			if s, ok := m["route_id"].(string); ok {
-				e.RouteID = payload.Some(s)
+				e.RouteID = agentwire.Some(s)
 			}
 			for _, c := range m["categories"].([]any) {
 				e.Categories = append(e.Categories, c.(string))
@@ -83,9 +83,9 @@ func loadGoldenEvents(t testing.TB) []goldenEvent {
 			g.ev = e
 		case "0x17":
 			cfg, _ := json.Marshal(m["config"])
-			e := &payload.ConfigureEvent{Config: cfg}
+			e := &agentwire.ConfigureEvent{Config: cfg}
 			if s, ok := m["config_version"].(string); ok {
-				e.ConfigVersion = payload.Some(s)
+				e.ConfigVersion = agentwire.Some(s)
 			}
 			g.ev = e
 		default:
@@ -118,50 +118,50 @@ func b64(t testing.TB, v any) []byte {
 }
 
 // goldenHeaders converts a JSON header object with names in byte order.
-func goldenHeaders(v any) payload.Headers {
+func goldenHeaders(v any) agentwire.Headers {
 	m := v.(map[string]any)
 	names := make([]string, 0, len(m))
 	for k := range m {
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	var h payload.Headers
+	var h agentwire.Headers
 	for _, n := range names {
 		var vals []string
 		for _, x := range m[n].([]any) {
 			vals = append(vals, x.(string))
 		}
-		h = append(h, payload.Header{Name: n, Values: vals})
+		h = append(h, agentwire.Header{Name: n, Values: vals})
 	}
 	return h
 }
 
-func goldenRequestHeaders(t testing.TB, m map[string]any) *payload.RequestHeadersEvent {
+func goldenRequestHeaders(t testing.TB, m map[string]any) *agentwire.RequestHeadersEvent {
 	md := m["metadata"].(map[string]any)
 	ts, err := time.Parse(time.RFC3339Nano, str(md["timestamp"]))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &payload.RequestHeadersEvent{
-		Metadata: payload.RequestMetadata{
+	e := &agentwire.RequestHeadersEvent{
+		Metadata: agentwire.RequestMetadata{
 			CorrelationID: str(md["correlation_id"]), RequestID: str(md["request_id"]), ClientIP: str(md["client_ip"]),
 			ClientPort: uint16(num(md["client_port"])), Protocol: str(md["protocol"]), Timestamp: ts, Traceparent: str(md["traceparent"]),
 		},
 		Method: str(m["method"]), URI: str(m["uri"]), Headers: goldenHeaders(m["headers"]),
 	}
-	for key, dst := range map[string]*payload.Opt[string]{"server_name": &e.Metadata.ServerName, "tls_version": &e.Metadata.TLSVersion,
+	for key, dst := range map[string]*agentwire.Opt[string]{"server_name": &e.Metadata.ServerName, "tls_version": &e.Metadata.TLSVersion,
 		"route_id": &e.Metadata.RouteID, "upstream_id": &e.Metadata.UpstreamID} {
 		if s, ok := md[key].(string); ok {
-			*dst = payload.Some(s)
+			*dst = agentwire.Some(s)
 		}
 	}
 	return e
 }
 
-func goldenBody(t testing.TB, m map[string]any) *payload.BodyChunk {
-	e := &payload.BodyChunk{CorrelationID: str(m["correlation_id"]), Data: b64(t, m["data"]), IsLast: m["is_last"] == true, ChunkIndex: uint32(num(m["chunk_index"]))}
+func goldenBody(t testing.TB, m map[string]any) *agentwire.BodyChunk {
+	e := &agentwire.BodyChunk{CorrelationID: str(m["correlation_id"]), Data: b64(t, m["data"]), IsLast: m["is_last"] == true, ChunkIndex: uint32(num(m["chunk_index"]))}
 	if v, ok := m["total_size"].(float64); ok {
-		e.TotalSize = payload.Some(uint64(v))
+		e.TotalSize = agentwire.Some(uint64(v))
 	}
 	if v, ok := m["bytes_received"].(float64); ok {
 		e.BytesTransferred = uint64(v)
@@ -178,23 +178,23 @@ func toWire(t testing.TB, g goldenEvent) *pb.ProxyToAgent {
 	const now = 1781256463123
 	m := &pb.ProxyToAgent{}
 	switch e := g.ev.(type) {
-	case *payload.RequestHeadersEvent:
+	case *agentwire.RequestHeadersEvent:
 		m.Message = &pb.ProxyToAgent_RequestHeaders{RequestHeaders: RequestHeadersEventToPB(e, now)}
-	case *payload.BodyChunk:
+	case *agentwire.BodyChunk:
 		if g.typ == "0x11" {
 			m.Message = &pb.ProxyToAgent_RequestBodyChunk{RequestBodyChunk: BodyChunkToPB(e, now)}
 		} else {
 			m.Message = &pb.ProxyToAgent_ResponseBodyChunk{ResponseBodyChunk: BodyChunkToPB(e, now)}
 		}
-	case *payload.ResponseHeadersEvent:
+	case *agentwire.ResponseHeadersEvent:
 		m.Message = &pb.ProxyToAgent_ResponseHeaders{ResponseHeaders: ResponseHeadersEventToPB(e)}
-	case *payload.RequestCompleteEvent:
+	case *agentwire.RequestCompleteEvent:
 		m.Message = &pb.ProxyToAgent_RequestComplete{RequestComplete: RequestCompleteEventToPB(e)}
-	case *payload.WebSocketFrameEvent:
+	case *agentwire.WebSocketFrameEvent:
 		m.Message = &pb.ProxyToAgent_WebsocketFrame{WebsocketFrame: WebSocketFrameEventToPB(e)}
-	case *payload.GuardrailInspectEvent:
+	case *agentwire.GuardrailInspectEvent:
 		m.Message = &pb.ProxyToAgent_Guardrail{Guardrail: GuardrailInspectEventToPB(e)}
-	case *payload.ConfigureEvent:
+	case *agentwire.ConfigureEvent:
 		m.Message = &pb.ProxyToAgent_Configure{Configure: ConfigureEventToPB(e, false, now)}
 	}
 	b, err := m.MarshalVT()
@@ -218,44 +218,44 @@ func TestGoldenEventsRoundTrip(t *testing.T) {
 			var got, want any
 			switch x := m.Message.(type) {
 			case *pb.ProxyToAgent_RequestHeaders:
-				var e payload.RequestHeadersEvent
+				var e agentwire.RequestHeadersEvent
 				RequestHeadersEventFromPB(&e, x.RequestHeaders)
-				w := *g.ev.(*payload.RequestHeadersEvent)
-				w.Metadata.TLSCipher = payload.Opt[string]{}
+				w := *g.ev.(*agentwire.RequestHeadersEvent)
+				w.Metadata.TLSCipher = agentwire.Opt[string]{}
 				w.Metadata.Timestamp = w.Metadata.Timestamp.Truncate(time.Millisecond).UTC()
 				got, want = e, w
 			case *pb.ProxyToAgent_RequestBodyChunk:
-				var e payload.BodyChunk
+				var e agentwire.BodyChunk
 				BodyChunkFromPB(&e, x.RequestBodyChunk)
-				got, want = e, *g.ev.(*payload.BodyChunk)
+				got, want = e, *g.ev.(*agentwire.BodyChunk)
 			case *pb.ProxyToAgent_ResponseBodyChunk:
-				var e payload.BodyChunk
+				var e agentwire.BodyChunk
 				BodyChunkFromPB(&e, x.ResponseBodyChunk)
-				got, want = e, *g.ev.(*payload.BodyChunk)
+				got, want = e, *g.ev.(*agentwire.BodyChunk)
 			case *pb.ProxyToAgent_ResponseHeaders:
-				var e payload.ResponseHeadersEvent
+				var e agentwire.ResponseHeadersEvent
 				ResponseHeadersEventFromPB(&e, x.ResponseHeaders)
-				got, want = e, *g.ev.(*payload.ResponseHeadersEvent)
+				got, want = e, *g.ev.(*agentwire.ResponseHeadersEvent)
 			case *pb.ProxyToAgent_RequestComplete:
-				var e payload.RequestCompleteEvent
+				var e agentwire.RequestCompleteEvent
 				RequestCompleteEventFromPB(&e, x.RequestComplete)
-				w := *g.ev.(*payload.RequestCompleteEvent)
+				w := *g.ev.(*agentwire.RequestCompleteEvent)
 				w.UpstreamAttempts = 1 // not on the gRPC wire; synthesised
 				got, want = e, w
 			case *pb.ProxyToAgent_WebsocketFrame:
-				var e payload.WebSocketFrameEvent
+				var e agentwire.WebSocketFrameEvent
 				WebSocketFrameEventFromPB(&e, x.WebsocketFrame)
-				w := *g.ev.(*payload.WebSocketFrameEvent)
-				w.FrameIndex, w.Fin, w.RouteID, w.ClientIP = 0, true, payload.Opt[string]{}, ""
+				w := *g.ev.(*agentwire.WebSocketFrameEvent)
+				w.FrameIndex, w.Fin, w.RouteID, w.ClientIP = 0, true, agentwire.Opt[string]{}, ""
 				got, want = e, w
 			case *pb.ProxyToAgent_Guardrail:
-				var e payload.GuardrailInspectEvent
+				var e agentwire.GuardrailInspectEvent
 				GuardrailInspectEventFromPB(&e, x.Guardrail)
-				got, want = e, *g.ev.(*payload.GuardrailInspectEvent)
+				got, want = e, *g.ev.(*agentwire.GuardrailInspectEvent)
 			case *pb.ProxyToAgent_Configure:
-				var e payload.ConfigureEvent
+				var e agentwire.ConfigureEvent
 				ConfigureEventFromPB(&e, x.Configure)
-				w := *g.ev.(*payload.ConfigureEvent)
+				w := *g.ev.(*agentwire.ConfigureEvent)
 				got, want = e, w
 			default:
 				t.Fatalf("unexpected message %T", m.Message)
@@ -271,12 +271,12 @@ func TestGoldenEventsRoundTrip(t *testing.T) {
 // compare equal (protobuf does not distinguish them).
 func normalize(v any) any {
 	switch e := v.(type) {
-	case payload.BodyChunk:
+	case agentwire.BodyChunk:
 		if len(e.Data) == 0 {
 			e.Data = nil
 		}
 		return e
-	case payload.WebSocketFrameEvent:
+	case agentwire.WebSocketFrameEvent:
 		if len(e.Data) == 0 {
 			e.Data = nil
 		}
@@ -286,7 +286,7 @@ func normalize(v any) any {
 }
 
 func TestRequestCompleteUpstreamAttempts(t *testing.T) {
-	var e payload.RequestCompleteEvent
+	var e agentwire.RequestCompleteEvent
 	RequestCompleteEventFromPB(&e, &pb.RequestCompleteEvent{FromCache: true})
 	if e.UpstreamAttempts != 0 {
 		t.Fatalf("from cache: attempts %d", e.UpstreamAttempts)
@@ -309,16 +309,16 @@ func TestOpcodeFromFrameType(t *testing.T) {
 }
 
 func TestGuardrailFallbacks(t *testing.T) {
-	var e payload.GuardrailInspectEvent
+	var e agentwire.GuardrailInspectEvent
 	for _, tc := range []struct {
 		src  *pb.GuardrailInspectEvent
 		want string
 	}{
-		{&pb.GuardrailInspectEvent{ContentType: 1}, payload.InspectionPromptInjection},
-		{&pb.GuardrailInspectEvent{ContentType: 3}, payload.InspectionPromptInjection},
-		{&pb.GuardrailInspectEvent{ContentType: 2}, payload.InspectionPIIDetection},
-		{&pb.GuardrailInspectEvent{ContentType: 0, ContextJson: "not json"}, payload.InspectionPIIDetection},
-		{&pb.GuardrailInspectEvent{ContentType: 1, ContextJson: `{"inspection_type":"pii_detection"}`}, payload.InspectionPIIDetection},
+		{&pb.GuardrailInspectEvent{ContentType: 1}, agentwire.InspectionPromptInjection},
+		{&pb.GuardrailInspectEvent{ContentType: 3}, agentwire.InspectionPromptInjection},
+		{&pb.GuardrailInspectEvent{ContentType: 2}, agentwire.InspectionPIIDetection},
+		{&pb.GuardrailInspectEvent{ContentType: 0, ContextJson: "not json"}, agentwire.InspectionPIIDetection},
+		{&pb.GuardrailInspectEvent{ContentType: 1, ContextJson: `{"inspection_type":"pii_detection"}`}, agentwire.InspectionPIIDetection},
 	} {
 		GuardrailInspectEventFromPB(&e, tc.src)
 		if e.InspectionType != tc.want || e.Categories == nil || e.Metadata == nil {
@@ -330,13 +330,13 @@ func TestGuardrailFallbacks(t *testing.T) {
 func TestHeadersFromPBGroupsAndReuses(t *testing.T) {
 	src := []*pb.Header{{Name: "a", Value: "1"}, {Name: "b", Value: "2"}, {Name: "a", Value: "3"}, nil, {Name: "c", Value: ""}}
 	h := HeadersFromPB(nil, src)
-	want := payload.Headers{{Name: "a", Values: []string{"1", "3"}}, {Name: "b", Values: []string{"2"}}, {Name: "c", Values: []string{""}}}
+	want := agentwire.Headers{{Name: "a", Values: []string{"1", "3"}}, {Name: "b", Values: []string{"2"}}, {Name: "c", Values: []string{""}}}
 	if !reflect.DeepEqual(h, want) {
 		t.Fatalf("got %v", h)
 	}
 	// Reuse: a second, different header set overwrites completely.
 	h = HeadersFromPB(h, []*pb.Header{{Name: "z", Value: "9"}})
-	if !reflect.DeepEqual(h, payload.Headers{{Name: "z", Values: []string{"9"}}}) {
+	if !reflect.DeepEqual(h, agentwire.Headers{{Name: "z", Values: []string{"9"}}}) {
 		t.Fatalf("reused: %v", h)
 	}
 }
@@ -347,16 +347,16 @@ func TestHeadersFromPBGroupsAndReuses(t *testing.T) {
 // a 4 MiB message.
 func TestHeadersFromPBManyNames(t *testing.T) {
 	var src []*pb.Header
-	var want payload.Headers
+	var want agentwire.Headers
 	for i := range 300 {
-		want = append(want, payload.Header{Name: "h" + strconv.Itoa(i), Values: []string{"a", "b", "c"}})
+		want = append(want, agentwire.Header{Name: "h" + strconv.Itoa(i), Values: []string{"a", "b", "c"}})
 	}
 	for _, v := range []string{"a", "b", "c"} {
 		for i := range want {
 			src = append(src, &pb.Header{Name: want[i].Name, Value: v})
 		}
 	}
-	old := payload.Headers{{Name: "x", Values: []string{"stale", "values"}}}
+	old := agentwire.Headers{{Name: "x", Values: []string{"stale", "values"}}}
 	if got := HeadersFromPB(old, src); !reflect.DeepEqual(got, want) {
 		t.Fatalf("grouping of %d names differs", len(want))
 	}
@@ -376,7 +376,7 @@ func TestHeadersFromPBManyNames(t *testing.T) {
 }
 
 func TestCancelFromPB(t *testing.T) {
-	for r, want := range map[int32]payload.CancelReason{0: 0, 1: payload.CancelClientDisconnect, 6: payload.CancelManual, 7: 0, -3: 0} {
+	for r, want := range map[int32]agentwire.CancelReason{0: 0, 1: agentwire.CancelClientDisconnect, 6: agentwire.CancelManual, 7: 0, -3: 0} {
 		if got := CancelFromPB(&pb.CancelRequest{CorrelationId: "c", Reason: r}); got.Reason != want || got.CorrelationID != "c" {
 			t.Errorf("reason %d → %+v", r, got)
 		}
@@ -384,22 +384,22 @@ func TestCancelFromPB(t *testing.T) {
 }
 
 // testResponses covers every decision and field the proto can carry.
-func testResponses() []payload.AgentResponse {
-	return []payload.AgentResponse{
+func testResponses() []agentwire.AgentResponse {
+	return []agentwire.AgentResponse{
 		{CorrelationID: "allow"},
-		{CorrelationID: "block", Decision: payload.Decision{Kind: payload.DecisionBlock, Status: 403, Body: payload.Some("denied"),
+		{CorrelationID: "block", Decision: agentwire.Decision{Kind: agentwire.DecisionBlock, Status: 403, Body: agentwire.Some("denied"),
 			BlockHeaders: map[string]string{"x-b": "2", "x-a": "1"}}},
-		{CorrelationID: "block-bare", Decision: payload.Block(429)},
-		{CorrelationID: "redirect", Decision: payload.Redirect("https://login/", 302)},
-		{CorrelationID: "challenge", Decision: payload.Challenge("captcha", map[string]string{"k": "v"})},
-		{CorrelationID: "ops", NeedsMore: true, ProcessingTimeMS: payload.Some[uint64](3),
-			RequestHeaders:  []payload.HeaderOp{{Kind: payload.HeaderSet, Name: "a", Value: "1"}, {Kind: payload.HeaderAdd, Name: "b", Value: "2"}, {Kind: payload.HeaderRemove, Name: "c"}},
-			ResponseHeaders: []payload.HeaderOp{{Kind: payload.HeaderRemove, Name: "server"}}},
-		{CorrelationID: "audit", Audit: payload.AuditMetadata{Tags: []string{"t"}, RuleIDs: []string{"r1", "r2"}, Confidence: payload.Some[float32](0.5),
+		{CorrelationID: "block-bare", Decision: agentwire.Block(429)},
+		{CorrelationID: "redirect", Decision: agentwire.Redirect("https://login/", 302)},
+		{CorrelationID: "challenge", Decision: agentwire.Challenge("captcha", map[string]string{"k": "v"})},
+		{CorrelationID: "ops", NeedsMore: true, ProcessingTimeMS: agentwire.Some[uint64](3),
+			RequestHeaders:  []agentwire.HeaderOp{{Kind: agentwire.HeaderSet, Name: "a", Value: "1"}, {Kind: agentwire.HeaderAdd, Name: "b", Value: "2"}, {Kind: agentwire.HeaderRemove, Name: "c"}},
+			ResponseHeaders: []agentwire.HeaderOp{{Kind: agentwire.HeaderRemove, Name: "server"}}},
+		{CorrelationID: "audit", Audit: agentwire.AuditMetadata{Tags: []string{"t"}, RuleIDs: []string{"r1", "r2"}, Confidence: agentwire.Some[float32](0.5),
 			ReasonCodes: []string{"SQLI"}, Custom: map[string]json.RawMessage{"s": json.RawMessage(`"abc"`), "n": json.RawMessage(`42`), "o": json.RawMessage(`{"a":[1]}`)}}},
 		// JSON-only fields are dropped.
-		{CorrelationID: "json-only", RoutingMetadata: map[string]string{"k": "v"}, RequestBodyMutation: payload.Some(payload.BodyMutation{Action: payload.MutationDrop}),
-			WebSocketDecision: payload.Some(payload.WebSocketDecision{Kind: payload.WebSocketDrop})},
+		{CorrelationID: "json-only", RoutingMetadata: map[string]string{"k": "v"}, RequestBodyMutation: agentwire.Some(agentwire.BodyMutation{Action: agentwire.MutationDrop}),
+			WebSocketDecision: agentwire.Some(agentwire.WebSocketDecision{Kind: agentwire.WebSocketDrop})},
 	}
 }
 
@@ -421,13 +421,13 @@ func TestResponseEncoderRoundTrip(t *testing.T) {
 			if err := wire.UnmarshalVT(b); err != nil {
 				t.Fatal(err)
 			}
-			var got payload.AgentResponse
+			var got agentwire.AgentResponse
 			if err := AgentResponseFromPB(&got, &wire); err != nil {
 				t.Fatal(err)
 			}
 			want := src
-			want.Version = payload.ProtocolVersion
-			want.RoutingMetadata, want.RequestBodyMutation, want.ResponseBodyMutation, want.WebSocketDecision = nil, payload.Opt[payload.BodyMutation]{}, payload.Opt[payload.BodyMutation]{}, payload.Opt[payload.WebSocketDecision]{}
+			want.Version = agentwire.ProtocolVersion
+			want.RoutingMetadata, want.RequestBodyMutation, want.ResponseBodyMutation, want.WebSocketDecision = nil, agentwire.Opt[agentwire.BodyMutation]{}, agentwire.Opt[agentwire.BodyMutation]{}, agentwire.Opt[agentwire.WebSocketDecision]{}
 			if !reflect.DeepEqual(clean(got), clean(want)) {
 				t.Fatalf("round %d %s:\n got  %+v\n want %+v", round, src.CorrelationID, got, want)
 			}
@@ -442,7 +442,7 @@ func TestResponseEncoderRoundTrip(t *testing.T) {
 }
 
 // clean makes empty and nil slices and maps compare equal.
-func clean(r payload.AgentResponse) payload.AgentResponse {
+func clean(r agentwire.AgentResponse) agentwire.AgentResponse {
 	if len(r.RequestHeaders) == 0 {
 		r.RequestHeaders = nil
 	}
@@ -468,54 +468,54 @@ func clean(r payload.AgentResponse) payload.AgentResponse {
 }
 
 func TestControlConversions(t *testing.T) {
-	caps := payload.Capabilities{ProtocolVersion: 2, AgentID: "a", Name: "n", Version: "v", SupportedEvents: []int32{1, 8},
-		Features: payload.FullFeatures(), Limits: payload.DefaultLimits(), Health: payload.HealthConfig{ReportIntervalMS: 5, IncludeLoadMetrics: true}}
-	caps.Limits.MaxMemory = payload.Some[uint64](1 << 30)
+	caps := agentwire.Capabilities{ProtocolVersion: 2, AgentID: "a", Name: "n", Version: "v", SupportedEvents: []int32{1, 8},
+		Features: agentwire.FullFeatures(), Limits: agentwire.DefaultLimits(), Health: agentwire.HealthConfig{ReportIntervalMS: 5, IncludeLoadMetrics: true}}
+	caps.Limits.MaxMemory = agentwire.Some[uint64](1 << 30)
 	if got := CapabilitiesFromPB(CapabilitiesToPB(&caps)); !reflect.DeepEqual(got, caps) {
 		t.Errorf("capabilities:\n got  %+v\n want %+v", got, caps)
 	}
-	hr := payload.HandshakeResponse{ProtocolVersion: 2, Capabilities: caps, Success: false, Error: payload.Some("no")}
+	hr := agentwire.HandshakeResponse{ProtocolVersion: 2, Capabilities: caps, Success: false, Error: agentwire.Some("no")}
 	if got := HandshakeResponseFromPB(HandshakeResponseToPB(&hr)); !reflect.DeepEqual(got, hr) {
 		t.Errorf("handshake response:\n got  %+v\n want %+v", got, hr)
 	}
-	hs := payload.HealthStatus{AgentID: "a", State: payload.HealthUnhealthy, Message: payload.Some("m"), DisabledFeatures: []string{"x"}, TimeoutMultiplier: 1.5,
-		DrainETAMS: payload.Some[uint64](4), UnhealthyReason: payload.Some("r"), Recoverable: true, ValidUntilMS: payload.Some[uint64](9), TimestampMS: 10}
+	hs := agentwire.HealthStatus{AgentID: "a", State: agentwire.HealthUnhealthy, Message: agentwire.Some("m"), DisabledFeatures: []string{"x"}, TimeoutMultiplier: 1.5,
+		DrainETAMS: agentwire.Some[uint64](4), UnhealthyReason: agentwire.Some("r"), Recoverable: true, ValidUntilMS: agentwire.Some[uint64](9), TimestampMS: 10}
 	if got := HealthStatusFromPB(HealthStatusToPB(&hs)); !reflect.DeepEqual(got, hs) {
 		t.Errorf("health:\n got  %+v\n want %+v", got, hs)
 	}
-	fc := payload.FlowControlSignal{CorrelationID: payload.Some("c"), Action: payload.FlowUpdateCapacity, BufferAvailable: payload.Some[uint64](100), TimestampMS: 3}
+	fc := agentwire.FlowControlSignal{CorrelationID: agentwire.Some("c"), Action: agentwire.FlowUpdateCapacity, BufferAvailable: agentwire.Some[uint64](100), TimestampMS: 3}
 	if got := FlowControlSignalFromPB(FlowControlSignalToPB(&fc)); !reflect.DeepEqual(got, fc) {
 		t.Errorf("flow control:\n got  %+v\n want %+v", got, fc)
 	}
-	for _, cu := range []payload.ConfigUpdateRequest{
-		{Kind: payload.ConfigRequestReload, RequestID: "1", TimestampMS: 1},
-		{Kind: payload.ConfigRuleUpdate, RequestID: "2", RuleSet: "crs", Rules: []payload.RuleDefinition{{ID: "r", Priority: -1, Definition: json.RawMessage(`{"a":1}`), Enabled: true, Description: payload.Some("d"), Tags: []string{"t"}}}, RemoveRules: []string{"old"}},
-		{Kind: payload.ConfigListUpdate, RequestID: "3", ListID: "l", Add: []string{"a"}, Remove: []string{"b"}},
-		{Kind: payload.ConfigRestartRequired, RequestID: "4", Reason: "upgrade", GracePeriodMS: 100},
-		{Kind: payload.ConfigError, RequestID: "5", Error: "bad", Field: payload.Some("f")},
+	for _, cu := range []agentwire.ConfigUpdateRequest{
+		{Kind: agentwire.ConfigRequestReload, RequestID: "1", TimestampMS: 1},
+		{Kind: agentwire.ConfigRuleUpdate, RequestID: "2", RuleSet: "crs", Rules: []agentwire.RuleDefinition{{ID: "r", Priority: -1, Definition: json.RawMessage(`{"a":1}`), Enabled: true, Description: agentwire.Some("d"), Tags: []string{"t"}}}, RemoveRules: []string{"old"}},
+		{Kind: agentwire.ConfigListUpdate, RequestID: "3", ListID: "l", Add: []string{"a"}, Remove: []string{"b"}},
+		{Kind: agentwire.ConfigRestartRequired, RequestID: "4", Reason: "upgrade", GracePeriodMS: 100},
+		{Kind: agentwire.ConfigError, RequestID: "5", Error: "bad", Field: agentwire.Some("f")},
 	} {
 		got := ConfigUpdateRequestFromPB(ConfigUpdateRequestToPB(&cu))
 		if !reflect.DeepEqual(*got, cu) {
 			t.Errorf("config update %s:\n got  %+v\n want %+v", cu.RequestID, *got, cu)
 		}
 	}
-	lm := payload.LogMessage{Level: payload.LogError, Message: "x", CorrelationID: payload.Some("c"), Fields: map[string]string{"k": "v"}, TimestampMS: 2}
+	lm := agentwire.LogMessage{Level: agentwire.LogError, Message: "x", CorrelationID: agentwire.Some("c"), Fields: map[string]string{"k": "v"}, TimestampMS: 2}
 	if got := LogMessageFromPB(LogMessageToPB(&lm)); !reflect.DeepEqual(*got, lm) {
 		t.Errorf("log:\n got  %+v\n want %+v", *got, lm)
 	}
-	mr := payload.MetricsReport{AgentID: "a", TimestampMS: 1, IntervalMS: 2,
-		Counters:   []payload.CounterMetric{{Name: "c", Help: "h", Labels: map[string]string{"l": "v"}, Value: 3}},
-		Gauges:     []payload.GaugeMetric{{Name: "g", Labels: map[string]string{}, Value: 1.5}},
-		Histograms: []payload.HistogramMetric{{Name: "h", Labels: map[string]string{}, Sum: 2, Count: 1, Buckets: []payload.HistogramBucket{{Le: 1, Count: 1}}}}}
+	mr := agentwire.MetricsReport{AgentID: "a", TimestampMS: 1, IntervalMS: 2,
+		Counters:   []agentwire.CounterMetric{{Name: "c", Help: "h", Labels: map[string]string{"l": "v"}, Value: 3}},
+		Gauges:     []agentwire.GaugeMetric{{Name: "g", Labels: map[string]string{}, Value: 1.5}},
+		Histograms: []agentwire.HistogramMetric{{Name: "h", Labels: map[string]string{}, Sum: 2, Count: 1, Buckets: []agentwire.HistogramBucket{{Le: 1, Count: 1}}}}}
 	mp := MetricsReportToPB(&mr)
 	if mp.Gauges[0].Help != nil || mp.Counters[0].GetHelp() != "h" || mp.Histograms[0].Buckets[0].Le != 1 {
 		t.Errorf("metrics = %v", mp)
 	}
-	cr := ConfigUpdateResponseFromPB(ConfigUpdateResponseToPB(&payload.ConfigUpdateResponse{RequestID: "r", Accepted: true, Error: payload.Some("e"), TimestampMS: 4}))
-	if cr != (payload.ConfigUpdateResponse{RequestID: "r", Accepted: true, Error: payload.Some("e"), TimestampMS: 4}) {
+	cr := ConfigUpdateResponseFromPB(ConfigUpdateResponseToPB(&agentwire.ConfigUpdateResponse{RequestID: "r", Accepted: true, Error: agentwire.Some("e"), TimestampMS: 4}))
+	if cr != (agentwire.ConfigUpdateResponse{RequestID: "r", Accepted: true, Error: agentwire.Some("e"), TimestampMS: 4}) {
 		t.Errorf("config response = %+v", cr)
 	}
-	var hq payload.HandshakeRequest
+	var hq agentwire.HandshakeRequest
 	HandshakeRequestFromPB(&hq, &pb.HandshakeRequest{SupportedVersions: []uint32{2, 1}, ProxyId: "p", ProxyVersion: "v", ConfigJson: `{"a":1}`})
 	if !slices.Equal(hq.SupportedVersions, []uint32{2, 1}) || hq.ProxyID != "p" || string(hq.Config) != `{"a":1}` {
 		t.Errorf("handshake request = %+v", hq)
@@ -545,14 +545,14 @@ func FuzzAgentDecode(f *testing.F) {
 	cn, _ := (&pb.ProxyToAgent{Message: &pb.ProxyToAgent_Cancel{Cancel: &pb.CancelRequest{CorrelationId: "c", Reason: 3}}}).MarshalVT()
 	f.Add(cn)
 	var (
-		rh  payload.RequestHeadersEvent
-		bc  payload.BodyChunk
-		sh  payload.ResponseHeadersEvent
-		rc  payload.RequestCompleteEvent
-		ws  payload.WebSocketFrameEvent
-		gi  payload.GuardrailInspectEvent
-		ce  payload.ConfigureEvent
-		hq  payload.HandshakeRequest
+		rh  agentwire.RequestHeadersEvent
+		bc  agentwire.BodyChunk
+		sh  agentwire.ResponseHeadersEvent
+		rc  agentwire.RequestCompleteEvent
+		ws  agentwire.WebSocketFrameEvent
+		gi  agentwire.GuardrailInspectEvent
+		ce  agentwire.ConfigureEvent
+		hq  agentwire.HandshakeRequest
 		enc ResponseEncoder
 	)
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -587,15 +587,15 @@ func FuzzAgentDecode(f *testing.F) {
 				_ = PingFromPB(x.Ping)
 			}
 		})
-		resp := payload.AgentResponse{}
+		resp := agentwire.AgentResponse{}
 		switch m.Message.(type) {
 		case *pb.ProxyToAgent_RequestHeaders:
 			resp.CorrelationID = rh.Metadata.CorrelationID
 			for _, h := range rh.Headers {
-				resp.RequestHeaders = append(resp.RequestHeaders, payload.HeaderOp{Name: h.Name, Value: h.Values[0]})
+				resp.RequestHeaders = append(resp.RequestHeaders, agentwire.HeaderOp{Name: h.Name, Value: h.Values[0]})
 			}
 		case *pb.ProxyToAgent_Guardrail:
-			resp.Decision = payload.Block(403)
+			resp.Decision = agentwire.Block(403)
 			resp.Decision.BlockHeaders = gi.Metadata
 		}
 		if _, err := enc.Encode(&resp).MarshalVT(); err != nil {
@@ -609,13 +609,13 @@ func FuzzAgentDecode(f *testing.F) {
 // health every 10 s with load metrics), as the Rust proxy reads it.
 func TestCapabilitiesFromPBMissingParts(t *testing.T) {
 	got := CapabilitiesFromPB(&pb.AgentCapabilities{ProtocolVersion: 2, AgentId: "a"})
-	if !reflect.DeepEqual(got.Limits, payload.DefaultLimits()) {
+	if !reflect.DeepEqual(got.Limits, agentwire.DefaultLimits()) {
 		t.Fatalf("limits %+v", got.Limits)
 	}
-	if want := (payload.HealthConfig{ReportIntervalMS: 10000, IncludeLoadMetrics: true}); got.Health != want {
+	if want := (agentwire.HealthConfig{ReportIntervalMS: 10000, IncludeLoadMetrics: true}); got.Health != want {
 		t.Fatalf("health %+v", got.Health)
 	}
-	if got.Features != (payload.Features{}) {
+	if got.Features != (agentwire.Features{}) {
 		t.Fatalf("features %+v", got.Features)
 	}
 }

@@ -46,7 +46,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/internal/wiretext"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 )
@@ -79,14 +79,14 @@ func TimestampMS(t time.Time, nowMS uint64) uint64 {
 }
 
 // HTTPVersion returns the http_version sent for metadata m.
-func HTTPVersion(m *payload.RequestMetadata) string {
+func HTTPVersion(m *agentwire.RequestMetadata) string {
 	if m.Protocol != "" {
 		return m.Protocol
 	}
 	return DefaultHTTPVersion
 }
 
-func optStringToPB(o payload.Opt[string]) *string {
+func optStringToPB(o agentwire.Opt[string]) *string {
 	if !o.Valid {
 		return nil
 	}
@@ -96,7 +96,7 @@ func optStringToPB(o payload.Opt[string]) *string {
 
 // RequestMetadataToPB converts request metadata. A zero Timestamp becomes
 // nowMS.
-func RequestMetadataToPB(src *payload.RequestMetadata, nowMS uint64) *pb.RequestMetadata {
+func RequestMetadataToPB(src *agentwire.RequestMetadata, nowMS uint64) *pb.RequestMetadata {
 	m := &pb.RequestMetadata{
 		CorrelationId: src.CorrelationID,
 		RequestId:     src.RequestID,
@@ -118,7 +118,7 @@ func RequestMetadataToPB(src *payload.RequestMetadata, nowMS uint64) *pb.Request
 
 // HeadersToPB flattens headers into one pb.Header per value, names in the
 // order of h and values in their order (SPEC 4.6).
-func HeadersToPB(h payload.Headers) []*pb.Header {
+func HeadersToPB(h agentwire.Headers) []*pb.Header {
 	var out []*pb.Header
 	for i := range h {
 		for _, v := range h[i].Values {
@@ -129,7 +129,7 @@ func HeadersToPB(h payload.Headers) []*pb.Header {
 }
 
 // RequestHeadersEventToPB converts a request-headers event.
-func RequestHeadersEventToPB(src *payload.RequestHeadersEvent, nowMS uint64) *pb.RequestHeadersEvent {
+func RequestHeadersEventToPB(src *agentwire.RequestHeadersEvent, nowMS uint64) *pb.RequestHeadersEvent {
 	return validPB(&pb.RequestHeadersEvent{
 		Metadata:    RequestMetadataToPB(&src.Metadata, nowMS),
 		Method:      src.Method,
@@ -141,7 +141,7 @@ func RequestHeadersEventToPB(src *payload.RequestHeadersEvent, nowMS uint64) *pb
 
 // BodyChunkToPB converts a request or response body chunk. Data is
 // referenced, not copied.
-func BodyChunkToPB(src *payload.BodyChunk, nowMS uint64) *pb.BodyChunkEvent {
+func BodyChunkToPB(src *agentwire.BodyChunk, nowMS uint64) *pb.BodyChunkEvent {
 	m := &pb.BodyChunkEvent{
 		CorrelationId:    src.CorrelationID,
 		ChunkIndex:       src.ChunkIndex,
@@ -158,7 +158,7 @@ func BodyChunkToPB(src *payload.BodyChunk, nowMS uint64) *pb.BodyChunkEvent {
 }
 
 // ResponseHeadersEventToPB converts a response-headers event.
-func ResponseHeadersEventToPB(src *payload.ResponseHeadersEvent) *pb.ResponseHeadersEvent {
+func ResponseHeadersEventToPB(src *agentwire.ResponseHeadersEvent) *pb.ResponseHeadersEvent {
 	return validPB(&pb.ResponseHeadersEvent{
 		CorrelationId: src.CorrelationID,
 		StatusCode:    uint32(src.Status),
@@ -167,7 +167,7 @@ func ResponseHeadersEventToPB(src *payload.ResponseHeadersEvent) *pb.ResponseHea
 }
 
 // RequestCompleteEventToPB converts a request-complete event.
-func RequestCompleteEventToPB(src *payload.RequestCompleteEvent) *pb.RequestCompleteEvent {
+func RequestCompleteEventToPB(src *agentwire.RequestCompleteEvent) *pb.RequestCompleteEvent {
 	return validPB(&pb.RequestCompleteEvent{
 		CorrelationId: src.CorrelationID,
 		StatusCode:    uint32(src.Status),
@@ -203,7 +203,7 @@ func FrameTypeFromOpcode(op string) int32 {
 
 // WebSocketFrameEventToPB converts a WebSocket frame event. Data is
 // referenced, not copied.
-func WebSocketFrameEventToPB(src *payload.WebSocketFrameEvent) *pb.WebSocketFrameEvent {
+func WebSocketFrameEventToPB(src *agentwire.WebSocketFrameEvent) *pb.WebSocketFrameEvent {
 	return validPB(&pb.WebSocketFrameEvent{
 		CorrelationId:  src.CorrelationID,
 		ClientToServer: src.ClientToServer,
@@ -216,7 +216,7 @@ func WebSocketFrameEventToPB(src *payload.WebSocketFrameEvent) *pb.WebSocketFram
 // inspection type: PROMPT (1) for prompt_injection, UNSPECIFIED (0) for
 // anything else (PII may be found in prompts and responses alike).
 func GuardrailContentType(inspectionType string) int32 {
-	if inspectionType == payload.InspectionPromptInjection {
+	if inspectionType == agentwire.InspectionPromptInjection {
 		return int32(pb.GuardrailContentType_GUARDRAIL_CONTENT_TYPE_PROMPT)
 	}
 	return int32(pb.GuardrailContentType_GUARDRAIL_CONTENT_TYPE_UNSPECIFIED)
@@ -227,12 +227,12 @@ func GuardrailContentType(inspectionType string) int32 {
 // {"categories":[…],"inspection_type":"…","metadata":{…},"route_id":…}.
 // categories and metadata are [] and {} when empty; route_id is null when
 // absent.
-func GuardrailContextJSON(src *payload.GuardrailInspectEvent) string {
+func GuardrailContextJSON(src *agentwire.GuardrailInspectEvent) string {
 	return string(AppendGuardrailContextJSON(nil, src))
 }
 
 // AppendGuardrailContextJSON appends the GuardrailContextJSON text to dst.
-func AppendGuardrailContextJSON(dst []byte, src *payload.GuardrailInspectEvent) []byte {
+func AppendGuardrailContextJSON(dst []byte, src *agentwire.GuardrailInspectEvent) []byte {
 	dst = append(dst, `{"categories":[`...)
 	for i, c := range src.Categories {
 		if i > 0 {
@@ -266,7 +266,7 @@ func AppendGuardrailContextJSON(dst []byte, src *payload.GuardrailInspectEvent) 
 }
 
 // GuardrailInspectEventToPB converts a guardrail inspection event.
-func GuardrailInspectEventToPB(src *payload.GuardrailInspectEvent) *pb.GuardrailInspectEvent {
+func GuardrailInspectEventToPB(src *agentwire.GuardrailInspectEvent) *pb.GuardrailInspectEvent {
 	return validPB(&pb.GuardrailInspectEvent{
 		CorrelationId: src.CorrelationID,
 		Content:       src.Content,
@@ -286,7 +286,7 @@ func ConfigJSON(cfg json.RawMessage) string {
 }
 
 // ConfigureEventToPB converts a configure event.
-func ConfigureEventToPB(src *payload.ConfigureEvent, isInitial bool, nowMS uint64) *pb.ConfigureEvent {
+func ConfigureEventToPB(src *agentwire.ConfigureEvent, isInitial bool, nowMS uint64) *pb.ConfigureEvent {
 	return validPB(&pb.ConfigureEvent{
 		ConfigJson:    ConfigJSON(src.Config),
 		ConfigVersion: optStringToPB(src.ConfigVersion),
@@ -296,7 +296,7 @@ func ConfigureEventToPB(src *payload.ConfigureEvent, isInitial bool, nowMS uint6
 }
 
 // CancelToPB converts a cancel notice (reason 1…6, gRPC numbering).
-func CancelToPB(src payload.Cancel) *pb.CancelRequest {
+func CancelToPB(src agentwire.Cancel) *pb.CancelRequest {
 	return validPB(&pb.CancelRequest{
 		CorrelationId: src.CorrelationID,
 		Reason:        int32(src.Reason),
@@ -305,14 +305,14 @@ func CancelToPB(src payload.Cancel) *pb.CancelRequest {
 }
 
 // PingToPB converts a ping.
-func PingToPB(src payload.Ping) *pb.Ping {
+func PingToPB(src agentwire.Ping) *pb.Ping {
 	return &pb.Ping{Sequence: src.Sequence, TimestampMs: src.TimestampMS}
 }
 
 // HandshakeRequestToPB converts a handshake request. An empty Config is sent
 // as "{}" (what the Rust proxy sends); SupportedEncodings is a Unix-socket
 // notion and is dropped.
-func HandshakeRequestToPB(src *payload.HandshakeRequest) *pb.HandshakeRequest {
+func HandshakeRequestToPB(src *agentwire.HandshakeRequest) *pb.HandshakeRequest {
 	cj := "{}"
 	if len(src.Config) > 0 {
 		cj = string(src.Config)
@@ -327,7 +327,7 @@ func HandshakeRequestToPB(src *payload.HandshakeRequest) *pb.HandshakeRequest {
 
 // ConfigUpdateResponseToPB converts the proxy's answer to a config update
 // (sent as ProxyControl.config_response).
-func ConfigUpdateResponseToPB(src *payload.ConfigUpdateResponse) *pb.ConfigUpdateResponse {
+func ConfigUpdateResponseToPB(src *agentwire.ConfigUpdateResponse) *pb.ConfigUpdateResponse {
 	return validPB(&pb.ConfigUpdateResponse{
 		RequestId:   src.RequestID,
 		Accepted:    src.Accepted,
@@ -357,12 +357,12 @@ const CorrelationIDKey = "correlation_id"
 // AgentResponseFromPB fills dst (which should be reset) from src.
 // It fails with ErrStatusRange when a block or redirect status exceeds
 // MaxStatus.
-func AgentResponseFromPB(dst *payload.AgentResponse, src *pb.AgentResponse) error {
+func AgentResponseFromPB(dst *agentwire.AgentResponse, src *pb.AgentResponse) error {
 	dst.CorrelationID = src.GetCorrelationId()
-	dst.Version = payload.ProtocolVersion
+	dst.Version = agentwire.ProtocolVersion
 	dst.NeedsMore = src.GetNeedsMore()
 	if src.ProcessingTimeMs != nil {
-		dst.ProcessingTimeMS = payload.Some(*src.ProcessingTimeMs)
+		dst.ProcessingTimeMS = agentwire.Some(*src.ProcessingTimeMs)
 	}
 	switch d := src.GetDecision().(type) {
 	case *pb.AgentResponse_Block:
@@ -370,9 +370,9 @@ func AgentResponseFromPB(dst *payload.AgentResponse, src *pb.AgentResponse) erro
 		if b.GetStatus() > MaxStatus {
 			return ErrStatusRange
 		}
-		dst.Decision = payload.Decision{Kind: payload.DecisionBlock, Status: uint16(b.GetStatus())}
+		dst.Decision = agentwire.Decision{Kind: agentwire.DecisionBlock, Status: uint16(b.GetStatus())}
 		if b != nil && b.Body != nil {
-			dst.Decision.Body = payload.Some(b.GetBody())
+			dst.Decision.Body = agentwire.Some(b.GetBody())
 		}
 		for _, h := range b.GetHeaders() {
 			if dst.Decision.BlockHeaders == nil {
@@ -385,10 +385,10 @@ func AgentResponseFromPB(dst *payload.AgentResponse, src *pb.AgentResponse) erro
 		if r.GetStatus() > MaxStatus {
 			return ErrStatusRange
 		}
-		dst.Decision = payload.Decision{Kind: payload.DecisionRedirect, URL: r.GetUrl(), Status: uint16(r.GetStatus())}
+		dst.Decision = agentwire.Decision{Kind: agentwire.DecisionRedirect, URL: r.GetUrl(), Status: uint16(r.GetStatus())}
 	case *pb.AgentResponse_Challenge:
 		c := d.Challenge
-		dst.Decision = payload.Decision{Kind: payload.DecisionChallenge, ChallengeType: c.GetChallengeType()}
+		dst.Decision = agentwire.Decision{Kind: agentwire.DecisionChallenge, ChallengeType: c.GetChallengeType()}
 		if len(c.GetParams()) > 0 {
 			dst.Decision.Params = make(map[string]string, len(c.GetParams()))
 			for k, v := range c.GetParams() {
@@ -396,7 +396,7 @@ func AgentResponseFromPB(dst *payload.AgentResponse, src *pb.AgentResponse) erro
 			}
 		}
 	default:
-		dst.Decision = payload.Decision{}
+		dst.Decision = agentwire.Decision{}
 	}
 	dst.RequestHeaders = headerOpsFromPB(dst.RequestHeaders, src.GetRequestHeaders())
 	dst.ResponseHeaders = headerOpsFromPB(dst.ResponseHeaders, src.GetResponseHeaders())
@@ -405,7 +405,7 @@ func AgentResponseFromPB(dst *payload.AgentResponse, src *pb.AgentResponse) erro
 		dst.Audit.RuleIDs = append(dst.Audit.RuleIDs, a.RuleIds...)
 		dst.Audit.ReasonCodes = append(dst.Audit.ReasonCodes, a.ReasonCodes...)
 		if a.Confidence != nil {
-			dst.Audit.Confidence = payload.Some(*a.Confidence)
+			dst.Audit.Confidence = agentwire.Some(*a.Confidence)
 		}
 		for k, v := range a.Custom {
 			if k == CorrelationIDKey {
@@ -420,25 +420,25 @@ func AgentResponseFromPB(dst *payload.AgentResponse, src *pb.AgentResponse) erro
 	return nil
 }
 
-func headerOpsFromPB(dst []payload.HeaderOp, src []*pb.HeaderOp) []payload.HeaderOp {
+func headerOpsFromPB(dst []agentwire.HeaderOp, src []*pb.HeaderOp) []agentwire.HeaderOp {
 	for _, op := range src {
 		switch o := op.GetOperation().(type) {
 		case *pb.HeaderOp_Set:
-			dst = append(dst, payload.HeaderOp{Kind: payload.HeaderSet, Name: o.Set.GetName(), Value: o.Set.GetValue()})
+			dst = append(dst, agentwire.HeaderOp{Kind: agentwire.HeaderSet, Name: o.Set.GetName(), Value: o.Set.GetValue()})
 		case *pb.HeaderOp_Add:
-			dst = append(dst, payload.HeaderOp{Kind: payload.HeaderAdd, Name: o.Add.GetName(), Value: o.Add.GetValue()})
+			dst = append(dst, agentwire.HeaderOp{Kind: agentwire.HeaderAdd, Name: o.Add.GetName(), Value: o.Add.GetValue()})
 		case *pb.HeaderOp_Remove:
-			dst = append(dst, payload.HeaderOp{Kind: payload.HeaderRemove, Name: o.Remove})
+			dst = append(dst, agentwire.HeaderOp{Kind: agentwire.HeaderRemove, Name: o.Remove})
 		}
 	}
 	return dst
 }
 
 // HealthStatusFromPB converts a health report.
-func HealthStatusFromPB(src *pb.HealthStatus) payload.HealthStatus {
-	h := payload.HealthStatus{
+func HealthStatusFromPB(src *pb.HealthStatus) agentwire.HealthStatus {
+	h := agentwire.HealthStatus{
 		AgentID:           src.GetAgentId(),
-		State:             payload.HealthState(src.GetState()),
+		State:             agentwire.HealthState(src.GetState()),
 		Message:           optStringFromPB(src.Message),
 		DisabledFeatures:  append([]string(nil), src.GetDisabledFeatures()...),
 		TimeoutMultiplier: src.GetTimeoutMultiplier(),
@@ -447,30 +447,30 @@ func HealthStatusFromPB(src *pb.HealthStatus) payload.HealthStatus {
 		TimestampMS:       src.GetTimestampMs(),
 	}
 	if src.ValidUntilMs != nil {
-		h.ValidUntilMS = payload.Some(*src.ValidUntilMs)
+		h.ValidUntilMS = agentwire.Some(*src.ValidUntilMs)
 	}
 	if src.DrainEtaMs != nil {
-		h.DrainETAMS = payload.Some(*src.DrainEtaMs)
+		h.DrainETAMS = agentwire.Some(*src.DrainEtaMs)
 	}
 	return h
 }
 
 // FlowControlSignalFromPB converts a flow-control signal.
-func FlowControlSignalFromPB(src *pb.FlowControlSignal) payload.FlowControlSignal {
-	f := payload.FlowControlSignal{
+func FlowControlSignalFromPB(src *pb.FlowControlSignal) agentwire.FlowControlSignal {
+	f := agentwire.FlowControlSignal{
 		CorrelationID: optStringFromPB(src.CorrelationId),
-		Action:        payload.FlowAction(src.GetAction()),
+		Action:        agentwire.FlowAction(src.GetAction()),
 		TimestampMS:   src.GetTimestampMs(),
 	}
 	if src.BufferAvailable != nil {
-		f.BufferAvailable = payload.Some(*src.BufferAvailable)
+		f.BufferAvailable = agentwire.Some(*src.BufferAvailable)
 	}
 	return f
 }
 
 // PongFromPB converts a pong.
-func PongFromPB(src *pb.Pong) payload.Pong {
-	return payload.Pong{Sequence: src.GetSequence(), PingTimestampMS: src.GetPingTimestampMs(), TimestampMS: src.GetTimestampMs()}
+func PongFromPB(src *pb.Pong) agentwire.Pong {
+	return agentwire.Pong{Sequence: src.GetSequence(), PingTimestampMS: src.GetPingTimestampMs(), TimestampMS: src.GetTimestampMs()}
 }
 
 func helpFromPB(p *string) string {
@@ -490,32 +490,32 @@ func labelsFromPB(m map[string]string) map[string]string {
 
 // MetricsReportFromPB converts a metrics report. Label maps are copied and
 // never nil; an absent help text is "".
-func MetricsReportFromPB(src *pb.MetricsReport) *payload.MetricsReport {
-	r := &payload.MetricsReport{
+func MetricsReportFromPB(src *pb.MetricsReport) *agentwire.MetricsReport {
+	r := &agentwire.MetricsReport{
 		AgentID:     src.GetAgentId(),
 		TimestampMS: src.GetTimestampMs(),
 		IntervalMS:  src.GetIntervalMs(),
-		Counters:    []payload.CounterMetric{},
-		Gauges:      []payload.GaugeMetric{},
-		Histograms:  []payload.HistogramMetric{},
+		Counters:    []agentwire.CounterMetric{},
+		Gauges:      []agentwire.GaugeMetric{},
+		Histograms:  []agentwire.HistogramMetric{},
 	}
 	for _, c := range src.GetCounters() {
-		r.Counters = append(r.Counters, payload.CounterMetric{
+		r.Counters = append(r.Counters, agentwire.CounterMetric{
 			Name: c.GetName(), Help: helpFromPB(c.Help), Labels: labelsFromPB(c.GetLabels()), Value: c.GetValue(),
 		})
 	}
 	for _, g := range src.GetGauges() {
-		r.Gauges = append(r.Gauges, payload.GaugeMetric{
+		r.Gauges = append(r.Gauges, agentwire.GaugeMetric{
 			Name: g.GetName(), Help: helpFromPB(g.Help), Labels: labelsFromPB(g.GetLabels()), Value: g.GetValue(),
 		})
 	}
 	for _, h := range src.GetHistograms() {
-		ph := payload.HistogramMetric{
+		ph := agentwire.HistogramMetric{
 			Name: h.GetName(), Help: helpFromPB(h.Help), Labels: labelsFromPB(h.GetLabels()),
-			Sum: h.GetSum(), Count: h.GetCount(), Buckets: []payload.HistogramBucket{},
+			Sum: h.GetSum(), Count: h.GetCount(), Buckets: []agentwire.HistogramBucket{},
 		}
 		for _, b := range h.GetBuckets() {
-			ph.Buckets = append(ph.Buckets, payload.HistogramBucket{Le: b.GetLe(), Count: b.GetCount()})
+			ph.Buckets = append(ph.Buckets, agentwire.HistogramBucket{Le: b.GetLe(), Count: b.GetCount()})
 		}
 		r.Histograms = append(r.Histograms, ph)
 	}
@@ -525,48 +525,48 @@ func MetricsReportFromPB(src *pb.MetricsReport) *payload.MetricsReport {
 // ConfigUpdateRequestFromPB converts a config-update request. A missing
 // update_type is read as request_reload (as the Rust client does); a rule
 // definition_json that is not valid JSON becomes JSON null.
-func ConfigUpdateRequestFromPB(src *pb.ConfigUpdateRequest) *payload.ConfigUpdateRequest {
-	r := &payload.ConfigUpdateRequest{RequestID: src.GetRequestId(), TimestampMS: src.GetTimestampMs()}
+func ConfigUpdateRequestFromPB(src *pb.ConfigUpdateRequest) *agentwire.ConfigUpdateRequest {
+	r := &agentwire.ConfigUpdateRequest{RequestID: src.GetRequestId(), TimestampMS: src.GetTimestampMs()}
 	switch u := src.GetUpdateType().(type) {
 	case *pb.ConfigUpdateRequest_RuleUpdate:
-		r.Kind = payload.ConfigRuleUpdate
+		r.Kind = agentwire.ConfigRuleUpdate
 		r.RuleSet = u.RuleUpdate.GetRuleSet()
 		r.RemoveRules = append([]string{}, u.RuleUpdate.GetRemoveRules()...)
-		r.Rules = []payload.RuleDefinition{}
+		r.Rules = []agentwire.RuleDefinition{}
 		for _, d := range u.RuleUpdate.GetRules() {
 			def := json.RawMessage("null")
 			if dj := d.GetDefinitionJson(); json.Valid([]byte(dj)) {
 				def = json.RawMessage(dj)
 			}
-			r.Rules = append(r.Rules, payload.RuleDefinition{
+			r.Rules = append(r.Rules, agentwire.RuleDefinition{
 				ID: d.GetId(), Priority: d.GetPriority(), Definition: def, Enabled: d.GetEnabled(),
 				Description: optStringFromPB(d.Description), Tags: append([]string{}, d.GetTags()...),
 			})
 		}
 	case *pb.ConfigUpdateRequest_ListUpdate:
-		r.Kind = payload.ConfigListUpdate
+		r.Kind = agentwire.ConfigListUpdate
 		r.ListID = u.ListUpdate.GetListId()
 		r.Add = append([]string{}, u.ListUpdate.GetAdd()...)
 		r.Remove = append([]string{}, u.ListUpdate.GetRemove()...)
 	case *pb.ConfigUpdateRequest_RestartRequired:
-		r.Kind = payload.ConfigRestartRequired
+		r.Kind = agentwire.ConfigRestartRequired
 		r.Reason = u.RestartRequired.GetReason()
 		r.GracePeriodMS = u.RestartRequired.GetGracePeriodMs()
 	case *pb.ConfigUpdateRequest_ConfigError:
-		r.Kind = payload.ConfigError
+		r.Kind = agentwire.ConfigError
 		r.Error = u.ConfigError.GetError()
 		r.Field = optStringFromPB(u.ConfigError.Field)
 	default:
-		r.Kind = payload.ConfigRequestReload
+		r.Kind = agentwire.ConfigRequestReload
 	}
 	return r
 }
 
 // LogMessageFromPB converts a forwarded log line; Fields is copied and never
 // nil.
-func LogMessageFromPB(src *pb.LogMessage) *payload.LogMessage {
-	return &payload.LogMessage{
-		Level:         payload.LogLevel(src.GetLevel()),
+func LogMessageFromPB(src *pb.LogMessage) *agentwire.LogMessage {
+	return &agentwire.LogMessage{
+		Level:         agentwire.LogLevel(src.GetLevel()),
 		Message:       src.GetMessage(),
 		CorrelationID: optStringFromPB(src.CorrelationId),
 		Fields:        labelsFromPB(src.GetFields()),
@@ -578,8 +578,8 @@ func LogMessageFromPB(src *pb.LogMessage) *payload.LogMessage {
 // copied as is, unknown codes included. Missing limits and health_config
 // (also for a nil src) read as the reference's defaults, as its proxy reads
 // them; missing features as all off.
-func CapabilitiesFromPB(src *pb.AgentCapabilities) payload.Capabilities {
-	c := payload.Capabilities{
+func CapabilitiesFromPB(src *pb.AgentCapabilities) agentwire.Capabilities {
+	c := agentwire.Capabilities{
 		ProtocolVersion: src.GetProtocolVersion(),
 		AgentID:         src.GetAgentId(),
 		Name:            src.GetName(),
@@ -587,7 +587,7 @@ func CapabilitiesFromPB(src *pb.AgentCapabilities) payload.Capabilities {
 		SupportedEvents: append([]int32(nil), src.GetSupportedEvents()...),
 	}
 	if f := src.GetFeatures(); f != nil {
-		c.Features = payload.Features{
+		c.Features = agentwire.Features{
 			StreamingBody:      f.StreamingBody,
 			WebSocket:          f.Websocket,
 			Guardrails:         f.Guardrails,
@@ -601,23 +601,23 @@ func CapabilitiesFromPB(src *pb.AgentCapabilities) payload.Capabilities {
 	}
 	// A missing limits or health_config message reads as the reference's
 	// defaults (its proxy does the same); missing features read as all off.
-	c.Limits = payload.DefaultLimits()
-	c.Health = payload.HealthConfig{ReportIntervalMS: 10000, IncludeLoadMetrics: true}
+	c.Limits = agentwire.DefaultLimits()
+	c.Health = agentwire.HealthConfig{ReportIntervalMS: 10000, IncludeLoadMetrics: true}
 	if l := src.GetLimits(); l != nil {
-		c.Limits = payload.Limits{
+		c.Limits = agentwire.Limits{
 			MaxBodySize:        l.MaxBodySize,
 			MaxConcurrency:     l.MaxConcurrency,
 			PreferredChunkSize: l.PreferredChunkSize,
 		}
 		if l.MaxMemory != nil {
-			c.Limits.MaxMemory = payload.Some(*l.MaxMemory)
+			c.Limits.MaxMemory = agentwire.Some(*l.MaxMemory)
 		}
 		if l.MaxProcessingTimeMs != nil {
-			c.Limits.MaxProcessingTimeMS = payload.Some(*l.MaxProcessingTimeMs)
+			c.Limits.MaxProcessingTimeMS = agentwire.Some(*l.MaxProcessingTimeMs)
 		}
 	}
 	if h := src.GetHealthConfig(); h != nil {
-		c.Health = payload.HealthConfig{
+		c.Health = agentwire.HealthConfig{
 			ReportIntervalMS:       h.ReportIntervalMs,
 			IncludeLoadMetrics:     h.IncludeLoadMetrics,
 			IncludeResourceMetrics: h.IncludeResourceMetrics,
@@ -627,8 +627,8 @@ func CapabilitiesFromPB(src *pb.AgentCapabilities) payload.Capabilities {
 }
 
 // HandshakeResponseFromPB converts the agent's handshake answer.
-func HandshakeResponseFromPB(src *pb.HandshakeResponse) payload.HandshakeResponse {
-	return payload.HandshakeResponse{
+func HandshakeResponseFromPB(src *pb.HandshakeResponse) agentwire.HandshakeResponse {
+	return agentwire.HandshakeResponse{
 		ProtocolVersion: src.GetProtocolVersion(),
 		Capabilities:    CapabilitiesFromPB(src.GetCapabilities()),
 		Success:         src.GetSuccess(),

@@ -20,7 +20,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 )
 
@@ -40,13 +40,13 @@ func strictRoundTrip(t *testing.T, name string, m interface {
 }
 
 func TestAgentResponseValidUTF8(t *testing.T) {
-	r := &payload.AgentResponse{
+	r := &agentwire.AgentResponse{
 		CorrelationID: "c1",
-		Decision: payload.Decision{Kind: payload.DecisionBlock, Status: 403,
-			Body: payload.Some("blocked: " + badUTF8), BlockHeaders: map[string]string{"x-why": badUTF8}},
-		RequestHeaders:  []payload.HeaderOp{{Kind: payload.HeaderSet, Name: "x-echo", Value: badUTF8}},
-		ResponseHeaders: []payload.HeaderOp{{Kind: payload.HeaderRemove, Name: badUTF8}},
-		Audit: payload.AuditMetadata{
+		Decision: agentwire.Decision{Kind: agentwire.DecisionBlock, Status: 403,
+			Body: agentwire.Some("blocked: " + badUTF8), BlockHeaders: map[string]string{"x-why": badUTF8}},
+		RequestHeaders:  []agentwire.HeaderOp{{Kind: agentwire.HeaderSet, Name: "x-echo", Value: badUTF8}},
+		ResponseHeaders: []agentwire.HeaderOp{{Kind: agentwire.HeaderRemove, Name: badUTF8}},
+		Audit: agentwire.AuditMetadata{
 			Tags: []string{badUTF8}, RuleIDs: []string{"r1"}, ReasonCodes: []string{badUTF8},
 			Custom: map[string]json.RawMessage{"k" + badUTF8: json.RawMessage(`"` + badUTF8 + `"`)},
 		},
@@ -64,9 +64,9 @@ func TestAgentResponseValidUTF8(t *testing.T) {
 	}
 
 	// The same for a redirect and a challenge decision.
-	r2 := &payload.AgentResponse{CorrelationID: "c2", Decision: payload.Decision{Kind: payload.DecisionRedirect, Status: 302, URL: "/x" + badUTF8}}
+	r2 := &agentwire.AgentResponse{CorrelationID: "c2", Decision: agentwire.Decision{Kind: agentwire.DecisionRedirect, Status: 302, URL: "/x" + badUTF8}}
 	strictRoundTrip(t, "redirect", e.Encode(r2), &pb.AgentResponse{})
-	r3 := &payload.AgentResponse{CorrelationID: "c3", Decision: payload.Decision{Kind: payload.DecisionChallenge,
+	r3 := &agentwire.AgentResponse{CorrelationID: "c3", Decision: agentwire.Decision{Kind: agentwire.DecisionChallenge,
 		ChallengeType: badUTF8, Params: map[string]string{"p": badUTF8}}}
 	strictRoundTrip(t, "challenge", e.Encode(r3), &pb.AgentResponse{})
 	if r3.Decision.Params["p"] != badUTF8 {
@@ -76,37 +76,37 @@ func TestAgentResponseValidUTF8(t *testing.T) {
 
 func TestAgentControlMessagesValidUTF8(t *testing.T) {
 	fields := map[string]string{"f": badUTF8}
-	lm := LogMessageToPB(&payload.LogMessage{Level: payload.LogWarn, Message: "saw " + badUTF8, Fields: fields})
+	lm := LogMessageToPB(&agentwire.LogMessage{Level: agentwire.LogWarn, Message: "saw " + badUTF8, Fields: fields})
 	strictRoundTrip(t, "log", lm, &pb.LogMessage{})
 	if fields["f"] != badUTF8 {
 		t.Fatal("the caller's log fields were modified")
 	}
-	hs := HealthStatusToPB(&payload.HealthStatus{AgentID: "a", State: payload.HealthDegraded,
-		Message: payload.Some(badUTF8), DisabledFeatures: []string{badUTF8}})
+	hs := HealthStatusToPB(&agentwire.HealthStatus{AgentID: "a", State: agentwire.HealthDegraded,
+		Message: agentwire.Some(badUTF8), DisabledFeatures: []string{badUTF8}})
 	strictRoundTrip(t, "health", hs, &pb.HealthStatus{})
-	mr := MetricsReportToPB(&payload.MetricsReport{AgentID: "a",
-		Counters: []payload.CounterMetric{{Name: "n", Help: badUTF8, Labels: map[string]string{"l": badUTF8}, Value: 1}}})
+	mr := MetricsReportToPB(&agentwire.MetricsReport{AgentID: "a",
+		Counters: []agentwire.CounterMetric{{Name: "n", Help: badUTF8, Labels: map[string]string{"l": badUTF8}, Value: 1}}})
 	strictRoundTrip(t, "metrics", mr, &pb.MetricsReport{})
-	cu := ConfigUpdateRequestToPB(&payload.ConfigUpdateRequest{Kind: payload.ConfigError, RequestID: "r", Error: badUTF8})
+	cu := ConfigUpdateRequestToPB(&agentwire.ConfigUpdateRequest{Kind: agentwire.ConfigError, RequestID: "r", Error: badUTF8})
 	strictRoundTrip(t, "config_update", cu, &pb.ConfigUpdateRequest{})
-	caps := CapabilitiesToPB(&payload.Capabilities{AgentID: "a", Name: badUTF8, Version: "1"})
+	caps := CapabilitiesToPB(&agentwire.Capabilities{AgentID: "a", Name: badUTF8, Version: "1"})
 	strictRoundTrip(t, "capabilities", caps, &pb.AgentCapabilities{})
 }
 
 func TestProxyEventsValidUTF8(t *testing.T) {
-	ev := &payload.RequestHeadersEvent{
-		Metadata: payload.RequestMetadata{CorrelationID: "c1", RouteID: payload.Some(badUTF8), Traceparent: badUTF8},
+	ev := &agentwire.RequestHeadersEvent{
+		Metadata: agentwire.RequestMetadata{CorrelationID: "c1", RouteID: agentwire.Some(badUTF8), Traceparent: badUTF8},
 		Method:   "GET", URI: "/" + badUTF8,
-		Headers: payload.Headers{{Name: "x", Values: []string{badUTF8}}},
+		Headers: agentwire.Headers{{Name: "x", Values: []string{badUTF8}}},
 	}
 	strictRoundTrip(t, "request_headers", RequestHeadersEventToPB(ev, 1), &pb.RequestHeadersEvent{})
 	if ev.Headers[0].Values[0] != badUTF8 {
 		t.Fatal("the caller's headers were modified")
 	}
-	strictRoundTrip(t, "response_headers", ResponseHeadersEventToPB(&payload.ResponseHeadersEvent{
-		CorrelationID: "c1", Status: 200, Headers: payload.Headers{{Name: "x", Values: []string{badUTF8}}}}), &pb.ResponseHeadersEvent{})
-	strictRoundTrip(t, "guardrail", GuardrailInspectEventToPB(&payload.GuardrailInspectEvent{
-		CorrelationID: "c1", Content: badUTF8, Model: payload.Some(badUTF8)}), &pb.GuardrailInspectEvent{})
-	strictRoundTrip(t, "request_complete", RequestCompleteEventToPB(&payload.RequestCompleteEvent{
-		CorrelationID: "c1", Error: payload.Some(badUTF8)}), &pb.RequestCompleteEvent{})
+	strictRoundTrip(t, "response_headers", ResponseHeadersEventToPB(&agentwire.ResponseHeadersEvent{
+		CorrelationID: "c1", Status: 200, Headers: agentwire.Headers{{Name: "x", Values: []string{badUTF8}}}}), &pb.ResponseHeadersEvent{})
+	strictRoundTrip(t, "guardrail", GuardrailInspectEventToPB(&agentwire.GuardrailInspectEvent{
+		CorrelationID: "c1", Content: badUTF8, Model: agentwire.Some(badUTF8)}), &pb.GuardrailInspectEvent{})
+	strictRoundTrip(t, "request_complete", RequestCompleteEventToPB(&agentwire.RequestCompleteEvent{
+		CorrelationID: "c1", Error: agentwire.Some(badUTF8)}), &pb.RequestCompleteEvent{})
 }

@@ -5,17 +5,17 @@ package pbwire
 import (
 	"testing"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 )
 
 // Encoding a request-headers event into a buffer with room allocates
 // nothing, whether its strings are ASCII (the fast path), other valid
 // UTF-8, or need repair.
 func TestEncodeRequestHeadersAllocs(t *testing.T) {
-	for name, mutate := range map[string]func(*payload.RequestHeadersEvent){
-		"ascii":   func(*payload.RequestHeadersEvent) {},
-		"utf8":    func(ev *payload.RequestHeadersEvent) { ev.URI = "/café" },
-		"invalid": func(ev *payload.RequestHeadersEvent) { ev.Headers[0].Values[0] = "caf\xe9" },
+	for name, mutate := range map[string]func(*agentwire.RequestHeadersEvent){
+		"ascii":   func(*agentwire.RequestHeadersEvent) {},
+		"utf8":    func(ev *agentwire.RequestHeadersEvent) { ev.URI = "/café" },
+		"invalid": func(ev *agentwire.RequestHeadersEvent) { ev.Headers[0].Values[0] = "caf\xe9" },
 	} {
 		ev := benchEvent()
 		mutate(ev)

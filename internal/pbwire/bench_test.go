@@ -3,15 +3,15 @@ package pbwire
 import (
 	"testing"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 )
 
 // benchEvent is a browser-like request with 15 headers.
-func benchEvent() *payload.RequestHeadersEvent {
+func benchEvent() *agentwire.RequestHeadersEvent {
 	ev := sampleHeaders()
 	for _, n := range []string{"user-agent", "accept-encoding", "accept-language", "cookie", "x-forwarded-for",
 		"x-request-id", "content-type", "authorization", "referer", "cache-control", "connection", "sec-ch-ua"} {
-		ev.Headers = append(ev.Headers, payload.Header{Name: n, Values: []string{"value of " + n + " with some length to it"}})
+		ev.Headers = append(ev.Headers, agentwire.Header{Name: n, Values: []string{"value of " + n + " with some length to it"}})
 	}
 	return ev
 }

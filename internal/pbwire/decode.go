@@ -6,7 +6,7 @@ import (
 	"errors"
 	"math"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/internal/pbconv"
 )
 
@@ -269,13 +269,13 @@ func ResponseCorrelationID(body []byte) ([]byte, error) {
 }
 
 // DecodeAgentResponse decodes an AgentResponse body into dst, which must be
-// reset (see payload.AgentResponse.Reset). It sets everything except
+// reset (see agentwire.AgentResponse.Reset). It sets everything except
 // CorrelationID (read it with ResponseCorrelationID); Version is set to 2.
 // The result equals pbconv.AgentResponseFromPB applied to the generated
 // decoder's output, and errors are returned for the same inputs.
-func DecodeAgentResponse(body []byte, dst *payload.AgentResponse) error {
+func DecodeAgentResponse(body []byte, dst *agentwire.AgentResponse) error {
 	var status uint32
-	dst.Version = payload.ProtocolVersion
+	dst.Version = agentwire.ProtocolVersion
 	i := 0
 	for i < len(body) {
 		start := i
@@ -311,7 +311,7 @@ func DecodeAgentResponse(body []byte, dst *payload.AgentResponse) error {
 			if m, i, err = str(body, i); err != nil {
 				return err
 			}
-			var op payload.HeaderOp
+			var op agentwire.HeaderOp
 			var ok bool
 			if op, ok, err = decodeHeaderOp(m); err != nil {
 				return err
@@ -342,7 +342,7 @@ func DecodeAgentResponse(body []byte, dst *payload.AgentResponse) error {
 			if v, i, err = varint(body, i); err != nil {
 				return err
 			}
-			dst.ProcessingTimeMS = payload.Some(v)
+			dst.ProcessingTimeMS = agentwire.Some(v)
 		case 14:
 			if wt != 0 {
 				return ErrWireType
@@ -359,7 +359,7 @@ func DecodeAgentResponse(body []byte, dst *payload.AgentResponse) error {
 		}
 	}
 	switch dst.Decision.Kind {
-	case payload.DecisionBlock, payload.DecisionRedirect:
+	case agentwire.DecisionBlock, agentwire.DecisionRedirect:
 		if status > pbconv.MaxStatus {
 			return ErrStatusRange
 		}
@@ -369,24 +369,24 @@ func DecodeAgentResponse(body []byte, dst *payload.AgentResponse) error {
 }
 
 // decisionKind maps an AgentResponse oneof field number to the payload kind.
-func decisionKind(num int32) payload.DecisionKind {
+func decisionKind(num int32) agentwire.DecisionKind {
 	switch num {
 	case 3:
-		return payload.DecisionBlock
+		return agentwire.DecisionBlock
 	case 4:
-		return payload.DecisionRedirect
+		return agentwire.DecisionRedirect
 	case 5:
-		return payload.DecisionChallenge
+		return agentwire.DecisionChallenge
 	}
-	return payload.DecisionAllow
+	return agentwire.DecisionAllow
 }
 
 // decodeDecision merges one decision message into d: the same variant as
 // before merges field by field, another variant replaces it.
-func decodeDecision(m []byte, num int32, d *payload.Decision, status *uint32) error {
+func decodeDecision(m []byte, num int32, d *agentwire.Decision, status *uint32) error {
 	kind := decisionKind(num)
 	if d.Kind != kind {
-		*d = payload.Decision{Kind: kind}
+		*d = agentwire.Decision{Kind: kind}
 		*status = 0
 	}
 	i := 0
@@ -398,8 +398,8 @@ func decodeDecision(m []byte, num int32, d *payload.Decision, status *uint32) er
 		}
 		i = next
 		switch {
-		case kind == payload.DecisionBlock && fnum == 1,
-			kind == payload.DecisionRedirect && fnum == 2:
+		case kind == agentwire.DecisionBlock && fnum == 1,
+			kind == agentwire.DecisionRedirect && fnum == 2:
 			if wt != 0 {
 				return ErrWireType
 			}
@@ -408,7 +408,7 @@ func decodeDecision(m []byte, num int32, d *payload.Decision, status *uint32) er
 				return err
 			}
 			*status = uint32(v)
-		case kind == payload.DecisionBlock && fnum == 2:
+		case kind == agentwire.DecisionBlock && fnum == 2:
 			if wt != 2 {
 				return ErrWireType
 			}
@@ -416,8 +416,8 @@ func decodeDecision(m []byte, num int32, d *payload.Decision, status *uint32) er
 			if s, i, err = str(m, i); err != nil {
 				return err
 			}
-			d.Body = payload.Some(string(s))
-		case kind == payload.DecisionBlock && fnum == 3:
+			d.Body = agentwire.Some(string(s))
+		case kind == agentwire.DecisionBlock && fnum == 3:
 			if wt != 2 {
 				return ErrWireType
 			}
@@ -433,7 +433,7 @@ func decodeDecision(m []byte, num int32, d *payload.Decision, status *uint32) er
 				d.BlockHeaders = make(map[string]string)
 			}
 			d.BlockHeaders[name] = value
-		case kind == payload.DecisionRedirect && fnum == 1:
+		case kind == agentwire.DecisionRedirect && fnum == 1:
 			if wt != 2 {
 				return ErrWireType
 			}
@@ -442,7 +442,7 @@ func decodeDecision(m []byte, num int32, d *payload.Decision, status *uint32) er
 				return err
 			}
 			d.URL = string(s)
-		case kind == payload.DecisionChallenge && fnum == 1:
+		case kind == agentwire.DecisionChallenge && fnum == 1:
 			if wt != 2 {
 				return ErrWireType
 			}
@@ -451,7 +451,7 @@ func decodeDecision(m []byte, num int32, d *payload.Decision, status *uint32) er
 				return err
 			}
 			d.ChallengeType = string(s)
-		case kind == payload.DecisionChallenge && fnum == 2:
+		case kind == agentwire.DecisionChallenge && fnum == 2:
 			if wt != 2 {
 				return ErrWireType
 			}
@@ -507,7 +507,7 @@ func decodeHeader(m []byte) (name, value string, err error) {
 
 // decodeHeaderOp decodes a HeaderOp message; ok is false when no operation
 // is set (such an op is dropped).
-func decodeHeaderOp(m []byte) (op payload.HeaderOp, ok bool, err error) {
+func decodeHeaderOp(m []byte) (op agentwire.HeaderOp, ok bool, err error) {
 	i := 0
 	for i < len(m) {
 		start := i
@@ -525,12 +525,12 @@ func decodeHeaderOp(m []byte) (op payload.HeaderOp, ok bool, err error) {
 			if h, i, err = str(m, i); err != nil {
 				return op, false, err
 			}
-			kind := payload.HeaderSet
+			kind := agentwire.HeaderSet
 			if num == 2 {
-				kind = payload.HeaderAdd
+				kind = agentwire.HeaderAdd
 			}
 			if !ok || op.Kind != kind {
-				op = payload.HeaderOp{Kind: kind}
+				op = agentwire.HeaderOp{Kind: kind}
 			}
 			ok = true
 			if err = mergeHeader(h, &op.Name, &op.Value); err != nil {
@@ -544,7 +544,7 @@ func decodeHeaderOp(m []byte) (op payload.HeaderOp, ok bool, err error) {
 			if s, i, err = str(m, i); err != nil {
 				return op, false, err
 			}
-			op, ok = payload.HeaderOp{Kind: payload.HeaderRemove, Name: string(s)}, true
+			op, ok = agentwire.HeaderOp{Kind: agentwire.HeaderRemove, Name: string(s)}, true
 		default:
 			if i, err = skip(m, start, len(m)); err != nil {
 				return op, false, err
@@ -627,7 +627,7 @@ func mapEntry(m []byte, i int) (key, value string, next int, err error) {
 }
 
 // decodeAudit merges an AuditMetadata message into a.
-func decodeAudit(m []byte, a *payload.AuditMetadata) error {
+func decodeAudit(m []byte, a *agentwire.AuditMetadata) error {
 	i := 0
 	for i < len(m) {
 		start := i
@@ -660,7 +660,7 @@ func decodeAudit(m []byte, a *payload.AuditMetadata) error {
 			if i+4 > len(m) {
 				return ErrTruncated
 			}
-			a.Confidence = payload.Some(math.Float32frombits(binary.LittleEndian.Uint32(m[i:])))
+			a.Confidence = agentwire.Some(math.Float32frombits(binary.LittleEndian.Uint32(m[i:])))
 			i += 4
 		case 5:
 			if wt != 2 {
@@ -693,8 +693,8 @@ func decodeAudit(m []byte, a *payload.AuditMetadata) error {
 // Pong
 
 // DecodePong decodes a Pong body.
-func DecodePong(body []byte) (payload.Pong, error) {
-	var p payload.Pong
+func DecodePong(body []byte) (agentwire.Pong, error) {
+	var p agentwire.Pong
 	i := 0
 	for i < len(body) {
 		start := i

@@ -8,7 +8,7 @@ import (
 	"sort"
 	"testing"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/internal/pbconv"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 )
@@ -138,7 +138,7 @@ func mustJSON(t testing.TB, b []byte, v any) {
 // viaVT decodes b the reference way: vtproto UnmarshalVT, then pbconv.
 // kind is the envelope member (0 when absent); err is non-nil when either
 // step fails.
-func viaVT(b []byte) (kind int, resp payload.AgentResponse, pong payload.Pong, err error) {
+func viaVT(b []byte) (kind int, resp agentwire.AgentResponse, pong agentwire.Pong, err error) {
 	var m pb.AgentToProxy
 	if err = m.UnmarshalVT(b); err != nil {
 		return 0, resp, pong, err
@@ -157,7 +157,7 @@ func viaVT(b []byte) (kind int, resp payload.AgentResponse, pong payload.Pong, e
 
 // viaWire decodes b with this package. multi reports the fallback case
 // (several oneof members).
-func viaWire(b []byte) (kind int, resp payload.AgentResponse, pong payload.Pong, multi bool, err error) {
+func viaWire(b []byte) (kind int, resp agentwire.AgentResponse, pong agentwire.Pong, multi bool, err error) {
 	kind, body, err := ScanAgentToProxy(b)
 	if err != nil {
 		return 0, resp, pong, IsMultipleOneof(err), err
@@ -179,7 +179,7 @@ func viaWire(b []byte) (kind int, resp payload.AgentResponse, pong payload.Pong,
 }
 
 // normalize makes NaN confidences comparable.
-func normalize(r *payload.AgentResponse) {
+func normalize(r *agentwire.AgentResponse) {
 	if r.Audit.Confidence.Valid && math.IsNaN(float64(r.Audit.Confidence.Value)) {
 		r.Audit.Confidence.Value = 0
 	}
@@ -253,17 +253,17 @@ func TestDecodeAgentResponseCases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := payload.AgentResponse{
+	want := agentwire.AgentResponse{
 		CorrelationID: "c-1",
 		Version:       2,
-		Decision: payload.Decision{Kind: payload.DecisionBlock, Status: 451, Body: payload.Some("nope"),
+		Decision: agentwire.Decision{Kind: agentwire.DecisionBlock, Status: 451, Body: agentwire.Some("nope"),
 			BlockHeaders: map[string]string{"a": "2", "b": ""}},
-		RequestHeaders:  []payload.HeaderOp{{Kind: payload.HeaderRemove, Name: "cookie"}},
-		ResponseHeaders: []payload.HeaderOp{{Kind: payload.HeaderAdd, Name: "x", Value: "y"}},
-		Audit: payload.AuditMetadata{Tags: []string{"t"}, Confidence: payload.Some[float32](0.5),
+		RequestHeaders:  []agentwire.HeaderOp{{Kind: agentwire.HeaderRemove, Name: "cookie"}},
+		ResponseHeaders: []agentwire.HeaderOp{{Kind: agentwire.HeaderAdd, Name: "x", Value: "y"}},
+		Audit: agentwire.AuditMetadata{Tags: []string{"t"}, Confidence: agentwire.Some[float32](0.5),
 			Custom: map[string]json.RawMessage{"s": json.RawMessage(`"abc"`), "raw": json.RawMessage(`"abc"`), "n": json.RawMessage("12"), "e": json.RawMessage(`""`)}},
 		NeedsMore:        true,
-		ProcessingTimeMS: payload.Some[uint64](0),
+		ProcessingTimeMS: agentwire.Some[uint64](0),
 	}
 	if !reflect.DeepEqual(r, want) {
 		t.Fatalf("got  %#v\nwant %#v", r, want)
@@ -296,7 +296,7 @@ func TestDecodeAgentResponseCases(t *testing.T) {
 	replaced := []byte{0x12, 0x07, 0x1a, 0x03, 0x08, 0x93, 0x03, 0x12, 0x00}
 	diff(t, replaced)
 	_, r, _, _, _ = viaWire(replaced)
-	if r.Decision.Kind != payload.DecisionAllow {
+	if r.Decision.Kind != agentwire.DecisionAllow {
 		t.Fatalf("allow after block: %+v", r.Decision)
 	}
 }
@@ -305,7 +305,7 @@ func TestDecodePong(t *testing.T) {
 	b, _ := (&pb.AgentToProxy{Message: &pb.AgentToProxy_Pong{Pong: &pb.Pong{Sequence: 9, PingTimestampMs: 5, TimestampMs: 7}}}).MarshalVT()
 	diff(t, b)
 	_, _, p, _, err := viaWire(b)
-	if err != nil || p != (payload.Pong{Sequence: 9, PingTimestampMS: 5, TimestampMS: 7}) {
+	if err != nil || p != (agentwire.Pong{Sequence: 9, PingTimestampMS: 5, TimestampMS: 7}) {
 		t.Fatalf("%v %+v", err, p)
 	}
 }
@@ -356,7 +356,7 @@ func FuzzDecodeAgentToProxy(f *testing.F) {
 		checkDecodeAllocs(t, "pbwire", len(b), func() { _, _, _, _, _ = viaWire(b) })
 		var m pb.AgentToProxy
 		if m.UnmarshalVT(b) == nil && m.GetResponse() != nil {
-			r, resp := m.GetResponse(), payload.AgentResponse{}
+			r, resp := m.GetResponse(), agentwire.AgentResponse{}
 			checkDecodeAllocs(t, "pbconv", len(b), func() { _ = pbconv.AgentResponseFromPB(&resp, r) })
 		}
 		diff(t, b)

@@ -6,7 +6,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/internal/pbconv"
 	"github.com/agentwire/agentwire/internal/wiretext"
 )
@@ -41,7 +41,7 @@ func sizeStr(num protowire.Number, s string) int {
 	return sizeTag(num) + protowire.SizeBytes(wiretext.Len(s))
 }
 
-func sizeOptStr(num protowire.Number, o payload.Opt[string]) int {
+func sizeOptStr(num protowire.Number, o agentwire.Opt[string]) int {
 	if !o.Valid {
 		return 0
 	}
@@ -88,7 +88,7 @@ func appendStr(b []byte, num protowire.Number, s string) []byte {
 	return appendText(b, s)
 }
 
-func appendOptStr(b []byte, num protowire.Number, o payload.Opt[string]) []byte {
+func appendOptStr(b []byte, num protowire.Number, o agentwire.Opt[string]) []byte {
 	if !o.Valid {
 		return b
 	}
@@ -110,7 +110,7 @@ func sizeStrIn(num protowire.Number, s string, plain bool) int {
 	return sizeTag(num) + protowire.SizeBytes(len(s))
 }
 
-func sizeOptStrIn(num protowire.Number, o payload.Opt[string], plain bool) int {
+func sizeOptStrIn(num protowire.Number, o agentwire.Opt[string], plain bool) int {
 	if !plain {
 		return sizeOptStr(num, o)
 	}
@@ -132,7 +132,7 @@ func appendStrIn(b []byte, num protowire.Number, s string, plain bool) []byte {
 	return append(b, s...)
 }
 
-func appendOptStrIn(b []byte, num protowire.Number, o payload.Opt[string], plain bool) []byte {
+func appendOptStrIn(b []byte, num protowire.Number, o agentwire.Opt[string], plain bool) []byte {
 	if !plain {
 		return appendOptStr(b, num, o)
 	}
@@ -199,7 +199,7 @@ func headerBodyLen(name, value string, plain bool) int {
 	return sizeStrIn(1, name, plain) + sizeStrIn(2, value, plain)
 }
 
-func headersSize(num protowire.Number, h payload.Headers, plain bool) int {
+func headersSize(num protowire.Number, h agentwire.Headers, plain bool) int {
 	n := 0
 	for i := range h {
 		name := h[i].Name
@@ -210,7 +210,7 @@ func headersSize(num protowire.Number, h payload.Headers, plain bool) int {
 	return n
 }
 
-func appendHeaders(b []byte, num protowire.Number, h payload.Headers, plain bool) []byte {
+func appendHeaders(b []byte, num protowire.Number, h agentwire.Headers, plain bool) []byte {
 	for i := range h {
 		name := h[i].Name
 		for _, v := range h[i].Values {
@@ -223,7 +223,7 @@ func appendHeaders(b []byte, num protowire.Number, h payload.Headers, plain bool
 }
 
 // asciiHeaders reports whether every header name and value is ASCII.
-func asciiHeaders(h payload.Headers) bool {
+func asciiHeaders(h agentwire.Headers) bool {
 	var acc uint64
 	for i := range h {
 		acc |= wiretext.OrBytes(h[i].Name)
@@ -235,7 +235,7 @@ func asciiHeaders(h payload.Headers) bool {
 }
 
 // asciiMetadata reports whether every string of m is ASCII.
-func asciiMetadata(m *payload.RequestMetadata) bool {
+func asciiMetadata(m *agentwire.RequestMetadata) bool {
 	acc := wiretext.OrBytes(m.CorrelationID) | wiretext.OrBytes(m.RequestID) | wiretext.OrBytes(m.ClientIP) | wiretext.OrBytes(m.ServerName.Value) |
 		wiretext.OrBytes(m.Protocol) | wiretext.OrBytes(m.TLSVersion.Value) | wiretext.OrBytes(m.RouteID.Value) | wiretext.OrBytes(m.UpstreamID.Value) |
 		wiretext.OrBytes(m.Traceparent)
@@ -245,7 +245,7 @@ func asciiMetadata(m *payload.RequestMetadata) bool {
 // ---------------------------------------------------------------------------
 // RequestHeadersEvent
 
-func metadataBodyLen(m *payload.RequestMetadata, ts uint64, plain bool) int {
+func metadataBodyLen(m *agentwire.RequestMetadata, ts uint64, plain bool) int {
 	return sizeStrIn(1, m.CorrelationID, plain) +
 		sizeStrIn(2, m.RequestID, plain) +
 		sizeStrIn(3, m.ClientIP, plain) +
@@ -259,7 +259,7 @@ func metadataBodyLen(m *payload.RequestMetadata, ts uint64, plain bool) int {
 		sizeStrIn(11, m.Traceparent, plain)
 }
 
-func appendMetadata(b []byte, m *payload.RequestMetadata, ts uint64, plain bool) []byte {
+func appendMetadata(b []byte, m *agentwire.RequestMetadata, ts uint64, plain bool) []byte {
 	b = appendStrIn(b, 1, m.CorrelationID, plain)
 	b = appendStrIn(b, 2, m.RequestID, plain)
 	b = appendStrIn(b, 3, m.ClientIP, plain)
@@ -275,13 +275,13 @@ func appendMetadata(b []byte, m *payload.RequestMetadata, ts uint64, plain bool)
 
 // SizeRequestHeaders returns the encoded length of the ProxyToAgent message
 // AppendRequestHeaders writes for the same arguments.
-func SizeRequestHeaders(ev *payload.RequestHeadersEvent, nowMS uint64) int {
+func SizeRequestHeaders(ev *agentwire.RequestHeadersEvent, nowMS uint64) int {
 	return MeasureRequestHeaders(ev, nowMS).Len
 }
 
 // AppendRequestHeaders appends ProxyToAgent{request_headers} for ev. A zero
 // metadata timestamp is sent as nowMS.
-func AppendRequestHeaders(b []byte, ev *payload.RequestHeadersEvent, nowMS uint64) []byte {
+func AppendRequestHeaders(b []byte, ev *agentwire.RequestHeadersEvent, nowMS uint64) []byte {
 	return AppendMeasuredRequestHeaders(b, ev, MeasureRequestHeaders(ev, nowMS))
 }
 
@@ -299,7 +299,7 @@ type RequestHeadersSize struct {
 // MeasureRequestHeaders measures ev like SizeRequestHeaders and keeps what
 // AppendMeasuredRequestHeaders needs, so that encoding into an exactly
 // sized buffer walks the headers for their lengths once instead of twice.
-func MeasureRequestHeaders(ev *payload.RequestHeadersEvent, nowMS uint64) RequestHeadersSize {
+func MeasureRequestHeaders(ev *agentwire.RequestHeadersEvent, nowMS uint64) RequestHeadersSize {
 	ts := pbconv.TimestampMS(ev.Metadata.Timestamp, nowMS)
 	plain := (wiretext.OrBytes(ev.Method)|wiretext.OrBytes(ev.URI))&wiretext.HighBits == 0 &&
 		asciiMetadata(&ev.Metadata) && asciiHeaders(ev.Headers)
@@ -315,7 +315,7 @@ func MeasureRequestHeaders(ev *payload.RequestHeadersEvent, nowMS uint64) Reques
 // AppendMeasuredRequestHeaders is AppendRequestHeaders with the lengths of
 // MeasureRequestHeaders for the same, unchanged event; it appends exactly
 // sz.Len bytes.
-func AppendMeasuredRequestHeaders(b []byte, ev *payload.RequestHeadersEvent, sz RequestHeadersSize) []byte {
+func AppendMeasuredRequestHeaders(b []byte, ev *agentwire.RequestHeadersEvent, sz RequestHeadersSize) []byte {
 	b = appendMsgHeader(b, P2ARequestHeaders, sz.body)
 	b = appendMsgHeader(b, 1, sz.md)
 	b = appendMetadata(b, &ev.Metadata, sz.ts, sz.plain)
@@ -328,7 +328,7 @@ func AppendMeasuredRequestHeaders(b []byte, ev *payload.RequestHeadersEvent, sz 
 // ---------------------------------------------------------------------------
 // BodyChunkEvent
 
-func bodyChunkBodyLen(ev *payload.BodyChunk, nowMS uint64) int {
+func bodyChunkBodyLen(ev *agentwire.BodyChunk, nowMS uint64) int {
 	n := sizeStr(1, ev.CorrelationID) +
 		sizeU64(2, uint64(ev.ChunkIndex)) +
 		sizeBytes(3, ev.Data) +
@@ -343,14 +343,14 @@ func bodyChunkBodyLen(ev *payload.BodyChunk, nowMS uint64) int {
 
 // SizeBodyChunk returns the encoded length of the ProxyToAgent message
 // AppendBodyChunk writes for the same arguments.
-func SizeBodyChunk(ev *payload.BodyChunk, nowMS uint64) int {
+func SizeBodyChunk(ev *agentwire.BodyChunk, nowMS uint64) int {
 	return sizeMsg(P2ARequestBodyChunk, bodyChunkBodyLen(ev, nowMS))
 }
 
 // AppendBodyChunk appends ProxyToAgent{request_body_chunk} (response false)
 // or ProxyToAgent{response_body_chunk} (response true) for ev, with
 // timestamp_ms nowMS and proxy_buffer_available 0.
-func AppendBodyChunk(b []byte, ev *payload.BodyChunk, response bool, nowMS uint64) []byte {
+func AppendBodyChunk(b []byte, ev *agentwire.BodyChunk, response bool, nowMS uint64) []byte {
 	num := protowire.Number(P2ARequestBodyChunk)
 	if response {
 		num = P2AResponseBodyChunk
@@ -371,18 +371,18 @@ func AppendBodyChunk(b []byte, ev *payload.BodyChunk, response bool, nowMS uint6
 // ---------------------------------------------------------------------------
 // ResponseHeadersEvent
 
-func responseHeadersBodyLen(ev *payload.ResponseHeadersEvent) int {
+func responseHeadersBodyLen(ev *agentwire.ResponseHeadersEvent) int {
 	return sizeStr(1, ev.CorrelationID) + sizeU64(2, uint64(ev.Status)) + headersSize(3, ev.Headers, false)
 }
 
 // SizeResponseHeaders returns the encoded length of the ProxyToAgent message
 // AppendResponseHeaders writes.
-func SizeResponseHeaders(ev *payload.ResponseHeadersEvent) int {
+func SizeResponseHeaders(ev *agentwire.ResponseHeadersEvent) int {
 	return sizeMsg(P2AResponseHeaders, responseHeadersBodyLen(ev))
 }
 
 // AppendResponseHeaders appends ProxyToAgent{response_headers} for ev.
-func AppendResponseHeaders(b []byte, ev *payload.ResponseHeadersEvent) []byte {
+func AppendResponseHeaders(b []byte, ev *agentwire.ResponseHeadersEvent) []byte {
 	b = appendMsgHeader(b, P2AResponseHeaders, responseHeadersBodyLen(ev))
 	b = appendStr(b, 1, ev.CorrelationID)
 	b = appendU64(b, 2, uint64(ev.Status))
@@ -392,7 +392,7 @@ func AppendResponseHeaders(b []byte, ev *payload.ResponseHeadersEvent) []byte {
 // ---------------------------------------------------------------------------
 // RequestCompleteEvent
 
-func requestCompleteBodyLen(ev *payload.RequestCompleteEvent) int {
+func requestCompleteBodyLen(ev *agentwire.RequestCompleteEvent) int {
 	return sizeStr(1, ev.CorrelationID) +
 		sizeU64(2, uint64(ev.Status)) +
 		sizeU64(3, ev.DurationMS) +
@@ -403,12 +403,12 @@ func requestCompleteBodyLen(ev *payload.RequestCompleteEvent) int {
 
 // SizeRequestComplete returns the encoded length of the ProxyToAgent message
 // AppendRequestComplete writes.
-func SizeRequestComplete(ev *payload.RequestCompleteEvent) int {
+func SizeRequestComplete(ev *agentwire.RequestCompleteEvent) int {
 	return sizeMsg(P2ARequestComplete, requestCompleteBodyLen(ev))
 }
 
 // AppendRequestComplete appends ProxyToAgent{request_complete} for ev.
-func AppendRequestComplete(b []byte, ev *payload.RequestCompleteEvent) []byte {
+func AppendRequestComplete(b []byte, ev *agentwire.RequestCompleteEvent) []byte {
 	b = appendMsgHeader(b, P2ARequestComplete, requestCompleteBodyLen(ev))
 	b = appendStr(b, 1, ev.CorrelationID)
 	b = appendU64(b, 2, uint64(ev.Status))
@@ -421,7 +421,7 @@ func AppendRequestComplete(b []byte, ev *payload.RequestCompleteEvent) []byte {
 // ---------------------------------------------------------------------------
 // WebSocketFrameEvent
 
-func webSocketBodyLen(ev *payload.WebSocketFrameEvent) int {
+func webSocketBodyLen(ev *agentwire.WebSocketFrameEvent) int {
 	return sizeStr(1, ev.CorrelationID) +
 		sizeBool(2, ev.ClientToServer) +
 		sizeI32(3, pbconv.FrameTypeFromOpcode(ev.Opcode)) +
@@ -430,12 +430,12 @@ func webSocketBodyLen(ev *payload.WebSocketFrameEvent) int {
 
 // SizeWebSocketFrame returns the encoded length of the ProxyToAgent message
 // AppendWebSocketFrame writes.
-func SizeWebSocketFrame(ev *payload.WebSocketFrameEvent) int {
+func SizeWebSocketFrame(ev *agentwire.WebSocketFrameEvent) int {
 	return sizeMsg(P2AWebSocketFrame, webSocketBodyLen(ev))
 }
 
 // AppendWebSocketFrame appends ProxyToAgent{websocket_frame} for ev.
-func AppendWebSocketFrame(b []byte, ev *payload.WebSocketFrameEvent) []byte {
+func AppendWebSocketFrame(b []byte, ev *agentwire.WebSocketFrameEvent) []byte {
 	b = appendMsgHeader(b, P2AWebSocketFrame, webSocketBodyLen(ev))
 	b = appendStr(b, 1, ev.CorrelationID)
 	b = appendBool(b, 2, ev.ClientToServer)
@@ -449,11 +449,11 @@ func AppendWebSocketFrame(b []byte, ev *payload.WebSocketFrameEvent) []byte {
 // GuardrailContext returns the context_json text for ev, appended to dst
 // (see pbconv.GuardrailContextJSON). Pass the result to SizeGuardrail and
 // AppendGuardrail.
-func GuardrailContext(dst []byte, ev *payload.GuardrailInspectEvent) []byte {
+func GuardrailContext(dst []byte, ev *agentwire.GuardrailInspectEvent) []byte {
 	return pbconv.AppendGuardrailContextJSON(dst, ev)
 }
 
-func guardrailBodyLen(ev *payload.GuardrailInspectEvent, ctxJSON []byte) int {
+func guardrailBodyLen(ev *agentwire.GuardrailInspectEvent, ctxJSON []byte) int {
 	return sizeStr(1, ev.CorrelationID) +
 		sizeStr(2, ev.Content) +
 		sizeI32(3, pbconv.GuardrailContentType(ev.InspectionType)) +
@@ -463,13 +463,13 @@ func guardrailBodyLen(ev *payload.GuardrailInspectEvent, ctxJSON []byte) int {
 
 // SizeGuardrail returns the encoded length of the ProxyToAgent message
 // AppendGuardrail writes.
-func SizeGuardrail(ev *payload.GuardrailInspectEvent, ctxJSON []byte) int {
+func SizeGuardrail(ev *agentwire.GuardrailInspectEvent, ctxJSON []byte) int {
 	return sizeMsg(P2AGuardrail, guardrailBodyLen(ev, ctxJSON))
 }
 
 // AppendGuardrail appends ProxyToAgent{guardrail} for ev with the given
 // context_json text (from GuardrailContext).
-func AppendGuardrail(b []byte, ev *payload.GuardrailInspectEvent, ctxJSON []byte) []byte {
+func AppendGuardrail(b []byte, ev *agentwire.GuardrailInspectEvent, ctxJSON []byte) []byte {
 	b = appendMsgHeader(b, P2AGuardrail, guardrailBodyLen(ev, ctxJSON))
 	b = appendStr(b, 1, ev.CorrelationID)
 	b = appendStr(b, 2, ev.Content)
@@ -481,18 +481,18 @@ func AppendGuardrail(b []byte, ev *payload.GuardrailInspectEvent, ctxJSON []byte
 // ---------------------------------------------------------------------------
 // CancelRequest, Ping, ConfigureEvent, HandshakeRequest
 
-func cancelBodyLen(cid string, reason payload.CancelReason, nowMS uint64) int {
+func cancelBodyLen(cid string, reason agentwire.CancelReason, nowMS uint64) int {
 	return sizeStr(1, cid) + sizeI32(2, int32(reason)) + sizeU64(3, nowMS)
 }
 
 // SizeCancel returns the encoded length of the ProxyToAgent message
 // AppendCancel writes.
-func SizeCancel(cid string, reason payload.CancelReason, nowMS uint64) int {
+func SizeCancel(cid string, reason agentwire.CancelReason, nowMS uint64) int {
 	return sizeMsg(P2ACancel, cancelBodyLen(cid, reason, nowMS))
 }
 
 // AppendCancel appends ProxyToAgent{cancel} (gRPC reason numbering 1…6).
-func AppendCancel(b []byte, cid string, reason payload.CancelReason, nowMS uint64) []byte {
+func AppendCancel(b []byte, cid string, reason agentwire.CancelReason, nowMS uint64) []byte {
 	b = appendMsgHeader(b, P2ACancel, cancelBodyLen(cid, reason, nowMS))
 	b = appendStr(b, 1, cid)
 	b = appendI32(b, 2, int32(reason))
@@ -511,7 +511,7 @@ func AppendPing(b []byte, seq, nowMS uint64) []byte {
 	return appendU64(b, 2, nowMS)
 }
 
-func configureBodyLen(cfg json.RawMessage, version payload.Opt[string], isInitial bool, nowMS uint64) int {
+func configureBodyLen(cfg json.RawMessage, version agentwire.Opt[string], isInitial bool, nowMS uint64) int {
 	cj := wiretext.Len(stringView(cfg))
 	if cj == 0 {
 		cj = len("null")
@@ -521,13 +521,13 @@ func configureBodyLen(cfg json.RawMessage, version payload.Opt[string], isInitia
 
 // SizeConfigure returns the encoded length of the ProxyToAgent message
 // AppendConfigure writes.
-func SizeConfigure(ev *payload.ConfigureEvent, isInitial bool, nowMS uint64) int {
+func SizeConfigure(ev *agentwire.ConfigureEvent, isInitial bool, nowMS uint64) int {
 	return sizeMsg(P2AConfigure, configureBodyLen(ev.Config, ev.ConfigVersion, isInitial, nowMS))
 }
 
 // AppendConfigure appends ProxyToAgent{configure}: config_json is the
 // event's JSON text ("null" when empty).
-func AppendConfigure(b []byte, ev *payload.ConfigureEvent, isInitial bool, nowMS uint64) []byte {
+func AppendConfigure(b []byte, ev *agentwire.ConfigureEvent, isInitial bool, nowMS uint64) []byte {
 	b = appendMsgHeader(b, P2AConfigure, configureBodyLen(ev.Config, ev.ConfigVersion, isInitial, nowMS))
 	if len(ev.Config) == 0 {
 		b = appendStr(b, 1, "null")
@@ -539,7 +539,7 @@ func AppendConfigure(b []byte, ev *payload.ConfigureEvent, isInitial bool, nowMS
 	return appendU64(b, 4, nowMS)
 }
 
-func handshakeBodyLen(h *payload.HandshakeRequest) int {
+func handshakeBodyLen(h *agentwire.HandshakeRequest) int {
 	n := 0
 	if len(h.SupportedVersions) > 0 {
 		packed := 0
@@ -557,13 +557,13 @@ func handshakeBodyLen(h *payload.HandshakeRequest) int {
 
 // SizeHandshake returns the encoded length of the ProxyToAgent message
 // AppendHandshake writes.
-func SizeHandshake(h *payload.HandshakeRequest) int {
+func SizeHandshake(h *agentwire.HandshakeRequest) int {
 	return sizeMsg(P2AHandshake, handshakeBodyLen(h))
 }
 
 // AppendHandshake appends ProxyToAgent{handshake}: supported_versions
 // packed, config_json the Config text ("{}" when empty).
-func AppendHandshake(b []byte, h *payload.HandshakeRequest) []byte {
+func AppendHandshake(b []byte, h *agentwire.HandshakeRequest) []byte {
 	b = appendMsgHeader(b, P2AHandshake, handshakeBodyLen(h))
 	if len(h.SupportedVersions) > 0 {
 		packed := 0

@@ -19,7 +19,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/agentwire/agentwire/codec/payload"
+	"github.com/agentwire/agentwire"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 )
 
@@ -36,13 +36,13 @@ func TestEncodersWriteValidUTF8(t *testing.T) {
 	const bad = "caf\xe9\xff" // Latin-1 bytes, legal as HTTP obs-text
 	const now = 1_700_000_000_000
 
-	rh := &payload.RequestHeadersEvent{
-		Metadata: payload.RequestMetadata{
+	rh := &agentwire.RequestHeadersEvent{
+		Metadata: agentwire.RequestMetadata{
 			CorrelationID: "c1", RequestID: bad, ClientIP: "10.0.0.1", Protocol: "HTTP/1.1",
-			RouteID: payload.Some(bad), ServerName: payload.Some(bad), Traceparent: bad,
+			RouteID: agentwire.Some(bad), ServerName: agentwire.Some(bad), Traceparent: bad,
 		},
 		Method: "GET", URI: "/p?q=" + bad,
-		Headers: payload.Headers{{Name: "x-latin1", Values: []string{bad, "ok"}}},
+		Headers: agentwire.Headers{{Name: "x-latin1", Values: []string{bad, "ok"}}},
 	}
 	m := strictDecode(t, "request_headers", AppendRequestHeaders(nil, rh, now))
 	got := m.GetRequestHeaders()
@@ -56,16 +56,16 @@ func TestEncodersWriteValidUTF8(t *testing.T) {
 		t.Fatalf("SizeRequestHeaders %d != encoded length %d", n, e)
 	}
 
-	resp := &payload.ResponseHeadersEvent{CorrelationID: "c1", Status: 200,
-		Headers: payload.Headers{{Name: "set-cookie", Values: []string{bad}}}}
+	resp := &agentwire.ResponseHeadersEvent{CorrelationID: "c1", Status: 200,
+		Headers: agentwire.Headers{{Name: "set-cookie", Values: []string{bad}}}}
 	b := AppendResponseHeaders(nil, resp)
 	strictDecode(t, "response_headers", b)
 	if n := SizeResponseHeaders(resp); n != len(b) {
 		t.Fatalf("SizeResponseHeaders %d != %d", n, len(b))
 	}
 
-	g := &payload.GuardrailInspectEvent{CorrelationID: "c1", InspectionType: payload.InspectionPIIDetection,
-		Content: "prompt " + bad, Model: payload.Some(bad)}
+	g := &agentwire.GuardrailInspectEvent{CorrelationID: "c1", InspectionType: agentwire.InspectionPIIDetection,
+		Content: "prompt " + bad, Model: agentwire.Some(bad)}
 	ctx := GuardrailContext(nil, g)
 	b = AppendGuardrail(nil, g, ctx)
 	strictDecode(t, "guardrail", b)
@@ -73,14 +73,14 @@ func TestEncodersWriteValidUTF8(t *testing.T) {
 		t.Fatalf("SizeGuardrail %d != %d", n, len(b))
 	}
 
-	rc := &payload.RequestCompleteEvent{CorrelationID: "c1", Status: 502, Error: payload.Some("upstream said " + bad)}
+	rc := &agentwire.RequestCompleteEvent{CorrelationID: "c1", Status: 502, Error: agentwire.Some("upstream said " + bad)}
 	b = AppendRequestComplete(nil, rc)
 	strictDecode(t, "request_complete", b)
 	if n := SizeRequestComplete(rc); n != len(b) {
 		t.Fatalf("SizeRequestComplete %d != %d", n, len(b))
 	}
 
-	hs := &payload.HandshakeRequest{SupportedVersions: []uint32{2}, ProxyID: bad, ProxyVersion: "1"}
+	hs := &agentwire.HandshakeRequest{SupportedVersions: []uint32{2}, ProxyID: bad, ProxyVersion: "1"}
 	b = AppendHandshake(nil, hs)
 	strictDecode(t, "handshake", b)
 	if n := SizeHandshake(hs); n != len(b) {

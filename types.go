@@ -1,24 +1,4 @@
-// Package payload holds the protocol's data model — events, decisions and
-// control messages — with their JSON and MessagePack encodings as the Rust
-// peers (serde_json, rmp_serde) write and read them on the Unix-socket and
-// reverse-connection transports. The engine and agent packages also use these
-// types as their public API for the gRPC transport, converting to and from
-// the generated protobuf messages.
-//
-// # Wire rules
-//
-//   - Field names, enum spellings and shapes follow the Rust serde types.
-//   - Empty lists and maps are written as [] and {}, never null.
-//   - Body bytes travel as standard padded base64 in JSON, and are decoded
-//     strictly (the same inputs Rust's base64 0.22 STANDARD accepts).
-//   - MessagePack is emitted as maps with field names; decoders accept both
-//     maps and positional arrays.
-//
-// # Concurrency
-//
-// Values are plain data: safe to share read-only, not safe for concurrent
-// mutation. Decoders that reuse a destination value overwrite it completely.
-package payload
+package agentwire
 
 import (
 	"encoding/json"
@@ -38,7 +18,8 @@ func Some[T any](v T) Opt[T] { return Opt[T]{Value: v, Valid: true} }
 func (o Opt[T]) Get() (T, bool) { return o.Value, o.Valid }
 
 // Header is one header name with all its values in arrival order.
-// Names in events are lower-case.
+// Names in events are lower-case: the Rust proxy sends them so, Headers.Add
+// lowers them, and the codecs keep a name's bytes as they are.
 type Header struct {
 	Name   string
 	Values []string
@@ -50,35 +31,96 @@ type Header struct {
 // replaces the earlier entry (serde map semantics: last wins).
 type Headers []Header
 
-// Get returns the first value of name (exact, case-sensitive match), or "".
+// Get returns the first value of name, or "". Names match without regard to
+// ASCII case, so Get("Content-Type") finds "content-type" (the Rust proxy
+// sends lower-case names, and so does every Go encoder of this module).
 func (h Headers) Get(name string) string {
-	for i := range h {
-		if h[i].Name == name && len(h[i].Values) > 0 {
-			return h[i].Values[0]
-		}
+	if i := h.index(name); i >= 0 && len(h[i].Values) > 0 {
+		return h[i].Values[0]
 	}
 	return ""
 }
 
-// Values returns all values of name, or nil.
+// Values returns all values of name (matched without regard to ASCII case),
+// or nil.
 func (h Headers) Values(name string) []string {
-	for i := range h {
-		if h[i].Name == name {
-			return h[i].Values
-		}
+	if i := h.index(name); i >= 0 {
+		return h[i].Values
 	}
 	return nil
 }
 
-// Add appends value to name's values, adding the name if needed.
+// Add appends value to name's values, adding the name if needed. The name is
+// stored in lower case, as HTTP/2 and the Rust proxy write header names, and
+// matched without regard to ASCII case.
 func (h *Headers) Add(name, value string) {
-	for i := range *h {
-		if (*h)[i].Name == name {
-			(*h)[i].Values = append((*h)[i].Values, value)
-			return
+	if i := h.index(name); i >= 0 {
+		(*h)[i].Values = append((*h)[i].Values, value)
+		return
+	}
+	*h = append(*h, Header{Name: lowerASCII(name), Values: []string{value}})
+}
+
+// Del removes name (matched without regard to ASCII case) and its values.
+func (h *Headers) Del(name string) {
+	if i := h.index(name); i >= 0 {
+		*h = append((*h)[:i], (*h)[i+1:]...)
+	}
+}
+
+// index finds name: an exact match first (the common, lower-case case), then
+// one without regard to ASCII case.
+func (h Headers) index(name string) int {
+	for i := range h {
+		if h[i].Name == name {
+			return i
 		}
 	}
-	*h = append(*h, Header{Name: name, Values: []string{value}})
+	for i := range h {
+		if equalFoldASCII(h[i].Name, name) {
+			return i
+		}
+	}
+	return -1
+}
+
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x == y {
+			continue
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// lowerASCII returns s with ASCII upper-case letters lowered; s itself when
+// it has none (no allocation).
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
 }
 
 // Len returns the number of distinct names.
@@ -302,6 +344,15 @@ type BodyMutation struct {
 	Data       []byte // MutationReplace only
 	ChunkIndex uint32
 }
+
+// MutationInvalid marks a BodyMutation whose JSON data was a non-empty
+// string that is not strict standard base64. Rust's serde accepts such a
+// reply (data is just a string to it); the Rust proxy's response path then
+// ignores the mutation and keeps the original body. The JSON decoder keeps
+// the reply, sets this action and stores the text's bytes in Data, so a
+// proxy can count the protocol error and must not apply the mutation. The
+// JSON encoder writes Data back verbatim as the string.
+const MutationInvalid MutationAction = 3
 
 // WebSocketDecisionKind is the variant of a WebSocketDecision.
 type WebSocketDecisionKind uint8

@@ -1,4 +1,4 @@
-package payload
+package agentwire
 
 // LogLevel is the severity of a log line an agent forwards to the proxy
 // (proto LogLevel; integer form on the wire).

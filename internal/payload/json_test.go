@@ -463,10 +463,10 @@ func TestJSONAgentResponseShapes(t *testing.T) {
 
 func TestJSONControlShapes(t *testing.T) {
 	var p Pong
-	if err := DecodePongJSON([]byte(`{"sequence":3,"timestamp_ms":10}`), &p); err != nil || p != (Pong{3, 10, 0}) {
+	if err := DecodePongJSON([]byte(`{"sequence":3,"timestamp_ms":10}`), &p); err != nil || p != (Pong{Sequence: 3, PingTimestampMS: 10}) {
 		t.Fatalf("echo pong: %+v %v", p, err)
 	}
-	if err := DecodePongJSON(AppendPongJSON(nil, &Pong{3, 10, 12}), &p); err != nil || p != (Pong{3, 10, 12}) {
+	if err := DecodePongJSON(AppendPongJSON(nil, &Pong{Sequence: 3, PingTimestampMS: 10, TimestampMS: 12}), &p); err != nil || p != (Pong{Sequence: 3, PingTimestampMS: 10, TimestampMS: 12}) {
 		t.Fatalf("pong: %+v %v", p, err)
 	}
 	out := AppendCancelJSON(nil, &Cancel{CorrelationID: "c", Reason: CancelManual, TimestampMS: 5})

@@ -5,15 +5,6 @@ import (
 	"strconv"
 )
 
-// MutationInvalid marks a BodyMutation whose JSON data was a non-empty
-// string that is not strict standard base64. Rust's serde accepts such a
-// reply (data is just a string to it); the Rust proxy's response path then
-// ignores the mutation and keeps the original body. The JSON decoder keeps
-// the reply, sets this action and stores the text's bytes in Data, so a
-// proxy can count the protocol error and must not apply the mutation. The
-// JSON encoder writes Data back verbatim as the string.
-const MutationInvalid MutationAction = 3
-
 // AppendAgentResponseJSON appends the 0x20 payload of r the way the Rust SDK
 // agent writes it: all ten fields in declaration order, Version 2 when
 // r.Version is 0, empty lists and maps as [] and {} (never null), None as
