@@ -28,6 +28,8 @@ type Conn struct {
 	log   *slog.Logger
 	d     dialer
 	stats counters
+	// policy counts the synthetic verdicts of Decide (verdict.go).
+	policy policyCounters
 
 	state atomic.Int32 // stateOpen, stateDraining, stateClosed
 	sess  atomic.Pointer[session]
@@ -112,6 +114,7 @@ func Dial(ctx context.Context, endpoint string, opts ...Option) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	o.endpoint = endpoint
 	var d dialer
 	if ep.udsPath != "" {
 		d, err = newUDSDialer(ep, &o)

@@ -94,6 +94,9 @@ type options struct {
 	dialOptions      []grpc.DialOption
 	grpcWindow       int
 	uds              udsOptions // binary Unix-socket transport (uds_options.go)
+	failurePolicy    FailurePolicy
+	agentName        string
+	endpoint         string // as given to Dial; names the agent in verdicts
 
 	onMetrics      func(*agentwire.MetricsReport)
 	onLog          func(*agentwire.LogMessage)
@@ -123,6 +126,8 @@ func defaultOptions() options {
 
 func (o *options) validate() error {
 	switch {
+	case o.failurePolicy.Mode > FailOpen:
+		return errors.New("agentwire: WithFailurePolicy: unknown failure mode")
 	case o.insecure && o.tls != nil:
 		return errors.New("agentwire: WithInsecure and WithTLS are mutually exclusive")
 	case o.connectTimeout <= 0:

@@ -39,6 +39,9 @@ type Stats struct {
 	ConfigUnanswered  uint64 // answers that could not be sent (no control stream)
 	CallbacksDropped  uint64 // reports dropped on a full callback queue
 	CallbackPanics    uint64 // user callbacks that panicked (recovered)
+
+	// Verdicts counts the synthetic verdicts Conn.Decide made.
+	Verdicts VerdictStats
 }
 
 type counters struct {
@@ -101,6 +104,7 @@ func (c *Conn) Stats() Stats {
 		ConfigUnanswered:  s.configUnanswered.Load(),
 		CallbacksDropped:  s.callbacksDropped.Load(),
 		CallbackPanics:    s.callbackPanics.Load(),
+		Verdicts:          c.policy.snapshot(),
 	}
 }
 
