@@ -16,7 +16,7 @@ import (
 	"github.com/agentwire/agentwire/engine"
 )
 
-const benchSynopsis = `agentwire bench --agent ENDPOINT [--concurrency 64] [--duration 10s] [--conns 1] [--body-size 0] [--encoding json|msgpack] [--json]
+const benchSynopsis = `agentwire bench --agent ENDPOINT [--concurrency 64] [--duration 10s] [--conns 1] [--body-size 0] [--encoding json|msgpack] [--floor] [--json]
 
 Closed-loop load: --concurrency callers each keep one request-headers round
 trip in flight (plus request body chunks of --body-size bytes when > 0),
@@ -27,7 +27,10 @@ requests_per_sec, p50_us, p90_us, p99_us, p999_us, max_us,
 allocs_per_request, bytes_per_request, cpu_us_per_request, cpu_cores,
 errors, requests, concurrency and the run's settings (transport, encoding,
 conns, body_size, duration_s); with --agent-pid also
-agent_cpu_us_per_request and agent_cpu_cores.`
+agent_cpu_us_per_request and agent_cpu_cores. --floor measures the machine's
+floor right after the run with the same settings (see agentwire floor) and
+adds floor (its report), floor_fraction (requests/s over the floor's) and
+floor_p50_ratio.`
 
 // benchFlags are the flags of the bench command.
 type benchFlags struct {
@@ -44,6 +47,7 @@ type benchFlags struct {
 	memProfile   string
 	mutexProfile string
 	tls          tlsFlags
+	floor        bool
 }
 
 // benchReport is the --json output: the run's settings and bench.Result.
@@ -54,6 +58,12 @@ type benchReport struct {
 	BodySize  int     `json:"body_size"`
 	DurationS float64 `json:"duration_s"`
 	bench.Result
+	// Floor is the floor measured beside the run (--floor), and
+	// FloorFraction the run's requests/s as a fraction of the floor's.
+	Floor         *floorReport `json:"floor,omitempty"`
+	FloorFraction float64      `json:"floor_fraction,omitempty"`
+	// FloorP50Ratio is the run's p50 latency over the floor's.
+	FloorP50Ratio float64 `json:"floor_p50_ratio,omitempty"`
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -71,6 +81,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured run to this file")
 	fs.StringVar(&f.memProfile, "memprofile", "", "write an allocation profile to this file after the run")
 	fs.StringVar(&f.mutexProfile, "mutexprofile", "", "write a mutex contention profile to this file after the run")
+	fs.BoolVar(&f.floor, "floor", false, "also measure the machine's floor (agentwire floor) with the same settings and report the fraction of it reached")
 	f.tls.register(fs, false)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -139,6 +150,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rep := benchReport{
 		Transport: ep.transport(), Encoding: enc, Conns: f.conns, BodySize: f.bodySize,
 		DurationS: res.Duration.Seconds(), Result: res,
+	}
+	if f.floor {
+		if err := addFloor(ctx, &rep, f, stderr); err != nil {
+			return fmt.Errorf("floor: %w", err)
+		}
 	}
 	if f.memProfile != "" {
 		if err := writeProfile("allocs", f.memProfile); err != nil {
@@ -259,6 +275,11 @@ func printBenchReport(w io.Writer, target string, rep *benchReport) {
 	if rep.AgentCPUCores > 0 {
 		fmt.Fprintf(&b, "agent CPU/req    %.1f µs (%.2f cores)\n", rep.AgentCPUusPerRequest, rep.AgentCPUCores)
 	}
+	if fl := rep.Floor; fl != nil {
+		fmt.Fprintf(&b, "floor            %.0f requests/s, p50 %s, CPU/req %.1f µs, echo CPU/req %.1f µs (%s, request %d B, reply %d B)\n",
+			fl.RequestsPerSec, fmtUs(fl.P50us), fl.CPUusPerRequest, fl.AgentCPUusPerRequest, fl.Transport, fl.RequestBytes, fl.ReplyBytes)
+		fmt.Fprintf(&b, "of the floor     %.0f%% of its requests/s, p50 %.2f× its p50\n", 100*rep.FloorFraction, rep.FloorP50Ratio)
+	}
 	io.WriteString(w, b.String())
 }
 
@@ -283,4 +304,29 @@ func fmtUs(us float64) string {
 		return fmt.Sprintf("%.1f ms", us/1000)
 	}
 	return fmt.Sprintf("%.0f µs", us)
+}
+
+// addFloor measures the floor with the run's settings (transport, encoding,
+// concurrency, connections, duration) right after the run, and puts it
+// beside the run's result.
+func addFloor(ctx context.Context, rep *benchReport, f benchFlags, stderr io.Writer) error {
+	ff := floorFlags{transport: "grpc", encoding: "msgpack", concurrency: f.concurrency, conns: f.conns, duration: f.duration, warmup: f.warmup}
+	if rep.Transport == "uds" {
+		ff.transport = "uds"
+		if rep.Encoding != "" {
+			ff.encoding = rep.Encoding
+		}
+	}
+	fl, err := measureFloor(ctx, ff, stderr)
+	if err != nil {
+		return err
+	}
+	rep.Floor = &fl
+	if fl.RequestsPerSec > 0 {
+		rep.FloorFraction = rep.RequestsPerSec / fl.RequestsPerSec
+	}
+	if fl.P50us > 0 {
+		rep.FloorP50Ratio = rep.P50us / fl.P50us
+	}
+	return nil
 }

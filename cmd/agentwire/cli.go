@@ -33,7 +33,8 @@ Usage:
   agentwire serve --dial ENDPOINT --agent-id ID [--token T] --agent echo|deny
   agentwire probe --agent ENDPOINT [--method GET] [--uri /] [-H 'Name: value']... [--json]
   agentwire probe --accept ENDPOINT [--token T] [...]
-  agentwire bench --agent ENDPOINT [--concurrency 64] [--duration 10s] [--conns 1] [--json]
+  agentwire bench --agent ENDPOINT [--concurrency 64] [--duration 10s] [--conns 1] [--floor] [--json]
+  agentwire floor --transport uds|grpc [--size BYTES] [--concurrency 64] [--duration 10s] [--json]
   agentwire demo
 
 Endpoints:
@@ -75,6 +76,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runBench(ctx, rest, stdout, stderr)
 	case "demo":
 		err = runDemo(ctx, rest, stdout, stderr)
+	case "floor":
+		err = runFloor(ctx, rest, stdout, stderr)
+	case "floor-echo": // the echo process floor starts; not for direct use
+		err = runFloorEcho(ctx, rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usageText)
 		return exitOK
