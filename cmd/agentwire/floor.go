@@ -121,7 +121,7 @@ func measureFloor(ctx context.Context, f floorFlags, stderr io.Writer) (floorRep
 		enc = f.encoding
 	}
 	return floorReport{
-		benchReport: benchReport{Transport: f.transport, Encoding: enc, Conns: f.conns, DurationS: res.Duration.Seconds(), Result: res},
+		benchReport:  benchReport{Transport: f.transport, Encoding: enc, Conns: f.conns, DurationS: res.Duration.Seconds(), Result: res},
 		RequestBytes: len(req), ReplyBytes: len(reply),
 	}, nil
 }
