@@ -26,9 +26,17 @@
 // id; the method edits the reply. Every accepted event is answered exactly
 // once, including guardrail inspections (which the Rust SDK leaves
 // unanswered), so a proxy never waits for a timeout. A handler error or
-// panic is logged and answered with the error decision (WithErrorDecision;
-// allow by default, as in the Rust SDK). Optional hooks (Handshaker,
-// Configurer, Canceller, Drainer, Shutdowner) are found by type assertion.
+// panic is logged, counted (Stats.HandlerErrors, Stats.HandlerPanics) and
+// answered with a reply reset to the error decision and tagged
+// TagHandlerError or TagHandlerPanic in its audit tags, on every transport.
+// The error decision (WithErrorDecision) is allow by default, as in the
+// Rust SDK: the proxy's per-agent failure mode is the operator's switch
+// between failing open and closed, and an agent that blocked on its own
+// bugs would override it; the tag keeps such an allow from passing for a
+// real one. Events that cannot be decoded are different (the handler never
+// saw them) and are blocked by default (WithDecodeErrorDecision). Optional
+// hooks (Handshaker, Configurer, Canceller, Drainer, Shutdowner) are found
+// by type assertion.
 //
 // Events of one connection are handled concurrently (WithMaxConcurrency,
 // default 100; the Rust SDK handles them one at a time) and answered in

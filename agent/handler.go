@@ -20,10 +20,13 @@ import (
 // resp.CorrelationID.
 //
 // If the method returns an error (or panics), whatever it wrote into resp is
-// discarded and the server answers with its error decision instead
-// (allow by default, like the Rust SDK; see WithErrorDecision), and logs the
-// error. A reply is sent in every case: a proxy never waits for a timeout
-// because of an agent-side failure.
+// discarded: the server answers with a fresh reply holding only its error
+// decision (allow by default, like the Rust SDK; see WithErrorDecision for
+// why) and one audit tag, TagHandlerError for a returned error or
+// TagHandlerPanic for a panic, so the reply cannot be mistaken for a real
+// allow. The failure is logged and counted (Stats.HandlerErrors,
+// Stats.HandlerPanics). A reply is sent in every case: a proxy never waits
+// for a timeout because of an agent-side failure.
 //
 // # Lifetimes
 //

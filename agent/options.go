@@ -162,10 +162,28 @@ func WithMaxSendSize(n int) Option {
 }
 
 // WithErrorDecision sets the decision sent when a handler returns an error
-// or panics, or when its reply cannot be encoded. Default allow (fail open,
-// like the Rust SDK: the handler saw the event and chose to fail); use
-// agentwire.Block(503) or similar to fail closed. Events that cannot be
-// decoded never reach a handler and use WithDecodeErrorDecision instead.
+// or panics, or when its reply cannot be encoded. The reply carries only
+// this decision and the audit tag TagHandlerError or TagHandlerPanic
+// (nothing the handler wrote before failing), and the failure is counted
+// in Stats.HandlerErrors or Stats.HandlerPanics.
+//
+// Default allow (fail open), as in the Rust SDK. agentwire keeps that
+// default, where it does not for undecodable events, because:
+//   - The proxy owns the failure policy. Each agent has a failure mode
+//     (open or closed) in the proxy's configuration, applied when the agent
+//     fails to answer; an agent that blocked on its own bugs would override
+//     an operator's fail-open choice, turning a bug in one handler method
+//     (say, an enrichment agent's header parser) into an outage of every
+//     route using the agent. Failing closed is a per-agent decision, made
+//     here.
+//   - A Go agent that replaces a Rust one behaves the same.
+//   - The failure is no longer silent: the tag marks the reply in the
+//     proxy's audit data and the counters expose it.
+//
+// An undecodable event differs: the handler never saw it, so an allow would
+// let a malformed or hostile payload bypass the agent altogether; those use
+// WithDecodeErrorDecision (block 503 by default). Security agents that must
+// fail closed set agentwire.Block(503) or similar here.
 func WithErrorDecision(d agentwire.Decision) Option {
 	return optionFunc(func(c *config) error { c.errDecision = d; return nil })
 }

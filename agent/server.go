@@ -88,6 +88,7 @@ type Server struct {
 type serverStats struct {
 	events         atomic.Uint64
 	handlerErrors  atomic.Uint64
+	handlerPanics  atomic.Uint64
 	cancels        atomic.Uint64
 	droppedPushes  atomic.Uint64
 	protocolErrors atomic.Uint64
@@ -97,9 +98,14 @@ type serverStats struct {
 type Stats struct {
 	// Events is the number of events handed to the Handler.
 	Events uint64
-	// HandlerErrors counts handler errors and panics (answered with the
-	// error decision).
+	// HandlerErrors counts handler calls that returned an error, and
+	// (Unix-socket and reverse connections) replies that could not be
+	// encoded; each was answered with the error decision tagged
+	// TagHandlerError.
 	HandlerErrors uint64
+	// HandlerPanics counts handler calls that panicked; each was answered
+	// with the error decision tagged TagHandlerPanic.
+	HandlerPanics uint64
 	// Cancels counts cancel notices received.
 	Cancels uint64
 	// DroppedPushes counts health, metrics, flow-control and log pushes
@@ -124,8 +130,10 @@ type Stats struct {
 
 // NewServer returns a server for h with the options applied. It panics if
 // h is nil or an option is invalid: both are programmer input, checked once
-// at start-up. The server serves nothing until ServeGRPC (or another Serve
-// method) is called or it is registered on a grpc.Server.
+// at start-up. The panic value is an error satisfying
+// errors.Is(err, ErrInvalidConfig). The server serves nothing until
+// ServeGRPC (or another Serve method) is called or it is registered on a
+// grpc.Server.
 func NewServer(h Handler, opts ...Option) *Server {
 	s, err := newServer(h, opts...)
 	if err != nil {
@@ -136,12 +144,15 @@ func NewServer(h Handler, opts ...Option) *Server {
 
 func newServer(h Handler, opts ...Option) (*Server, error) {
 	if h == nil {
-		return nil, errors.New("agentwire: nil handler")
+		return nil, invalidConfig(errors.New("agentwire: nil handler"))
 	}
 	cfg := defaultConfig()
 	for _, o := range opts {
+		if o == nil {
+			return nil, invalidConfig(errors.New("agentwire: nil option"))
+		}
 		if err := o.apply(&cfg); err != nil {
-			return nil, err
+			return nil, invalidConfig(err)
 		}
 	}
 	s := &Server{
@@ -181,6 +192,7 @@ func (s *Server) Stats() Stats {
 	return Stats{
 		Events:         s.stats.events.Load(),
 		HandlerErrors:  s.stats.handlerErrors.Load(),
+		HandlerPanics:  s.stats.handlerPanics.Load(),
 		Cancels:        s.stats.cancels.Load(),
 		DroppedPushes:  s.stats.droppedPushes.Load(),
 		ProtocolErrors: s.stats.protocolErrors.Load(),
@@ -211,14 +223,16 @@ func (s *Server) RegisterGRPC(g *grpc.Server) {
 // Unix socket); they share one grpc.Server, created on first use with the
 // vtprotobuf codec, the configured message size limits and flow-control
 // window (WithGRPCWindow) and the options of WithGRPCServerOptions. ln is
-// closed when ServeGRPC returns.
+// closed when ServeGRPC returns. A nil ln is an error satisfying
+// errors.Is(err, ErrInvalidConfig).
 func (s *Server) ServeGRPC(ln net.Listener) error {
+	if ln == nil {
+		return invalidConfig(errors.New("agentwire: nil listener"))
+	}
 	s.mu.Lock()
 	if s.closed() {
 		s.mu.Unlock()
-		if ln != nil {
-			ln.Close()
-		}
+		ln.Close()
 		return ErrServerClosed
 	}
 	if s.gsrv == nil {
