@@ -38,6 +38,14 @@
 // hooks (Handshaker, Configurer, Canceller, Drainer, Shutdowner) are found
 // by type assertion.
 //
+// A type that embeds BaseHandler compiles with a misspelt method
+// (OnRequestHeader) and silently allows that event. Funcs avoids this: a
+// struct with one function field per event and hook, where a misspelt field
+// does not compile, an unset event allows and an unset hook does not exist
+// (WithSupportedEvents(f.Events()...) also announces only the set events).
+// Wrap puts Middleware around any Handler's event methods and keeps exactly
+// the hooks of the handler it wraps.
+//
 // Events of one connection are handled concurrently (WithMaxConcurrency,
 // default 100; the Rust SDK handles them one at a time) and answered in
 // completion order; proxies route replies by correlation id.

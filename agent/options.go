@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"slices"
 
 	"github.com/agentwire/agentwire"
 	"google.golang.org/grpc"
@@ -35,7 +36,9 @@ const (
 	controlMetadataKey = "agentwire-control"
 )
 
-// Option configures a Server. Options are validated by NewServer.
+// Option configures a Server. Options are validated by NewServer, which
+// panics with an error satisfying errors.Is(err, ErrInvalidConfig) on an
+// invalid one.
 type Option interface {
 	apply(*config) error
 }
@@ -49,6 +52,7 @@ type config struct {
 	name           string
 	version        string
 	caps           *agentwire.Capabilities
+	events         []int32 // WithSupportedEvents; nil: not given
 	maxConcurrency int
 	logger         *slog.Logger
 	maxRecv        int
@@ -107,6 +111,34 @@ func WithCapabilities(caps agentwire.Capabilities) Option {
 		cp := caps
 		cp.SupportedEvents = append([]int32(nil), caps.SupportedEvents...)
 		c.caps = &cp
+		return nil
+	})
+}
+
+// WithSupportedEvents replaces the supported_events list of the announced
+// capabilities (the default list of every event, or the list of
+// WithCapabilities, whatever the order of the options) with codes, in gRPC
+// numbering: agentwire.EventRequestHeaders (1) … agentwire.EventGuardrailInspect
+// (7) and agentwire.EventConfigureGRPC (8); the Unix-socket and reverse
+// transports announce Configure as 0 themselves. Proxies send only the
+// events an agent lists, so listing only the handled ones (for a Funcs,
+// WithSupportedEvents(f.Events()...)) saves the proxy calls that would
+// only be answered allow. An empty list announces no event. A code outside
+// 1..8 or a repeated code is invalid.
+func WithSupportedEvents(codes ...int32) Option {
+	codes = slices.Clone(codes)
+	return optionFunc(func(c *config) error {
+		out := make([]int32, 0, len(codes))
+		for _, code := range codes {
+			if code < agentwire.EventRequestHeaders || code > agentwire.EventConfigureGRPC {
+				return fmt.Errorf("agentwire: supported event code %d out of range 1..8 (gRPC numbering: Configure is 8)", code)
+			}
+			if slices.Contains(out, code) {
+				return fmt.Errorf("agentwire: supported event code %d repeated", code)
+			}
+			out = append(out, code)
+		}
+		c.events = out
 		return nil
 	})
 }
@@ -258,6 +290,9 @@ func (c *config) capabilities() agentwire.Capabilities {
 		}
 		caps.Features.ConcurrentRequests = uint32(c.maxConcurrency)
 		caps.Limits.MaxConcurrency = uint32(c.maxConcurrency)
+	}
+	if c.events != nil {
+		caps.SupportedEvents = slices.Clone(c.events)
 	}
 	caps.ProtocolVersion = agentwire.ProtocolVersion
 	if caps.AgentID == "" {

@@ -165,11 +165,9 @@ func newServer(h Handler, opts ...Option) (*Server, error) {
 		streams:    make(map[*procStream]struct{}),
 		waiters:    make(map[string]chan agentwire.ConfigUpdateResponse),
 	}
-	s.handshaker, _ = h.(Handshaker)
-	s.configurer, _ = h.(Configurer)
-	s.canceller, _ = h.(Canceller)
-	s.drainer, _ = h.(Drainer)
-	s.shutdowner, _ = h.(Shutdowner)
+	hk := hooksOf(h)
+	s.handshaker, s.configurer, s.canceller, s.drainer, s.shutdowner =
+		hk.handshaker, hk.configurer, hk.canceller, hk.drainer, hk.shutdowner
 	s.caps = cfg.capabilities()
 	s.capsPB = pbconv.CapabilitiesToPB(&s.caps)
 	s.baseCtx, s.baseCancel = context.WithCancel(context.Background())
