@@ -205,7 +205,8 @@
 // # Concurrency
 //
 // A Server is safe for concurrent use. Per ProcessStream there is one
-// reader goroutine, one writer goroutine (the only one calling SendMsg) and
+// reader goroutine, one writer goroutine (the only one calling SendMsg,
+// and gone before the RPC handler returns, as grpc-go requires) and
 // a pool of worker goroutines that run the handler, started on demand up to
 // the concurrency bound and kept until the stream ends (so their grown
 // stacks are reused). Unix-socket and reverse connections have the same

@@ -212,6 +212,13 @@ func (s *Server) Stats() Stats {
 // one allocation each. With grpc-go's default codec everything works the
 // same, decoded through the generated protobuf code (one allocation per
 // string field).
+//
+// A ProcessStream ends only after its last SendMsg returned (grpc-go
+// forbids sends after the stream's handler returned). A send blocked by a
+// proxy that stopped reading returns when the proxy reads or resets the
+// stream, or when g closes the connection; so with g of your own, stop g
+// before or while calling Close (Close waits for the stream), not only
+// after it.
 func (s *Server) RegisterGRPC(g *grpc.Server) {
 	g.RegisterService(&serviceDesc, s)
 }
@@ -222,16 +229,20 @@ func (s *Server) RegisterGRPC(g *grpc.Server) {
 // vtprotobuf codec, the configured message size limits and flow-control
 // window (WithGRPCWindow) and the options of WithGRPCServerOptions. ln is
 // closed when ServeGRPC returns. A nil ln is an error satisfying
-// errors.Is(err, ErrInvalidConfig).
+// errors.Is(err, ErrInvalidConfig) (ErrServerClosed after Shutdown or
+// Close).
 func (s *Server) ServeGRPC(ln net.Listener) error {
-	if ln == nil {
-		return invalidConfig(errors.New("agentwire: nil listener"))
-	}
 	s.mu.Lock()
 	if s.closed() {
 		s.mu.Unlock()
-		ln.Close()
+		if ln != nil {
+			ln.Close()
+		}
 		return ErrServerClosed
+	}
+	if ln == nil {
+		s.mu.Unlock()
+		return invalidConfig(errors.New("agentwire: nil listener"))
 	}
 	if s.gsrv == nil {
 		opts := []grpc.ServerOption{
@@ -368,9 +379,11 @@ func (s *Server) waitStreams() {
 }
 
 // Close ends everything at once: every request context is cancelled, every
-// stream ends, the grpc.Server created by ServeGRPC is stopped. It waits for
-// the server's goroutines, including handler calls still running (handlers
-// must honour their context). Close is idempotent.
+// stream ends (answers not yet sent are dropped), the grpc.Server created
+// by ServeGRPC is stopped. It waits for the server's goroutines, including
+// handler calls still running (handlers must honour their context) and a
+// ProcessStream send blocked by the proxy's flow control (see RegisterGRPC
+// for a grpc.Server of the caller's). Close is idempotent.
 func (s *Server) Close() error {
 	s.draining.Store(true)
 	s.closeOnce.Do(func() {
