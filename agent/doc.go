@@ -4,16 +4,16 @@
 //
 // # Quick start
 //
-//	type waf struct{ agent.BaseHandler }
-//
-//	func (waf) OnRequestHeaders(ctx context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
-//		if strings.HasPrefix(ev.URI, "/admin") {
-//			r.Decision = payload.Block(403)
-//		}
-//		return nil
+//	waf := agent.Funcs{
+//		RequestHeaders: func(ctx context.Context, ev *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
+//			if strings.HasPrefix(ev.URI, "/admin") {
+//				r.Decision = agentwire.Block(403)
+//			}
+//			return nil
+//		},
 //	}
 //
-//	srv := agent.NewServer(waf{}, agent.WithAgentID("waf-1"))
+//	srv := agent.NewServer(waf, agent.WithAgentID("waf-1"))
 //	ln, _ := net.Listen("tcp", "127.0.0.1:50051")
 //	go srv.ServeGRPC(ln)
 //	...
@@ -111,8 +111,10 @@
 //
 // ServeUDS (or ListenAndServeUDS, which also manages the socket file: mode
 // 0600 by default, WithSocketMode; a stale socket nobody listens on is
-// replaced, a live one or a non-socket file is never touched) serves the
-// binary transport of SPEC 6. Frames are a 4-byte big-endian length, a type
+// replaced, a live one or a non-socket file is never touched; removed at
+// the end) serves the binary transport of SPEC 6. ListenUDS does the
+// binding part alone, so a caller can signal readiness once the socket
+// accepts connections and then call ServeUDS. Frames are a 4-byte big-endian length, a type
 // byte and the payload, at most WithMaxFrameSize (16 MiB); a larger or zero
 // length closes the connection, an unknown type byte is skipped and counted
 // (Stats.IgnoredFrames). A write that does not complete within
