@@ -75,16 +75,18 @@ func ExampleFuncs() {
 	// configuration v7: {"paranoia":2}
 }
 
-// Middleware around a handler: timing and an audit tag on every reply.
-// The handler's hooks (here none) are kept as they are.
+// Middleware around a handler: a counter of failed calls and an audit tag
+// on every request-headers reply. The handler's hooks (here none) are kept
+// as they are.
 func ExampleWrap() {
-	var events atomic.Int64
+	var events, failed atomic.Int64
 	count := func(next agent.HandlerFunc) agent.HandlerFunc {
 		return func(ctx context.Context, ev agent.Event, r *agentwire.AgentResponse) error {
 			events.Add(1)
-			start := time.Now()
 			err := next(ctx, ev, r)
-			_ = time.Since(start) // record it in a histogram
+			if err != nil {
+				failed.Add(1)
+			}
 			return err
 		}
 	}
@@ -103,6 +105,6 @@ func ExampleWrap() {
 
 	r := &agentwire.AgentResponse{}
 	_ = h.OnRequestHeaders(context.Background(), &agentwire.RequestHeadersEvent{URI: "/admin"}, r)
-	fmt.Println(r.Decision.Status, r.Audit.RuleIDs, r.Audit.Tags, events.Load())
-	// Output: 403 [admin-path] [waf-v2] 1
+	fmt.Println(r.Decision.Status, r.Audit.RuleIDs, r.Audit.Tags, events.Load(), failed.Load())
+	// Output: 403 [admin-path] [waf-v2] 1 0
 }

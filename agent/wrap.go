@@ -80,7 +80,7 @@ func Wrap(h Handler, mw ...Middleware) Handler {
 			panic(invalidConfig(fmt.Errorf("agentwire: Wrap: middleware %d returned a nil HandlerFunc", i)))
 		}
 	}
-	return &wrapped{h: h, chain: next, hk: hooksOf(h)}
+	return &wrapped{chain: next, hk: hooksOf(h)}
 }
 
 // handlerFuncOf calls h's method for each event kind.
@@ -108,9 +108,8 @@ func handlerFuncOf(h Handler) HandlerFunc {
 
 // wrapped is the Handler returned by Wrap.
 type wrapped struct {
-	h     Handler
-	chain HandlerFunc
-	hk    hookSet
+	chain HandlerFunc // the middleware, then the wrapped handler
+	hk    hookSet     // the wrapped handler's hooks
 }
 
 func (w *wrapped) OnRequestHeaders(ctx context.Context, ev *agentwire.RequestHeadersEvent, resp *agentwire.AgentResponse) error {
