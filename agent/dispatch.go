@@ -220,51 +220,44 @@ func (s *Server) end(t *inflightTable, x *exchange) {
 }
 
 // invoke calls the handler for x and completes x.resp: on error or panic
-// the reply is replaced by the error decision; processing_time_ms is set.
+// the reply is replaced by the error decision and tagged (handlerFailed);
+// processing_time_ms is set.
 func (s *Server) invoke(x *exchange) {
 	start := time.Now()
-	err := s.call(x)
-	if err != nil {
-		s.stats.handlerErrors.Add(1)
-		level := slog.LevelWarn
-		if x.ctx.Err() != nil {
-			level = slog.LevelDebug // cancelled by the proxy or the stream's end: expected
-		}
-		s.log.LogAttrs(x.ctx, level, "agentwire: handler failed; answering with the error decision",
-			slog.String("correlation_id", x.cid), slog.String("event", x.kind.String()), slog.Any("error", err))
-		x.resetResp()
-		x.resp.Decision = s.cfg.errDecision
+	if panicked, err := s.call(x); err != nil {
+		s.handlerFailed(x, err, panicked)
 	}
 	x.resp.CorrelationID = x.cid
 	x.resp.ProcessingTimeMS = agentwire.Some(uint64(time.Since(start).Milliseconds()))
 }
 
-// call runs the handler method for x.kind, turning a panic into an error.
-func (s *Server) call(x *exchange) (err error) {
+// call runs the handler method for x.kind, turning a panic into an error
+// (and panicked true).
+func (s *Server) call(x *exchange) (panicked bool, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			buf := make([]byte, 4096)
 			buf = buf[:runtime.Stack(buf, false)]
-			err = fmt.Errorf("agentwire: handler panic: %v\n%s", r, buf)
+			panicked, err = true, fmt.Errorf("agentwire: handler panic: %v\n%s", r, buf)
 		}
 	}()
 	switch x.kind {
 	case kindRequestHeaders:
-		return s.h.OnRequestHeaders(x.ctx, &x.reqHeaders, &x.resp)
+		return false, s.h.OnRequestHeaders(x.ctx, &x.reqHeaders, &x.resp)
 	case kindRequestBodyChunk:
-		return s.h.OnRequestBodyChunk(x.ctx, &x.body, &x.resp)
+		return false, s.h.OnRequestBodyChunk(x.ctx, &x.body, &x.resp)
 	case kindResponseHeaders:
-		return s.h.OnResponseHeaders(x.ctx, &x.respHeaders, &x.resp)
+		return false, s.h.OnResponseHeaders(x.ctx, &x.respHeaders, &x.resp)
 	case kindResponseBodyChunk:
-		return s.h.OnResponseBodyChunk(x.ctx, &x.body, &x.resp)
+		return false, s.h.OnResponseBodyChunk(x.ctx, &x.body, &x.resp)
 	case kindRequestComplete:
-		return s.h.OnRequestComplete(x.ctx, &x.complete, &x.resp)
+		return false, s.h.OnRequestComplete(x.ctx, &x.complete, &x.resp)
 	case kindWebSocketFrame:
-		return s.h.OnWebSocketFrame(x.ctx, &x.ws, &x.resp)
+		return false, s.h.OnWebSocketFrame(x.ctx, &x.ws, &x.resp)
 	case kindGuardrailInspect:
-		return s.h.OnGuardrailInspect(x.ctx, &x.guard, &x.resp)
+		return false, s.h.OnGuardrailInspect(x.ctx, &x.guard, &x.resp)
 	}
-	return fmt.Errorf("agentwire: no handler for event kind %d", x.kind)
+	return false, fmt.Errorf("agentwire: no handler for event kind %d", x.kind)
 }
 
 func (k eventKind) String() string {

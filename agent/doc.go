@@ -4,16 +4,16 @@
 //
 // # Quick start
 //
-//	type waf struct{ agent.BaseHandler }
-//
-//	func (waf) OnRequestHeaders(ctx context.Context, ev *payload.RequestHeadersEvent, r *payload.AgentResponse) error {
-//		if strings.HasPrefix(ev.URI, "/admin") {
-//			r.Decision = payload.Block(403)
-//		}
-//		return nil
+//	waf := agent.Funcs{
+//		RequestHeaders: func(ctx context.Context, ev *agentwire.RequestHeadersEvent, r *agentwire.AgentResponse) error {
+//			if strings.HasPrefix(ev.URI, "/admin") {
+//				r.Decision = agentwire.Block(403)
+//			}
+//			return nil
+//		},
 //	}
 //
-//	srv := agent.NewServer(waf{}, agent.WithAgentID("waf-1"))
+//	srv := agent.NewServer(waf, agent.WithAgentID("waf-1"))
 //	ln, _ := net.Listen("tcp", "127.0.0.1:50051")
 //	go srv.ServeGRPC(ln)
 //	...
@@ -26,9 +26,25 @@
 // id; the method edits the reply. Every accepted event is answered exactly
 // once, including guardrail inspections (which the Rust SDK leaves
 // unanswered), so a proxy never waits for a timeout. A handler error or
-// panic is logged and answered with the error decision (WithErrorDecision;
-// allow by default, as in the Rust SDK). Optional hooks (Handshaker,
-// Configurer, Canceller, Drainer, Shutdowner) are found by type assertion.
+// panic is logged, counted (Stats.HandlerErrors, Stats.HandlerPanics) and
+// answered with a reply reset to the error decision and tagged
+// TagHandlerError or TagHandlerPanic in its audit tags, on every transport.
+// The error decision (WithErrorDecision) is allow by default, as in the
+// Rust SDK: the proxy's per-agent failure mode is the operator's switch
+// between failing open and closed, and an agent that blocked on its own
+// bugs would override it; the tag keeps such an allow from passing for a
+// real one. Events that cannot be decoded are different (the handler never
+// saw them) and are blocked by default (WithDecodeErrorDecision). Optional
+// hooks (Handshaker, Configurer, Canceller, Drainer, Shutdowner) are found
+// by type assertion.
+//
+// A type that embeds BaseHandler compiles with a misspelt method
+// (OnRequestHeader) and silently allows that event. Funcs avoids this: a
+// struct with one function field per event and hook, where a misspelt field
+// does not compile, an unset event allows and an unset hook does not exist
+// (WithSupportedEvents(f.Events()...) also announces only the set events).
+// Wrap puts Middleware around any Handler's event methods and keeps exactly
+// the hooks of the handler it wraps.
 //
 // Events of one connection are handled concurrently (WithMaxConcurrency,
 // default 100; the Rust SDK handles them one at a time) and answered in
@@ -95,8 +111,10 @@
 //
 // ServeUDS (or ListenAndServeUDS, which also manages the socket file: mode
 // 0600 by default, WithSocketMode; a stale socket nobody listens on is
-// replaced, a live one or a non-socket file is never touched) serves the
-// binary transport of SPEC 6. Frames are a 4-byte big-endian length, a type
+// replaced, a live one or a non-socket file is never touched; removed at
+// the end) serves the binary transport of SPEC 6. ListenUDS does the
+// binding part alone, so a caller can signal readiness once the socket
+// accepts connections and then call ServeUDS. Frames are a 4-byte big-endian length, a type
 // byte and the payload, at most WithMaxFrameSize (16 MiB); a larger or zero
 // length closes the connection, an unknown type byte is skipped and counted
 // (Stats.IgnoredFrames). A write that does not complete within
@@ -189,7 +207,8 @@
 // # Concurrency
 //
 // A Server is safe for concurrent use. Per ProcessStream there is one
-// reader goroutine, one writer goroutine (the only one calling SendMsg) and
+// reader goroutine, one writer goroutine (the only one calling SendMsg,
+// and gone before the RPC handler returns, as grpc-go requires) and
 // a pool of worker goroutines that run the handler, started on demand up to
 // the concurrency bound and kept until the stream ends (so their grown
 // stacks are reused). Unix-socket and reverse connections have the same

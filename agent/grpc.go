@@ -126,8 +126,11 @@ type procStream struct {
 	lastHealth atomic.Pointer[agentwire.HealthStatus]
 	// hsConfig is the configuration the last successful handshake carried
 	// (when handed to the Configurer); reader only.
-	hsConfig   string
-	stopping   atomic.Bool // Shutdown: dispatch nothing more
+	hsConfig string
+	stopping atomic.Bool // Shutdown: dispatch nothing more
+	// abandon: the server was closed while the writer still had answers to
+	// send; it sends nothing more (finishWriter).
+	abandon    atomic.Bool
 	readerDone chan struct{}
 	readerErr  error // written by the reader before closing readerDone
 	writerDone chan struct{}
@@ -176,6 +179,9 @@ func (s *Server) processStream(ss grpc.ServerStream) error {
 	}()
 
 	go st.writer()
+	// grpc-go forbids SendMsg once this handler has returned: every return
+	// below waits for the writer to exit first.
+	defer st.finishWriter()
 	go st.reader()
 
 	var result error
@@ -192,32 +198,24 @@ func (s *Server) processStream(ss grpc.ServerStream) error {
 			result = err
 		}
 		if !st.waitHandlers(s.closeCh) {
-			st.out.Close()
 			return errUnavailable
 		}
 	case <-s.shutdownCh:
 		st.stopping.Store(true)
 		if !st.waitHandlers(s.closeCh) {
-			st.out.Close()
 			return errUnavailable
 		}
 		result = errUnavailable
 	case <-s.closeCh:
-		// Return at once: ending the RPC unblocks the reader's RecvMsg and
-		// a writer stuck in SendMsg. The goroutines finish on their own and
-		// Close waits for them.
+		// End now: requests are cancelled, queued answers are dropped. The
+		// reader and any handler still running finish on their own (Close
+		// waits for them).
 		st.stopping.Store(true)
 		st.cancel()
-		st.out.Close()
 		return errUnavailable
 	}
-	st.out.Close()
-	// Let the writer flush the answers (unless the server is closed
-	// meanwhile, in which case the RPC ends now).
-	select {
-	case <-st.writerDone:
-	case <-s.closeCh:
-	}
+	// The deferred finishWriter lets the writer flush the answers (unless
+	// the server is closed meanwhile).
 	if pe, ok := status.FromError(result); ok && pe.Code() == codes.FailedPrecondition {
 		s.stats.protocolErrors.Add(1)
 	}
@@ -231,6 +229,27 @@ func (s *Server) processStream(ss grpc.ServerStream) error {
 func isStatus(err error) bool {
 	_, ok := status.FromError(err)
 	return ok
+}
+
+// finishWriter closes the outbound queue and returns once the writer has
+// exited, so that no SendMsg runs after processStream returns. Until the
+// server is closed the writer first sends what is queued; once it is
+// closed, the writer drops the rest. A SendMsg already running (a send
+// waiting for flow-control window from a proxy that stopped reading) still
+// has to end, which it does when the proxy reads or resets the stream or
+// the connection closes: Close stops the grpc.Server that ServeGRPC
+// created, which closes its connections (see RegisterGRPC for a server of
+// the caller's own).
+func (st *procStream) finishWriter() {
+	st.out.Close()
+	select {
+	case <-st.writerDone:
+		return
+	case <-st.srv.closeCh:
+	}
+	st.abandon.Store(true)
+	st.cancel()
+	<-st.writerDone
 }
 
 // waitHandlers waits until every dispatched event of the stream has been
@@ -582,8 +601,10 @@ func (st *procStream) push(m *pb.AgentToProxy) {
 	}
 }
 
-// writer is the only goroutine that sends on the stream. After a send error
-// it keeps draining (and releasing) the queue until it is closed.
+// writer is the only goroutine that sends on the stream, and it exits
+// before processStream returns (finishWriter). After a send error, or once
+// the stream is abandoned, it sends nothing more and keeps draining (and
+// releasing) the queue until it is closed.
 func (st *procStream) writer() {
 	s := st.srv
 	defer s.wg.Done()
@@ -598,6 +619,9 @@ func (st *procStream) writer() {
 		for i := range batch[:n] {
 			it := batch[i]
 			batch[i] = outItem{}
+			if !broken && st.abandon.Load() {
+				broken = true
+			}
 			if !broken {
 				var err error
 				if it.call != nil {

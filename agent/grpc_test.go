@@ -312,8 +312,8 @@ func TestHandlerErrorAndPanicUseErrorDecision(t *testing.T) {
 			if r := p.recvResponse(); r.GetAllow() == nil || len(r.RequestHeaders) != 1 {
 				t.Fatalf("after errors: reply = %v", r)
 			}
-			if n := e.srv.Stats().HandlerErrors; n != 2 {
-				t.Fatalf("HandlerErrors = %d", n)
+			if st := e.srv.Stats(); st.HandlerErrors != 1 || st.HandlerPanics != 1 {
+				t.Fatalf("HandlerErrors = %d, HandlerPanics = %d", st.HandlerErrors, st.HandlerPanics)
 			}
 		})
 	}

@@ -20,10 +20,13 @@ import (
 // resp.CorrelationID.
 //
 // If the method returns an error (or panics), whatever it wrote into resp is
-// discarded and the server answers with its error decision instead
-// (allow by default, like the Rust SDK; see WithErrorDecision), and logs the
-// error. A reply is sent in every case: a proxy never waits for a timeout
-// because of an agent-side failure.
+// discarded: the server answers with a fresh reply holding only its error
+// decision (allow by default, like the Rust SDK; see WithErrorDecision for
+// why) and one audit tag, TagHandlerError for a returned error or
+// TagHandlerPanic for a panic, so the reply cannot be mistaken for a real
+// allow. The failure is logged and counted (Stats.HandlerErrors,
+// Stats.HandlerPanics). A reply is sent in every case: a proxy never waits
+// for a timeout because of an agent-side failure.
 //
 // # Lifetimes
 //
@@ -51,7 +54,9 @@ import (
 // correlation id.
 //
 // Embed BaseHandler to get an allow answer for every method you do not
-// implement.
+// implement (a misspelt method name then compiles and is never called), or
+// build the handler from functions with Funcs, where a misspelt field name
+// does not compile. Wrap adds Middleware around a Handler.
 type Handler interface {
 	// OnRequestHeaders is called when a request's headers arrive. The reply's
 	// RequestHeaders operations are applied to the upstream request.
@@ -120,7 +125,8 @@ func (BaseHandler) OnGuardrailInspect(context.Context, *agentwire.GuardrailInspe
 var _ Handler = BaseHandler{}
 
 // Optional hooks. A server detects them with a type assertion on the Handler
-// it was given.
+// it was given; for a Funcs it uses the hook fields that are set, and for a
+// handler returned by Wrap the hooks of the wrapped handler.
 
 // Handshaker is implemented by handlers that want to validate a proxy's
 // handshake or read the configuration it carries.

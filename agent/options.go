@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"slices"
 
 	"github.com/agentwire/agentwire"
 	"google.golang.org/grpc"
@@ -35,7 +36,9 @@ const (
 	controlMetadataKey = "agentwire-control"
 )
 
-// Option configures a Server. Options are validated by NewServer.
+// Option configures a Server. Options are validated by NewServer, which
+// panics with an error satisfying errors.Is(err, ErrInvalidConfig) on an
+// invalid one.
 type Option interface {
 	apply(*config) error
 }
@@ -49,6 +52,7 @@ type config struct {
 	name           string
 	version        string
 	caps           *agentwire.Capabilities
+	events         []int32 // WithSupportedEvents; nil: not given
 	maxConcurrency int
 	logger         *slog.Logger
 	maxRecv        int
@@ -111,6 +115,34 @@ func WithCapabilities(caps agentwire.Capabilities) Option {
 	})
 }
 
+// WithSupportedEvents replaces the supported_events list of the announced
+// capabilities (the default list of every event, or the list of
+// WithCapabilities, whatever the order of the options) with codes, in gRPC
+// numbering: agentwire.EventRequestHeaders (1) … agentwire.EventGuardrailInspect
+// (7) and agentwire.EventConfigureGRPC (8); the Unix-socket and reverse
+// transports announce Configure as 0 themselves. Proxies send only the
+// events an agent lists, so listing only the handled ones (for a Funcs,
+// WithSupportedEvents(f.Events()...)) saves the proxy calls that would
+// only be answered allow. An empty list announces no event. A code outside
+// 1..8 or a repeated code is invalid.
+func WithSupportedEvents(codes ...int32) Option {
+	codes = slices.Clone(codes)
+	return optionFunc(func(c *config) error {
+		out := make([]int32, 0, len(codes))
+		for _, code := range codes {
+			if code < agentwire.EventRequestHeaders || code > agentwire.EventConfigureGRPC {
+				return fmt.Errorf("agentwire: supported event code %d out of range 1..8 (gRPC numbering: Configure is 8)", code)
+			}
+			if slices.Contains(out, code) {
+				return fmt.Errorf("agentwire: supported event code %d repeated", code)
+			}
+			out = append(out, code)
+		}
+		c.events = out
+		return nil
+	})
+}
+
 // WithMaxConcurrency bounds the number of events handled at once on one
 // connection. When the bound is reached, up to as many further events are
 // read and wait in a backlog (so cancels and pings behind them are still
@@ -162,10 +194,28 @@ func WithMaxSendSize(n int) Option {
 }
 
 // WithErrorDecision sets the decision sent when a handler returns an error
-// or panics, or when its reply cannot be encoded. Default allow (fail open,
-// like the Rust SDK: the handler saw the event and chose to fail); use
-// agentwire.Block(503) or similar to fail closed. Events that cannot be
-// decoded never reach a handler and use WithDecodeErrorDecision instead.
+// or panics, or when its reply cannot be encoded. The reply carries only
+// this decision and the audit tag TagHandlerError or TagHandlerPanic
+// (nothing the handler wrote before failing), and the failure is counted
+// in Stats.HandlerErrors or Stats.HandlerPanics.
+//
+// Default allow (fail open), as in the Rust SDK. agentwire keeps that
+// default, where it does not for undecodable events, because:
+//   - The proxy owns the failure policy. Each agent has a failure mode
+//     (open or closed) in the proxy's configuration, applied when the agent
+//     fails to answer; an agent that blocked on its own bugs would override
+//     an operator's fail-open choice, turning a bug in one handler method
+//     (say, an enrichment agent's header parser) into an outage of every
+//     route using the agent. Failing closed is a per-agent decision, made
+//     here.
+//   - A Go agent that replaces a Rust one behaves the same.
+//   - The failure is no longer silent: the tag marks the reply in the
+//     proxy's audit data and the counters expose it.
+//
+// An undecodable event differs: the handler never saw it, so an allow would
+// let a malformed or hostile payload bypass the agent altogether; those use
+// WithDecodeErrorDecision (block 503 by default). Security agents that must
+// fail closed set agentwire.Block(503) or similar here.
 func WithErrorDecision(d agentwire.Decision) Option {
 	return optionFunc(func(c *config) error { c.errDecision = d; return nil })
 }
@@ -240,6 +290,9 @@ func (c *config) capabilities() agentwire.Capabilities {
 		}
 		caps.Features.ConcurrentRequests = uint32(c.maxConcurrency)
 		caps.Limits.MaxConcurrency = uint32(c.maxConcurrency)
+	}
+	if c.events != nil {
+		caps.SupportedEvents = slices.Clone(c.events)
 	}
 	caps.ProtocolVersion = agentwire.ProtocolVersion
 	if caps.AgentID == "" {

@@ -144,7 +144,7 @@ func WithOnRegistered(f func(agentwire.RegistrationResponse)) ReverseOption {
 // ends (it then returns ctx.Err()) or the server shuts down or closes (it
 // returns ErrServerClosed). With WithStopOnRejection a rejection returns a
 // *RegistrationRejectedError instead. Invalid options or endpoints are
-// reported at once.
+// reported at once, with errors satisfying errors.Is(err, ErrInvalidConfig).
 //
 // Endpoints: "unix:PATH" ("unix://a.sock" is /a.sock, as the Rust proxy
 // reads it), or a path starting with "/" or "."
@@ -160,13 +160,16 @@ func WithOnRegistered(f func(agentwire.RegistrationResponse)) ReverseOption {
 func (s *Server) ServeReverse(ctx context.Context, endpoint string, opts ...ReverseOption) error {
 	rc := reverseConfig{minDelay: DefaultReconnectMin, maxDelay: DefaultReconnectMax}
 	for _, o := range opts {
+		if o == nil {
+			return invalidConfig(errors.New("agentwire: nil reverse option"))
+		}
 		if err := o.applyReverse(&rc); err != nil {
-			return err
+			return invalidConfig(err)
 		}
 	}
 	network, addr, err := unixsock.SplitEndpoint(endpoint)
 	if err != nil {
-		return err
+		return invalidConfig(err)
 	}
 	if rc.tls != nil && rc.tls.ServerName == "" && network == "tcp" {
 		host, _, _ := net.SplitHostPort(addr)

@@ -88,6 +88,7 @@ type Server struct {
 type serverStats struct {
 	events         atomic.Uint64
 	handlerErrors  atomic.Uint64
+	handlerPanics  atomic.Uint64
 	cancels        atomic.Uint64
 	droppedPushes  atomic.Uint64
 	protocolErrors atomic.Uint64
@@ -97,9 +98,14 @@ type serverStats struct {
 type Stats struct {
 	// Events is the number of events handed to the Handler.
 	Events uint64
-	// HandlerErrors counts handler errors and panics (answered with the
-	// error decision).
+	// HandlerErrors counts handler calls that returned an error, and
+	// (Unix-socket and reverse connections) replies that could not be
+	// encoded; each was answered with the error decision tagged
+	// TagHandlerError.
 	HandlerErrors uint64
+	// HandlerPanics counts handler calls that panicked; each was answered
+	// with the error decision tagged TagHandlerPanic.
+	HandlerPanics uint64
 	// Cancels counts cancel notices received.
 	Cancels uint64
 	// DroppedPushes counts health, metrics, flow-control and log pushes
@@ -124,8 +130,10 @@ type Stats struct {
 
 // NewServer returns a server for h with the options applied. It panics if
 // h is nil or an option is invalid: both are programmer input, checked once
-// at start-up. The server serves nothing until ServeGRPC (or another Serve
-// method) is called or it is registered on a grpc.Server.
+// at start-up. The panic value is an error satisfying
+// errors.Is(err, ErrInvalidConfig). The server serves nothing until
+// ServeGRPC (or another Serve method) is called or it is registered on a
+// grpc.Server.
 func NewServer(h Handler, opts ...Option) *Server {
 	s, err := newServer(h, opts...)
 	if err != nil {
@@ -136,12 +144,15 @@ func NewServer(h Handler, opts ...Option) *Server {
 
 func newServer(h Handler, opts ...Option) (*Server, error) {
 	if h == nil {
-		return nil, errors.New("agentwire: nil handler")
+		return nil, invalidConfig(errors.New("agentwire: nil handler"))
 	}
 	cfg := defaultConfig()
 	for _, o := range opts {
+		if o == nil {
+			return nil, invalidConfig(errors.New("agentwire: nil option"))
+		}
 		if err := o.apply(&cfg); err != nil {
-			return nil, err
+			return nil, invalidConfig(err)
 		}
 	}
 	s := &Server{
@@ -154,11 +165,9 @@ func newServer(h Handler, opts ...Option) (*Server, error) {
 		streams:    make(map[*procStream]struct{}),
 		waiters:    make(map[string]chan agentwire.ConfigUpdateResponse),
 	}
-	s.handshaker, _ = h.(Handshaker)
-	s.configurer, _ = h.(Configurer)
-	s.canceller, _ = h.(Canceller)
-	s.drainer, _ = h.(Drainer)
-	s.shutdowner, _ = h.(Shutdowner)
+	hk := hooksOf(h)
+	s.handshaker, s.configurer, s.canceller, s.drainer, s.shutdowner =
+		hk.handshaker, hk.configurer, hk.canceller, hk.drainer, hk.shutdowner
 	s.caps = cfg.capabilities()
 	s.capsPB = pbconv.CapabilitiesToPB(&s.caps)
 	s.baseCtx, s.baseCancel = context.WithCancel(context.Background())
@@ -181,6 +190,7 @@ func (s *Server) Stats() Stats {
 	return Stats{
 		Events:         s.stats.events.Load(),
 		HandlerErrors:  s.stats.handlerErrors.Load(),
+		HandlerPanics:  s.stats.handlerPanics.Load(),
 		Cancels:        s.stats.cancels.Load(),
 		DroppedPushes:  s.stats.droppedPushes.Load(),
 		ProtocolErrors: s.stats.protocolErrors.Load(),
@@ -202,6 +212,13 @@ func (s *Server) Stats() Stats {
 // one allocation each. With grpc-go's default codec everything works the
 // same, decoded through the generated protobuf code (one allocation per
 // string field).
+//
+// A ProcessStream ends only after its last SendMsg returned (grpc-go
+// forbids sends after the stream's handler returned). A send blocked by a
+// proxy that stopped reading returns when the proxy reads or resets the
+// stream, or when g closes the connection; so with g of your own, stop g
+// before or while calling Close (Close waits for the stream), not only
+// after it.
 func (s *Server) RegisterGRPC(g *grpc.Server) {
 	g.RegisterService(&serviceDesc, s)
 }
@@ -211,7 +228,9 @@ func (s *Server) RegisterGRPC(g *grpc.Server) {
 // Unix socket); they share one grpc.Server, created on first use with the
 // vtprotobuf codec, the configured message size limits and flow-control
 // window (WithGRPCWindow) and the options of WithGRPCServerOptions. ln is
-// closed when ServeGRPC returns.
+// closed when ServeGRPC returns. A nil ln is an error satisfying
+// errors.Is(err, ErrInvalidConfig) (ErrServerClosed after Shutdown or
+// Close).
 func (s *Server) ServeGRPC(ln net.Listener) error {
 	s.mu.Lock()
 	if s.closed() {
@@ -220,6 +239,10 @@ func (s *Server) ServeGRPC(ln net.Listener) error {
 			ln.Close()
 		}
 		return ErrServerClosed
+	}
+	if ln == nil {
+		s.mu.Unlock()
+		return invalidConfig(errors.New("agentwire: nil listener"))
 	}
 	if s.gsrv == nil {
 		opts := []grpc.ServerOption{
@@ -356,9 +379,11 @@ func (s *Server) waitStreams() {
 }
 
 // Close ends everything at once: every request context is cancelled, every
-// stream ends, the grpc.Server created by ServeGRPC is stopped. It waits for
-// the server's goroutines, including handler calls still running (handlers
-// must honour their context). Close is idempotent.
+// stream ends (answers not yet sent are dropped), the grpc.Server created
+// by ServeGRPC is stopped. It waits for the server's goroutines, including
+// handler calls still running (handlers must honour their context) and a
+// ProcessStream send blocked by the proxy's flow control (see RegisterGRPC
+// for a grpc.Server of the caller's). Close is idempotent.
 func (s *Server) Close() error {
 	s.draining.Store(true)
 	s.closeOnce.Do(func() {

@@ -159,16 +159,21 @@ type udsConn struct {
 // any stream listener works) until Shutdown or Close, then returns
 // ErrServerClosed. Each accepted connection must start with the proxy's
 // handshake (0x01), bounded by WithHandshakeTimeout. ServeUDS may be called
-// for several listeners; ln is closed when it returns. The caller keeps
-// ownership of the socket file (see ListenAndServeUDS for one that manages
-// it).
+// for several listeners; ln is closed when it returns. The socket file
+// stays the caller's, unless ln comes from ListenUDS (whose Close removes
+// it). A nil ln is an error satisfying errors.Is(err, ErrInvalidConfig).
 func (s *Server) ServeUDS(ln net.Listener) error {
+	if ln == nil {
+		return invalidConfig(errors.New("agentwire: nil listener"))
+	}
+	// Closed on every return (the watcher below may close it first); for a
+	// listener from ListenUDS that also removes the socket file.
+	defer ln.Close()
 	done := make(chan struct{})
 	defer close(done)
 	s.mu.Lock()
 	if s.closed() {
 		s.mu.Unlock()
-		ln.Close()
 		return ErrServerClosed
 	}
 	s.wg.Add(1)
@@ -204,7 +209,6 @@ func (s *Server) ServeUDS(ln net.Listener) error {
 				t.Stop()
 				continue
 			}
-			ln.Close()
 			return err
 		}
 		delay = 0
@@ -246,23 +250,15 @@ var ErrSocketInUse = unixsock.ErrInUse
 // (default 0600) before it appears under path: it is created in a private
 // temporary directory next to path, chmod-ed, then hard-linked to path
 // (which fails if someone created path meanwhile).
+//
+// ListenAndServeUDS is ListenUDS followed by ServeUDS; use the two to know
+// when the socket is ready.
 func (s *Server) ListenAndServeUDS(path string) error {
-	if s.closed() {
-		return ErrServerClosed
-	}
-	ln, err := listenUnix(path, s.cfg.uds.mode())
+	ln, err := s.ListenUDS(path)
 	if err != nil {
 		return err
 	}
-	fi, statErr := os.Lstat(path)
-	err = s.ServeUDS(ln)
-	// Remove the socket file, unless somebody replaced it meanwhile.
-	if statErr == nil {
-		if cur, err := os.Lstat(path); err == nil && os.SameFile(fi, cur) {
-			os.Remove(path)
-		}
-	}
-	return err
+	return s.ServeUDS(ln)
 }
 
 // listenUnix binds a Unix socket at path with the given permissions,
@@ -866,15 +862,16 @@ func (uc *udsConn) end(c *udsCall) { uc.srv.end(&uc.inflight, &c.exchange) }
 
 // encodeReply encodes c.resp as a 0x20 frame into c.out. If the reply
 // cannot be encoded (an invalid audit.custom value in MessagePack, or more
-// than 16 MiB) the error decision is sent instead.
+// than 16 MiB) the error decision tagged TagHandlerError is sent instead.
 func (uc *udsConn) encodeReply(c *udsCall) {
 	if err := uc.appendReply(c); err != nil {
 		s := uc.srv
 		s.stats.handlerErrors.Add(1)
 		s.log.LogAttrs(uc.ctx, slog.LevelWarn, "agentwire: reply cannot be encoded; answering with the error decision",
 			slog.String("correlation_id", c.cid), slog.Any("error", err))
-		c.resetResp()
-		c.resp.Decision = s.cfg.errDecision
+		pt := c.resp.ProcessingTimeMS
+		s.failedReply(&c.exchange, TagHandlerError)
+		c.resp.ProcessingTimeMS = pt
 		_ = uc.appendReply(c)
 	}
 }

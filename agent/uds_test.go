@@ -717,8 +717,8 @@ func TestUDSHandlerErrorAndPanic(t *testing.T) {
 	if r := p.recvReply(false); r.CorrelationID != "e-2" || r.Decision.Status != 503 {
 		t.Fatalf("reply %+v", r)
 	}
-	if st := e.srv.Stats(); st.HandlerErrors != 2 {
-		t.Fatalf("HandlerErrors = %d", st.HandlerErrors)
+	if st := e.srv.Stats(); st.HandlerErrors != 1 || st.HandlerPanics != 1 {
+		t.Fatalf("HandlerErrors = %d, HandlerPanics = %d", st.HandlerErrors, st.HandlerPanics)
 	}
 }
 
@@ -734,8 +734,12 @@ func TestUDSMsgpackUnencodableReply(t *testing.T) {
 	p := dialRaw(t, e.path)
 	p.handshake("msgpack")
 	p.send(frame.TypeRequestHeaders, reqHeadersMsgpack("u-1", "/"))
-	if r := p.recvReply(true); r.CorrelationID != "u-1" || r.Decision.Kind != agentwire.DecisionAllow {
+	if r := p.recvReply(true); r.CorrelationID != "u-1" || r.Decision.Kind != agentwire.DecisionAllow ||
+		!slices.Equal(r.Audit.Tags, []string{TagHandlerError}) || len(r.Audit.Custom) != 0 {
 		t.Fatalf("reply %+v", r)
+	}
+	if st := e.srv.Stats(); st.HandlerErrors != 1 || st.HandlerPanics != 0 {
+		t.Fatalf("HandlerErrors = %d, HandlerPanics = %d", st.HandlerErrors, st.HandlerPanics)
 	}
 }
 
