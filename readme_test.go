@@ -65,7 +65,7 @@ func TestReadmeQuickLook(t *testing.T) {
 	if err != nil {
 		t.Fatalf("go run of the quick look: %v\n%s", err, out)
 	}
-	for _, want := range []string{"/index.html: pass to upstream", "/admin: respond 403 (synthetic: false)", "agent down: respond 503 (synthetic: true"} {
+	for _, want := range []string{"/index.html: pass to upstream", "/admin: respond 403 (synthetic: false, agent waf", "agent down: respond 503 (synthetic: true, agent waf, reason \"error\")"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
