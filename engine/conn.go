@@ -33,7 +33,7 @@ type Conn struct {
 	state  atomic.Int32  // stateOpen, stateDraining, stateClosed
 	cstate atomic.Uint32 // ConnState (state.go)
 	sess   atomic.Pointer[session]
-	caps  atomic.Pointer[agentwire.Capabilities]
+	caps   atomic.Pointer[agentwire.Capabilities]
 
 	mu     sync.Mutex
 	sessCh chan struct{} // closed and replaced when sess changes
@@ -84,10 +84,10 @@ const (
 )
 
 var (
-	errClosed        = &Error{Kind: ErrClosed}
-	errDraining      = &Error{Kind: ErrDraining, Detail: "Drain was called"}
-	errNotConnected  = &Error{Kind: ErrNotConnected, Detail: "reconnecting"}
-	errNotConnYet    = &Error{Kind: ErrNotConnected, Detail: "not connected yet"}
+	errClosed       = &Error{Kind: ErrClosed}
+	errDraining     = &Error{Kind: ErrDraining, Detail: "Drain was called"}
+	errNotConnected = &Error{Kind: ErrNotConnected, Detail: "reconnecting"}
+	errNotConnYet   = &Error{Kind: ErrNotConnected, Detail: "not connected yet"}
 	errDuplicate    = &Error{Kind: ErrDuplicateCorrelationID}
 	errNotSubscr    = &Error{Kind: ErrNotSubscribed}
 )
