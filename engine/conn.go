@@ -403,17 +403,17 @@ func (c *Conn) backoff(n int) time.Duration {
 }
 
 // Close ends the connection: pending calls fail with ErrClosed, later calls
-// fail with ErrClosed, the state becomes StateClosed (the
-// WithOnStateChange callback has been called with it), and every
-// goroutine of the Conn has exited when Close returns. It is idempotent
-// and always returns nil. It also stops NewConn's background connection
-// attempts.
+// fail with ErrClosed, the state becomes StateClosed, the
+// WithOnStateChange callback has been called with it and every goroutine
+// of the Conn has exited when Close returns. It is idempotent and always
+// returns nil. It also stops NewConn's background connection attempts.
 //
-// The one exception is a user callback (WithOnHealth, WithOnMetrics, ...)
-// running when Close is called: Close may be called from it, so it does
-// not wait for it. The Conn is closed for every caller at once; its
-// goroutines exit and the connection is released in the background as
-// soon as that callback returns.
+// The one exception is a user callback (WithOnHealth, WithOnMetrics,
+// WithOnStateChange, ...) running when Close is called: Close may be
+// called from it, so it does not wait for it. The Conn is closed for every
+// caller at once; the StateClosed callback is made, the goroutines exit
+// and the connection is released in the background as soon as that
+// callback returns.
 func (c *Conn) Close() error {
 	c.stopOnce.Do(func() {
 		c.state.Store(stateClosed)

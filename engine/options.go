@@ -372,20 +372,25 @@ func WithOnConfigUpdate(f func(*agentwire.ConfigUpdateRequest) agentwire.ConfigU
 // WithOnStateChange sets the callback of the Conn's connection-state
 // transitions (see ConnState and Conn.State): f(from, to) runs on the
 // Conn's dispatcher goroutine (never on a reader or writer), one call at a
-// time, like the other callbacks. Every transition is delivered, in the
-// order it happened, each call's from being the previous call's to: a
-// Conn from NewConn first reports StateConnecting → StateConnected (Dial's
-// Conn reports that one too, right after Dial returns), a lost session
-// StateConnected → StateReconnecting and the next one StateReconnecting →
-// StateConnected, and Close ... → StateClosed, which is the last call: it
-// is made before Close returns (when Close is called from a callback of
-// this Conn, as soon as that callback returns). Only while more than 1024
-// transitions wait for a callback that does not return are the newest
-// merged into the last waiting one (a from → to pair with equal ends is
-// then dropped), so that a stuck callback cannot make the queue grow
-// without bound; the from → to chain stays consistent. A panicking f is
-// recovered and counted (Stats.CallbackPanics). Every transport. nil: no
-// callback (the default).
+// time, like the other callbacks.
+//
+// Every transition is delivered, in the order it happened, each call's
+// from being the previous call's to: a Conn from NewConn first reports
+// StateConnecting → StateConnected (Dial's Conn reports that one too, once
+// Dial has connected), a lost session StateConnected → StateReconnecting
+// and the next one StateReconnecting → StateConnected (a reverse Conn goes
+// from StateConnected to StateClosed instead), and Close ... → StateClosed,
+// which is the last call. Close waits for that call, except when a
+// callback of this Conn is running at that moment (Close may be called
+// from it): the call is then made as soon as that callback returns, after
+// Close returned. Transitions are coalesced only while more than 1024 wait
+// for a callback that does not return: the newest are then merged into the
+// last waiting one (a pair whose ends are equal is dropped), so that a
+// stuck callback cannot make the queue grow without bound, and the
+// from → to chain stays consistent.
+//
+// A panicking f is recovered and counted (Stats.CallbackPanics). Every
+// transport. nil: no callback (the default).
 func WithOnStateChange(f func(from, to ConnState)) Option {
 	return optionFunc(func(o *options) { o.onStateChange = f })
 }
