@@ -189,7 +189,8 @@ func (d *grpcDialer) open(ctx context.Context, hs *agentwire.HandshakeRequest) (
 		if ctx.Err() != nil {
 			return nil, caps, &Error{Kind: ErrConnectFailed, Detail: detail, Err: ctx.Err()}
 		}
-		if d.unixPath != "" && kind == ErrConnectFailed && notHTTP2Peer(err) {
+		if d.unixPath != "" && kind == ErrConnectFailed && err != nil &&
+			probeNotHTTP2(ctx, d.unixPath, min(d.o.handshakeTimeout, maxMixupProbe)) {
 			detail += ": " + notGRPCDetail(d.unixPath)
 		}
 		return nil, caps, &Error{Kind: kind, Detail: detail, Err: err}

@@ -1,12 +1,14 @@
 package engine
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"path/filepath"
-	"strings"
+	"time"
 
 	"github.com/agentwire/agentwire/codec/frame"
 )
@@ -107,16 +109,48 @@ func absPath(path string) string {
 	return path
 }
 
-// notHTTP2Peer reports whether err, a gRPC connection failure, says that the
-// peer did not answer the HTTP/2 connection preface with one of its own:
-// grpc-go reports "error reading server preface" (the peer closed, or sent
-// less than a frame header) or "initial http2 frame from server is not a
-// settings frame" (it sent something else). The wording is grpc-go's;
-// TestEndpointMixups proves it against a real Unix-socket agent.
-func notHTTP2Peer(err error) bool {
-	if err == nil {
+// http2ClientPreface is what an HTTP/2 client sends first (RFC 9113 3.4):
+// the fixed preface, then its SETTINGS frame (empty here).
+var http2ClientPreface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+
+// probeNotHTTP2 finds out why a gRPC connection to the Unix socket at path
+// failed: it connects, sends an HTTP/2 client preface and reads the
+// answer, within d and ctx. It reports true when the peer accepted the
+// connection but did not answer like an HTTP/2 server (with a SETTINGS
+// frame on stream 0): it closed the connection, or sent something else. A
+// Unix-socket agent reads the preface as a frame whose LEN exceeds the
+// protocol's limit and hangs up. Anything inconclusive (nothing listens,
+// no answer in time) reports false. Cold path: only after a failed
+// connection attempt.
+func probeNotHTTP2(ctx context.Context, path string, d time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var nd net.Dialer
+	nc, err := nd.DialContext(ctx, "unix", path)
+	if err != nil {
 		return false
 	}
-	msg := err.Error()
-	return strings.Contains(msg, "server preface") || strings.Contains(msg, "not a settings frame")
+	defer nc.Close()
+	dl, _ := ctx.Deadline()
+	nc.SetDeadline(dl)
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	// A write error (the peer hung up at once) still leaves its answer,
+	// if any, readable.
+	_, _ = nc.Write(http2ClientPreface)
+	var hdr [http2HeaderSize]byte
+	n, err := io.ReadFull(nc, hdr[:])
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return false // silent: inconclusive
+		}
+		// Closed (or reset) before a whole frame header: no HTTP/2
+		// server does that to a valid preface.
+		return n < http2HeaderSize
+	}
+	return !(looksLikeHTTP2Settings(hdr[:]) && binary.BigEndian.Uint32(hdr[frame.HeaderSize:])&0x7fffffff == 0)
 }
+
+// maxMixupProbe bounds probeNotHTTP2.
+const maxMixupProbe = time.Second
