@@ -44,7 +44,7 @@ func TestEndpointMixups(t *testing.T) {
 	t.Run("NewConn", func(t *testing.T) {
 		// The background connection reports it through WaitConnected.
 		for ep, want := range map[string]string{
-			"unix://" + grpcPath:      "use grpc+unix://",
+			"unix://" + grpcPath:     "use grpc+unix://",
 			"grpc+unix://" + udsPath: "use unix://",
 		} {
 			c, err := NewConn(ep, fastBackoff)
@@ -86,7 +86,7 @@ func TestReadHandshakeFrame(t *testing.T) {
 		in   []byte
 		typ  frame.Type
 		want string // payload, or
-		err  error   // error kind
+		err  error  // error kind
 	}{
 		{"frame then more", []byte{0, 0, 0, 3, 0x02, '{', '}', 0, 0, 0, 1, 0x30}, frame.TypeHandshakeResponse, "{}", nil},
 		{"http2 settings", settings, 0, "", errSpeaksHTTP2},
