@@ -57,7 +57,9 @@ var (
 	ErrProtocol = errors.New("agentwire: protocol violation")
 	// ErrInvalidEvent: the event cannot be sent (nil event or destination,
 	// correlation id not valid UTF-8; Cancel: empty correlation id or
-	// reason out of range).
+	// reason out of range; Configure: configuration not valid JSON). An
+	// empty correlation id of a request call is not an error: the Conn
+	// generates one.
 	ErrInvalidEvent = errors.New("agentwire: invalid event")
 	// ErrTimeout: the call's deadline passed (the context's, or the
 	// WithRequestTimeout default). Such errors also satisfy
