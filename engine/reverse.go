@@ -229,8 +229,8 @@ func (l *ReverseListener) acceptLoop() {
 		}
 		if l.pending >= l.cfg.maxPending {
 			l.mu.Unlock()
+			l.droppedPending.Add(1) // counted before the peer can see the close
 			nc.Close()
-			l.droppedPending.Add(1)
 			l.log.Debug("agentwire: reverse connection dropped: too many registrations in progress", "remote", nc.RemoteAddr().String(), "limit", l.cfg.maxPending)
 			continue
 		}
