@@ -18,7 +18,8 @@ import (
 )
 
 // Conn is one multiplexed connection from a proxy to one agent. It is safe
-// for concurrent use by any number of goroutines; create it with Dial and
+// for concurrent use by any number of goroutines; create it with NewConn
+// (connects in the background) or Dial (connects before it returns) and
 // release it with Close.
 //
 // See the package documentation for the concurrency design, the deadline
@@ -31,9 +32,10 @@ type Conn struct {
 	// policy counts the synthetic verdicts of Decide (verdict.go).
 	policy policyCounters
 
-	state atomic.Int32 // stateOpen, stateDraining, stateClosed
-	sess  atomic.Pointer[session]
-	caps  atomic.Pointer[agentwire.Capabilities]
+	state  atomic.Int32  // stateOpen, stateDraining, stateClosed
+	cstate atomic.Uint32 // ConnState (state.go)
+	sess   atomic.Pointer[session]
+	caps   atomic.Pointer[agentwire.Capabilities]
 
 	mu     sync.Mutex
 	sessCh chan struct{} // closed and replaced when sess changes
@@ -58,7 +60,24 @@ type Conn struct {
 	// cbRunning is set while the dispatcher runs a user callback: Close
 	// then does not wait for it (the callback may be the one calling).
 	cbRunning atomic.Bool
+
+	// Connection-state transitions waiting for WithOnStateChange
+	// (state.go): stateQ under stateMu, stateSig wakes the dispatcher.
+	stateMu  sync.Mutex
+	stateQ   []stateChange
+	stateSig chan struct{}
+
+	// lastErr is the outcome of the last failed connection attempt (nil
+	// once one succeeded), reported by WaitConnected.
+	lastErr atomic.Pointer[connectFailure]
+
+	// Generated correlation ids (cid.go).
+	cidPrefix string
+	cidSeq    atomic.Uint64
 }
+
+// connectFailure boxes the error of a failed connection attempt.
+type connectFailure struct{ err error }
 
 const (
 	stateOpen int32 = iota
@@ -70,6 +89,7 @@ var (
 	errClosed       = &Error{Kind: ErrClosed}
 	errDraining     = &Error{Kind: ErrDraining, Detail: "Drain was called"}
 	errNotConnected = &Error{Kind: ErrNotConnected, Detail: "reconnecting"}
+	errNotConnYet   = &Error{Kind: ErrNotConnected, Detail: "not connected yet"}
 	errDuplicate    = &Error{Kind: ErrDuplicateCorrelationID}
 	errNotSubscr    = &Error{Kind: ErrNotSubscribed}
 )
@@ -90,9 +110,43 @@ type oneShotDialer interface {
 	oneShot()
 }
 
+// NewConn returns a Conn for the agent at endpoint without waiting for it:
+// the endpoint and the options are validated at once (an invalid one, or an
+// option that does not apply to the endpoint's transport, is an
+// ErrInvalidConfig error and nothing is started), and the Conn then
+// connects in the background, retrying with the reconnect backoff
+// (WithReconnectBackoff; every attempt bounded by WithConnectTimeout and
+// WithHandshakeTimeout) for as long as it is open. A proxy can so be
+// started before its agents. Until the first connection succeeds the Conn
+// is in StateConnecting and calls behave as during a reconnection: they
+// fail at once with ErrNotConnected, or wait for the connection within
+// their context with WithFailFastWhileReconnecting(false). WaitConnected
+// waits for the connection (and reports the last attempt's error when it
+// gives up); State and WithOnStateChange observe it. Once connected, the
+// Conn behaves exactly like one returned by Dial.
+//
+// Endpoints are those of Dial. Close releases the Conn whether or not it
+// ever connected.
+func NewConn(endpoint string, opts ...Option) (*Conn, error) {
+	d, o, err := prepare(endpoint, opts)
+	if err != nil {
+		return nil, err
+	}
+	c := newConnObj(d, o)
+	c.wg.Add(1)
+	go c.supervise(nil)
+	go c.dispatcher()
+	return c, nil
+}
+
 // Dial connects to the agent at endpoint, performs the handshake and
-// returns the ready Conn. ctx bounds the first connection only; later
-// reconnections are bounded by WithConnectTimeout and WithHandshakeTimeout.
+// returns the ready Conn, or fails: unlike NewConn, an agent that is not up
+// yet is an error (ErrConnectFailed, or ErrHandshakeRejected when it
+// answered but refused), and nothing is retried. ctx bounds this first
+// connection only; later reconnections are bounded by WithConnectTimeout
+// and WithHandshakeTimeout and never give up while the Conn is open.
+// Invalid options and endpoints fail at once with ErrInvalidConfig, as in
+// NewConn.
 //
 // Endpoints: "grpc://host:port", "http://host:port" or "host:port" (gRPC
 // over TCP; plaintext needs WithInsecure, or pass WithTLS), "grpcs://" or
@@ -101,6 +155,17 @@ type oneShotDialer interface {
 // relative "*.sock" paths select the binary Unix-socket protocol (SPEC 6;
 // see WithEncodings and the package documentation).
 func Dial(ctx context.Context, endpoint string, opts ...Option) (*Conn, error) {
+	d, o, err := prepare(endpoint, opts)
+	if err != nil {
+		return nil, err
+	}
+	return newConn(ctx, d, o)
+}
+
+// prepare applies and validates opts, parses endpoint, checks that every
+// option applies to its transport and builds the dialer (which does not
+// connect). Every error is of kind ErrInvalidConfig.
+func prepare(endpoint string, opts []Option) (dialer, options, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
 		if opt != nil {
@@ -108,41 +173,57 @@ func Dial(ctx context.Context, endpoint string, opts ...Option) (*Conn, error) {
 		}
 	}
 	if err := o.validate(); err != nil {
-		return nil, err
+		return nil, o, err
 	}
 	ep, err := parseEndpoint(endpoint)
 	if err != nil {
-		return nil, err
+		return nil, o, err
+	}
+	kind := transportGRPC
+	if ep.udsPath != "" {
+		kind = transportUDS
+	}
+	if err := o.checkTransport(kind); err != nil {
+		return nil, o, err
 	}
 	o.endpoint = endpoint
 	var d dialer
-	if ep.udsPath != "" {
+	if kind == transportUDS {
 		d, err = newUDSDialer(ep, &o)
 	} else {
 		d, err = newGRPCDialer(ep, &o)
 	}
 	if err != nil {
-		return nil, err
+		return nil, o, err
 	}
-	return newConn(ctx, d, o)
+	return d, o, nil
 }
 
-// newConn runs the first connection and starts the Conn's goroutines.
-func newConn(ctx context.Context, d dialer, o options) (*Conn, error) {
+// newConnObj returns a Conn on d in StateConnecting, with no session and no
+// goroutine.
+func newConnObj(d dialer, o options) *Conn {
 	c := &Conn{
-		opts:     o,
-		log:      o.logger,
-		d:        d,
-		sessCh:   make(chan struct{}),
-		cbq:      make(chan callback, o.callbackQueue),
-		drainSig: make(chan struct{}, 1),
-		closing:  make(chan struct{}),
-		dispDone: make(chan struct{}),
+		opts:      o,
+		log:       o.logger,
+		d:         d,
+		sessCh:    make(chan struct{}),
+		cbq:       make(chan callback, o.callbackQueue),
+		drainSig:  make(chan struct{}, 1),
+		closing:   make(chan struct{}),
+		dispDone:  make(chan struct{}),
+		stateSig:  make(chan struct{}, 1),
+		cidPrefix: newCIDPrefix(),
 	}
 	c.baseCtx, c.baseCancel = context.WithCancel(context.Background())
 	if len(o.agentConfig) > 0 {
 		c.config.Store(&agentwire.ConfigureEvent{Config: o.agentConfig})
 	}
+	return c
+}
+
+// newConn runs the first connection and starts the Conn's goroutines.
+func newConn(ctx context.Context, d dialer, o options) (*Conn, error) {
+	c := newConnObj(d, o)
 	// ctx bounds this first connection only: it must not end the Conn's
 	// base context, which bounds every later reconnection (ctx may end
 	// after the dialer succeeded, before stop).
@@ -160,6 +241,7 @@ func newConn(ctx context.Context, d dialer, o options) (*Conn, error) {
 		return nil, err
 	}
 	c.publish(s)
+	c.setState(StateConnected)
 	c.wg.Add(1)
 	go c.supervise(s)
 	go c.dispatcher()
@@ -220,12 +302,18 @@ func (c *Conn) sessionChanged() <-chan struct{} {
 
 // supervise owns the sessions: when one fails it is replaced, with capped,
 // jittered exponential backoff between attempts, for as long as the Conn
-// is open. On Close it ends the current session and waits for its
-// goroutines.
+// is open. s is the first session (Dial), or nil (NewConn): the first
+// connection is then made here, its first attempt at once. On Close it
+// ends the current session and waits for its goroutines.
 func (c *Conn) supervise(s *session) {
 	defer c.wg.Done()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	if s == nil {
+		if s = c.reconnect(timer, true); s == nil {
+			return // closed
+		}
+	}
 	for {
 		select {
 		case <-s.done:
@@ -236,6 +324,9 @@ func (c *Conn) supervise(s *session) {
 		}
 		c.sess.CompareAndSwap(s, nil)
 		c.notifySession()
+		if _, ok := c.d.(oneShotDialer); !ok {
+			c.setState(StateReconnecting)
+		}
 		s.wg.Wait()
 		c.log.Warn("agentwire: connection to agent lost", "err", s.lost)
 		if _, ok := c.d.(oneShotDialer); ok {
@@ -244,31 +335,57 @@ func (c *Conn) supervise(s *session) {
 			go c.Close()
 			return
 		}
-		for attempt := 0; ; attempt++ {
-			timer.Reset(c.backoff(attempt))
+		if s = c.reconnect(timer, false); s == nil {
+			return // closed
+		}
+	}
+}
+
+// reconnect connects until a session is up, waiting c.backoff between
+// attempts (first: the first connection of NewConn, whose first attempt
+// does not wait), publishes it and returns it; nil when the Conn closed
+// meanwhile.
+func (c *Conn) reconnect(timer *time.Timer, first bool) *session {
+	for attempt := 0; ; attempt++ {
+		if !first || attempt > 0 {
+			n := attempt
+			if first {
+				n-- // the attempt at once did not count
+			}
+			timer.Reset(c.backoff(n))
 			select {
 			case <-timer.C:
 			case <-c.closing:
 				timer.Stop()
-				return
+				return nil
 			}
-			ns, err := c.connect(c.baseCtx)
-			if err != nil {
-				c.stats.reconnectFails.Add(1)
-				c.log.Debug("agentwire: reconnect failed", "attempt", attempt+1, "err", err)
-				continue
+		}
+		ns, err := c.connect(c.baseCtx)
+		if err != nil {
+			c.lastErr.Store(&connectFailure{err})
+			c.stats.reconnectFails.Add(1)
+			if attempt == 0 {
+				c.log.Warn("agentwire: connecting to agent failed; retrying", "err", err)
+			} else {
+				c.log.Debug("agentwire: connection attempt failed", "attempt", attempt+1, "err", err)
 			}
-			if c.state.Load() == stateClosed {
-				ns.fail(ErrClosed, nil)
-				ns.wg.Wait()
-				return
-			}
-			s = ns
-			c.publish(s)
+			continue
+		}
+		if c.state.Load() == stateClosed {
+			ns.fail(ErrClosed, nil)
+			ns.wg.Wait()
+			return nil
+		}
+		c.lastErr.Store(nil)
+		c.publish(ns)
+		c.setState(StateConnected)
+		if first {
+			c.log.Info("agentwire: connected to agent", "attempts", attempt+1)
+		} else {
 			c.stats.reconnects.Add(1)
 			c.log.Info("agentwire: reconnected to agent", "attempts", attempt+1)
-			break
 		}
+		return ns
 	}
 }
 
@@ -289,17 +406,21 @@ func (c *Conn) backoff(n int) time.Duration {
 }
 
 // Close ends the connection: pending calls fail with ErrClosed, later calls
-// fail with ErrClosed, and every goroutine of the Conn has exited when
-// Close returns. It is idempotent and always returns nil.
+// fail with ErrClosed, the state becomes StateClosed, the
+// WithOnStateChange callback has been called with it and every goroutine
+// of the Conn has exited when Close returns. It is idempotent and always
+// returns nil. It also stops NewConn's background connection attempts.
 //
-// The one exception is a user callback (WithOnHealth, WithOnMetrics, ...)
-// running when Close is called: Close may be called from it, so it does
-// not wait for it. The Conn is closed for every caller at once; its
-// goroutines exit and the connection is released in the background as
-// soon as that callback returns.
+// The one exception is a user callback (WithOnHealth, WithOnMetrics,
+// WithOnStateChange, ...) running when Close is called: Close may be
+// called from it, so it does not wait for it. The Conn is closed for every
+// caller at once; the StateClosed callback is made, the goroutines exit
+// and the connection is released in the background as soon as that
+// callback returns.
 func (c *Conn) Close() error {
 	c.stopOnce.Do(func() {
 		c.state.Store(stateClosed)
+		c.setState(StateClosed) // queued before closing: the dispatcher delivers it
 		close(c.closing)
 		c.baseCancel()
 		c.notifySession()
@@ -335,7 +456,7 @@ func (c *Conn) current(ctx context.Context) (*session, error) {
 			return s, nil
 		}
 		if c.opts.failFast {
-			return nil, errNotConnected
+			return nil, c.notConnected()
 		}
 		select {
 		case <-ch:
@@ -343,6 +464,46 @@ func (c *Conn) current(ctx context.Context) (*session, error) {
 			return nil, ctxError(ctx)
 		case <-c.closing:
 			return nil, errClosed
+		}
+	}
+}
+
+// notConnected returns the fail-fast error of a Conn without a session.
+func (c *Conn) notConnected() error {
+	if c.State() == StateConnecting {
+		return errNotConnYet
+	}
+	return errNotConnected
+}
+
+// WaitConnected returns nil once the Conn has a session (at once when it
+// has one now), or an error when ctx ends first (kind ErrTimeout or
+// ErrCanceled, satisfying errors.Is with ctx's error too; its detail names
+// the last failed connection attempt, if any) or when the Conn is closed
+// (ErrClosed; a reverse Conn closes itself when its socket dies). It does
+// not depend on WithFailFastWhileReconnecting. Safe for concurrent use.
+func (c *Conn) WaitConnected(ctx context.Context) error {
+	for {
+		if c.state.Load() == stateClosed {
+			return fresh(errClosed)
+		}
+		ch := c.sessionChanged()
+		if s := c.sess.Load(); s != nil && !s.failed() {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-c.closing:
+		case <-ctx.Done():
+			if c.state.Load() == stateClosed {
+				return fresh(errClosed)
+			}
+			e := fresh(ctxError(ctx)).(*Error)
+			e.Detail = "not connected"
+			if f := c.lastErr.Load(); f != nil {
+				e.Detail += " (last attempt: " + f.err.Error() + ")"
+			}
+			return e
 		}
 	}
 }
@@ -389,7 +550,7 @@ func (c *Conn) admit(ctx context.Context, cid string, kind int32) (context.Conte
 		s := c.sess.Load()
 		if s == nil || s.failed() {
 			if c.opts.failFast {
-				return fail(errNotConnected)
+				return fail(c.notConnected())
 			}
 			if cancel == nil {
 				ctx, cancel = c.ensureDeadline(ctx, nil)
@@ -613,8 +774,18 @@ func (e *event) encode(t transport) (mem.Buffer, error) {
 	}
 }
 
-// call runs one request/reply exchange for ev into dst.
+// call runs one request/reply exchange for ev into dst. A failure is
+// returned as an error of its own carrying cid (see withCID).
 func (c *Conn) call(ctx context.Context, cid string, ev event, dst *agentwire.AgentResponse) error {
+	if err := c.roundTrip(ctx, cid, ev, dst); err != nil {
+		return withCID(err, cid)
+	}
+	return nil
+}
+
+// roundTrip is call without the error copy: its errors may be shared
+// templates.
+func (c *Conn) roundTrip(ctx context.Context, cid string, ev event, dst *agentwire.AgentResponse) error {
 	ctx, cancel, s, err := c.admit(ctx, cid, ev.kind)
 	if err != nil {
 		return err
@@ -640,13 +811,26 @@ func (c *Conn) call(ctx context.Context, cid string, ev event, dst *agentwire.Ag
 	return c.exchange(ctx, s, cid, getPending(cid, dst), outbound{buf: buf})
 }
 
+// Correlation ids of the request calls: every event carries the request's
+// correlation id (RequestHeadersEvent in Metadata.CorrelationID, the others
+// in CorrelationID). An empty one is replaced by an id generated by the
+// Conn (unique, see cid.go), written into that field of the caller's event
+// before anything is sent, so that the caller can read it back after the
+// call (even a failed one) and reuse it for the request's later events
+// and for Cancel. Every error of a request call carries the id in
+// Error.CorrelationID.
+
 // RequestHeaders sends a request-headers event and returns the agent's
-// reply. The correlation id is ev.Metadata.CorrelationID (non-empty); a
-// zero Metadata.Timestamp is sent as the current time. ev must not be
-// modified until the call returns.
+// reply. The correlation id is ev.Metadata.CorrelationID; when it is empty
+// the Conn generates one and sets it there (see above). A zero
+// Metadata.Timestamp is sent as the current time. ev must not be modified
+// until the call returns.
 func (c *Conn) RequestHeaders(ctx context.Context, ev *agentwire.RequestHeadersEvent) (*agentwire.AgentResponse, error) {
 	if ev == nil {
-		return nil, c.invalid(errNilEvent)
+		return nil, fresh(c.invalid(errNilEvent))
+	}
+	if ev.Metadata.CorrelationID == "" {
+		ev.Metadata.CorrelationID = c.newCID()
 	}
 	dst := new(agentwire.AgentResponse)
 	if err := c.call(ctx, ev.Metadata.CorrelationID, event{kind: agentwire.EventRequestHeaders, rh: ev}, dst); err != nil {
@@ -658,20 +842,32 @@ func (c *Conn) RequestHeaders(ctx context.Context, ev *agentwire.RequestHeadersE
 // RequestHeadersInto is RequestHeaders decoding the reply into dst (reset
 // first) instead of a new value: with a reused dst the round trip
 // allocates once (the pending-map entry). dst must not be used by anyone
-// else until the call returns; on error its content is undefined.
+// else until the call returns; on error its content is undefined. An empty
+// correlation id is generated and set as in RequestHeaders.
 func (c *Conn) RequestHeadersInto(ctx context.Context, ev *agentwire.RequestHeadersEvent, dst *agentwire.AgentResponse) error {
 	if ev == nil || dst == nil {
-		return c.invalid(errNilEvent)
+		var cid string
+		if ev != nil {
+			cid = ev.Metadata.CorrelationID
+		}
+		return withCID(c.invalid(errNilEvent), cid)
+	}
+	if ev.Metadata.CorrelationID == "" {
+		ev.Metadata.CorrelationID = c.newCID()
 	}
 	return c.call(ctx, ev.Metadata.CorrelationID, event{kind: agentwire.EventRequestHeaders, rh: ev}, dst)
 }
 
 // RequestBodyChunk sends a request body chunk and returns the reply.
 // ev.Data is copied into the outbound message before the call blocks, but
-// ev must not be modified until the call returns.
+// ev must not be modified until the call returns. An empty ev.CorrelationID
+// is generated and set (see RequestHeaders).
 func (c *Conn) RequestBodyChunk(ctx context.Context, ev *agentwire.BodyChunk) (*agentwire.AgentResponse, error) {
 	if ev == nil {
-		return nil, c.invalid(errNilEvent)
+		return nil, fresh(c.invalid(errNilEvent))
+	}
+	if ev.CorrelationID == "" {
+		ev.CorrelationID = c.newCID()
 	}
 	dst := new(agentwire.AgentResponse)
 	if err := c.call(ctx, ev.CorrelationID, event{kind: agentwire.EventRequestBodyChunk, bc: ev}, dst); err != nil {
@@ -680,10 +876,14 @@ func (c *Conn) RequestBodyChunk(ctx context.Context, ev *agentwire.BodyChunk) (*
 	return dst, nil
 }
 
-// ResponseHeaders sends a response-headers event and returns the reply.
+// ResponseHeaders sends a response-headers event and returns the reply. An
+// empty ev.CorrelationID is generated and set (see RequestHeaders).
 func (c *Conn) ResponseHeaders(ctx context.Context, ev *agentwire.ResponseHeadersEvent) (*agentwire.AgentResponse, error) {
 	if ev == nil {
-		return nil, c.invalid(errNilEvent)
+		return nil, fresh(c.invalid(errNilEvent))
+	}
+	if ev.CorrelationID == "" {
+		ev.CorrelationID = c.newCID()
 	}
 	dst := new(agentwire.AgentResponse)
 	if err := c.call(ctx, ev.CorrelationID, event{kind: agentwire.EventResponseHeaders, rs: ev}, dst); err != nil {
@@ -693,10 +893,14 @@ func (c *Conn) ResponseHeaders(ctx context.Context, ev *agentwire.ResponseHeader
 }
 
 // ResponseBodyChunk sends a response body chunk and returns the reply (see
-// RequestBodyChunk for ownership of ev.Data).
+// RequestBodyChunk for ownership of ev.Data). An empty ev.CorrelationID is
+// generated and set (see RequestHeaders).
 func (c *Conn) ResponseBodyChunk(ctx context.Context, ev *agentwire.BodyChunk) (*agentwire.AgentResponse, error) {
 	if ev == nil {
-		return nil, c.invalid(errNilEvent)
+		return nil, fresh(c.invalid(errNilEvent))
+	}
+	if ev.CorrelationID == "" {
+		ev.CorrelationID = c.newCID()
 	}
 	dst := new(agentwire.AgentResponse)
 	if err := c.call(ctx, ev.CorrelationID, event{kind: agentwire.EventResponseBodyChunk, bc: ev, response: true}, dst); err != nil {
@@ -706,10 +910,14 @@ func (c *Conn) ResponseBodyChunk(ctx context.Context, ev *agentwire.BodyChunk) (
 }
 
 // RequestComplete sends a request-complete event and returns the reply
-// (agentwire and Rust SDK agents answer it).
+// (agentwire and Rust SDK agents answer it). An empty ev.CorrelationID is
+// generated and set (see RequestHeaders).
 func (c *Conn) RequestComplete(ctx context.Context, ev *agentwire.RequestCompleteEvent) (*agentwire.AgentResponse, error) {
 	if ev == nil {
-		return nil, c.invalid(errNilEvent)
+		return nil, fresh(c.invalid(errNilEvent))
+	}
+	if ev.CorrelationID == "" {
+		ev.CorrelationID = c.newCID()
 	}
 	dst := new(agentwire.AgentResponse)
 	// The request is over whatever the outcome: a per-request pause of
@@ -730,10 +938,14 @@ func (c *Conn) forgetPause(cid string) {
 
 // WebSocketFrame sends one WebSocket frame and returns the reply. gRPC
 // cannot carry a WebSocket decision (SPEC 4.6): the reply's decision is the
-// verdict.
+// verdict. An empty ev.CorrelationID is generated and set (see
+// RequestHeaders).
 func (c *Conn) WebSocketFrame(ctx context.Context, ev *agentwire.WebSocketFrameEvent) (*agentwire.AgentResponse, error) {
 	if ev == nil {
-		return nil, c.invalid(errNilEvent)
+		return nil, fresh(c.invalid(errNilEvent))
+	}
+	if ev.CorrelationID == "" {
+		ev.CorrelationID = c.newCID()
 	}
 	dst := new(agentwire.AgentResponse)
 	if err := c.call(ctx, ev.CorrelationID, event{kind: agentwire.EventWebSocketFrame, ws: ev}, dst); err != nil {
@@ -744,10 +956,14 @@ func (c *Conn) WebSocketFrame(ctx context.Context, ev *agentwire.WebSocketFrameE
 
 // GuardrailInspect sends a guardrail inspection and returns the reply.
 // Rust SDK agents never answer it over gRPC (the call then ends at its
-// deadline); agentwire agents do.
+// deadline); agentwire agents do. An empty ev.CorrelationID is generated
+// and set (see RequestHeaders).
 func (c *Conn) GuardrailInspect(ctx context.Context, ev *agentwire.GuardrailInspectEvent) (*agentwire.AgentResponse, error) {
 	if ev == nil {
-		return nil, c.invalid(errNilEvent)
+		return nil, fresh(c.invalid(errNilEvent))
+	}
+	if ev.CorrelationID == "" {
+		ev.CorrelationID = c.newCID()
 	}
 	dst := new(agentwire.AgentResponse)
 	if err := c.call(ctx, ev.CorrelationID, event{kind: agentwire.EventGuardrailInspect, gr: ev}, dst); err != nil {
@@ -771,6 +987,10 @@ func (c *Conn) GuardrailInspect(ctx context.Context, ev *agentwire.GuardrailInsp
 // is not used for configuration: ProcessStream keeps it ordered with the
 // events, and a second copy would be applied twice.
 func (c *Conn) Configure(ctx context.Context, ev *agentwire.ConfigureEvent) error {
+	return fresh(c.configure(ctx, ev))
+}
+
+func (c *Conn) configure(ctx context.Context, ev *agentwire.ConfigureEvent) error {
 	if ev == nil {
 		return errNilEvent
 	}
@@ -808,7 +1028,12 @@ func (c *Conn) Configure(ctx context.Context, ev *agentwire.ConfigureEvent) erro
 // yet (over a Unix socket the writer encodes request-headers events as it
 // reaches them), the event is never sent and no CancelRequest either.
 // Cancellation never counts against the agent's health. It does not block.
+// Its errors carry correlationID.
 func (c *Conn) Cancel(correlationID string, reason agentwire.CancelReason) error {
+	return withCID(c.cancel(correlationID, reason), correlationID)
+}
+
+func (c *Conn) cancel(correlationID string, reason agentwire.CancelReason) error {
 	if correlationID == "" {
 		return errNoCID
 	}
@@ -823,7 +1048,7 @@ func (c *Conn) Cancel(correlationID string, reason agentwire.CancelReason) error
 	}
 	s := c.sess.Load()
 	if s == nil || s.failed() {
-		return errNotConnected
+		return c.notConnected()
 	}
 	dropped := false
 	if p, ok := s.pending.LoadAndDelete(correlationID); ok {
@@ -843,6 +1068,11 @@ func (c *Conn) Cancel(correlationID string, reason agentwire.CancelReason) error
 // the matching pong (same sequence) arrives. Without a context deadline the
 // request timeout applies.
 func (c *Conn) Ping(ctx context.Context) (time.Duration, error) {
+	d, err := c.ping(ctx)
+	return d, fresh(err)
+}
+
+func (c *Conn) ping(ctx context.Context) (time.Duration, error) {
 	s := c.sess.Load()
 	if s != nil && s.failed() {
 		s = nil
@@ -890,6 +1120,10 @@ func (c *Conn) pingOn(ctx context.Context, s *session) (time.Duration, error) {
 // shutdown notice is sent the same way and the Conn is closed. If ctx ends
 // first, Drain returns its error and the Conn stays draining (call Close).
 func (c *Conn) Drain(ctx context.Context) error {
+	return fresh(c.drain(ctx))
+}
+
+func (c *Conn) drain(ctx context.Context) error {
 	if !c.state.CompareAndSwap(stateOpen, stateDraining) {
 		if c.state.Load() == stateClosed {
 			return errClosed

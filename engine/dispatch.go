@@ -70,6 +70,10 @@ func (c *Conn) dropCallback(cb callback) {
 // dispatcher runs user callbacks one at a time, off the reader goroutine,
 // until the Conn closes. cbRunning is set while a callback runs, so that a
 // Close meanwhile (possibly from that very callback) does not wait for it.
+// State transitions (WithOnStateChange) are never dropped: once the Conn
+// closes, the dispatcher delivers those still waiting, the final
+// StateClosed included (Close queues it before it closes c.closing), and
+// then exits; reports still queued are dropped.
 func (c *Conn) dispatcher() {
 	defer close(c.dispDone)
 	for {
@@ -78,7 +82,10 @@ func (c *Conn) dispatcher() {
 			c.cbRunning.Store(true)
 			c.runCallback(cb)
 			c.cbRunning.Store(false)
+		case <-c.stateSig:
+			c.runStateChanges()
 		case <-c.closing:
+			c.runStateChanges()
 			return
 		}
 	}

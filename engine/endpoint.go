@@ -1,8 +1,6 @@
 package engine
 
 import (
-	"errors"
-	"fmt"
 	"net"
 	"strings"
 )
@@ -26,13 +24,13 @@ type endpoint struct {
 //	unix:/path, unix:///path, /path, *.sock          the binary Unix-socket protocol (SPEC 6)
 func parseEndpoint(s string) (endpoint, error) {
 	if s == "" {
-		return endpoint{}, errors.New("agentwire: empty endpoint")
+		return endpoint{}, configErr("empty endpoint")
 	}
 	switch {
 	case strings.HasPrefix(s, "grpc+unix://"):
 		path := strings.TrimPrefix(s, "grpc+unix://")
 		if !strings.HasPrefix(path, "/") {
-			return endpoint{}, fmt.Errorf("agentwire: endpoint %q: grpc+unix needs an absolute path (grpc+unix:///path)", s)
+			return endpoint{}, configErr("endpoint %q: grpc+unix needs an absolute path (grpc+unix:///path)", s)
 		}
 		return endpoint{target: "unix://" + path, unix: true}, nil
 	case strings.HasPrefix(s, "unix:"), strings.HasPrefix(s, "/"), strings.HasSuffix(s, ".sock"):
@@ -49,13 +47,13 @@ func parseEndpoint(s string) (endpoint, error) {
 		case "grpcs", "https":
 			e.tls = true
 		default:
-			return endpoint{}, fmt.Errorf("agentwire: endpoint %q: unknown scheme %q", s, scheme)
+			return endpoint{}, configErr("endpoint %q: unknown scheme %q", s, scheme)
 		}
 		hostport = strings.TrimSuffix(hostport, "/")
 	}
 	host, port, err := net.SplitHostPort(hostport)
 	if err != nil || port == "" {
-		return endpoint{}, fmt.Errorf("agentwire: endpoint %q: want host:port", s)
+		return endpoint{}, configErr("endpoint %q: want host:port", s)
 	}
 	if host == "" {
 		host = "localhost"

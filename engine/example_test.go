@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/agentwire/agentwire"
@@ -44,4 +46,46 @@ func Example() {
 	// Output:
 	// /index.html allow 0
 	// /admin/users block 403
+}
+
+// A proxy that starts before its agent: NewConn returns at once and
+// connects in the background. The request goes without a correlation id:
+// the Conn generates one and writes it into the event.
+func ExampleNewConn() {
+	dir, _ := os.MkdirTemp("", "aw")
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "agent.sock")
+
+	c, err := engine.NewConn("unix://"+path, engine.WithReconnectBackoff(10*time.Millisecond, 100*time.Millisecond))
+	if err != nil {
+		fmt.Println(err) // errors.Is(err, engine.ErrInvalidConfig)
+		return
+	}
+	defer c.Close()
+	fmt.Println(c.State())
+
+	// The agent comes up later.
+	ln, _ := net.Listen("unix", path)
+	srv := agent.NewServer(refagents.Deny{})
+	go func() { _ = srv.ServeUDS(ln) }()
+	defer srv.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.WaitConnected(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(c.State())
+	ev := &agentwire.RequestHeadersEvent{Method: "GET", URI: "/admin/users"}
+	resp, err := c.RequestHeaders(ctx, ev)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(resp.Decision.Kind, resp.Decision.Status, resp.CorrelationID == ev.Metadata.CorrelationID)
+	// Output:
+	// connecting
+	// connected
+	// block 403 true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -105,13 +106,15 @@ type grpcDialer struct {
 	cc   *grpc.ClientConn
 	o    *options
 	name string
+	// unixPath is the socket path of a grpc+unix endpoint ("" for TCP).
+	unixPath string
 }
 
 func newGRPCDialer(ep endpoint, o *options) (*grpcDialer, error) {
 	var creds credentials.TransportCredentials
 	switch {
 	case ep.tls && o.insecure:
-		return nil, fmt.Errorf("agentwire: endpoint is TLS (grpcs/https) but WithInsecure was given")
+		return nil, configErr("endpoint is TLS (grpcs/https) but WithInsecure was given")
 	case ep.tls || o.tls != nil:
 		cfg := o.tls
 		if cfg == nil {
@@ -121,7 +124,7 @@ func newGRPCDialer(ep endpoint, o *options) (*grpcDialer, error) {
 	case ep.unix || o.insecure:
 		creds = insecure.NewCredentials()
 	default:
-		return nil, fmt.Errorf("agentwire: plaintext gRPC endpoint needs WithInsecure() (or WithTLS / a grpcs:// endpoint)")
+		return nil, configErr("plaintext gRPC endpoint needs WithInsecure() (or WithTLS / a grpcs:// endpoint)")
 	}
 	dopts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
@@ -152,9 +155,15 @@ func newGRPCDialer(ep endpoint, o *options) (*grpcDialer, error) {
 	dopts = append(dopts, o.dialOptions...)
 	cc, err := grpc.NewClient(ep.target, dopts...)
 	if err != nil {
-		return nil, &Error{Kind: ErrConnectFailed, Detail: ep.target, Err: err}
+		// grpc.NewClient does not connect: it refuses the target or the
+		// dial options.
+		return nil, &Error{Kind: ErrInvalidConfig, Detail: ep.target, Err: err}
 	}
-	return &grpcDialer{cc: cc, o: o, name: ep.target}, nil
+	d := &grpcDialer{cc: cc, o: o, name: ep.target}
+	if ep.unix {
+		d.unixPath = strings.TrimPrefix(ep.target, "unix://")
+	}
+	return d, nil
 }
 
 func (d *grpcDialer) close() error { return d.cc.Close() }
@@ -179,6 +188,10 @@ func (d *grpcDialer) open(ctx context.Context, hs *agentwire.HandshakeRequest) (
 		}
 		if ctx.Err() != nil {
 			return nil, caps, &Error{Kind: ErrConnectFailed, Detail: detail, Err: ctx.Err()}
+		}
+		if d.unixPath != "" && kind == ErrConnectFailed && err != nil &&
+			probeNotHTTP2(ctx, d.unixPath, min(d.o.handshakeTimeout, maxMixupProbe)) {
+			detail += ": " + notGRPCDetail(d.unixPath)
 		}
 		return nil, caps, &Error{Kind: kind, Detail: detail, Err: err}
 	}

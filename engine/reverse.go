@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -36,7 +37,11 @@ type ReverseStats struct {
 	Registered uint64 // connections admitted
 	Rejected   uint64 // registrations answered with a failure
 	Abandoned  uint64 // peers dropped without an answer (timeout, cut off, oversized frame)
-	Active     int    // admitted connections still open
+	// DroppedPending counts connections closed at once, unread, because
+	// WithMaxPendingRegistrations registrations were in progress.
+	DroppedPending uint64
+	Pending        int // connections still registering
+	Active         int // admitted connections still open
 }
 
 // ReverseListener accepts reverse connections from agents and turns each
@@ -52,19 +57,19 @@ type ReverseListener struct {
 
 	ctx       context.Context // cancelled by Close
 	cancel    context.CancelFunc
-	stopCtx   func() bool
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 
 	mu         sync.Mutex
 	agents     map[string]*reverseAgent
 	inProgress map[net.Conn]struct{}
+	pending    int // connections still registering (WithMaxPendingRegistrations)
 	closed     bool
 
 	accepted chan *Conn
 	lastMS   atomic.Int64
 
-	registered, rejected, abandoned atomic.Uint64
+	registered, rejected, abandoned, droppedPending atomic.Uint64
 }
 
 // reverseAgent is the bookkeeping of one agent id: its live Conns and the
@@ -74,8 +79,15 @@ type reverseAgent struct {
 	reserved int
 }
 
-// ListenReverse listens for reverse connections at endpoint until ctx ends
-// or Close is called.
+// ListenReverse listens for reverse connections at endpoint until Close is
+// called. ctx bounds the setup only, as Dial's bounds the first connection:
+// ListenReverse fails when ctx has ended before it returns, and the
+// listener it returned lives on after ctx ends (call Close).
+//
+// Invalid options and endpoints, and Conn options (WithConnOptions) that
+// do not apply to reverse connections, fail at once with ErrInvalidConfig.
+// At most WithMaxPendingRegistrations connections may be registering at
+// once; further ones are closed at once (ReverseStats.DroppedPending).
 //
 // Endpoints: "unix:///path", "unix:path", a path starting with "/" or ".",
 // or ending in ".sock" for a Unix socket; "tcp://host:port" or "host:port"
@@ -119,11 +131,14 @@ func ListenReverse(ctx context.Context, endpoint string, opts ...ReverseOption) 
 	if err := co.validate(); err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
+	if err := co.checkTransport(transportReverse); err != nil {
 		return nil, err
 	}
 	network, addr, err := unixsock.SplitEndpoint(endpoint)
 	if err != nil {
+		return nil, &Error{Kind: ErrInvalidConfig, Detail: strings.TrimPrefix(err.Error(), "agentwire: ")}
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	l := &ReverseListener{
@@ -147,13 +162,14 @@ func ListenReverse(ctx context.Context, endpoint string, opts ...ReverseOption) 
 		l.ln = tls.NewListener(l.ln, cfg.tls)
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
+	if err := ctx.Err(); err != nil {
+		// ctx ended during the setup: the listener is not returned.
+		l.ln.Close()
+		l.removeSocketFile()
+		return nil, err
+	}
 	l.wg.Add(1)
 	go l.acceptLoop()
-	// Last, under mu: ctx may already have ended, and then Close runs at
-	// once on the AfterFunc goroutine; it reads stopCtx under mu.
-	l.mu.Lock()
-	l.stopCtx = context.AfterFunc(ctx, func() { l.Close() })
-	l.mu.Unlock()
 	return l, nil
 }
 
@@ -211,6 +227,14 @@ func (l *ReverseListener) acceptLoop() {
 			nc.Close()
 			return
 		}
+		if l.pending >= l.cfg.maxPending {
+			l.mu.Unlock()
+			l.droppedPending.Add(1) // counted before the peer can see the close
+			nc.Close()
+			l.log.Debug("agentwire: reverse connection dropped: too many registrations in progress", "remote", nc.RemoteAddr().String(), "limit", l.cfg.maxPending)
+			continue
+		}
+		l.pending++
 		l.inProgress[nc] = struct{}{}
 		l.wg.Add(1)
 		l.mu.Unlock()
@@ -222,10 +246,22 @@ func (l *ReverseListener) acceptLoop() {
 func (l *ReverseListener) serve(nc net.Conn) {
 	defer l.wg.Done()
 	keep := false
+	registering := true
+	// registered ends the connection's registration phase (it no longer
+	// counts against WithMaxPendingRegistrations).
+	registered := func() {
+		if registering {
+			registering = false
+			l.mu.Lock()
+			l.pending--
+			l.mu.Unlock()
+		}
+	}
 	defer func() {
 		l.mu.Lock()
 		delete(l.inProgress, nc)
 		l.mu.Unlock()
+		registered()
 		if !keep {
 			nc.Close()
 		}
@@ -276,6 +312,7 @@ func (l *ReverseListener) serve(nc net.Conn) {
 		return
 	}
 	keep = true
+	registered()
 	if !l.admit(req.AgentID, c) {
 		c.Close()
 		return
@@ -479,9 +516,9 @@ func (l *ReverseListener) Accept(ctx context.Context) (*Conn, error) {
 	case c := <-l.accepted:
 		return c, nil
 	case <-l.ctx.Done():
-		return nil, errClosed
+		return nil, fresh(errClosed)
 	case <-ctx.Done():
-		return nil, ctxError(ctx)
+		return nil, fresh(ctxError(ctx))
 	}
 }
 
@@ -513,11 +550,13 @@ func (l *ReverseListener) Agents() []string {
 // Stats returns the listener's counters.
 func (l *ReverseListener) Stats() ReverseStats {
 	st := ReverseStats{
-		Registered: l.registered.Load(),
-		Rejected:   l.rejected.Load(),
-		Abandoned:  l.abandoned.Load(),
+		Registered:     l.registered.Load(),
+		Rejected:       l.rejected.Load(),
+		Abandoned:      l.abandoned.Load(),
+		DroppedPending: l.droppedPending.Load(),
 	}
 	l.mu.Lock()
+	st.Pending = l.pending
 	for _, a := range l.agents {
 		st.Active += len(a.conns)
 	}
@@ -534,15 +573,11 @@ func (l *ReverseListener) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
-		stopCtx := l.stopCtx
 		l.closed = true
 		for nc := range l.inProgress {
 			nc.Close()
 		}
 		l.mu.Unlock()
-		if stopCtx != nil {
-			stopCtx()
-		}
 		l.cancel()
 		err = l.ln.Close()
 		l.wg.Wait()
@@ -575,13 +610,19 @@ func (l *ReverseListener) Close() error {
 			}
 			break
 		}
-		if l.unixPath != "" {
-			if cur, serr := os.Lstat(l.unixPath); serr == nil && os.SameFile(cur, l.unixFile) {
-				os.Remove(l.unixPath)
-			}
-		}
+		l.removeSocketFile()
 	})
 	return err
+}
+
+// removeSocketFile removes the Unix socket file the listener created,
+// unless it was replaced meanwhile.
+func (l *ReverseListener) removeSocketFile() {
+	if l.unixPath != "" {
+		if cur, serr := os.Lstat(l.unixPath); serr == nil && os.SameFile(cur, l.unixFile) {
+			os.Remove(l.unixPath)
+		}
+	}
 }
 
 // reverseDialer hands the registered socket to newConn once; it cannot

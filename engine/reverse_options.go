@@ -4,8 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
-	"errors"
-	"fmt"
 	"os"
 	"time"
 )
@@ -22,12 +20,16 @@ const (
 	// DefaultReverseSocketMode is the permission of the socket file
 	// ListenReverse creates: only the owner may connect.
 	DefaultReverseSocketMode os.FileMode = 0o600
+	// DefaultMaxPendingRegistrations caps the connections that are still
+	// registering (WithMaxPendingRegistrations).
+	DefaultMaxPendingRegistrations = 64
 	// maxRegistrationSize bounds the registration frame an
 	// unauthenticated peer may make the listener read.
 	maxRegistrationSize = 64 << 10
 )
 
-// ReverseOption configures ListenReverse.
+// ReverseOption configures ListenReverse. An invalid value makes
+// ListenReverse fail with an ErrInvalidConfig error.
 type ReverseOption interface{ applyReverse(*reverseOptions) error }
 
 type reverseOptionFunc func(*reverseOptions) error
@@ -39,6 +41,7 @@ type reverseOptions struct {
 	allowed    map[string]struct{} // nil: every agent id
 	verify     func(agentID, token string) bool
 	maxPer     int
+	maxPending int
 	tls        *tls.Config
 	mode       os.FileMode
 	onAgent    func(agentID string, c *Conn)
@@ -49,6 +52,7 @@ func defaultReverseOptions() reverseOptions {
 	return reverseOptions{
 		regTimeout: DefaultRegistrationTimeout,
 		maxPer:     DefaultMaxConnectionsPerAgent,
+		maxPending: DefaultMaxPendingRegistrations,
 		mode:       DefaultReverseSocketMode,
 	}
 }
@@ -59,7 +63,7 @@ func defaultReverseOptions() reverseOptions {
 func WithRegistrationTimeout(d time.Duration) ReverseOption {
 	return reverseOptionFunc(func(o *reverseOptions) error {
 		if d <= 0 {
-			return fmt.Errorf("agentwire: registration timeout %v must be positive", d)
+			return configErr("registration timeout %v must be positive", d)
 		}
 		o.regTimeout = d
 		return nil
@@ -88,7 +92,7 @@ func WithAllowedAgents(ids ...string) ReverseOption {
 func WithAuthToken(token string) ReverseOption {
 	return reverseOptionFunc(func(o *reverseOptions) error {
 		if token == "" {
-			return errors.New("agentwire: empty auth token")
+			return configErr("empty auth token")
 		}
 		want := sha256.Sum256([]byte(token))
 		o.verify = func(_, got string) bool {
@@ -106,7 +110,7 @@ func WithAuthToken(token string) ReverseOption {
 func WithTokenVerifier(f func(agentID, token string) bool) ReverseOption {
 	return reverseOptionFunc(func(o *reverseOptions) error {
 		if f == nil {
-			return errors.New("agentwire: nil token verifier")
+			return configErr("nil token verifier")
 		}
 		o.verify = f
 		return nil
@@ -119,7 +123,7 @@ func WithTokenVerifier(f func(agentID, token string) bool) ReverseOption {
 func WithMaxConnectionsPerAgent(n int) ReverseOption {
 	return reverseOptionFunc(func(o *reverseOptions) error {
 		if n < 1 {
-			return fmt.Errorf("agentwire: connection limit %d must be at least 1", n)
+			return configErr("connection limit %d must be at least 1", n)
 		}
 		o.maxPer = n
 		return nil
@@ -132,7 +136,7 @@ func WithMaxConnectionsPerAgent(n int) ReverseOption {
 func WithReverseTLS(cfg *tls.Config) ReverseOption {
 	return reverseOptionFunc(func(o *reverseOptions) error {
 		if cfg == nil {
-			return errors.New("agentwire: nil TLS config")
+			return configErr("WithReverseTLS: nil TLS config")
 		}
 		o.tls = cfg.Clone()
 		return nil
@@ -144,7 +148,7 @@ func WithReverseTLS(cfg *tls.Config) ReverseOption {
 func WithReverseSocketMode(mode os.FileMode) ReverseOption {
 	return reverseOptionFunc(func(o *reverseOptions) error {
 		if mode&^os.ModePerm != 0 {
-			return fmt.Errorf("agentwire: socket mode %v has bits outside 0777", mode)
+			return configErr("socket mode %v has bits outside 0777", mode)
 		}
 		o.mode = mode
 		return nil
@@ -161,12 +165,35 @@ func WithOnAgent(f func(agentID string, c *Conn)) ReverseOption {
 // WithConnOptions sets the options of the Conns the listener creates:
 // request timeout, callbacks, logger, flow mode, size limits, proxy id and
 // version (also sent in the registration answer), agent configuration
-// (sent as a Configure right after registration). Transport options (TLS,
-// encodings, reconnect backoff) do not apply: reverse connections speak
-// JSON over the accepted socket and are never redialled by the proxy.
+// (sent as a Configure right after registration), write timeout, liveness
+// ping, state-change callback. Options that do not apply to reverse
+// connections, which speak JSON over the accepted socket, have no
+// handshake and are never redialled by the proxy (WithInsecure, WithTLS,
+// WithConnectTimeout, WithHandshakeTimeout, WithReconnectBackoff,
+// WithFailFastWhileReconnecting, WithKeepalive, WithGRPCWindow,
+// WithGRPCDialOptions, WithEncodings, WithMsgpack, WithRawMsgpackBodies,
+// WithOnLog), make ListenReverse fail with an ErrInvalidConfig error, as
+// do invalid values.
 func WithConnOptions(opts ...Option) ReverseOption {
 	return reverseOptionFunc(func(o *reverseOptions) error {
 		o.connOpts = append(o.connOpts, opts...)
+		return nil
+	})
+}
+
+// WithMaxPendingRegistrations caps the accepted connections that are still
+// registering (default DefaultMaxPendingRegistrations; at least 1). Each
+// of them holds a goroutine, a descriptor and up to 64 KiB of registration
+// frame for up to the registration timeout, before anything proves the
+// peer is an agent; while n are in progress, a further connection is
+// closed at once, unread and unanswered, and counted in
+// ReverseStats.DroppedPending. Admitted connections do not count.
+func WithMaxPendingRegistrations(n int) ReverseOption {
+	return reverseOptionFunc(func(o *reverseOptions) error {
+		if n < 1 {
+			return configErr("pending registration limit %d must be at least 1", n)
+		}
+		o.maxPending = n
 		return nil
 	})
 }

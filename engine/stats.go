@@ -20,8 +20,8 @@ type Stats struct {
 	// event or correlation id, ...).
 	Errors            uint64
 	ConnectionLost    uint64 // pending calls failed because the stream died
-	Reconnects        uint64 // successful reconnections after a loss
-	ReconnectFailures uint64 // failed reconnection attempts
+	Reconnects        uint64 // successful reconnections after a loss (not NewConn's first connection)
+	ReconnectFailures uint64 // failed connection attempts in the background (reconnections, and NewConn's first connection)
 	Duplicates        uint64 // calls refused with ErrDuplicateCorrelationID
 	FlowRejected      uint64 // calls refused by flow control
 	Orphans           uint64 // replies for no pending request (late or unknown)

@@ -47,7 +47,7 @@ func parseUDSEndpoint(s string) (endpoint, error) {
 		path = p
 	}
 	if path == "" {
-		return endpoint{}, fmt.Errorf("agentwire: endpoint %q: empty socket path", s)
+		return endpoint{}, configErr("endpoint %q: empty socket path", s)
 	}
 	return endpoint{udsPath: path}, nil
 }
@@ -63,7 +63,7 @@ type udsDialer struct {
 
 func newUDSDialer(ep endpoint, o *options) (*udsDialer, error) {
 	if o.tls != nil {
-		return nil, errors.New("agentwire: WithTLS is not supported by the binary Unix-socket protocol")
+		return nil, configErr("WithTLS is not supported by the binary Unix-socket protocol")
 	}
 	return &udsDialer{path: ep.udsPath, o: o}, nil
 }
@@ -95,11 +95,9 @@ func (d *udsDialer) open(ctx context.Context, hs *agentwire.HandshakeRequest) (t
 	nc.SetDeadline(time.Now().Add(d.o.handshakeTimeout))
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	maxPayload, maxLen := udsLimits(d.o)
-	rd := frame.NewReader(nc, maxLen)
 	fail := func(kind error, detail string, err error) (transport, agentwire.Capabilities, error) {
 		stop()
 		nc.Close()
-		rd.Release()
 		if ctx.Err() != nil {
 			return nil, caps, &Error{Kind: ErrConnectFailed, Detail: detail, Err: ctx.Err()}
 		}
@@ -127,10 +125,20 @@ func (d *udsDialer) open(ctx context.Context, hs *agentwire.HandshakeRequest) (t
 	}
 	if _, err := nc.Write(buf); err != nil {
 		timedOut = isTimeout(err)
+		if !timedOut && sniffHTTP2(nc) {
+			// A gRPC server hung up on the bytes it read as a bad
+			// HTTP/2 preface; its SETTINGS frame is still readable.
+			return fail(ErrHandshakeRejected, speaksGRPCDetail(d.path), nil)
+		}
 		return fail(ErrConnectFailed, "send handshake", err)
 	}
-	typ, p, err := rd.ReadFrame()
+	// Exactly one frame, read without the session's frame reader (which
+	// reads ahead) so that its header can be told from an HTTP/2 server's.
+	typ, p, err := readHandshakeFrame(nc, maxLen)
 	if err != nil {
+		if errors.Is(err, errSpeaksHTTP2) {
+			return fail(ErrHandshakeRejected, speaksGRPCDetail(d.path), nil)
+		}
 		var ut *frame.UnknownTypeError
 		if errors.As(err, &ut) {
 			return fail(ErrHandshakeRejected, "expected a handshake response (0x02), got "+ut.Type.String(), nil)
@@ -180,6 +188,7 @@ func (d *udsDialer) open(ctx context.Context, hs *agentwire.HandshakeRequest) (t
 	caps.ProtocolVersion = resp.ProtocolVersion
 	caps.SupportedEvents = grpcEventCodes(caps.SupportedEvents)
 	msgpack := enc == agentwire.EncodingMsgpack
+	rd := frame.NewReader(nc, maxLen)
 	t := newUDSTransport(nc, rd, maxPayload, msgpack, msgpack && d.o.uds.rawBodies, d.o.logger)
 	t.wd.Timeout = d.o.uds.writeTimeout
 	return t, caps, nil

@@ -1,8 +1,6 @@
 package engine
 
 import (
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/agentwire/agentwire"
@@ -39,7 +37,7 @@ var jsonOnly = []string{agentwire.EncodingJSON}
 
 func (u *udsOptions) validate() error {
 	if u.writeTimeout < 0 {
-		return fmt.Errorf("agentwire: negative write timeout %v", u.writeTimeout)
+		return configErr("negative write timeout %v", u.writeTimeout)
 	}
 	seen := 0
 	for _, e := range u.encodings {
@@ -50,15 +48,15 @@ func (u *udsOptions) validate() error {
 		case agentwire.EncodingMsgpack:
 			bit = 2
 		default:
-			return fmt.Errorf("agentwire: unknown encoding %q (want %q or %q)", e, agentwire.EncodingJSON, agentwire.EncodingMsgpack)
+			return configErr("unknown encoding %q (want %q or %q)", e, agentwire.EncodingJSON, agentwire.EncodingMsgpack)
 		}
 		if seen&bit != 0 {
-			return fmt.Errorf("agentwire: encoding %q listed twice", e)
+			return configErr("encoding %q listed twice", e)
 		}
 		seen |= bit
 	}
 	if u.encodings != nil && len(u.encodings) == 0 {
-		return errors.New("agentwire: WithEncodings needs at least one encoding")
+		return configErr("WithEncodings needs at least one encoding")
 	}
 	return nil
 }
@@ -69,16 +67,19 @@ func (u *udsOptions) validate() error {
 // agent's answer must be one of them, else Dial fails with
 // ErrHandshakeRejected (the Rust proxy does not check; SPEC 6.3). The
 // handshake, cancel and ping frames are JSON whatever is negotiated.
-// Ignored by gRPC Conns and by reverse connections (always JSON).
+// Unix-socket endpoints only: on gRPC endpoints (protobuf) and reverse
+// listeners (always JSON) it is an ErrInvalidConfig error.
 func WithEncodings(encodings ...string) Option {
 	return optionFunc(func(o *options) {
 		o.uds.encodings = append(make([]string, 0, len(encodings)), encodings...)
+		o.set |= setEncodings
 	})
 }
 
 // WithMsgpack offers ["msgpack","json"]: MessagePack preferred, JSON as
 // the fallback for agents without it (Rust SDK agents support MessagePack
-// only when built with the binary-uds feature).
+// only when built with the binary-uds feature). Unix-socket endpoints only,
+// like WithEncodings.
 func WithMsgpack() Option {
 	return WithEncodings(agentwire.EncodingMsgpack, agentwire.EncodingJSON)
 }
@@ -88,9 +89,11 @@ func WithMsgpack() Option {
 // a third less on the wire, no encoding cost) instead of a base64 str.
 // Only agentwire agents read that form; a Rust SDK agent rejects it
 // (SPEC 6.4), and nothing in the handshake tells the two apart, so it is
-// off by default. JSON connections always carry base64.
+// off by default. JSON connections always carry base64. Unix-socket
+// endpoints only (ErrInvalidConfig on gRPC endpoints and reverse
+// listeners).
 func WithRawMsgpackBodies() Option {
-	return optionFunc(func(o *options) { o.uds.rawBodies = true })
+	return optionFunc(func(o *options) { o.uds.rawBodies = true; o.set |= setRawBodies })
 }
 
 // WithWriteTimeout bounds how long the writer of a Unix-socket or reverse
@@ -102,10 +105,11 @@ func WithRawMsgpackBodies() Option {
 // Conn reconnects. A reading agent takes a small fraction of that for any
 // single write (at most WithMaxSendSize bytes plus a batch of small
 // frames); raise d for agents that may stop reading for long on purpose.
-// Default DefaultWriteTimeout; 0 disables it. gRPC Conns use HTTP/2 flow
-// control and WithLivenessPing instead.
+// Default DefaultWriteTimeout; 0 disables it. Unix-socket endpoints and
+// reverse listeners; gRPC Conns use HTTP/2 flow control and
+// WithLivenessPing instead (ErrInvalidConfig on gRPC endpoints).
 func WithWriteTimeout(d time.Duration) Option {
-	return optionFunc(func(o *options) { o.uds.writeTimeout = d })
+	return optionFunc(func(o *options) { o.uds.writeTimeout = d; o.set |= setWriteTimeout })
 }
 
 // udsLimits returns the largest payload a Unix-socket Conn sends and the

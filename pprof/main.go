@@ -103,7 +103,12 @@ func profile(ctx context.Context, c *config, log io.Writer) (res bench.Result, e
 	}
 	switch c.encoding {
 	case agentwire.EncodingJSON, agentwire.EncodingMsgpack:
-		dialOpts = append(dialOpts, engine.WithEncodings(c.encoding))
+		// Unix-socket endpoints only: the engine refuses the option
+		// on gRPC endpoints.
+		if (strings.HasPrefix(endpoint, "/") || strings.HasPrefix(endpoint, "unix:") || strings.HasSuffix(endpoint, ".sock")) &&
+			!strings.HasPrefix(endpoint, "grpc+unix://") {
+			dialOpts = append(dialOpts, engine.WithEncodings(c.encoding))
+		}
 	default:
 		return res, fmt.Errorf("unknown encoding %q (want json or msgpack)", c.encoding)
 	}
