@@ -12,13 +12,27 @@
 //	defer c.Close()
 //	_ = c.WaitConnected(ctx) // optional: NewConn connects in the background
 //
-//	resp, err := c.RequestHeaders(ctx, &agentwire.RequestHeadersEvent{...})
-//	switch {
-//	case errors.Is(err, context.DeadlineExceeded): // the agent was too slow (a cancel was sent)
-//	case errors.Is(err, engine.ErrConnectionLost):  // the agent died while we waited
-//	case err != nil:                                // see the Err* kinds
-//	case resp.Decision.Kind == agentwire.DecisionBlock: ...
+//	// Decide turns (reply, error) into the verdict to enforce under the
+//	// Conn's failure policy: fail-closed by default, so an agent that is
+//	// down, slow or broken blocks (503, or 504 on a timeout) instead of
+//	// silently letting the request through.
+//	v := c.Decide(c.RequestHeaders(ctx, &agentwire.RequestHeadersEvent{...}))
+//	if !v.Allowed() {
+//		// respond v.Decision (block status, redirect, challenge);
+//		// v.Synthetic, v.Reason and v.Err say whether the agent made it
 //	}
+//	// else apply v.Reply.RequestHeaders (header operations) and go on
+//
+// # Failure policy
+//
+// Never branch on a reply alone: with an error there is no reply, and "not
+// blocked" would let the request through. FailurePolicy.Decide (and
+// Conn.Decide, which applies WithFailurePolicy and counts synthetic verdicts
+// in Stats.Verdicts) maps errors to a Reason: timeouts to a synthetic block
+// with TimeoutStatus (504), other errors to ErrorStatus (503), or to a
+// synthetic allow in FailOpen; an agent that does not take the event kind
+// (ErrNotSubscribed) is an allow in every mode. The multi-agent layer
+// (engine/pool) uses the same FailurePolicy and Verdict.
 //
 // NewConn validates its endpoint and options at once and connects in the
 // background, retrying until the agent is up (a proxy often starts before
