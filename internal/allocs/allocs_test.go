@@ -41,14 +41,14 @@ func TestZeroCatchesOneInTen(t *testing.T) {
 		t.Logf("testing.AllocsPerRun reports %v (expected its rounding to 0)", a)
 	}
 	// Exactly one allocation per ten calls: Count is exact. The warm-up
-	// call is the first of the sequence, so calls 2..1001 hold 100
-	// multiples of ten.
+	// calls are the first min(n, Warm) of the sequence (a multiple of
+	// ten), so the n counted calls hold n/10 multiples of ten.
 	if got := Count(1000, everyTenth()); got != 100 {
 		t.Fatalf("Count = %d, want exactly 100", got)
 	}
 	var f fakeTB
 	Zero(&f, "one in ten", 100, everyTenth())
-	if len(f.errors) != 1 || !strings.Contains(f.errors[0], "one in ten: 10 allocations in 100 runs") {
+	if len(f.errors) != 1 || !strings.Contains(f.errors[0], "one in ten: 10 allocations in 100 runs (0.1000 per run; the lowest of 5 counts)") {
 		t.Fatalf("Zero reported %q, want one failure with 10 allocations in 100 runs", f.errors)
 	}
 	// 0.1 per run is within a claim of 0.1, and not within 0.09.
