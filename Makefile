@@ -33,7 +33,7 @@ vet:
 
 # vet + race tests; fuzz targets run over their seed corpora as ordinary tests.
 # Twice: under the race detector, then without it, which also runs the
-# tests that only mean something without it (AllocsPerRun proofs, the heap
+# tests that only mean something without it (exact allocation counts, the heap
 # per pending request; they carry //go:build !race).
 test: vet
 	$(GO) test -race -count=1 -timeout 20m ./...
