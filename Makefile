@@ -21,7 +21,7 @@ VTPROTO_POOL := \
 	--go-vtproto_opt=pool=github.com/agentwire/agentwire/proto/agentv2.BodyChunkEvent \
 	--go-vtproto_opt=pool=github.com/agentwire/agentwire/proto/agentv2.AgentResponse
 
-.PHONY: all build test test-short vet bench fuzz proto proto-check tools lint demo pprof compare soak pgo clean
+.PHONY: all build test test-short vet bench fuzz proto proto-check tools lint demo pprof compare soak pgo bench-report clean
 
 all: build
 
@@ -33,7 +33,7 @@ vet:
 
 # vet + race tests; fuzz targets run over their seed corpora as ordinary tests.
 # Twice: under the race detector, then without it, which also runs the
-# tests that only mean something without it (AllocsPerRun proofs, the heap
+# tests that only mean something without it (exact allocation counts, the heap
 # per pending request; they carry //go:build !race).
 test: vet
 	$(GO) test -race -count=1 -timeout 20m ./...
@@ -101,6 +101,14 @@ SOAK_DUR   ?= 10m
 PGO_DUR    ?= 15s
 compare:
 	TRANSPORTS="$(TRANSPORTS)" CONC="$(CONC)" DUR="$(DUR)" PROCS="$(PROCS)" GO="$(GO)" bench/compare.sh
+
+# Rewrite the README's performance table (between <!-- bench:begin --> and
+# <!-- bench:end -->) from committed raw results (bench/results/*.jsonl, which
+# compare.sh, ab.sh, abclient.sh and soak.sh append to): by default the newest
+# compare run; make bench-report BENCH_RESULTS="bench/results/A.jsonl ..."
+BENCH_RESULTS ?=
+bench-report:
+	$(GO) run ./bench/report -readme README.md $(BENCH_RESULTS)
 
 # Regenerate cmd/agentwire/default.pgo (profile-guided optimization of the
 # agentwire binary; go build picks it up by itself): make pgo

@@ -33,12 +33,3 @@ func TestHeadersCaseInsensitive(t *testing.T) {
 		t.Fatal("unexpected match")
 	}
 }
-
-func TestHeadersAddLowerCaseAllocs(t *testing.T) {
-	h := make(agentwire.Headers, 0, 4)
-	h.Add("host", "a")
-	n := testing.AllocsPerRun(100, func() { _ = h.Get("Host") })
-	if n != 0 {
-		t.Fatalf("Get allocates %v", n)
-	}
-}

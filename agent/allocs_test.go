@@ -5,6 +5,8 @@ package agent
 import (
 	"context"
 	"testing"
+
+	"github.com/agentwire/agentwire/internal/allocs"
 )
 
 // TestDispatchAllocs pins the agent's per-event allocations outside grpc-go
@@ -24,7 +26,19 @@ func TestDispatchAllocs(t *testing.T) {
 	defer cancel()
 	out := make([]byte, 0, 256)
 	out = processOne(s, &tbl, &slab, ctx, in, out, true)
-	if a := testing.AllocsPerRun(2000, func() { out = processOne(s, &tbl, &slab, ctx, in, out, true) }); a > 1.1 {
-		t.Fatalf("fast path: %.2f allocations per event, want <= 1 (+1/64 for the context slab)", a)
-	}
+	allocs.AtMost(t, "fast path: allocations per event (1, plus a context slab every slabSize)", slabSize*100, 1+1.0/slabSize,
+		func() { out = processOne(s, &tbl, &slab, ctx, in, out, true) })
+}
+
+// TestReqCtxAllocs: request contexts come from slabs of slabSize, one
+// allocation per slab and none per context.
+func TestReqCtxAllocs(t *testing.T) {
+	parent, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var slab reqCtxSlab
+	allocs.AtMost(t, "request contexts (one slab per slabSize)", slabSize*100, 1.0/slabSize, func() {
+		c := slab.get(parent)
+		_ = c.Err()
+		c.cancel(context.Canceled)
+	})
 }

@@ -154,17 +154,3 @@ func TestReqCtxConcurrent(t *testing.T) {
 		cancelParent()
 	}
 }
-
-func TestReqCtxAllocs(t *testing.T) {
-	parent, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var slab reqCtxSlab
-	n := testing.AllocsPerRun(slabSize*20, func() {
-		c := slab.get(parent)
-		_ = c.Err()
-		c.cancel(context.Canceled)
-	})
-	if n > 1.0/slabSize*2 {
-		t.Fatalf("%.3f allocs per request context", n)
-	}
-}

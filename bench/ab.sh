@@ -9,6 +9,10 @@
 #   PAIRS=8 ENCODING=json DUR=4s bench/ab.sh old new
 #   TRANSPORT=grpc bench/ab.sh old new                # gRPC over loopback TCP
 #
+# Every run is also appended as one JSON line (impl agentwire, "build" old
+# or new with its binary, "pair" its number) to
+# bench/results/<time>-ab-<commit>.jsonl (see results_add in bench/lib.sh).
+#
 # Build the two binaries first, e.g. `git stash; go build -o /tmp/old
 # ./cmd/agentwire; git stash pop; go build -o /tmp/new ./cmd/agentwire`.
 set -euo pipefail
@@ -29,8 +33,10 @@ case "$TRANSPORT" in uds | grpc) ;; *)
 esac
 
 bench_workdir
+results_open ab
 
-# run BIN: one serve+bench run; prints "req/s client_us agent_us".
+# run BIN BUILD PAIR: one serve+bench run; prints "req/s client_us
+# agent_us" and appends the run to results_file.
 run() {
 	local listen="unix://$tmp/agent.sock" enc=(--encoding "$ENCODING")
 	if [ "$TRANSPORT" = grpc ]; then
@@ -45,15 +51,27 @@ run() {
 	serve_pid=""
 	local k
 	for k in requests_per_sec cpu_us_per_request agent_cpu_us_per_request; do
-		printf '%s ' "$(sed -n "s/.*\"$k\":\([0-9.e+-]*\).*/\1/p" <<<"$json")"
+		printf '%s ' "$(jfield "$json" "$k")"
 	done
 	echo
+	local enc=$ENCODING
+	[ "$TRANSPORT" = grpc ] && enc=protobuf
+	results_add agentwire "$TRANSPORT" "$enc" "$CONC" "$DUR" \
+		",\"build\":$(json_str "$2"),\"binary\":$(json_str "$1"),\"pair\":$3" \
+		requests_per_sec="$(jfield "$json" requests_per_sec)" allocs_per_request="$(jfield "$json" allocs_per_request)" \
+		client_cpu_us_per_request="$(jfield "$json" cpu_us_per_request)" \
+		agent_cpu_us_per_request="$(jfield "$json" agent_cpu_us_per_request)" \
+		p50_us="$(jfield "$json" p50_us)" p99_us="$(jfield "$json" p99_us)" errors="$(jfield "$json" errors)" \
+		bench:="$json"
 }
+
+# jfield JSON KEY: the number under KEY in the bench's one-line JSON.
+jfield() { sed -n "s/.*\"$2\":\([0-9.e+-]*\).*/\1/p" <<<"$1"; }
 
 echo "TRANSPORT=$TRANSPORT ENCODING=$ENCODING CONC=$CONC DUR=$DUR PAIRS=$PAIRS: req/s, client µs/req, agent µs/req" >&2
 : >"$tmp/pairs"
 for i in $(seq "$PAIRS"); do
-	a=$(run "$old") b=$(run "$new")
+	a=$(run "$old" old "$i") b=$(run "$new" new "$i")
 	echo "old $a| new $b" | tee -a "$tmp/pairs"
 done
 awk '{ for (k = 0; k < 3; k++) { o[k] += $(2+k); n[k] += $(7+k) } }
@@ -62,3 +80,4 @@ END {
 	for (k = 0; k < 3; k++)
 		printf "%-10s old %10.2f  new %10.2f  new/old %.3f\n", name[k+1], o[k]/NR, n[k]/NR, n[k]/o[k]
 }' "$tmp/pairs"
+echo "raw results: $results_file" >&2

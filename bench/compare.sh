@@ -12,8 +12,11 @@
 # (on uds: --encoding json and --encoding msgpack; the baseline speaks JSON
 # there), and prints a table: requests/s, its ratio to the baseline,
 # allocations per request of the client process and their ratio, CPU µs per
-# request of the client and agent processes, p50/p99 latency. Set
-# RESULTS=file to keep the raw lines. BASELINE=dir overrides where the
+# request of the client and agent processes, p50/p99 latency. Every run is
+# also appended as one JSON line to bench/results/<time>-compare-<commit>.jsonl
+# (see results_add in bench/lib.sh; `make bench-report` turns the newest such
+# file into the README's table). Set RESULTS=file to keep the table's raw
+# lines as well. BASELINE=dir overrides where the
 # baseline lives; without it the baseline is skipped with a message.
 # PROCS=n runs every measured process (baseline and agentwire, client and
 # agent alike) with GOMAXPROCS=n; unset, each uses the Go default (the
@@ -31,6 +34,7 @@ BASELINE="${BASELINE:-$root/../shared/baseline}"
 PROCS="${PROCS:-}"
 
 bench_workdir
+results_open compare
 
 echo "building agentwire" >&2
 "$GO" build -o "$tmp/agentwire" ./cmd/agentwire
@@ -80,6 +84,14 @@ run_baseline() { # transport conc
 	row "$1" "$2" "$impl" "$(kv "$line" rps)" "$(kv "$line" allocs_per_req)" \
 		"$(kv "$line" client_cpu_us_per_req)" "$(kv "$line" agent_cpu_us_per_req)" \
 		"$(kv "$line" p50_us)" "$(kv "$line" p99_us)" "$(kv "$line" errors)"
+	local enc=protobuf
+	[ "$1" = uds ] && enc=json
+	results_add baseline "$1" "$enc" "$2" "$DUR" "" \
+		requests_per_sec="$(kv "$line" rps)" allocs_per_request="$(kv "$line" allocs_per_req)" \
+		client_cpu_us_per_request="$(kv "$line" client_cpu_us_per_req)" \
+		agent_cpu_us_per_request="$(kv "$line" agent_cpu_us_per_req)" \
+		p50_us="$(kv "$line" p50_us)" p99_us="$(kv "$line" p99_us)" errors="$(kv "$line" errors)" \
+		raw:="$(json_str "$line")"
 }
 
 run_agentwire() { # transport conc [encoding]
@@ -105,6 +117,12 @@ run_agentwire() { # transport conc [encoding]
 	row "$1" "$2" "agentwire${3:+-$3}" "$(field "$json" requests_per_sec)" "$(field "$json" allocs_per_request)" \
 		"$(field "$json" cpu_us_per_request)" "$(field "$json" agent_cpu_us_per_request)" \
 		"$(field "$json" p50_us)" "$(field "$json" p99_us)" "$(field "$json" errors)"
+	results_add agentwire "$1" "${3:-protobuf}" "$2" "$DUR" "" \
+		requests_per_sec="$(field "$json" requests_per_sec)" allocs_per_request="$(field "$json" allocs_per_request)" \
+		client_cpu_us_per_request="$(field "$json" cpu_us_per_request)" \
+		agent_cpu_us_per_request="$(field "$json" agent_cpu_us_per_request)" \
+		p50_us="$(field "$json" p50_us)" p99_us="$(field "$json" p99_us)" errors="$(field "$json" errors)" \
+		bench:="$json"
 }
 
 for t in $TRANSPORTS; do
@@ -125,6 +143,7 @@ for t in $TRANSPORTS; do
 done
 
 [ -n "${RESULTS:-}" ] && cp "$raw" "$RESULTS"
+echo "raw results: $results_file" >&2
 
 echo
 echo "DUR=$DUR; client and agent are separate processes on this machine ($(nproc) cores); GOMAXPROCS ${PROCS:-default} in every process."

@@ -43,3 +43,71 @@ start_agent() {
 	serve_pid=""
 	return 1
 }
+
+# ---------------------------------------------------------------------------
+# Raw results: every measuring script (compare.sh, ab.sh, abclient.sh,
+# soak.sh) appends one JSON object per run, one line each, to a file of its
+# own under bench/results/ (bench/report turns them into the README's
+# tables). The file is named after the start time (UTC), the script and
+# the commit: bench/results/2026-12-06T213005Z-compare-f50cc00.jsonl.
+
+# json_str S: S as a JSON string.
+json_str() {
+	local s=${1//\\/\\\\}
+	s=${s//\"/\\\"}
+	s=${s//$'\t'/ }
+	printf '"%s"' "${s//$'\n'/ }"
+}
+
+# json_num V: V when it is a plain number, else null.
+json_num() {
+	if [[ "${1:-}" =~ ^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$ ]]; then
+		printf '%s' "$1"
+	else
+		printf null
+	fi
+}
+
+# results_open NAME: sets results_file and the fields every line carries:
+# the script NAME, the commit (short hash, "-dirty" when tracked files
+# differ from it), the start time, and the machine (cores, CPU model, Go
+# version). Call it before the runs: the commit is read once.
+results_open() {
+	local name=$1 commit cpu gover stamp
+	commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+	if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+		commit="$commit-dirty"
+	fi
+	cpu=$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo 2>/dev/null | head -n1)
+	gover=$("${GO:-go}" env GOVERSION 2>/dev/null || echo unknown)
+	stamp=$(date -u +%Y-%m-%dT%H%M%SZ)
+	mkdir -p bench/results
+	results_file="bench/results/$stamp-$name-$commit.jsonl"
+	results_head="\"script\":$(json_str "$name"),\"commit\":$(json_str "$commit"),\"machine\":{\"nproc\":$(nproc),\"cpu\":$(json_str "${cpu:-unknown}"),\"go\":$(json_str "$gover"),\"os\":$(json_str "$(uname -sr)")}"
+}
+
+# results_add IMPL TRANSPORT ENCODING CONC DUR EXTRA VALUES...: appends one
+# run to results_file. IMPL is baseline or agentwire; ENCODING json,
+# msgpack or protobuf; EXTRA more settings as JSON members ("" for none,
+# else starting with a comma); VALUES are the measured KEY=VALUE pairs,
+# numbers (an empty or non-numeric value is stored as null), stored under
+# "values"; a KEY:=JSON argument is stored as is beside them at the top
+# level of the line (e.g. the bench's own JSON object, a baseline's line).
+results_add() {
+	local impl=$1 transport=$2 encoding=$3 conc=$4 dur=$5 extra=$6
+	shift 6
+	local vals="" more="" kv k v
+	for kv in "$@"; do
+		if [[ "$kv" == *:=* ]]; then
+			k=${kv%%:=*} v=${kv#*:=}
+			more="$more,\"$k\":${v:-null}"
+		else
+			k=${kv%%=*} v=$(json_num "${kv#*=}")
+			vals="$vals,\"$k\":$v"
+		fi
+	done
+	printf '{%s,"date":%s,"impl":%s,"settings":{"transport":%s,"encoding":%s,"concurrency":%s,"duration":%s,"gomaxprocs":%s%s},"values":{%s}%s}\n' \
+		"$results_head" "$(json_str "$(date -u +%Y-%m-%dT%H:%M:%SZ)")" "$(json_str "$impl")" \
+		"$(json_str "$transport")" "$(json_str "$encoding")" "$(json_num "$conc")" "$(json_str "$dur")" \
+		"$(json_str "${GOMAXPROCS:-default}")" "$extra" "${vals#,}" "$more" >>"$results_file"
+}

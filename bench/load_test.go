@@ -78,9 +78,6 @@ func TestAppendIDUnique(t *testing.T) {
 	if got := string(AppendID(nil, 1, 255)); got != "00000001-ff" {
 		t.Fatalf("got %q", got)
 	}
-	if n := testing.AllocsPerRun(100, func() { buf = AppendID(buf[:0], 7, 123456) }); n != 0 {
-		t.Fatalf("AppendID allocs = %v", n)
-	}
 }
 
 func TestProcessCPU(t *testing.T) {

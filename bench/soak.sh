@@ -12,7 +12,9 @@
 # (VmRSS) of both every INTERVAL seconds, and prints the samples and the
 # bench result. The first sample after WARM seconds is the reference: the
 # run fails (exit 1) when either process ends more than GROWTH_PCT percent
-# above it. Linux only (/proc).
+# above it. Linux only (/proc). The run (the bench's JSON result and the
+# reference and last resident sizes) is also appended as one JSON line to
+# bench/results/<time>-soak-<commit>.jsonl (see results_add in bench/lib.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -27,6 +29,7 @@ GROWTH_PCT="${GROWTH_PCT:-10}"
 GO="${GO:-go}"
 
 bench_workdir
+results_open soak
 
 "$GO" build -o "$tmp/agentwire" ./cmd/agentwire
 case "$TRANSPORT" in
@@ -37,7 +40,7 @@ esac
 start_agent "$tmp/agentwire" "$tmp/serve.log" "$listen" || exit 1
 
 "$tmp/agentwire" bench --agent "$agent_ep" "${enc[@]}" --concurrency "$CONC" \
-	--duration "$DUR" --agent-pid "$serve_pid" >"$tmp/bench.out" 2>&1 &
+	--duration "$DUR" --agent-pid "$serve_pid" --json >"$tmp/bench.out" 2>"$tmp/bench.err" &
 bench_pid=$!
 
 rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || true; }
@@ -61,8 +64,19 @@ done
 rc=0
 wait "$bench_pid" || rc=$?
 bench_pid=""
-cat "$tmp/bench.out"
+cat "$tmp/bench.err" "$tmp/bench.out"
 [ "$rc" -eq 0 ] || { echo "soak: bench failed (rc=$rc)" >&2; exit 1; }
+json=$(tail -n1 "$tmp/bench.out")
+jfield() { sed -n "s/.*\"$2\":\([0-9.e+-]*\).*/\1/p" <<<"$1"; }
+results_add agentwire "$TRANSPORT" "$ENCODING" "$CONC" "$DUR" \
+	",\"warm_s\":$(json_num "$WARM"),\"interval_s\":$(json_num "$INTERVAL"),\"growth_pct\":$(json_num "$GROWTH_PCT")" \
+	requests_per_sec="$(jfield "$json" requests_per_sec)" allocs_per_request="$(jfield "$json" allocs_per_request)" \
+	client_cpu_us_per_request="$(jfield "$json" cpu_us_per_request)" \
+	agent_cpu_us_per_request="$(jfield "$json" agent_cpu_us_per_request)" \
+	p50_us="$(jfield "$json" p50_us)" p99_us="$(jfield "$json" p99_us)" errors="$(jfield "$json" errors)" \
+	bench_rss_kib_ref="$ref_b" bench_rss_kib_end="$last_b" agent_rss_kib_ref="$ref_a" agent_rss_kib_end="$last_a" \
+	bench:="$json"
+echo "raw results: $results_file" >&2
 if [ -z "$ref_b" ]; then
 	echo "soak: run shorter than WARM=${WARM}s: no reference sample, growth not checked"
 	exit 0

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/agentwire/agentwire"
+	"github.com/agentwire/agentwire/internal/allocs"
 )
 
 // The per-request path with the transport replaced by memory: encode into
@@ -25,32 +26,24 @@ func TestAllocsPerRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	into := testing.AllocsPerRun(2000, func() {
+	const n = 2000
+	into := allocs.AtMost(t, "RequestHeadersInto", n, 1, func() {
 		if err := c.RequestHeadersInto(ctx, ev, dst); err != nil {
 			t.Fatal(err)
 		}
 	})
-	plain := testing.AllocsPerRun(2000, func() {
+	plain := allocs.AtMost(t, "RequestHeaders", n, 2, func() {
 		r, err := c.RequestHeaders(ctx, ev)
 		if err != nil || r.CorrelationID != "alloc-probe" {
 			t.Fatal(err)
 		}
 	})
-	withDeadline := testing.AllocsPerRun(2000, func() {
+	withDeadline := allocs.AtMost(t, "RequestHeadersInto with a context deadline", n, 1, func() {
 		if err := c.RequestHeadersInto(deadlineCtx, ev, dst); err != nil {
 			t.Fatal(err)
 		}
 	})
-	t.Logf("allocations per round trip: RequestHeadersInto %.2f, RequestHeaders %.2f, with a context deadline %.2f", into, plain, withDeadline)
-	if into > 1 {
-		t.Errorf("RequestHeadersInto: %.2f allocations per round trip, want <= 1", into)
-	}
-	if plain > 2 {
-		t.Errorf("RequestHeaders: %.2f allocations per round trip, want <= 2", plain)
-	}
-	if withDeadline > 1 {
-		t.Errorf("with a context deadline: %.2f allocations per round trip, want <= 1", withDeadline)
-	}
+	t.Logf("allocations in %d round trips: RequestHeadersInto %d, RequestHeaders %d, with a context deadline %d", n, into, plain, withDeadline)
 }
 
 var deadlineCtx, _ = context.WithTimeout(context.Background(), 1<<62)
@@ -62,23 +55,19 @@ func TestAllocsEncode(t *testing.T) {
 		b, _ := tr.requestHeaders(ev, 1)
 		b.Free()
 	}
-	if a := testing.AllocsPerRun(1000, func() {
+	allocs.Zero(t, "encode request headers into a pooled buffer", 1000, func() {
 		b, err := tr.requestHeaders(ev, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
 		b.Free()
-	}); a != 0 {
-		t.Fatalf("encode request headers into a pooled buffer: %.2f allocations, want 0", a)
-	}
+	})
 	chunk := &agentwire.BodyChunk{CorrelationID: "enc", Data: make([]byte, 16<<10), IsLast: true}
-	if a := testing.AllocsPerRun(1000, func() {
+	allocs.Zero(t, "encode a 16 KiB body chunk", 1000, func() {
 		b, err := tr.bodyChunk(chunk, false, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
 		b.Free()
-	}); a != 0 {
-		t.Fatalf("encode a 16 KiB body chunk: %.2f allocations, want 0", a)
-	}
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,22 +20,37 @@ import (
 // the expirer's) over a real Unix socket, mixing writer-encoded events
 // with small and large body chunks; each caller changes its event right
 // after the call returns. The agent checks every frame: events unchanged,
-// body chunks intact, and a cancel only for an event it has seen.
+// body chunks intact, and a cancel only for an event it has received
+// (before the cancel, and at all: counted again once the connection has
+// closed). Every path the test is there for must be taken a minimum number
+// of times, or the test fails as not exercising it: events abandoned by
+// their callers while queued (never sent, no cancel), events the expirer
+// dropped while queued (never sent, no cancel), events cancelled after
+// they were sent (by their callers, and by the expirer), small chunks
+// (copied into the batch) and large ones (written from their own buffer).
+// The agent stops reading now and then, as a slow agent does, so that the
+// writer blocks and events wait in the queue.
 func TestUDSEventWriterStress(t *testing.T) {
 	var mu sync.Mutex
 	seen := map[string]bool{}
+	cancelled := map[string]int{}
 	var violations []string
-	var events, cancels atomic.Int64
+	var events, smallChunks, largeChunks atomic.Int64
 	violation := func(format string, args ...any) {
 		mu.Lock()
 		violations = append(violations, fmt.Sprintf(format, args...))
 		mu.Unlock()
 	}
+	agentDone := make(chan struct{})
 	a := startRawAgent(t, func(rc *rawConn) {
+		defer close(agentDone)
 		if rc.handshake("") != nil {
 			return
 		}
-		for {
+		for n := 0; ; n++ {
+			if n%128 == 127 {
+				time.Sleep(10 * time.Millisecond) // a slow agent: the writer blocks, events wait
+			}
 			typ, p, err := rc.rd.ReadFrame()
 			if err != nil {
 				return
@@ -66,6 +82,11 @@ func TestUDSEventWriterStress(t *testing.T) {
 				if !bytes.Equal(bc.Data, bytes.Repeat([]byte{byte(len(bc.CorrelationID))}, len(bc.Data))) {
 					violation("bad chunk %s", bc.CorrelationID)
 				}
+				if len(bc.Data) > udsCopyMax {
+					largeChunks.Add(1)
+				} else {
+					smallChunks.Add(1)
+				}
 				mu.Lock()
 				seen[bc.CorrelationID] = true
 				mu.Unlock()
@@ -73,8 +94,8 @@ func TestUDSEventWriterStress(t *testing.T) {
 			case frame.TypeCancel:
 				var c agentwire.Cancel
 				_ = payload.DecodeCancelJSON(p, &c)
-				cancels.Add(1)
 				mu.Lock()
+				cancelled[c.CorrelationID]++
 				if !seen[c.CorrelationID] {
 					violations = append(violations, "cancel before/without event: "+c.CorrelationID)
 				}
@@ -83,6 +104,15 @@ func TestUDSEventWriterStress(t *testing.T) {
 		}
 	})
 	c := dialUDS(t, a.path, WithRequestTimeout(3*time.Millisecond))
+	// A small socket send buffer, so that the writer blocks as soon as the
+	// agent stops reading (Linux's default holds some 200 KiB).
+	if err := udsOf(t, c).nc.(*net.UnixConn).SetWriteBuffer(16 << 10); err != nil {
+		t.Fatal(err)
+	}
+	// The caller's deadline (even i) or the expirer's (odd i) for each
+	// request-headers event, by correlation id.
+	var idMu sync.Mutex
+	ownDeadline := map[string]bool{}
 	var wg sync.WaitGroup
 	for g := range 32 {
 		wg.Add(1)
@@ -102,6 +132,9 @@ func TestUDSEventWriterStress(t *testing.T) {
 					continue
 				}
 				ev := headersEvent(cid)
+				idMu.Lock()
+				ownDeadline[cid] = i%2 == 0
+				idMu.Unlock()
 				var err error
 				if i%2 == 0 {
 					ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rand.IntN(300))*time.Microsecond)
@@ -118,13 +151,58 @@ func TestUDSEventWriterStress(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	time.Sleep(100 * time.Millisecond)
+	// Close, and let the agent read everything the engine wrote before
+	// counting: a cancel written last is checked too.
+	st := c.Stats()
+	c.Close()
+	select {
+	case <-agentDone:
+	case <-time.After(testTimeout):
+		t.Fatal("the agent did not see the connection close")
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	st := c.Stats()
-	t.Logf("events %d cancels %d stats %+v", events.Load(), cancels.Load(), st)
+
+	var abandoned, expirerDropped, cancelledByCaller, cancelledByExpirer int
+	for cid, own := range ownDeadline {
+		switch {
+		case !seen[cid] && own:
+			abandoned++
+		case !seen[cid]:
+			expirerDropped++
+		case cancelled[cid] > 0 && own:
+			cancelledByCaller++
+		case cancelled[cid] > 0:
+			cancelledByExpirer++
+		}
+	}
+	for cid, n := range cancelled {
+		if !seen[cid] {
+			violations = append(violations, fmt.Sprintf("cancel for %s, an event never received", cid))
+		}
+		if n > 1 {
+			violations = append(violations, fmt.Sprintf("%d cancels for %s", n, cid))
+		}
+	}
+	t.Logf("events received %d of %d; abandoned while queued %d, dropped by the expirer %d; cancelled after sending by the caller %d, by the expirer %d; chunks small %d large %d; stats %+v",
+		events.Load(), len(ownDeadline), abandoned, expirerDropped, cancelledByCaller, cancelledByExpirer, smallChunks.Load(), largeChunks.Load(), st)
 	if len(violations) > 0 {
 		n := min(len(violations), 20)
 		t.Fatalf("%d violations, first: %q", len(violations), violations[:n])
+	}
+	for _, p := range []struct {
+		what     string
+		got, min int
+	}{
+		{"events abandoned by their callers while queued", abandoned, 100},
+		{"events dropped by the expirer while queued", expirerDropped, 100},
+		{"events cancelled by their callers after being sent", cancelledByCaller, 100},
+		{"events cancelled by the expirer after being sent", cancelledByExpirer, 100},
+		{"small body chunks", int(smallChunks.Load()), 100},
+		{"large body chunks", int(largeChunks.Load()), 100},
+	} {
+		if p.got < p.min {
+			t.Errorf("not exercised: %s: %d, want at least %d", p.what, p.got, p.min)
+		}
 	}
 }

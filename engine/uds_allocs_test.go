@@ -13,13 +13,14 @@ import (
 
 	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
+	"github.com/agentwire/agentwire/internal/allocs"
 	"github.com/agentwire/agentwire/internal/payload"
 )
 
 // loopAgent is an allocation-free fake agent on a real Unix socket: it
 // answers the handshake, then every request-headers event with a minimal
-// allow reply built in a reused buffer. testing.AllocsPerRun counts the
-// whole process, so the fake must not allocate per request for the numbers
+// allow reply built in a reused buffer. The exact count (internal/allocs)
+// covers the whole process, so the fake must not allocate per request for the numbers
 // to be the engine's own.
 func startLoopAgent(t testing.TB, enc string) string {
 	t.Helper()
@@ -103,11 +104,15 @@ func startLoopAgent(t testing.TB, enc string) string {
 // TestUDSAllocsPerRoundTrip measures the proxy side of a Unix-socket round
 // trip (encode into a pooled frame, pending registration, ring hand-off,
 // writev, frame read, routing-id scan, decode into the caller's reply,
-// completion) against the allocation-free loopAgent. Measured (Go 1.26,
-// this machine): RequestHeadersInto 1 allocation per round trip in JSON and
-// in MessagePack — the pending-map entry — and RequestHeaders 2 (plus the
-// returned reply); a zero Metadata.Timestamp (filled in by the encoder)
-// costs nothing extra.
+// completion) against the allocation-free loopAgent. Counted exactly (Go
+// 1.26): RequestHeadersInto 1 allocation per round trip in MessagePack —
+// the pending-map entry — and RequestHeaders 2 (plus the returned reply);
+// a zero Metadata.Timestamp (filled in by the encoder) costs nothing extra.
+// JSON adds the reply's audit.custom values, copied out of the read buffer
+// into the decoder's 4 KiB arena (here the 13-byte raw correlation id: a
+// chunk every ~300 replies, 2005 allocations in 2000 round trips instead of
+// the 2000 that testing.AllocsPerRun's rounding showed); MessagePack
+// reuses an unchanged custom value.
 func TestUDSAllocsPerRoundTrip(t *testing.T) {
 	for _, m := range udsModes[:2] {
 		t.Run(m.name, func(t *testing.T) {
@@ -132,29 +137,28 @@ func TestUDSAllocsPerRoundTrip(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			into := testing.AllocsPerRun(2000, func() {
+			const n = 2000
+			arena := 0.0 // JSON: an arena chunk per 270-300 replies here
+			if !m.msgpack {
+				arena = 1.0 / 200
+			}
+			into := allocs.AtMost(t, m.name+": RequestHeadersInto", n, 1+arena, func() {
 				if err := c.RequestHeadersInto(ctx, &ev, dst); err != nil || dst.CorrelationID != "alloc-probe" {
 					t.Fatal(err)
 				}
 			})
-			intoZero := testing.AllocsPerRun(2000, func() {
+			intoZero := allocs.AtMost(t, m.name+": RequestHeadersInto, zero timestamp", n, 1+arena, func() {
 				if err := c.RequestHeadersInto(ctx, zeroTS, dst); err != nil {
 					t.Fatal(err)
 				}
 			})
-			plain := testing.AllocsPerRun(2000, func() {
+			plain := allocs.AtMost(t, m.name+": RequestHeaders", n, 2+arena, func() {
 				r, err := c.RequestHeaders(ctx, &ev)
 				if err != nil || r.CorrelationID != "alloc-probe" {
 					t.Fatal(err)
 				}
 			})
-			t.Logf("%s: allocations per round trip: RequestHeadersInto %.2f (zero timestamp %.2f), RequestHeaders %.2f", m.name, into, intoZero, plain)
-			if into > 1 || intoZero > 1 {
-				t.Errorf("RequestHeadersInto: %.2f / %.2f allocations per round trip, want <= 1", into, intoZero)
-			}
-			if plain > 2 {
-				t.Errorf("RequestHeaders: %.2f allocations per round trip, want <= 2", plain)
-			}
+			t.Logf("%s: allocations in %d round trips: RequestHeadersInto %d (zero timestamp %d), RequestHeaders %d", m.name, n, into, intoZero, plain)
 		})
 	}
 }
@@ -196,13 +200,11 @@ func TestUDSAllocsEncode(t *testing.T) {
 				for range 10 {
 					_ = tc.f()
 				}
-				if a := testing.AllocsPerRun(1000, func() {
+				allocs.Zero(t, tc.name, 1000, func() {
 					if err := tc.f(); err != nil {
 						t.Fatal(err)
 					}
-				}); a != 0 {
-					t.Errorf("%s: %.2f allocations, want 0", tc.name, a)
-				}
+				})
 			}
 		})
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
+	"github.com/agentwire/agentwire/internal/allocs"
 	"github.com/agentwire/agentwire/internal/payload"
 )
 
@@ -367,8 +368,8 @@ func FuzzReplyIDJSON(f *testing.F) {
 	f.Add([]byte(`{"audit":{"custom":{"correlation_id":"x"}},"audit":{}}`))
 	tr := newUDSTransport(nil, nil, frame.MaxLen-1, false, false, nil)
 	f.Fuzz(func(t *testing.T, p []byte) {
-		if n := testing.AllocsPerRun(1, func() { replyIDJSON(p) }); n != 0 {
-			t.Fatalf("replyIDJSON allocated %v times on %q", n, p)
+		if allocs.AtMost(t, "replyIDJSON", 1, 0, func() { replyIDJSON(p) }) != 0 {
+			t.Fatalf("replyIDJSON allocated on %q", p)
 		}
 		checkAllocBound(t, p, func() { _, _ = tr.routeReply(p) })
 		checkRouteConsistent(t, p)

@@ -5,6 +5,8 @@ package ring
 import (
 	"context"
 	"testing"
+
+	"github.com/agentwire/agentwire/internal/allocs"
 )
 
 func TestAllocsZero(t *testing.T) {
@@ -12,7 +14,7 @@ func TestAllocsZero(t *testing.T) {
 	x := new(int)
 	dst := make([]*int, 16)
 	ctx := context.Background()
-	allocs := testing.AllocsPerRun(1000, func() {
+	allocs.Zero(t, "TryEnqueue/Enqueue/DequeueBatch", 1000, func() {
 		for range 8 {
 			if err := r.TryEnqueue(x); err != nil {
 				t.Fatal(err)
@@ -25,14 +27,8 @@ func TestAllocsZero(t *testing.T) {
 			t.Fatal(n, err)
 		}
 	})
-	if allocs != 0 {
-		t.Fatalf("TryEnqueue/Enqueue/DequeueBatch allocate %.1f times per run, want 0", allocs)
-	}
-	allocs = testing.AllocsPerRun(1000, func() {
+	allocs.Zero(t, "TryEnqueue/TryDequeueBatch", 1000, func() {
 		_ = r.TryEnqueue(x)
 		_ = r.TryDequeueBatch(dst)
 	})
-	if allocs != 0 {
-		t.Fatalf("TryEnqueue/TryDequeueBatch allocate %.1f times per run, want 0", allocs)
-	}
 }

@@ -5,30 +5,28 @@ package frame
 import (
 	"bytes"
 	"testing"
+
+	"github.com/agentwire/agentwire/internal/allocs"
 )
 
 func TestAllocsZero(t *testing.T) {
 	payload := bytes.Repeat([]byte("x"), 1000)
 	buf := make([]byte, 0, 4096)
-	if a := testing.AllocsPerRun(1000, func() {
+	allocs.Zero(t, "AppendFrame into a reused buffer", 1000, func() {
 		var err error
 		buf, err = AppendFrame(buf[:0], TypeRequestHeaders, payload)
 		if err != nil {
 			t.Fatal(err)
 		}
-	}); a != 0 {
-		t.Fatalf("AppendFrame into a reused buffer: %.1f allocs, want 0", a)
-	}
-	if a := testing.AllocsPerRun(1000, func() {
+	})
+	allocs.Zero(t, "BeginFrame/EndFrame into a reused buffer", 1000, func() {
 		b, start := BeginFrame(buf[:0], TypeAgentResponse)
 		b = append(b, payload...)
 		if err := EndFrame(b, start); err != nil {
 			t.Fatal(err)
 		}
 		buf = b
-	}); a != 0 {
-		t.Fatalf("BeginFrame/EndFrame into a reused buffer: %.1f allocs, want 0", a)
-	}
+	})
 
 	var stream []byte
 	for _, n := range []int{0, 17, 300, 1000, 5000} {
@@ -39,11 +37,9 @@ func TestAllocsZero(t *testing.T) {
 	if _, _, err := rd.ReadFrame(); err != nil { // warm: takes the read buffer
 		t.Fatal(err)
 	}
-	if a := testing.AllocsPerRun(5000, func() {
+	allocs.Zero(t, "ReadFrame of small frames", 5000, func() {
 		if _, _, err := rd.ReadFrame(); err != nil {
 			t.Fatal(err)
 		}
-	}); a != 0 {
-		t.Fatalf("ReadFrame of small frames: %.1f allocs, want 0", a)
-	}
+	})
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"google.golang.org/grpc/mem"
+
+	"github.com/agentwire/agentwire/internal/allocs"
 )
 
 func TestAllocsMarshalVTPooled(t *testing.T) {
@@ -27,7 +29,7 @@ func TestAllocsMarshalVTPooled(t *testing.T) {
 			b, _ := marshalVT(tc.m, pool)
 			b.Free()
 		}
-		if a := testing.AllocsPerRun(1000, func() {
+		allocs.Zero(t, tc.name+": SizeVT+MarshalToSizedBufferVT into a pooled buffer", 1000, func() {
 			b, err := marshalVT(tc.m, pool)
 			if err != nil {
 				t.Fatal(err)
@@ -36,19 +38,22 @@ func TestAllocsMarshalVTPooled(t *testing.T) {
 				t.Fatalf("%s: buffer holds %d bytes, want %d", tc.name, b.Len(), tc.m.SizeVT())
 			}
 			b.Free()
-		}); a != 0 {
-			t.Fatalf("%s: SizeVT+MarshalToSizedBufferVT into a pooled buffer: %.1f allocs, want 0", tc.name, a)
-		}
+		})
 		// Through the CodecV2 interface the one remaining allocation is
 		// the returned one-element mem.BufferSlice, which gRPC keeps.
-		if a := testing.AllocsPerRun(1000, func() {
+		// Warmed separately: counted exactly, the first call of this path
+		// after the one above makes a one-time extra allocation around
+		// the 17th call (1001 in the first 1000), none after it.
+		for range 100 {
+			out, _ := Codec().Marshal(tc.m)
+			out.Free()
+		}
+		allocs.AtMost(t, tc.name+": Codec().Marshal", 1000, 1, func() {
 			out, err := Codec().Marshal(tc.m)
 			if err != nil {
 				t.Fatal(err)
 			}
 			out.Free()
-		}); a > 1 {
-			t.Fatalf("%s: Codec().Marshal: %.1f allocs, want <= 1", tc.name, a)
-		}
+		})
 	}
 }

@@ -43,16 +43,14 @@ func TestGrouperIndex(t *testing.T) {
 	}
 }
 
-// TestGrouperReusesStorage: a small header list grouped into storage that
-// held one before allocates nothing, and stale values do not leak.
+// TestGrouperReusesStorage: stale values do not leak into storage that
+// held a header list before (TestGrouperReusesStorageAllocs: nor does the
+// grouping allocate).
 func TestGrouperReusesStorage(t *testing.T) {
 	h := group(nil, "a", "1", "b", "2", "a", "3", "c", "4")
 	h = group(h, "z", "9", "a", "8")
 	want := agentwire.Headers{{Name: "z", Values: []string{"9"}}, {Name: "a", Values: []string{"8"}}}
 	if !reflect.DeepEqual(h, want) {
 		t.Fatalf("got %v", h)
-	}
-	if n := testing.AllocsPerRun(100, func() { h = group(h, "a", "1", "b", "2", "a", "3") }); n != 0 {
-		t.Fatalf("%v allocations per grouping into reused storage", n)
 	}
 }

@@ -181,18 +181,6 @@ func TestAppendDateTimeConcurrent(t *testing.T) {
 	}
 }
 
-func TestAppendDateTimeAllocs(t *testing.T) {
-	buf := make([]byte, 0, 64)
-	tm := time.Unix(1700000000, 5)
-	if n := testing.AllocsPerRun(100, func() {
-		tm = tm.Add(time.Second) // a new second every run: the store path
-		buf, _ = appendDateTime(buf[:0], tm)
-		buf, _ = appendDateTime(buf[:0], tm) // and the hit path
-	}); n != 0 {
-		t.Fatalf("appendDateTime allocates %v times per run", n)
-	}
-}
-
 // TestMsgpackHeaderDecodingRandomNames decodes header maps with many
 // repeated and bit-colliding names (the duplicate filter's hard cases) and
 // checks serde's semantics: first position, last values win.

@@ -39,14 +39,6 @@ func TestHeaderSortIndex(t *testing.T) {
 	}
 }
 
-func TestHeaderSortIndexAllocs(t *testing.T) {
-	h := benchTypicalHeaders()
-	idx := make([]int32, len(h))
-	if n := testing.AllocsPerRun(100, func() { headerSortIndex(h, idx) }); n != 0 {
-		t.Fatalf("%v allocations", n)
-	}
-}
-
 // benchTypicalHeaders is 15 request headers in the order a browser sends
 // them (not sorted), as in the load generator's workload.
 func benchTypicalHeaders() Headers {

@@ -2,7 +2,6 @@ package payload
 
 import (
 	"encoding/json"
-	"runtime"
 	"time"
 )
 
@@ -86,18 +85,4 @@ func jsonFixtureBlockReply() *AgentResponse {
 			Custom:      map[string]json.RawMessage{"score": json.RawMessage(`87`)},
 		},
 	}
-}
-
-// jsonMallocsPerOp measures heap allocations per call precisely (without
-// AllocsPerRun's rounding down), over n calls after one warm-up call.
-func jsonMallocsPerOp(n int, fn func()) float64 {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	fn()
-	var a, b runtime.MemStats
-	runtime.ReadMemStats(&a)
-	for i := 0; i < n; i++ {
-		fn()
-	}
-	runtime.ReadMemStats(&b)
-	return float64(b.Mallocs-a.Mallocs) / float64(n)
 }

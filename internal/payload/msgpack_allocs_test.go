@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"strconv"
 	"testing"
+
+	"github.com/agentwire/agentwire/internal/allocs"
 )
 
 // TestMsgpackZeroAllocs proves the hot paths allocate nothing once the
@@ -84,9 +86,7 @@ func TestMsgpackZeroAllocs(t *testing.T) {
 			}
 		}},
 	} {
-		if n := testing.AllocsPerRun(100, tc.fn); n != 0 {
-			t.Errorf("%s: %v allocs/op, want 0", tc.name, n)
-		}
+		allocs.Zero(t, tc.name, 1000, tc.fn)
 	}
 	if !bytes.Equal(dst.Data, body) || dst.CorrelationID != chunk.CorrelationID {
 		t.Fatal("decoded chunk differs")

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/agentwire/agentwire"
+	"github.com/agentwire/agentwire/internal/allocs"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 )
 
@@ -21,14 +22,10 @@ func TestAgentHotPathAllocs(t *testing.T) {
 	}
 	var ev agentwire.RequestHeadersEvent
 	RequestHeadersEventFromPB(&ev, src)
-	if a := testing.AllocsPerRun(1000, func() { RequestHeadersEventFromPB(&ev, src) }); a != 0 {
-		t.Errorf("RequestHeadersEventFromPB: %.1f allocs, want 0", a)
-	}
+	allocs.Zero(t, "RequestHeadersEventFromPB", 1000, func() { RequestHeadersEventFromPB(&ev, src) })
 	body := &pb.BodyChunkEvent{CorrelationId: "c", Data: make([]byte, 4096), IsLast: true}
 	var bc agentwire.BodyChunk
-	if a := testing.AllocsPerRun(1000, func() { BodyChunkFromPB(&bc, body) }); a != 0 {
-		t.Errorf("BodyChunkFromPB: %.1f allocs, want 0", a)
-	}
+	allocs.Zero(t, "BodyChunkFromPB", 1000, func() { BodyChunkFromPB(&bc, body) })
 
 	resp := &agentwire.AgentResponse{
 		CorrelationID:    "c",
@@ -41,13 +38,11 @@ func TestAgentHotPathAllocs(t *testing.T) {
 	var enc ResponseEncoder
 	enc.Encode(resp)
 	buf := make([]byte, 0, 1024)
-	if a := testing.AllocsPerRun(1000, func() {
+	allocs.Zero(t, "ResponseEncoder.Encode+marshal", 1000, func() {
 		m := enc.Encode(resp)
 		n := m.SizeVT()
 		if _, err := m.MarshalToSizedBufferVT(buf[:n]); err != nil {
 			t.Fatal(err)
 		}
-	}); a != 0 {
-		t.Errorf("ResponseEncoder.Encode+marshal: %.1f allocs, want 0", a)
-	}
+	})
 }
