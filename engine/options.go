@@ -82,6 +82,8 @@ type options struct {
 	maxRecv          int
 	logger           *slog.Logger
 	flow             FlowMode
+	saturation       FlowMode      // WithSaturation
+	maxStretch       time.Duration // WithMaxStretchedTimeout (0: MaxStretchFactor × requestTimeout)
 	backoffBase      time.Duration
 	backoffMax       time.Duration
 	failFast         bool
@@ -118,6 +120,7 @@ func defaultOptions() options {
 		callbackQueue:    DefaultCallbackQueue,
 		grpcWindow:       DefaultGRPCWindow,
 		uds:              udsOptions{writeTimeout: DefaultWriteTimeout},
+		saturation:       FlowWait,
 	}
 }
 
@@ -139,6 +142,10 @@ func (o *options) validate() error {
 		return errors.New("agentwire: nil logger")
 	case o.flow > FlowWait:
 		return fmt.Errorf("agentwire: unknown flow-control mode %d", o.flow)
+	case o.saturation > FlowWait:
+		return fmt.Errorf("agentwire: unknown saturation mode %d", o.saturation)
+	case o.maxStretch != 0 && (o.maxStretch < o.requestTimeout || o.maxStretch > maxStretchedTimeout):
+		return fmt.Errorf("agentwire: max stretched timeout %v out of range %v (the request timeout)..%v", o.maxStretch, o.requestTimeout, maxStretchedTimeout)
 	case o.backoffBase <= 0 || o.backoffMax < o.backoffBase:
 		return errors.New("agentwire: reconnect backoff needs 0 < base <= max")
 	case o.ringSize < 2 || o.ringSize > 1<<20:

@@ -39,6 +39,15 @@ type Stats struct {
 	ConfigUnanswered  uint64 // answers that could not be sent (no control stream)
 	CallbacksDropped  uint64 // reports dropped on a full callback queue
 	CallbackPanics    uint64 // user callbacks that panicked (recovered)
+	// SaturationWaits counts calls that had to wait for a slot because
+	// the agent's announced limits.max_concurrency requests were in
+	// flight (each call once, however often it was woken).
+	SaturationWaits uint64
+	// SaturationRejected counts calls that got no slot under the agent's
+	// max_concurrency: refused with ErrSaturated
+	// (WithSaturation(FlowFailFast)), or whose deadline passed or context
+	// ended while they waited (then also counted in Timeouts or Canceled).
+	SaturationRejected uint64
 }
 
 type counters struct {
@@ -68,6 +77,8 @@ type counters struct {
 	configUnanswered atomic.Uint64
 	callbacksDropped atomic.Uint64
 	callbackPanics   atomic.Uint64
+	satWaits         atomic.Uint64
+	satRejected      atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters. It is safe for concurrent use
@@ -101,6 +112,9 @@ func (c *Conn) Stats() Stats {
 		ConfigUnanswered:  s.configUnanswered.Load(),
 		CallbacksDropped:  s.callbacksDropped.Load(),
 		CallbackPanics:    s.callbackPanics.Load(),
+
+		SaturationWaits:    s.satWaits.Load(),
+		SaturationRejected: s.satRejected.Load(),
 	}
 }
 
