@@ -263,10 +263,16 @@ func WithRingSize(n int) Option { return optionFunc(func(o *options) { o.ringSiz
 // a rejection.
 func WithCallbackQueueSize(n int) Option { return optionFunc(func(o *options) { o.callbackQueue = n }) }
 
-// WithKeepalive turns on HTTP/2 keep-alive pings every t, closing the
-// transport when no answer comes within timeout. Off by default: grpc-go
-// servers reject pings more frequent than every 5 minutes unless their
-// enforcement policy allows them.
+// WithKeepalive turns on HTTP/2 keep-alive pings every t on gRPC
+// connections, closing the transport when no answer comes within timeout
+// (pending calls then fail with ErrConnectionLost and the Conn
+// reconnects). HTTP/2 PINGs are answered by the agent's HTTP/2 transport,
+// not by its handler: keep-alive detects a dead peer, a frozen process
+// and a broken network path, but not a hung handler or an agent that
+// stopped reading its stream (WithLivenessPing and WithWriteTimeout
+// detect those). Off by default: grpc-go servers reject pings more
+// frequent than every 5 minutes unless their enforcement policy allows
+// them. Unix-socket connections ignore it.
 func WithKeepalive(t, timeout time.Duration) Option {
 	return optionFunc(func(o *options) { o.keepaliveTime, o.keepaliveTimeout = t, timeout })
 }
@@ -274,10 +280,14 @@ func WithKeepalive(t, timeout time.Duration) Option {
 // WithLivenessPing makes the Conn send a protocol Ping every interval and
 // declare the connection lost (pending calls fail with ErrConnectionLost,
 // then it reconnects) when the matching Pong does not arrive within
-// timeout. It detects agents and networks that went silent without closing
-// the connection. Off by default: an agent that handles messages one at a
+// timeout. The Ping travels on the event stream and is answered by the
+// agent's own code, so it detects an agent whose stream reader stopped or
+// hung, besides agents and networks that went silent without closing the
+// connection. Off by default: an agent that handles messages one at a
 // time (the Rust SDK) answers a ping only after the events queued before
-// it, so keep timeout above the slowest expected event.
+// it, so keep timeout above the slowest expected event. An agent that
+// stops reading altogether is also caught by WithWriteTimeout once the
+// Conn has something to send.
 func WithLivenessPing(interval, timeout time.Duration) Option {
 	return optionFunc(func(o *options) { o.livenessInterval, o.livenessTimeout = interval, timeout })
 }

@@ -143,11 +143,12 @@ func expiryTick(d time.Duration) time.Duration {
 // expirer enforces the default request timeout of calls whose context has
 // no deadline: every expiryTick it removes the pending requests whose
 // deadline has passed, queues their cancel (reason timeout) and completes
-// them with errEngineTimeout. Running one sweep per session replaces a
-// timer per request on the hot path.
+// them with errEngineTimeout, and ends the admission waits past theirs.
+// Running one sweep per session replaces a timer per request on the hot
+// path. On gRPC it also watches the writer's sends (checkSends).
 func (s *session) expirer() {
 	defer s.wg.Done()
-	t := time.NewTicker(expiryTick(s.c.opts.requestTimeout))
+	t := time.NewTicker(s.watchTick())
 	defer t.Stop()
 	for {
 		select {
@@ -158,6 +159,7 @@ func (s *session) expirer() {
 		now := monoNow()
 		s.expire(now)
 		s.expireWaiters(now)
+		s.checkSends(now)
 	}
 }
 
