@@ -51,6 +51,7 @@ type Conn struct {
 	closing    chan struct{}
 	stopOnce   sync.Once      // first half of Close: mark closed, wake everyone
 	closeOnce  sync.Once      // second half: wait for the goroutines, release
+	dialerOnce sync.Once      // closes d (by release, or the supervisor of a one-shot Conn)
 	wg         sync.WaitGroup // supervisor
 	dispDone   chan struct{}  // closed when the dispatcher has exited
 	// cbRunning is set while the dispatcher runs a user callback: Close
@@ -237,8 +238,13 @@ func (c *Conn) supervise(s *session) {
 		c.log.Warn("agentwire: connection to agent lost", "err", s.lost)
 		if _, ok := c.d.(oneShotDialer); ok {
 			// A reverse connection cannot be reopened from this side:
-			// the agent dials again and gets a new Conn.
-			go c.Close()
+			// the agent dials again and gets a new Conn. The supervisor
+			// closes this one itself, on its own goroutine (a Close
+			// meanwhile waits for it): it must not leave a goroutine of
+			// its own behind.
+			c.stop()
+			<-c.dispDone
+			c.closeDialer()
 			return
 		}
 		for attempt := 0; ; attempt++ {
@@ -295,12 +301,7 @@ func (c *Conn) backoff(n int) time.Duration {
 // goroutines exit and the connection is released in the background as
 // soon as that callback returns.
 func (c *Conn) Close() error {
-	c.stopOnce.Do(func() {
-		c.state.Store(stateClosed)
-		close(c.closing)
-		c.baseCancel()
-		c.notifySession()
-	})
+	c.stop()
 	if c.cbRunning.Load() {
 		go c.release()
 		return nil
@@ -309,14 +310,30 @@ func (c *Conn) Close() error {
 	return nil
 }
 
+// stop is the first half of Close: the Conn is closed for every caller
+// and every goroutine told to exit, once.
+func (c *Conn) stop() {
+	c.stopOnce.Do(func() {
+		c.state.Store(stateClosed)
+		close(c.closing)
+		c.baseCancel()
+		c.notifySession()
+	})
+}
+
 // release is the second half of Close: it waits for the Conn's goroutines
 // and closes the dialer, once.
 func (c *Conn) release() {
 	c.closeOnce.Do(func() {
 		c.wg.Wait()
 		<-c.dispDone
-		_ = c.d.close()
+		c.closeDialer()
 	})
+}
+
+// closeDialer closes the dialer once.
+func (c *Conn) closeDialer() {
+	c.dialerOnce.Do(func() { _ = c.d.close() })
 }
 
 // current returns the session to use, waiting for one when the Conn is
