@@ -157,13 +157,20 @@ type admissionQueue struct {
 
 // wake removes w from its list and sends its one wake-up. Under mu.
 func (q *admissionQueue) wake(w *waiter, granted bool) {
+	q.take(w, granted)
+	w.ch <- struct{}{}
+	q.wakeups.Add(1)
+}
+
+// take removes w from its list, its wake-up (granted or not) to be sent
+// by the caller: under mu, the send may follow after it (unwait waits for
+// it once w has left the list).
+func (q *admissionQueue) take(w *waiter, granted bool) {
 	if w.list == &q.slots {
 		q.nslots.Add(-1)
 	}
 	w.list.remove(w)
 	w.granted = granted
-	w.ch <- struct{}{}
-	q.wakeups.Add(1)
 }
 
 // expireWaiters wakes the waiters whose default request timeout is at or
@@ -187,6 +194,9 @@ func (s *session) expireWaiters(now int64) {
 // takeSlot counts one more request in flight if the session's limit allows
 // it, and reports whether it did.
 func (s *session) takeSlot() bool {
+	if s.c.stats.inFlight.Load() >= s.limit() {
+		return false // no slot: spare the shared count two writes
+	}
 	n := s.c.stats.inFlight.Add(1)
 	if n <= s.limit() {
 		return true
@@ -208,11 +218,22 @@ func (s *session) grantLocked() {
 }
 
 // grant hands free slots to waiting callers (called when a slot was
-// freed and nslots > 0).
+// freed and nslots > 0), one at a time, each wake-up sent after the lock
+// is released (it readies the waiter's goroutine).
 func (s *session) grant() {
-	s.aq.mu.Lock()
-	s.grantLocked()
-	s.aq.mu.Unlock()
+	q := &s.aq
+	for {
+		q.mu.Lock()
+		w := q.slots.head
+		if w == nil || s.paused.Load() || !s.takeSlot() {
+			q.mu.Unlock()
+			return
+		}
+		q.take(w, true)
+		q.mu.Unlock()
+		w.ch <- struct{}{}
+		q.wakeups.Add(1)
+	}
 }
 
 // flowChanged wakes every waiting caller after a flow-control or health
@@ -243,7 +264,7 @@ func (s *session) closeWaiters() {
 // await makes the caller (of correlation id cid) wait on s: for a slot
 // (slot true; it is then handed over: granted) or for the next
 // flow-control or health change, until its deadline (ctx's, or deadline,
-// a monoNow instant, when not 0) or the Conn ends. It returns granted
+// a monoNow instant, when not 0) or the session ends. It returns granted
 // true when the caller now holds a slot (counted in flight; it must be
 // used or given back with leave), and the reason when the call's time
 // ran out (ctx.Err(), or context.DeadlineExceeded at deadline). With
@@ -272,13 +293,13 @@ func (s *session) await(ctx context.Context, slot bool, cid string, deadline int
 	if !slot && s.flowBlocked(cid) == nil {
 		return s.unwait(w, nil)
 	}
+	// Close needs no case here: the supervisor then fails the session,
+	// which wakes every waiter (closeWaiters), and Close waits for that.
 	select {
 	case <-w.ch:
 		return w.done()
 	case <-ctx.Done():
 		return s.unwait(w, ctx.Err())
-	case <-s.c.closing:
-		return s.unwait(w, nil)
 	}
 }
 
