@@ -55,6 +55,7 @@ type Conn struct {
 	closing    chan struct{}
 	stopOnce   sync.Once      // first half of Close: mark closed, wake everyone
 	closeOnce  sync.Once      // second half: wait for the goroutines, release
+	dialerOnce sync.Once      // closes d (by release, or the supervisor of a one-shot Conn)
 	wg         sync.WaitGroup // supervisor
 	dispDone   chan struct{}  // closed when the dispatcher has exited
 	// cbRunning is set while the dispatcher runs a user callback: Close
@@ -331,8 +332,13 @@ func (c *Conn) supervise(s *session) {
 		c.log.Warn("agentwire: connection to agent lost", "err", s.lost)
 		if _, ok := c.d.(oneShotDialer); ok {
 			// A reverse connection cannot be reopened from this side:
-			// the agent dials again and gets a new Conn.
-			go c.Close()
+			// the agent dials again and gets a new Conn. The supervisor
+			// closes this one itself, on its own goroutine (a Close
+			// meanwhile waits for it): it must not leave a goroutine of
+			// its own behind.
+			c.stop()
+			<-c.dispDone
+			c.closeDialer()
 			return
 		}
 		if s = c.reconnect(timer, false); s == nil {
@@ -418,13 +424,7 @@ func (c *Conn) backoff(n int) time.Duration {
 // and the connection is released in the background as soon as that
 // callback returns.
 func (c *Conn) Close() error {
-	c.stopOnce.Do(func() {
-		c.state.Store(stateClosed)
-		c.setState(StateClosed) // queued before closing: the dispatcher delivers it
-		close(c.closing)
-		c.baseCancel()
-		c.notifySession()
-	})
+	c.stop()
 	if c.cbRunning.Load() {
 		go c.release()
 		return nil
@@ -433,14 +433,31 @@ func (c *Conn) Close() error {
 	return nil
 }
 
+// stop is the first half of Close: the Conn is closed for every caller
+// and every goroutine told to exit, once.
+func (c *Conn) stop() {
+	c.stopOnce.Do(func() {
+		c.state.Store(stateClosed)
+		c.setState(StateClosed) // queued before closing: the dispatcher delivers it
+		close(c.closing)
+		c.baseCancel()
+		c.notifySession()
+	})
+}
+
 // release is the second half of Close: it waits for the Conn's goroutines
 // and closes the dialer, once.
 func (c *Conn) release() {
 	c.closeOnce.Do(func() {
 		c.wg.Wait()
 		<-c.dispDone
-		_ = c.d.close()
+		c.closeDialer()
 	})
+}
+
+// closeDialer closes the dialer once.
+func (c *Conn) closeDialer() {
+	c.dialerOnce.Do(func() { _ = c.d.close() })
 }
 
 // current returns the session to use, waiting for one when the Conn is
@@ -525,21 +542,42 @@ func (c *Conn) ensureDeadline(ctx context.Context, s *session) (context.Context,
 // and counts it in flight. On success the caller must call c.leave(s). The
 // returned context replaces ctx (it gained a deadline when admit had to
 // wait); cancel, when non-nil, must be called when the call ends.
-func (c *Conn) admit(ctx context.Context, cid string, kind int32) (context.Context, context.CancelFunc, *session, error) {
+//
+// Fast path (nobody waiting, limits not reached): one atomic add on the
+// in-flight count. Otherwise the call fails fast or waits in the session's
+// admission queue (admission.go), by its kind of hold: the agent's
+// max_concurrency (WithSaturation), its UPDATE_CAPACITY cap or a pause
+// (WithFlowControl).
+func (c *Conn) admit(ctx context.Context, cid string, kind int32) (context.Context, context.CancelFunc, *session, int64, error) {
 	if cid == "" {
-		return ctx, nil, nil, c.invalid(errNoCID)
+		return ctx, nil, nil, 0, c.invalid(errNoCID)
 	}
 	if !utf8.ValidString(cid) {
-		return ctx, nil, nil, c.invalid(errBadCID)
+		return ctx, nil, nil, 0, c.invalid(errBadCID)
 	}
 	var cancel context.CancelFunc
-	fail := func(err error) (context.Context, context.CancelFunc, *session, error) {
+	// dl is the call's one deadline once it had to wait and its context
+	// has none: the default request timeout from the first wait (a
+	// monoNow instant; 0 until then).
+	var dl int64
+	// held is the session whose slot a waiter was handed (counted in
+	// flight for this call): it is used, or given back with leave.
+	var held *session
+	drop := func() {
+		if held != nil {
+			c.leave(held)
+			held = nil
+		}
+	}
+	fail := func(err error) (context.Context, context.CancelFunc, *session, int64, error) {
+		drop()
 		if cancel != nil {
 			cancel()
 		}
-		c.stats.errors.Add(1)
-		return ctx, nil, nil, err
+		c.countErr(err) // a deadline or cancellation while held counts as such
+		return ctx, nil, nil, 0, err
 	}
+	satWaited := false
 	for {
 		switch c.state.Load() {
 		case stateClosed:
@@ -549,16 +587,20 @@ func (c *Conn) admit(ctx context.Context, cid string, kind int32) (context.Conte
 		}
 		s := c.sess.Load()
 		if s == nil || s.failed() {
+			drop()
 			if c.opts.failFast {
 				return fail(c.notConnected())
 			}
 			if cancel == nil {
-				ctx, cancel = c.ensureDeadline(ctx, nil)
+				ctx, cancel = c.deadlineFrom(ctx, dl)
 			}
 			if _, err := c.current(ctx); err != nil {
 				return fail(err)
 			}
 			continue // re-check the state: Drain or Close may have begun meanwhile
+		}
+		if held != nil && held != s {
+			drop()
 		}
 		if kind != 0 && s.events&(1<<uint(kind)) == 0 {
 			return fail(errNotSubscr)
@@ -568,71 +610,92 @@ func (c *Conn) admit(ctx context.Context, cid string, kind int32) (context.Conte
 		}
 		err := s.flowBlocked(cid)
 		if err == nil {
-			n := c.stats.inFlight.Add(1)
-			if capa := s.capacity.Load(); capa < 0 || n <= capa {
-				return ctx, cancel, s, nil
+			if held != nil {
+				return ctx, cancel, s, dl, nil // the slot handed over while waiting
 			}
-			c.leave(s)
-			err = errCapacity
+			if s.aq.nslots.Load() == 0 { // nobody to overtake
+				n := c.stats.inFlight.Add(1)
+				if n <= s.maxInFlight {
+					if capa := s.capacity.Load(); capa < 0 || n <= capa {
+						return ctx, cancel, s, dl, nil
+					}
+				}
+				c.leave(s)
+			}
+			err = s.limitError()
+		} else {
+			drop() // paused meanwhile: the slot goes to the next waiter
 		}
-		if c.opts.flow == FlowFailFast {
-			c.stats.flowRejected.Add(1)
+		mode := c.opts.flow
+		if err == errSaturated {
+			mode = c.opts.saturation
+		}
+		if mode == FlowFailFast {
+			if err == errSaturated {
+				c.stats.satRejected.Add(1)
+			} else {
+				c.stats.flowRejected.Add(1)
+			}
 			return fail(err)
 		}
-		// FlowWait: wait for the next flow change (or the deadline).
-		if cancel == nil {
-			ctx, cancel = c.ensureDeadline(ctx, s)
+		if err == errSaturated && !satWaited {
+			satWaited = true
+			c.stats.satWaits.Add(1)
 		}
-		// Take the signal channel, announce the wait, then re-check: a
-		// change or a finished request after this point closes sig.
-		sig := s.flowSignal()
-		s.flowWait.Add(1)
-		blocked := s.flowBlocked(cid) != nil
-		if capa := s.capacity.Load(); !blocked && capa >= 0 && c.stats.inFlight.Load() >= capa {
-			blocked = true
-		}
-		if blocked {
-			select {
-			case <-sig:
-			case <-s.done:
-			case <-c.closing:
-			case <-ctx.Done():
-				s.flowWait.Add(-1)
-				c.stats.flowRejected.Add(1)
-				return fail(&Error{Kind: ErrFlowPaused, Detail: "flow control did not resume in time", Err: ctx.Err()})
+		// Wait (within the call's one deadline) for a slot, or for the
+		// next flow-control or health change. Without a context deadline
+		// the session's expirer ends the wait: no timer per wait.
+		if dl == 0 && cancel == nil {
+			if _, ok := ctx.Deadline(); !ok {
+				dl = monoNow() + int64(s.stretch(c.opts.requestTimeout))
 			}
 		}
-		s.flowWait.Add(-1)
+		slot := err == errSaturated || err == errCapacity
+		granted, ended := s.await(ctx, slot, cid, dl)
+		if granted {
+			held = s
+		}
+		if ended != nil {
+			if err == errSaturated {
+				c.stats.satRejected.Add(1)
+			} else {
+				c.stats.flowRejected.Add(1)
+			}
+			return fail(waitError(ended, err))
+		}
 	}
 }
 
-// leave ends a request admitted by admit.
+// leave ends a request admitted by admit: its slot goes to the first
+// caller waiting for one, if any.
 func (c *Conn) leave(s *session) {
 	n := c.stats.inFlight.Add(-1)
-	if s.flowWait.Load() > 0 && s.capacity.Load() >= 0 {
-		s.signalFlow()
+	if s.aq.nslots.Load() > 0 {
+		s.grant()
 	}
-	// The in-flight count is the Conn's, capacities are per session: a
-	// call that ends on a session already replaced frees room on the
-	// current one too, whose waiters would otherwise miss it.
-	if cur := c.sess.Load(); cur != s && cur != nil && cur.flowWait.Load() > 0 && cur.capacity.Load() >= 0 {
-		cur.signalFlow()
+	// The in-flight count is the Conn's, limits are per session: a call
+	// that ends on a session already replaced frees room on the current
+	// one too, whose waiters would otherwise miss it.
+	if cur := c.sess.Load(); cur != s && cur != nil && cur.aq.nslots.Load() > 0 {
+		cur.grant()
 	}
-	if n == 0 && c.state.Load() == stateDraining {
-		select {
-		case c.drainSig <- struct{}{}:
-		default:
-		}
-	}
+	c.drained(n)
 }
 
 // exchange registers p (from getPending, for cid; the caller's reference
 // passes here), queues o (ownership passes here too) and waits for the
 // outcome, which p.dst receives.
-func (c *Conn) exchange(ctx context.Context, s *session, cid string, p *pending, o outbound) error {
+//
+// dl is the call's default-timeout deadline when admission already set it
+// (a monoNow instant; 0: not yet). It only applies when ctx has no
+// deadline.
+func (c *Conn) exchange(ctx context.Context, s *session, cid string, p *pending, o outbound, dl int64) error {
 	if _, ok := ctx.Deadline(); !ok {
 		// The default request timeout, enforced by the session's expirer.
-		p.deadline.Store(monoNow() + int64(s.stretch(c.opts.requestTimeout)))
+		if dl == 0 {
+			dl = monoNow() + int64(s.stretch(c.opts.requestTimeout))
+		}
+		p.deadline.Store(dl)
 	}
 	if _, loaded := s.pending.LoadOrStore(cid, p); loaded {
 		o.free()
@@ -657,8 +720,9 @@ func (c *Conn) exchange(ctx context.Context, s *session, cid string, p *pending,
 		// Slow path: the queue is full (or closed). The wait for room is
 		// part of the call, so it runs under the call's one deadline.
 		if err == ring.ErrFull {
-			var cancel context.CancelFunc
-			if ctx, cancel = c.ensureDeadline(ctx, s); cancel != nil {
+			if d := p.deadline.Load(); d != 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, time.Duration(d-monoNow()))
 				defer cancel()
 				// The context's new deadline is the call's one
 				// deadline: the expirer must not time p out (and
@@ -786,7 +850,7 @@ func (c *Conn) call(ctx context.Context, cid string, ev event, dst *agentwire.Ag
 // roundTrip is call without the error copy: its errors may be shared
 // templates.
 func (c *Conn) roundTrip(ctx context.Context, cid string, ev event, dst *agentwire.AgentResponse) error {
-	ctx, cancel, s, err := c.admit(ctx, cid, ev.kind)
+	ctx, cancel, s, dl, err := c.admit(ctx, cid, ev.kind)
 	if err != nil {
 		return err
 	}
@@ -801,14 +865,14 @@ func (c *Conn) roundTrip(ctx context.Context, cid string, ev event, dst *agentwi
 		p := getPending(cid, dst)
 		p.wstate.Store(wQueued)
 		p.hold()
-		return c.exchange(ctx, s, cid, p, outbound{p: p, rh: ev.rh})
+		return c.exchange(ctx, s, cid, p, outbound{p: p, rh: ev.rh}, dl)
 	}
 	buf, err := ev.encode(s.t)
 	if err != nil {
 		c.stats.errors.Add(1)
 		return err
 	}
-	return c.exchange(ctx, s, cid, getPending(cid, dst), outbound{buf: buf})
+	return c.exchange(ctx, s, cid, getPending(cid, dst), outbound{buf: buf}, dl)
 }
 
 // Correlation ids of the request calls: every event carries the request's
@@ -1130,6 +1194,9 @@ func (c *Conn) drain(ctx context.Context) error {
 		}
 	}
 	s := c.sess.Load()
+	if s != nil {
+		s.flowChanged() // callers waiting for admission fail with ErrDraining
+	}
 	if s != nil && !s.failed() && s.controlOK.Load() {
 		var dur uint64
 		if dl, ok := ctx.Deadline(); ok {

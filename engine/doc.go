@@ -202,12 +202,18 @@
 // ErrNotConnected or wait for the connection within their deadline
 // (WithFailFastWhileReconnecting). Health and flow-control state
 // belong to a session and start fresh after a reconnect; the latest agent
-// configuration is sent again. A connection that goes silent without
-// closing (a hung agent, a dead network path) is detected with
-// WithLivenessPing (protocol Ping/Pong, off by default) or WithKeepalive
-// (HTTP/2 pings). On Unix-socket and reverse connections an agent that
-// stops reading is also detected by WithWriteTimeout (10 s by default):
-// a write that does not complete within that time fails the session.
+// configuration is sent again. A connection that goes bad without
+// closing is detected three ways. WithKeepalive (gRPC, off by default)
+// sends HTTP/2 pings, which the agent's HTTP/2 transport answers by
+// itself: it detects a dead peer or network path, not a hung handler nor
+// an agent that stopped reading. WithLivenessPing (off by default) sends
+// protocol pings on the event stream, which the agent's own code answers:
+// it detects an agent whose stream reader stopped or hung. WithWriteTimeout
+// (10 s by default, every transport) detects an agent that stopped
+// reading: on Unix-socket and reverse connections when it accepts no byte
+// of a write for that long, on gRPC when one SendMsg (blocked on a full
+// HTTP/2 window) does not complete in that time. A busy agent that reads
+// slowly is not taken for a stuck one.
 //
 // # Handshake and configuration
 //
@@ -237,6 +243,24 @@
 // buffer_available caps the requests in flight (without it, lifts the
 // cap). Held calls fail with ErrFlowPaused (FlowFailFast, the default) or
 // wait within their deadline (FlowWait). Health exposes the resulting view.
+//
+// The limits.max_concurrency an agent announces in its handshake caps the
+// requests in flight on each session (0: no cap): a call holds a slot from
+// admission until its reply or failure, whatever its event kind. Callers
+// beyond it wait for a slot within their deadline (WithSaturation, default
+// FlowWait) or fail fast with ErrSaturated. Slots go to waiters first come
+// first served, one wake-up per freed slot (a new call does not overtake a
+// waiting one); the fast path costs one atomic add, as before. A call whose
+// deadline passes or context ends while admission holds it fails with
+// ErrTimeout or ErrCanceled (wrapping ErrSaturated or ErrFlowPaused) and
+// counts as a timeout or cancellation (Stats.SaturationWaits and
+// Stats.SaturationRejected count the saturated calls).
+//
+// A DEGRADED report stretches the default request timeout of calls that
+// start while it is in force, at most to WithMaxStretchedTimeout (by
+// default MaxStretchFactor times the request timeout): the multiplier is
+// the agent's choice, up to +Inf. A call keeps the deadline it started
+// with; calls after the report's valid_until use the plain timeout.
 //
 // # The agentwire control plane (extension)
 //

@@ -69,6 +69,12 @@ var (
 	// also satisfies errors.Is(err, context.Canceled)) or by Conn.Cancel.
 	// Cancellation never counts against the agent's health.
 	ErrCanceled = errors.New("agentwire: request canceled")
+	// ErrSaturated: the agent's announced limits.max_concurrency requests
+	// are already in flight on the connection and
+	// WithSaturation(FlowFailFast) is set. (With the default FlowWait the
+	// call waits for a slot; if its context ends first it fails with
+	// ErrTimeout or ErrCanceled, wrapping ErrSaturated.)
+	ErrSaturated = errors.New("agentwire: agent's announced concurrency limit reached")
 )
 
 // Error is the typed error of this package: a Kind from the closed set plus

@@ -283,16 +283,28 @@ type grpcTransport struct {
 	out, ctlOut sendFrame // writer-owned
 	in, ctlIn   recvFrame // reader-owned
 
+	// watch sees every SendMsg in and out: the expirer fails the session
+	// when one blocks (a full HTTP/2 window) for the write timeout.
+	watch sendWatch
+
 	closeOnce sync.Once
 }
 
 func (t *grpcTransport) send(o outbound) error {
-	return sendOn(t.stream, &t.out, o.buf) // gRPC messages are always buffers
+	t.watch.begin()
+	err := sendOn(t.stream, &t.out, o.buf) // gRPC messages are always buffers
+	t.watch.end()
+	return err
 }
 
 func (t *grpcTransport) sendControl(buf mem.Buffer) error {
-	return sendOn(t.ctl, &t.ctlOut, buf)
+	t.watch.begin()
+	err := sendOn(t.ctl, &t.ctlOut, buf)
+	t.watch.end()
+	return err
 }
+
+func (t *grpcTransport) sendWatch() *sendWatch { return &t.watch }
 
 func sendOn(st grpc.ClientStream, f *sendFrame, buf mem.Buffer) error {
 	f.buf, f.taken = buf, false

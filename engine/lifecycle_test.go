@@ -162,7 +162,7 @@ func TestLeaveOnReplacedSessionWakesCapacityWaiters(t *testing.T) {
 		_, err := c.RequestHeaders(ctx, headersEvent("waits"))
 		done <- err
 	}()
-	waitUntil(t, "the caller to wait for capacity", nil, func() bool { return cur.flowWait.Load() == 1 })
+	waitUntil(t, "the caller to wait for capacity", nil, func() bool { return cur.aq.nslots.Load() == 1 })
 	c.leave(old)
 	mustNoErrWithin(t, done, 2*time.Second, "the capacity waiter (woken by a call ending on the replaced session)")
 }

@@ -60,8 +60,11 @@ func TestMemoryPerPendingRequest(t *testing.T) {
 // TestMemoryPerPendingRequest).
 func measurePending(t *testing.T, enc string, n int) float64 {
 	read := make(chan struct{}, 1)
+	// The agent takes all n requests at once (max_concurrency).
+	caps := fullCaps("raw")
+	caps.Limits.MaxConcurrency = uint32(n)
 	a := startRawAgent(t, func(rc *rawConn) {
-		if rc.handshake(enc) != nil {
+		if rc.handshakeCaps(enc, caps) != nil {
 			return
 		}
 		events := 0

@@ -147,6 +147,8 @@ func (m *memTransport) close()                         { m.stopOnce.Do(func() { 
 
 type memDialer struct {
 	gate chan struct{}
+	// maxConcurrency is the agent's announced limits.max_concurrency.
+	maxConcurrency uint32
 	// events, when set, makes the transport an eventWriter that records
 	// what it encodes there.
 	events *memEvents
@@ -156,6 +158,7 @@ func (d memDialer) open(context.Context, *agentwire.HandshakeRequest) (transport
 	m := newMemTransport()
 	m.gate = d.gate
 	caps := agentwire.Capabilities{ProtocolVersion: 2, AgentID: "mem"}
+	caps.Limits.MaxConcurrency = d.maxConcurrency
 	if d.events != nil {
 		if d.events.maxSend > 0 {
 			m.maxSend = d.events.maxSend

@@ -83,6 +83,8 @@ type options struct {
 	maxRecv          int
 	logger           *slog.Logger
 	flow             FlowMode
+	saturation       FlowMode      // WithSaturation
+	maxStretch       time.Duration // WithMaxStretchedTimeout (0: MaxStretchFactor × requestTimeout)
 	backoffBase      time.Duration
 	backoffMax       time.Duration
 	failFast         bool
@@ -127,6 +129,7 @@ func defaultOptions() options {
 		callbackQueue:    DefaultCallbackQueue,
 		grpcWindow:       DefaultGRPCWindow,
 		uds:              udsOptions{writeTimeout: DefaultWriteTimeout},
+		saturation:       FlowWait,
 	}
 }
 
@@ -152,6 +155,10 @@ func (o *options) validate() error {
 		return configErr("nil logger")
 	case o.flow > FlowWait:
 		return configErr("unknown flow-control mode %d", o.flow)
+	case o.saturation > FlowWait:
+		return configErr("unknown saturation mode %d", o.saturation)
+	case o.maxStretch != 0 && (o.maxStretch < o.requestTimeout || o.maxStretch > maxStretchedTimeout):
+		return configErr("max stretched timeout %v out of range %v (the request timeout)..%v", o.maxStretch, o.requestTimeout, maxStretchedTimeout)
 	case o.backoffBase <= 0 || o.backoffMax < o.backoffBase:
 		return configErr("reconnect backoff needs 0 < base <= max (base %v, max %v)", o.backoffBase, o.backoffMax)
 	case o.ringSize < 2 || o.ringSize > 1<<20:
@@ -290,12 +297,17 @@ func WithRingSize(n int) Option { return optionFunc(func(o *options) { o.ringSiz
 // a rejection. Every transport.
 func WithCallbackQueueSize(n int) Option { return optionFunc(func(o *options) { o.callbackQueue = n }) }
 
-// WithKeepalive turns on HTTP/2 keep-alive pings every t, closing the
-// transport when no answer comes within timeout. Off by default: grpc-go
-// servers reject pings more frequent than every 5 minutes unless their
-// enforcement policy allows them. gRPC endpoints only: Unix-socket and
-// reverse connections have no HTTP/2 (ErrInvalidConfig there; use
-// WithLivenessPing).
+// WithKeepalive turns on HTTP/2 keep-alive pings every t on gRPC
+// connections, closing the transport when no answer comes within timeout
+// (pending calls then fail with ErrConnectionLost and the Conn
+// reconnects). HTTP/2 PINGs are answered by the agent's HTTP/2 transport,
+// not by its handler: keep-alive detects a dead peer, a frozen process
+// and a broken network path, but not a hung handler or an agent that
+// stopped reading its stream (WithLivenessPing and WithWriteTimeout
+// detect those). Off by default: grpc-go servers reject pings more
+// frequent than every 5 minutes unless their enforcement policy allows
+// them. gRPC endpoints only: Unix-socket and reverse connections have no
+// HTTP/2 (ErrInvalidConfig there; use WithLivenessPing).
 func WithKeepalive(t, timeout time.Duration) Option {
 	return optionFunc(func(o *options) { o.keepaliveTime, o.keepaliveTimeout = t, timeout; o.set |= setKeepalive })
 }
@@ -303,11 +315,15 @@ func WithKeepalive(t, timeout time.Duration) Option {
 // WithLivenessPing makes the Conn send a protocol Ping every interval and
 // declare the connection lost (pending calls fail with ErrConnectionLost,
 // then it reconnects) when the matching Pong does not arrive within
-// timeout. It detects agents and networks that went silent without closing
-// the connection. Off by default: an agent that handles messages one at a
+// timeout. The Ping travels on the event stream and is answered by the
+// agent's own code, so it detects an agent whose stream reader stopped or
+// hung, besides agents and networks that went silent without closing the
+// connection. Off by default: an agent that handles messages one at a
 // time (the Rust SDK) answers a ping only after the events queued before
-// it, so keep timeout above the slowest expected event. Every transport (a
-// reverse Conn declared lost closes itself).
+// it, so keep timeout above the slowest expected event. An agent that
+// stops reading altogether is also caught by WithWriteTimeout once the
+// Conn has something to send. Every transport (a reverse Conn declared
+// lost closes itself).
 func WithLivenessPing(interval, timeout time.Duration) Option {
 	return optionFunc(func(o *options) { o.livenessInterval, o.livenessTimeout = interval, timeout })
 }

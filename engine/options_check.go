@@ -65,7 +65,7 @@ var optRules = []optRule{
 	{setGRPCDialOptions, "WithGRPCDialOptions", [3]bool{true, false, false}, "they configure the gRPC client"},
 	{setEncodings, "WithEncodings/WithMsgpack", [3]bool{false, true, false}, "gRPC carries protobuf and reverse connections JSON"},
 	{setRawBodies, "WithRawMsgpackBodies", [3]bool{false, true, false}, "it applies to MessagePack Unix-socket connections"},
-	{setWriteTimeout, "WithWriteTimeout", [3]bool{false, true, true}, "gRPC uses HTTP/2 flow control; use WithLivenessPing"},
+	{setWriteTimeout, "WithWriteTimeout", [3]bool{true, true, true}, ""},
 	{setOnLog, "WithOnLog", [3]bool{true, false, false}, "the Unix-socket protocol has no log frame"},
 }
 

@@ -64,10 +64,12 @@ func optionCases() []optionCase {
 		{"WithOnStateChange", WithOnStateChange(func(ConnState, ConnState) {}), all3},
 		{"WithFailurePolicy", WithFailurePolicy(FailurePolicy{Mode: FailOpen}), all3},
 		{"WithAgentName", WithAgentName("waf"), all3},
+		{"WithSaturation", WithSaturation(FlowFailFast), all3},
+		{"WithMaxStretchedTimeout", WithMaxStretchedTimeout(time.Minute), all3},
 		{"WithEncodings", WithEncodings("json"), udsOnly},
 		{"WithMsgpack", WithMsgpack(), udsOnly},
 		{"WithRawMsgpackBodies", WithRawMsgpackBodies(), udsOnly},
-		{"WithWriteTimeout", WithWriteTimeout(time.Second), [3]bool{false, true, true}},
+		{"WithWriteTimeout", WithWriteTimeout(time.Second), [3]bool{true, true, true}},
 	}
 }
 

@@ -55,9 +55,12 @@ type session struct {
 	// maxPausedIDBytes).
 	pausedBytes atomic.Int64
 	capacity    atomic.Int64 // in-flight cap set by UPDATE_CAPACITY; < 0 = none
-	flowMu      sync.Mutex
-	flowCh      chan struct{} // closed and replaced on every flow change
-	flowWait    atomic.Int32  // callers waiting in FlowWait mode
+	// maxInFlight is the agent's announced limits.max_concurrency
+	// (math.MaxInt64 when it announced none): admission keeps at most that
+	// many requests in flight.
+	maxInFlight int64
+	// aq holds the callers that admission makes wait (admission.go).
+	aq admissionQueue
 }
 
 // healthReport is the last health report of a session.
@@ -86,7 +89,8 @@ func newSession(c *Conn, t transport, caps agentwire.Capabilities) *session {
 		caps:      caps,
 		events:    subscribedEvents(caps.SupportedEvents),
 		done:      make(chan struct{}),
-		flowCh:    make(chan struct{}),
+
+		maxInFlight: maxInFlightOf(caps.Limits.MaxConcurrency),
 	}
 	s.ew, _ = t.(eventWriter)
 	s.capacity.Store(-1)
@@ -139,11 +143,12 @@ func expiryTick(d time.Duration) time.Duration {
 // expirer enforces the default request timeout of calls whose context has
 // no deadline: every expiryTick it removes the pending requests whose
 // deadline has passed, queues their cancel (reason timeout) and completes
-// them with errEngineTimeout. Running one sweep per session replaces a
-// timer per request on the hot path.
+// them with errEngineTimeout, and ends the admission waits past theirs.
+// Running one sweep per session replaces a timer per request on the hot
+// path. On gRPC it also watches the writer's sends (checkSends).
 func (s *session) expirer() {
 	defer s.wg.Done()
-	t := time.NewTicker(expiryTick(s.c.opts.requestTimeout))
+	t := time.NewTicker(s.watchTick())
 	defer t.Stop()
 	for {
 		select {
@@ -151,7 +156,10 @@ func (s *session) expirer() {
 		case <-s.done:
 			return
 		}
-		s.expire(monoNow())
+		now := monoNow()
+		s.expire(now)
+		s.expireWaiters(now)
+		s.checkSends(now)
 	}
 }
 
@@ -224,7 +232,7 @@ func (s *session) fail(kind, cause error) {
 		s.cancel()
 		s.t.close()
 		close(s.done)
-		s.signalFlow()
+		s.closeWaiters()
 		// Complete every waiting call here, so that exchange waits on its
 		// own channel only (one select case less per request). A call
 		// registered after this sweep started sees done closed (exchange
@@ -465,7 +473,7 @@ func (s *session) onHealth(h agentwire.HealthStatus) {
 		r.validUntil = time.UnixMilli(int64(v))
 	}
 	s.health.Store(r)
-	s.signalFlow() // a waiting caller may now be refused or admitted
+	s.flowChanged() // a waiting caller may now be refused or admitted
 	// Counted once applied: a report that Stats shows is in force.
 	s.c.stats.healthReports.Add(1)
 	if s.c.opts.onHealth != nil {
@@ -510,25 +518,29 @@ func (s *session) timeoutMultiplier() float64 {
 	return float64(r.status.TimeoutMultiplier)
 }
 
-// maxStretchedTimeout caps a request timeout stretched by a DEGRADED
-// multiplier (some 146 years: no limit in practice, and far enough from
-// the int64 range that adding it to a monoNow instant cannot overflow).
+// maxStretchedTimeout is the longest timeout a DEGRADED multiplier may
+// ever produce, whatever WithMaxStretchedTimeout says (some 146 years, far
+// enough from the int64 range that adding it to a monoNow instant cannot
+// overflow).
 const maxStretchedTimeout = time.Duration(1 << 62)
 
 // stretch returns the request timeout d stretched by the DEGRADED
-// multiplier in force. The agent chooses the multiplier (any float32, +Inf
-// included), so the product saturates at maxStretchedTimeout instead of
-// overflowing the conversion to a Duration, which yields a negative
-// timeout that expires every request at once.
+// multiplier in force (none once the report's valid_until has passed),
+// clamped to the stretch ceiling (WithMaxStretchedTimeout) and never
+// shorter than d. The agent chooses the multiplier (any float32, +Inf
+// included), so the product saturates instead of overflowing the
+// conversion to a Duration. A call keeps the deadline computed when it
+// started even if the report expires meanwhile.
 func (s *session) stretch(d time.Duration) time.Duration {
 	m := s.timeoutMultiplier()
 	if m == 1 {
 		return d
 	}
-	if f := float64(d) * m; f < float64(maxStretchedTimeout) {
+	ceil := s.c.opts.stretchCeiling(d)
+	if f := float64(d) * m; f < float64(ceil) {
 		return time.Duration(f)
 	}
-	return maxStretchedTimeout
+	return ceil
 }
 
 // onFlow applies an agent flow-control signal.
@@ -566,7 +578,7 @@ func (s *session) onFlow(f agentwire.FlowControlSignal) {
 		default:
 			s.protocolError("flow-control action not applicable to one request", nil)
 		}
-		s.signalFlow()
+		s.flowChanged()
 		return
 	}
 	switch f.Action {
@@ -586,7 +598,7 @@ func (s *session) onFlow(f agentwire.FlowControlSignal) {
 	default:
 		s.protocolError("unknown flow-control action", nil)
 	}
-	s.signalFlow()
+	s.flowChanged()
 }
 
 // maxPausedIDs bounds the requests an agent may pause one by one on a
@@ -605,7 +617,7 @@ func (s *session) forgetPause(cid string) {
 	if _, loaded := s.pausedIDs.LoadAndDelete(cid); loaded {
 		s.nPaused.Add(-1)
 		s.pausedBytes.Add(-int64(len(cid)))
-		s.signalFlow()
+		s.flowChanged()
 	}
 }
 
@@ -626,22 +638,6 @@ var (
 	errPaused    = &Error{Kind: ErrFlowPaused, Detail: "agent paused the connection"}
 	errNoControl = &Error{Kind: ErrNotConnected, Detail: "agent offers no control stream"}
 )
-
-// flowSignal returns the channel closed at the next flow change.
-func (s *session) flowSignal() <-chan struct{} {
-	s.flowMu.Lock()
-	ch := s.flowCh
-	s.flowMu.Unlock()
-	return ch
-}
-
-// signalFlow wakes every caller waiting for a flow change.
-func (s *session) signalFlow() {
-	s.flowMu.Lock()
-	close(s.flowCh)
-	s.flowCh = make(chan struct{})
-	s.flowMu.Unlock()
-}
 
 // sendCancel queues a cancel notice for cid without blocking; a full queue
 // drops it (counted).

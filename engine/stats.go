@@ -39,6 +39,15 @@ type Stats struct {
 	ConfigUnanswered  uint64 // answers that could not be sent (no control stream)
 	CallbacksDropped  uint64 // reports dropped on a full callback queue
 	CallbackPanics    uint64 // user callbacks that panicked (recovered)
+	// SaturationWaits counts calls that had to wait for a slot because
+	// the agent's announced limits.max_concurrency requests were in
+	// flight (each call once, however often it was woken).
+	SaturationWaits uint64
+	// SaturationRejected counts calls that got no slot under the agent's
+	// max_concurrency: refused with ErrSaturated
+	// (WithSaturation(FlowFailFast)), or whose deadline passed or context
+	// ended while they waited (then also counted in Timeouts or Canceled).
+	SaturationRejected uint64
 
 	// Verdicts counts the synthetic verdicts Conn.Decide made.
 	Verdicts VerdictStats
@@ -71,6 +80,8 @@ type counters struct {
 	configUnanswered atomic.Uint64
 	callbacksDropped atomic.Uint64
 	callbackPanics   atomic.Uint64
+	satWaits         atomic.Uint64
+	satRejected      atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters. It is safe for concurrent use
@@ -78,33 +89,35 @@ type counters struct {
 func (c *Conn) Stats() Stats {
 	s := &c.stats
 	return Stats{
-		InFlight:          s.inFlight.Load(),
-		Sent:              s.sent.Load(),
-		Received:          s.received.Load(),
-		Timeouts:          s.timeouts.Load(),
-		Canceled:          s.canceled.Load(),
-		Errors:            s.errors.Load(),
-		ConnectionLost:    s.lost.Load(),
-		Reconnects:        s.reconnects.Load(),
-		ReconnectFailures: s.reconnectFails.Load(),
-		Duplicates:        s.duplicates.Load(),
-		FlowRejected:      s.flowRejected.Load(),
-		Orphans:           s.orphans.Load(),
-		ProtocolErrors:    s.protocolErrors.Load(),
-		CancelsSent:       s.cancelsSent.Load(),
-		CancelsDropped:    s.cancelsDropped.Load(),
-		Pings:             s.pings.Load(),
-		Pongs:             s.pongs.Load(),
-		FlowSignals:       s.flowSignals.Load(),
-		HealthReports:     s.healthReports.Load(),
-		MetricsReports:    s.metricsReports.Load(),
-		LogMessages:       s.logMessages.Load(),
-		ConfigUpdates:     s.configUpdates.Load(),
-		ConfigAnswered:    s.configAnswered.Load(),
-		ConfigUnanswered:  s.configUnanswered.Load(),
-		CallbacksDropped:  s.callbacksDropped.Load(),
-		CallbackPanics:    s.callbackPanics.Load(),
-		Verdicts:          c.policy.snapshot(),
+		InFlight:           s.inFlight.Load(),
+		Sent:               s.sent.Load(),
+		Received:           s.received.Load(),
+		Timeouts:           s.timeouts.Load(),
+		Canceled:           s.canceled.Load(),
+		Errors:             s.errors.Load(),
+		ConnectionLost:     s.lost.Load(),
+		Reconnects:         s.reconnects.Load(),
+		ReconnectFailures:  s.reconnectFails.Load(),
+		Duplicates:         s.duplicates.Load(),
+		FlowRejected:       s.flowRejected.Load(),
+		Orphans:            s.orphans.Load(),
+		ProtocolErrors:     s.protocolErrors.Load(),
+		CancelsSent:        s.cancelsSent.Load(),
+		CancelsDropped:     s.cancelsDropped.Load(),
+		Pings:              s.pings.Load(),
+		Pongs:              s.pongs.Load(),
+		FlowSignals:        s.flowSignals.Load(),
+		HealthReports:      s.healthReports.Load(),
+		MetricsReports:     s.metricsReports.Load(),
+		LogMessages:        s.logMessages.Load(),
+		ConfigUpdates:      s.configUpdates.Load(),
+		ConfigAnswered:     s.configAnswered.Load(),
+		ConfigUnanswered:   s.configUnanswered.Load(),
+		CallbacksDropped:   s.callbacksDropped.Load(),
+		CallbackPanics:     s.callbackPanics.Load(),
+		SaturationWaits:    s.satWaits.Load(),
+		SaturationRejected: s.satRejected.Load(),
+		Verdicts:           c.policy.snapshot(),
 	}
 }
 

@@ -366,19 +366,33 @@ func (t *udsTransport) flush() error {
 	}
 	t.wd.Arm(t.nc)
 	var err error
+	var r writeRetry
 	if n == 1 {
-		_, err = t.nc.Write(t.data(&t.segs[0]))
+		data := t.data(&t.segs[0])
+		for {
+			var w int
+			if w, err = t.nc.Write(data); err == nil || !t.retryWrite(err, w > 0, &r) {
+				break
+			}
+			data = data[w:]
+		}
 	} else {
 		iov := t.iov[:0]
 		for i := range t.segs {
 			iov = append(iov, t.data(&t.segs[i]))
 		}
 		t.iov = iov[:0]
-		// WriteTo consumes the slice header it is called on: use one
-		// that lives in t, so that its address does not escape to a
-		// fresh allocation on every flush.
+		// WriteTo consumes the slice header it is called on (what it
+		// wrote, also when it fails): use one that lives in t, so that
+		// its address does not escape to a fresh allocation on every
+		// flush.
 		t.iovw = iov
-		_, err = t.iovw.WriteTo(t.nc)
+		for {
+			var w int64
+			if w, err = t.iovw.WriteTo(t.nc); err == nil || !t.retryWrite(err, w > 0, &r) {
+				break
+			}
+		}
 		t.iovw = nil
 		clear(iov[:n])
 	}
@@ -396,9 +410,42 @@ func (t *udsTransport) flush() error {
 		t.enc = t.enc[:0]
 	}
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		err = fmt.Errorf("agentwire: agent not reading: a write did not complete within %v: %w", t.wd.Timeout, err)
+		err = fmt.Errorf("agentwire: agent not reading: no byte of a write accepted within %v: %w", t.wd.Timeout, err)
 	}
 	return err
+}
+
+// writeRetry is the state of one flush's write across its deadlines.
+type writeRetry struct {
+	// silent is how long the agent has at least accepted nothing; window
+	// the least time the current deadline gave the write.
+	silent, window time.Duration
+}
+
+// retryWrite decides, after a write failed with err (progressed: some of
+// it was accepted), whether to go on with the rest: the write timeout
+// bounds how long the agent may accept nothing, not how long a write may
+// take. A busy agent reading slowly keeps its connection however long
+// the write lasts; one that accepts no byte for WithWriteTimeout (d) is
+// stuck and the flush fails (detected between d and 2d after its last
+// byte). Only a deadline error is retried; the first deadline was armed
+// at least d/2 ahead (wdeadline), a retry's is set here (the Deadline's
+// own record is then in the past, so its next Arm sets a fresh one).
+func (t *udsTransport) retryWrite(err error, progressed bool, r *writeRetry) bool {
+	d := t.wd.Timeout
+	if d <= 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	if r.window == 0 {
+		r.window = d / 2
+	}
+	if progressed {
+		r.silent = 0
+	} else if r.silent += r.window; r.silent >= d {
+		return false
+	}
+	r.window = d - r.silent
+	return t.nc.SetWriteDeadline(time.Now().Add(r.window)) == nil
 }
 
 func (t *udsTransport) sendControl(buf mem.Buffer) error {

@@ -196,6 +196,11 @@ func fullCaps(id string) agentwire.Capabilities {
 // handshake reads the proxy's 0x01 and answers success with encoding enc
 // ("" leaves the key out).
 func (rc *rawConn) handshake(enc string) error {
+	return rc.handshakeCaps(enc, fullCaps("raw"))
+}
+
+// handshakeCaps is handshake announcing caps.
+func (rc *rawConn) handshakeCaps(enc string, caps agentwire.Capabilities) error {
 	typ, p, err := rc.rd.ReadFrame()
 	if err != nil {
 		return err
@@ -206,7 +211,7 @@ func (rc *rawConn) handshake(enc string) error {
 	if err := payload.DecodeHandshakeRequestJSON(p, &rc.hs); err != nil {
 		return err
 	}
-	resp := agentwire.HandshakeResponse{ProtocolVersion: 2, Capabilities: fullCaps("raw"), Success: true, Encoding: enc}
+	resp := agentwire.HandshakeResponse{ProtocolVersion: 2, Capabilities: caps, Success: true, Encoding: enc}
 	return rc.writeFrame(frame.TypeHandshakeResponse, payload.AppendHandshakeResponseJSON(nil, &resp))
 }
 

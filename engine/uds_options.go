@@ -16,13 +16,15 @@ type udsOptions struct {
 	// rawBodies sends MessagePack body and WebSocket data as a bin of raw
 	// bytes instead of a base64 str.
 	rawBodies bool
-	// writeTimeout bounds one batched write (0: none); see WithWriteTimeout.
+	// writeTimeout (WithWriteTimeout, 0: none) bounds how long the agent
+	// may accept nothing of a batched write, and on gRPC too (despite the
+	// struct's name) how long one SendMsg may block.
 	writeTimeout time.Duration
 }
 
-// DefaultWriteTimeout is how long one write to a Unix-socket or reverse
-// connection may block before the agent is declared stuck
-// (WithWriteTimeout).
+// DefaultWriteTimeout is how long the agent may accept nothing of a write
+// (Unix-socket and reverse connections) or leave one gRPC message
+// unaccepted before it is declared stuck (WithWriteTimeout).
 const DefaultWriteTimeout = 10 * time.Second
 
 // offered returns the supported_encodings list to send.
@@ -96,18 +98,26 @@ func WithRawMsgpackBodies() Option {
 	return optionFunc(func(o *options) { o.uds.rawBodies = true; o.set |= setRawBodies })
 }
 
-// WithWriteTimeout bounds how long the writer of a Unix-socket or reverse
-// connection may stay blocked in one write: an agent that keeps its socket
-// open but stops reading would otherwise leave the connection "up" while
-// every call waits for its own deadline. When one write does not complete
-// within d (the deadline is refreshed lazily, so the write gets between
-// d/2 and d) the session fails: pending calls get ErrConnectionLost and the
-// Conn reconnects. A reading agent takes a small fraction of that for any
-// single write (at most WithMaxSendSize bytes plus a batch of small
-// frames); raise d for agents that may stop reading for long on purpose.
-// Default DefaultWriteTimeout; 0 disables it. Unix-socket endpoints and
-// reverse listeners; gRPC Conns use HTTP/2 flow control and
-// WithLivenessPing instead (ErrInvalidConfig on gRPC endpoints).
+// WithWriteTimeout detects an agent that keeps its connection open but
+// stops reading, which would otherwise leave the connection "up" while
+// every call waits for its own deadline: the session then fails, pending
+// calls get ErrConnectionLost (the cause says the agent is not reading)
+// and the Conn reconnects. Default DefaultWriteTimeout; 0 disables it.
+//
+// Unix-socket and reverse connections: a write fails when the agent
+// accepts no byte of it for d (noticed between d and 2d after its last
+// byte). A busy agent that reads slowly is not stuck, however long a
+// write takes; the Conn also keeps at most the agent's announced
+// max_concurrency requests in flight (WithSaturation), so an agent within
+// its limit has no reason to stop reading.
+//
+// gRPC: one SendMsg that does not complete within d fails the session
+// (noticed within d/4 past it by the session's expirer). SendMsg blocks
+// only while the stream's HTTP/2 flow-control window is full, i.e. while
+// the agent has not read the messages before it; a message larger than
+// the window waits for the agent to read it piecewise, which a reading
+// agent does within d. HTTP/2 keep-alive (WithKeepalive) cannot see this:
+// the agent's transport answers pings whether or not its handler reads.
 func WithWriteTimeout(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.uds.writeTimeout = d; o.set |= setWriteTimeout })
 }

@@ -135,7 +135,7 @@ func ReasonOf(err error) Reason {
 		return ReasonCanceled
 	case errors.Is(err, ErrNotSubscribed):
 		return ReasonNotSubscribed
-	case errors.Is(err, ErrAgentUnhealthy), errors.Is(err, ErrDraining), errors.Is(err, ErrFlowPaused):
+	case errors.Is(err, ErrAgentUnhealthy), errors.Is(err, ErrDraining), errors.Is(err, ErrFlowPaused), errors.Is(err, ErrSaturated):
 		return ReasonUnavailable
 	}
 	return ReasonError

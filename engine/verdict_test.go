@@ -35,6 +35,7 @@ func TestFailurePolicyDecide(t *testing.T) {
 		{"canceled, closed", FailurePolicy{}, nil, &Error{Kind: ErrCanceled, Err: context.Canceled}, agentwire.DecisionBlock, 503, true, ReasonCanceled},
 		{"unhealthy, closed", FailurePolicy{}, nil, &Error{Kind: ErrAgentUnhealthy}, agentwire.DecisionBlock, 503, true, ReasonUnavailable},
 		{"paused, open", FailurePolicy{Mode: FailOpen}, nil, &Error{Kind: ErrFlowPaused}, agentwire.DecisionAllow, 0, true, ReasonUnavailable},
+		{"saturated, closed", FailurePolicy{}, nil, &Error{Kind: ErrSaturated}, agentwire.DecisionBlock, 503, true, ReasonUnavailable},
 		{"not subscribed, closed", FailurePolicy{}, nil, &Error{Kind: ErrNotSubscribed}, agentwire.DecisionAllow, 0, true, ReasonNotSubscribed},
 		{"wrapped", FailurePolicy{}, nil, fmt.Errorf("phase 2: %w", &Error{Kind: ErrProtocol}), agentwire.DecisionBlock, 503, true, ReasonError},
 		{"no reply, no error", FailurePolicy{}, nil, nil, agentwire.DecisionBlock, 503, true, ReasonError},
