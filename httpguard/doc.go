@@ -64,6 +64,30 @@
 // BodyStream numbers the chunks and applies the needs_more rules;
 // ApplyBodyMutation applies an agent's replace, drop or pass to a chunk.
 //
+// # WebSocket
+//
+// The Rust proxy never sends WebSocket frames to agents (it fails them as
+// unsupported, REFERENCE-DEFECTS B-X1). Here ParseFrame and AppendFrame
+// read and write RFC 6455 frames on upgraded connections,
+// WebSocketStream fills a frame's event, WebSocketDecisionOf turns a
+// verdict into allow, drop or close, and WebSocketFilter does it all on a
+// live connection: wrapped around the upstream side of an upgrade, it
+// sends every frame of both directions to a FrameInspector and forwards,
+// drops or closes (with the agent's code, to both sides). It plugs into
+// httputil.ReverseProxy through ModifyResponse:
+//
+//	rp.ModifyResponse = func(res *http.Response) error {
+//		if res.StatusCode != http.StatusSwitchingProtocols {
+//			return nil
+//		}
+//		f, err := httpguard.NewWebSocketFilter(res.Request.Context(),
+//			res.Body.(io.ReadWriteCloser), httpguard.WebSocketConfig{Inspect: inspect})
+//		if err == nil {
+//			res.Body = f
+//		}
+//		return err
+//	}
+//
 // # Concurrency
 //
 // A Builder is immutable and safe for concurrent use; the package-level
