@@ -64,6 +64,15 @@
 // BodyStream numbers the chunks and applies the needs_more rules;
 // ApplyBodyMutation applies an agent's replace, drop or pass to a chunk.
 //
+// BodyReader (installed as r.Body) and ResponseInterceptor (the
+// ResponseWriter the handler gets) run a request body and a response
+// through hooks before the handler, respectively the client, sees them:
+// the hooks are where a middleware sends the body chunks and response
+// headers to its agents, applies their operations and mutations, or
+// replaces the response. Both count the bytes for the request-complete
+// event; ResponseInterceptor keeps Flush, Hijack and
+// http.ResponseController working.
+//
 // # WebSocket
 //
 // The Rust proxy never sends WebSocket frames to agents (it fails them as
