@@ -77,6 +77,24 @@
 // Unlike Zentinel, which skips keys it does not know and values of the
 // wrong type, every unknown key, wrong type, value out of range or key
 // given twice is an error that names its line.
+//
+// # Use
+//
+//	c, err := gwconfig.ParseFile(path, gwconfig.Defaults{
+//		FailureMode: mode,    // --failure-mode (the zero value is fail-closed)
+//		Timeout:     timeout, // --timeout (0: 1 s)
+//	})
+//	if err != nil {
+//		// errors.Is(err, gwconfig.ErrConfig): print it (it names the line), exit 2
+//	}
+//	for _, a := range c.Agents {
+//		for _, ep := range a.Endpoints {
+//			_ = ep.Target() // what engine.Dial takes
+//		}
+//	}
+//
+// Parse and ParseFile are safe for concurrent use; a Config is a plain
+// value owned by the caller.
 package gwconfig
 
 import (
@@ -99,11 +117,13 @@ import (
 // bad file (errors.Is).
 var ErrConfig = errors.New("agentwire: invalid config")
 
-// Error is a configuration error at a line of a file.
+// Error is a configuration error at a line of a file, or a file that
+// cannot be read (Err).
 type Error struct {
 	File string // as given to Parse
 	Line int    // 1-based; 0 when the error concerns the whole file
 	Msg  string
+	Err  error // the read error of ParseFile, if that is the problem
 }
 
 // Error implements error: "agentwire: config FILE:LINE: MSG".
@@ -120,6 +140,9 @@ func (e *Error) Error() string {
 
 // Is reports whether target is ErrConfig.
 func (e *Error) Is(target error) bool { return target == ErrConfig }
+
+// Unwrap returns the read error, if any.
+func (e *Error) Unwrap() error { return e.Err }
 
 // Defaults, as in the Zentinel proxy.
 const (
@@ -328,23 +351,24 @@ type Defaults struct {
 // ZentinelDefaults are the Zentinel KDL parser's defaults: fail-open, 1 s.
 var ZentinelDefaults = Defaults{FailureMode: engine.FailOpen, Timeout: DefaultTimeout}
 
-// ParseFile reads and parses a configuration file.
+// ParseFile reads and parses a configuration file. Every error, a file
+// that cannot be read included, is an *Error (errors.Is(err, ErrConfig)).
 func ParseFile(path string, d Defaults) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("agentwire: config: %w", err)
+		return nil, &Error{File: path, Msg: err.Error(), Err: err}
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("agentwire: config: %w", err)
+		return nil, &Error{File: path, Msg: err.Error(), Err: err}
 	}
 	if st.Size() > MaxSize {
 		return nil, &Error{File: path, Msg: "file larger than " + strconv.Itoa(MaxSize) + " bytes"}
 	}
 	src := make([]byte, st.Size())
 	if _, err := io.ReadFull(f, src); err != nil {
-		return nil, fmt.Errorf("agentwire: config: %w", err)
+		return nil, &Error{File: path, Msg: err.Error(), Err: err}
 	}
 	return Parse(path, src, d)
 }

@@ -323,7 +323,7 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestParseFileErrors(t *testing.T) {
-	if _, err := ParseFile(filepath.Join(t.TempDir(), "missing.kdl"), Defaults{}); err == nil || !errors.Is(err, os.ErrNotExist) {
+	if _, err := ParseFile(filepath.Join(t.TempDir(), "missing.kdl"), Defaults{}); !errors.Is(err, ErrConfig) || !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v", err)
 	}
 	big := filepath.Join(t.TempDir(), "big.kdl")

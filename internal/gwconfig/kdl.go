@@ -112,6 +112,7 @@ type SyntaxError struct {
 	Msg       string
 }
 
+// Error implements error: "line L, column C: MSG".
 func (e *SyntaxError) Error() string {
 	return "line " + strconv.Itoa(e.Line) + ", column " + strconv.Itoa(e.Col) + ": " + e.Msg
 }
