@@ -199,8 +199,9 @@ const DefaultHybridThreshold = 64 << 10
 // Planner decides when the bytes of a body go to one agent, following
 // the agent's body mode and enforcing its inspection limit. Feed it what
 // the client (or upstream) sends, in order; it returns the chunks to send.
-// It never holds more than the limit (buffer mode) or the threshold
-// (hybrid mode): a body no agent asked to buffer is never buffered.
+// It never holds more than the limit (buffer mode; with NoLimit it holds
+// the whole body) or the threshold (hybrid mode), and never copies in
+// stream mode: a body no agent asked to buffer is never buffered.
 // Reuse one per agent and body with Reset; the zero value is not ready.
 // Not safe for concurrent use.
 type Planner struct {
@@ -215,8 +216,9 @@ type Planner struct {
 }
 
 // Reset prepares p for a body: mode and hybrid threshold (0:
-// DefaultHybridThreshold), the agent's inspection limit in bytes (<= 0: no
-// limit) and the body's Content-Length (-1 when unknown). It fails with
+// DefaultHybridThreshold), the agent's inspection limit in bytes (NoLimit:
+// none; 0: not even one byte, as a max-*-body-bytes of 0 means) and the
+// body's Content-Length (-1 when unknown). It fails with
 // ErrBodyTooLarge at once when the Content-Length exceeds the limit, so
 // the failure policy can answer before any byte is read. p keeps its
 // buffer's storage across Resets.
@@ -225,7 +227,7 @@ func (p *Planner) Reset(mode BodyMode, threshold int, limit int64, contentLength
 		threshold = DefaultHybridThreshold
 	}
 	*p = Planner{mode: mode, threshold: threshold, limit: limit, buf: p.buf[:0]}
-	if limit > 0 && contentLength > limit {
+	if limit >= 0 && contentLength > limit {
 		p.done, p.over = true, true
 		return ErrBodyTooLarge
 	}
@@ -247,7 +249,7 @@ func (p *Planner) Feed(data []byte, eof bool) (chunk []byte, last, send bool, er
 		return nil, false, false, nil
 	}
 	p.seen += int64(len(data))
-	if p.limit > 0 && p.seen > p.limit {
+	if p.limit >= 0 && p.seen > p.limit {
 		p.done, p.over = true, true
 		p.buf = p.buf[:0]
 		return nil, false, false, ErrBodyTooLarge
@@ -283,6 +285,9 @@ func (p *Planner) Feed(data []byte, eof bool) (chunk []byte, last, send bool, er
 	p.done = true
 	return p.buf, true, true, nil
 }
+
+// NoLimit is the Planner limit that lets a body of any size through.
+const NoLimit = -1
 
 // Seen returns the number of body bytes fed so far.
 func (p *Planner) Seen() int64 { return p.seen }

@@ -171,9 +171,18 @@ func TestPlanner(t *testing.T) {
 		{name: "content-length over the limit", mode: ModeStream, limit: 4, cl: 5, resetErr: ErrBodyTooLarge,
 			feed: []fed{{"a", false}},
 			want: []planned{{err: ErrBodyTooLarge}}},
-		{name: "no limit", mode: ModeBuffer, limit: 0, cl: 1 << 40,
+		{name: "no limit", mode: ModeBuffer, limit: NoLimit, cl: 1 << 40,
 			feed: []fed{{"abc", true}},
 			want: []planned{{"abc", true, true, nil}}},
+		{name: "limit 0 takes an empty body", mode: ModeBuffer, limit: 0, cl: -1,
+			feed: []fed{{"", true}},
+			want: []planned{{"", true, true, nil}}},
+		{name: "limit 0 refuses one byte", mode: ModeStream, limit: 0, cl: -1,
+			feed: []fed{{"a", false}},
+			want: []planned{{err: ErrBodyTooLarge}}},
+		{name: "limit 0 refuses a content-length of 1", mode: ModeStream, limit: 0, cl: 1, resetErr: ErrBodyTooLarge,
+			feed: []fed{{"", true}},
+			want: []planned{{err: ErrBodyTooLarge}}},
 		{name: "stream", mode: ModeStream, limit: 100, cl: -1,
 			feed: []fed{{"ab", false}, {"", false}, {"cd", false}, {"", true}},
 			want: []planned{{"ab", false, true, nil}, {}, {"cd", false, true, nil}, {"", true, true, nil}}},
@@ -212,7 +221,7 @@ func TestPlanner(t *testing.T) {
 // size.
 func TestPlannerBoundedMemory(t *testing.T) {
 	var p Planner
-	_ = p.Reset(ModeStream, 0, 0, -1)
+	_ = p.Reset(ModeStream, 0, NoLimit, -1)
 	piece := make([]byte, 32<<10)
 	for range 1000 { // 32 MiB streamed
 		chunk, _, _, _ := p.Feed(piece, false)

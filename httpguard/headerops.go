@@ -49,7 +49,8 @@ func ProtectedHeader(canonical string) bool {
 // was applied. A refused operation never leaves h half-changed.
 //
 // A set allocates the one-value slice it stores; common names, add and
-// remove allocate nothing else. Not safe for concurrent use of h.
+// remove allocate nothing else. h must not be nil (a nil map cannot be
+// written to). Not safe for concurrent use of h.
 func ApplyHeaderOps(h http.Header, ops []agentwire.HeaderOp) error {
 	var herr *HeaderError
 	for i := range ops {
@@ -68,6 +69,9 @@ func ApplyHeaderOps(h http.Header, ops []agentwire.HeaderOp) error {
 // with): set and add replace it when the value is a valid Host header
 // value; remove is refused.
 func ApplyRequestHeaderOps(r *http.Request, ops []agentwire.HeaderOp) error {
+	if r.Header == nil {
+		r.Header = make(http.Header)
+	}
 	var herr *HeaderError
 	for i := range ops {
 		if reason := applyOp(r.Header, r, &ops[i]); reason != "" {

@@ -196,3 +196,10 @@ func TestHeaderOpsBeforeReverseProxy(t *testing.T) {
 		t.Errorf("status %d headers %v", resp.StatusCode, resp.Header)
 	}
 }
+
+func TestApplyRequestHeaderOpsNilHeader(t *testing.T) {
+	r := &http.Request{Host: "a"}
+	if err := ApplyRequestHeaderOps(r, []agentwire.HeaderOp{set("x-a", "1")}); err != nil || r.Header.Get("X-A") != "1" {
+		t.Errorf("%v %v", err, r.Header)
+	}
+}

@@ -79,7 +79,7 @@ func TestBodyReader(t *testing.T) {
 			name string
 			wrap func(io.Reader) io.Reader
 		}{{"whole", func(r io.Reader) io.Reader { return r }}, {"one byte", iotest.OneByteReader}, {"half", iotest.HalfReader}, {"data+EOF", iotest.DataErrReader}} {
-			h := newPlannerHooks(tc.mode, tc.thr, 0, tc.mutate)
+			h := newPlannerHooks(tc.mode, tc.thr, NoLimit, tc.mutate)
 			br := NewBodyReader(io.NopCloser(rd.wrap(strings.NewReader(body))), h)
 			// Read with a small buffer, reusing it, as a proxy does.
 			var got []byte
@@ -118,7 +118,7 @@ func TestBodyReader(t *testing.T) {
 // body at once, and keep ending it.
 func TestBodyReaderErrors(t *testing.T) {
 	blocked := errors.New("blocked by agent")
-	h := newPlannerHooks(ModeStream, 0, 0, nil)
+	h := newPlannerHooks(ModeStream, 0, NoLimit, nil)
 	h.fail = blocked
 	br := NewBodyReader(io.NopCloser(strings.NewReader("fine EVIL more")), h)
 	buf := make([]byte, 5)
@@ -136,7 +136,7 @@ func TestBodyReaderErrors(t *testing.T) {
 	}
 
 	cut := errors.New("client went away")
-	h = newPlannerHooks(ModeBuffer, 0, 0, nil)
+	h = newPlannerHooks(ModeBuffer, 0, NoLimit, nil)
 	br = NewBodyReader(io.NopCloser(io.MultiReader(strings.NewReader("partial"), iotest.ErrReader(cut))), h)
 	if _, err := io.ReadAll(br); !errors.Is(err, cut) || h.ended != 0 || !errors.Is(br.Err(), cut) {
 		t.Errorf("client error: %v ended %d", err, h.ended)
@@ -166,7 +166,7 @@ func TestBodyReaderThroughReverseProxy(t *testing.T) {
 	rp.Transport = tr
 	for _, mode := range []BodyMode{ModeStream, ModeBuffer} {
 		front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			h := newPlannerHooks(mode, 0, 0, bytes.ToUpper)
+			h := newPlannerHooks(mode, 0, NoLimit, bytes.ToUpper)
 			r.Body = NewBodyReader(r.Body, h)
 			r.ContentLength = -1 // the body may change length
 			r.Header.Del("Content-Length")

@@ -41,7 +41,7 @@ func (h *testHooks) Headers(status int, hdr http.Header) *Response {
 	if h.upper || h.mode != ModeStream {
 		hdr.Del("Content-Length")
 	}
-	_ = h.planner.Reset(h.mode, 0, 0, -1)
+	_ = h.planner.Reset(h.mode, 0, NoLimit, -1)
 	return nil
 }
 
