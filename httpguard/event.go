@@ -123,7 +123,10 @@ const MaxIDLength = 128
 // RequestHeaders is one request's request-headers event together with the
 // storage that building it reuses. The zero value is ready; reuse one per
 // request (a sync.Pool of them, or a field of a larger per-request
-// struct) so that building allocates nothing beyond the correlation id.
+// struct) so that building allocates nothing beyond a generated
+// correlation id. (A header name is lowered once per process and then
+// remembered, up to 4096 names beyond the common ones; keys of a
+// hand-built header that differ only in case are merged into new slices.)
 //
 // Event aliases the request: its header value slices are the request's own
 // (r.Header's), and its strings are the request's. Do not change r.Header
