@@ -125,16 +125,20 @@ func (f *WebSocketFilter) Write(p []byte) (int, error) {
 	off, run := 0, 0 // run: start of the allowed frames not yet written
 	for off < len(f.wbuf) {
 		n, err := ParseFrame(f.wbuf[off:], f.max, &f.wfrm)
-		if err != nil {
-			f.closeFromWrite(protocolCloseCode(err), "")
-			return len(p), nil
-		}
-		if n == 0 {
+		if n == 0 && err == nil {
 			break
 		}
 		fr := &f.wfrm
-		if !fr.Masked {
-			f.closeFromWrite(CloseProtocolError, "")
+		if err != nil || !fr.Masked {
+			// The allowed frames before the bad one still go out.
+			if werr := f.writeUp(f.wbuf[run:off]); werr != nil {
+				return 0, werr
+			}
+			code := CloseProtocolError
+			if err != nil {
+				code = protocolCloseCode(err)
+			}
+			f.closeFromWrite(code, "")
 			return len(p), nil
 		}
 		fr.ToggleMask()

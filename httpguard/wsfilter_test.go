@@ -492,3 +492,40 @@ func (c *signalingConn) Read(p []byte) (int, error) {
 	c.once.Do(func() { close(c.reading) })
 	return c.Conn.Read(p)
 }
+
+// TestWebSocketFilterBadFrameAfterGoodOnes: frames allowed before a bad
+// frame in the same write still reach the upstream, then both sides get
+// the protocol-error close.
+func TestWebSocketFilterBadFrameAfterGoodOnes(t *testing.T) {
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	up := &recordingUpstream{r: pr}
+	insp := &policyInspector{}
+	f, err := NewWebSocketFilter(context.Background(), up, WebSocketConfig{Inspect: insp.inspect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := AppendFrame(nil, true, OpText, []byte("ok"), &clientKey)
+	in := append(bytes.Clone(good), AppendFrame(nil, true, OpText, []byte("unmasked"), nil)...)
+	if _, err := f.Write(in); err != nil {
+		t.Fatal(err)
+	}
+	up.mu.Lock()
+	got := bytes.Clone(up.buf.Bytes())
+	up.mu.Unlock()
+	if !bytes.HasPrefix(got, good) {
+		t.Fatalf("upstream got %x, want the good frame first", got)
+	}
+	var cf Frame
+	if n, err := ParseFrame(got[len(good):], 1<<20, &cf); err != nil || n == 0 || cf.Opcode != OpClose {
+		t.Fatalf("then %x", got[len(good):])
+	}
+	cf.ToggleMask()
+	if closeString(cf.Payload) != "1002 " {
+		t.Errorf("close %q", closeString(cf.Payload))
+	}
+	b, _ := io.ReadAll(f)
+	if n, err := ParseFrame(b, 1<<20, &cf); err != nil || n != len(b) || closeString(cf.Payload) != "1002 " {
+		t.Errorf("client got %x", b)
+	}
+}
