@@ -529,3 +529,52 @@ func TestWebSocketFilterBadFrameAfterGoodOnes(t *testing.T) {
 		t.Errorf("client got %x", b)
 	}
 }
+
+// FuzzWebSocketFilterWrite: whatever bytes a client sends, in whatever
+// pieces, the filter never panics, and with an inspector that allows
+// everything the upstream receives a prefix of the client's bytes made
+// of whole frames, followed by nothing or by one close frame of its own.
+func FuzzWebSocketFilterWrite(f *testing.F) {
+	f.Add(AppendFrame(AppendFrame(nil, true, OpText, []byte("a"), &clientKey), false, OpBinary, make([]byte, 300), &clientKey), uint8(3))
+	f.Add(append(AppendFrame(nil, true, OpText, []byte("a"), &clientKey), 0x81, 0x05, 'x'), uint8(1))
+	f.Add(AppendCloseFrame(nil, 1000, "x", &clientKey), uint8(0))
+	f.Fuzz(func(t *testing.T, in []byte, piece uint8) {
+		pr, pw := io.Pipe()
+		defer pw.Close()
+		up := &recordingUpstream{r: pr}
+		allow := func(context.Context, *agentwire.WebSocketFrameEvent) agentwire.WebSocketDecision {
+			return agentwire.WebSocketDecision{}
+		}
+		flt, err := NewWebSocketFilter(context.Background(), up, WebSocketConfig{Inspect: allow, MaxPayload: 1024})
+		if err != nil {
+			t.Fatal(err)
+		}
+		step := int(piece) + 1
+		for off := 0; off < len(in); off += step {
+			if _, err := flt.Write(in[off:min(off+step, len(in))]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		up.mu.Lock()
+		got := bytes.Clone(up.buf.Bytes())
+		up.mu.Unlock()
+		// The longest prefix of whole, valid, masked frames.
+		k := 0
+		var fr Frame
+		for {
+			n, err := ParseFrame(in[k:], 1024, &fr)
+			if err != nil || n == 0 || !fr.Masked {
+				break
+			}
+			k += n
+		}
+		if !bytes.HasPrefix(got, in[:k]) {
+			t.Fatalf("upstream %x is not the input's first %d bytes", got, k)
+		}
+		if rest := got[k:]; len(rest) > 0 {
+			if n, err := ParseFrame(rest, 1024, &fr); err != nil || n != len(rest) || fr.Opcode != OpClose || !fr.Masked {
+				t.Fatalf("after the frames: %x", rest)
+			}
+		}
+	})
+}
