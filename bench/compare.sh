@@ -32,6 +32,10 @@ DUR="${DUR:-5s}"
 GO="${GO:-go}"
 BASELINE="${BASELINE:-$root/../shared/baseline}"
 PROCS="${PROCS:-}"
+# FLOOR=1 (the default) also runs `agentwire floor` beside agentwire at
+# every setting: the machine's raw echo carrying the same bytes (rows
+# "floor" and "floor-msgpack"); FLOOR=0 skips it.
+FLOOR="${FLOOR:-1}"
 
 bench_workdir
 results_open compare
@@ -125,6 +129,27 @@ run_agentwire() { # transport conc [encoding]
 		bench:="$json"
 }
 
+run_floor() { # transport conc [encoding]: agentwire floor, same settings and bytes
+	local json status=0
+	json=$("$tmp/agentwire" floor --transport "$1" --concurrency "$2" --duration "$DUR" --json \
+		${3:+--encoding "$3"} 2>"$tmp/floor.err") || status=$?
+	if [ "$status" -ne 0 ]; then
+		echo "agentwire floor $1 ${3:-} c=$2 failed:" >&2
+		cat "$tmp/floor.err" >&2
+		return 0
+	fi
+	echo "floor $1${3:+ $3} c=$2 $json" >&2
+	row "$1" "$2" "floor${3:+-$3}" "$(field "$json" requests_per_sec)" "$(field "$json" allocs_per_request)" \
+		"$(field "$json" cpu_us_per_request)" "$(field "$json" agent_cpu_us_per_request)" \
+		"$(field "$json" p50_us)" "$(field "$json" p99_us)" "$(field "$json" errors)"
+	results_add floor "$1" "${3:-protobuf}" "$2" "$DUR" "" \
+		requests_per_sec="$(field "$json" requests_per_sec)" allocs_per_request="$(field "$json" allocs_per_request)" \
+		client_cpu_us_per_request="$(field "$json" cpu_us_per_request)" \
+		agent_cpu_us_per_request="$(field "$json" agent_cpu_us_per_request)" \
+		p50_us="$(field "$json" p50_us)" p99_us="$(field "$json" p99_us)" errors="$(field "$json" errors)" \
+		bench:="$json"
+}
+
 for t in $TRANSPORTS; do
 	case "$t" in grpc | uds) ;; *)
 		echo "unknown transport $t (want grpc or uds)" >&2
@@ -135,9 +160,11 @@ for t in $TRANSPORTS; do
 		[ "$have_baseline" = 1 ] && run_baseline "$t" "$c"
 		if [ "$t" = grpc ]; then
 			run_agentwire grpc "$c"
+			[ "$FLOOR" = 1 ] && run_floor grpc "$c"
 		else
 			run_agentwire uds "$c" json
 			run_agentwire uds "$c" msgpack
+			[ "$FLOOR" = 1 ] && run_floor uds "$c" msgpack
 		fi
 	done
 done

@@ -237,6 +237,18 @@ func Markdown(runs []Run, files []string) (string, error) {
 		return nil
 	}
 	multi := slices.ContainsFunc(groups, func(g *group) bool { return len(g.runs) > 1 })
+	// With floor runs (compare.sh runs `agentwire floor` beside agentwire),
+	// a last column gives each row's requests/s as a fraction of the floor's
+	// at the same transport and in-flight count.
+	floorOf := func(g *group) *group {
+		for _, f := range groups {
+			if f.runs[0].Impl == "floor" && f.transport == g.transport && f.conc == g.conc {
+				return f
+			}
+		}
+		return nil
+	}
+	withFloor := slices.ContainsFunc(groups, func(g *group) bool { return g.runs[0].Impl == "floor" })
 
 	var b strings.Builder
 	distinct := func(f func(*Run) string) string {
@@ -283,6 +295,9 @@ func Markdown(runs []Run, files []string) (string, error) {
 			head, align = append(head, "× baseline"), append(align, "---:")
 		}
 	}
+	if withFloor {
+		head, align = append(head, "of the floor's req/s"), append(align, "---:")
+	}
 	b.WriteString("| " + strings.Join(head, " | ") + " |\n")
 	b.WriteString("|" + strings.Join(align, "|") + "|\n")
 	for _, g := range groups {
@@ -303,6 +318,15 @@ func Markdown(runs []Run, files []string) (string, error) {
 				}
 				row = append(row, num("%.2f", r))
 			}
+		}
+		if withFloor {
+			r := math.NaN()
+			if f := floorOf(g); f != nil {
+				if fv := f.median("requests_per_sec"); fv != 0 {
+					r = g.median("requests_per_sec") / fv
+				}
+			}
+			row = append(row, num("%.2f", r))
 		}
 		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
 	}

@@ -127,3 +127,28 @@ func TestNewestAndErrors(t *testing.T) {
 		t.Error("format html accepted")
 	}
 }
+
+// TestMarkdownFloorColumn: with floor runs, every row gets its requests/s
+// as a fraction of the floor's at the same transport and in-flight count.
+func TestMarkdownFloorColumn(t *testing.T) {
+	mk := func(impl, enc string, conc int, rps float64) Run {
+		var r Run
+		r.Script, r.Commit, r.Date, r.Impl = "compare", "c1", "2026-12-06T00:00:00Z", impl
+		r.Settings.Transport, r.Settings.Encoding, r.Settings.Concurrency = "uds", enc, conc
+		r.Values = map[string]*float64{"requests_per_sec": &rps}
+		return r
+	}
+	runs := []Run{mk("agentwire", "msgpack", 64, 200), mk("floor", "msgpack", 64, 500), mk("agentwire", "msgpack", 1, 20)}
+	got, err := Markdown(runs, []string{"x.jsonl"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"of the floor's req/s |", "| uds | 64 | agentwire-msgpack | 200 |", "| 0.40 |\n", "| 1.00 |\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+	if !strings.Contains(got, "| uds | 1 | agentwire-msgpack | 20 |") || !strings.HasSuffix(strings.TrimSpace(got), "| - |") {
+		t.Errorf("a row without a floor run must show -:\n%s", got)
+	}
+}
