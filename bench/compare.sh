@@ -171,6 +171,15 @@ done
 
 [ -n "${RESULTS:-}" ] && cp "$raw" "$RESULTS"
 echo "raw results: $results_file" >&2
+# The comparison drawn (requests/s and p50/p99 against requests in flight,
+# agentwire beside the baseline and the floor), next to the results and as
+# bench/results/compare-latest.svg, which the README shows.
+if "$GO" run ./bench/report -format svg -o "${results_file%.jsonl}.svg" "$results_file"; then
+	cp "${results_file%.jsonl}.svg" bench/results/compare-latest.svg
+	echo "plot: ${results_file%.jsonl}.svg (and bench/results/compare-latest.svg)" >&2
+else
+	echo "plot failed" >&2
+fi
 
 echo
 echo "DUR=$DUR; client and agent are separate processes on this machine ($(nproc) cores); GOMAXPROCS ${PROCS:-default} in every process."

@@ -5,6 +5,7 @@
 //	go run ./bench/report                                  # newest compare file, to stdout
 //	go run ./bench/report bench/results/A.jsonl B.jsonl    # these files
 //	go run ./bench/report -readme README.md                # rewrite the README's section
+//	go run ./bench/report -format svg -o compare.svg       # draw the comparison
 //
 // Runs of the same configuration (transport, in-flight level,
 // implementation and encoding, A/B build) are reduced to their median; the
@@ -80,14 +81,18 @@ func main() {
 
 func run(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
-	format := fs.String("format", "markdown", "output format (markdown is the only one)")
+	format := fs.String("format", "markdown", "output format: markdown (the README's table), or svg or png (the comparison drawn: requests/s and p50/p99 latency against requests in flight)")
+	outFile := fs.String("o", "", "write the output to this file instead of stdout")
 	readme := fs.String("readme", "", "rewrite the section between "+beginMarker+" and "+endMarker+" of this file instead of printing")
 	dir := fs.String("dir", "bench/results", "where to find the newest compare results when no file is named")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *format != "markdown" {
-		return fmt.Errorf("format %q: only markdown is supported", *format)
+	if *format != "markdown" && *format != "svg" && *format != "png" {
+		return fmt.Errorf("format %q: want markdown, svg or png", *format)
+	}
+	if *format != "markdown" && *readme != "" {
+		return errors.New("-readme takes the markdown format")
 	}
 	files := fs.Args()
 	if len(files) == 0 {
@@ -104,6 +109,26 @@ func run(args []string, stdout io.Writer) error {
 			return err
 		}
 		runs = append(runs, rs...)
+	}
+	if *outFile != "" {
+		f, err := os.Create(*outFile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		stdout = f
+	}
+	if *format != "markdown" {
+		var b bytes.Buffer
+		draw := SVG
+		if *format == "png" {
+			draw = PNG
+		}
+		if err := draw(runs, &b); err != nil {
+			return err
+		}
+		_, err := stdout.Write(b.Bytes())
+		return err
 	}
 	md, err := Markdown(runs, files)
 	if err != nil {
@@ -208,13 +233,9 @@ func (g *group) median(key string) float64 {
 	}
 }
 
-// Markdown renders runs as the README's section: one line saying where,
-// when and how they were measured, and the table. files are named as the
-// source of the numbers.
-func Markdown(runs []Run, files []string) (string, error) {
-	if len(runs) == 0 {
-		return "", errors.New("no runs")
-	}
+// groupRuns groups runs by transport, in-flight count and implementation
+// label, in the order they first appear.
+func groupRuns(runs []Run) []*group {
 	var groups []*group
 	index := map[string]*group{}
 	for i := range runs {
@@ -228,6 +249,17 @@ func Markdown(runs []Run, files []string) (string, error) {
 		}
 		g.runs = append(g.runs, r)
 	}
+	return groups
+}
+
+// Markdown renders runs as the README's section: one line saying where,
+// when and how they were measured, and the table. files are named as the
+// source of the numbers.
+func Markdown(runs []Run, files []string) (string, error) {
+	if len(runs) == 0 {
+		return "", errors.New("no runs")
+	}
+	groups := groupRuns(runs)
 	base := func(g *group) *group {
 		for _, b := range groups {
 			if b.baseline && b.transport == g.transport && b.conc == g.conc {

@@ -152,3 +152,26 @@ func TestMarkdownFloorColumn(t *testing.T) {
 		t.Errorf("a row without a floor run must show -:\n%s", got)
 	}
 }
+
+// TestDraw: the comparison is drawn as SVG and PNG, one row per transport,
+// with every implementation in the legend.
+func TestDraw(t *testing.T) {
+	var svg, png bytes.Buffer
+	if err := run([]string{"-format", "svg", "testdata/fixture.jsonl"}, &svg); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"<svg", "grpc: requests/s", "uds: latency", "agentwire-msgpack", "baseline-json"} {
+		if !strings.Contains(svg.String(), want) {
+			t.Errorf("svg lacks %q", want)
+		}
+	}
+	if err := run([]string{"-format", "png", "testdata/fixture.jsonl"}, &png); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(png.Bytes(), []byte("\x89PNG")) {
+		t.Fatal("not a PNG")
+	}
+	if err := run([]string{"-format", "svg", "-readme", "README.md", "testdata/fixture.jsonl"}, &svg); err == nil {
+		t.Fatal("-readme with svg accepted")
+	}
+}
