@@ -162,6 +162,22 @@ func bNext(w uint64, s BreakerState) uint64 {
 
 func dlWord(gen uint64, ms int64) uint64 { return gen<<dlGenShift | uint64(ms)&dlMSMask }
 
+// setDeadline stores the deadline of generation gen, unless a later
+// generation's is already there (a goroutine that made a transition can be
+// overtaken by the next transition before it stores its deadline).
+func (b *breaker) setDeadline(gen uint64, ms int64) {
+	nd := dlWord(gen, ms)
+	for {
+		d := b.dl.Load()
+		if older := (d>>dlGenShift - gen) & 0xffff; older != 0 && older < 0x8000 {
+			return // d's generation is after gen
+		}
+		if b.dl.CompareAndSwap(d, nd) {
+			return
+		}
+	}
+}
+
 // passed reports whether the deadline of w's generation is known and not
 // after now.
 func (b *breaker) passed(w uint64, now int64) bool {
@@ -194,14 +210,14 @@ func (b *breaker) allow() (probeToken, bool) {
 			// first probe.
 			nw := bNext(w, BreakerHalfOpen) + bProbeOne
 			if b.w.CompareAndSwap(w, nw) {
-				b.dl.Store(dlWord(bGen(nw), now+b.leaseMS))
+				b.setDeadline(bGen(nw), now+b.leaseMS)
 				b.changed(BreakerOpen, BreakerHalfOpen)
 				return probeToken(bGen(nw)), true
 			}
 		case BreakerHalfOpen:
 			if bProbes(w) < b.probes {
 				if b.w.CompareAndSwap(w, w+bProbeOne) {
-					b.dl.Store(dlWord(bGen(w), b.now()+b.leaseMS))
+					b.setDeadline(bGen(w), b.now()+b.leaseMS)
 					return probeToken(bGen(w)), true
 				}
 				continue
@@ -231,7 +247,7 @@ func (b *breaker) reopen(w uint64, now int64) bool {
 	if !b.w.CompareAndSwap(w, nw) {
 		return false
 	}
-	b.dl.Store(dlWord(bGen(nw), now+b.openMS))
+	b.setDeadline(bGen(nw), now+b.openMS)
 	b.opens.Add(1)
 	return true
 }
