@@ -385,7 +385,7 @@ func TestAgentSubscription(t *testing.T) {
 	f.caps.SupportedEvents = []int32{agentwire.EventRequestHeaders, agentwire.EventResponseHeaders}
 	a := addFakes(t, p, "waf", []*fakeLink{f}, WithEvents(agentwire.EventRequestHeaders, agentwire.EventRequestBodyChunk))
 	ctx := testCtx(t)
-	checkVerdict(t, a.RequestBodyChunk(ctx, &agentwire.BodyChunk{CorrelationID: "x"}), true, true, engine.ReasonNotSubscribed, 0)     // not announced
+	checkVerdict(t, a.RequestBodyChunk(ctx, &agentwire.BodyChunk{CorrelationID: "x"}), true, true, engine.ReasonNotSubscribed, 0)           // not announced
 	checkVerdict(t, a.ResponseHeaders(ctx, &agentwire.ResponseHeadersEvent{CorrelationID: "x"}), true, true, engine.ReasonNotSubscribed, 0) // not configured
 	if !a.Subscribed(agentwire.EventRequestHeaders) || a.Subscribed(agentwire.EventRequestBodyChunk) {
 		t.Fatal("Subscribed disagrees")
