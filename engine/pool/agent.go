@@ -38,6 +38,7 @@ type Agent struct {
 	saturated atomic.Uint64
 	retries   atomic.Uint64
 	flowWaits atomic.Uint64
+	dialFails atomic.Uint64
 	lastWarn  atomic.Int64 // unix ns of the last fail-open warning
 
 	mu       sync.Mutex // membership changes, dial slots
@@ -915,6 +916,7 @@ func (a *Agent) Stats() AgentStats {
 		Saturated:           a.saturated.Load(),
 		Retries:             a.retries.Load(),
 		FlowWaits:           a.flowWaits.Load(),
+		DialFailures:        a.dialFails.Load(),
 		Breaker:             a.br.State(),
 		BreakerOpens:        a.br.opens.Load(),
 		BreakerRejected:     a.br.rejected.Load(),

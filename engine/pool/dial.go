@@ -82,6 +82,7 @@ func (a *Agent) dialLoop(d *dialSlot, opts []engine.Option) {
 		if a.ctx.Err() != nil {
 			return
 		}
+		a.dialFails.Add(1)
 		if !retryable(err) {
 			log.Error("agentwire: agent endpoint refused, not retried", "agent", a.name, "endpoint", d.endpoint, "err", err)
 			a.mu.Lock()

@@ -179,6 +179,9 @@ type AgentStats struct {
 	// FlowWaits counts calls that waited for a paused agent
 	// (FlowWaitAndRetry).
 	FlowWaits uint64
+	// DialFailures counts failed first-connection attempts of dialled
+	// connections (retried forever).
+	DialFailures uint64
 
 	// Breaker is the circuit breaker's state, BreakerOpens the number of
 	// times it opened, BreakerRejected the calls it refused and

@@ -33,7 +33,34 @@ type udsAgent struct {
 
 	mu   sync.Mutex
 	srv  *agent.Server
+	ln   *trackingListener
 	done chan struct{}
+}
+
+// trackingListener remembers the connections it accepted, so that a kill
+// can cut them at once, before the server could answer anything more.
+type trackingListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.mu.Lock()
+		l.conns = append(l.conns, c)
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+func (l *trackingListener) cut() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.conns {
+		_ = c.Close()
+	}
 }
 
 func newUDSAgent(tb testing.TB, h agent.Handler, opts ...agent.Option) *udsAgent {
@@ -59,26 +86,29 @@ func (a *udsAgent) start() {
 		a.tb.Fatal("agent already running")
 	}
 	_ = os.Remove(a.path)
-	ln, err := net.Listen("unix", a.path)
+	nl, err := net.Listen("unix", a.path)
 	if err != nil {
 		a.tb.Fatal(err)
 	}
+	ln := &trackingListener{Listener: nl}
 	srv := agent.NewServer(a.h, a.opts...)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		_ = srv.ServeUDS(ln)
 	}()
-	a.srv, a.done = srv, done
+	a.srv, a.ln, a.done = srv, ln, done
 }
 
-// stop kills the agent: every connection is closed at once.
+// stop kills the agent: every connection is cut at once (nothing more is
+// answered), then the server is closed.
 func (a *udsAgent) stop() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.srv == nil {
 		return
 	}
+	a.ln.cut()
 	_ = a.srv.Close()
 	<-a.done
 	a.srv = nil
