@@ -39,6 +39,7 @@ type Agent struct {
 	retries   atomic.Uint64
 	flowWaits atomic.Uint64
 	dialFails atomic.Uint64
+	dialingN  atomic.Int32 // len(dialing)
 	lastWarn  atomic.Int64 // unix ns of the last fail-open warning
 
 	mu       sync.Mutex // membership changes, dial slots
@@ -207,20 +208,39 @@ func invoke(ctx context.Context, m *member, c *call) (*agentwire.AgentResponse, 
 
 // RequestHeaders sends a request's headers to the agent and returns the
 // verdict to enforce, decoding the agent's reply into dst (reset first;
-// the verdict's Reply is dst when the agent answered). The connection
+// the verdict's Reply is dst when the agent answered; a nil dst gets a
+// new reply). The connection
 // chosen for it receives the request's later events (affinity), until End
 // or the pin's expiry. ev and dst must not be used by anyone else until
 // the call returns.
 func (a *Agent) RequestHeaders(ctx context.Context, ev *agentwire.RequestHeadersEvent, dst *agentwire.AgentResponse, opts ...CallOption) engine.Verdict {
 	r := a.resolve(agentwire.EventRequestHeaders, nil, opts)
+	if ev == nil {
+		return a.invalid(&r)
+	}
+	if dst == nil {
+		dst = new(agentwire.AgentResponse)
+	}
 	c := call{kind: agentwire.EventRequestHeaders, cid: ev.Metadata.CorrelationID, rh: ev, dst: dst}
 	return a.do(ctx, &c, &r)
+}
+
+var errNilEvent = &engine.Error{Kind: engine.ErrInvalidEvent, Detail: "nil event"}
+
+// invalid answers a call with no event: the failure policy's verdict for
+// an error (the caller's mistake, not counted by the breaker).
+func (a *Agent) invalid(r *resolved) engine.Verdict {
+	a.ctr.requests.Add(1)
+	return a.synthetic(r.policy, engine.ReasonError, errNilEvent)
 }
 
 // RequestBodyChunk sends a request body chunk, to the connection of the
 // request's headers, subject to the agent's request body limit.
 func (a *Agent) RequestBodyChunk(ctx context.Context, ev *agentwire.BodyChunk, opts ...CallOption) engine.Verdict {
 	r := a.resolve(agentwire.EventRequestBodyChunk, nil, opts)
+	if ev == nil {
+		return a.invalid(&r)
+	}
 	c := call{kind: agentwire.EventRequestBodyChunk, cid: ev.CorrelationID, bc: ev}
 	return a.do(ctx, &c, &r)
 }
@@ -229,6 +249,9 @@ func (a *Agent) RequestBodyChunk(ctx context.Context, ev *agentwire.BodyChunk, o
 // request's headers.
 func (a *Agent) ResponseHeaders(ctx context.Context, ev *agentwire.ResponseHeadersEvent, opts ...CallOption) engine.Verdict {
 	r := a.resolve(agentwire.EventResponseHeaders, nil, opts)
+	if ev == nil {
+		return a.invalid(&r)
+	}
 	c := call{kind: agentwire.EventResponseHeaders, cid: ev.CorrelationID, rs: ev}
 	return a.do(ctx, &c, &r)
 }
@@ -237,6 +260,9 @@ func (a *Agent) ResponseHeaders(ctx context.Context, ev *agentwire.ResponseHeade
 // request's headers, subject to the agent's response body limit.
 func (a *Agent) ResponseBodyChunk(ctx context.Context, ev *agentwire.BodyChunk, opts ...CallOption) engine.Verdict {
 	r := a.resolve(agentwire.EventResponseBodyChunk, nil, opts)
+	if ev == nil {
+		return a.invalid(&r)
+	}
 	c := call{kind: agentwire.EventResponseBodyChunk, cid: ev.CorrelationID, bc: ev}
 	return a.do(ctx, &c, &r)
 }
@@ -246,6 +272,9 @@ func (a *Agent) ResponseBodyChunk(ctx context.Context, ev *agentwire.BodyChunk, 
 // does).
 func (a *Agent) RequestComplete(ctx context.Context, ev *agentwire.RequestCompleteEvent, opts ...CallOption) engine.Verdict {
 	r := a.resolve(agentwire.EventRequestComplete, nil, opts)
+	if ev == nil {
+		return a.invalid(&r)
+	}
 	c := call{kind: agentwire.EventRequestComplete, cid: ev.CorrelationID, rc: ev}
 	return a.do(ctx, &c, &r)
 }
@@ -256,6 +285,9 @@ func (a *Agent) RequestComplete(ctx context.Context, ev *agentwire.RequestComple
 // idle expiry.
 func (a *Agent) WebSocketFrame(ctx context.Context, ev *agentwire.WebSocketFrameEvent, opts ...CallOption) engine.Verdict {
 	r := a.resolve(agentwire.EventWebSocketFrame, nil, opts)
+	if ev == nil {
+		return a.invalid(&r)
+	}
 	c := call{kind: agentwire.EventWebSocketFrame, cid: ev.CorrelationID, ws: ev}
 	return a.do(ctx, &c, &r)
 }
@@ -264,6 +296,9 @@ func (a *Agent) WebSocketFrame(ctx context.Context, ev *agentwire.WebSocketFrame
 // no affinity).
 func (a *Agent) GuardrailInspect(ctx context.Context, ev *agentwire.GuardrailInspectEvent, opts ...CallOption) engine.Verdict {
 	r := a.resolve(agentwire.EventGuardrailInspect, nil, opts)
+	if ev == nil {
+		return a.invalid(&r)
+	}
 	c := call{kind: agentwire.EventGuardrailInspect, cid: ev.CorrelationID, gr: ev}
 	return a.do(ctx, &c, &r)
 }
@@ -358,12 +393,12 @@ func (a *Agent) do(ctx context.Context, c *call, r *resolved) engine.Verdict {
 			return a.synthetic(r.policy, engine.ReasonUnavailable, a.errSat)
 		}
 	}
-	v, m, err := a.attempt(ctx, cctx, c, r, cancel != nil)
+	v, m, o := a.attempt(ctx, cctx, c, r, cancel != nil)
 	a.lim.release()
 	if cancel != nil {
 		cancel()
 	}
-	a.br.report(tok, breakerOutcome(err))
+	a.br.report(tok, o)
 	a.ctr.count(&v)
 	if m != nil {
 		m.ctr.count(&v)
@@ -438,10 +473,10 @@ func needTimer(ctx context.Context, d time.Duration, m *member) bool {
 
 // attempt sends the call on a chosen connection, passing it on when a
 // connection refuses it before sending, and turns the outcome into the
-// verdict. bounded says cctx already carries the call's timeout. err is
-// the call's error for the breaker (nil when the agent answered, or when
-// no connection took the call).
-func (a *Agent) attempt(ctx, cctx context.Context, c *call, r *resolved, bounded bool) (engine.Verdict, *member, error) {
+// verdict and what the breaker makes of it (a call no connection took is
+// not the agent's failure, nor a success). bounded says cctx already
+// carries the call's timeout.
+func (a *Agent) attempt(ctx, cctx context.Context, c *call, r *resolved, bounded bool) (engine.Verdict, *member, outcome) {
 	var (
 		t         tried
 		m         *member
@@ -491,7 +526,7 @@ func (a *Agent) attempt(ctx, cctx context.Context, c *call, r *resolved, bounded
 		if err == nil {
 			m.observe(lat)
 			a.ctr.latency.observe(lat)
-			return engine.FailurePolicy{}.Decide(a.name, reply, nil), m, nil
+			return engine.FailurePolicy{}.Decide(a.name, reply, nil), m, outcomeSuccess
 		}
 		refused, st := refusal(err)
 		if !refused {
@@ -503,7 +538,7 @@ func (a *Agent) attempt(ctx, cctx context.Context, c *call, r *resolved, bounded
 			case ConnClosed:
 				a.retire(m)
 			}
-			return r.policy.Decide(a.name, nil, err), m, err
+			return r.policy.Decide(a.name, nil, err), m, breakerOutcome(err)
 		}
 		lastErr = err
 		if st == ConnPaused {
@@ -537,16 +572,16 @@ func (a *Agent) attempt(ctx, cctx context.Context, c *call, r *resolved, bounded
 	}
 	// No connection took the call.
 	if err := ctx.Err(); err != nil {
-		return r.policy.Decide(a.name, nil, err), m, nil
+		return r.policy.Decide(a.name, nil, err), m, outcomeIgnore
 	}
 	why := lastErr
 	if why == nil {
 		why = a.errNoConn
 	}
 	if flowStuck && a.o.flow == FlowFailOpen {
-		return engine.FailurePolicy{Mode: engine.FailOpen}.Synthetic(a.name, engine.ReasonUnavailable, why), m, nil
+		return engine.FailurePolicy{Mode: engine.FailOpen}.Synthetic(a.name, engine.ReasonUnavailable, why), m, outcomeIgnore
 	}
-	return r.policy.Synthetic(a.name, engine.ReasonUnavailable, why), m, nil
+	return r.policy.Synthetic(a.name, engine.ReasonUnavailable, why), m, outcomeIgnore
 }
 
 // flowPause waits a little (doubling from 1 ms) for a paused connection to
@@ -784,7 +819,7 @@ func (a *Agent) WaitReady(ctx context.Context, n int) error {
 // tick): connections that recovered take calls again, closed reverse
 // connections leave.
 func (a *Agent) check() {
-	changed := false
+	changed, learned := false, false
 	for _, m := range a.set.Load().list {
 		h := m.c.Health()
 		st := stateOf(h)
@@ -793,8 +828,11 @@ func (a *Agent) check() {
 			a.retire(m)
 			continue
 		}
-		if h.Connected && a.caps.Load() == 0 {
+		if h.Connected && !learned {
+			// The capabilities of a connected connection: an agent that
+			// was upgraded announces its new ones after reconnecting.
 			a.learn(m.c.Capabilities())
+			learned = true
 		}
 		if ConnState(m.state.Load()) != st {
 			m.setState(st)
@@ -853,6 +891,7 @@ func (a *Agent) shutdown(ctx context.Context, drain bool) error {
 	list := a.set.Load().list
 	a.set.Store(newMemberSet(nil))
 	a.dialing = nil
+	a.dialingN.Store(0)
 	a.notifyLocked()
 	a.mu.Unlock()
 	close(a.closed)
@@ -898,9 +937,7 @@ func (a *Agent) Stats() AgentStats {
 			up++
 		}
 	}
-	a.mu.Lock()
-	dialing := len(a.dialing)
-	a.mu.Unlock()
+	dialing := int(a.dialingN.Load())
 	rs := a.ctr.reasonsSnapshot()
 	return AgentStats{
 		Name:      a.name,

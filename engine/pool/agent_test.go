@@ -535,3 +535,45 @@ func TestAgentDrain(t *testing.T) {
 	}
 	checkVerdict(t, a.RequestHeaders(ctx, rhEvent("after"), new(agentwire.AgentResponse)), false, true, engine.ReasonUnavailable, 503)
 }
+
+// A probe that no connection took is neither a failure nor a success of
+// the agent: it cannot close a half-open breaker.
+func TestAgentUnavailableProbeDoesNotCount(t *testing.T) {
+	p := newTestPool(t)
+	f := newFake("a")
+	f.handle = failWith(errEngineTimeout)
+	a := addFakes(t, p, "waf", []*fakeLink{f}, WithBreaker(BreakerConfig{FailureThreshold: 1, OpenDuration: time.Second}))
+	clk := new(atomic.Int64)
+	a.br.now = clk.Load
+	ctx := testCtx(t)
+	checkVerdict(t, a.RequestHeaders(ctx, rhEvent("x"), nil), false, true, engine.ReasonTimeout, 504)
+	f.setHealth(engine.HealthSnapshot{Capacity: -1})
+	a.set.Load().list[0].setState(ConnDown)
+	clk.Store(1000)
+	for range 3 {
+		checkVerdict(t, a.RequestHeaders(ctx, rhEvent("x"), nil), false, true, engine.ReasonUnavailable, 503)
+	}
+	if a.Breaker() != BreakerHalfOpen {
+		t.Fatalf("breaker %v: calls no connection took closed it", a.Breaker())
+	}
+}
+
+// A nil event is the caller's mistake: an error verdict, no call.
+func TestAgentNilEvent(t *testing.T) {
+	p := newTestPool(t)
+	f := newFake("a")
+	a := addFakes(t, p, "waf", []*fakeLink{f})
+	ctx := testCtx(t)
+	for _, v := range []engine.Verdict{
+		a.RequestHeaders(ctx, nil, nil), a.RequestBodyChunk(ctx, nil), a.ResponseHeaders(ctx, nil),
+		a.ResponseBodyChunk(ctx, nil), a.RequestComplete(ctx, nil), a.WebSocketFrame(ctx, nil), a.GuardrailInspect(ctx, nil),
+	} {
+		checkVerdict(t, v, false, true, engine.ReasonError, 503)
+		if !errors.Is(v.Err, engine.ErrInvalidEvent) {
+			t.Fatalf("err %v", v.Err)
+		}
+	}
+	if f.calls.Load() != 0 || a.Breaker() != BreakerClosed {
+		t.Fatal("a nil event reached the agent or the breaker")
+	}
+}

@@ -49,6 +49,7 @@ func (a *Agent) AddEndpoint(ep Endpoint) error {
 	for range ep.Conns {
 		d := &dialSlot{id: a.newID(), endpoint: ep.Address, weight: ep.Weight}
 		a.dialing = append(a.dialing, d)
+		a.dialingN.Store(int32(len(a.dialing)))
 		a.dials.Add(1)
 		go a.dialLoop(d, opts)
 	}
@@ -73,6 +74,7 @@ func (a *Agent) dialLoop(d *dialSlot, opts []engine.Option) {
 		if err == nil {
 			a.mu.Lock()
 			a.dialing = slices.DeleteFunc(a.dialing, func(x *dialSlot) bool { return x == d })
+			a.dialingN.Store(int32(len(a.dialing)))
 			a.mu.Unlock()
 			if _, err := a.addMember(c, SourceDialed, d.endpoint, d.weight, a.o.timeout, d.id); err != nil {
 				_ = c.Close() // the agent closed meanwhile
