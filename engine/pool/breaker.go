@@ -53,7 +53,8 @@ type BreakerConfig struct {
 	// count.
 	FailureThreshold int
 	// OpenDuration is how long the breaker refuses calls once open
-	// (default DefaultOpenDuration; at least 1 ms).
+	// (default DefaultOpenDuration; at least 1 ms). The breaker's clock
+	// has millisecond resolution.
 	OpenDuration time.Duration
 	// HalfOpenProbes is the number of probe calls allowed in flight at
 	// once while half-open (1..255; default DefaultHalfOpenProbes).
