@@ -26,7 +26,6 @@ type affinity struct {
 	slots atomic.Pointer[[]affSlot]
 	size  int // slots (power of two)
 
-	pins      atomic.Int64  // live pins (approximate: expired pins count until reused)
 	rejected  atomic.Uint64 // pins refused: window full
 	expired   atomic.Uint64 // expired pins found by a lookup or reused by a pin
 	fallbacks atomic.Uint64 // pinned events that went elsewhere (pin gone or connection unusable)
@@ -92,7 +91,6 @@ func (a *affinity) pin(h uint64, id uint32, now int64) bool {
 			if s.key.CompareAndSwap(0, affinityBusy) {
 				s.val.Store(v)
 				s.key.Store(h)
-				a.pins.Add(1)
 				return true
 			}
 		case k != affinityBusy && int64(s.val.Load()&affMSMask) < now:
@@ -154,7 +152,23 @@ func (a *affinity) unpin(h uint64) {
 		if s.key.Load() == h && s.key.CompareAndSwap(h, affinityBusy) {
 			s.val.Store(0)
 			s.key.Store(0)
-			a.pins.Add(-1)
 		}
 	}
+}
+
+// live counts the unexpired pins (a scan of the table: for statistics,
+// not for the calls' path).
+func (a *affinity) live(now int64) int64 {
+	tp := a.slots.Load()
+	if tp == nil {
+		return 0
+	}
+	var n int64
+	for i := range *tp {
+		s := &(*tp)[i]
+		if k := s.key.Load(); k != 0 && k != affinityBusy && int64(s.val.Load()&affMSMask) >= now {
+			n++
+		}
+	}
+	return n
 }

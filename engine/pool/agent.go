@@ -168,13 +168,17 @@ type call struct {
 	kind int32
 	cid  string
 	h    uint64 // affinity key of cid (0: not computed yet)
-	rh   *agentwire.RequestHeadersEvent
-	dst  *agentwire.AgentResponse
-	bc   *agentwire.BodyChunk
-	rs   *agentwire.ResponseHeadersEvent
-	rc   *agentwire.RequestCompleteEvent
-	ws   *agentwire.WebSocketFrameEvent
-	gr   *agentwire.GuardrailInspectEvent
+	// pin, when set, holds the request's pinned connection id for this
+	// agent (a pipeline's Request keeps it; 0: none yet) instead of the
+	// agent's table.
+	pin *uint32
+	rh  *agentwire.RequestHeadersEvent
+	dst *agentwire.AgentResponse
+	bc  *agentwire.BodyChunk
+	rs  *agentwire.ResponseHeadersEvent
+	rc  *agentwire.RequestCompleteEvent
+	ws  *agentwire.WebSocketFrameEvent
+	gr  *agentwire.GuardrailInspectEvent
 }
 
 func (c *call) key(a *Agent) uint64 {
@@ -222,7 +226,9 @@ func (a *Agent) RequestHeaders(ctx context.Context, ev *agentwire.RequestHeaders
 		dst = new(agentwire.AgentResponse)
 	}
 	c := call{kind: agentwire.EventRequestHeaders, cid: ev.Metadata.CorrelationID, rh: ev, dst: dst}
-	return a.do(ctx, &c, &r)
+	var v engine.Verdict
+	a.do(ctx, &c, &r, &v)
+	return v
 }
 
 var errNilEvent = &engine.Error{Kind: engine.ErrInvalidEvent, Detail: "nil event"}
@@ -242,7 +248,9 @@ func (a *Agent) RequestBodyChunk(ctx context.Context, ev *agentwire.BodyChunk, o
 		return a.invalid(&r)
 	}
 	c := call{kind: agentwire.EventRequestBodyChunk, cid: ev.CorrelationID, bc: ev}
-	return a.do(ctx, &c, &r)
+	var v engine.Verdict
+	a.do(ctx, &c, &r, &v)
+	return v
 }
 
 // ResponseHeaders sends the response headers, to the connection of the
@@ -253,7 +261,9 @@ func (a *Agent) ResponseHeaders(ctx context.Context, ev *agentwire.ResponseHeade
 		return a.invalid(&r)
 	}
 	c := call{kind: agentwire.EventResponseHeaders, cid: ev.CorrelationID, rs: ev}
-	return a.do(ctx, &c, &r)
+	var v engine.Verdict
+	a.do(ctx, &c, &r, &v)
+	return v
 }
 
 // ResponseBodyChunk sends a response body chunk, to the connection of the
@@ -264,7 +274,9 @@ func (a *Agent) ResponseBodyChunk(ctx context.Context, ev *agentwire.BodyChunk, 
 		return a.invalid(&r)
 	}
 	c := call{kind: agentwire.EventResponseBodyChunk, cid: ev.CorrelationID, bc: ev}
-	return a.do(ctx, &c, &r)
+	var v engine.Verdict
+	a.do(ctx, &c, &r, &v)
+	return v
 }
 
 // RequestComplete sends the request-complete event, to the connection of
@@ -276,7 +288,9 @@ func (a *Agent) RequestComplete(ctx context.Context, ev *agentwire.RequestComple
 		return a.invalid(&r)
 	}
 	c := call{kind: agentwire.EventRequestComplete, cid: ev.CorrelationID, rc: ev}
-	return a.do(ctx, &c, &r)
+	var v engine.Verdict
+	a.do(ctx, &c, &r, &v)
+	return v
 }
 
 // WebSocketFrame sends one WebSocket frame. The frames of one stream
@@ -289,7 +303,9 @@ func (a *Agent) WebSocketFrame(ctx context.Context, ev *agentwire.WebSocketFrame
 		return a.invalid(&r)
 	}
 	c := call{kind: agentwire.EventWebSocketFrame, cid: ev.CorrelationID, ws: ev}
-	return a.do(ctx, &c, &r)
+	var v engine.Verdict
+	a.do(ctx, &c, &r, &v)
+	return v
 }
 
 // GuardrailInspect sends a guardrail inspection to any connection (it has
@@ -300,7 +316,9 @@ func (a *Agent) GuardrailInspect(ctx context.Context, ev *agentwire.GuardrailIns
 		return a.invalid(&r)
 	}
 	c := call{kind: agentwire.EventGuardrailInspect, cid: ev.CorrelationID, gr: ev}
-	return a.do(ctx, &c, &r)
+	var v engine.Verdict
+	a.do(ctx, &c, &r, &v)
+	return v
 }
 
 // End releases the request's pin (its later events would be balanced
@@ -354,27 +372,32 @@ func (a *Agent) warnFailOpen(reason engine.Reason, err error) {
 // do runs one call: subscription and body limit, breaker, concurrency
 // slot, connection choice (affinity, balancing, refusals passed on),
 // timeout, failure policy, accounting.
-func (a *Agent) do(ctx context.Context, c *call, r *resolved) engine.Verdict {
+func (a *Agent) do(ctx context.Context, c *call, r *resolved, out *engine.Verdict) {
 	a.ctr.requests.Add(1)
 	a.ctr.inFlight.Add(1)
 	defer a.exit()
 	switch a.state.Load() {
 	case agentDraining:
-		return a.synthetic(r.policy, engine.ReasonUnavailable, a.errDraining)
+		*out = a.synthetic(r.policy, engine.ReasonUnavailable, a.errDraining)
+		return
 	case agentClosed:
-		return a.synthetic(r.policy, engine.ReasonUnavailable, a.errClosed)
+		*out = a.synthetic(r.policy, engine.ReasonUnavailable, a.errClosed)
+		return
 	}
 	if a.events()&(1<<uint(c.kind)) == 0 {
-		return a.synthetic(r.policy, engine.ReasonNotSubscribed, a.errNotSub)
+		*out = a.synthetic(r.policy, engine.ReasonNotSubscribed, a.errNotSub)
+		return
 	}
 	if c.bc != nil {
 		if l := a.bodyLimit(c.kind == agentwire.EventResponseBodyChunk); l >= 0 && bodySize(c.bc) > uint64(l) {
-			return a.synthetic(r.policy, engine.ReasonBodyTooLarge, a.errTooLarge)
+			*out = a.synthetic(r.policy, engine.ReasonBodyTooLarge, a.errTooLarge)
+			return
 		}
 	}
 	tok, ok := a.br.allow()
 	if !ok {
-		return a.synthetic(r.policy, engine.ReasonBreakerOpen, a.errBreaker)
+		*out = a.synthetic(r.policy, engine.ReasonBreakerOpen, a.errBreaker)
+		return
 	}
 	cctx := ctx
 	var cancel context.CancelFunc
@@ -386,27 +409,29 @@ func (a *Agent) do(ctx context.Context, c *call, r *resolved) engine.Verdict {
 			a.saturated.Add(1)
 			switch {
 			case ctx.Err() != nil:
-				return a.synthetic(r.policy, engine.ReasonOf(err), err)
+				*out = a.synthetic(r.policy, engine.ReasonOf(err), err)
+				return
 			case errors.Is(err, context.DeadlineExceeded) && cctx.Err() != nil:
-				return a.synthetic(r.policy, engine.ReasonTimeout, &Error{Kind: ErrSaturated, Agent: a.name, Detail: "no concurrency slot within the call's timeout", Err: err})
+				*out = a.synthetic(r.policy, engine.ReasonTimeout, &Error{Kind: ErrSaturated, Agent: a.name, Detail: "no concurrency slot within the call's timeout", Err: err})
+				return
 			}
-			return a.synthetic(r.policy, engine.ReasonUnavailable, a.errSat)
+			*out = a.synthetic(r.policy, engine.ReasonUnavailable, a.errSat)
+			return
 		}
 	}
-	v, m, o := a.attempt(ctx, cctx, c, r, cancel != nil)
+	m, o := a.attempt(ctx, cctx, c, r, cancel != nil, out)
 	a.lim.release()
 	if cancel != nil {
 		cancel()
 	}
 	a.br.report(tok, o)
-	a.ctr.count(&v)
+	a.ctr.count(out)
 	if m != nil {
-		m.ctr.count(&v)
+		m.ctr.count(out)
 	}
-	if v.Synthetic && v.Allowed() && v.Reason != engine.ReasonNotSubscribed {
-		a.warnFailOpen(v.Reason, v.Err)
+	if out.Synthetic && out.Allowed() && out.Reason != engine.ReasonNotSubscribed {
+		a.warnFailOpen(out.Reason, out.Err)
 	}
-	return v
 }
 
 // exit ends a call for Drain.
@@ -476,7 +501,7 @@ func needTimer(ctx context.Context, d time.Duration, m *member) bool {
 // verdict and what the breaker makes of it (a call no connection took is
 // not the agent's failure, nor a success). bounded says cctx already
 // carries the call's timeout.
-func (a *Agent) attempt(ctx, cctx context.Context, c *call, r *resolved, bounded bool) (engine.Verdict, *member, outcome) {
+func (a *Agent) attempt(ctx, cctx context.Context, c *call, r *resolved, bounded bool, out *engine.Verdict) (*member, outcome) {
 	var (
 		t         tried
 		m         *member
@@ -489,8 +514,10 @@ func (a *Agent) attempt(ctx, cctx context.Context, c *call, r *resolved, bounded
 		rounds    int
 	)
 	defer timer.stop()
-	start := time.Now()
-	now := start.Sub(a.p.epoch).Milliseconds()
+	// One monotonic clock read per end of the call (time.Now reads the
+	// wall clock too).
+	t0 := time.Since(a.p.epoch)
+	now := t0.Milliseconds()
 	s := a.set.Load()
 	for {
 		m = a.choose(s, c, &t, now)
@@ -519,14 +546,17 @@ func (a *Agent) attempt(ctx, cctx context.Context, c *call, r *resolved, bounded
 		}
 		m.ctr.requests.Add(1)
 		m.ctr.inFlight.Add(1)
-		t0 := time.Now()
+		if t.n > 1 {
+			t0 = time.Since(a.p.epoch) // a retry: its own latency
+		}
 		reply, err = invoke(cctx, m, c)
-		lat := time.Since(t0)
+		lat := time.Since(a.p.epoch) - t0
 		m.ctr.inFlight.Add(-1)
 		if err == nil {
 			m.observe(lat)
 			a.ctr.latency.observe(lat)
-			return engine.FailurePolicy{}.Decide(a.name, reply, nil), m, outcomeSuccess
+			*out = engine.Verdict{Decision: reply.Decision, Reply: reply, Agent: a.name}
+			return m, outcomeSuccess
 		}
 		refused, st := refusal(err)
 		if !refused {
@@ -538,7 +568,8 @@ func (a *Agent) attempt(ctx, cctx context.Context, c *call, r *resolved, bounded
 			case ConnClosed:
 				a.retire(m)
 			}
-			return r.policy.Decide(a.name, nil, err), m, breakerOutcome(err)
+			*out = r.policy.Decide(a.name, nil, err)
+			return m, breakerOutcome(err)
 		}
 		lastErr = err
 		if st == ConnPaused {
@@ -572,16 +603,19 @@ func (a *Agent) attempt(ctx, cctx context.Context, c *call, r *resolved, bounded
 	}
 	// No connection took the call.
 	if err := ctx.Err(); err != nil {
-		return r.policy.Decide(a.name, nil, err), m, outcomeIgnore
+		*out = r.policy.Decide(a.name, nil, err)
+		return m, outcomeIgnore
 	}
 	why := lastErr
 	if why == nil {
 		why = a.errNoConn
 	}
 	if flowStuck && a.o.flow == FlowFailOpen {
-		return engine.FailurePolicy{Mode: engine.FailOpen}.Synthetic(a.name, engine.ReasonUnavailable, why), m, outcomeIgnore
+		*out = engine.FailurePolicy{Mode: engine.FailOpen}.Synthetic(a.name, engine.ReasonUnavailable, why)
+		return m, outcomeIgnore
 	}
-	return r.policy.Synthetic(a.name, engine.ReasonUnavailable, why), m, outcomeIgnore
+	*out = r.policy.Synthetic(a.name, engine.ReasonUnavailable, why)
+	return m, outcomeIgnore
 }
 
 // flowPause waits a little (doubling from 1 ms) for a paused connection to
@@ -621,10 +655,23 @@ func (a *Agent) anyPaused(s *memberSet) bool {
 // the connection pinned by its earlier ones while it is usable, else the
 // balancer's choice (pinned for the events that follow).
 func (a *Agent) choose(s *memberSet, c *call, t *tried, now int64) *member {
-	switch c.kind {
-	case agentwire.EventGuardrailInspect:
+	switch {
+	case c.kind == agentwire.EventGuardrailInspect:
 		return a.pick(s, t)
-	case agentwire.EventRequestHeaders:
+	case c.pin != nil:
+		// The request carries its pin.
+		if id := *c.pin; id != 0 && t.n == 0 && c.kind != agentwire.EventRequestHeaders {
+			if m := s.byID(id); m != nil && m.up() {
+				return m
+			}
+			a.aff.fallbacks.Add(1)
+		}
+		m := a.pick(s, t)
+		if m != nil {
+			*c.pin = m.id
+		}
+		return m
+	case c.kind == agentwire.EventRequestHeaders:
 		m := a.pick(s, t)
 		if m != nil && a.events()&laterEvents != 0 {
 			a.aff.pin(c.key(a), m.id, now)
@@ -961,7 +1008,7 @@ func (a *Agent) Stats() AgentStats {
 		Conns:               len(s.list) + dialing,
 		ConnsUp:             up,
 		Healthy:             up > 0,
-		Pins:                a.aff.pins.Load(),
+		Pins:                a.aff.live(time.Since(a.p.epoch).Milliseconds()),
 		PinsRejected:        a.aff.rejected.Load(),
 		PinsExpired:         a.aff.expired.Load(),
 		AffinityFallbacks:   a.aff.fallbacks.Load(),

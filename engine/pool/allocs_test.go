@@ -163,7 +163,7 @@ func TestAllocsOneAgentPipeline(t *testing.T) {
 			if v := pl.RequestHeaders(ctx, &r, &evs[i]); v.Synthetic {
 				t.Fatalf("verdict %+v", v)
 			}
-			pl.End(&r, cids[i])
+			pl.End(&r)
 		}
 	}
 	runBare() // warm up: buffers, pools, the affinity table

@@ -31,7 +31,7 @@
 //	}
 //	// apply r.RequestHeaderOps to the upstream request, log r.Audit
 //	...
-//	route.End(&r, ev.Metadata.CorrelationID)
+//	route.End(&r)
 //
 // Every call returns an engine.Verdict: the decision to enforce, never an
 // error to interpret. When an agent gives no decision (error, timeout,
@@ -119,16 +119,20 @@
 // # Affinity
 //
 // Every event of one request goes to the connection that saw its request
-// headers, for every event kind (the Rust pool pins request bodies only):
-// the agent's pins, keyed by correlation id, are kept in a bounded table
-// (WithAffinity: 16384 pins, idle time to live 5 minutes, refreshed by
-// use) without locks, and released by End (Agent.End, Pipeline.End). A
-// pin whose connection became unusable is replaced explicitly: the event
-// goes to another connection, which the request sticks to from then on
+// headers, for every event kind (the Rust pool pins request bodies only).
+// Through a Pipeline, the pins live in the request's Request (one
+// connection id per agent: no table, no lock, released by Pipeline.End
+// with the Request). Through an Agent's own methods, which know a request
+// only by its correlation id, the pins are kept in the agent's bounded
+// table (WithAffinity: 16384 pins, idle time to live 5 minutes, refreshed
+// by use) without locks, and released by Agent.End; agents that take no
+// event after the request headers keep none. Either way, a pin whose
+// connection became unusable is replaced explicitly: the event goes to
+// another connection, which the request sticks to from then on
 // (AgentStats.AffinityFallbacks). WebSocket frames of one stream stick to
-// one connection in the same way. Agents that take no event after the
-// request headers keep no pins. Agent.Cancel and Pipeline.Cancel send a
-// cancel to the pinned connection only.
+// one connection in the same way (keep the upgrade request's Request for
+// the stream). Agent.Cancel and Pipeline.Cancel send a cancel to the
+// pinned connection only (the Rust pool sends it on every connection).
 //
 // # Pipelines
 //
@@ -165,17 +169,19 @@
 //
 // The success path of a call takes no lock: an atomic load for the
 // breaker, a CAS for the concurrency slot, an atomic pointer load for the
-// connection set, the balancer's random draws or counter, two clock reads
-// for the latency, a few atomic counters, and for agents that receive
-// later events a pin (a seeded hash and a few atomic operations on the
-// table). A one-agent pipeline's request-headers phase allocates nothing
+// connection set, the balancer's random draws or counter, two monotonic
+// clock reads for the latency, a few atomic counters, and the pin (in the
+// Request; through an Agent's own methods, a seeded hash and a few atomic
+// operations on its table). A one-agent pipeline's request-headers phase allocates nothing
 // beyond the engine.Conn's own round trip when the Request is reused and
 // the call needs no timer of its own (the caller's context ends sooner
 // than the agent's timeout, or has no deadline and the connection was
 // dialled by the pool, which gives it the agent's timeout as its request
 // timeout); a timer costs the allocations of context.WithTimeout. A
 // parallel phase with two or more subscribed agents allocates its
-// goroutines.
+// goroutines. Measured (BenchmarkLayer, a connection that answers at
+// once, 2 shared cores): about 0.2 µs of CPU per request at 1 and at 64
+// in flight.
 //
 // All methods of Pool, Agent and Pipeline are safe for concurrent use. A
 // Request belongs to one request and is used by one phase at a time.

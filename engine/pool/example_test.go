@@ -101,7 +101,7 @@ func Example() {
 		} else {
 			fmt.Printf("%s: %s %d by %s (synthetic %v), tags %v\n", uri, v.Decision.Kind, v.Decision.Status, v.Agent, v.Synthetic, r.Audit.Tags)
 		}
-		route.End(&r, cid)
+		route.End(&r)
 	}
 	st := wafAgent.Stats()
 	fmt.Printf("waf: %d requests, %d allowed, %d blocked, breaker %v\n", st.Requests, st.Decisions.Allow, st.Decisions.Block, st.Breaker)

@@ -378,7 +378,7 @@ func TestFault10kConcurrent(t *testing.T) {
 					t.Errorf("request %s: verdict %+v ops %v", cid, v, r.RequestHeaderOps)
 				}
 			}
-			pl.End(&r, cid)
+			pl.End(&r)
 		}()
 	}
 	close(start)

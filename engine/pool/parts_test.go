@@ -87,12 +87,12 @@ func TestAffinityPinLookupUnpin(t *testing.T) {
 		t.Fatalf("lookup = %d, %v", id, ok)
 	}
 	a.pin(h, 9, 20) // re-pinned in place
-	if id, _ := a.lookup(h, 30); id != 9 || a.pins.Load() != 1 {
-		t.Fatalf("re-pin: id %d, pins %d", id, a.pins.Load())
+	if id, _ := a.lookup(h, 30); id != 9 || a.live(30) != 1 {
+		t.Fatalf("re-pin: id %d, pins %d", id, a.live(30))
 	}
 	a.unpin(h)
-	if _, ok := a.lookup(h, 40); ok || a.pins.Load() != 0 {
-		t.Fatalf("lookup after unpin: %v, pins %d", ok, a.pins.Load())
+	if _, ok := a.lookup(h, 40); ok || a.live(40) != 0 {
+		t.Fatalf("lookup after unpin: %v, pins %d", ok, a.live(40))
 	}
 }
 
@@ -178,8 +178,8 @@ func TestAffinityConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if a.pins.Load() != 0 {
-		t.Fatalf("%d pins left", a.pins.Load())
+	if n := a.live(0); n != 0 {
+		t.Fatalf("%d pins left", n)
 	}
 	t.Logf("refused pins: %d", misses.Load())
 }

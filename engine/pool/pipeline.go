@@ -100,11 +100,12 @@ func NewPipeline(steps []Step, opts ...PipelineOption) (*Pipeline, error) {
 func (pl *Pipeline) Steps() []Step { return append([]Step(nil), pl.steps...) }
 
 // Request carries one HTTP request (or WebSocket stream) through a
-// pipeline: the result of its last phase and its per-agent state. Reuse
-// one Request per request, sequentially (Reset, or End, between
-// requests): with a reused Request the request-headers phase of a
-// one-agent pipeline allocates nothing. A Request must not be used by two
-// phases at once.
+// pipeline: the result of its last phase and its per-agent state (the
+// connection each agent's events are pinned to). Use one Request for all
+// the phases of a request, and reuse it for later requests after End (or
+// Reset): with a reused Request the request-headers phase of a one-agent
+// pipeline allocates nothing. A Request must not be used by two phases at
+// once, nor with two pipelines.
 type Request struct {
 	// Verdicts holds the last phase's verdict of each step, in pipeline
 	// order. A step that a sequential phase did not reach (an earlier
@@ -121,9 +122,7 @@ type Request struct {
 	Audit agentwire.AuditMetadata
 
 	replies []agentwire.AgentResponse // request-headers replies (reused)
-	hp      *Pool                     // pool whose seed made h
-	h       uint64                    // affinity key of the request's correlation id
-	hcid    string
+	pins    []uint32                  // per step: the connection the request is pinned to (0: none)
 	wg      sync.WaitGroup
 }
 
@@ -136,44 +135,39 @@ func (r *Request) Reset() {
 	r.RequestHeaderOps = r.RequestHeaderOps[:0]
 	r.ResponseHeaderOps = r.ResponseHeaderOps[:0]
 	resetAudit(&r.Audit)
-	r.hp, r.h, r.hcid = nil, 0, ""
+	clear(r.pins)
 }
 
 func resetAudit(a *agentwire.AuditMetadata) {
+	if len(a.Tags)+len(a.RuleIDs)+len(a.ReasonCodes) == 0 && a.Custom == nil && !a.Confidence.Valid {
+		return
+	}
 	*a = agentwire.AuditMetadata{Tags: a.Tags[:0], RuleIDs: a.RuleIDs[:0], ReasonCodes: a.ReasonCodes[:0]}
 }
 
-// begin prepares r for a phase of pl on correlation id cid.
-func (r *Request) begin(pl *Pipeline, cid string) {
+// begin prepares r for a phase of pl: every step's verdict is written by
+// the phase (or by unreached, for the steps it did not reach).
+func (r *Request) begin(pl *Pipeline) {
 	n := len(pl.steps)
 	if cap(r.Verdicts) < n {
 		r.Verdicts = make([]engine.Verdict, n)
 	}
 	r.Verdicts = r.Verdicts[:n]
-	for i := range r.Verdicts {
-		r.Verdicts[i] = engine.Verdict{Agent: pl.steps[i].Agent.name}
+	if len(r.pins) != n {
+		// A Request used with another pipeline: its pins mean nothing.
+		r.pins = append(r.pins[:0], make([]uint32, n)...)
 	}
 	r.RequestHeaderOps = r.RequestHeaderOps[:0]
 	r.ResponseHeaderOps = r.ResponseHeaderOps[:0]
 	resetAudit(&r.Audit)
-	if r.hcid != cid {
-		r.hp, r.h, r.hcid = nil, 0, cid
-	}
-	if r.hp == nil {
-		// The affinity key of the first agent's pool, shared by the
-		// agents of that pool (computed before any fan-out).
-		a := pl.steps[0].Agent
-		r.hp, r.h = a.p, a.aff.hash(cid)
-	}
 }
 
-// key returns the affinity key of r's correlation id for agent a, if
-// known (0: the call computes it).
-func (r *Request) key(a *Agent) uint64 {
-	if r.hp == a.p {
-		return r.h
+// unreached gives the steps after i, which a sequential phase did not
+// reach, the zero verdict with their agent's name.
+func (r *Request) unreached(pl *Pipeline, i int) {
+	for j := i + 1; j < len(pl.steps); j++ {
+		r.Verdicts[j] = engine.Verdict{Agent: pl.steps[j].Agent.name}
 	}
-	return 0
 }
 
 // RequestHeaders sends the request's headers to the subscribed agents
@@ -184,7 +178,7 @@ func (r *Request) key(a *Agent) uint64 {
 // call returns.
 func (pl *Pipeline) RequestHeaders(ctx context.Context, r *Request, ev *agentwire.RequestHeadersEvent, opts ...CallOption) engine.Verdict {
 	cid := ev.Metadata.CorrelationID
-	r.begin(pl, cid)
+	r.begin(pl)
 	n := len(pl.steps)
 	if cap(r.replies) < n {
 		r.replies = make([]agentwire.AgentResponse, n)
@@ -198,7 +192,7 @@ func (pl *Pipeline) RequestHeaders(ctx context.Context, r *Request, ev *agentwir
 // agents (in parallel unless WithSequentialHeaders) and returns the merged
 // verdict. It does not release the request's pins: End does.
 func (pl *Pipeline) RequestComplete(ctx context.Context, r *Request, ev *agentwire.RequestCompleteEvent, opts ...CallOption) engine.Verdict {
-	r.begin(pl, ev.CorrelationID)
+	r.begin(pl)
 	pl.fanOut(ctx, r, call{kind: agentwire.EventRequestComplete, cid: ev.CorrelationID, rc: ev}, opts)
 	return pl.merge(r)
 }
@@ -208,7 +202,7 @@ func (pl *Pipeline) RequestComplete(ctx context.Context, r *Request, ev *agentwi
 // that is not allow, or in parallel, the first subscribed step on the
 // calling goroutine.
 func (pl *Pipeline) fanOut(ctx context.Context, r *Request, c call, opts []CallOption) {
-	first := -1
+	first, spawned := -1, false
 	for i := range pl.steps {
 		if !pl.admit(r, i, c.kind, opts) {
 			continue
@@ -216,6 +210,7 @@ func (pl *Pipeline) fanOut(ctx context.Context, r *Request, c call, opts []CallO
 		if pl.sequential {
 			pl.run(ctx, r, i, c, opts)
 			if !r.Verdicts[i].Allowed() {
+				r.unreached(pl, i)
 				return
 			}
 			continue
@@ -225,24 +220,26 @@ func (pl *Pipeline) fanOut(ctx context.Context, r *Request, c call, opts []CallO
 			continue
 		}
 		r.wg.Add(1)
+		spawned = true
 		pl.spawn(ctx, r, i, c, opts)
 	}
 	if first >= 0 {
 		pl.run(ctx, r, first, c, opts)
 	}
-	r.wg.Wait()
+	if spawned {
+		r.wg.Wait()
+	}
 }
 
 // run sends c to step i and records its verdict.
 func (pl *Pipeline) run(ctx context.Context, r *Request, i int, c call, opts []CallOption) {
 	st := &pl.steps[i]
 	res := st.Agent.resolve(c.kind, st.Policy, opts)
-	c.h = r.key(st.Agent)
+	c.pin = &r.pins[i]
 	if c.kind == agentwire.EventRequestHeaders {
-		c.dst = &r.replies[i]
-		c.dst.Reset()
+		c.dst = &r.replies[i] // reset by the connection
 	}
-	r.Verdicts[i] = st.Agent.do(ctx, &c, &res)
+	st.Agent.do(ctx, &c, &res, &r.Verdicts[i])
 }
 
 // spawn runs step i on a goroutine of its own (r.wg counts it).
@@ -269,13 +266,14 @@ func (pl *Pipeline) admit(r *Request, i int, kind int32, opts []CallOption) bool
 // sequence runs one event through the subscribed steps in order, stopping
 // at the first verdict that is not allow.
 func (pl *Pipeline) sequence(ctx context.Context, r *Request, c call, opts []CallOption) engine.Verdict {
-	r.begin(pl, c.cid)
+	r.begin(pl)
 	for i := range pl.steps {
 		if !pl.admit(r, i, c.kind, opts) {
 			continue
 		}
 		pl.run(ctx, r, i, c, opts)
 		if !r.Verdicts[i].Allowed() {
+			r.unreached(pl, i)
 			break
 		}
 	}
@@ -309,28 +307,26 @@ func (pl *Pipeline) WebSocketFrame(ctx context.Context, r *Request, ev *agentwir
 	return pl.sequence(ctx, r, call{kind: agentwire.EventWebSocketFrame, cid: ev.CorrelationID, ws: ev}, opts)
 }
 
-// End releases the request's pins in every agent of the pipeline and
-// resets r. Call it once the request (or WebSocket stream) is over.
-func (pl *Pipeline) End(r *Request, correlationID string) {
+// End ends the request: its pins are released (they live in r) and r is
+// reset for another request. Call it once the request (or WebSocket
+// stream) is over.
+func (pl *Pipeline) End(r *Request) { r.Reset() }
+
+// Cancel asks every agent of the pipeline that saw the request to stop
+// working on it (engine.Conn.Cancel on the connection the request is
+// pinned to, and only there).
+func (pl *Pipeline) Cancel(r *Request, correlationID string, reason agentwire.CancelReason) {
+	if len(r.pins) != len(pl.steps) {
+		return
+	}
 	for i := range pl.steps {
-		a := pl.steps[i].Agent
-		if a.aff.slots.Load() == nil {
+		id := r.pins[i]
+		if id == 0 {
 			continue
 		}
-		h := r.key(a)
-		if h == 0 || r.hcid != correlationID {
-			h = a.aff.hash(correlationID)
+		if m := pl.steps[i].Agent.set.Load().byID(id); m != nil {
+			_ = m.c.Cancel(correlationID, reason)
 		}
-		a.aff.unpin(h)
-	}
-	r.Reset()
-}
-
-// Cancel asks every agent of the pipeline to stop working on the request
-// (Agent.Cancel: on the connection the request is pinned to).
-func (pl *Pipeline) Cancel(correlationID string, reason agentwire.CancelReason) {
-	for i := range pl.steps {
-		_ = pl.steps[i].Agent.Cancel(correlationID, reason)
 	}
 }
 

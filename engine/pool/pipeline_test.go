@@ -217,22 +217,62 @@ func TestPipelineBodyPhases(t *testing.T) {
 	}
 }
 
-// A one-agent pipeline answers with the agent's verdict; End releases the
-// request's pins in every agent.
-func TestPipelineEndReleasesPins(t *testing.T) {
-	pl, agents, _ := pipe(t, nil, allow, allow)
+// Through a pipeline every event of a request goes, for each agent, to
+// the connection that saw its headers (the pin lives in the Request, not
+// in the agent's table); Cancel goes to that connection only; End
+// releases the pins.
+func TestPipelineAffinity(t *testing.T) {
+	p := newTestPool(t)
+	fa, fb := fakes(3), fakes(3)
+	a := addFakes(t, p, "a", fa, WithBalance(BalanceRandom))
+	b := addFakes(t, p, "b", fb, WithBalance(BalanceRoundRobin))
+	pl, err := NewPipeline([]Step{{Agent: a}, {Agent: b}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := testCtx(t)
 	var r Request
-	for i := range 10 {
+	for i := range 20 {
 		cid := fmt.Sprint("r", i)
 		pl.RequestHeaders(ctx, &r, rhEvent(cid))
 		pl.RequestBodyChunk(ctx, &r, &agentwire.BodyChunk{CorrelationID: cid})
-		pl.End(&r, cid)
-	}
-	for _, a := range agents {
-		if n := a.Stats().Pins; n != 0 {
-			t.Fatalf("agent %s: %d pins left", a.Name(), n)
+		pl.ResponseHeaders(ctx, &r, &agentwire.ResponseHeadersEvent{CorrelationID: cid})
+		pl.ResponseBodyChunk(ctx, &r, &agentwire.BodyChunk{CorrelationID: cid, IsLast: true})
+		pl.WebSocketFrame(ctx, &r, &agentwire.WebSocketFrameEvent{CorrelationID: cid})
+		pl.RequestComplete(ctx, &r, &agentwire.RequestCompleteEvent{CorrelationID: cid})
+		pl.Cancel(&r, cid, agentwire.CancelManual)
+		for _, fs := range [][]*fakeLink{fa, fb} {
+			n := 0
+			for _, f := range fs {
+				k := f.kinds(cid)
+				if len(k) == 0 {
+					continue
+				}
+				n++
+				if len(k) != 6 || len(f.cancels) == 0 || f.cancels[len(f.cancels)-1] != cid {
+					t.Fatalf("request %s: %d of 6 events on connection %s, cancels %v", cid, len(k), f.name, f.cancels)
+				}
+			}
+			if n != 1 {
+				t.Fatalf("request %s spread over %d connections of one agent", cid, n)
+			}
 		}
+		pl.End(&r)
+		for _, id := range r.pins {
+			if id != 0 {
+				t.Fatal("End left a pin")
+			}
+		}
+	}
+	cancels := 0
+	for _, f := range append(fa, fb...) {
+		cancels += len(f.cancels)
+	}
+	if cancels != 40 {
+		t.Fatalf("%d cancels sent, want 40 (one per agent and request)", cancels)
+	}
+	if a.Stats().Pins+b.Stats().Pins != 0 {
+		t.Fatal("pipeline requests used the agents' tables")
 	}
 }
 
@@ -272,7 +312,7 @@ func TestPipelineConcurrentRequests(t *testing.T) {
 				if n%2 == 1 && v.Decision.Status != uint16(400+n%100) || n%2 == 0 && !v.Allowed() {
 					bad.Add(1)
 				}
-				pl.End(&r, cid)
+				pl.End(&r)
 			}
 		}()
 	}

@@ -198,8 +198,8 @@ type AgentStats struct {
 	ConnsUp int
 	Healthy bool
 
-	// Pins is the number of live affinity pins (approximate: expired pins
-	// count until their slot is reused); PinsRejected counts pins refused
+	// Pins is the number of live affinity pins (counted by a scan of the
+	// table when Stats is called); PinsRejected counts pins refused
 	// because the table was full around the id, PinsExpired pins found
 	// expired, and AffinityFallbacks events of a pinned request that went
 	// to another connection because the pin was gone or its connection
