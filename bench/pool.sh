@@ -44,11 +44,15 @@ run() {
 # compare NAME A B: benchstat of the variants A and B of NAME's results
 # (their names with A and B removed, so that benchstat pairs them).
 compare() {
-	local name=$1 a=$2 b=$3
-	grep "/$a" "$tmp/$name.txt" | sed "s|/$a||" >"$tmp/$name-$a.txt"
-	grep "/$b" "$tmp/$name.txt" | sed "s|/$b||" >"$tmp/$name-$b.txt"
+	local name=$1 a=$2 b=$3 la lb fa fb
+	la=$(echo "$a" | tr '/=' '__')
+	lb=$(echo "$b" | tr '/=' '__')
+	fa="$tmp/$name-$la.txt"
+	fb="$tmp/$name-$lb.txt"
+	grep "/$a/" "$tmp/$name.txt" | sed "s|/$a/|/|" >"$fa"
+	grep "/$b/" "$tmp/$name.txt" | sed "s|/$b/|/|" >"$fb"
 	echo "== $name: $a vs $b"
-	"$BENCHSTAT" "$a=$tmp/$name-$a.txt" "$b=$tmp/$name-$b.txt" || true
+	"$BENCHSTAT" "$la=$fa" "$lb=$fb" || true
 }
 
 for w in $WHAT; do

@@ -95,18 +95,15 @@ func runInFlight[S any](b *testing.B, inflight int, mk func() S, do func(s S, ev
 
 // benchPool returns a pool agent over conns connections to each of the
 // endpoints, ready, and a one-step pipeline of it.
-func benchPool(b *testing.B, name string, conns int, paths ...string) (*Agent, *Pipeline) {
+func benchPool(b *testing.B, name string, conns int, path string, opts ...AgentOption) (*Agent, *Pipeline) {
 	b.Helper()
 	p, err := New()
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = p.Close() })
-	var eps []Endpoint
-	for _, path := range paths {
-		eps = append(eps, Endpoint{Address: "unix://" + path, Conns: conns})
-	}
-	a, err := p.AddAgent(name, WithEndpoints(eps...), WithConcurrency(4096, 0), WithTimeout(30*time.Second))
+	opts = append([]AgentOption{WithEndpoint("unix://"+path, conns), WithConcurrency(4096, 0), WithTimeout(30 * time.Second)}, opts...)
+	a, err := p.AddAgent(name, opts...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -185,6 +182,10 @@ func BenchmarkConns(b *testing.B) {
 			runInFlight(b, 256, func() *Request { return new(Request) }, pipelineCall(pl))
 		})
 	}
+	_, rr := benchPool(b, "bench-rr", 4, path, WithBalance(BalanceRoundRobin))
+	b.Run("pool-rr/conns=4/inflight=256", func(b *testing.B) {
+		runInFlight(b, 256, func() *Request { return new(Request) }, pipelineCall(rr))
+	})
 }
 
 func BenchmarkFanOut(b *testing.B) {
