@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -564,5 +565,54 @@ func TestPoolDrain(t *testing.T) {
 	}
 	if _, err := p.AddAgent("c"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("AddAgent after Drain: %v", err)
+	}
+}
+
+// One agent's pool over two transports at once: gRPC over loopback TCP
+// and the Unix-socket protocol; calls are spread over both.
+func TestMixedTransports(t *testing.T) {
+	h := newGateAgent()
+	srv := agent.NewServer(h, agent.WithAgentID("mixed"))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.ServeGRPC(ln) }()
+	defer func() { _ = srv.Close(); <-done }()
+	ua := startUDSAgent(t, h)
+	p := newTestPool(t)
+	a, err := p.AddAgent("mixed", WithBalance(BalanceRoundRobin), WithEndpoints(
+		Endpoint{Address: "grpc://" + ln.Addr().String(), Conns: 2, Options: []engine.Option{engine.WithInsecure()}},
+		Endpoint{Address: ua.endpoint(), Conns: 2},
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	if err := a.WaitReady(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		cid := fmt.Sprint("m", i)
+		if v := a.RequestHeaders(ctx, rhEvent(cid), nil); v.Synthetic {
+			t.Fatalf("verdict %+v", v)
+		}
+		if v := a.ResponseHeaders(ctx, &agentwire.ResponseHeadersEvent{CorrelationID: cid, Status: 200}); v.Synthetic {
+			t.Fatalf("verdict %+v", v)
+		}
+		a.End(cid)
+	}
+	encodings := map[string]int{}
+	for _, c := range a.Conns() {
+		encodings[c.Encoding()]++
+	}
+	for _, cs := range a.ConnStats() {
+		if cs.Requests != 20 {
+			t.Fatalf("connection %d (%s): %d calls, want 20 of 80", cs.ID, cs.Endpoint, cs.Requests)
+		}
+	}
+	if encodings[engine.EncodingProtobuf] != 2 || encodings[agentwire.EncodingJSON] != 2 {
+		t.Fatalf("encodings %v", encodings)
 	}
 }

@@ -279,7 +279,9 @@ func WithBalance(b Balance) AgentOption {
 // WithTimeout bounds every call to the agent (default DefaultTimeout),
 // including the wait for a concurrency slot. A caller's earlier deadline
 // wins. It is also the request timeout of the connections the pool dials,
-// so that a call whose context has no deadline costs no timer of its own.
+// so that a call whose context has no deadline costs no timer of its own:
+// the connection enforces the timeout (stretched, as the engine does, by
+// the timeout multiplier of an agent that reports DEGRADED).
 func WithTimeout(d time.Duration) AgentOption {
 	return agentOptionFunc(func(o *agentOptions) error {
 		if d <= 0 {

@@ -155,7 +155,8 @@ func (c *callCounters) reasonsSnapshot() ReasonCounts {
 // Pins and Breaker are current values.
 type AgentStats struct {
 	Name string
-	// InFlight is the number of calls holding a concurrency slot.
+	// InFlight is the number of calls in progress (waiting for a
+	// concurrency slot or on a connection).
 	InFlight int64
 	// Requests counts calls made through the agent (every event kind),
 	// including those answered synthetically without reaching it.
