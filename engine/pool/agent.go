@@ -409,7 +409,8 @@ func (a *Agent) do(ctx context.Context, c *call, r *resolved, out *engine.Verdic
 			a.saturated.Add(1)
 			switch {
 			case ctx.Err() != nil:
-				*out = a.synthetic(r.policy, engine.ReasonOf(err), err)
+				// The caller gave up (or its deadline passed) while waiting.
+				*out = a.synthetic(r.policy, engine.ReasonOf(err), &Error{Kind: ErrSaturated, Agent: a.name, Detail: "while waiting for a concurrency slot", Err: err})
 				return
 			case errors.Is(err, context.DeadlineExceeded) && cctx.Err() != nil:
 				*out = a.synthetic(r.policy, engine.ReasonTimeout, &Error{Kind: ErrSaturated, Agent: a.name, Detail: "no concurrency slot within the call's timeout", Err: err})

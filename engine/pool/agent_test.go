@@ -325,18 +325,29 @@ func TestAgentConcurrencyLimit(t *testing.T) {
 	}
 	v = a.RequestHeaders(ctx, rhEvent("third"), new(agentwire.AgentResponse), WithCallTimeout(10*time.Millisecond))
 	checkVerdict(t, v, false, true, engine.ReasonTimeout, 504)
+	// A caller that gives up while waiting: canceled, never the breaker's.
+	cctx, ccancel := context.WithCancel(ctx)
+	go func() {
+		waitFor(t, "the caller to queue", func() bool { return a.Stats().QueueWaits == 3 })
+		ccancel()
+	}()
+	v = a.RequestHeaders(cctx, rhEvent("gives-up"), nil)
+	checkVerdict(t, v, false, true, engine.ReasonCanceled, 503)
+	if !errors.Is(v.Err, context.Canceled) || !errors.Is(v.Err, ErrSaturated) {
+		t.Fatalf("err %v", v.Err)
+	}
 	// A waiter gets the slot as soon as one frees.
 	done := make(chan engine.Verdict)
 	go func() {
 		done <- a.RequestHeaders(ctx, rhEvent("waiter"), new(agentwire.AgentResponse), WithCallPolicy(engine.FailurePolicy{}))
 	}()
-	waitFor(t, "the waiter to queue", func() bool { return a.Stats().QueueWaits == 3 })
+	waitFor(t, "the waiter to queue", func() bool { return a.Stats().QueueWaits == 4 })
 	close(release)
 	if v := <-done; v.Synthetic {
 		t.Fatalf("waiter: %+v", v)
 	}
 	wg.Wait()
-	if st := a.Stats(); st.Saturated != 2 || a.lim.inUse() != 0 {
+	if st := a.Stats(); st.Saturated != 3 || a.lim.inUse() != 0 || a.Breaker() != BreakerClosed {
 		t.Fatalf("saturated %d, slots in use %d", st.Saturated, a.lim.inUse())
 	}
 }
