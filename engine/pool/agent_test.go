@@ -588,3 +588,48 @@ func TestAgentNilEvent(t *testing.T) {
 		t.Fatal("a nil event reached the agent or the breaker")
 	}
 }
+
+// Refused options and names are configuration errors; an agent name is
+// unique; a removed agent answers its pipelines with ErrClosed.
+func TestPoolConfiguration(t *testing.T) {
+	if _, err := New(WithHealthCheckInterval(0)); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("New: %v", err)
+	}
+	p := newTestPool(t)
+	for _, opt := range []AgentOption{
+		WithEndpoint("", 1), WithEndpoint("unix:///a", -1), WithEndpoints(Endpoint{Address: "x", Weight: 5000}),
+		WithBalance(Balance(99)), WithTimeout(0), WithPhaseTimeout(9, time.Second), WithPhaseTimeout(1, -1),
+		WithFailurePolicy(engine.FailurePolicy{Mode: 7}), WithBreaker(BreakerConfig{FailureThreshold: 300}),
+		WithBreaker(BreakerConfig{OpenDuration: time.Microsecond}), WithConcurrency(0, 0), WithFlowControl(9, 0),
+		WithEvents(0), WithBodyLimits(0, 1), WithAffinity(0, time.Second), WithAffinity(1, 0),
+	} {
+		if _, err := p.AddAgent("bad", opt); !errors.Is(err, ErrInvalidConfig) {
+			t.Fatalf("AddAgent accepted a bad option: %v", err)
+		}
+	}
+	if _, err := p.AddAgent(""); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("empty name: %v", err)
+	}
+	a, err := p.AddAgent("waf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.AddAgent("waf"); !errors.Is(err, ErrDuplicateAgent) {
+		t.Fatalf("duplicate: %v", err)
+	}
+	if p.Agent("waf") != a || len(p.Agents()) != 1 {
+		t.Fatal("lookup")
+	}
+	pl, _ := NewPipeline([]Step{{Agent: a}})
+	if err := p.RemoveAgent(testCtx(t), "waf"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.RemoveAgent(testCtx(t), "waf"); !errors.Is(err, ErrUnknownAgent) {
+		t.Fatalf("second removal: %v", err)
+	}
+	var r Request
+	v := pl.RequestHeaders(testCtx(t), &r, rhEvent("x"))
+	if v.Reason != engine.ReasonUnavailable || !errors.Is(v.Err, ErrClosed) {
+		t.Fatalf("removed agent: %+v", v)
+	}
+}
