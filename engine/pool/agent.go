@@ -542,17 +542,25 @@ func (a *Agent) attempt(ctx, cctx context.Context, c *call, r *resolved, bounded
 			break
 		}
 		t.add(m)
+		if !m.enter() {
+			// Taken out of the pool since the set was read: not sent.
+			lastErr = a.errNoConn
+			if t.n == maxAttempts {
+				break
+			}
+			s = a.set.Load()
+			continue
+		}
 		if !bounded && timer.cancel == nil && needTimer(cctx, r.timeout, m) {
 			cctx = timer.bound(cctx, r.timeout)
 		}
 		m.ctr.requests.Add(1)
-		m.ctr.inFlight.Add(1)
 		if t.n > 1 {
 			t0 = time.Since(a.p.epoch) // a retry: its own latency
 		}
 		reply, err = invoke(cctx, m, c)
 		lat := time.Since(a.p.epoch) - t0
-		m.ctr.inFlight.Add(-1)
+		m.exit()
 		if err == nil {
 			m.observe(lat)
 			a.ctr.latency.observe(lat)
@@ -718,7 +726,7 @@ func (a *Agent) addMember(c link, src ConnSource, endpoint string, weight int, r
 	if id == 0 {
 		id = a.newID()
 	}
-	m := &member{id: id, c: c, endpoint: endpoint, source: src, weight: max(weight, 1), reqTimeout: reqTimeout}
+	m := &member{id: id, c: c, endpoint: endpoint, source: src, weight: max(weight, 1), reqTimeout: reqTimeout, idle: make(chan struct{}, 1)}
 	h := c.Health()
 	m.state.Store(uint32(stateOf(h)))
 	if h.Connected {
@@ -798,10 +806,22 @@ func (a *Agent) RemoveConn(ctx context.Context, c *engine.Conn) error {
 			m = x
 		}
 	}
-	if m == nil || !a.removeMember(m, ConnDraining) {
+	if m == nil {
 		return configErr("connection not in the agent's pool")
 	}
-	err := m.c.Drain(ctx)
+	return a.removeConn(ctx, m)
+}
+
+func (a *Agent) removeConn(ctx context.Context, m *member) error {
+	if !a.removeMember(m, ConnDraining) {
+		return configErr("connection not in the agent's pool")
+	}
+	// Calls that chose it before it left are waited for here: one that
+	// reached the connection only after its Drain closed it would fail.
+	err := m.waitIdle(ctx)
+	if err == nil {
+		err = m.c.Drain(ctx)
+	}
 	if err != nil {
 		_ = m.c.Close()
 	}

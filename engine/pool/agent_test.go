@@ -633,3 +633,62 @@ func TestPoolConfiguration(t *testing.T) {
 		t.Fatalf("removed agent: %+v", v)
 	}
 }
+
+// Removing a connection waits for the calls on it before draining it; a
+// call that chose it from a set read before it left goes elsewhere.
+func TestAgentRemoveConnWaitsForCalls(t *testing.T) {
+	p := newTestPool(t)
+	fs := fakes(2)
+	release := make(chan struct{})
+	var entered atomic.Int64
+	fs[0].handle = func(context.Context, int32, string) (*agentwire.AgentResponse, error) {
+		entered.Add(1)
+		<-release
+		return nil, nil
+	}
+	a := addFakes(t, p, "waf", fs, WithBalance(BalanceRoundRobin))
+	ctx := testCtx(t)
+	m0 := a.set.Load().list[0]
+	done := make(chan engine.Verdict)
+	go func() {
+		for {
+			// Round robin: the call that lands on fs[0] blocks there.
+			v := a.RequestHeaders(ctx, rhEvent("held"), nil)
+			if entered.Load() > 0 {
+				done <- v
+				return
+			}
+		}
+	}()
+	waitFor(t, "a call held on the first connection", func() bool { return entered.Load() == 1 })
+	removed := make(chan error)
+	go func() { removed <- a.removeConn(ctx, m0) }()
+	waitFor(t, "the connection to leave the set", func() bool { return len(a.set.Load().list) == 1 })
+	fs[0].mu.Lock()
+	drained := fs[0].drained
+	fs[0].mu.Unlock()
+	if drained {
+		t.Fatal("the connection was drained with a call in flight on it")
+	}
+	close(release)
+	if v := <-done; v.Synthetic {
+		t.Fatalf("held call: %+v", v)
+	}
+	if err := <-removed; err != nil || !fs[0].drained {
+		t.Fatalf("removeConn: %v, drained %v", err, fs[0].drained)
+	}
+
+	// A stale set that still lists a member that left: calls move on.
+	p2 := newTestPool(t)
+	gs := fakes(2)
+	b := addFakes(t, p2, "b", gs, WithBalance(BalanceRoundRobin))
+	b.set.Load().list[0].gone.Store(true)
+	for i := range 10 {
+		if v := b.RequestHeaders(ctx, rhEvent(fmt.Sprint(i)), nil); v.Synthetic {
+			t.Fatalf("verdict %+v", v)
+		}
+	}
+	if gs[0].calls.Load() != 0 || gs[1].calls.Load() != 10 {
+		t.Fatalf("calls %d / %d: a member that left was called", gs[0].calls.Load(), gs[1].calls.Load())
+	}
+}

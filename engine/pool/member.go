@@ -45,6 +45,44 @@ type member struct {
 	gone  atomic.Bool   // taken out of its agent: the state is final
 	ewma  atomic.Int64  // latency moving average, ns
 	ctr   callCounters
+	// idle is signalled when the last call on a member that is gone ends
+	// (RemoveConn waits for it before draining the connection).
+	idle chan struct{}
+}
+
+// enter counts a call on m; it reports false when m left its agent
+// meanwhile (the call must go elsewhere). A remover sets gone and then
+// waits for the count to drop to zero, so a call either sees gone here or
+// is waited for.
+func (m *member) enter() bool {
+	m.ctr.inFlight.Add(1)
+	if m.gone.Load() {
+		m.exit()
+		return false
+	}
+	return true
+}
+
+// exit ends a call counted by enter.
+func (m *member) exit() {
+	if m.ctr.inFlight.Add(-1) == 0 && m.gone.Load() {
+		select {
+		case m.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// waitIdle waits until no call is on m (m must be gone), or ctx ends.
+func (m *member) waitIdle(ctx context.Context) error {
+	for m.ctr.inFlight.Load() > 0 {
+		select {
+		case <-m.idle:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 func (m *member) up() bool { return ConnState(m.state.Load()) == ConnUp }
