@@ -109,6 +109,9 @@ func (a *Agent) dialLoop(d *dialSlot, opts []engine.Option) {
 // is not up, not ready, or rejected this attempt); other errors are
 // refused options or endpoints.
 func retryable(err error) bool {
+	if errors.Is(err, engine.ErrInvalidConfig) {
+		return false
+	}
 	var e *engine.Error
 	return errors.As(err, &e) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }

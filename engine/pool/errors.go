@@ -3,6 +3,8 @@ package pool
 import (
 	"errors"
 	"strings"
+
+	"github.com/agentwire/agentwire/engine"
 )
 
 // Error kinds of this package. The errors in synthetic verdicts made by
@@ -11,7 +13,9 @@ import (
 // the engine's (engine.ErrTimeout, engine.ErrConnectionLost, ...).
 var (
 	// ErrInvalidConfig: an option, endpoint or pipeline step was refused.
-	ErrInvalidConfig = errors.New("agentwire: invalid pool configuration")
+	// It is engine.ErrInvalidConfig, so one errors.Is covers the pool's
+	// and the connections' configuration errors.
+	ErrInvalidConfig = engine.ErrInvalidConfig
 	// ErrBreakerOpen: the agent's circuit breaker refused the call.
 	ErrBreakerOpen = errors.New("agentwire: agent circuit breaker open")
 	// ErrNoConnection: the agent has no connection that takes calls (none

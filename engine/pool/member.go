@@ -148,6 +148,11 @@ func refusal(err error) (refused bool, state ConnState) {
 		// Connection-wide pause, a per-request pause or the in-flight cap
 		// the agent set: the snapshot tells (the caller checks it).
 		return true, ConnPaused
+	case errors.Is(err, engine.ErrSaturated) && !errors.Is(err, engine.ErrTimeout) && !errors.Is(err, engine.ErrCanceled):
+		// The connection's agent has its announced max_concurrency in
+		// flight and the Conn fails fast (engine.WithSaturation): nothing
+		// was sent and the connection stays up; another may have room.
+		return true, ConnUp
 	case errors.Is(err, engine.ErrConnectionLost):
 		return false, ConnDown
 	case errors.Is(err, engine.ErrClosed):
