@@ -61,7 +61,8 @@ type config struct {
 	decodeErr      agentwire.Decision
 	grpcOpts       []grpc.ServerOption
 	grpcWindow     int
-	uds            udsConfig // Unix-socket and reverse-connection settings (uds_options.go)
+	uds            udsConfig   // Unix-socket and reverse-connection settings (uds_options.go)
+	tracing        traceConfig // WithTracerProvider (trace.go)
 }
 
 func defaultConfig() config {

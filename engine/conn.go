@@ -841,6 +841,9 @@ func (e *event) encode(t transport) (mem.Buffer, error) {
 // call runs one request/reply exchange for ev into dst. A failure is
 // returned as an error of its own carrying cid (see withCID).
 func (c *Conn) call(ctx context.Context, cid string, ev event, dst *agentwire.AgentResponse) error {
+	if tr := c.opts.tracing.tracer; tr != nil {
+		return c.tracedCall(ctx, tr, cid, ev, dst)
+	}
 	if err := c.roundTrip(ctx, cid, ev, dst); err != nil {
 		return withCID(err, cid)
 	}
@@ -858,6 +861,13 @@ func (c *Conn) roundTrip(ctx context.Context, cid string, ev event, dst *agentwi
 		defer cancel()
 	}
 	defer c.leave(s)
+	if ev.kind == agentwire.EventRequestHeaders && ev.rh.Metadata.Traceparent == "" {
+		// The trace context of ctx goes into a copy of the event (trace.go).
+		if te := withTraceparent(ctx, ev.rh); te != nil {
+			defer te.release()
+			ev.rh = &te.ev
+		}
+	}
 	if s.ew != nil && ev.kind == agentwire.EventRequestHeaders {
 		// The writer encodes the event straight into its write buffer
 		// (see eventWriter): the queued outbound is the pending itself,

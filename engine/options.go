@@ -99,7 +99,8 @@ type options struct {
 	uds              udsOptions // binary Unix-socket transport (uds_options.go)
 	failurePolicy    FailurePolicy
 	agentName        string
-	endpoint         string // as given to Dial; names the agent in verdicts
+	endpoint         string       // as given to Dial; names the agent in verdicts
+	tracing          traceOptions // WithTracerProvider (trace.go)
 
 	// set records which transport-specific options were given (see
 	// checkTransport).
@@ -173,6 +174,9 @@ func (o *options) validate() error {
 		return configErr("liveness ping needs a positive interval and timeout")
 	case len(o.agentConfig) > 0 && !json.Valid(o.agentConfig):
 		return configErr("agent config is not valid JSON")
+	}
+	if err := o.tracing.validate(); err != nil {
+		return err
 	}
 	return o.uds.validate()
 }
