@@ -3,7 +3,6 @@ package agent
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"slices"
@@ -69,7 +68,7 @@ func defaultConfig() config {
 	return config{
 		agentID:        DefaultAgentID,
 		maxConcurrency: DefaultMaxConcurrency,
-		logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		logger:         slog.New(slog.DiscardHandler),
 		maxRecv:        DefaultMaxMessageSize,
 		maxSend:        DefaultMaxMessageSize,
 		errDecision:    agentwire.Allow(),
@@ -159,7 +158,10 @@ func WithMaxConcurrency(n int) Option {
 	})
 }
 
-// WithLogger sets the logger. Default: discard everything.
+// WithLogger sets the logger. Default: discard everything (a handler
+// enabled at no level). At Debug the server logs each connection or stream
+// established and ended; nothing is logged per request except handler
+// failures.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) error {
 		if l == nil {

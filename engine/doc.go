@@ -380,6 +380,15 @@
 // depends on the OpenTelemetry API (go.opentelemetry.io/otel/trace), never
 // on its SDK. See trace.go.
 //
+// # Logging
+//
+// WithLogger's logger (discard by default) gets the connection's life
+// cycle: at Debug each dial and handshake, every reconnect attempt with
+// its cause and backoff, state changes and drains; at Info a connection
+// made or made again; at Warn a connection lost and the first failed
+// attempt of a series. Nothing is logged per request (replies, timeouts,
+// cancellations: see Stats).
+//
 // # Transports
 //
 // The core talks to a small unexported transport interface (encoders used

@@ -3,7 +3,6 @@ package engine
 import (
 	"crypto/tls"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"math"
 	"time"
@@ -122,7 +121,7 @@ func defaultOptions() options {
 		proxyVersion:     DefaultProxyVersion,
 		maxSend:          DefaultMaxMessageSize,
 		maxRecv:          DefaultMaxMessageSize,
-		logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
+		logger:           discardLogger(),
 		backoffBase:      DefaultReconnectBase,
 		backoffMax:       DefaultReconnectMax,
 		failFast:         true,
@@ -260,8 +259,10 @@ func WithMaxSendSize(n int) Option { return optionFunc(func(o *options) { o.maxS
 // ErrConnectionLost and the Conn reconnects. Every transport.
 func WithMaxRecvSize(n int) Option { return optionFunc(func(o *options) { o.maxRecv = n }) }
 
-// WithLogger sets the logger (default: discard). The Conn logs connection
-// events, never per request above Debug. Every transport.
+// WithLogger sets the logger (default: discard, a handler enabled at no
+// level). The Conn logs its connection's life cycle, with the endpoint as
+// attribute "agent" (see Logging in the package documentation), never a
+// line per request. Every transport.
 func WithLogger(l *slog.Logger) Option { return optionFunc(func(o *options) { o.logger = l }) }
 
 // WithFlowControl selects what calls do while the agent's flow control holds
