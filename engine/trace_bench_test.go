@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/agentwire/agentwire"
 )
@@ -45,5 +46,30 @@ func benchTraceOff(b *testing.B, c *Conn) {
 		if err := c.RequestHeadersInto(ctx, &ev, dst); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkTraceparentLookup is the work the trace support adds to a
+// request-headers call: "off" is the whole cost with tracing off (the
+// context lookup of a span context that is not there, through a
+// cancellable context with a deadline as a gateway's would be), "on" the
+// propagation (pooled event copy, traceparent formatted, copy recycled).
+func BenchmarkTraceparentLookup(b *testing.B) {
+	ev := benchEvent("lookup")
+	ev.Metadata.Traceparent = ""
+	base, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+	}{{"off", base}, {"on", ContextWithTraceparent(base, sampleTP)}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if te := withTraceparent(tc.ctx, &ev); te != nil {
+					te.release()
+				}
+			}
+		})
 	}
 }
