@@ -34,10 +34,9 @@ type reqCtx struct {
 	afters     []*reqAfter
 
 	// remote is the remote span context of the request's traceparent,
-	// answered to trace.SpanFromContext when hasRemote (trace.go). Set
+	// answered to trace.SpanFromContext when remote.set (trace.go). Set
 	// before the handler runs, never changed afterwards.
-	remote    remoteSpan
-	hasRemote bool
+	remote remoteSpan
 }
 
 type reqAfter struct{ f func() }
@@ -50,7 +49,7 @@ func (c *reqCtx) Deadline() (time.Time, bool) { return c.parent.Deadline() }
 // Value returns the parent's value for key, or the request's remote span
 // for package trace's span key.
 func (c *reqCtx) Value(key any) any {
-	if c.hasRemote && key == spanKey {
+	if c.remote.set && key == spanKey {
 		return trace.Span(&c.remote)
 	}
 	return c.parent.Value(key)

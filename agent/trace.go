@@ -91,8 +91,7 @@ func remoteParent(x *exchange) {
 		return
 	}
 	if x.rc != nil && spanKey != nil {
-		x.rc.remote = remoteSpan{sc: sc}
-		x.rc.hasRemote = true
+		x.rc.remote = remoteSpan{tid: sc.TraceID(), sid: sc.SpanID(), flags: sc.TraceFlags(), set: true}
 		return
 	}
 	x.ctx = trace.ContextWithRemoteSpanContext(x.ctx, sc)
@@ -126,16 +125,23 @@ func (p *keyProbe) Value(k any) any {
 }
 
 // remoteSpan is the non-recording span that carries a remote span context
-// in a reqCtx (what trace.ContextWithRemoteSpanContext wraps sc in).
+// in a reqCtx (what trace.ContextWithRemoteSpanContext wraps it in). It
+// keeps the ids and flags only (a traceparent has no trace state): 48
+// bytes in every reqCtx instead of a whole SpanContext.
 type remoteSpan struct {
 	embedded.Span
-	sc trace.SpanContext
+	tid   trace.TraceID
+	sid   trace.SpanID
+	flags trace.TraceFlags
+	set   bool // the reqCtx answers trace.SpanFromContext with it
 }
 
 var _ trace.Span = (*remoteSpan)(nil)
 
 // SpanContext returns the remote span context.
-func (s *remoteSpan) SpanContext() trace.SpanContext { return s.sc }
+func (s *remoteSpan) SpanContext() trace.SpanContext {
+	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: s.tid, SpanID: s.sid, TraceFlags: s.flags, Remote: true})
+}
 
 // IsRecording returns false: nothing is recorded.
 func (*remoteSpan) IsRecording() bool { return false }
