@@ -18,6 +18,7 @@ type logCapture struct {
 	mu      *sync.Mutex
 	records *[]logRecord
 	attrs   []slog.Attr
+	added   chan struct{} // signalled after each record
 }
 
 type logRecord struct {
@@ -27,7 +28,7 @@ type logRecord struct {
 }
 
 func newLogCapture() logCapture {
-	return logCapture{mu: new(sync.Mutex), records: new([]logRecord)}
+	return logCapture{mu: new(sync.Mutex), records: new([]logRecord), added: make(chan struct{}, 1)}
 }
 
 func (h logCapture) Enabled(context.Context, slog.Level) bool { return true }
@@ -44,7 +45,29 @@ func (h logCapture) Handle(_ context.Context, r slog.Record) error {
 	h.mu.Lock()
 	*h.records = append(*h.records, rec)
 	h.mu.Unlock()
+	select {
+	case h.added <- struct{}{}:
+	default:
+	}
 	return nil
+}
+
+// wait waits until a record from index from on contains msg, and returns
+// the records then.
+func (h logCapture) wait(t *testing.T, from int, msg string) []logRecord {
+	t.Helper()
+	timeout := time.After(testTimeout)
+	for {
+		recs := h.snapshot()
+		if _, i := find(recs, from, msg); i >= 0 {
+			return recs
+		}
+		select {
+		case <-h.added:
+		case <-timeout:
+			t.Fatalf("no %q line:\n%s", msg, dumpLogs(recs[min(from, len(recs)):]))
+		}
+	}
 }
 
 func (h logCapture) WithAttrs(as []slog.Attr) slog.Handler {
@@ -111,9 +134,8 @@ func TestLifecycleLogs(t *testing.T) {
 	if i < 0 || j < 0 || hs.level != slog.LevelDebug || hs.attrs["encoding"] != "json" || hs.attrs["agent"] != "unix://"+path {
 		t.Fatalf("connect: no dial then handshake line:\n%s", dumpLogs(recs))
 	}
-	if _, k := find(alog.snapshot(), 0, "connection established"); k < 0 {
-		t.Fatalf("agent: no connection line:\n%s", dumpLogs(alog.snapshot()))
-	}
+	// The agent logs it after sending its handshake answer.
+	alog.wait(t, 0, "connection established")
 
 	// Under load, at Debug: no line per request, on either side.
 	nEngine, nAgent := len(elog.snapshot()), len(alog.snapshot())
@@ -146,7 +168,8 @@ func TestLifecycleLogs(t *testing.T) {
 	waitState(t, states, StateReconnecting)
 	startUDSAgentAt(t, path, agent.BaseHandler{})
 	waitState(t, states, StateConnected)
-	recs = elog.snapshot()
+	// The Info line follows the state change.
+	recs = elog.wait(t, mark, "reconnected to agent")
 	lost, i := find(recs, mark, "connection to agent lost")
 	if i < 0 || lost.level != slog.LevelWarn || lost.attrs["err"] == "" {
 		t.Fatalf("reconnect: no loss line with its cause:\n%s", dumpLogs(recs[mark:]))
