@@ -60,7 +60,7 @@ func TestRemoteSpanInReqCtx(t *testing.T) {
 	}
 	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 	var slab reqCtxSlab
-	parent := context.WithValue(context.Background(), struct{}{}, "v")
+	parent := context.WithValue(context.Background(), testKey("parent"), "v")
 	x := &exchange{kind: kindRequestHeaders}
 	x.reqHeaders.Metadata.Traceparent = tp
 	allocs.AtMost(t, "request context with a remote span context", slabSize*100, 1.0/slabSize, func() {
@@ -72,12 +72,15 @@ func TestRemoteSpanInReqCtx(t *testing.T) {
 		}
 		rc.cancel(context.Canceled)
 	})
-	derived, cancel := context.WithCancel(context.WithValue(x.ctx, "k", 1))
+	derived, cancel := context.WithCancel(context.WithValue(x.ctx, testKey("k"), 1))
 	defer cancel()
 	if sc := trace.SpanContextFromContext(derived); sc.TraceID().String() != "0af7651916cd43dd8448eb211c80319c" || !sc.IsRemote() {
 		t.Fatalf("derived context: span context %v", sc)
 	}
-	if derived.Value(struct{}{}) != "v" {
+	if derived.Value(testKey("parent")) != "v" {
 		t.Fatal("parent values lost")
 	}
 }
+
+// testKey is a context key type of the tests.
+type testKey string

@@ -286,7 +286,7 @@ func wantAttrs(t *testing.T, what string, s sdktrace.ReadOnlySpan, want map[stri
 	t.Helper()
 	got := map[string]string{}
 	for _, kv := range s.Attributes() {
-		got[string(kv.Key)] = kv.Value.Emit()
+		got[string(kv.Key)] = kv.Value.String()
 	}
 	for k, v := range want {
 		if got[k] != v {
