@@ -222,13 +222,32 @@ func (s *Server) end(t *inflightTable, x *exchange) {
 // invoke calls the handler for x and completes x.resp: on error or panic
 // the reply is replaced by the error decision and tagged (handlerFailed);
 // processing_time_ms is set.
+//
+// The handler's context carries the remote span context of a
+// request-headers event's traceparent, and the server span with
+// WithTracerProvider (trace.go).
 func (s *Server) invoke(x *exchange) {
+	if x.kind == kindRequestHeaders && x.reqHeaders.Metadata.Traceparent != "" {
+		remoteParent(x)
+	}
+	if tr := s.cfg.tracing.tracer; tr != nil {
+		s.tracedInvoke(tr, x)
+		return
+	}
+	s.invokeHandler(x)
+}
+
+// invokeHandler is invoke without tracing; it reports whether the handler
+// failed, and whether by a panic.
+func (s *Server) invokeHandler(x *exchange) (failed, panicked bool) {
 	start := time.Now()
-	if panicked, err := s.call(x); err != nil {
+	panicked, err := s.call(x)
+	if err != nil {
 		s.handlerFailed(x, err, panicked)
 	}
 	x.resp.CorrelationID = x.cid
 	x.resp.ProcessingTimeMS = agentwire.Some(uint64(time.Since(start).Milliseconds()))
+	return err != nil, panicked
 }
 
 // call runs the handler method for x.kind, turning a panic into an error

@@ -177,6 +177,19 @@
 // down; WithStopOnRejection returns a *RegistrationRejectedError instead of
 // retrying a rejection.
 //
+// # Tracing
+//
+// The handler's context of a request-headers event carries the remote
+// OpenTelemetry span context of its metadata.traceparent (W3C):
+// trace.SpanContextFromContext(ctx) returns it, with IsRemote true, on
+// every transport, at no allocation on streams and Unix-socket
+// connections. Other events carry no traceparent (SPEC 2.1) and the server
+// keeps no state between the events of a request, so their contexts carry
+// no span context; the W3C tracestate has no field in the schema.
+// WithTracerProvider adds a server span per event (a child of the remote
+// span context for request headers) with the agent id, event kind,
+// correlation id, decision and outcome as attributes. See trace.go.
+//
 // # Lifecycle
 //
 // Drain announces HealthDraining, refuses new streams and waits for quiet;

@@ -36,6 +36,7 @@ var invalidOptions = []struct {
 	{"unknown event code", WithSupportedEvents(agentwire.EventRequestHeaders, 42)},
 	{"UDS configure code", WithSupportedEvents(agentwire.EventConfigureUDS)},
 	{"repeated event code", WithSupportedEvents(agentwire.EventRequestHeaders, agentwire.EventRequestHeaders)},
+	{"nil tracer provider", WithTracerProvider(nil)},
 }
 
 // TestInvalidConfigKind: every option validation error of NewServer (its

@@ -176,6 +176,7 @@ func (s *Server) processStream(ss grpc.ServerStream) error {
 		delete(s.streams, st)
 		s.mu.Unlock()
 		s.wg.Done()
+		s.log.LogAttrs(context.Background(), slog.LevelDebug, "agentwire: stream ended", slog.String("transport", "grpc"))
 	}()
 
 	go st.writer()
@@ -379,6 +380,10 @@ func (st *procStream) handle(m *pb.ProxyToAgent) error {
 			}
 		}
 		s.mu.Unlock()
+		if err == nil {
+			s.log.LogAttrs(st.ctx, slog.LevelDebug, "agentwire: stream established", slog.String("transport", "grpc"),
+				slog.String("proxy_id", req.ProxyID))
+		}
 		return nil // on err the stream is closing
 	case *pb.ProxyToAgent_Ping:
 		pong := &pb.Pong{Sequence: x.Ping.GetSequence(), PingTimestampMs: x.Ping.GetTimestampMs(), TimestampMs: nowMS()}

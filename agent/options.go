@@ -3,7 +3,6 @@ package agent
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"slices"
@@ -61,14 +60,15 @@ type config struct {
 	decodeErr      agentwire.Decision
 	grpcOpts       []grpc.ServerOption
 	grpcWindow     int
-	uds            udsConfig // Unix-socket and reverse-connection settings (uds_options.go)
+	uds            udsConfig   // Unix-socket and reverse-connection settings (uds_options.go)
+	tracing        traceConfig // WithTracerProvider (trace.go)
 }
 
 func defaultConfig() config {
 	return config{
 		agentID:        DefaultAgentID,
 		maxConcurrency: DefaultMaxConcurrency,
-		logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		logger:         slog.New(slog.DiscardHandler),
 		maxRecv:        DefaultMaxMessageSize,
 		maxSend:        DefaultMaxMessageSize,
 		errDecision:    agentwire.Allow(),
@@ -158,7 +158,10 @@ func WithMaxConcurrency(n int) Option {
 	})
 }
 
-// WithLogger sets the logger. Default: discard everything.
+// WithLogger sets the logger. Default: discard everything (a handler
+// enabled at no level). At Debug the server logs each connection or stream
+// established and ended; nothing is logged per request except handler
+// failures.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) error {
 		if l == nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // reqCtx is the context of one request on a Unix-socket or reverse
@@ -30,6 +32,11 @@ type reqCtx struct {
 	done       chan struct{} // created on demand
 	stopParent func() bool   // parent hook, once Done or AfterFunc was used
 	afters     []*reqAfter
+
+	// remote is the remote span context of the request's traceparent,
+	// answered to trace.SpanFromContext when remote.set (trace.go). Set
+	// before the handler runs, never changed afterwards.
+	remote remoteSpan
 }
 
 type reqAfter struct{ f func() }
@@ -39,8 +46,14 @@ var _ context.Context = (*reqCtx)(nil)
 // Deadline returns the parent's deadline.
 func (c *reqCtx) Deadline() (time.Time, bool) { return c.parent.Deadline() }
 
-// Value returns the parent's value for key.
-func (c *reqCtx) Value(key any) any { return c.parent.Value(key) }
+// Value returns the parent's value for key, or the request's remote span
+// for package trace's span key.
+func (c *reqCtx) Value(key any) any {
+	if c.remote.set && key == spanKey {
+		return trace.Span(&c.remote)
+	}
+	return c.parent.Value(key)
+}
 
 // Err returns nil while the request runs, context.Canceled after it was
 // cancelled (by the proxy or because the handler returned), or the

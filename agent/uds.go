@@ -334,6 +334,9 @@ func (s *Server) serveConn(ext context.Context, nc net.Conn, rd *frame.Reader, r
 	}()
 
 	uc.sendHandshakeReply()
+	s.log.LogAttrs(uc.ctx, slog.LevelDebug, "agentwire: connection established", slog.Bool("reverse", reverse),
+		slog.Bool("msgpack", uc.msgpack))
+	defer s.log.LogAttrs(context.Background(), slog.LevelDebug, "agentwire: connection closed", slog.Bool("reverse", reverse))
 	go uc.writer()
 	if h := s.health.Load(); h != nil {
 		uc.pushHealth(h)

@@ -205,7 +205,7 @@ func prepare(endpoint string, opts []Option) (dialer, options, error) {
 func newConnObj(d dialer, o options) *Conn {
 	c := &Conn{
 		opts:      o,
-		log:       o.logger,
+		log:       connLogger(o.logger, o.endpoint),
 		d:         d,
 		sessCh:    make(chan struct{}),
 		cbq:       make(chan callback, o.callbackQueue),
@@ -260,10 +260,13 @@ func (c *Conn) connect(ctx context.Context) (*session, error) {
 	if cfg != nil {
 		hs.Config = cfg.Config
 	}
+	c.log.Debug("agentwire: dialing agent")
 	t, caps, err := c.d.open(ctx, &hs)
 	if err != nil {
 		return nil, err
 	}
+	c.log.Debug("agentwire: handshake accepted", "agent_id", caps.AgentID, "agent_version", caps.Version,
+		"encoding", transportEncoding(t), "max_concurrency", caps.Limits.MaxConcurrency)
 	c.caps.Store(&caps)
 	s := newSession(c, t, caps)
 	if cfg != nil {
@@ -311,7 +314,7 @@ func (c *Conn) supervise(s *session) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	if s == nil {
-		if s = c.reconnect(timer, true); s == nil {
+		if s = c.reconnect(timer, true, nil); s == nil {
 			return // closed
 		}
 	}
@@ -341,7 +344,7 @@ func (c *Conn) supervise(s *session) {
 			c.closeDialer()
 			return
 		}
-		if s = c.reconnect(timer, false); s == nil {
+		if s = c.reconnect(timer, false, s.lost); s == nil {
 			return // closed
 		}
 	}
@@ -350,15 +353,18 @@ func (c *Conn) supervise(s *session) {
 // reconnect connects until a session is up, waiting c.backoff between
 // attempts (first: the first connection of NewConn, whose first attempt
 // does not wait), publishes it and returns it; nil when the Conn closed
-// meanwhile.
-func (c *Conn) reconnect(timer *time.Timer, first bool) *session {
+// meanwhile. cause is why the last session ended (nil for the first
+// connection).
+func (c *Conn) reconnect(timer *time.Timer, first bool, cause error) *session {
 	for attempt := 0; ; attempt++ {
 		if !first || attempt > 0 {
 			n := attempt
 			if first {
 				n-- // the attempt at once did not count
 			}
-			timer.Reset(c.backoff(n))
+			d := c.backoff(n)
+			c.log.Debug("agentwire: reconnecting", "attempt", attempt+1, "backoff", d, "reason", errText(cause))
+			timer.Reset(d)
 			select {
 			case <-timer.C:
 			case <-c.closing:
@@ -368,6 +374,7 @@ func (c *Conn) reconnect(timer *time.Timer, first bool) *session {
 		}
 		ns, err := c.connect(c.baseCtx)
 		if err != nil {
+			cause = err
 			c.lastErr.Store(&connectFailure{err})
 			c.stats.reconnectFails.Add(1)
 			if attempt == 0 {
@@ -437,6 +444,7 @@ func (c *Conn) Close() error {
 // and every goroutine told to exit, once.
 func (c *Conn) stop() {
 	c.stopOnce.Do(func() {
+		c.log.Debug("agentwire: closing connection")
 		c.state.Store(stateClosed)
 		c.setState(StateClosed) // queued before closing: the dispatcher delivers it
 		close(c.closing)
@@ -841,6 +849,9 @@ func (e *event) encode(t transport) (mem.Buffer, error) {
 // call runs one request/reply exchange for ev into dst. A failure is
 // returned as an error of its own carrying cid (see withCID).
 func (c *Conn) call(ctx context.Context, cid string, ev event, dst *agentwire.AgentResponse) error {
+	if tr := c.opts.tracing.tracer; tr != nil {
+		return c.tracedCall(ctx, tr, cid, ev, dst)
+	}
 	if err := c.roundTrip(ctx, cid, ev, dst); err != nil {
 		return withCID(err, cid)
 	}
@@ -858,6 +869,13 @@ func (c *Conn) roundTrip(ctx context.Context, cid string, ev event, dst *agentwi
 		defer cancel()
 	}
 	defer c.leave(s)
+	if ev.kind == agentwire.EventRequestHeaders && ev.rh.Metadata.Traceparent == "" {
+		// The trace context of ctx goes into a copy of the event (trace.go).
+		if te := withTraceparent(ctx, ev.rh); te != nil {
+			defer te.release()
+			ev.rh = &te.ev
+		}
+	}
 	if s.ew != nil && ev.kind == agentwire.EventRequestHeaders {
 		// The writer encodes the event straight into its write buffer
 		// (see eventWriter): the queued outbound is the pending itself,
@@ -1193,6 +1211,7 @@ func (c *Conn) drain(ctx context.Context) error {
 			return errClosed
 		}
 	}
+	c.log.Debug("agentwire: draining connection", "in_flight", c.stats.inFlight.Load())
 	s := c.sess.Load()
 	if s != nil {
 		s.flowChanged() // callers waiting for admission fail with ErrDraining
@@ -1212,11 +1231,13 @@ func (c *Conn) drain(ctx context.Context) error {
 		select {
 		case <-c.drainSig:
 		case <-ctx.Done():
+			c.log.Debug("agentwire: drain interrupted; the connection stays draining", "in_flight", c.stats.inFlight.Load(), "err", ctx.Err())
 			return ctxError(ctx)
 		case <-c.closing:
 			return nil
 		}
 	}
+	c.log.Debug("agentwire: drained; closing connection")
 	if s := c.sess.Load(); s != nil && !s.failed() && s.controlOK.Load() {
 		if buf, err := s.t.shutdown(0, nowMS()); err == nil {
 			_ = s.sendControl(ctx, buf)

@@ -364,6 +364,33 @@
 // type, fails its pending calls at once when the socket dies, and then
 // closes itself instead of reconnecting (the agent dials again).
 //
+// # Tracing
+//
+// A request-headers event without Metadata.Traceparent is sent with the
+// W3C traceparent of the call context's OpenTelemetry span context (a
+// span of the caller, or the remote span context of an incoming HTTP
+// request: ContextWithTraceparent, or the OpenTelemetry W3C propagator's
+// Extract). The caller's event is left as it is (a pooled copy is sent).
+// The other events have no traceparent field in the schema (SPEC 2.1) and
+// the W3C tracestate has none at all, so neither is sent. WithTracerProvider
+// adds a client span per request call (agent, event kind, correlation id,
+// decision and outcome as attributes), whose context is then the
+// traceparent sent. Without it, tracing costs no allocation
+// (TestTraceOffAllocs) and one context lookup per request-headers call
+// (BenchmarkTraceparentLookup; BenchmarkTraceOff compares whole round
+// trips). The package
+// depends on the OpenTelemetry API (go.opentelemetry.io/otel/trace), never
+// on its SDK. See trace.go.
+//
+// # Logging
+//
+// WithLogger's logger (discard by default) gets the connection's life
+// cycle: at Debug each dial and handshake, every reconnect attempt with
+// its cause and backoff, state changes and drains; at Info a connection
+// made or made again; at Warn a connection lost and the first failed
+// attempt of a series. Nothing is logged per request (replies, timeouts,
+// cancellations: see Stats).
+//
 // # Transports
 //
 // The core talks to a small unexported transport interface (encoders used

@@ -3,7 +3,6 @@ package engine
 import (
 	"crypto/tls"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"math"
 	"time"
@@ -99,7 +98,8 @@ type options struct {
 	uds              udsOptions // binary Unix-socket transport (uds_options.go)
 	failurePolicy    FailurePolicy
 	agentName        string
-	endpoint         string // as given to Dial; names the agent in verdicts
+	endpoint         string       // as given to Dial; names the agent in verdicts
+	tracing          traceOptions // WithTracerProvider (trace.go)
 
 	// set records which transport-specific options were given (see
 	// checkTransport).
@@ -121,7 +121,7 @@ func defaultOptions() options {
 		proxyVersion:     DefaultProxyVersion,
 		maxSend:          DefaultMaxMessageSize,
 		maxRecv:          DefaultMaxMessageSize,
-		logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
+		logger:           discardLogger(),
 		backoffBase:      DefaultReconnectBase,
 		backoffMax:       DefaultReconnectMax,
 		failFast:         true,
@@ -173,6 +173,9 @@ func (o *options) validate() error {
 		return configErr("liveness ping needs a positive interval and timeout")
 	case len(o.agentConfig) > 0 && !json.Valid(o.agentConfig):
 		return configErr("agent config is not valid JSON")
+	}
+	if err := o.tracing.validate(); err != nil {
+		return err
 	}
 	return o.uds.validate()
 }
@@ -256,8 +259,10 @@ func WithMaxSendSize(n int) Option { return optionFunc(func(o *options) { o.maxS
 // ErrConnectionLost and the Conn reconnects. Every transport.
 func WithMaxRecvSize(n int) Option { return optionFunc(func(o *options) { o.maxRecv = n }) }
 
-// WithLogger sets the logger (default: discard). The Conn logs connection
-// events, never per request above Debug. Every transport.
+// WithLogger sets the logger (default: discard, a handler enabled at no
+// level). The Conn logs its connection's life cycle, with the endpoint as
+// attribute "agent" (see Logging in the package documentation), never a
+// line per request. Every transport.
 func WithLogger(l *slog.Logger) Option { return optionFunc(func(o *options) { o.logger = l }) }
 
 // WithFlowControl selects what calls do while the agent's flow control holds

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 
 	"github.com/agentwire/agentwire"
@@ -64,6 +65,7 @@ func optionCases() []optionCase {
 		{"WithOnStateChange", WithOnStateChange(func(ConnState, ConnState) {}), all3},
 		{"WithFailurePolicy", WithFailurePolicy(FailurePolicy{Mode: FailOpen}), all3},
 		{"WithAgentName", WithAgentName("waf"), all3},
+		{"WithTracerProvider", WithTracerProvider(noop.NewTracerProvider()), all3},
 		{"WithSaturation", WithSaturation(FlowFailFast), all3},
 		{"WithMaxStretchedTimeout", WithMaxStretchedTimeout(time.Minute), all3},
 		{"WithEncodings", WithEncodings("json"), udsOnly},

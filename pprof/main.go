@@ -51,13 +51,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.transport, "transport", "grpc", "transport to the in-process echo agent: grpc or uds")
 	fs.StringVar(&c.agentEP, "agent", "", "profile against this external agent endpoint instead of an in-process one")
-	fs.StringVar(&c.encoding, "encoding", "msgpack", "unix-socket payload encoding the engine offers: json or msgpack")
+	fs.StringVar(&c.encoding, "encoding", "msgpack", "unix-socket payload encoding the engine offers: json or msgpack (uds only: gRPC is protobuf)")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "profiled duration")
 	fs.DurationVar(&c.warmup, "warmup", 500*time.Millisecond, "unprofiled warm-up")
 	fs.IntVar(&c.concurrency, "concurrency", 64, "requests in flight")
 	fs.IntVar(&c.conns, "conns", 1, "engine connections")
 	fs.IntVar(&c.bodySize, "body-size", 0, "request body bytes per round trip (0: headers only)")
-	fs.StringVar(&c.out, "out", "", "directory for cpu.pprof, allocs.pprof and mutex.pprof (created)")
+	fs.StringVar(&c.out, "out", "", "directory for cpu.pprof, cpu.folded, allocs.pprof and mutex.pprof (created)")
 	fs.IntVar(&c.mutexFraction, "mutex-fraction", 5, "runtime.SetMutexProfileFraction during the window")
 	fs.IntVar(&c.memRate, "mem-rate", 0, "runtime.MemProfileRate during the window (0: leave the default, 1: every allocation)")
 	if err := fs.Parse(args); err != nil {
@@ -70,15 +70,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pprof: need -out DIR, positive -duration, -concurrency and -conns, and no arguments")
 		return 2
 	}
+	encodingSet := false
+	fs.Visit(func(f *flag.Flag) { encodingSet = encodingSet || f.Name == "encoding" })
+	if encodingSet && c.transport == "grpc" && c.agentEP == "" {
+		fmt.Fprintln(stderr, "pprof: -encoding applies to -transport uds (gRPC messages are protobuf)")
+		return 2
+	}
 	res, err := profile(ctx, &c, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "pprof: %s\n", strings.TrimPrefix(err.Error(), "agentwire: "))
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s\n", res)
-	for _, n := range []string{"cpu", "allocs", "mutex"} {
-		fmt.Fprintf(stdout, "go tool pprof %s\n", filepath.Join(c.out, n+".pprof"))
+	cpu := filepath.Join(c.out, "cpu.pprof")
+	folded := filepath.Join(c.out, "cpu.folded")
+	if err := writeFolded(cpu, folded); err != nil {
+		fmt.Fprintf(stderr, "pprof: folded stacks: %v\n", err)
+		return 1
 	}
+	fmt.Fprintf(stdout, "%s\n", res)
+	fmt.Fprintf(stdout, "wrote %s, %s (folded stacks for flame-graph tools), %s and %s\n",
+		cpu, folded, filepath.Join(c.out, "allocs.pprof"), filepath.Join(c.out, "mutex.pprof"))
+	fmt.Fprintf(stdout, "view the CPU flame graph: go tool pprof -http=:0 %s\n", cpu)
 	return 0
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,15 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// TestProfile runs the harness briefly on each transport and encoding and
+// checks what it writes: the gzip profiles, the folded stacks (one
+// "frames count" line per stack, agentwire frames under a side label) and the
+// one command to view the flame graph as the last line. Skipped with -short
+// (it runs the load for about a second per case).
 func TestProfile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs load for a while; skipped with -short")
+	}
 	for _, args := range [][]string{
 		{"-transport", "grpc"},
 		{"-transport", "uds"},
@@ -46,12 +55,42 @@ func testProfile(t *testing.T, args []string) {
 	if !strings.Contains(stdout.String(), "rps=") || !strings.Contains(stdout.String(), "errors=0") {
 		t.Errorf("stdout: %s", stdout.String())
 	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if want := "view the CPU flame graph: go tool pprof -http=:0 " + filepath.Join(out, "cpu.pprof"); lines[len(lines)-1] != want {
+		t.Errorf("last line %q, want %q", lines[len(lines)-1], want)
+	}
+	folded, err := os.ReadFile(filepath.Join(out, "cpu.folded"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	labelled := false
+	for _, l := range strings.Split(strings.TrimSuffix(string(folded), "\n"), "\n") {
+		i := strings.LastIndexByte(l, ' ')
+		n, err := strconv.ParseInt(l[i+1:], 10, 64)
+		if i <= 0 || err != nil || n <= 0 || strings.Contains(l[:i], " ") {
+			t.Fatalf("folded line %q is not \"frame;frame;... count\"", l)
+		}
+		total += n
+		// A few dozen samples in this short run: some are the engine's
+		// or the agent's, under their side label.
+		if (strings.HasPrefix(l, "side=engine;") || strings.HasPrefix(l, "side=agent;")) && strings.Contains(l, "agentwire/") {
+			labelled = true
+		}
+	}
+	if total == 0 || !labelled {
+		t.Errorf("folded stacks: %d samples, agentwire frames under a side label: %v", total, labelled)
+	}
 }
 
 func TestUsage(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := run(context.Background(), []string{"-duration", "1s"}, &stdout, &stderr); code != 2 {
 		t.Fatalf("no -out: exit %d", code)
+	}
+	if code := run(context.Background(), []string{"-transport", "grpc", "-encoding", "json", "-out", t.TempDir()}, &stdout, &stderr); code != 2 ||
+		!strings.Contains(stderr.String(), "-encoding applies to -transport uds") {
+		t.Fatalf("grpc with -encoding: exit %d, %s", code, stderr.String())
 	}
 	if code := run(context.Background(), []string{"-transport", "carrier", "-out", t.TempDir()}, &stdout, &stderr); code != 1 ||
 		!strings.Contains(stderr.String(), "unknown transport") {
