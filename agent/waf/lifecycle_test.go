@@ -110,7 +110,9 @@ func TestRequestBodyStreaming(t *testing.T) {
 	if r, err = c.RequestHeaders(ctx, headers("s6", "GET", "/", "x-note", "yes")); err != nil || r.Decision.Kind != agentwire.DecisionAllow || !slices.Equal(r.Audit.RuleIDs, []string{"1003"}) || len(r.Audit.Tags) != 0 {
 		t.Fatalf("%+v %v", r, err)
 	}
-	wantStats(t, a, func(s Stats) bool { return s.Open == 0 && s.Opened == 6 && s.ClosedDone == 6 && s.Blocked == 3 && s.Errors == 0 })
+	wantStats(t, a, func(s Stats) bool {
+		return s.Open == 0 && s.Opened == 6 && s.ClosedDone == 6 && s.Blocked == 3 && s.Errors == 0
+	})
 }
 
 // TestLastChunkByTotalSize: a chunk whose bytes reach the announced total
