@@ -79,7 +79,7 @@
 // # The bound
 //
 // At most WithMaxTransactions transactions are open at once (default
-// 10000). Request headers that arrive at the bound are not inspected and
+// 4096, about 150 MiB of Coraza transactions at ~38 KiB each). Request headers that arrive at the bound are not inspected and
 // no transaction is opened: they are answered with the overflow decision
 // (WithOverflowDecision, block 503 by default, tagged TagOverloaded) and
 // counted in Stats.Rejected. Transactions already open are never evicted

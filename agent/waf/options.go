@@ -17,7 +17,7 @@ const (
 	DefaultParanoia = 1
 	// DefaultMaxTransactions bounds the transactions open at once without
 	// WithMaxTransactions.
-	DefaultMaxTransactions = 10000
+	DefaultMaxTransactions = 4096
 	// DefaultTransactionTTL is how long a transaction may wait for its
 	// request's next event without WithTransactionTTL.
 	DefaultTransactionTTL = time.Minute
