@@ -89,9 +89,11 @@ func BenchmarkOpenTransactionMemory(b *testing.B) {
 // BenchmarkEngineVsInProcess compares, at 64 requests in flight over the
 // corpus, the engine calling the WAF agent over a Unix socket (agent
 // server in the same process, MessagePack) with Coraza's net/http
-// middleware evaluating the same requests in-process with the same rules.
-// ns/op is the inverse of the throughput; compare the two sub-benchmarks
-// with benchstat over -count runs. This is the engine-level cost of
+// middleware evaluating the same requests in-process with the same rules
+// (it also runs the response phases), and with the agent's handler called
+// directly (the agent's work without the transport). ns/op is the inverse
+// of the throughput; compare the sub-benchmarks with benchstat over
+// -count runs. This is the engine-level cost of
 // running the WAF out of process, not a gateway measurement (see
 // bench/waf.sh for that, with the agent in a process of its own).
 func BenchmarkEngineVsInProcess(b *testing.B) {
@@ -116,6 +118,36 @@ func BenchmarkEngineVsInProcess(b *testing.B) {
 				if _, _, err := sendRequest(ctx, c, r, fmt.Sprint("b", n), 64<<10); err != nil {
 					b.Error(err)
 					return
+				}
+			}
+		})
+	})
+	b.Run("direct", func(b *testing.B) {
+		a, err := New()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer a.Close()
+		var seq atomic.Uint64
+		ctx := context.Background()
+		b.SetParallelism(par)
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				n := seq.Add(1)
+				r := &corpus[n%uint64(len(corpus))]
+				cid := fmt.Sprint("d", n)
+				ev := r.Event(cid)
+				resp := &agentwire.AgentResponse{}
+				if err := a.OnRequestHeaders(ctx, &ev, resp); err != nil {
+					b.Error(err)
+					return
+				}
+				if resp.NeedsMore {
+					if err := a.OnRequestBodyChunk(ctx, &agentwire.BodyChunk{CorrelationID: cid, Data: []byte(r.Body), IsLast: true}, &agentwire.AgentResponse{}); err != nil {
+						b.Error(err)
+						return
+					}
 				}
 			}
 		})
