@@ -56,7 +56,6 @@ type config struct {
 	overflow        agentwire.Decision
 
 	// Test hooks (set by this package's tests through unexported options).
-	sweepHook func()                          // after each sweep of the sweeper
 	closeHook func(cid string, r closeReason) // when a transaction is closed
 }
 

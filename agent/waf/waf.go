@@ -210,7 +210,7 @@ func (a *Agent) Capabilities() agentwire.Capabilities {
 }
 
 // Close stops the sweeper and closes every open transaction (counted in
-// Stats.ClosedAtShutdown). Requests that arrive later are answered with
+// Stats.ClosedShutdown). Requests that arrive later are answered with
 // ErrClosed. Close it after the agent server has stopped. Idempotent.
 func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
@@ -239,9 +239,6 @@ func (a *Agent) sweeper() {
 			return
 		case <-tk.C:
 			a.sweep(a.now())
-			if a.cfg.sweepHook != nil {
-				a.cfg.sweepHook()
-			}
 		}
 	}
 }
@@ -290,7 +287,8 @@ type Stats struct {
 	// answered with the overflow decision).
 	Rejected uint64
 	// Errors counts handler errors (ErrNoTransaction, ErrOutOfSequence,
-	// ErrInspection, ErrClosed).
+	// ErrInspection, ErrClosed) and panics while a transaction was being
+	// closed (recovered; the transaction is closed all the same).
 	Errors uint64
 }
 
