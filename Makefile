@@ -114,10 +114,10 @@ soak:
 
 # The WAF agent out of process vs Coraza in-process over the WAF corpus at
 # 64 in flight (bench/waf.sh; AGENT_URL and INPROC_URL compare two
-# gateways instead): make waf-bench WAF_DUR=10s
-WAF_DUR ?= 10s
+# gateways instead): make waf-bench WAF_CYCLES=2
+WAF_CYCLES ?= 2
 waf-bench:
-	DUR="$(WAF_DUR)" GO="$(GO)" bench/waf.sh
+	CYCLES="$(WAF_CYCLES)" GO="$(GO)" bench/waf.sh
 
 # The WAF agent's resident memory under load (bench/waf-soak.sh): make waf-soak SOAK_DUR=10m
 waf-soak:

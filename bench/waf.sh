@@ -6,8 +6,12 @@
 #
 # Engine level (the default; no gateway needed):
 #
-#   bench/waf.sh                       # DUR=10s per run, REPS=3, CONC=64, MIXES="all benign"
-#   DUR=30s REPS=5 ENCODING=json bench/waf.sh
+#   bench/waf.sh                       # CYCLES=2 per run, REPS=3, CONC=64, MIXES="all benign"
+#   CYCLES=5 REPS=5 ENCODING=json bench/waf.sh
+#
+# Each run is a fixed amount of work: every one of the CONC workers sends
+# the whole corpus (of the mix) CYCLES times, so all paths complete the
+# same requests (see bench/wafload).
 #
 #   agent:     `agentwire serve --agent waf` in a process of its own on a
 #              Unix socket; bench/wafload --mode agent sends each request
@@ -44,7 +48,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 
-DUR="${DUR:-10s}"
+CYCLES="${CYCLES:-2}"
 REPS="${REPS:-3}"
 CONC="${CONC:-64}"
 PARANOIA="${PARANOIA:-1}"
@@ -63,7 +67,7 @@ results="$tmp/results"
 run() {
 	local label=$1 mix=$2
 	shift 2
-	"$tmp/wafload" --json --mix "$mix" --concurrency "$CONC" --duration "$DUR" "$@" >"$tmp/out.json"
+	"$tmp/wafload" --json --mix "$mix" --concurrency "$CONC" --cycles "$CYCLES" "$@" >"$tmp/out.json"
 	printf '%s %s ' "$label" "$mix" >>"$results"
 	cat "$tmp/out.json" >>"$results"
 	printf '%-10s %-7s %s\n' "$label" "$mix" "$(cat "$tmp/out.json")"
@@ -110,7 +114,7 @@ median() {
 }
 
 echo
-echo "CONC=$CONC DUR=$DUR REPS=$REPS PARANOIA=$PARANOIA: medians (requests/s, CPU µs per request)"
+echo "CONC=$CONC CYCLES=$CYCLES REPS=$REPS PARANOIA=$PARANOIA: medians (requests/s, CPU µs per request)"
 set -- $labels
 first=$1
 shift

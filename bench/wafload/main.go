@@ -1,7 +1,6 @@
 // Command wafload drives the WAF corpus (internal/wafcorpus) through one
-// of three paths at a fixed number of requests in flight and prints the
-// throughput, latency and CPU of the run (bench.Result), one JSON object
-// with --json:
+// of four paths with a fixed number of requests in flight and prints the
+// throughput, latency and CPU of the run, one JSON object with --json:
 //
 //	--mode agent --agent ENDPOINT   the engine sends each request (headers,
 //	                                then its body while the agent answers
@@ -21,8 +20,16 @@
 //	                                URL (a gateway), one connection per
 //	                                worker; a 403 counts as blocked
 //
-// bench/waf.sh runs the comparisons. Every mode counts the requests that
-// were blocked, so a run that inspects nothing shows.
+// The work is fixed, not the time: after a warm-up, each of the
+// --concurrency workers sends the whole corpus --cycles times (starting at
+// a different entry), so every mode completes exactly the same mix of
+// requests. (A run measured over a time window completes a mix biased
+// towards whatever is cheap on that path: the corpus's requests cost from
+// half a millisecond to tens of milliseconds of rules each.) Throughput is
+// requests / wall time; CPU per request is this process's, plus the agent
+// process's with --agent-pid. bench/waf.sh runs the comparisons. Every
+// mode counts the requests that were blocked, so a run that inspects
+// nothing shows.
 package main
 
 import (
@@ -38,10 +45,12 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/corazawaf/coraza/v3"
 	corazahttp "github.com/corazawaf/coraza/v3/http"
 
@@ -55,7 +64,8 @@ import (
 type flags struct {
 	mode, agent, url, encoding, mix string
 	concurrency, conns, paranoia    int
-	duration, warmup                time.Duration
+	cycles, warm                    int
+	duration                        time.Duration
 	agentPID                        int
 	jsonOut                         bool
 }
@@ -71,8 +81,9 @@ func main() {
 	fs.IntVar(&f.concurrency, "concurrency", 64, "requests in flight")
 	fs.IntVar(&f.conns, "conns", 1, "engine connections (--mode agent)")
 	fs.IntVar(&f.paranoia, "paranoia", 1, "CRS paranoia level (--mode inprocess and direct; match the agent's)")
-	fs.DurationVar(&f.duration, "duration", 10*time.Second, "measured time")
-	fs.DurationVar(&f.warmup, "warmup", 2*time.Second, "unmeasured time before it")
+	fs.IntVar(&f.cycles, "cycles", 2, "times each worker sends the whole corpus (measured)")
+	fs.IntVar(&f.warm, "warm", 8, "requests each worker sends before the measurement")
+	fs.DurationVar(&f.duration, "duration", 0, "when set, run for this long instead of --cycles (for soaks; the mix is then only about even)")
 	fs.IntVar(&f.agentPID, "agent-pid", 0, "pid of the agent process, to report its CPU per request (--mode agent)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print one JSON object")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -108,12 +119,11 @@ func run(ctx context.Context, f *flags) error {
 	if err != nil {
 		return err
 	}
-	if f.concurrency < 1 || f.conns < 1 {
-		return errors.New("--concurrency and --conns must be at least 1")
+	if f.concurrency < 1 || f.conns < 1 || f.cycles < 1 || f.warm < 0 {
+		return errors.New("--concurrency, --conns and --cycles must be at least 1, --warm at least 0")
 	}
 	var blocked atomic.Int64
 	var rt bench.RoundTrip
-	cfg := bench.Config{Concurrency: f.concurrency, Duration: f.duration, Warmup: f.warmup}
 	switch f.mode {
 	case "agent":
 		if f.agent == "" {
@@ -134,7 +144,6 @@ func run(ctx context.Context, f *flags) error {
 			defer c.Close()
 			conns[i] = c
 		}
-		cfg.AgentPID = f.agentPID
 		rt = agentRoundTrip(conns, reqs, f.concurrency, &blocked)
 	case "inprocess":
 		wc, err := waf.CorazaConfig(waf.WithParanoia(f.paranoia))
@@ -176,21 +185,130 @@ func run(ctx context.Context, f *flags) error {
 	default:
 		return fmt.Errorf("--mode %q: want agent, inprocess, direct or http", f.mode)
 	}
-	res, err := bench.Run(ctx, cfg, rt)
+	res, err := runCycles(ctx, f, len(reqs), rt, &blocked)
 	if err != nil {
 		return err
 	}
-	out := struct {
-		Mode    string `json:"mode"`
-		Mix     string `json:"mix"`
-		Blocked int64  `json:"blocked"`
-		bench.Result
-	}{f.mode, f.mix, blocked.Load(), res}
 	if f.jsonOut {
-		return json.NewEncoder(os.Stdout).Encode(out)
+		return json.NewEncoder(os.Stdout).Encode(res)
 	}
-	fmt.Printf("%s %s: %s blocked=%d\n", f.mode, f.mix, res, out.Blocked)
+	fmt.Printf("%s %s: c=%d requests=%d rps=%.0f p50=%.0fµs p90=%.0fµs p99=%.0fµs cpu/req=%.0fµs agent_cpu/req=%.0fµs blocked=%d errors=%d\n",
+		res.Mode, res.Mix, res.Concurrency, res.Requests, res.RequestsPerSec, res.P50us, res.P90us, res.P99us,
+		res.CPUusPerRequest, res.AgentCPUusPerRequest, res.Blocked, res.Errors)
 	return nil
+}
+
+// result is what one run measured.
+type result struct {
+	Mode                 string  `json:"mode"`
+	Mix                  string  `json:"mix"`
+	Concurrency          int     `json:"concurrency"`
+	Requests             int64   `json:"requests"`
+	Blocked              int64   `json:"blocked"`
+	Errors               int64   `json:"errors"`
+	Seconds              float64 `json:"seconds"`
+	RequestsPerSec       float64 `json:"requests_per_sec"`
+	P50us                float64 `json:"p50_us"`
+	P90us                float64 `json:"p90_us"`
+	P99us                float64 `json:"p99_us"`
+	CPUusPerRequest      float64 `json:"cpu_us_per_request"`
+	AgentCPUusPerRequest float64 `json:"agent_cpu_us_per_request,omitempty"`
+	FirstError           string  `json:"first_error,omitempty"`
+}
+
+// runCycles runs f.concurrency workers: each sends f.warm requests, waits
+// for the others, then sends the corpus (n requests) f.cycles times from
+// its own starting entry (rt's seq picks the entry: pick(worker, seq, n)
+// visits every entry once per n consecutive seqs), or, with f.duration,
+// until that time has passed. The measurement runs from the common start to
+// the end of the last worker.
+func runCycles(ctx context.Context, f *flags, n int, rt bench.RoundTrip, blocked *atomic.Int64) (result, error) {
+	res := result{Mode: f.mode, Mix: f.mix, Concurrency: f.concurrency}
+	cpu := func(pid int) time.Duration {
+		d, _ := bench.ProcessCPU(pid)
+		return d
+	}
+	var (
+		warmed, finished sync.WaitGroup
+		start            = make(chan struct{})
+		errs             atomic.Int64
+		firstErr         atomic.Pointer[string]
+		deadline         atomic.Int64 // unix ns; 0: none (--cycles)
+	)
+	hists := make([]*hdrhistogram.Histogram, f.concurrency)
+	for w := range hists {
+		hists[w] = hdrhistogram.New(1, 600_000_000, 2)
+	}
+	warmed.Add(f.concurrency)
+	finished.Add(f.concurrency)
+	for w := range f.concurrency {
+		go func() {
+			defer finished.Done()
+			seq := uint64(0)
+			for ; seq < uint64(f.warm); seq++ {
+				_ = rt(ctx, w, seq)
+			}
+			warmed.Done()
+			<-start
+			seq = uint64(n) * ((seq + uint64(n) - 1) / uint64(n)) // a cycle boundary: the measured entries are whole cycles
+			end := seq + uint64(f.cycles*n)
+			if f.duration > 0 {
+				end = ^uint64(0)
+			}
+			for ; seq < end && ctx.Err() == nil; seq++ {
+				if d := deadline.Load(); d != 0 && time.Now().UnixNano() >= d {
+					break
+				}
+				t0 := time.Now()
+				if err := rt(ctx, w, seq); err != nil {
+					if errs.Add(1) == 1 {
+						s := err.Error()
+						firstErr.Store(&s)
+					}
+					continue
+				}
+				_ = hists[w].RecordValue(time.Since(t0).Microseconds())
+			}
+		}()
+	}
+	warmed.Wait()
+	blocked.Store(0)
+	self := os.Getpid()
+	cpu0, agent0 := cpu(self), time.Duration(0)
+	if f.agentPID > 0 {
+		agent0 = cpu(f.agentPID)
+	}
+	t0 := time.Now()
+	if f.duration > 0 {
+		deadline.Store(t0.Add(f.duration).UnixNano())
+	}
+	close(start)
+	finished.Wait()
+	el := time.Since(t0)
+	cpu1 := cpu(self)
+	total := hdrhistogram.New(1, 600_000_000, 2)
+	for _, h := range hists {
+		total.Merge(h)
+	}
+	res.Requests = total.TotalCount()
+	res.Errors = errs.Load()
+	res.Blocked = blocked.Load()
+	res.Seconds = el.Seconds()
+	if p := firstErr.Load(); p != nil {
+		res.FirstError = *p
+	}
+	if res.Requests == 0 {
+		return res, errors.New("no request completed")
+	}
+	res.RequestsPerSec = float64(res.Requests) / el.Seconds()
+	res.P50us = float64(total.ValueAtQuantile(50))
+	res.P90us = float64(total.ValueAtQuantile(90))
+	res.P99us = float64(total.ValueAtQuantile(99))
+	res.CPUusPerRequest = float64((cpu1 - cpu0).Microseconds()) / float64(res.Requests)
+	if f.agentPID > 0 {
+		res.AgentCPUusPerRequest = float64((cpu(f.agentPID) - agent0).Microseconds()) / float64(res.Requests)
+	}
+	return res, ctx.Err()
 }
 
 // pick spreads the workers over the corpus.
