@@ -21,7 +21,7 @@ VTPROTO_POOL := \
 	--go-vtproto_opt=pool=github.com/agentwire/agentwire/proto/agentv2.BodyChunkEvent \
 	--go-vtproto_opt=pool=github.com/agentwire/agentwire/proto/agentv2.AgentResponse
 
-.PHONY: all build test test-short vet bench fuzz proto proto-check tools lint demo pprof compare soak pgo bench-report clean
+.PHONY: all build test test-short vet bench fuzz proto proto-check tools lint demo pprof compare soak pgo bench-report waf-bench waf-soak clean
 
 all: build
 
@@ -119,6 +119,17 @@ pgo:
 # memory grows (bench/soak.sh): make soak SOAK_DUR=10m
 soak:
 	DUR="$(SOAK_DUR)" GO="$(GO)" bench/soak.sh
+
+# The WAF agent out of process vs Coraza in-process over the WAF corpus at
+# 64 in flight (bench/waf.sh; AGENT_URL and INPROC_URL compare two
+# gateways instead): make waf-bench WAF_CYCLES=2
+WAF_CYCLES ?= 2
+waf-bench:
+	CYCLES="$(WAF_CYCLES)" GO="$(GO)" bench/waf.sh
+
+# The WAF agent's resident memory under load (bench/waf-soak.sh): make waf-soak SOAK_DUR=10m
+waf-soak:
+	DUR="$(SOAK_DUR)" GO="$(GO)" bench/waf-soak.sh
 
 clean:
 	rm -rf $(BIN)

@@ -30,7 +30,8 @@ const usageText = `agentwire — Zentinel agent protocol v2 tool
 
 Usage:
   agentwire serve --listen ENDPOINT --agent echo|deny [--deny-prefix /admin]
-  agentwire serve --dial ENDPOINT --agent-id ID [--token T] --agent echo|deny
+  agentwire serve --listen ENDPOINT --agent waf [--paranoia 1-4] [--detection-only] [--rules FILE]... [--inspect-response]
+  agentwire serve --dial ENDPOINT --agent-id ID [--token T] --agent echo|deny|waf
   agentwire probe --agent ENDPOINT [--method GET] [--uri /] [-H 'Name: value']... [--json]
   agentwire probe --accept ENDPOINT [--token T] [...]
   agentwire bench --agent ENDPOINT [--concurrency 64] [--duration 10s] [--conns 1] [--floor] [--json]

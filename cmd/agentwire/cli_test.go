@@ -186,7 +186,7 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{[]string{"frobnicate"}, "unknown command"},
 		{[]string{"serve"}, "exactly one of --listen and --dial"},
-		{[]string{"serve", "--listen", "127.0.0.1:0", "--agent", "allow"}, "want echo or deny"},
+		{[]string{"serve", "--listen", "127.0.0.1:0", "--agent", "allow"}, "want echo, deny or waf"},
 		{[]string{"serve", "--dial", "/tmp/x.sock"}, "--agent-id"},
 		{[]string{"serve", "--listen", "ftp://x:1"}, "unknown scheme"},
 		{[]string{"serve", "--listen", "/tmp/x.sock", "--encodings", "msgpack"}, "must include json"},

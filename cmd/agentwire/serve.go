@@ -22,7 +22,8 @@ import (
 )
 
 const serveSynopsis = `agentwire serve --listen ENDPOINT --agent echo|deny [--deny-prefix /admin]
-       agentwire serve --dial ENDPOINT --agent-id ID [--token T] --agent echo|deny
+       agentwire serve --listen ENDPOINT --agent waf [--paranoia 1-4] [--detection-only] [--rules FILE]... [--inspect-response]
+       agentwire serve --dial ENDPOINT --agent-id ID [--token T] --agent echo|deny|waf
 
 Runs a reference agent until SIGTERM or SIGINT, then drains gracefully and
 exits 0. With --listen it prints one line "listening on ENDPOINT" to stderr
@@ -41,6 +42,7 @@ type serveFlags struct {
 	verbose       bool
 	cpuProfile    string
 	tls           tlsFlags
+	waf           wafFlags
 	listenAddress func(string) // test hook: receives the "listening on" address
 }
 
@@ -51,8 +53,10 @@ func newHandler(kind, denyPrefix string) (agent.Handler, error) {
 		return refagents.Echo{}, nil
 	case "deny":
 		return refagents.Deny{Prefix: denyPrefix}, nil
+	case "waf":
+		return nil, nil // built by serve once the other flags are valid (serve_waf.go)
 	}
-	return nil, usagef("--agent %q: want echo or deny", kind)
+	return nil, usagef("--agent %q: want echo, deny or waf", kind)
 }
 
 func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
@@ -60,7 +64,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := newFlagSet("serve", serveSynopsis, stderr)
 	fs.StringVar(&f.listen, "listen", "", "endpoint to listen on (grpc://host:port, host:port, grpcs://host:port, grpc+unix:///path, unix:///path, /path)")
 	fs.StringVar(&f.dial, "dial", "", "reverse-connection listener to register on (unix:///path, /path, host:port)")
-	fs.StringVar(&f.agentKind, "agent", "echo", "reference agent: echo (allow, set X-Agent-Processed: true) or deny (block 403 under --deny-prefix)")
+	fs.StringVar(&f.agentKind, "agent", "echo", "agent: echo (allow, set X-Agent-Processed: true), deny (block 403 under --deny-prefix) or waf (Coraza with the OWASP Core Rule Set)")
 	fs.StringVar(&f.denyPrefix, "deny-prefix", refagents.DefaultDenyPrefix, "URI prefix the deny agent blocks")
 	fs.StringVar(&f.agentID, "agent-id", "", "agent id announced in the handshake or registration (default agentwire-<agent>; required with --dial)")
 	fs.StringVar(&f.token, "token", "", "auth token sent in the reverse registration (--dial)")
@@ -69,6 +73,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs.BoolVar(&f.verbose, "v", false, "log connection events to stderr")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
 	f.tls.register(fs, true)
+	f.waf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -94,6 +99,9 @@ func serve(ctx context.Context, f *serveFlags, stderr io.Writer) error {
 	}
 	h, err := newHandler(f.agentKind, f.denyPrefix)
 	if err != nil {
+		return err
+	}
+	if err := f.waf.check(f.agentKind); err != nil {
 		return err
 	}
 	id := f.agentID
@@ -128,9 +136,6 @@ func serve(ctx context.Context, f *serveFlags, stderr io.Writer) error {
 		agent.WithAgentID(id),
 		agent.WithName("agentwire " + f.agentKind),
 		agent.WithVersion(version),
-		// The reference agents decide in well under a microsecond and
-		// never block: run them on the connection reader.
-		agent.WithInlineHandlers(),
 		agent.WithLogger(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))),
 		agent.WithEncodings(encs...),
 	}
@@ -151,6 +156,18 @@ func serve(ctx context.Context, f *serveFlags, stderr io.Writer) error {
 		}
 	} else if f.tls.set() {
 		return usagef("--tls-* flags apply to --listen grpcs:// only")
+	}
+	if f.agentKind == "waf" {
+		w, wopts, err := f.waf.build()
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		h, opts = w, append(opts, wopts...)
+	} else {
+		// The reference agents decide in well under a microsecond and
+		// never block: run them on the connection reader.
+		opts = append(opts, agent.WithInlineHandlers())
 	}
 	srv := agent.NewServer(h, opts...)
 
