@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -105,7 +106,11 @@ func serve(t testing.TB, h agent.Handler, opts ...agent.Option) (udsEP, grpcEP s
 // dial connects an engine Conn and closes it at cleanup.
 func dial(t testing.TB, ep string, opts ...engine.Option) *engine.Conn {
 	t.Helper()
-	c, err := engine.Dial(testCtx(t), ep, append([]engine.Option{engine.WithInsecure(), engine.WithRequestTimeout(testTimeout)}, opts...)...)
+	base := []engine.Option{engine.WithRequestTimeout(testTimeout)}
+	if strings.HasPrefix(ep, "grpc://") {
+		base = append(base, engine.WithInsecure()) // plaintext gRPC; a Unix-socket endpoint refuses the option
+	}
+	c, err := engine.Dial(testCtx(t), ep, append(base, opts...)...)
 	if err != nil {
 		t.Fatalf("dial %s: %v", ep, err)
 	}

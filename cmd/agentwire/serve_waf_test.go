@@ -33,7 +33,11 @@ func dialWAF(t *testing.T, addr string) (*engine.Conn, context.Context) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
-	c, err := engine.Dial(ctx, addr, engine.WithInsecure())
+	var opts []engine.Option
+	if !strings.HasPrefix(addr, "unix:") {
+		opts = append(opts, engine.WithInsecure())
+	}
+	c, err := engine.Dial(ctx, addr, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
