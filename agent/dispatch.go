@@ -224,11 +224,14 @@ func (s *Server) end(t *inflightTable, x *exchange) {
 // processing_time_ms is set.
 func (s *Server) invoke(x *exchange) {
 	start := time.Now()
-	if panicked, err := s.call(x); err != nil {
+	panicked, err := s.call(x)
+	d := time.Since(start)
+	if err != nil {
 		s.handlerFailed(x, err, panicked)
 	}
 	x.resp.CorrelationID = x.cid
-	x.resp.ProcessingTimeMS = agentwire.Some(uint64(time.Since(start).Milliseconds()))
+	x.resp.ProcessingTimeMS = agentwire.Some(uint64(d.Milliseconds()))
+	s.stats.byEvent.record(x.kind, x.resp.Decision.Kind, d)
 }
 
 // call runs the handler method for x.kind, turning a panic into an error
