@@ -27,7 +27,9 @@ const serveSynopsis = `agentwire serve --listen ENDPOINT --agent echo|deny [--de
 Runs a reference agent until SIGTERM or SIGINT, then drains gracefully and
 exits 0. With --listen it prints one line "listening on ENDPOINT" to stderr
 when ready; with --dial it registers on a proxy's reverse-connection
-listener and prints "registered on ENDPOINT as ID" after each registration.`
+listener and prints "registered on ENDPOINT as ID" after each registration.
+With --metrics-listen HOST:PORT it also serves the agent's Prometheus
+metrics on http://HOST:PORT/metrics and prints "metrics on URL" to stderr.`
 
 // serveFlags are the flags of the serve command.
 type serveFlags struct {
@@ -41,6 +43,7 @@ type serveFlags struct {
 	verbose       bool
 	cpuProfile    string
 	tls           tlsFlags
+	metricsListen string       // serve_metrics.go
 	listenAddress func(string) // test hook: receives the "listening on" address
 }
 
@@ -69,6 +72,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs.BoolVar(&f.verbose, "v", false, "log connection events to stderr")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
 	f.tls.register(fs, true)
+	f.registerMetricsFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -153,6 +157,12 @@ func serve(ctx context.Context, f *serveFlags, stderr io.Writer) error {
 		return usagef("--tls-* flags apply to --listen grpcs:// only")
 	}
 	srv := agent.NewServer(h, opts...)
+	stopMetrics, err := startServeMetrics(f.metricsListen, srv, stderr)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	defer stopMetrics()
 
 	errc := make(chan error, 1)
 	if f.listen != "" {
