@@ -38,8 +38,9 @@ var poolFamilies = []string{
 //     is in flight afterwards; every connection is up; the health the WAF
 //     reports is seen on both its connections; the metrics the WAF reports
 //     are re-exported with its id;
-//   - when an agent hangs (two calls stuck in its handler: in flight 2),
-//     its calls time out, the fail-open policy skips it (synthetic
+//   - when an agent hangs (two request-complete events stuck in its
+//     handler: in flight 2), its calls time out (after the 1 s phase
+//     timeout of that event kind), the fail-open policy skips it (synthetic
 //     decisions by reason timeout), the breaker opens (state 2) and
 //     refuses further calls (errors of kind breaker_open), then closes
 //     again (state 0) once the agent answers;
@@ -64,7 +65,8 @@ func TestPoolMetricsUnderLoad(t *testing.T) {
 	release := make(chan struct{})
 	entered := make(chan struct{}, 16)
 	auth := startUDSAgent(t, agent.Funcs{
-		RequestHeaders: func(ctx context.Context, _ *agentwire.RequestHeadersEvent, _ *agentwire.AgentResponse) error {
+		RequestHeaders: func(context.Context, *agentwire.RequestHeadersEvent, *agentwire.AgentResponse) error { return nil },
+		RequestComplete: func(ctx context.Context, _ *agentwire.RequestCompleteEvent, _ *agentwire.AgentResponse) error {
 			if hung.Load() {
 				entered <- struct{}{}
 				select {
@@ -90,19 +92,21 @@ func TestPoolMetricsUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	const authTimeout = 2 * time.Second
-	wafA, err := p.AddAgent("waf", pool.WithEndpoint(waf.endpoint(), 2, sink.Option("waf")))
+	// Timeouts are long (a loaded machine must not time calls out), but
+	// for auth's request-complete events, which the test hangs.
+	const timeout, hangTimeout = 20 * time.Second, time.Second
+	wafA, err := p.AddAgent("waf", pool.WithEndpoint(waf.endpoint(), 2, sink.Option("waf")), pool.WithTimeout(timeout))
 	if err != nil {
 		t.Fatal(err)
 	}
 	authA, err := p.AddAgent("auth", pool.WithEndpoint(auth.endpoint(), 2, sink.Option("auth")),
-		pool.WithTimeout(authTimeout),
+		pool.WithTimeout(timeout), pool.WithPhaseTimeout(agentwire.EventRequestComplete, hangTimeout),
 		pool.WithFailurePolicy(engine.FailurePolicy{Mode: engine.FailOpen}),
 		pool.WithBreaker(pool.BreakerConfig{FailureThreshold: 2, OpenDuration: 2 * time.Second, SuccessThreshold: 1}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rateA, err := p.AddAgent("rate", pool.WithEndpoint(rate.endpoint(), 2))
+	rateA, err := p.AddAgent("rate", pool.WithEndpoint(rate.endpoint(), 2), pool.WithTimeout(timeout))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,6 +158,12 @@ func TestPoolMetricsUnderLoad(t *testing.T) {
 			}
 			count(all, "response_headers")
 		}
+		pl.End(r)
+		return v
+	}
+	complete := func(r *pool.Request) engine.Verdict {
+		v := pl.RequestComplete(ctx, r, &agentwire.RequestCompleteEvent{CorrelationID: fmt.Sprint("req-", seq.Add(1)), Status: 200})
+		count(all, "request_complete")
 		pl.End(r)
 		return v
 	}
@@ -288,7 +298,7 @@ func TestPoolMetricsUnderLoad(t *testing.T) {
 		go func() {
 			defer hwg.Done()
 			var r pool.Request
-			if v := request(&r, "/app", false); !v.Allowed() {
+			if v := complete(&r); !v.Allowed() {
 				t.Errorf("hung auth: verdict %+v", v)
 			}
 		}()
@@ -305,11 +315,11 @@ func TestPoolMetricsUnderLoad(t *testing.T) {
 	expect(f, "agentwire_agent_breaker_opens_total", L("agent", "auth"), 1)
 	expect(f, "agentwire_agent_errors_total", L("agent", "auth", "kind", "timeout"), 2)
 	expect(f, "agentwire_agent_synthetic_decisions_total", L("agent", "auth", "reason", "timeout", "decision", "fail_open"), 2)
-	expect(f, "agentwire_agent_requests_total", L("agent", "auth", "event", "request_headers", "decision", "fail_open"), 2)
+	expect(f, "agentwire_agent_requests_total", L("agent", "auth", "event", "request_complete", "decision", "fail_open"), 2)
 	expect(f, "agentwire_agent_in_flight", L("agent", "auth"), 0)
-	slow := f.metric(t, "agentwire_agent_request_duration_seconds", L("agent", "auth", "event", "request_headers"))
-	if total, over := value(slow), value(slow)-cumulativeAt(slow, 1); total != n+2 || over < 2 {
-		t.Errorf("auth latency: %v calls, %v over 1 s; want %d, of which at least the 2 that timed out after %v", total, over, n+2, authTimeout)
+	slow := f.metric(t, "agentwire_agent_request_duration_seconds", L("agent", "auth", "event", "request_complete"))
+	if total, over := value(slow), value(slow)-cumulativeAt(slow, 0.5); total != 2 || over != 2 {
+		t.Errorf("auth request-complete latency: %v calls, %v over 0.5 s; want the 2 that timed out after %v", total, over, hangTimeout)
 	}
 	var r pool.Request
 	for range 3 { // refused by the open breaker (its open period is 2 s)
