@@ -31,7 +31,7 @@
 //
 //	col, _ := promstats.NewPoolCollector(p)
 //	sink, _ := promstats.NewReportSink()
-//	waf, _ := p.AddAgent("waf", pool.WithEndpoint("unix:///run/waf.sock", 4, sink.Option("waf")))
+//	p.AddAgent("waf", pool.WithEndpoint("unix:///run/waf.sock", 4, sink.Option("waf")))
 //	h, _ := promstats.Handler(col, sink)
 //	srv, _ := promstats.ListenHTTP("127.0.0.1:9464", h) // GET /metrics
 //	defer srv.Close()
