@@ -242,11 +242,13 @@ func (s *Server) invoke(x *exchange) {
 func (s *Server) invokeHandler(x *exchange) (failed, panicked bool) {
 	start := time.Now()
 	panicked, err := s.call(x)
+	d := time.Since(start)
 	if err != nil {
 		s.handlerFailed(x, err, panicked)
 	}
 	x.resp.CorrelationID = x.cid
-	x.resp.ProcessingTimeMS = agentwire.Some(uint64(time.Since(start).Milliseconds()))
+	x.resp.ProcessingTimeMS = agentwire.Some(uint64(d.Milliseconds()))
+	s.stats.byEvent.record(x.kind, x.resp.Decision.Kind, d)
 	return err != nil, panicked
 }
 

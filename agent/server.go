@@ -92,6 +92,7 @@ type serverStats struct {
 	cancels        atomic.Uint64
 	droppedPushes  atomic.Uint64
 	protocolErrors atomic.Uint64
+	byEvent        eventCounters // eventstats.go
 }
 
 // Stats is a snapshot of server counters.

@@ -28,7 +28,9 @@ const serveSynopsis = `agentwire serve --listen ENDPOINT --agent echo|deny [--de
 Runs a reference agent until SIGTERM or SIGINT, then drains gracefully and
 exits 0. With --listen it prints one line "listening on ENDPOINT" to stderr
 when ready; with --dial it registers on a proxy's reverse-connection
-listener and prints "registered on ENDPOINT as ID" after each registration.`
+listener and prints "registered on ENDPOINT as ID" after each registration.
+With --metrics-listen HOST:PORT it also serves the agent's Prometheus
+metrics on http://HOST:PORT/metrics and prints "metrics on URL" to stderr.`
 
 // serveFlags are the flags of the serve command.
 type serveFlags struct {
@@ -43,6 +45,7 @@ type serveFlags struct {
 	cpuProfile    string
 	tls           tlsFlags
 	waf           wafFlags
+	metricsListen string       // serve_metrics.go
 	listenAddress func(string) // test hook: receives the "listening on" address
 }
 
@@ -74,6 +77,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
 	f.tls.register(fs, true)
 	f.waf.register(fs)
+	f.registerMetricsFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -170,6 +174,12 @@ func serve(ctx context.Context, f *serveFlags, stderr io.Writer) error {
 		opts = append(opts, agent.WithInlineHandlers())
 	}
 	srv := agent.NewServer(h, opts...)
+	stopMetrics, err := startServeMetrics(f.metricsListen, srv, stderr)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	defer stopMetrics()
 
 	errc := make(chan error, 1)
 	if f.listen != "" {

@@ -33,7 +33,8 @@ type Agent struct {
 	caps   atomic.Uint32 // event kinds the connections announced (0: not known yet)
 	capMax atomic.Int64  // max_body_size the connections announced (0: none)
 
-	ctr       callCounters
+	ctr       callCounters // in flight and requests (the rest: ev)
+	ev        eventCounters
 	waits     atomic.Uint64
 	saturated atomic.Uint64
 	retries   atomic.Uint64
@@ -220,7 +221,7 @@ func invoke(ctx context.Context, m *member, c *call) (*agentwire.AgentResponse, 
 func (a *Agent) RequestHeaders(ctx context.Context, ev *agentwire.RequestHeadersEvent, dst *agentwire.AgentResponse, opts ...CallOption) engine.Verdict {
 	r := a.resolve(agentwire.EventRequestHeaders, nil, opts)
 	if ev == nil {
-		return a.invalid(&r)
+		return a.invalid(agentwire.EventRequestHeaders, &r)
 	}
 	if dst == nil {
 		dst = new(agentwire.AgentResponse)
@@ -235,9 +236,9 @@ var errNilEvent = &engine.Error{Kind: engine.ErrInvalidEvent, Detail: "nil event
 
 // invalid answers a call with no event: the failure policy's verdict for
 // an error (the caller's mistake, not counted by the breaker).
-func (a *Agent) invalid(r *resolved) engine.Verdict {
+func (a *Agent) invalid(kind int32, r *resolved) engine.Verdict {
 	a.ctr.requests.Add(1)
-	return a.synthetic(r.policy, engine.ReasonError, errNilEvent)
+	return a.synthetic(kind, r.policy, engine.ReasonError, errNilEvent)
 }
 
 // RequestBodyChunk sends a request body chunk, to the connection of the
@@ -245,7 +246,7 @@ func (a *Agent) invalid(r *resolved) engine.Verdict {
 func (a *Agent) RequestBodyChunk(ctx context.Context, ev *agentwire.BodyChunk, opts ...CallOption) engine.Verdict {
 	r := a.resolve(agentwire.EventRequestBodyChunk, nil, opts)
 	if ev == nil {
-		return a.invalid(&r)
+		return a.invalid(agentwire.EventRequestBodyChunk, &r)
 	}
 	c := call{kind: agentwire.EventRequestBodyChunk, cid: ev.CorrelationID, bc: ev}
 	var v engine.Verdict
@@ -258,7 +259,7 @@ func (a *Agent) RequestBodyChunk(ctx context.Context, ev *agentwire.BodyChunk, o
 func (a *Agent) ResponseHeaders(ctx context.Context, ev *agentwire.ResponseHeadersEvent, opts ...CallOption) engine.Verdict {
 	r := a.resolve(agentwire.EventResponseHeaders, nil, opts)
 	if ev == nil {
-		return a.invalid(&r)
+		return a.invalid(agentwire.EventResponseHeaders, &r)
 	}
 	c := call{kind: agentwire.EventResponseHeaders, cid: ev.CorrelationID, rs: ev}
 	var v engine.Verdict
@@ -271,7 +272,7 @@ func (a *Agent) ResponseHeaders(ctx context.Context, ev *agentwire.ResponseHeade
 func (a *Agent) ResponseBodyChunk(ctx context.Context, ev *agentwire.BodyChunk, opts ...CallOption) engine.Verdict {
 	r := a.resolve(agentwire.EventResponseBodyChunk, nil, opts)
 	if ev == nil {
-		return a.invalid(&r)
+		return a.invalid(agentwire.EventResponseBodyChunk, &r)
 	}
 	c := call{kind: agentwire.EventResponseBodyChunk, cid: ev.CorrelationID, bc: ev}
 	var v engine.Verdict
@@ -285,7 +286,7 @@ func (a *Agent) ResponseBodyChunk(ctx context.Context, ev *agentwire.BodyChunk, 
 func (a *Agent) RequestComplete(ctx context.Context, ev *agentwire.RequestCompleteEvent, opts ...CallOption) engine.Verdict {
 	r := a.resolve(agentwire.EventRequestComplete, nil, opts)
 	if ev == nil {
-		return a.invalid(&r)
+		return a.invalid(agentwire.EventRequestComplete, &r)
 	}
 	c := call{kind: agentwire.EventRequestComplete, cid: ev.CorrelationID, rc: ev}
 	var v engine.Verdict
@@ -300,7 +301,7 @@ func (a *Agent) RequestComplete(ctx context.Context, ev *agentwire.RequestComple
 func (a *Agent) WebSocketFrame(ctx context.Context, ev *agentwire.WebSocketFrameEvent, opts ...CallOption) engine.Verdict {
 	r := a.resolve(agentwire.EventWebSocketFrame, nil, opts)
 	if ev == nil {
-		return a.invalid(&r)
+		return a.invalid(agentwire.EventWebSocketFrame, &r)
 	}
 	c := call{kind: agentwire.EventWebSocketFrame, cid: ev.CorrelationID, ws: ev}
 	var v engine.Verdict
@@ -313,7 +314,7 @@ func (a *Agent) WebSocketFrame(ctx context.Context, ev *agentwire.WebSocketFrame
 func (a *Agent) GuardrailInspect(ctx context.Context, ev *agentwire.GuardrailInspectEvent, opts ...CallOption) engine.Verdict {
 	r := a.resolve(agentwire.EventGuardrailInspect, nil, opts)
 	if ev == nil {
-		return a.invalid(&r)
+		return a.invalid(agentwire.EventGuardrailInspect, &r)
 	}
 	c := call{kind: agentwire.EventGuardrailInspect, cid: ev.CorrelationID, gr: ev}
 	var v engine.Verdict
@@ -349,9 +350,9 @@ func (a *Agent) Cancel(correlationID string, reason agentwire.CancelReason) erro
 }
 
 // synthetic makes and counts a verdict the agent did not give.
-func (a *Agent) synthetic(pol engine.FailurePolicy, reason engine.Reason, err error) engine.Verdict {
+func (a *Agent) synthetic(kind int32, pol engine.FailurePolicy, reason engine.Reason, err error) engine.Verdict {
 	v := pol.Synthetic(a.name, reason, err)
-	a.ctr.count(&v)
+	a.ev.count(kind, &v)
 	if v.Synthetic && reason != engine.ReasonNotSubscribed && v.Allowed() {
 		a.warnFailOpen(reason, err)
 	}
@@ -378,25 +379,25 @@ func (a *Agent) do(ctx context.Context, c *call, r *resolved, out *engine.Verdic
 	defer a.exit()
 	switch a.state.Load() {
 	case agentDraining:
-		*out = a.synthetic(r.policy, engine.ReasonUnavailable, a.errDraining)
+		*out = a.synthetic(c.kind, r.policy, engine.ReasonUnavailable, a.errDraining)
 		return
 	case agentClosed:
-		*out = a.synthetic(r.policy, engine.ReasonUnavailable, a.errClosed)
+		*out = a.synthetic(c.kind, r.policy, engine.ReasonUnavailable, a.errClosed)
 		return
 	}
 	if a.events()&(1<<uint(c.kind)) == 0 {
-		*out = a.synthetic(r.policy, engine.ReasonNotSubscribed, a.errNotSub)
+		*out = a.synthetic(c.kind, r.policy, engine.ReasonNotSubscribed, a.errNotSub)
 		return
 	}
 	if c.bc != nil {
 		if l := a.bodyLimit(c.kind == agentwire.EventResponseBodyChunk); l >= 0 && bodySize(c.bc) > uint64(l) {
-			*out = a.synthetic(r.policy, engine.ReasonBodyTooLarge, a.errTooLarge)
+			*out = a.synthetic(c.kind, r.policy, engine.ReasonBodyTooLarge, a.errTooLarge)
 			return
 		}
 	}
 	tok, ok := a.br.allow()
 	if !ok {
-		*out = a.synthetic(r.policy, engine.ReasonBreakerOpen, a.errBreaker)
+		*out = a.synthetic(c.kind, r.policy, engine.ReasonBreakerOpen, a.errBreaker)
 		return
 	}
 	cctx := ctx
@@ -410,13 +411,13 @@ func (a *Agent) do(ctx context.Context, c *call, r *resolved, out *engine.Verdic
 			switch {
 			case ctx.Err() != nil:
 				// The caller gave up (or its deadline passed) while waiting.
-				*out = a.synthetic(r.policy, engine.ReasonOf(err), &Error{Kind: ErrSaturated, Agent: a.name, Detail: "while waiting for a concurrency slot", Err: err})
+				*out = a.synthetic(c.kind, r.policy, engine.ReasonOf(err), &Error{Kind: ErrSaturated, Agent: a.name, Detail: "while waiting for a concurrency slot", Err: err})
 				return
 			case errors.Is(err, context.DeadlineExceeded) && cctx.Err() != nil:
-				*out = a.synthetic(r.policy, engine.ReasonTimeout, &Error{Kind: ErrSaturated, Agent: a.name, Detail: "no concurrency slot within the call's timeout", Err: err})
+				*out = a.synthetic(c.kind, r.policy, engine.ReasonTimeout, &Error{Kind: ErrSaturated, Agent: a.name, Detail: "no concurrency slot within the call's timeout", Err: err})
 				return
 			}
-			*out = a.synthetic(r.policy, engine.ReasonUnavailable, a.errSat)
+			*out = a.synthetic(c.kind, r.policy, engine.ReasonUnavailable, a.errSat)
 			return
 		}
 	}
@@ -426,7 +427,7 @@ func (a *Agent) do(ctx context.Context, c *call, r *resolved, out *engine.Verdic
 		cancel()
 	}
 	a.br.report(tok, o)
-	a.ctr.count(out)
+	a.ev.count(c.kind, out)
 	if m != nil {
 		m.ctr.count(out)
 	}
@@ -563,14 +564,14 @@ func (a *Agent) attempt(ctx, cctx context.Context, c *call, r *resolved, bounded
 		m.exit()
 		if err == nil {
 			m.observe(lat)
-			a.ctr.latency.observe(lat)
+			a.ev.latency[c.kind&7].observe(lat)
 			*out = engine.Verdict{Decision: reply.Decision, Reply: reply, Agent: a.name}
 			return m, outcomeSuccess
 		}
 		refused, st := refusal(err)
 		if !refused {
 			m.observe(lat)
-			a.ctr.latency.observe(lat)
+			a.ev.latency[c.kind&7].observe(lat)
 			switch st {
 			case ConnDown:
 				m.setState(ConnDown)
@@ -1006,17 +1007,10 @@ func (a *Agent) Stats() AgentStats {
 		}
 	}
 	dialing := int(a.dialingN.Load())
-	rs := a.ctr.reasonsSnapshot()
-	return AgentStats{
-		Name:      a.name,
-		InFlight:  a.ctr.inFlight.Load(),
-		Requests:  a.ctr.requests.Load(),
-		Decisions: a.ctr.decisionsSnapshot(),
-		Errors:    rs,
-		Verdicts: engine.VerdictStats{
-			FailOpen: a.ctr.synth[0].Load(), FailClosed: a.ctr.synth[1].Load(), NotSubscribed: rs.NotSubscribed,
-		},
-		Latency:             a.ctr.latency.snapshot(),
+	st := AgentStats{
+		Name:                a.name,
+		InFlight:            a.ctr.inFlight.Load(),
+		Requests:            a.ctr.requests.Load(),
 		QueueWaits:          a.waits.Load(),
 		Saturated:           a.saturated.Load(),
 		Retries:             a.retries.Load(),
@@ -1034,6 +1028,8 @@ func (a *Agent) Stats() AgentStats {
 		PinsExpired:         a.aff.expired.Load(),
 		AffinityFallbacks:   a.aff.fallbacks.Load(),
 	}
+	a.ev.totals(&st)
+	return st
 }
 
 // ConnStats returns a snapshot of each connection's counters, including

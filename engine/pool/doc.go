@@ -152,8 +152,12 @@
 // reason (errors, timeouts, cancellations, unavailability, open breaker,
 // body too large, not subscribed), breaker state and transitions,
 // connection states and health, latency histograms and the latency
-// moving average, queue waits, retries and affinity counts. Reading them
-// takes no lock the calls use.
+// moving average, queue waits, retries and affinity counts; synthetic
+// verdicts are also split by what they decided (fail-open skip,
+// fail-closed block) and by kind of failure (FailureKind: timeout,
+// connection lost, protocol, refused, saturated, ...). Agent.EventStats
+// breaks decisions and latency down by event kind. Reading them takes no
+// lock the calls use. Package promstats exports them to Prometheus.
 //
 // # Goroutines
 //

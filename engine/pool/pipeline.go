@@ -259,7 +259,7 @@ func (pl *Pipeline) admit(r *Request, i int, kind int32, opts []CallOption) bool
 	}
 	res := st.Agent.resolve(kind, st.Policy, opts)
 	st.Agent.ctr.requests.Add(1)
-	r.Verdicts[i] = st.Agent.synthetic(res.policy, engine.ReasonNotSubscribed, st.Agent.errNotSub)
+	r.Verdicts[i] = st.Agent.synthetic(kind, res.policy, engine.ReasonNotSubscribed, st.Agent.errNotSub)
 	return false
 }
 

@@ -1,34 +1,40 @@
 package pool
 
 import (
-	"math/bits"
 	"sync/atomic"
 	"time"
 
 	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/engine"
+	"github.com/agentwire/agentwire/internal/lathist"
 )
 
 // LatencyBuckets is the number of buckets of a LatencyHistogram.
-const LatencyBuckets = 22
+const LatencyBuckets = lathist.Buckets
 
-// LatencyHistogram counts call latencies in buckets whose upper bounds
-// double from 16 µs: bucket i counts latencies up to 16µs<<i (bucket 0:
-// up to 16 µs, bucket 20: up to about 16.8 s), the last bucket everything
-// longer. Latencies are those of calls that reached a connection,
-// whatever their outcome.
+// LatencyHistogram counts call latencies in buckets whose upper bounds are
+// the powers of two seconds from 2^-16 s: bucket i counts latencies up to
+// 2^(i-16) s (bucket 0: up to about 15.26 µs, bucket 16: up to 1 s,
+// bucket 20: up to 16 s), the last bucket everything longer. These are
+// the boundaries of a Prometheus native histogram of schema 0 (package
+// promstats exports the counts as both a classic and a native histogram).
+// Latencies are those of calls that reached a connection, whatever their
+// outcome.
 type LatencyHistogram struct {
 	Counts [LatencyBuckets]uint64
 	Sum    time.Duration // total of all observed latencies
 }
 
-// UpperBound returns bucket i's upper bound (the last one: the largest
-// Duration).
+// UpperBound returns bucket i's upper bound, rounded down to the
+// nanosecond (the last one: the largest Duration).
 func (h *LatencyHistogram) UpperBound(i int) time.Duration {
-	if i >= LatencyBuckets-1 {
-		return time.Duration(1<<63 - 1)
-	}
-	return 16 * time.Microsecond << i
+	return lathist.UpperBound(i)
+}
+
+// UpperBoundSeconds returns bucket i's exact upper bound in seconds,
+// 2^(i-16) (the last one: +Inf).
+func (h *LatencyHistogram) UpperBoundSeconds(i int) float64 {
+	return lathist.UpperBoundSeconds(i)
 }
 
 // Count returns the number of observations.
@@ -58,27 +64,15 @@ func (h *LatencyHistogram) Quantile(q float64) time.Duration {
 	return h.UpperBound(LatencyBuckets - 1)
 }
 
-type histogram struct {
-	counts [LatencyBuckets]atomic.Uint64
-	sum    atomic.Int64
-}
+// histogram is the atomic latency histogram of a connection or an event
+// kind (lathist's layout).
+type histogram struct{ lathist.Hist }
 
-func latencyBucket(d time.Duration) int {
-	us := uint64(max(d, 0)) / 16000 // 16 µs units
-	return min(bits.Len64(us), LatencyBuckets-1)
-}
-
-func (h *histogram) observe(d time.Duration) {
-	h.counts[latencyBucket(d)].Add(1)
-	h.sum.Add(int64(d))
-}
+func (h *histogram) observe(d time.Duration) { h.Observe(d) }
 
 func (h *histogram) snapshot() LatencyHistogram {
 	var s LatencyHistogram
-	for i := range h.counts {
-		s.Counts[i] = h.counts[i].Load()
-	}
-	s.Sum = time.Duration(h.sum.Load())
+	h.AddTo(&s.Counts, &s.Sum)
 	return s
 }
 
@@ -166,9 +160,21 @@ type AgentStats struct {
 	// Errors counts synthetic verdicts by reason (Errors.Timeout is the
 	// number of timeouts).
 	Errors ReasonCounts
+	// FailOpen and FailClosed split Errors (but for NotSubscribed) by what
+	// the synthetic verdict decided: FailOpen the allows (the agent was
+	// skipped: a fail-open policy, FlowFailOpen), FailClosed the blocks of
+	// a fail-closed policy.
+	FailOpen   ReasonCounts
+	FailClosed ReasonCounts
+	// Failures counts the same synthetic verdicts (all but not-subscribed
+	// skips) by the kind of failure, indexed by FailureKind: it tells a
+	// lost connection from a protocol violation, which Errors.Error
+	// lumps together, and a refusal from saturation.
+	Failures [FailureKinds]uint64
 	// Verdicts counts synthetic verdicts by what they decided.
 	Verdicts engine.VerdictStats
-	// Latency is the latency histogram of calls that reached a connection.
+	// Latency is the latency histogram of calls that reached a connection
+	// (the sum of the per-event histograms of Agent.EventStats).
 	Latency LatencyHistogram
 	// QueueWaits counts calls that waited for a concurrency slot;
 	// Saturated those that found none in time.
