@@ -59,6 +59,11 @@ type udsCall struct {
 	exchange
 	uc  *udsConn
 	out []byte // the encoded reply frame (or a pong)
+	// view is set while body.Data is a view of the reader's frame (inline
+	// handlers, raw MessagePack body data: no copy); ownData then keeps
+	// the call's own body storage, which release puts back.
+	view    bool
+	ownData []byte
 }
 
 var udsCallPool = sync.Pool{New: func() any { return new(udsCall) }}
@@ -74,6 +79,9 @@ func getUDSCall(uc *udsConn) *udsCall {
 }
 
 func (c *udsCall) release() {
+	if c.view {
+		c.body.Data, c.ownData, c.view = c.ownData, nil, false
+	}
 	c.uc = nil
 	c.kind = kindNone
 	c.cid = ""
@@ -716,7 +724,16 @@ func (uc *udsConn) dispatchEvent(typ frame.Type, p []byte) bool {
 		}
 	}
 	c := getUDSCall(uc)
-	if err := c.decodeEvent(typ, p, uc.msgpack); err != nil {
+	var err error
+	if uc.inline && uc.msgpack && (typ == frame.TypeRequestBodyChunk || typ == frame.TypeResponseBodyChunk) {
+		// The handler runs before the next frame is read: raw body data
+		// can stay in the frame (one copy of the body bytes in this
+		// process, the frame reader's, instead of two).
+		err = c.decodeBodyView(typ, p)
+	} else {
+		err = c.decodeEvent(typ, p, uc.msgpack)
+	}
+	if err != nil {
 		<-uc.sem
 		uc.decodeFailed(c, typ, p, err)
 		return true
@@ -813,6 +830,27 @@ func (c *udsCall) decodeEvent(typ frame.Type, p []byte, msgpack bool) error {
 	default:
 		return fmt.Errorf("agentwire: frame type %v is not an event", typ)
 	}
+	return err
+}
+
+// decodeBodyView decodes a MessagePack body chunk into c leaving raw (bin)
+// data in p: c.body.Data is then a view of p, valid until the reader reads
+// the next frame, and release puts the call's own storage back.
+func (c *udsCall) decodeBodyView(typ frame.Type, p []byte) error {
+	own := c.body.Data
+	var viewed bool
+	var err error
+	if typ == frame.TypeRequestBodyChunk {
+		c.kind = kindRequestBodyChunk
+		viewed, err = payload.DecodeRequestBodyChunkMsgpackView(p, &c.body)
+	} else {
+		c.kind = kindResponseBodyChunk
+		viewed, err = payload.DecodeResponseBodyChunkMsgpackView(p, &c.body)
+	}
+	if viewed {
+		c.view, c.ownData = true, own
+	}
+	c.cid = c.body.CorrelationID
 	return err
 }
 

@@ -2,8 +2,10 @@
 # A/B two builds of agentwire end to end, the way this project measures a
 # performance change: in alternating pairs, each build runs its own
 # `serve --agent echo` and `bench` (64 in flight) over the unix socket, and
-# the means of requests/s and of client and agent CPU µs per request are
-# printed with new/old ratios.
+# the means and medians of requests/s, of client and agent CPU µs per
+# request and of the p50 latency are printed with new/old ratios, and the
+# median of the per-pair new/old ratios (steadier on a machine whose speed
+# drifts during the comparison).
 #
 #   bench/ab.sh OLD_BINARY NEW_BINARY                 # 10 pairs, msgpack, 3 s
 #   PAIRS=8 ENCODING=json DUR=4s bench/ab.sh old new
@@ -50,7 +52,7 @@ run() {
 	wait "$serve_pid" 2>/dev/null || true
 	serve_pid=""
 	local k
-	for k in requests_per_sec cpu_us_per_request agent_cpu_us_per_request; do
+	for k in requests_per_sec cpu_us_per_request agent_cpu_us_per_request p50_us; do
 		printf '%s ' "$(jfield "$json" "$k")"
 	done
 	echo
@@ -68,16 +70,25 @@ run() {
 # jfield JSON KEY: the number under KEY in the bench's one-line JSON.
 jfield() { sed -n "s/.*\"$2\":\([0-9.e+-]*\).*/\1/p" <<<"$1"; }
 
-echo "TRANSPORT=$TRANSPORT ENCODING=$ENCODING CONC=$CONC DUR=$DUR PAIRS=$PAIRS: req/s, client µs/req, agent µs/req" >&2
+echo "TRANSPORT=$TRANSPORT ENCODING=$ENCODING CONC=$CONC DUR=$DUR PAIRS=$PAIRS: req/s, client µs/req, agent µs/req, p50 µs" >&2
 : >"$tmp/pairs"
 for i in $(seq "$PAIRS"); do
 	a=$(run "$old" old "$i") b=$(run "$new" new "$i")
 	echo "old $a| new $b" | tee -a "$tmp/pairs"
 done
-awk '{ for (k = 0; k < 3; k++) { o[k] += $(2+k); n[k] += $(7+k) } }
+# A pair with a failed run (fewer fields) is left out of the summary.
+awk 'NF == 11 { m++; for (k = 0; k < 4; k++) { o[k] += $(2+k); n[k] += $(8+k); O[k, m] = $(2+k); N[k, m] = $(8+k) } }
+function median(a, k, m,   i, j, t, v) {
+	for (i = 1; i <= m; i++) v[i] = a[k, i]
+	for (i = 2; i <= m; i++) for (j = i; j > 1 && v[j-1] > v[j]; j--) { t = v[j]; v[j] = v[j-1]; v[j-1] = t }
+	return m % 2 ? v[(m+1)/2] : (v[m/2] + v[m/2+1]) / 2
+}
 END {
-	split("req/s client_us agent_us", name, " ")
-	for (k = 0; k < 3; k++)
-		printf "%-10s old %10.2f  new %10.2f  new/old %.3f\n", name[k+1], o[k]/NR, n[k]/NR, n[k]/o[k]
+	split("req/s client_us agent_us p50_us", name, " ")
+	for (k = 0; k < 4; k++) {
+		for (i = 1; i <= m; i++) R[k, i] = O[k, i] > 0 ? N[k, i] / O[k, i] : 1
+		printf "%-10s mean old %10.2f  new %10.2f  new/old %.3f   median old %10.2f  new %10.2f  new/old %.3f   median of pair ratios %.3f\n", name[k+1],
+			o[k]/m, n[k]/m, n[k]/o[k], median(O, k, m), median(N, k, m), median(N, k, m) / median(O, k, m), median(R, k, m)
+	}
 }' "$tmp/pairs"
 echo "raw results: $results_file" >&2

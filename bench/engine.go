@@ -108,7 +108,7 @@ func (l EngineLoad) RoundTrip() (RoundTrip, error) {
 				ChunkIndex:       idx,
 				BytesTransferred: uint64(end),
 			}
-			if _, err := c.RequestBodyChunk(ctx, &st.chunk); err != nil {
+			if err := c.RequestBodyChunkInto(ctx, &st.chunk, &st.resp); err != nil {
 				return err
 			}
 			idx++

@@ -724,7 +724,9 @@ func (c *Conn) exchange(ctx context.Context, s *session, cid string, p *pending,
 		c.countErr(err)
 		return err
 	}
-	if err := s.out.TryEnqueue(o); err != nil {
+	if o.p != nil && s.tryDirect(o) {
+		// Written by this caller (direct.go): o is taken.
+	} else if err := s.out.TryEnqueue(o); err != nil {
 		// Slow path: the queue is full (or closed). The wait for room is
 		// part of the call, so it runs under the call's one deadline.
 		if err == ring.ErrFull {

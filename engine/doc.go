@@ -341,7 +341,12 @@
 // (no per-request buffer; the call waits, as it does anyway, and a call
 // that ends before the writer reached its event takes it back, so that
 // event is never sent and no cancel follows it); the other frames are
-// encoded by their callers. The writer writes everything queued while it
+// encoded by their callers. A call alone in flight that finds the writer
+// idle and nothing queued does the writer's work for its event itself
+// (one hand-off less per request): it encodes the event into the same
+// buffer and writes it with one non-blocking write; what the socket does
+// not take at once is left to the writer, so a call never waits on the
+// socket. The writer writes everything queued while it
 // was busy with one write (writev when large frames go out from their own
 // buffers). Body data is base64 in JSON and MessagePack; WithRawMsgpackBodies sends
 // raw bin instead, which only agentwire agents accept.

@@ -25,10 +25,15 @@ import (
 // the agentwire control plane, one control reader. All three exit when the
 // session fails; wg tracks them.
 type session struct {
-	c   *Conn
-	t   transport
-	ew  eventWriter // t, when it encodes events itself (nil otherwise)
-	out *ring.Ring[outbound]
+	c  *Conn
+	t  transport
+	ew eventWriter // t, when it encodes events itself (nil otherwise)
+	// dw is t when callers may write their events themselves (direct.go;
+	// nil otherwise), and wrole the write role that decides who does:
+	// 0 free, 1 held (by the writer or by one direct caller).
+	dw    directWriter
+	wrole atomic.Int32
+	out   *ring.Ring[outbound]
 	// ctx is cancelled when the session fails.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -93,6 +98,9 @@ func newSession(c *Conn, t transport, caps agentwire.Capabilities) *session {
 		maxInFlight: maxInFlightOf(caps.Limits.MaxConcurrency),
 	}
 	s.ew, _ = t.(eventWriter)
+	if dw, ok := t.(directWriter); ok && dw.canDirect() {
+		s.dw = dw
+	}
 	s.capacity.Store(-1)
 	s.controlOK.Store(t.hasControl())
 	return s
@@ -268,9 +276,12 @@ func (s *session) writer() {
 	batch := make([]outbound, 64)
 	var sendErr error
 	fl, _ := s.t.(flusher)
+	// held: the writer holds the write role (direct.go). Without direct
+	// writes it is never contended and stays held.
+	held := s.dw == nil
 	for {
 		n := 0
-		if fl != nil {
+		if fl != nil && held {
 			// Flush only once nothing more is ready (see flusher). While
 			// other calls are in flight, yield first (up to writerYields
 			// times while nothing arrives): callers woken by replies get
@@ -296,6 +307,24 @@ func (s *session) writer() {
 				}
 			}
 		}
+		if n == 0 && s.dw != nil {
+			// Wait for the ring without taking items, and take them only
+			// with the write role: a direct caller that holds it and
+			// finds the ring empty knows that everything queued before
+			// has been written (see direct.go).
+			if held {
+				held = false
+				s.wrole.Store(0)
+			}
+			if s.out.Wait() != nil {
+				return // closed and drained
+			}
+			s.acquireWriteRole()
+			held = true
+			if n = s.out.TryDequeueBatch(batch); n == 0 {
+				continue
+			}
+		}
 		if n == 0 {
 			var err error
 			if n, err = s.out.DequeueBatch(batch); err != nil {
@@ -316,6 +345,9 @@ func (s *session) writer() {
 		for i := 0; i < n; i++ {
 			o := batch[i]
 			batch[i] = outbound{}
+			if o.buf == nil && o.p == nil {
+				continue // wakes the writer to flush the rest of a direct write
+			}
 			if sendErr != nil {
 				o.free()
 				if o.notice != nil {

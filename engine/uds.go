@@ -11,6 +11,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc/mem"
@@ -240,6 +241,18 @@ type udsTransport struct {
 	iov    net.Buffers
 	iovw   net.Buffers // the header writev consumes (see flush)
 
+	// Direct writes (uds_direct.go), by the holder of the session's
+	// write role: rc is nil when the connection has no descriptor;
+	// rawWriteFn is rawWrite, whose input (tw) and results (twN, twErr)
+	// live here so that a write allocates nothing.
+	rc         syscall.RawConn
+	rawWriteFn func(fd uintptr) bool
+	tw         []byte
+	twN        int
+	twErr      error
+	// directWrites counts the direct writes that went out whole.
+	directWrites uint64
+
 	// Configure events in flight: their replies are consumed here instead
 	// of counting as orphans.
 	cfgMu  sync.Mutex
@@ -268,6 +281,7 @@ func newUDSTransport(nc net.Conn, rd *frame.Reader, maxPayload int, msgpack, raw
 	case *net.UnixConn, *net.TCPConn:
 		t.writev = true
 	}
+	t.initDirect(nc)
 	return t
 }
 
@@ -396,6 +410,15 @@ func (t *udsTransport) flush() error {
 		t.iovw = nil
 		clear(iov[:n])
 	}
+	t.resetBatch()
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("agentwire: agent not reading: no byte of a write accepted within %v: %w", t.wd.Timeout, err)
+	}
+	return err
+}
+
+// resetBatch frees the batch's buffers and empties it.
+func (t *udsTransport) resetBatch() {
 	for i := range t.segs {
 		if b := t.segs[i].buf; b != nil {
 			b.Free()
@@ -409,10 +432,6 @@ func (t *udsTransport) flush() error {
 	} else {
 		t.enc = t.enc[:0]
 	}
-	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		err = fmt.Errorf("agentwire: agent not reading: no byte of a write accepted within %v: %w", t.wd.Timeout, err)
-	}
-	return err
 }
 
 // writeRetry is the state of one flush's write across its deadlines.

@@ -54,7 +54,7 @@ func startLoopAgent(t testing.TB, enc string) string {
 			if err != nil {
 				return
 			}
-			if typ != frame.TypeRequestHeaders {
+			if typ != frame.TypeRequestHeaders && typ != frame.TypeRequestBodyChunk {
 				continue
 			}
 			var id []byte
@@ -159,6 +159,46 @@ func TestUDSAllocsPerRoundTrip(t *testing.T) {
 				}
 			})
 			t.Logf("%s: allocations in %d round trips: RequestHeadersInto %d (zero timestamp %d), RequestHeaders %d", m.name, n, into, intoZero, plain)
+		})
+	}
+}
+
+// TestUDSAllocsPerBodyChunk: a 64 KiB request body chunk sent with
+// RequestBodyChunkInto costs at most one allocation (the pending-map entry),
+// as raw MessagePack bin (agentwire peers) and as base64 (Rust peers);
+// counted exactly.
+func TestUDSAllocsPerBodyChunk(t *testing.T) {
+	for _, m := range udsModes {
+		t.Run(m.name, func(t *testing.T) {
+			enc := agentwire.EncodingJSON
+			if m.msgpack {
+				enc = agentwire.EncodingMsgpack
+			}
+			path := startLoopAgent(t, enc)
+			c := dialUDS(t, path, m.opts...)
+			if udsOf(t, c).raw != m.raw {
+				t.Fatal("raw bodies not negotiated")
+			}
+			ctx := context.Background()
+			ev := &agentwire.BodyChunk{CorrelationID: "alloc-chunk", Data: bytes.Repeat([]byte("b"), 64<<10),
+				TotalSize: agentwire.Some[uint64](1 << 20), ChunkIndex: 1, BytesTransferred: 128 << 10}
+			dst := new(agentwire.AgentResponse)
+			for range 200 {
+				if err := c.RequestBodyChunkInto(ctx, ev, dst); err != nil {
+					t.Fatal(err)
+				}
+			}
+			const n = 1000
+			arena := 0.0 // JSON replies: see TestUDSAllocsPerRoundTrip
+			if !m.msgpack {
+				arena = 1.0 / 200
+			}
+			got := allocs.AtMost(t, m.name+": RequestBodyChunkInto, 64 KiB", n, 1+arena, func() {
+				if err := c.RequestBodyChunkInto(ctx, ev, dst); err != nil || dst.CorrelationID != "alloc-chunk" {
+					t.Fatal(err)
+				}
+			})
+			t.Logf("%s: allocations in %d chunks of 64 KiB: %d", m.name, n, got)
 		})
 	}
 }

@@ -23,9 +23,11 @@
 // # Concurrency
 //
 // TryEnqueue, Enqueue, Close, Len and Cap are safe for concurrent use by
-// any number of goroutines. DequeueBatch and TryDequeueBatch must only ever
-// be called by one goroutine at a time (the single consumer). A Ring must
-// not be copied after first use (go vet reports copies).
+// any number of goroutines. DequeueBatch, TryDequeueBatch and Wait must only
+// ever be called by one goroutine at a time (the single consumer; the role
+// may pass between goroutines that hand it over with a happens-before
+// edge, a lock say). A Ring must not be copied after first use (go vet
+// reports copies).
 //
 // # Design
 //

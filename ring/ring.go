@@ -57,8 +57,8 @@ type slot[T any] struct {
 // Ring is a bounded lock-free multi-producer single-consumer queue.
 //
 // Any number of goroutines may call TryEnqueue, Enqueue, Close, Len and Cap
-// concurrently. DequeueBatch and TryDequeueBatch belong to a single consumer
-// goroutine and must never run concurrently with each other. The zero value
+// concurrently. DequeueBatch, TryDequeueBatch and Wait belong to a single
+// consumer and must never run concurrently with each other. The zero value
 // is not usable: create rings with New. A Ring must not be copied.
 //
 // # Protocol
@@ -322,21 +322,38 @@ func (r *Ring[T]) DequeueBatch(dst []T) (int, error) {
 		if n := r.TryDequeueBatch(dst); n > 0 {
 			return n, nil
 		}
+		if len(dst) == 0 {
+			if r.tail.Load() == closedBit|r.head.Load() {
+				return 0, ErrClosed
+			}
+			return 0, nil
+		}
+		if err := r.Wait(); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// Wait blocks until the next item is ready to be dequeued (it returns nil)
+// or the ring is closed and drained (it returns ErrClosed), and dequeues
+// nothing: TryDequeueBatch then takes at least one item. It lets a
+// consumer that has to do something first (take a lock, say) wait
+// without taking items. Only the single consumer goroutine may call it,
+// like DequeueBatch.
+func (r *Ring[T]) Wait() error {
+	for {
+		if r.headReady() {
+			return nil
+		}
 		t := r.tail.Load()
 		if t&closedBit != 0 {
 			if r.head.Load() == t&^closedBit {
-				return 0, ErrClosed
-			}
-			if len(dst) == 0 {
-				return 0, nil
+				return ErrClosed
 			}
 			// A producer won its CAS before Close and is about to
 			// publish; it does not block in between.
 			runtime.Gosched()
 			continue
-		}
-		if len(dst) == 0 {
-			return 0, nil
 		}
 		r.consumerSleeping.Store(true)
 		if r.headReady() || r.tail.Load()&closedBit != 0 {

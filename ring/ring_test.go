@@ -423,3 +423,49 @@ func TestCloseWaitsForClaimedSlot(t *testing.T) {
 		t.Fatal("consumer did not finish after the claimed slot was published")
 	}
 }
+
+// TestWaitTakesNothing: Wait parks until an item is published, returns
+// without dequeuing it, and after Close returns nil until the accepted
+// items are drained, then ErrClosed; a parked Wait wakes on Close.
+func TestWaitTakesNothing(t *testing.T) {
+	r := New[int](4)
+	woke := make(chan error, 1)
+	go func() { woke <- r.Wait() }()
+	waitFor(t, "Wait to park", r.consumerSleeping.Load)
+	if err := r.TryEnqueue(7); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-woke:
+		if err != nil {
+			t.Fatalf("Wait = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("parked Wait was not woken")
+	}
+	if n := r.Len(); n != 1 {
+		t.Fatalf("Len after Wait = %d, want 1 (Wait must not dequeue)", n)
+	}
+	if err := r.Wait(); err != nil { // ready: returns at once
+		t.Fatal(err)
+	}
+	r.Close()
+	if err := r.Wait(); err != nil {
+		t.Fatalf("Wait on a closed ring with an item = %v, want nil", err)
+	}
+	dst := make([]int, 4)
+	if n := r.TryDequeueBatch(dst); n != 1 || dst[0] != 7 {
+		t.Fatalf("TryDequeueBatch = %d %v", n, dst)
+	}
+	if err := r.Wait(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Wait on a closed, drained ring = %v, want ErrClosed", err)
+	}
+
+	r2 := New[int](4)
+	go func() { woke <- r2.Wait() }()
+	waitFor(t, "Wait to park", r2.consumerSleeping.Load)
+	r2.Close()
+	if err := <-woke; !errors.Is(err, ErrClosed) {
+		t.Fatalf("Wait woken by Close = %v, want ErrClosed", err)
+	}
+}

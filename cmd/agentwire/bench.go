@@ -16,17 +16,17 @@ import (
 	"github.com/agentwire/agentwire/engine"
 )
 
-const benchSynopsis = `agentwire bench --agent ENDPOINT [--concurrency 64] [--duration 10s] [--conns 1] [--body-size 0] [--encoding json|msgpack] [--floor] [--json]
+const benchSynopsis = `agentwire bench --agent ENDPOINT [--concurrency 64] [--duration 10s] [--conns 1] [--body-size 0] [--encoding json|msgpack] [--raw-bodies] [--floor] [--json]
 
 Closed-loop load: --concurrency callers each keep one request-headers round
-trip in flight (plus request body chunks of --body-size bytes when > 0),
-spread over --conns connections, for --duration after a warm-up. Prints
+trip in flight (plus request body chunks of --body-size bytes when > 0,
+as raw MessagePack bin with --raw-bodies, else base64), spread over --conns connections, for --duration after a warm-up. Prints
 requests/s, p50/p90/p99/p99.9 latency, allocations and CPU time per request
 of this (client) process. --json prints one JSON object with the keys
 requests_per_sec, p50_us, p90_us, p99_us, p999_us, max_us,
 allocs_per_request, bytes_per_request, cpu_us_per_request, cpu_cores,
 errors, requests, concurrency and the run's settings (transport, encoding,
-conns, body_size, duration_s); with --agent-pid also
+conns, body_size, raw_bodies when set, duration_s); with --agent-pid also
 agent_cpu_us_per_request and agent_cpu_cores. --floor measures the machine's
 floor right after the run with the same settings (see agentwire floor) and
 adds floor (its report), floor_fraction (requests/s over the floor's) and
@@ -41,6 +41,7 @@ type benchFlags struct {
 	conns        int
 	bodySize     int
 	encoding     string
+	rawBodies    bool
 	json         bool
 	agentPID     int
 	cpuProfile   string
@@ -56,6 +57,7 @@ type benchReport struct {
 	Encoding  string  `json:"encoding,omitempty"`
 	Conns     int     `json:"conns"`
 	BodySize  int     `json:"body_size"`
+	RawBodies bool    `json:"raw_bodies,omitempty"`
 	DurationS float64 `json:"duration_s"`
 	bench.Result
 	// Floor is the floor measured beside the run (--floor), and
@@ -76,6 +78,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&f.conns, "conns", 1, "connections to spread the callers over (at most 10000)")
 	fs.IntVar(&f.bodySize, "body-size", 0, "request body bytes sent per round trip as body chunks (0: headers only; at most 1 GiB)")
 	fs.StringVar(&f.encoding, "encoding", "", "Unix-socket payload encoding: json or msgpack (default: the engine's)")
+	fs.BoolVar(&f.rawBodies, "raw-bodies", false, "with --encoding msgpack: body data as raw MessagePack bin instead of base64 (engine.WithRawMsgpackBodies; agentwire agents only)")
 	fs.BoolVar(&f.json, "json", false, "print one JSON object")
 	fs.IntVar(&f.agentPID, "agent-pid", 0, "pid of the agent process, to report its CPU time per request too")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured run to this file")
@@ -105,8 +108,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if f.encoding != "" && f.encoding != "json" && f.encoding != "msgpack" {
 		return usagef("--encoding %q: want json or msgpack", f.encoding)
 	}
+	var extra []engine.Option
+	if f.rawBodies {
+		if f.encoding != "msgpack" {
+			return usagef("--raw-bodies needs --encoding msgpack")
+		}
+		extra = append(extra, engine.WithRawMsgpackBodies())
+	}
 
-	conns, err := dialConns(ctx, ep, &f.tls, f.encoding, f.conns)
+	conns, err := dialConns(ctx, ep, &f.tls, f.encoding, f.conns, extra...)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", ep, err)
 	}
@@ -148,7 +158,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	rep := benchReport{
-		Transport: ep.transport(), Encoding: enc, Conns: f.conns, BodySize: f.bodySize,
+		Transport: ep.transport(), Encoding: enc, Conns: f.conns, BodySize: f.bodySize, RawBodies: f.rawBodies,
 		DurationS: res.Duration.Seconds(), Result: res,
 	}
 	if f.floor {
@@ -174,11 +184,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// dialConns opens n engine connections to ep.
-func dialConns(ctx context.Context, ep endpoint, tf *tlsFlags, encoding string, n int) ([]*engine.Conn, error) {
+// dialConns opens n engine connections to ep, with extra options.
+func dialConns(ctx context.Context, ep endpoint, tf *tlsFlags, encoding string, n int, extra ...engine.Option) ([]*engine.Conn, error) {
 	conns := make([]*engine.Conn, 0, n)
 	for range n {
-		c, err := dialAgent(ctx, ep, tf, encoding)
+		c, err := dialAgent(ctx, ep, tf, encoding, extra...)
 		if err != nil {
 			closeConns(conns)
 			return nil, err
@@ -302,6 +312,9 @@ func writeResultRows(b *strings.Builder, r *bench.Result) {
 func fmtUs(us float64) string {
 	if us >= 10_000 {
 		return fmt.Sprintf("%.1f ms", us/1000)
+	}
+	if us < 100 {
+		return fmt.Sprintf("%.1f µs", us)
 	}
 	return fmt.Sprintf("%.0f µs", us)
 }

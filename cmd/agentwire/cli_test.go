@@ -300,6 +300,24 @@ func TestBenchJSON(t *testing.T) {
 	}
 }
 
+// TestBenchRawBodies: --raw-bodies sends MessagePack body data as bin (the
+// agent answers every chunk) and says so in the report.
+func TestBenchRawBodies(t *testing.T) {
+	addr := startServe(t, "--listen", "unix://"+shortSocketPath(t, "raw.sock"), "--agent", "echo")
+	r := runCLI(t, "bench", "--agent", addr, "--encoding", "msgpack", "--raw-bodies", "--body-size", "100000",
+		"--concurrency", "2", "--duration", "200ms", "--warmup", "0s", "--json")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil {
+		t.Fatalf("%v: %s", err, r.stdout)
+	}
+	if m["raw_bodies"] != true || m["errors"].(float64) != 0 || m["requests"].(float64) <= 0 || m["body_size"].(float64) != 100000 {
+		t.Errorf("implausible report %s", r.stdout)
+	}
+}
+
 // TestBenchReportsNegotiatedEncoding: the report names the encoding the
 // handshake chose, also when --encoding is not given (the engine's default
 // offer, json only).

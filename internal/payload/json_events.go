@@ -2,7 +2,6 @@ package payload
 
 import (
 	"bytes"
-	"encoding/base64"
 	"strconv"
 )
 
@@ -31,18 +30,12 @@ func jsonMask(idx ...int) uint64 {
 // jsonAllFields returns a bit set of the first n fields.
 func jsonAllFields(n int) uint64 { return 1<<n - 1 }
 
-// jsonB64 is the strict standard decoder (canonical padding, zero trailing
-// bits), the same inputs Rust's base64 0.22 STANDARD accepts once CR and LF
-// are rejected separately.
-var jsonB64 = base64.StdEncoding.Strict()
-
-// jsonDecodeBase64 appends the decoded form of src to dst[:0].
+// jsonDecodeBase64 appends the decoded form of src to dst[:0]: strict
+// standard base64 (canonical padding, zero trailing bits, no CR or LF),
+// the inputs Rust's base64 0.22 STANDARD accepts (b64.go).
 func jsonDecodeBase64(dst, src []byte) ([]byte, bool) {
-	if bytes.IndexByte(src, '\n') >= 0 || bytes.IndexByte(src, '\r') >= 0 {
-		return dst[:0], false
-	}
-	out, err := jsonB64.AppendDecode(dst[:0], src)
-	if err != nil {
+	out, ok := b64AppendDecodeStrict(dst[:0], src)
+	if !ok {
 		return dst[:0], false
 	}
 	return out, true
@@ -63,8 +56,23 @@ func DecodeBase64Strict(dst, src []byte) ([]byte, error) {
 // readBase64 reads a JSON string holding strict base64 into dst's backing
 // array.
 func (d *jsonDecoder) readBase64(dst []byte) ([]byte, bool) {
-	d.ws()
+	c := d.ws()
 	at := d.pos
+	if c == '"' {
+		// Fast path: the bytes up to the next quote, decoded as they are.
+		// The decoder accepts alphabet characters and final padding only,
+		// so when it succeeds the string has no escape (an escaped quote
+		// leaves its backslash in the span), no control character and no
+		// non-ASCII byte: it is exactly what the string holds. Anything
+		// else takes the general path below.
+		if end := bytes.IndexByte(d.data[d.pos+1:], '"'); end >= 0 {
+			if out, ok := b64AppendDecodeStrict(dst[:0], d.data[d.pos+1:d.pos+1+end]); ok {
+				d.pos += end + 2
+				d.rawView = false
+				return out, true
+			}
+		}
+	}
 	b, ok := d.readStringBytes()
 	if !ok {
 		return dst[:0], false

@@ -1,7 +1,6 @@
 package payload
 
 import (
-	"encoding/base64"
 	"math"
 	"slices"
 	"strconv"
@@ -239,7 +238,7 @@ func jsonAppendPadded(dst []byte, v, width int) []byte {
 // jsonAppendBase64 writes data as a standard, padded base64 JSON string.
 func jsonAppendBase64(dst, data []byte) []byte {
 	dst = append(dst, '"')
-	dst = base64.StdEncoding.AppendEncode(dst, data)
+	dst = b64AppendEncode(dst, data)
 	return append(dst, '"')
 }
 

@@ -97,8 +97,6 @@ package payload
 // All functions are safe for concurrent use on distinct destinations.
 
 import (
-	"bytes"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -675,18 +673,13 @@ func mpReadData(b []byte, dst *[]byte) ([]byte, error) {
 	return b, errMpNotStr
 }
 
-var mpStrictBase64 = base64.StdEncoding.Strict()
-
 // mpDecodeBase64 appends the strict standard base64 decoding of src to dst.
 // Like Rust's base64 STANDARD engine it rejects missing or extra padding,
 // the URL-safe alphabet, non-zero trailing bits and any CR or LF (which
 // Go's decoder would otherwise skip).
 func mpDecodeBase64(dst, src []byte) ([]byte, error) {
-	if len(src)%4 != 0 || bytes.IndexByte(src, '\n') >= 0 || bytes.IndexByte(src, '\r') >= 0 {
-		return dst, errMpBase64
-	}
-	d, err := mpStrictBase64.AppendDecode(dst, src)
-	if err != nil {
+	d, ok := b64AppendDecodeStrict(dst, src)
+	if !ok {
 		return dst, errMpBase64
 	}
 	return d, nil
@@ -1005,8 +998,8 @@ func mpAppendData(b []byte, data []byte, raw bool) []byte {
 	if raw {
 		return msgp.AppendBytes(b, data)
 	}
-	b = mpAppendStrHeader(b, base64.StdEncoding.EncodedLen(len(data)))
-	return base64.StdEncoding.AppendEncode(b, data)
+	b = mpAppendStrHeader(b, b64EncodedLen(len(data)))
+	return b64AppendEncode(b, data)
 }
 
 func mpAppendStringList(b []byte, s []string) []byte {

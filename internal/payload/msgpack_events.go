@@ -331,6 +331,13 @@ func AppendResponseBodyChunkMsgpackRaw(b []byte, c *BodyChunk) []byte {
 }
 
 func mpReadBodyChunk(data []byte, v *BodyChunk, s *mpStruct) error {
+	_, err := mpReadBodyChunkView(data, v, s, false)
+	return err
+}
+
+// mpReadBodyChunkView decodes a body chunk; with view, a bin data is left
+// in data (v.Data a view of it, see DecodeRequestBodyChunkMsgpackView).
+func mpReadBodyChunkView(data []byte, v *BodyChunk, s *mpStruct, view bool) (viewed bool, err error) {
 	v.Data = v.Data[:0]
 	v.TotalSize = Opt[uint64]{}
 	v.ChunkIndex = 0
@@ -340,6 +347,21 @@ func mpReadBodyChunk(data []byte, v *BodyChunk, s *mpStruct) error {
 		case 0:
 			return mpReadString(b, &v.CorrelationID)
 		case 1:
+			if view && len(b) > 0 && mpIsBin(b[0]) {
+				d, o, err := msgp.ReadBytesZC(b)
+				if err != nil {
+					return b, errMpShort
+				}
+				// A repeated data key leaves the last one; the storage
+				// given up here is the caller's to keep (see below).
+				v.Data, viewed = d[:len(d):len(d)], true
+				return o, nil
+			}
+			if viewed {
+				// A bin then a str: decode into fresh storage, never
+				// into the view.
+				v.Data, viewed = nil, false
+			}
 			return mpReadData(b, &v.Data)
 		case 2:
 			return mpReadBool(b, &v.IsLast)
@@ -351,7 +373,23 @@ func mpReadBodyChunk(data []byte, v *BodyChunk, s *mpStruct) error {
 			return mpReadU64(b, &v.BytesTransferred)
 		}
 	})
-	return mpDone(o, err)
+	return viewed, mpDone(o, err)
+}
+
+// DecodeRequestBodyChunkMsgpackView is DecodeRequestBodyChunkMsgpack,
+// except that data sent as a bin (raw bytes) is not copied: v.Data is then
+// a view of data (capacity limited to its length), valid as long as data
+// is, and viewed is true; the storage v.Data had stays the caller's (keep
+// it before the call to reuse it). Base64 data is decoded into v.Data's
+// capacity as usual (viewed false).
+func DecodeRequestBodyChunkMsgpackView(data []byte, v *BodyChunk) (viewed bool, err error) {
+	return mpReadBodyChunkView(data, v, mpRequestBodyChunk, true)
+}
+
+// DecodeResponseBodyChunkMsgpackView is DecodeResponseBodyChunkMsgpack
+// without copying bin data, like DecodeRequestBodyChunkMsgpackView.
+func DecodeResponseBodyChunkMsgpackView(data []byte, v *BodyChunk) (viewed bool, err error) {
+	return mpReadBodyChunkView(data, v, mpResponseBodyChunk, true)
 }
 
 // DecodeRequestBodyChunkMsgpack decodes a request-body-chunk event into v,

@@ -857,3 +857,47 @@ func TestMsgpackJSONValues(t *testing.T) {
 		t.Fatalf("header %#x", b[0])
 	}
 }
+
+// TestMsgpackBodyChunkView: the view decoder leaves bin data in the input
+// (capacity capped, so appending cannot write into the input) and decodes
+// base64 into the destination's own storage, with the same result as the
+// copying decoder.
+func TestMsgpackBodyChunkView(t *testing.T) {
+	c := &BodyChunk{CorrelationID: "v", Data: []byte("some body bytes"), IsLast: true, ChunkIndex: 2, BytesTransferred: 9}
+	for _, raw := range []bool{true, false} {
+		var in []byte
+		if raw {
+			in = AppendRequestBodyChunkMsgpackRaw(nil, c)
+		} else {
+			in = AppendRequestBodyChunkMsgpack(nil, c)
+		}
+		own := make([]byte, 0, 64)
+		v := BodyChunk{Data: own}
+		viewed, err := DecodeRequestBodyChunkMsgpackView(in, &v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want BodyChunk
+		if err := DecodeRequestBodyChunkMsgpack(in, &want); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(v, want) {
+			t.Fatalf("raw %v: view decoder gave %+v, copying decoder %+v", raw, v, want)
+		}
+		if viewed != raw {
+			t.Fatalf("raw %v: viewed %v", raw, viewed)
+		}
+		inside := false
+		for i := range in {
+			if len(v.Data) > 0 && &v.Data[0] == &in[i] {
+				inside = true
+			}
+		}
+		if raw && (!inside || cap(v.Data) != len(v.Data)) {
+			t.Fatalf("bin data not a capped view of the input (inside %v, len %d cap %d)", inside, len(v.Data), cap(v.Data))
+		}
+		if !raw && (inside || &v.Data[0] != &own[:1][0]) {
+			t.Fatal("base64 data not decoded into the destination's storage")
+		}
+	}
+}
