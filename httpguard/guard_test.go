@@ -266,12 +266,14 @@ func TestGuardNew(t *testing.T) {
 	_ = plOther
 	app := http.NotFoundHandler()
 	for name, f := range map[string]func() (*Guard, error){
-		"nil handler":      func() (*Guard, error) { return New(nil, pl) },
-		"nil pipeline":     func() (*Guard, error) { return New(app, nil) },
-		"nil builder":      func() (*Guard, error) { return New(app, pl, WithBuilder(nil)) },
-		"foreign agent":    func() (*Guard, error) { return New(app, pl, WithBodyConfig(other[0], BodyConfig{}, BodyConfig{})) },
-		"bad mode":         func() (*Guard, error) { return New(app, pl, WithBodyConfig(as[0], BodyConfig{Mode: 9}, BodyConfig{})) },
-		"bad threshold":    func() (*Guard, error) { return New(app, pl, WithBodyConfig(as[0], BodyConfig{}, BodyConfig{Threshold: -1})) },
+		"nil handler":   func() (*Guard, error) { return New(nil, pl) },
+		"nil pipeline":  func() (*Guard, error) { return New(app, nil) },
+		"nil builder":   func() (*Guard, error) { return New(app, pl, WithBuilder(nil)) },
+		"foreign agent": func() (*Guard, error) { return New(app, pl, WithBodyConfig(other[0], BodyConfig{}, BodyConfig{})) },
+		"bad mode":      func() (*Guard, error) { return New(app, pl, WithBodyConfig(as[0], BodyConfig{Mode: 9}, BodyConfig{})) },
+		"bad threshold": func() (*Guard, error) {
+			return New(app, pl, WithBodyConfig(as[0], BodyConfig{}, BodyConfig{Threshold: -1}))
+		},
 		"nil agent option": func() (*Guard, error) { return New(app, pl, WithBodyConfig(nil, BodyConfig{}, BodyConfig{})) },
 	} {
 		if _, err := f(); !errors.Is(err, ErrInvalidOption) {
