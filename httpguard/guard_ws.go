@@ -62,6 +62,17 @@ func (x *exchange) inspectFrame(ctx context.Context, ev *agentwire.WebSocketFram
 	}
 	v := x.g.pl.WebSocketFrame(ctx, &x.pr, ev)
 	d := WebSocketDecisionOf(&v)
+	if v.Allowed() {
+		// Every agent allowed the frame as a request, but one may drop or
+		// close it (its reply's websocket_decision; the merged verdict of
+		// an allow carries no reply): a close beats a drop, the first
+		// agent's of each wins.
+		for i := range x.pr.Verdicts {
+			if sd := WebSocketDecisionOf(&x.pr.Verdicts[i]); sd.Kind > d.Kind {
+				d = sd
+			}
+		}
+	}
 	if d.Kind == agentwire.WebSocketClose {
 		x.g.st.wsCloses.Add(1)
 	}
