@@ -103,9 +103,9 @@ func serveLoop(nc net.Conn) {
 // nopWriter is a ResponseWriter that allocates nothing.
 type nopWriter struct{ h http.Header }
 
-func (w *nopWriter) Header() http.Header       { return w.h }
+func (w *nopWriter) Header() http.Header         { return w.h }
 func (w *nopWriter) Write(p []byte) (int, error) { return len(p), nil }
-func (w *nopWriter) WriteHeader(int)            {}
+func (w *nopWriter) WriteHeader(int)             {}
 
 // loopSetup is a one-agent pipeline to the loop agent, a guard over a
 // handler that answers 204, and the same steps by hand.
