@@ -53,8 +53,10 @@ const (
 	// before the gateway starts serving.
 	gatewayAgentWait = 2 * time.Second
 	// gatewayFlagConns is the number of connections to each --agent
-	// endpoint.
-	gatewayFlagConns = 2
+	// endpoint: one multiplexed connection carries a gateway's load, and
+	// batches best (bench/gateway.sh measured 1, 2 and 4: the echo agent's
+	// CPU per request was lowest with one). --config sets more.
+	gatewayFlagConns = 1
 )
 
 // gatewayFlags are the flags of the gateway command.
@@ -173,8 +175,12 @@ func gateway(ctx context.Context, f *gatewayFlags, stdout, stderr io.Writer) err
 	}
 	for _, ep := range eps {
 		eopts := []engine.Option{engine.WithReconnectBackoff(gatewayDialBackoffBase, gatewayDialBackoffMax)}
-		if ep.kind == epGRPC {
+		switch ep.kind {
+		case epGRPC:
 			eopts = append(eopts, engine.WithInsecure())
+		case epUnix:
+			// MessagePack when the agent takes it, JSON otherwise.
+			eopts = append(eopts, engine.WithMsgpack())
 		}
 		ag, err := p.AddAgent(ep.raw,
 			pool.WithEndpoint(ep.raw, gatewayFlagConns, eopts...),
@@ -330,6 +336,9 @@ func configAgentOptions(file string, a *gwconfig.Agent) ([]pool.AgentOption, err
 		eopts := []engine.Option{engine.WithReconnectBackoff(gatewayDialBackoffBase, gatewayDialBackoffMax)}
 		if a.Config != nil {
 			eopts = append(eopts, engine.WithAgentConfig(a.Config))
+		}
+		if ep.Transport == gwconfig.TransportUnixSocket {
+			eopts = append(eopts, engine.WithMsgpack())
 		}
 		if ep.Transport == gwconfig.TransportGRPC {
 			switch {
