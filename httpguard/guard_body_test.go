@@ -1,8 +1,10 @@
 package httpguard
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -370,4 +372,94 @@ func TestGuardStageOverLimit(t *testing.T) {
 	if n := chunks.Load(); n != 0 {
 		t.Fatalf("%d chunks reached the agent", n)
 	}
+}
+
+// TestGuardLateBodyRead: a request body read that outlives the handler (a
+// reverse proxy's transport may still be writing the body when the
+// response is done) never touches a recycled exchange: a read that was
+// running when ServeHTTP returned finishes the request itself (then the
+// request-complete event goes out), a read after it fails with
+// ErrBodyState; later requests through the guard are unaffected. Run
+// under -race.
+func TestGuardLateBodyRead(t *testing.T) {
+	rec := newRecorder()
+	h := agent.Funcs{
+		RequestBodyChunk: func(_ context.Context, ev *agentwire.BodyChunk, _ *agentwire.AgentResponse) error {
+			rec.mu.Lock()
+			rec.chunks = append(rec.chunks, copyChunk(ev))
+			rec.mu.Unlock()
+			rec.note()
+			return nil
+		},
+		RequestComplete: func(_ context.Context, ev *agentwire.RequestCompleteEvent, _ *agentwire.AgentResponse) error {
+			rec.mu.Lock()
+			rec.complete = append(rec.complete, *ev)
+			rec.mu.Unlock()
+			rec.note()
+			return nil
+		},
+	}
+	ag := startUDSAgent(t, h)
+	_, pl, as := newPipeline(t, true, agentOpts(ag.endpoint(), pool.WithEvents(agentwire.EventRequestHeaders, agentwire.EventRequestBodyChunk, agentwire.EventRequestComplete)))
+	lateErrs := make(chan [2]error, 1)
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/late" {
+			b, _ := io.ReadAll(r.Body)
+			w.Write(b)
+			return
+		}
+		started := make(chan struct{})
+		body := r.Body
+		go func() {
+			buf := make([]byte, 64)
+			close(started)
+			_, err1 := body.Read(buf) // the client sends the rest after the response
+			_, err2 := body.Read(buf)
+			lateErrs <- [2]error{err1, err2}
+		}()
+		<-started
+		// Full duplex: net/http would otherwise drain the unread body
+		// before answering, waiting for the read the goroutine runs.
+		if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
+			t.Error(err)
+		}
+		w.WriteHeader(http.StatusAccepted)
+	})
+	g, srv := newGuard(t, app, pl, WithBodyConfig(as[0], BodyConfig{Mode: ModeStream}, BodyConfig{}))
+	paths := map[string]int{}
+	c := newClient(t)
+	for i := range 10 {
+		// By hand: net/http's client would wait for its body writer.
+		nc, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(nc, "POST /late HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+		res, err := http.ReadResponse(bufio.NewReader(nc), nil)
+		if err != nil || res.StatusCode != http.StatusAccepted {
+			t.Fatalf("late %d: %v %v", i, res, err)
+		}
+		_, _ = io.WriteString(nc, "4\r\nlate\r\n0\r\n\r\n") // the server may have closed already
+		errs := <-lateErrs
+		nc.Close()
+		switch {
+		case !errors.Is(errs[0], ErrBodyState) && errors.Is(errs[1], ErrBodyState):
+			// The read was running: it ended with the client's data or
+			// with net/http cutting it off after the response.
+			paths["read running when the handler returned"]++
+		case errors.Is(errs[0], ErrBodyState) && errors.Is(errs[1], ErrBodyState):
+			paths["read after the handler returned"]++
+		default:
+			t.Fatalf("late %d: reads returned %v, %v", i, errs[0], errs[1])
+		}
+		want := fmt.Sprint("normal ", i)
+		if st, body, _ := do(t, c, mustReq(t, "POST", srv.URL+"/", strings.NewReader(want))); st != 200 || body != want {
+			t.Fatalf("normal %d: %d %q", i, st, body)
+		}
+	}
+	rec.wait(t, "20 request-complete events", func() bool { return len(rec.complete) == 20 })
+	if err := g.Wait(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%v", paths)
 }
