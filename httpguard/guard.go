@@ -23,7 +23,8 @@ var ErrBlocked = errors.New("agentwire: request stopped by an agent")
 // ended.
 var errBodyOver = fmt.Errorf("%w: request body read after the request ended", ErrBodyState)
 
-// BodyConfig says how one agent receives a body (see Planner).
+// BodyConfig says how one agent receives a body (see Planner). It is a
+// plain value.
 type BodyConfig struct {
 	// Mode is how the body goes to the agent. The zero value is
 	// ModeBuffer, the Rust proxy's default: the whole body, up to the
@@ -34,7 +35,8 @@ type BodyConfig struct {
 	Threshold int
 }
 
-// GuardOption configures a Guard (New validates it).
+// GuardOption configures a Guard (New validates it: an invalid option is
+// an ErrInvalidOption error).
 type GuardOption func(*guardConfig) error
 
 type guardConfig struct {
@@ -277,8 +279,9 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Wait waits until every request the guard served is done with the
 // agents (request-complete events sent, request bodies released), or ctx
-// ends. Call it after the server stopped serving (http.Server.Shutdown)
-// and before closing the pool.
+// ends (its error is then returned). Call it after the server stopped
+// serving (http.Server.Shutdown) and before closing the pool. Safe for
+// concurrent use.
 func (g *Guard) Wait(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
@@ -525,7 +528,8 @@ type guardCounters struct {
 	wsCloses    atomic.Uint64
 }
 
-// GuardStats is a snapshot of a Guard's counters (cumulative).
+// GuardStats is a snapshot of a Guard's counters (cumulative since New),
+// a plain value.
 type GuardStats struct {
 	// Requests counts the requests served.
 	Requests uint64
@@ -567,7 +571,7 @@ func (g *Guard) Stats() GuardStats {
 	}
 }
 
-// Pipeline returns the guard's pipeline.
+// Pipeline returns the guard's pipeline (for its agents' statistics).
 func (g *Guard) Pipeline() *pool.Pipeline { return g.pl }
 
 var _ io.ReadCloser = (*bodyHandle)(nil)

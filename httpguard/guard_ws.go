@@ -15,7 +15,8 @@ import (
 // connections of the upgrade request) and their decisions are enforced
 // (WebSocketDecisionOf: allow, drop, close with the agent's code; a
 // fail-closed failure closes with 1011). Other responses are left alone.
-// Chain it with a ModifyResponse of your own by calling it first.
+// Chain it with a ModifyResponse of your own by calling it first. Safe for
+// concurrent use.
 //
 //	g, _ := httpguard.New(rp, pipeline)
 //	rp.ModifyResponse = g.ModifyResponse
