@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -284,4 +285,52 @@ func TestGuardNew(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = httptest.NewRecorder
+}
+
+// TestGuardClientDisconnectWhileWaiting: a client that goes away while the
+// handler works (its request's context ends) cancels the request at the
+// agent that saw its headers, with reason client disconnect.
+func TestGuardClientDisconnectWhileWaiting(t *testing.T) {
+	rec := newRecorder()
+	var cid atomic.Value
+	h := agent.Funcs{
+		RequestHeaders: func(_ context.Context, ev *agentwire.RequestHeadersEvent, _ *agentwire.AgentResponse) error {
+			cid.Store(ev.Metadata.CorrelationID)
+			return nil
+		},
+		Cancel: func(_ context.Context, c agentwire.Cancel) {
+			rec.mu.Lock()
+			rec.cancels = append(rec.cancels, c)
+			rec.mu.Unlock()
+			rec.note()
+		},
+	}
+	ag := startUDSAgent(t, h)
+	_, pl, _ := newPipeline(t, true, agentOpts(ag.endpoint(), pool.WithEvents(agentwire.EventRequestHeaders)))
+	started := make(chan struct{})
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-r.Context().Done()
+	})
+	g, srv := newGuard(t, app, pl)
+	nc, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(nc, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	<-started
+	nc.Close()
+	rec.wait(t, "a cancel", func() bool { return len(rec.cancels) == 1 })
+	rec.mu.Lock()
+	c := rec.cancels[0]
+	rec.mu.Unlock()
+	if c.CorrelationID != cid.Load().(string) || c.Reason != agentwire.CancelClientDisconnect {
+		t.Fatalf("cancel %+v, want client disconnect of %s", c, cid.Load())
+	}
+	if err := g.Wait(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if s := g.Stats(); s.ClientDisconnects != 1 {
+		t.Fatalf("stats %+v", s)
+	}
 }
