@@ -427,18 +427,14 @@ func (x *exchange) serveEnd() {
 }
 
 // end cancels the request at the agents when the client went away (its
-// context ended, or its body broke off), records how the request ended
+// context ended), records how the request ended
 // and sends the request-complete event (on a goroutine of its own) or
 // releases x at once. Nothing else uses x by then.
 func (x *exchange) end() {
 	g := x.g
-	gone := x.gone
-	if x.body != nil {
-		if e := x.br.Err(); e != nil && !errors.Is(e, io.EOF) && !errors.Is(e, ErrBlocked) {
-			gone = true
-		}
-	}
-	if gone {
+	// net/http ends the request's context when the client goes away,
+	// also in the middle of its body (a read error of the connection).
+	if x.gone {
 		g.pl.Cancel(&x.pr, x.cid, agentwire.CancelClientDisconnect)
 		g.st.disconnects.Add(1)
 		if x.err == nil {

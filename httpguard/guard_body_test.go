@@ -463,3 +463,51 @@ func TestGuardLateBodyRead(t *testing.T) {
 	}
 	t.Logf("%v", paths)
 }
+
+// TestGuardClientDisconnectBuffering: a client that goes away while a
+// buffering agent waits for its whole body (read before the handler runs)
+// cancels the request at the agent; the upstream is never called.
+func TestGuardClientDisconnectBuffering(t *testing.T) {
+	rec := newRecorder()
+	h := agent.Funcs{
+		RequestHeaders: func(_ context.Context, ev *agentwire.RequestHeadersEvent, _ *agentwire.AgentResponse) error {
+			rec.mu.Lock()
+			rec.rheads = append(rec.rheads, agentwire.ResponseHeadersEvent{CorrelationID: ev.Metadata.CorrelationID})
+			rec.mu.Unlock()
+			rec.note()
+			return nil
+		},
+		Cancel: func(_ context.Context, c agentwire.Cancel) {
+			rec.mu.Lock()
+			rec.cancels = append(rec.cancels, c)
+			rec.mu.Unlock()
+			rec.note()
+		},
+	}
+	ag := startUDSAgent(t, h)
+	_, pl, _ := newPipeline(t, true, agentOpts(ag.endpoint(), pool.WithEvents(agentwire.EventRequestHeaders, agentwire.EventRequestBodyChunk)))
+	rp, recs := bodyUpstream(t)
+	g, srv := newGuard(t, rp, pl)
+	nc, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(nc, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhello")
+	rec.wait(t, "the request headers", func() bool { return len(rec.rheads) == 1 })
+	nc.Close()
+	rec.wait(t, "a cancel", func() bool { return len(rec.cancels) == 1 })
+	rec.mu.Lock()
+	c, cid := rec.cancels[0], rec.rheads[0].CorrelationID
+	rec.mu.Unlock()
+	if c.CorrelationID != cid || c.Reason != agentwire.CancelClientDisconnect {
+		t.Fatalf("cancel %+v, want client disconnect of %s", c, cid)
+	}
+	if err := g.Wait(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-recs:
+		t.Fatalf("the upstream was called: %+v", got)
+	default:
+	}
+}
