@@ -291,3 +291,15 @@ const NoLimit = -1
 
 // Seen returns the number of body bytes fed so far.
 func (p *Planner) Seen() int64 { return p.seen }
+
+// Held returns the bytes p holds and has not sent (buffer mode, hybrid
+// mode below the threshold), aliasing p's buffer: valid until the next
+// Feed or Reset. A Feed that fails with ErrBodyTooLarge discards them,
+// so a proxy that then skips the agent (fail-open) takes them first and
+// passes them on.
+func (p *Planner) Held() []byte {
+	if p.done || (p.mode == ModeHybrid && p.flushed) {
+		return nil
+	}
+	return p.buf
+}

@@ -3,11 +3,23 @@
 // back into HTTP, the way the Rust proxy does with agents (SPEC 12.1),
 // without its defects (REFERENCE-DEFECTS 2.7).
 //
-// This file set holds the building blocks, usable by any Go proxy,
-// whether or not it serves through http.Handler (fasthttp, a custom
-// HTTP/1 parser, a gateway built on raw connections): every function takes
-// or fills plain values. The middleware and the `agentwire gateway`
-// command are built on them.
+// Guard (New) is the middleware: it wraps any http.Handler with the
+// agents of an engine/pool Pipeline, in every phase (request headers and
+// body, response headers and body, request complete, WebSocket frames),
+// and is what `agentwire gateway` serves:
+//
+//	p, _ := pool.New()
+//	waf, _ := p.AddAgent("waf", pool.WithEndpoint("unix:///run/waf.sock", 1),
+//		pool.WithEvents(agentwire.EventRequestHeaders, agentwire.EventRequestBodyChunk))
+//	pl, _ := pool.NewPipeline([]pool.Step{{Agent: waf}})
+//	guard, _ := httpguard.New(app, pl,
+//		httpguard.WithBodyConfig(waf, httpguard.BodyConfig{Mode: httpguard.ModeStream}, httpguard.BodyConfig{}))
+//	http.ListenAndServe(":8080", guard)
+//
+// The building blocks below are usable by any Go proxy, whether or not it
+// serves through http.Handler (fasthttp, a custom HTTP/1 parser, a gateway
+// built on raw connections): every function takes or fills plain values.
+// The Guard is built on them.
 //
 // # Quick start
 //
@@ -99,7 +111,7 @@
 //
 // # Concurrency
 //
-// A Builder is immutable and safe for concurrent use; the package-level
+// A Guard and a Builder are safe for concurrent use; the package-level
 // functions are safe for concurrent use on distinct arguments. The
 // per-request values (RequestHeaders, Response, BodyStream, Planner) are
 // not: each belongs to one request at a time, and may be pooled.

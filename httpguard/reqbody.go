@@ -133,6 +133,10 @@ func (br *BodyReader) Close() error { return br.r.Close() }
 // the handler so far.
 func (br *BodyReader) Sizes() (client, handler int64) { return br.in, br.out }
 
+// Buffered returns the number of bytes the hooks released that Read has
+// not returned yet.
+func (br *BodyReader) Buffered() int { return len(br.pending) }
+
 // Err returns the error that ended the body, io.EOF after a complete
 // one, or nil while it is being read.
 func (br *BodyReader) Err() error { return br.err }

@@ -36,6 +36,7 @@ Usage:
   agentwire probe --accept ENDPOINT [--token T] [...]
   agentwire bench --agent ENDPOINT [--concurrency 64] [--duration 10s] [--conns 1] [--floor] [--json]
   agentwire floor --transport uds|grpc [--size BYTES] [--concurrency 64] [--duration 10s] [--json]
+  agentwire gateway --listen HOST:PORT --upstream URL [--agent ENDPOINT]... [--failure-mode open|closed] [--timeout 1s] [--metrics-listen HOST:PORT] [--config FILE]
   agentwire demo
 
 Endpoints:
@@ -79,6 +80,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runDemo(ctx, rest, stdout, stderr)
 	case "floor":
 		err = runFloor(ctx, rest, stdout, stderr)
+	case "gateway":
+		err = runGateway(ctx, rest, stdout, stderr)
 	case "floor-echo": // the echo process floor starts; not for direct use
 		err = runFloorEcho(ctx, rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":

@@ -273,37 +273,16 @@ func startListener(ctx context.Context, srv *agent.Server, ep endpoint, errc cha
 		ready("grpc+unix://" + ep.addr)
 		return nil
 	}
-	// The binary protocol: ListenAndServeUDS owns the socket file (stale
-	// socket handling, permissions, removal). The socket is ready when a
-	// socket file other than a pre-existing one appears at the path.
-	before, _ := os.Lstat(ep.addr)
-	udsErr := make(chan error, 1)
-	go func() { udsErr <- srv.ListenAndServeUDS(ep.addr) }()
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.NewTimer(10 * time.Second)
-	defer deadline.Stop()
-	for {
-		if fi, err := os.Lstat(ep.addr); err == nil && fi.Mode()&os.ModeSocket != 0 && (before == nil || !os.SameFile(before, fi)) {
-			go func() { errc <- <-udsErr }()
-			ready("unix://" + ep.addr)
-			return nil
-		}
-		select {
-		case err := <-udsErr:
-			if err == nil || errors.Is(err, agent.ErrServerClosed) {
-				err = errors.New("the unix-socket server stopped before it was ready")
-			}
-			return err
-		case <-deadline.C:
-			srv.Close()
-			<-udsErr
-			return fmt.Errorf("socket %s did not appear within 10s", ep.addr)
-		case <-ctx.Done():
-			srv.Close()
-			<-udsErr
-			return ctx.Err()
-		case <-tick.C:
-		}
+	// The binary protocol: ListenUDS binds the socket file (a stale one
+	// left by a killed process is replaced, a live one refused) and the
+	// socket accepts connections once it returns. (Watching for a new
+	// socket file instead missed a restart whose new socket got the
+	// stale one's inode: TestServeRestartAfterKill.)
+	ln, err := srv.ListenUDS(ep.addr)
+	if err != nil {
+		return err
 	}
+	go func() { errc <- srv.ServeUDS(ln) }()
+	ready("unix://" + ep.addr)
+	return nil
 }
