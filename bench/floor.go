@@ -284,6 +284,48 @@ func (fc *FloorClient) RoundTrip(concurrency int) RoundTrip {
 	}
 }
 
+// replyQueue matches in-order replies to the callers waiting for them: a
+// caller enqueues itself (under mu) in the order its request is written,
+// the reader completes the head for each reply, and a failure completes
+// everyone. Both floor connections embed it.
+type replyQueue struct {
+	mu      sync.Mutex
+	waiting fifo
+	err     error
+}
+
+// failLocked fails every waiting caller and every later one. Caller must
+// hold q.mu.
+func (q *replyQueue) failLocked(err error) {
+	if q.err == nil {
+		q.err = err
+	}
+	for w := q.waiting.pop(); w != nil; w = q.waiting.pop() {
+		w.done <- err
+	}
+}
+
+// reply completes the oldest waiting caller, or fails them all when err
+// (the read's error) is not nil; it reports whether reading goes on.
+func (q *replyQueue) reply(err error) bool {
+	q.mu.Lock()
+	if err != nil {
+		q.failLocked(err)
+		q.mu.Unlock()
+		return false
+	}
+	w := q.waiting.pop()
+	q.mu.Unlock()
+	if w != nil {
+		w.done <- nil
+	}
+	return true
+}
+
+// wait waits for w's reply. The reply will come (or the connection fails)
+// and must be consumed, so the caller's context does not cut it short.
+func wait(w *floorWaiter) error { return <-w.done }
+
 // fifo is the queue of callers waiting for the next replies, in the order
 // their requests were written.
 type fifo struct {
@@ -317,12 +359,10 @@ type udsFloorConn struct {
 	c   net.Conn
 	out []byte // the request frame
 
-	mu      sync.Mutex
-	buf     []byte // frames appended while a write is in progress
-	spare   []byte
-	writing bool
-	waiting fifo
-	err     error
+	replyQueue        // its mu also guards the fields below
+	buf        []byte // frames appended while a write is in progress
+	spare      []byte
+	writing    bool
 
 	readerDone chan struct{}
 }
@@ -379,24 +419,7 @@ func (fc *udsFloorConn) roundTrip(ctx context.Context, w *floorWaiter) error {
 		fc.writing = false
 	}
 	fc.mu.Unlock()
-	select {
-	case err := <-w.done:
-		return err
-	case <-ctx.Done():
-		// The reply will still come and must be consumed: wait for it
-		// (the floor's echo always answers, or the connection fails).
-		return <-w.done
-	}
-}
-
-// failLocked fails every waiting caller. Caller must hold fc.mu.
-func (fc *udsFloorConn) failLocked(err error) {
-	if fc.err == nil {
-		fc.err = err
-	}
-	for w := fc.waiting.pop(); w != nil; w = fc.waiting.pop() {
-		w.done <- err
-	}
+	return wait(w)
 }
 
 func (fc *udsFloorConn) read() {
@@ -413,16 +436,11 @@ func (fc *udsFloorConn) read() {
 				_, err = r.Discard(n)
 			}
 		}
-		fc.mu.Lock()
 		if err != nil {
-			fc.failLocked(fmt.Errorf("agentwire: floor: connection lost: %w", err))
-			fc.mu.Unlock()
-			return
+			err = fmt.Errorf("agentwire: floor: connection lost: %w", err)
 		}
-		w := fc.waiting.pop()
-		fc.mu.Unlock()
-		if w != nil {
-			w.done <- nil
+		if !fc.reply(err) {
+			return
 		}
 	}
 }
@@ -439,9 +457,7 @@ type grpcFloorConn struct {
 	cancel context.CancelFunc
 	req    []byte
 
-	mu      sync.Mutex
-	waiting fifo
-	err     error
+	replyQueue // its mu also serialises SendMsg
 
 	readerDone chan struct{}
 }
@@ -486,22 +502,7 @@ func (fc *grpcFloorConn) roundTrip(ctx context.Context, w *floorWaiter) error {
 		fc.failLocked(err)
 	}
 	fc.mu.Unlock()
-	select {
-	case err := <-w.done:
-		return err
-	case <-ctx.Done():
-		return <-w.done
-	}
-}
-
-// failLocked fails every waiting caller. Caller must hold fc.mu.
-func (fc *grpcFloorConn) failLocked(err error) {
-	if fc.err == nil {
-		fc.err = err
-	}
-	for w := fc.waiting.pop(); w != nil; w = fc.waiting.pop() {
-		w.done <- err
-	}
+	return wait(w)
 }
 
 func (fc *grpcFloorConn) read() {
@@ -509,16 +510,11 @@ func (fc *grpcFloorConn) read() {
 	var in []byte
 	for {
 		err := fc.stream.RecvMsg(&in)
-		fc.mu.Lock()
 		if err != nil {
-			fc.failLocked(fmt.Errorf("agentwire: floor: stream lost: %w", err))
-			fc.mu.Unlock()
-			return
+			err = fmt.Errorf("agentwire: floor: stream lost: %w", err)
 		}
-		w := fc.waiting.pop()
-		fc.mu.Unlock()
-		if w != nil {
-			w.done <- nil
+		if !fc.reply(err) {
+			return
 		}
 	}
 }
