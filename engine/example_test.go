@@ -32,20 +32,22 @@ func Example() {
 	defer c.Close()
 
 	for _, uri := range []string{"/index.html", "/admin/users"} {
-		resp, err := c.RequestHeaders(ctx, &agentwire.RequestHeadersEvent{
+		// Decide enforces the failure policy (fail-closed by default): an
+		// error becomes a synthetic block, never a silent allow.
+		v := c.Decide(c.RequestHeaders(ctx, &agentwire.RequestHeadersEvent{
 			Metadata: agentwire.RequestMetadata{CorrelationID: "req" + uri, ClientIP: "203.0.113.7", Protocol: "HTTP/1.1"},
 			Method:   "GET",
 			URI:      uri,
-		})
-		if err != nil {
-			fmt.Println(err)
-			return
-		}
-		fmt.Println(uri, resp.Decision.Kind, resp.Decision.Status)
+		}))
+		fmt.Println(uri, v.Decision.Kind, v.Decision.Status, v.Synthetic)
 	}
+	srv.Close() // the agent goes away: the failure policy answers
+	v := c.Decide(c.RequestHeaders(ctx, &agentwire.RequestHeadersEvent{Method: "GET", URI: "/index.html"}))
+	fmt.Println("agent down:", v.Decision.Kind, v.Decision.Status, v.Synthetic, v.Reason)
 	// Output:
-	// /index.html allow 0
-	// /admin/users block 403
+	// /index.html allow 0 false
+	// /admin/users block 403 false
+	// agent down: block 503 true error
 }
 
 // A proxy that starts before its agent: NewConn returns at once and
@@ -78,12 +80,8 @@ func ExampleNewConn() {
 	}
 	fmt.Println(c.State())
 	ev := &agentwire.RequestHeadersEvent{Method: "GET", URI: "/admin/users"}
-	resp, err := c.RequestHeaders(ctx, ev)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	fmt.Println(resp.Decision.Kind, resp.Decision.Status, resp.CorrelationID == ev.Metadata.CorrelationID)
+	v := c.Decide(c.RequestHeaders(ctx, ev))
+	fmt.Println(v.Decision.Kind, v.Decision.Status, v.Reply.CorrelationID == ev.Metadata.CorrelationID)
 	// Output:
 	// connecting
 	// connected
