@@ -49,7 +49,7 @@ func (c *reqCtx) Deadline() (time.Time, bool) { return c.parent.Deadline() }
 // Value returns the parent's value for key, or the request's remote span
 // for package trace's span key.
 func (c *reqCtx) Value(key any) any {
-	if c.remote.set && key == spanKey {
+	if c.remote.set && key == spanKey && c.remote.valid() {
 		return trace.Span(&c.remote)
 	}
 	return c.parent.Value(key)

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -85,13 +86,17 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 // handler's context: into x's request context itself when it is a reqCtx
 // (no allocation), else as a context value. An invalid traceparent is
 // ignored.
+//
+// With a reqCtx the traceparent is kept as text and parsed only when the
+// span is first looked up (a handler or a tracer asking for it): a
+// request whose handler never looks pays nothing for it.
 func remoteParent(x *exchange) {
-	sc, ok := tracectx.Parse(x.reqHeaders.Metadata.Traceparent)
-	if !ok {
+	if x.rc != nil && spanKey != nil {
+		x.rc.remote.raw, x.rc.remote.set = x.reqHeaders.Metadata.Traceparent, true
 		return
 	}
-	if x.rc != nil && spanKey != nil {
-		x.rc.remote = remoteSpan{tid: sc.TraceID(), sid: sc.SpanID(), flags: sc.TraceFlags(), set: true}
+	sc, ok := tracectx.Parse(x.reqHeaders.Metadata.Traceparent)
+	if !ok {
 		return
 	}
 	x.ctx = trace.ContextWithRemoteSpanContext(x.ctx, sc)
@@ -126,14 +131,30 @@ func (p *keyProbe) Value(k any) any {
 
 // remoteSpan is the non-recording span that carries a remote span context
 // in a reqCtx (what trace.ContextWithRemoteSpanContext wraps it in). It
-// keeps the ids and flags only (a traceparent has no trace state): 48
-// bytes in every reqCtx instead of a whole SpanContext.
+// keeps the traceparent text and, once looked up, the ids and flags only
+// (a traceparent has no trace state), instead of a whole SpanContext.
 type remoteSpan struct {
 	embedded.Span
+	set   bool      // a traceparent was given (raw)
+	raw   string    // the traceparent, parsed on first lookup
+	once  sync.Once // guards the parse: lookups may come from any goroutine
+	ok    bool      // raw parsed as a valid traceparent (after once)
 	tid   trace.TraceID
 	sid   trace.SpanID
 	flags trace.TraceFlags
-	set   bool // the reqCtx answers trace.SpanFromContext with it
+}
+
+// valid parses raw the first time it is called and reports whether it is
+// a valid traceparent.
+func (s *remoteSpan) valid() bool {
+	s.once.Do(s.parse)
+	return s.ok
+}
+
+func (s *remoteSpan) parse() {
+	if sc, ok := tracectx.Parse(s.raw); ok {
+		s.tid, s.sid, s.flags, s.ok = sc.TraceID(), sc.SpanID(), sc.TraceFlags(), true
+	}
 }
 
 var _ trace.Span = (*remoteSpan)(nil)
