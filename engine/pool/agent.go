@@ -219,79 +219,64 @@ func invoke(ctx context.Context, m *member, c *call) (*agentwire.AgentResponse, 
 // or the pin's expiry. ev and dst must not be used by anyone else until
 // the call returns.
 func (a *Agent) RequestHeaders(ctx context.Context, ev *agentwire.RequestHeadersEvent, dst *agentwire.AgentResponse, opts ...CallOption) engine.Verdict {
-	r := a.resolve(agentwire.EventRequestHeaders, nil, opts)
 	if ev == nil {
-		return a.invalid(agentwire.EventRequestHeaders, &r)
+		return a.send(ctx, call{kind: agentwire.EventRequestHeaders}, true, opts)
 	}
 	if dst == nil {
 		dst = new(agentwire.AgentResponse)
 	}
-	c := call{kind: agentwire.EventRequestHeaders, cid: ev.Metadata.CorrelationID, rh: ev, dst: dst}
+	return a.send(ctx, call{kind: agentwire.EventRequestHeaders, cid: ev.Metadata.CorrelationID, rh: ev, dst: dst}, false, opts)
+}
+
+// send resolves c's options and makes the call; a call without an event
+// (nilEvent) gets the failure policy's verdict for an error (the caller's
+// mistake, not counted by the breaker), with an error of its own.
+func (a *Agent) send(ctx context.Context, c call, nilEvent bool, opts []CallOption) engine.Verdict {
+	r := a.resolve(c.kind, nil, opts)
+	if nilEvent {
+		a.ctr.requests.Add(1)
+		return a.synthetic(c.kind, r.policy, engine.ReasonError, &engine.Error{Kind: engine.ErrInvalidEvent, Detail: "nil event"})
+	}
 	var v engine.Verdict
 	a.do(ctx, &c, &r, &v)
 	return v
-}
-
-var errNilEvent = &engine.Error{Kind: engine.ErrInvalidEvent, Detail: "nil event"}
-
-// invalid answers a call with no event: the failure policy's verdict for
-// an error (the caller's mistake, not counted by the breaker).
-func (a *Agent) invalid(kind int32, r *resolved) engine.Verdict {
-	a.ctr.requests.Add(1)
-	return a.synthetic(kind, r.policy, engine.ReasonError, errNilEvent)
 }
 
 // RequestBodyChunk sends a request body chunk, to the connection of the
 // request's headers, subject to the agent's request body limit.
 func (a *Agent) RequestBodyChunk(ctx context.Context, ev *agentwire.BodyChunk, opts ...CallOption) engine.Verdict {
-	r := a.resolve(agentwire.EventRequestBodyChunk, nil, opts)
 	if ev == nil {
-		return a.invalid(agentwire.EventRequestBodyChunk, &r)
+		return a.send(ctx, call{kind: agentwire.EventRequestBodyChunk}, true, opts)
 	}
-	c := call{kind: agentwire.EventRequestBodyChunk, cid: ev.CorrelationID, bc: ev}
-	var v engine.Verdict
-	a.do(ctx, &c, &r, &v)
-	return v
+	return a.send(ctx, call{kind: agentwire.EventRequestBodyChunk, cid: ev.CorrelationID, bc: ev}, false, opts)
 }
 
 // ResponseHeaders sends the response headers, to the connection of the
 // request's headers.
 func (a *Agent) ResponseHeaders(ctx context.Context, ev *agentwire.ResponseHeadersEvent, opts ...CallOption) engine.Verdict {
-	r := a.resolve(agentwire.EventResponseHeaders, nil, opts)
 	if ev == nil {
-		return a.invalid(agentwire.EventResponseHeaders, &r)
+		return a.send(ctx, call{kind: agentwire.EventResponseHeaders}, true, opts)
 	}
-	c := call{kind: agentwire.EventResponseHeaders, cid: ev.CorrelationID, rs: ev}
-	var v engine.Verdict
-	a.do(ctx, &c, &r, &v)
-	return v
+	return a.send(ctx, call{kind: agentwire.EventResponseHeaders, cid: ev.CorrelationID, rs: ev}, false, opts)
 }
 
 // ResponseBodyChunk sends a response body chunk, to the connection of the
 // request's headers, subject to the agent's response body limit.
 func (a *Agent) ResponseBodyChunk(ctx context.Context, ev *agentwire.BodyChunk, opts ...CallOption) engine.Verdict {
-	r := a.resolve(agentwire.EventResponseBodyChunk, nil, opts)
 	if ev == nil {
-		return a.invalid(agentwire.EventResponseBodyChunk, &r)
+		return a.send(ctx, call{kind: agentwire.EventResponseBodyChunk}, true, opts)
 	}
-	c := call{kind: agentwire.EventResponseBodyChunk, cid: ev.CorrelationID, bc: ev}
-	var v engine.Verdict
-	a.do(ctx, &c, &r, &v)
-	return v
+	return a.send(ctx, call{kind: agentwire.EventResponseBodyChunk, cid: ev.CorrelationID, bc: ev}, false, opts)
 }
 
 // RequestComplete sends the request-complete event, to the connection of
 // the request's headers. It does not release the request's pin (End
 // does).
 func (a *Agent) RequestComplete(ctx context.Context, ev *agentwire.RequestCompleteEvent, opts ...CallOption) engine.Verdict {
-	r := a.resolve(agentwire.EventRequestComplete, nil, opts)
 	if ev == nil {
-		return a.invalid(agentwire.EventRequestComplete, &r)
+		return a.send(ctx, call{kind: agentwire.EventRequestComplete}, true, opts)
 	}
-	c := call{kind: agentwire.EventRequestComplete, cid: ev.CorrelationID, rc: ev}
-	var v engine.Verdict
-	a.do(ctx, &c, &r, &v)
-	return v
+	return a.send(ctx, call{kind: agentwire.EventRequestComplete, cid: ev.CorrelationID, rc: ev}, false, opts)
 }
 
 // WebSocketFrame sends one WebSocket frame. The frames of one stream
@@ -299,27 +284,19 @@ func (a *Agent) RequestComplete(ctx context.Context, ev *agentwire.RequestComple
 // upgrade request's headers, or the first frame's, until End or the pin's
 // idle expiry.
 func (a *Agent) WebSocketFrame(ctx context.Context, ev *agentwire.WebSocketFrameEvent, opts ...CallOption) engine.Verdict {
-	r := a.resolve(agentwire.EventWebSocketFrame, nil, opts)
 	if ev == nil {
-		return a.invalid(agentwire.EventWebSocketFrame, &r)
+		return a.send(ctx, call{kind: agentwire.EventWebSocketFrame}, true, opts)
 	}
-	c := call{kind: agentwire.EventWebSocketFrame, cid: ev.CorrelationID, ws: ev}
-	var v engine.Verdict
-	a.do(ctx, &c, &r, &v)
-	return v
+	return a.send(ctx, call{kind: agentwire.EventWebSocketFrame, cid: ev.CorrelationID, ws: ev}, false, opts)
 }
 
 // GuardrailInspect sends a guardrail inspection to any connection (it has
 // no affinity).
 func (a *Agent) GuardrailInspect(ctx context.Context, ev *agentwire.GuardrailInspectEvent, opts ...CallOption) engine.Verdict {
-	r := a.resolve(agentwire.EventGuardrailInspect, nil, opts)
 	if ev == nil {
-		return a.invalid(agentwire.EventGuardrailInspect, &r)
+		return a.send(ctx, call{kind: agentwire.EventGuardrailInspect}, true, opts)
 	}
-	c := call{kind: agentwire.EventGuardrailInspect, cid: ev.CorrelationID, gr: ev}
-	var v engine.Verdict
-	a.do(ctx, &c, &r, &v)
-	return v
+	return a.send(ctx, call{kind: agentwire.EventGuardrailInspect, cid: ev.CorrelationID, gr: ev}, false, opts)
 }
 
 // End releases the request's pin (its later events would be balanced

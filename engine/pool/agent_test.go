@@ -575,6 +575,7 @@ func TestAgentNilEvent(t *testing.T) {
 	f := newFake("a")
 	a := addFakes(t, p, "waf", []*fakeLink{f})
 	ctx := testCtx(t)
+	seen := map[error]bool{}
 	for _, v := range []engine.Verdict{
 		a.RequestHeaders(ctx, nil, nil), a.RequestBodyChunk(ctx, nil), a.ResponseHeaders(ctx, nil),
 		a.ResponseBodyChunk(ctx, nil), a.RequestComplete(ctx, nil), a.WebSocketFrame(ctx, nil), a.GuardrailInspect(ctx, nil),
@@ -583,6 +584,11 @@ func TestAgentNilEvent(t *testing.T) {
 		if !errors.Is(v.Err, engine.ErrInvalidEvent) {
 			t.Fatalf("err %v", v.Err)
 		}
+		// Errors handed to callers are never shared values.
+		if seen[v.Err] {
+			t.Fatal("two verdicts share one error value")
+		}
+		seen[v.Err] = true
 	}
 	if f.calls.Load() != 0 || a.Breaker() != BreakerClosed {
 		t.Fatal("a nil event reached the agent or the breaker")
