@@ -328,12 +328,24 @@ func (a *Agent) Cancel(correlationID string, reason agentwire.CancelReason) erro
 
 // synthetic makes and counts a verdict the agent did not give.
 func (a *Agent) synthetic(kind int32, pol engine.FailurePolicy, reason engine.Reason, err error) engine.Verdict {
-	v := pol.Synthetic(a.name, reason, err)
+	v := pol.Synthetic(a.name, reason, own(err))
 	a.ev.count(kind, &v)
 	if v.Synthetic && reason != engine.ReasonNotSubscribed && v.Allowed() {
 		a.warnFailOpen(reason, err)
 	}
 	return v
+}
+
+// own returns a copy of the agent's error templates (a.errNoConn, ...),
+// so that the error a verdict hands to its caller is never a value shared
+// with other calls; other errors (the connection's, already per call) are
+// returned as they are. Failure paths only.
+func own(err error) error {
+	if e, ok := err.(*Error); ok {
+		c := *e
+		return &c
+	}
+	return err
 }
 
 // warnFailOpen logs a fail-open skip at warn level, at most once a second
@@ -597,6 +609,7 @@ func (a *Agent) attempt(ctx, cctx context.Context, c *call, r *resolved, bounded
 	if why == nil {
 		why = a.errNoConn
 	}
+	why = own(why)
 	if flowStuck && a.o.flow == FlowFailOpen {
 		*out = engine.FailurePolicy{Mode: engine.FailOpen}.Synthetic(a.name, engine.ReasonUnavailable, why)
 		return m, outcomeIgnore

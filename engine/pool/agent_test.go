@@ -698,3 +698,22 @@ func TestAgentRemoveConnWaitsForCalls(t *testing.T) {
 		t.Fatalf("calls %d / %d: a member that left was called", gs[0].calls.Load(), gs[1].calls.Load())
 	}
 }
+
+// TestSyntheticErrorsNotShared: the pool's own errors in verdicts (no
+// connection, here) are copies, never one value shared by every call.
+func TestSyntheticErrorsNotShared(t *testing.T) {
+	p := newTestPool(t)
+	a, err := p.AddAgent("waf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	v1 := a.RequestHeaders(ctx, rhEvent("s1"), nil)
+	v2 := a.RequestHeaders(ctx, rhEvent("s2"), nil)
+	if !v1.Synthetic || !errors.Is(v1.Err, ErrNoConnection) || !errors.Is(v2.Err, ErrNoConnection) {
+		t.Fatalf("verdicts %+v %+v", v1, v2)
+	}
+	if v1.Err == v2.Err {
+		t.Fatal("two verdicts share one error value")
+	}
+}
