@@ -67,7 +67,7 @@ func TestGuardRequestBodyStream(t *testing.T) {
 		return nil
 	}}
 	ag := startUDSAgent(t, h)
-	_, pl, as := newPipeline(t, true, agentOpts(ag.endpoint(), pool.WithEvents(agentwire.EventRequestHeaders, agentwire.EventRequestBodyChunk)))
+	_, pl, as := newPipeline(t, true, agentOpts(ag.Endpoint(), pool.WithEvents(agentwire.EventRequestHeaders, agentwire.EventRequestBodyChunk)))
 	rp, recs := bodyUpstream(t)
 	_, srv := newGuard(t, rp, pl, WithBodyConfig(as[0], BodyConfig{Mode: ModeStream}, BodyConfig{}))
 	c := newClient(t)
@@ -119,7 +119,7 @@ func TestGuardRequestBodyStreamBlock(t *testing.T) {
 		return nil
 	}}
 	ag := startUDSAgent(t, h)
-	_, pl, as := newPipeline(t, true, agentOpts(ag.endpoint(), pool.WithEvents(agentwire.EventRequestHeaders, agentwire.EventRequestBodyChunk)))
+	_, pl, as := newPipeline(t, true, agentOpts(ag.Endpoint(), pool.WithEvents(agentwire.EventRequestHeaders, agentwire.EventRequestBodyChunk)))
 	rp, _ := bodyUpstream(t)
 	g, srv := newGuard(t, rp, pl, WithBodyConfig(as[0], BodyConfig{Mode: ModeStream}, BodyConfig{}))
 	c := newClient(t)
@@ -156,7 +156,7 @@ func TestGuardRequestBodyBuffer(t *testing.T) {
 		return nil
 	}}
 	ag := startUDSAgent(t, h)
-	_, pl, _ := newPipeline(t, true, agentOpts(ag.endpoint(), pool.WithEvents(agentwire.EventRequestHeaders, agentwire.EventRequestBodyChunk)))
+	_, pl, _ := newPipeline(t, true, agentOpts(ag.Endpoint(), pool.WithEvents(agentwire.EventRequestHeaders, agentwire.EventRequestBodyChunk)))
 	rp, recs := bodyUpstream(t)
 	_, srv := newGuard(t, rp, pl)
 	c := newClient(t)
@@ -219,7 +219,7 @@ func TestGuardRequestBodyLimit(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			chunks.Store(0)
-			_, pl, as := newPipeline(t, true, agentOpts(ag.endpoint(), pool.WithEvents(agentwire.EventRequestHeaders, agentwire.EventRequestBodyChunk),
+			_, pl, as := newPipeline(t, true, agentOpts(ag.Endpoint(), pool.WithEvents(agentwire.EventRequestHeaders, agentwire.EventRequestBodyChunk),
 				pool.WithBodyLimits(2000, 2000), pool.WithFailurePolicy(engine.FailurePolicy{Mode: tc.mode})))
 			rp, recs := bodyUpstream(t)
 			_, srv := newGuard(t, rp, pl, WithBodyConfig(as[0], tc.bc, BodyConfig{}))
@@ -251,7 +251,7 @@ func TestGuardRequestBodyLimit(t *testing.T) {
 func TestGuardSlowClientBody(t *testing.T) {
 	ag := startUDSAgent(t, agent.Funcs{})
 	for _, bc := range []BodyConfig{{Mode: ModeStream}, {Mode: ModeBuffer}} {
-		_, pl, as := newPipeline(t, true, agentOpts(ag.endpoint(), pool.WithEvents(agentwire.EventRequestHeaders, agentwire.EventRequestBodyChunk), pool.WithTimeout(50*time.Millisecond)))
+		_, pl, as := newPipeline(t, true, agentOpts(ag.Endpoint(), pool.WithEvents(agentwire.EventRequestHeaders, agentwire.EventRequestBodyChunk), pool.WithTimeout(50*time.Millisecond)))
 		rp, recs := bodyUpstream(t)
 		_, srv := newGuard(t, rp, pl, WithBodyConfig(as[0], bc, BodyConfig{}))
 		pr, pw := io.Pipe()
@@ -297,7 +297,7 @@ func TestGuardClientDisconnectMidBody(t *testing.T) {
 		},
 	}
 	ag := startUDSAgent(t, h)
-	_, pl, as := newPipeline(t, true, agentOpts(ag.endpoint(), pool.WithEvents(agentwire.EventRequestHeaders, agentwire.EventRequestBodyChunk)))
+	_, pl, as := newPipeline(t, true, agentOpts(ag.Endpoint(), pool.WithEvents(agentwire.EventRequestHeaders, agentwire.EventRequestBodyChunk)))
 	rp, recs := bodyUpstream(t)
 	g, srv := newGuard(t, rp, pl, WithBodyConfig(as[0], BodyConfig{Mode: ModeStream}, BodyConfig{}))
 
@@ -339,7 +339,7 @@ func TestGuardStageOverLimit(t *testing.T) {
 	}})
 	for _, mode := range []engine.FailureMode{engine.FailOpen, engine.FailClosed} {
 		for _, bc := range []BodyConfig{{Mode: ModeBuffer}, {Mode: ModeHybrid, Threshold: 1500}} {
-			_, pl, _ := newPipeline(t, true, agentOpts(ag.endpoint(), pool.WithBodyLimits(2000, 2000), pool.WithFailurePolicy(engine.FailurePolicy{Mode: mode})))
+			_, pl, _ := newPipeline(t, true, agentOpts(ag.Endpoint(), pool.WithBodyLimits(2000, 2000), pool.WithFailurePolicy(engine.FailurePolicy{Mode: mode})))
 			g, err := New(http.NotFoundHandler(), pl)
 			if err != nil {
 				t.Fatal(err)
@@ -400,7 +400,7 @@ func TestGuardLateBodyRead(t *testing.T) {
 		},
 	}
 	ag := startUDSAgent(t, h)
-	_, pl, as := newPipeline(t, true, agentOpts(ag.endpoint(), pool.WithEvents(agentwire.EventRequestHeaders, agentwire.EventRequestBodyChunk, agentwire.EventRequestComplete)))
+	_, pl, as := newPipeline(t, true, agentOpts(ag.Endpoint(), pool.WithEvents(agentwire.EventRequestHeaders, agentwire.EventRequestBodyChunk, agentwire.EventRequestComplete)))
 	lateErrs := make(chan [2]error, 1)
 	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/late" {
@@ -485,7 +485,7 @@ func TestGuardClientDisconnectBuffering(t *testing.T) {
 		},
 	}
 	ag := startUDSAgent(t, h)
-	_, pl, _ := newPipeline(t, true, agentOpts(ag.endpoint(), pool.WithEvents(agentwire.EventRequestHeaders, agentwire.EventRequestBodyChunk)))
+	_, pl, _ := newPipeline(t, true, agentOpts(ag.Endpoint(), pool.WithEvents(agentwire.EventRequestHeaders, agentwire.EventRequestBodyChunk)))
 	rp, recs := bodyUpstream(t)
 	g, srv := newGuard(t, rp, pl)
 	nc, err := net.Dial("tcp", srv.Listener.Addr().String())

@@ -123,7 +123,7 @@ func testFault(t *testing.T, fault string, mode engine.FailureMode) {
 		return nil
 	}}
 	ag := startUDSAgent(t, h)
-	_, pl, as := newPipeline(t, true, agentOpts(ag.endpoint(), pool.WithEvents(agentwire.EventRequestHeaders),
+	_, pl, as := newPipeline(t, true, agentOpts(ag.Endpoint(), pool.WithEvents(agentwire.EventRequestHeaders),
 		pool.WithTimeout(faultTimeout), pool.WithFailurePolicy(engine.FailurePolicy{Mode: mode}),
 		pool.WithBreaker(pool.BreakerConfig{OpenDuration: 50 * time.Millisecond})))
 	var processed atomic.Int64
@@ -155,7 +155,7 @@ func testFault(t *testing.T, fault string, mode engine.FailureMode) {
 	before := res.n.Load()
 	switch fault {
 	case "killed", "restarting":
-		ag.stop()
+		ag.Stop()
 	case "hung":
 		state.Store(1)
 	case "slow":
@@ -167,7 +167,7 @@ func testFault(t *testing.T, fault string, mode engine.FailureMode) {
 		waitCount(t, "policy answers", 20, res.byStatus[policy].Load)
 	}
 	if fault == "restarting" {
-		ag.start()
+		ag.Start()
 		if err := as[0].WaitReady(testCtx(t), 1); err != nil {
 			t.Fatal(err)
 		}
@@ -331,7 +331,7 @@ func TestGuardConcurrentRequests(t *testing.T) {
 	// The test is about answering each request once, not about the
 	// agent keeping up on a loaded race-detector run: a generous timeout,
 	// no breaker.
-	_, pl, as := newPipeline(t, true, agentOpts(ag.endpoint(), pool.WithConcurrency(2*n, 0), pool.WithTimeout(testTimeout),
+	_, pl, as := newPipeline(t, true, agentOpts(ag.Endpoint(), pool.WithConcurrency(2*n, 0), pool.WithTimeout(testTimeout),
 		pool.WithBreaker(pool.BreakerConfig{Disabled: true})))
 	var upMu sync.Mutex
 	seen := map[string]int{}

@@ -44,7 +44,7 @@ var respEvents = pool.WithEvents(agentwire.EventRequestHeaders, agentwire.EventR
 func TestGuardResponseBodyBuffer(t *testing.T) {
 	rec := newRecorder()
 	ag := startUDSAgent(t, respAgent(rec))
-	_, pl, _ := newPipeline(t, true, agentOpts(ag.endpoint(), respEvents))
+	_, pl, _ := newPipeline(t, true, agentOpts(ag.Endpoint(), respEvents))
 	up := newTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/pw":
@@ -91,7 +91,7 @@ func TestGuardResponseBodyBuffer(t *testing.T) {
 func TestGuardResponseBodyStream(t *testing.T) {
 	rec := newRecorder()
 	ag := startUDSAgent(t, respAgent(rec))
-	_, pl, as := newPipeline(t, true, agentOpts(ag.endpoint(), respEvents))
+	_, pl, as := newPipeline(t, true, agentOpts(ag.Endpoint(), respEvents))
 	release := make(chan struct{})
 	up := newTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "part one, ")
@@ -136,7 +136,7 @@ func TestGuardResponseBodyLimit(t *testing.T) {
 		st   int
 		body string
 	}{{engine.FailClosed, 413, http.StatusText(413) + "\n"}, {engine.FailOpen, 200, body}} {
-		_, pl, _ := newPipeline(t, true, agentOpts(ag.endpoint(), respEvents, pool.WithBodyLimits(10, 10), pool.WithFailurePolicy(engine.FailurePolicy{Mode: tc.mode})))
+		_, pl, _ := newPipeline(t, true, agentOpts(ag.Endpoint(), respEvents, pool.WithBodyLimits(10, 10), pool.WithFailurePolicy(engine.FailurePolicy{Mode: tc.mode})))
 		_, srv := newGuard(t, reverseProxy(t, up.URL), pl)
 		if st, got, _ := do(t, c, mustReq(t, "GET", srv.URL+"/", nil)); st != tc.st || got != tc.body {
 			t.Fatalf("%v: %d %q", tc.mode, st, got)

@@ -51,7 +51,7 @@ func TestGuardRequestHeadersDecisions(t *testing.T) {
 		return nil
 	}}
 	ag := startUDSAgent(t, h)
-	_, pl, _ := newPipeline(t, true, agentOpts(ag.endpoint(), pool.WithEvents(agentwire.EventRequestHeaders)))
+	_, pl, _ := newPipeline(t, true, agentOpts(ag.Endpoint(), pool.WithEvents(agentwire.EventRequestHeaders)))
 	var calls atomic.Int64
 	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
@@ -137,7 +137,7 @@ func TestGuardFailurePolicy(t *testing.T) {
 		{"open-response-timeout", engine.FailOpen, "/resp-slow", 299},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, pl, _ := newPipeline(t, true, agentOpts(ag.endpoint(), events, pool.WithTimeout(50*time.Millisecond),
+			_, pl, _ := newPipeline(t, true, agentOpts(ag.Endpoint(), events, pool.WithTimeout(50*time.Millisecond),
 				pool.WithFailurePolicy(engine.FailurePolicy{Mode: tc.mode}), pool.WithBreaker(pool.BreakerConfig{Disabled: true})))
 			_, srv := newGuard(t, app, pl)
 			if st, _, _ := do(t, c, mustReq(t, "GET", srv.URL+tc.path, nil)); st != tc.want {
@@ -177,7 +177,7 @@ func TestGuardResponseHeaders(t *testing.T) {
 		return nil
 	}}
 	ag := startUDSAgent(t, h)
-	_, pl, _ := newPipeline(t, true, agentOpts(ag.endpoint(), pool.WithEvents(agentwire.EventRequestHeaders, agentwire.EventResponseHeaders)))
+	_, pl, _ := newPipeline(t, true, agentOpts(ag.Endpoint(), pool.WithEvents(agentwire.EventRequestHeaders, agentwire.EventResponseHeaders)))
 	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Server", "secret/1.0")
 		if r.URL.Path == "/fail" {
@@ -228,7 +228,7 @@ func TestGuardRequestComplete(t *testing.T) {
 		},
 	}
 	ag := startUDSAgent(t, h)
-	_, pl, _ := newPipeline(t, true, agentOpts(ag.endpoint(), pool.WithEvents(agentwire.EventRequestHeaders, agentwire.EventRequestComplete)))
+	_, pl, _ := newPipeline(t, true, agentOpts(ag.Endpoint(), pool.WithEvents(agentwire.EventRequestHeaders, agentwire.EventRequestComplete)))
 	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		w.WriteHeader(201)
@@ -262,8 +262,8 @@ func TestGuardRequestComplete(t *testing.T) {
 // TestGuardNew: invalid arguments are ErrInvalidOption.
 func TestGuardNew(t *testing.T) {
 	ag := startUDSAgent(t, agent.Funcs{})
-	_, pl, as := newPipeline(t, false, agentOpts(ag.endpoint()))
-	_, plOther, other := newPipeline(t, false, agentOpts(ag.endpoint()))
+	_, pl, as := newPipeline(t, false, agentOpts(ag.Endpoint()))
+	_, plOther, other := newPipeline(t, false, agentOpts(ag.Endpoint()))
 	_ = plOther
 	app := http.NotFoundHandler()
 	for name, f := range map[string]func() (*Guard, error){
@@ -306,7 +306,7 @@ func TestGuardClientDisconnectWhileWaiting(t *testing.T) {
 		},
 	}
 	ag := startUDSAgent(t, h)
-	_, pl, _ := newPipeline(t, true, agentOpts(ag.endpoint(), pool.WithEvents(agentwire.EventRequestHeaders)))
+	_, pl, _ := newPipeline(t, true, agentOpts(ag.Endpoint(), pool.WithEvents(agentwire.EventRequestHeaders)))
 	started := make(chan struct{})
 	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		close(started)

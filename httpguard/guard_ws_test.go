@@ -49,7 +49,7 @@ func TestGuardWebSocket(t *testing.T) {
 		},
 	}
 	ag := startUDSAgent(t, h)
-	_, pl, _ := newPipeline(t, true, agentOpts(ag.endpoint(), pool.WithEvents(agentwire.EventRequestHeaders, agentwire.EventWebSocketFrame)))
+	_, pl, _ := newPipeline(t, true, agentOpts(ag.Endpoint(), pool.WithEvents(agentwire.EventRequestHeaders, agentwire.EventWebSocketFrame)))
 	up := &echoUpstream{done: make(chan struct{})}
 	upSrv := httptest.NewServer(up)
 	defer upSrv.Close()

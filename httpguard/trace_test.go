@@ -29,7 +29,7 @@ func TestTraceparentReachesAgentThroughGuard(t *testing.T) {
 		return nil
 	}}
 	ua := startUDSAgent(t, h)
-	_, pl, _ := newPipeline(t, true, agentOpts(ua.endpoint()))
+	_, pl, _ := newPipeline(t, true, agentOpts(ua.Endpoint()))
 	_, srv := newGuard(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }), pl)
 
 	req, err := http.NewRequest("GET", srv.URL+"/x", nil)

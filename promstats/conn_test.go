@@ -30,7 +30,7 @@ func TestConnCollector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := engine.Dial(ctx, a.endpoint(), sink.Option("waf"), engine.WithReconnectBackoff(time.Millisecond, 10*time.Millisecond))
+	c, err := engine.Dial(ctx, a.Endpoint(), sink.Option("waf"), engine.WithReconnectBackoff(time.Millisecond, 10*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,8 +49,8 @@ func TestConnCollector(t *testing.T) {
 	if !v.Synthetic || v.Allowed() {
 		t.Fatalf("slow verdict %+v", v)
 	}
-	a.srv.ReportHealth(agentwire.HealthStatus{State: agentwire.HealthDegraded, TimeoutMultiplier: 1})
-	a.srv.ReportMetrics(&agentwire.MetricsReport{Gauges: []agentwire.GaugeMetric{{Name: "queue", Value: 3}}})
+	a.Server().ReportHealth(agentwire.HealthStatus{State: agentwire.HealthDegraded, TimeoutMultiplier: 1})
+	a.Server().ReportMetrics(&agentwire.MetricsReport{Gauges: []agentwire.GaugeMetric{{Name: "queue", Value: 3}}})
 	var f families
 	eventually(t, "the health and metrics reports", func() bool {
 		f = gather(t, col, sink)
@@ -86,7 +86,7 @@ func TestConnCollector(t *testing.T) {
 			t.Errorf("%s missing", fam)
 		}
 	}
-	a.kill()
+	a.Stop()
 	eventually(t, "the connection to be lost", func() bool {
 		return gather(t, col).sum("agentwire_conn_state", L("agent", "waf", "state", "reconnecting")) == 1
 	})

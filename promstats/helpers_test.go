@@ -3,13 +3,9 @@ package promstats
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/agentwire/agentwire/agent"
+	"github.com/agentwire/agentwire/internal/testagent"
 )
 
 func TestMain(m *testing.M) {
@@ -33,77 +30,15 @@ func testCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-// sockPath returns a fresh socket path in a short temporary directory.
-func sockPath(tb testing.TB) string {
-	tb.Helper()
-	dir, err := os.MkdirTemp("", "awm")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { os.RemoveAll(dir) })
-	return filepath.Join(dir, "a.sock")
-}
+func sockPath(tb testing.TB) string { return testagent.SockPath(tb) }
 
-// udsAgent runs a real agent.Server on a Unix socket until it is killed:
-// every connection cut at once, then the server closed.
-type udsAgent struct {
-	path string
-	srv  *agent.Server
-
-	mu    sync.Mutex
-	ln    net.Listener
-	conns []net.Conn
-	done  chan struct{}
-	dead  bool
-}
+// udsAgent is a real agent on a Unix socket that can be killed
+// (internal/testagent).
+type udsAgent = testagent.UDS
 
 func startUDSAgent(tb testing.TB, h agent.Handler, opts ...agent.Option) *udsAgent {
-	tb.Helper()
-	a := &udsAgent{path: sockPath(tb), srv: agent.NewServer(h, opts...), done: make(chan struct{})}
-	ln, err := net.Listen("unix", a.path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	a.ln = ln
-	go func() {
-		defer close(a.done)
-		_ = a.srv.ServeUDS(trackListener{a})
-	}()
-	tb.Cleanup(a.kill)
-	return a
+	return testagent.Start(tb, h, opts...)
 }
-
-type trackListener struct{ a *udsAgent }
-
-func (l trackListener) Accept() (net.Conn, error) {
-	c, err := l.a.ln.Accept()
-	if err == nil {
-		l.a.mu.Lock()
-		l.a.conns = append(l.a.conns, c)
-		l.a.mu.Unlock()
-	}
-	return c, err
-}
-func (l trackListener) Close() error   { return l.a.ln.Close() }
-func (l trackListener) Addr() net.Addr { return l.a.ln.Addr() }
-
-// kill cuts every connection, then closes the server (idempotent).
-func (a *udsAgent) kill() {
-	a.mu.Lock()
-	if a.dead {
-		a.mu.Unlock()
-		return
-	}
-	a.dead = true
-	for _, c := range a.conns {
-		_ = c.Close()
-	}
-	a.mu.Unlock()
-	_ = a.srv.Close()
-	<-a.done
-}
-
-func (a *udsAgent) endpoint() string { return "unix://" + a.path }
 
 // families is a parsed scrape.
 type families map[string]*dto.MetricFamily

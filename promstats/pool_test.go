@@ -95,18 +95,18 @@ func TestPoolMetricsUnderLoad(t *testing.T) {
 	// Timeouts are long (a loaded machine must not time calls out), but
 	// for auth's request-complete events, which the test hangs.
 	const timeout, hangTimeout = 20 * time.Second, time.Second
-	wafA, err := p.AddAgent("waf", pool.WithEndpoint(waf.endpoint(), 2, sink.Option("waf")), pool.WithTimeout(timeout))
+	wafA, err := p.AddAgent("waf", pool.WithEndpoint(waf.Endpoint(), 2, sink.Option("waf")), pool.WithTimeout(timeout))
 	if err != nil {
 		t.Fatal(err)
 	}
-	authA, err := p.AddAgent("auth", pool.WithEndpoint(auth.endpoint(), 2, sink.Option("auth")),
+	authA, err := p.AddAgent("auth", pool.WithEndpoint(auth.Endpoint(), 2, sink.Option("auth")),
 		pool.WithTimeout(timeout), pool.WithPhaseTimeout(agentwire.EventRequestComplete, hangTimeout),
 		pool.WithFailurePolicy(engine.FailurePolicy{Mode: engine.FailOpen}),
 		pool.WithBreaker(pool.BreakerConfig{FailureThreshold: 2, OpenDuration: 2 * time.Second, SuccessThreshold: 1}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rateA, err := p.AddAgent("rate", pool.WithEndpoint(rate.endpoint(), 2), pool.WithTimeout(timeout))
+	rateA, err := p.AddAgent("rate", pool.WithEndpoint(rate.Endpoint(), 2), pool.WithTimeout(timeout))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,8 +195,8 @@ func TestPoolMetricsUnderLoad(t *testing.T) {
 	}
 	wg.Wait()
 	const n = workers * perWorker
-	waf.srv.ReportHealth(agentwire.HealthStatus{AgentID: "waf-1", State: agentwire.HealthHealthy})
-	waf.srv.ReportMetrics(&agentwire.MetricsReport{
+	waf.Server().ReportHealth(agentwire.HealthStatus{AgentID: "waf-1", State: agentwire.HealthHealthy})
+	waf.Server().ReportMetrics(&agentwire.MetricsReport{
 		AgentID: "waf-1",
 		Counters: []agentwire.CounterMetric{{Name: "rules.matched", Help: "Rules matched.",
 			Labels: map[string]string{"rule": "sqli", "agent": "spoofed"}, Value: 7}},
@@ -342,7 +342,7 @@ func TestPoolMetricsUnderLoad(t *testing.T) {
 
 	// Phase 3: rate is killed. Its connections go down; its calls fail
 	// closed.
-	rate.kill()
+	rate.Stop()
 	eventually(t, "rate's connections to go down", func() bool {
 		f := scrapeText(t, url)
 		return f.sum("agentwire_agent_up", L("agent", "rate")) == 0 &&

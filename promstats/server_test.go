@@ -31,11 +31,11 @@ func TestServerCollector(t *testing.T) {
 	}
 	a := startUDSAgent(t, h, agent.WithSupportedEvents(h.Events()...), agent.WithAgentID("waf-1"),
 		agent.WithErrorDecision(agentwire.Block(500)), agent.WithLogger(slog.New(slog.DiscardHandler)))
-	col, err := NewServerCollector(a.srv)
+	col, err := NewServerCollector(a.Server())
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := engine.Dial(ctx, a.endpoint())
+	c, err := engine.Dial(ctx, a.Endpoint())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -79,7 +79,7 @@ func TestFaultAgentKilledMidFlight(t *testing.T) {
 		handlers[i] = newGateAgent()
 		handlers[i].mode.Store(gateHeld)
 		agents[i] = startUDSAgent(t, handlers[i], agent.WithAgentID(fmt.Sprint("waf-", i)))
-		eps = append(eps, Endpoint{Address: agents[i].endpoint(), Options: []engine.Option{fastReconnect}})
+		eps = append(eps, Endpoint{Address: agents[i].Endpoint(), Options: []engine.Option{fastReconnect}})
 	}
 	a, err := p.AddAgent("waf", WithEndpoints(eps...), WithBalance(BalanceRoundRobin), WithTimeout(10*time.Second))
 	if err != nil {
@@ -108,7 +108,7 @@ func TestFaultAgentKilledMidFlight(t *testing.T) {
 	if held == 0 || held == 3*perConn {
 		t.Fatalf("round robin put %d of %d calls on the victim", held, 3*perConn)
 	}
-	agents[1].stop()
+	agents[1].Stop()
 	killed := time.Now()
 	for range held {
 		r := <-results
@@ -143,7 +143,7 @@ func TestFaultAgentKilledMidFlight(t *testing.T) {
 	}
 	// The agent comes back; so does its connection.
 	before := handlers[1].calls.Load()
-	agents[1].start()
+	agents[1].Start()
 	if err := a.WaitReady(ctx, 3); err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func TestFaultHungAgent(t *testing.T) {
 			ua := startUDSAgent(t, h)
 			p := newTestPool(t)
 			const cool = 200 * time.Millisecond
-			a, err := p.AddAgent("waf", WithEndpoint(ua.endpoint(), 1), WithTimeout(30*time.Millisecond),
+			a, err := p.AddAgent("waf", WithEndpoint(ua.Endpoint(), 1), WithTimeout(30*time.Millisecond),
 				WithFailurePolicy(engine.FailurePolicy{Mode: mode}), WithBreaker(BreakerConfig{OpenDuration: cool}))
 			if err != nil {
 				t.Fatal(err)
@@ -227,7 +227,7 @@ func TestFaultAgentStartsLate(t *testing.T) {
 	h := newGateAgent()
 	ua := newUDSAgent(t, h) // not started
 	p := newTestPool(t, WithDialBackoff(2*time.Millisecond, 20*time.Millisecond))
-	a, err := p.AddAgent("waf", WithEndpoint(ua.endpoint(), 2))
+	a, err := p.AddAgent("waf", WithEndpoint(ua.Endpoint(), 2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestFaultAgentStartsLate(t *testing.T) {
 	// The reference gives up after 3 failed attempts: let more than that
 	// fail on each connection first.
 	waitFor(t, "10 failed dial attempts", func() bool { return a.Stats().DialFailures >= 10 })
-	ua.start()
+	ua.Start()
 	if err := a.WaitReady(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +282,7 @@ func TestFaultSaturatedAgent(t *testing.T) {
 	h.delay = 5 * time.Millisecond
 	ua := startUDSAgent(t, h, agent.WithMaxConcurrency(2))
 	p := newTestPool(t)
-	a, err := p.AddAgent("waf", WithEndpoint(ua.endpoint(), 1), WithConcurrency(2, 0), WithTimeout(20*time.Second))
+	a, err := p.AddAgent("waf", WithEndpoint(ua.Endpoint(), 1), WithConcurrency(2, 0), WithTimeout(20*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +331,7 @@ func TestFault10kConcurrent(t *testing.T) {
 		}
 		var eps []Endpoint
 		for range 2 {
-			eps = append(eps, Endpoint{Address: startUDSAgent(t, h).endpoint(), Conns: 2})
+			eps = append(eps, Endpoint{Address: startUDSAgent(t, h).Endpoint(), Conns: 2})
 		}
 		a, err := p.AddAgent(fmt.Sprint("agent-", k), WithEndpoints(eps...), WithConcurrency(4096, 0), WithTimeout(60*time.Second))
 		if err != nil {
@@ -451,7 +451,7 @@ func TestAddRemoveConnsUnderTraffic(t *testing.T) {
 		uas = append(uas, startUDSAgent(t, h))
 	}
 	p := newTestPool(t)
-	a, err := p.AddAgent("waf", WithEndpoint(uas[0].endpoint(), 2), WithTimeout(10*time.Second))
+	a, err := p.AddAgent("waf", WithEndpoint(uas[0].Endpoint(), 2), WithTimeout(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -487,10 +487,10 @@ func TestAddRemoveConnsUnderTraffic(t *testing.T) {
 		waitFor(t, "traffic", func() bool { return calls.Load() > n+200 })
 	}
 	progress()
-	if err := a.AddEndpoint(Endpoint{Address: uas[1].endpoint(), Conns: 2}); err != nil {
+	if err := a.AddEndpoint(Endpoint{Address: uas[1].Endpoint(), Conns: 2}); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := engine.Dial(ctx, uas[2].endpoint())
+	conn, err := engine.Dial(ctx, uas[2].Endpoint())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -526,7 +526,7 @@ func TestPoolDrain(t *testing.T) {
 	p := newTestPool(t)
 	var agents []*Agent
 	for _, name := range []string{"a", "b"} {
-		a, err := p.AddAgent(name, WithEndpoint(ua.endpoint(), 2), WithTimeout(10*time.Second))
+		a, err := p.AddAgent(name, WithEndpoint(ua.Endpoint(), 2), WithTimeout(10*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -584,7 +584,7 @@ func TestMixedTransports(t *testing.T) {
 	p := newTestPool(t)
 	a, err := p.AddAgent("mixed", WithBalance(BalanceRoundRobin), WithEndpoints(
 		Endpoint{Address: "grpc://" + ln.Addr().String(), Conns: 2, Options: []engine.Option{engine.WithInsecure()}},
-		Endpoint{Address: ua.endpoint(), Conns: 2},
+		Endpoint{Address: ua.Endpoint(), Conns: 2},
 	))
 	if err != nil {
 		t.Fatal(err)
