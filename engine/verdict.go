@@ -250,8 +250,8 @@ func (c *Conn) AgentName() string {
 	if c.opts.agentName != "" {
 		return c.opts.agentName
 	}
-	if id := c.Capabilities().AgentID; id != "" {
-		return id
+	if p := c.caps.Load(); p != nil && p.AgentID != "" {
+		return p.AgentID // no copy of the whole Capabilities per Decide
 	}
 	return c.opts.endpoint
 }
