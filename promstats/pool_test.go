@@ -341,7 +341,9 @@ func TestPoolMetricsUnderLoad(t *testing.T) {
 	checkSent(scrapeText(t, url))
 
 	// Phase 3: rate is killed. Its connections go down; its calls fail
-	// closed.
+	// closed: the first 5 find no connection (each a breaker failure: the
+	// agent as a whole is down), which opens its breaker (default
+	// threshold), and the others are refused by the open breaker.
 	rate.Stop()
 	eventually(t, "rate's connections to go down", func() bool {
 		f := scrapeText(t, url)
@@ -360,9 +362,13 @@ func TestPoolMetricsUnderLoad(t *testing.T) {
 	expect(f, "agentwire_agent_requests_total", L("agent", "rate", "event", "request_headers", "decision", "fail_closed"), m)
 	lostOrNone := f.sum("agentwire_agent_errors_total", L("agent", "rate", "kind", "no_connection")) +
 		f.sum("agentwire_agent_errors_total", L("agent", "rate", "kind", "connection_lost"))
-	if lostOrNone != m || f.sum("agentwire_agent_errors_total", L("agent", "rate")) != m {
-		t.Errorf("rate: %v errors of kind no_connection or connection_lost, %v in all, want %d", lostOrNone, f.sum("agentwire_agent_errors_total", L("agent", "rate")), m)
+	const threshold = pool.DefaultFailureThreshold
+	if lostOrNone != threshold || f.sum("agentwire_agent_errors_total", L("agent", "rate")) != m {
+		t.Errorf("rate: %v errors of kind no_connection or connection_lost, %v in all, want %d and %d", lostOrNone, f.sum("agentwire_agent_errors_total", L("agent", "rate")), threshold, m)
 	}
+	expect(f, "agentwire_agent_errors_total", L("agent", "rate", "kind", "breaker_open"), m-threshold)
+	expect(f, "agentwire_agent_synthetic_decisions_total", L("agent", "rate", "reason", "breaker_open", "decision", "fail_closed"), m-threshold)
+	expect(f, "agentwire_agent_breaker_state", L("agent", "rate"), 2)
 	if got := f.sum("agentwire_agent_synthetic_decisions_total", L("agent", "rate", "decision", "fail_closed")); got != m {
 		t.Errorf("rate: %v fail-closed synthetic decisions, want %d", got, m)
 	}

@@ -490,8 +490,9 @@ func needTimer(ctx context.Context, d time.Duration, m *member) bool {
 // attempt sends the call on a chosen connection, passing it on when a
 // connection refuses it before sending, and turns the outcome into the
 // verdict and what the breaker makes of it (a call no connection took is
-// not the agent's failure, nor a success). bounded says cctx already
-// carries the call's timeout.
+// a failure when none of the agent's connections is connected, else
+// neither a failure nor a success). bounded says cctx already carries
+// the call's timeout.
 func (a *Agent) attempt(ctx, cctx context.Context, c *call, r *resolved, bounded bool, out *engine.Verdict) (*member, outcome) {
 	var (
 		t         tried
@@ -561,14 +562,18 @@ func (a *Agent) attempt(ctx, cctx context.Context, c *call, r *resolved, bounded
 		if !refused {
 			m.observe(lat)
 			a.ev.latency[c.kind&7].observe(lat)
+			o := breakerOutcome(err)
 			switch st {
 			case ConnDown:
+				// Lost: one breaker failure per loss of the connection,
+				// however many calls were pending on it.
 				m.setState(ConnDown)
+				o = m.lossOutcome()
 			case ConnClosed:
 				a.retire(m)
 			}
 			*out = r.policy.Decide(a.name, nil, err)
-			return m, breakerOutcome(err)
+			return m, o
 		}
 		lastErr = err
 		if st == ConnPaused {
@@ -615,7 +620,34 @@ func (a *Agent) attempt(ctx, cctx context.Context, c *call, r *resolved, bounded
 		return m, outcomeIgnore
 	}
 	*out = r.policy.Synthetic(a.name, engine.ReasonUnavailable, why)
+	if !flowStuck && a.down() {
+		// No connection of the agent is connected: the agent as a whole
+		// is down, a failure (one per call, as an error).
+		return m, outcomeFailure
+	}
 	return m, outcomeIgnore
+}
+
+// down reports whether none of the agent's connections is connected
+// (each is lost and reconnecting or still making its first connection,
+// or there is none): the agent as a whole cannot be reached. Failure
+// paths only.
+func (a *Agent) down() bool {
+	for _, m := range a.set.Load().list {
+		if connected(ConnState(m.state.Load())) {
+			return false
+		}
+	}
+	return true
+}
+
+// comeBack is told that a connection of the agent (re)connected: an open
+// breaker half-opens at once, so that the agent is probed without waiting
+// for the end of the open period.
+func (a *Agent) comeBack(m *member) {
+	if a.br.wake() {
+		a.p.o.log.Debug("agentwire: breaker half-open: a connection is back", "agent", a.name, "conn", m.id)
+	}
 }
 
 // flowPause waits a little (doubling from 1 ms) for a paused connection to
@@ -635,8 +667,8 @@ func (a *Agent) flowPause(ctx context.Context, until time.Time, round int) bool 
 		return false
 	}
 	for _, m := range a.set.Load().list {
-		if !m.gone.Load() {
-			m.setState(stateOf(m.c.Health()))
+		if !m.gone.Load() && m.setState(stateOf(m.c.Health())) {
+			a.comeBack(m)
 		}
 	}
 	return true
@@ -728,6 +760,11 @@ func (a *Agent) addMember(c link, src ConnSource, endpoint string, weight int, r
 	a.set.Store(newMemberSet(list))
 	a.notifyLocked()
 	a.p.o.log.Info("agentwire: connection joined", "agent", a.name, "conn", id, "endpoint", endpoint, "source", src.String())
+	if h.Connected {
+		// A connection joined connected (an agent that started late, a
+		// reverse connection that registered): probe at once.
+		a.comeBack(m)
+	}
 	return m, nil
 }
 
@@ -894,7 +931,9 @@ func (a *Agent) check() {
 			learned = true
 		}
 		if ConnState(m.state.Load()) != st {
-			m.setState(st)
+			if m.setState(st) {
+				a.comeBack(m)
+			}
 			changed = true
 		}
 	}

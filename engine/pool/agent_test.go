@@ -121,8 +121,8 @@ func TestAgentBreaker(t *testing.T) {
 // A connection that refuses a call before sending it (reconnecting,
 // unhealthy, draining, paused) passes it to another and is taken out; the
 // health check brings it back when it recovers. A lost connection fails
-// its own call with the policy and is taken out, without opening the
-// breaker.
+// its own call with the policy and is taken out; each loss counts one
+// breaker failure.
 func TestAgentRefusalsAndRecovery(t *testing.T) {
 	p := newTestPool(t, WithHealthCheckInterval(5*time.Millisecond))
 	fs := fakes(2)
@@ -153,7 +153,8 @@ func TestAgentRefusalsAndRecovery(t *testing.T) {
 	}
 
 	// Connection lost while waiting: the call gets the policy, the
-	// connection is out, the breaker counts nothing.
+	// connection is out; its one breaker failure is reset by the next
+	// success on the other connection.
 	fs[1].handle = func(context.Context, int32, string) (*agentwire.AgentResponse, error) { return nil, errEngineLost }
 	fs[1].setHealth(engine.HealthSnapshot{Capacity: -1})
 	var lost int
@@ -164,19 +165,24 @@ func TestAgentRefusalsAndRecovery(t *testing.T) {
 			lost++
 		}
 	}
-	if lost != 1 || a.Breaker() != BreakerClosed {
-		t.Fatalf("%d calls lost (want 1, then the connection is out), breaker %v", lost, a.Breaker())
+	if w := a.br.w.Load(); lost != 1 || bState(w) != BreakerClosed || bCount(w) != 0 {
+		t.Fatalf("%d calls lost (want 1, then the connection is out), breaker %v with %d failures", lost, bState(w), bCount(w))
 	}
-	// Ten losses in a row (the connection reconnects in between): still
-	// no breaker, whose threshold is 5.
+	// Ten losses in a row with nothing answered in between (the
+	// connection reconnects each time): each loss is one failure, the
+	// fifth opens the breaker; from then on each reconnection half-opens
+	// it at once, so the next call is a probe, lost again: reopened.
 	fs[0].handle = func(context.Context, int32, string) (*agentwire.AgentResponse, error) { return nil, errEngineLost }
 	fs[0].setHealth(engine.HealthSnapshot{Connected: true, Capacity: -1})
 	for i := range 10 {
-		waitFor(t, "the connection to be back", func() bool { return a.Stats().ConnsUp == 1 })
+		waitFor(t, "the connection to be back", func() bool { return a.Stats().ConnsUp == 1 && a.Breaker() != BreakerOpen })
 		checkVerdict(t, a.RequestHeaders(ctx, rhEvent(fmt.Sprint("d", i)), dst), false, true, engine.ReasonError, 503)
+		if open := a.Breaker() == BreakerOpen; open != (i >= 4) {
+			t.Fatalf("after loss %d: breaker %v", i+1, a.Breaker())
+		}
 	}
-	if a.Breaker() != BreakerClosed {
-		t.Fatal("connection losses opened the breaker")
+	if st := a.Stats(); st.BreakerOpens != 6 || a.br.wakes.Load() != 5 {
+		t.Fatalf("%d opens, %d wakes; want 6 and 5", st.BreakerOpens, a.br.wakes.Load())
 	}
 }
 
@@ -547,9 +553,11 @@ func TestAgentDrain(t *testing.T) {
 	checkVerdict(t, a.RequestHeaders(ctx, rhEvent("after"), new(agentwire.AgentResponse)), false, true, engine.ReasonUnavailable, 503)
 }
 
-// A probe that no connection took is neither a failure nor a success of
-// the agent: it cannot close a half-open breaker.
-func TestAgentUnavailableProbeDoesNotCount(t *testing.T) {
+// A probe that finds none of the agent's connections connected is a
+// failure (the agent is down): it reopens the breaker, and never closes
+// it. A probe that a connected agent's health kept from every connection
+// is neither a failure nor a success: it gives its probe slot back.
+func TestAgentUnavailableProbe(t *testing.T) {
 	p := newTestPool(t)
 	f := newFake("a")
 	f.handle = failWith(errEngineTimeout)
@@ -561,11 +569,23 @@ func TestAgentUnavailableProbeDoesNotCount(t *testing.T) {
 	f.setHealth(engine.HealthSnapshot{Capacity: -1})
 	a.set.Load().list[0].setState(ConnDown)
 	clk.Store(1000)
+	checkVerdict(t, a.RequestHeaders(ctx, rhEvent("x"), nil), false, true, engine.ReasonUnavailable, 503)
+	if a.Breaker() != BreakerOpen || a.Stats().BreakerOpens != 2 {
+		t.Fatalf("breaker %v after a probe with the agent down, want reopened", a.Breaker())
+	}
+	checkVerdict(t, a.RequestHeaders(ctx, rhEvent("x"), nil), false, true, engine.ReasonBreakerOpen, 503)
+
+	// Connected but UNHEALTHY: the probe is refused before sending, it
+	// does not count.
+	f.setHealth(engine.HealthSnapshot{Connected: true, State: agentwire.HealthUnhealthy, Capacity: -1})
+	f.handle = failWith(&engine.Error{Kind: engine.ErrAgentUnhealthy})
+	a.set.Load().list[0].setState(ConnUnhealthy)
+	a.br.wake() // (the reconnection would; tested on its own)
 	for range 3 {
 		checkVerdict(t, a.RequestHeaders(ctx, rhEvent("x"), nil), false, true, engine.ReasonUnavailable, 503)
 	}
 	if a.Breaker() != BreakerHalfOpen {
-		t.Fatalf("breaker %v: calls no connection took closed it", a.Breaker())
+		t.Fatalf("breaker %v: calls the agent's health refused counted", a.Breaker())
 	}
 }
 

@@ -12,7 +12,8 @@ const (
 	// BreakerClosed: calls go through; consecutive failures are counted.
 	BreakerClosed BreakerState = iota
 	// BreakerOpen: calls are refused (ReasonBreakerOpen) until the open
-	// period has passed.
+	// period has passed, or until one of the agent's connections
+	// (re)connects, whichever comes first.
 	BreakerOpen
 	// BreakerHalfOpen: a bounded number of probe calls go through; enough
 	// consecutive successes close the breaker, any failure reopens it.
@@ -43,7 +44,22 @@ const (
 // BreakerConfig configures an agent's circuit breaker (WithBreaker). Zero
 // fields take the defaults: 5 consecutive failures open it, it stays open
 // 30 s, then lets 1 probe call through at a time, and 2 consecutive
-// successful probes close it. A failed probe reopens it.
+// successful probes close it. A failed probe reopens it. An open breaker
+// also half-opens, before the open period has passed, as soon as the pool
+// sees one of the agent's connections (re)connect (a connection joins
+// connected, or comes back after it was lost): an agent that was down
+// and comes back is probed at once instead of after the cool-down.
+//
+// What counts as a failure: a timeout or a protocol violation of a call
+// the agent received; a call that finds none of the agent's connections
+// connected (all lost and reconnecting, or none made yet: the agent as a
+// whole is down, ReasonUnavailable); and a lost connection, once per
+// loss of that connection however many calls were pending on it (so
+// that one dropped connection among healthy ones, whose successes reset
+// the count, never opens the breaker). The caller's cancellation, a
+// connection's refusal before sending (unhealthy, draining, paused by
+// flow control, saturated) and calls that the agent's health or flow
+// control kept from every connection never count.
 type BreakerConfig struct {
 	// Disabled turns the breaker off: every call goes through.
 	Disabled bool
@@ -116,6 +132,7 @@ type breaker struct {
 	opens     atomic.Uint64 // transitions to open
 	rejected  atomic.Uint64 // calls refused
 	leaseLost atomic.Uint64 // reopens because probes did not report in their lease
+	wakes     atomic.Uint64 // open to half-open because a connection (re)connected (wake)
 	// onChange, when set, is called after each state transition by the
 	// goroutine that made it.
 	onChange func(from, to BreakerState)
@@ -238,6 +255,33 @@ func (b *breaker) allow() (probeToken, bool) {
 			}
 		default:
 			return 0, false
+		}
+	}
+}
+
+// wake moves an open breaker to half-open at once, without waiting for
+// the end of its open period: one of the agent's connections has just
+// (re)connected, so a probe can tell whether the agent answers again (an
+// agent that comes back is used promptly instead of after the
+// cool-down). Reports of calls admitted before are stale, as after any
+// transition. In other states it does nothing. It reports whether it
+// made the transition. This transition is outside the model of the
+// gobreaker oracle (TestBreakerOracle); TestBreakerWake tests it.
+func (b *breaker) wake() bool {
+	if b.disabled {
+		return false
+	}
+	for {
+		w := b.w.Load()
+		if bState(w) != BreakerOpen {
+			return false
+		}
+		nw := bNext(w, BreakerHalfOpen)
+		if b.w.CompareAndSwap(w, nw) {
+			b.setDeadline(bGen(nw), b.now()+b.leaseMS)
+			b.wakes.Add(1)
+			b.changed(BreakerOpen, BreakerHalfOpen)
+			return true
 		}
 	}
 }

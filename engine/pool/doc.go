@@ -90,14 +90,30 @@
 // proxy's defaults: 5 consecutive failures open it, it refuses calls for
 // 30 s, then lets 1 probe call through at a time, and 2 consecutive
 // successful probes close it; a failed probe reopens it. Failures are
-// timeouts and protocol violations of calls the agent received; the
-// caller's own cancellation never counts, nor do refusals before sending
-// or a lost connection (those take the connection out instead, so that
-// one dead connection does not stop an agent whose other connections are
-// fine). A probe that never reports cannot keep the breaker half-open:
-// once its lease (the agent's longest timeout plus a second by default)
-// has passed, the breaker reopens (the Rust proxy's stays half-open and
-// rejecting forever). It is tested against sony/gobreaker as an oracle.
+// timeouts and protocol violations of calls the agent received, and calls
+// that find none of the agent's connections connected (every one lost
+// and reconnecting, or none made yet: the agent as a whole is down; one
+// failure per call, ReasonUnavailable). A lost connection counts one
+// failure for that connection, not one per call that was pending on it,
+// and takes the connection out: one dead connection among healthy ones
+// never opens the breaker (their successes reset the consecutive count),
+// and the agent's other connections carry on. The caller's own
+// cancellation never counts, nor do refusals before sending (unhealthy,
+// draining, paused, saturated) or calls that the agent's health or flow
+// control kept from every connection. A probe that never reports cannot
+// keep the breaker half-open: once its lease (the agent's longest
+// timeout plus a second by default) has passed, the breaker reopens (the
+// Rust proxy's stays half-open and rejecting forever). It is tested
+// against sony/gobreaker as an oracle.
+//
+// An open breaker does not wait out its open period when the agent comes
+// back: as soon as the pool sees one of the agent's connections connect
+// (a connection joins connected, or one that was lost is connected again
+// at a health check), the breaker moves to half-open and the next call
+// is a probe. An agent that was killed, or that starts after the proxy,
+// is used again within a health-check interval of its return, not 30 s
+// later; one that comes back broken fails its probe and the breaker
+// reopens.
 //
 // Every call is bounded by its agent's timeout (WithTimeout, default 1 s,
 // the Rust proxy's), or by the timeout of its event kind

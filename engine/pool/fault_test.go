@@ -222,7 +222,10 @@ func TestFaultHungAgent(t *testing.T) {
 }
 
 // An agent that starts after the proxy: its calls get the failure policy
-// until it is up, then go through, with no restart of anything.
+// until it is up (the first 5, finding no connection, open the breaker;
+// the next get the open breaker's), then go through, with no restart of
+// anything: the first connection that joins half-opens the breaker,
+// whose open period (30 s) is not waited out.
 func TestFaultAgentStartsLate(t *testing.T) {
 	h := newGateAgent()
 	ua := newUDSAgent(t, h) // not started
@@ -237,6 +240,10 @@ func TestFaultAgentStartsLate(t *testing.T) {
 		if !v.Synthetic || v.Reason != engine.ReasonUnavailable || v.Decision.Status != 503 || !errors.Is(v.Err, ErrNoConnection) {
 			t.Fatalf("before the agent is up: %+v", v)
 		}
+	}
+	v := a.RequestHeaders(ctx, rhEvent("early-open"), new(agentwire.AgentResponse))
+	if !v.Synthetic || v.Reason != engine.ReasonBreakerOpen || v.Decision.Status != 503 || a.Breaker() != BreakerOpen {
+		t.Fatalf("after 5 calls with the agent not up: %+v, breaker %v", v, a.Breaker())
 	}
 	if st := a.Stats(); st.Conns != 2 || st.ConnsUp != 0 {
 		t.Fatalf("conns %d up %d", st.Conns, st.ConnsUp)
@@ -256,8 +263,8 @@ func TestFaultAgentStartsLate(t *testing.T) {
 			t.Fatalf("after the agent came up: %+v", v)
 		}
 	}
-	if h.calls.Load() != 5 {
-		t.Fatalf("agent saw %d calls", h.calls.Load())
+	if h.calls.Load() != 5 || a.Breaker() != BreakerClosed {
+		t.Fatalf("agent saw %d calls, breaker %v", h.calls.Load(), a.Breaker())
 	}
 }
 

@@ -45,6 +45,10 @@ type member struct {
 	gone  atomic.Bool   // taken out of its agent: the state is final
 	ewma  atomic.Int64  // latency moving average, ns
 	ctr   callCounters
+	// lost is set by the first call that fails because m's connection was
+	// lost (it counts one breaker failure; the other calls pending on the
+	// lost session count none) and cleared when m is seen connected again.
+	lost atomic.Bool
 	// idle is signalled when the last call on a member that is gone ends
 	// (RemoveConn waits for it before draining the connection).
 	idle chan struct{}
@@ -88,17 +92,39 @@ func (m *member) waitIdle(ctx context.Context) error {
 func (m *member) up() bool { return ConnState(m.state.Load()) == ConnUp }
 
 // setState changes the state unless the member left its agent (its
-// state is then final).
-func (m *member) setState(s ConnState) {
+// state is then final). It reports whether m came back: it was not
+// connected (down, or making its first connection) and now is (the
+// caller wakes the agent's breaker).
+func (m *member) setState(s ConnState) (back bool) {
 	for {
 		cur := m.state.Load()
 		if m.gone.Load() || cur == uint32(s) {
-			return
+			return false
 		}
 		if m.state.CompareAndSwap(cur, uint32(s)) {
-			return
+			if !connected(ConnState(cur)) && connected(s) {
+				m.lost.Store(false)
+				return true
+			}
+			return false
 		}
 	}
+}
+
+// connected reports whether a connection in state s has a session (it
+// may still refuse calls: unhealthy, draining, paused).
+func connected(s ConnState) bool {
+	return s != ConnConnecting && s != ConnDown && s != ConnClosed
+}
+
+// lossOutcome is what a call that failed because m's connection was lost
+// counts for the breaker: one failure for the first such call of a loss,
+// nothing for the others pending on the same session.
+func (m *member) lossOutcome() outcome {
+	if !m.lost.Load() && m.lost.CompareAndSwap(false, true) {
+		return outcomeFailure
+	}
+	return outcomeIgnore
 }
 
 // leave marks the member as taken out of its agent, in final state s.
@@ -163,9 +189,10 @@ func refusal(err error) (refused bool, state ConnState) {
 
 // breakerOutcome says how a call's result counts for the breaker: the
 // agent's answers are successes; timeouts and protocol violations are its
-// failures; the caller's cancellation, refusals before sending, a lost or
-// closed connection (the connection is taken out instead) and the
-// caller's own mistakes (invalid event, duplicate id) are not counted.
+// failures; the caller's cancellation, refusals before sending, a closed
+// connection and the caller's own mistakes (invalid event, duplicate id)
+// are not counted. A lost connection is counted by the caller, once per
+// loss (member.lossOutcome), not here.
 func breakerOutcome(err error) outcome {
 	switch {
 	case err == nil:
