@@ -172,9 +172,12 @@ func TestAgentRefusalsAndRecovery(t *testing.T) {
 	// connection reconnects each time): each loss is one failure, the
 	// fifth opens the breaker; from then on each reconnection half-opens
 	// it at once, so the next call is a probe, lost again: reopened.
-	fs[0].handle = func(context.Context, int32, string) (*agentwire.AgentResponse, error) { return nil, errEngineLost }
-	fs[0].setHealth(engine.HealthSnapshot{Connected: true, Capacity: -1})
+	fs[0].handle = func(context.Context, int32, string) (*agentwire.AgentResponse, error) {
+		fs[0].setHealth(engine.HealthSnapshot{Capacity: -1}) // down until it reconnects
+		return nil, errEngineLost
+	}
 	for i := range 10 {
+		fs[0].setHealth(engine.HealthSnapshot{Connected: true, Capacity: -1}) // reconnected
 		waitFor(t, "the connection to be back", func() bool { return a.Stats().ConnsUp == 1 && a.Breaker() != BreakerOpen })
 		checkVerdict(t, a.RequestHeaders(ctx, rhEvent(fmt.Sprint("d", i)), dst), false, true, engine.ReasonError, 503)
 		if open := a.Breaker() == BreakerOpen; open != (i >= 4) {

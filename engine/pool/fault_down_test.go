@@ -86,6 +86,9 @@ func TestFaultAgentDownOpensBreakerUntilBack(t *testing.T) {
 	waitFor(t, "calls to go through after the restart", func() bool { return a.Breaker() == BreakerClosed && allowed.Load() >= before+100 })
 	close(stop)
 	wg.Wait()
+	if err := a.WaitReady(ctx, 2); err != nil { // the second connection may come back later
+		t.Fatal(err)
+	}
 	st := a.Stats()
 	if st.BreakerOpens != 1 || st.ConnsUp != 2 || other.Load() != 0 {
 		t.Fatalf("after the restart: %d opens, %d conns up, %d unexpected verdicts", st.BreakerOpens, st.ConnsUp, other.Load())
