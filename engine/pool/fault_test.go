@@ -200,9 +200,13 @@ func TestFaultHungAgent(t *testing.T) {
 				t.Fatal("an open breaker let a call through")
 			}
 			// After the cool-down: one probe, then another, then closed.
+			// The probes get a generous timeout of their own: the agent
+			// answers now, and a loaded machine under -race can take
+			// longer than the 30 ms that made the hung calls fail.
+			probeTimeout := WithCallTimeout(10 * time.Second)
 			var v engine.Verdict
 			waitFor(t, "the breaker to let a probe through", func() bool {
-				v = a.RequestHeaders(ctx, rhEvent("probe"), new(agentwire.AgentResponse))
+				v = a.RequestHeaders(ctx, rhEvent("probe"), new(agentwire.AgentResponse), probeTimeout)
 				return v.Reason != engine.ReasonBreakerOpen
 			})
 			if since := time.Since(opened); since < cool-time.Millisecond { // the breaker's clock ticks in ms
@@ -211,7 +215,7 @@ func TestFaultHungAgent(t *testing.T) {
 			if v.Synthetic || a.Breaker() != BreakerHalfOpen {
 				t.Fatalf("probe %+v, breaker %v", v, a.Breaker())
 			}
-			if v := a.RequestHeaders(ctx, rhEvent("probe-2"), new(agentwire.AgentResponse)); v.Synthetic || a.Breaker() != BreakerClosed {
+			if v := a.RequestHeaders(ctx, rhEvent("probe-2"), new(agentwire.AgentResponse), probeTimeout); v.Synthetic || a.Breaker() != BreakerClosed {
 				t.Fatalf("second probe %+v, breaker %v", v, a.Breaker())
 			}
 			if st := a.Stats(); st.Errors.Timeout != 5 || st.BreakerOpens != 1 {
