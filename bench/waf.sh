@@ -47,8 +47,11 @@
 #                WAF agent's socket with events GW_EVENTS (default
 #                request_headers request_body: the request bodies go to the
 #                agent as Coraza's middleware inspects them; bodies buffered
-#                as GW_BODY_MODE says, default buffer), one connection
-#                (GW_CONNS), timeout 10 s;
+#                as GW_BODY_MODE says, default buffer), GW_CONNS
+#                connections (default 4, Zentinel's default: with 1 the
+#                agent's single reader and writer goroutines were the
+#                bottleneck under CPU contention, 0.58-0.69 of in-process
+#                against 0.82), timeout 10 s;
 #     gw+inproc: agentwire gateway --waf-inprocess --paranoia PARANOIA
 #                (Coraza's net/http middleware with the same rules,
 #                waf.CorazaConfig).
@@ -60,8 +63,14 @@
 #   alternating from round to round) after a warm-up. Every run is one JSON
 #   line in bench/results/<time>-waf-gateway-<commit>.jsonl (requests/s,
 #   p50/p99, status codes, CPU per request of the gateway and of the agent
-#   process), the last line the summary: the medians and agent/inproc, and
-#   the median of the per-round ratios.
+#   process, and how long their threads waited for a CPU per second: the
+#   machine's other load), the last line the summary: the medians and
+#   agent/inproc, the median of the per-round ratios, and the ratio of the
+#   CPU per request (in-process gateway / agent gateway + agent: what the
+#   throughput ratio is when the WAF side has the CPUs to itself).
+#
+#   PROFILE=DIR adds one run of each gateway under perf record (see the
+#   end of the gateway section).
 #
 #   AGENT_URL=http://… INPROC_URL=http://… bench/waf.sh gateway measures
 #   two gateways started elsewhere instead (without CPU figures).
@@ -82,7 +91,7 @@ if [ "${1:-}" = gateway ]; then
 	MIX="${MIX:-gateway}"
 	GW_EVENTS="${GW_EVENTS:-request_headers request_body}"
 	GW_BODY_MODE="${GW_BODY_MODE:-buffer}"
-	GW_CONNS="${GW_CONNS:-1}"
+	GW_CONNS="${GW_CONNS:-4}"
 	VEGETA="${VEGETA:-.bin/vegeta}"
 	AGENT_URL="${AGENT_URL:-}"
 	INPROC_URL="${INPROC_URL:-}"
@@ -128,6 +137,10 @@ KDL
 	# ticks PID: the process's user+system CPU in clock ticks (0 without PID).
 	hz=$(getconf CLK_TCK)
 	ticks() { if [ -n "$1" ]; then awk '{ print $14 + $15 }' "/proc/$1/stat"; else echo 0; fi; }
+	# runq PID: nanoseconds the process's threads have spent runnable but
+	# waiting for a CPU (the second field of /proc/PID/task/*/schedstat;
+	# threads that ended are not counted).
+	runq() { if [ -n "$1" ]; then cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $2 } END { printf "%.0f", s }'; else echo 0; fi; }
 	# per_req T0 T1 N: CPU microseconds per request from ticks T0 to T1.
 	per_req() { awk -v a="$1" -v b="$2" -v n="$3" -v hz="$hz" 'BEGIN { if (n > 0) printf "%.1f", (b - a) * 1e6 / hz / n }'; }
 	# status REPORT CODE: how many responses had status CODE.
@@ -147,33 +160,39 @@ KDL
 	# measure WHICH ROUND: one run, recorded; appends the throughput to
 	# rps_WHICH.
 	measure() {
-		local which=$1 round=$2 gpid a0 a1 g0 g1 rep n gw_cpu="" agent_cpu="" transport=uds encoding=msgpack
+		local which=$1 round=$2 gpid a0 a1 g0 g1 w0 w1 v0 v1 rep n gw_cpu="" agent_cpu="" gw_wait="" agent_wait="" transport=uds encoding=msgpack
 		if [ "$which" = agent ]; then gpid=$agent_gw_pid; else gpid=$inproc_gw_pid transport=inprocess encoding=none; fi
-		g0=$(ticks "$gpid") a0=$(ticks "$serve_pid")
+		g0=$(ticks "$gpid") a0=$(ticks "$serve_pid") w0=$(runq "$gpid") v0=$(runq "$serve_pid")
 		rep=$(attack "$which" "$DUR")
-		g1=$(ticks "$gpid") a1=$(ticks "$serve_pid")
+		g1=$(ticks "$gpid") a1=$(ticks "$serve_pid") w1=$(runq "$gpid") v1=$(runq "$serve_pid")
 		n=$(vegeta_num "$rep" requests)
-		[ -n "$gpid" ] && gw_cpu=$(per_req "$g0" "$g1" "$n")
-		[ "$which" = agent ] && [ -n "$serve_pid" ] && agent_cpu=$(per_req "$a0" "$a1" "$n")
+		# Run-queue wait per second of the run: how much CPU the process
+		# wanted and did not get (the machine is shared).
+		wait_s() { awk -v a="$1" -v b="$2" -v d="${DUR%s}" 'BEGIN { printf "%.3f", (b - a) / 1e9 / d }'; }
+		if [ -n "$gpid" ]; then gw_cpu=$(per_req "$g0" "$g1" "$n") gw_wait=$(wait_s "$w0" "$w1"); fi
+		if [ "$which" = agent ] && [ -n "$serve_pid" ]; then agent_cpu=$(per_req "$a0" "$a1" "$n") agent_wait=$(wait_s "$v0" "$v1"); fi
 		results_add gateway "$transport" "$encoding" "$CONC" "$DUR" \
 			",\"waf\":$(json_str "$which"),\"measure\":\"throughput\",\"round\":$round$(settings)" \
 			requests_per_sec="$(vegeta_num "$rep" throughput)" requests="$n" \
 			p50_us="$(us "$rep" 50th)" p99_us="$(us "$rep" 99th)" \
 			status_200="$(status "$rep" 200)" status_403="$(status "$rep" 403)" \
 			gateway_cpu_us_per_request="$gw_cpu" agent_cpu_us_per_request="$agent_cpu" \
+			gateway_runq_wait_per_sec="$gw_wait" agent_runq_wait_per_sec="$agent_wait" \
 			vegeta:="$rep"
 		eval "rps_$which+=(\"$(vegeta_num "$rep" throughput)\")"
-		printf '  round %s %-6s %8.1f req/s  p50 %8s us  statuses %s  CPU/request: gateway %s us%s\n' \
+		# CPU per request of the WAF side: the gateway, plus the agent.
+		eval "cpu_$which+=(\"$(awk -v g="${gw_cpu:-0}" -v a="${agent_cpu:-0}" 'BEGIN { print g + a }')\")"
+		printf '  round %s %-6s %8.1f req/s  p50 %8s us  statuses %s  CPU/request: gateway %s us%s  run-queue wait/s: gateway %s%s\n' \
 			"$round" "$which" "$(vegeta_num "$rep" throughput)" "$(us "$rep" 50th)" \
 			"$(sed -n 's/.*"status_codes":\({[^}]*}\).*/\1/p' <<<"$rep")" "${gw_cpu:-?}" \
-			"${agent_cpu:+, agent $agent_cpu us}" >&2
+			"${agent_cpu:+, agent $agent_cpu us}" "${gw_wait:-?}" "${agent_wait:+, agent $agent_wait}" >&2
 	}
 
 	echo "warm-up: $WARM each" >&2
 	attack agent "$WARM" >/dev/null
 	attack inproc "$WARM" >/dev/null
 	echo "$ROUNDS rounds of $DUR at $CONC connections, CRS paranoia $PARANOIA, mix $MIX ($ntargets targets), agent gateway events: $GW_EVENTS ($GW_BODY_MODE)" >&2
-	rps_agent=() rps_inproc=()
+	rps_agent=() rps_inproc=() cpu_agent=() cpu_inproc=()
 	for i in $(seq "$ROUNDS"); do
 		if [ $((i % 2)) = 1 ]; then
 			measure agent "$i"
@@ -191,13 +210,34 @@ KDL
 	done
 	frac=$(awk -v a="$ra" -v b="$ri" 'BEGIN { printf "%.3f", a / b }')
 	pmed=$(med "${pairs[@]}")
+	ca=$(med "${cpu_agent[@]}") ci=$(med "${cpu_inproc[@]}")
+	cfrac=$(awk -v a="$ca" -v b="$ci" 'BEGIN { if (a > 0) printf "%.3f", b / a }')
 	results_add gateway uds msgpack "$CONC" "$DUR" ",\"waf\":\"summary\",\"measure\":\"summary\",\"rounds\":$ROUNDS$(settings)" \
-		agent_requests_per_sec="$ra" inproc_requests_per_sec="$ri" throughput_fraction="$frac" median_round_ratio="$pmed"
+		agent_requests_per_sec="$ra" inproc_requests_per_sec="$ri" throughput_fraction="$frac" median_round_ratio="$pmed" \
+		agent_path_cpu_us_per_request="$ca" inproc_cpu_us_per_request="$ci" cpu_fraction="$cfrac"
 	cat >&2 <<SUMMARY
 summary (medians of $ROUNDS rounds): gateway + WAF agent over a Unix socket $ra req/s, gateway + Coraza in-process $ri req/s:
   agent/inproc $frac (per-round ratios ${pairs[*]}, median $pmed; target >= 0.85)
+CPU per request (medians; gateway + agent vs gateway): ${ca:-?} us vs ${ci:-?} us: the in-process CPU is $cfrac of the agent path's
+  (the throughput ratio on CPUs given to the WAF alone; on a shared machine the measured throughput also depends on the CPU share each process gets)
 raw results: $results_file
 SUMMARY
+	# With PROFILE=DIR: one more run of each gateway under perf record
+	# (the gateway process, and the agent's), DIR/agent.perf.data and
+	# DIR/inproc.perf.data; read with perf report -i FILE --no-children
+	# --sort comm,sym.
+	if [ -n "${PROFILE:-}" ] && [ -n "$agent_gw_pid" ]; then
+		mkdir -p "$PROFILE"
+		for which in agent inproc; do
+			plist=$inproc_gw_pid
+			[ "$which" = agent ] && plist="$agent_gw_pid,$serve_pid"
+			perf record -q -F 499 -g -p "$plist" -o "$PROFILE/$which.perf.data" -- sleep "${DUR%s}" 2>/dev/null &
+			ppid=$!
+			rep=$(attack "$which" "$DUR")
+			wait "$ppid" || true
+			echo "profiled $which: $(vegeta_num "$rep" throughput) req/s -> $PROFILE/$which.perf.data" >&2
+		done
+	fi
 	exit 0
 fi
 
