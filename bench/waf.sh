@@ -45,9 +45,13 @@
 #   PARANOIA` on a Unix socket, and two gateways in front of the upstream:
 #     gw+agent:  agentwire gateway --config F, F an agent block for the
 #                WAF agent's socket with events GW_EVENTS (default
-#                request_headers request_body: the request bodies go to the
-#                agent as Coraza's middleware inspects them; bodies buffered
-#                as GW_BODY_MODE says, default buffer), GW_CONNS
+#                request_headers request_body request_complete: the
+#                request bodies go to the agent as Coraza's middleware
+#                inspects them, and request complete closes the
+#                transactions of requests whose body never reached the
+#                agent, e.g. over the gateway's body limit: without it they
+#                stay open until the agent's --transaction-ttl; bodies
+#                buffered as GW_BODY_MODE says, default buffer), GW_CONNS
 #                connections (default 4, Zentinel's default: with 1 the
 #                agent's single reader and writer goroutines were the
 #                bottleneck under CPU contention, 0.58-0.69 of in-process
@@ -89,7 +93,7 @@ if [ "${1:-}" = gateway ]; then
 	ROUNDS="${ROUNDS:-3}"
 	WARM="${WARM:-3s}"
 	MIX="${MIX:-gateway}"
-	GW_EVENTS="${GW_EVENTS:-request_headers request_body}"
+	GW_EVENTS="${GW_EVENTS:-request_headers request_body request_complete}"
 	GW_BODY_MODE="${GW_BODY_MODE:-buffer}"
 	GW_CONNS="${GW_CONNS:-4}"
 	VEGETA="${VEGETA:-.bin/vegeta}"
