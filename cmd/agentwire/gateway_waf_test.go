@@ -2,11 +2,14 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -182,5 +185,61 @@ func TestGatewayWAFAgentAsNewUser(t *testing.T) {
 	}
 	if code := agentProc.stop(t, syscall.SIGTERM); code != 0 {
 		t.Fatalf("agent exit %d; stderr:\n%s", code, agentProc.stderr.String())
+	}
+}
+
+// TestGatewayWAFAgentBodies is docs/waf-gateway.md's body inspection: a
+// gateway whose agent block gives the WAF agent request_headers,
+// request_body and request_complete blocks an SQLi form body with 403 and
+// passes a benign one; a body over the gateway's limit gets 413 and the
+// agent's transaction for it is closed by request_complete (with room for
+// 2 open transactions, 4 such requests leave the next request allowed,
+// not refused with the agent's overflow 503).
+func TestGatewayWAFAgentBodies(t *testing.T) {
+	sock := shortSocketPath(t, "waf.sock")
+	agentProc := startProc(t, "serve", "--listen", "unix://"+sock, "--agent", "waf", "--max-transactions", "2")
+	waitMatch(t, &agentProc.stderr, listeningRE, 30*time.Second)
+	cfg := filepath.Join(t.TempDir(), "waf.kdl")
+	src := fmt.Sprintf("agent \"waf\" {\n    unix-socket %q\n    events \"request_headers\" \"request_body\" \"request_complete\"\n    failure-mode \"closed\"\n    max-request-body-bytes 1024\n}\n", sock)
+	if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	up := &upstreamRecorder{}
+	upSrv := httptest.NewServer(up)
+	defer upSrv.Close()
+	base, _ := startGateway(t, "--listen", "127.0.0.1:0", "--upstream", upSrv.URL, "--config", cfg)
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	const form = "application/x-www-form-urlencoded"
+
+	if st, body := do(t, c, http.MethodPost, base+"/login", form, "user=admin'--&pass=x"); st != http.StatusForbidden {
+		t.Fatalf("POST /login with an SQLi body: %d %q, want 403", st, body)
+	}
+	if st, body := do(t, c, http.MethodPost, base+"/signup", form, "name=Ada+Lovelace&email=ada%40example.com"); st != http.StatusOK || body != "upstream /signup" {
+		t.Fatalf("POST /signup: %d %q", st, body)
+	}
+	big := "text=" + strings.Repeat("a", 4096)
+	for i := range 4 {
+		if st, body := do(t, c, http.MethodPost, base+"/notes", form, big); st != http.StatusRequestEntityTooLarge {
+			t.Fatalf("oversized POST %d: %d %q, want 413", i, st, body)
+		}
+		// request_complete goes out after the response: wait until the
+		// agent has closed the transaction (an allowed GET opens and
+		// closes one of its own), so that the next request finds room.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			st, _ := get(t, c, base+benignTarget)
+			if st == http.StatusOK {
+				break
+			}
+			if st != http.StatusServiceUnavailable || time.Now().After(deadline) {
+				t.Fatalf("GET %s after oversized POST %d: %d (the agent's transactions were not closed)", benignTarget, i, st)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if n := up.count(); n != 5 {
+		t.Fatalf("upstream got %d requests, want 5 (the benign POST and 4 GETs)", n)
 	}
 }
