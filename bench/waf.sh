@@ -52,10 +52,9 @@
 #                agent, e.g. over the gateway's body limit: without it they
 #                stay open until the agent's --transaction-ttl; bodies
 #                buffered as GW_BODY_MODE says, default buffer), GW_CONNS
-#                connections (default 4, Zentinel's default: with 1 the
-#                agent's single reader and writer goroutines were the
-#                bottleneck under CPU contention, 0.58-0.69 of in-process
-#                against 0.82), timeout 10 s;
+#                connections (default 4, what an agent block without
+#                "connections" gets; 1 and 4 measured alike once compared
+#                under the same machine load), timeout 10 s;
 #     gw+inproc: agentwire gateway --waf-inprocess --paranoia PARANOIA
 #                (Coraza's net/http middleware with the same rules,
 #                waf.CorazaConfig).
