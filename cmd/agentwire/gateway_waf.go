@@ -19,7 +19,7 @@ Coraza in its own process (Coraza's net/http middleware, outermost, in
 front of the agents if any) with the rules of "agentwire serve --agent
 waf" (the embedded OWASP CRS at --paranoia, default 1; request bodies
 inspected), instead of or besides asking a WAF agent. It is what
-bench/waf.sh compares the WAF agent against.`
+bench/waf.sh gateway compares the WAF agent against.`
 
 // gatewayWAF are the gateway's in-process WAF flags.
 type gatewayWAF struct {
