@@ -23,7 +23,7 @@ VTPROTO_POOL := \
 	--go-vtproto_opt=pool=github.com/agentwire/agentwire/proto/agentv2.BodyChunkEvent \
 	--go-vtproto_opt=pool=github.com/agentwire/agentwire/proto/agentv2.AgentResponse
 
-.PHONY: all build test test-short vet bench fuzz proto proto-check tools lint demo pprof compare soak pgo bench-report waf-bench waf-soak loadtools bench-gateway clean
+.PHONY: all build test test-short vet bench fuzz proto proto-check tools lint demo pprof compare soak pgo bench-report waf-bench waf-bench-gateway waf-soak loadtools bench-gateway clean
 
 all: build
 
@@ -123,11 +123,16 @@ soak:
 	DUR="$(SOAK_DUR)" GO="$(GO)" bench/soak.sh
 
 # The WAF agent out of process vs Coraza in-process over the WAF corpus at
-# 64 in flight (bench/waf.sh; AGENT_URL and INPROC_URL compare two
-# gateways instead): make waf-bench WAF_CYCLES=2
+# 64 in flight, engine level (bench/waf.sh): make waf-bench WAF_CYCLES=2
 WAF_CYCLES ?= 2
 waf-bench:
 	CYCLES="$(WAF_CYCLES)" GO="$(GO)" bench/waf.sh
+
+# The gateway with the WAF agent over a Unix socket vs the same gateway
+# running Coraza in-process (--waf-inprocess) at 64 connections, with
+# vegeta (bench/waf.sh gateway): make waf-bench-gateway [GATEWAY_DUR=10s GATEWAY_ROUNDS=3]
+waf-bench-gateway: loadtools
+	GO="$(GO)" VEGETA="$(BIN)/vegeta" DUR="$(GATEWAY_DUR)" ROUNDS="$(GATEWAY_ROUNDS)" bench/waf.sh gateway
 
 # The WAF agent's resident memory under load (bench/waf-soak.sh): make waf-soak SOAK_DUR=10m
 waf-soak:

@@ -52,31 +52,6 @@ results_open gateway
 "$GO" build -o "$tmp/agentwire" ./cmd/agentwire
 "$GO" build -o "$tmp/upstream" ./bench/upstream
 
-# start NAME CMD...: runs CMD in the background (stdout in $tmp/NAME.out,
-# stderr in $tmp/NAME.err) and waits up to 20 s for its "listening on
-# http://ADDR" line; sets url to http://ADDR and pid to its process.
-start() {
-	local name=$1 _
-	shift
-	: >"$tmp/$name.out"
-	"$@" >>"$tmp/$name.out" 2>"$tmp/$name.err" &
-	pid=$!
-	pids+=("$pid")
-	url=""
-	for _ in $(seq 1 400); do
-		url=$(sed -n 's/^listening on //p' "$tmp/$name.out")
-		[ -n "$url" ] && return 0
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.05
-	done
-	echo "$name did not start:" >&2
-	cat "$tmp/$name.err" >&2
-	exit 1
-}
-
-# num JSON KEY: the first number under "KEY" in a vegeta JSON report.
-num() { sed -n "s/.*\"$2\":\([0-9.e+-]*\).*/\1/p" <<<"$1" | head -n1; }
-
 # attack URL WORKERS DUR [vegeta attack flags...]: a closed-loop run of
 # WORKERS concurrent connections; prints vegeta's JSON report.
 attack() {
@@ -90,10 +65,10 @@ attack() {
 record() {
 	local agent=$1 measure=$2 conc=$3 dur=$4 rep=$5 extra=${6:-}
 	results_add gateway uds msgpack "$conc" "$dur" ",\"agent\":$(json_str "$agent"),\"measure\":$(json_str "$measure")$extra" \
-		requests_per_sec="$(num "$rep" throughput)" \
-		p50_us="$(awk -v n="$(num "$rep" 50th)" 'BEGIN { printf "%.1f", n / 1000 }')" \
-		p99_us="$(awk -v n="$(num "$rep" 99th)" 'BEGIN { printf "%.1f", n / 1000 }')" \
-		success="$(num "$rep" success)" requests="$(num "$rep" requests)" \
+		requests_per_sec="$(vegeta_num "$rep" throughput)" \
+		p50_us="$(awk -v n="$(vegeta_num "$rep" 50th)" 'BEGIN { printf "%.1f", n / 1000 }')" \
+		p99_us="$(awk -v n="$(vegeta_num "$rep" 99th)" 'BEGIN { printf "%.1f", n / 1000 }')" \
+		success="$(vegeta_num "$rep" success)" requests="$(vegeta_num "$rep" requests)" \
 		vegeta:="$rep"
 }
 
@@ -101,12 +76,12 @@ record() {
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 start_agent "$tmp/agentwire" "$tmp/serve.err" "unix://$tmp/agent.sock" || exit 1
-start upstream "$tmp/upstream"
+start_listener upstream "$tmp/upstream"
 up_url=$url
-start gw-none "$tmp/agentwire" gateway --listen 127.0.0.1:0 --upstream "$up_url"
+start_listener gw-none "$tmp/agentwire" gateway --listen 127.0.0.1:0 --upstream "$up_url"
 none_url=$url
 metrics_addr=127.0.0.1:$((20000 + RANDOM % 20000))
-start gw-echo "$tmp/agentwire" gateway --listen 127.0.0.1:0 --upstream "$up_url" --agent "$agent_ep" --metrics-listen "$metrics_addr"
+start_listener gw-echo "$tmp/agentwire" gateway --listen 127.0.0.1:0 --upstream "$up_url" --agent "$agent_ep" --metrics-listen "$metrics_addr"
 echo_url=$url
 
 # hist: the echo gateway's agent-call latency histogram (cumulative counts
@@ -128,10 +103,10 @@ none_rps=() echo_rps=()
 for i in $(seq "$ROUNDS"); do
 	rep=$(attack "$none_url" "$CONC" "$DUR")
 	record none throughput "$CONC" "$DUR" "$rep" ",\"round\":$i"
-	none_rps+=("$(num "$rep" throughput)")
+	none_rps+=("$(vegeta_num "$rep" throughput)")
 	rep=$(attack "$echo_url" "$CONC" "$DUR")
 	record echo throughput "$CONC" "$DUR" "$rep" ",\"round\":$i"
-	echo_rps+=("$(num "$rep" throughput)")
+	echo_rps+=("$(vegeta_num "$rep" throughput)")
 	echo "  round $i: none ${none_rps[-1]} req/s, echo ${echo_rps[-1]} req/s" >&2
 done
 
@@ -141,10 +116,10 @@ hist >"$tmp/hist0"
 for i in $(seq "$LAT_ROUNDS"); do
 	rep=$(attack "$none_url" 1 "$LAT_DUR")
 	record none latency 1 "$LAT_DUR" "$rep" ",\"round\":$i"
-	none_p50+=("$(num "$rep" 50th)")
+	none_p50+=("$(vegeta_num "$rep" 50th)")
 	rep=$(attack "$echo_url" 1 "$LAT_DUR")
 	record echo latency 1 "$LAT_DUR" "$rep" ",\"round\":$i"
-	echo_p50+=("$(num "$rep" 50th)")
+	echo_p50+=("$(vegeta_num "$rep" 50th)")
 	json=$("$tmp/agentwire" bench --agent "$agent_ep" --encoding msgpack --concurrency 1 --duration "$LAT_DUR" --agent-pid "$serve_pid" --json)
 	bare=$(sed -n 's/.*"p50_us":\([0-9.e+-]*\).*/\1/p' <<<"$json")
 	results_add engine uds msgpack 1 "$LAT_DUR" ",\"agent\":\"echo\",\"measure\":\"latency\",\"round\":$i" p50_us="$bare" bench:="$json"
@@ -162,7 +137,7 @@ in_gw_p50=$(awk 'NR == FNR { before[FNR] = $2; next } { le[FNR] = $1; d[FNR] = $
 echo "  agent calls inside the gateway meanwhile: p50 <= ${in_gw_p50:-?} us (histogram bucket)" >&2
 
 # Memory: a slow upstream keeps the uploads in flight.
-start upstream-slow "$tmp/upstream" --sink-rate "$SINK_RATE"
+start_listener upstream-slow "$tmp/upstream" --sink-rate "$SINK_RATE"
 slow_url=$url
 cat >"$tmp/stream.kdl" <<EOF
 agent "echo" {
@@ -181,9 +156,9 @@ rss() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$1/status"; }
 memory() {
 	local agent=$1 body=$2 idle peak cur vpid p url
 	if [ "$agent" = none ]; then
-		start "gw-mem-$agent-$body" "$tmp/agentwire" gateway --listen 127.0.0.1:0 --upstream "$slow_url"
+		start_listener "gw-mem-$agent-$body" "$tmp/agentwire" gateway --listen 127.0.0.1:0 --upstream "$slow_url"
 	else
-		start "gw-mem-$agent-$body" "$tmp/agentwire" gateway --listen 127.0.0.1:0 --upstream "$slow_url" --config "$tmp/stream.kdl"
+		start_listener "gw-mem-$agent-$body" "$tmp/agentwire" gateway --listen 127.0.0.1:0 --upstream "$slow_url" --config "$tmp/stream.kdl"
 	fi
 	p=$pid
 	head -c "$body" /dev/zero | tr '\0' 'a' >"$tmp/body"

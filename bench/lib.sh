@@ -44,6 +44,33 @@ start_agent() {
 	return 1
 }
 
+# start_listener NAME CMD...: runs CMD in the background (stdout in
+# $tmp/NAME.out, stderr in $tmp/NAME.err, the pid appended to the array
+# pids, which the caller declares and stops on exit) and waits up to 20 s
+# for its "listening on http://ADDR" line; sets url to http://ADDR and pid
+# to its process. Exits the script when CMD does not come up.
+start_listener() {
+	local name=$1 _
+	shift
+	: >"$tmp/$name.out"
+	"$@" >>"$tmp/$name.out" 2>"$tmp/$name.err" &
+	pid=$!
+	pids+=("$pid")
+	url=""
+	for _ in $(seq 1 400); do
+		url=$(sed -n 's/^listening on //p' "$tmp/$name.out")
+		[ -n "$url" ] && return 0
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	echo "$name did not start:" >&2
+	cat "$tmp/$name.err" >&2
+	exit 1
+}
+
+# vegeta_num JSON KEY: the first number under "KEY" in a vegeta JSON report.
+vegeta_num() { sed -n "s/.*\"$2\":\([0-9.e+-]*\).*/\1/p" <<<"$1" | head -n1; }
+
 # ---------------------------------------------------------------------------
 # Raw results: every measuring script (compare.sh, ab.sh, abclient.sh,
 # soak.sh) appends one JSON object per run, one line each, to a file of its

@@ -19,6 +19,16 @@
 //	--mode http --url URL           each request is sent over HTTP/1.1 to
 //	                                URL (a gateway), one connection per
 //	                                worker; a 403 counts as blocked
+//	--mode targets --url URL        prints the mix as vegeta targets for
+//	                                URL (its JSON format, one per line)
+//	                                and exits: what bench/waf.sh gateway
+//	                                sends to the two gateways
+//
+// The mixes: all (the corpus), benign (its benign requests: the cheapest
+// for the rules, so the agent's overhead weighs most), and gateway (a
+// realistic benign mix with some attacks: every benign request
+// gatewayBenignWeight times and every other entry once, in a fixed
+// shuffled order; about 82% benign, 18% of the corpus's attacks).
 //
 // The work is fixed, not the time: after a warm-up, each of the
 // --concurrency workers sends the whole corpus --cycles times (starting at
@@ -40,6 +50,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -73,11 +84,11 @@ type flags struct {
 func main() {
 	var f flags
 	fs := flag.NewFlagSet("wafload", flag.ContinueOnError)
-	fs.StringVar(&f.mode, "mode", "agent", "agent, inprocess, direct or http")
+	fs.StringVar(&f.mode, "mode", "agent", "agent, inprocess, direct, http or targets")
 	fs.StringVar(&f.agent, "agent", "", "agent endpoint (--mode agent)")
 	fs.StringVar(&f.url, "url", "", "base URL of the gateway (--mode http)")
 	fs.StringVar(&f.encoding, "encoding", "msgpack", "Unix-socket payload encoding (--mode agent): json or msgpack")
-	fs.StringVar(&f.mix, "mix", "all", "corpus requests to send: all, or benign (the cheapest for the rules: the agent's overhead weighs most)")
+	fs.StringVar(&f.mix, "mix", "all", "corpus requests to send: all, benign (the cheapest for the rules: the agent's overhead weighs most) or gateway (benign with some attacks)")
 	fs.IntVar(&f.concurrency, "concurrency", 64, "requests in flight")
 	fs.IntVar(&f.conns, "conns", 1, "engine connections (--mode agent)")
 	fs.IntVar(&f.paranoia, "paranoia", 1, "CRS paranoia level (--mode inprocess and direct; match the agent's)")
@@ -110,8 +121,54 @@ func corpus(mix string) ([]wafcorpus.Request, error) {
 			}
 		}
 		return out, nil
+	case "gateway":
+		var out []wafcorpus.Request
+		for _, r := range wafcorpus.All {
+			n := 1
+			if r.Family == wafcorpus.Benign {
+				n = gatewayBenignWeight
+			}
+			for range n {
+				out = append(out, r)
+			}
+		}
+		rng := rand.New(rand.NewPCG(16, 16))
+		rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+		return out, nil
 	}
-	return nil, fmt.Errorf("--mix %q: want all or benign", mix)
+	return nil, fmt.Errorf("--mix %q: want all, benign or gateway", mix)
+}
+
+// gatewayBenignWeight is how many times the gateway mix holds each benign
+// corpus request (each other entry is there once).
+const gatewayBenignWeight = 10
+
+// writeTargets prints reqs as vegeta targets (vegeta attack -format=json)
+// for the gateway at base: method, URL, headers (Host among them: vegeta
+// sends it as the request's host) and body, with Content-Length for a body
+// as the corpus sends it.
+func writeTargets(w io.Writer, base string, reqs []wafcorpus.Request) error {
+	type target struct {
+		Method string              `json:"method"`
+		URL    string              `json:"url"`
+		Body   []byte              `json:"body,omitempty"`
+		Header map[string][]string `json:"header,omitempty"`
+	}
+	enc := json.NewEncoder(w)
+	for _, r := range reqs {
+		t := target{Method: r.Method, URL: base + r.Target, Header: map[string][]string{}}
+		if r.Body != "" {
+			t.Body = []byte(r.Body)
+		}
+		for _, h := range r.Header {
+			k := http.CanonicalHeaderKey(h[0])
+			t.Header[k] = append(t.Header[k], h[1])
+		}
+		if err := enc.Encode(&t); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func run(ctx context.Context, f *flags) error {
@@ -125,6 +182,11 @@ func run(ctx context.Context, f *flags) error {
 	var blocked atomic.Int64
 	var rt bench.RoundTrip
 	switch f.mode {
+	case "targets":
+		if f.url == "" {
+			return errors.New("--mode targets needs --url")
+		}
+		return writeTargets(os.Stdout, strings.TrimSuffix(f.url, "/"), reqs)
 	case "agent":
 		if f.agent == "" {
 			return errors.New("--mode agent needs --agent")
@@ -183,7 +245,7 @@ func run(ctx context.Context, f *flags) error {
 		}
 		rt = httpRoundTrip(strings.TrimSuffix(f.url, "/"), reqs, f.concurrency, &blocked)
 	default:
-		return fmt.Errorf("--mode %q: want agent, inprocess, direct or http", f.mode)
+		return fmt.Errorf("--mode %q: want agent, inprocess, direct, http or targets", f.mode)
 	}
 	res, err := runCycles(ctx, f, len(reqs), rt, &blocked)
 	if err != nil {

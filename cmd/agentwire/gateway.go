@@ -26,7 +26,7 @@ import (
 
 const gatewaySynopsis = `agentwire gateway --listen HOST:PORT --upstream URL --agent ENDPOINT [--agent ENDPOINT]...
                   [--failure-mode open|closed] [--timeout DURATION] [--metrics-listen HOST:PORT]
-                  [--config FILE]
+                  [--config FILE] [--waf-inprocess [--paranoia 1-4]]
 
 A reverse proxy to URL with agents in front of it (package httpguard).
 The --agent endpoints (the forms of probe) form the pipeline of every
@@ -42,7 +42,7 @@ is a plain reverse proxy.
 Once it accepts connections it prints one line "listening on
 http://HOST:PORT" on stdout (the real port when PORT is 0). SIGTERM or
 SIGINT stops it gracefully (requests in flight finish) and it exits 0.
---metrics-listen serves /metrics (Prometheus text format).`
+--metrics-listen serves /metrics (Prometheus text format).` + gatewayWAFHelp
 
 // Gateway defaults.
 const (
@@ -69,6 +69,7 @@ type gatewayFlags struct {
 	metricsListen    string
 	config           string
 	drainTimeout     time.Duration
+	waf              gatewayWAF // gateway_waf.go
 }
 
 func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -85,6 +86,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "HOST:PORT to serve /metrics on (Prometheus text format)")
 	fs.StringVar(&f.config, "config", "", "file of Zentinel agent blocks (KDL) to add to the pipeline")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 10*time.Second, "how long a graceful stop may wait for requests in flight")
+	f.waf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -122,6 +124,9 @@ func gateway(ctx context.Context, f *gatewayFlags, stdout, stderr io.Writer) err
 	}
 	if f.drainTimeout <= 0 {
 		return usagef("--drain-timeout must be positive")
+	}
+	if err := f.waf.check(); err != nil {
+		return err
 	}
 	eps := make([]endpoint, len(f.agents))
 	seen := map[string]bool{}
@@ -212,6 +217,9 @@ func gateway(ctx context.Context, f *gatewayFlags, stdout, stderr io.Writer) err
 		}
 		rp.ModifyResponse = guard.ModifyResponse
 		handler = guard
+	}
+	if handler, err = f.waf.wrap(handler); err != nil {
+		return err
 	}
 
 	// Give the agents a moment to connect, so that the first requests do
