@@ -27,7 +27,8 @@ import (
 //	BenchmarkConns     a one-agent pipeline over 1 and over 4 connections
 //	                   to the same agent, 256 in flight: req/s
 //	BenchmarkFanOut    one call against a parallel fan-out to 3 agents, 1
-//	                   in flight: p50 and p99 latency
+//	                   in flight: p50 and p99 latency (the agents in one
+//	                   child process; BenchmarkFanOutProcs: in three)
 
 func benchEvent() agentwire.RequestHeadersEvent {
 	one := func(n, v string) agentwire.Header { return agentwire.Header{Name: n, Values: []string{v}} }
@@ -188,8 +189,22 @@ func BenchmarkConns(b *testing.B) {
 	})
 }
 
-func BenchmarkFanOut(b *testing.B) {
-	paths := startChildAgents(b, 3)
+// BenchmarkFanOut: the three agents are three agent.Servers in one child
+// process.
+func BenchmarkFanOut(b *testing.B) { benchFanOut(b, startChildAgents(b, 3)) }
+
+// BenchmarkFanOutProcs is BenchmarkFanOut with each agent in a child
+// process of its own (three agent processes and the proxy on the
+// machine's cores).
+func BenchmarkFanOutProcs(b *testing.B) {
+	var paths []string
+	for range 3 {
+		paths = append(paths, startChildAgents(b, 1)...)
+	}
+	benchFanOut(b, paths)
+}
+
+func benchFanOut(b *testing.B, paths []string) {
 	p, err := New()
 	if err != nil {
 		b.Fatal(err)
