@@ -8,7 +8,9 @@
 #   conns     a pool of 1 vs 4 connections to one agent at 256 in flight
 #             (req/s: 4 must reach at least 1); bare Conns for reference
 #   fanout    one agent vs a parallel fan-out to 3 agents at 1 in flight
-#             (p50-µs: at most 1.5x)
+#             (p50-µs: at most 1.5x), the agents in one child process
+#             (FanOut) or in three (FanOutProcs), and the same without the
+#             layer (FanOutBare: bare Conns, StartRequestHeaders + Wait)
 #
 #   bench/pool.sh                       # all three, 10 pairs of 300ms runs
 #   RUNS=20 BENCHTIME=500ms bench/pool.sh overhead

@@ -556,7 +556,11 @@ func (c *Conn) ensureDeadline(ctx context.Context, s *session) (context.Context,
 // admission queue (admission.go), by its kind of hold: the agent's
 // max_concurrency (WithSaturation), its UPDATE_CAPACITY cap or a pause
 // (WithFlowControl).
-func (c *Conn) admit(ctx context.Context, cid string, kind int32) (context.Context, context.CancelFunc, *session, int64, error) {
+//
+// With nowait, admit returns errWouldBlock (nothing counted, nothing held)
+// where it would otherwise wait: for a session, or for a slot or a resume
+// in the admission queue.
+func (c *Conn) admit(ctx context.Context, cid string, kind int32, nowait bool) (context.Context, context.CancelFunc, *session, int64, error) {
 	if cid == "" {
 		return ctx, nil, nil, 0, c.invalid(errNoCID)
 	}
@@ -582,7 +586,9 @@ func (c *Conn) admit(ctx context.Context, cid string, kind int32) (context.Conte
 		if cancel != nil {
 			cancel()
 		}
-		c.countErr(err) // a deadline or cancellation while held counts as such
+		if err != errWouldBlock {
+			c.countErr(err) // a deadline or cancellation while held counts as such
+		}
 		return ctx, nil, nil, 0, err
 	}
 	satWaited := false
@@ -598,6 +604,9 @@ func (c *Conn) admit(ctx context.Context, cid string, kind int32) (context.Conte
 			drop()
 			if c.opts.failFast {
 				return fail(c.notConnected())
+			}
+			if nowait {
+				return fail(errWouldBlock)
 			}
 			if cancel == nil {
 				ctx, cancel = c.deadlineFrom(ctx, dl)
@@ -645,6 +654,9 @@ func (c *Conn) admit(ctx context.Context, cid string, kind int32) (context.Conte
 				c.stats.flowRejected.Add(1)
 			}
 			return fail(err)
+		}
+		if nowait {
+			return fail(errWouldBlock)
 		}
 		if err == errSaturated && !satWaited {
 			satWaited = true
@@ -698,6 +710,23 @@ func (c *Conn) leave(s *session) {
 // (a monoNow instant; 0: not yet). It only applies when ctx has no
 // deadline.
 func (c *Conn) exchange(ctx context.Context, s *session, cid string, p *pending, o outbound, dl int64) error {
+	ctx, cancel, err := c.send(ctx, s, cid, p, o, dl)
+	if err != nil {
+		return err
+	}
+	err = c.await(ctx, s, cid, p)
+	if cancel != nil {
+		cancel()
+	}
+	return err
+}
+
+// send is the first half of exchange: it registers p and writes or queues
+// o. On error the call is over (p is released and the error counted);
+// otherwise the caller must await p with the returned context and then
+// call cancel when it is not nil (the context of a wait for room in a full
+// queue).
+func (c *Conn) send(ctx context.Context, s *session, cid string, p *pending, o outbound, dl int64) (context.Context, context.CancelFunc, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		// The default request timeout, enforced by the session's expirer.
 		if dl == 0 {
@@ -710,7 +739,7 @@ func (c *Conn) exchange(ctx context.Context, s *session, cid string, p *pending,
 		putPending(p)
 		c.stats.duplicates.Add(1)
 		c.stats.errors.Add(1)
-		return errDuplicate
+		return ctx, nil, errDuplicate
 	}
 	if s.failed() {
 		// The session failed before or while p was registered: fail's
@@ -722,8 +751,9 @@ func (c *Conn) exchange(ctx context.Context, s *session, cid string, p *pending,
 		}
 		putPending(p)
 		c.countErr(err)
-		return err
+		return ctx, nil, err
 	}
+	var cancel context.CancelFunc
 	if o.p != nil && s.tryDirect(o) {
 		// Written by this caller (direct.go): o is taken.
 	} else if err := s.out.TryEnqueue(o); err != nil {
@@ -731,9 +761,7 @@ func (c *Conn) exchange(ctx context.Context, s *session, cid string, p *pending,
 		// part of the call, so it runs under the call's one deadline.
 		if err == ring.ErrFull {
 			if d := p.deadline.Load(); d != 0 {
-				var cancel context.CancelFunc
 				ctx, cancel = context.WithTimeout(ctx, time.Duration(d-monoNow()))
-				defer cancel()
 				// The context's new deadline is the call's one
 				// deadline: the expirer must not time p out (and
 				// send its cancel) before the event is even queued.
@@ -745,11 +773,19 @@ func (c *Conn) exchange(ctx context.Context, s *session, cid string, p *pending,
 				err = <-p.done // completed concurrently; take that outcome
 			}
 			putPending(p)
+			if cancel != nil {
+				cancel()
+			}
 			c.countErr(err)
-			return err
+			return ctx, nil, err
 		}
 	}
+	return ctx, cancel, nil
+}
 
+// await is the second half of exchange: it waits for the outcome of p
+// (sent by send) and releases p.
+func (c *Conn) await(ctx context.Context, s *session, cid string, p *pending) error {
 	var err error
 	var reason agentwire.CancelReason
 	select {
@@ -863,7 +899,7 @@ func (c *Conn) call(ctx context.Context, cid string, ev event, dst *agentwire.Ag
 // roundTrip is call without the error copy: its errors may be shared
 // templates.
 func (c *Conn) roundTrip(ctx context.Context, cid string, ev event, dst *agentwire.AgentResponse) error {
-	ctx, cancel, s, dl, err := c.admit(ctx, cid, ev.kind)
+	ctx, cancel, s, dl, err := c.admit(ctx, cid, ev.kind, false)
 	if err != nil {
 		return err
 	}

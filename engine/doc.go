@@ -173,6 +173,14 @@
 // RequestHeadersInto and two with RequestHeaders (plus the returned reply);
 // TestAllocsPerRoundTrip holds these numbers.
 //
+// StartRequestHeaders and Call.Wait split RequestHeadersInto in two, so
+// that one goroutine can have calls on several Conns in flight at once (a
+// proxy's parallel fan-out to several agents) without a goroutine per
+// call: the start admits, registers and writes (or queues) the event and
+// returns; Wait takes the outcome. A start that would have to wait for
+// admission does nothing and says so, so that a caller never holds one
+// agent's slot while it waits for another's.
+//
 // # Deadlines and cancellation
 //
 // Every call has exactly one deadline: its context's, or — when the context

@@ -363,32 +363,56 @@ func (a *Agent) warnFailOpen(reason engine.Reason, err error) {
 // slot, connection choice (affinity, balancing, refusals passed on),
 // timeout, failure policy, accounting.
 func (a *Agent) do(ctx context.Context, c *call, r *resolved, out *engine.Verdict) {
+	tok, ok := a.begin(c, r, out)
+	if !ok {
+		return
+	}
+	a.slotAndAttempt(ctx, c, r, tok, out)
+}
+
+// begin counts a call in and runs its checks that need no connection
+// (agent state, subscription, body limit, breaker). When it reports false
+// the call is over: out holds its synthetic verdict and the call has been
+// counted out (exit). Otherwise the caller continues with the breaker's
+// token (slotAndAttempt, or a parallel fan-out's start).
+func (a *Agent) begin(c *call, r *resolved, out *engine.Verdict) (probeToken, bool) {
 	a.ctr.requests.Add(1)
 	a.ctr.inFlight.Add(1)
-	defer a.exit()
 	switch a.state.Load() {
 	case agentDraining:
 		*out = a.synthetic(c.kind, r.policy, engine.ReasonUnavailable, a.errDraining)
-		return
+		a.exit()
+		return 0, false
 	case agentClosed:
 		*out = a.synthetic(c.kind, r.policy, engine.ReasonUnavailable, a.errClosed)
-		return
+		a.exit()
+		return 0, false
 	}
 	if a.events()&(1<<uint(c.kind)) == 0 {
 		*out = a.synthetic(c.kind, r.policy, engine.ReasonNotSubscribed, a.errNotSub)
-		return
+		a.exit()
+		return 0, false
 	}
 	if c.bc != nil {
 		if l := a.bodyLimit(c.kind == agentwire.EventResponseBodyChunk); l >= 0 && bodySize(c.bc) > uint64(l) {
 			*out = a.synthetic(c.kind, r.policy, engine.ReasonBodyTooLarge, a.errTooLarge)
-			return
+			a.exit()
+			return 0, false
 		}
 	}
 	tok, ok := a.br.allow()
 	if !ok {
 		*out = a.synthetic(c.kind, r.policy, engine.ReasonBreakerOpen, a.errBreaker)
-		return
+		a.exit()
+		return 0, false
 	}
+	return tok, true
+}
+
+// slotAndAttempt is the rest of a call after begin: the concurrency slot
+// (waited for when none is free), the attempts, the accounting, exit.
+func (a *Agent) slotAndAttempt(ctx context.Context, c *call, r *resolved, tok probeToken, out *engine.Verdict) {
+	defer a.exit()
 	cctx := ctx
 	var cancel context.CancelFunc
 	if !a.lim.tryAcquire() {
@@ -410,7 +434,18 @@ func (a *Agent) do(ctx context.Context, c *call, r *resolved, out *engine.Verdic
 			return
 		}
 	}
-	m, o := a.attempt(ctx, cctx, c, r, cancel != nil, out)
+	var x try
+	x.init(a, cctx, cancel != nil)
+	m, o := a.attempts(ctx, &x, c, r, out)
+	x.timer.stop()
+	a.account(tok, cancel, m, o, c, out)
+}
+
+// account ends a call that held a concurrency slot: the slot, the slot
+// wait's context (cancel, may be nil), the breaker's report, the decision
+// and per-connection counts, the fail-open warning. The caller then calls
+// exit.
+func (a *Agent) account(tok probeToken, cancel context.CancelFunc, m *member, o outcome, c *call, out *engine.Verdict) {
 	a.lim.release()
 	if cancel != nil {
 		cancel()
@@ -487,145 +522,209 @@ func needTimer(ctx context.Context, d time.Duration, m *member) bool {
 	return m.reqTimeout != d
 }
 
-// attempt sends the call on a chosen connection, passing it on when a
+// try is a call's progress through its attempts (connections tried,
+// refusals passed on, flow-control waits), kept in a value so that a
+// parallel fan-out can stop a call after its event went out (or before it
+// would wait) and go on with it later (fanout.go).
+type try struct {
+	t         tried
+	m         *member // the connection of the last attempt (nil: none chosen)
+	lastErr   error   // the last refusal
+	flowStuck bool
+	timer     callTimer
+	flowUntil time.Time
+	rounds    int
+	t0        time.Duration // the attempt's start, since the pool's epoch
+	now       int64         // the call's start, ms since the pool's epoch (affinity)
+	s         *memberSet
+	cctx      context.Context // the call's context, with its timeout once needed
+	bounded   bool            // cctx already carries the call's timeout
+	resume    uint8           // where a stopped call goes on (fanout.go)
+}
+
+// The steps of an attempt (next, result).
+const (
+	tryNext  = iota // go on: an attempt on x.m (next), another choice (result)
+	tryDone         // out holds the verdict
+	tryNone         // no connection took the call: none decides
+	tryBlock        // (nowait) the call must wait first; x.resume says for what
+)
+
+// init starts a call's attempts with context cctx (bounded: it carries the
+// call's timeout).
+func (x *try) init(a *Agent, cctx context.Context, bounded bool) {
+	// One monotonic clock read per end of the call (time.Now reads the
+	// wall clock too).
+	x.t0 = time.Since(a.p.epoch)
+	x.now = x.t0.Milliseconds()
+	x.s = a.set.Load()
+	x.cctx = cctx
+	x.bounded = bounded
+}
+
+// attempts sends the call on a chosen connection, passing it on when a
 // connection refuses it before sending, and turns the outcome into the
 // verdict and what the breaker makes of it (a call no connection took is
 // a failure when none of the agent's connections is connected, else
-// neither a failure nor a success). bounded says cctx already carries
-// the call's timeout.
-func (a *Agent) attempt(ctx, cctx context.Context, c *call, r *resolved, bounded bool, out *engine.Verdict) (*member, outcome) {
-	var (
-		t         tried
-		m         *member
-		reply     *agentwire.AgentResponse
-		err       error
-		lastErr   error
-		flowStuck bool
-		timer     callTimer
-		flowUntil time.Time
-		rounds    int
-	)
-	defer timer.stop()
-	// One monotonic clock read per end of the call (time.Now reads the
-	// wall clock too).
-	t0 := time.Since(a.p.epoch)
-	now := t0.Milliseconds()
-	s := a.set.Load()
+// neither a failure nor a success). It returns the connection of the
+// last attempt.
+func (a *Agent) attempts(ctx context.Context, x *try, c *call, r *resolved, out *engine.Verdict) (*member, outcome) {
+	for a.next(x, c, r, false) == tryNext {
+		reply, err := invoke(x.cctx, x.m, c)
+		switch st, o := a.result(x, c, r, reply, err, out, false); st {
+		case tryDone:
+			return x.m, o
+		case tryNone:
+			return a.none(ctx, x, r, out)
+		}
+	}
+	return a.none(ctx, x, r, out)
+}
+
+// next chooses and enters the connection of the call's next attempt:
+// tryNext with x.m entered, tryNone when no connection will take the call,
+// or, with nowait, tryBlock where a flow-control wait would begin (x.resume
+// = resumePick: flowRetry then goes on).
+func (a *Agent) next(x *try, c *call, r *resolved, nowait bool) int {
 	for {
-		m = a.choose(s, c, &t, now)
+		m := a.choose(x.s, c, &x.t, x.now)
+		x.m = m
 		if m == nil {
-			if !flowStuck && a.anyPaused(s) {
-				flowStuck = true
+			if !x.flowStuck && a.anyPaused(x.s) {
+				x.flowStuck = true
 			}
-			if flowStuck && a.o.flow == FlowWaitAndRetry {
-				if flowUntil.IsZero() {
-					flowUntil = time.Now().Add(a.o.flowWait)
-					a.flowWaits.Add(1)
+			if x.flowStuck && a.o.flow == FlowWaitAndRetry {
+				if nowait {
+					x.resume = resumePick
+					return tryBlock
 				}
-				rounds++
-				if a.flowPause(cctx, flowUntil, rounds) {
-					s = a.set.Load()
-					t = tried{}
-					flowStuck = false
+				if a.flowRetry(x) {
+					x.s = a.set.Load()
 					continue
 				}
 			}
-			break
+			return tryNone
 		}
-		t.add(m)
+		x.t.add(m)
 		if !m.enter() {
 			// Taken out of the pool since the set was read: not sent.
-			lastErr = a.errNoConn
-			if t.n == maxAttempts {
-				break
+			x.lastErr = a.errNoConn
+			if x.t.n == maxAttempts {
+				return tryNone
 			}
-			s = a.set.Load()
+			x.s = a.set.Load()
 			continue
 		}
-		if !bounded && timer.cancel == nil && needTimer(cctx, r.timeout, m) {
-			cctx = timer.bound(cctx, r.timeout)
+		if !x.bounded && x.timer.cancel == nil && needTimer(x.cctx, r.timeout, m) {
+			x.cctx = x.timer.bound(x.cctx, r.timeout)
 		}
 		m.ctr.requests.Add(1)
-		if t.n > 1 {
-			t0 = time.Since(a.p.epoch) // a retry: its own latency
+		if x.t.n > 1 {
+			x.t0 = time.Since(a.p.epoch) // a retry: its own latency
 		}
-		reply, err = invoke(cctx, m, c)
-		lat := time.Since(a.p.epoch) - t0
-		m.exit()
-		if err == nil {
-			m.observe(lat)
-			a.ev.latency[c.kind&7].observe(lat)
-			*out = engine.Verdict{Decision: reply.Decision, Reply: reply, Agent: a.name}
-			return m, outcomeSuccess
-		}
-		refused, st := refusal(err)
-		if !refused {
-			m.observe(lat)
-			a.ev.latency[c.kind&7].observe(lat)
-			o := breakerOutcome(err)
-			switch st {
-			case ConnDown:
-				// Lost: one breaker failure per loss of the connection,
-				// however many calls were pending on it.
-				m.setState(ConnDown)
-				o = m.lossOutcome()
-			case ConnClosed:
-				a.retire(m)
-			}
-			*out = r.policy.Decide(a.name, nil, err)
-			return m, o
-		}
-		lastErr = err
-		if st == ConnPaused {
-			if h := m.c.Health(); !h.Paused {
-				// A per-request pause or the in-flight cap the agent set:
-				// this connection holds the request; flow control decides.
-				flowStuck = true
-				if a.o.flow == FlowWaitAndRetry {
-					if flowUntil.IsZero() {
-						flowUntil = time.Now().Add(a.o.flowWait)
-						a.flowWaits.Add(1)
-					}
-					rounds++
-					if a.flowPause(cctx, flowUntil, rounds) {
-						t = tried{}
-						flowStuck = false
-						continue
-					}
-				}
-				break
-			}
-		}
-		m.setState(st)
-		if st == ConnPaused {
-			flowStuck = true
-		}
-		if t.n == maxAttempts {
-			break
-		}
-		a.retries.Add(1)
+		return tryNext
 	}
-	// No connection took the call.
+}
+
+// flowRetry waits one round of FlowWaitAndRetry for a paused connection
+// to resume; true (tried connections forgotten) when the call may try
+// again.
+func (a *Agent) flowRetry(x *try) bool {
+	if x.flowUntil.IsZero() {
+		x.flowUntil = time.Now().Add(a.o.flowWait)
+		a.flowWaits.Add(1)
+	}
+	x.rounds++
+	if !a.flowPause(x.cctx, x.flowUntil, x.rounds) {
+		return false
+	}
+	x.t = tried{}
+	x.flowStuck = false
+	return true
+}
+
+// result takes the outcome of the attempt on x.m: tryDone with the
+// verdict in out, tryNext to try again (a refusal passed on), tryNone when
+// no connection will take the call, or, with nowait, tryBlock where a
+// flow-control wait would begin (x.resume = resumeRefused).
+func (a *Agent) result(x *try, c *call, r *resolved, reply *agentwire.AgentResponse, err error, out *engine.Verdict, nowait bool) (int, outcome) {
+	m := x.m
+	lat := time.Since(a.p.epoch) - x.t0
+	m.exit()
+	if err == nil {
+		m.observe(lat)
+		a.ev.latency[c.kind&7].observe(lat)
+		*out = engine.Verdict{Decision: reply.Decision, Reply: reply, Agent: a.name}
+		return tryDone, outcomeSuccess
+	}
+	refused, st := refusal(err)
+	if !refused {
+		m.observe(lat)
+		a.ev.latency[c.kind&7].observe(lat)
+		o := breakerOutcome(err)
+		switch st {
+		case ConnDown:
+			// Lost: one breaker failure per loss of the connection,
+			// however many calls were pending on it.
+			m.setState(ConnDown)
+			o = m.lossOutcome()
+		case ConnClosed:
+			a.retire(m)
+		}
+		*out = r.policy.Decide(a.name, nil, err)
+		return tryDone, o
+	}
+	x.lastErr = err
+	if st == ConnPaused {
+		if h := m.c.Health(); !h.Paused {
+			// A per-request pause or the in-flight cap the agent set:
+			// this connection holds the request; flow control decides.
+			x.flowStuck = true
+			if a.o.flow == FlowWaitAndRetry {
+				if nowait {
+					x.resume = resumeRefused
+					return tryBlock, 0
+				}
+				if a.flowRetry(x) {
+					return tryNext, 0
+				}
+			}
+			return tryNone, 0
+		}
+	}
+	m.setState(st)
+	if st == ConnPaused {
+		x.flowStuck = true
+	}
+	if x.t.n == maxAttempts {
+		return tryNone, 0
+	}
+	a.retries.Add(1)
+	return tryNext, 0
+}
+
+// none decides a call that no connection took.
+func (a *Agent) none(ctx context.Context, x *try, r *resolved, out *engine.Verdict) (*member, outcome) {
 	if err := ctx.Err(); err != nil {
 		*out = r.policy.Decide(a.name, nil, err)
-		return m, outcomeIgnore
+		return x.m, outcomeIgnore
 	}
-	why := lastErr
+	why := x.lastErr
 	if why == nil {
 		why = a.errNoConn
 	}
 	why = own(why)
-	if flowStuck && a.o.flow == FlowFailOpen {
+	if x.flowStuck && a.o.flow == FlowFailOpen {
 		*out = engine.FailurePolicy{Mode: engine.FailOpen}.Synthetic(a.name, engine.ReasonUnavailable, why)
-		return m, outcomeIgnore
+		return x.m, outcomeIgnore
 	}
 	*out = r.policy.Synthetic(a.name, engine.ReasonUnavailable, why)
-	if !flowStuck && a.down() {
+	if !x.flowStuck && a.down() {
 		// No connection of the agent is connected: the agent as a whole
 		// is down, a failure (one per call, as an error).
-		return m, outcomeFailure
+		return x.m, outcomeFailure
 	}
-	return m, outcomeIgnore
+	return x.m, outcomeIgnore
 }
 
 // down reports whether none of the agent's connections is connected

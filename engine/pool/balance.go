@@ -48,8 +48,11 @@ func (a *Agent) pick(s *memberSet, t *tried) *member {
 	}
 	switch a.o.balance {
 	case BalanceP2C:
-		i := rand.IntN(n)
-		j := rand.IntN(n - 1)
+		// Both choices from one 64-bit draw: each 32-bit half mapped onto
+		// its range by a multiply-shift (a bias below n/2^32, n <= 2^16).
+		r := rand.Uint64()
+		i := int(r >> 32 * uint64(n) >> 32)
+		j := int(r & (1<<32 - 1) * uint64(n-1) >> 32)
 		if j >= i {
 			j++
 		}

@@ -27,7 +27,8 @@ import (
 //	BenchmarkConns     a one-agent pipeline over 1 and over 4 connections
 //	                   to the same agent, 256 in flight: req/s
 //	BenchmarkFanOut    one call against a parallel fan-out to 3 agents, 1
-//	                   in flight: p50 and p99 latency
+//	                   in flight: p50 and p99 latency (the agents in one
+//	                   child process; BenchmarkFanOutProcs: in three)
 
 func benchEvent() agentwire.RequestHeadersEvent {
 	one := func(n, v string) agentwire.Header { return agentwire.Header{Name: n, Values: []string{v}} }
@@ -91,6 +92,20 @@ func runInFlight[S any](b *testing.B, inflight int, mk func() S, do func(s S, ev
 	elapsed := time.Since(start)
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
 	b.ReportMetric(float64((processCPU()-cpu0).Nanoseconds())/1e3/float64(b.N), "cpu-µs/op")
+}
+
+// reportAgentCPU, deferred as defer reportAgentCPU(b, paths)(), reports
+// the CPU time per operation of the child processes serving paths
+// ("agent-cpu-µs/op", where /proc can be read): with cpu-µs/op, the
+// proxy's, it tells what a request costs the machine.
+func reportAgentCPU(b *testing.B, paths []string) func() {
+	c0, ok := childCPU(paths)
+	return func() {
+		c1, ok1 := childCPU(paths)
+		if ok && ok1 && b.N > 0 {
+			b.ReportMetric(float64((c1-c0).Nanoseconds())/1e3/float64(b.N), "agent-cpu-µs/op")
+		}
+	}
 }
 
 // benchPool returns a pool agent over conns connections to each of the
@@ -188,8 +203,22 @@ func BenchmarkConns(b *testing.B) {
 	})
 }
 
-func BenchmarkFanOut(b *testing.B) {
-	paths := startChildAgents(b, 3)
+// BenchmarkFanOut: the three agents are three agent.Servers in one child
+// process.
+func BenchmarkFanOut(b *testing.B) { benchFanOut(b, startChildAgents(b, 3)) }
+
+// BenchmarkFanOutProcs is BenchmarkFanOut with each agent in a child
+// process of its own (three agent processes and the proxy on the
+// machine's cores).
+func BenchmarkFanOutProcs(b *testing.B) {
+	var paths []string
+	for range 3 {
+		paths = append(paths, startChildAgents(b, 1)...)
+	}
+	benchFanOut(b, paths)
+}
+
+func benchFanOut(b *testing.B, paths []string) {
 	p, err := New()
 	if err != nil {
 		b.Fatal(err)
@@ -213,6 +242,7 @@ func BenchmarkFanOut(b *testing.B) {
 		pl   *Pipeline
 	}{{"agents=1", one}, {"agents=3", three}} {
 		b.Run(c.name+"/inflight=1", func(b *testing.B) {
+			defer reportAgentCPU(b, paths)()
 			lat := make([]time.Duration, 0, b.N)
 			call := pipelineCall(c.pl)
 			runInFlight(b, 1, func() *Request { return new(Request) }, func(r *Request, ev *agentwire.RequestHeadersEvent) error {
@@ -225,6 +255,68 @@ func BenchmarkFanOut(b *testing.B) {
 			b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
 			b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
 		})
+	}
+}
+
+// BenchmarkFanOutBare is the floor of BenchmarkFanOut and
+// BenchmarkFanOutProcs without the layer: one bare engine.Conn call
+// (RequestHeadersInto) against three calls on three Conns started with
+// StartRequestHeaders and then waited for, 1 in flight; the agents in one
+// child process (procs=1) or in three (procs=3).
+func BenchmarkFanOutBare(b *testing.B) {
+	for _, procs := range []int{1, 3} {
+		var paths []string
+		if procs == 1 {
+			paths = startChildAgents(b, 3)
+		} else {
+			for range 3 {
+				paths = append(paths, startChildAgents(b, 1)...)
+			}
+		}
+		ctx := context.Background()
+		var conns [3]*engine.Conn
+		for i, path := range paths {
+			c, err := engine.Dial(ctx, "unix://"+path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			conns[i] = c
+		}
+		type state struct {
+			dsts  [3]agentwire.AgentResponse
+			calls [3]engine.Call
+		}
+		for _, n := range []int{1, 3} {
+			b.Run(fmt.Sprintf("procs=%d/agents=%d/inflight=1", procs, n), func(b *testing.B) {
+				defer reportAgentCPU(b, paths)()
+				lat := make([]time.Duration, 0, b.N)
+				runInFlight(b, 1, func() *state { return new(state) }, func(s *state, ev *agentwire.RequestHeadersEvent) error {
+					t0 := time.Now()
+					if n == 1 {
+						err := conns[0].RequestHeadersInto(ctx, ev, &s.dsts[0])
+						lat = append(lat, time.Since(t0))
+						return err
+					}
+					for i := range n {
+						if ok, err := conns[i].StartRequestHeaders(ctx, ev, &s.dsts[i], &s.calls[i]); !ok {
+							return fmt.Errorf("not started: %v", err)
+						}
+					}
+					var err error
+					for i := range n {
+						if e := s.calls[i].Wait(); e != nil {
+							err = e
+						}
+					}
+					lat = append(lat, time.Since(t0))
+					return err
+				})
+				slices.Sort(lat)
+				b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
+				b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+			})
+		}
 	}
 }
 
@@ -246,7 +338,8 @@ func (*nopLink) Capabilities() agentwire.Capabilities { return agentwire.Capabil
 // I/O: a connection that answers at once, called directly ("direct") and
 // through a one-agent pipeline over a pool ("pipeline"), on 1 and 64
 // goroutines. The difference of the two is what the layer adds to every
-// request, free of the noise of sockets and of the agent process.
+// request, free of the noise of sockets and of the agent process;
+// "pipeline-conns=4" balances over 4 such connections.
 func BenchmarkLayer(b *testing.B) {
 	p, err := New()
 	if err != nil {
@@ -264,6 +357,20 @@ func BenchmarkLayer(b *testing.B) {
 	}
 	m.setState(ConnUp)
 	pl, _ := NewPipeline([]Step{{Agent: a}})
+	// The same over 4 such connections: the balancer's own cost (power
+	// of two choices on in-flight and latency).
+	a4, err := p.AddAgent("nop4", WithConcurrency(4096, 0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for range 4 {
+		m, err := a4.addMember(&nopLink{}, SourceAdded, "nop", 1, DefaultTimeout, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		m.setState(ConnUp)
+	}
+	pl4, _ := NewPipeline([]Step{{Agent: a4}})
 	ctx := context.Background()
 	for _, n := range []int{1, 64} {
 		b.Run(fmt.Sprintf("direct/inflight=%d", n), func(b *testing.B) {
@@ -274,6 +381,9 @@ func BenchmarkLayer(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("pipeline/inflight=%d", n), func(b *testing.B) {
 			runInFlight(b, n, func() *Request { return new(Request) }, pipelineCall(pl))
+		})
+		b.Run(fmt.Sprintf("pipeline-conns=4/inflight=%d", n), func(b *testing.B) {
+			runInFlight(b, n, func() *Request { return new(Request) }, pipelineCall(pl4))
 		})
 	}
 }

@@ -2,12 +2,16 @@ package pool
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/agentwire/agentwire/agent"
 )
@@ -74,5 +78,56 @@ func startChildAgents(tb testing.TB, n int) []string {
 	if _, err := bufio.NewReader(stdout).ReadString('\n'); err != nil {
 		tb.Fatalf("child agents: %v", err)
 	}
+	childMu.Lock()
+	for _, p := range paths {
+		childPID[p] = cmd.Process.Pid
+	}
+	childMu.Unlock()
 	return paths
 }
+
+var (
+	childMu  sync.Mutex
+	childPID = map[string]int{} // socket path -> the child process serving it
+)
+
+// childCPU returns the CPU time (user and system) used so far by the
+// child processes serving paths (each counted once), read from
+// /proc/PID/stat; ok is false where that cannot be read.
+func childCPU(paths []string) (d time.Duration, ok bool) {
+	seen := map[int]bool{}
+	childMu.Lock()
+	defer childMu.Unlock()
+	for _, p := range paths {
+		pid := childPID[p]
+		if pid == 0 || seen[pid] {
+			continue
+		}
+		seen[pid] = true
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return 0, false
+		}
+		// The fields after the command name (in parentheses, which may
+		// hold spaces): state is field 3, utime 14, stime 15.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			return 0, false
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 13 {
+			return 0, false
+		}
+		ut, err1 := strconv.ParseUint(f[11], 10, 64)
+		st, err2 := strconv.ParseUint(f[12], 10, 64)
+		if err1 != nil || err2 != nil {
+			return 0, false
+		}
+		d += time.Duration(ut+st) * time.Second / clockTicks
+	}
+	return d, true
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat times (100 on Linux
+// for every architecture Go supports).
+const clockTicks = 100

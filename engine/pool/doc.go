@@ -180,8 +180,14 @@
 // A Pool runs one maintenance goroutine (until Close or Drain). Each
 // dialled connection runs one goroutine until its first connection
 // succeeds (then the engine.Conn runs its own, see package engine). A
-// pipeline phase in parallel runs its second and later agents on
-// goroutines of their own, which end with the phase. Close and Drain
+// parallel request-headers phase starts every subscribed agent's call on
+// the caller's goroutine (engine.Conn.StartRequestHeaders) and then waits
+// for each in agent order; only a call that must wait before its event
+// can go out (for the agent's concurrency slot, a flow-control resume,
+// the connection's admission) goes on on a goroutine of its own, so that
+// it holds up neither the other agents nor their slots. A parallel
+// request-complete phase runs its second and later agents on goroutines
+// of their own. These goroutines end with the phase. Close and Drain
 // return after every goroutine of the pool has exited and every
 // connection is closed.
 //
@@ -198,10 +204,13 @@
 // than the agent's timeout, or has no deadline and the connection was
 // dialled by the pool, which gives it the agent's timeout as its request
 // timeout); a timer costs the allocations of context.WithTimeout. A
-// parallel phase with two or more subscribed agents allocates its
-// goroutines. Measured (BenchmarkLayer, a connection that answers at
-// once, 2 shared cores): about 0.2 µs of CPU per request at 1 and at 64
-// in flight.
+// parallel request-headers phase of several agents whose calls need not
+// wait allocates nothing beyond their round trips either
+// (TestAllocsThreeAgentParallel); a call that goes on on a goroutine (see
+// Goroutines) and a parallel request-complete phase allocate their
+// goroutines. Measured
+// (BenchmarkLayer, a connection that answers at once, 2 shared cores):
+// about 0.2 µs of CPU per request at 1 and at 64 in flight.
 //
 // All methods of Pool, Agent and Pipeline are safe for concurrent use. A
 // Request belongs to one request and is used by one phase at a time.

@@ -123,6 +123,8 @@ type Request struct {
 
 	replies []agentwire.AgentResponse // request-headers replies (reused)
 	pins    []uint32                  // per step: the connection the request is pinned to (0: none)
+	calls   []pcall                   // per step: its call in a parallel request-headers phase (reused)
+	state   []uint8                   // per step: its pcall's state (pcDone, pcStarted, pcBlock)
 	wg      sync.WaitGroup
 }
 
@@ -199,9 +201,15 @@ func (pl *Pipeline) RequestComplete(ctx context.Context, r *Request, ev *agentwi
 
 // fanOut sends c to every step subscribed to its kind (the others get a
 // not-subscribed verdict): in sequence, stopping at the first verdict
-// that is not allow, or in parallel, the first subscribed step on the
-// calling goroutine.
+// that is not allow, or in parallel. In parallel, request headers go out
+// through startAll when more than one step takes them; other events run
+// the first subscribed step on the calling goroutine and the others on
+// goroutines of their own.
 func (pl *Pipeline) fanOut(ctx context.Context, r *Request, c call, opts []CallOption) {
+	if !pl.sequential && c.kind == agentwire.EventRequestHeaders && len(pl.steps) > 1 {
+		pl.startAll(ctx, r, c, opts)
+		return
+	}
 	first, spawned := -1, false
 	for i := range pl.steps {
 		if !pl.admit(r, i, c.kind, opts) {
@@ -229,6 +237,71 @@ func (pl *Pipeline) fanOut(ctx context.Context, r *Request, c call, opts []CallO
 	if spawned {
 		r.wg.Wait()
 	}
+}
+
+// startAll is the parallel request-headers phase (see fanout.go): every
+// subscribed step's call is started on the calling goroutine, then each
+// started call is waited for in pipeline order; a call that must wait for
+// something before its event can go out goes on on a goroutine of its own
+// (r.wg counts them). With one subscribed step, it is simply run.
+func (pl *Pipeline) startAll(ctx context.Context, r *Request, c call, opts []CallOption) {
+	n := len(pl.steps)
+	if cap(r.calls) < n {
+		r.calls = make([]pcall, n)
+		r.state = make([]uint8, n)
+	}
+	r.calls, r.state = r.calls[:n], r.state[:n]
+	subscribed, last := 0, -1
+	for i := range pl.steps {
+		r.state[i] = pcDone
+		if pl.admit(r, i, c.kind, opts) {
+			r.state[i] = pcStarted // to be started
+			subscribed++
+			last = i
+		}
+	}
+	if subscribed == 1 {
+		pl.run(ctx, r, last, c, opts)
+		return
+	}
+	spawned := false
+	for i := range pl.steps {
+		if r.state[i] == pcDone {
+			continue
+		}
+		st := &pl.steps[i]
+		pc := &r.calls[i]
+		pc.c = c
+		pc.c.pin = &r.pins[i]
+		pc.c.dst = &r.replies[i] // reset by the connection
+		pc.r = st.Agent.resolve(c.kind, st.Policy, opts)
+		r.state[i] = uint8(st.Agent.start(ctx, pc, &r.Verdicts[i]))
+		if r.state[i] == pcBlock {
+			r.wg.Add(1)
+			spawned = true
+			pl.cont(ctx, r, i)
+		}
+	}
+	for i := range pl.steps {
+		if r.state[i] == pcStarted {
+			pl.steps[i].Agent.finish(ctx, &r.calls[i], &r.Verdicts[i])
+		}
+	}
+	if spawned {
+		r.wg.Wait()
+	}
+	for i := range r.calls {
+		r.calls[i] = pcall{} // drop the references to the request's events
+	}
+}
+
+// cont goes on with step i's stopped call on a goroutine of its own
+// (r.wg counts it).
+func (pl *Pipeline) cont(ctx context.Context, r *Request, i int) {
+	go func() {
+		defer r.wg.Done()
+		pl.steps[i].Agent.cont(ctx, &r.calls[i], &r.Verdicts[i])
+	}()
 }
 
 // run sends c to step i and records its verdict.
