@@ -627,9 +627,11 @@ type GuardStats struct {
 	// ClientDisconnects counts requests whose client went away before
 	// the guard was done (cancelled at the agents).
 	ClientDisconnects uint64
-	// WaitingCancels counts the cancels (reason manual) sent at the end
-	// of a request to agents that still waited for more of it (asked
-	// for more and would not hear of its end otherwise).
+	// WaitingCancels counts the cancels (reason manual) the guard asked
+	// for at the end of a request, one per agent that still waited for
+	// more of it (asked for more and would not hear of its end
+	// otherwise); one whose agent connection was gone by then is counted
+	// too, though nothing could be sent.
 	WaitingCancels uint64
 	// HeaderOpsRefused counts the phases in which some agent header
 	// operation was refused (ApplyHeaderOps).
