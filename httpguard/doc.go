@@ -76,6 +76,15 @@
 // BodyStream numbers the chunks and applies the needs_more rules;
 // ApplyBodyMutation applies an agent's replace, drop or pass to a chunk.
 //
+// An agent that asked for more of a request (needs_more on its
+// request-headers reply, or on a body chunk) and will hear of the
+// request's end neither through a final body chunk nor through request
+// complete (subscribed to request headers only, or the body went over
+// the gateway's limit) is sent a cancel (reason manual, the closest of
+// SPEC 8.3's reasons to "the proxy is done with this request") by the
+// Guard when the request ends, so that it does not keep the request's
+// state open until its own expiry (see Guard).
+//
 // BodyReader (installed as r.Body) and ResponseInterceptor (the
 // ResponseWriter the handler gets) run a request body and a response
 // through hooks before the handler, respectively the client, sees them:

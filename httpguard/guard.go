@@ -132,6 +132,20 @@ func WithBodyConfig(a *pool.Agent, request, response BodyConfig) GuardOption {
 //     guard is done) cancels the request at every agent that saw it
 //     (pool.Pipeline.Cancel, reason client disconnect), besides the calls
 //     in flight, which end with the context.
+//   - An agent left waiting: when the request ends, every agent whose
+//     last reply of the request phase (request headers or a request
+//     body chunk) asked for more (needs_more) and that will not hear of
+//     the request's end otherwise (it got no final body chunk: it is not
+//     subscribed to request bodies, the body went over a limit (413 or
+//     a fail-open skip), a block ended the request first, or the handler
+//     did not read the body to its end; and it gets no request-complete
+//     event) is sent a cancel for the request (pool.Pipeline.CancelStep,
+//     reason manual: SPEC 8.3 has no reason for "the proxy is done with
+//     the request", and manual is the one that claims no failure) on the
+//     connection the request is pinned to, so that it frees at once what
+//     it keeps for the request (the WAF agent's transaction) instead of
+//     at its own expiry. Agents that did not ask for more get nothing
+//     extra (GuardStats.WaitingCancels counts these cancels).
 //   - WebSocket: frames of upgraded connections go to subscribed agents
 //     when the handler is an httputil.ReverseProxy whose ModifyResponse
 //     is Guard.ModifyResponse (the upgrade request's extensions are
@@ -226,6 +240,11 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.b.RequestHeaders(r, &x.rh)
 	x.cid = x.rh.Event.Metadata.CorrelationID
 	v := g.pl.RequestHeaders(x.ctx, &x.pr, &x.rh.Event)
+	for i := range x.pr.Verdicts {
+		if rep := x.pr.Verdicts[i].Reply; rep != nil && rep.NeedsMore {
+			x.setMore(i, true)
+		}
+	}
 	x.subs = g.subscriptions()
 	x.wantComplete = has(x.subs, agentwire.EventRequestComplete)
 	if x.wantComplete {
@@ -343,6 +362,12 @@ type exchange struct {
 	status     int  // status the client got
 	out        int64
 
+	// more[i]: step i's last reply of the request phase asked for more
+	// (needs_more) and it has not heard of the request's end; nmore
+	// counts them (see cancelWaiting).
+	more  []bool
+	nmore int
+
 	rcEv         agentwire.RequestCompleteEvent
 	err          error // why the request failed
 	gone         bool  // the request's context ended before ServeHTTP did
@@ -440,6 +465,10 @@ func (x *exchange) end() {
 		if x.err == nil {
 			x.err = errClientGone
 		}
+		x.clearMore() // every agent that saw the request got the cancel
+	}
+	if x.nmore > 0 {
+		x.cancelWaiting()
 	}
 	if !x.wantComplete {
 		x.release()
@@ -457,6 +486,64 @@ func (x *exchange) end() {
 	}
 	RequestComplete(&x.rcEv, x.cid, c)
 	go x.complete()
+}
+
+// setMore records whether step i's last reply of the request phase asked
+// for more. The storage is x's, grown once per pooled exchange.
+func (x *exchange) setMore(i int, on bool) {
+	if i >= len(x.more) {
+		if !on {
+			return
+		}
+		n := len(x.g.agents)
+		if cap(x.more) < n {
+			x.more = make([]bool, n)
+		}
+		x.more = x.more[:n]
+	}
+	if x.more[i] != on {
+		x.more[i] = on
+		if on {
+			x.nmore++
+		} else {
+			x.nmore--
+		}
+	}
+}
+
+// clearMore forgets every step's request for more (they were told of the
+// request's end, or x is reset).
+func (x *exchange) clearMore() {
+	if x.nmore > 0 || len(x.more) > 0 {
+		clear(x.more)
+		x.more = x.more[:0]
+		x.nmore = 0
+	}
+}
+
+// cancelWaiting tells every agent still waiting for more of the request
+// (its last request-phase reply had needs_more, it got no final body
+// chunk, and no request-complete event will reach it) that the request
+// is over: a cancel on the connection the request is pinned to for that
+// agent, so that it frees what it keeps for the request (the WAF agent's
+// transaction) at once instead of at its own expiry. SPEC 8.3 has no
+// cancel reason for "the proxy is done with the request"; manual is
+// the one that names no failure (client disconnect, timeout, a block,
+// an upstream error, shutdown would each claim something that did not
+// happen), so it is the one sent.
+func (x *exchange) cancelWaiting() {
+	g := x.g
+	for i, on := range x.more {
+		if !on {
+			continue
+		}
+		if x.wantComplete && g.agents[i].Subscribed(agentwire.EventRequestComplete) {
+			continue // request complete tells it
+		}
+		_ = g.pl.CancelStep(&x.pr, i, x.cid, agentwire.CancelManual)
+		g.st.endCancels.Add(1)
+	}
+	x.clearMore()
 }
 
 var (
@@ -499,6 +586,7 @@ func (x *exchange) reset() {
 	x.respSt = x.respSt[:0]
 	x.pending, x.headerSent, x.replaced, x.aborted, x.status, x.out = 0, false, false, false, 0, 0
 	x.err, x.gone = nil, false
+	x.clearMore()
 	x.wantComplete, x.tracked, x.handled, x.done = false, false, false, false
 }
 
@@ -518,6 +606,7 @@ type guardCounters struct {
 	blocked     [numPhases]atomic.Uint64
 	aborted     atomic.Uint64
 	disconnects atomic.Uint64
+	endCancels  atomic.Uint64
 	refused     atomic.Uint64
 	mutIgnored  atomic.Uint64
 	wsStreams   atomic.Uint64
@@ -538,6 +627,12 @@ type GuardStats struct {
 	// ClientDisconnects counts requests whose client went away before
 	// the guard was done (cancelled at the agents).
 	ClientDisconnects uint64
+	// WaitingCancels counts the cancels (reason manual) the guard asked
+	// for at the end of a request, one per agent that still waited for
+	// more of it (asked for more and would not hear of its end
+	// otherwise); one whose agent connection was gone by then is counted
+	// too, though nothing could be sent.
+	WaitingCancels uint64
 	// HeaderOpsRefused counts the phases in which some agent header
 	// operation was refused (ApplyHeaderOps).
 	HeaderOpsRefused uint64
@@ -560,6 +655,7 @@ func (g *Guard) Stats() GuardStats {
 		ResponseBodyBlocked:    g.st.blocked[phaseResponseBody].Load(),
 		Aborted:                g.st.aborted.Load(),
 		ClientDisconnects:      g.st.disconnects.Load(),
+		WaitingCancels:         g.st.endCancels.Load(),
 		HeaderOpsRefused:       g.st.refused.Load(),
 		MutationsIgnored:       g.st.mutIgnored.Load(),
 		WebSocketStreams:       g.st.wsStreams.Load(),

@@ -185,6 +185,10 @@ func (x *exchange) runStage(s *stage, data []byte, eof, response bool) ([]byte, 
 	x.ev.Data = nil
 	// The step's own verdict: the merged one of an allow has no reply.
 	v := &x.pr.Verdicts[s.step]
+	if !response && v.Reply != nil {
+		// An agent that got the last chunk knows the body ended.
+		x.setMore(s.step, v.Reply.NeedsMore && !x.ev.IsLast)
+	}
 	if v.Reply == nil {
 		// No reply: the failure policy (or a skip) decided.
 		if !v.Allowed() {
@@ -248,6 +252,7 @@ func (x *exchange) requestBlocked() {
 	x.reqBlocked = true
 	x.g.st.blocked[phaseRequestBody].Add(1)
 	x.g.pl.Cancel(&x.pr, x.cid, agentwire.CancelBlockedByAgent)
+	x.clearMore() // they were all told
 }
 
 // bodyHandle is the request body a guarded handler reads. It is a small
