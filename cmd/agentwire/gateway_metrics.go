@@ -46,7 +46,7 @@ type guardCollector struct{ g *httpguard.Guard }
 var (
 	gwRequests = prometheus.NewDesc("agentwire_gateway_requests_total", "HTTP requests served through the agents.", nil, nil)
 	gwBlocked  = prometheus.NewDesc("agentwire_gateway_blocked_total", "Responses replaced by a decision or a failure policy, by phase.", []string{"phase"}, nil)
-	gwEvents   = prometheus.NewDesc("agentwire_gateway_events_total", "Other events of the guard: responses cut off after their headers, client disconnects, refused header operations, ignored mutations, WebSocket streams and closes.", []string{"event"}, nil)
+	gwEvents   = prometheus.NewDesc("agentwire_gateway_events_total", "Other events of the guard: responses cut off after their headers, client disconnects, cancels sent to agents left waiting for more of a request, refused header operations, ignored mutations, WebSocket streams and closes.", []string{"event"}, nil)
 )
 
 func (guardCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -71,7 +71,7 @@ func (c guardCollector) Collect(ch chan<- prometheus.Metric) {
 		event string
 		n     uint64
 	}{
-		{"aborted", s.Aborted}, {"client_disconnect", s.ClientDisconnects}, {"header_ops_refused", s.HeaderOpsRefused},
+		{"aborted", s.Aborted}, {"client_disconnect", s.ClientDisconnects}, {"waiting_cancel", s.WaitingCancels}, {"header_ops_refused", s.HeaderOpsRefused},
 		{"mutation_ignored", s.MutationsIgnored}, {"websocket_stream", s.WebSocketStreams}, {"websocket_close", s.WebSocketCloses},
 	} {
 		ch <- prometheus.MustNewConstMetric(gwEvents, prometheus.CounterValue, float64(e.n), e.event)

@@ -30,7 +30,8 @@ func TestGatewayWAFAgentHeadersOnlyBodies(t *testing.T) {
 	up := &upstreamRecorder{}
 	upSrv := httptest.NewServer(up)
 	defer upSrv.Close()
-	gw := startProc(t, "gateway", "--listen", "127.0.0.1:0", "--upstream", upSrv.URL, "--agent", "unix://"+sock)
+	metrics := deadTCPAddr(t)
+	gw := startProc(t, "gateway", "--listen", "127.0.0.1:0", "--upstream", upSrv.URL, "--agent", "unix://"+sock, "--metrics-listen", metrics)
 	base := waitMatch(t, &gw.stdout, gatewayListeningRE, 15*time.Second)
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
@@ -48,6 +49,11 @@ func TestGatewayWAFAgentHeadersOnlyBodies(t *testing.T) {
 	}
 	if n := up.count(); n != 6 {
 		t.Fatalf("upstream got %d requests, want 6", n)
+	}
+	// The five cancels are counted on /metrics (the GET asked for nothing
+	// more and gets none).
+	if _, m := get(t, c, "http://"+metrics+"/metrics"); !strings.Contains(m, `agentwire_gateway_events_total{event="waiting_cancel"} 5`+"\n") {
+		t.Fatalf("metrics lack 5 waiting cancels:\n%s", m)
 	}
 	if code := gw.stop(t, syscall.SIGTERM); code != 0 {
 		t.Fatalf("gateway exit %d; stderr:\n%s", code, gw.stderr.String())
