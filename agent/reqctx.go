@@ -34,8 +34,8 @@ type reqCtx struct {
 	afters     []*reqAfter
 
 	// remote is the remote span context of the request's traceparent,
-	// answered to trace.SpanFromContext when remote.set (trace.go). Set
-	// before the handler runs, never changed afterwards.
+	// answered to trace.SpanFromContext when remote.raw is a valid one
+	// (trace.go). Set before the handler runs, never changed afterwards.
 	remote remoteSpan
 }
 
@@ -49,7 +49,7 @@ func (c *reqCtx) Deadline() (time.Time, bool) { return c.parent.Deadline() }
 // Value returns the parent's value for key, or the request's remote span
 // for package trace's span key.
 func (c *reqCtx) Value(key any) any {
-	if c.remote.set && key == spanKey && c.remote.valid() {
+	if c.remote.raw != "" && key == spanKey && c.remote.valid() {
 		return trace.Span(&c.remote)
 	}
 	return c.parent.Value(key)
