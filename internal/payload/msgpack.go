@@ -277,11 +277,89 @@ func mpReadString(b []byte, dst *string) ([]byte, error) {
 		mpSetString(dst, v)
 		return o, nil
 	}
-	if !mpValidUTF8(v) {
+	if !mpStoreValid(dst, v) {
 		return b, errMpUTF8
 	}
-	if *dst != string(v) {
+	return o, nil
+}
+
+// mpStoreValid stores v in *dst unless it is equal to *dst already, and
+// reports whether v is valid UTF-8 (nothing is stored when it is not). For
+// an equal length, the comparison and the ASCII test are one pass over
+// both (the common case: a pooled destination holding the last event's
+// value); only text with a byte over 0x7f goes to utf8.Valid.
+func mpStoreValid(dst *string, v []byte) bool {
+	s := *dst
+	n := len(v)
+	if len(s) != n {
+		if !mpValidUTF8(v) {
+			return false
+		}
 		*dst = string(v)
+		return true
+	}
+	var acc, diff uint64
+	if n >= 8 {
+		w := unsafe.Slice(unsafe.StringData(s), n) // read only
+		i := 0
+		for ; i+8 <= n; i += 8 {
+			x := binary.LittleEndian.Uint64(v[i:])
+			acc |= x
+			diff |= x ^ binary.LittleEndian.Uint64(w[i:])
+		}
+		if i < n { // the last word overlaps the one before
+			x := binary.LittleEndian.Uint64(v[n-8:])
+			acc |= x
+			diff |= x ^ binary.LittleEndian.Uint64(w[n-8:])
+		}
+	} else {
+		for i := 0; i < n; i++ {
+			acc |= uint64(v[i])
+			diff |= uint64(v[i] ^ s[i])
+		}
+	}
+	if acc&0x8080808080808080 != 0 && !utf8.Valid(v) {
+		return false
+	}
+	if diff != 0 {
+		*dst = string(v)
+	}
+	return true
+}
+
+// mpReadStringOr is mpReadString, except that a value equal to peer (a
+// string decoded just before, such as the correlation id for the request
+// id, which proxies often set alike) is stored as peer itself instead of
+// a copy of its own.
+func mpReadStringOr(b []byte, dst *string, peer string) ([]byte, error) {
+	var v, o []byte
+	switch {
+	case len(b) > 0 && b[0]&0xe0 == 0xa0:
+		n := 1 + int(b[0]&0x1f)
+		if len(b) < n {
+			return b, errMpShort
+		}
+		v, o = b[1:n:n], b[n:]
+	case len(b) > 1 && b[0] == 0xd9:
+		n := 2 + int(b[1])
+		if len(b) < n {
+			return b, errMpShort
+		}
+		v, o = b[2:n:n], b[n:]
+	default:
+		return mpReadString(b, dst)
+	}
+	if len(v) == len(peer) && string(v) == peer {
+		// Equal to peer. The UTF-8 check still runs: peer may be a
+		// caller's string rather than one the decoder checked.
+		if !mpValidUTF8(v) {
+			return b, errMpUTF8
+		}
+		*dst = peer
+		return o, nil
+	}
+	if !mpStoreValid(dst, v) {
+		return b, errMpUTF8
 	}
 	return o, nil
 }

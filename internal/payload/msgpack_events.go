@@ -178,7 +178,7 @@ func mpReadMetadata(b []byte, m *RequestMetadata) ([]byte, error) {
 		case 0:
 			return mpReadString(b, &m.CorrelationID)
 		case 1:
-			return mpReadString(b, &m.RequestID)
+			return mpReadStringOr(b, &m.RequestID, m.CorrelationID)
 		case 2:
 			return mpReadString(b, &m.ClientIP)
 		case 3:
