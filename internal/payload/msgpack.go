@@ -187,6 +187,18 @@ func mpIsFloat(c byte) bool { return c == 0xca || c == 0xcb }
 
 // mpReadStrBytes reads a str, or a bin holding valid UTF-8, without copying.
 func mpReadStrBytes(b []byte) (v, o []byte, err error) {
+	if v, o, err = mpReadStrBytesUnchecked(b); err != nil {
+		return nil, b, err
+	}
+	if !mpValidUTF8(v) {
+		return nil, b, errMpUTF8
+	}
+	return v, o, nil
+}
+
+// mpReadStrBytesUnchecked is mpReadStrBytes without the UTF-8 check: the
+// caller checks v before keeping anything of it (mpStoreValid).
+func mpReadStrBytesUnchecked(b []byte) (v, o []byte, err error) {
 	if len(b) == 0 {
 		return nil, b, errMpShort
 	}
@@ -214,9 +226,6 @@ func mpReadStrBytes(b []byte) (v, o []byte, err error) {
 	}
 	if err != nil {
 		return nil, b, errMpShort
-	}
-	if !mpValidUTF8(v) {
-		return nil, b, errMpUTF8
 	}
 	return v, o, nil
 }

@@ -189,3 +189,41 @@ func TestJSONMetadataReuse(t *testing.T) {
 		t.Fatal("NoCopy decoder kept a string of an earlier decode")
 	}
 }
+
+// TestMsgpackHeaderNameUTF8: a header name is checked for UTF-8 also when
+// it equals the name the destination's slot holds (a caller's text), and
+// when it repeats an earlier name; a repeated valid name keeps the last
+// values; a valid non-ASCII name equal to the slot's is kept.
+func TestMsgpackHeaderNameUTF8(t *testing.T) {
+	const bad = "x-\xffbad"
+	ev := mpSampleRequestHeaders()
+	ev.Headers = Headers{{Name: "x-Ybad", Values: []string{"1"}}, {Name: "x-Zbad", Values: []string{"2"}}}
+	enc := AppendRequestHeadersMsgpack(nil, ev)
+	for _, dst := range []Headers{nil, {{Name: bad}}, {{Name: "other"}, {Name: bad}}} {
+		v := RequestHeadersEvent{Headers: dst}
+		raw := bytes.ReplaceAll(bytes.ReplaceAll(enc, []byte("x-Ybad"), []byte(bad)), []byte("x-Zbad"), []byte(bad))
+		if err := DecodeRequestHeadersMsgpack(raw, &v); err == nil {
+			t.Fatalf("destination %q: invalid header name accepted", dst)
+		}
+		raw = bytes.ReplaceAll(enc, []byte("x-Zbad"), []byte(bad))
+		if err := DecodeRequestHeadersMsgpack(raw, &v); err == nil {
+			t.Fatalf("destination %q: invalid second header name accepted", dst)
+		}
+	}
+	v := RequestHeadersEvent{}
+	if err := DecodeRequestHeadersMsgpack(bytes.ReplaceAll(enc, []byte("x-Zbad"), []byte("x-Ybad")), &v); err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Headers) != 1 || v.Headers[0].Name != "x-Ybad" || len(v.Headers[0].Values) != 1 || v.Headers[0].Values[0] != "2" {
+		t.Fatalf("repeated name: headers %+v", v.Headers)
+	}
+	ev.Headers = Headers{{Name: "x-ü", Values: []string{"1"}}}
+	keep := string([]byte("x-ü"))
+	v = RequestHeadersEvent{Headers: Headers{{Name: keep}}}
+	if err := DecodeRequestHeadersMsgpack(AppendRequestHeadersMsgpack(nil, ev), &v); err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Headers) != 1 || !sameString(v.Headers[0].Name, keep) || v.Headers[0].Values[0] != "1" {
+		t.Fatalf("headers %+v", v.Headers)
+	}
+}
