@@ -309,17 +309,26 @@ func mpStoreValid(dst *string, v []byte) bool {
 	}
 	var acc, diff uint64
 	if n >= 8 {
-		w := unsafe.Slice(unsafe.StringData(s), n) // read only
+		// Word loads without bounds checks: every load is within the
+		// first n bytes of v and of s (the last word overlaps the one
+		// before it when n is not a multiple of 8).
+		p, q := unsafe.Pointer(unsafe.SliceData(v)), unsafe.Pointer(unsafe.StringData(s))
 		i := 0
-		for ; i+8 <= n; i += 8 {
-			x := binary.LittleEndian.Uint64(v[i:])
-			acc |= x
-			diff |= x ^ binary.LittleEndian.Uint64(w[i:])
+		for ; i+16 <= n; i += 16 {
+			x, y := *(*uint64)(unsafe.Add(p, i)), *(*uint64)(unsafe.Add(p, i+8))
+			acc |= x | y
+			diff |= (x ^ *(*uint64)(unsafe.Add(q, i))) | (y ^ *(*uint64)(unsafe.Add(q, i+8)))
 		}
-		if i < n { // the last word overlaps the one before
-			x := binary.LittleEndian.Uint64(v[n-8:])
+		if i+8 <= n {
+			x := *(*uint64)(unsafe.Add(p, i))
 			acc |= x
-			diff |= x ^ binary.LittleEndian.Uint64(w[n-8:])
+			diff |= x ^ *(*uint64)(unsafe.Add(q, i))
+			i += 8
+		}
+		if i < n {
+			x := *(*uint64)(unsafe.Add(p, n-8))
+			acc |= x
+			diff |= x ^ *(*uint64)(unsafe.Add(q, n-8))
 		}
 	} else {
 		for i := 0; i < n; i++ {

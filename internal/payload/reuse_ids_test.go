@@ -115,7 +115,7 @@ func TestMsgpackEqualInvalidStringRefused(t *testing.T) {
 			t.Fatalf("%q: invalid UTF-8 equal to the destination's accepted", s)
 		}
 	}
-	for _, s := range []string{"ü", "abcü", "abcdefgü", "abcdefghijklmnoü", "üabcdefghijklmnop", "GET", "abcdefgh", "abcdefghi"} {
+	for _, s := range []string{"ü", "abcü", "abcdefgü", "abcdefghijklmnoü", "üabcdefghijklmnop", "GET", "abcdefgh", "abcdefghi", "abcdefghijklmnopqrstuvwxyz0123456789ABCDE", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFü"} {
 		ev := mpSampleRequestHeaders()
 		ev.Method = s
 		keep := string([]byte(s))
