@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/agentwire/agentwire"
 )
@@ -240,9 +239,9 @@ func (s *Server) invoke(x *exchange) {
 // invokeHandler is invoke without tracing; it reports whether the handler
 // failed, and whether by a panic.
 func (s *Server) invokeHandler(x *exchange) (failed, panicked bool) {
-	start := time.Now()
+	start := monoNow()
 	panicked, err := s.call(x)
-	d := time.Since(start)
+	d := monoNow() - start
 	if err != nil {
 		s.handlerFailed(x, err, panicked)
 	}

@@ -64,6 +64,15 @@ type EventStats struct {
 	Latency LatencyHistogram
 }
 
+// monoBase is the origin of monoNow.
+var monoBase = time.Now()
+
+// monoNow returns the time elapsed since monoBase on the monotonic clock.
+// It reads one clock (time.Since of a time with a monotonic reading reads
+// only the monotonic clock), where time.Now reads the wall clock too: the
+// handler latency of every event takes two clock reads instead of three.
+func monoNow() time.Duration { return time.Since(monoBase) }
+
 // eventKinds bounds the event kinds counted (indexed by eventKind, which
 // numbers kinds as agentwire.EventRequestHeaders...EventGuardrailInspect).
 const eventKinds = 8

@@ -31,15 +31,18 @@ type reqCtx struct {
 	err        error
 	done       chan struct{} // created on demand
 	stopParent func() bool   // parent hook, once Done or AfterFunc was used
-	afters     []*reqAfter
+	afters     *reqAfter     // AfterFunc's functions, a list (8 bytes, not a slice's 24)
 
 	// remote is the remote span context of the request's traceparent,
-	// answered to trace.SpanFromContext when remote.set (trace.go). Set
-	// before the handler runs, never changed afterwards.
+	// answered to trace.SpanFromContext when remote.raw is a valid one
+	// (trace.go). Set before the handler runs, never changed afterwards.
 	remote remoteSpan
 }
 
-type reqAfter struct{ f func() }
+type reqAfter struct {
+	f    func()
+	next *reqAfter
+}
 
 var _ context.Context = (*reqCtx)(nil)
 
@@ -49,7 +52,7 @@ func (c *reqCtx) Deadline() (time.Time, bool) { return c.parent.Deadline() }
 // Value returns the parent's value for key, or the request's remote span
 // for package trace's span key.
 func (c *reqCtx) Value(key any) any {
-	if c.remote.set && key == spanKey && c.remote.valid() {
+	if c.remote.raw != "" && key == spanKey && c.remote.valid() {
 		return trace.Span(&c.remote)
 	}
 	return c.parent.Value(key)
@@ -95,15 +98,15 @@ func (c *reqCtx) AfterFunc(f func()) func() bool {
 		go f()
 		return func() bool { return false }
 	}
-	a := &reqAfter{f: f}
-	c.afters = append(c.afters, a)
+	a := &reqAfter{f: f, next: c.afters}
+	c.afters = a
 	c.watchParentLocked()
 	return func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		for i, x := range c.afters {
-			if x == a {
-				c.afters = append(c.afters[:i], c.afters[i+1:]...)
+		for p := &c.afters; *p != nil; p = &(*p).next {
+			if *p == a {
+				*p = a.next
 				return true
 			}
 		}
@@ -133,7 +136,7 @@ func (c *reqCtx) cancelLocked(err error) {
 		c.stopParent()
 		c.stopParent = nil
 	}
-	for _, a := range c.afters {
+	for a := c.afters; a != nil; a = a.next {
 		go a.f()
 	}
 	c.afters = nil

@@ -180,6 +180,8 @@ func DecodeRequestHeadersJSONNoCopy(data []byte, ev *RequestHeadersEvent) error 
 }
 
 func (d *jsonDecoder) requestHeaders(ev *RequestHeadersEvent) bool {
+	// Strings equal to the destination's are kept (readStringKeep).
+	meta, method, uri := ev.Metadata, ev.Method, ev.URI
 	*ev = RequestHeadersEvent{Headers: ev.Headers[:0]}
 	var s jsonStruct
 	if !d.structBegin(&s, &jsonRequestHeadersFields, "struct RequestHeadersEvent") {
@@ -188,11 +190,12 @@ func (d *jsonDecoder) requestHeaders(ev *RequestHeadersEvent) bool {
 	for {
 		switch d.structNext(&s) {
 		case 0:
+			ev.Metadata = meta // requestMetadata keeps equal strings, then clears it
 			d.requestMetadata(&ev.Metadata)
 		case 1:
-			d.readString(&ev.Method)
+			d.readStringKeep(&ev.Method, method)
 		case 2:
-			d.readString(&ev.URI)
+			d.readStringKeep(&ev.URI, uri)
 		case 3:
 			ev.Headers = d.readHeaders(ev.Headers)
 		default:
@@ -202,6 +205,7 @@ func (d *jsonDecoder) requestHeaders(ev *RequestHeadersEvent) bool {
 }
 
 func (d *jsonDecoder) requestMetadata(m *RequestMetadata) bool {
+	old := *m // a copying decoder keeps equal strings (readStringKeep)
 	*m = RequestMetadata{}
 	var s jsonStruct
 	if !d.structBegin(&s, &jsonMetadataFields, "struct RequestMetadata") {
@@ -210,37 +214,61 @@ func (d *jsonDecoder) requestMetadata(m *RequestMetadata) bool {
 	for {
 		switch d.structNext(&s) {
 		case 0:
-			d.readString(&m.CorrelationID)
+			d.readStringKeep(&m.CorrelationID, old.CorrelationID)
 		case 1:
-			d.readString(&m.RequestID)
+			// Proxies often send the correlation id as the request id
+			// too: share the string (decoded by this call, so valid in a
+			// NoCopy decoder as well).
+			d.readStringReuse(&m.RequestID, m.CorrelationID)
 		case 2:
-			d.readString(&m.ClientIP)
+			d.readStringKeep(&m.ClientIP, old.ClientIP)
 		case 3:
 			d.readU16(&m.ClientPort)
 		case 4:
-			d.readOptString(&m.ServerName)
+			d.readOptStringKeep(&m.ServerName, old.ServerName)
 		case 5:
-			d.readString(&m.Protocol)
+			d.readStringKeep(&m.Protocol, old.Protocol)
 		case 6:
-			d.readOptString(&m.TLSVersion)
+			d.readOptStringKeep(&m.TLSVersion, old.TLSVersion)
 		case 7:
-			d.readOptString(&m.TLSCipher)
+			d.readOptStringKeep(&m.TLSCipher, old.TLSCipher)
 		case 8:
-			d.readOptString(&m.RouteID)
+			d.readOptStringKeep(&m.RouteID, old.RouteID)
 		case 9:
-			d.readOptString(&m.UpstreamID)
+			d.readOptStringKeep(&m.UpstreamID, old.UpstreamID)
 		case 10:
 			if b, ok := d.readStringBytes(); ok {
 				m.Timestamp = jsonParseTimestamp(b)
 			}
 		case 11:
 			if !d.null() {
-				d.readString(&m.Traceparent)
+				d.readStringKeep(&m.Traceparent, old.Traceparent)
 			}
 		default:
 			return d.err == nil
 		}
 	}
+}
+
+// readStringKeep is readString, except that a copying decoder keeps old,
+// the string the destination held before this decode, when the value is
+// equal to it (a decoder's strings are immutable; see readHeaderValues).
+// A NoCopy decoder always points into its own input.
+func (d *jsonDecoder) readStringKeep(v *string, old string) bool {
+	if d.noCopy {
+		return d.readString(v)
+	}
+	return d.readStringReuse(v, old)
+}
+
+// readOptStringKeep is readOptString with readStringKeep.
+func (d *jsonDecoder) readOptStringKeep(v *Opt[string], old Opt[string]) bool {
+	if d.null() {
+		*v = Opt[string]{}
+		return true
+	}
+	v.Valid = true
+	return d.readStringKeep(&v.Value, old.Value)
 }
 
 // jsonHeaderIndexMin is the header count above which readHeaders switches

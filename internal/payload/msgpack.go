@@ -187,6 +187,18 @@ func mpIsFloat(c byte) bool { return c == 0xca || c == 0xcb }
 
 // mpReadStrBytes reads a str, or a bin holding valid UTF-8, without copying.
 func mpReadStrBytes(b []byte) (v, o []byte, err error) {
+	if v, o, err = mpReadStrBytesUnchecked(b); err != nil {
+		return nil, b, err
+	}
+	if !mpValidUTF8(v) {
+		return nil, b, errMpUTF8
+	}
+	return v, o, nil
+}
+
+// mpReadStrBytesUnchecked is mpReadStrBytes without the UTF-8 check: the
+// caller checks v before keeping anything of it (mpStoreValid).
+func mpReadStrBytesUnchecked(b []byte) (v, o []byte, err error) {
 	if len(b) == 0 {
 		return nil, b, errMpShort
 	}
@@ -214,9 +226,6 @@ func mpReadStrBytes(b []byte) (v, o []byte, err error) {
 	}
 	if err != nil {
 		return nil, b, errMpShort
-	}
-	if !mpValidUTF8(v) {
-		return nil, b, errMpUTF8
 	}
 	return v, o, nil
 }
@@ -277,11 +286,98 @@ func mpReadString(b []byte, dst *string) ([]byte, error) {
 		mpSetString(dst, v)
 		return o, nil
 	}
-	if !mpValidUTF8(v) {
+	if !mpStoreValid(dst, v) {
 		return b, errMpUTF8
 	}
-	if *dst != string(v) {
+	return o, nil
+}
+
+// mpStoreValid stores v in *dst unless it is equal to *dst already, and
+// reports whether v is valid UTF-8 (nothing is stored when it is not). For
+// an equal length, the comparison and the ASCII test are one pass over
+// both (the common case: a pooled destination holding the last event's
+// value); only text with a byte over 0x7f goes to utf8.Valid.
+func mpStoreValid(dst *string, v []byte) bool {
+	s := *dst
+	n := len(v)
+	if len(s) != n {
+		if !mpValidUTF8(v) {
+			return false
+		}
 		*dst = string(v)
+		return true
+	}
+	var acc, diff uint64
+	if n >= 8 {
+		// Word loads without bounds checks: every load is within the
+		// first n bytes of v and of s (the last word overlaps the one
+		// before it when n is not a multiple of 8).
+		p, q := unsafe.Pointer(unsafe.SliceData(v)), unsafe.Pointer(unsafe.StringData(s))
+		i := 0
+		for ; i+16 <= n; i += 16 {
+			x, y := *(*uint64)(unsafe.Add(p, i)), *(*uint64)(unsafe.Add(p, i+8))
+			acc |= x | y
+			diff |= (x ^ *(*uint64)(unsafe.Add(q, i))) | (y ^ *(*uint64)(unsafe.Add(q, i+8)))
+		}
+		if i+8 <= n {
+			x := *(*uint64)(unsafe.Add(p, i))
+			acc |= x
+			diff |= x ^ *(*uint64)(unsafe.Add(q, i))
+			i += 8
+		}
+		if i < n {
+			x := *(*uint64)(unsafe.Add(p, n-8))
+			acc |= x
+			diff |= x ^ *(*uint64)(unsafe.Add(q, n-8))
+		}
+	} else {
+		for i := 0; i < n; i++ {
+			acc |= uint64(v[i])
+			diff |= uint64(v[i] ^ s[i])
+		}
+	}
+	if acc&0x8080808080808080 != 0 && !utf8.Valid(v) {
+		return false
+	}
+	if diff != 0 {
+		*dst = string(v)
+	}
+	return true
+}
+
+// mpReadStringOr is mpReadString, except that a value equal to peer (a
+// string decoded just before, such as the correlation id for the request
+// id, which proxies often set alike) is stored as peer itself instead of
+// a copy of its own.
+func mpReadStringOr(b []byte, dst *string, peer string) ([]byte, error) {
+	var v, o []byte
+	switch {
+	case len(b) > 0 && b[0]&0xe0 == 0xa0:
+		n := 1 + int(b[0]&0x1f)
+		if len(b) < n {
+			return b, errMpShort
+		}
+		v, o = b[1:n:n], b[n:]
+	case len(b) > 1 && b[0] == 0xd9:
+		n := 2 + int(b[1])
+		if len(b) < n {
+			return b, errMpShort
+		}
+		v, o = b[2:n:n], b[n:]
+	default:
+		return mpReadString(b, dst)
+	}
+	if len(v) == len(peer) && string(v) == peer {
+		// Equal to peer. The UTF-8 check still runs: peer may be a
+		// caller's string rather than one the decoder checked.
+		if !mpValidUTF8(v) {
+			return b, errMpUTF8
+		}
+		*dst = peer
+		return o, nil
+	}
+	if !mpStoreValid(dst, v) {
+		return b, errMpUTF8
 	}
 	return o, nil
 }

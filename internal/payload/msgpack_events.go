@@ -89,7 +89,10 @@ func mpReadHeaders(b []byte, dst *Headers) ([]byte, error) {
 	}
 	for k := 0; k < n; k++ {
 		var name []byte
-		if name, o, err = mpReadStrBytes(o); err != nil {
+		// The name is checked for UTF-8 where it is stored, in one pass
+		// with the comparison to the slot's old name; a repeated name
+		// equals one stored (so checked) earlier in this decode.
+		if name, o, err = mpReadStrBytesUnchecked(o); err != nil {
 			*dst = h
 			return b, err
 		}
@@ -115,7 +118,10 @@ func mpReadHeaders(b []byte, dst *Headers) ([]byte, error) {
 				h = append(h, Header{})
 			}
 			at = len(h) - 1
-			mpSetString(&h[at].Name, name)
+			if !mpStoreValid(&h[at].Name, name) {
+				*dst = h[:at]
+				return b, errMpUTF8
+			}
 			if index != nil {
 				index[h[at].Name] = at
 			}
@@ -178,7 +184,7 @@ func mpReadMetadata(b []byte, m *RequestMetadata) ([]byte, error) {
 		case 0:
 			return mpReadString(b, &m.CorrelationID)
 		case 1:
-			return mpReadString(b, &m.RequestID)
+			return mpReadStringOr(b, &m.RequestID, m.CorrelationID)
 		case 2:
 			return mpReadString(b, &m.ClientIP)
 		case 3:
