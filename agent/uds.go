@@ -1029,7 +1029,10 @@ func (uc *udsConn) writer() {
 	defer s.wg.Done()
 	defer close(uc.writerDone)
 	batch := make([]udsOut, 64)
-	buf := make([]byte, 0, writeBufSize)
+	// The batch buffer is the pool's while the writer waits for replies:
+	// an idle connection holds none (writeBufPool).
+	var bp *[]byte
+	var buf []byte
 	broken := false
 	yielded := false
 	write := func(b []byte) {
@@ -1048,6 +1051,10 @@ func (uc *udsConn) writer() {
 	}
 	n, err := uc.out.DequeueBatch(batch)
 	for err == nil {
+		if bp == nil {
+			bp = writeBufPool.Get().(*[]byte)
+			buf = (*bp)[:0]
+		}
 		for i := range batch[:n] {
 			it := batch[i]
 			batch[i] = udsOut{}
@@ -1082,10 +1089,16 @@ func (uc *udsConn) writer() {
 		}
 		yielded = false
 		write(buf)
-		buf = buf[:0]
+		*bp = buf[:0]
+		writeBufPool.Put(bp)
+		bp, buf = nil, nil
 		n, err = uc.out.DequeueBatch(batch)
 	}
 }
+
+// writeBufPool holds the writers' batch buffers (writeBufSize bytes) while
+// their connections wait for replies to write.
+var writeBufPool = sync.Pool{New: func() any { b := make([]byte, 0, writeBufSize); return &b }}
 
 // ---------------------------------------------------------------------------
 // Pushes
