@@ -17,6 +17,7 @@ import (
 
 	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
+	"github.com/agentwire/agentwire/internal/bufcache"
 	"github.com/agentwire/agentwire/internal/payload"
 	"github.com/agentwire/agentwire/internal/unixsock"
 	"github.com/agentwire/agentwire/internal/wdeadline"
@@ -1029,8 +1030,9 @@ func (uc *udsConn) writer() {
 	defer s.wg.Done()
 	defer close(uc.writerDone)
 	batch := make([]udsOut, 64)
-	// The batch buffer is the pool's while the writer waits for replies:
-	// an idle connection holds none (writeBufPool).
+	// The batch buffer is the cache's while the writer waits for replies:
+	// an idle connection holds none (writeBufs).
+	hint := writeBufs.Hint()
 	var bp *[]byte
 	var buf []byte
 	broken := false
@@ -1052,7 +1054,10 @@ func (uc *udsConn) writer() {
 	n, err := uc.out.DequeueBatch(batch)
 	for err == nil {
 		if bp == nil {
-			bp = writeBufPool.Get().(*[]byte)
+			if bp = writeBufs.Get(hint); bp == nil {
+				b := make([]byte, 0, writeBufSize)
+				bp = &b
+			}
 			buf = (*bp)[:0]
 		}
 		for i := range batch[:n] {
@@ -1090,15 +1095,16 @@ func (uc *udsConn) writer() {
 		yielded = false
 		write(buf)
 		*bp = buf[:0]
-		writeBufPool.Put(bp)
+		writeBufs.Put(hint, bp) // a full cache leaves it to the GC
 		bp, buf = nil, nil
 		n, err = uc.out.DequeueBatch(batch)
 	}
 }
 
-// writeBufPool holds the writers' batch buffers (writeBufSize bytes) while
-// their connections wait for replies to write.
-var writeBufPool = sync.Pool{New: func() any { b := make([]byte, 0, writeBufSize); return &b }}
+// writeBufs holds the writers' batch buffers (writeBufSize bytes) while
+// their connections wait for replies to write (bufcache says why not
+// sync.Pool).
+var writeBufs bufcache.Cache[[]byte]
 
 // ---------------------------------------------------------------------------
 // Pushes

@@ -79,6 +79,8 @@ func TestReaderIdleHoldsNoBuffer(t *testing.T) {
 	// Wait until every reader is parked in its second ReadFrame (blocked
 	// in the network poller), then measure.
 	waitParked(t, n)
+	for idleBufs.Get(0) != nil { // the cache's buffers are nobody's
+	}
 	held := heapInUse()
 	send()
 	wg.Wait()

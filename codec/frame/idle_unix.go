@@ -12,7 +12,7 @@ const idleSupported = true
 // goroutine waits for the socket to become readable without it.
 func (r *Reader) rawRead(fd uintptr) bool {
 	if r.bufp == nil {
-		r.bufp = readBufPool.Get().(*[readBufSize]byte)
+		r.bufp = getIdleBuf(r.hint)
 	}
 	for {
 		n, err := syscall.Read(int(fd), r.bufp[:])
@@ -23,7 +23,7 @@ func (r *Reader) rawRead(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
-			readBufPool.Put(r.bufp)
+			putIdleBuf(r.hint, r.bufp)
 			r.bufp = nil
 			return false
 		default:

@@ -57,6 +57,7 @@ type Reader struct {
 	rawFn  func(fd uintptr) bool
 	rawN   int
 	rawErr error
+	hint   uint32 // the Reader's own slot in idleBufs
 }
 
 // noCopy makes go vet's copylocks check report copies.
@@ -114,6 +115,10 @@ func (r *Reader) ReadFrame() (Type, []byte, error) {
 		// Everything read has been returned (the payloads handed out
 		// before are dead now): wait for more without a buffer.
 		r.readIdle()
+		if r.bufp == nil {
+			// The wait failed (closed, deadline): no data, no buffer.
+			return 0, nil, r.fail(r.rerr)
+		}
 	} else if r.bufp == nil {
 		r.bufp = readBufPool.Get().(*[readBufSize]byte)
 	}
