@@ -17,6 +17,7 @@ import (
 
 	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
+	"github.com/agentwire/agentwire/internal/bufcache"
 	"github.com/agentwire/agentwire/internal/payload"
 	"github.com/agentwire/agentwire/internal/unixsock"
 	"github.com/agentwire/agentwire/internal/wdeadline"
@@ -1029,7 +1030,11 @@ func (uc *udsConn) writer() {
 	defer s.wg.Done()
 	defer close(uc.writerDone)
 	batch := make([]udsOut, 64)
-	buf := make([]byte, 0, writeBufSize)
+	// The batch buffer is the cache's while the writer waits for replies:
+	// an idle connection holds none (writeBufs).
+	hint := writeBufs.Hint()
+	var bp *[]byte
+	var buf []byte
 	broken := false
 	yielded := false
 	write := func(b []byte) {
@@ -1048,6 +1053,13 @@ func (uc *udsConn) writer() {
 	}
 	n, err := uc.out.DequeueBatch(batch)
 	for err == nil {
+		if bp == nil {
+			if bp = writeBufs.Get(hint); bp == nil {
+				b := make([]byte, 0, writeBufSize)
+				bp = &b
+			}
+			buf = (*bp)[:0]
+		}
 		for i := range batch[:n] {
 			it := batch[i]
 			batch[i] = udsOut{}
@@ -1082,10 +1094,17 @@ func (uc *udsConn) writer() {
 		}
 		yielded = false
 		write(buf)
-		buf = buf[:0]
+		*bp = buf[:0]
+		writeBufs.Put(hint, bp) // a full cache leaves it to the GC
+		bp, buf = nil, nil
 		n, err = uc.out.DequeueBatch(batch)
 	}
 }
+
+// writeBufs holds the writers' batch buffers (writeBufSize bytes) while
+// their connections wait for replies to write (bufcache says why not
+// sync.Pool).
+var writeBufs bufcache.Cache[[]byte]
 
 // ---------------------------------------------------------------------------
 // Pushes

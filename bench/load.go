@@ -39,6 +39,11 @@ type Config struct {
 	// process: its CPU time over the measured window is reported too
 	// (Result.AgentCPUusPerRequest, read from /proc with 10 ms resolution).
 	AgentPID int
+	// Window, when positive, splits the measured window into windows of
+	// this length and reports each one's requests and latency quantiles
+	// (Result.Windows), to show whether the latency stays bounded over a
+	// long run. Default 0: no windows.
+	Window time.Duration
 }
 
 // Result is what one run measured. CPU and allocations are those of the
@@ -63,6 +68,9 @@ type Result struct {
 	AgentCPUusPerRequest float64 `json:"agent_cpu_us_per_request,omitempty"`
 	AgentCPUCores        float64 `json:"agent_cpu_cores,omitempty"`
 	FirstError           string  `json:"first_error,omitempty"`
+	// Windows are the measured window's consecutive windows of
+	// Config.Window, in order (only with Config.Window).
+	Windows []Window `json:"windows,omitempty"`
 }
 
 // String formats r as one human-readable line.
@@ -132,6 +140,7 @@ func Run(ctx context.Context, cfg Config, rt RoundTrip) (Result, error) {
 	}
 	var (
 		phase    atomic.Int32
+		curWin   atomic.Pointer[winHist] // the window being recorded (Config.Window)
 		errs     atomic.Int64
 		firstErr atomic.Pointer[string]
 		wg       sync.WaitGroup
@@ -182,6 +191,11 @@ func Run(ctx context.Context, cfg Config, rt RoundTrip) (Result, error) {
 				}
 				counts[w].n.Add(1)
 				_ = h.RecordValue(int64(el))
+				if cfg.Window > 0 {
+					if wh := curWin.Load(); wh != nil {
+						wh.record(int64(el))
+					}
+				}
 			}
 		}(w)
 	}
@@ -204,9 +218,14 @@ func Run(ctx context.Context, cfg Config, rt RoundTrip) (Result, error) {
 	if agentCPU != nil {
 		agent0 = agentCPU()
 	}
+	var windows []Window
+	var winStart time.Duration // of the window being recorded, since start
+	if cfg.Window > 0 {
+		curWin.Store(new(winHist))
+	}
 	start := time.Now()
 	phase.Store(phaseMeasure)
-	if cfg.Progress == nil {
+	if cfg.Progress == nil && cfg.Window <= 0 {
 		sleep(cfg.Duration)
 	} else {
 		deadline := start.Add(cfg.Duration)
@@ -215,14 +234,34 @@ func Run(ctx context.Context, cfg Config, rt RoundTrip) (Result, error) {
 			if left <= 0 {
 				break
 			}
-			sleep(min(left, 100*time.Millisecond))
-			cfg.Progress(time.Since(start), done())
+			step := left
+			if cfg.Progress != nil {
+				step = min(step, 100*time.Millisecond)
+			}
+			if cfg.Window > 0 {
+				step = min(step, max(winStart+cfg.Window-time.Since(start), 0))
+			}
+			sleep(step)
+			now := time.Since(start)
+			if cfg.Window > 0 && now >= winStart+cfg.Window && now < cfg.Duration {
+				// Round trips that complete while the pointer moves
+				// land in the window they completed closest to.
+				prev := curWin.Swap(new(winHist))
+				windows = append(windows, prev.result(winStart, now-winStart))
+				winStart = now
+			}
+			if cfg.Progress != nil {
+				cfg.Progress(now, done())
+			}
 		}
 	}
 	n := done()
 	nErr := errs.Load()
 	phase.Store(phaseStop)
 	elapsed := time.Since(start)
+	if cfg.Window > 0 {
+		windows = append(windows, curWin.Load().result(winStart, elapsed-winStart))
+	}
 	runtime.ReadMemStats(&ms1)
 	cpu1 := processCPU()
 	var agent1 time.Duration
@@ -247,6 +286,7 @@ func Run(ctx context.Context, cfg Config, rt RoundTrip) (Result, error) {
 		P999us:         nsToUs(total.ValueAtQuantile(99.9)),
 		MaxUs:          nsToUs(total.Max()),
 		CPUCores:       (cpu1 - cpu0).Seconds() / elapsed.Seconds(),
+		Windows:        windows,
 	}
 	if p := firstErr.Load(); p != nil {
 		res.FirstError = *p

@@ -110,3 +110,17 @@ func TestRunAgentCPU(t *testing.T) {
 }
 
 var sink atomic.Int64
+
+func TestProcessRSS(t *testing.T) {
+	self, err := ProcessRSS(0)
+	if err != nil || self <= 0 {
+		t.Fatalf("own resident memory %d KiB, err %v", self, err)
+	}
+	byPID, err := ProcessRSS(os.Getpid())
+	if err != nil || byPID <= 0 {
+		t.Fatalf("resident memory by pid %d KiB, err %v", byPID, err)
+	}
+	if _, err := ProcessRSS(1 << 30); err == nil {
+		t.Fatal("no error for a missing process")
+	}
+}

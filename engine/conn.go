@@ -46,8 +46,8 @@ type Conn struct {
 
 	pingSeq atomic.Uint64
 
-	cbq      chan callback
-	cbBytes  atomic.Int64 // wire bytes of the reports in cbq (see maxCallbackBytes)
+	cbq      chan *callback // a pointer per slot: the queue is allocated whole for every Conn
+	cbBytes  atomic.Int64   // wire bytes of the reports in cbq (see maxCallbackBytes)
 	drainSig chan struct{}
 
 	baseCtx    context.Context // cancelled by Close: bounds reconnect attempts
@@ -208,7 +208,7 @@ func newConnObj(d dialer, o options) *Conn {
 		log:       connLogger(o.logger, o.endpoint),
 		d:         d,
 		sessCh:    make(chan struct{}),
-		cbq:       make(chan callback, o.callbackQueue),
+		cbq:       make(chan *callback, o.callbackQueue),
 		drainSig:  make(chan struct{}, 1),
 		closing:   make(chan struct{}),
 		dispDone:  make(chan struct{}),

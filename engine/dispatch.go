@@ -17,8 +17,10 @@ const (
 
 // callback is one queued user callback (or config-update answer).
 type callback struct {
-	kind    cbKind
-	health  agentwire.HealthStatus
+	kind cbKind
+	// health points into the session's stored report (never written
+	// after it is stored).
+	health  *agentwire.HealthStatus
 	metrics *agentwire.MetricsReport
 	log     *agentwire.LogMessage
 	cfg     *agentwire.ConfigUpdateRequest
@@ -48,7 +50,7 @@ func (c *Conn) dispatch(cb callback) {
 		}
 	}
 	select {
-	case c.cbq <- cb:
+	case c.cbq <- &cb: // reports are rare: one allocation each keeps the queue at a pointer per slot
 	default:
 		c.cbBytes.Add(-cb.size)
 		c.dropCallback(cb)
@@ -80,7 +82,7 @@ func (c *Conn) dispatcher() {
 		select {
 		case cb := <-c.cbq:
 			c.cbRunning.Store(true)
-			c.runCallback(cb)
+			c.runCallback(*cb)
 			c.cbRunning.Store(false)
 		case <-c.stateSig:
 			c.runStateChanges()
@@ -106,7 +108,7 @@ func (c *Conn) runCallback(cb callback) {
 	}()
 	switch cb.kind {
 	case cbHealth:
-		c.opts.onHealth(cb.health)
+		c.opts.onHealth(*cb.health)
 	case cbMetrics:
 		c.opts.onMetrics(cb.metrics)
 	case cbLog:

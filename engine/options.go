@@ -26,7 +26,8 @@ const (
 	// DefaultMaxMessageSize is the default send and receive cap (the 4 MiB
 	// that tonic enforces on both Rust sides).
 	DefaultMaxMessageSize = 4 << 20
-	// DefaultRingSize is the capacity of the outbound queue.
+	// DefaultRingSize is the capacity of the outbound queue (at most: see
+	// WithRingSize).
 	DefaultRingSize = 1024
 	// DefaultReconnectBase and DefaultReconnectMax bound the reconnect
 	// backoff (exponential, full jitter).
@@ -290,7 +291,10 @@ func WithFailFastWhileReconnecting(failFast bool) Option {
 }
 
 // WithRingSize sets the capacity of the outbound queue (rounded up to a
-// power of two; default DefaultRingSize). Callers block (within their
+// power of two; default DefaultRingSize). A session whose agent announces
+// a max_concurrency M (which admission keeps the requests in flight
+// under) uses M+64 instead when that is smaller, so that idle connections
+// do not hold slots no request can use. Callers block (within their
 // context) while it is full. Every transport.
 func WithRingSize(n int) Option { return optionFunc(func(o *options) { o.ringSize = n }) }
 

@@ -82,13 +82,14 @@ func (r *healthReport) active(now time.Time) bool {
 
 func newSession(c *Conn, t transport, caps agentwire.Capabilities) *session {
 	ctx, cancel := context.WithCancel(context.Background())
+	ringSize := sessionRingSize(c.opts.ringSize, caps.Limits.MaxConcurrency)
 	s := &session{
 		c:         c,
 		t:         t,
-		out:       ring.New[outbound](c.opts.ringSize),
+		out:       ring.New[outbound](ringSize),
 		ctx:       ctx,
 		cancel:    cancel,
-		pending:   xsync.NewMap[string, *pending](xsync.WithPresize(c.opts.ringSize)),
+		pending:   xsync.NewMap[string, *pending](xsync.WithPresize(ringSize)),
 		pings:     xsync.NewMap[uint64, chan time.Time](),
 		pausedIDs: xsync.NewMap[string, struct{}](),
 		caps:      caps,
@@ -509,7 +510,7 @@ func (s *session) onHealth(h agentwire.HealthStatus) {
 	// Counted once applied: a report that Stats shows is in force.
 	s.c.stats.healthReports.Add(1)
 	if s.c.opts.onHealth != nil {
-		s.c.dispatch(callback{kind: cbHealth, health: h})
+		s.c.dispatch(callback{kind: cbHealth, health: &r.status})
 	}
 }
 

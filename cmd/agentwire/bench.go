@@ -16,7 +16,7 @@ import (
 	"github.com/agentwire/agentwire/engine"
 )
 
-const benchSynopsis = `agentwire bench --agent ENDPOINT [--concurrency 64] [--duration 10s] [--conns 1] [--body-size 0] [--encoding json|msgpack] [--raw-bodies] [--floor] [--json]
+const benchSynopsis = `agentwire bench --agent ENDPOINT [--concurrency 64] [--duration 10s] [--conns 1] [--body-size 0] [--encoding json|msgpack] [--raw-bodies] [--floor] [--window D] [--idle D] [--json]
 
 Closed-loop load: --concurrency callers each keep one request-headers round
 trip in flight (plus request body chunks of --body-size bytes when > 0,
@@ -30,7 +30,11 @@ conns, body_size, raw_bodies when set, duration_s); with --agent-pid also
 agent_cpu_us_per_request and agent_cpu_cores. --floor measures the machine's
 floor right after the run with the same settings (see agentwire floor) and
 adds floor (its report), floor_fraction (requests/s over the floor's) and
-floor_p50_ratio.`
+floor_p50_ratio. --window D adds windows: requests/s, p50, p99 and max of
+each consecutive window of D. --idle D measures resident memory per
+connection: before connecting, with the connections open and idle for D
+(before the load) and idle for D after the load, of this process and (with
+--agent-pid) of the agent, and adds idle (its proxy_* and agent_* keys).`
 
 // benchFlags are the flags of the bench command.
 type benchFlags struct {
@@ -49,6 +53,8 @@ type benchFlags struct {
 	mutexProfile string
 	tls          tlsFlags
 	floor        bool
+	window       time.Duration
+	idle         time.Duration
 }
 
 // benchReport is the --json output: the run's settings and bench.Result.
@@ -66,6 +72,8 @@ type benchReport struct {
 	FloorFraction float64      `json:"floor_fraction,omitempty"`
 	// FloorP50Ratio is the run's p50 latency over the floor's.
 	FloorP50Ratio float64 `json:"floor_p50_ratio,omitempty"`
+	// Idle is the resident memory per idle connection (--idle).
+	Idle *idleReport `json:"idle,omitempty"`
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -85,9 +93,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.memProfile, "memprofile", "", "write an allocation profile to this file after the run")
 	fs.StringVar(&f.mutexProfile, "mutexprofile", "", "write a mutex contention profile to this file after the run")
 	fs.BoolVar(&f.floor, "floor", false, "also measure the machine's floor (agentwire floor) with the same settings and report the fraction of it reached")
+	fs.DurationVar(&f.window, "window", 0, "also report requests/s and latency of each consecutive window of this length (0: none)")
+	fs.DurationVar(&f.idle, "idle", 0, "also measure resident memory per idle connection, the connections idling this long before and after the load (0: no)")
 	f.tls.register(fs, false)
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if f.window < 0 || f.idle < 0 {
+		return usagef("--window and --idle must not be negative")
 	}
 	if f.agent == "" {
 		return usagef("--agent is required")
@@ -116,11 +129,24 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		extra = append(extra, engine.WithRawMsgpackBodies())
 	}
 
+	var idle *idleReport
+	var rssBefore, rssIdle rssPair
+	if f.idle > 0 {
+		idle = &idleReport{Conns: f.conns, WaitS: f.idle.Seconds()}
+		if rssBefore, err = readRSS(ctx, 0, f.agentPID); err != nil {
+			return err
+		}
+	}
 	conns, err := dialConns(ctx, ep, &f.tls, f.encoding, f.conns, extra...)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", ep, err)
 	}
 	defer closeConns(conns)
+	if idle != nil {
+		if rssIdle, err = readRSS(ctx, f.idle, f.agentPID); err != nil {
+			return err
+		}
+	}
 	// What the handshake chose, not what was asked for: an agent may
 	// answer a msgpack offer with json (every Rust agent does).
 	enc := conns[0].Encoding()
@@ -145,7 +171,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if !f.json {
 		prog = newProgress(stderr, f.duration, "bench")
 	}
-	cfg := bench.Config{Concurrency: f.concurrency, Duration: f.duration, Warmup: f.warmup, AgentPID: f.agentPID}
+	cfg := bench.Config{Concurrency: f.concurrency, Duration: f.duration, Warmup: f.warmup, AgentPID: f.agentPID, Window: f.window}
 	if f.warmup == 0 {
 		cfg.Warmup = -1 // bench.Config: 0 means the default warm-up
 	}
@@ -160,6 +186,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rep := benchReport{
 		Transport: ep.transport(), Encoding: enc, Conns: f.conns, BodySize: f.bodySize, RawBodies: f.rawBodies,
 		DurationS: res.Duration.Seconds(), Result: res,
+	}
+	if idle != nil {
+		rssAfter, err := readRSS(ctx, f.idle, f.agentPID)
+		if err != nil {
+			return err
+		}
+		idle.fill(rssBefore, rssIdle, rssAfter)
+		rep.Idle = idle
 	}
 	if f.floor {
 		if err := addFloor(ctx, &rep, f, stderr); err != nil {
@@ -282,6 +316,7 @@ func printBenchReport(w io.Writer, target string, rep *benchReport) {
 	}
 	b.WriteString("\n")
 	writeResultRows(&b, &rep.Result)
+	writeIdleRows(&b, rep)
 	if rep.AgentCPUCores > 0 {
 		fmt.Fprintf(&b, "agent CPU/req    %.1f µs (%.2f cores)\n", rep.AgentCPUusPerRequest, rep.AgentCPUCores)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"io"
 	"sync"
+	"syscall"
 )
 
 // readBufSize is the size of a Reader's internal buffer: one read syscall
@@ -48,6 +49,15 @@ type Reader struct {
 	// to the pool at the next ReadFrame or at Release.
 	large    largeBuf
 	hasLarge bool
+
+	// raw is rd's raw connection when rd is a Unix or TCP socket: an
+	// empty Reader then waits for data without a buffer (idle.go). rawFn
+	// is r.rawRead, rawN and rawErr its results.
+	raw    syscall.RawConn
+	rawFn  func(fd uintptr) bool
+	rawN   int
+	rawErr error
+	hint   uint32 // the Reader's own slot in idleBufs
 }
 
 // noCopy makes go vet's copylocks check report copies.
@@ -58,12 +68,17 @@ func (*noCopy) Unlock() {}
 
 // NewReader returns a Reader on rd that rejects frames whose LEN exceeds
 // maxLen. maxLen <= 0 or above MaxLen means MaxLen. Its buffers come from
-// pools: call Release when the Reader is no longer needed.
+// pools: call Release when the Reader is no longer needed. On a Unix or
+// TCP socket (*net.UnixConn, *net.TCPConn) a Reader that has returned
+// everything it read waits for the next frame without holding its 64 KiB
+// buffer (see idle.go).
 func NewReader(rd io.Reader, maxLen int) *Reader {
 	if maxLen <= 0 || maxLen > MaxLen {
 		maxLen = MaxLen
 	}
-	return &Reader{rd: rd, maxLen: maxLen, pool: defaultLargePool}
+	r := &Reader{rd: rd, maxLen: maxLen, pool: defaultLargePool}
+	r.initIdle(rd)
+	return r
 }
 
 // Release returns the Reader's buffers to their pools. Payloads returned by
@@ -96,7 +111,15 @@ func (r *Reader) ReadFrame() (Type, []byte, error) {
 		return 0, nil, r.err
 	}
 	r.putLarge()
-	if r.bufp == nil {
+	if r.raw != nil && r.r == r.w && r.rerr == nil {
+		// Everything read has been returned (the payloads handed out
+		// before are dead now): wait for more without a buffer.
+		r.readIdle()
+		if r.bufp == nil {
+			// The wait failed (closed, deadline): no data, no buffer.
+			return 0, nil, r.fail(r.rerr)
+		}
+	} else if r.bufp == nil {
 		r.bufp = readBufPool.Get().(*[readBufSize]byte)
 	}
 	if err := r.fill(HeaderSize); err != nil {
