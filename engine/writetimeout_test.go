@@ -20,7 +20,7 @@ import (
 // TestUDSSlowReaderIsNotStuck: an agent that reads slowly (30 ms per
 // 64 KiB event, a megabyte queued at once: far more than the socket
 // holds, and no max_concurrency to hold the calls back) keeps each write
-// blocked much longer than the write timeout (150 ms) but accepts bytes
+// blocked much longer than the write timeout (400 ms) but accepts bytes
 // all along: it is busy, not stuck, and its session must survive. The
 // write timeout used to bound the whole write, and failed it.
 func TestUDSSlowReaderIsNotStuck(t *testing.T) {
@@ -43,8 +43,11 @@ func TestUDSSlowReaderIsNotStuck(t *testing.T) {
 			}
 		}
 	})
-	c := dialUDS(t, fa.path, WithWriteTimeout(150*time.Millisecond))
-	const n = 16
+	// 32 events take about a second to be read, far longer than the
+	// write timeout; 400 ms leaves room for a loaded machine under -race
+	// between two reads (150 ms was seen to fail).
+	c := dialUDS(t, fa.path, WithWriteTimeout(400*time.Millisecond))
+	const n = 32
 	body := bytes.Repeat([]byte("x"), 64<<10)
 	errs := make(chan error, n)
 	for i := range n {
@@ -131,7 +134,7 @@ func TestGRPCAgentStopsReading(t *testing.T) {
 // TestGRPCSlowReaderIsNotStuck: a gRPC agent that reads one 64 KiB
 // message per 30 ms through 64 KiB windows keeps the writer's SendMsg
 // waiting for window updates all along, but each one completes well
-// within the write timeout (150 ms): the session survives.
+// within the write timeout (400 ms): the session survives.
 func TestGRPCSlowReaderIsNotStuck(t *testing.T) {
 	addr := startFake(t, &fakeAgent{process: func(stream grpc.BidiStreamingServer[pb.ProxyToAgent, pb.AgentToProxy]) error {
 		if _, err := acceptHandshake(stream, nil); err != nil {
@@ -148,8 +151,11 @@ func TestGRPCSlowReaderIsNotStuck(t *testing.T) {
 			}
 		}
 	}}, grpc.InitialWindowSize(64<<10), grpc.InitialConnWindowSize(64<<10))
-	c := dial(t, addr, WithGRPCWindow(64<<10), WithWriteTimeout(150*time.Millisecond))
-	const n = 16
+	// 32 messages take about a second to be read, far longer than the
+	// write timeout, while each one waits far less than it (400 ms leaves
+	// room for a loaded machine under -race: 150 ms was seen to fail).
+	c := dial(t, addr, WithGRPCWindow(64<<10), WithWriteTimeout(400*time.Millisecond))
+	const n = 32
 	body := bytes.Repeat([]byte("x"), 64<<10)
 	errs := make(chan error, n)
 	for i := range n {

@@ -102,7 +102,11 @@ func TestFanOutWaitsOffTheCaller(t *testing.T) {
 			if limit == "connection" {
 				waited = pa.Conns()[0].Stats().SaturationWaits
 			}
-			if waited != 1 || sa.InFlight != 0 || sa.Decisions.Allow != 2 {
+			// X's call to A waited for Z's slot once, or not at all when
+			// its goroutine reached the slot only after B had seen X and
+			// Z had ended (seen under -race at load ~10): the point above
+			// is that X was not held up, not where its call waited.
+			if waited > 1 || sa.InFlight != 0 || sa.Decisions.Allow != 2 {
 				t.Fatalf("agent a: waits %d, stats %+v", waited, sa)
 			}
 		})
