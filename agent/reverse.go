@@ -215,7 +215,7 @@ func (s *Server) ServeReverse(ctx context.Context, endpoint string, opts ...Reve
 		}
 		nc, err := dialReverse(life, &rc, network, addr, s.cfg.uds.handshakeTimeout())
 		if err == nil {
-			rd := frame.NewReader(nc, s.cfg.uds.frameLimit())
+			rd := s.newFrameReader(nc)
 			resp, rerr := s.register(life, nc, rd, &rc)
 			switch {
 			case rerr != nil:

@@ -286,7 +286,7 @@ func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
 // ServeReverse's context). The caller has counted this goroutine in s.wg.
 func (s *Server) serveConn(ext context.Context, nc net.Conn, rd *frame.Reader, reverse bool) {
 	if rd == nil {
-		rd = frame.NewReader(nc, s.cfg.uds.frameLimit())
+		rd = s.newFrameReader(nc)
 	}
 	uc := &udsConn{
 		srv:        s,
