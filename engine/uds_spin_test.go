@@ -50,10 +50,15 @@ func TestReadSpinWhileDue(t *testing.T) {
 		t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
 	}
 	entered := make(chan struct{}, 1)
+	entered2 := make(chan struct{}, 1)
 	release := make(chan struct{})
 	ta := newTestAgent()
 	ta.reqHeaders = func(_ context.Context, ev *agentwire.RequestHeadersEvent, _ *agentwire.AgentResponse) error {
-		if ev.Metadata.CorrelationID == "held" {
+		switch ev.Metadata.CorrelationID {
+		case "held2":
+			entered2 <- struct{}{}
+			<-release
+		case "held":
 			entered <- struct{}{}
 			<-release
 		}
@@ -82,9 +87,20 @@ func TestReadSpinWhileDue(t *testing.T) {
 	if !tr.sr.Want() {
 		t.Error("the reader would not spin while a reply is due")
 	}
+	// A second call in flight: replies come in batches, no spinning.
+	go func() {
+		_, err := c.RequestHeaders(testCtx(t), headersEvent("held"+"2"))
+		done <- err
+	}()
+	<-entered2 // both calls are in flight
+	if tr.sr.Want() {
+		t.Error("the reader would spin with two calls in flight")
+	}
 	close(release)
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
 	if tr.sr.Want() {
 		t.Fatal("the reader would spin after the last reply")
