@@ -119,7 +119,11 @@
 // length closes the connection, an unknown type byte is skipped and counted
 // (Stats.IgnoredFrames). A write that does not complete within
 // WithWriteTimeout (10 s: the proxy stopped reading) closes the connection
-// too.
+// too. A connection's reader retries its non-blocking read for up to
+// WithReadSpin (DefaultReadSpin, 50 µs) before it parks, so that at low
+// load the next event does not have to wake a sleeping thread; a spin that
+// does not pay makes the next reads park at once, for longer and longer
+// (an idle connection costs no CPU; see uds_spin.go).
 //
 // The first frame must be the proxy's 0x01 handshake (always JSON), within
 // WithHandshakeTimeout (10 s). The answer, 0x02, carries protocol version

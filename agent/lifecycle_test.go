@@ -106,7 +106,7 @@ func TestShutdownDuringHandshakeSetup(t *testing.T) {
 	}
 	go func() {
 		defer srv.wg.Done()
-		srv.serveConn(context.Background(), gc, nil, false)
+		srv.serveConn(context.Background(), gc, nil, nil, false)
 	}()
 	waitFor(t, "handshake arming its deadline", gc.held.Load)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -215,7 +215,7 @@ func (s *Server) ServeReverse(ctx context.Context, endpoint string, opts ...Reve
 		}
 		nc, err := dialReverse(life, &rc, network, addr, s.cfg.uds.handshakeTimeout())
 		if err == nil {
-			rd := frame.NewReader(nc, s.cfg.uds.frameLimit())
+			rd, sr := s.newFrameReader(nc)
 			resp, rerr := s.register(life, nc, rd, &rc)
 			switch {
 			case rerr != nil:
@@ -245,7 +245,7 @@ func (s *Server) ServeReverse(ctx context.Context, endpoint string, opts ...Reve
 					rd.Release()
 					return ErrServerClosed
 				}
-				s.serveConn(ctx, nc, rd, true)
+				s.serveConn(ctx, nc, rd, sr, true)
 				s.wg.Done()
 				log.LogAttrs(ctx, slog.LevelInfo, "agentwire: reverse connection ended", slog.String("connection_id", resp.ConnectionID))
 			}

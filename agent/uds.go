@@ -19,6 +19,7 @@ import (
 	"github.com/agentwire/agentwire/codec/frame"
 	"github.com/agentwire/agentwire/internal/bufcache"
 	"github.com/agentwire/agentwire/internal/payload"
+	"github.com/agentwire/agentwire/internal/spinread"
 	"github.com/agentwire/agentwire/internal/unixsock"
 	"github.com/agentwire/agentwire/internal/wdeadline"
 	"github.com/agentwire/agentwire/ring"
@@ -147,8 +148,13 @@ type udsConn struct {
 	// writer then yields before flushing so that their replies share a
 	// write.
 	readAhead atomic.Bool
-	out       *ring.Ring[udsOut]
-	inflight  inflightTable
+	// framesRead counts the frames read since the reader last had to read
+	// the socket, and spinOK says whether that was at most one (uds_spin.go).
+	// Reader only.
+	framesRead int
+	spinOK     bool
+	out        *ring.Ring[udsOut]
+	inflight   inflightTable
 
 	// hsConfig is the configuration the handshake carried (when handed to
 	// the Configurer); configured is set by the first 0x17. Reader only.
@@ -227,7 +233,7 @@ func (s *Server) ServeUDS(ln net.Listener) error {
 		}
 		go func() {
 			defer s.wg.Done()
-			s.serveConn(context.Background(), nc, nil, false)
+			s.serveConn(context.Background(), nc, nil, nil, false)
 		}()
 	}
 }
@@ -285,9 +291,9 @@ func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
 // frame reader when one was already used (registration), else nil; serveConn
 // releases it. ext ends the connection when cancelled (reverse connections:
 // ServeReverse's context). The caller has counted this goroutine in s.wg.
-func (s *Server) serveConn(ext context.Context, nc net.Conn, rd *frame.Reader, reverse bool) {
+func (s *Server) serveConn(ext context.Context, nc net.Conn, rd *frame.Reader, sr *spinread.Reader, reverse bool) {
 	if rd == nil {
-		rd = frame.NewReader(nc, s.cfg.uds.frameLimit())
+		rd, sr = s.newFrameReader(nc)
 	}
 	uc := &udsConn{
 		srv:        s,
@@ -303,6 +309,7 @@ func (s *Server) serveConn(ext context.Context, nc net.Conn, rd *frame.Reader, r
 		writerDone: make(chan struct{}),
 	}
 	uc.wd.Timeout = s.cfg.uds.writeTimeout()
+	uc.gateSpin(sr)
 	defer uc.rd.Release()
 	uc.ctx, uc.cancel = context.WithCancel(s.baseCtx)
 	defer uc.cancel()
@@ -655,6 +662,9 @@ func (uc *udsConn) readFrames() error {
 		if uc.inline && len(uc.wbuf) > 0 && (len(uc.wbuf) >= uc.flushBytes || !uc.rd.FrameBuffered()) {
 			uc.flushInline()
 		}
+		if !uc.rd.FrameBuffered() {
+			uc.noteRead()
+		}
 		typ, p, err := uc.rd.ReadFrame()
 		if err != nil {
 			var ut *frame.UnknownTypeError
@@ -670,6 +680,7 @@ func (uc *udsConn) readFrames() error {
 			}
 			return err
 		}
+		uc.framesRead++
 		if uc.stopping.Load() {
 			return nil
 		}

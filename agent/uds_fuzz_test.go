@@ -267,7 +267,7 @@ func fuzzConnOnce(t *testing.T, msgpack, inline bool, stream []byte) {
 		go func() {
 			defer s.wg.Done()
 			defer close(ended)
-			s.serveConn(context.Background(), nc, nil, false)
+			s.serveConn(context.Background(), nc, nil, nil, false)
 		}()
 		return ended
 	}

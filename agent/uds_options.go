@@ -38,6 +38,8 @@ type udsConfig struct {
 	inline       bool // WithInlineHandlers
 	wTimeout     time.Duration
 	wTimeoutSet  bool
+	readSpin     time.Duration // WithReadSpin (readSpinSet: given)
+	readSpinSet  bool
 }
 
 // writeTimeout returns the write timeout (0: none).

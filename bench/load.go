@@ -35,6 +35,11 @@ type Config struct {
 	// Progress, when set, is called about every 100ms of the measured window
 	// with the elapsed time and the requests completed so far.
 	Progress func(elapsed time.Duration, done int64)
+	// Gap, when positive, is a pause of each caller between its round
+	// trips (think time): the processes then idle between calls, as an
+	// agent does behind an HTTP proxy at low load, instead of being kept
+	// busy by back-to-back calls. The pause is not part of the latencies.
+	Gap time.Duration
 	// AgentPID, when positive, is the pid of an agent running in another
 	// process: its CPU time over the measured window is reported too
 	// (Result.AgentCPUusPerRequest, read from /proc with 10 ms resolution).
@@ -176,6 +181,10 @@ func Run(ctx context.Context, cfg Config, rt RoundTrip) (Result, error) {
 				t1 := monoNow()
 				el := t1 - t0
 				t0 = t1
+				if cfg.Gap > 0 {
+					time.Sleep(cfg.Gap)
+					t0 = monoNow()
+				}
 				if p != phaseMeasure {
 					continue
 				}

@@ -356,7 +356,12 @@
 // not take at once is left to the writer, so a call never waits on the
 // socket. The writer writes everything queued while it
 // was busy with one write (writev when large frames go out from their own
-// buffers). Body data is base64 in JSON and MessagePack; WithRawMsgpackBodies sends
+// buffers). While calls are in flight, the reader retries its non-blocking
+// read for up to WithReadSpin (DefaultReadSpin, 50 µs) before it parks, so
+// that at low load a reply does not have to wake a sleeping thread; a spin
+// that does not pay makes the next reads park at once, for longer and
+// longer, and an idle connection never spins (uds_spin.go). Body data is
+// base64 in JSON and MessagePack; WithRawMsgpackBodies sends
 // raw bin instead, which only agentwire agents accept.
 //
 // Endpoint mix-ups are named: a gRPC agent dialled with a Unix-socket

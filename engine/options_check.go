@@ -21,6 +21,7 @@ const (
 	setEncodings
 	setRawBodies
 	setWriteTimeout
+	setReadSpin
 	setOnLog
 )
 
@@ -66,6 +67,7 @@ var optRules = []optRule{
 	{setEncodings, "WithEncodings/WithMsgpack", [3]bool{false, true, false}, "gRPC carries protobuf and reverse connections JSON"},
 	{setRawBodies, "WithRawMsgpackBodies", [3]bool{false, true, false}, "it applies to MessagePack Unix-socket connections"},
 	{setWriteTimeout, "WithWriteTimeout", [3]bool{true, true, true}, ""},
+	{setReadSpin, "WithReadSpin", [3]bool{false, true, true}, "gRPC connections are read by grpc-go"},
 	{setOnLog, "WithOnLog", [3]bool{true, false, false}, "the Unix-socket protocol has no log frame"},
 }
 

@@ -72,6 +72,7 @@ func optionCases() []optionCase {
 		{"WithMsgpack", WithMsgpack(), udsOnly},
 		{"WithRawMsgpackBodies", WithRawMsgpackBodies(), udsOnly},
 		{"WithWriteTimeout", WithWriteTimeout(time.Second), [3]bool{true, true, true}},
+		{"WithReadSpin", WithReadSpin(time.Microsecond), [3]bool{false, true, true}},
 	}
 }
 
@@ -193,6 +194,7 @@ func TestInvalidConfigKind(t *testing.T) {
 		{"liveness", udsEP, []Option{WithLivenessPing(time.Second, 0)}},
 		{"agent config", udsEP, []Option{WithAgentConfig([]byte(`{nope`))}},
 		{"write timeout", udsEP, []Option{WithWriteTimeout(-1)}},
+		{"read spin", udsEP, []Option{WithReadSpin(-1)}},
 		{"unknown encoding", udsEP, []Option{WithEncodings("cbor")}},
 		{"encoding twice", udsEP, []Option{WithEncodings("json", "json")}},
 		{"no encoding", udsEP, []Option{WithEncodings()}},

@@ -20,6 +20,7 @@ import (
 	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
 	"github.com/agentwire/agentwire/internal/payload"
+	"github.com/agentwire/agentwire/internal/spinread"
 	"github.com/agentwire/agentwire/internal/unixsock"
 )
 
@@ -303,7 +304,9 @@ func (l *ReverseListener) serve(nc net.Conn) {
 		caps.AgentID = req.AgentID
 	}
 	maxPayload, maxLen := udsLimits(&l.connOpts)
-	t := newUDSTransport(nc, frame.NewReader(nc, maxLen), maxPayload, false, false, l.log)
+	sr := spinread.New(nc, l.connOpts.uds.spinBudget())
+	t := newUDSTransport(nc, frame.NewReader(sr, maxLen), maxPayload, false, false, l.log)
+	t.sr = sr
 	t.wd.Timeout = l.connOpts.uds.writeTimeout
 	c, err := newConn(context.Background(), &reverseDialer{t: t, caps: caps}, l.connOpts)
 	if err != nil { // not expected: the dialer hands over an open socket

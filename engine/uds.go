@@ -19,6 +19,7 @@ import (
 	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
 	"github.com/agentwire/agentwire/internal/payload"
+	"github.com/agentwire/agentwire/internal/spinread"
 	"github.com/agentwire/agentwire/internal/unixsock"
 	"github.com/agentwire/agentwire/internal/wdeadline"
 )
@@ -189,9 +190,11 @@ func (d *udsDialer) open(ctx context.Context, hs *agentwire.HandshakeRequest) (t
 	caps.ProtocolVersion = resp.ProtocolVersion
 	caps.SupportedEvents = grpcEventCodes(caps.SupportedEvents)
 	msgpack := enc == agentwire.EncodingMsgpack
-	rd := frame.NewReader(nc, maxLen)
+	sr := spinread.New(nc, d.o.uds.spinBudget())
+	rd := frame.NewReader(sr, maxLen)
 	t := newUDSTransport(nc, rd, maxPayload, msgpack, msgpack && d.o.uds.rawBodies, d.o.logger)
 	t.wd.Timeout = d.o.uds.writeTimeout
+	t.sr = sr
 	return t, caps, nil
 }
 
@@ -258,6 +261,10 @@ type udsTransport struct {
 	cfgMu  sync.Mutex
 	cfgIDs map[string]struct{}
 	cfgSeq atomic.Uint64
+
+	// sr is the spinning reader under rd (uds_spin.go; nil when rd reads
+	// the connection itself).
+	sr *spinread.Reader
 
 	// scratch is the reader's reply for replies that need the slow path.
 	scratch agentwire.AgentResponse
@@ -487,6 +494,7 @@ func (t *udsTransport) close() {
 // the cause of every pending request's ErrConnectionLost.
 func (t *udsTransport) readLoop(s *session) error {
 	defer t.rd.Release()
+	t.spinWhileDue(s)
 	for {
 		typ, p, err := t.rd.ReadFrame()
 		if err != nil {

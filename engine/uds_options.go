@@ -20,6 +20,9 @@ type udsOptions struct {
 	// may accept nothing of a batched write, and on gRPC too (despite the
 	// struct's name) how long one SendMsg may block.
 	writeTimeout time.Duration
+	// readSpin is WithReadSpin's budget (readSpinSet: given).
+	readSpin    time.Duration
+	readSpinSet bool
 }
 
 // DefaultWriteTimeout is how long the agent may accept nothing of a write
@@ -40,6 +43,9 @@ var jsonOnly = []string{agentwire.EncodingJSON}
 func (u *udsOptions) validate() error {
 	if u.writeTimeout < 0 {
 		return configErr("negative write timeout %v", u.writeTimeout)
+	}
+	if u.readSpin < 0 || u.readSpin > MaxReadSpin {
+		return configErr("read spin %v: want 0..%v", u.readSpin, MaxReadSpin)
 	}
 	seen := 0
 	for _, e := range u.encodings {

@@ -16,11 +16,13 @@ import (
 	"github.com/agentwire/agentwire/engine"
 )
 
-const benchSynopsis = `agentwire bench --agent ENDPOINT [--concurrency 64] [--duration 10s] [--conns 1] [--body-size 0] [--encoding json|msgpack] [--raw-bodies] [--floor] [--window D] [--idle D] [--json]
+const benchSynopsis = `agentwire bench --agent ENDPOINT [--concurrency 64] [--duration 10s] [--conns 1] [--body-size 0] [--encoding json|msgpack] [--raw-bodies] [--gap 0] [--floor] [--window D] [--idle D] [--json]
 
 Closed-loop load: --concurrency callers each keep one request-headers round
 trip in flight (plus request body chunks of --body-size bytes when > 0,
-as raw MessagePack bin with --raw-bodies, else base64), spread over --conns connections, for --duration after a warm-up. Prints
+as raw MessagePack bin with --raw-bodies, else base64), spread over --conns connections, for --duration after a warm-up; with --gap
+each caller pauses that long between its round trips (the processes idle
+between calls, as behind an HTTP proxy at low load). Prints
 requests/s, p50/p90/p99/p99.9 latency, allocations and CPU time per request
 of this (client) process. --json prints one JSON object with the keys
 requests_per_sec, p50_us, p90_us, p99_us, p999_us, max_us,
@@ -28,7 +30,7 @@ allocs_per_request, bytes_per_request, cpu_us_per_request, cpu_cores,
 errors, requests, concurrency and the run's settings (transport, encoding,
 conns, body_size, raw_bodies when set, duration_s); with --agent-pid also
 agent_cpu_us_per_request and agent_cpu_cores. --floor measures the machine's
-floor right after the run with the same settings (see agentwire floor) and
+floor right after the run with the same settings (--gap included; see agentwire floor) and
 adds floor (its report), floor_fraction (requests/s over the floor's) and
 floor_p50_ratio. --window D adds windows: requests/s, p50, p99 and max of
 each consecutive window of D. --idle D measures resident memory per
@@ -55,6 +57,7 @@ type benchFlags struct {
 	floor        bool
 	window       time.Duration
 	idle         time.Duration
+	gap          time.Duration
 }
 
 // benchReport is the --json output: the run's settings and bench.Result.
@@ -64,6 +67,7 @@ type benchReport struct {
 	Conns     int     `json:"conns"`
 	BodySize  int     `json:"body_size"`
 	RawBodies bool    `json:"raw_bodies,omitempty"`
+	GapUs     float64 `json:"gap_us,omitempty"` // --gap, in µs
 	DurationS float64 `json:"duration_s"`
 	bench.Result
 	// Floor is the floor measured beside the run (--floor), and
@@ -92,6 +96,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured run to this file")
 	fs.StringVar(&f.memProfile, "memprofile", "", "write an allocation profile to this file after the run")
 	fs.StringVar(&f.mutexProfile, "mutexprofile", "", "write a mutex contention profile to this file after the run")
+	fs.DurationVar(&f.gap, "gap", 0, "pause of each caller between its round trips, not counted in the latencies (0: back to back; see bench.Config.Gap)")
 	fs.BoolVar(&f.floor, "floor", false, "also measure the machine's floor (agentwire floor) with the same settings and report the fraction of it reached")
 	fs.DurationVar(&f.window, "window", 0, "also report requests/s and latency of each consecutive window of this length (0: none)")
 	fs.DurationVar(&f.idle, "idle", 0, "also measure resident memory per idle connection, the connections idling this long before and after the load (0: no)")
@@ -109,8 +114,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if f.concurrency <= 0 || f.conns <= 0 || f.duration <= 0 || f.bodySize < 0 {
-		return usagef("--concurrency, --conns and --duration must be positive, --body-size not negative")
+	if f.concurrency <= 0 || f.conns <= 0 || f.duration <= 0 || f.bodySize < 0 || f.gap < 0 {
+		return usagef("--concurrency, --conns and --duration must be positive, --body-size and --gap not negative")
 	}
 	if err := checkLoadSize(f.concurrency, f.conns, f.bodySize); err != nil {
 		return err
@@ -171,7 +176,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if !f.json {
 		prog = newProgress(stderr, f.duration, "bench")
 	}
-	cfg := bench.Config{Concurrency: f.concurrency, Duration: f.duration, Warmup: f.warmup, AgentPID: f.agentPID, Window: f.window}
+	cfg := bench.Config{Concurrency: f.concurrency, Duration: f.duration, Warmup: f.warmup, Gap: f.gap, AgentPID: f.agentPID, Window: f.window}
 	if f.warmup == 0 {
 		cfg.Warmup = -1 // bench.Config: 0 means the default warm-up
 	}
@@ -185,7 +190,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	rep := benchReport{
 		Transport: ep.transport(), Encoding: enc, Conns: f.conns, BodySize: f.bodySize, RawBodies: f.rawBodies,
-		DurationS: res.Duration.Seconds(), Result: res,
+		DurationS: res.Duration.Seconds(), Result: res, GapUs: float64(f.gap) / 1e3,
 	}
 	if idle != nil {
 		rssAfter, err := readRSS(ctx, f.idle, f.agentPID)
@@ -358,7 +363,7 @@ func fmtUs(us float64) string {
 // concurrency, connections, duration) right after the run, and puts it
 // beside the run's result.
 func addFloor(ctx context.Context, rep *benchReport, f benchFlags, stderr io.Writer) error {
-	ff := floorFlags{transport: "grpc", encoding: "msgpack", concurrency: f.concurrency, conns: f.conns, duration: f.duration, warmup: f.warmup}
+	ff := floorFlags{transport: "grpc", encoding: "msgpack", concurrency: f.concurrency, conns: f.conns, duration: f.duration, warmup: f.warmup, gap: f.gap}
 	if rep.Transport == "uds" {
 		ff.transport = "uds"
 		if rep.Encoding != "" {

@@ -37,6 +37,7 @@ type floorFlags struct {
 	conns       int
 	duration    time.Duration
 	warmup      time.Duration
+	gap         time.Duration // bench --gap: the callers' pause between round trips
 	json        bool
 }
 
@@ -105,7 +106,7 @@ func measureFloor(ctx context.Context, f floorFlags, stderr io.Writer) (floorRep
 	if err != nil {
 		return floorReport{}, fmt.Errorf("connect to the echo at %s: %w", addr, err)
 	}
-	cfg := bench.Config{Concurrency: f.concurrency, Duration: f.duration, Warmup: f.warmup, AgentPID: echo.cmd.Process.Pid}
+	cfg := bench.Config{Concurrency: f.concurrency, Duration: f.duration, Warmup: f.warmup, Gap: f.gap, AgentPID: echo.cmd.Process.Pid}
 	if f.warmup == 0 {
 		cfg.Warmup = -1
 	}
@@ -121,7 +122,7 @@ func measureFloor(ctx context.Context, f floorFlags, stderr io.Writer) (floorRep
 		enc = f.encoding
 	}
 	return floorReport{
-		benchReport:  benchReport{Transport: f.transport, Encoding: enc, Conns: f.conns, DurationS: res.Duration.Seconds(), Result: res},
+		benchReport:  benchReport{Transport: f.transport, Encoding: enc, Conns: f.conns, DurationS: res.Duration.Seconds(), Result: res, GapUs: float64(f.gap) / 1e3},
 		RequestBytes: len(req), ReplyBytes: len(reply),
 	}, nil
 }

@@ -11,7 +11,8 @@ import (
 
 // Idle connections hold no read buffer.
 //
-// A Reader on a Unix or TCP socket (*net.UnixConn, *net.TCPConn) waits for
+// A Reader on a Unix or TCP socket (*net.UnixConn, *net.TCPConn, or a
+// spinning reader of one, internal/spinread) waits for
 // the next frame without its 64 KiB buffer: when everything read has been
 // returned as frames, ReadFrame reads through the socket's syscall.RawConn,
 // and a read that finds no data (EAGAIN) puts the buffer into idleBufs
@@ -32,6 +33,11 @@ func (r *Reader) initIdle(rd io.Reader) {
 	}
 	var sc syscall.Conn
 	switch c := rd.(type) {
+	case spinner:
+		// A socket read with a bounded spin (internal/spinread): the
+		// Reader reads the descriptor itself and asks the spinner
+		// whether a read that found nothing goes again or waits.
+		sc, r.spin = c, c
 	case *net.UnixConn:
 		sc = c
 	case *net.TCPConn:
@@ -46,6 +52,16 @@ func (r *Reader) initIdle(rd io.Reader) {
 	r.raw = rc
 	r.rawFn = r.rawRead // one method value per Reader, not one per read
 	r.hint = idleBufs.Hint()
+}
+
+// spinner is a reader of a socket that spins before it parks
+// (internal/spinread.Reader): SpinAgain is asked after a read that found
+// no data (true: read again at once, false: wait for the socket), SpinGot
+// told after one that brought data.
+type spinner interface {
+	syscall.Conn
+	SpinAgain() bool
+	SpinGot()
 }
 
 // idleBufs holds the buffers of waiting Readers (bufcache explains why not

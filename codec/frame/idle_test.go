@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/agentwire/agentwire/internal/spinread"
 )
 
 // TestReaderIdleHoldsNoBuffer: Readers on Unix sockets that have returned
@@ -21,6 +23,16 @@ import (
 // readBufSize more: seen failing at 65 KiB per reader); a frame arriving
 // later is read as usual.
 func TestReaderIdleHoldsNoBuffer(t *testing.T) {
+	t.Run("conn", func(t *testing.T) { testReaderIdleHoldsNoBuffer(t, func(c net.Conn) io.Reader { return c }) })
+	// The engine and the agent read their Unix sockets through a spinning
+	// reader (internal/spinread): it must not bring the buffer back while
+	// the reader waits.
+	t.Run("spinread", func(t *testing.T) {
+		testReaderIdleHoldsNoBuffer(t, func(c net.Conn) io.Reader { return spinread.New(c, 50*time.Microsecond) })
+	})
+}
+
+func testReaderIdleHoldsNoBuffer(t *testing.T, wrap func(net.Conn) io.Reader) {
 	const n = 100
 	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "f.sock"))
 	if err != nil {
@@ -41,7 +53,7 @@ func TestReaderIdleHoldsNoBuffer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pairs[i] = pair{w: w, r: r, rd: NewReader(r, 0)}
+		pairs[i] = pair{w: w, r: r, rd: NewReader(wrap(r), 0)}
 		defer w.Close()
 		defer r.Close()
 	}

@@ -19,10 +19,16 @@ func (r *Reader) rawRead(fd uintptr) bool {
 		switch err {
 		case nil:
 			r.rawN = n
+			if n > 0 && r.spin != nil {
+				r.spin.SpinGot()
+			}
 			return true
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			if r.spin != nil && r.spin.SpinAgain() {
+				continue // spinning: the buffer stays
+			}
 			putIdleBuf(r.hint, r.bufp)
 			r.bufp = nil
 			return false

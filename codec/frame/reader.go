@@ -57,7 +57,8 @@ type Reader struct {
 	rawFn  func(fd uintptr) bool
 	rawN   int
 	rawErr error
-	hint   uint32 // the Reader's own slot in idleBufs
+	hint   uint32  // the Reader's own slot in idleBufs
+	spin   spinner // rd, when it spins before parking (idle.go)
 }
 
 // noCopy makes go vet's copylocks check report copies.
