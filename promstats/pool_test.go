@@ -207,8 +207,11 @@ func TestPoolMetricsUnderLoad(t *testing.T) {
 	var f families
 	eventually(t, "the WAF's health and metrics reports", func() bool {
 		f = scrapeText(t, url)
+		// One report per WAF connection: both must have arrived (the
+		// first alone was seen at the check below).
 		return f.sum("agentwire_agent_health", L("agent", "waf", "state", "healthy")) == 2 &&
-			f.metric(t, "agentwire_reported_rules_matched", nil) != nil
+			f.metric(t, "agentwire_reported_rules_matched", nil) != nil &&
+			f.sum("agentwire_metrics_reports_total", nil) >= 2
 	})
 	for _, fam := range poolFamilies {
 		if f[fam] == nil {
