@@ -102,7 +102,7 @@ hist() {
 	local host=${metrics_addr%:*} port=${metrics_addr##*:}
 	exec 3<>"/dev/tcp/$host/$port"
 	printf 'GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n' "$metrics_addr" >&3
-	sed -n 's/^agentwire_agent_call_duration_seconds_bucket{[^}]*le="\([^"]*\)"} \([0-9]*\).*$/\1 \2/p' <&3
+	sed -n 's/^agentwire_agent_request_duration_seconds_bucket{[^}]*event="request_headers"[^}]*le="\([^"]*\)"} \([0-9]*\).*$/\1 \2/p' <&3
 	exec 3<&-
 }
 
