@@ -19,7 +19,7 @@ func (r *Reader) rawRead(fd uintptr) bool {
 		switch err {
 		case nil:
 			r.rawN = n
-			if n > 0 && r.spin != nil {
+			if r.spin != nil {
 				r.spin.SpinGot()
 			}
 			return true
@@ -34,6 +34,9 @@ func (r *Reader) rawRead(fd uintptr) bool {
 			return false
 		default:
 			r.rawErr = err
+			if r.spin != nil {
+				r.spin.SpinGot()
+			}
 			return true
 		}
 	}

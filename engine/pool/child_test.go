@@ -37,7 +37,10 @@ func runChild() bool {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		srv := agent.NewServer(agent.BaseHandler{}, agent.WithAgentID("bench"))
+		// Inline handlers, as agentwire serve runs its reference agents
+		// (and agentwire bench measures them): the benchmarks measure the
+		// layer, not the agent's hand-off to a worker goroutine.
+		srv := agent.NewServer(agent.BaseHandler{}, agent.WithAgentID("bench"), agent.WithInlineHandlers())
 		srvs = append(srvs, srv)
 		go func() { _ = srv.ServeUDS(ln) }()
 	}

@@ -176,6 +176,7 @@ func TestBackOffBounded(t *testing.T) {
 	r := &Reader{budget: 1, nextSkip: 1}
 	for range 20 {
 		r.start = 1
+		spinners.Add(1) // the slot a spin holds
 		r.spun(10, false)
 	}
 	if r.skip != MaxSkip || r.nextSkip != MaxSkip {
@@ -185,6 +186,7 @@ func TestBackOffBounded(t *testing.T) {
 	// failed spin too.
 	r = &Reader{budget: 5, nextSkip: 1}
 	r.start = 1
+	spinners.Add(1)
 	r.spun(100, true)
 	if r.Failed != 1 || r.Spins != 0 || r.skip != 1 {
 		t.Fatalf("late data: failed %d spins %d skip %d, want 1 0 1", r.Failed, r.Spins, r.skip)
@@ -293,5 +295,58 @@ func TestNoSpinWithout(t *testing.T) {
 	buf := make([]byte, 4)
 	if n, err := r.Read(buf); err != nil || string(buf[:n]) != "ok" {
 		t.Fatalf("plain read %q, %v", buf[:n], err)
+	}
+}
+
+// TestSpinnersBounded: with one reader spinning and room for one spinner,
+// a second reader parks at once (not a failed spin) instead of spinning
+// beside it; the slot is free again once the spin ends, also when it ends
+// with the end of the stream.
+func TestSpinnersBounded(t *testing.T) {
+	needProcs(t)
+	a1, b1 := unixPair(t)
+	a2, b2 := unixPair(t)
+	r1, r2 := New(a1, 20*time.Second), New(a2, 20*time.Second)
+	r1.limit, r2.limit = 1, 1
+	spinning := make(chan struct{})
+	r1.Want = func() bool { close(spinning); return true }
+	buf1, buf2 := make([]byte, 16), make([]byte, 16)
+	got1 := readAsync(r1, buf1)
+	await(t, spinning, "first spin")
+	// Want runs just before the slot is taken: wait for the slot.
+	for deadline := time.Now().Add(10 * time.Second); spinners.Load() != 1; runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d spinners, want the first reader's", spinners.Load())
+		}
+	}
+	parked := make(chan struct{}, 1)
+	r2.parking = func() { parked <- struct{}{} }
+	got2 := readAsync(r2, buf2)
+	await(t, parked, "second reader parking")
+	if r2.Failed != 0 || r2.Spins != 0 {
+		t.Fatalf("second reader: %d failed, %d paid spins; want it parked without spinning", r2.Failed, r2.Spins)
+	}
+	write(t, b1, "one")
+	write(t, b2, "two")
+	if res := await(t, got1, "first read"); res.err != nil || string(buf1[:res.n]) != "one" {
+		t.Fatalf("first read %q, %v", buf1[:res.n], res.err)
+	}
+	if res := await(t, got2, "second read"); res.err != nil || string(buf2[:res.n]) != "two" {
+		t.Fatalf("second read %q, %v", buf2[:res.n], res.err)
+	}
+	if n := spinners.Load(); n != 0 {
+		t.Fatalf("%d spinners after the spins ended", n)
+	}
+	// A spin that ends with the end of the stream gives its slot back.
+	spinning2 := make(chan struct{})
+	r1.Want = func() bool { close(spinning2); return true }
+	got1 = readAsync(r1, buf1)
+	await(t, spinning2, "spin before the end of the stream")
+	b1.Close()
+	if res := await(t, got1, "read at the end"); res.err != io.EOF {
+		t.Fatalf("read at the end: %v, want io.EOF", res.err)
+	}
+	if n := spinners.Load(); n != 0 {
+		t.Fatalf("%d spinners after a spin ended with the stream", n)
 	}
 }

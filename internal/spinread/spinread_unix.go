@@ -29,11 +29,13 @@ func (r *Reader) read(fd uintptr) bool {
 			return true
 		case err == nil:
 			r.err = io.EOF
+			r.SpinGot()
 			return true
 		case err == syscall.EINTR:
 			continue
 		case err != syscall.EAGAIN:
 			r.err = os.NewSyscallError("read", err)
+			r.SpinGot()
 			return true
 		}
 		// Nothing to read yet.
@@ -61,6 +63,9 @@ func (r *Reader) SpinAgain() bool {
 		if r.Want != nil && !r.Want() {
 			return r.park()
 		}
+		if !r.acquire() {
+			return r.park() // enough readers spin already
+		}
 		r.start = monoNow()
 	} else if now := monoNow(); now-r.start >= r.budget {
 		r.spun(now, false)
@@ -70,8 +75,9 @@ func (r *Reader) SpinAgain() bool {
 	return true
 }
 
-// SpinGot is told that a read of the connection brought data: a spin in
-// progress paid (or, past its budget, did not).
+// SpinGot is told that a read of the connection ended (data, the end of
+// the stream or an error): a spin in progress ends, paid unless it ran past
+// its budget, and gives its slot back.
 func (r *Reader) SpinGot() {
 	if r.start != 0 {
 		r.spun(monoNow(), true)
