@@ -166,22 +166,7 @@ func TestAllocsOneAgentPipeline(t *testing.T) {
 			pl.End(&r)
 		}
 	}
-	runBare() // warm up: buffers, pools, the affinity table
-	runPool()
-	var bareN, poolN uint64
-	for range 3 { // alternate, keep the lowest of each (other goroutines' noise only adds)
-		m0 := mallocs()
-		runBare()
-		m1 := mallocs()
-		runPool()
-		m2 := mallocs()
-		if b := m1 - m0; bareN == 0 || b < bareN {
-			bareN = b
-		}
-		if q := m2 - m1; poolN == 0 || q < poolN {
-			poolN = q
-		}
-	}
+	bareN, poolN := lowestMallocs(runBare, runPool) // warms up first: buffers, pools, the affinity table
 	extra := int64(poolN) - int64(bareN)
 	t.Logf("%d requests: bare connection %d mallocs (%.3f/request), one-agent pipeline %d (%.3f/request), extra %d (%.4f/request)",
 		n, bareN, float64(bareN)/n, poolN, float64(poolN)/n, extra, float64(extra)/n)
@@ -251,22 +236,7 @@ func TestAllocsThreeAgentParallel(t *testing.T) {
 			pl.End(&r)
 		}
 	}
-	runBare()
-	runPool()
-	var bareN, poolN uint64
-	for range 3 {
-		m0 := mallocs()
-		runBare()
-		m1 := mallocs()
-		runPool()
-		m2 := mallocs()
-		if b := m1 - m0; bareN == 0 || b < bareN {
-			bareN = b
-		}
-		if q := m2 - m1; poolN == 0 || q < poolN {
-			poolN = q
-		}
-	}
+	bareN, poolN := lowestMallocs(runBare, runPool)
 	extra := int64(poolN) - int64(bareN)
 	t.Logf("%d requests: 3 bare calls each %d mallocs (%.3f/request), three-agent parallel pipeline %d (%.3f/request), extra %d (%.4f/request)",
 		n, bareN, float64(bareN)/n, poolN, float64(poolN)/n, extra, float64(extra)/n)
@@ -278,4 +248,26 @@ func TestAllocsThreeAgentParallel(t *testing.T) {
 			t.Fatalf("agent %s: allows %d, in flight %d", s.Name, s.Decisions.Allow, s.InFlight)
 		}
 	}
+}
+
+// lowestMallocs runs bare and pool once each to warm up, then three times
+// alternately, and returns the lowest malloc count of each (other
+// goroutines' noise only adds).
+func lowestMallocs(bare, pool func()) (bareN, poolN uint64) {
+	bare()
+	pool()
+	for range 3 {
+		m0 := mallocs()
+		bare()
+		m1 := mallocs()
+		pool()
+		m2 := mallocs()
+		if b := m1 - m0; bareN == 0 || b < bareN {
+			bareN = b
+		}
+		if q := m2 - m1; poolN == 0 || q < poolN {
+			poolN = q
+		}
+	}
+	return bareN, poolN
 }
