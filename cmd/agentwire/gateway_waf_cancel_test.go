@@ -1,11 +1,8 @@
 package main
 
 import (
-	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -77,14 +74,7 @@ func TestGatewayWAFAgentHeadersOnlyBodies(t *testing.T) {
 // request then race on two connections (seen in 2 of about 60 runs on the
 // shared machine).
 func TestGatewayWAFAgentOversizedNoComplete(t *testing.T) {
-	sock := shortSocketPath(t, "waf.sock")
-	agentProc := startProc(t, "serve", "--listen", "unix://"+sock, "--agent", "waf", "--max-transactions", "2")
-	waitMatch(t, &agentProc.stderr, listeningRE, 30*time.Second)
-	cfg := filepath.Join(t.TempDir(), "waf.kdl")
-	src := fmt.Sprintf("agent \"waf\" {\n    unix-socket %q\n    events \"request_headers\" \"request_body\"\n    failure-mode \"closed\"\n    max-request-body-bytes 1024\n    connections 1\n}\n", sock)
-	if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	agentProc, cfg := startWAFWithConfig(t, `"request_headers" "request_body"`, "    connections 1\n")
 	up := &upstreamRecorder{}
 	upSrv := httptest.NewServer(up)
 	defer upSrv.Close()

@@ -196,14 +196,7 @@ func TestGatewayWAFAgentAsNewUser(t *testing.T) {
 // 2 open transactions, 4 such requests leave the next request allowed,
 // not refused with the agent's overflow 503).
 func TestGatewayWAFAgentBodies(t *testing.T) {
-	sock := shortSocketPath(t, "waf.sock")
-	agentProc := startProc(t, "serve", "--listen", "unix://"+sock, "--agent", "waf", "--max-transactions", "2")
-	waitMatch(t, &agentProc.stderr, listeningRE, 30*time.Second)
-	cfg := filepath.Join(t.TempDir(), "waf.kdl")
-	src := fmt.Sprintf("agent \"waf\" {\n    unix-socket %q\n    events \"request_headers\" \"request_body\" \"request_complete\"\n    failure-mode \"closed\"\n    max-request-body-bytes 1024\n}\n", sock)
-	if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	_, cfg := startWAFWithConfig(t, `"request_headers" "request_body" "request_complete"`, "")
 	up := &upstreamRecorder{}
 	upSrv := httptest.NewServer(up)
 	defer upSrv.Close()
@@ -242,4 +235,22 @@ func TestGatewayWAFAgentBodies(t *testing.T) {
 	if n := up.count(); n != 5 {
 		t.Fatalf("upstream got %d requests, want 5 (the benign POST and 4 GETs)", n)
 	}
+}
+
+// startWAFWithConfig starts `serve --agent waf --max-transactions 2` on a
+// Unix socket and writes a gateway config with one agent block for it:
+// the given events, fail-closed, a request body limit of 1024 bytes, and
+// the extra lines, if any. It returns the agent process and the config's
+// path.
+func startWAFWithConfig(t *testing.T, events, extra string) (*proc, string) {
+	t.Helper()
+	sock := shortSocketPath(t, "waf.sock")
+	agentProc := startProc(t, "serve", "--listen", "unix://"+sock, "--agent", "waf", "--max-transactions", "2")
+	waitMatch(t, &agentProc.stderr, listeningRE, 30*time.Second)
+	cfg := filepath.Join(t.TempDir(), "waf.kdl")
+	src := fmt.Sprintf("agent \"waf\" {\n    unix-socket %q\n    events %s\n    failure-mode \"closed\"\n    max-request-body-bytes 1024\n%s}\n", sock, events, extra)
+	if err := os.WriteFile(cfg, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return agentProc, cfg
 }
