@@ -9,12 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tinylib/msgp/msgp"
+	"github.com/agentwire/agentwire/internal/loopagent"
 
 	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/codec/frame"
 	"github.com/agentwire/agentwire/internal/allocs"
-	"github.com/agentwire/agentwire/internal/payload"
 )
 
 // loopAgent is an allocation-free fake agent on a real Unix socket: it
@@ -24,81 +23,7 @@ import (
 // to be the engine's own.
 func startLoopAgent(t testing.TB, enc string) string {
 	t.Helper()
-	path := sockPath(t)
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	var nc net.Conn
-	go func() {
-		defer close(done)
-		var err error
-		if nc, err = ln.Accept(); err != nil {
-			return
-		}
-		rd := frame.NewReader(nc, 0)
-		defer rd.Release()
-		if _, _, err := rd.ReadFrame(); err != nil {
-			return
-		}
-		resp := agentwire.HandshakeResponse{ProtocolVersion: 2, Capabilities: fullCaps("loop"), Success: true, Encoding: enc}
-		hs, _ := frame.AppendFrame(nil, frame.TypeHandshakeResponse, payload.AppendHandshakeResponseJSON(nil, &resp))
-		if _, err := nc.Write(hs); err != nil {
-			return
-		}
-		out := make([]byte, 0, 4096)
-		jsonKey := []byte(`"correlation_id":"`)
-		for {
-			typ, p, err := rd.ReadFrame()
-			if err != nil {
-				return
-			}
-			if typ != frame.TypeRequestHeaders && typ != frame.TypeRequestBodyChunk {
-				continue
-			}
-			var id []byte
-			if enc == agentwire.EncodingMsgpack {
-				id, _ = payload.EventCorrelationIDMsgpack(p)
-			} else if i := bytes.Index(p, jsonKey); i >= 0 {
-				id = p[i+len(jsonKey):]
-				id = id[:bytes.IndexByte(id, '"')]
-			}
-			var start int
-			out, start = frame.BeginFrame(out[:0], frame.TypeAgentResponse)
-			if enc == agentwire.EncodingMsgpack {
-				out = msgp.AppendMapHeader(out, 3)
-				out = msgp.AppendString(out, "version")
-				out = msgp.AppendUint32(out, 2)
-				out = msgp.AppendString(out, "decision")
-				out = msgp.AppendString(out, "allow")
-				out = msgp.AppendString(out, "audit")
-				out = msgp.AppendMapHeader(out, 1)
-				out = msgp.AppendString(out, "custom")
-				out = msgp.AppendMapHeader(out, 1)
-				out = msgp.AppendString(out, "correlation_id")
-				out = msgp.AppendStringFromBytes(out, id)
-			} else {
-				out = append(out, `{"version":2,"decision":"allow","audit":{"custom":{"correlation_id":"`...)
-				out = append(out, id...)
-				out = append(out, `"}}}`...)
-			}
-			if frame.EndFrame(out, start) != nil {
-				return
-			}
-			if _, err := nc.Write(out); err != nil {
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		if nc != nil {
-			nc.Close()
-		}
-		<-done
-	})
-	return path
+	return loopagent.Start(t, loopagent.Config{Encoding: enc})
 }
 
 // TestUDSAllocsPerRoundTrip measures the proxy side of a Unix-socket round

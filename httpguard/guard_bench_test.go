@@ -1,17 +1,14 @@
 package httpguard
 
 import (
-	"bytes"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 
+	"github.com/agentwire/agentwire/internal/loopagent"
+
 	"github.com/agentwire/agentwire"
-	"github.com/agentwire/agentwire/codec/frame"
 	"github.com/agentwire/agentwire/engine/pool"
-	"github.com/agentwire/agentwire/internal/payload"
 )
 
 // startLoopAgent runs an allocation-free fake agent on a Unix socket: it
@@ -22,82 +19,7 @@ import (
 // the proxy side's.
 func startLoopAgent(tb testing.TB) string {
 	tb.Helper()
-	path := sockPath(tb)
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Go(func() {
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, nc)
-			mu.Unlock()
-			wg.Go(func() { serveLoop(nc) })
-		}
-	})
-	tb.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return "unix://" + path
-}
-
-func serveLoop(nc net.Conn) {
-	rd := frame.NewReader(nc, 0)
-	defer rd.Release()
-	if _, _, err := rd.ReadFrame(); err != nil {
-		return
-	}
-	caps := agentwire.Capabilities{
-		AgentID: "loop", Name: "loop", Version: "1",
-		SupportedEvents: []int32{0, 1, 2, 3, 4, 5, 6, 7},
-		Features:        agentwire.FullFeatures(),
-		Limits:          agentwire.DefaultLimits(),
-	}
-	resp := agentwire.HandshakeResponse{ProtocolVersion: 2, Capabilities: caps, Success: true, Encoding: agentwire.EncodingJSON}
-	hs, _ := frame.AppendFrame(nil, frame.TypeHandshakeResponse, payload.AppendHandshakeResponseJSON(nil, &resp))
-	if _, err := nc.Write(hs); err != nil {
-		return
-	}
-	out := make([]byte, 0, 4096)
-	key := []byte(`"correlation_id":"`)
-	for {
-		typ, p, err := rd.ReadFrame()
-		if err != nil {
-			return
-		}
-		if typ != frame.TypeRequestHeaders {
-			continue
-		}
-		var id []byte
-		if i := bytes.Index(p, key); i >= 0 {
-			id = p[i+len(key):]
-			id = id[:bytes.IndexByte(id, '"')]
-		}
-		var start int
-		out, start = frame.BeginFrame(out[:0], frame.TypeAgentResponse)
-		out = append(out, `{"version":2,"decision":"allow","request_headers":[{"set":{"name":"x-agent-processed","value":"true"}}],"audit":{"custom":{"correlation_id":"`...)
-		out = append(out, id...)
-		out = append(out, `"}}}`...)
-		if frame.EndFrame(out, start) != nil {
-			return
-		}
-		if _, err := nc.Write(out); err != nil {
-			return
-		}
-	}
+	return "unix://" + loopagent.Start(tb, loopagent.Config{SetProcessed: true})
 }
 
 // nopWriter is a ResponseWriter that allocates nothing.

@@ -3,21 +3,18 @@
 package promstats
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
-	"sync"
 	"testing"
+
+	"github.com/agentwire/agentwire/internal/loopagent"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentwire/agentwire"
-	"github.com/agentwire/agentwire/codec/frame"
 	"github.com/agentwire/agentwire/engine"
 	"github.com/agentwire/agentwire/engine/pool"
 	"github.com/agentwire/agentwire/internal/allocs"
-	"github.com/agentwire/agentwire/internal/payload"
 )
 
 // startLoopAgent runs a fake agent on a Unix socket that allocates nothing
@@ -26,78 +23,7 @@ import (
 // reused buffer.
 func startLoopAgent(t testing.TB) string {
 	t.Helper()
-	path := sockPath(t)
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Go(func() {
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, nc)
-			mu.Unlock()
-			wg.Go(func() { loopServe(nc) })
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return path
-}
-
-func loopServe(nc net.Conn) {
-	rd := frame.NewReader(nc, 0)
-	defer rd.Release()
-	if _, _, err := rd.ReadFrame(); err != nil {
-		return
-	}
-	resp := agentwire.HandshakeResponse{ProtocolVersion: 2, Success: true, Encoding: agentwire.EncodingJSON,
-		Capabilities: agentwire.Capabilities{AgentID: "loop", Name: "loop", Version: "1",
-			SupportedEvents: []int32{1}, Features: agentwire.FullFeatures(), Limits: agentwire.DefaultLimits()}}
-	hs, _ := frame.AppendFrame(nil, frame.TypeHandshakeResponse, payload.AppendHandshakeResponseJSON(nil, &resp))
-	if _, err := nc.Write(hs); err != nil {
-		return
-	}
-	out := make([]byte, 0, 4096)
-	key := []byte(`"correlation_id":"`)
-	for {
-		typ, p, err := rd.ReadFrame()
-		if err != nil {
-			return
-		}
-		if typ != frame.TypeRequestHeaders {
-			continue
-		}
-		var id []byte
-		if i := bytes.Index(p, key); i >= 0 {
-			id = p[i+len(key):]
-			id = id[:bytes.IndexByte(id, '"')]
-		}
-		var start int
-		out, start = frame.BeginFrame(out[:0], frame.TypeAgentResponse)
-		out = append(out, `{"version":2,"decision":"allow","audit":{"custom":{"correlation_id":"`...)
-		out = append(out, id...)
-		out = append(out, `"}}}`...)
-		if frame.EndFrame(out, start) != nil {
-			return
-		}
-		if _, err := nc.Write(out); err != nil {
-			return
-		}
-	}
+	return loopagent.Start(t, loopagent.Config{})
 }
 
 // TestAllocsCollectorRegistered proves that a registered pool collector

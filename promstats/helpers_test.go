@@ -30,8 +30,6 @@ func testCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-func sockPath(tb testing.TB) string { return testagent.SockPath(tb) }
-
 // udsAgent is a real agent on a Unix socket that can be killed
 // (internal/testagent).
 type udsAgent = testagent.UDS

@@ -3,18 +3,15 @@
 package pool
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"runtime"
-	"sync"
 	"testing"
 
+	"github.com/agentwire/agentwire/internal/loopagent"
+
 	"github.com/agentwire/agentwire"
-	"github.com/agentwire/agentwire/codec/frame"
 	"github.com/agentwire/agentwire/engine"
-	"github.com/agentwire/agentwire/internal/payload"
 )
 
 // startLoopAgent runs an allocation-free fake agent on a Unix socket: it
@@ -24,88 +21,7 @@ import (
 // request for them to be the proxy side's.
 func startLoopAgent(t testing.TB) string {
 	t.Helper()
-	path := sockPath(t)
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, nc)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				serveLoop(nc)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return path
-}
-
-func serveLoop(nc net.Conn) {
-	rd := frame.NewReader(nc, 0)
-	defer rd.Release()
-	if _, _, err := rd.ReadFrame(); err != nil {
-		return
-	}
-	caps := agentwire.Capabilities{
-		AgentID: "loop", Name: "loop", Version: "1",
-		SupportedEvents: []int32{0, 1, 2, 3, 4, 5, 6, 7},
-		Features:        agentwire.FullFeatures(),
-		Limits:          agentwire.DefaultLimits(),
-	}
-	resp := agentwire.HandshakeResponse{ProtocolVersion: 2, Capabilities: caps, Success: true, Encoding: agentwire.EncodingJSON}
-	hs, _ := frame.AppendFrame(nil, frame.TypeHandshakeResponse, payload.AppendHandshakeResponseJSON(nil, &resp))
-	if _, err := nc.Write(hs); err != nil {
-		return
-	}
-	out := make([]byte, 0, 4096)
-	key := []byte(`"correlation_id":"`)
-	for {
-		typ, p, err := rd.ReadFrame()
-		if err != nil {
-			return
-		}
-		if typ != frame.TypeRequestHeaders {
-			continue
-		}
-		var id []byte
-		if i := bytes.Index(p, key); i >= 0 {
-			id = p[i+len(key):]
-			id = id[:bytes.IndexByte(id, '"')]
-		}
-		var start int
-		out, start = frame.BeginFrame(out[:0], frame.TypeAgentResponse)
-		out = append(out, `{"version":2,"decision":"allow","audit":{"custom":{"correlation_id":"`...)
-		out = append(out, id...)
-		out = append(out, `"}}}`...)
-		if frame.EndFrame(out, start) != nil {
-			return
-		}
-		if _, err := nc.Write(out); err != nil {
-			return
-		}
-	}
+	return loopagent.Start(t, loopagent.Config{})
 }
 
 // mallocs returns the process's total number of heap allocations.
