@@ -37,8 +37,9 @@ var (
 )
 
 // Error is the typed error of this package: a Kind from the set above,
-// the agent it is about and context. Errors in verdicts are preallocated
-// per agent and shared: treat an Error as immutable.
+// the agent it is about and context. The Error in a verdict is the
+// caller's own (a copy made on the failure path, never a value shared
+// with other calls), so it may be kept or wrapped.
 type Error struct {
 	// Kind is one of the Err* sentinels of this package.
 	Kind error
