@@ -1,10 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // proc is a process of the built binary whose output the test reads.
@@ -189,41 +189,7 @@ func TestGatewayScenario(t *testing.T) {
 // exited 0.
 func startGateway(t *testing.T, args ...string) (string, *syncBuffer) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	var out, errb syncBuffer
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, append([]string{"gateway"}, args...), &out, &errb) }()
-	deadline := time.Now().Add(15 * time.Second)
-	var base string
-	for base == "" {
-		if m := gatewayListeningRE.FindStringSubmatch(out.String()); m != nil {
-			base = m[1]
-			break
-		}
-		select {
-		case code := <-done:
-			cancel()
-			t.Fatalf("gateway exited with %d: %s", code, errb.String())
-		case <-time.After(5 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			<-done
-			t.Fatalf("gateway did not listen; stderr: %s", errb.String())
-		}
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("gateway exited with %d; stderr: %s", code, errb.String())
-			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("gateway did not stop; stderr: %s", errb.String())
-		}
-	})
-	return base, &errb
+	return startCommand(t, "gateway", gatewayListeningRE, false, args...)
 }
 
 // TestGatewayPlainProxy: without --agent the gateway is a plain reverse

@@ -127,27 +127,41 @@ func runCLI(t *testing.T, args ...string) cliResult {
 // it exited 0.
 func startServe(t *testing.T, args ...string) string {
 	t.Helper()
+	addr, _ := startCommand(t, "serve", listeningRE, true, args...)
+	return addr
+}
+
+// startCommand runs the CLI command cmd with args in-process until the
+// test ends. It waits up to 15 s for re's first submatch in the command's
+// stdout (stderr when onStderr) and returns it and the command's stderr;
+// the cleanup stops the command and checks that it exited 0.
+func startCommand(t *testing.T, cmd string, re *regexp.Regexp, onStderr bool, args ...string) (string, *syncBuffer) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb syncBuffer
+	watch := &out
+	if onStderr {
+		watch = &errb
+	}
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, append([]string{"serve"}, args...), &out, &errb) }()
+	go func() { done <- run(ctx, append([]string{cmd}, args...), &out, &errb) }()
 	var addr string
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for addr == "" {
-		if m := listeningRE.FindStringSubmatch(errb.String()); m != nil {
+		if m := re.FindStringSubmatch(watch.String()); m != nil {
 			addr = m[1]
 			break
 		}
 		select {
 		case code := <-done:
 			cancel()
-			t.Fatalf("serve exited with %d before listening: %s", code, errb.String())
+			t.Fatalf("%s exited with %d before listening: %s", cmd, code, errb.String())
 		case <-time.After(5 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			cancel()
 			<-done
-			t.Fatalf("serve did not report listening; stderr: %s", errb.String())
+			t.Fatalf("%s did not report listening; stderr: %s", cmd, errb.String())
 		}
 	}
 	t.Cleanup(func() {
@@ -155,13 +169,13 @@ func startServe(t *testing.T, args ...string) string {
 		select {
 		case code := <-done:
 			if code != 0 {
-				t.Errorf("serve exited with %d; stderr: %s", code, errb.String())
+				t.Errorf("%s exited with %d; stderr: %s", cmd, code, errb.String())
 			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("serve did not stop; stderr: %s", errb.String())
+		case <-time.After(20 * time.Second):
+			t.Errorf("%s did not stop; stderr: %s", cmd, errb.String())
 		}
 	})
-	return addr
+	return addr, &errb
 }
 
 // deadTCPAddr returns a loopback address nobody listens on.
