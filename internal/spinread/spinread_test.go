@@ -492,3 +492,45 @@ func TestWatchersStress(t *testing.T) {
 		t.Fatalf("%d spinners and %d watchers left", n, w)
 	}
 }
+
+// TestWatcherBoundedWait: a watcher waits no longer than its own budget,
+// even while a spinner with a long budget holds the slot: it is sent to
+// park (a failed spin), so a Close of its connection, which waits for the
+// read to leave the descriptor, returns instead of waiting for the
+// spinner.
+func TestWatcherBoundedWait(t *testing.T) {
+	needProcs(t)
+	a1, b1 := unixPair(t)
+	a2, _ := unixPair(t)
+	r1, r2 := New(a1, 20*time.Second), New(a2, 200*time.Millisecond)
+	r1.limit, r2.limit = 1, 1
+	parked := make(chan struct{}, 1)
+	r2.parking = func() { parked <- struct{}{} }
+	buf1 := make([]byte, 16)
+	got1 := spinnerUp(t, r1, buf1)
+	got2 := readAsync(r2, make([]byte, 16))
+	waitFor(t, "watcher", func() bool { return watchers() == 1 })
+	closed := make(chan error, 1)
+	go func() { closed <- a2.Close() }()
+	if err := await(t, closed, "Close of a watched connection"); err != nil {
+		t.Fatal(err)
+	}
+	if res := await(t, got2, "watcher's read"); !errors.Is(res.err, net.ErrClosed) {
+		t.Fatalf("watcher's read after close: %v, want net.ErrClosed", res.err)
+	}
+	if r2.Watched != 1 || r2.Failed != 1 || r2.Spins != 0 {
+		t.Fatalf("watcher: watched %d failed %d spins %d, want 1 1 0", r2.Watched, r2.Failed, r2.Spins)
+	}
+	select {
+	case <-parked:
+	default:
+		t.Fatal("the watcher did not park after its wait")
+	}
+	write(t, b1, "one")
+	if res := await(t, got1, "spinner's read"); res.err != nil || string(buf1[:res.n]) != "one" {
+		t.Fatalf("spinner's read %q, %v", buf1[:res.n], res.err)
+	}
+	if n, w := spinners.Load(), watchers(); n != 0 || w != 0 {
+		t.Fatalf("%d spinners and %d watchers left", n, w)
+	}
+}

@@ -75,9 +75,8 @@ func (r *Reader) SpinAgain() bool {
 	} else if now := monoNow(); now-r.start >= r.budget {
 		r.spun(now, false)
 		return r.park()
-	}
-	if group.n.Load() > 0 {
-		r.pollWatchers()
+	} else if group.n.Load() > 0 {
+		r.pollWatchers(now)
 	}
 	runtime.Gosched()
 	return true
