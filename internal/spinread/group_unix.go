@@ -21,17 +21,12 @@ import (
 // wake-up of a sleeping thread, and on a virtual machine of an idle CPU.
 //
 // When its spin ends the spinner hands its slot, and with it the
-// watchers, to the first watcher if the spin found data (on its own
-// connection or a watcher's); if it did not, it sends every watcher back
-// to park in the network poller (a failed spin for each: they back off as
-// a spinner would). A watcher is thus never left without a spinner:
-// registration and the end of a spin meet on the group lock, and each
-// checks the other's state after publishing its own. A watcher also waits
-// no longer than its own budget: the spinner sends one whose budget ran
-// out to park (a failed spin). So a watcher is back in its read, and a
-// Close of its connection (which waits for the read to leave the
-// descriptor) returns, within about one budget, however long the slot
-// goes from spinner to spinner.
+// watchers, to the first watcher if the spin paid (data came on its own
+// connection or a watcher's within the budget); if it did not, it sends
+// every watcher back to park in the network poller (a failed spin for
+// each: they back off as a spinner would). A watcher is thus never left
+// without a spinner: registration and the end of a spin meet on the group
+// lock, and each checks the other's state after publishing its own.
 
 // maxWatch bounds the watchers: beyond it readers park at once (a poll of
 // many descriptors would cost the spinner more than the wake-ups it saves).
@@ -103,7 +98,6 @@ func (r *Reader) watch() bool {
 		group.mu.Unlock()
 		return false
 	}
-	r.since = monoNow()
 	group.watch = append(group.watch, r)
 	group.n.Store(int32(len(group.watch)))
 	group.mu.Unlock()
@@ -136,22 +130,14 @@ func (r *Reader) watch() bool {
 }
 
 // pollWatchers wakes the watchers whose connections are readable (or
-// closed, or in error), and sends those that have watched for their whole
-// budget to park. Spinner only; now is the time of its last read.
-func (r *Reader) pollWatchers(now int64) {
+// closed, or in error). Spinner only.
+func (r *Reader) pollWatchers() {
 	ps := &r.pfds
 	ps.fds, ps.rs = ps.fds[:0], ps.rs[:0]
 	group.mu.Lock()
-	for i := 0; i < len(group.watch); {
-		w := group.watch[i]
-		if now-w.since >= w.budget {
-			group.remove(i)
-			w.wake <- wakePark
-			continue
-		}
+	for _, w := range group.watch {
 		ps.fds = append(ps.fds, unix.PollFd{Fd: int32(w.fd), Events: unix.POLLIN})
 		ps.rs = append(ps.rs, w)
-		i++
 	}
 	group.mu.Unlock()
 	if len(ps.fds) == 0 {

@@ -75,12 +75,10 @@ type Reader struct {
 
 	// Watching state (group_unix.go): the descriptor a spinner polls for
 	// this reader, the channel a spinner's verdict comes on, whether the
-	// current spin woke a watcher (it paid), when the current watch began,
-	// and a spinner's poll set.
+	// current spin woke a watcher (it paid), and a spinner's poll set.
 	fd     int
 	wake   chan uint8
 	served bool
-	since  int64 // when the current watch began
 	pfds   pollScratch
 
 	// Spins counts the reads that found data by spinning, Failed the

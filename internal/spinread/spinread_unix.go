@@ -75,8 +75,9 @@ func (r *Reader) SpinAgain() bool {
 	} else if now := monoNow(); now-r.start >= r.budget {
 		r.spun(now, false)
 		return r.park()
-	} else if group.n.Load() > 0 {
-		r.pollWatchers(now)
+	}
+	if group.n.Load() > 0 {
+		r.pollWatchers()
 	}
 	runtime.Gosched()
 	return true
