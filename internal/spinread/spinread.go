@@ -23,15 +23,6 @@
 // once and costs no CPU, and a connection whose peer is slow spins on at
 // most one read in MaxSkip. Want, when set, gates spinning further (the
 // proxy side spins only while a reply is due).
-//
-// At most GOMAXPROCS-1 readers of a process spin at once. A reader that
-// would spin beyond that becomes a watcher: it waits for a spinner to see
-// its connection readable, and the spinner, which polls the watchers'
-// descriptors between its own reads, wakes it onto its own processor. One
-// spinning thread so serves several connections with one message in
-// flight each, as in a parallel fan-out to several agents, where parked
-// readers would each cost the wake-up of a sleeping thread (group_unix.go
-// has the hand-over rules).
 package spinread
 
 import (
@@ -73,19 +64,10 @@ type Reader struct {
 	skip     int   // reads left that park at once
 	nextSkip int   // skip after the next failed spin
 
-	// Watching state (group_unix.go): the descriptor a spinner polls for
-	// this reader, the channel a spinner's verdict comes on, whether the
-	// current spin woke a watcher (it paid), and a spinner's poll set.
-	fd     int
-	wake   chan uint8
-	served bool
-	pfds   pollScratch
-
 	// Spins counts the reads that found data by spinning, Failed the
-	// spins that did not pay, Parks the reads that parked, Watched the
-	// waits for a spinner to see the connection readable (for tests and
+	// spins that did not pay, Parks the reads that parked (for tests and
 	// profiles; read them on the reading goroutine).
-	Spins, Failed, Parks, Watched uint64
+	Spins, Failed, Parks uint64
 }
 
 // New returns a Reader of nc that spins for up to budget before parking.
@@ -105,12 +87,7 @@ func New(nc net.Conn, budget time.Duration) *Reader {
 	if err != nil {
 		return r
 	}
-	fd := -1
-	if rc.Control(func(d uintptr) { fd = int(d) }) != nil || fd < 0 {
-		return r
-	}
-	r.rc, r.fd = rc, fd
-	r.wake = make(chan uint8, 1)
+	r.rc = rc
 	r.fn = r.read
 	return r
 }
@@ -171,12 +148,12 @@ func (r *Reader) park() bool {
 
 // spinners counts the Readers of this process that are spinning now. At
 // most limit of them (GOMAXPROCS-1, at least 1) spin at once: a reader
-// that would spin beyond that watches (see the package documentation) or
-// parks at once (not a failed spin). With one request in flight on each
-// of several connections (a parallel fan-out to several agents), every
-// connection's reader would otherwise spin, and on 2 cores the spinners
-// took the CPU the peers needed to answer (engine/pool BenchmarkFanOut:
-// agents=3 p50 about 92 µs with every reader spinning).
+// that would spin beyond that parks at once (not a failed spin). With
+// one request in flight on each of several connections (a parallel
+// fan-out to several agents), every connection's reader would otherwise
+// spin, and on 2 cores the spinners took the CPU the peers needed to
+// answer (engine/pool BenchmarkFanOut: agents=3 p50 about 92 µs with
+// every reader spinning).
 var spinners atomic.Int32
 
 // acquire takes a spinning slot, or reports false when limit readers spin.
@@ -193,14 +170,10 @@ func (r *Reader) acquire() bool {
 }
 
 // spun books the end of a spin that began at r.start: it paid when data
-// came within the budget. It gives the spinning slot back, to a watcher
-// when one waits and the spin found data for its own connection or for a
-// watcher's (group_unix.go).
+// came within the budget. It gives the spinning slot back.
 func (r *Reader) spun(now int64, data bool) {
-	paid := data && now-r.start <= r.budget
-	r.release(paid || r.served)
-	r.served = false
-	if paid {
+	spinners.Add(-1)
+	if data && now-r.start <= r.budget {
 		r.Spins++
 		r.nextSkip = 1
 	} else {

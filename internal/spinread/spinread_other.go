@@ -11,9 +11,3 @@ func (r *Reader) SpinAgain() bool { return false }
 
 // SpinGot has nothing to book here.
 func (r *Reader) SpinGot() {}
-
-// pollScratch is unused here.
-type pollScratch struct{}
-
-// release gives a spinning slot back.
-func (r *Reader) release(bool) { spinners.Add(-1) }

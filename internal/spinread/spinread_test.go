@@ -4,13 +4,11 @@ package spinread
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 
@@ -300,195 +298,55 @@ func TestNoSpinWithout(t *testing.T) {
 	}
 }
 
-// spinnerUp starts r spinning on its own goroutine (a Want that reports
-// the spin) and waits until it holds its slot.
-func spinnerUp(t *testing.T, r *Reader, buf []byte) <-chan result {
-	t.Helper()
-	spinning := make(chan struct{})
-	var once sync.Once
-	r.Want = func() bool { once.Do(func() { close(spinning) }); return true }
-	got := readAsync(r, buf)
-	await(t, spinning, "spin")
-	// Want runs just before the slot is taken: wait for the slot.
-	waitFor(t, "the spinner's slot", func() bool { return spinners.Load() == 1 })
-	return got
-}
-
-// waitFor polls cond (yielding) until it holds, failing after a bound.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); runtime.Gosched() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within 10s", what)
-		}
-	}
-}
-
-// watchers reports how many readers wait for a spinner.
-func watchers() int { return int(group.n.Load()) }
-
 // TestSpinnersBounded: with one reader spinning and room for one spinner,
-// a second reader does not spin beside it: it waits for the spinner to
-// see its connection readable, and the spinner wakes it when data comes,
-// without either parking; the slot is free again once the spins end,
-// also when one ends with the end of the stream.
+// a second reader parks at once (not a failed spin) instead of spinning
+// beside it; the slot is free again once the spin ends, also when it ends
+// with the end of the stream.
 func TestSpinnersBounded(t *testing.T) {
 	needProcs(t)
 	a1, b1 := unixPair(t)
 	a2, b2 := unixPair(t)
 	r1, r2 := New(a1, 20*time.Second), New(a2, 20*time.Second)
 	r1.limit, r2.limit = 1, 1
-	r1.parking = func() { t.Error("the spinner parked") }
-	r2.parking = func() { t.Error("the watcher parked") }
+	spinning := make(chan struct{})
+	r1.Want = func() bool { close(spinning); return true }
 	buf1, buf2 := make([]byte, 16), make([]byte, 16)
-	got1 := spinnerUp(t, r1, buf1)
+	got1 := readAsync(r1, buf1)
+	await(t, spinning, "first spin")
+	// Want runs just before the slot is taken: wait for the slot.
+	for deadline := time.Now().Add(10 * time.Second); spinners.Load() != 1; runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d spinners, want the first reader's", spinners.Load())
+		}
+	}
+	parked := make(chan struct{}, 1)
+	r2.parking = func() { parked <- struct{}{} }
 	got2 := readAsync(r2, buf2)
-	waitFor(t, "watcher", func() bool { return watchers() == 1 })
-	if spinners.Load() != 1 {
-		t.Fatalf("%d spinners with a watcher, want 1", spinners.Load())
-	}
-	write(t, b2, "two")
-	if res := await(t, got2, "watcher's read"); res.err != nil || string(buf2[:res.n]) != "two" {
-		t.Fatalf("watcher's read %q, %v", buf2[:res.n], res.err)
-	}
-	if r2.Watched != 1 || r2.Spins != 1 || r2.Failed != 0 {
-		t.Fatalf("watcher: watched %d spins %d failed %d, want 1 1 0", r2.Watched, r2.Spins, r2.Failed)
+	await(t, parked, "second reader parking")
+	if r2.Failed != 0 || r2.Spins != 0 {
+		t.Fatalf("second reader: %d failed, %d paid spins; want it parked without spinning", r2.Failed, r2.Spins)
 	}
 	write(t, b1, "one")
-	if res := await(t, got1, "spinner's read"); res.err != nil || string(buf1[:res.n]) != "one" {
-		t.Fatalf("spinner's read %q, %v", buf1[:res.n], res.err)
+	write(t, b2, "two")
+	if res := await(t, got1, "first read"); res.err != nil || string(buf1[:res.n]) != "one" {
+		t.Fatalf("first read %q, %v", buf1[:res.n], res.err)
+	}
+	if res := await(t, got2, "second read"); res.err != nil || string(buf2[:res.n]) != "two" {
+		t.Fatalf("second read %q, %v", buf2[:res.n], res.err)
 	}
 	if n := spinners.Load(); n != 0 {
 		t.Fatalf("%d spinners after the spins ended", n)
 	}
 	// A spin that ends with the end of the stream gives its slot back.
-	got1 = spinnerUp(t, r1, buf1)
+	spinning2 := make(chan struct{})
+	r1.Want = func() bool { close(spinning2); return true }
+	got1 = readAsync(r1, buf1)
+	await(t, spinning2, "spin before the end of the stream")
 	b1.Close()
 	if res := await(t, got1, "read at the end"); res.err != io.EOF {
 		t.Fatalf("read at the end: %v, want io.EOF", res.err)
 	}
 	if n := spinners.Load(); n != 0 {
 		t.Fatalf("%d spinners after a spin ended with the stream", n)
-	}
-}
-
-// TestWatcherTakesOver: a spin that ends with data hands its slot to the
-// waiting watcher, which spins on (it does not park) and reads its own
-// data when it comes.
-func TestWatcherTakesOver(t *testing.T) {
-	needProcs(t)
-	a1, b1 := unixPair(t)
-	a2, b2 := unixPair(t)
-	r1, r2 := New(a1, 20*time.Second), New(a2, 20*time.Second)
-	r1.limit, r2.limit = 1, 1
-	r2.parking = func() { t.Error("the watcher parked") }
-	buf1, buf2 := make([]byte, 16), make([]byte, 16)
-	got1 := spinnerUp(t, r1, buf1)
-	got2 := readAsync(r2, buf2)
-	waitFor(t, "watcher", func() bool { return watchers() == 1 })
-	write(t, b1, "one")
-	if res := await(t, got1, "spinner's read"); res.err != nil || string(buf1[:res.n]) != "one" {
-		t.Fatalf("spinner's read %q, %v", buf1[:res.n], res.err)
-	}
-	// The slot went to the watcher: still one spinner, no watcher.
-	waitFor(t, "hand-over", func() bool { return watchers() == 0 })
-	if n := spinners.Load(); n != 1 {
-		t.Fatalf("%d spinners after the hand-over, want 1 (the old watcher)", n)
-	}
-	write(t, b2, "two")
-	if res := await(t, got2, "new spinner's read"); res.err != nil || string(buf2[:res.n]) != "two" {
-		t.Fatalf("new spinner's read %q, %v", buf2[:res.n], res.err)
-	}
-	if r2.Watched != 1 || r2.Spins != 1 || r2.Parks != 0 {
-		t.Fatalf("old watcher: watched %d spins %d parks %d, want 1 1 0", r2.Watched, r2.Spins, r2.Parks)
-	}
-	if n := spinners.Load(); n != 0 {
-		t.Fatalf("%d spinners after the spins ended", n)
-	}
-}
-
-// TestWatcherSentToPark: a spin that runs out of budget with nothing
-// found sends its watcher to park (a failed spin for it too), and the
-// parked reader still gets its data.
-func TestWatcherSentToPark(t *testing.T) {
-	needProcs(t)
-	a1, b1 := unixPair(t)
-	a2, b2 := unixPair(t)
-	r1, r2 := New(a1, 300*time.Millisecond), New(a2, 20*time.Second)
-	r1.limit, r2.limit = 1, 1
-	parked := make(chan struct{}, 1)
-	r2.parking = func() { parked <- struct{}{} }
-	buf1, buf2 := make([]byte, 16), make([]byte, 16)
-	got1 := spinnerUp(t, r1, buf1)
-	got2 := readAsync(r2, buf2)
-	waitFor(t, "watcher", func() bool { return watchers() == 1 })
-	await(t, parked, "watcher parking after the spinner's budget")
-	if r2.Watched != 1 || r2.Failed != 1 || r2.Spins != 0 || watchers() != 0 {
-		t.Fatalf("watcher: watched %d failed %d spins %d (watchers %d), want 1 1 0 (0)", r2.Watched, r2.Failed, r2.Spins, watchers())
-	}
-	write(t, b2, "two")
-	if res := await(t, got2, "parked read"); res.err != nil || string(buf2[:res.n]) != "two" {
-		t.Fatalf("parked read %q, %v", buf2[:res.n], res.err)
-	}
-	write(t, b1, "one")
-	if res := await(t, got1, "spinner's read"); res.err != nil || string(buf1[:res.n]) != "one" {
-		t.Fatalf("spinner's read %q, %v", buf1[:res.n], res.err)
-	}
-	if n := spinners.Load(); n != 0 {
-		t.Fatalf("%d spinners after the spins ended", n)
-	}
-}
-
-// TestWatchersStress: several connections at one message in flight each,
-// one spinning slot, short budgets: every message reaches its reader
-// (nobody is left waiting for a spinner that is gone), and no slot leaks.
-func TestWatchersStress(t *testing.T) {
-	needProcs(t)
-	const conns, msgs = 6, 400
-	var wg sync.WaitGroup
-	errs := make(chan error, conns)
-	for c := range conns {
-		a, b := unixPair(t)
-		r := New(a, time.Duration(1+c*7)*time.Microsecond)
-		r.limit = 1
-		wg.Add(2)
-		go func() { // the peer answers every ping at once
-			defer wg.Done()
-			buf := make([]byte, 1)
-			for range msgs {
-				if _, err := io.ReadFull(b, buf); err != nil {
-					errs <- err
-					return
-				}
-				if _, err := b.Write(buf); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, 1)
-			for i := range msgs {
-				if _, err := a.Write([]byte{byte(i)}); err != nil {
-					errs <- err
-					return
-				}
-				if n, err := r.Read(buf); err != nil || n != 1 || buf[0] != byte(i) {
-					errs <- fmt.Errorf("conn %d message %d: read %d %v (%d)", c, i, n, err, buf[0])
-					return
-				}
-			}
-		}()
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	await(t, done, "all messages")
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	if n, w := spinners.Load(), watchers(); n != 0 || w != 0 {
-		t.Fatalf("%d spinners and %d watchers left", n, w)
 	}
 }

@@ -64,20 +64,12 @@ func (r *Reader) SpinAgain() bool {
 			return r.park()
 		}
 		if !r.acquire() {
-			// Enough readers spin already: wait for one of them to see
-			// this connection readable, or park.
-			if r.watch() {
-				return true
-			}
-			return r.park()
+			return r.park() // enough readers spin already
 		}
 		r.start = monoNow()
 	} else if now := monoNow(); now-r.start >= r.budget {
 		r.spun(now, false)
 		return r.park()
-	}
-	if group.n.Load() > 0 {
-		r.pollWatchers()
 	}
 	runtime.Gosched()
 	return true
