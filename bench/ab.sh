@@ -10,6 +10,7 @@
 #   bench/ab.sh OLD_BINARY NEW_BINARY                 # 10 pairs, msgpack, 3 s
 #   PAIRS=8 ENCODING=json DUR=4s bench/ab.sh old new
 #   TRANSPORT=grpc bench/ab.sh old new                # gRPC over loopback TCP
+#   CONNS=4 CONC=4 bench/ab.sh old new                # 4 connections, 1 in flight each
 #
 # Every run is also appended as one JSON line (impl agentwire, "build" old
 # or new with its binary, "pair" its number) to
@@ -27,6 +28,7 @@ PAIRS="${PAIRS:-10}"
 ENCODING="${ENCODING:-msgpack}"
 DUR="${DUR:-3s}"
 CONC="${CONC:-64}"
+CONNS="${CONNS:-1}"
 TRANSPORT="${TRANSPORT:-uds}"
 case "$TRANSPORT" in uds | grpc) ;; *)
 	echo "TRANSPORT must be uds or grpc" >&2
@@ -46,7 +48,7 @@ run() {
 	fi
 	start_agent "$1" "$tmp/serve.err" "$listen" || exit 1
 	local json
-	json=$("$1" bench --agent "$agent_ep" "${enc[@]}" --concurrency "$CONC" \
+	json=$("$1" bench --agent "$agent_ep" "${enc[@]}" --concurrency "$CONC" --conns "$CONNS" \
 		--duration "$DUR" --agent-pid "$serve_pid" --json)
 	kill -TERM "$serve_pid"
 	wait "$serve_pid" 2>/dev/null || true
