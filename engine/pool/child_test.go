@@ -40,7 +40,11 @@ func runChild() bool {
 		// Inline handlers, as agentwire serve runs its reference agents
 		// (and agentwire bench measures them): the benchmarks measure the
 		// layer, not the agent's hand-off to a worker goroutine.
-		srv := agent.NewServer(agent.BaseHandler{}, agent.WithAgentID("bench"), agent.WithInlineHandlers())
+		opts := []agent.Option{agent.WithAgentID("bench"), agent.WithInlineHandlers()}
+		if os.Getenv(noSpinEnv) != "" {
+			opts = append(opts, agent.WithReadSpin(0))
+		}
+		srv := agent.NewServer(childHandler(), opts...)
 		srvs = append(srvs, srv)
 		go func() { _ = srv.ServeUDS(ln) }()
 	}
@@ -49,19 +53,28 @@ func runChild() bool {
 	for _, s := range srvs {
 		_ = s.Close()
 	}
+	writeTimeline()
 	return true
 }
 
 // startChildAgents starts a child process serving agents on n fresh
 // sockets and returns their paths.
 func startChildAgents(tb testing.TB, n int) []string {
+	paths, _ := startChildAgentsEnv(tb, n)
+	return paths
+}
+
+// startChildAgentsEnv is startChildAgents with extra environment
+// variables for the child; stop ends the child and waits for it (also at
+// cleanup).
+func startChildAgentsEnv(tb testing.TB, n int, env ...string) (paths []string, stop func()) {
 	tb.Helper()
-	paths := make([]string, n)
+	paths = make([]string, n)
 	for i := range paths {
 		paths[i] = sockPath(tb)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+strings.Join(paths, ","))
+	cmd.Env = append(append(os.Environ(), env...), childEnv+"="+strings.Join(paths, ","))
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		tb.Fatal(err)
@@ -74,10 +87,14 @@ func startChildAgents(tb testing.TB, n int) []string {
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() {
-		stdin.Close()
-		_ = cmd.Wait()
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			stdin.Close()
+			_ = cmd.Wait()
+		})
+	}
+	tb.Cleanup(stop)
 	if _, err := bufio.NewReader(stdout).ReadString('\n'); err != nil {
 		tb.Fatalf("child agents: %v", err)
 	}
@@ -86,7 +103,7 @@ func startChildAgents(tb testing.TB, n int) []string {
 		childPID[p] = cmd.Process.Pid
 	}
 	childMu.Unlock()
-	return paths
+	return paths, stop
 }
 
 var (
