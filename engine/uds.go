@@ -592,6 +592,14 @@ func looksLikeJSONObject(p []byte) bool {
 // names a waiting request but does not decode fails that request at once
 // with ErrProtocol instead of leaving it to time out.
 func (t *udsTransport) handleReply(s *session, p []byte) {
+	if !t.msgpack {
+		// The usual reply, allow and nothing else, in the bytes every
+		// conforming agent writes: routed and decoded by comparison.
+		if id, ok := payload.AllowReplyJSON(p); ok {
+			t.handleAllowReply(s, p, bytesView(id))
+			return
+		}
+	}
 	cid, err := t.routeReply(p)
 	if err != nil {
 		s.protocolError("unroutable reply", err)
@@ -614,6 +622,19 @@ func (t *udsTransport) handleReply(s *session, p []byte) {
 		s.complete(pd, &Error{Kind: ErrProtocol, CorrelationID: pd.id, Detail: "undecodable reply", Err: err})
 		return
 	}
+	s.complete(pd, nil)
+}
+
+// handleAllowReply completes the call of the canonical allow reply p
+// (payload.AllowReplyJSON), whose correlation id cid is a view of p.
+func (t *udsTransport) handleAllowReply(s *session, p []byte, cid string) {
+	pd, found := s.pending.LoadAndDelete(cid)
+	if !found {
+		t.unclaimed(s, p, cid)
+		return
+	}
+	payload.ResetAllowReply(pd.dst)
+	pd.dst.CorrelationID = pd.id
 	s.complete(pd, nil)
 }
 

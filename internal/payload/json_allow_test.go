@@ -1,0 +1,149 @@
+package payload
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+func allowJSON(id string) []byte {
+	return []byte(allowJSONHead + id + allowJSONTail)
+}
+
+// TestAllowReplyJSONWriters: the allow reply of the Rust SDK's agents (the
+// golden vector) and of agentwire's own encoder are recognised, with their
+// ids.
+func TestAllowReplyJSONWriters(t *testing.T) {
+	var golden string
+	for _, v := range jsonLoadVectors(t, "responses.json") {
+		if v.Name == "allow_default" {
+			golden = v.JSONPayload
+		}
+	}
+	if golden == "" {
+		t.Fatal("no allow_default vector")
+	}
+	if id, ok := AllowReplyJSON([]byte(golden)); !ok || string(id) != "5f0c2a9e7b1d4e38a6c4f2b1d0e9a8c7" {
+		t.Fatalf("golden allow reply: %q %v", id, ok)
+	}
+	own := AppendAgentResponseJSON(nil, &AgentResponse{CorrelationID: "req-42"})
+	if id, ok := AllowReplyJSON(own); !ok || string(id) != "req-42" {
+		t.Fatalf("agentwire's allow reply %s: %q %v", own, id, ok)
+	}
+}
+
+// TestAllowReplyJSONOthers: everything but the canonical allow reply with a
+// plain id goes to the decoder.
+func TestAllowReplyJSONOthers(t *testing.T) {
+	for name, r := range map[string]*AgentResponse{
+		"block":      {CorrelationID: "x", Decision: Decision{Kind: DecisionBlock, Status: 403}},
+		"header op":  {CorrelationID: "x", RequestHeaders: []HeaderOp{{Kind: HeaderSet, Name: "a", Value: "b"}}},
+		"needs more": {CorrelationID: "x", NeedsMore: true},
+		"tag":        {CorrelationID: "x", Audit: AuditMetadata{Tags: []string{"t"}}},
+		"custom":     {CorrelationID: "x", Audit: AuditMetadata{Custom: map[string]json.RawMessage{"k": json.RawMessage(`1`)}}},
+		"routing":    {CorrelationID: "x", RoutingMetadata: map[string]string{"k": "v"}},
+		"version 3":  {CorrelationID: "x", Version: 3},
+	} {
+		if _, ok := AllowReplyJSON(AppendAgentResponseJSON(nil, r)); ok {
+			t.Errorf("%s: recognised as the plain allow reply", name)
+		}
+	}
+	for _, id := range []string{"", `a\"b`, `a\\b`, "a\x01b", "é", "a\x7fb"} {
+		if _, ok := AllowReplyJSON(allowJSON(id)); ok {
+			t.Errorf("id %q: recognised", id)
+		}
+	}
+	full := allowJSON("abc")
+	for _, p := range [][]byte{full[:len(full)-1], full[1:], append(append([]byte{}, full...), ' '), append([]byte(" "), full...), nil} {
+		if _, ok := AllowReplyJSON(p); ok {
+			t.Errorf("%q: recognised", p)
+		}
+	}
+}
+
+// dirtyReply returns a reply with every reusable part in use, as a
+// destination reused after a rich reply would be.
+func dirtyReply() *AgentResponse {
+	return &AgentResponse{
+		CorrelationID: "old", Version: 7, NeedsMore: true,
+		Decision:        Decision{Kind: DecisionBlock, Status: 403, BlockHeaders: map[string]string{"a": "b"}, Params: map[string]string{"c": "d"}, Body: Some("no")},
+		RequestHeaders:  []HeaderOp{{Kind: HeaderSet, Name: "a", Value: "b"}},
+		ResponseHeaders: []HeaderOp{{Kind: HeaderRemove, Name: "c"}},
+		RoutingMetadata: map[string]string{"r": "s"},
+		Audit: AuditMetadata{Tags: []string{"t"}, RuleIDs: []string{"r"}, ReasonCodes: []string{"c"}, Confidence: Some[float32](0.5),
+			Custom: map[string]json.RawMessage{"k": json.RawMessage(`1`)}},
+		RequestBodyMutation:  Some(BodyMutation{Action: MutationReplace, Data: []byte("data")}),
+		ResponseBodyMutation: Some(BodyMutation{Action: MutationDrop, Data: []byte("x")}),
+		WebSocketDecision:    Some(WebSocketDecision{Kind: WebSocketClose, Code: 1000}),
+	}
+}
+
+// checkAllowLikeDecoder checks that when AllowReplyJSON takes p, the
+// decoder agrees: it decodes p without error into exactly what
+// ResetAllowReply and the id give, from a fresh and from a dirty
+// destination.
+func checkAllowLikeDecoder(t *testing.T, p []byte) {
+	t.Helper()
+	id, ok := AllowReplyJSON(p)
+	if !ok {
+		return
+	}
+	for _, mk := range []func() *AgentResponse{func() *AgentResponse { return new(AgentResponse) }, dirtyReply} {
+		want, got := mk(), mk()
+		if err := DecodeAgentResponseJSON(p, want); err != nil {
+			t.Fatalf("%q: recognised, but the decoder fails: %v", p, err)
+		}
+		ResetAllowReply(got)
+		got.CorrelationID = string(id)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: fast path\n%#v\ndecoder\n%#v", p, got, want)
+		}
+	}
+}
+
+// TestAllowReplyJSONLikeDecoder: the fast path gives what the decoder gives.
+func TestAllowReplyJSONLikeDecoder(t *testing.T) {
+	for _, id := range []string{"a", "5f0c2a9e7b1d4e38a6c4f2b1d0e9a8c7", "bench-1z", " ~!#$%&'()*+,-./:;<=>?@[]^_`{|}"} {
+		p := allowJSON(id)
+		if _, ok := AllowReplyJSON(p); !ok {
+			t.Fatalf("id %q: not recognised", id)
+		}
+		checkAllowLikeDecoder(t, p)
+	}
+}
+
+// FuzzAllowReplyJSON: whatever the fast path accepts, the decoder decodes
+// to the same reply.
+func FuzzAllowReplyJSON(f *testing.F) {
+	for _, id := range []string{"a", "bench-1", `q"`, "é"} {
+		f.Add(allowJSON(id))
+	}
+	f.Add(AppendAgentResponseJSON(nil, &AgentResponse{CorrelationID: "x", NeedsMore: true}))
+	f.Fuzz(func(t *testing.T, p []byte) {
+		checkAllowLikeDecoder(t, p)
+	})
+}
+
+// BenchmarkAllowReplyJSON: the canonical allow reply recognised by
+// comparison (fast) against decoded field by field (decode).
+func BenchmarkAllowReplyJSON(b *testing.B) {
+	p := allowJSON("bench-1a2b3c4d")
+	var r AgentResponse
+	b.Run("decode", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if err := DecodeAgentResponseJSON(p, &r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("fast", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if _, ok := AllowReplyJSON(p); !ok {
+				b.Fatal("not recognised")
+			}
+			ResetAllowReply(&r)
+		}
+	})
+}
