@@ -1213,8 +1213,9 @@ func (c *Conn) ping(ctx context.Context) (time.Duration, error) {
 func (c *Conn) pingOn(ctx context.Context, s *session) (time.Duration, error) {
 	seq := c.pingSeq.Add(1)
 	ch := make(chan time.Time, 1)
-	s.pings.Store(seq, ch)
-	defer s.pings.Delete(seq)
+	pings := s.pings.get()
+	pings.Store(seq, ch)
+	defer pings.Delete(seq)
 	start := time.Now()
 	buf, err := s.t.ping(seq, uint64(start.UnixMilli()))
 	if err != nil {

@@ -39,7 +39,9 @@ type session struct {
 	cancel context.CancelFunc
 
 	pending *xsync.Map[string, *pending]
-	pings   *xsync.Map[uint64, chan time.Time]
+	// pings holds the Pings waiting for their Pong (made on first use,
+	// as is pausedIDs: see lazyMap).
+	pings lazyMap[uint64, chan time.Time]
 
 	caps   agentwire.Capabilities
 	events uint32 // bit k set: event code k is subscribed
@@ -54,7 +56,7 @@ type session struct {
 	health atomic.Pointer[healthReport]
 
 	paused    atomic.Bool // connection-wide PAUSE
-	pausedIDs *xsync.Map[string, struct{}]
+	pausedIDs lazyMap[string, struct{}]
 	nPaused   atomic.Int32
 	// pausedBytes sums the lengths of the ids in pausedIDs (bounded by
 	// maxPausedIDBytes).
@@ -66,6 +68,12 @@ type session struct {
 	maxInFlight int64
 	// aq holds the callers that admission makes wait (admission.go).
 	aq admissionQueue
+
+	// The expirer's timer and tick (sweep.go), set by start; idleSent is
+	// the sweep's own: the sent count it saw last.
+	sweepT   *time.Timer
+	tick     time.Duration
+	idleSent uint64
 }
 
 // healthReport is the last health report of a session.
@@ -84,17 +92,15 @@ func newSession(c *Conn, t transport, caps agentwire.Capabilities) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	ringSize := sessionRingSize(c.opts.ringSize, caps.Limits.MaxConcurrency)
 	s := &session{
-		c:         c,
-		t:         t,
-		out:       ring.New[outbound](ringSize),
-		ctx:       ctx,
-		cancel:    cancel,
-		pending:   xsync.NewMap[string, *pending](xsync.WithPresize(ringSize)),
-		pings:     xsync.NewMap[uint64, chan time.Time](),
-		pausedIDs: xsync.NewMap[string, struct{}](),
-		caps:      caps,
-		events:    subscribedEvents(caps.SupportedEvents),
-		done:      make(chan struct{}),
+		c:       c,
+		t:       t,
+		out:     ring.New[outbound](ringSize),
+		ctx:     ctx,
+		cancel:  cancel,
+		pending: xsync.NewMap[string, *pending](xsync.WithPresize(ringSize)),
+		caps:    caps,
+		events:  subscribedEvents(caps.SupportedEvents),
+		done:    make(chan struct{}),
 
 		maxInFlight: maxInFlightOf(caps.Limits.MaxConcurrency),
 	}
@@ -126,12 +132,12 @@ func subscribedEvents(codes []int32) uint32 {
 	return m
 }
 
-// start launches the session's goroutines.
+// start launches the session's goroutines and its sweep timer (sweep.go).
 func (s *session) start() {
-	s.wg.Add(3)
+	s.startSweeper()
+	s.wg.Add(2)
 	go s.writer()
 	go s.reader()
-	go s.expirer()
 	if s.t.hasControl() {
 		s.wg.Add(1)
 		go s.controlReader()
@@ -149,28 +155,13 @@ func expiryTick(d time.Duration) time.Duration {
 	return max(d/32, time.Millisecond)
 }
 
-// expirer enforces the default request timeout of calls whose context has
-// no deadline: every expiryTick it removes the pending requests whose
-// deadline has passed, queues their cancel (reason timeout) and completes
-// them with errEngineTimeout, and ends the admission waits past theirs.
-// Running one sweep per session replaces a timer per request on the hot
-// path. On gRPC it also watches the writer's sends (checkSends).
-func (s *session) expirer() {
-	defer s.wg.Done()
-	t := time.NewTicker(s.watchTick())
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-		case <-s.done:
-			return
-		}
-		now := monoNow()
-		s.expire(now)
-		s.expireWaiters(now)
-		s.checkSends(now)
-	}
-}
+// The expirer enforces the default request timeout of calls whose context
+// has no deadline: every expiryTick (watchTick) a sweep (sweep.go) removes
+// the pending requests whose deadline has passed, queues their cancel
+// (reason timeout) and completes them with errEngineTimeout, and ends the
+// admission waits past theirs. Running one sweep per session replaces a
+// timer per request on the hot path. On gRPC it also watches the writer's
+// sends (checkSends).
 
 // expire times out every pending request whose deadline is at or before
 // now (a monoNow instant).
@@ -241,6 +232,7 @@ func (s *session) fail(kind, cause error) {
 		s.cancel()
 		s.t.close()
 		close(s.done)
+		s.stopSweeper()
 		s.closeWaiters()
 		// Complete every waiting call here, so that exchange waits on its
 		// own channel only (one select case less per request). A call
@@ -492,7 +484,7 @@ func (s *session) protocolError(detail string, err error) {
 // onPong completes the Ping waiting for p.Sequence.
 func (s *session) onPong(p agentwire.Pong) {
 	s.c.stats.pongs.Add(1)
-	if ch, ok := s.pings.LoadAndDelete(p.Sequence); ok {
+	if ch, ok := s.pings.loadAndDelete(p.Sequence); ok {
 		ch <- time.Now()
 		return
 	}
@@ -594,17 +586,17 @@ func (s *session) onFlow(f agentwire.FlowControlSignal) {
 			// The ids are bounded in bytes too: each may be as long as
 			// the receive limit allows.
 			if s.nPaused.Load() >= maxPausedIDs || s.pausedBytes.Load()+int64(len(cid)) > maxPausedIDBytes {
-				if _, ok := s.pausedIDs.Load(cid); !ok {
+				if _, ok := s.pausedIDs.load(cid); !ok {
 					s.protocolError("per-request pause refused: too many paused requests", nil)
 					return
 				}
 			}
-			if _, loaded := s.pausedIDs.LoadOrStore(cid, struct{}{}); !loaded {
+			if _, loaded := s.pausedIDs.get().LoadOrStore(cid, struct{}{}); !loaded {
 				s.nPaused.Add(1)
 				s.pausedBytes.Add(int64(len(cid)))
 			}
 		case agentwire.FlowResume:
-			if _, loaded := s.pausedIDs.LoadAndDelete(cid); loaded {
+			if _, loaded := s.pausedIDs.loadAndDelete(cid); loaded {
 				s.nPaused.Add(-1)
 				s.pausedBytes.Add(-int64(len(cid)))
 			}
@@ -647,7 +639,7 @@ func (s *session) forgetPause(cid string) {
 	if s.nPaused.Load() == 0 {
 		return
 	}
-	if _, loaded := s.pausedIDs.LoadAndDelete(cid); loaded {
+	if _, loaded := s.pausedIDs.loadAndDelete(cid); loaded {
 		s.nPaused.Add(-1)
 		s.pausedBytes.Add(-int64(len(cid)))
 		s.flowChanged()
@@ -660,7 +652,7 @@ func (s *session) flowBlocked(cid string) error {
 		return errPaused
 	}
 	if s.nPaused.Load() > 0 {
-		if _, ok := s.pausedIDs.Load(cid); ok {
+		if _, ok := s.pausedIDs.load(cid); ok {
 			return errPausedCID
 		}
 	}
