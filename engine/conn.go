@@ -57,16 +57,19 @@ type Conn struct {
 	closeOnce  sync.Once      // second half: wait for the goroutines, release
 	dialerOnce sync.Once      // closes d (by release, or the supervisor of a one-shot Conn)
 	wg         sync.WaitGroup // supervisor
-	dispDone   chan struct{}  // closed when the dispatcher has exited
+	// The dispatcher, started on demand (dispatch.go): dispRunning is
+	// set while one runs, dispWG counts it.
+	dispRunning atomic.Bool
+	dispWG      sync.WaitGroup
 	// cbRunning is set while the dispatcher runs a user callback: Close
 	// then does not wait for it (the callback may be the one calling).
 	cbRunning atomic.Bool
 
 	// Connection-state transitions waiting for WithOnStateChange
-	// (state.go): stateQ under stateMu, stateSig wakes the dispatcher.
-	stateMu  sync.Mutex
-	stateQ   []stateChange
-	stateSig chan struct{}
+	// (state.go): stateQ under stateMu; queuing one starts the
+	// dispatcher.
+	stateMu sync.Mutex
+	stateQ  []stateChange
 
 	// lastErr is the outcome of the last failed connection attempt (nil
 	// once one succeeded), reported by WaitConnected.
@@ -136,7 +139,6 @@ func NewConn(endpoint string, opts ...Option) (*Conn, error) {
 	c := newConnObj(d, o)
 	c.wg.Add(1)
 	go c.supervise(nil)
-	go c.dispatcher()
 	return c, nil
 }
 
@@ -211,8 +213,6 @@ func newConnObj(d dialer, o options) *Conn {
 		cbq:       make(chan *callback, o.callbackQueue),
 		drainSig:  make(chan struct{}, 1),
 		closing:   make(chan struct{}),
-		dispDone:  make(chan struct{}),
-		stateSig:  make(chan struct{}, 1),
 		cidPrefix: newCIDPrefix(),
 	}
 	c.baseCtx, c.baseCancel = context.WithCancel(context.Background())
@@ -245,7 +245,6 @@ func newConn(ctx context.Context, d dialer, o options) (*Conn, error) {
 	c.setState(StateConnected)
 	c.wg.Add(1)
 	go c.supervise(s)
-	go c.dispatcher()
 	return c, nil
 }
 
@@ -340,7 +339,7 @@ func (c *Conn) supervise(s *session) {
 			// meanwhile waits for it): it must not leave a goroutine of
 			// its own behind.
 			c.stop()
-			<-c.dispDone
+			c.dispWG.Wait()
 			c.closeDialer()
 			return
 		}
@@ -458,7 +457,7 @@ func (c *Conn) stop() {
 func (c *Conn) release() {
 	c.closeOnce.Do(func() {
 		c.wg.Wait()
-		<-c.dispDone
+		c.dispWG.Wait()
 		c.closeDialer()
 	})
 }
