@@ -46,8 +46,11 @@ type Conn struct {
 
 	pingSeq atomic.Uint64
 
-	cbq      chan *callback // a pointer per slot: the queue is allocated whole for every Conn
-	cbBytes  atomic.Int64   // wire bytes of the reports in cbq (see maxCallbackBytes)
+	// cbq is the callback queue (a pointer per slot), made by the first
+	// report queued: most Conns never get one, and its WithCallbackQueueSize
+	// slots (2 KiB by default) would be held for nothing.
+	cbq      atomic.Pointer[chan *callback]
+	cbBytes  atomic.Int64 // wire bytes of the reports in cbq (see maxCallbackBytes)
 	drainSig chan struct{}
 
 	baseCtx    context.Context // cancelled by Close: bounds reconnect attempts
@@ -210,7 +213,6 @@ func newConnObj(d dialer, o options) *Conn {
 		log:       connLogger(o.logger, o.endpoint),
 		d:         d,
 		sessCh:    make(chan struct{}),
-		cbq:       make(chan *callback, o.callbackQueue),
 		drainSig:  make(chan struct{}, 1),
 		closing:   make(chan struct{}),
 		cidPrefix: newCIDPrefix(),

@@ -50,7 +50,7 @@ func (c *Conn) dispatch(cb callback) {
 		}
 	}
 	select {
-	case c.cbq <- &cb: // reports are rare: one allocation each keeps the queue at a pointer per slot
+	case c.callbackQueue() <- &cb: // reports are rare: one allocation each keeps the queue at a pointer per slot
 		c.kickDispatcher()
 	default:
 		c.cbBytes.Add(-cb.size)
@@ -119,8 +119,7 @@ func (c *Conn) dispatcher() {
 // instead of run. Dispatcher only.
 func (c *Conn) dispatchQueued() {
 	for {
-		select {
-		case cb := <-c.cbq:
+		if cb := c.nextCallback(); cb != nil {
 			if c.isClosing() {
 				c.cbBytes.Add(-cb.size)
 				continue
@@ -129,7 +128,6 @@ func (c *Conn) dispatchQueued() {
 			c.runCallback(*cb)
 			c.cbRunning.Store(false)
 			continue
-		default:
 		}
 		if !c.statesQueued() {
 			return
@@ -140,7 +138,37 @@ func (c *Conn) dispatchQueued() {
 
 // dispatchPending reports whether a report or a transition is waiting.
 func (c *Conn) dispatchPending() bool {
-	return len(c.cbq) > 0 || c.statesQueued()
+	if q := c.cbq.Load(); q != nil && len(*q) > 0 {
+		return true
+	}
+	return c.statesQueued()
+}
+
+// callbackQueue returns the callback queue, making it on first use.
+func (c *Conn) callbackQueue() chan *callback {
+	if q := c.cbq.Load(); q != nil {
+		return *q
+	}
+	q := make(chan *callback, c.opts.callbackQueue)
+	if c.cbq.CompareAndSwap(nil, &q) {
+		return q
+	}
+	return *c.cbq.Load()
+}
+
+// nextCallback takes the next queued report without waiting (nil when
+// none is queued).
+func (c *Conn) nextCallback() *callback {
+	q := c.cbq.Load()
+	if q == nil {
+		return nil
+	}
+	select {
+	case cb := <-*q:
+		return cb
+	default:
+		return nil
+	}
 }
 
 // isClosing reports whether Close has started.
