@@ -70,14 +70,16 @@
 //
 // Per Conn:
 //
-//   - supervisor (Conn.supervise). Started by Dial once the first session
-//     is up, or by NewConn at once (it then makes the first connection:
-//     first attempt at once, later ones after the reconnect backoff).
-//     Replaces a failed session: publishes StateReconnecting, waits for
-//     the dead session's goroutines, reconnects with backoff. Exits on
-//     Close (after ending the current session and waiting for its
-//     goroutines), or, on a reverse Conn, when its one session ends: it
-//     then starts Close on a goroutine of its own (below) and returns.
+//   - supervisor (Conn.supervise, Conn.sessionEnded), on demand.
+//     NewConn starts it at once to make the first connection (first
+//     attempt at once, later ones after the reconnect backoff). While a
+//     session runs it holds no goroutine: a context.AfterFunc on the
+//     session's context starts it again when the session fails
+//     (Conn.watch). It then publishes StateReconnecting, waits for the
+//     dead session's goroutines, reconnects with backoff and goes back to
+//     watching. On Close (which fails the current session) it waits for
+//     the session's goroutines and is done; on a reverse Conn, when its
+//     one session ends, it closes the Conn itself and is done.
 //   - dispatcher (Conn.dispatcher), on demand. Started when a report
 //     for a user callback (WithOnHealth, WithOnMetrics, WithOnLog,
 //     WithOnConfigUpdate) or a state transition for WithOnStateChange is
@@ -86,17 +88,16 @@
 //     without callbacks and without config-update requests never starts
 //     one. On Close it delivers the state transitions still waiting
 //     (StateClosed last) and drops the reports still queued.
-//   - Close helpers, short-lived: the goroutine a reverse Conn's
-//     supervisor starts to close the Conn, and the one Close starts to
-//     finish the release (wait for the supervisor and the dispatcher,
-//     close the dialer) when it is called while a callback runs. Each
-//     exits when the release is done.
+//   - Close helper, short-lived: the goroutine Close starts to finish
+//     the release (wait for the supervisor and the dispatcher, close the
+//     dialer) when it is called while a callback runs. It exits when the
+//     release is done.
 //
 // Per session (tracked by the session's WaitGroup; the supervisor waits
 // for them before it reconnects and on Close). All are started by
 // session.start, after the handshake and before the session is
-// published. An idle Unix-socket Conn so holds three goroutines: the
-// supervisor, the reader and the writer.
+// published. An idle Unix-socket Conn so holds two goroutines: the
+// reader and the writer.
 //
 //   - reader (session.reader): runs the transport's read loop, decoding
 //     every agent message and completing calls. Exits when the stream or
