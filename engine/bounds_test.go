@@ -16,7 +16,7 @@ import (
 // per-request pauses.
 func pausedKeyBytes(s *session) int {
 	n := 0
-	s.pausedIDs.Range(func(k string, _ struct{}) bool {
+	s.pausedIDs.get().Range(func(k string, _ struct{}) bool {
 		n += len(k)
 		return true
 	})
@@ -54,22 +54,22 @@ func TestUDSPerRequestPauseBytesBounded(t *testing.T) {
 	waitUntil(t, "every flow signal", nil, func() bool { return c.Stats().FlowSignals == n })
 	s := c.sess.Load()
 	got := pausedKeyBytes(s)
-	t.Logf("%d paused ids holding %d bytes of ids; %d refused", s.pausedIDs.Size(), got, c.Stats().ProtocolErrors)
+	t.Logf("%d paused ids holding %d bytes of ids; %d refused", s.pausedIDs.size(), got, c.Stats().ProtocolErrors)
 	if got > maxPausedIDBytes {
 		t.Fatalf("paused ids hold %d bytes, want at most %d", got, maxPausedIDBytes)
 	}
-	if int(s.nPaused.Load()) != s.pausedIDs.Size() || s.pausedBytes.Load() != int64(got) {
-		t.Fatalf("bookkeeping: count %d, size %d, bytes %d (actual %d)", s.nPaused.Load(), s.pausedIDs.Size(), s.pausedBytes.Load(), got)
+	if int(s.nPaused.Load()) != s.pausedIDs.size() || s.pausedBytes.Load() != int64(got) {
+		t.Fatalf("bookkeeping: count %d, size %d, bytes %d (actual %d)", s.nPaused.Load(), s.pausedIDs.size(), s.pausedBytes.Load(), got)
 	}
-	if st := c.Stats(); st.ProtocolErrors != uint64(n-s.pausedIDs.Size()) {
-		t.Fatalf("%d protocol errors, want one per refused pause (%d)", st.ProtocolErrors, n-s.pausedIDs.Size())
+	if st := c.Stats(); st.ProtocolErrors != uint64(n-s.pausedIDs.size()) {
+		t.Fatalf("%d protocol errors, want one per refused pause (%d)", st.ProtocolErrors, n-s.pausedIDs.size())
 	}
 	// Resuming releases the budget: a new long pause is taken again.
 	var first string
-	s.pausedIDs.Range(func(k string, _ struct{}) bool { first = k; return false })
+	s.pausedIDs.get().Range(func(k string, _ struct{}) bool { first = k; return false })
 	s.onFlow(agentwire.FlowControlSignal{Action: agentwire.FlowResume, CorrelationID: agentwire.Some(first)})
 	s.onFlow(agentwire.FlowControlSignal{Action: agentwire.FlowPause, CorrelationID: agentwire.Some("again-" + first)})
-	if _, ok := s.pausedIDs.Load("again-" + first); !ok {
+	if _, ok := s.pausedIDs.load("again-" + first); !ok {
 		t.Fatal("a pause after a resume freed room was refused")
 	}
 	if s.pausedBytes.Load() != int64(pausedKeyBytes(s)) {

@@ -46,8 +46,11 @@ type Conn struct {
 
 	pingSeq atomic.Uint64
 
-	cbq      chan *callback // a pointer per slot: the queue is allocated whole for every Conn
-	cbBytes  atomic.Int64   // wire bytes of the reports in cbq (see maxCallbackBytes)
+	// cbq is the callback queue (a pointer per slot), made by the first
+	// report queued: most Conns never get one, and its WithCallbackQueueSize
+	// slots (2 KiB by default) would be held for nothing.
+	cbq      atomic.Pointer[chan *callback]
+	cbBytes  atomic.Int64 // wire bytes of the reports in cbq (see maxCallbackBytes)
 	drainSig chan struct{}
 
 	baseCtx    context.Context // cancelled by Close: bounds reconnect attempts
@@ -57,16 +60,19 @@ type Conn struct {
 	closeOnce  sync.Once      // second half: wait for the goroutines, release
 	dialerOnce sync.Once      // closes d (by release, or the supervisor of a one-shot Conn)
 	wg         sync.WaitGroup // supervisor
-	dispDone   chan struct{}  // closed when the dispatcher has exited
+	// The dispatcher, started on demand (dispatch.go): dispRunning is
+	// set while one runs, dispWG counts it.
+	dispRunning atomic.Bool
+	dispWG      sync.WaitGroup
 	// cbRunning is set while the dispatcher runs a user callback: Close
 	// then does not wait for it (the callback may be the one calling).
 	cbRunning atomic.Bool
 
 	// Connection-state transitions waiting for WithOnStateChange
-	// (state.go): stateQ under stateMu, stateSig wakes the dispatcher.
-	stateMu  sync.Mutex
-	stateQ   []stateChange
-	stateSig chan struct{}
+	// (state.go): stateQ under stateMu; queuing one starts the
+	// dispatcher.
+	stateMu sync.Mutex
+	stateQ  []stateChange
 
 	// lastErr is the outcome of the last failed connection attempt (nil
 	// once one succeeded), reported by WaitConnected.
@@ -135,8 +141,7 @@ func NewConn(endpoint string, opts ...Option) (*Conn, error) {
 	}
 	c := newConnObj(d, o)
 	c.wg.Add(1)
-	go c.supervise(nil)
-	go c.dispatcher()
+	go c.supervise()
 	return c, nil
 }
 
@@ -208,11 +213,8 @@ func newConnObj(d dialer, o options) *Conn {
 		log:       connLogger(o.logger, o.endpoint),
 		d:         d,
 		sessCh:    make(chan struct{}),
-		cbq:       make(chan *callback, o.callbackQueue),
 		drainSig:  make(chan struct{}, 1),
 		closing:   make(chan struct{}),
-		dispDone:  make(chan struct{}),
-		stateSig:  make(chan struct{}, 1),
 		cidPrefix: newCIDPrefix(),
 	}
 	c.baseCtx, c.baseCancel = context.WithCancel(context.Background())
@@ -244,8 +246,7 @@ func newConn(ctx context.Context, d dialer, o options) (*Conn, error) {
 	c.publish(s)
 	c.setState(StateConnected)
 	c.wg.Add(1)
-	go c.supervise(s)
-	go c.dispatcher()
+	c.watch(s)
 	return c, nil
 }
 
@@ -304,50 +305,84 @@ func (c *Conn) sessionChanged() <-chan struct{} {
 	return ch
 }
 
-// supervise owns the sessions: when one fails it is replaced, with capped,
-// jittered exponential backoff between attempts, for as long as the Conn
-// is open. s is the first session (Dial), or nil (NewConn): the first
-// connection is then made here, its first attempt at once. On Close it
-// ends the current session and waits for its goroutines.
-func (c *Conn) supervise(s *session) {
-	defer c.wg.Done()
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
+// Supervision: the sessions are owned by the Conn's supervisor. When one
+// fails it is replaced, with capped, jittered exponential backoff between
+// attempts, for as long as the Conn is open; on Close the current session
+// is ended and its goroutines waited for. The supervisor holds a goroutine
+// only while it has work: making NewConn's first connection, and from a
+// session's failure until the next one is up. While a session runs it is
+// a context.AfterFunc on the session's context (cancelled by fail), not a
+// parked goroutine: an idle connection used to hold one all its life, with
+// a stack of 4-8 KiB. c.wg holds one count for the supervisor from its
+// start until it is done for good (Close, or a reverse Conn's end), across
+// those hand-overs.
+
+// supervise is the supervisor's goroutine for NewConn: it makes the first
+// connection (its first attempt at once) and hands the session to watch.
+// The caller added the supervisor's count to c.wg.
+func (c *Conn) supervise() {
+	s := c.reconnect(newStoppedTimer(), true, nil)
 	if s == nil {
-		if s = c.reconnect(timer, true, nil); s == nil {
-			return // closed
-		}
+		c.wg.Done() // closed
+		return
 	}
-	for {
-		select {
-		case <-s.done:
-		case <-c.closing:
-			s.fail(ErrClosed, nil)
-			s.wg.Wait()
-			return
-		}
-		c.sess.CompareAndSwap(s, nil)
-		c.notifySession()
-		if _, ok := c.d.(oneShotDialer); !ok {
-			c.setState(StateReconnecting)
-		}
+	c.watch(s)
+}
+
+// newStoppedTimer returns a timer that is not running (reconnect's backoff
+// timer).
+func newStoppedTimer() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}
+
+// watch hands the running session s to the supervisor: sessionEnded runs
+// once s fails. stop fails the published session when Close starts; a
+// session published as Close starts is failed here, so that either finds
+// the other (both may: fail runs once).
+func (c *Conn) watch(s *session) {
+	context.AfterFunc(s.ctx, func() { c.sessionEnded(s) })
+	if c.isClosing() {
+		s.fail(ErrClosed, nil)
+	}
+}
+
+// sessionEnded is the supervisor, on a goroutine of its own, once session
+// s failed: on Close it waits for s's goroutines and is done; otherwise it
+// publishes StateReconnecting, waits for s's goroutines and reconnects (a
+// reverse Conn closes itself instead: the agent dials again and gets a
+// new Conn).
+func (c *Conn) sessionEnded(s *session) {
+	if c.isClosing() {
 		s.wg.Wait()
-		c.log.Warn("agentwire: connection to agent lost", "err", s.lost)
-		if _, ok := c.d.(oneShotDialer); ok {
-			// A reverse connection cannot be reopened from this side:
-			// the agent dials again and gets a new Conn. The supervisor
-			// closes this one itself, on its own goroutine (a Close
-			// meanwhile waits for it): it must not leave a goroutine of
-			// its own behind.
-			c.stop()
-			<-c.dispDone
-			c.closeDialer()
-			return
-		}
-		if s = c.reconnect(timer, false, s.lost); s == nil {
-			return // closed
-		}
+		c.wg.Done()
+		return
 	}
+	c.sess.CompareAndSwap(s, nil)
+	c.notifySession()
+	_, oneShot := c.d.(oneShotDialer)
+	if !oneShot {
+		c.setState(StateReconnecting)
+	}
+	s.wg.Wait()
+	c.log.Warn("agentwire: connection to agent lost", "err", s.lost)
+	if oneShot {
+		// The supervisor closes the Conn itself, on its own goroutine (a
+		// Close meanwhile waits for it): it must not leave a goroutine of
+		// its own behind.
+		c.stop()
+		c.dispWG.Wait()
+		c.closeDialer()
+		c.wg.Done()
+		return
+	}
+	ns := c.reconnect(newStoppedTimer(), false, s.lost)
+	if ns == nil {
+		c.wg.Done() // closed
+		return
+	}
+	c.watch(ns)
 }
 
 // reconnect connects until a session is up, waiting c.backoff between
@@ -449,6 +484,11 @@ func (c *Conn) stop() {
 		c.setState(StateClosed) // queued before closing: the dispatcher delivers it
 		close(c.closing)
 		c.baseCancel()
+		// The supervisor waits for the session's end (watch); a session
+		// being made now is failed by reconnect or watch.
+		if s := c.sess.Load(); s != nil {
+			s.fail(ErrClosed, nil)
+		}
 		c.notifySession()
 	})
 }
@@ -458,7 +498,7 @@ func (c *Conn) stop() {
 func (c *Conn) release() {
 	c.closeOnce.Do(func() {
 		c.wg.Wait()
-		<-c.dispDone
+		c.dispWG.Wait()
 		c.closeDialer()
 	})
 }
@@ -1213,8 +1253,9 @@ func (c *Conn) ping(ctx context.Context) (time.Duration, error) {
 func (c *Conn) pingOn(ctx context.Context, s *session) (time.Duration, error) {
 	seq := c.pingSeq.Add(1)
 	ch := make(chan time.Time, 1)
-	s.pings.Store(seq, ch)
-	defer s.pings.Delete(seq)
+	pings := s.pings.get()
+	pings.Store(seq, ch)
+	defer pings.Delete(seq)
 	start := time.Now()
 	buf, err := s.t.ping(seq, uint64(start.UnixMilli()))
 	if err != nil {

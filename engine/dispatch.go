@@ -50,7 +50,8 @@ func (c *Conn) dispatch(cb callback) {
 		}
 	}
 	select {
-	case c.cbq <- &cb: // reports are rare: one allocation each keeps the queue at a pointer per slot
+	case c.callbackQueue() <- &cb: // reports are rare: one allocation each keeps the queue at a pointer per slot
+		c.kickDispatcher()
 	default:
 		c.cbBytes.Add(-cb.size)
 		c.dropCallback(cb)
@@ -69,27 +70,114 @@ func (c *Conn) dropCallback(cb callback) {
 	}
 }
 
-// dispatcher runs user callbacks one at a time, off the reader goroutine,
-// until the Conn closes. cbRunning is set while a callback runs, so that a
-// Close meanwhile (possibly from that very callback) does not wait for it.
-// State transitions (WithOnStateChange) are never dropped: once the Conn
+// The dispatcher runs user callbacks one at a time, off the reader
+// goroutine. It is started on demand: by the first report or state
+// transition queued while it is not running (kickDispatcher), and it exits
+// once nothing is left to deliver, so that a Conn whose agent sends no
+// reports and whose state does not change holds no goroutine for it (an
+// idle Unix-socket Conn used to hold a parked dispatcher all its life,
+// about a fifth of its memory). dispRunning is set from the start until
+// the exit; dispWG counts the running dispatcher, so that Close waits for
+// it. cbRunning is set while a callback runs, so that a Close meanwhile
+// (possibly from that very callback) does not wait for it. State
+// transitions (WithOnStateChange) are never dropped: once the Conn
 // closes, the dispatcher delivers those still waiting, the final
 // StateClosed included (Close queues it before it closes c.closing), and
 // then exits; reports still queued are dropped.
+
+// kickDispatcher starts the dispatcher unless it is running. Called after
+// work was queued; a dispatcher that is about to exit checks for work
+// after it cleared dispRunning (see dispatcher), so none is left behind.
+// Never called once Close has waited for the Conn's goroutines: reports
+// come from the session's reader, transitions from the supervisor, Dial
+// and Close's own StateClosed (queued before that wait).
+func (c *Conn) kickDispatcher() {
+	if c.dispRunning.CompareAndSwap(false, true) {
+		c.dispWG.Add(1)
+		go c.dispatcher()
+	}
+}
+
+// dispatcher delivers what is queued and exits when nothing is (see
+// above).
 func (c *Conn) dispatcher() {
-	defer close(c.dispDone)
+	defer c.dispWG.Done()
 	for {
-		select {
-		case cb := <-c.cbq:
+		c.dispatchQueued()
+		c.dispRunning.Store(false)
+		// Work queued after the last look and before the store above
+		// found the dispatcher running and started none: take it over,
+		// unless a new dispatcher already did.
+		if !c.dispatchPending() || !c.dispRunning.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// dispatchQueued runs the queued callbacks and state transitions until
+// none is left; once the Conn is closing, queued reports are dropped
+// instead of run. Dispatcher only.
+func (c *Conn) dispatchQueued() {
+	for {
+		if cb := c.nextCallback(); cb != nil {
+			if c.isClosing() {
+				c.cbBytes.Add(-cb.size)
+				continue
+			}
 			c.cbRunning.Store(true)
 			c.runCallback(*cb)
 			c.cbRunning.Store(false)
-		case <-c.stateSig:
-			c.runStateChanges()
-		case <-c.closing:
-			c.runStateChanges()
+			continue
+		}
+		if !c.statesQueued() {
 			return
 		}
+		c.runStateChanges()
+	}
+}
+
+// dispatchPending reports whether a report or a transition is waiting.
+func (c *Conn) dispatchPending() bool {
+	if q := c.cbq.Load(); q != nil && len(*q) > 0 {
+		return true
+	}
+	return c.statesQueued()
+}
+
+// callbackQueue returns the callback queue, making it on first use.
+func (c *Conn) callbackQueue() chan *callback {
+	if q := c.cbq.Load(); q != nil {
+		return *q
+	}
+	q := make(chan *callback, c.opts.callbackQueue)
+	if c.cbq.CompareAndSwap(nil, &q) {
+		return q
+	}
+	return *c.cbq.Load()
+}
+
+// nextCallback takes the next queued report without waiting (nil when
+// none is queued).
+func (c *Conn) nextCallback() *callback {
+	q := c.cbq.Load()
+	if q == nil {
+		return nil
+	}
+	select {
+	case cb := <-*q:
+		return cb
+	default:
+		return nil
+	}
+}
+
+// isClosing reports whether Close has started.
+func (c *Conn) isClosing() bool {
+	select {
+	case <-c.closing:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -70,30 +70,34 @@
 //
 // Per Conn:
 //
-//   - supervisor (Conn.supervise). Started by Dial once the first session
-//     is up, or by NewConn at once (it then makes the first connection:
-//     first attempt at once, later ones after the reconnect backoff).
-//     Replaces a failed session: publishes StateReconnecting, waits for
-//     the dead session's goroutines, reconnects with backoff. Exits on
-//     Close (after ending the current session and waiting for its
-//     goroutines), or, on a reverse Conn, when its one session ends: it
-//     then starts Close on a goroutine of its own (below) and returns.
-//   - dispatcher (Conn.dispatcher). Started with the supervisor. Runs the
-//     user callbacks (WithOnHealth, WithOnMetrics, WithOnLog,
-//     WithOnConfigUpdate, WithOnStateChange) one at a time and sends
-//     config-update answers. Exits on Close, after delivering the state
-//     transitions still waiting (StateClosed last); reports still queued
-//     are dropped.
-//   - Close helpers, short-lived: the goroutine a reverse Conn's
-//     supervisor starts to close the Conn, and the one Close starts to
-//     finish the release (wait for the supervisor and the dispatcher,
-//     close the dialer) when it is called while a callback runs. Each
-//     exits when the release is done.
+//   - supervisor (Conn.supervise, Conn.sessionEnded), on demand.
+//     NewConn starts it at once to make the first connection (first
+//     attempt at once, later ones after the reconnect backoff). While a
+//     session runs it holds no goroutine: a context.AfterFunc on the
+//     session's context starts it again when the session fails
+//     (Conn.watch). It then publishes StateReconnecting, waits for the
+//     dead session's goroutines, reconnects with backoff and goes back to
+//     watching. On Close (which fails the current session) it waits for
+//     the session's goroutines and is done; on a reverse Conn, when its
+//     one session ends, it closes the Conn itself and is done.
+//   - dispatcher (Conn.dispatcher), on demand. Started when a report
+//     for a user callback (WithOnHealth, WithOnMetrics, WithOnLog,
+//     WithOnConfigUpdate) or a state transition for WithOnStateChange is
+//     queued and none is running; runs the callbacks one at a time and
+//     sends config-update answers; exits once nothing is queued. A Conn
+//     without callbacks and without config-update requests never starts
+//     one. On Close it delivers the state transitions still waiting
+//     (StateClosed last) and drops the reports still queued.
+//   - Close helper, short-lived: the goroutine Close starts to finish
+//     the release (wait for the supervisor and the dispatcher, close the
+//     dialer) when it is called while a callback runs. It exits when the
+//     release is done.
 //
 // Per session (tracked by the session's WaitGroup; the supervisor waits
 // for them before it reconnects and on Close). All are started by
 // session.start, after the handshake and before the session is
-// published:
+// published. An idle Unix-socket Conn so holds two goroutines: the
+// reader and the writer.
 //
 //   - reader (session.reader): runs the transport's read loop, decoding
 //     every agent message and completing calls. Exits when the stream or
@@ -103,9 +107,13 @@
 //     transport (batched writes). Exits when the ring is closed by
 //     session.fail and drained (what is left is freed, its waiters get
 //     the session's error).
-//   - expirer (session.expirer): every 32nd of the request timeout (at
-//     least 1 ms) times out the calls without a context deadline whose
-//     default timeout passed. Exits when the session fails.
+//   - expirer (session.sweep), not a goroutine of its own: a
+//     time.AfterFunc timer that every 32nd of the request timeout (at
+//     least 1 ms) runs a sweep on a short-lived goroutine: it times out
+//     the calls without a context deadline whose default timeout passed,
+//     and gives back the write buffer of a Unix-socket connection that
+//     sent nothing since the last sweep. Stops when the session fails
+//     (the session's WaitGroup waits for a sweep that is running).
 //   - control-stream reader (session.controlReader): only on gRPC
 //     sessions whose agent offered the agentwire ControlStream. Reads
 //     AgentControl messages. Exits when the control stream ends (the

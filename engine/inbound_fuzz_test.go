@@ -103,7 +103,9 @@ func FuzzInbound(f *testing.F) {
 		s.paused.Store(false)
 		s.capacity.Store(-1)
 		s.health.Store(nil)
-		s.pausedIDs.Clear()
+		if m := s.pausedIDs.peek(); m != nil {
+			m.Clear()
+		}
 		s.nPaused.Store(0)
 		s.pausedBytes.Store(0)
 		var dst agentwire.AgentResponse

@@ -303,7 +303,8 @@ func WithRingSize(n int) Option { return optionFunc(func(o *options) { o.ringSiz
 // hold at most 16 MiB of wire bytes (one larger report is taken when the
 // queue is empty). A report that does not fit is dropped and counted
 // (Stats.CallbacksDropped); a config-update request is then answered with
-// a rejection. Every transport.
+// a rejection. The queue is made when the first report is queued: a Conn
+// whose agent sends none holds no memory for it. Every transport.
 func WithCallbackQueueSize(n int) Option { return optionFunc(func(o *options) { o.callbackQueue = n }) }
 
 // WithKeepalive turns on HTTP/2 keep-alive pings every t on gRPC

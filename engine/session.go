@@ -39,7 +39,9 @@ type session struct {
 	cancel context.CancelFunc
 
 	pending *xsync.Map[string, *pending]
-	pings   *xsync.Map[uint64, chan time.Time]
+	// pings holds the Pings waiting for their Pong (made on first use,
+	// as is pausedIDs: see lazyMap).
+	pings lazyMap[uint64, chan time.Time]
 
 	caps   agentwire.Capabilities
 	events uint32 // bit k set: event code k is subscribed
@@ -54,7 +56,7 @@ type session struct {
 	health atomic.Pointer[healthReport]
 
 	paused    atomic.Bool // connection-wide PAUSE
-	pausedIDs *xsync.Map[string, struct{}]
+	pausedIDs lazyMap[string, struct{}]
 	nPaused   atomic.Int32
 	// pausedBytes sums the lengths of the ids in pausedIDs (bounded by
 	// maxPausedIDBytes).
@@ -66,6 +68,12 @@ type session struct {
 	maxInFlight int64
 	// aq holds the callers that admission makes wait (admission.go).
 	aq admissionQueue
+
+	// The expirer's timer and tick (sweep.go), set by start; idleSent is
+	// the sweep's own: the sent count it saw last.
+	sweepT   *time.Timer
+	tick     time.Duration
+	idleSent uint64
 }
 
 // healthReport is the last health report of a session.
@@ -84,17 +92,15 @@ func newSession(c *Conn, t transport, caps agentwire.Capabilities) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	ringSize := sessionRingSize(c.opts.ringSize, caps.Limits.MaxConcurrency)
 	s := &session{
-		c:         c,
-		t:         t,
-		out:       ring.New[outbound](ringSize),
-		ctx:       ctx,
-		cancel:    cancel,
-		pending:   xsync.NewMap[string, *pending](xsync.WithPresize(ringSize)),
-		pings:     xsync.NewMap[uint64, chan time.Time](),
-		pausedIDs: xsync.NewMap[string, struct{}](),
-		caps:      caps,
-		events:    subscribedEvents(caps.SupportedEvents),
-		done:      make(chan struct{}),
+		c:       c,
+		t:       t,
+		out:     ring.New[outbound](ringSize),
+		ctx:     ctx,
+		cancel:  cancel,
+		pending: xsync.NewMap[string, *pending](xsync.WithPresize(ringSize)),
+		caps:    caps,
+		events:  subscribedEvents(caps.SupportedEvents),
+		done:    make(chan struct{}),
 
 		maxInFlight: maxInFlightOf(caps.Limits.MaxConcurrency),
 	}
@@ -126,12 +132,12 @@ func subscribedEvents(codes []int32) uint32 {
 	return m
 }
 
-// start launches the session's goroutines.
+// start launches the session's goroutines and its sweep timer (sweep.go).
 func (s *session) start() {
-	s.wg.Add(3)
+	s.startSweeper()
+	s.wg.Add(2)
 	go s.writer()
 	go s.reader()
-	go s.expirer()
 	if s.t.hasControl() {
 		s.wg.Add(1)
 		go s.controlReader()
@@ -149,28 +155,13 @@ func expiryTick(d time.Duration) time.Duration {
 	return max(d/32, time.Millisecond)
 }
 
-// expirer enforces the default request timeout of calls whose context has
-// no deadline: every expiryTick it removes the pending requests whose
-// deadline has passed, queues their cancel (reason timeout) and completes
-// them with errEngineTimeout, and ends the admission waits past theirs.
-// Running one sweep per session replaces a timer per request on the hot
-// path. On gRPC it also watches the writer's sends (checkSends).
-func (s *session) expirer() {
-	defer s.wg.Done()
-	t := time.NewTicker(s.watchTick())
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-		case <-s.done:
-			return
-		}
-		now := monoNow()
-		s.expire(now)
-		s.expireWaiters(now)
-		s.checkSends(now)
-	}
-}
+// The expirer enforces the default request timeout of calls whose context
+// has no deadline: every expiryTick (watchTick) a sweep (sweep.go) removes
+// the pending requests whose deadline has passed, queues their cancel
+// (reason timeout) and completes them with errEngineTimeout, and ends the
+// admission waits past theirs. Running one sweep per session replaces a
+// timer per request on the hot path. On gRPC it also watches the writer's
+// sends (checkSends).
 
 // expire times out every pending request whose deadline is at or before
 // now (a monoNow instant).
@@ -241,6 +232,7 @@ func (s *session) fail(kind, cause error) {
 		s.cancel()
 		s.t.close()
 		close(s.done)
+		s.stopSweeper()
 		s.closeWaiters()
 		// Complete every waiting call here, so that exchange waits on its
 		// own channel only (one select case less per request). A call
@@ -272,17 +264,48 @@ func (s *session) failed() bool {
 // writerYields bounds the yields of the writer before a flush (see writer).
 const writerYields = 6
 
-func (s *session) writer() {
-	defer s.wg.Done()
-	batch := make([]outbound, 64)
-	var sendErr error
-	fl, _ := s.t.(flusher)
+// writerState is what the writer keeps between its rounds (writeRound).
+type writerState struct {
+	fl      flusher
+	sendErr error
 	// held: the writer holds the write role (direct.go). Without direct
 	// writes it is never contended and stays held.
-	held := s.dw == nil
+	held bool
+}
+
+// writer drains the outbound ring into the transport. With direct writes
+// it waits for the ring here, between rounds, and not inside writeRound,
+// whose 64-item batch (3 KiB) lives on its stack: a writer parked with
+// only this frame uses little of its stack, so that the collector can
+// shrink it (to a fraction of the 8 KiB it held while parked with the
+// batch) on an idle connection.
+func (s *session) writer() {
+	defer s.wg.Done()
+	w := writerState{held: s.dw == nil}
+	w.fl, _ = s.t.(flusher)
+	for s.writeRound(&w) {
+		// Wait for the ring without taking items, and take them only
+		// with the write role: a direct caller that holds it and finds
+		// the ring empty knows that everything queued before has been
+		// written (see direct.go).
+		if s.out.Wait() != nil {
+			return // closed and drained
+		}
+		s.acquireWriteRole()
+		w.held = true
+	}
+}
+
+// writeRound writes what the ring holds, batch by batch, until it would
+// wait: with direct writes it then gives up the write role and returns
+// true (writer waits); without, it waits in the ring itself. It returns
+// false once the ring is closed and drained.
+func (s *session) writeRound(w *writerState) bool {
+	batch := make([]outbound, 64)
+	fl := w.fl
 	for {
 		n := 0
-		if fl != nil && held {
+		if fl != nil && w.held {
 			// Flush only once nothing more is ready (see flusher). While
 			// other calls are in flight, yield first (up to writerYields
 			// times while nothing arrives): callers woken by replies get
@@ -295,41 +318,32 @@ func (s *session) writer() {
 			// got faster, six beat three: ten pairs each, MessagePack
 			// 209k → 222k requests/s and 4.4 → 4.2 µs, JSON 147k → 151k
 			// and 6.1 → 6.0 µs; ten against six was within noise).
-			if n = s.out.TryDequeueBatch(batch); n == 0 && sendErr == nil && s.c.stats.inFlight.Load() > 1 {
+			if n = s.out.TryDequeueBatch(batch); n == 0 && w.sendErr == nil && s.c.stats.inFlight.Load() > 1 {
 				for y := 0; y < writerYields && n == 0; y++ {
 					runtime.Gosched()
 					n = s.out.TryDequeueBatch(batch)
 				}
 			}
-			if n == 0 && sendErr == nil {
+			if n == 0 && w.sendErr == nil {
 				if err := fl.flush(); err != nil {
-					sendErr = err
+					w.sendErr = err
 					s.fail(ErrConnectionLost, err)
 				}
 			}
 		}
 		if n == 0 && s.dw != nil {
-			// Wait for the ring without taking items, and take them only
-			// with the write role: a direct caller that holds it and
-			// finds the ring empty knows that everything queued before
-			// has been written (see direct.go).
-			if held {
-				held = false
+			// The writer waits for the ring (see writer), without the
+			// write role.
+			if w.held {
+				w.held = false
 				s.wrole.Store(0)
 			}
-			if s.out.Wait() != nil {
-				return // closed and drained
-			}
-			s.acquireWriteRole()
-			held = true
-			if n = s.out.TryDequeueBatch(batch); n == 0 {
-				continue
-			}
+			return true
 		}
 		if n == 0 {
 			var err error
 			if n, err = s.out.DequeueBatch(batch); err != nil {
-				return // closed and drained
+				return false // closed and drained
 			}
 			// A transport that writes on its own (gRPC: grpc-go's writer
 			// goroutine flushes whenever its queue runs empty) gets the
@@ -338,7 +352,7 @@ func (s *session) writer() {
 			// of each starting a write of its own (measured over gRPC at
 			// 64 in flight: ~0.6 → ~0.12 socket writes per request on the
 			// proxy side, ~20% less client CPU per request).
-			if fl == nil && n < len(batch) && sendErr == nil && s.c.stats.inFlight.Load() > 1 {
+			if fl == nil && n < len(batch) && w.sendErr == nil && s.c.stats.inFlight.Load() > 1 {
 				runtime.Gosched()
 				n += s.out.TryDequeueBatch(batch[n:])
 			}
@@ -349,7 +363,7 @@ func (s *session) writer() {
 			if o.buf == nil && o.p == nil {
 				continue // wakes the writer to flush the rest of a direct write
 			}
-			if sendErr != nil {
+			if w.sendErr != nil {
 				o.free()
 				if o.notice != nil {
 					o.notice <- s.lost
@@ -389,13 +403,13 @@ func (s *session) writer() {
 				}
 				p.release()
 				if err != nil {
-					sendErr = err
+					w.sendErr = err
 					s.fail(ErrConnectionLost, err)
 				}
 			} else {
 				err = s.t.send(o)
 				if err != nil {
-					sendErr = err
+					w.sendErr = err
 					s.fail(ErrConnectionLost, err)
 				} else {
 					s.c.stats.sent.Add(1)
@@ -492,7 +506,7 @@ func (s *session) protocolError(detail string, err error) {
 // onPong completes the Ping waiting for p.Sequence.
 func (s *session) onPong(p agentwire.Pong) {
 	s.c.stats.pongs.Add(1)
-	if ch, ok := s.pings.LoadAndDelete(p.Sequence); ok {
+	if ch, ok := s.pings.loadAndDelete(p.Sequence); ok {
 		ch <- time.Now()
 		return
 	}
@@ -594,17 +608,17 @@ func (s *session) onFlow(f agentwire.FlowControlSignal) {
 			// The ids are bounded in bytes too: each may be as long as
 			// the receive limit allows.
 			if s.nPaused.Load() >= maxPausedIDs || s.pausedBytes.Load()+int64(len(cid)) > maxPausedIDBytes {
-				if _, ok := s.pausedIDs.Load(cid); !ok {
+				if _, ok := s.pausedIDs.load(cid); !ok {
 					s.protocolError("per-request pause refused: too many paused requests", nil)
 					return
 				}
 			}
-			if _, loaded := s.pausedIDs.LoadOrStore(cid, struct{}{}); !loaded {
+			if _, loaded := s.pausedIDs.get().LoadOrStore(cid, struct{}{}); !loaded {
 				s.nPaused.Add(1)
 				s.pausedBytes.Add(int64(len(cid)))
 			}
 		case agentwire.FlowResume:
-			if _, loaded := s.pausedIDs.LoadAndDelete(cid); loaded {
+			if _, loaded := s.pausedIDs.loadAndDelete(cid); loaded {
 				s.nPaused.Add(-1)
 				s.pausedBytes.Add(-int64(len(cid)))
 			}
@@ -647,7 +661,7 @@ func (s *session) forgetPause(cid string) {
 	if s.nPaused.Load() == 0 {
 		return
 	}
-	if _, loaded := s.pausedIDs.LoadAndDelete(cid); loaded {
+	if _, loaded := s.pausedIDs.loadAndDelete(cid); loaded {
 		s.nPaused.Add(-1)
 		s.pausedBytes.Add(-int64(len(cid)))
 		s.flowChanged()
@@ -660,7 +674,7 @@ func (s *session) flowBlocked(cid string) error {
 		return errPaused
 	}
 	if s.nPaused.Load() > 0 {
-		if _, ok := s.pausedIDs.Load(cid); ok {
+		if _, ok := s.pausedIDs.load(cid); ok {
 			return errPausedCID
 		}
 	}

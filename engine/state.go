@@ -90,10 +90,15 @@ func (c *Conn) setState(to ConnState) {
 	} else {
 		c.stateQ = append(c.stateQ, stateChange{from, to})
 	}
-	select {
-	case c.stateSig <- struct{}{}:
-	default:
-	}
+	c.kickDispatcher()
+}
+
+// statesQueued reports whether transitions wait for the callback.
+func (c *Conn) statesQueued() bool {
+	c.stateMu.Lock()
+	n := len(c.stateQ)
+	c.stateMu.Unlock()
+	return n > 0
 }
 
 // runStateChanges delivers the waiting transitions to the callback, in

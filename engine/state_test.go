@@ -129,35 +129,38 @@ func TestStateCallbackPanic(t *testing.T) {
 // in StateClosed.
 func TestStateQueueBounded(t *testing.T) {
 	var got []stateChange
+	entered, unblock := make(chan struct{}), make(chan struct{})
 	o := defaultOptions()
-	WithOnStateChange(func(from, to ConnState) { got = append(got, stateChange{from, to}) }).apply(&o)
+	WithOnStateChange(func(from, to ConnState) {
+		if len(got) == 0 {
+			close(entered)
+			<-unblock // the first callback does not return while the rest queue up
+		}
+		got = append(got, stateChange{from, to})
+	}).apply(&o)
 	c := newConnObj(memDialer{}, o)
+	c.setState(StateConnected) // starts the dispatcher, which blocks in the callback
+	<-entered
 	for i := range 5 * maxStateQueue {
 		if i%2 == 0 {
-			c.setState(StateConnected)
-		} else {
 			c.setState(StateReconnecting)
+		} else {
+			c.setState(StateConnected)
 		}
-		if n := len(c.stateQ); n > maxStateQueue {
+		c.stateMu.Lock()
+		n := len(c.stateQ)
+		c.stateMu.Unlock()
+		if n > maxStateQueue {
 			t.Fatalf("%d transitions waiting", n)
 		}
 	}
-	// Close, then start the dispatcher with only c.closing ready to
-	// receive: the transitions waiting (StateClosed included) must still
-	// be delivered before it exits.
-	closed := make(chan struct{})
-	go func() { c.Close(); close(closed) }()
-	<-c.closing
-	select {
-	case <-c.stateSig:
-	default:
-	}
-	go c.dispatcher()
-	select {
-	case <-closed:
-	case <-time.After(testTimeout):
-		t.Fatal("Close did not return")
-	}
+	// Close while the callback still blocks (Close does not wait for a
+	// running callback), then let it return: the transitions waiting
+	// (StateClosed included) must still be delivered before the
+	// dispatcher exits.
+	c.Close()
+	close(unblock)
+	within(t, testTimeout, "the dispatcher to exit", c.dispWG.Wait)
 	if len(got) == 0 || len(got) > maxStateQueue+1 {
 		t.Fatalf("%d transitions delivered", len(got))
 	}

@@ -281,8 +281,9 @@ func newUDSTransport(nc net.Conn, rd *frame.Reader, maxPayload int, msgpack, raw
 		raw:        raw,
 		log:        log,
 		segs:       make([]udsSeg, 0, 8),
-		iov:        make(net.Buffers, 0, 64),
-		cfgIDs:     make(map[string]struct{}),
+		// iov is made by the first flush with several segments (writev):
+		// most connections never need its 1.5 KiB.
+		cfgIDs: make(map[string]struct{}),
 	}
 	switch nc.(type) {
 	case *net.UnixConn, *net.TCPConn:
@@ -438,6 +439,14 @@ func (t *udsTransport) resetBatch() {
 		t.enc = nil
 	} else {
 		t.enc = t.enc[:0]
+	}
+}
+
+// releaseIdle drops the write buffer of an idle connection (see
+// idleReleaser): the next batch grows a new one. Write-role holder only.
+func (t *udsTransport) releaseIdle() {
+	if len(t.segs) == 0 {
+		t.enc = nil
 	}
 }
 

@@ -629,7 +629,7 @@ func TestUDSPerRequestPausesBounded(t *testing.T) {
 	<-ready
 	waitUntil(t, "every flow signal", nil, func() bool { return c.Stats().FlowSignals == uint64(total) })
 	s := c.sess.Load()
-	if got := s.pausedIDs.Size(); got != maxPausedIDs || s.nPaused.Load() != maxPausedIDs {
+	if got := s.pausedIDs.size(); got != maxPausedIDs || s.nPaused.Load() != maxPausedIDs {
 		t.Fatalf("%d paused ids (count %d), want the bound %d", got, s.nPaused.Load(), maxPausedIDs)
 	}
 	if st := c.Stats(); st.ProtocolErrors != extra {
@@ -656,7 +656,7 @@ func TestUDSPerRequestPausesBounded(t *testing.T) {
 	if _, err := c.RequestBodyChunk(ctx, &agentwire.BodyChunk{CorrelationID: "p-1"}); err != nil {
 		t.Fatalf("after Cancel the pause is gone: %v", err)
 	}
-	if got := s.pausedIDs.Size(); got != maxPausedIDs-2 || s.nPaused.Load() != maxPausedIDs-2 {
+	if got := s.pausedIDs.size(); got != maxPausedIDs-2 || s.nPaused.Load() != maxPausedIDs-2 {
 		t.Fatalf("%d paused ids (count %d), want %d", got, s.nPaused.Load(), maxPausedIDs-2)
 	}
 }
