@@ -293,7 +293,7 @@ func WithFailFastWhileReconnecting(failFast bool) Option {
 // WithRingSize sets the capacity of the outbound queue (rounded up to a
 // power of two; default DefaultRingSize). A session whose agent announces
 // a max_concurrency M (which admission keeps the requests in flight
-// under) uses M+64 instead when that is smaller, so that idle connections
+// under) uses M+16 instead when that is smaller, so that idle connections
 // do not hold slots no request can use. Callers block (within their
 // context) while it is full. Every transport.
 func WithRingSize(n int) Option { return optionFunc(func(o *options) { o.ringSize = n }) }
