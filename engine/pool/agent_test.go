@@ -155,8 +155,12 @@ func TestAgentRefusalsAndRecovery(t *testing.T) {
 	// Connection lost while waiting: the call gets the policy, the
 	// connection is out; its one breaker failure is reset by the next
 	// success on the other connection.
-	fs[1].handle = func(context.Context, int32, string) (*agentwire.AgentResponse, error) { return nil, errEngineLost }
-	fs[1].setHealth(engine.HealthSnapshot{Capacity: -1})
+	// The connection goes down as the call is lost (not before: a health
+	// check that saw it down first would keep every call away from it).
+	fs[1].handle = func(context.Context, int32, string) (*agentwire.AgentResponse, error) {
+		fs[1].setHealth(engine.HealthSnapshot{Capacity: -1})
+		return nil, errEngineLost
+	}
 	var lost int
 	for i := range 10 {
 		v := a.RequestHeaders(ctx, rhEvent(fmt.Sprint("c", i)), dst)
