@@ -217,25 +217,18 @@ func engineStack(stk []uintptr) bool {
 // short-lived goroutines of timers (time.AfterFunc: the sweeps) are not
 // counted: the runtime starts those.
 func engineGoroutines() int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
 	count := 0
-	lines := strings.Split(string(buf), "\n")
-	for i, l := range lines {
-		fn, ok := strings.CutPrefix(l, "created by ")
-		if !ok || !strings.HasPrefix(fn, enginePkg) || i+1 >= len(lines) {
-			continue
-		}
-		file, _, _ := strings.Cut(strings.TrimSpace(lines[i+1]), ":")
-		if !strings.HasSuffix(file, "_test.go") {
-			count++
+	for _, st := range goroutineStacks() {
+		lines := strings.Split(st, "\n")
+		for i, l := range lines {
+			fn, ok := strings.CutPrefix(l, "created by ")
+			if !ok || !strings.HasPrefix(fn, enginePkg) || i+1 >= len(lines) {
+				continue
+			}
+			file, _, _ := strings.Cut(strings.TrimSpace(lines[i+1]), ":")
+			if !strings.HasSuffix(file, "_test.go") {
+				count++
+			}
 		}
 	}
 	return count
