@@ -11,6 +11,7 @@ import (
 
 	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/internal/pbconv"
+	"github.com/agentwire/agentwire/internal/pbwire"
 	"github.com/agentwire/agentwire/internal/wiretext"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 	"github.com/agentwire/agentwire/ring"
@@ -56,6 +57,11 @@ type grpcCall struct {
 	enc pbconv.ResponseEncoder
 	out pb.AgentToProxy
 	wrp pb.AgentToProxy_Response
+	// The writer's encoding of the reply (grpc_reply.go): measured once
+	// per send; direct when internal/pbwire writes it.
+	wsz      pbwire.AgentResponseSize
+	measured bool
+	direct   bool
 }
 
 var grpcCallPool = sync.Pool{New: func() any { return new(grpcCall) }}
@@ -72,6 +78,7 @@ func (c *grpcCall) release() {
 	c.cid = ""
 	c.kind = kindNone
 	c.out.Message = nil
+	c.measured, c.direct = false, false
 	if r := c.wrp.Response; r != nil {
 		r.CorrelationId = ""
 	}
@@ -544,11 +551,11 @@ func (c *grpcCall) process(s *Server, t *inflightTable) {
 		c.decode() // else the fast decoder filled the exchange already
 	}
 	s.invoke(&c.exchange)
-	c.wrp.Response = c.enc.Encode(&c.resp)
-	c.out.Message = &c.wrp
-	// The handler is done with the event: the inbound message can go back
-	// to its pool (the reply references only strings and the handler's own
-	// slices, not the inbound byte slices).
+	// The reply is encoded by the writer (grpcReply) from c.resp, which
+	// stays as the handler left it until the call is released. The handler
+	// is done with the event: the inbound message can go back to its pool
+	// (the reply references only strings and the handler's own slices, not
+	// the inbound byte slices).
 	if c.in != nil {
 		c.in.ReturnToVTPool()
 		c.in = nil
@@ -630,7 +637,7 @@ func (st *procStream) writer() {
 			if !broken {
 				var err error
 				if it.call != nil {
-					err = st.ss.SendMsg(&it.call.out)
+					err = st.ss.SendMsg((*grpcReply)(it.call))
 				} else {
 					err = st.ss.SendMsg(it.msg)
 				}
