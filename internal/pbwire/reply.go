@@ -29,6 +29,7 @@ type AgentResponseSize struct {
 	// Len is the encoded length of the whole AgentToProxy message.
 	Len         int
 	body, audit int
+	plain       bool // the correlation id and header operations are ASCII
 }
 
 // headerOpLen returns the body length of the HeaderOp message for op
@@ -41,6 +42,51 @@ func headerOpLen(op *agentwire.HeaderOp) int {
 	}
 	h := sizeStr(1, op.Name) + sizeStr(2, op.Value)
 	return 1 + varLen(h) + h
+}
+
+// plainOpsSize is headerOpsSize for ops whose strings are all ASCII, with
+// the OR of their bytes (see wiretext.OrBytes) to check that.
+func plainOpsSize(ops []agentwire.HeaderOp) (n int, acc uint64) {
+	for i := range ops {
+		op := &ops[i]
+		acc |= wiretext.OrBytes(op.Name) | wiretext.OrBytes(op.Value)
+		var b int
+		if op.Kind == agentwire.HeaderRemove {
+			b = 1 + varLen(len(op.Name)) + len(op.Name)
+		} else {
+			h := plainField(op.Name) + plainField(op.Value)
+			b = 1 + varLen(h) + h
+		}
+		n += 1 + varLen(b) + b
+	}
+	return n, acc
+}
+
+// appendPlainOps is appendHeaderOps for ops whose strings are all ASCII.
+func appendPlainOps(b []byte, tag byte, ops []agentwire.HeaderOp) []byte {
+	for i := range ops {
+		op := &ops[i]
+		if op.Kind == agentwire.HeaderRemove {
+			b = append(b, tag)
+			b = appendLen(b, 1+varLen(len(op.Name))+len(op.Name))
+			b = append(b, tagLen(3))
+			b = appendLen(b, len(op.Name))
+			b = append(b, op.Name...)
+			continue
+		}
+		t := tagLen(1)
+		if op.Kind == agentwire.HeaderAdd {
+			t = tagLen(2)
+		}
+		h := plainField(op.Name) + plainField(op.Value)
+		b = append(b, tag)
+		b = appendLen(b, 1+varLen(h)+h)
+		b = append(b, t)
+		b = appendLen(b, h)
+		b = appendPlain(b, tagLen(1), op.Name)
+		b = appendPlain(b, tagLen(2), op.Value)
+	}
+	return b
 }
 
 func headerOpsSize(ops []agentwire.HeaderOp) int {
@@ -112,10 +158,16 @@ func MeasureAgentResponse(r *agentwire.AgentResponse) (AgentResponseSize, bool) 
 		return AgentResponseSize{}, false
 	}
 	audit := auditLen(&r.Audit)
-	body := sizeStr(1, r.CorrelationID) +
-		headerOpsSize(r.RequestHeaders) +
-		headerOpsSize(r.ResponseHeaders) +
-		1 + varLen(audit) + audit +
+	reqOps, acc := plainOpsSize(r.RequestHeaders)
+	respOps, acc2 := plainOpsSize(r.ResponseHeaders)
+	plain := (acc|acc2|wiretext.OrBytes(r.CorrelationID))&wiretext.HighBits == 0
+	var body int
+	if plain {
+		body = plainField(r.CorrelationID) + reqOps + respOps
+	} else {
+		body = sizeStr(1, r.CorrelationID) + headerOpsSize(r.RequestHeaders) + headerOpsSize(r.ResponseHeaders)
+	}
+	body += 1 + varLen(audit) + audit +
 		2 // allow: tag and an empty message
 	if r.ProcessingTimeMS.Valid {
 		body += 1 + protowire.SizeVarint(r.ProcessingTimeMS.Value)
@@ -123,7 +175,7 @@ func MeasureAgentResponse(r *agentwire.AgentResponse) (AgentResponseSize, bool) 
 	if r.NeedsMore {
 		body += 2
 	}
-	return AgentResponseSize{Len: 1 + varLen(body) + body, body: body, audit: audit}, true
+	return AgentResponseSize{Len: 1 + varLen(body) + body, body: body, audit: audit, plain: plain}, true
 }
 
 // AppendMeasuredAgentResponse appends the AgentToProxy{response} message
@@ -132,9 +184,15 @@ func MeasureAgentResponse(r *agentwire.AgentResponse) (AgentResponseSize, bool) 
 func AppendMeasuredAgentResponse(b []byte, r *agentwire.AgentResponse, sz AgentResponseSize) []byte {
 	b = append(b, tagLen(a2pResponseField))
 	b = appendLen(b, sz.body)
-	b = appendStr(b, 1, r.CorrelationID)
-	b = appendHeaderOps(b, tagLen(10), r.RequestHeaders)
-	b = appendHeaderOps(b, tagLen(11), r.ResponseHeaders)
+	if sz.plain {
+		b = appendPlain(b, tagLen(1), r.CorrelationID)
+		b = appendPlainOps(b, tagLen(10), r.RequestHeaders)
+		b = appendPlainOps(b, tagLen(11), r.ResponseHeaders)
+	} else {
+		b = appendStr(b, 1, r.CorrelationID)
+		b = appendHeaderOps(b, tagLen(10), r.RequestHeaders)
+		b = appendHeaderOps(b, tagLen(11), r.ResponseHeaders)
+	}
 	b = append(b, tagLen(12))
 	b = appendLen(b, sz.audit)
 	a := &r.Audit
