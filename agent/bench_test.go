@@ -55,12 +55,13 @@ func processOne(s *Server, t *inflightTable, slab *reqCtxSlab, ctx context.Conte
 	}
 	s.beginWith(slab.get(ctx), t, &c.exchange)
 	c.process(s, t)
-	n := c.out.SizeVT()
+	r := (*grpcReply)(c) // as the writer sends it
+	n := r.SizeVT()
 	if cap(out) < n {
 		out = make([]byte, n)
 	}
 	out = out[:n]
-	if _, err := c.out.MarshalToSizedBufferVT(out); err != nil {
+	if _, err := r.MarshalToSizedBufferVT(out); err != nil {
 		panic(err)
 	}
 	c.release()

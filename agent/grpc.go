@@ -11,6 +11,7 @@ import (
 
 	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/internal/pbconv"
+	"github.com/agentwire/agentwire/internal/pbwire"
 	"github.com/agentwire/agentwire/internal/wiretext"
 	pb "github.com/agentwire/agentwire/proto/agentv2"
 	"github.com/agentwire/agentwire/ring"
@@ -56,6 +57,11 @@ type grpcCall struct {
 	enc pbconv.ResponseEncoder
 	out pb.AgentToProxy
 	wrp pb.AgentToProxy_Response
+	// The writer's encoding of the reply (grpc_reply.go): measured once
+	// per send; direct when internal/pbwire writes it.
+	wsz      pbwire.AgentResponseSize
+	measured bool
+	direct   bool
 }
 
 var grpcCallPool = sync.Pool{New: func() any { return new(grpcCall) }}
@@ -72,6 +78,7 @@ func (c *grpcCall) release() {
 	c.cid = ""
 	c.kind = kindNone
 	c.out.Message = nil
+	c.measured, c.direct = false, false
 	if r := c.wrp.Response; r != nil {
 		r.CorrelationId = ""
 	}
@@ -130,7 +137,18 @@ type procStream struct {
 	stopping atomic.Bool // Shutdown: dispatch nothing more
 	// abandon: the server was closed while the writer still had answers to
 	// send; it sends nothing more (finishWriter).
-	abandon    atomic.Bool
+	abandon atomic.Bool
+	// broken: a send failed or the stream was abandoned; nothing more is
+	// sent. Written by the send lock's holder.
+	broken atomic.Bool
+	// sendMu is the send lock of inline streams (grpc_direct.go): the
+	// writer holds it while it sends a batch, the reader while it sends a
+	// reply itself. Without inline handlers only the writer sends and it
+	// is not used.
+	sendMu sync.Mutex
+	// directOff: finishWriter has begun; the reader sends nothing itself
+	// any more. Read and written under sendMu.
+	directOff  bool
 	readerDone chan struct{}
 	readerErr  error // written by the reader before closing readerDone
 	writerDone chan struct{}
@@ -243,6 +261,7 @@ func isStatus(err error) bool {
 // the caller's own).
 func (st *procStream) finishWriter() {
 	st.out.Close()
+	defer st.stopDirect()
 	select {
 	case <-st.writerDone:
 		return
@@ -251,6 +270,15 @@ func (st *procStream) finishWriter() {
 	st.abandon.Store(true)
 	st.cancel()
 	<-st.writerDone
+}
+
+// stopDirect makes sure no SendMsg of the reader (inline handlers, see
+// grpc_direct.go) runs once it returns: it waits for one in progress and
+// bars later ones.
+func (st *procStream) stopDirect() {
+	st.sendMu.Lock()
+	st.directOff = true
+	st.sendMu.Unlock()
 }
 
 // waitHandlers waits until every dispatched event of the stream has been
@@ -531,7 +559,9 @@ func (c *grpcCall) run() {
 	st := c.st
 	s := st.srv
 	c.process(s, &st.inflight)
-	if !st.enqueueReply(c) {
+	if st.inline && st.sendDirect(c) {
+		// Sent (and released) on this goroutine, the reader.
+	} else if !st.enqueueReply(c) {
 		c.release()
 	}
 	<-st.sem
@@ -544,11 +574,11 @@ func (c *grpcCall) process(s *Server, t *inflightTable) {
 		c.decode() // else the fast decoder filled the exchange already
 	}
 	s.invoke(&c.exchange)
-	c.wrp.Response = c.enc.Encode(&c.resp)
-	c.out.Message = &c.wrp
-	// The handler is done with the event: the inbound message can go back
-	// to its pool (the reply references only strings and the handler's own
-	// slices, not the inbound byte slices).
+	// The reply is encoded by the writer (grpcReply) from c.resp, which
+	// stays as the handler left it until the call is released. The handler
+	// is done with the event: the inbound message can go back to its pool
+	// (the reply references only strings and the handler's own slices, not
+	// the inbound byte slices).
 	if c.in != nil {
 		c.in.ReturnToVTPool()
 		c.in = nil
@@ -606,45 +636,67 @@ func (st *procStream) push(m *pb.AgentToProxy) {
 	}
 }
 
-// writer is the only goroutine that sends on the stream, and it exits
-// before processStream returns (finishWriter). After a send error, or once
-// the stream is abandoned, it sends nothing more and keeps draining (and
-// releasing) the queue until it is closed.
+// writer sends what is queued on the stream, and it exits before
+// processStream returns (finishWriter). With inline handlers it shares the
+// sending with the reader (grpc_direct.go): it waits for the queue without
+// taking items and sends them holding the send lock. After a send error,
+// or once the stream is abandoned, it sends nothing more and keeps
+// draining (and releasing) the queue until it is closed.
 func (st *procStream) writer() {
 	s := st.srv
 	defer s.wg.Done()
 	defer close(st.writerDone)
 	batch := make([]outItem, 64)
-	broken := false
 	for {
-		n, err := st.out.DequeueBatch(batch)
-		if err != nil {
-			return
+		var n int
+		if st.inline {
+			if st.out.Wait() != nil {
+				return // closed and drained
+			}
+			st.sendMu.Lock()
+			if n = st.out.TryDequeueBatch(batch); n == 0 {
+				st.sendMu.Unlock()
+				continue
+			}
+		} else {
+			var err error
+			if n, err = st.out.DequeueBatch(batch); err != nil {
+				return
+			}
 		}
 		for i := range batch[:n] {
 			it := batch[i]
 			batch[i] = outItem{}
-			if !broken && st.abandon.Load() {
-				broken = true
+			if !st.broken.Load() && st.abandon.Load() {
+				st.broken.Store(true)
 			}
-			if !broken {
+			if !st.broken.Load() {
 				var err error
 				if it.call != nil {
-					err = st.ss.SendMsg(&it.call.out)
+					err = st.ss.SendMsg((*grpcReply)(it.call))
 				} else {
 					err = st.ss.SendMsg(it.msg)
 				}
 				if err != nil {
-					broken = true
-					st.cancel()
-					s.log.LogAttrs(context.Background(), slog.LevelDebug, "agentwire: ProcessStream send failed", slog.Any("error", err))
+					st.sendFailed(err)
 				}
 			}
 			if it.call != nil {
 				it.call.release()
 			}
 		}
+		if st.inline {
+			st.sendMu.Unlock()
+		}
 	}
+}
+
+// sendFailed records a failed SendMsg: nothing more is sent on the stream
+// and its requests are cancelled. Send lock holder only.
+func (st *procStream) sendFailed(err error) {
+	st.broken.Store(true)
+	st.cancel()
+	st.srv.log.LogAttrs(context.Background(), slog.LevelDebug, "agentwire: ProcessStream send failed", slog.Any("error", err))
 }
 
 // ---------------------------------------------------------------------------

@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"errors"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,6 +31,14 @@ type fakeServerStream struct {
 	// proxy that stopped reading.
 	stalled atomic.Bool
 	release chan struct{} // closed by the test: the stalled send completes
+	// stallDirect: the first reply the reader sends itself stalls instead
+	// of the first pong; stalling is closed when the stalled send begins.
+	stallDirect bool
+	stalling    chan struct{}
+	// notify gets a value after every completed send (when not full).
+	notify chan struct{}
+	// direct counts the replies sent by the reader itself (sendDirect).
+	direct atomic.Int32
 
 	mu   sync.Mutex
 	sent []*pb.AgentToProxy
@@ -36,7 +46,8 @@ type fakeServerStream struct {
 }
 
 func newFakeServerStream(ctx context.Context) *fakeServerStream {
-	return &fakeServerStream{ctx: ctx, in: make(chan *pb.ProxyToAgent, 16), returned: make(chan struct{}), release: make(chan struct{})}
+	return &fakeServerStream{ctx: ctx, in: make(chan *pb.ProxyToAgent, 16), returned: make(chan struct{}), release: make(chan struct{}),
+		stalling: make(chan struct{}), notify: make(chan struct{}, 64)}
 }
 
 func (f *fakeServerStream) SetHeader(metadata.MD) error  { return nil }
@@ -59,8 +70,30 @@ func (f *fakeServerStream) SendMsg(m any) error {
 		f.late++
 		f.mu.Unlock()
 	}
-	msg := m.(*pb.AgentToProxy)
-	if msg.GetPong() != nil && f.stalled.CompareAndSwap(false, true) {
+	var msg *pb.AgentToProxy
+	stall := false
+	switch v := m.(type) {
+	case *pb.AgentToProxy:
+		msg = v
+	case *grpcReply: // a reply, as grpc-go's codec would encode it
+		b, err := v.MarshalVT()
+		if err != nil {
+			return err
+		}
+		msg = new(pb.AgentToProxy)
+		if err := msg.UnmarshalVT(b); err != nil {
+			return err
+		}
+		if sentDirectly() {
+			f.direct.Add(1)
+			stall = f.stallDirect
+		}
+	}
+	if !f.stallDirect && msg.GetPong() != nil {
+		stall = true
+	}
+	if stall && f.stalled.CompareAndSwap(false, true) {
+		close(f.stalling)
 		select {
 		case <-f.returned:
 			// The handler returned while this send was running.
@@ -75,7 +108,18 @@ func (f *fakeServerStream) SendMsg(m any) error {
 	f.mu.Lock()
 	f.sent = append(f.sent, msg.CloneVT())
 	f.mu.Unlock()
+	select {
+	case f.notify <- struct{}{}:
+	default:
+	}
 	return nil
+}
+
+// sentDirectly reports whether the calling goroutine is in the reader's
+// sendDirect (its stack says so).
+func sentDirectly() bool {
+	buf := make([]byte, 16<<10)
+	return strings.Contains(string(buf[:runtime.Stack(buf, false)]), "(*procStream).sendDirect")
 }
 
 func (f *fakeServerStream) RecvMsg(m any) error {

@@ -225,6 +225,10 @@ func decodeRequestHeaders(s string, ev *agentwire.RequestHeadersEvent) bool {
 	w := wire{s: s, ok: true}
 	seenMeta := false
 	for w.more() {
+		if h, ok := w.shortHeader(); ok {
+			ev.Headers, w.ok = decodeHeader(h, ev.Headers, &names)
+			continue
+		}
 		num, wt := w.tag()
 		if !w.ok {
 			return false
@@ -312,9 +316,33 @@ func decodeMetadata(s string, m *agentwire.RequestMetadata) bool {
 	return w.ok
 }
 
+// shortHeader reads a headers field (number 5 of RequestHeadersEvent) whose
+// length is below 128, the usual header, without the generic tag and
+// length reads; ok is false (and nothing is read) for any other field.
+func (w *wire) shortHeader() (h string, ok bool) {
+	i := w.i
+	if i+1 >= len(w.s) || w.s[i] != 5<<3|wtLen {
+		return "", false
+	}
+	n := int(w.s[i+1])
+	if n >= 0x80 || n > len(w.s)-i-2 {
+		return "", false
+	}
+	w.i = i + 2 + n
+	return w.s[i+2 : w.i], true
+}
+
 // decodeHeader decodes one Header message and adds it to h (grouped by
 // name, like pbconv.HeadersFromPB, reusing Values capacity).
 func decodeHeader(s string, h agentwire.Headers, names *headerset.Grouper) (agentwire.Headers, bool) {
+	// The usual shape: name then value, both present, both shorter than
+	// 128 bytes, nothing else.
+	if len(s) >= 4 && s[0] == 1<<3|wtLen && s[1] < 0x80 {
+		ln := int(s[1])
+		if j := 2 + ln; j+2 <= len(s) && s[j] == 2<<3|wtLen && s[j+1] < 0x80 && int(s[j+1]) == len(s)-j-2 {
+			return names.Add(h, s[2:j], s[j+2:]), true
+		}
+	}
 	w := wire{s: s, ok: true}
 	var name, value string
 	for w.more() {

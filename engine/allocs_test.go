@@ -49,7 +49,7 @@ func TestAllocsPerRoundTrip(t *testing.T) {
 var deadlineCtx, _ = context.WithTimeout(context.Background(), 1<<62)
 
 func TestAllocsEncode(t *testing.T) {
-	tr := &grpcTransport{maxSend: DefaultMaxMessageSize}
+	tr := &grpcEncoder{maxSend: DefaultMaxMessageSize}
 	ev := headersEvent("enc")
 	for range 10 {
 		b, _ := tr.requestHeaders(ev, 1)

@@ -35,7 +35,8 @@ import "runtime"
 
 // directWriter is implemented by transports whose batch a caller holding
 // the write role may fill and write itself (the Unix-socket transport on
-// a connection with a file descriptor).
+// a connection with a file descriptor; the gRPC transport, whose send may
+// wait for grpc-go's write quota, see grpc_direct.go).
 type directWriter interface {
 	eventWriter
 	// canDirect reports whether direct writes are possible at all.

@@ -209,7 +209,7 @@ func (d *grpcDialer) open(ctx context.Context, hs *agentwire.HandshakeRequest) (
 	// Rust client waits for the headers first (SPEC fact 2), which
 	// deadlocks against agents that only send them with their first
 	// message; sending first works with both kinds of agent.
-	t := &grpcTransport{stop: cancel, stream: stream, maxSend: d.o.maxSend}
+	t := &grpcTransport{stop: cancel, stream: stream, grpcEncoder: grpcEncoder{maxSend: d.o.maxSend}}
 	buf, err := t.handshake(hs)
 	if err != nil {
 		return fail(ErrConnectFailed, "encode handshake", err)
@@ -275,13 +275,20 @@ func hasControlMarker(md metadata.MD) bool {
 // readLoop/readControlLoop by one reader goroutine each, so the per-stream
 // frames need no locking.
 type grpcTransport struct {
-	stop    context.CancelFunc
-	stream  grpc.ClientStream
-	ctl     grpc.ClientStream
-	maxSend int
+	stop   context.CancelFunc
+	stream grpc.ClientStream
+	ctl    grpc.ClientStream
+	grpcEncoder
 
 	out, ctlOut sendFrame // writer-owned
 	in, ctlIn   recvFrame // reader-owned
+
+	// batch holds the request-headers events encoded since the last flush
+	// (grpc_direct.go); write-role holder only.
+	batch []mem.Buffer
+	// directSends counts the flushes done by direct callers (tests read
+	// it); write-role holder only.
+	directSends int
 
 	// watch sees every SendMsg in and out: the expirer fails the session
 	// when one blocks (a full HTTP/2 window) for the write timeout.
@@ -291,6 +298,9 @@ type grpcTransport struct {
 }
 
 func (t *grpcTransport) send(o outbound) error {
+	if err := t.flushBefore(o.buf); err != nil {
+		return err
+	}
 	t.watch.begin()
 	err := sendOn(t.stream, &t.out, o.buf) // gRPC messages are always buffers
 	t.watch.end()
@@ -343,18 +353,25 @@ func (t *grpcTransport) close() { t.closeOnce.Do(t.stop) }
 // ---------------------------------------------------------------------------
 // encoder (hand-written protobuf straight into pooled buffers)
 
+// grpcEncoder is the gRPC transport's encoder (see encoder): hand-written
+// protobuf straight into pooled buffers, refusing messages over maxSend.
+// It is stateless apart from the limit and safe for concurrent use.
+type grpcEncoder struct {
+	maxSend int
+}
+
 func tooLarge(n, limit int) error {
 	return &Error{Kind: ErrMessageTooLarge, Detail: fmt.Sprintf("%d bytes encoded, limit %d", n, limit)}
 }
 
-func (t *grpcTransport) check(n int) error {
+func (t *grpcEncoder) check(n int) error {
 	if n > t.maxSend {
 		return tooLarge(n, t.maxSend)
 	}
 	return nil
 }
 
-func (t *grpcTransport) handshake(hs *agentwire.HandshakeRequest) (mem.Buffer, error) {
+func (t *grpcEncoder) handshake(hs *agentwire.HandshakeRequest) (mem.Buffer, error) {
 	n := pbwire.SizeHandshake(hs)
 	if err := t.check(n); err != nil {
 		return nil, err
@@ -364,7 +381,7 @@ func (t *grpcTransport) handshake(hs *agentwire.HandshakeRequest) (mem.Buffer, e
 	return wrapOut(bp), nil
 }
 
-func (t *grpcTransport) requestHeaders(ev *agentwire.RequestHeadersEvent, now uint64) (mem.Buffer, error) {
+func (t *grpcEncoder) requestHeaders(ev *agentwire.RequestHeadersEvent, now uint64) (mem.Buffer, error) {
 	sz := pbwire.MeasureRequestHeaders(ev, now)
 	if err := t.check(sz.Len); err != nil {
 		return nil, err
@@ -374,7 +391,7 @@ func (t *grpcTransport) requestHeaders(ev *agentwire.RequestHeadersEvent, now ui
 	return wrapOut(bp), nil
 }
 
-func (t *grpcTransport) bodyChunk(ev *agentwire.BodyChunk, response bool, now uint64) (mem.Buffer, error) {
+func (t *grpcEncoder) bodyChunk(ev *agentwire.BodyChunk, response bool, now uint64) (mem.Buffer, error) {
 	n := pbwire.SizeBodyChunk(ev, now)
 	if err := t.check(n); err != nil {
 		return nil, err
@@ -384,7 +401,7 @@ func (t *grpcTransport) bodyChunk(ev *agentwire.BodyChunk, response bool, now ui
 	return wrapOut(bp), nil
 }
 
-func (t *grpcTransport) responseHeaders(ev *agentwire.ResponseHeadersEvent) (mem.Buffer, error) {
+func (t *grpcEncoder) responseHeaders(ev *agentwire.ResponseHeadersEvent) (mem.Buffer, error) {
 	n := pbwire.SizeResponseHeaders(ev)
 	if err := t.check(n); err != nil {
 		return nil, err
@@ -394,7 +411,7 @@ func (t *grpcTransport) responseHeaders(ev *agentwire.ResponseHeadersEvent) (mem
 	return wrapOut(bp), nil
 }
 
-func (t *grpcTransport) requestComplete(ev *agentwire.RequestCompleteEvent) (mem.Buffer, error) {
+func (t *grpcEncoder) requestComplete(ev *agentwire.RequestCompleteEvent) (mem.Buffer, error) {
 	n := pbwire.SizeRequestComplete(ev)
 	if err := t.check(n); err != nil {
 		return nil, err
@@ -404,7 +421,7 @@ func (t *grpcTransport) requestComplete(ev *agentwire.RequestCompleteEvent) (mem
 	return wrapOut(bp), nil
 }
 
-func (t *grpcTransport) webSocketFrame(ev *agentwire.WebSocketFrameEvent) (mem.Buffer, error) {
+func (t *grpcEncoder) webSocketFrame(ev *agentwire.WebSocketFrameEvent) (mem.Buffer, error) {
 	n := pbwire.SizeWebSocketFrame(ev)
 	if err := t.check(n); err != nil {
 		return nil, err
@@ -414,7 +431,7 @@ func (t *grpcTransport) webSocketFrame(ev *agentwire.WebSocketFrameEvent) (mem.B
 	return wrapOut(bp), nil
 }
 
-func (t *grpcTransport) guardrail(ev *agentwire.GuardrailInspectEvent) (mem.Buffer, error) {
+func (t *grpcEncoder) guardrail(ev *agentwire.GuardrailInspectEvent) (mem.Buffer, error) {
 	ctxJSON := pbwire.GuardrailContext(nil, ev)
 	n := pbwire.SizeGuardrail(ev, ctxJSON)
 	if err := t.check(n); err != nil {
@@ -425,7 +442,7 @@ func (t *grpcTransport) guardrail(ev *agentwire.GuardrailInspectEvent) (mem.Buff
 	return wrapOut(bp), nil
 }
 
-func (t *grpcTransport) configure(ev *agentwire.ConfigureEvent, initial bool, now uint64) (mem.Buffer, error) {
+func (t *grpcEncoder) configure(ev *agentwire.ConfigureEvent, initial bool, now uint64) (mem.Buffer, error) {
 	n := pbwire.SizeConfigure(ev, initial, now)
 	if err := t.check(n); err != nil {
 		return nil, err
@@ -435,7 +452,7 @@ func (t *grpcTransport) configure(ev *agentwire.ConfigureEvent, initial bool, no
 	return wrapOut(bp), nil
 }
 
-func (t *grpcTransport) cancel(cid string, reason agentwire.CancelReason, now uint64) (mem.Buffer, error) {
+func (t *grpcEncoder) cancel(cid string, reason agentwire.CancelReason, now uint64) (mem.Buffer, error) {
 	n := pbwire.SizeCancel(cid, reason, now)
 	if err := t.check(n); err != nil {
 		return nil, err
@@ -445,14 +462,14 @@ func (t *grpcTransport) cancel(cid string, reason agentwire.CancelReason, now ui
 	return wrapOut(bp), nil
 }
 
-func (t *grpcTransport) ping(seq, now uint64) (mem.Buffer, error) {
+func (t *grpcEncoder) ping(seq, now uint64) (mem.Buffer, error) {
 	bp := newOutBuffer(pbwire.SizePing(seq, now))
 	*bp = pbwire.AppendPing(*bp, seq, now)
 	return wrapOut(bp), nil
 }
 
 // marshalControl encodes a ProxyControl message (cold path, vtproto).
-func (t *grpcTransport) marshalControl(m *pb.ProxyControl) (mem.Buffer, error) {
+func (t *grpcEncoder) marshalControl(m *pb.ProxyControl) (mem.Buffer, error) {
 	n := m.SizeVT()
 	if err := t.check(n); err != nil {
 		return nil, err
@@ -466,19 +483,19 @@ func (t *grpcTransport) marshalControl(m *pb.ProxyControl) (mem.Buffer, error) {
 	return wrapOut(bp), nil
 }
 
-func (t *grpcTransport) drain(durationMS, now uint64) (mem.Buffer, error) {
+func (t *grpcEncoder) drain(durationMS, now uint64) (mem.Buffer, error) {
 	return t.marshalControl(&pb.ProxyControl{Message: &pb.ProxyControl_Drain{Drain: &pb.DrainRequest{
 		DurationMs: durationMS, Reason: int32(pb.DrainRequest_REASON_MANUAL), TimestampMs: now,
 	}}})
 }
 
-func (t *grpcTransport) shutdown(graceMS, now uint64) (mem.Buffer, error) {
+func (t *grpcEncoder) shutdown(graceMS, now uint64) (mem.Buffer, error) {
 	return t.marshalControl(&pb.ProxyControl{Message: &pb.ProxyControl_Shutdown{Shutdown: &pb.ShutdownRequest{
 		Reason: int32(pb.ShutdownRequest_REASON_GRACEFUL), GracePeriodMs: graceMS, TimestampMs: now,
 	}}})
 }
 
-func (t *grpcTransport) configResponse(r *agentwire.ConfigUpdateResponse) (mem.Buffer, error) {
+func (t *grpcEncoder) configResponse(r *agentwire.ConfigUpdateResponse) (mem.Buffer, error) {
 	return t.marshalControl(&pb.ProxyControl{Message: &pb.ProxyControl_ConfigResponse{
 		ConfigResponse: pbconv.ConfigUpdateResponseToPB(r),
 	}})

@@ -20,7 +20,7 @@ import (
 // transport's own. Nothing here allocates per message, so allocation
 // counts measure the engine's per-request path alone.
 type memTransport struct {
-	*grpcTransport // encoders only
+	*grpcEncoder // the gRPC transport's encoders
 
 	// gate, when set, holds every send until it is closed (a stuck writer).
 	gate     chan struct{}
@@ -35,10 +35,10 @@ const memSlots = 4096
 
 func newMemTransport() *memTransport {
 	m := &memTransport{
-		grpcTransport: &grpcTransport{maxSend: DefaultMaxMessageSize},
-		slots:         make([][]byte, memSlots),
-		replies:       make(chan int, memSlots),
-		done:          make(chan struct{}),
+		grpcEncoder: &grpcEncoder{maxSend: DefaultMaxMessageSize},
+		slots:       make([][]byte, memSlots),
+		replies:     make(chan int, memSlots),
+		done:        make(chan struct{}),
 	}
 	for i := range m.slots {
 		m.slots[i] = make([]byte, 0, 512)

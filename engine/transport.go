@@ -59,7 +59,8 @@ type encoder interface {
 }
 
 // flusher is implemented by transports whose send only queues the message
-// in a write buffer (the Unix-socket transport). The session's writer calls
+// in a write buffer (the Unix-socket transport; the gRPC transport collects
+// request-headers events, grpc_direct.go). The session's writer calls
 // flush whenever the outbound queue is empty, so everything queued while the
 // previous write was in progress goes out in one system call. A flush error
 // ends the session like a send error.
@@ -69,7 +70,8 @@ type flusher interface {
 
 // eventWriter is implemented by transports that encode request-headers
 // events on the writer goroutine, straight into the buffer of the next
-// write (the Unix-socket transport): the caller queues its pending, the
+// write (the Unix-socket transport; the gRPC transport into a pooled
+// buffer per event, grpc_direct.go): the caller queues its pending, the
 // writer encodes the caller's event (see pending for who may read it when)
 // into memory it has just written, and no per-request buffer is pooled,
 // wrapped or freed. Measured at 64 in flight over a Unix socket

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/agentwire/agentwire"
+	"github.com/agentwire/agentwire/internal/pbconv"
+	pb "github.com/agentwire/agentwire/proto/agentv2"
 )
 
 // benchEvent is a browser-like request with 15 headers.
@@ -39,6 +41,40 @@ func BenchmarkEncodeRequestHeaders(b *testing.B) {
 			buf = AppendMeasuredRequestHeaders(buf[:0], ev, sz)
 			if len(buf) != sz.Len {
 				b.Fatal("size mismatch")
+			}
+		}
+	})
+}
+
+// BenchmarkEncodeAgentResponse compares the agent's two ways of writing
+// the echo agent's reply: straight from the AgentResponse
+// (MeasureAgentResponse + AppendMeasuredAgentResponse) and through
+// pbconv.ResponseEncoder and vtprotobuf (SizeVT + MarshalToSizedBufferVT).
+func BenchmarkEncodeAgentResponse(b *testing.B) {
+	r := &agentwire.AgentResponse{
+		CorrelationID:    "5f0c2a9e7b1d4e38a6c4f2b1d0e9a8c7",
+		RequestHeaders:   []agentwire.HeaderOp{{Kind: agentwire.HeaderSet, Name: "X-Agent-Processed", Value: "true"}},
+		ProcessingTimeMS: agentwire.Some[uint64](0),
+	}
+	buf := make([]byte, 0, 256)
+	b.Run("direct", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			sz, _ := MeasureAgentResponse(r)
+			buf = AppendMeasuredAgentResponse(buf[:0], r, sz)
+		}
+	})
+	b.Run("vtproto", func(b *testing.B) {
+		b.ReportAllocs()
+		var e pbconv.ResponseEncoder
+		var out pb.AgentToProxy
+		var wrp pb.AgentToProxy_Response
+		for b.Loop() {
+			wrp.Response = e.Encode(r)
+			out.Message = &wrp
+			n := out.SizeVT()
+			if _, err := out.MarshalToSizedBufferVT(buf[:n]); err != nil {
+				b.Fatal(err)
 			}
 		}
 	})

@@ -96,54 +96,6 @@ func appendOptStr(b []byte, num protowire.Number, o agentwire.Opt[string]) []byt
 	return appendText(b, o.Value)
 }
 
-// The *In variants take plain: true when the caller has checked that
-// every string of the message is ASCII (one pass, see asciiHeaders), so
-// the per-string check is skipped.
-
-func sizeStrIn(num protowire.Number, s string, plain bool) int {
-	if s == "" {
-		return 0
-	}
-	if !plain {
-		return sizeStr(num, s)
-	}
-	return sizeTag(num) + protowire.SizeBytes(len(s))
-}
-
-func sizeOptStrIn(num protowire.Number, o agentwire.Opt[string], plain bool) int {
-	if !plain {
-		return sizeOptStr(num, o)
-	}
-	if !o.Valid {
-		return 0
-	}
-	return sizeTag(num) + protowire.SizeBytes(len(o.Value))
-}
-
-func appendStrIn(b []byte, num protowire.Number, s string, plain bool) []byte {
-	if !plain {
-		return appendStr(b, num, s)
-	}
-	if s == "" {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-func appendOptStrIn(b []byte, num protowire.Number, o agentwire.Opt[string], plain bool) []byte {
-	if !plain {
-		return appendOptStr(b, num, o)
-	}
-	if !o.Valid {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.BytesType) // present, even when empty
-	b = protowire.AppendVarint(b, uint64(len(o.Value)))
-	return append(b, o.Value...)
-}
-
 // appendText appends the length-prefixed wire text of s.
 func appendText(b []byte, s string) []byte {
 	if wiretext.IsASCII(s) {
@@ -195,82 +147,62 @@ func appendMsgHeader(b []byte, num protowire.Number, bodyLen int) []byte {
 // ---------------------------------------------------------------------------
 // headers
 
-func headerBodyLen(name, value string, plain bool) int {
-	return sizeStrIn(1, name, plain) + sizeStrIn(2, value, plain)
+func headerBodyLen(name, value string) int {
+	return sizeStr(1, name) + sizeStr(2, value)
 }
 
-func headersSize(num protowire.Number, h agentwire.Headers, plain bool) int {
+func headersSize(num protowire.Number, h agentwire.Headers) int {
 	n := 0
 	for i := range h {
 		name := h[i].Name
 		for _, v := range h[i].Values {
-			n += sizeMsg(num, headerBodyLen(name, v, plain))
+			n += sizeMsg(num, headerBodyLen(name, v))
 		}
 	}
 	return n
 }
 
-func appendHeaders(b []byte, num protowire.Number, h agentwire.Headers, plain bool) []byte {
+func appendHeaders(b []byte, num protowire.Number, h agentwire.Headers) []byte {
 	for i := range h {
 		name := h[i].Name
 		for _, v := range h[i].Values {
-			b = appendMsgHeader(b, num, headerBodyLen(name, v, plain))
-			b = appendStrIn(b, 1, name, plain)
-			b = appendStrIn(b, 2, v, plain)
+			b = appendMsgHeader(b, num, headerBodyLen(name, v))
+			b = appendStr(b, 1, name)
+			b = appendStr(b, 2, v)
 		}
 	}
 	return b
 }
 
-// asciiHeaders reports whether every header name and value is ASCII.
-func asciiHeaders(h agentwire.Headers) bool {
-	var acc uint64
-	for i := range h {
-		acc |= wiretext.OrBytes(h[i].Name)
-		for _, v := range h[i].Values {
-			acc |= wiretext.OrBytes(v)
-		}
-	}
-	return acc&wiretext.HighBits == 0
-}
-
-// asciiMetadata reports whether every string of m is ASCII.
-func asciiMetadata(m *agentwire.RequestMetadata) bool {
-	acc := wiretext.OrBytes(m.CorrelationID) | wiretext.OrBytes(m.RequestID) | wiretext.OrBytes(m.ClientIP) | wiretext.OrBytes(m.ServerName.Value) |
-		wiretext.OrBytes(m.Protocol) | wiretext.OrBytes(m.TLSVersion.Value) | wiretext.OrBytes(m.RouteID.Value) | wiretext.OrBytes(m.UpstreamID.Value) |
-		wiretext.OrBytes(m.Traceparent)
-	return acc&wiretext.HighBits == 0
-}
-
 // ---------------------------------------------------------------------------
 // RequestHeadersEvent
 
-func metadataBodyLen(m *agentwire.RequestMetadata, ts uint64, plain bool) int {
-	return sizeStrIn(1, m.CorrelationID, plain) +
-		sizeStrIn(2, m.RequestID, plain) +
-		sizeStrIn(3, m.ClientIP, plain) +
+func metadataBodyLen(m *agentwire.RequestMetadata, ts uint64) int {
+	return sizeStr(1, m.CorrelationID) +
+		sizeStr(2, m.RequestID) +
+		sizeStr(3, m.ClientIP) +
 		sizeU64(4, uint64(m.ClientPort)) +
-		sizeOptStrIn(5, m.ServerName, plain) +
-		sizeStrIn(6, m.Protocol, plain) +
-		sizeOptStrIn(7, m.TLSVersion, plain) +
-		sizeOptStrIn(8, m.RouteID, plain) +
-		sizeOptStrIn(9, m.UpstreamID, plain) +
+		sizeOptStr(5, m.ServerName) +
+		sizeStr(6, m.Protocol) +
+		sizeOptStr(7, m.TLSVersion) +
+		sizeOptStr(8, m.RouteID) +
+		sizeOptStr(9, m.UpstreamID) +
 		sizeU64(10, ts) +
-		sizeStrIn(11, m.Traceparent, plain)
+		sizeStr(11, m.Traceparent)
 }
 
-func appendMetadata(b []byte, m *agentwire.RequestMetadata, ts uint64, plain bool) []byte {
-	b = appendStrIn(b, 1, m.CorrelationID, plain)
-	b = appendStrIn(b, 2, m.RequestID, plain)
-	b = appendStrIn(b, 3, m.ClientIP, plain)
+func appendMetadata(b []byte, m *agentwire.RequestMetadata, ts uint64) []byte {
+	b = appendStr(b, 1, m.CorrelationID)
+	b = appendStr(b, 2, m.RequestID)
+	b = appendStr(b, 3, m.ClientIP)
 	b = appendU64(b, 4, uint64(m.ClientPort))
-	b = appendOptStrIn(b, 5, m.ServerName, plain)
-	b = appendStrIn(b, 6, m.Protocol, plain)
-	b = appendOptStrIn(b, 7, m.TLSVersion, plain)
-	b = appendOptStrIn(b, 8, m.RouteID, plain)
-	b = appendOptStrIn(b, 9, m.UpstreamID, plain)
+	b = appendOptStr(b, 5, m.ServerName)
+	b = appendStr(b, 6, m.Protocol)
+	b = appendOptStr(b, 7, m.TLSVersion)
+	b = appendOptStr(b, 8, m.RouteID)
+	b = appendOptStr(b, 9, m.UpstreamID)
 	b = appendU64(b, 10, ts)
-	return appendStrIn(b, 11, m.Traceparent, plain)
+	return appendStr(b, 11, m.Traceparent)
 }
 
 // SizeRequestHeaders returns the encoded length of the ProxyToAgent message
@@ -301,28 +233,52 @@ type RequestHeadersSize struct {
 // sized buffer walks the headers for their lengths once instead of twice.
 func MeasureRequestHeaders(ev *agentwire.RequestHeadersEvent, nowMS uint64) RequestHeadersSize {
 	ts := pbconv.TimestampMS(ev.Metadata.Timestamp, nowMS)
-	plain := (wiretext.OrBytes(ev.Method)|wiretext.OrBytes(ev.URI))&wiretext.HighBits == 0 &&
-		asciiMetadata(&ev.Metadata) && asciiHeaders(ev.Headers)
-	md := metadataBodyLen(&ev.Metadata, ts, plain)
+	version := pbconv.HTTPVersion(&ev.Metadata)
+	// The plain (all-ASCII) layout is measured while the headers are
+	// checked, in one walk; a non-ASCII string anywhere sends the event to
+	// the generic measurement.
+	hn, acc := measurePlainHeaders(ev.Headers)
+	m := &ev.Metadata
+	acc |= wiretext.OrBytes(ev.Method) | wiretext.OrBytes(ev.URI) | wiretext.OrBytes(version) |
+		wiretext.OrBytes(m.CorrelationID) | wiretext.OrBytes(m.RequestID) | wiretext.OrBytes(m.ClientIP) | wiretext.OrBytes(m.ServerName.Value) |
+		wiretext.OrBytes(m.Protocol) | wiretext.OrBytes(m.TLSVersion.Value) | wiretext.OrBytes(m.RouteID.Value) | wiretext.OrBytes(m.UpstreamID.Value) |
+		wiretext.OrBytes(m.Traceparent)
+	if acc&wiretext.HighBits == 0 {
+		md := plainMetadataLen(m, ts)
+		body := 1 + varLen(md) + md + plainField(ev.Method) + plainField(ev.URI) + plainField(version) + hn
+		return RequestHeadersSize{Len: 1 + varLen(body) + body, body: body, md: md, ts: ts, plain: true}
+	}
+	md := metadataBodyLen(m, ts)
 	body := sizeMsg(1, md) +
-		sizeStrIn(2, ev.Method, plain) +
-		sizeStrIn(3, ev.URI, plain) +
-		sizeStr(4, pbconv.HTTPVersion(&ev.Metadata)) +
-		headersSize(5, ev.Headers, plain)
-	return RequestHeadersSize{Len: sizeMsg(P2ARequestHeaders, body), body: body, md: md, ts: ts, plain: plain}
+		sizeStr(2, ev.Method) +
+		sizeStr(3, ev.URI) +
+		sizeStr(4, version) +
+		headersSize(5, ev.Headers)
+	return RequestHeadersSize{Len: sizeMsg(P2ARequestHeaders, body), body: body, md: md, ts: ts}
 }
 
 // AppendMeasuredRequestHeaders is AppendRequestHeaders with the lengths of
 // MeasureRequestHeaders for the same, unchanged event; it appends exactly
 // sz.Len bytes.
 func AppendMeasuredRequestHeaders(b []byte, ev *agentwire.RequestHeadersEvent, sz RequestHeadersSize) []byte {
+	if sz.plain {
+		b = append(b, tagLen(P2ARequestHeaders))
+		b = appendLen(b, sz.body)
+		b = append(b, tagLen(1))
+		b = appendLen(b, sz.md)
+		b = appendPlainMetadata(b, &ev.Metadata, sz.ts)
+		b = appendPlain(b, tagLen(2), ev.Method)
+		b = appendPlain(b, tagLen(3), ev.URI)
+		b = appendPlain(b, tagLen(4), pbconv.HTTPVersion(&ev.Metadata))
+		return appendPlainHeaders(b, 5, ev.Headers)
+	}
 	b = appendMsgHeader(b, P2ARequestHeaders, sz.body)
 	b = appendMsgHeader(b, 1, sz.md)
-	b = appendMetadata(b, &ev.Metadata, sz.ts, sz.plain)
-	b = appendStrIn(b, 2, ev.Method, sz.plain)
-	b = appendStrIn(b, 3, ev.URI, sz.plain)
+	b = appendMetadata(b, &ev.Metadata, sz.ts)
+	b = appendStr(b, 2, ev.Method)
+	b = appendStr(b, 3, ev.URI)
 	b = appendStr(b, 4, pbconv.HTTPVersion(&ev.Metadata))
-	return appendHeaders(b, 5, ev.Headers, sz.plain)
+	return appendHeaders(b, 5, ev.Headers)
 }
 
 // ---------------------------------------------------------------------------
@@ -372,7 +328,7 @@ func AppendBodyChunk(b []byte, ev *agentwire.BodyChunk, response bool, nowMS uin
 // ResponseHeadersEvent
 
 func responseHeadersBodyLen(ev *agentwire.ResponseHeadersEvent) int {
-	return sizeStr(1, ev.CorrelationID) + sizeU64(2, uint64(ev.Status)) + headersSize(3, ev.Headers, false)
+	return sizeStr(1, ev.CorrelationID) + sizeU64(2, uint64(ev.Status)) + headersSize(3, ev.Headers)
 }
 
 // SizeResponseHeaders returns the encoded length of the ProxyToAgent message
@@ -386,7 +342,7 @@ func AppendResponseHeaders(b []byte, ev *agentwire.ResponseHeadersEvent) []byte 
 	b = appendMsgHeader(b, P2AResponseHeaders, responseHeadersBodyLen(ev))
 	b = appendStr(b, 1, ev.CorrelationID)
 	b = appendU64(b, 2, uint64(ev.Status))
-	return appendHeaders(b, 3, ev.Headers, false)
+	return appendHeaders(b, 3, ev.Headers)
 }
 
 // ---------------------------------------------------------------------------
