@@ -289,6 +289,9 @@ type grpcTransport struct {
 	// directSends counts the flushes done by direct callers (tests read
 	// it); write-role holder only.
 	directSends int
+	// silent is set by a direct send and cleared by the next message
+	// from the agent: a direct send waits for it (grpc_direct.go).
+	silent atomic.Bool
 
 	// watch sees every SendMsg in and out: the expirer fails the session
 	// when one blocks (a full HTTP/2 window) for the write timeout.
@@ -330,6 +333,9 @@ func (t *grpcTransport) readLoop(s *session) error {
 	for {
 		if err := t.stream.RecvMsg(&t.in); err != nil {
 			return err
+		}
+		if t.silent.Load() {
+			t.silent.Store(false)
 		}
 		handleAgentToProxy(t.in.bytes(), s)
 		t.in.release()

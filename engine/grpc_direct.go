@@ -20,11 +20,14 @@ import (
 //
 // Unlike a Unix socket's non-blocking write, SendMsg can wait: for
 // grpc-go's per-stream write quota (64 KiB handed to its writer and not
-// yet written, which happens only when the agent stops reading). A direct
-// caller then waits too, as the writer would, until the send watch
-// (sendwatch.go) fails the session after the write timeout; with at most
-// one call in flight on the session that takes an agent that stopped
-// reading with at least 64 KiB on the way.
+// yet written, which happens only when the agent stops reading), until
+// the send watch (sendwatch.go) fails the session after the write
+// timeout. A caller must not wait there past its own deadline, so a
+// caller sends its own event only when the agent has sent something (a
+// reply, a pong) since the previous direct send: at one call in flight
+// every reply re-opens the way, and an agent that stops reading stops
+// the direct sends after one event, leaving the next ones, and any wait,
+// to the writer.
 
 // grpcMaxBatch bounds the events collected before a flush.
 const grpcMaxBatch = 64
@@ -76,12 +79,17 @@ func (t *grpcTransport) canDirect() bool { return true }
 // batchEmpty reports whether no event waits for a flush.
 func (t *grpcTransport) batchEmpty() bool { return len(t.batch) == 0 }
 
-// tryFlush sends the collected event (the direct caller's) now; see the
-// comment at the top of this file on when SendMsg waits.
+// tryFlush sends the collected event (the direct caller's) now, unless
+// the agent has sent nothing since the previous direct send: the event is
+// then left to the writer (see the comment at the top of this file).
 func (t *grpcTransport) tryFlush() (bool, error) {
+	if t.silent.Load() {
+		return false, nil
+	}
 	if err := t.flush(); err != nil {
 		return false, err
 	}
+	t.silent.Store(true)
 	t.directSends++
 	return true, nil
 }

@@ -171,3 +171,41 @@ func TestGRPCSlowReaderIsNotStuck(t *testing.T) {
 		t.Fatalf("slow agent taken for a stuck one: %+v", st)
 	}
 }
+
+// TestGRPCCallDeadlineAgentStopsReading: calls one at a time to a gRPC
+// agent that stopped reading each end at their own deadline, also once the
+// stream's window and grpc-go's write quota are full and a send would
+// block until the write timeout (5 s here): after one direct send that
+// the agent did not answer, the callers leave their events to the writer
+// (which may block in SendMsg) instead of sending them themselves.
+func TestGRPCCallDeadlineAgentStopsReading(t *testing.T) {
+	addr := startFake(t, &fakeAgent{process: func(stream grpc.BidiStreamingServer[pb.ProxyToAgent, pb.AgentToProxy]) error {
+		if _, err := acceptHandshake(stream, nil); err != nil {
+			return err
+		}
+		<-stream.Context().Done() // never reads again
+		return nil
+	}}, grpc.InitialWindowSize(64<<10), grpc.InitialConnWindowSize(64<<10))
+	c := dial(t, addr, WithGRPCWindow(64<<10), WithWriteTimeout(5*time.Second))
+	// 8 KiB per event: the stream's window (64 KiB) and then grpc-go's
+	// write quota for the stream (64 KiB more) are full after 16.
+	big := strings.Repeat("v", 8<<10)
+	for i := range 40 {
+		ev := headersEvent(fmt.Sprint("d-", i))
+		ev.Headers = append(ev.Headers, agentwire.Header{Name: "x-big", Values: []string{big}})
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		start := time.Now()
+		_, err := c.RequestHeaders(ctx, ev)
+		cancel()
+		if err == nil {
+			t.Fatalf("call %d answered by an agent that does not read", i)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("call %d with a 50ms deadline returned after %v (%v)", i, d, err)
+		}
+	}
+	// Read on the calling goroutine, which did the direct sends.
+	if n := grpcOf(t, c).directSends; n != 1 {
+		t.Fatalf("%d direct sends to an agent that never answered, want 1", n)
+	}
+}
