@@ -49,10 +49,12 @@ type udsState struct {
 }
 
 // udsOut is one outbound frame: a reply or a copied frame owned by call
-// (released after writing), or an immutable shared frame (pushes).
+// (released after writing), or an immutable shared frame (pushes). Two
+// words, not four: the ring's slots (a sequence number and a udsOut) are
+// most of what an idle connection's queue holds.
 type udsOut struct {
 	call   *udsCall
-	shared []byte
+	shared *[]byte
 }
 
 // udsCall is one event on a Unix-socket connection, and the buffer of the
@@ -123,7 +125,8 @@ type udsConn struct {
 	// slots. The reader pauses only when all are taken.
 	sem chan struct{}
 	// work hands events to workers. Buffered with cap(sem) slots, so a send
-	// by the holder of a slot never blocks; closed by the reader side.
+	// by the holder of a slot never blocks; closed by the reader side. Nil
+	// with inline handlers.
 	work       chan *udsCall
 	workers    int // started so far; reader only
 	maxWorkers int // the handler concurrency bound (WithMaxConcurrency)
@@ -163,7 +166,6 @@ type udsConn struct {
 
 	established atomic.Bool // handshake or registration done: pushes allowed
 	stopping    atomic.Bool // Shutdown: read and dispatch nothing more
-	done        chan struct{}
 	writerDone  chan struct{}
 }
 
@@ -300,25 +302,25 @@ func (s *Server) serveConn(ext context.Context, nc net.Conn, rd *frame.Reader, s
 		nc:         nc,
 		rd:         rd,
 		sem:        make(chan struct{}, s.cfg.maxConcurrency+eventBacklog(s.cfg.maxConcurrency)),
-		work:       make(chan *udsCall, s.cfg.maxConcurrency+eventBacklog(s.cfg.maxConcurrency)),
 		maxWorkers: s.cfg.maxConcurrency,
 		inline:     s.cfg.uds.inline,
 		flushBytes: inlineFlushBytes(false), // the handshake may choose MessagePack
-		out:        ring.New[udsOut](s.cfg.maxConcurrency + 64),
-		done:       make(chan struct{}),
+		out:        ring.New[udsOut](udsRingSize(s.cfg.maxConcurrency, s.cfg.uds.inline)),
 		writerDone: make(chan struct{}),
+	}
+	if !uc.inline {
+		// Inline handlers run on the reader: no workers, no work queue
+		// (1.7 KiB per connection at the default concurrency bound).
+		uc.work = make(chan *udsCall, cap(uc.sem))
 	}
 	uc.wd.Timeout = s.cfg.uds.writeTimeout()
 	uc.gateSpin(sr)
 	defer uc.rd.Release()
 	uc.ctx, uc.cancel = context.WithCancel(s.baseCtx)
 	defer uc.cancel()
-	// The watcher runs from the start, so that Shutdown and Close also
-	// interrupt a handshake in progress. This goroutine is counted in s.wg,
-	// so adding to it is safe.
-	s.wg.Add(1)
-	go uc.watch(ext)
-	defer close(uc.done)
+	// The watch is armed from the start, so that Shutdown and Close also
+	// interrupt a handshake in progress.
+	defer uc.watch(ext)()
 
 	if !reverse {
 		if !uc.handshake() {
@@ -368,7 +370,9 @@ func (s *Server) serveConn(ext context.Context, nc net.Conn, rd *frame.Reader, s
 		uc.cancel()
 	}
 	uc.waitHandlers()
-	close(uc.work)
+	if uc.work != nil {
+		close(uc.work)
+	}
 	uc.out.Close()
 	<-uc.writerDone
 	nc.Close()
@@ -382,30 +386,32 @@ func isClosedConnErr(err error) bool {
 
 // watch ends the connection's reading on Shutdown (read deadline in the
 // past: the reader stops, in-flight events are answered) and closes the
-// connection on Close or when ext ends.
-func (uc *udsConn) watch(ext context.Context) {
+// connection on Close or when ext ends; it returns the function that
+// disarms it, which serveConn calls when the connection is over.
+//
+// It holds no goroutine: the reactions are context.AfterFunc hooks on the
+// server's shutdown context, on uc.ctx (a child of the server's base
+// context, which Close cancels) and on ext, so they run on a short-lived
+// goroutine only when one of them ends. A watcher goroutine per
+// connection used to wait for them instead; its stack (grown by the
+// stack-size estimate of the runtime, never shrunk while the process
+// idles) was a fifth of what an idle connection holds.
+func (uc *udsConn) watch(ext context.Context) (stop func()) {
 	s := uc.srv
-	defer s.wg.Done()
-	select {
-	case <-s.shutdownCh:
+	stopShutdown := context.AfterFunc(s.shutdownCtx, func() {
 		uc.stopping.Store(true)
 		uc.nc.SetReadDeadline(time.Unix(1, 0))
-		select {
-		case <-s.closeCh:
-			uc.cancel()
-			uc.nc.Close()
-		case <-ext.Done():
-			uc.cancel()
-			uc.nc.Close()
-		case <-uc.done:
-		}
-	case <-s.closeCh:
-		uc.cancel()
-		uc.nc.Close()
-	case <-ext.Done():
-		uc.cancel()
-		uc.nc.Close()
-	case <-uc.done:
+	})
+	// uc.ctx ends on Close (through the base context), when ext ends
+	// (below), on a write failure and when the read loop fails: each
+	// time the connection is over, so closing it here is what the
+	// watcher did for the first two and what the others do themselves.
+	stopClose := context.AfterFunc(uc.ctx, func() { uc.nc.Close() })
+	stopExt := context.AfterFunc(ext, uc.cancel)
+	return func() {
+		stopExt()
+		stopClose()
+		stopShutdown()
 	}
 }
 
@@ -965,8 +971,25 @@ func (uc *udsConn) enqueue(c *udsCall) {
 	}
 }
 
+// udsRingSize is the capacity of a connection's outbound queue. With
+// workers it carries every reply: the concurrency bound plus room for
+// pushes and pongs, as before. With inline handlers the reader writes its
+// replies (and pongs) itself and the queue carries pushes only, so
+// pushQueue slots are enough (a full queue drops a push and counts it,
+// as always): 64 slots of 24 bytes instead of 256 of 40 (maxConcurrency
+// 100, rounded up to a power of two), about 10 KiB less per connection.
+func udsRingSize(maxConcurrency int, inline bool) int {
+	if inline {
+		return pushQueue
+	}
+	return maxConcurrency + pushQueue
+}
+
+// pushQueue is the room an outbound queue has for pushes beyond replies.
+const pushQueue = 64
+
 // push queues a shared frame without blocking; a full ring drops it.
-func (uc *udsConn) push(f []byte) {
+func (uc *udsConn) push(f *[]byte) {
 	if err := uc.out.TryEnqueue(udsOut{shared: f}); err == ring.ErrFull {
 		uc.srv.stats.droppedPushes.Add(1)
 	}
@@ -1074,9 +1097,11 @@ func (uc *udsConn) writer() {
 		for i := range batch[:n] {
 			it := batch[i]
 			batch[i] = udsOut{}
-			f := it.shared
+			var f []byte
 			if it.call != nil {
 				f = it.call.out
+			} else {
+				f = *it.shared
 			}
 			if len(buf)+len(f) > cap(buf) {
 				write(buf)
@@ -1143,7 +1168,7 @@ func (s *Server) udsPush(t frame.Type, appendJSON func([]byte) []byte, appendMsg
 	if len(conns) == 0 {
 		return
 	}
-	var jsonFrame, mpFrame []byte
+	var jsonFrame, mpFrame *[]byte
 	for _, uc := range conns {
 		if uc.msgpack {
 			if mpFrame == nil {
@@ -1156,7 +1181,7 @@ func (s *Server) udsPush(t frame.Type, appendJSON func([]byte) []byte, appendMsg
 					s.log.LogAttrs(context.Background(), slog.LevelWarn, "agentwire: push cannot be encoded", slog.String("type", t.String()), slog.Any("error", err))
 					return
 				}
-				mpFrame = b
+				mpFrame = &b
 			}
 			uc.push(mpFrame)
 			continue
@@ -1168,7 +1193,7 @@ func (s *Server) udsPush(t frame.Type, appendJSON func([]byte) []byte, appendMsg
 				s.log.LogAttrs(context.Background(), slog.LevelWarn, "agentwire: push cannot be encoded", slog.String("type", t.String()), slog.Any("error", err))
 				return
 			}
-			jsonFrame = b
+			jsonFrame = &b
 		}
 		uc.push(jsonFrame)
 	}
@@ -1188,7 +1213,7 @@ func (uc *udsConn) pushHealth(h *agentwire.HealthStatus) {
 		b = payload.AppendHealthStatusJSON(b, h)
 	}
 	if frame.EndFrame(b, start) == nil {
-		uc.push(b)
+		uc.push(&b)
 	}
 }
 
