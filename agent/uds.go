@@ -29,9 +29,11 @@ import (
 // shared with reverse connections (SPEC 7, reverse.go).
 //
 // Per connection there is one reader (the connection's own goroutine), one
-// writer, one watcher (reacts to Shutdown and Close) and up to
-// maxConcurrency workers, started on demand and kept for the connection's
-// life. The reader decodes each event into a pooled udsCall — so the frame
+// writer and up to maxConcurrency workers, started on demand and kept for
+// the connection's life; Shutdown and Close reach it through
+// context.AfterFunc hooks (watch). With inline handlers there are no
+// workers and no writer goroutine: the reader writes its replies, and a
+// push starts a short-lived writer (uds_push.go). The reader decodes each event into a pooled udsCall — so the frame
 // buffer can be reused at once and a cancel that follows finds the request
 // already registered — and hands it to an idle worker. The worker runs the
 // handler, encodes the reply into the call's own buffer and queues the call
@@ -156,8 +158,11 @@ type udsConn struct {
 	// Reader only.
 	framesRead int
 	spinOK     bool
-	out        *ring.Ring[udsOut]
-	inflight   inflightTable
+	// out is the writer's queue (nil with inline handlers, whose pushes
+	// wait in pushes instead, uds_push.go).
+	out      *ring.Ring[udsOut]
+	pushes   inlinePushes
+	inflight inflightTable
 
 	// hsConfig is the configuration the handshake carried (when handed to
 	// the Configurer); configured is set by the first 0x17. Reader only.
@@ -305,13 +310,18 @@ func (s *Server) serveConn(ext context.Context, nc net.Conn, rd *frame.Reader, s
 		maxWorkers: s.cfg.maxConcurrency,
 		inline:     s.cfg.uds.inline,
 		flushBytes: inlineFlushBytes(false), // the handshake may choose MessagePack
-		out:        ring.New[udsOut](udsRingSize(s.cfg.maxConcurrency, s.cfg.uds.inline)),
 		writerDone: make(chan struct{}),
 	}
-	if !uc.inline {
+	if uc.inline {
+		// serveConn holds the push writer's role until the handshake
+		// reply is written (uds_push.go).
+		uc.pushes.busy = true
+	} else {
 		// Inline handlers run on the reader: no workers, no work queue
-		// (1.7 KiB per connection at the default concurrency bound).
+		// (1.7 KiB per connection at the default concurrency bound), no
+		// writer goroutine and no queue for it (uds_push.go).
 		uc.work = make(chan *udsCall, cap(uc.sem))
+		uc.out = ring.New[udsOut](s.cfg.maxConcurrency + pushQueue)
 	}
 	uc.wd.Timeout = s.cfg.uds.writeTimeout()
 	uc.gateSpin(sr)
@@ -343,7 +353,9 @@ func (s *Server) serveConn(ext context.Context, nc net.Conn, rd *frame.Reader, s
 	// Established under s.mu: pushes from now on are queued for this
 	// connection and leave after the handshake reply.
 	uc.established.Store(true)
-	s.wg.Add(1) // writer
+	if !uc.inline {
+		s.wg.Add(1) // writer
+	}
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -355,7 +367,11 @@ func (s *Server) serveConn(ext context.Context, nc net.Conn, rd *frame.Reader, s
 	s.log.LogAttrs(uc.ctx, slog.LevelDebug, "agentwire: connection established", slog.Bool("reverse", reverse),
 		slog.Bool("msgpack", uc.msgpack))
 	defer s.log.LogAttrs(context.Background(), slog.LevelDebug, "agentwire: connection closed", slog.Bool("reverse", reverse))
-	go uc.writer()
+	if uc.inline {
+		uc.startInlinePushes()
+	} else {
+		go uc.writer()
+	}
 	if h := s.health.Load(); h != nil {
 		uc.pushHealth(h)
 	}
@@ -370,11 +386,13 @@ func (s *Server) serveConn(ext context.Context, nc net.Conn, rd *frame.Reader, s
 		uc.cancel()
 	}
 	uc.waitHandlers()
-	if uc.work != nil {
+	if uc.inline {
+		uc.closeInlinePushes()
+	} else {
 		close(uc.work)
+		uc.out.Close()
+		<-uc.writerDone
 	}
-	uc.out.Close()
-	<-uc.writerDone
 	nc.Close()
 }
 
@@ -971,25 +989,16 @@ func (uc *udsConn) enqueue(c *udsCall) {
 	}
 }
 
-// udsRingSize is the capacity of a connection's outbound queue. With
-// workers it carries every reply: the concurrency bound plus room for
-// pushes and pongs, as before. With inline handlers the reader writes its
-// replies (and pongs) itself and the queue carries pushes only, so
-// pushQueue slots are enough (a full queue drops a push and counts it,
-// as always): 64 slots of 24 bytes instead of 256 of 40 (maxConcurrency
-// 100, rounded up to a power of two), about 10 KiB less per connection.
-func udsRingSize(maxConcurrency int, inline bool) int {
-	if inline {
-		return pushQueue
-	}
-	return maxConcurrency + pushQueue
-}
-
-// pushQueue is the room an outbound queue has for pushes beyond replies.
+// pushQueue is the room an outbound queue has for pushes beyond replies
+// (with inline handlers, the length of the push list).
 const pushQueue = 64
 
 // push queues a shared frame without blocking; a full ring drops it.
 func (uc *udsConn) push(f *[]byte) {
+	if uc.inline {
+		uc.pushInline(f)
+		return
+	}
 	if err := uc.out.TryEnqueue(udsOut{shared: f}); err == ring.ErrFull {
 		uc.srv.stats.droppedPushes.Add(1)
 	}

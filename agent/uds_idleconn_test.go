@@ -74,8 +74,8 @@ func TestUDSIdleConnAfterLoad(t *testing.T) {
 	heap, stack := float64(h2-h1)/d, (float64(s2)-float64(s1))/d
 	t.Logf("per idle connection after load: %.2f goroutines started by the agent (%d for %d connections), %.1f KiB of the agent's heap, %.1f KiB of goroutine stacks (both sides, reported only)",
 		float64(g2-g1)/d, g2, n2, heap/1024, stack/1024)
-	if g2-g1 != 2*(n2-n1) {
-		t.Errorf("%d more goroutines started by the agent for %d more idle connections, want 2 each", g2-g1, n2-n1)
+	if g2-g1 != n2-n1 {
+		t.Errorf("%d more goroutines started by the agent for %d more idle connections, want 1 each", g2-g1, n2-n1)
 	}
 	if heap > budget {
 		t.Errorf("an idle connection holds %.1f KiB of the agent's heap after load, budget %d KiB", heap/1024, budget>>10)
@@ -109,23 +109,6 @@ func loadRaw(t *testing.T, proxies []*rawProxy, per, rounds int) {
 	wg.Wait()
 }
 
-// agentPkg prefixes the functions of this package.
-const agentPkg = "github.com/agentwire/agentwire/agent."
-
-// allStacks returns every goroutine's stack, one string each.
-func allStacks() []string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	return strings.Split(string(buf), "\n\n")
-}
-
 // parkedReaders counts the connection readers parked in the network
 // poller by the frame reader's buffer-less wait.
 func parkedReaders() int {
@@ -137,26 +120,6 @@ func parkedReaders() int {
 		}
 	}
 	return n
-}
-
-// agentGoroutines counts the goroutines started by the agent's own code
-// (their "created by" function is the agent's, outside its tests).
-func agentGoroutines() int {
-	count := 0
-	for _, g := range allStacks() {
-		lines := strings.Split(g, "\n")
-		for i, l := range lines {
-			fn, ok := strings.CutPrefix(l, "created by ")
-			if !ok || !strings.HasPrefix(fn, agentPkg) || i+1 >= len(lines) {
-				continue
-			}
-			file, _, _ := strings.Cut(strings.TrimSpace(lines[i+1]), ":")
-			if !strings.HasSuffix(file, "_test.go") {
-				count++
-			}
-		}
-	}
-	return count
 }
 
 // agentHeapInUse sums the heap in use (as of the last collection) that
