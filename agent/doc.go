@@ -229,10 +229,13 @@
 // a pool of worker goroutines that run the handler, started on demand up to
 // the concurrency bound and kept until the stream ends (so their grown
 // stacks are reused). Unix-socket and reverse connections have the same
-// shape (reader, writer, workers) plus a watcher for Shutdown and Close;
-// the reader decodes each event before handing it to a worker, so a cancel
-// that follows an event always finds it. With WithInlineHandlers there are
-// no workers: the reader of a ProcessStream or connection runs the handler
-// itself, one event at a time. Handler methods and hooks must be safe for
-// concurrent use.
+// shape (reader, writer, workers; Shutdown and Close reach them through
+// context.AfterFunc hooks, not a goroutine); the reader decodes each event
+// before handing it to a worker, so a cancel that follows an event always
+// finds it. With WithInlineHandlers there are no workers: the reader of a
+// ProcessStream or connection runs the handler itself, one event at a
+// time, and a Unix-socket or reverse connection's reader also writes the
+// replies, so such a connection holds one goroutine while it idles (a
+// push starts a writer that exits once the push is written). Handler
+// methods and hooks must be safe for concurrent use.
 package agent

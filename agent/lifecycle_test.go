@@ -67,7 +67,7 @@ func TestConcurrentDrainsBothReturn(t *testing.T) {
 
 // gateConn holds the first SetDeadline call (the Unix-socket handshake
 // arming its deadline) until a read deadline in the past was set (the
-// watcher reacting to Shutdown): the interleaving of a connection accepted
+// connection's Shutdown hook, watch): the interleaving of a connection accepted
 // just as Shutdown starts.
 type gateConn struct {
 	net.Conn

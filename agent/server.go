@@ -56,6 +56,11 @@ type Server struct {
 	// shutdownCh is closed when Shutdown starts (streams finish and end).
 	shutdownCh   chan struct{}
 	shutdownOnce sync.Once
+	// shutdownCtx is cancelled together with the closing of shutdownCh:
+	// Unix-socket connections hook their reaction to it with
+	// context.AfterFunc instead of a watcher goroutine each (uds.go).
+	shutdownCtx    context.Context
+	shutdownCancel context.CancelFunc
 	// closeCh is closed by Close (everything ends now).
 	closeCh   chan struct{}
 	closeOnce sync.Once
@@ -172,6 +177,7 @@ func newServer(h Handler, opts ...Option) (*Server, error) {
 	s.caps = cfg.capabilities()
 	s.capsPB = pbconv.CapabilitiesToPB(&s.caps)
 	s.baseCtx, s.baseCancel = context.WithCancel(context.Background())
+	s.shutdownCtx, s.shutdownCancel = context.WithCancel(context.Background())
 	return s, nil
 }
 
@@ -336,7 +342,10 @@ func (s *Server) healthTemplate() agentwire.HealthStatus {
 // their context cancelled only in the Close fallback.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
-	s.shutdownOnce.Do(func() { close(s.shutdownCh) })
+	s.shutdownOnce.Do(func() {
+		close(s.shutdownCh)
+		s.shutdownCancel()
+	})
 	done := make(chan struct{})
 	go func() {
 		s.waitStreams()

@@ -29,9 +29,11 @@ import (
 // shared with reverse connections (SPEC 7, reverse.go).
 //
 // Per connection there is one reader (the connection's own goroutine), one
-// writer, one watcher (reacts to Shutdown and Close) and up to
-// maxConcurrency workers, started on demand and kept for the connection's
-// life. The reader decodes each event into a pooled udsCall — so the frame
+// writer and up to maxConcurrency workers, started on demand and kept for
+// the connection's life; Shutdown and Close reach it through
+// context.AfterFunc hooks (watch). With inline handlers there are no
+// workers and no writer goroutine: the reader writes its replies, and a
+// push starts a short-lived writer (uds_push.go). The reader decodes each event into a pooled udsCall — so the frame
 // buffer can be reused at once and a cancel that follows finds the request
 // already registered — and hands it to an idle worker. The worker runs the
 // handler, encodes the reply into the call's own buffer and queues the call
@@ -49,10 +51,12 @@ type udsState struct {
 }
 
 // udsOut is one outbound frame: a reply or a copied frame owned by call
-// (released after writing), or an immutable shared frame (pushes).
+// (released after writing), or an immutable shared frame (pushes). Two
+// words, not four: the ring's slots (a sequence number and a udsOut) are
+// most of what an idle connection's queue holds.
 type udsOut struct {
 	call   *udsCall
-	shared []byte
+	shared *[]byte
 }
 
 // udsCall is one event on a Unix-socket connection, and the buffer of the
@@ -123,7 +127,8 @@ type udsConn struct {
 	// slots. The reader pauses only when all are taken.
 	sem chan struct{}
 	// work hands events to workers. Buffered with cap(sem) slots, so a send
-	// by the holder of a slot never blocks; closed by the reader side.
+	// by the holder of a slot never blocks; closed by the reader side. Nil
+	// with inline handlers.
 	work       chan *udsCall
 	workers    int // started so far; reader only
 	maxWorkers int // the handler concurrency bound (WithMaxConcurrency)
@@ -153,8 +158,11 @@ type udsConn struct {
 	// Reader only.
 	framesRead int
 	spinOK     bool
-	out        *ring.Ring[udsOut]
-	inflight   inflightTable
+	// out is the writer's queue (nil with inline handlers, whose pushes
+	// wait in pushes instead, uds_push.go).
+	out      *ring.Ring[udsOut]
+	pushes   inlinePushes
+	inflight inflightTable
 
 	// hsConfig is the configuration the handshake carried (when handed to
 	// the Configurer); configured is set by the first 0x17. Reader only.
@@ -163,7 +171,6 @@ type udsConn struct {
 
 	established atomic.Bool // handshake or registration done: pushes allowed
 	stopping    atomic.Bool // Shutdown: read and dispatch nothing more
-	done        chan struct{}
 	writerDone  chan struct{}
 }
 
@@ -300,25 +307,30 @@ func (s *Server) serveConn(ext context.Context, nc net.Conn, rd *frame.Reader, s
 		nc:         nc,
 		rd:         rd,
 		sem:        make(chan struct{}, s.cfg.maxConcurrency+eventBacklog(s.cfg.maxConcurrency)),
-		work:       make(chan *udsCall, s.cfg.maxConcurrency+eventBacklog(s.cfg.maxConcurrency)),
 		maxWorkers: s.cfg.maxConcurrency,
 		inline:     s.cfg.uds.inline,
 		flushBytes: inlineFlushBytes(false), // the handshake may choose MessagePack
-		out:        ring.New[udsOut](s.cfg.maxConcurrency + 64),
-		done:       make(chan struct{}),
 		writerDone: make(chan struct{}),
+	}
+	if uc.inline {
+		// serveConn holds the push writer's role until the handshake
+		// reply is written (uds_push.go).
+		uc.pushes.busy = true
+	} else {
+		// Inline handlers run on the reader: no workers, no work queue
+		// (1.7 KiB per connection at the default concurrency bound), no
+		// writer goroutine and no queue for it (uds_push.go).
+		uc.work = make(chan *udsCall, cap(uc.sem))
+		uc.out = ring.New[udsOut](s.cfg.maxConcurrency + pushQueue)
 	}
 	uc.wd.Timeout = s.cfg.uds.writeTimeout()
 	uc.gateSpin(sr)
 	defer uc.rd.Release()
 	uc.ctx, uc.cancel = context.WithCancel(s.baseCtx)
 	defer uc.cancel()
-	// The watcher runs from the start, so that Shutdown and Close also
-	// interrupt a handshake in progress. This goroutine is counted in s.wg,
-	// so adding to it is safe.
-	s.wg.Add(1)
-	go uc.watch(ext)
-	defer close(uc.done)
+	// The watch is armed from the start, so that Shutdown and Close also
+	// interrupt a handshake in progress.
+	defer uc.watch(ext)()
 
 	if !reverse {
 		if !uc.handshake() {
@@ -341,7 +353,9 @@ func (s *Server) serveConn(ext context.Context, nc net.Conn, rd *frame.Reader, s
 	// Established under s.mu: pushes from now on are queued for this
 	// connection and leave after the handshake reply.
 	uc.established.Store(true)
-	s.wg.Add(1) // writer
+	if !uc.inline {
+		s.wg.Add(1) // writer
+	}
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -353,7 +367,11 @@ func (s *Server) serveConn(ext context.Context, nc net.Conn, rd *frame.Reader, s
 	s.log.LogAttrs(uc.ctx, slog.LevelDebug, "agentwire: connection established", slog.Bool("reverse", reverse),
 		slog.Bool("msgpack", uc.msgpack))
 	defer s.log.LogAttrs(context.Background(), slog.LevelDebug, "agentwire: connection closed", slog.Bool("reverse", reverse))
-	go uc.writer()
+	if uc.inline {
+		uc.startInlinePushes()
+	} else {
+		go uc.writer()
+	}
 	if h := s.health.Load(); h != nil {
 		uc.pushHealth(h)
 	}
@@ -368,9 +386,13 @@ func (s *Server) serveConn(ext context.Context, nc net.Conn, rd *frame.Reader, s
 		uc.cancel()
 	}
 	uc.waitHandlers()
-	close(uc.work)
-	uc.out.Close()
-	<-uc.writerDone
+	if uc.inline {
+		uc.closeInlinePushes()
+	} else {
+		close(uc.work)
+		uc.out.Close()
+		<-uc.writerDone
+	}
 	nc.Close()
 }
 
@@ -382,30 +404,32 @@ func isClosedConnErr(err error) bool {
 
 // watch ends the connection's reading on Shutdown (read deadline in the
 // past: the reader stops, in-flight events are answered) and closes the
-// connection on Close or when ext ends.
-func (uc *udsConn) watch(ext context.Context) {
+// connection on Close or when ext ends; it returns the function that
+// disarms it, which serveConn calls when the connection is over.
+//
+// It holds no goroutine: the reactions are context.AfterFunc hooks on the
+// server's shutdown context, on uc.ctx (a child of the server's base
+// context, which Close cancels) and on ext, so they run on a short-lived
+// goroutine only when one of them ends. A watcher goroutine per
+// connection used to wait for them instead; its stack (grown by the
+// stack-size estimate of the runtime, never shrunk while the process
+// idles) was a fifth of what an idle connection holds.
+func (uc *udsConn) watch(ext context.Context) (stop func()) {
 	s := uc.srv
-	defer s.wg.Done()
-	select {
-	case <-s.shutdownCh:
+	stopShutdown := context.AfterFunc(s.shutdownCtx, func() {
 		uc.stopping.Store(true)
 		uc.nc.SetReadDeadline(time.Unix(1, 0))
-		select {
-		case <-s.closeCh:
-			uc.cancel()
-			uc.nc.Close()
-		case <-ext.Done():
-			uc.cancel()
-			uc.nc.Close()
-		case <-uc.done:
-		}
-	case <-s.closeCh:
-		uc.cancel()
-		uc.nc.Close()
-	case <-ext.Done():
-		uc.cancel()
-		uc.nc.Close()
-	case <-uc.done:
+	})
+	// uc.ctx ends on Close (through the base context), when ext ends
+	// (below), on a write failure and when the read loop fails: each
+	// time the connection is over, so closing it here is what the
+	// watcher did for the first two and what the others do themselves.
+	stopClose := context.AfterFunc(uc.ctx, func() { uc.nc.Close() })
+	stopExt := context.AfterFunc(ext, uc.cancel)
+	return func() {
+		stopExt()
+		stopClose()
+		stopShutdown()
 	}
 }
 
@@ -965,8 +989,16 @@ func (uc *udsConn) enqueue(c *udsCall) {
 	}
 }
 
+// pushQueue is the room an outbound queue has for pushes beyond replies
+// (with inline handlers, the length of the push list).
+const pushQueue = 64
+
 // push queues a shared frame without blocking; a full ring drops it.
-func (uc *udsConn) push(f []byte) {
+func (uc *udsConn) push(f *[]byte) {
+	if uc.inline {
+		uc.pushInline(f)
+		return
+	}
 	if err := uc.out.TryEnqueue(udsOut{shared: f}); err == ring.ErrFull {
 		uc.srv.stats.droppedPushes.Add(1)
 	}
@@ -1074,9 +1106,11 @@ func (uc *udsConn) writer() {
 		for i := range batch[:n] {
 			it := batch[i]
 			batch[i] = udsOut{}
-			f := it.shared
+			var f []byte
 			if it.call != nil {
 				f = it.call.out
+			} else {
+				f = *it.shared
 			}
 			if len(buf)+len(f) > cap(buf) {
 				write(buf)
@@ -1143,7 +1177,7 @@ func (s *Server) udsPush(t frame.Type, appendJSON func([]byte) []byte, appendMsg
 	if len(conns) == 0 {
 		return
 	}
-	var jsonFrame, mpFrame []byte
+	var jsonFrame, mpFrame *[]byte
 	for _, uc := range conns {
 		if uc.msgpack {
 			if mpFrame == nil {
@@ -1156,7 +1190,7 @@ func (s *Server) udsPush(t frame.Type, appendJSON func([]byte) []byte, appendMsg
 					s.log.LogAttrs(context.Background(), slog.LevelWarn, "agentwire: push cannot be encoded", slog.String("type", t.String()), slog.Any("error", err))
 					return
 				}
-				mpFrame = b
+				mpFrame = &b
 			}
 			uc.push(mpFrame)
 			continue
@@ -1168,7 +1202,7 @@ func (s *Server) udsPush(t frame.Type, appendJSON func([]byte) []byte, appendMsg
 				s.log.LogAttrs(context.Background(), slog.LevelWarn, "agentwire: push cannot be encoded", slog.String("type", t.String()), slog.Any("error", err))
 				return
 			}
-			jsonFrame = b
+			jsonFrame = &b
 		}
 		uc.push(jsonFrame)
 	}
@@ -1188,7 +1222,7 @@ func (uc *udsConn) pushHealth(h *agentwire.HealthStatus) {
 		b = payload.AppendHealthStatusJSON(b, h)
 	}
 	if frame.EndFrame(b, start) == nil {
-		uc.push(b)
+		uc.push(&b)
 	}
 }
 

@@ -744,9 +744,20 @@ func TestUDSMsgpackUnencodableReply(t *testing.T) {
 }
 
 func TestUDSPushes(t *testing.T) {
-	for _, enc := range []string{"json", "msgpack"} {
-		t.Run(enc, func(t *testing.T) {
-			e := startUDS(t, BaseHandler{}, WithAgentID("push-agent"))
+	for _, tc := range []struct {
+		enc    string
+		inline bool
+	}{{"json", false}, {"msgpack", false}, {"json", true}, {"msgpack", true}} {
+		enc := tc.enc
+		name := enc
+		opts := []Option{WithAgentID("push-agent")}
+		if tc.inline {
+			// Pushes go through the short-lived push writer (uds_push.go).
+			name += "/inline"
+			opts = append(opts, WithInlineHandlers())
+		}
+		t.Run(name, func(t *testing.T) {
+			e := startUDS(t, BaseHandler{}, opts...)
 			p := dialRaw(t, e.path)
 			p.handshake(enc)
 			msgpack := enc == "msgpack"

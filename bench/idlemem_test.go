@@ -27,8 +27,10 @@ import (
 // pending-map table (now sized from the agent's max_concurrency,
 // sessionRingSize) and its 256-slot callback queue of 232-byte values (now
 // pointers). Each of these, undone alone, makes the test fail (seen). The
-// goroutine stacks (9 goroutines per connection here: 2 engine, 3 agent,
-// 4 parked agent workers; the engine's supervisor, expirer and dispatcher
+// goroutine stacks (8 goroutines per connection here: 2 engine, 2 agent
+// (reader, writer: the agent's watcher is context.AfterFunc hooks now, see
+// agent's TestUDSIdleConnAfterLoad), 4 parked agent workers; the
+// engine's supervisor, expirer and dispatcher
 // no longer hold one each, see engine's TestIdleConnAfterLoad, which pins
 // the engine's share alone) are reported, not pinned: their sizes follow
 // the scheduler. The engine's changes took the heap here from about 71 to
