@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/agentwire/agentwire/codec/frame"
+	"github.com/agentwire/agentwire/internal/heapprof"
 )
 
 // TestUDSIdleConnAfterLoad pins what an idle Unix-socket connection holds
@@ -129,55 +130,15 @@ func parkedReaders() int {
 // was allocated on a stack passing through the agent's own code (not its
 // tests).
 func agentHeapInUse() int64 {
-	var recs []runtime.MemProfileRecord
-	n, _ := runtime.MemProfile(nil, true)
-	for {
-		recs = make([]runtime.MemProfileRecord, n+64)
-		var ok bool
-		if n, ok = runtime.MemProfile(recs, true); ok {
-			recs = recs[:n]
-			break
-		}
-	}
-	var sum int64
-	for i := range recs {
-		if inUse := recs[i].InUseBytes(); inUse > 0 && agentStack(recs[i].Stack()) && !readBuffer(recs[i].Stack()) {
-			sum += inUse
-		}
-	}
-	return sum
+	return heapprof.InUse(func(stk []uintptr) bool {
+		return heapprof.Passes(stk, agentPkg) && !heapprof.Has(stk, readBufferAlloc)
+	})
 }
 
-// readBuffer reports whether stk allocated a frame reader's 64 KiB read
-// buffer. Those are left out of the sum: a parked reader holds none (the
-// test waits for that), and where the ones made under load end up (the
-// process-wide cache of at most bufcache.Slots idle buffers, or the pool
-// behind it) does not depend on the number of connections, but on which
-// side's reader, the test's or the agent's, made each of them.
-func readBuffer(stk []uintptr) bool {
-	frames := runtime.CallersFrames(stk)
-	for {
-		f, more := frames.Next()
-		if f.Function == "github.com/agentwire/agentwire/codec/frame.init.func1" {
-			return true
-		}
-		if !more {
-			return false
-		}
-	}
-}
-
-// agentStack reports whether a frame of stk is a function of the agent
-// outside its test files.
-func agentStack(stk []uintptr) bool {
-	frames := runtime.CallersFrames(stk)
-	for {
-		f, more := frames.Next()
-		if strings.HasPrefix(f.Function, agentPkg) && !strings.HasSuffix(f.File, "_test.go") {
-			return true
-		}
-		if !more {
-			return false
-		}
-	}
-}
+// readBufferAlloc allocates a frame reader's 64 KiB read buffer. Those
+// are left out of the sum: a parked reader holds none (the test waits for
+// that), and where the ones made under load end up (the process-wide
+// cache of at most bufcache.Slots idle buffers, or the pool behind it)
+// does not depend on the number of connections, but on which side's
+// reader, the test's or the agent's, made each of them.
+const readBufferAlloc = "github.com/agentwire/agentwire/codec/frame.init.func1"

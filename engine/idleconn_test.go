@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/agentwire/agentwire"
+	"github.com/agentwire/agentwire/internal/heapprof"
 )
 
 // TestIdleConnAfterLoad pins what an idle Unix-socket Conn holds once it
@@ -178,38 +179,7 @@ const enginePkg = "github.com/agentwire/agentwire/engine."
 // was allocated on a stack passing through the engine's own code (not
 // its tests).
 func engineHeapInUse() int64 {
-	var recs []runtime.MemProfileRecord
-	n, _ := runtime.MemProfile(nil, true)
-	for {
-		recs = make([]runtime.MemProfileRecord, n+64)
-		var ok bool
-		if n, ok = runtime.MemProfile(recs, true); ok {
-			recs = recs[:n]
-			break
-		}
-	}
-	var sum int64
-	for i := range recs {
-		if inUse := recs[i].InUseBytes(); inUse > 0 && engineStack(recs[i].Stack()) {
-			sum += inUse
-		}
-	}
-	return sum
-}
-
-// engineStack reports whether a frame of stk is a function of the engine
-// outside its test files.
-func engineStack(stk []uintptr) bool {
-	frames := runtime.CallersFrames(stk)
-	for {
-		f, more := frames.Next()
-		if strings.HasPrefix(f.Function, enginePkg) && !strings.HasSuffix(f.File, "_test.go") {
-			return true
-		}
-		if !more {
-			return false
-		}
-	}
+	return heapprof.InUse(func(stk []uintptr) bool { return heapprof.Passes(stk, enginePkg) })
 }
 
 // engineGoroutines counts the goroutines started by the engine's own code
