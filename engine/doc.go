@@ -153,14 +153,21 @@
 //
 //  1. is admitted: Conn open, session up, event kind subscribed by the
 //     agent, agent health and flow control permitting (counted in flight);
-//  2. is encoded on the caller's goroutine, by hand-written protobuf code
-//     (internal/pbwire), straight into a pooled buffer (grpc mem.Buffer);
+//  2. is encoded by hand-written protobuf code (internal/pbwire) straight
+//     into a pooled buffer (grpc mem.Buffer): on the caller's goroutine,
+//     except request headers, which are encoded by whoever sends them
+//     (step 4);
 //  3. registers a pending entry (pooled) in the session's xsync map under
 //     its correlation id — before anything is sent; a second in-flight
 //     request with the same id is refused with ErrDuplicateCorrelationID;
-//  4. hands the encoded buffer to the session's lock-free MPSC ring; the
-//     writer drains the ring in batches and passes each buffer to gRPC as
-//     is (the engine's codec neither copies nor re-encodes);
+//  4. hands the buffer (request headers: the event) to the session's
+//     lock-free MPSC ring; the writer drains the ring in batches and passes
+//     each buffer to gRPC as is (the engine's codec neither copies nor
+//     re-encodes). A request-headers call alone in flight that finds the
+//     writer idle sends its event itself instead, if the agent has sent
+//     something since the last such send (grpc_direct.go: a send can
+//     block while an agent does not read, and a caller must not wait
+//     there past its deadline);
 //  5. waits on its entry's one-slot channel and its context. When the
 //     context has no deadline, the default request timeout is enforced
 //     by the session's expirer (one sweep of the pending map every 32nd
