@@ -17,6 +17,7 @@ import (
 	"github.com/agentwire/agentwire/codec/frame"
 	"github.com/agentwire/agentwire/engine"
 	"github.com/agentwire/agentwire/engine/pool"
+	"github.com/agentwire/agentwire/internal/loopagent"
 	"github.com/agentwire/agentwire/internal/payload"
 )
 
@@ -203,36 +204,7 @@ func testFault(t *testing.T, fault string, mode engine.FailureMode) {
 // ("framing").
 func startGarbageAgent(t *testing.T, kind string) string {
 	t.Helper()
-	path := sockPath(t)
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Go(func() {
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, nc)
-			mu.Unlock()
-			wg.Go(func() { serveGarbage(nc, kind) })
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return "unix://" + path
+	return "unix://" + loopagent.Listen(t, func(nc net.Conn) { serveGarbage(nc, kind) })
 }
 
 func serveGarbage(nc net.Conn, kind string) {

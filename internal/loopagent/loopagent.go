@@ -39,6 +39,17 @@ type Config struct {
 // that carries the event's correlation id in audit.custom, built in a
 // reused buffer.
 func Start(tb testing.TB, c Config) string {
+	if c.Encoding == "" {
+		c.Encoding = agentwire.EncodingJSON
+	}
+	return Listen(tb, func(nc net.Conn) { serve(nc, &c) })
+}
+
+// Listen runs serve on a goroutine for every connection accepted on a new
+// Unix socket in a temporary directory, and returns the socket's path.
+// When the test ends it closes the listener and every accepted connection
+// and waits for the serve calls to return.
+func Listen(tb testing.TB, serve func(net.Conn)) string {
 	tb.Helper()
 	dir, err := os.MkdirTemp("", "aw-loop-")
 	if err != nil {
@@ -49,9 +60,6 @@ func Start(tb testing.TB, c Config) string {
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		tb.Fatal(err)
-	}
-	if c.Encoding == "" {
-		c.Encoding = agentwire.EncodingJSON
 	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -65,7 +73,7 @@ func Start(tb testing.TB, c Config) string {
 			mu.Lock()
 			conns = append(conns, nc)
 			mu.Unlock()
-			wg.Go(func() { serve(nc, &c) })
+			wg.Go(func() { serve(nc) })
 		}
 	})
 	tb.Cleanup(func() {
