@@ -33,11 +33,12 @@ import (
 // the connection's life; Shutdown and Close reach it through
 // context.AfterFunc hooks (watch). With inline handlers there are no
 // workers and no writer goroutine: the reader writes its replies, and a
-// push starts a short-lived writer (uds_push.go). The reader decodes each event into a pooled udsCall — so the frame
-// buffer can be reused at once and a cancel that follows finds the request
-// already registered — and hands it to an idle worker. The worker runs the
-// handler, encodes the reply into the call's own buffer and queues the call
-// on the connection's ring. The writer copies every queued frame into one
+// push starts a short-lived writer (uds_push.go). The reader decodes each
+// event into a pooled udsCall — so the frame buffer can be reused at once
+// and a cancel that follows finds the request already registered — and
+// hands it to an idle worker. The worker runs the handler, encodes the
+// reply into the call's own buffer and queues the call on the
+// connection's ring. The writer copies every queued frame into one
 // buffer and writes it with a single system call once the ring is empty (or
 // the buffer full).
 
@@ -312,14 +313,14 @@ func (s *Server) serveConn(ext context.Context, nc net.Conn, rd *frame.Reader, s
 		flushBytes: inlineFlushBytes(false), // the handshake may choose MessagePack
 		writerDone: make(chan struct{}),
 	}
+	// Inline handlers run on the reader: no workers, no work queue (1.7
+	// KiB per connection at the default concurrency bound), no writer
+	// goroutine and no queue for it (uds_push.go).
 	if uc.inline {
 		// serveConn holds the push writer's role until the handshake
 		// reply is written (uds_push.go).
 		uc.pushes.busy = true
 	} else {
-		// Inline handlers run on the reader: no workers, no work queue
-		// (1.7 KiB per connection at the default concurrency bound), no
-		// writer goroutine and no queue for it (uds_push.go).
 		uc.work = make(chan *udsCall, cap(uc.sem))
 		uc.out = ring.New[udsOut](s.cfg.maxConcurrency + pushQueue)
 	}
