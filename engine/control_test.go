@@ -400,15 +400,8 @@ func TestConfigUpdateDefaultPolicy(t *testing.T) {
 }
 
 func TestDrainWaitsForInFlightAndNotifiesAgent(t *testing.T) {
-	a := newTestAgent()
 	release := make(chan struct{})
-	a.reqHeaders = func(ctx context.Context, _ *agentwire.RequestHeadersEvent, _ *agentwire.AgentResponse) error {
-		select {
-		case <-release:
-		case <-ctx.Done():
-		}
-		return nil
-	}
+	a := holdingAgent(release)
 	srv := startAgent(t, a)
 	c := dial(t, srv.addr)
 	ctx := testCtx(t)

@@ -59,6 +59,20 @@ type testAgent struct {
 
 func newTestAgent() *testAgent { return &testAgent{changed: make(chan struct{}, 1)} }
 
+// holdingAgent is a test agent whose request-headers handler waits until
+// release is closed (or its request is canceled) and then allows.
+func holdingAgent(release <-chan struct{}) *testAgent {
+	a := newTestAgent()
+	a.reqHeaders = func(ctx context.Context, _ *agentwire.RequestHeadersEvent, _ *agentwire.AgentResponse) error {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	}
+	return a
+}
+
 func (a *testAgent) poke() {
 	select {
 	case a.changed <- struct{}{}:

@@ -92,14 +92,7 @@ func isKind(err, kind error) bool {
 // admission it would block here (the test's deadline ends it).
 func TestStartRequestHeadersWouldBlock(t *testing.T) {
 	release := make(chan struct{})
-	a := newTestAgent()
-	a.reqHeaders = func(ctx context.Context, _ *agentwire.RequestHeadersEvent, _ *agentwire.AgentResponse) error {
-		select {
-		case <-release:
-		case <-ctx.Done():
-		}
-		return nil
-	}
+	a := holdingAgent(release)
 	srv := startUDSAgent(t, a, agent.WithMaxConcurrency(1))
 	c := dialUDS(t, srv.path)
 	ctx := testCtx(t)
@@ -135,14 +128,7 @@ func TestStartRequestHeadersWouldBlock(t *testing.T) {
 // agent, as for a blocking call).
 func TestStartRequestHeadersErrors(t *testing.T) {
 	release := make(chan struct{})
-	a := newTestAgent()
-	a.reqHeaders = func(ctx context.Context, _ *agentwire.RequestHeadersEvent, _ *agentwire.AgentResponse) error {
-		select {
-		case <-release:
-		case <-ctx.Done():
-		}
-		return nil
-	}
+	a := holdingAgent(release)
 	srv := startUDSAgent(t, a)
 	c := dialUDS(t, srv.path)
 	defer close(release)
