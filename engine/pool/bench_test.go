@@ -263,20 +263,34 @@ func benchFanOut(b *testing.B, paths []string) {
 // (RequestHeadersInto) against three calls on three Conns started with
 // StartRequestHeaders and then waited for, 1 in flight; the agents in one
 // child process (procs=1) or in three (procs=3).
-func BenchmarkFanOutBare(b *testing.B) {
+func BenchmarkFanOutBare(b *testing.B) { benchFanOutBare(b, true) }
+
+// BenchmarkFanOutBareNoSpin is BenchmarkFanOutBare with the read spin off
+// on both sides (engine.WithReadSpin(0), agent.WithReadSpin(0)): every
+// read that finds nothing parks.
+func BenchmarkFanOutBareNoSpin(b *testing.B) { benchFanOutBare(b, false) }
+
+func benchFanOutBare(b *testing.B, spin bool) {
+	var env []string
+	var opts []engine.Option
+	if !spin {
+		env = append(env, noSpinEnv+"=1")
+		opts = append(opts, engine.WithReadSpin(0))
+	}
 	for _, procs := range []int{1, 3} {
 		var paths []string
 		if procs == 1 {
-			paths = startChildAgents(b, 3)
+			paths, _ = startChildAgentsEnv(b, 3, env...)
 		} else {
 			for range 3 {
-				paths = append(paths, startChildAgents(b, 1)...)
+				p, _ := startChildAgentsEnv(b, 1, env...)
+				paths = append(paths, p...)
 			}
 		}
 		ctx := context.Background()
 		var conns [3]*engine.Conn
 		for i, path := range paths {
-			c, err := engine.Dial(ctx, "unix://"+path)
+			c, err := engine.Dial(ctx, "unix://"+path, opts...)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -14,7 +14,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if runChild() {
+	if runChild() || runEchoChild() {
 		return
 	}
 	goleak.VerifyTestMain(m)
