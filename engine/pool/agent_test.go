@@ -303,7 +303,9 @@ func TestAgentWebSocketSticky(t *testing.T) {
 
 // The per-agent concurrency limit: callers beyond it wait for a slot; a
 // bounded wait ends with ErrSaturated (ReasonUnavailable), a wait that
-// outlives the call's timeout with ReasonTimeout.
+// outlives the call's timeout with ReasonTimeout. The bounded wait is long
+// enough (500 ms) for the last waiter to see the slots freed on a loaded
+// machine (30 ms was not, under a parallel go test ./...).
 func TestAgentConcurrencyLimit(t *testing.T) {
 	p := newTestPool(t)
 	f := newFake("a")
@@ -320,7 +322,7 @@ func TestAgentConcurrencyLimit(t *testing.T) {
 		}
 		return nil, nil
 	}
-	a := addFakes(t, p, "waf", []*fakeLink{f}, WithConcurrency(2, 30*time.Millisecond), WithTimeout(5*time.Second))
+	a := addFakes(t, p, "waf", []*fakeLink{f}, WithConcurrency(2, 500*time.Millisecond), WithTimeout(5*time.Second))
 	ctx := testCtx(t)
 	var wg sync.WaitGroup
 	for range 2 {
