@@ -2,7 +2,10 @@ package agent
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"unsafe"
 
@@ -111,4 +114,47 @@ func TestServerCodecLargeReply(t *testing.T) {
 		t.Fatalf("direct %v, bytes equal %v", c.direct, bytes.Equal(out.Materialize(), want))
 	}
 	out.Free()
+}
+
+// TestGRPCKeptStringsSurviveLaterEvents: a handler may keep the event's
+// strings after it returns (see wire.go). Through ServeGRPC, events of
+// both sizes grpc-go distinguishes (a DATA frame of at most 1 KiB, which
+// the codec keeps in place, and a larger one from grpc-go's buffer pool,
+// which grpc-go reuses for later frames once freed, so the codec copies
+// it) keep their text while many more events pass over the same stream.
+// (Seen failing with every single buffer kept in place without a
+// reference.)
+func TestGRPCKeptStringsSurviveLaterEvents(t *testing.T) {
+	var mu sync.Mutex
+	kept := map[string]string{} // correlation id → URI, as the handler saw it
+	hh := newHookHandler()
+	hh.reqHeaders = func(_ context.Context, ev *agentwire.RequestHeadersEvent, _ *agentwire.AgentResponse) error {
+		mu.Lock()
+		kept[ev.Metadata.CorrelationID] = ev.URI
+		mu.Unlock()
+		return nil
+	}
+	e := startEnv(t, hh, "tcp")
+	p := e.open()
+	uri := func(i int) string {
+		u := fmt.Sprintf("/%d/", i)
+		if i%2 == 1 {
+			u += strings.Repeat(string(rune('a'+i%26)), 3000) // over 1 KiB: a pooled frame
+		}
+		return u
+	}
+	const n = 64
+	for i := range n {
+		p.send(reqHeaders(fmt.Sprintf("c-%d", i), uri(i)))
+		if m := p.recv(); m.GetResponse() == nil {
+			t.Fatalf("event %d: %v, want a reply", i, m)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range n {
+		if got := kept[fmt.Sprintf("c-%d", i)]; got != uri(i) {
+			t.Fatalf("event %d: kept URI changed to %.40q…, want %.40q…", i, got, uri(i))
+		}
+	}
 }
