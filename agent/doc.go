@@ -203,15 +203,17 @@
 //
 // # Performance
 //
-// ServeGRPC uses codec/grpccodec. Under it, request headers, response
-// headers, request complete and guardrail events are decoded by a
-// hand-written decoder straight into the payload event: the message bytes
-// are copied once into a string and every string field is a substring of
-// it (one allocation per event instead of one per field; differential
-// fuzzing holds it to the generated decoder). Body chunks and WebSocket
-// frames are decoded into pooled protobuf messages. Replies are built in
-// per-event storage that is reused, and encoded by grpccodec into pooled
-// buffers. Outside grpc-go an event costs three allocations (the message
+// ServeGRPC uses codec/grpccodec, with the ProcessStream's events and
+// replies handled by the agent itself (grpc_codec.go). Request headers,
+// response headers, request complete and guardrail events are decoded by
+// a hand-written decoder straight into the payload event: the message
+// bytes become one string, without a copy when grpc-go holds them in one
+// unpooled buffer (every DATA frame of at most 1 KiB), else copied once,
+// and every string field is a substring of it (at most one allocation per
+// event instead of one per field; differential fuzzing holds it to the
+// generated decoder). Body chunks and WebSocket frames are decoded into
+// pooled protobuf messages. Replies are built in per-event storage that
+// is reused, and encoded into pooled buffers. Outside grpc-go an event costs three allocations (the message
 // copy and the request context); see BenchmarkDispatch.
 //
 // On the Unix socket an event costs no allocation of its own in JSON (the

@@ -18,7 +18,8 @@ import (
 // same bytes as the message internal/pbconv builds, marshalled by
 // vtprotobuf, under codec/grpccodec and under grpc-go's default codec; the
 // usual reply (allow, no audit.custom) is written directly by
-// internal/pbwire under grpccodec, without building the protobuf message.
+// internal/pbwire under grpccodec and under the server's own codec
+// (serverCodec), without building the protobuf message.
 func TestGRPCReplyEncoding(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -46,7 +47,7 @@ func TestGRPCReplyEncoding(t *testing.T) {
 		for _, codec := range []struct {
 			name string
 			c    encoding.CodecV2
-		}{{"grpccodec", grpccodec.Codec()}, {"default", def}} {
+		}{{"grpccodec", grpccodec.Codec()}, {"server", serverCodec{}}, {"default", def}} {
 			c := new(grpcCall)
 			c.resp = tc.resp
 			out, err := codec.c.Marshal((*grpcReply)(c))
@@ -57,7 +58,7 @@ func TestGRPCReplyEncoding(t *testing.T) {
 				t.Errorf("%s/%s: reply differs\n got %x\nwant %x", tc.name, codec.name, got, want)
 			}
 			out.Free()
-			if codec.name == "grpccodec" {
+			if codec.name != "default" {
 				if c.direct != tc.direct {
 					t.Errorf("%s: written directly: %v, want %v", tc.name, c.direct, tc.direct)
 				}

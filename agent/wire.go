@@ -12,9 +12,10 @@ import (
 
 // This file is the agent's fast path for the hot ProxyToAgent events
 // (request headers, response headers, request complete, guardrail): the
-// message bytes are copied once into an immutable string and decoded
-// straight into the payload event, every string field becoming a substring
-// of it. That costs one allocation per event instead of one per string
+// message bytes become one immutable string (grpc-go's own buffer when it
+// is never reused, see serverCodec; else a copy) and are decoded straight
+// into the payload event, every string field becoming a substring of it.
+// That costs at most one allocation per event instead of one per string
 // field (2 per header), and the strings stay valid forever (a handler that
 // keeps one keeps the message text alive).
 //

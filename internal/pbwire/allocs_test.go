@@ -30,3 +30,40 @@ func TestEncodeRequestHeadersAllocs(t *testing.T) {
 		})
 	}
 }
+
+// Decoding the echo agent's reply again into the destination of the
+// previous one (Reset in between, as the engine does for each call) reuses
+// the header op's name and value and allocates nothing; a reply whose
+// header differs from the previous one's still gets its own copies.
+func TestDecodeAgentResponseReuseAllocs(t *testing.T) {
+	echo := agentwire.AgentResponse{CorrelationID: "c", RequestHeaders: []agentwire.HeaderOp{
+		{Kind: agentwire.HeaderSet, Name: "x-agent-processed", Value: "true"}}}
+	sz, _ := MeasureAgentResponse(&echo)
+	msg := AppendMeasuredAgentResponse(nil, &echo, sz)
+	_, body, err := ScanAgentToProxy(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dst agentwire.AgentResponse
+	decode := func() {
+		dst.Reset()
+		if err := DecodeAgentResponse(body, &dst); err != nil || len(dst.RequestHeaders) != 1 {
+			t.Fatalf("%v %+v", err, dst)
+		}
+	}
+	decode()
+	allocs.Zero(t, "echo reply into the previous reply's destination", 1000, decode)
+
+	other := echo
+	other.RequestHeaders = []agentwire.HeaderOp{{Kind: agentwire.HeaderSet, Name: "x-agent-processed", Value: "false"}}
+	sz, _ = MeasureAgentResponse(&other)
+	_, otherBody, err := ScanAgentToProxy(AppendMeasuredAgentResponse(nil, &other, sz))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst.Reset()
+	if err := DecodeAgentResponse(otherBody, &dst); err != nil || dst.RequestHeaders[0].Value != "false" ||
+		dst.RequestHeaders[0].Name != "x-agent-processed" {
+		t.Fatalf("%v %+v", err, dst.RequestHeaders)
+	}
+}

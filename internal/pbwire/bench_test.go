@@ -79,3 +79,27 @@ func BenchmarkEncodeAgentResponse(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkDecodeAgentResponse decodes the echo agent's reply into the
+// destination of the previous reply (Reset in between), as the engine does
+// for a caller's repeated calls.
+func BenchmarkDecodeAgentResponse(b *testing.B) {
+	r := &agentwire.AgentResponse{
+		CorrelationID:    "5f0c2a9e7b1d4e38a6c4f2b1d0e9a8c7",
+		RequestHeaders:   []agentwire.HeaderOp{{Kind: agentwire.HeaderSet, Name: "x-agent-processed", Value: "true"}},
+		ProcessingTimeMS: agentwire.Some[uint64](0),
+	}
+	sz, _ := MeasureAgentResponse(r)
+	_, body, err := ScanAgentToProxy(AppendMeasuredAgentResponse(nil, r, sz))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var dst agentwire.AgentResponse
+	b.ReportAllocs()
+	for b.Loop() {
+		dst.Reset()
+		if err := DecodeAgentResponse(body, &dst); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -273,6 +273,13 @@ func ResponseCorrelationID(body []byte) ([]byte, error) {
 // CorrelationID (read it with ResponseCorrelationID); Version is set to 2.
 // The result equals pbconv.AgentResponseFromPB applied to the generated
 // decoder's output, and errors are returned for the same inputs.
+//
+// The strings are copies of body's bytes, except that a header op's name
+// or value equal to the one the op at the same position held before the
+// Reset (still in the slice's capacity) is that old string itself: agents
+// tend to answer every request with the same headers, which then cost no
+// allocation. Those old strings must be immutable (as the ones this
+// function made are; not views of a buffer that changes).
 func DecodeAgentResponse(body []byte, dst *agentwire.AgentResponse) error {
 	var status uint32
 	dst.Version = agentwire.ProtocolVersion
@@ -311,9 +318,17 @@ func DecodeAgentResponse(body []byte, dst *agentwire.AgentResponse) error {
 			if m, i, err = str(body, i); err != nil {
 				return err
 			}
+			ops := dst.RequestHeaders
+			if num == 11 {
+				ops = dst.ResponseHeaders
+			}
+			var prev agentwire.HeaderOp
+			if n := len(ops); n < cap(ops) {
+				prev = ops[:n+1][n]
+			}
 			var op agentwire.HeaderOp
 			var ok bool
-			if op, ok, err = decodeHeaderOp(m); err != nil {
+			if op, ok, err = decodeHeaderOp(m, &prev); err != nil {
 				return err
 			}
 			if ok {
@@ -507,7 +522,9 @@ func decodeHeader(m []byte) (name, value string, err error) {
 
 // decodeHeaderOp decodes a HeaderOp message; ok is false when no operation
 // is set (such an op is dropped).
-func decodeHeaderOp(m []byte) (op agentwire.HeaderOp, ok bool, err error) {
+//
+// Strings equal to prev's name or value are prev's (see DecodeAgentResponse).
+func decodeHeaderOp(m []byte, prev *agentwire.HeaderOp) (op agentwire.HeaderOp, ok bool, err error) {
 	i := 0
 	for i < len(m) {
 		start := i
@@ -533,7 +550,7 @@ func decodeHeaderOp(m []byte) (op agentwire.HeaderOp, ok bool, err error) {
 				op = agentwire.HeaderOp{Kind: kind}
 			}
 			ok = true
-			if err = mergeHeader(h, &op.Name, &op.Value); err != nil {
+			if err = mergeHeader(h, &op.Name, &op.Value, prev); err != nil {
 				return op, false, err
 			}
 		case 3:
@@ -544,7 +561,7 @@ func decodeHeaderOp(m []byte) (op agentwire.HeaderOp, ok bool, err error) {
 			if s, i, err = str(m, i); err != nil {
 				return op, false, err
 			}
-			op, ok = agentwire.HeaderOp{Kind: agentwire.HeaderRemove, Name: string(s)}, true
+			op, ok = agentwire.HeaderOp{Kind: agentwire.HeaderRemove, Name: reuseString(s, prev.Name)}, true
 		default:
 			if i, err = skip(m, start, len(m)); err != nil {
 				return op, false, err
@@ -555,8 +572,9 @@ func decodeHeaderOp(m []byte) (op agentwire.HeaderOp, ok bool, err error) {
 }
 
 // mergeHeader decodes a Header message over name and value (fields absent
-// from m keep their values: protobuf merge semantics).
-func mergeHeader(m []byte, name, value *string) error {
+// from m keep their values: protobuf merge semantics), reusing prev's
+// strings where equal.
+func mergeHeader(m []byte, name, value *string, prev *agentwire.HeaderOp) error {
 	i := 0
 	for i < len(m) {
 		start := i
@@ -575,9 +593,9 @@ func mergeHeader(m []byte, name, value *string) error {
 				return err
 			}
 			if num == 1 {
-				*name = string(s)
+				*name = reuseString(s, prev.Name)
 			} else {
-				*value = string(s)
+				*value = reuseString(s, prev.Value)
 			}
 		default:
 			if i, err = skip(m, start, len(m)); err != nil {
@@ -586,6 +604,14 @@ func mergeHeader(m []byte, name, value *string) error {
 		}
 	}
 	return nil
+}
+
+// reuseString returns old when b holds the same bytes, else a copy of b.
+func reuseString(b []byte, old string) string {
+	if string(b) == old {
+		return old
+	}
+	return string(b)
 }
 
 // mapEntry decodes a map<string,string> entry whose length prefix starts at

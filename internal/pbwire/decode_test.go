@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"testing"
 
@@ -210,6 +211,41 @@ func diff(t *testing.T, b []byte) {
 	}
 	if vp != wp {
 		t.Fatalf("pong mismatch on %x: %+v vs %+v", b, vp, wp)
+	}
+	if wk == A2PResponse {
+		// Decoded again into used destinations (Reset keeps the old
+		// header ops in the slices' capacity, whose strings the decoder
+		// reuses where equal): the same reply, and one of other ops.
+		_, body, _ := ScanAgentToProxy(b)
+		again := wr
+		again.RequestHeaders = slices.Clone(wr.RequestHeaders)
+		again.ResponseHeaders = slices.Clone(wr.ResponseHeaders)
+		for _, used := range []agentwire.AgentResponse{again, usedResponse()} {
+			used.Reset()
+			used.CorrelationID = wr.CorrelationID
+			if err := DecodeAgentResponse(body, &used); err != nil {
+				t.Fatalf("into a used destination, %x: %v", b, err)
+			}
+			normalize(&used)
+			if len(used.RequestHeaders) == 0 && wr.RequestHeaders == nil {
+				used.RequestHeaders = nil
+			}
+			if len(used.ResponseHeaders) == 0 && wr.ResponseHeaders == nil {
+				used.ResponseHeaders = nil
+			}
+			if !reflect.DeepEqual(used, wr) {
+				t.Fatalf("into a used destination, %x\n got  %#v\n want %#v", b, used, wr)
+			}
+		}
+	}
+}
+
+// usedResponse returns a response whose header ops a decoder may reuse.
+func usedResponse() agentwire.AgentResponse {
+	return agentwire.AgentResponse{
+		RequestHeaders: []agentwire.HeaderOp{{Kind: agentwire.HeaderSet, Name: "x-agent-processed", Value: "true"},
+			{Kind: agentwire.HeaderRemove, Name: "a"}, {Kind: agentwire.HeaderAdd, Name: "", Value: "v"}},
+		ResponseHeaders: []agentwire.HeaderOp{{Kind: agentwire.HeaderAdd, Name: "a", Value: ""}, {Kind: agentwire.HeaderSet, Name: "b", Value: "b"}},
 	}
 }
 
