@@ -828,6 +828,19 @@ func (c *Conn) send(ctx context.Context, s *session, cid string, p *pending, o o
 func (c *Conn) await(ctx context.Context, s *session, cid string, p *pending) error {
 	var err error
 	var reason agentwire.CancelReason
+	cd := ctx.Done()
+	if cd == nil {
+		// A context that can never end (context.Background, TODO, and
+		// values over them): a plain receive, which locks one channel
+		// where a select locks two and queues on both. The call's
+		// deadline is then the default timeout, which the session's
+		// expirer enforces by completing p, as a failing session and
+		// Cancel do.
+		err = <-p.done
+		putPending(p)
+		c.countErr(err)
+		return err
+	}
 	select {
 	case err = <-p.done:
 		// A reply, or the outcome set by whoever removed p (the
@@ -836,7 +849,7 @@ func (c *Conn) await(ctx context.Context, s *session, cid string, p *pending) er
 		putPending(p)
 		c.countErr(err)
 		return err
-	case <-ctx.Done():
+	case <-cd:
 		err = ctxError(ctx)
 		reason = agentwire.CancelClientDisconnect
 		if err == errCtxDeadline {
