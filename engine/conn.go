@@ -969,11 +969,9 @@ func (c *Conn) roundTrip(ctx context.Context, cid string, ev event, dst *agentwi
 	}
 	if s.ew != nil && ev.kind == agentwire.EventRequestHeaders {
 		// The writer encodes the event straight into its write buffer
-		// (see eventWriter): the queued outbound is the pending itself,
-		// with a reference of its own.
-		p := getPending(cid, dst)
-		p.wstate.Store(wQueued)
-		p.hold()
+		// (see eventWriter): the queued outbound carries the pending
+		// (see pending for who recycles it).
+		p := getPending(cid, dst, wQueued)
 		return c.exchange(ctx, s, cid, p, outbound{p: p, rh: ev.rh}, dl)
 	}
 	buf, err := ev.encode(s.t)
@@ -981,7 +979,7 @@ func (c *Conn) roundTrip(ctx context.Context, cid string, ev event, dst *agentwi
 		c.stats.errors.Add(1)
 		return err
 	}
-	return c.exchange(ctx, s, cid, getPending(cid, dst), outbound{buf: buf}, dl)
+	return c.exchange(ctx, s, cid, getPending(cid, dst, wNone), outbound{buf: buf}, dl)
 }
 
 // Correlation ids of the request calls: every event carries the request's

@@ -396,15 +396,14 @@ func (s *session) writeRound(w *writerState) bool {
 					err = errNoControl
 				}
 			} else if p := o.p; p != nil {
-				// An event encoded here, unless its caller already left.
+				// An event encoded here, unless its caller already
+				// left. eventDone is the writer's last touch of p
+				// (see pending).
 				if p.claimEvent() {
-					encErr := s.ew.appendRequestHeadersEvent(o.rh)
-					p.eventDone(encErr == nil)
-					if encErr != nil {
-						if s.remove(p) {
-							p.done <- encErr
-						}
+					if encErr := s.ew.appendRequestHeadersEvent(o.rh); encErr != nil {
+						s.failEvent(p, encErr)
 					} else {
+						p.eventDone(true)
 						// Counted once in the batch, as send
 						// counts what it collects (the write may
 						// answer before batchFull returns).
@@ -412,7 +411,6 @@ func (s *session) writeRound(w *writerState) bool {
 						err = s.ew.batchFull()
 					}
 				}
-				p.release()
 				if err != nil {
 					w.sendErr = err
 					s.fail(ErrConnectionLost, err)
@@ -464,6 +462,19 @@ func (s *session) enqueue(ctx context.Context, o outbound) error {
 		return s.lost
 	}
 	return ctxError(ctx)
+}
+
+// failEvent ends the writer's claim on p (claimEvent) for an event that
+// failed to encode with err, and fails the call with err unless someone
+// else removed it first. p is removed before eventDone, after which its
+// caller may recycle it; the send on done needs no such care: a caller
+// whose entry the writer removed waits for it.
+func (s *session) failEvent(p *pending, err error) {
+	removed := s.remove(p)
+	p.eventDone(false)
+	if removed {
+		p.done <- err
+	}
 }
 
 // remove deletes p from the pending map if it is still registered there.
