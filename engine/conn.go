@@ -828,6 +828,19 @@ func (c *Conn) send(ctx context.Context, s *session, cid string, p *pending, o o
 func (c *Conn) await(ctx context.Context, s *session, cid string, p *pending) error {
 	var err error
 	var reason agentwire.CancelReason
+	cd := ctx.Done()
+	if cd == nil {
+		// A context that can never end (context.Background, TODO, and
+		// values over them): a plain receive, which locks one channel
+		// where a select locks two and queues on both. The call's
+		// deadline is then the default timeout, which the session's
+		// expirer enforces by completing p, as a failing session and
+		// Cancel do.
+		err = <-p.done
+		putPending(p)
+		c.countErr(err)
+		return err
+	}
 	select {
 	case err = <-p.done:
 		// A reply, or the outcome set by whoever removed p (the
@@ -836,7 +849,7 @@ func (c *Conn) await(ctx context.Context, s *session, cid string, p *pending) er
 		putPending(p)
 		c.countErr(err)
 		return err
-	case <-ctx.Done():
+	case <-cd:
 		err = ctxError(ctx)
 		reason = agentwire.CancelClientDisconnect
 		if err == errCtxDeadline {
@@ -956,11 +969,9 @@ func (c *Conn) roundTrip(ctx context.Context, cid string, ev event, dst *agentwi
 	}
 	if s.ew != nil && ev.kind == agentwire.EventRequestHeaders {
 		// The writer encodes the event straight into its write buffer
-		// (see eventWriter): the queued outbound is the pending itself,
-		// with a reference of its own.
-		p := getPending(cid, dst)
-		p.wstate.Store(wQueued)
-		p.hold()
+		// (see eventWriter): the queued outbound carries the pending
+		// (see pending for who recycles it).
+		p := getPending(cid, dst, wQueued)
 		return c.exchange(ctx, s, cid, p, outbound{p: p, rh: ev.rh}, dl)
 	}
 	buf, err := ev.encode(s.t)
@@ -968,7 +979,7 @@ func (c *Conn) roundTrip(ctx context.Context, cid string, ev event, dst *agentwi
 		c.stats.errors.Add(1)
 		return err
 	}
-	return c.exchange(ctx, s, cid, getPending(cid, dst), outbound{buf: buf}, dl)
+	return c.exchange(ctx, s, cid, getPending(cid, dst, wNone), outbound{buf: buf}, dl)
 }
 
 // Correlation ids of the request calls: every event carries the request's

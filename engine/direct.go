@@ -81,20 +81,16 @@ func (s *session) tryDirect(o outbound) bool {
 	var ioErr error
 	rest := false
 	if p := o.p; p.claimEvent() { // false when Cancel dropped it meanwhile
-		encErr := s.dw.appendRequestHeadersEvent(o.rh)
-		p.eventDone(encErr == nil)
-		if encErr != nil {
-			if s.remove(p) {
-				p.done <- encErr
-			}
+		if encErr := s.dw.appendRequestHeadersEvent(o.rh); encErr != nil {
+			s.failEvent(p, encErr)
 		} else {
+			p.eventDone(true) // the last touch of p (see pending)
 			s.c.stats.sent.Add(1)
 			var done bool
 			done, ioErr = s.dw.tryFlush()
 			rest = !done && ioErr == nil
 		}
 	}
-	o.p.release()
 	s.wrole.Store(0)
 	switch {
 	case ioErr != nil:

@@ -155,15 +155,13 @@ func TestDirectWriteGate(t *testing.T) {
 	}
 	try := func(cid string) bool {
 		t.Helper()
-		p := getPending(cid, new(agentwire.AgentResponse))
-		p.wstate.Store(wQueued)
-		p.hold()
+		p := getPending(cid, new(agentwire.AgentResponse), wQueued)
 		o := outbound{p: p, rh: headersEvent(cid)}
 		ok := s.tryDirect(o)
 		if !ok {
 			o.free()
 		}
-		p.release()
+		putPending(p)
 		return ok
 	}
 	c.stats.inFlight.Store(1)

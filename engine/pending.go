@@ -18,18 +18,25 @@ import (
 // Conn.Cancel. Only the remover may complete it, by sending once on done;
 // the reader decodes into dst before that send and touches nothing after
 // it. The caller always ends up receiving from done (or removing the entry
-// itself) before it drops its reference.
+// itself) before it gives the pending up (putPending).
 //
 // On transports that encode events on the writer goroutine (eventWriter),
-// the queued outbound carries the pending, with a reference of its own
-// (refs), and the caller's event, which the writer reads. wstate
-// arbitrates that read against the caller leaving early: the writer may
-// only encode after moving it from wQueued to wEncoding, and the caller,
-// before it drops its reference (and so before the call returns and the
-// event may change), either moves it from wQueued to wDropped or waits
-// for the writer to finish (settle). The last reference recycles the
-// pending. (The event pointer lives in the queue's slot, not here: every
-// byte of a pending counts while thousands of requests wait.)
+// the queued outbound carries the pending and the caller's event, which
+// the writer reads. wstate arbitrates that read against the caller leaving
+// early: the writer may only encode after moving it from wQueued to
+// wEncoding, and the caller, before it gives the pending up (and so before
+// the call returns and the event may change), either moves it from
+// wQueued to wDropped or waits for the writer to finish (settle). The
+// writer's last touch of a pending is the store that ends its part
+// (wSent or wFailed: eventDone, or finish for an outbound it frees
+// unsent); a pending in either state, or in wNone, goes back to the pool.
+// One that was dropped (wDropped) while its outbound may still sit in the
+// queue is left to the garbage collector instead, since the writer will
+// still look at it: that happens only to a call that ended before the
+// writer reached its event (a deadline, a cancel, a lost session). So no
+// reference count is needed, and a call costs no atomic add for one.
+// (The event pointer lives in the queue's slot, not here: every byte of a
+// pending counts while thousands of requests wait.)
 type pending struct {
 	id  string
 	dst *agentwire.AgentResponse
@@ -41,8 +48,6 @@ type pending struct {
 	// removes and times out the entry once it has passed (one sweep per
 	// session instead of a timer per request).
 	deadline atomic.Int64
-	// refs counts the owners: the caller, plus a queued outbound.
-	refs atomic.Int32
 	// wstate is the writer's progress with the caller's event.
 	wstate atomic.Int32
 }
@@ -52,8 +57,9 @@ const (
 	wNone     = iota // no event for the writer to encode (encoded by the caller)
 	wQueued          // queued; the writer has not started on it
 	wEncoding        // the writer is reading the caller's event
-	wSent            // encoded into the writer's batch
-	wDropped         // never to be sent (abandoned, or it failed to encode)
+	wSent            // encoded into the writer's batch; the writer is done with the pending
+	wFailed          // not sent (it failed to encode, or its outbound was freed); the writer is done with the pending
+	wDropped         // never to be sent: abandoned before the writer reached it, which may still look at it
 )
 
 var pendingPool = sync.Pool{New: func() any {
@@ -61,20 +67,27 @@ var pendingPool = sync.Pool{New: func() any {
 }}
 
 // getPending returns an idle pending for id and dst, with no deadline
-// (exchange sets it) and the caller's reference.
-func getPending(id string, dst *agentwire.AgentResponse) *pending {
+// (exchange sets it), in write state ws: wNone for an event the caller
+// encodes, wQueued for one that goes to the writer in an outbound carrying
+// the pending.
+func getPending(id string, dst *agentwire.AgentResponse, ws int32) *pending {
 	p := pendingPool.Get().(*pending)
 	p.id, p.dst = id, dst
-	p.refs.Store(1)
-	p.wstate.Store(wNone)
+	p.wstate.Store(ws)
 	return p
 }
 
-// putPending drops the caller's reference to p, once the writer is done
-// with the caller's event.
+// putPending gives the caller's pending up once the writer is done with
+// the caller's event: back to the pool, unless it was dropped while its
+// outbound may still be queued (see pending).
 func putPending(p *pending) {
 	p.settle()
-	p.release()
+	if p.wstate.Load() == wDropped {
+		return // the writer may still look at it: the collector frees it
+	}
+	p.id, p.dst = "", nil
+	p.deadline.Store(0)
+	pendingPool.Put(p)
 }
 
 // settle returns once the writer no longer reads the caller's event, and
@@ -89,7 +102,7 @@ func (p *pending) settle() bool {
 			}
 		case wEncoding:
 			runtime.Gosched() // the writer is copying it: a few hundred ns
-		case wDropped:
+		case wDropped, wFailed:
 			return false
 		default:
 			return true
@@ -98,36 +111,32 @@ func (p *pending) settle() bool {
 }
 
 // drop stops the writer from ever sending p's event if it has not started
-// on it yet, and reports whether it did. The caller's reference must still
-// be held (the expirer calls it between removing p and completing it).
+// on it yet, and reports whether it did. The caller must not have given p
+// up yet (the expirer calls it between removing p and completing it).
 func (p *pending) drop() bool { return p.wstate.CompareAndSwap(wQueued, wDropped) }
 
 // claimEvent is the writer's side of settle: it reports whether the
 // writer may read the caller's event (and must then call eventDone).
+// When it reports false the pending was dropped: the writer must not
+// touch it again.
 func (p *pending) claimEvent() bool { return p.wstate.CompareAndSwap(wQueued, wEncoding) }
 
 // eventDone ends the writer's read of the caller's event; sent is false
-// when it could not be encoded.
+// when it could not be encoded. It is the writer's last touch of p: the
+// caller may recycle p as soon as it is stored.
 func (p *pending) eventDone(sent bool) {
 	if sent {
 		p.wstate.Store(wSent)
 	} else {
-		p.wstate.Store(wDropped)
+		p.wstate.Store(wFailed)
 	}
 }
 
-// hold adds a reference for an outbound carrying p.
-func (p *pending) hold() { p.refs.Add(1) }
-
-// release drops one reference; the last one recycles p.
-func (p *pending) release() {
-	if p.refs.Add(-1) != 0 {
-		return
-	}
-	p.id, p.dst = "", nil
-	p.deadline.Store(0)
-	pendingPool.Put(p)
-}
+// finish ends the part of an outbound carrying p that will not be sent
+// (freed by the writer of a failed session, or by a caller whose queueing
+// failed): the caller may recycle p, unless it was dropped meanwhile. It
+// is the last touch of p by whoever frees the outbound.
+func (p *pending) finish() { p.wstate.CompareAndSwap(wQueued, wFailed) }
 
 // monoEpoch anchors monoNow.
 var monoEpoch = time.Now()

@@ -90,9 +90,7 @@ func (c *Conn) StartRequestHeaders(ctx context.Context, ev *agentwire.RequestHea
 	if s.ew != nil {
 		// Encoded by the writer or by this caller's direct write, as in
 		// roundTrip.
-		p = getPending(cid, dst)
-		p.wstate.Store(wQueued)
-		p.hold()
+		p = getPending(cid, dst, wQueued)
 		o = outbound{p: p, rh: rh}
 	} else {
 		e := event{kind: agentwire.EventRequestHeaders, rh: rh}
@@ -103,7 +101,7 @@ func (c *Conn) StartRequestHeaders(ctx context.Context, ev *agentwire.RequestHea
 			call.end()
 			return false, withCID(err, cid)
 		}
-		p = getPending(cid, dst)
+		p = getPending(cid, dst, wNone)
 		o = outbound{buf: buf}
 	}
 	ctx, qcancel, err := c.send(ctx, s, cid, p, o, dl)

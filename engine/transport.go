@@ -104,7 +104,7 @@ type outbound struct {
 // free releases what o holds.
 func (o *outbound) free() {
 	if o.p != nil {
-		o.p.release()
+		o.p.finish()
 		return
 	}
 	o.buf.Free()
