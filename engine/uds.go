@@ -608,6 +608,13 @@ func (t *udsTransport) handleReply(s *session, p []byte) {
 			t.handleAllowReply(s, p, bytesView(id))
 			return
 		}
+		// The other common shapes, read once: routed by the id the scan
+		// found, then written into the destination from the scan.
+		var sc payload.ReplyScan
+		if id, ok := payload.ScanReplyJSON(p, &sc); ok {
+			t.handleScannedReply(s, p, bytesView(id), &sc)
+			return
+		}
 	}
 	cid, err := t.routeReply(p)
 	if err != nil {
@@ -643,6 +650,19 @@ func (t *udsTransport) handleAllowReply(s *session, p []byte, cid string) {
 		return
 	}
 	payload.ResetAllowReply(pd.dst)
+	pd.dst.CorrelationID = pd.id
+	s.complete(pd, nil)
+}
+
+// handleScannedReply completes the call of reply p, which
+// payload.ScanReplyJSON read into sc; cid is a view of p.
+func (t *udsTransport) handleScannedReply(s *session, p []byte, cid string, sc *payload.ReplyScan) {
+	pd, found := s.pending.LoadAndDelete(cid)
+	if !found {
+		t.unclaimed(s, p, cid)
+		return
+	}
+	sc.DecodeJSON(p, pd.dst)
 	pd.dst.CorrelationID = pd.id
 	s.complete(pd, nil)
 }
