@@ -601,16 +601,22 @@ func looksLikeJSONObject(p []byte) bool {
 // names a waiting request but does not decode fails that request at once
 // with ErrProtocol instead of leaving it to time out.
 func (t *udsTransport) handleReply(s *session, p []byte) {
-	if !t.msgpack {
+	var sc payload.ReplyScan
+	if t.msgpack {
+		// The common shapes, read once: routed by the id the scan
+		// found, then written into the destination from the scan.
+		if id, ok := payload.ScanReplyMsgpack(p, &sc); ok {
+			t.handleScannedReply(s, p, bytesView(id), &sc)
+			return
+		}
+	} else {
 		// The usual reply, allow and nothing else, in the bytes every
 		// conforming agent writes: routed and decoded by comparison.
 		if id, ok := payload.AllowReplyJSON(p); ok {
 			t.handleAllowReply(s, p, bytesView(id))
 			return
 		}
-		// The other common shapes, read once: routed by the id the scan
-		// found, then written into the destination from the scan.
-		var sc payload.ReplyScan
+		// The other common shapes, as above.
 		if id, ok := payload.ScanReplyJSON(p, &sc); ok {
 			t.handleScannedReply(s, p, bytesView(id), &sc)
 			return
@@ -655,14 +661,19 @@ func (t *udsTransport) handleAllowReply(s *session, p []byte, cid string) {
 }
 
 // handleScannedReply completes the call of reply p, which
-// payload.ScanReplyJSON read into sc; cid is a view of p.
+// payload.ScanReplyJSON or ScanReplyMsgpack (per the connection's
+// encoding) read into sc; cid is a view of p.
 func (t *udsTransport) handleScannedReply(s *session, p []byte, cid string, sc *payload.ReplyScan) {
 	pd, found := s.pending.LoadAndDelete(cid)
 	if !found {
 		t.unclaimed(s, p, cid)
 		return
 	}
-	sc.DecodeJSON(p, pd.dst)
+	if t.msgpack {
+		sc.DecodeMsgpack(p, pd.dst)
+	} else {
+		sc.DecodeJSON(p, pd.dst)
+	}
 	pd.dst.CorrelationID = pd.id
 	s.complete(pd, nil)
 }

@@ -29,3 +29,23 @@ func TestReplyScanJSONAllocs(t *testing.T) {
 		})
 	}
 }
+
+// TestReplyScanMsgpackAllocs: the same in MessagePack, map and positional
+// forms.
+func TestReplyScanMsgpackAllocs(t *testing.T) {
+	for name, p := range map[string][]byte{
+		"echo":            mpReply(t, echoReply("req-0123456789abcdef")),
+		"echo positional": mpPositionalEcho("req-0123456789abcdef", 10),
+		"block":           mpReply(t, &AgentResponse{CorrelationID: "req-0123456789abcdef", Decision: Decision{Kind: DecisionBlock, Status: 403, Body: Some("no")}}),
+	} {
+		var dst AgentResponse
+		allocs.Zero(t, "MessagePack "+name, 2000, func() {
+			var s ReplyScan
+			id, ok := ScanReplyMsgpack(p, &s)
+			if !ok || len(id) == 0 {
+				t.Fatal("refused")
+			}
+			s.DecodeMsgpack(p, &dst)
+		})
+	}
+}
