@@ -55,11 +55,11 @@ type ReplyScan struct {
 	ops        [ReplyScanOps]replyOp
 }
 
-// replyPlain reports whether b is text both decoders store unchanged:
-// printable ASCII without a quote or a backslash.
+// replyPlain reports whether b is text the JSON decoder stores unchanged:
+// ASCII from 0x20 to 0x7f without a quote or a backslash.
 func replyPlain(b []byte) bool {
 	for _, c := range b {
-		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+		if !jsonStrPlain[c] {
 			return false
 		}
 	}
