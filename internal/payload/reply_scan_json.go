@@ -94,6 +94,15 @@ func replyJSONKeys(f *jsonFields) []string {
 	return keys
 }
 
+// The audit and the fields after it in the full form of a reply that
+// has no tags, rule ids, confidence, reason codes, other custom values,
+// body mutations or WebSocket decision (AppendAgentResponseJSON's and
+// serde_json's).
+const (
+	replyAuditFull   = `{"tags":[],"rule_ids":[],"confidence":null,"reason_codes":[],"custom":{"correlation_id":`
+	replyTailDefault = `,"needs_more":false,"request_body_mutation":null,"response_body_mutation":null,"websocket_decision":null}`
+)
+
 var (
 	replyResponseKeys = replyJSONKeys(&jsonAgentResponseFields)
 	replyAuditKeys    = replyJSONKeys(&jsonAuditFields)
@@ -158,10 +167,17 @@ func ScanReplyJSON(p []byte, s *ReplyScan) (id []byte, ok bool) {
 		if !ok {
 			return nil, false
 		}
-		if c.lit(",") {
-			continue
+		// After the audit, the rest all defaults and the closing brace
+		// are one comparison.
+		if f != 5 || !c.lit(replyTailDefault) {
+			if c.lit(",") {
+				continue
+			}
+			if !c.lit("}") {
+				return nil, false
+			}
 		}
-		if !c.lit("}") || c.i != len(p) || seen&3 != 3 || s.id.end == 0 {
+		if c.i != len(p) || seen&3 != 3 || s.id.end == 0 {
 			return nil, false
 		}
 		return s.id.of(p), true
@@ -244,6 +260,12 @@ func (c *replyJSON) headerOps(s *ReplyScan) bool {
 // audit reads {"tags":[],"rule_ids":[],"confidence":null,"reason_codes":[],
 // "custom":{"correlation_id":"id"}}, each field optional but in that order.
 func (c *replyJSON) audit(s *ReplyScan) bool {
+	// All five fields, as every full-form writer puts them: one comparison.
+	if c.lit(replyAuditFull) {
+		var ok bool
+		s.id, ok = c.str()
+		return ok && s.id.end > s.id.start && c.lit("}}")
+	}
 	if !c.lit("{") {
 		return false
 	}
