@@ -597,9 +597,13 @@ func looksLikeJSONObject(p []byte) bool {
 // handleReply routes one 0x20 reply (SPEC 6.5): the routing id
 // (audit.custom.correlation_id) is located without decoding, the waiting
 // request is claimed with a view of those bytes (no allocation), and the
-// reply is decoded straight into the caller's destination. A reply that
-// names a waiting request but does not decode fails that request at once
-// with ErrProtocol instead of leaving it to time out.
+// reply is decoded straight into the caller's destination. Replies of the
+// common shapes (payload.ScanReplyJSON, payload.ScanReplyMsgpack) are read
+// once: the scan that finds the id checks and records the whole reply,
+// which is then written into the destination without a second pass; the
+// others take the id scan and the general decoder. A reply that names a
+// waiting request but does not decode fails that request at once with
+// ErrProtocol instead of leaving it to time out.
 func (t *udsTransport) handleReply(s *session, p []byte) {
 	var sc payload.ReplyScan
 	if t.msgpack {
