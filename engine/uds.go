@@ -597,15 +597,32 @@ func looksLikeJSONObject(p []byte) bool {
 // handleReply routes one 0x20 reply (SPEC 6.5): the routing id
 // (audit.custom.correlation_id) is located without decoding, the waiting
 // request is claimed with a view of those bytes (no allocation), and the
-// reply is decoded straight into the caller's destination. A reply that
-// names a waiting request but does not decode fails that request at once
-// with ErrProtocol instead of leaving it to time out.
+// reply is decoded straight into the caller's destination. Replies of the
+// common shapes (payload.ScanReplyJSON, payload.ScanReplyMsgpack) are read
+// once: the scan that finds the id checks and records the whole reply,
+// which is then written into the destination without a second pass; the
+// others take the id scan and the general decoder. A reply that names a
+// waiting request but does not decode fails that request at once with
+// ErrProtocol instead of leaving it to time out.
 func (t *udsTransport) handleReply(s *session, p []byte) {
-	if !t.msgpack {
+	var sc payload.ReplyScan
+	if t.msgpack {
+		// The common shapes, read once: routed by the id the scan
+		// found, then written into the destination from the scan.
+		if id, ok := payload.ScanReplyMsgpack(p, &sc); ok {
+			t.handleScannedReply(s, p, bytesView(id), &sc)
+			return
+		}
+	} else {
 		// The usual reply, allow and nothing else, in the bytes every
 		// conforming agent writes: routed and decoded by comparison.
 		if id, ok := payload.AllowReplyJSON(p); ok {
 			t.handleAllowReply(s, p, bytesView(id))
+			return
+		}
+		// The other common shapes, as above.
+		if id, ok := payload.ScanReplyJSON(p, &sc); ok {
+			t.handleScannedReply(s, p, bytesView(id), &sc)
 			return
 		}
 	}
@@ -643,6 +660,24 @@ func (t *udsTransport) handleAllowReply(s *session, p []byte, cid string) {
 		return
 	}
 	payload.ResetAllowReply(pd.dst)
+	pd.dst.CorrelationID = pd.id
+	s.complete(pd, nil)
+}
+
+// handleScannedReply completes the call of reply p, which
+// payload.ScanReplyJSON or ScanReplyMsgpack (per the connection's
+// encoding) read into sc; cid is a view of p.
+func (t *udsTransport) handleScannedReply(s *session, p []byte, cid string, sc *payload.ReplyScan) {
+	pd, found := s.pending.LoadAndDelete(cid)
+	if !found {
+		t.unclaimed(s, p, cid)
+		return
+	}
+	if t.msgpack {
+		sc.DecodeMsgpack(p, pd.dst)
+	} else {
+		sc.DecodeJSON(p, pd.dst)
+	}
 	pd.dst.CorrelationID = pd.id
 	s.complete(pd, nil)
 }
