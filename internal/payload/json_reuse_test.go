@@ -1,6 +1,9 @@
 package payload
 
 import (
+	"bytes"
+	"errors"
+	"strings"
 	"testing"
 	"unsafe"
 )
@@ -47,5 +50,67 @@ func TestJSONRequestHeadersReuse(t *testing.T) {
 	// The first decode's strings are intact (nothing was overwritten).
 	if prev[0].Name != "accept" || prevVals[0][1] != "y" || prev[2].Name != "user-agent" {
 		t.Fatalf("old strings changed: %+v %v", prev, prevVals)
+	}
+}
+
+// TestJSONRequestHeadersReuseEscaped: a value written with escape
+// sequences that unescapes to the string the destination held keeps that
+// string (same memory), in header values and metadata; one that unescapes
+// to something else is decoded afresh, and an invalid one still fails.
+// The NoCopy decoder's request id equal to an escaped correlation id is
+// the correlation id's string (not a view of scratch space).
+func TestJSONRequestHeadersReuseEscaped(t *testing.T) {
+	ev1 := []byte(`{"metadata":{"correlation_id":"c\"1","request_id":"c\"1","client_ip":"1.2.3.4","client_port":1,"protocol":"HTTP/1.1","timestamp":"2026-01-01T00:00:00Z"},` +
+		`"method":"GET","uri":"/a\/b","headers":{"sec-ch-ua":["\"Chromium\";v=\"120\"","x\\y"]}}`)
+	ev2 := []byte(`{"metadata":{"correlation_id":"c\"1","request_id":"c\"1","client_ip":"1.2.3.4","client_port":1,"protocol":"HTTP/1.1","timestamp":"2026-01-01T00:00:00Z"},` +
+		`"method":"GET","uri":"\/a\/b","headers":{"sec-ch-ua":["\u0022Chromium\";v=\"120\"","x\\z"]}}`)
+	same := func(a, b string) bool { return unsafe.StringData(a) == unsafe.StringData(b) }
+	var ev RequestHeadersEvent
+	if err := DecodeRequestHeadersJSON(ev1, &ev); err != nil {
+		t.Fatal(err)
+	}
+	uri, ua, other := ev.URI, ev.Headers[0].Values[0], ev.Headers[0].Values[1]
+	cid := ev.Metadata.CorrelationID
+	if err := DecodeRequestHeadersJSON(ev2, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.URI != "/a/b" || ev.Headers[0].Values[0] != `"Chromium";v="120"` || ev.Headers[0].Values[1] != `x\z` ||
+		ev.Metadata.CorrelationID != `c"1` || ev.Metadata.RequestID != `c"1` {
+		t.Fatalf("decoded %q %q %+v", ev.URI, ev.Metadata.CorrelationID, ev.Headers)
+	}
+	if !same(ev.URI, uri) || !same(ev.Headers[0].Values[0], ua) || !same(ev.Metadata.CorrelationID, cid) {
+		t.Error("escaped string equal to the destination's was copied again")
+	}
+	if !same(ev.Metadata.RequestID, ev.Metadata.CorrelationID) {
+		t.Error("request id equal to the correlation id does not share its string")
+	}
+	if other != `x\y` {
+		t.Errorf("old value changed to %q", other)
+	}
+	// Invalid: a lone surrogate where the old value was; the error is the
+	// one readString reports.
+	bad := bytes.Replace(ev2, []byte(`"x\\z"`), []byte(`"\udc00xx"`), 1)
+	err := DecodeRequestHeadersJSON(bad, &ev)
+	var je *JSONError
+	if !errors.As(err, &je) || !strings.Contains(je.Msg, "lone leading surrogate") {
+		t.Fatalf("lone surrogate: %v", err)
+	}
+
+	var nc RequestHeadersEvent
+	if err := DecodeRequestHeadersJSONNoCopy(ev2, &nc); err != nil {
+		t.Fatal(err)
+	}
+	if nc.Metadata.RequestID != `c"1` || !same(nc.Metadata.RequestID, nc.Metadata.CorrelationID) {
+		t.Fatalf("NoCopy request id %q does not share the correlation id %q", nc.Metadata.RequestID, nc.Metadata.CorrelationID)
+	}
+	// A different escaped request id is its own string, intact after a
+	// later escaped key has used the scratch space.
+	ev3 := bytes.Replace(ev2, []byte(`"request_id":"c\"1"`), []byte(`"request_id":"r\"x"`), 1)
+	ev3 = bytes.Replace(ev3, []byte(`"sec-ch-ua"`), []byte(`"s\u0065c-ch-ua"`), 1)
+	if err := DecodeRequestHeadersJSONNoCopy(ev3, &nc); err != nil {
+		t.Fatal(err)
+	}
+	if nc.Metadata.RequestID != `r"x` || nc.Headers[0].Name != "sec-ch-ua" {
+		t.Fatalf("NoCopy request id %q, header %q", nc.Metadata.RequestID, nc.Headers[0].Name)
 	}
 }

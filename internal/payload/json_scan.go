@@ -377,10 +377,11 @@ func (d *jsonDecoder) readString(v *string) bool {
 	return true
 }
 
-// readStringReuse is readString, except that a plain (unescaped, ASCII)
-// string equal to old yields old itself instead of a new copy. old must be
-// an immutable string (never a view of a mutable buffer); copying decoders
-// only.
+// readStringReuse is readString, except that a string equal to old yields
+// old itself instead of a new copy: a plain (ASCII) one compared as it is,
+// one with escape sequences once unescaped (into scratch space, checked as
+// readString checks it). old must be an immutable string (never a view of
+// a mutable buffer).
 func (d *jsonDecoder) readStringReuse(v *string, old string) bool {
 	c := d.ws()
 	if c != '"' {
@@ -392,9 +393,23 @@ func (d *jsonDecoder) readStringReuse(v *string, old string) bool {
 		return false
 	}
 	if escaped {
-		s, ok := d.makeEscapedString(body, at)
-		*v = s
-		return ok
+		if old == "" || len(old) > len(body) {
+			// Unescaped text is never longer than the raw text: it
+			// cannot be old.
+			s, ok := d.makeEscapedString(body, at)
+			*v = s
+			return ok
+		}
+		b, ok := d.scratchUnescape(body, at)
+		if !ok {
+			return false
+		}
+		if string(b) == old {
+			*v = old
+			return true
+		}
+		*v = jsonView(d.copyBytes(b)) // b is scratch: copied even in NoCopy mode
+		return true
 	}
 	if !nonASCII && len(body) == len(old) && string(body) == old {
 		*v = old
