@@ -918,31 +918,58 @@ func (uc *udsConn) worker(c *udsCall) {
 }
 
 // process runs the handler for c, encodes and queues the reply and frees
-// c's concurrency slot.
+// c's concurrency slot. With inline handlers the reply is encoded straight
+// into the reader's batch of replies (no copy through c.out).
 func (uc *udsConn) process(c *udsCall) {
 	s := uc.srv
 	s.invoke(&c.exchange)
-	uc.encodeReply(c)
-	uc.end(c)
-	uc.enqueue(c)
+	if uc.inline {
+		uc.wbuf = uc.encodeReplyTo(uc.wbuf, c)
+		uc.end(c)
+		c.release()
+		if len(uc.wbuf) >= writeBufSize {
+			uc.flushInline()
+		}
+	} else {
+		uc.encodeReply(c)
+		uc.end(c)
+		uc.enqueue(c)
+	}
 	<-uc.sem
 }
 
 // begin registers c for cancels with an allocation-free request context,
 // pre-initialises the reply and counts the event. Reader only.
 func (uc *udsConn) begin(c *udsCall) {
-	uc.srv.beginWith(uc.ctxSlab.get(uc.ctx), &uc.inflight, &c.exchange)
+	uc.srv.beginWith(uc.ctxSlab.get(uc.ctx), uc.cancelTable(), &c.exchange)
 }
 
 // end releases what begin acquired (the request context is cancelled, as
 // context.WithCancel's would be).
-func (uc *udsConn) end(c *udsCall) { uc.srv.end(&uc.inflight, &c.exchange) }
+func (uc *udsConn) end(c *udsCall) { uc.srv.end(uc.cancelTable(), &c.exchange) }
 
-// encodeReply encodes c.resp as a 0x20 frame into c.out. If the reply
-// cannot be encoded (an invalid audit.custom value in MessagePack, or more
-// than 16 MiB) the error decision tagged TagHandlerError is sent instead.
-func (uc *udsConn) encodeReply(c *udsCall) {
-	if err := uc.appendReply(c); err != nil {
+// cancelTable returns the table through which cancels reach the events
+// being handled, or nil with inline handlers: those run on the reader,
+// which reads a cancel only after the handler of every event before it
+// has returned, so a cancel never finds one of them in flight and the
+// table would only cost a lock and two map operations per event.
+func (uc *udsConn) cancelTable() *inflightTable {
+	if uc.inline {
+		return nil
+	}
+	return &uc.inflight
+}
+
+// encodeReply encodes c.resp as a 0x20 frame into c.out (encodeReplyTo).
+func (uc *udsConn) encodeReply(c *udsCall) { c.out = uc.encodeReplyTo(c.out[:0], c) }
+
+// encodeReplyTo appends c.resp as a 0x20 frame to dst. If the reply cannot
+// be encoded (an invalid audit.custom value in MessagePack, or more than
+// 16 MiB) the error decision tagged TagHandlerError is appended instead.
+func (uc *udsConn) encodeReplyTo(dst []byte, c *udsCall) []byte {
+	mark := len(dst)
+	b, err := uc.appendReply(dst, c)
+	if err != nil {
 		s := uc.srv
 		s.stats.handlerErrors.Add(1)
 		s.log.LogAttrs(uc.ctx, slog.LevelWarn, "agentwire: reply cannot be encoded; answering with the error decision",
@@ -950,12 +977,15 @@ func (uc *udsConn) encodeReply(c *udsCall) {
 		pt := c.resp.ProcessingTimeMS
 		s.failedReply(&c.exchange, TagHandlerError)
 		c.resp.ProcessingTimeMS = pt
-		_ = uc.appendReply(c)
+		b, _ = uc.appendReply(b[:mark], c)
 	}
+	return b
 }
 
-func (uc *udsConn) appendReply(c *udsCall) error {
-	b, start := frame.BeginFrame(c.out[:0], frame.TypeAgentResponse)
+// appendReply appends c.resp as a 0x20 frame to dst (on error, what it
+// appended is to be cut off).
+func (uc *udsConn) appendReply(dst []byte, c *udsCall) ([]byte, error) {
+	b, start := frame.BeginFrame(dst, frame.TypeAgentResponse)
 	var err error
 	switch {
 	case !uc.msgpack:
@@ -968,8 +998,7 @@ func (uc *udsConn) appendReply(c *udsCall) error {
 	if err == nil {
 		err = frame.EndFrame(b, start)
 	}
-	c.out = b
-	return err
+	return b, err
 }
 
 // enqueue queues c's frame for the writer, waiting while the ring is full.
