@@ -709,7 +709,9 @@ func (uc *udsConn) readFrames() error {
 		if uc.stopping.Load() {
 			return nil
 		}
-		if ahead := uc.rd.Buffered() >= frame.HeaderSize; ahead != uc.readAhead.Load() {
+		if uc.inline {
+			// No writer goroutine to tell.
+		} else if ahead := uc.rd.Buffered() >= frame.HeaderSize; ahead != uc.readAhead.Load() {
 			uc.readAhead.Store(ahead)
 		}
 		switch typ {
@@ -750,6 +752,11 @@ func eventBacklog(n int) int { return n }
 // worker. It reports false when the connection is over.
 func (uc *udsConn) dispatchEvent(typ frame.Type, p []byte) bool {
 	s := uc.srv
+	if uc.inline {
+		// The event is handled before the reader goes on: it needs no
+		// concurrency slot (waitHandlers finds them all free).
+		return uc.dispatchInline(typ, p)
+	}
 	select {
 	case uc.sem <- struct{}{}:
 	default:
@@ -761,25 +768,12 @@ func (uc *udsConn) dispatchEvent(typ frame.Type, p []byte) bool {
 		}
 	}
 	c := getUDSCall(uc)
-	var err error
-	if uc.inline && uc.msgpack && (typ == frame.TypeRequestBodyChunk || typ == frame.TypeResponseBodyChunk) {
-		// The handler runs before the next frame is read: raw body data
-		// can stay in the frame (one copy of the body bytes in this
-		// process, the frame reader's, instead of two).
-		err = c.decodeBodyView(typ, p)
-	} else {
-		err = c.decodeEvent(typ, p, uc.msgpack)
-	}
-	if err != nil {
+	if err := c.decodeEvent(typ, p, uc.msgpack); err != nil {
 		<-uc.sem
 		uc.decodeFailed(c, typ, p, err)
 		return true
 	}
 	uc.begin(c)
-	if uc.inline {
-		uc.process(c)
-		return true
-	}
 	for {
 		n := uc.idle.Load()
 		if n <= 0 {
@@ -799,6 +793,34 @@ func (uc *udsConn) dispatchEvent(typ frame.Type, p []byte) bool {
 	// Every worker is busy: c waits in the backlog. The send does not
 	// block: the slot taken above guarantees room.
 	uc.work <- c
+	return true
+}
+
+// dispatchInline decodes one event and handles it on the reader
+// (WithInlineHandlers), collecting the reply in uc.wbuf.
+func (uc *udsConn) dispatchInline(typ frame.Type, p []byte) bool {
+	c := getUDSCall(uc)
+	var err error
+	if uc.msgpack && (typ == frame.TypeRequestBodyChunk || typ == frame.TypeResponseBodyChunk) {
+		// The handler runs before the next frame is read: raw body data
+		// can stay in the frame (one copy of the body bytes in this
+		// process, the frame reader's, instead of two).
+		err = c.decodeBodyView(typ, p)
+	} else {
+		err = c.decodeEvent(typ, p, uc.msgpack)
+	}
+	if err != nil {
+		uc.decodeFailed(c, typ, p, err)
+		return true
+	}
+	uc.begin(c)
+	uc.srv.invoke(&c.exchange)
+	uc.wbuf = uc.encodeReplyTo(uc.wbuf, c)
+	uc.end(c)
+	c.release()
+	if len(uc.wbuf) >= writeBufSize {
+		uc.flushInline()
+	}
 	return true
 }
 
@@ -917,24 +939,14 @@ func (uc *udsConn) worker(c *udsCall) {
 	}
 }
 
-// process runs the handler for c, encodes and queues the reply and frees
-// c's concurrency slot. With inline handlers the reply is encoded straight
-// into the reader's batch of replies (no copy through c.out).
+// process runs the handler for c on a worker, encodes and queues the
+// reply and frees c's concurrency slot.
 func (uc *udsConn) process(c *udsCall) {
 	s := uc.srv
 	s.invoke(&c.exchange)
-	if uc.inline {
-		uc.wbuf = uc.encodeReplyTo(uc.wbuf, c)
-		uc.end(c)
-		c.release()
-		if len(uc.wbuf) >= writeBufSize {
-			uc.flushInline()
-		}
-	} else {
-		uc.encodeReply(c)
-		uc.end(c)
-		uc.enqueue(c)
-	}
+	uc.encodeReply(c)
+	uc.end(c)
+	uc.enqueue(c)
 	<-uc.sem
 }
 
