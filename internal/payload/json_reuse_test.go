@@ -3,6 +3,7 @@ package payload
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"unsafe"
@@ -112,5 +113,34 @@ func TestJSONRequestHeadersReuseEscaped(t *testing.T) {
 	}
 	if nc.Metadata.RequestID != `r"x` || nc.Headers[0].Name != "sec-ch-ua" {
 		t.Fatalf("NoCopy request id %q, header %q", nc.Metadata.RequestID, nc.Headers[0].Name)
+	}
+}
+
+// TestJSONHeaderValuesShapes: header value arrays of every shape decode
+// the same with the copying decoder (which reads a compact array's first
+// string directly, json_scan.go readHeaderValues) as with the NoCopy one
+// (the general array walk), into a fresh and into a reused destination,
+// with the same errors at the same offsets.
+func TestJSONHeaderValuesShapes(t *testing.T) {
+	const pre = `{"metadata":{"correlation_id":"a","request_id":"r","client_ip":"1.2.3.4","client_port":1,"protocol":"HTTP/1.1","timestamp":"2026-01-01T00:00:00Z"},"method":"GET","uri":"/","headers":{"h":`
+	for _, vals := range []string{
+		`["a"]`, `["a","b"]`, `["a" ,"b"]`, `["a" ]`, `[ "a"]`, `[]`, `["a\"b"]`, `["a","b","c"]`,
+		`["\u0001"]`, "[\"\x01\"]", `["a",]`, `["a"`, `["a`, `["a"}`, `["a",1]`, `[1]`, `["\ud800"]`, `["a"]]`,
+	} {
+		in := []byte(pre + vals + `}}`)
+		var fresh, nc RequestHeadersEvent
+		reused := RequestHeadersEvent{Headers: Headers{{Name: "h", Values: []string{"a", "x"}}}}
+		errFresh := DecodeRequestHeadersJSON(in, &fresh)
+		errReused := DecodeRequestHeadersJSON(in, &reused)
+		errNC := DecodeRequestHeadersJSONNoCopy(in, &nc)
+		if fmt.Sprint(errFresh) != fmt.Sprint(errNC) || fmt.Sprint(errReused) != fmt.Sprint(errNC) {
+			t.Errorf("%s: errors %v / %v (reused), NoCopy %v", vals, errFresh, errReused, errNC)
+			continue
+		}
+		// (nil and empty Values are the same here.)
+		if errNC == nil && (fmt.Sprintf("%q", fresh.Headers) != fmt.Sprintf("%q", nc.Headers) ||
+			fmt.Sprintf("%q", reused.Headers) != fmt.Sprintf("%q", nc.Headers)) {
+			t.Errorf("%s: headers %q / %q (reused), NoCopy %q", vals, fresh.Headers, reused.Headers, nc.Headers)
+		}
 	}
 }

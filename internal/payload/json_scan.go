@@ -1269,10 +1269,29 @@ func (d *jsonDecoder) readHeaderValues(dst []string, what string) ([]string, boo
 	}
 	old := dst[:cap(dst)]
 	dst = dst[:0]
-	if !d.arrayBegin(what) {
+	var s jsonSeq
+	if p := d.pos; p+1 < len(d.data) && d.data[p] == '[' && d.data[p+1] == '"' && d.depth < jsonMaxDepth {
+		// A compact array starting with a string (nearly every header
+		// has one value): its first element is read without the
+		// general walk, and a ']' right after it ends the array.
+		d.pos++
+		var v, prev string
+		if len(old) > 0 {
+			prev = old[0]
+		}
+		if !d.readStringReuse(&v, prev) {
+			return dst, false
+		}
+		dst = append(dst, v)
+		if d.pos < len(d.data) && d.data[d.pos] == ']' {
+			d.pos++
+			return dst, true
+		}
+		d.depth++ // as arrayBegin would have; arrayNext takes it back at ']'
+		s.n = 1
+	} else if !d.arrayBegin(what) {
 		return dst, false
 	}
-	var s jsonSeq
 	for d.arrayNext(&s) {
 		var v, prev string
 		if i := len(dst); i < len(old) {
