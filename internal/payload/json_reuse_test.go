@@ -144,3 +144,41 @@ func TestJSONHeaderValuesShapes(t *testing.T) {
 		}
 	}
 }
+
+// TestJSONHeaderKeyShapes: header names of every shape (compact, spaced
+// before the colon, escaped, non-ASCII, invalid) decode to the same names
+// and errors (with offsets) as readKey gives; the compact ones are read by
+// compactKey in one scan, the others fall back to readKey.
+func TestJSONHeaderKeyShapes(t *testing.T) {
+	const pre = `{"metadata":{"correlation_id":"a","request_id":"r","client_ip":"1.2.3.4","client_port":1,"protocol":"HTTP/1.1","timestamp":"2026-01-01T00:00:00Z"},"method":"GET","uri":"/","headers":{`
+	for _, tc := range []struct{ keys, want string }{
+		{`"h":["a"]`, `[{"h" ["a"]}]`},
+		{`"h" :["a"]`, `[{"h" ["a"]}]`},
+		{`"h": ["a"],"g":["b"]`, `[{"h" ["a"]} {"g" ["b"]}]`},
+		{`"\u0068":["a"]`, `[{"h" ["a"]}]`},
+		{`"h\"x":["a"]`, `[{"h\"x" ["a"]}]`},
+		{`"hü":["a"]`, `[{"hü" ["a"]}]`},
+		{`"h":["a"],"h":["b"]`, `[{"h" ["b"]}]`},
+		{`"":["a"]`, `[{"" ["a"]}]`},
+		{"\"h\xff\":[\"a\"]", `agentwire: json: invalid unicode code point at offset 184`},
+		{"\"h\x01\":[\"a\"]", `agentwire: json: control character (\u0000-\u001F) found while parsing a string at offset 185`},
+		{`"h\q":["a"]`, `agentwire: json: invalid escape at offset 186`},
+		{`"h"["a"]`, "agentwire: json: expected `:` at offset 186"},
+		{`"h`, `agentwire: json: EOF while parsing a string at offset 187`},
+		{`h:["a"]`, `agentwire: json: key must be a string at offset 183`},
+	} {
+		in := []byte(pre + tc.keys + `}}`)
+		for _, dec := range []func([]byte, *RequestHeadersEvent) error{DecodeRequestHeadersJSON, DecodeRequestHeadersJSONNoCopy} {
+			var ev RequestHeadersEvent
+			got := ""
+			if err := dec(in, &ev); err != nil {
+				got = err.Error()
+			} else {
+				got = fmt.Sprintf("%q", ev.Headers)
+			}
+			if got != tc.want {
+				t.Errorf("%s: got %s, want %s", tc.keys, got, tc.want)
+			}
+		}
+	}
+}

@@ -1176,8 +1176,18 @@ func (d *jsonDecoder) mapBegin(what string) bool {
 // mapNext returns the next key (valid until the next key or scratch use), or
 // ok=false at the end of the map or on error.
 func (d *jsonDecoder) mapNext(s *jsonSeq) ([]byte, bool) {
-	if d.err != nil {
+	if !d.mapMore(s) {
 		return nil, false
+	}
+	return d.readKey()
+}
+
+// mapMore reads what separates a map's entries and reports whether a key
+// follows (at d.pos, whitespace skipped); false at the end of the map or
+// on error.
+func (d *jsonDecoder) mapMore(s *jsonSeq) bool {
+	if d.err != nil {
+		return false
 	}
 	c := d.ws()
 	if s.n > 0 {
@@ -1185,23 +1195,42 @@ func (d *jsonDecoder) mapNext(s *jsonSeq) ([]byte, bool) {
 		case ',':
 			d.pos++
 			if d.ws() == '}' {
-				return nil, d.fail("trailing comma")
+				return d.fail("trailing comma")
 			}
 		case '}':
 			d.pos++
 			d.depth--
-			return nil, false
+			return false
 		case 0:
-			return nil, d.fail("EOF while parsing an object")
+			return d.fail("EOF while parsing an object")
 		default:
-			return nil, d.fail("expected `,` or `}`")
+			return d.fail("expected `,` or `}`")
 		}
 	} else if c == '}' {
 		d.pos++
 		d.depth--
-		return nil, false
+		return false
 	}
 	s.n++
+	return true
+}
+
+// compactKey is readKey for the common form of a key, a string without
+// escapes or non-ASCII bytes with the colon right after it: scanned once,
+// returned as a view of the input. Other keys are read again by readKey.
+func (d *jsonDecoder) compactKey() ([]byte, bool) {
+	if p := d.pos; p < len(d.data) && d.data[p] == '"' {
+		body, escaped, nonASCII, ok := d.scanString()
+		if !ok {
+			return nil, false // the error readKey would report
+		}
+		if !escaped && !nonASCII && d.pos < len(d.data) && d.data[d.pos] == ':' {
+			d.pos++
+			d.rawView = true
+			return body, true
+		}
+		d.pos = p
+	}
 	return d.readKey()
 }
 
