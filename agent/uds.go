@@ -709,7 +709,9 @@ func (uc *udsConn) readFrames() error {
 		if uc.stopping.Load() {
 			return nil
 		}
-		if ahead := uc.rd.Buffered() >= frame.HeaderSize; ahead != uc.readAhead.Load() {
+		if uc.inline {
+			// No writer goroutine to tell.
+		} else if ahead := uc.rd.Buffered() >= frame.HeaderSize; ahead != uc.readAhead.Load() {
 			uc.readAhead.Store(ahead)
 		}
 		switch typ {
@@ -750,6 +752,11 @@ func eventBacklog(n int) int { return n }
 // worker. It reports false when the connection is over.
 func (uc *udsConn) dispatchEvent(typ frame.Type, p []byte) bool {
 	s := uc.srv
+	if uc.inline {
+		// The event is handled before the reader goes on: it needs no
+		// concurrency slot (waitHandlers finds them all free).
+		return uc.dispatchInline(typ, p)
+	}
 	select {
 	case uc.sem <- struct{}{}:
 	default:
@@ -761,25 +768,12 @@ func (uc *udsConn) dispatchEvent(typ frame.Type, p []byte) bool {
 		}
 	}
 	c := getUDSCall(uc)
-	var err error
-	if uc.inline && uc.msgpack && (typ == frame.TypeRequestBodyChunk || typ == frame.TypeResponseBodyChunk) {
-		// The handler runs before the next frame is read: raw body data
-		// can stay in the frame (one copy of the body bytes in this
-		// process, the frame reader's, instead of two).
-		err = c.decodeBodyView(typ, p)
-	} else {
-		err = c.decodeEvent(typ, p, uc.msgpack)
-	}
-	if err != nil {
+	if err := c.decodeEvent(typ, p, uc.msgpack); err != nil {
 		<-uc.sem
 		uc.decodeFailed(c, typ, p, err)
 		return true
 	}
 	uc.begin(c)
-	if uc.inline {
-		uc.process(c)
-		return true
-	}
 	for {
 		n := uc.idle.Load()
 		if n <= 0 {
@@ -799,6 +793,34 @@ func (uc *udsConn) dispatchEvent(typ frame.Type, p []byte) bool {
 	// Every worker is busy: c waits in the backlog. The send does not
 	// block: the slot taken above guarantees room.
 	uc.work <- c
+	return true
+}
+
+// dispatchInline decodes one event and handles it on the reader
+// (WithInlineHandlers), collecting the reply in uc.wbuf.
+func (uc *udsConn) dispatchInline(typ frame.Type, p []byte) bool {
+	c := getUDSCall(uc)
+	var err error
+	if uc.msgpack && (typ == frame.TypeRequestBodyChunk || typ == frame.TypeResponseBodyChunk) {
+		// The handler runs before the next frame is read: raw body data
+		// can stay in the frame (one copy of the body bytes in this
+		// process, the frame reader's, instead of two).
+		err = c.decodeBodyView(typ, p)
+	} else {
+		err = c.decodeEvent(typ, p, uc.msgpack)
+	}
+	if err != nil {
+		uc.decodeFailed(c, typ, p, err)
+		return true
+	}
+	uc.begin(c)
+	uc.srv.invoke(&c.exchange)
+	uc.wbuf = uc.encodeReplyTo(uc.wbuf, c)
+	uc.end(c)
+	c.release()
+	if len(uc.wbuf) >= writeBufSize {
+		uc.flushInline()
+	}
 	return true
 }
 
@@ -917,8 +939,8 @@ func (uc *udsConn) worker(c *udsCall) {
 	}
 }
 
-// process runs the handler for c, encodes and queues the reply and frees
-// c's concurrency slot.
+// process runs the handler for c on a worker, encodes and queues the
+// reply and frees c's concurrency slot.
 func (uc *udsConn) process(c *udsCall) {
 	s := uc.srv
 	s.invoke(&c.exchange)
@@ -931,18 +953,35 @@ func (uc *udsConn) process(c *udsCall) {
 // begin registers c for cancels with an allocation-free request context,
 // pre-initialises the reply and counts the event. Reader only.
 func (uc *udsConn) begin(c *udsCall) {
-	uc.srv.beginWith(uc.ctxSlab.get(uc.ctx), &uc.inflight, &c.exchange)
+	uc.srv.beginWith(uc.ctxSlab.get(uc.ctx), uc.cancelTable(), &c.exchange)
 }
 
 // end releases what begin acquired (the request context is cancelled, as
 // context.WithCancel's would be).
-func (uc *udsConn) end(c *udsCall) { uc.srv.end(&uc.inflight, &c.exchange) }
+func (uc *udsConn) end(c *udsCall) { uc.srv.end(uc.cancelTable(), &c.exchange) }
 
-// encodeReply encodes c.resp as a 0x20 frame into c.out. If the reply
-// cannot be encoded (an invalid audit.custom value in MessagePack, or more
-// than 16 MiB) the error decision tagged TagHandlerError is sent instead.
-func (uc *udsConn) encodeReply(c *udsCall) {
-	if err := uc.appendReply(c); err != nil {
+// cancelTable returns the table through which cancels reach the events
+// being handled, or nil with inline handlers: those run on the reader,
+// which reads a cancel only after the handler of every event before it
+// has returned, so a cancel never finds one of them in flight and the
+// table would only cost a lock and two map operations per event.
+func (uc *udsConn) cancelTable() *inflightTable {
+	if uc.inline {
+		return nil
+	}
+	return &uc.inflight
+}
+
+// encodeReply encodes c.resp as a 0x20 frame into c.out (encodeReplyTo).
+func (uc *udsConn) encodeReply(c *udsCall) { c.out = uc.encodeReplyTo(c.out[:0], c) }
+
+// encodeReplyTo appends c.resp as a 0x20 frame to dst. If the reply cannot
+// be encoded (an invalid audit.custom value in MessagePack, or more than
+// 16 MiB) the error decision tagged TagHandlerError is appended instead.
+func (uc *udsConn) encodeReplyTo(dst []byte, c *udsCall) []byte {
+	mark := len(dst)
+	b, err := uc.appendReply(dst, c)
+	if err != nil {
 		s := uc.srv
 		s.stats.handlerErrors.Add(1)
 		s.log.LogAttrs(uc.ctx, slog.LevelWarn, "agentwire: reply cannot be encoded; answering with the error decision",
@@ -950,12 +989,15 @@ func (uc *udsConn) encodeReply(c *udsCall) {
 		pt := c.resp.ProcessingTimeMS
 		s.failedReply(&c.exchange, TagHandlerError)
 		c.resp.ProcessingTimeMS = pt
-		_ = uc.appendReply(c)
+		b, _ = uc.appendReply(b[:mark], c)
 	}
+	return b
 }
 
-func (uc *udsConn) appendReply(c *udsCall) error {
-	b, start := frame.BeginFrame(c.out[:0], frame.TypeAgentResponse)
+// appendReply appends c.resp as a 0x20 frame to dst (on error, what it
+// appended is to be cut off).
+func (uc *udsConn) appendReply(dst []byte, c *udsCall) ([]byte, error) {
+	b, start := frame.BeginFrame(dst, frame.TypeAgentResponse)
 	var err error
 	switch {
 	case !uc.msgpack:
@@ -968,8 +1010,7 @@ func (uc *udsConn) appendReply(c *udsCall) error {
 	if err == nil {
 		err = frame.EndFrame(b, start)
 	}
-	c.out = b
-	return err
+	return b, err
 }
 
 // enqueue queues c's frame for the writer, waiting while the ring is full.

@@ -287,7 +287,10 @@ func (d *jsonDecoder) readHeaders(hs Headers) Headers {
 	var index map[string]int
 	var seen uint64 // mpNameBit of every name so far (before the index)
 	for {
-		k, ok := d.mapNext(&s)
+		if !d.mapMore(&s) {
+			break
+		}
+		k, ok := d.compactKey()
 		if !ok {
 			break
 		}

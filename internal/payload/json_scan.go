@@ -377,10 +377,11 @@ func (d *jsonDecoder) readString(v *string) bool {
 	return true
 }
 
-// readStringReuse is readString, except that a plain (unescaped, ASCII)
-// string equal to old yields old itself instead of a new copy. old must be
-// an immutable string (never a view of a mutable buffer); copying decoders
-// only.
+// readStringReuse is readString, except that a string equal to old yields
+// old itself instead of a new copy: a plain (ASCII) one compared as it is,
+// one with escape sequences once unescaped (into scratch space, checked as
+// readString checks it). old must be an immutable string (never a view of
+// a mutable buffer).
 func (d *jsonDecoder) readStringReuse(v *string, old string) bool {
 	c := d.ws()
 	if c != '"' {
@@ -392,9 +393,23 @@ func (d *jsonDecoder) readStringReuse(v *string, old string) bool {
 		return false
 	}
 	if escaped {
-		s, ok := d.makeEscapedString(body, at)
-		*v = s
-		return ok
+		if old == "" || len(old) > len(body) {
+			// Unescaped text is never longer than the raw text: it
+			// cannot be old.
+			s, ok := d.makeEscapedString(body, at)
+			*v = s
+			return ok
+		}
+		b, ok := d.scratchUnescape(body, at)
+		if !ok {
+			return false
+		}
+		if string(b) == old {
+			*v = old
+			return true
+		}
+		*v = jsonView(d.copyBytes(b)) // b is scratch: copied even in NoCopy mode
+		return true
 	}
 	if !nonASCII && len(body) == len(old) && string(body) == old {
 		*v = old
@@ -1161,8 +1176,18 @@ func (d *jsonDecoder) mapBegin(what string) bool {
 // mapNext returns the next key (valid until the next key or scratch use), or
 // ok=false at the end of the map or on error.
 func (d *jsonDecoder) mapNext(s *jsonSeq) ([]byte, bool) {
-	if d.err != nil {
+	if !d.mapMore(s) {
 		return nil, false
+	}
+	return d.readKey()
+}
+
+// mapMore reads what separates a map's entries and reports whether a key
+// follows (at d.pos, whitespace skipped); false at the end of the map or
+// on error.
+func (d *jsonDecoder) mapMore(s *jsonSeq) bool {
+	if d.err != nil {
+		return false
 	}
 	c := d.ws()
 	if s.n > 0 {
@@ -1170,23 +1195,42 @@ func (d *jsonDecoder) mapNext(s *jsonSeq) ([]byte, bool) {
 		case ',':
 			d.pos++
 			if d.ws() == '}' {
-				return nil, d.fail("trailing comma")
+				return d.fail("trailing comma")
 			}
 		case '}':
 			d.pos++
 			d.depth--
-			return nil, false
+			return false
 		case 0:
-			return nil, d.fail("EOF while parsing an object")
+			return d.fail("EOF while parsing an object")
 		default:
-			return nil, d.fail("expected `,` or `}`")
+			return d.fail("expected `,` or `}`")
 		}
 	} else if c == '}' {
 		d.pos++
 		d.depth--
-		return nil, false
+		return false
 	}
 	s.n++
+	return true
+}
+
+// compactKey is readKey for the common form of a key, a string without
+// escapes or non-ASCII bytes with the colon right after it: scanned once,
+// returned as a view of the input. Other keys are read again by readKey.
+func (d *jsonDecoder) compactKey() ([]byte, bool) {
+	if p := d.pos; p < len(d.data) && d.data[p] == '"' {
+		body, escaped, nonASCII, ok := d.scanString()
+		if !ok {
+			return nil, false // the error readKey would report
+		}
+		if !escaped && !nonASCII && d.pos < len(d.data) && d.data[d.pos] == ':' {
+			d.pos++
+			d.rawView = true
+			return body, true
+		}
+		d.pos = p
+	}
 	return d.readKey()
 }
 
@@ -1254,10 +1298,29 @@ func (d *jsonDecoder) readHeaderValues(dst []string, what string) ([]string, boo
 	}
 	old := dst[:cap(dst)]
 	dst = dst[:0]
-	if !d.arrayBegin(what) {
+	var s jsonSeq
+	if p := d.pos; p+1 < len(d.data) && d.data[p] == '[' && d.data[p+1] == '"' && d.depth < jsonMaxDepth {
+		// A compact array starting with a string (nearly every header
+		// has one value): its first element is read without the
+		// general walk, and a ']' right after it ends the array.
+		d.pos++
+		var v, prev string
+		if len(old) > 0 {
+			prev = old[0]
+		}
+		if !d.readStringReuse(&v, prev) {
+			return dst, false
+		}
+		dst = append(dst, v)
+		if d.pos < len(d.data) && d.data[d.pos] == ']' {
+			d.pos++
+			return dst, true
+		}
+		d.depth++ // as arrayBegin would have; arrayNext takes it back at ']'
+		s.n = 1
+	} else if !d.arrayBegin(what) {
 		return dst, false
 	}
-	var s jsonSeq
 	for d.arrayNext(&s) {
 		var v, prev string
 		if i := len(dst); i < len(old) {
