@@ -94,6 +94,29 @@ func runInFlight[S any](b *testing.B, inflight int, mk func() S, do func(s S, ev
 	b.ReportMetric(float64((processCPU()-cpu0).Nanoseconds())/1e3/float64(b.N), "cpu-µs/op")
 }
 
+// reportLatency reports the p50 and p99 of lat (sorted in place).
+func reportLatency(b *testing.B, lat []time.Duration) {
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+}
+
+// dialConns dials a bare engine.Conn to each Unix socket path, closed at
+// cleanup.
+func dialConns(b *testing.B, paths []string, opts ...engine.Option) []*engine.Conn {
+	b.Helper()
+	conns := make([]*engine.Conn, len(paths))
+	for i, path := range paths {
+		c, err := engine.Dial(context.Background(), "unix://"+path, opts...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+		conns[i] = c
+	}
+	return conns
+}
+
 // reportAgentCPU, deferred as defer reportAgentCPU(b, paths)(), reports
 // the CPU time per operation of the child processes serving paths
 // ("agent-cpu-µs/op", where /proc can be read): with cpu-µs/op, the
@@ -251,9 +274,7 @@ func benchFanOut(b *testing.B, paths []string) {
 				lat = append(lat, time.Since(t0))
 				return err
 			})
-			slices.Sort(lat)
-			b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
-			b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+			reportLatency(b, lat)
 		})
 	}
 }
@@ -288,15 +309,7 @@ func benchFanOutBare(b *testing.B, spin bool) {
 			}
 		}
 		ctx := context.Background()
-		var conns [3]*engine.Conn
-		for i, path := range paths {
-			c, err := engine.Dial(ctx, "unix://"+path, opts...)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
-			conns[i] = c
-		}
+		conns := dialConns(b, paths, opts...)
 		type state struct {
 			dsts  [3]agentwire.AgentResponse
 			calls [3]engine.Call
@@ -326,9 +339,7 @@ func benchFanOutBare(b *testing.B, spin bool) {
 					lat = append(lat, time.Since(t0))
 					return err
 				})
-				slices.Sort(lat)
-				b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
-				b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+				reportLatency(b, lat)
 			})
 		}
 	}

@@ -69,12 +69,22 @@ func startChildAgents(tb testing.TB, n int) []string {
 // cleanup).
 func startChildAgentsEnv(tb testing.TB, n int, env ...string) (paths []string, stop func()) {
 	tb.Helper()
+	return startChild(tb, childEnv, n, env...)
+}
+
+// startChild re-executes this test binary with n fresh socket paths in
+// the environment variable pathsEnv (which selects what the child serves:
+// runChild, runEchoChild) and the extra variables env, and waits for the
+// child's "ready" line. stop ends the child and waits for it (also at
+// cleanup).
+func startChild(tb testing.TB, pathsEnv string, n int, env ...string) (paths []string, stop func()) {
+	tb.Helper()
 	paths = make([]string, n)
 	for i := range paths {
 		paths[i] = sockPath(tb)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(append(os.Environ(), env...), childEnv+"="+strings.Join(paths, ","))
+	cmd.Env = append(append(os.Environ(), env...), pathsEnv+"="+strings.Join(paths, ","))
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		tb.Fatal(err)
@@ -96,7 +106,7 @@ func startChildAgentsEnv(tb testing.TB, n int, env ...string) (paths []string, s
 	}
 	tb.Cleanup(stop)
 	if _, err := bufio.NewReader(stdout).ReadString('\n'); err != nil {
-		tb.Fatalf("child agents: %v", err)
+		tb.Fatalf("child process: %v", err)
 	}
 	childMu.Lock()
 	for _, p := range paths {

@@ -7,8 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -195,32 +193,12 @@ func echoFrames(c net.Conn, replyLen int) {
 // dials them.
 func startEchoChild(b *testing.B, replyLen int, spin bool) []net.Conn {
 	b.Helper()
-	paths := make([]string, 3)
-	for i := range paths {
-		paths[i] = sockPath(b)
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), echoChildEnv+"="+strings.Join(paths, ","), fmt.Sprintf("%s=%d", echoReplyEnv, replyLen))
+	env := []string{fmt.Sprintf("%s=%d", echoReplyEnv, replyLen)}
 	if spin {
-		cmd.Env = append(cmd.Env, echoSpinEnv+"=1")
+		env = append(env, echoSpinEnv+"=1")
 	}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { stdin.Close(); _ = cmd.Wait() })
-	if _, err := bufio.NewReader(stdout).ReadString('\n'); err != nil {
-		b.Fatalf("echo child: %v", err)
-	}
-	conns := make([]net.Conn, 3)
+	paths, _ := startChild(b, echoChildEnv, 3, env...)
+	conns := make([]net.Conn, len(paths))
 	for i, p := range paths {
 		c, err := net.Dial("unix", p)
 		if err != nil {
@@ -286,10 +264,8 @@ func BenchmarkFanOutFloor(b *testing.B) {
 					lat = append(lat, time.Since(t0))
 				}
 				b.StopTimer()
-				slices.Sort(lat)
 				b.ReportMetric(float64((processCPU()-cpu0).Nanoseconds())/1e3/float64(b.N), "cpu-µs/op")
-				b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
-				b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+				reportLatency(b, lat)
 			})
 		}
 	}

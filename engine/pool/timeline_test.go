@@ -107,15 +107,7 @@ func fanOutTimeline(b *testing.B, spin bool) {
 	}
 	paths, stop := startChildAgentsEnv(b, 3, env...)
 	ctx := context.Background()
-	var conns [3]*engine.Conn
-	for i, path := range paths {
-		c, err := engine.Dial(ctx, "unix://"+path, opts...)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		conns[i] = c
-	}
+	conns := dialConns(b, paths, opts...)
 	type fanOut struct{ start, sent, done int64 }
 	var (
 		dsts  [3]agentwire.AgentResponse
