@@ -614,13 +614,7 @@ func (t *udsTransport) handleReply(s *session, p []byte) {
 			return
 		}
 	} else {
-		// The usual reply, allow and nothing else, in the bytes every
-		// conforming agent writes: routed and decoded by comparison.
-		if id, ok := payload.AllowReplyJSON(p); ok {
-			t.handleAllowReply(s, p, bytesView(id))
-			return
-		}
-		// The other common shapes, as above.
+		// The same, the canonical allow reply matched whole first.
 		if id, ok := payload.ScanReplyJSON(p, &sc); ok {
 			t.handleScannedReply(s, p, bytesView(id), &sc)
 			return
@@ -648,19 +642,6 @@ func (t *udsTransport) handleReply(s *session, p []byte) {
 		s.complete(pd, &Error{Kind: ErrProtocol, CorrelationID: pd.id, Detail: "undecodable reply", Err: err})
 		return
 	}
-	s.complete(pd, nil)
-}
-
-// handleAllowReply completes the call of the canonical allow reply p
-// (payload.AllowReplyJSON), whose correlation id cid is a view of p.
-func (t *udsTransport) handleAllowReply(s *session, p []byte, cid string) {
-	pd, found := s.pending.LoadAndDelete(cid)
-	if !found {
-		t.unclaimed(s, p, cid)
-		return
-	}
-	payload.ResetAllowReply(pd.dst)
-	pd.dst.CorrelationID = pd.id
 	s.complete(pd, nil)
 }
 

@@ -2,7 +2,6 @@ package payload
 
 import (
 	"encoding/json"
-	"reflect"
 	"testing"
 )
 
@@ -11,8 +10,8 @@ func allowJSON(id string) []byte {
 }
 
 // TestAllowReplyJSONWriters: the allow reply of the Rust SDK's agents (the
-// golden vector) and of agentwire's own encoder are recognised, with their
-// ids.
+// golden vector) and of agentwire's own encoder are recognised whole by
+// ScanReplyJSON's first step (scanAllowJSON), with their ids.
 func TestAllowReplyJSONWriters(t *testing.T) {
 	var golden string
 	for _, v := range jsonLoadVectors(t, "responses.json") {
@@ -23,17 +22,17 @@ func TestAllowReplyJSONWriters(t *testing.T) {
 	if golden == "" {
 		t.Fatal("no allow_default vector")
 	}
-	if id, ok := AllowReplyJSON([]byte(golden)); !ok || string(id) != "5f0c2a9e7b1d4e38a6c4f2b1d0e9a8c7" {
+	if id, ok := scanAllowJSON([]byte(golden)); !ok || string(id.of([]byte(golden))) != "5f0c2a9e7b1d4e38a6c4f2b1d0e9a8c7" {
 		t.Fatalf("golden allow reply: %q %v", id, ok)
 	}
 	own := AppendAgentResponseJSON(nil, &AgentResponse{CorrelationID: "req-42"})
-	if id, ok := AllowReplyJSON(own); !ok || string(id) != "req-42" {
+	if id, ok := scanAllowJSON(own); !ok || string(id.of(own)) != "req-42" {
 		t.Fatalf("agentwire's allow reply %s: %q %v", own, id, ok)
 	}
 }
 
 // TestAllowReplyJSONOthers: everything but the canonical allow reply with a
-// plain id goes to the decoder.
+// plain id is left to the field-by-field scan.
 func TestAllowReplyJSONOthers(t *testing.T) {
 	for name, r := range map[string]*AgentResponse{
 		"block":      {CorrelationID: "x", Decision: Decision{Kind: DecisionBlock, Status: 403}},
@@ -44,18 +43,18 @@ func TestAllowReplyJSONOthers(t *testing.T) {
 		"routing":    {CorrelationID: "x", RoutingMetadata: map[string]string{"k": "v"}},
 		"version 3":  {CorrelationID: "x", Version: 3},
 	} {
-		if _, ok := AllowReplyJSON(AppendAgentResponseJSON(nil, r)); ok {
+		if _, ok := scanAllowJSON(AppendAgentResponseJSON(nil, r)); ok {
 			t.Errorf("%s: recognised as the plain allow reply", name)
 		}
 	}
-	for _, id := range []string{"", `a\"b`, `a\\b`, "a\x01b", "é", "a\x7fb"} {
-		if _, ok := AllowReplyJSON(allowJSON(id)); ok {
+	for _, id := range []string{"", `a\"b`, `a\\b`, "a\x01b", "é"} {
+		if _, ok := scanAllowJSON(allowJSON(id)); ok {
 			t.Errorf("id %q: recognised", id)
 		}
 	}
 	full := allowJSON("abc")
 	for _, p := range [][]byte{full[:len(full)-1], full[1:], append(append([]byte{}, full...), ' '), append([]byte(" "), full...), nil} {
-		if _, ok := AllowReplyJSON(p); ok {
+		if _, ok := scanAllowJSON(p); ok {
 			t.Errorf("%q: recognised", p)
 		}
 	}
@@ -78,54 +77,23 @@ func dirtyReply() *AgentResponse {
 	}
 }
 
-// checkAllowLikeDecoder checks that when AllowReplyJSON takes p, the
-// decoder agrees: it decodes p without error into exactly what
-// ResetAllowReply and the id give, from a fresh and from a dirty
-// destination.
-func checkAllowLikeDecoder(t *testing.T, p []byte) {
-	t.Helper()
-	id, ok := AllowReplyJSON(p)
-	if !ok {
-		return
-	}
-	for _, mk := range []func() *AgentResponse{func() *AgentResponse { return new(AgentResponse) }, dirtyReply} {
-		want, got := mk(), mk()
-		if err := DecodeAgentResponseJSON(p, want); err != nil {
-			t.Fatalf("%q: recognised, but the decoder fails: %v", p, err)
-		}
-		ResetAllowReply(got)
-		got.CorrelationID = string(id)
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("%q: fast path\n%#v\ndecoder\n%#v", p, got, want)
-		}
-	}
-}
-
-// TestAllowReplyJSONLikeDecoder: the fast path gives what the decoder gives.
+// TestAllowReplyJSONLikeDecoder: replies the whole-match step takes
+// decode as the decoder decodes them, from fresh and dirty destinations.
 func TestAllowReplyJSONLikeDecoder(t *testing.T) {
-	for _, id := range []string{"a", "5f0c2a9e7b1d4e38a6c4f2b1d0e9a8c7", "bench-1z", " ~!#$%&'()*+,-./:;<=>?@[]^_`{|}"} {
+	for _, id := range []string{"a", "5f0c2a9e7b1d4e38a6c4f2b1d0e9a8c7", "bench-1z", " ~!#$%&'()*+,-./:;<=>?@[]^_`{|}\x7f"} {
 		p := allowJSON(id)
-		if _, ok := AllowReplyJSON(p); !ok {
+		if _, ok := scanAllowJSON(p); !ok {
 			t.Fatalf("id %q: not recognised", id)
 		}
-		checkAllowLikeDecoder(t, p)
+		if !checkReplyScanJSON(t, p) {
+			t.Fatalf("id %q: refused by ScanReplyJSON", id)
+		}
 	}
 }
 
-// FuzzAllowReplyJSON: whatever the fast path accepts, the decoder decodes
-// to the same reply.
-func FuzzAllowReplyJSON(f *testing.F) {
-	for _, id := range []string{"a", "bench-1", `q"`, "é"} {
-		f.Add(allowJSON(id))
-	}
-	f.Add(AppendAgentResponseJSON(nil, &AgentResponse{CorrelationID: "x", NeedsMore: true}))
-	f.Fuzz(func(t *testing.T, p []byte) {
-		checkAllowLikeDecoder(t, p)
-	})
-}
-
-// BenchmarkAllowReplyJSON: the canonical allow reply recognised by
-// comparison (fast) against decoded field by field (decode).
+// BenchmarkAllowReplyJSON: the canonical allow reply decoded field by
+// field (decode) against ScanReplyJSON, which matches it whole, and
+// DecodeJSON (scan).
 func BenchmarkAllowReplyJSON(b *testing.B) {
 	p := allowJSON("bench-1a2b3c4d")
 	var r AgentResponse
@@ -137,13 +105,14 @@ func BenchmarkAllowReplyJSON(b *testing.B) {
 			}
 		}
 	})
-	b.Run("fast", func(b *testing.B) {
+	b.Run("scan", func(b *testing.B) {
 		b.ReportAllocs()
+		var s ReplyScan
 		for range b.N {
-			if _, ok := AllowReplyJSON(p); !ok {
+			if _, ok := ScanReplyJSON(p, &s); !ok {
 				b.Fatal("not recognised")
 			}
-			ResetAllowReply(&r)
+			s.DecodeJSON(p, &r)
 		}
 	})
 }

@@ -103,6 +103,28 @@ const (
 	replyTailDefault = `,"needs_more":false,"request_body_mutation":null,"response_body_mutation":null,"websocket_decision":null}`
 )
 
+// The canonical allow reply: the bytes every conforming agent writes for
+// "allow" and nothing else, the correlation id apart (the Rust SDK's
+// AgentResponse::default_allow() through serde_json, golden vector
+// allow_default, and AppendAgentResponseJSON). ScanReplyJSON recognises it
+// by comparing the two fixed parts before reading fields one by one.
+const (
+	allowJSONHead = `{"version":2,"decision":"allow","request_headers":[],"response_headers":[],"routing_metadata":{},"audit":` + replyAuditFull + `"`
+	allowJSONTail = `"}}` + replyTailDefault
+)
+
+// scanAllowJSON reports whether p is the canonical allow reply with a
+// plain, non-empty id, and returns the id's span.
+func scanAllowJSON(p []byte) (replySpan, bool) {
+	if len(p) <= len(allowJSONHead)+len(allowJSONTail) ||
+		string(p[:len(allowJSONHead)]) != allowJSONHead ||
+		string(p[len(p)-len(allowJSONTail):]) != allowJSONTail {
+		return replySpan{}, false
+	}
+	id := replySpan{int32(len(allowJSONHead)), int32(len(p) - len(allowJSONTail))}
+	return id, replyPlain(id.of(p))
+}
+
 var (
 	replyResponseKeys = replyJSONKeys(&jsonAgentResponseFields)
 	replyAuditKeys    = replyJSONKeys(&jsonAuditFields)
@@ -123,6 +145,10 @@ func ScanReplyJSON(p []byte, s *ReplyScan) (id []byte, ok bool) {
 	s.version, s.decision, s.status, s.bodyValid, s.needsMore = 0, DecisionAllow, 0, false, false
 	s.nReq, s.nOps = 0, 0
 	s.id = replySpan{}
+	if id, ok := scanAllowJSON(p); ok {
+		s.version, s.id = ProtocolVersion, id
+		return id.of(p), true
+	}
 	if !c.lit("{") {
 		return nil, false
 	}

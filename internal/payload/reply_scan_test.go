@@ -203,6 +203,9 @@ func replyFuzzSeedsJSON(f *testing.F) {
 	for _, v := range jsonLoadVectors(f, "responses.json") {
 		f.Add([]byte(v.JSONPayload))
 	}
+	for _, id := range []string{"a", "bench-1", `q"`, "é", "a\x7f"} {
+		f.Add(allowJSON(id))
+	}
 }
 
 // FuzzReplyScanJSON: on any input the scan does not panic, and whatever it
