@@ -86,10 +86,12 @@ func (t *grpcTransport) tryFlush() (bool, error) {
 	if t.silent.Load() {
 		return false, nil
 	}
+	// Set before the send: a reply that the reader sees right after it
+	// clears the flag again (set afterwards, that clear could be lost).
+	t.silent.Store(true)
 	if err := t.flush(); err != nil {
 		return false, err
 	}
-	t.silent.Store(true)
 	t.directSends++
 	return true, nil
 }

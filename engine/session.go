@@ -355,18 +355,6 @@ func (s *session) writeRound(w *writerState) bool {
 			if n, err = s.out.DequeueBatch(batch); err != nil {
 				return false // closed and drained
 			}
-			// A transport without a flusher (both real transports have
-			// one now; gRPC took this path until it collected its events
-			// itself, grpc_direct.go) gets a single yield before the
-			// batch is handed over, so the callers woken by the last
-			// replies join this batch instead of each starting a write of
-			// its own (measured over gRPC then, at 64 in flight: ~0.6 →
-			// ~0.12 socket writes per request on the proxy side, ~20%
-			// less client CPU per request).
-			if fl == nil && n < len(batch) && w.sendErr == nil && s.c.stats.inFlight.Load() > 1 {
-				runtime.Gosched()
-				n += s.out.TryDequeueBatch(batch[n:])
-			}
 		}
 		for i := 0; i < n; i++ {
 			o := batch[i]
