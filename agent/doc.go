@@ -213,21 +213,27 @@
 // event instead of one per field; differential fuzzing holds it to the
 // generated decoder). Body chunks and WebSocket frames are decoded into
 // pooled protobuf messages. Replies are built in per-event storage that
-// is reused, and encoded into pooled buffers. Outside grpc-go an event costs three allocations (the message
-// copy and the request context); see BenchmarkDispatch.
+// is reused, and encoded into pooled buffers. Outside grpc-go an event
+// costs one allocation (the message copy; a hot event grpc-go hands over in
+// one unpooled buffer is kept without it, grpc_codec.go) plus a request
+// context slab every 64 events; see TestDispatchAllocs and
+// BenchmarkDispatch.
 //
 // On the Unix socket an event costs no allocation of its own in JSON (the
 // decoded strings share pooled arena chunks; the request context comes from
-// a per-connection slab) and two in MessagePack (the decoder's strings); the
-// reader decodes straight from its 64 KiB buffer, and the writer copies
-// every queued reply into one buffer written with a single system call
-// once the queue is empty. See BenchmarkUDSPipelined.
+// a per-connection slab) and one in MessagePack (the correlation id; a
+// request id equal to it shares the string): TestUDSDispatchAllocs counts
+// them exactly. The reader decodes straight from its 64 KiB buffer;
+// replies collect in one buffer written with a single system call (by the
+// reader itself with inline handlers, else by the writer once its queue is
+// empty). See BenchmarkUDSPipelined.
 //
 // # Concurrency
 //
 // A Server is safe for concurrent use. Per ProcessStream there is one
-// reader goroutine, one writer goroutine (the only one calling SendMsg,
-// and gone before the RPC handler returns, as grpc-go requires) and
+// reader goroutine, one writer goroutine (with inline handlers the reader
+// also calls SendMsg, never at the same time; both are gone before the
+// RPC handler returns, as grpc-go requires) and
 // a pool of worker goroutines that run the handler, started on demand up to
 // the concurrency bound and kept until the stream ends (so their grown
 // stacks are reused). Unix-socket and reverse connections have the same

@@ -95,8 +95,10 @@ type outItem struct {
 // procStream is the state of one ProcessStream.
 //
 // Goroutines: the grpc handler goroutine supervises; a reader goroutine
-// receives and dispatches; a writer goroutine is the only caller of SendMsg;
-// one goroutine per event being handled (at most maxConcurrency).
+// receives and dispatches; a writer goroutine sends (with inline handlers
+// the reader also sends its own replies while the writer is idle, under
+// sendMu, grpc_direct.go); one goroutine per event being handled (at most
+// maxConcurrency).
 type procStream struct {
 	srv *Server
 	ss  grpc.ServerStream
@@ -482,8 +484,8 @@ func (st *procStream) accept(c *grpcCall) error {
 	s.beginWith(st.ctxSlab.get(st.ctx), &st.inflight, &c.exchange)
 	if st.inline {
 		// WithInlineHandlers: no hand-over to a worker goroutine; the
-		// writer sends the replies of the events received meanwhile
-		// together.
+		// reply goes out from the reader when the writer is idle, or
+		// with the writer's next burst (grpc_direct.go).
 		c.run()
 		return nil
 	}

@@ -142,13 +142,13 @@ type udsConn struct {
 	// also writes the replies it produced itself: they collect in wbuf and
 	// go out in one write when no further whole frame is buffered (before
 	// the reader may block) or inlineFlushBytes have collected. Pushes
-	// still go through the writer; each
+	// go through the push writer started on demand (uds_push.go); each
 	// write holds whole frames, so the two never interleave inside one.
 	inline  bool
 	wbuf    []byte // reader only
 	wbroken bool   // a reader write failed; reader only
-	// wd bounds one write (WithWriteTimeout); both writers (the writer
-	// goroutine, the inline reader) arm it.
+	// wd bounds one write (WithWriteTimeout); every writer (the writer
+	// goroutine, or the inline reader and the push writer) arms it.
 	wd wdeadline.Deadline
 	// readAhead is set while the reader has more frames buffered: the
 	// writer then yields before flushing so that their replies share a
@@ -457,7 +457,8 @@ func (uc *udsConn) handshake() bool {
 	uc.nc.SetDeadline(deadline)
 	if uc.stopping.Load() {
 		// Shutdown began before the deadline above was set, which replaced
-		// the watcher's read deadline in the past: restore it.
+		// the read deadline in the past set by watch's Shutdown hook:
+		// restore it.
 		uc.nc.SetReadDeadline(time.Unix(1, 0))
 	}
 	var resp agentwire.HandshakeResponse
@@ -505,7 +506,7 @@ func (uc *udsConn) sendHandshakeReply() {
 	uc.nc.SetDeadline(time.Time{})
 	if uc.stopping.Load() {
 		// Shutdown began during the handshake: keep the reader stopped
-		// (the watcher's deadline was just cleared).
+		// (the deadline watch's Shutdown hook set was just cleared).
 		uc.nc.SetReadDeadline(time.Unix(1, 0))
 	}
 }
@@ -1103,8 +1104,9 @@ func (uc *udsConn) busy() bool { return len(uc.sem) > 0 }
 // into it and written with one system call.
 const writeBufSize = 64 << 10
 
-// writer is the only goroutine that writes to the connection after the
-// handshake. It drains the ring in batches and flushes when the ring is
+// writer writes the connection after the handshake on connections whose
+// handlers run on workers (inline connections write from the reader and
+// the push writer instead). It drains the ring in batches and flushes when the ring is
 // empty; if events are still being handled at that point it first yields
 // once, so that their replies join the same write (under pipelined load
 // this cuts the write calls from about one per reply to one per four or
