@@ -21,14 +21,6 @@ func (c *replyJSON) lit(s string) bool {
 	return true
 }
 
-// peek returns the next byte, 0 at the end.
-func (c *replyJSON) peek() byte {
-	if c.i < len(c.p) {
-		return c.p[c.i]
-	}
-	return 0
-}
-
 // str consumes a string of plain text (replyPlain) and returns its span.
 // Eight bytes at a time, then byte by byte up to the closing quote.
 func (c *replyJSON) str() (replySpan, bool) {
