@@ -53,14 +53,13 @@ type Server struct {
 	baseCtx    context.Context
 	baseCancel context.CancelFunc
 
-	// shutdownCh is closed when Shutdown starts (streams finish and end).
-	shutdownCh   chan struct{}
-	shutdownOnce sync.Once
-	// shutdownCtx is cancelled together with the closing of shutdownCh:
-	// Unix-socket connections hook their reaction to it with
-	// context.AfterFunc instead of a watcher goroutine each (uds.go).
+	// shutdownCtx is cancelled when Shutdown starts (streams finish and
+	// end); shutdownCh is its Done channel, for selects. Unix-socket
+	// connections hook their reaction to it with context.AfterFunc
+	// instead of a watcher goroutine each (uds.go).
 	shutdownCtx    context.Context
 	shutdownCancel context.CancelFunc
+	shutdownCh     <-chan struct{}
 	// closeCh is closed by Close (everything ends now).
 	closeCh   chan struct{}
 	closeOnce sync.Once
@@ -162,14 +161,13 @@ func newServer(h Handler, opts ...Option) (*Server, error) {
 		}
 	}
 	s := &Server{
-		h:          h,
-		cfg:        cfg,
-		log:        cfg.logger,
-		shutdownCh: make(chan struct{}),
-		closeCh:    make(chan struct{}),
-		idle:       make(chan struct{}, 1),
-		streams:    make(map[*procStream]struct{}),
-		waiters:    make(map[string]chan agentwire.ConfigUpdateResponse),
+		h:       h,
+		cfg:     cfg,
+		log:     cfg.logger,
+		closeCh: make(chan struct{}),
+		idle:    make(chan struct{}, 1),
+		streams: make(map[*procStream]struct{}),
+		waiters: make(map[string]chan agentwire.ConfigUpdateResponse),
 	}
 	hk := hooksOf(h)
 	s.handshaker, s.configurer, s.canceller, s.drainer, s.shutdowner =
@@ -178,6 +176,7 @@ func newServer(h Handler, opts ...Option) (*Server, error) {
 	s.capsPB = pbconv.CapabilitiesToPB(&s.caps)
 	s.baseCtx, s.baseCancel = context.WithCancel(context.Background())
 	s.shutdownCtx, s.shutdownCancel = context.WithCancel(context.Background())
+	s.shutdownCh = s.shutdownCtx.Done()
 	return s, nil
 }
 
@@ -342,10 +341,7 @@ func (s *Server) healthTemplate() agentwire.HealthStatus {
 // their context cancelled only in the Close fallback.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
-	s.shutdownOnce.Do(func() {
-		close(s.shutdownCh)
-		s.shutdownCancel()
-	})
+	s.shutdownCancel()
 	done := make(chan struct{})
 	go func() {
 		s.waitStreams()

@@ -125,7 +125,8 @@ type udsConn struct {
 	ctxSlab reqCtxSlab // request contexts; reader only
 	// sem holds a slot per admitted event (being handled, or decoded and
 	// waiting for a worker): maxConcurrency + eventBacklog(maxConcurrency)
-	// slots. The reader pauses only when all are taken.
+	// slots. The reader pauses only when all are taken. Nil on inline
+	// connections, which admit one event at a time.
 	sem chan struct{}
 	// work hands events to workers. Buffered with cap(sem) slots, so a send
 	// by the holder of a slot never blocks; closed by the reader side. Nil
@@ -307,13 +308,12 @@ func (s *Server) serveConn(ext context.Context, nc net.Conn, rd *frame.Reader, s
 		srv:        s,
 		nc:         nc,
 		rd:         rd,
-		sem:        make(chan struct{}, s.cfg.maxConcurrency+eventBacklog(s.cfg.maxConcurrency)),
 		maxWorkers: s.cfg.maxConcurrency,
 		inline:     s.cfg.uds.inline,
 		flushBytes: inlineFlushBytes(false), // the handshake may choose MessagePack
-		writerDone: make(chan struct{}),
 	}
-	// Inline handlers run on the reader: no workers, no work queue (1.7
+	// Inline handlers run on the reader: no concurrency slots (an event is
+	// answered before the next is read), no workers, no work queue (1.7
 	// KiB per connection at the default concurrency bound), no writer
 	// goroutine and no queue for it (uds_push.go).
 	if uc.inline {
@@ -321,6 +321,8 @@ func (s *Server) serveConn(ext context.Context, nc net.Conn, rd *frame.Reader, s
 		// reply is written (uds_push.go).
 		uc.pushes.busy = true
 	} else {
+		uc.sem = make(chan struct{}, s.cfg.maxConcurrency+eventBacklog(s.cfg.maxConcurrency))
+		uc.writerDone = make(chan struct{})
 		uc.work = make(chan *udsCall, cap(uc.sem))
 		uc.out = ring.New[udsOut](s.cfg.maxConcurrency + pushQueue)
 	}
