@@ -27,7 +27,11 @@ import (
 // reply, a pong) since the previous direct send: at one call in flight
 // every reply re-opens the way, and an agent that stops reading stops
 // the direct sends after one event, leaving the next ones, and any wait,
-// to the writer.
+// to the writer. Not covered: an agent that still answers but reads
+// slower than the stream is fed (say right after a burst that filled the
+// quota) can keep a direct sender in SendMsg past its deadline, at most
+// until the write timeout; the writer meanwhile waits for the write role
+// (direct.go). No test pins that case yet.
 
 // grpcMaxBatch bounds the events collected before a flush.
 const grpcMaxBatch = 64
