@@ -20,9 +20,6 @@ import (
 // present), without building it: TestAgentResponseMatchesVT and
 // FuzzAgentResponse hold the two together.
 
-// AgentToProxy oneof field number of the agent's reply.
-const a2pResponseField = A2PResponse
-
 // AgentResponseSize is the measured layout of one reply. It is only valid
 // for the response it was measured for, unchanged.
 type AgentResponseSize struct {
@@ -182,7 +179,7 @@ func MeasureAgentResponse(r *agentwire.AgentResponse) (AgentResponseSize, bool) 
 // for r measured by MeasureAgentResponse (which returned true); it appends
 // exactly sz.Len bytes.
 func AppendMeasuredAgentResponse(b []byte, r *agentwire.AgentResponse, sz AgentResponseSize) []byte {
-	b = append(b, tagLen(a2pResponseField))
+	b = append(b, tagLen(A2PResponse))
 	b = appendLen(b, sz.body)
 	if sz.plain {
 		b = appendPlain(b, tagLen(1), r.CorrelationID)
