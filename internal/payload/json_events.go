@@ -287,10 +287,7 @@ func (d *jsonDecoder) readHeaders(hs Headers) Headers {
 	var index map[string]int
 	var seen uint64 // mpNameBit of every name so far (before the index)
 	for {
-		if !d.mapMore(&s) {
-			break
-		}
-		k, ok := d.compactKey()
+		k, ok := d.mapNext(&s)
 		if !ok {
 			break
 		}

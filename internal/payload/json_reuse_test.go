@@ -147,8 +147,9 @@ func TestJSONHeaderValuesShapes(t *testing.T) {
 
 // TestJSONHeaderKeyShapes: header names of every shape (compact, spaced
 // before the colon, escaped, non-ASCII, invalid) decode to the same names
-// and errors (with offsets) as readKey gives; the compact ones are read by
-// compactKey in one scan, the others fall back to readKey.
+// and errors (with offsets) in both decoders, whether readKey settles
+// them at once (compact) or finishes them in keyRest (the others), each
+// from one scan of the name.
 func TestJSONHeaderKeyShapes(t *testing.T) {
 	const pre = `{"metadata":{"correlation_id":"a","request_id":"r","client_ip":"1.2.3.4","client_port":1,"protocol":"HTTP/1.1","timestamp":"2026-01-01T00:00:00Z"},"method":"GET","uri":"/","headers":{`
 	for _, tc := range []struct{ keys, want string }{
@@ -166,6 +167,16 @@ func TestJSONHeaderKeyShapes(t *testing.T) {
 		{`"h"["a"]`, "agentwire: json: expected `:` at offset 186"},
 		{`"h`, `agentwire: json: EOF while parsing a string at offset 187`},
 		{`h:["a"]`, `agentwire: json: key must be a string at offset 183`},
+		{`"\u0068" :["a"]`, `[{"h" ["a"]}]`},
+		{`"\u0068":["a"],"\u0067":["b"]`, `[{"h" ["a"]} {"g" ["b"]}]`},
+		{"\"h\u00fc\"\n:[\"a\"]", `[{"hü" ["a"]}]`},
+		{`"hü" :["a"],"hü":["b"]`, `[{"hü" ["b"]}]`},
+		{`"\ud800":["a"]`, `agentwire: json: unexpected end of hex escape at offset 190`},
+		{`"\udc00x":["a"]`, `agentwire: json: lone leading surrogate in hex escape at offset 190`},
+		{`"\u0068"`, "agentwire: json: expected `:` at offset 191"},
+		{`"hü"`, "agentwire: json: expected `:` at offset 188"},
+		{`"\u0068" ["a"]`, "agentwire: json: expected `:` at offset 192"},
+		{`"h" `, "agentwire: json: expected `:` at offset 187"},
 	} {
 		in := []byte(pre + tc.keys + `}}`)
 		for _, dec := range []func([]byte, *RequestHeadersEvent) error{DecodeRequestHeadersJSON, DecodeRequestHeadersJSONNoCopy} {

@@ -446,18 +446,49 @@ func (d *jsonDecoder) readStringBytes() ([]byte, bool) {
 	return body, true
 }
 
-// readKey reads an object key and the following colon. The returned bytes
-// are only valid until the next key or scratch use.
+// readKey reads an object key and the following colon, scanning the key
+// once. The returned bytes are a view of the input (d.rawView set) when
+// the key has no escapes, else of scratch space; either is only valid
+// until the next key or scratch use. The common form, a string without
+// escapes or non-ASCII bytes with the colon right after it, is settled
+// here; keyRest finishes the others from the same scan.
 func (d *jsonDecoder) readKey() ([]byte, bool) {
-	if d.ws() != '"' {
-		if d.pos >= len(d.data) {
-			return nil, d.fail("EOF while parsing an object")
+	if d.pos >= len(d.data) || d.data[d.pos] != '"' {
+		if d.ws() != '"' {
+			if d.pos >= len(d.data) {
+				return nil, d.fail("EOF while parsing an object")
+			}
+			return nil, d.fail("key must be a string")
 		}
-		return nil, d.fail("key must be a string")
 	}
-	k, ok := d.readStringBytes()
+	at := d.pos + 1
+	k, escaped, nonASCII, ok := d.scanString()
 	if !ok {
+		d.rawView = false
 		return nil, false
+	}
+	if !escaped && !nonASCII && d.pos < len(d.data) && d.data[d.pos] == ':' {
+		d.pos++
+		d.rawView = true
+		return k, true
+	}
+	return d.keyRest(k, at, escaped, nonASCII)
+}
+
+// keyRest finishes readKey for a key body k (at its offset at) that has
+// escapes or non-ASCII bytes, or whose colon does not follow at once.
+func (d *jsonDecoder) keyRest(k []byte, at int, escaped, nonASCII bool) ([]byte, bool) {
+	d.rawView = false
+	if escaped {
+		var ok bool
+		if k, ok = d.scratchUnescape(k, at); !ok {
+			return nil, false
+		}
+	} else {
+		if nonASCII && !utf8.Valid(k) {
+			return nil, d.failAt(at, "invalid unicode code point")
+		}
+		d.rawView = true
 	}
 	if d.ws() != ':' {
 		if d.pos >= len(d.data) {
@@ -1173,21 +1204,12 @@ func (d *jsonDecoder) mapBegin(what string) bool {
 	return true
 }
 
-// mapNext returns the next key (valid until the next key or scratch use), or
-// ok=false at the end of the map or on error.
+// mapNext reads what separates a map's entries and the next key (valid
+// until the next key or scratch use; see readKey), or returns ok=false at
+// the end of the map or on error.
 func (d *jsonDecoder) mapNext(s *jsonSeq) ([]byte, bool) {
-	if !d.mapMore(s) {
-		return nil, false
-	}
-	return d.readKey()
-}
-
-// mapMore reads what separates a map's entries and reports whether a key
-// follows (at d.pos, whitespace skipped); false at the end of the map or
-// on error.
-func (d *jsonDecoder) mapMore(s *jsonSeq) bool {
 	if d.err != nil {
-		return false
+		return nil, false
 	}
 	c := d.ws()
 	if s.n > 0 {
@@ -1195,42 +1217,23 @@ func (d *jsonDecoder) mapMore(s *jsonSeq) bool {
 		case ',':
 			d.pos++
 			if d.ws() == '}' {
-				return d.fail("trailing comma")
+				return nil, d.fail("trailing comma")
 			}
 		case '}':
 			d.pos++
 			d.depth--
-			return false
+			return nil, false
 		case 0:
-			return d.fail("EOF while parsing an object")
+			return nil, d.fail("EOF while parsing an object")
 		default:
-			return d.fail("expected `,` or `}`")
+			return nil, d.fail("expected `,` or `}`")
 		}
 	} else if c == '}' {
 		d.pos++
 		d.depth--
-		return false
+		return nil, false
 	}
 	s.n++
-	return true
-}
-
-// compactKey is readKey for the common form of a key, a string without
-// escapes or non-ASCII bytes with the colon right after it: scanned once,
-// returned as a view of the input. Other keys are read again by readKey.
-func (d *jsonDecoder) compactKey() ([]byte, bool) {
-	if p := d.pos; p < len(d.data) && d.data[p] == '"' {
-		body, escaped, nonASCII, ok := d.scanString()
-		if !ok {
-			return nil, false // the error readKey would report
-		}
-		if !escaped && !nonASCII && d.pos < len(d.data) && d.data[d.pos] == ':' {
-			d.pos++
-			d.rawView = true
-			return body, true
-		}
-		d.pos = p
-	}
 	return d.readKey()
 }
 
