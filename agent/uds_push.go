@@ -37,8 +37,11 @@ type inlinePushes struct {
 	broken bool // a write failed; the writer's only
 }
 
-// pushInline queues f and starts a writer if none runs; a full list drops
-// f (counted in Stats.DroppedPushes), as a full ring does.
+// pushInline queues f and starts a writer if none runs; it never blocks.
+// A full list (pushQueue frames waiting; the writer takes the whole list
+// at once, so the frames it is writing do not count) drops f, counted in
+// Stats.DroppedPushes as a full ring's drop is, and nothing else records
+// it (TestUDSInlinePushListFullDrops).
 func (uc *udsConn) pushInline(f *[]byte) {
 	p := &uc.pushes
 	p.mu.Lock()
