@@ -114,7 +114,8 @@ type Stats struct {
 	// Cancels counts cancel notices received.
 	Cancels uint64
 	// DroppedPushes counts health, metrics, flow-control and log pushes
-	// dropped because a stream's outbound queue was full.
+	// dropped because a connection's outbound queue was full (gRPC streams,
+	// Unix-socket and reverse connections alike; see Server.ReportHealth).
 	DroppedPushes uint64
 	// ProtocolErrors counts streams ended because of a protocol violation.
 	ProtocolErrors uint64
@@ -409,11 +410,18 @@ func (s *Server) Close() error {
 // ---------------------------------------------------------------------------
 // Pushes to connected proxies
 
-// ReportHealth sends h to every established ProcessStream (AgentToProxy.health)
-// and remembers it: streams established later receive it right after their
-// handshake. An empty AgentID is filled with the server's; a zero
-// TimestampMS with the current time. The call never blocks: a stream whose
-// outbound queue is full misses the report (counted in Stats.DroppedPushes).
+// ReportHealth sends h to every established connection: each gRPC
+// ProcessStream (AgentToProxy.health) and each Unix-socket or reverse
+// connection (frame 0x30). It also remembers h: connections established
+// later receive it right after their handshake. An empty AgentID is filled
+// with the server's; a zero TimestampMS with the current time.
+//
+// The call never blocks. A connection whose outbound queue is full misses the
+// report, and Stats.DroppedPushes counts it; nothing else records a drop (no
+// log line, no error). A queue holds 64 pushes beyond the replies; with
+// inline handlers on a Unix-socket connection it is a list of 64 pushes
+// waiting for the push writer. The same holds for ReportMetrics,
+// SendFlowControl and Log.
 func (s *Server) ReportHealth(h agentwire.HealthStatus) {
 	if h.AgentID == "" {
 		h.AgentID = s.caps.AgentID
@@ -433,8 +441,8 @@ func (s *Server) ReportHealth(h agentwire.HealthStatus) {
 	s.udsPushHealth(&h)
 }
 
-// ReportMetrics sends r to every established ProcessStream
-// (AgentToProxy.metrics). Empty AgentID and zero TimestampMS are filled in.
+// ReportMetrics sends r to every established connection
+// (AgentToProxy.metrics on gRPC, frame 0x31 otherwise). Empty AgentID and zero TimestampMS are filled in.
 // Never blocks (see ReportHealth).
 func (s *Server) ReportMetrics(r *agentwire.MetricsReport) {
 	c := *r
@@ -448,9 +456,9 @@ func (s *Server) ReportMetrics(r *agentwire.MetricsReport) {
 	s.udsPushMetrics(&c)
 }
 
-// SendFlowControl sends f to every established ProcessStream
-// (AgentToProxy.flow_control). A zero TimestampMS is filled in. Never
-// blocks (see ReportHealth). The Rust proxy ignores flow control; an
+// SendFlowControl sends f to every established connection
+// (AgentToProxy.flow_control on gRPC, frame 0x33 otherwise). A zero
+// TimestampMS is filled in. Never blocks (see ReportHealth). The Rust proxy ignores flow control; an
 // agentwire proxy honours it.
 func (s *Server) SendFlowControl(f agentwire.FlowControlSignal) {
 	if f.TimestampMS == 0 {
@@ -460,8 +468,9 @@ func (s *Server) SendFlowControl(f agentwire.FlowControlSignal) {
 	s.udsPushFlowControl(&f)
 }
 
-// Log forwards a log line to every established ProcessStream
-// (AgentToProxy.log). A zero TimestampMS is filled in. Never blocks.
+// Log forwards a log line to every established gRPC ProcessStream
+// (AgentToProxy.log; the Unix-socket protocol has no log frame). A zero
+// TimestampMS is filled in. Never blocks (see ReportHealth).
 func (s *Server) Log(m agentwire.LogMessage) {
 	if m.TimestampMS == 0 {
 		m.TimestampMS = nowMS()
