@@ -49,16 +49,6 @@ func (w *fastBuf) byte1(c byte) {
 	w.n++
 }
 
-// copyASCII copies s and returns the OR of its bytes folded into a word
-// (the caller checks the high bits).
-func (w *fastBuf) copyASCII(s string) uint64 {
-	if len(s) > 64 {
-		w.n += copy(w.b[w.n:], s)
-		return wiretext.OrBytes(s)
-	}
-	return w.copyShort(s)
-}
-
 // copyShort copies s (at most 64 bytes) in words, without a call, and
 // returns the OR of its bytes folded into a word.
 func (w *fastBuf) copyShort(s string) uint64 {
@@ -98,25 +88,65 @@ func (w *fastBuf) copyShort(s string) uint64 {
 
 // mpStr appends s as a MessagePack str (header + bytes). A string that is
 // not ASCII is rewritten by the general encoder (UTF-8 check, U+FFFD
-// replacement).
+// replacement). One call per string: the header, the copy (in words, as
+// copyShort does, up to 64 bytes) and the ASCII check are done here
+// (through a copy helper and copyShort it was three calls per string,
+// most of the cost of the short strings of a request-headers event).
 func (w *fastBuf) mpStr(s string) {
 	start := w.n
 	n := len(s)
+	h := 1
 	switch {
 	case n <= 31:
-		w.byte1(0xa0 | byte(n))
+		w.b[w.n] = 0xa0 | byte(n)
 	case n <= 0xff:
 		w.b[w.n], w.b[w.n+1] = 0xd9, byte(n)
-		w.n += 2
+		h = 2
 	case n <= 0xffff:
 		w.b[w.n], w.b[w.n+1], w.b[w.n+2] = 0xda, byte(n>>8), byte(n)
-		w.n += 3
+		h = 3
 	default:
-		w.byte1(0xdb)
-		binary.BigEndian.PutUint32(w.b[w.n:], uint32(n))
-		w.n += 4
+		w.b[w.n] = 0xdb
+		binary.BigEndian.PutUint32(w.b[w.n+1:], uint32(n))
+		h = 5
 	}
-	if w.copyASCII(s)&0x8080808080808080 != 0 {
+	w.n += h
+	var acc uint64
+	if n > 64 {
+		w.n += copy(w.b[w.n:], s)
+		acc = wiretext.OrBytes(s)
+	} else {
+		_ = w.b[w.n : w.n+n] // the whole destination range is reserved (panics otherwise)
+		d := unsafe.Pointer(unsafe.SliceData(w.b[w.n:]))
+		p := unsafe.Pointer(unsafe.StringData(s))
+		w.n += n
+		switch {
+		case n >= 8:
+			i := 0
+			for ; i+8 <= n; i += 8 {
+				x := *(*uint64)(unsafe.Add(p, i))
+				acc |= x
+				*(*uint64)(unsafe.Add(d, i)) = x
+			}
+			if i < n { // last word overlaps the previous one
+				x := *(*uint64)(unsafe.Add(p, n-8))
+				acc |= x
+				*(*uint64)(unsafe.Add(d, n-8)) = x
+			}
+		case n >= 4:
+			x, y := *(*uint32)(p), *(*uint32)(unsafe.Add(p, n-4))
+			acc = uint64(x | y)
+			*(*uint32)(d) = x
+			*(*uint32)(unsafe.Add(d, n-4)) = y
+		default:
+			for i := 0; i < n; i++ {
+				c := *(*byte)(unsafe.Add(p, i))
+				acc |= uint64(c)
+				*(*byte)(unsafe.Add(d, i)) = c
+			}
+		}
+	}
+	if acc&0x8080808080808080 != 0 {
 		w.general(w.n, mpAppendStr(w.b[:start], s))
 	}
 }
@@ -177,6 +207,33 @@ var (
 	mpRHHeaders  = mpKey("headers")
 )
 
+// namesAscending reports whether header name a sorts strictly before b
+// (a < b), deciding most pairs by their first 8 bytes loaded as one
+// big-endian word (a shorter name padded with zero bytes), without
+// runtime.cmpstring's call. Words that differ order the names as their
+// bytes do (where a name ends first, its padding 0 is below the other's
+// byte, or both bytes are 0 and the words go on); equal words are left to
+// the full comparison.
+func namesAscending(a, b string) bool {
+	if x, y := nameWord(a), nameWord(b); x != y {
+		return x < y
+	}
+	return a < b
+}
+
+// nameWord returns the first 8 bytes of s as a big-endian word, padded
+// with zero bytes.
+func nameWord(s string) uint64 {
+	if len(s) >= 8 {
+		return binary.BigEndian.Uint64(unsafe.Slice(unsafe.StringData(s), 8))
+	}
+	var x uint64
+	for i := 0; i < len(s); i++ {
+		x |= uint64(s[i]) << (56 - 8*uint(i))
+	}
+	return x
+}
+
 // mpAppendRequestHeadersFast is AppendRequestHeadersMsgpack for events
 // whose header names are already in strictly ascending order; ok is false
 // (and nothing is written) when they are not. Strings that are not ASCII
@@ -188,7 +245,7 @@ func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte,
 		len(m.ServerName.Value) + len(m.TLSVersion.Value) + len(m.TLSCipher.Value) + len(m.RouteID.Value) +
 		len(m.UpstreamID.Value) + len(m.Traceparent) + len(e.Method) + len(e.URI) + 12*perStr + 64
 	for i := range e.Headers {
-		if i > 0 && e.Headers[i-1].Name >= e.Headers[i].Name {
+		if i > 0 && !namesAscending(e.Headers[i-1].Name, e.Headers[i].Name) {
 			return dst, false // not strictly ascending (one pass for both checks)
 		}
 		bound += len(e.Headers[i].Name) + 2*perStr
@@ -258,7 +315,11 @@ func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte,
 	for i := range e.Headers {
 		h := &e.Headers[i]
 		w.mpStr(h.Name)
-		w.mpCount(0x90, len(h.Values))
+		if nv := len(h.Values); nv <= 15 {
+			w.byte1(0x90 | byte(nv)) // fixarray, without mpCount's call
+		} else {
+			w.mpCount(0x90, nv)
+		}
 		for _, v := range h.Values {
 			w.mpStr(v)
 		}
