@@ -37,3 +37,21 @@ func TestNamesAscending(t *testing.T) {
 		}
 	}
 }
+
+// TestMsgpackKeyLengths: every key the request-headers fast path writes
+// with fastBuf.key is 4 to 16 bytes long, the lengths its two overlapping
+// word moves copy exactly.
+func TestMsgpackKeyLengths(t *testing.T) {
+	for _, k := range []string{mpRHHead, mpRHReqID, mpRHClientIP, mpRHPort, mpRHServer, mpRHProto, mpRHTLSVer,
+		mpRHCipher, mpRHRoute, mpRHUpstream, mpRHTime, mpRHTrace, mpRHMethod, mpRHURI, mpRHHeaders} {
+		if len(k) < 4 || len(k) > 16 {
+			t.Errorf("key %q is %d bytes, fastBuf.key copies 4 to 16", k, len(k))
+		}
+		var w fastBuf
+		w.b = make([]byte, 32)
+		w.key(k)
+		if string(w.done()) != k {
+			t.Errorf("key(%q) wrote %q", k, w.done())
+		}
+	}
+}

@@ -151,6 +151,25 @@ func (w *fastBuf) mpStr(s string) {
 	}
 }
 
+// key appends a MessagePack protocol key of 4 to 16 bytes (a fixstr
+// header and the name: every key of the request-headers event, see
+// TestMsgpackKeyLengths) with two overlapping word moves, inlined: no
+// call, no loop.
+func (w *fastBuf) key(k string) {
+	n := len(k)
+	_ = w.b[w.n : w.n+n] // reserved (panics otherwise)
+	d := unsafe.Pointer(unsafe.SliceData(w.b[w.n:]))
+	p := unsafe.Pointer(unsafe.StringData(k))
+	if n >= 8 {
+		*(*uint64)(d) = *(*uint64)(p)
+		*(*uint64)(unsafe.Add(d, n-8)) = *(*uint64)(unsafe.Add(p, n-8))
+	} else {
+		*(*uint32)(d) = *(*uint32)(p)
+		*(*uint32)(unsafe.Add(d, n-4)) = *(*uint32)(unsafe.Add(p, n-4))
+	}
+	w.n += n
+}
+
 func (w *fastBuf) mpOptStr(o Opt[string]) {
 	if !o.Valid {
 		w.byte1(0xc0)
@@ -188,9 +207,11 @@ func mpKey(k string) string { return string(append([]byte{0xa0 | byte(len(k))}, 
 
 // Constant runs of the request-headers event (map headers and keys).
 var (
-	mpRHHead     = "\x85" + mpKey("correlation_id") // envelope of 5 entries
-	mpRHMeta     = mpKey("metadata")                // then the metadata map header
-	mpRHMetaCID  = mpKey("correlation_id")          // first metadata key
+	mpRHHead = "\x85" + mpKey("correlation_id") // envelope of 5 entries
+	// The metadata key, its map header (11 entries, 12 with a
+	// traceparent) and its first key, in one run.
+	mpRHMeta11   = mpKey("metadata") + "\x8b" + mpKey("correlation_id")
+	mpRHMeta12   = mpKey("metadata") + "\x8c" + mpKey("correlation_id")
 	mpRHReqID    = mpKey("request_id")
 	mpRHClientIP = mpKey("client_ip")
 	mpRHPort     = mpKey("client_port")
@@ -254,21 +275,19 @@ func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte,
 		}
 	}
 	w := fastGrow(dst, bound)
-	w.raw(mpRHHead)
+	w.key(mpRHHead)
 	w.mpStr(m.CorrelationID)
-	w.raw(mpRHMeta)
 	if m.Traceparent != "" {
-		w.byte1(0x8c)
+		w.raw(mpRHMeta12)
 	} else {
-		w.byte1(0x8b)
+		w.raw(mpRHMeta11)
 	}
-	w.raw(mpRHMetaCID)
 	w.mpStr(m.CorrelationID)
-	w.raw(mpRHReqID)
+	w.key(mpRHReqID)
 	w.mpStr(m.RequestID)
-	w.raw(mpRHClientIP)
+	w.key(mpRHClientIP)
 	w.mpStr(m.ClientIP)
-	w.raw(mpRHPort)
+	w.key(mpRHPort)
 	switch p := m.ClientPort; {
 	case p < 0x80:
 		w.byte1(byte(p))
@@ -279,19 +298,19 @@ func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte,
 		w.b[w.n], w.b[w.n+1], w.b[w.n+2] = 0xcd, byte(p>>8), byte(p)
 		w.n += 3
 	}
-	w.raw(mpRHServer)
+	w.key(mpRHServer)
 	w.mpOptStr(m.ServerName)
-	w.raw(mpRHProto)
+	w.key(mpRHProto)
 	w.mpStr(m.Protocol)
-	w.raw(mpRHTLSVer)
+	w.key(mpRHTLSVer)
 	w.mpOptStr(m.TLSVersion)
-	w.raw(mpRHCipher)
+	w.key(mpRHCipher)
 	w.mpOptStr(m.TLSCipher)
-	w.raw(mpRHRoute)
+	w.key(mpRHRoute)
 	w.mpOptStr(m.RouteID)
-	w.raw(mpRHUpstream)
+	w.key(mpRHUpstream)
 	w.mpOptStr(m.UpstreamID)
-	w.raw(mpRHTime)
+	w.key(mpRHTime)
 	var ts [48]byte
 	t := mpFormatTimestamp(ts[:0], m.Timestamp)
 	w.b[w.n], w.b[w.n+1] = 0xd9, byte(len(t)) // written by the general path as str8 too when ≥ 32
@@ -303,14 +322,14 @@ func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte,
 	}
 	w.n += copy(w.b[w.n:], t)
 	if m.Traceparent != "" {
-		w.raw(mpRHTrace)
+		w.key(mpRHTrace)
 		w.mpStr(m.Traceparent)
 	}
-	w.raw(mpRHMethod)
+	w.key(mpRHMethod)
 	w.mpStr(e.Method)
-	w.raw(mpRHURI)
+	w.key(mpRHURI)
 	w.mpStr(e.URI)
-	w.raw(mpRHHeaders)
+	w.key(mpRHHeaders)
 	w.mpCount(0x80, len(e.Headers))
 	for i := range e.Headers {
 		h := &e.Headers[i]
