@@ -1,6 +1,7 @@
 package payload
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"testing"
 )
@@ -52,6 +53,39 @@ func TestMsgpackKeyLengths(t *testing.T) {
 		w.key(k)
 		if string(w.done()) != k {
 			t.Errorf("key(%q) wrote %q", k, w.done())
+		}
+	}
+}
+
+// TestMpStrEveryLength: the fast path's string writer (header, word copy,
+// ASCII check) matches the general encoder for every length from 0 to 80
+// (each copy shape: bytes, two half-words, two words, rounds of two words
+// with overlapping tails, and the copy past 64 bytes), plain and with one
+// non-ASCII byte at every position (which only the accumulated check
+// finds: the string must then go through the general encoder's UTF-8
+// replacement).
+func TestMpStrEveryLength(t *testing.T) {
+	for n := 0; n <= 80; n++ {
+		plain := make([]byte, n)
+		for i := range plain {
+			plain[i] = 'a' + byte(i%26)
+		}
+		cases := []string{string(plain)}
+		for at := 0; at < n; at++ {
+			b := append([]byte(nil), plain...)
+			b[at] = 0xff
+			cases = append(cases, string(b))
+		}
+		for _, s := range cases {
+			var w fastBuf
+			w.b = make([]byte, 8+len(s)+5)
+			w.b[0] = 0x42
+			w.n = 1
+			w.mpStr(s)
+			want := mpAppendStr([]byte{0x42}, s)
+			if got := w.done(); !bytes.Equal(got, want) {
+				t.Fatalf("mpStr(%q) = %x, want %x", s, got, want)
+			}
 		}
 	}
 }

@@ -121,18 +121,26 @@ func (w *fastBuf) mpStr(s string) {
 		p := unsafe.Pointer(unsafe.StringData(s))
 		w.n += n
 		switch {
-		case n >= 8:
-			i := 0
-			for ; i+8 <= n; i += 8 {
-				x := *(*uint64)(unsafe.Add(p, i))
+		case n >= 16:
+			// Two words a round, into two accumulators; the last two
+			// words end at n (they may overlap the previous ones).
+			var acc1 uint64
+			for i := 0; i+16 < n; i += 16 {
+				x, y := *(*uint64)(unsafe.Add(p, i)), *(*uint64)(unsafe.Add(p, i+8))
 				acc |= x
+				acc1 |= y
 				*(*uint64)(unsafe.Add(d, i)) = x
+				*(*uint64)(unsafe.Add(d, i+8)) = y
 			}
-			if i < n { // last word overlaps the previous one
-				x := *(*uint64)(unsafe.Add(p, n-8))
-				acc |= x
-				*(*uint64)(unsafe.Add(d, n-8)) = x
-			}
+			x, y := *(*uint64)(unsafe.Add(p, n-16)), *(*uint64)(unsafe.Add(p, n-8))
+			acc |= x | acc1 | y
+			*(*uint64)(unsafe.Add(d, n-16)) = x
+			*(*uint64)(unsafe.Add(d, n-8)) = y
+		case n >= 8:
+			x, y := *(*uint64)(p), *(*uint64)(unsafe.Add(p, n-8))
+			acc = x | y
+			*(*uint64)(d) = x
+			*(*uint64)(unsafe.Add(d, n-8)) = y
 		case n >= 4:
 			x, y := *(*uint32)(p), *(*uint32)(unsafe.Add(p, n-4))
 			acc = uint64(x | y)
