@@ -774,7 +774,7 @@ func (c *Conn) send(ctx context.Context, s *session, cid string, p *pending, o o
 		}
 		p.deadline.Store(dl)
 	}
-	if _, loaded := s.pending.LoadOrStore(cid, p); loaded {
+	if !s.pending.store(p) {
 		o.free()
 		putPending(p)
 		c.stats.duplicates.Add(1)
@@ -1014,7 +1014,7 @@ func (c *Conn) RequestHeaders(ctx context.Context, ev *agentwire.RequestHeadersE
 
 // RequestHeadersInto is RequestHeaders decoding the reply into dst (reset
 // first) instead of a new value: with a reused dst the round trip
-// allocates once (the pending-map entry). dst must not be used by anyone
+// allocates nothing (a reply whose strings differ from dst's may). dst must not be used by anyone
 // else until the call returns; on error its content is undefined. An empty
 // correlation id is generated and set as in RequestHeaders.
 func (c *Conn) RequestHeadersInto(ctx context.Context, ev *agentwire.RequestHeadersEvent, dst *agentwire.AgentResponse) error {
@@ -1224,7 +1224,7 @@ func (c *Conn) cancel(correlationID string, reason agentwire.CancelReason) error
 		return c.notConnected()
 	}
 	dropped := false
-	if p, ok := s.pending.LoadAndDelete(correlationID); ok {
+	if p := s.pending.loadAndDelete(correlationID); p != nil {
 		// An event still waiting for the writer is taken back: the
 		// agent never sees it, so no cancel follows it.
 		dropped = p.drop()

@@ -157,8 +157,10 @@
 //     into a pooled buffer (grpc mem.Buffer): on the caller's goroutine,
 //     except request headers, which are encoded by whoever sends them
 //     (step 4);
-//  3. registers a pending entry (pooled) in the session's xsync map under
-//     its correlation id — before anything is sent; a second in-flight
+//  3. registers a pending entry (pooled) in the session's pending map, a
+//     sharded hash table whose chains run through the entries themselves
+//     (pendmap.go), under its correlation id — before anything is sent;
+//     a second in-flight
 //     request with the same id is refused with ErrDuplicateCorrelationID;
 //  4. hands the buffer (request headers: the event) to the session's
 //     lock-free MPSC ring; the writer drains the ring in batches and passes
@@ -184,9 +186,9 @@
 // A pending entry is removed from the map exactly once — by the reader
 // (reply), by the caller itself (context ended, deadline, session lost) or
 // by Cancel — and only the remover completes it. A request that allocates
-// nothing else costs one allocation per round trip (the map's entry) with
-// RequestHeadersInto and two with RequestHeaders (plus the returned reply);
-// TestAllocsPerRoundTrip holds these numbers.
+// nothing else costs no allocation per round trip with RequestHeadersInto
+// and one with RequestHeaders (the returned reply); TestAllocsPerRoundTrip
+// holds these numbers.
 //
 // StartRequestHeaders and Call.Wait split RequestHeadersInto in two, so
 // that one goroutine can have calls on several Conns in flight at once (a

@@ -223,7 +223,7 @@ func TestExpiredEventThatFailsToEncodeGetsNoCancel(t *testing.T) {
 	}()
 	<-ev.reading // the writer holds the event
 	waitUntil(t, "the expirer took the call", nil, func() bool {
-		_, ok := c.sess.Load().pending.Load("big")
+		_, ok := c.sess.Load().pending.load("big")
 		return !ok
 	})
 	release.Do(func() { close(ev.hold) }) // the encode fails now
@@ -250,7 +250,7 @@ func TestManualCancelOfQueuedEvent(t *testing.T) {
 	}()
 	waitUntil(t, "queued event", nil, func() bool {
 		s := c.sess.Load()
-		_, ok := s.pending.Load("queued")
+		_, ok := s.pending.load("queued")
 		return ok && s.out.Len() > 0
 	})
 	if err := c.Cancel("queued", agentwire.CancelManual); err != nil {

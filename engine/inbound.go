@@ -12,8 +12,8 @@ import (
 //
 // This is the package's one unsafe conversion. The reply's correlation id
 // is looked up in the pending map straight from the receive buffer; the
-// string must not outlive b or be stored anywhere (xsync's lookups hash and
-// compare the key without retaining it). Values that are kept use the
+// string must not outlive b or be stored anywhere (the pending map's
+// lookups hash and compare the key without retaining it). Values that are kept use the
 // pending request's own id string instead.
 func bytesView(b []byte) string {
 	if len(b) == 0 {

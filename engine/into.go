@@ -7,8 +7,8 @@ import (
 )
 
 // RequestBodyChunkInto is RequestBodyChunk decoding the reply into dst
-// (reset first) instead of a new value: with a reused dst a chunk costs one
-// allocation (the pending-map entry), whatever its size. dst must not be
+// (reset first) instead of a new value: with a reused dst a chunk costs no
+// allocation for a plain reply, whatever its size. dst must not be
 // used by anyone else until the call returns; on error its content is
 // undefined. ev.Data is copied into the outbound message before the call
 // blocks, but ev must not be modified until the call returns. An empty

@@ -205,7 +205,7 @@ func pendingCount(c *Conn) int {
 	if s == nil {
 		return 0
 	}
-	return s.pending.Size()
+	return s.pending.size()
 }
 
 func waitPending(t *testing.T, c *Conn, n int) {

@@ -50,6 +50,11 @@ type pending struct {
 	deadline atomic.Int64
 	// wstate is the writer's progress with the caller's event.
 	wstate atomic.Int32
+	// next links the entries of one chain of the session's pendingMap
+	// (under its shard's lock), and then the list a sweep removed; hash
+	// is the map's hash of id, set when the entry is stored.
+	next *pending
+	hash uint64
 }
 
 // pending.wstate values.

@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/puzpuzpuz/xsync/v4"
 	"google.golang.org/grpc/mem"
 
 	"github.com/agentwire/agentwire"
@@ -38,7 +37,7 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	pending *xsync.Map[string, *pending]
+	pending *pendingMap
 	// pings holds the Pings waiting for their Pong (made on first use,
 	// as is pausedIDs: see lazyMap).
 	pings lazyMap[uint64, chan time.Time]
@@ -97,7 +96,7 @@ func newSession(c *Conn, t transport, caps agentwire.Capabilities) *session {
 		out:     ring.New[outbound](ringSize),
 		ctx:     ctx,
 		cancel:  cancel,
-		pending: xsync.NewMap[string, *pending](xsync.WithPresize(ringSize)),
+		pending: newPendingMap(ringSize),
 		caps:    caps,
 		events:  subscribedEvents(caps.SupportedEvents),
 		done:    make(chan struct{}),
@@ -166,34 +165,26 @@ func expiryTick(d time.Duration) time.Duration {
 // expire times out every pending request whose deadline is at or before
 // now (a monoNow instant).
 func (s *session) expire(now int64) {
-	s.pending.Range(func(cid string, p *pending) bool {
-		if d := p.deadline.Load(); d == 0 || d > now {
-			return true
-		}
-		// Decide under the map's lock: p may have been completed and
-		// recycled (even under the same id) since Range saw it.
-		var expired *pending
-		s.pending.Compute(cid, func(old *pending, loaded bool) (*pending, xsync.ComputeOp) {
-			if loaded {
-				if d := old.deadline.Load(); d != 0 && d <= now {
-					expired = old
-					return nil, xsync.DeleteOp
-				}
-			}
-			return old, xsync.CancelOp
-		})
-		if expired != nil {
-			// An event still waiting for the writer is dropped
-			// instead: the agent never sees it, so no cancel either
-			// (nor for one the writer failed to encode; settle waits
-			// out a writer reading it, which does no I/O).
-			if expired.settle() {
-				s.sendCancel(cid, agentwire.CancelTimeout)
-			}
-			expired.done <- errEngineTimeout
-		}
-		return true
+	// Removed under the map's locks (the decision is the removal), then
+	// completed after them.
+	expired := s.pending.removeIf(func(p *pending) bool {
+		d := p.deadline.Load()
+		return d != 0 && d <= now
 	})
+	for p := expired; p != nil; {
+		next := p.next
+		p.next = nil
+		// An event still waiting for the writer is dropped instead: the
+		// agent never sees it, so no cancel either (nor for one the
+		// writer failed to encode; settle waits out a writer reading it,
+		// which does no I/O). p is this sweep's until it is completed,
+		// and its caller waits for that: its id is read before.
+		if p.settle() {
+			s.sendCancel(p.id, agentwire.CancelTimeout)
+		}
+		p.done <- errEngineTimeout
+		p = next
+	}
 }
 
 // errLiveness is the cause of a session declared lost by the liveness ping.
@@ -239,15 +230,15 @@ func (s *session) fail(kind, cause error) {
 		// registered after this sweep started sees done closed (exchange
 		// checks after registering) and removes itself.
 		//
-		// The sweep uses the map's key, never p.id: an entry seen by Range
-		// may be completed and recycled by its owner concurrently, and
-		// only the identity check inside removeAt decides ownership.
-		s.pending.Range(func(id string, p *pending) bool {
-			if s.removeAt(id, p) {
-				p.done <- s.lost
-			}
-			return true
-		})
+		// Every entry is removed under the map's locks, and completed
+		// after them (the list is this sweep's: next is read before the
+		// entry is handed to its caller).
+		for p := s.pending.removeIf(func(*pending) bool { return true }); p != nil; {
+			next := p.next
+			p.next = nil
+			p.done <- s.lost
+			p = next
+		}
 	})
 }
 
@@ -468,30 +459,15 @@ func (s *session) failEvent(p *pending, err error) {
 // remove deletes p from the pending map if it is still registered there.
 // It reports whether this call removed it (and so owns its completion).
 func (s *session) remove(p *pending) bool {
-	return s.removeAt(p.id, p)
-}
-
-// removeAt is remove with the key given by the caller, for callers that do
-// not own p (and so must not read its fields).
-func (s *session) removeAt(id string, p *pending) bool {
-	removed := false
-	s.pending.Compute(id, func(old *pending, loaded bool) (*pending, xsync.ComputeOp) {
-		if loaded && old == p {
-			removed = true
-			return nil, xsync.DeleteOp
-		}
-		return old, xsync.CancelOp
-	})
-	return removed
+	return s.pending.remove(p)
 }
 
 // claim removes and returns the request waiting under cid (nil when none).
 // cid may be a view of a receive buffer: it is not retained.
 func (s *session) claim(cid string) *pending {
-	p, ok := s.pending.LoadAndDelete(cid)
-	if !ok {
+	p := s.pending.loadAndDelete(cid)
+	if p == nil {
 		s.c.stats.orphans.Add(1)
-		return nil
 	}
 	return p
 }

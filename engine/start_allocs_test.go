@@ -11,9 +11,9 @@ import (
 )
 
 // TestAllocsStartWait: a round trip split into StartRequestHeaders and
-// Call.Wait costs what RequestHeadersInto costs (one allocation, the
-// pending-map entry, in MessagePack), and a fan-out of three started calls
-// on three connections waited for one after the other costs three:
+// Call.Wait costs what RequestHeadersInto costs (no allocation in
+// MessagePack), and so does a fan-out of three started calls on three
+// connections waited for one after the other:
 // counted exactly over 2000 rounds against the allocation-free loopAgent.
 func TestAllocsStartWait(t *testing.T) {
 	ctx := context.Background()
@@ -45,7 +45,7 @@ func TestAllocsStartWait(t *testing.T) {
 		}
 	}
 	const n = 2000
-	got1 := allocs.AtMost(t, "start+wait, one call", n, 1, one)
-	got3 := allocs.AtMost(t, "start+wait, three calls", n, 3, three)
+	got1 := allocs.AtMost(t, "start+wait, one call", n, 0, one)
+	got3 := allocs.AtMost(t, "start+wait, three calls", n, 0, three)
 	t.Logf("allocations in %d rounds: one call %d, three calls %d", n, got1, got3)
 }

@@ -625,8 +625,8 @@ func (t *udsTransport) handleReply(s *session, p []byte) {
 		s.protocolError("unroutable reply", err)
 		return
 	}
-	pd, found := s.pending.LoadAndDelete(cid)
-	if !found {
+	pd := s.pending.loadAndDelete(cid)
+	if pd == nil {
 		t.unclaimed(s, p, cid)
 		return
 	}
@@ -649,8 +649,8 @@ func (t *udsTransport) handleReply(s *session, p []byte) {
 // payload.ScanReplyJSON or ScanReplyMsgpack (per the connection's
 // encoding) read into sc; cid is a view of p.
 func (t *udsTransport) handleScannedReply(s *session, p []byte, cid string, sc *payload.ReplyScan) {
-	pd, found := s.pending.LoadAndDelete(cid)
-	if !found {
+	pd := s.pending.loadAndDelete(cid)
+	if pd == nil {
 		t.unclaimed(s, p, cid)
 		return
 	}

@@ -43,7 +43,7 @@ func BenchmarkUDSHandleReply(b *testing.B) {
 			pd := &pending{id: id, dst: new(agentwire.AgentResponse), done: make(chan error, 1)}
 			b.ReportAllocs()
 			for range b.N {
-				s.pending.Store(id, pd)
+				s.pending.store(pd)
 				tr.handleReply(s, tc.p)
 				if err := <-pd.done; err != nil {
 					b.Fatal(err)

@@ -49,16 +49,6 @@ func (w *fastBuf) byte1(c byte) {
 	w.n++
 }
 
-// copyASCII copies s and returns the OR of its bytes folded into a word
-// (the caller checks the high bits).
-func (w *fastBuf) copyASCII(s string) uint64 {
-	if len(s) > 64 {
-		w.n += copy(w.b[w.n:], s)
-		return wiretext.OrBytes(s)
-	}
-	return w.copyShort(s)
-}
-
 // copyShort copies s (at most 64 bytes) in words, without a call, and
 // returns the OR of its bytes folded into a word.
 func (w *fastBuf) copyShort(s string) uint64 {
@@ -98,27 +88,94 @@ func (w *fastBuf) copyShort(s string) uint64 {
 
 // mpStr appends s as a MessagePack str (header + bytes). A string that is
 // not ASCII is rewritten by the general encoder (UTF-8 check, U+FFFD
-// replacement).
+// replacement). One call per string: the header, the copy (in words, as
+// copyShort does, up to 64 bytes) and the ASCII check are done here
+// (through a copy helper and copyShort it was three calls per string,
+// most of the cost of the short strings of a request-headers event).
 func (w *fastBuf) mpStr(s string) {
 	start := w.n
 	n := len(s)
+	h := 1
 	switch {
 	case n <= 31:
-		w.byte1(0xa0 | byte(n))
+		w.b[w.n] = 0xa0 | byte(n)
 	case n <= 0xff:
 		w.b[w.n], w.b[w.n+1] = 0xd9, byte(n)
-		w.n += 2
+		h = 2
 	case n <= 0xffff:
 		w.b[w.n], w.b[w.n+1], w.b[w.n+2] = 0xda, byte(n>>8), byte(n)
-		w.n += 3
+		h = 3
 	default:
-		w.byte1(0xdb)
-		binary.BigEndian.PutUint32(w.b[w.n:], uint32(n))
-		w.n += 4
+		w.b[w.n] = 0xdb
+		binary.BigEndian.PutUint32(w.b[w.n+1:], uint32(n))
+		h = 5
 	}
-	if w.copyASCII(s)&0x8080808080808080 != 0 {
+	w.n += h
+	var acc uint64
+	if n > 64 {
+		w.n += copy(w.b[w.n:], s)
+		acc = wiretext.OrBytes(s)
+	} else {
+		_ = w.b[w.n : w.n+n] // the whole destination range is reserved (panics otherwise)
+		d := unsafe.Pointer(unsafe.SliceData(w.b[w.n:]))
+		p := unsafe.Pointer(unsafe.StringData(s))
+		w.n += n
+		switch {
+		case n >= 16:
+			// Two words a round, into two accumulators; the last two
+			// words end at n (they may overlap the previous ones).
+			var acc1 uint64
+			for i := 0; i+16 < n; i += 16 {
+				x, y := *(*uint64)(unsafe.Add(p, i)), *(*uint64)(unsafe.Add(p, i+8))
+				acc |= x
+				acc1 |= y
+				*(*uint64)(unsafe.Add(d, i)) = x
+				*(*uint64)(unsafe.Add(d, i+8)) = y
+			}
+			x, y := *(*uint64)(unsafe.Add(p, n-16)), *(*uint64)(unsafe.Add(p, n-8))
+			acc |= x | acc1 | y
+			*(*uint64)(unsafe.Add(d, n-16)) = x
+			*(*uint64)(unsafe.Add(d, n-8)) = y
+		case n >= 8:
+			x, y := *(*uint64)(p), *(*uint64)(unsafe.Add(p, n-8))
+			acc = x | y
+			*(*uint64)(d) = x
+			*(*uint64)(unsafe.Add(d, n-8)) = y
+		case n >= 4:
+			x, y := *(*uint32)(p), *(*uint32)(unsafe.Add(p, n-4))
+			acc = uint64(x | y)
+			*(*uint32)(d) = x
+			*(*uint32)(unsafe.Add(d, n-4)) = y
+		default:
+			for i := 0; i < n; i++ {
+				c := *(*byte)(unsafe.Add(p, i))
+				acc |= uint64(c)
+				*(*byte)(unsafe.Add(d, i)) = c
+			}
+		}
+	}
+	if acc&0x8080808080808080 != 0 {
 		w.general(w.n, mpAppendStr(w.b[:start], s))
 	}
+}
+
+// key appends a MessagePack protocol key of 4 to 16 bytes (a fixstr
+// header and the name: every key of the request-headers event, see
+// TestMsgpackKeyLengths) with two overlapping word moves, inlined: no
+// call, no loop.
+func (w *fastBuf) key(k string) {
+	n := len(k)
+	_ = w.b[w.n : w.n+n] // reserved (panics otherwise)
+	d := unsafe.Pointer(unsafe.SliceData(w.b[w.n:]))
+	p := unsafe.Pointer(unsafe.StringData(k))
+	if n >= 8 {
+		*(*uint64)(d) = *(*uint64)(p)
+		*(*uint64)(unsafe.Add(d, n-8)) = *(*uint64)(unsafe.Add(p, n-8))
+	} else {
+		*(*uint32)(d) = *(*uint32)(p)
+		*(*uint32)(unsafe.Add(d, n-4)) = *(*uint32)(unsafe.Add(p, n-4))
+	}
+	w.n += n
 }
 
 func (w *fastBuf) mpOptStr(o Opt[string]) {
@@ -158,9 +215,11 @@ func mpKey(k string) string { return string(append([]byte{0xa0 | byte(len(k))}, 
 
 // Constant runs of the request-headers event (map headers and keys).
 var (
-	mpRHHead     = "\x85" + mpKey("correlation_id") // envelope of 5 entries
-	mpRHMeta     = mpKey("metadata")                // then the metadata map header
-	mpRHMetaCID  = mpKey("correlation_id")          // first metadata key
+	mpRHHead = "\x85" + mpKey("correlation_id") // envelope of 5 entries
+	// The metadata key, its map header (11 entries, 12 with a
+	// traceparent) and its first key, in one run.
+	mpRHMeta11   = mpKey("metadata") + "\x8b" + mpKey("correlation_id")
+	mpRHMeta12   = mpKey("metadata") + "\x8c" + mpKey("correlation_id")
 	mpRHReqID    = mpKey("request_id")
 	mpRHClientIP = mpKey("client_ip")
 	mpRHPort     = mpKey("client_port")
@@ -177,6 +236,33 @@ var (
 	mpRHHeaders  = mpKey("headers")
 )
 
+// namesAscending reports whether header name a sorts strictly before b
+// (a < b), deciding most pairs by their first 8 bytes loaded as one
+// big-endian word (a shorter name padded with zero bytes), without
+// runtime.cmpstring's call. Words that differ order the names as their
+// bytes do (where a name ends first, its padding 0 is below the other's
+// byte, or both bytes are 0 and the words go on); equal words are left to
+// the full comparison.
+func namesAscending(a, b string) bool {
+	if x, y := nameWord(a), nameWord(b); x != y {
+		return x < y
+	}
+	return a < b
+}
+
+// nameWord returns the first 8 bytes of s as a big-endian word, padded
+// with zero bytes.
+func nameWord(s string) uint64 {
+	if len(s) >= 8 {
+		return binary.BigEndian.Uint64(unsafe.Slice(unsafe.StringData(s), 8))
+	}
+	var x uint64
+	for i := 0; i < len(s); i++ {
+		x |= uint64(s[i]) << (56 - 8*uint(i))
+	}
+	return x
+}
+
 // mpAppendRequestHeadersFast is AppendRequestHeadersMsgpack for events
 // whose header names are already in strictly ascending order; ok is false
 // (and nothing is written) when they are not. Strings that are not ASCII
@@ -188,7 +274,7 @@ func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte,
 		len(m.ServerName.Value) + len(m.TLSVersion.Value) + len(m.TLSCipher.Value) + len(m.RouteID.Value) +
 		len(m.UpstreamID.Value) + len(m.Traceparent) + len(e.Method) + len(e.URI) + 12*perStr + 64
 	for i := range e.Headers {
-		if i > 0 && e.Headers[i-1].Name >= e.Headers[i].Name {
+		if i > 0 && !namesAscending(e.Headers[i-1].Name, e.Headers[i].Name) {
 			return dst, false // not strictly ascending (one pass for both checks)
 		}
 		bound += len(e.Headers[i].Name) + 2*perStr
@@ -197,21 +283,19 @@ func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte,
 		}
 	}
 	w := fastGrow(dst, bound)
-	w.raw(mpRHHead)
+	w.key(mpRHHead)
 	w.mpStr(m.CorrelationID)
-	w.raw(mpRHMeta)
 	if m.Traceparent != "" {
-		w.byte1(0x8c)
+		w.raw(mpRHMeta12)
 	} else {
-		w.byte1(0x8b)
+		w.raw(mpRHMeta11)
 	}
-	w.raw(mpRHMetaCID)
 	w.mpStr(m.CorrelationID)
-	w.raw(mpRHReqID)
+	w.key(mpRHReqID)
 	w.mpStr(m.RequestID)
-	w.raw(mpRHClientIP)
+	w.key(mpRHClientIP)
 	w.mpStr(m.ClientIP)
-	w.raw(mpRHPort)
+	w.key(mpRHPort)
 	switch p := m.ClientPort; {
 	case p < 0x80:
 		w.byte1(byte(p))
@@ -222,19 +306,19 @@ func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte,
 		w.b[w.n], w.b[w.n+1], w.b[w.n+2] = 0xcd, byte(p>>8), byte(p)
 		w.n += 3
 	}
-	w.raw(mpRHServer)
+	w.key(mpRHServer)
 	w.mpOptStr(m.ServerName)
-	w.raw(mpRHProto)
+	w.key(mpRHProto)
 	w.mpStr(m.Protocol)
-	w.raw(mpRHTLSVer)
+	w.key(mpRHTLSVer)
 	w.mpOptStr(m.TLSVersion)
-	w.raw(mpRHCipher)
+	w.key(mpRHCipher)
 	w.mpOptStr(m.TLSCipher)
-	w.raw(mpRHRoute)
+	w.key(mpRHRoute)
 	w.mpOptStr(m.RouteID)
-	w.raw(mpRHUpstream)
+	w.key(mpRHUpstream)
 	w.mpOptStr(m.UpstreamID)
-	w.raw(mpRHTime)
+	w.key(mpRHTime)
 	var ts [48]byte
 	t := mpFormatTimestamp(ts[:0], m.Timestamp)
 	w.b[w.n], w.b[w.n+1] = 0xd9, byte(len(t)) // written by the general path as str8 too when ≥ 32
@@ -246,19 +330,23 @@ func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte,
 	}
 	w.n += copy(w.b[w.n:], t)
 	if m.Traceparent != "" {
-		w.raw(mpRHTrace)
+		w.key(mpRHTrace)
 		w.mpStr(m.Traceparent)
 	}
-	w.raw(mpRHMethod)
+	w.key(mpRHMethod)
 	w.mpStr(e.Method)
-	w.raw(mpRHURI)
+	w.key(mpRHURI)
 	w.mpStr(e.URI)
-	w.raw(mpRHHeaders)
+	w.key(mpRHHeaders)
 	w.mpCount(0x80, len(e.Headers))
 	for i := range e.Headers {
 		h := &e.Headers[i]
 		w.mpStr(h.Name)
-		w.mpCount(0x90, len(h.Values))
+		if nv := len(h.Values); nv <= 15 {
+			w.byte1(0x90 | byte(nv)) // fixarray, without mpCount's call
+		} else {
+			w.mpCount(0x90, nv)
+		}
 		for _, v := range h.Values {
 			w.mpStr(v)
 		}

@@ -1,0 +1,91 @@
+package payload
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestNamesAscending: the word-wise order check of the MessagePack
+// request-headers fast path agrees with Go's string order on every pair of
+// a set built to hit its edges (names shorter than, equal to and longer
+// than a word, prefixes of each other, NUL and high bytes where padding
+// would be), and on random pairs over a small alphabet with those bytes.
+func TestNamesAscending(t *testing.T) {
+	edge := []string{"", "\x00", "\x00\x00", "a", "a\x00", "a\x00b", "ab", "abc", "abcdefg", "abcdefg\x00",
+		"abcdefgh", "abcdefgh\x00", "abcdefghi", "abcdefgi", "abcdefgha", "accept", "accept-encoding",
+		"accept-language", "\xff", "\xff\xff\xff\xff\xff\xff\xff\xff", "\xff\xff\xff\xff\xff\xff\xff\xff\x00", "x-request-id"}
+	for _, a := range edge {
+		for _, b := range edge {
+			if got := namesAscending(a, b); got != (a < b) {
+				t.Fatalf("namesAscending(%q, %q) = %v, want %v", a, b, got, a < b)
+			}
+		}
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	alpha := []byte{0, 'a', 'b', 0x7f, 0x80, 0xff}
+	gen := func() string {
+		b := make([]byte, r.IntN(12))
+		for i := range b {
+			b[i] = alpha[r.IntN(len(alpha))]
+		}
+		return string(b)
+	}
+	for range 200000 {
+		a, b := gen(), gen()
+		if got := namesAscending(a, b); got != (a < b) {
+			t.Fatalf("namesAscending(%q, %q) = %v, want %v", a, b, got, a < b)
+		}
+	}
+}
+
+// TestMsgpackKeyLengths: every key the request-headers fast path writes
+// with fastBuf.key is 4 to 16 bytes long, the lengths its two overlapping
+// word moves copy exactly.
+func TestMsgpackKeyLengths(t *testing.T) {
+	for _, k := range []string{mpRHHead, mpRHReqID, mpRHClientIP, mpRHPort, mpRHServer, mpRHProto, mpRHTLSVer,
+		mpRHCipher, mpRHRoute, mpRHUpstream, mpRHTime, mpRHTrace, mpRHMethod, mpRHURI, mpRHHeaders} {
+		if len(k) < 4 || len(k) > 16 {
+			t.Errorf("key %q is %d bytes, fastBuf.key copies 4 to 16", k, len(k))
+		}
+		var w fastBuf
+		w.b = make([]byte, 32)
+		w.key(k)
+		if string(w.done()) != k {
+			t.Errorf("key(%q) wrote %q", k, w.done())
+		}
+	}
+}
+
+// TestMpStrEveryLength: the fast path's string writer (header, word copy,
+// ASCII check) matches the general encoder for every length from 0 to 80
+// (each copy shape: bytes, two half-words, two words, rounds of two words
+// with overlapping tails, and the copy past 64 bytes), plain and with one
+// non-ASCII byte at every position (which only the accumulated check
+// finds: the string must then go through the general encoder's UTF-8
+// replacement).
+func TestMpStrEveryLength(t *testing.T) {
+	for n := 0; n <= 80; n++ {
+		plain := make([]byte, n)
+		for i := range plain {
+			plain[i] = 'a' + byte(i%26)
+		}
+		cases := []string{string(plain)}
+		for at := 0; at < n; at++ {
+			b := append([]byte(nil), plain...)
+			b[at] = 0xff
+			cases = append(cases, string(b))
+		}
+		for _, s := range cases {
+			var w fastBuf
+			w.b = make([]byte, 8+len(s)+5)
+			w.b[0] = 0x42
+			w.n = 1
+			w.mpStr(s)
+			want := mpAppendStr([]byte{0x42}, s)
+			if got := w.done(); !bytes.Equal(got, want) {
+				t.Fatalf("mpStr(%q) = %x, want %x", s, got, want)
+			}
+		}
+	}
+}
