@@ -30,15 +30,15 @@ type bufPool struct{ small sync.Pool }
 
 // Get returns a buffer of length n (see Pool).
 func (p *bufPool) Get(n int) *[]byte {
-	if n > smallCap {
-		return mem.DefaultBufferPool().Get(n)
+	if n <= smallCap {
+		if bp, ok := p.small.Get().(*[]byte); ok {
+			*bp = (*bp)[:n]
+			return bp
+		}
+		b := make([]byte, n, smallCap)
+		return &b
 	}
-	if bp, ok := p.small.Get().(*[]byte); ok {
-		*bp = (*bp)[:n]
-		return bp
-	}
-	b := make([]byte, n, smallCap)
-	return &b
+	return mem.DefaultBufferPool().Get(n)
 }
 
 // Put takes back a buffer from Get.
