@@ -48,10 +48,12 @@ import (
 // write role while it waits; callers then queue their events behind it,
 // so nobody spins on the role meanwhile.
 //
-// At one call in flight every reply acknowledges the whole stream, and
-// every call goes direct. After a burst that an agent has not read yet,
-// calls go through the writer until a reply shows that the agent caught
-// up. An agent that answered an event before reading it (it would have
+// At one call in flight the reply to each request-headers event
+// acknowledges the whole stream up to it, and the next call goes direct.
+// Only request-headers events are marked (the ones a direct send
+// carries): after body chunks of more than 64 KiB in all, or a burst that
+// the agent has not read yet, calls go through the writer until the reply
+// to a request-headers event shows that the agent caught up. An agent that answered an event before reading it (it would have
 // to know the correlation id beforehand) would break the rule: a direct
 // send could then wait, at most until the write timeout. Messages with a
 // compressor (none by default; a dial option could add one) may be larger

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -283,5 +284,14 @@ func TestGRPCAckReplyMarks(t *testing.T) {
 	g.handed++
 	if g.mayNotWait() {
 		t.Fatal("a send with no quota left said not to wait")
+	}
+}
+
+// TestPendingSize: the stream mark (sentEnd) sits in the padding after
+// wstate: a pending is still 48 bytes (a 48-byte size class), which every
+// request waiting for its reply holds.
+func TestPendingSize(t *testing.T) {
+	if n := unsafe.Sizeof(pending{}); n != 48 {
+		t.Fatalf("pending is %d bytes, want 48", n)
 	}
 }
