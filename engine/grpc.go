@@ -294,10 +294,10 @@ type grpcTransport struct {
 	// collected in batch since: stream offsets. Write-role holder only
 	// (before the session: the dialer).
 	handed, queued uint64
-	// acked is the stream offset, in grpcMarkUnit units, up to which the
-	// agent has provably read the stream: the end of the furthest event
-	// it has answered. Stored by the reader, loaded by direct callers
-	// (grpc_direct.go).
+	// acked is the stream offset, in units of 2^grpcMarkShift bytes, up
+	// to which the agent has provably read the stream: the end of the
+	// furthest event it has answered. Stored by the reader, loaded by
+	// direct callers (grpc_direct.go).
 	acked atomic.Uint64
 
 	// watch sees every SendMsg in and out: the expirer fails the session
