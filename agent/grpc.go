@@ -107,8 +107,9 @@ type procStream struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// sem holds a slot per admitted event (being handled, or waiting for a
-	// worker): maxConcurrency + eventBacklog(maxConcurrency) slots, so the
+	// sem holds a slot per event admitted for the workers (being handled,
+	// or waiting for a worker; inline events take none, grpc_direct.go):
+	// maxConcurrency + eventBacklog(maxConcurrency) slots, so the
 	// reader goes on receiving cancels and pings while every handler is
 	// busy, and pauses only when the backlog is full too.
 	sem chan struct{}
@@ -126,9 +127,17 @@ type procStream struct {
 	inline     bool // WithInlineHandlers: the reader runs the handlers
 	// idle counts parked workers no event has been sent for yet (see
 	// udsConn.idle).
-	idle     atomic.Int32
-	ctxSlab  reqCtxSlab // request contexts; reader only
+	idle    atomic.Int32
+	ctxSlab reqCtxSlab // request contexts; reader only
+	// inflight holds the events handed to workers, for cancels. Inline
+	// events are not in it and take no slot of sem (runInline).
 	inflight inflightTable
+	// inlineSeq is odd while the reader runs an inline event (from its
+	// stopping check until its reply is sent or queued); inlineIdle
+	// wakes waitInline when one ends during Shutdown. Inline streams
+	// only (grpc_direct.go).
+	inlineSeq  atomic.Uint64
+	inlineIdle chan struct{}
 
 	established atomic.Bool // a handshake succeeded
 	// lastHealth is the last health report queued on this stream.
@@ -178,6 +187,9 @@ func (s *Server) processStream(ss grpc.ServerStream) error {
 		readerDone: make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
+	if st.inline {
+		st.inlineIdle = make(chan struct{}, 1)
+	}
 	st.ctx, st.cancel = context.WithCancel(ss.Context())
 	defer st.cancel()
 	stopBase := context.AfterFunc(s.baseCtx, st.cancel)
@@ -223,7 +235,7 @@ func (s *Server) processStream(ss grpc.ServerStream) error {
 		}
 	case <-s.shutdownCh:
 		st.stopping.Store(true)
-		if !st.waitHandlers(s.closeCh) {
+		if !st.waitHandlers(s.closeCh) || !st.waitInline(s.closeCh) {
 			return errUnavailable
 		}
 		result = errUnavailable
@@ -461,12 +473,17 @@ func (st *procStream) handle(m *pb.ProxyToAgent) error {
 // accept admits an event whose kind and correlation id are set: protocol
 // check, a slot (the reader waits for one only when every handler is busy
 // and the backlog is full: backpressure on the proxy), registration and
-// dispatch to a worker. Reader only; it takes ownership of c.
+// dispatch to a worker; with inline handlers, runInline. Reader only; it
+// takes ownership of c.
 func (st *procStream) accept(c *grpcCall) error {
 	s := st.srv
 	if !st.established.Load() {
 		c.release()
 		return errBeforeHS
+	}
+	if st.inline {
+		st.runInline(c)
+		return nil
 	}
 	select {
 	case st.sem <- struct{}{}:
@@ -482,13 +499,6 @@ func (st *procStream) accept(c *grpcCall) error {
 	}
 	c.st = st
 	s.beginWith(st.ctxSlab.get(st.ctx), &st.inflight, &c.exchange)
-	if st.inline {
-		// WithInlineHandlers: no hand-over to a worker goroutine; the
-		// reply goes out from the reader when the writer is idle, or
-		// with the writer's next burst (grpc_direct.go).
-		c.run()
-		return nil
-	}
 	st.dispatch(c)
 	return nil
 }
@@ -556,14 +566,11 @@ func (s *Server) handshakeToPB(r *agentwire.HandshakeResponse) *pb.HandshakeResp
 	return out
 }
 
-// run handles one event on its own goroutine and queues the reply.
+// run handles one event on a worker goroutine and queues the reply.
 func (c *grpcCall) run() {
 	st := c.st
-	s := st.srv
-	c.process(s, &st.inflight)
-	if st.inline && st.sendDirect(c) {
-		// Sent (and released) on this goroutine, the reader.
-	} else if !st.enqueueReply(c) {
+	c.process(st.srv, &st.inflight)
+	if !st.enqueueReply(c) {
 		c.release()
 	}
 	<-st.sem

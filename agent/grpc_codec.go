@@ -2,7 +2,6 @@ package agent
 
 import (
 	"errors"
-	"sync"
 	"unsafe"
 
 	"google.golang.org/grpc/encoding"
@@ -29,10 +28,10 @@ import (
 // same bytes). Any other buffer (pooled: a larger frame; several: a
 // message split across frames) is copied as before.
 //
-// Sent: the usual reply (grpcReply on its direct path) is written into a
-// buffer of replyBufs, which, unlike grpc-go's default pool, neither
-// clears the buffer on Get nor hands out 4 KiB for a reply of tens of
-// bytes.
+// Sent: the usual reply (grpcReply on its direct path) is written by
+// internal/pbwire into a buffer of grpccodec.Pool, the pool grpccodec
+// marshals into, which, unlike grpc-go's default pool, neither clears the
+// buffer on Get nor hands out 4 KiB for a reply of tens of bytes.
 //
 // It is stateless and safe for concurrent use.
 type serverCodec struct{}
@@ -69,18 +68,16 @@ func (serverCodec) Unmarshal(data mem.BufferSlice, v any) error {
 // the two, see grpcReply).
 var errReplyLength = errors.New("agentwire: reply encoding differs from its measured length")
 
-// marshalDirect writes the reply into a pooled buffer when internal/pbwire
-// encodes it (ok); otherwise ok is false and nothing was done.
+// marshalDirect writes the reply into a buffer of grpccodec.Pool when
+// internal/pbwire encodes it (ok); otherwise ok is false and nothing was
+// done.
 func (r *grpcReply) marshalDirect() (b mem.Buffer, ok bool, err error) {
 	r.measure()
 	if !r.direct {
 		return nil, false, nil
 	}
 	n := r.wsz.Len
-	pool := mem.BufferPool(&replyBufs)
-	if n > replyBufCap {
-		pool = mem.DefaultBufferPool()
-	}
+	pool := grpccodec.Pool()
 	bp := pool.Get(n)
 	*bp = pbwire.AppendMeasuredAgentResponse((*bp)[:0], &r.resp, r.wsz)
 	if len(*bp) != n {
@@ -88,33 +85,4 @@ func (r *grpcReply) marshalDirect() (b mem.Buffer, ok bool, err error) {
 		return nil, true, errReplyLength
 	}
 	return mem.NewBuffer(bp, pool), true, nil
-}
-
-// replyBufCap is the capacity of replyBufs' buffers: above grpc-go's
-// pooling threshold (1 KiB; mem.NewBuffer keeps a smaller buffer out of
-// its pool and costs two allocations), and room for any usual reply.
-const replyBufCap = 2 << 10
-
-// replyBufs is the mem.BufferPool of the direct replies.
-var replyBufs replyBufPool
-
-// replyBufPool hands out buffers of replyBufCap bytes, uncleared (every
-// byte sent is written by the encoder first). Safe for concurrent use.
-type replyBufPool struct{ p sync.Pool }
-
-// Get returns a buffer of length n (at most replyBufCap).
-func (rp *replyBufPool) Get(n int) *[]byte {
-	if bp, ok := rp.p.Get().(*[]byte); ok {
-		*bp = (*bp)[:n]
-		return bp
-	}
-	b := make([]byte, n, replyBufCap)
-	return &b
-}
-
-// Put takes back a buffer from Get; others are left to the collector.
-func (rp *replyBufPool) Put(bp *[]byte) {
-	if cap(*bp) == replyBufCap {
-		rp.p.Put(bp)
-	}
 }

@@ -95,12 +95,13 @@ func TestServerCodecCopiesOtherBuffers(t *testing.T) {
 	}
 }
 
-// TestServerCodecLargeReply: a direct reply longer than the reply pool's
-// buffers comes from grpc-go's default pool, with the same bytes.
+// TestServerCodecLargeReply: a direct reply longer than grpccodec.Pool's
+// small buffers (2 KiB) comes from grpc-go's default pool, with the same
+// bytes.
 func TestServerCodecLargeReply(t *testing.T) {
 	c := new(grpcCall)
 	c.resp = agentwire.AgentResponse{CorrelationID: "c", RequestHeaders: []agentwire.HeaderOp{
-		{Kind: agentwire.HeaderSet, Name: "x-big", Value: strings.Repeat("v", 3*replyBufCap)}}}
+		{Kind: agentwire.HeaderSet, Name: "x-big", Value: strings.Repeat("v", 6<<10)}}}
 	want, err := (*grpcReply)(c).MarshalVT()
 	if err != nil {
 		t.Fatal(err)

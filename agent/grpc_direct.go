@@ -1,6 +1,21 @@
 package agent
 
-// Direct replies on inline ProcessStreams.
+// Inline events and direct replies on inline ProcessStreams.
+//
+// With WithInlineHandlers the reader runs each event's handler before it
+// receives the next message (runInline). A cancel for an event arrives on
+// the same ProcessStream, which only the reader receives: it is read
+// after the handler of every event before it has returned, so it never
+// finds an inline event in flight. Inline events are therefore not
+// registered in the in-flight table (a lock and two map operations per
+// event that no cancel could use; their request contexts still end with
+// the stream), and they take no concurrency slot (a channel send and
+// receive per event that bound nothing: one inline event runs at a time).
+// The slots did one more thing: Shutdown (waitHandlers) waited for the
+// event being handled by taking every slot. waitInline does that for
+// inline streams: inlineSeq is odd from the reader's stopping check until
+// the event's reply is sent or queued, which costs two uncontended atomic
+// adds per event.
 //
 // With WithInlineHandlers the reader runs the handler; queueing the reply
 // for the writer goroutine then costs a goroutine hand-off per event (the
@@ -35,5 +50,58 @@ func (st *procStream) sendDirect(c *grpcCall) bool {
 	}
 	st.sendMu.Unlock()
 	c.release()
+	return true
+}
+
+// runInline handles c on the reader (WithInlineHandlers), unless Shutdown
+// has begun: the handler runs, and the reply goes out from the reader when
+// the writer is idle (sendDirect), or with the writer's next burst. Reader
+// only; it takes ownership of c.
+func (st *procStream) runInline(c *grpcCall) {
+	st.inlineSeq.Add(1) // odd: see waitInline
+	if st.stopping.Load() {
+		// Shutdown: events that arrive now are not handled.
+		st.endInline()
+		c.release()
+		return
+	}
+	s := st.srv
+	c.st = st
+	s.beginWith(st.ctxSlab.get(st.ctx), nil, &c.exchange)
+	c.process(s, nil)
+	if !st.sendDirect(c) && !st.enqueueReply(c) {
+		c.release()
+	}
+	st.endInline()
+}
+
+// endInline ends the reader's inline event (inlineSeq even again) and
+// wakes waitInline if Shutdown has begun.
+func (st *procStream) endInline() {
+	st.inlineSeq.Add(1)
+	if st.stopping.Load() {
+		select {
+		case st.inlineIdle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// waitInline is waitHandlers for an inline stream's event being handled
+// (stopping must be set): it returns once no inline event runs, after
+// which none will (runInline checks stopping after making inlineSeq odd,
+// waitInline reads inlineSeq after stopping was set; both sequentially
+// consistent). It returns false if abort is closed first (the request
+// contexts are then cancelled). True at once on a stream without inline
+// handlers.
+func (st *procStream) waitInline(abort <-chan struct{}) bool {
+	for st.inlineSeq.Load()&1 != 0 {
+		select {
+		case <-st.inlineIdle:
+		case <-abort:
+			st.cancel()
+			return false
+		}
+	}
 	return true
 }

@@ -56,9 +56,10 @@ const directMaxInFlight = 1
 
 // acquireWriteRole takes the write role for the writer goroutine, waiting
 // out a caller's direct write (a non-blocking encode and write of one
-// event).
+// event: on gRPC too, grpc_direct.go).
 func (s *session) acquireWriteRole() {
 	for !s.wrole.CompareAndSwap(0, 1) {
+		s.roleWaits.Add(1)
 		runtime.Gosched()
 	}
 }
@@ -84,6 +85,7 @@ func (s *session) tryDirect(o outbound) bool {
 		if encErr := s.dw.appendRequestHeadersEvent(o.rh); encErr != nil {
 			s.failEvent(p, encErr)
 		} else {
+			s.markSent(p)
 			p.eventDone(true) // the last touch of p (see pending)
 			s.c.stats.sent.Add(1)
 			var done bool

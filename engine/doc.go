@@ -166,8 +166,9 @@
 //     lock-free MPSC ring; the writer drains the ring in batches and passes
 //     each buffer to gRPC as is (the engine's codec neither copies nor
 //     re-encodes). A request-headers call alone in flight that finds the
-//     writer idle sends its event itself instead, if the agent has sent
-//     something since the last such send (grpc_direct.go: a send can
+//     writer idle sends its event itself instead, when grpc-go takes it
+//     without waiting: fewer than 64 KiB sent since what the agent has
+//     provably read, going by its replies (grpc_direct.go: a send can
 //     block while an agent does not read, and a caller must not wait
 //     there past its deadline);
 //  5. waits on its entry's one-slot channel and its context. When the

@@ -289,9 +289,16 @@ type grpcTransport struct {
 	// directSends counts the flushes done by direct callers (tests read
 	// it); write-role holder only.
 	directSends int
-	// silent is set by a direct send and cleared by the next message
-	// from the agent: a direct send waits for it (grpc_direct.go).
-	silent atomic.Bool
+	// handed counts the bytes handed to ProcessStream's SendMsg (each
+	// message with gRPC's 5-byte prefix), queued those and the ones
+	// collected in batch since: stream offsets. Write-role holder only
+	// (before the session: the dialer).
+	handed, queued uint64
+	// acked is the stream offset, in units of 2^grpcMarkShift bytes, up
+	// to which the agent has provably read the stream: the end of the
+	// furthest event it has answered. Stored by the reader, loaded by
+	// direct callers (grpc_direct.go).
+	acked atomic.Uint64
 
 	// watch sees every SendMsg in and out: the expirer fails the session
 	// when one blocks (a full HTTP/2 window) for the write timeout.
@@ -304,6 +311,9 @@ func (t *grpcTransport) send(o outbound) error {
 	if err := t.flushBefore(o.buf); err != nil {
 		return err
 	}
+	n := uint64(o.buf.Len()) + grpcPrefixLen
+	t.queued += n
+	t.handed += n
 	t.watch.begin()
 	err := sendOn(t.stream, &t.out, o.buf) // gRPC messages are always buffers
 	t.watch.end()
@@ -333,9 +343,6 @@ func (t *grpcTransport) readLoop(s *session) error {
 	for {
 		if err := t.stream.RecvMsg(&t.in); err != nil {
 			return err
-		}
-		if t.silent.Load() {
-			t.silent.Store(false)
 		}
 		handleAgentToProxy(t.in.bytes(), s)
 		t.in.release()

@@ -51,6 +51,7 @@ func handleAgentToProxy(b []byte, s *session) {
 		if p == nil {
 			return
 		}
+		s.ackReply(p)
 		dst := p.dst
 		dst.Reset()
 		dst.CorrelationID = p.id
@@ -86,6 +87,7 @@ func handleAgentToProxySlow(b []byte, s *session) {
 		if p == nil {
 			return
 		}
+		s.ackReply(p)
 		dst := p.dst
 		dst.Reset()
 		if err := pbconv.AgentResponseFromPB(dst, x.Response); err != nil {

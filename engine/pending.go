@@ -50,6 +50,14 @@ type pending struct {
 	deadline atomic.Int64
 	// wstate is the writer's progress with the caller's event.
 	wstate atomic.Int32
+	// sentEnd is, on a gRPC session, where the caller's request-headers
+	// event ends in the stream, in units of 2^grpcMarkShift bytes modulo
+	// 2^32 (0: not recorded): stored atomically by whoever collects the
+	// event (before it is sent), loaded atomically by the reader that
+	// claims the reply, which so learns how far the agent has read the
+	// stream (grpc_direct.go). Reset by putPending. It fills the padding
+	// after wstate (TestPendingSize).
+	sentEnd uint32
 	// next links the entries of one chain of the session's pendingMap
 	// (under its shard's lock), and then the list a sweep removed; hash
 	// is the map's hash of id, set when the entry is stored.
@@ -92,6 +100,9 @@ func putPending(p *pending) {
 	}
 	p.id, p.dst = "", nil
 	p.deadline.Store(0)
+	// Plain store: the collector's store happened before eventDone, which
+	// settle has seen, and the reader's load before it completed p.
+	p.sentEnd = 0
 	pendingPool.Put(p)
 }
 

@@ -32,7 +32,13 @@ type session struct {
 	// 0 free, 1 held (by the writer or by one direct caller).
 	dw    directWriter
 	wrole atomic.Int32
-	out   *ring.Ring[outbound]
+	// roleWaits counts the writer's turns waiting for the write role
+	// (acquireWriteRole); tests read it.
+	roleWaits atomic.Uint64
+	// grpc is t on a gRPC session (nil otherwise): its direct sends
+	// track how far the agent has read (grpc_direct.go).
+	grpc *grpcTransport
+	out  *ring.Ring[outbound]
 	// ctx is cancelled when the session fails.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -104,6 +110,7 @@ func newSession(c *Conn, t transport, caps agentwire.Capabilities) *session {
 		maxInFlight: maxInFlightOf(caps.Limits.MaxConcurrency),
 	}
 	s.ew, _ = t.(eventWriter)
+	s.grpc, _ = t.(*grpcTransport)
 	if dw, ok := t.(directWriter); ok && dw.canDirect() {
 		s.dw = dw
 	}
@@ -382,6 +389,7 @@ func (s *session) writeRound(w *writerState) bool {
 					if encErr := s.ew.appendRequestHeadersEvent(o.rh); encErr != nil {
 						s.failEvent(p, encErr)
 					} else {
+						s.markSent(p)
 						p.eventDone(true)
 						// Counted once in the batch, as send
 						// counts what it collects (the write may

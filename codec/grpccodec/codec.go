@@ -26,10 +26,11 @@
 //
 // # Memory
 //
-// Marshal computes SizeVT, takes one buffer of that size (at least 1 KiB +
-// 1, so that small messages are pooled too; see pooledMin) from
-// mem.DefaultBufferPool() and encodes into it with MarshalToSizedBufferVT;
-// gRPC returns the buffer to the pool once the bytes are written. Unmarshal
+// Marshal computes SizeVT, takes one buffer of that size from Pool (2 KiB
+// buffers of its own, uncleared, for messages up to 2 KiB; grpc-go's
+// default pool above) and encodes into it with MarshalToSizedBufferVT;
+// gRPC returns the buffer to the pool once the bytes are written. Pool is
+// exported for encoders of their own that send the same way. Unmarshal
 // decodes with UnmarshalVT, which copies every string and bytes field, so
 // the decoded message never aliases gRPC's pooled receive buffers (the
 // aliasing UnmarshalVTUnsafe is never used).
@@ -52,14 +53,13 @@ import (
 // Name is the codec's name, the same as grpc-go's default protobuf codec.
 const Name = "proto"
 
-// pooledMin is the smallest capacity Marshal asks its pool for.
-// mem.NewBuffer only recycles buffers whose capacity exceeds 1 KiB; a
-// smaller one comes back as a SliceBuffer, which costs two allocations
-// (the bytes, and boxing the slice into the mem.Buffer interface) and never
-// returns to the pool. Asking for at least 1 KiB + 1 (a 4 KiB buffer of
-// grpc's default pool) makes small messages — the agent's replies are tens
-// of bytes — free of allocations once the pool is warm, for the few
-// microseconds until grpc has written them.
+// pooledMin is the smallest capacity marshalVT and marshalProto ask their
+// pool for. mem.NewBuffer only recycles buffers whose capacity exceeds 1
+// KiB; a smaller one comes back as a SliceBuffer, which costs two
+// allocations (the bytes, and boxing the slice into the mem.Buffer
+// interface) and never returns to the pool. Asking for at least 1 KiB + 1
+// makes small messages free of allocations once the pool is warm, also
+// from a pool other than Pool (whose small buffers have 2 KiB anyway).
 const pooledMin = 1<<10 + 1
 
 // vtMessage is implemented by messages generated with vtprotobuf's
@@ -102,7 +102,7 @@ func (codec) Name() string { return Name }
 // reference, which gRPC frees after writing it.
 func (codec) Marshal(v any) (mem.BufferSlice, error) {
 	if m, ok := v.(vtMessage); ok {
-		buf, err := marshalVT(m, mem.DefaultBufferPool())
+		buf, err := marshalVT(m, &thePool)
 		if err != nil {
 			return nil, err
 		}
@@ -112,7 +112,7 @@ func (codec) Marshal(v any) (mem.BufferSlice, error) {
 	if m == nil {
 		return nil, errNotProto
 	}
-	buf, err := marshalProto(m, mem.DefaultBufferPool())
+	buf, err := marshalProto(m, &thePool)
 	if err != nil {
 		return nil, err
 	}
