@@ -174,9 +174,11 @@ func WithRawMsgpackBodies() Option {
 // within microseconds and never block (no I/O, no locks held for long):
 // while a handler runs, the connection
 // reads nothing, so further events, cancels and pings wait for it, and
-// events of one connection are handled one at a time (on a Unix-socket or
-// reverse connection a cancel is thus read only after its event was
-// answered: it runs the Canceller and cancels nothing). WithMaxConcurrency
+// events of one connection are handled one at a time. A cancel is thus
+// read only after its event was answered, on every transport (a gRPC
+// ProcessStream carries its cancels on the same stream): it runs the
+// Canceller and cancels nothing, so inline events take no concurrency slot
+// and are not entered in the table of running events. WithMaxConcurrency
 // then only bounds the backlog. The unary ProcessEvent RPC is not affected
 // (grpc-go runs each call on a goroutine of its own).
 func WithInlineHandlers() Option {
