@@ -857,12 +857,17 @@ func (c *udsCall) decodeEvent(typ frame.Type, p []byte, msgpack bool) error {
 	switch typ {
 	case frame.TypeRequestHeaders:
 		c.kind = kindRequestHeaders
-		if err = decodeIn(msgpack, p, &c.reqHeaders, payload.DecodeRequestHeadersMsgpack, payload.DecodeRequestHeadersJSON); err == nil {
-			if msgpack {
-				c.cid = routingIDMsgpack(p, c.reqHeaders.Metadata.CorrelationID)
-			} else {
-				c.cid = routingIDJSON(p, c.reqHeaders.Metadata.CorrelationID)
+		if msgpack {
+			// The decoder hands back the envelope's id when it is the
+			// first key (every known proxy's shape): no second parse.
+			top, topOK, err := payload.DecodeRequestHeadersMsgpackRouted(p, &c.reqHeaders)
+			if err == nil {
+				c.cid = routedID(p, top, topOK, c.reqHeaders.Metadata.CorrelationID)
 			}
+			return err
+		}
+		if err = payload.DecodeRequestHeadersJSON(p, &c.reqHeaders); err == nil {
+			c.cid = routingIDJSON(p, c.reqHeaders.Metadata.CorrelationID)
 		}
 		return err
 	case frame.TypeRequestBodyChunk:

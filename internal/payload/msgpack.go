@@ -1255,23 +1255,22 @@ func mpParseRFC3339(s []byte) (time.Time, bool) {
 // mpDaysSinceEpoch is the number of days from 1970-01-01 to the given
 // proleptic Gregorian date (year 0 to 9999, month and day valid): the
 // civil-to-days computation over 400-year eras of 146097 days, with the
-// year starting in March so that the leap day comes last.
+// year starting in March so that the leap day comes last. The year is
+// shifted by one era so that all arithmetic is unsigned (cheaper
+// divisions).
 func mpDaysSinceEpoch(year, month, day int) int64 {
-	if month <= 2 {
-		year--
+	y, m := uint(year)+400, uint(month)
+	if m <= 2 {
+		y--
+		m += 9 // January = 10, February = 11
+	} else {
+		m -= 3 // March = 0
 	}
-	era := year / 400
-	if year < 0 {
-		era = (year - 399) / 400
-	}
-	yoe := year - era*400 // [0, 399]
-	mp := month - 3       // March = 0
-	if month <= 2 {
-		mp = month + 9
-	}
-	doy := (153*mp+2)/5 + day - 1 // [0, 365]
+	era := y / 400
+	yoe := y - era*400                 // [0, 399]
+	doy := (153*m+2)/5 + uint(day) - 1 // [0, 365]
 	doe := yoe*365 + yoe/4 - yoe/100 + doy
-	return int64(era)*146097 + int64(doe) - 719468
+	return int64(era*146097+doe) - 719468 - 146097
 }
 
 func mpDaysIn(year, month int) int {

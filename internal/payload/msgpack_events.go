@@ -262,7 +262,7 @@ func mpAppendRequestHeadersGeneral(b []byte, e *RequestHeadersEvent) []byte {
 // DecodeRequestHeadersMsgpack decodes a request-headers event into v,
 // reusing v's slices.
 func DecodeRequestHeadersMsgpack(data []byte, v *RequestHeadersEvent) error {
-	if mpFastRequestHeaders(data, v) {
+	if _, ok := mpFastRequestHeaders(data, v); ok {
 		return nil
 	}
 	return mpDecodeRequestHeadersGeneral(data, v)

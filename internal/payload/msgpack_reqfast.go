@@ -144,39 +144,56 @@ func mpFastOptString(b []byte, p int, dst *Opt[string]) (q int, ok bool) {
 	return mpFastString(b, p, &dst.Value)
 }
 
+// DecodeRequestHeadersMsgpackRouted is DecodeRequestHeadersMsgpack that
+// also returns the envelope's top-level correlation_id, the routing id a
+// reply carries, when the event came in a shape whose first key it is (the
+// shapes of every known proxy): top is then a view of data (no UTF-8
+// check, as a routing id gets none) and topOK is true. With topOK false
+// the caller finds the routing id itself. Safe for concurrent use on
+// distinct destinations.
+func DecodeRequestHeadersMsgpackRouted(data []byte, v *RequestHeadersEvent) (top []byte, topOK bool, err error) {
+	if top, ok := mpFastRequestHeaders(data, v); ok {
+		return top, true, nil
+	}
+	return nil, false, mpDecodeRequestHeadersGeneral(data, v)
+}
+
 // mpFastRequestHeaders decodes b into v if b has the shape described
-// above, and reports whether it did. When it did not, v holds a mix of
-// old and new values (valid strings and slices) for the general decoder
-// to overwrite.
-func mpFastRequestHeaders(b []byte, v *RequestHeadersEvent) bool {
+// above, and reports whether it did; top is the envelope's correlation_id
+// (skipped by the decoder: not a field of the event). When it did not, v
+// holds a mix of old and new values (valid strings and slices) for the
+// general decoder to overwrite.
+func mpFastRequestHeaders(b []byte, v *RequestHeadersEvent) (top []byte, ok bool) {
 	const head = "\x85\xaecorrelation_id"
 	if len(b) < len(head)+1 || string(b[:len(head)]) != head {
-		return false
+		return nil, false
 	}
-	_, p, ok := mpFastStr(b, len(head))
+	top, p, ok := mpFastStr(b, len(head))
 	if !ok || len(b)-p < 9 || string(b[p:p+9]) != "\xa8metadata" {
-		return false
+		return nil, false
 	}
 	if p, ok = mpFastMetadata(b, p+9, &v.Metadata); !ok {
-		return false
+		return nil, false
 	}
 	if len(b)-p < 7 || string(b[p:p+7]) != "\xa6method" {
-		return false
+		return nil, false
 	}
 	if p, ok = mpFastString(b, p+7, &v.Method); !ok {
-		return false
+		return nil, false
 	}
 	if len(b)-p < 4 || string(b[p:p+4]) != "\xa3uri" {
-		return false
+		return nil, false
 	}
 	if p, ok = mpFastString(b, p+4, &v.URI); !ok {
-		return false
+		return nil, false
 	}
 	if len(b)-p < 8 || string(b[p:p+8]) != "\xa7headers" {
-		return false
+		return nil, false
 	}
-	p, ok = mpFastHeaders(b, p+8, &v.Headers)
-	return ok && p == len(b)
+	if p, ok = mpFastHeaders(b, p+8, &v.Headers); !ok || p != len(b) {
+		return nil, false
+	}
+	return top, true
 }
 
 // mpFastMetadata reads RequestMetadata as a map of its fields in

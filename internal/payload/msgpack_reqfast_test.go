@@ -115,7 +115,7 @@ func FuzzMsgpackRequestHeadersFast(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := bytes.Clone(data)
 		var fast, general RequestHeadersEvent
-		ok := mpFastRequestHeaders(data, &fast)
+		top, ok := mpFastRequestHeaders(data, &fast)
 		errGeneral := mpDecodeRequestHeadersGeneral(data, &general)
 		if !bytes.Equal(in, data) {
 			t.Fatal("decoder modified its input")
@@ -126,6 +126,12 @@ func FuzzMsgpackRequestHeadersFast(f *testing.F) {
 			}
 			if !reflect.DeepEqual(fast, general) {
 				t.Fatalf("fast path:\n%#v\ngeneral:\n%#v", fast, general)
+			}
+			_, o, _ := msgp.ReadMapHeaderBytes(data)
+			k, o, _ := msgp.ReadStringZC(o)
+			first, _, err := msgp.ReadStringZC(o)
+			if string(k) != "correlation_id" || err != nil || !bytes.Equal(first, top) {
+				t.Fatalf("top %q is not the envelope's first value (%q: %q, %v)", top, k, first, err)
 			}
 		}
 		err := DecodeRequestHeadersMsgpack(data, &usedFast)
@@ -168,7 +174,7 @@ func TestMsgpackRequestHeadersFastShapes(t *testing.T) {
 		"nil traceparent (rust)": bytes.Replace(positional, []byte("\xd9\x3700-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"), []byte{0xc0}, 1),
 	} {
 		var v RequestHeadersEvent
-		if !mpFastRequestHeaders(in, &v) {
+		if _, ok := mpFastRequestHeaders(in, &v); !ok {
 			t.Errorf("%s: not taken by the fast path", name)
 			continue
 		}
@@ -178,7 +184,7 @@ func TestMsgpackRequestHeadersFastShapes(t *testing.T) {
 		}
 	}
 	var v RequestHeadersEvent
-	if !mpFastRequestHeaders(mpRustRequestHeaders(&dup), &v) || len(v.Headers) != len(e.Headers) ||
+	if _, ok := mpFastRequestHeaders(mpRustRequestHeaders(&dup), &v); !ok || len(v.Headers) != len(e.Headers) ||
 		v.Headers[0].Name != "accept" || v.Headers[0].Values[0] != e.Headers[0].Values[0] {
 		t.Errorf("repeated name: %v", v.Headers)
 	}
@@ -191,7 +197,7 @@ func TestMsgpackRequestHeadersFastShapes(t *testing.T) {
 		"truncated":   ours[:len(ours)-1],
 	} {
 		var v RequestHeadersEvent
-		if mpFastRequestHeaders(in, &v) {
+		if _, ok := mpFastRequestHeaders(in, &v); ok {
 			t.Errorf("%s: taken by the fast path", name)
 		}
 	}
