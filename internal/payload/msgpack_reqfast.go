@@ -58,6 +58,14 @@ func mpFastStr(b []byte, p int) (s []byte, q int, ok bool) {
 // length, the comparison with *dst and the ASCII test are one pass of
 // word loads over both (two overlapping loads each for 4 to 16 bytes).
 func mpFastString(b []byte, p int, dst *string) (int, bool) {
+	if q, ok := mpFastSame(b, p, *dst); ok {
+		return q, true
+	}
+	return mpFastStore(b, p, dst)
+}
+
+// mpFastStore is mpFastString after mpFastSame said no.
+func mpFastStore(b []byte, p int, dst *string) (int, bool) {
 	if uint(p) >= uint(len(b)) {
 		return p, false
 	}
@@ -134,6 +142,70 @@ func mpFastString(b []byte, p int, dst *string) (int, bool) {
 	return q, true
 }
 
+// mpFastSame reports whether the string at b[p:] (a fixstr, str8 or
+// str16) is ASCII and equal to s, the string a destination holds, and
+// returns the offset after it. It is the common case of mpFastString (a
+// reused destination holding the last event's value) in a function that
+// calls nothing: no stack check, nothing spilled. On false the caller
+// runs mpFastString, which stores, checks UTF-8 and rejects.
+func mpFastSame(b []byte, p int, s string) (q int, same bool) {
+	if uint(p) >= uint(len(b)) {
+		return p, false
+	}
+	base := unsafe.Pointer(unsafe.SliceData(b))
+	c := *(*byte)(unsafe.Add(base, p))
+	var n int
+	switch {
+	case c&0xe0 == 0xa0:
+		n, p = int(c&0x1f), p+1
+	case c == 0xd9 && p+1 < len(b):
+		n, p = int(*(*byte)(unsafe.Add(base, p+1))), p+2
+	case c == 0xda && p+2 < len(b):
+		n, p = int(*(*byte)(unsafe.Add(base, p+1)))<<8|int(*(*byte)(unsafe.Add(base, p+2))), p+3
+	default:
+		return p, false
+	}
+	if n != len(s) || n > len(b)-p {
+		return p, false
+	}
+	// Every load below is within the n bytes at b[p:] and the n of s.
+	pv, ps := unsafe.Add(base, p), unsafe.Pointer(unsafe.StringData(s))
+	var acc, diff uint64
+	switch {
+	case n > 16:
+		i := 0
+		for ; i+16 <= n; i += 16 {
+			x, y := *(*uint64)(unsafe.Add(pv, i)), *(*uint64)(unsafe.Add(pv, i+8))
+			acc |= x | y
+			diff |= (x ^ *(*uint64)(unsafe.Add(ps, i))) | (y ^ *(*uint64)(unsafe.Add(ps, i+8)))
+		}
+		if i+8 <= n {
+			x := *(*uint64)(unsafe.Add(pv, i))
+			acc |= x
+			diff |= x ^ *(*uint64)(unsafe.Add(ps, i))
+			i += 8
+		}
+		if i < n {
+			x := *(*uint64)(unsafe.Add(pv, n-8))
+			acc |= x
+			diff |= x ^ *(*uint64)(unsafe.Add(ps, n-8))
+		}
+	case n >= 8:
+		x, y := *(*uint64)(pv), *(*uint64)(unsafe.Add(pv, n-8))
+		acc = x | y
+		diff = (x ^ *(*uint64)(ps)) | (y ^ *(*uint64)(unsafe.Add(ps, n-8)))
+	case n >= 4:
+		x, y := *(*uint32)(pv), *(*uint32)(unsafe.Add(pv, n-4))
+		acc = uint64(x | y)
+		diff = uint64((x ^ *(*uint32)(ps)) | (y ^ *(*uint32)(unsafe.Add(ps, n-4))))
+	case n > 0: // 1 to 3 bytes: positions 0, n/2 and n-1 cover them all
+		x := uint64(*(*byte)(pv)) | uint64(*(*byte)(unsafe.Add(pv, n/2)))<<8 | uint64(*(*byte)(unsafe.Add(pv, n-1)))<<16
+		acc = x
+		diff = x ^ (uint64(*(*byte)(ps)) | uint64(*(*byte)(unsafe.Add(ps, n/2)))<<8 | uint64(*(*byte)(unsafe.Add(ps, n-1)))<<16)
+	}
+	return p + n, diff|acc&0x8080808080808080 == 0
+}
+
 // mpFastOptString reads nil (None) or a string into *dst.
 func mpFastOptString(b []byte, p int, dst *Opt[string]) (q int, ok bool) {
 	if uint(p) < uint(len(b)) && b[p] == 0xc0 {
@@ -141,7 +213,10 @@ func mpFastOptString(b []byte, p int, dst *Opt[string]) (q int, ok bool) {
 		return p + 1, true
 	}
 	dst.Valid = true
-	return mpFastString(b, p, &dst.Value)
+	if q, same := mpFastSame(b, p, dst.Value); same {
+		return q, true
+	}
+	return mpFastStore(b, p, &dst.Value)
 }
 
 // DecodeRequestHeadersMsgpackRouted is DecodeRequestHeadersMsgpack that
@@ -178,13 +253,17 @@ func mpFastRequestHeaders(b []byte, v *RequestHeadersEvent) (top []byte, ok bool
 	if len(b)-p < 7 || string(b[p:p+7]) != "\xa6method" {
 		return nil, false
 	}
-	if p, ok = mpFastString(b, p+7, &v.Method); !ok {
+	if q, same := mpFastSame(b, p+7, v.Method); same {
+		p = q
+	} else if p, ok = mpFastStore(b, p+7, &v.Method); !ok {
 		return nil, false
 	}
 	if len(b)-p < 4 || string(b[p:p+4]) != "\xa3uri" {
 		return nil, false
 	}
-	if p, ok = mpFastString(b, p+4, &v.URI); !ok {
+	if q, same := mpFastSame(b, p+4, v.URI); same {
+		p = q
+	} else if p, ok = mpFastStore(b, p+4, &v.URI); !ok {
 		return nil, false
 	}
 	if len(b)-p < 8 || string(b[p:p+8]) != "\xa7headers" {
@@ -220,7 +299,9 @@ func mpFastMetadata(b []byte, p int, m *RequestMetadata) (int, bool) {
 		}
 		p += 15
 	}
-	if p, ok = mpFastString(b, p, &m.CorrelationID); !ok {
+	if q, same := mpFastSame(b, p, m.CorrelationID); same {
+		p = q
+	} else if p, ok = mpFastStore(b, p, &m.CorrelationID); !ok {
 		return p, false
 	}
 	if keyed {
@@ -247,7 +328,9 @@ func mpFastMetadata(b []byte, p int, m *RequestMetadata) (int, bool) {
 		}
 		p += 10
 	}
-	if p, ok = mpFastString(b, p, &m.ClientIP); !ok {
+	if q, same := mpFastSame(b, p, m.ClientIP); same {
+		p = q
+	} else if p, ok = mpFastStore(b, p, &m.ClientIP); !ok {
 		return p, false
 	}
 	if keyed {
@@ -287,7 +370,9 @@ func mpFastMetadata(b []byte, p int, m *RequestMetadata) (int, bool) {
 		}
 		p += 9
 	}
-	if p, ok = mpFastString(b, p, &m.Protocol); !ok {
+	if q, same := mpFastSame(b, p, m.Protocol); same {
+		p = q
+	} else if p, ok = mpFastStore(b, p, &m.Protocol); !ok {
 		return p, false
 	}
 	if keyed {
@@ -403,7 +488,9 @@ func mpFastHeaders(b []byte, p int, dst *Headers) (int, bool) {
 		}
 		spare := &h[:len(h)+1][len(h)]
 		var ok bool
-		if p, ok = mpFastString(b, p, &spare.Name); !ok {
+		if q, same := mpFastSame(b, p, spare.Name); same {
+			p = q
+		} else if p, ok = mpFastStore(b, p, &spare.Name); !ok {
 			return p, false
 		}
 		hv := spare
@@ -441,7 +528,9 @@ func mpFastHeaders(b []byte, p int, dst *Headers) (int, bool) {
 		}
 		vs = vs[:cnt]
 		for i := range vs {
-			if p, ok = mpFastString(b, p, &vs[i]); !ok {
+			if q, same := mpFastSame(b, p, vs[i]); same {
+				p = q
+			} else if p, ok = mpFastStore(b, p, &vs[i]); !ok {
 				return p, false
 			}
 		}

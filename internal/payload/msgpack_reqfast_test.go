@@ -257,3 +257,32 @@ func TestMsgpackRequestHeadersFastInvalidEqual(t *testing.T) {
 		}
 	}
 }
+
+// TestMsgpackRequestHeadersFastEqualLength: a destination holding a string
+// of the same length that differs in any one byte gets the new string, for
+// every length up to 70 (fixstr and str8; every word-load case of
+// mpFastSame and mpFastString), in the URI, a metadata string and a header
+// value.
+func TestMsgpackRequestHeadersFastEqualLength(t *testing.T) {
+	e := mpBenchRequestHeaders()
+	var dst RequestHeadersEvent
+	for n := 1; n <= 70; n++ {
+		old := strings.Repeat("a", n)
+		for k := 0; k < n; k++ {
+			b := []byte(old)
+			b[k] = 'b'
+			next := string(b)
+			e.URI, e.Metadata.ClientIP, e.Headers[4].Values[0] = old, old, old
+			if err := DecodeRequestHeadersMsgpack(AppendRequestHeadersMsgpack(nil, e), &dst); err != nil {
+				t.Fatal(err)
+			}
+			e.URI, e.Metadata.ClientIP, e.Headers[4].Values[0] = next, next, next
+			if err := DecodeRequestHeadersMsgpack(AppendRequestHeadersMsgpack(nil, e), &dst); err != nil {
+				t.Fatal(err)
+			}
+			if dst.URI != next || dst.Metadata.ClientIP != next || dst.Headers[4].Values[0] != next {
+				t.Fatalf("length %d, byte %d changed: kept %q %q %q", n, k, dst.URI, dst.Metadata.ClientIP, dst.Headers[4].Values[0])
+			}
+		}
+	}
+}
