@@ -27,7 +27,7 @@ import (
 
 // mpFastStr reads a fixstr, str8 or str16 at b[p:]: its bytes and the
 // offset after it; ok is false for another type or a short input. The
-// bytes are not checked for UTF-8 (mpStoreValid does where they are kept).
+// bytes are not checked for UTF-8 (the caller checks what it keeps).
 func mpFastStr(b []byte, p int) (s []byte, q int, ok bool) {
 	if uint(p) >= uint(len(b)) {
 		return nil, p, false
@@ -54,9 +54,9 @@ func mpFastStr(b []byte, p int) (s []byte, q int, ok bool) {
 
 // mpFastString reads a string (see mpFastStr) into *dst, keeping *dst when
 // it is equal; ok is false for another form or invalid UTF-8 (nothing is
-// stored then). It is mpFastStr and mpStoreValid in one call: for an equal
-// length, the comparison with *dst and the ASCII test are one pass of
-// word loads over both (two overlapping loads each for 4 to 16 bytes).
+// stored then). It is mpFastSame, then mpFastStore when that says no; the
+// hot call sites spell the two steps out (the pair is too large to be
+// inlined).
 func mpFastString(b []byte, p int, dst *string) (int, bool) {
 	if q, ok := mpFastSame(b, p, *dst); ok {
 		return q, true
@@ -64,7 +64,12 @@ func mpFastString(b []byte, p int, dst *string) (int, bool) {
 	return mpFastStore(b, p, dst)
 }
 
-// mpFastStore is mpFastString after mpFastSame said no.
+// mpFastStore is mpFastString without mpFastSame first: mpFastStr and
+// mpStoreValid in one call. For an equal length, the comparison with *dst
+// and the ASCII test are one pass of word loads over both (two
+// overlapping loads each for 4 to 16 bytes); only text with a byte over
+// 0x7f goes to utf8.Valid, and an equal string is checked too (*dst may
+// hold text no decoder checked: a handler's, a caller's).
 func mpFastStore(b []byte, p int, dst *string) (int, bool) {
 	if uint(p) >= uint(len(b)) {
 		return p, false
@@ -168,6 +173,9 @@ func mpFastSame(b []byte, p int, s string) (q int, same bool) {
 	if n != len(s) || n > len(b)-p {
 		return p, false
 	}
+	if n == 0 {
+		return p, true
+	}
 	// Every load below is within the n bytes at b[p:] and the n of s.
 	pv, ps := unsafe.Add(base, p), unsafe.Pointer(unsafe.StringData(s))
 	var acc, diff uint64
@@ -198,7 +206,7 @@ func mpFastSame(b []byte, p int, s string) (q int, same bool) {
 		x, y := *(*uint32)(pv), *(*uint32)(unsafe.Add(pv, n-4))
 		acc = uint64(x | y)
 		diff = uint64((x ^ *(*uint32)(ps)) | (y ^ *(*uint32)(unsafe.Add(ps, n-4))))
-	case n > 0: // 1 to 3 bytes: positions 0, n/2 and n-1 cover them all
+	default: // 1 to 3 bytes: positions 0, n/2 and n-1 cover them all
 		x := uint64(*(*byte)(pv)) | uint64(*(*byte)(unsafe.Add(pv, n/2)))<<8 | uint64(*(*byte)(unsafe.Add(pv, n-1)))<<16
 		acc = x
 		diff = x ^ (uint64(*(*byte)(ps)) | uint64(*(*byte)(unsafe.Add(ps, n/2)))<<8 | uint64(*(*byte)(unsafe.Add(ps, n-1)))<<16)
@@ -206,7 +214,7 @@ func mpFastSame(b []byte, p int, s string) (q int, same bool) {
 	return p + n, diff|acc&0x8080808080808080 == 0
 }
 
-// mpFastOptString reads nil (None) or a string into *dst.
+// mpFastOptString reads nil (None) or a string (mpFastString) into *dst.
 func mpFastOptString(b []byte, p int, dst *Opt[string]) (q int, ok bool) {
 	if uint(p) < uint(len(b)) && b[p] == 0xc0 {
 		*dst = Opt[string]{}
