@@ -86,13 +86,22 @@ func getUDSCall(uc *udsConn) *udsCall {
 }
 
 func (c *udsCall) release() {
+	c.recycle()
+	c.uc = nil
+	c.resp = agentwire.AgentResponse{}
+	udsCallPool.Put(c)
+}
+
+// recycle readies c for its connection's next event: its own body storage
+// back in place of a view of the reader's frame, oversized buffers dropped.
+// c.resp is left as it is: every path that handles an event resets it
+// first (resetResp); release clears it so that a pooled call pins nothing.
+func (c *udsCall) recycle() {
 	if c.view {
 		c.body.Data, c.ownData, c.view = c.ownData, nil, false
 	}
-	c.uc = nil
 	c.kind = kindNone
 	c.cid = ""
-	c.resp = agentwire.AgentResponse{}
 	if cap(c.body.Data) > maxPooledBuf {
 		c.body.Data = nil
 	}
@@ -102,7 +111,6 @@ func (c *udsCall) release() {
 	if cap(c.out) > maxPooledBuf {
 		c.out = nil
 	}
-	udsCallPool.Put(c)
 }
 
 // udsConn is one Unix-socket or reverse connection.
@@ -148,6 +156,12 @@ type udsConn struct {
 	inline  bool
 	wbuf    []byte // reader only
 	wbroken bool   // a reader write failed; reader only
+	// spare is the inline reader's call, kept from one event to the next
+	// while whole frames are buffered (no pool round trip, and its reply
+	// is not cleared twice) and put back in the pool before the reader
+	// reads the socket (dropSpare), so that a connection waiting for
+	// events holds none. Reader only.
+	spare *udsCall
 	// wd bounds one write (WithWriteTimeout); every writer (the writer
 	// goroutine, or the inline reader and the push writer) arms it.
 	wd wdeadline.Deadline
@@ -686,11 +700,13 @@ func (uc *udsConn) flushInline() {
 
 func (uc *udsConn) readFrames() error {
 	s := uc.srv
+	defer uc.dropSpare()
 	for {
 		if uc.inline && len(uc.wbuf) > 0 && (len(uc.wbuf) >= uc.flushBytes || !uc.rd.FrameBuffered()) {
 			uc.flushInline()
 		}
 		if !uc.rd.FrameBuffered() {
+			uc.dropSpare()
 			uc.noteRead()
 		}
 		typ, p, err := uc.rd.ReadFrame()
@@ -802,7 +818,12 @@ func (uc *udsConn) dispatchEvent(typ frame.Type, p []byte) bool {
 // dispatchInline decodes one event and handles it on the reader
 // (WithInlineHandlers), collecting the reply in uc.wbuf.
 func (uc *udsConn) dispatchInline(typ frame.Type, p []byte) bool {
-	c := getUDSCall(uc)
+	c := uc.spare
+	if c != nil {
+		uc.spare = nil
+	} else {
+		c = getUDSCall(uc)
+	}
 	var err error
 	if uc.msgpack && (typ == frame.TypeRequestBodyChunk || typ == frame.TypeResponseBodyChunk) {
 		// The handler runs before the next frame is read: raw body data
@@ -820,11 +841,21 @@ func (uc *udsConn) dispatchInline(typ frame.Type, p []byte) bool {
 	uc.srv.invoke(&c.exchange)
 	uc.wbuf = uc.encodeReplyTo(uc.wbuf, c)
 	uc.end(c)
-	c.release()
+	c.recycle()
+	uc.spare = c
 	if len(uc.wbuf) >= writeBufSize {
 		uc.flushInline()
 	}
 	return true
+}
+
+// dropSpare puts the inline reader's spare call back in the pool (see
+// spare). Reader only.
+func (uc *udsConn) dropSpare() {
+	if c := uc.spare; c != nil {
+		uc.spare = nil
+		c.release()
+	}
 }
 
 // decodeFailed answers an undecodable event with the decode-error decision
@@ -857,12 +888,17 @@ func (c *udsCall) decodeEvent(typ frame.Type, p []byte, msgpack bool) error {
 	switch typ {
 	case frame.TypeRequestHeaders:
 		c.kind = kindRequestHeaders
-		if err = decodeIn(msgpack, p, &c.reqHeaders, payload.DecodeRequestHeadersMsgpack, payload.DecodeRequestHeadersJSON); err == nil {
-			if msgpack {
-				c.cid = routingIDMsgpack(p, c.reqHeaders.Metadata.CorrelationID)
-			} else {
-				c.cid = routingIDJSON(p, c.reqHeaders.Metadata.CorrelationID)
+		if msgpack {
+			// The decoder hands back the envelope's id when it is the
+			// first key (every known proxy's shape): no second parse.
+			top, topOK, err := payload.DecodeRequestHeadersMsgpackRouted(p, &c.reqHeaders)
+			if err == nil {
+				c.cid = routedID(p, top, topOK, c.reqHeaders.Metadata.CorrelationID)
 			}
+			return err
+		}
+		if err = payload.DecodeRequestHeadersJSON(p, &c.reqHeaders); err == nil {
+			c.cid = routingIDJSON(p, c.reqHeaders.Metadata.CorrelationID)
 		}
 		return err
 	case frame.TypeRequestBodyChunk:

@@ -87,6 +87,19 @@ func routingIDMsgpack(p []byte, fallback string) string {
 	return fallback
 }
 
+// routedID is routingIDMsgpack(p, meta) given the envelope's first
+// correlation_id when the decoder found it (topOK): meta itself when they
+// are equal (no allocation).
+func routedID(p, top []byte, topOK bool, meta string) string {
+	switch {
+	case !topOK:
+		return routingIDMsgpack(p, meta)
+	case string(top) == meta:
+		return meta
+	}
+	return string(top)
+}
+
 // bestEffortID recovers a correlation id from an event payload that failed
 // to decode (or from any payload): the top-level correlation_id if it is a
 // non-empty string, else metadata.correlation_id, else "". It reads as far as

@@ -149,6 +149,7 @@ func FuzzUDSEventPayload(f *testing.F) {
 		}
 	}
 	f.Add(byte(0x10), false, []byte(`{"correlation_id":"a\u0041","metadata":{"correlation_id":"m"}}`))
+	f.Add(byte(0x10), true, msgpackWithTop(f, "meta-id", "route-A")) // the decoder's fast shape
 	f.Fuzz(func(t *testing.T, typ byte, msgpack bool, p []byte) {
 		c := new(udsCall)
 		ft := frame.Type(typ)

@@ -1188,30 +1188,27 @@ func mpParseTimestamp(s []byte) time.Time {
 const mpMaxEpochMS = 253402300799999
 
 // mpParseRFC3339 is an allocation-free parser for the common form
-// YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM).
+// YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM) (fraction digits past the
+// ninth are read and dropped). It computes the Unix time itself (no
+// time.Date): what it returns is identical, as a value, to
+// time.Date(...).Add(-offset) in UTC (TestMpParseRFC3339MatchesTimeDate).
 func mpParseRFC3339(s []byte) (time.Time, bool) {
 	if len(s) < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') ||
 		s[13] != ':' || s[16] != ':' {
 		return time.Time{}, false
 	}
-	num := func(p []byte) (int, bool) {
-		n := 0
-		for _, c := range p {
-			if c < '0' || c > '9' {
-				return 0, false
-			}
-			n = n*10 + int(c-'0')
-		}
-		return n, true
+	y0, y1, y2, y3 := s[0]-'0', s[1]-'0', s[2]-'0', s[3]-'0'
+	mo0, mo1, d0, d1 := s[5]-'0', s[6]-'0', s[8]-'0', s[9]-'0'
+	h0, h1, mi0, mi1, s0, s1 := s[11]-'0', s[12]-'0', s[14]-'0', s[15]-'0', s[17]-'0', s[18]-'0'
+	if y0 > 9 || y1 > 9 || y2 > 9 || y3 > 9 || mo0 > 9 || mo1 > 9 || d0 > 9 || d1 > 9 ||
+		h0 > 9 || h1 > 9 || mi0 > 9 || mi1 > 9 || s0 > 9 || s1 > 9 {
+		return time.Time{}, false
 	}
-	year, ok1 := num(s[0:4])
-	month, ok2 := num(s[5:7])
-	day, ok3 := num(s[8:10])
-	hour, ok4 := num(s[11:13])
-	minute, ok5 := num(s[14:16])
-	sec, ok6 := num(s[17:19])
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || month < 1 || month > 12 || day < 1 ||
-		day > mpDaysIn(year, month) || hour > 23 || minute > 59 || sec > 59 {
+	year := int(y0)*1000 + int(y1)*100 + int(y2)*10 + int(y3)
+	month, day := int(mo0)*10+int(mo1), int(d0)*10+int(d1)
+	hour, minute, sec := int(h0)*10+int(h1), int(mi0)*10+int(mi1), int(s0)*10+int(s1)
+	if month < 1 || month > 12 || day < 1 || day > mpDaysIn(year, month) || hour > 23 ||
+		minute > 59 || sec > 59 {
 		return time.Time{}, false
 	}
 	rest := s[19:]
@@ -1236,9 +1233,12 @@ func mpParseRFC3339(s []byte) (time.Time, bool) {
 	switch {
 	case len(rest) == 1 && (rest[0] == 'Z' || rest[0] == 'z'):
 	case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':':
-		oh, ok1 := num(rest[1:3])
-		om, ok2 := num(rest[4:6])
-		if !ok1 || !ok2 || oh > 23 || om > 59 {
+		a, b, c, d := rest[1]-'0', rest[2]-'0', rest[4]-'0', rest[5]-'0'
+		if a > 9 || b > 9 || c > 9 || d > 9 {
+			return time.Time{}, false
+		}
+		oh, om := int(a)*10+int(b), int(c)*10+int(d)
+		if oh > 23 || om > 59 {
 			return time.Time{}, false
 		}
 		offset = oh*3600 + om*60
@@ -1248,8 +1248,29 @@ func mpParseRFC3339(s []byte) (time.Time, bool) {
 	default:
 		return time.Time{}, false
 	}
-	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
-	return t.Add(-time.Duration(offset) * time.Second), true
+	unix := mpDaysSinceEpoch(year, month, day)*86400 + int64(hour*3600+minute*60+sec-offset)
+	return time.Unix(unix, int64(nsec)).UTC(), true
+}
+
+// mpDaysSinceEpoch is the number of days from 1970-01-01 to the given
+// proleptic Gregorian date (year 0 to 9999, month and day valid): the
+// civil-to-days computation over 400-year eras of 146097 days, with the
+// year starting in March so that the leap day comes last. The year is
+// shifted by one era so that all arithmetic is unsigned (cheaper
+// divisions).
+func mpDaysSinceEpoch(year, month, day int) int64 {
+	y, m := uint(year)+400, uint(month)
+	if m <= 2 {
+		y--
+		m += 9 // January = 10, February = 11
+	} else {
+		m -= 3 // March = 0
+	}
+	era := y / 400
+	yoe := y - era*400                 // [0, 399]
+	doy := (153*m+2)/5 + uint(day) - 1 // [0, 365]
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return int64(era*146097+doe) - 719468 - 146097
 }
 
 func mpDaysIn(year, month int) int {

@@ -262,6 +262,15 @@ func mpAppendRequestHeadersGeneral(b []byte, e *RequestHeadersEvent) []byte {
 // DecodeRequestHeadersMsgpack decodes a request-headers event into v,
 // reusing v's slices.
 func DecodeRequestHeadersMsgpack(data []byte, v *RequestHeadersEvent) error {
+	if _, ok := mpFastRequestHeaders(data, v); ok {
+		return nil
+	}
+	return mpDecodeRequestHeadersGeneral(data, v)
+}
+
+// mpDecodeRequestHeadersGeneral is the general request-headers decoder
+// (any shape serde accepts; the errors with their field paths).
+func mpDecodeRequestHeadersGeneral(data []byte, v *RequestHeadersEvent) error {
 	o, err := mpRequestHeaders.decode(data, func(i int, b []byte) ([]byte, error) {
 		switch i {
 		case 0:
