@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -213,5 +216,66 @@ func TestServeBinarySecondSIGTERMForces(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "second signal") {
 		t.Errorf("stderr:\n%s", stderr.String())
+	}
+}
+
+// TestServeBinarySecondSIGTERMWhileBinding: a serve stuck before it
+// listens (here waiting for the lock of its socket's directory, which the
+// test holds) does not see its context; the first SIGTERM is caught, and
+// the second ends the process. Before, the signal context swallowed every
+// later SIGTERM as well, and such a serve could only be killed.
+func TestServeBinarySecondSIGTERMWhileBinding(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("waits for the lock through /proc/locks")
+	}
+	dir := filepath.Dir(shortSocketPath(t, "bind.sock"))
+	lock, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	cmd, stderr := startBinary(t, "serve", "--listen", "unix://"+filepath.Join(dir, "bind.sock"), "--agent", "echo")
+	waiting := fmt.Sprintf(" -> FLOCK  ADVISORY  WRITE %d ", cmd.Process.Pid)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, _ := os.ReadFile("/proc/locks")
+		if strings.Contains(string(b), waiting) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve is not waiting for the directory lock; /proc/locks:\n%s\nstderr:\n%s", b, stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The first SIGTERM is handled on a goroutine of the process; whether
+	// a second one sent at once comes after it cannot be seen from here,
+	// so SIGTERM is repeated until the process ends (one more suffices).
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	giveUp := time.After(5 * time.Second)
+	for sent := 0; ; {
+		select {
+		case <-exited:
+			if sent < 2 {
+				t.Fatalf("serve ended after %d SIGTERM; stderr:\n%s", sent, stderr.String())
+			}
+			return
+		case <-giveUp:
+			cmd.Process.Kill()
+			<-exited
+			t.Fatalf("serve still running after %d SIGTERMs over 5s; stderr:\n%s", sent, stderr.String())
+		case <-tick.C:
+			if err := cmd.Process.Signal(syscall.SIGTERM); err == nil {
+				sent++
+			}
+		}
 	}
 }
