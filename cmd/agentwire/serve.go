@@ -142,8 +142,11 @@ func serve(ctx context.Context, f *serveFlags, stderr io.Writer) error {
 			return usagef("--dial: %s", trimPrefix(err.Error()))
 		}
 	}
-	if f.drainTimeout <= 0 || f.stopGrace <= 0 {
-		return usagef("--drain-timeout and --stop-grace must be positive")
+	if f.drainTimeout <= 0 {
+		return usagef("--drain-timeout must be positive")
+	}
+	if f.stopGrace <= 0 {
+		return usagef("--stop-grace must be positive")
 	}
 	encs, err := parseEncodings(f.encodings)
 	if err != nil {
