@@ -16,6 +16,7 @@ import (
 
 	"github.com/agentwire/agentwire"
 	"github.com/agentwire/agentwire/agent"
+	"github.com/agentwire/agentwire/bench"
 	"github.com/agentwire/agentwire/codec/frame"
 	"github.com/agentwire/agentwire/engine"
 	"github.com/agentwire/agentwire/internal/payload"
@@ -277,5 +278,33 @@ func TestServeBinarySecondSIGTERMWhileBinding(t *testing.T) {
 				sent++
 			}
 		}
+	}
+}
+
+// TestBenchInterruptedBeforeMeasuring: a bench stopped by a signal (its
+// context cancelled) before any request completed fails with an error
+// that says so, instead of a bare "no request completed" (or the
+// cancelled calls' "context canceled").
+func TestBenchInterruptedBeforeMeasuring(t *testing.T) {
+	srv := agent.NewServer(stallHandler{})
+	ep, err := parseEndpoint("unix://" + shortSocketPath(t, "intr.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	if err := startListener(context.Background(), srv, ep, errc, func(string) {}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Close(); <-errc }()
+	conns, err := dialConns(context.Background(), ep, &tlsFlags{}, "", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeConns(conns)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = loadConns(ctx, conns, bench.Config{Concurrency: 2, Duration: time.Second}, 0)
+	if err == nil || !strings.Contains(err.Error(), "interrupted by a signal") || !errors.Is(err, bench.ErrNoRequests) {
+		t.Fatalf("loadConns after a signal = %v, want an error saying it was interrupted", err)
 	}
 }
