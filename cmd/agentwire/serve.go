@@ -29,8 +29,9 @@ Runs a reference agent until SIGTERM or SIGINT, then drains gracefully and
 exits 0. The stop is bounded: requests in flight get --drain-timeout, then
 every connection is closed hard, and if the agent has still not stopped
 --stop-grace later serve exits 1 anyway; a second SIGTERM or SIGINT while
-draining closes every connection at once (exit 1 within --stop-grace). With --listen it prints one line "listening on ENDPOINT" to stderr
-when ready; with --dial it registers on a proxy's reverse-connection
+draining closes every connection at once (exit 1 within --stop-grace).
+With --listen it prints one line "listening on ENDPOINT" to stderr when
+ready; with --dial it registers on a proxy's reverse-connection
 listener and prints "registered on ENDPOINT as ID" after each registration.
 With --metrics-listen HOST:PORT it also serves the agent's Prometheus
 metrics on http://HOST:PORT/metrics and prints "metrics on URL" to stderr.`
