@@ -340,6 +340,17 @@ func (s *Server) healthTemplate() agentwire.HealthStatus {
 // elsewhere). If ctx ends first, Shutdown falls back to Close and returns
 // ctx.Err(). Handlers still running are waited for in any case; they see
 // their context cancelled only in the Close fallback.
+//
+// The deadline of ctx is the graceful part's bound: at it every
+// connection is closed hard (a proxy that stopped reading, or a write
+// blocked on it, holds nothing up; WithWriteTimeout bounds such a write
+// even without a deadline; for a grpc.Server of the caller's see
+// RegisterGRPC). What Close then waits for is the server's own
+// goroutines, which a closed connection ends, and handler calls, which
+// end only when the handler returns: a handler that ignores its context
+// keeps Shutdown from returning. A process that must stop within a bound
+// whatever its handlers do stops waiting after its own grace period and
+// exits (agentwire serve: --drain-timeout, then --stop-grace).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	s.shutdownCancel()

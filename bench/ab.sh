@@ -47,12 +47,14 @@ run() {
 		listen=127.0.0.1:0 enc=()
 	fi
 	start_agent "$1" "$tmp/serve.err" "$listen" || exit 1
-	local json
-	json=$("$1" bench --agent "$agent_ep" "${enc[@]}" --concurrency "$CONC" --conns "$CONNS" \
-		--duration "$DUR" --agent-pid "$serve_pid" --json)
-	kill -TERM "$serve_pid"
-	wait "$serve_pid" 2>/dev/null || true
-	serve_pid=""
+	local json=""
+	# A failed or hung bench, or a serve that does not stop, is reported on
+	# stderr with its output (bench's error or goroutine dump; serve's dump
+	# is kept under bench/results/): the pair then lacks this run's fields
+	# and is left out of the summary.
+	run_bench json "$1" --agent "$agent_ep" "${enc[@]}" --concurrency "$CONC" --conns "$CONNS" \
+		--duration "$DUR" --agent-pid "$serve_pid" --json || json=""
+	stop_agent "$tmp/serve.err" || true
 	local k
 	for k in requests_per_sec cpu_us_per_request agent_cpu_us_per_request p50_us; do
 		printf '%s ' "$(jfield "$json" "$k")"

@@ -46,9 +46,11 @@ jfield() { sed -n "s/.*\"$2\":\([0-9.e+-]*\).*/\1/p" <<<"$1"; }
 # run BIN OUT BUILD PAIR: one bench run, appended to OUT as benchmark lines
 # and to results_file.
 run() {
-	local json rps cpu
-	json=$("$1" bench --agent "$agent_ep" --encoding "$ENCODING" --concurrency "$CONC" --duration "$DUR" \
-		--agent-pid "$serve_pid" --json)
+	local json="" rps cpu
+	# A failed or hung run is reported on stderr (run_bench) and recorded
+	# without values.
+	run_bench json "$1" --agent "$agent_ep" --encoding "$ENCODING" --concurrency "$CONC" --duration "$DUR" \
+		--agent-pid "$serve_pid" --json || json=""
 	rps=$(jfield "$json" requests_per_sec)
 	cpu=$(jfield "$json" cpu_us_per_request)
 	results_add agentwire uds "$ENCODING" "$CONC" "$DUR" \
@@ -57,6 +59,7 @@ run() {
 		client_cpu_us_per_request="$cpu" agent_cpu_us_per_request="$(jfield "$json" agent_cpu_us_per_request)" \
 		p50_us="$(jfield "$json" p50_us)" p99_us="$(jfield "$json" p99_us)" errors="$(jfield "$json" errors)" \
 		bench:="$json"
+	[ -n "$rps" ] || return 0 # no result: nothing for benchstat
 	awk -v r="$rps" -v c="$cpu" 'BEGIN {
 		printf "BenchmarkClient/cpu 1 %.0f ns/op\n", c * 1000
 		printf "BenchmarkClient/per-request 1 %.0f ns/op\n", 1e9 / r

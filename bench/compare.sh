@@ -109,9 +109,7 @@ run_agentwire() { # transport conc [encoding]
 	local json status=0
 	json=$("$tmp/agentwire" bench --agent "$agent_ep" --concurrency "$2" --duration "$DUR" --json \
 		--agent-pid "$serve_pid" ${3:+--encoding "$3"} 2>"$tmp/bench.err") || status=$?
-	kill -TERM "$serve_pid"
-	wait "$serve_pid" || echo "agentwire serve exited with $?" >&2
-	serve_pid=""
+	stop_agent "$tmp/serve.err" || true
 	if [ "$status" -ne 0 ]; then
 		echo "agentwire bench $1 ${3:-} c=$2 failed:" >&2
 		cat "$tmp/bench.err" >&2

@@ -44,6 +44,66 @@ start_agent() {
 	return 1
 }
 
+# stop_agent LOG: stops the agent started by start_agent (serve_pid, its
+# stderr in LOG) with SIGTERM and waits up to STOP_WAIT seconds (default 30;
+# serve bounds its own stop by --drain-timeout + --stop-grace, 15 s by
+# default) for it to exit, then clears serve_pid. An agent still running
+# then gets SIGQUIT, so that the Go runtime writes every goroutine's stack
+# to LOG, which is kept as bench/results/<time>-serve-hang-<pid>.txt (named
+# on stderr), and SIGKILL; stop_agent returns 1 in that case and when serve
+# exited non-zero (its LOG is printed).
+stop_agent() {
+	local log=$1 pid=$serve_pid rc=0 _ keep
+	serve_pid=""
+	[ -n "$pid" ] || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for _ in $(seq 1 $((${STOP_WAIT:-30} * 10))); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -QUIT "$pid" 2>/dev/null || true
+		for _ in $(seq 1 50); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+		mkdir -p bench/results
+		keep="bench/results/$(date -u +%Y-%m-%dT%H%M%SZ)-serve-hang-$pid.txt"
+		cp "$log" "$keep"
+		echo "agentwire serve (pid $pid) did not stop within ${STOP_WAIT:-30}s of SIGTERM; its goroutine dump: $keep" >&2
+		return 1
+	fi
+	wait "$pid" 2>/dev/null || rc=$?
+	if [ "$rc" -ne 0 ]; then
+		echo "agentwire serve (pid $pid) exited with $rc:" >&2
+		cat "$log" >&2
+		return 1
+	fi
+	return 0
+}
+
+# run_bench OUT BIN ARGS...: runs `BIN bench ARGS...` bounded by BENCH_WAIT
+# seconds (default 300; SIGQUIT then, so that its goroutine stacks land in
+# its stderr), its stdout in the variable named OUT. When it fails or
+# prints nothing its stderr (the error, or the dump) is printed and
+# run_bench returns 1: a run never ends silently without a result.
+run_bench() {
+	local __out=$1 __bin=$2 __rc=0 __err __o
+	shift 2
+	__err=$(mktemp "${tmp:-/tmp}/bench-err.XXXXXX")
+	__o=$(timeout -s QUIT -k 10 "${BENCH_WAIT:-300}" "$__bin" bench "$@" 2>"$__err") || __rc=$?
+	printf -v "$__out" '%s' "$__o"
+	if [ "$__rc" -ne 0 ] || [ -z "$__o" ]; then
+		echo "agentwire bench failed (exit $__rc, bound ${BENCH_WAIT:-300}s):" >&2
+		cat "$__err" >&2
+		rm -f "$__err"
+		return 1
+	fi
+	rm -f "$__err"
+}
+
 # start_listener NAME CMD...: runs CMD in the background (stdout in
 # $tmp/NAME.out, stderr in $tmp/NAME.err, the pid appended to the array
 # pids, which the caller declares and stops on exit) and waits up to 20 s

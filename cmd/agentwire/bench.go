@@ -287,6 +287,10 @@ func loadConns(ctx context.Context, conns []*engine.Conn, cfg bench.Config, body
 	res, err := bench.Run(rctx, cfg, rt)
 	stalled := rctx.Err() != nil && ctx.Err() == nil
 	switch {
+	case errors.Is(err, bench.ErrNoRequests) && ctx.Err() != nil:
+		// SIGTERM or SIGINT during the warm-up: say so, not the
+		// cancelled calls' error.
+		return res, fmt.Errorf("interrupted by a signal before any request was measured: %w", err)
 	case errors.Is(err, bench.ErrNoRequests) && res.FirstError != "":
 		return res, fmt.Errorf("no request completed; first error: %s", trimPrefix(res.FirstError))
 	case errors.Is(err, bench.ErrNoRequests) && stalled:

@@ -59,7 +59,8 @@ func usagef(format string, args ...any) error {
 
 // run executes the command line args (without the program name) and
 // returns the process exit code. SIGINT and SIGTERM cancel the command's
-// context: serve drains and exits 0, bench and demo stop early.
+// context: serve drains and exits 0, bench and demo stop early. A second
+// signal ends the process (serve: closes every connection and exits 1).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usageText)
@@ -67,6 +68,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// Only the first signal is the command's to handle: after it the
+	// signals get their default action again (the process ends), unless
+	// the command catches them itself (serve's stop does: a second signal
+	// closes every connection at once). Before, every later signal was
+	// swallowed too, so a command stuck where it does not look at ctx (a
+	// serve still binding its socket, waiting for the directory lock)
+	// could not be stopped by SIGTERM at all.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 
 	var err error
 	switch cmd, rest := args[0], args[1:]; cmd {

@@ -27,6 +27,7 @@ func TestUsageErrorsBadValues(t *testing.T) {
 		{[]string{"probe", "--accept", sock, "--accept-timeout", "-1s"}, "--accept-timeout must be positive"},
 		{[]string{"probe", "--accept", sock, "--encoding", "msgpack"}, "--encoding"},
 		{[]string{"serve", "--listen", "127.0.0.1:0", "--drain-timeout", "0"}, "--drain-timeout must be positive"},
+		{[]string{"serve", "--listen", "127.0.0.1:0", "--stop-grace", "0"}, "--stop-grace must be positive"},
 		{[]string{"bench", "--agent", "127.0.0.1:1", "--agent-pid", "-5"}, "--agent-pid"},
 		{[]string{"bench", "--agent", sock, "--raw-bodies"}, "--raw-bodies needs --encoding msgpack"},
 		{[]string{"bench", "--agent", sock, "--encoding", "json", "--raw-bodies"}, "--raw-bodies needs --encoding msgpack"},

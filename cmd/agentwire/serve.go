@@ -26,8 +26,12 @@ const serveSynopsis = `agentwire serve --listen ENDPOINT --agent echo|deny [--de
        agentwire serve --dial ENDPOINT --agent-id ID [--token T] --agent echo|deny|waf
 
 Runs a reference agent until SIGTERM or SIGINT, then drains gracefully and
-exits 0. With --listen it prints one line "listening on ENDPOINT" to stderr
-when ready; with --dial it registers on a proxy's reverse-connection
+exits 0. The stop is bounded: requests in flight get --drain-timeout, then
+every connection is closed hard, and if the agent has still not stopped
+--stop-grace later serve exits 1 anyway; a second SIGTERM or SIGINT while
+draining closes every connection at once (exit 1 within --stop-grace).
+With --listen it prints one line "listening on ENDPOINT" to stderr when
+ready; with --dial it registers on a proxy's reverse-connection
 listener and prints "registered on ENDPOINT as ID" after each registration.
 With --metrics-listen HOST:PORT it also serves the agent's Prometheus
 metrics on http://HOST:PORT/metrics and prints "metrics on URL" to stderr.`
@@ -40,13 +44,16 @@ type serveFlags struct {
 	agentID       string
 	token         string
 	drainTimeout  time.Duration
+	stopGrace     time.Duration // serve_stop.go
 	encodings     string
 	verbose       bool
 	cpuProfile    string
 	tls           tlsFlags
 	waf           wafFlags
-	metricsListen string       // serve_metrics.go
-	listenAddress func(string) // test hook: receives the "listening on" address
+	metricsListen string          // serve_metrics.go
+	listenAddress func(string)    // test hook: receives the "listening on" address
+	handler       agent.Handler   // test hook: served instead of --agent's (inline, as echo)
+	force         <-chan struct{} // test hook: stands for the second signal (serve_stop.go)
 }
 
 // newHandler returns the reference agent named kind.
@@ -63,22 +70,8 @@ func newHandler(kind, denyPrefix string) (agent.Handler, error) {
 }
 
 func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
-	var f serveFlags
-	fs := newFlagSet("serve", serveSynopsis, stderr)
-	fs.StringVar(&f.listen, "listen", "", "endpoint to listen on (grpc://host:port, host:port, grpcs://host:port, grpc+unix:///path, unix:///path, /path)")
-	fs.StringVar(&f.dial, "dial", "", "reverse-connection listener to register on (unix:///path, /path, host:port)")
-	fs.StringVar(&f.agentKind, "agent", "echo", "agent: echo (allow, set X-Agent-Processed: true), deny (block 403 under --deny-prefix) or waf (Coraza with the OWASP Core Rule Set)")
-	fs.StringVar(&f.denyPrefix, "deny-prefix", refagents.DefaultDenyPrefix, "URI prefix the deny agent blocks")
-	fs.StringVar(&f.agentID, "agent-id", "", "agent id announced in the handshake or registration (default agentwire-<agent>; required with --dial)")
-	fs.StringVar(&f.token, "token", "", "auth token sent in the reverse registration (--dial)")
-	fs.DurationVar(&f.drainTimeout, "drain-timeout", 10*time.Second, "how long a graceful stop may wait for requests in flight")
-	fs.StringVar(&f.encodings, "encodings", "json,msgpack", "Unix-socket payload encodings the agent accepts (json,msgpack or json)")
-	fs.BoolVar(&f.verbose, "v", false, "log connection events to stderr")
-	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
-	f.tls.register(fs, true)
-	f.waf.register(fs)
-	f.registerMetricsFlag(fs)
-	if err := parseFlags(fs, args); err != nil {
+	f, err := parseServeFlags(args, stderr)
+	if err != nil {
 		return err
 	}
 	if f.cpuProfile != "" {
@@ -92,7 +85,31 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	return serve(ctx, &f, stderr)
+	return serve(ctx, f, stderr)
+}
+
+// parseServeFlags parses the serve command line.
+func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
+	f := new(serveFlags)
+	fs := newFlagSet("serve", serveSynopsis, stderr)
+	fs.StringVar(&f.listen, "listen", "", "endpoint to listen on (grpc://host:port, host:port, grpcs://host:port, grpc+unix:///path, unix:///path, /path)")
+	fs.StringVar(&f.dial, "dial", "", "reverse-connection listener to register on (unix:///path, /path, host:port)")
+	fs.StringVar(&f.agentKind, "agent", "echo", "agent: echo (allow, set X-Agent-Processed: true), deny (block 403 under --deny-prefix) or waf (Coraza with the OWASP Core Rule Set)")
+	fs.StringVar(&f.denyPrefix, "deny-prefix", refagents.DefaultDenyPrefix, "URI prefix the deny agent blocks")
+	fs.StringVar(&f.agentID, "agent-id", "", "agent id announced in the handshake or registration (default agentwire-<agent>; required with --dial)")
+	fs.StringVar(&f.token, "token", "", "auth token sent in the reverse registration (--dial)")
+	fs.DurationVar(&f.drainTimeout, "drain-timeout", 10*time.Second, "how long a graceful stop may wait for requests in flight")
+	fs.DurationVar(&f.stopGrace, "stop-grace", defaultStopGrace, "after --drain-timeout (or a second signal) every connection is closed hard; how long that may take before serve exits 1 anyway")
+	fs.StringVar(&f.encodings, "encodings", "json,msgpack", "Unix-socket payload encodings the agent accepts (json,msgpack or json)")
+	fs.BoolVar(&f.verbose, "v", false, "log connection events to stderr")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
+	f.tls.register(fs, true)
+	f.waf.register(fs)
+	f.registerMetricsFlag(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	return f, nil
 }
 
 // serve runs the agent described by f until ctx ends, then stops it
@@ -104,6 +121,9 @@ func serve(ctx context.Context, f *serveFlags, stderr io.Writer) error {
 	h, err := newHandler(f.agentKind, f.denyPrefix)
 	if err != nil {
 		return err
+	}
+	if f.handler != nil {
+		h = f.handler
 	}
 	if err := f.waf.check(f.agentKind); err != nil {
 		return err
@@ -125,6 +145,9 @@ func serve(ctx context.Context, f *serveFlags, stderr io.Writer) error {
 	}
 	if f.drainTimeout <= 0 {
 		return usagef("--drain-timeout must be positive")
+	}
+	if f.stopGrace <= 0 {
+		return usagef("--stop-grace must be positive")
 	}
 	encs, err := parseEncodings(f.encodings)
 	if err != nil {
@@ -217,19 +240,7 @@ func serve(ctx context.Context, f *serveFlags, stderr io.Writer) error {
 	case <-ctx.Done():
 	}
 
-	fmt.Fprintln(stderr, "draining")
-	dctx, cancel := context.WithTimeout(context.Background(), f.drainTimeout)
-	defer cancel()
-	_ = srv.Drain(dctx)
-	if err := srv.Shutdown(dctx); err != nil {
-		<-errc
-		return fmt.Errorf("graceful stop did not finish within %v: %w", f.drainTimeout, err)
-	}
-	if err := <-errc; err != nil && !errors.Is(err, agent.ErrServerClosed) {
-		return err
-	}
-	fmt.Fprintln(stderr, "stopped")
-	return nil
+	return stopServe(srv, f, errc, stderr)
 }
 
 // parseEncodings splits the --encodings list.
