@@ -32,24 +32,37 @@ func mpFastStr(b []byte, p int) (s []byte, q int, ok bool) {
 	if uint(p) >= uint(len(b)) {
 		return nil, p, false
 	}
-	c := b[p]
-	switch {
-	case c&0xe0 == 0xa0:
-		p++
-		q = p + int(c&0x1f)
-	case c == 0xd9 && p+1 < len(b):
-		p += 2
-		q = p + int(b[p-1])
-	case c == 0xda && p+2 < len(b):
-		p += 3
-		q = p + int(b[p-2])<<8 | int(b[p-1])
-	default:
-		return nil, p, false
-	}
-	if q > len(b) {
+	p, q, ok = mpFastStrHead(b, p)
+	if !ok {
 		return nil, p, false
 	}
 	return b[p:q:q], q, true
+}
+
+// mpFastStrHead reads the header of a fixstr, str8 or str16 at b[p] (p <
+// len(b)): the string's bytes are b[start:end], end <= len(b). ok is false
+// for another form or a string running past the input (start is p then).
+// mpFastSame reads the same header with unchecked loads;
+// TestMsgpackFastStrHeadAgree holds the three readers to one answer.
+func mpFastStrHead(b []byte, p int) (start, end int, ok bool) {
+	c := b[p]
+	switch {
+	case c&0xe0 == 0xa0:
+		start = p + 1
+		end = start + int(c&0x1f)
+	case c == 0xd9 && p+1 < len(b):
+		start = p + 2
+		end = start + int(b[p+1])
+	case c == 0xda && p+2 < len(b):
+		start = p + 3
+		end = start + (int(b[p+1])<<8 | int(b[p+2]))
+	default:
+		return p, p, false
+	}
+	if end > len(b) {
+		return p, p, false
+	}
+	return start, end, true
 }
 
 // mpFastString reads a string (see mpFastStr) into *dst, keeping *dst when
@@ -74,21 +87,8 @@ func mpFastStore(b []byte, p int, dst *string) (int, bool) {
 	if uint(p) >= uint(len(b)) {
 		return p, false
 	}
-	var q int
-	switch c := b[p]; {
-	case c&0xe0 == 0xa0:
-		p++
-		q = p + int(c&0x1f)
-	case c == 0xd9 && p+1 < len(b):
-		p += 2
-		q = p + int(b[p-1])
-	case c == 0xda && p+2 < len(b):
-		p += 3
-		q = p + int(b[p-2])<<8 | int(b[p-1])
-	default:
-		return p, false
-	}
-	if q > len(b) {
+	p, q, ok := mpFastStrHead(b, p)
+	if !ok {
 		return p, false
 	}
 	v := b[p:q:q]

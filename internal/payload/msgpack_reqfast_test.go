@@ -80,6 +80,13 @@ func mpFastSeeds(t testing.TB) [][]byte {
 		many.Headers = append(many.Headers, Header{Name: "x-" + string(rune('a'+i)), Values: []string{"v"}})
 	}
 	seeds = append(seeds, mpRustRequestHeaders(many))
+	// str16 values at several offsets (a misread str16 length once went
+	// unnoticed: every such seed fell back to the general decoder).
+	for _, n := range []int{256, 257, 300, 511, 1000} {
+		v := mpSampleRequestHeaders()
+		v.Headers = append(v.Headers, Header{Name: "cookie", Values: []string{strings.Repeat("c", n)}})
+		seeds = append(seeds, AppendRequestHeadersMsgpack(nil, v), mpRustRequestHeaders(v))
+	}
 	return seeds
 }
 
