@@ -1,7 +1,6 @@
 package payload
 
 import (
-	"unicode/utf8"
 	"unsafe"
 )
 
@@ -77,12 +76,9 @@ func mpFastString(b []byte, p int, dst *string) (int, bool) {
 	return mpFastStore(b, p, dst)
 }
 
-// mpFastStore is mpFastString without mpFastSame first: mpFastStr and
-// mpStoreValid in one call. For an equal length, the comparison with *dst
-// and the ASCII test are one pass of word loads over both (two
-// overlapping loads each for 4 to 16 bytes); only text with a byte over
-// 0x7f goes to utf8.Valid, and an equal string is checked too (*dst may
-// hold text no decoder checked: a handler's, a caller's).
+// mpFastStore is mpFastString without mpFastSame first: mpFastStr, then
+// mpStoreValid (which keeps an equal *dst, and checks it too: *dst may
+// hold text no decoder checked, a handler's or a caller's).
 func mpFastStore(b []byte, p int, dst *string) (int, bool) {
 	if uint(p) >= uint(len(b)) {
 		return p, false
@@ -91,58 +87,8 @@ func mpFastStore(b []byte, p int, dst *string) (int, bool) {
 	if !ok {
 		return p, false
 	}
-	v := b[p:q:q]
-	s := *dst
-	n := len(v)
-	if len(s) != n {
-		if !mpValidUTF8(v) {
-			return p, false
-		}
-		*dst = string(v)
-		return q, true
-	}
-	if n == 0 {
-		return q, true
-	}
-	// Every load below is within the first n bytes of v and of s.
-	pv, ps := unsafe.Pointer(unsafe.SliceData(v)), unsafe.Pointer(unsafe.StringData(s))
-	var acc, diff uint64
-	switch {
-	case n > 16:
-		i := 0
-		for ; i+16 <= n; i += 16 {
-			x, y := *(*uint64)(unsafe.Add(pv, i)), *(*uint64)(unsafe.Add(pv, i+8))
-			acc |= x | y
-			diff |= (x ^ *(*uint64)(unsafe.Add(ps, i))) | (y ^ *(*uint64)(unsafe.Add(ps, i+8)))
-		}
-		for ; i+8 <= n; i += 8 {
-			x := *(*uint64)(unsafe.Add(pv, i))
-			acc |= x
-			diff |= x ^ *(*uint64)(unsafe.Add(ps, i))
-		}
-		if i < n {
-			x := *(*uint64)(unsafe.Add(pv, n-8))
-			acc |= x
-			diff |= x ^ *(*uint64)(unsafe.Add(ps, n-8))
-		}
-	case n >= 8:
-		x, y := *(*uint64)(pv), *(*uint64)(unsafe.Add(pv, n-8))
-		acc = x | y
-		diff = (x ^ *(*uint64)(ps)) | (y ^ *(*uint64)(unsafe.Add(ps, n-8)))
-	case n >= 4:
-		x, y := *(*uint32)(pv), *(*uint32)(unsafe.Add(pv, n-4))
-		acc = uint64(x | y)
-		diff = uint64((x ^ *(*uint32)(ps)) | (y ^ *(*uint32)(unsafe.Add(ps, n-4))))
-	default: // 1 to 3 bytes: positions 0, n/2 and n-1 cover them all
-		x := uint64(v[0]) | uint64(v[n/2])<<8 | uint64(v[n-1])<<16
-		acc = x
-		diff = x ^ (uint64(s[0]) | uint64(s[n/2])<<8 | uint64(s[n-1])<<16)
-	}
-	if acc&0x8080808080808080 != 0 && !utf8.Valid(v) {
+	if !mpStoreValid(dst, b[p:q:q]) {
 		return p, false
-	}
-	if diff != 0 {
-		*dst = string(v)
 	}
 	return q, true
 }
