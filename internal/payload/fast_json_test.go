@@ -1,0 +1,127 @@
+package payload
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math/rand/v2"
+	"testing"
+)
+
+// jsonWordPlainByTable is the per-byte reference for jsonEscapeAny: every
+// byte of x is one a JSON string carries as is (jsonStrPlain).
+func jsonWordPlainByTable(x uint64) bool {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], x)
+	for _, c := range b {
+		if !jsonStrPlain[c] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestJSONEscapeAny: the word check of the JSON fast path's string writer
+// agrees with the byte table on every byte value at every position of a
+// plain word, on every pair of byte values at two positions (borrows from
+// one byte into the next), and on random words over an alphabet of the
+// boundary bytes (0x00, 0x1f, 0x20, '!', '"', '#', '[', '\', ']', 0x7f,
+// 0x80, 0xff).
+func TestJSONEscapeAny(t *testing.T) {
+	check := func(x uint64) {
+		t.Helper()
+		if got, want := jsonEscapeAny(x)&0x8080808080808080 == 0, jsonWordPlainByTable(x); got != want {
+			t.Fatalf("jsonEscapeAny(%#016x) says plain=%v, the table %v", x, got, want)
+		}
+	}
+	const fill = 0x6161616161616161 // "aaaaaaaa"
+	for pos := 0; pos < 8; pos++ {
+		for c := 0; c < 256; c++ {
+			check(uint64(fill)&^(0xff<<(8*pos)) | uint64(c)<<(8*pos))
+		}
+	}
+	for _, pq := range [][2]int{{0, 1}, {3, 4}, {6, 7}, {0, 7}, {2, 5}} {
+		for c := 0; c < 256; c++ {
+			for d := 0; d < 256; d++ {
+				x := uint64(fill) &^ (0xff<<(8*pq[0]) | 0xff<<(8*pq[1]))
+				check(x | uint64(c)<<(8*pq[0]) | uint64(d)<<(8*pq[1]))
+			}
+		}
+	}
+	alpha := []byte{0x00, 0x1f, 0x20, '!', '"', '#', '[', '\\', ']', 0x7f, 0x80, 0xff, 'a'}
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 500000 {
+		var b [8]byte
+		for i := range b {
+			b[i] = alpha[r.IntN(len(alpha))]
+		}
+		check(binary.LittleEndian.Uint64(b[:]))
+	}
+}
+
+// TestJSONStrEveryLength: the fast path's string writer (word copy, escape
+// check, closing quote) matches jsonAppendString for every length from 0
+// to 80 (each copy shape: bytes, two half-words, two words, rounds of two
+// words with overlapping tails, and the copy past 64 bytes), plain and
+// with one byte that needs escaping or a UTF-8 check ('"', '\', 0x00,
+// 0x1f, 0x80, 0xff) at every position, and with the boundary bytes that
+// need neither (' ', 0x7f) at every position; the string is written
+// between other output, which must stay as it was.
+func TestJSONStrEveryLength(t *testing.T) {
+	special := []byte{'"', '\\', 0x00, 0x1f, 0x80, 0xff, ' ', 0x7f}
+	for n := 0; n <= 80; n++ {
+		plain := make([]byte, n)
+		for i := range plain {
+			plain[i] = 'a' + byte(i%26)
+		}
+		cases := []string{string(plain)}
+		for at := 0; at < n; at++ {
+			for _, c := range special {
+				b := append([]byte(nil), plain...)
+				b[at] = c
+				cases = append(cases, string(b))
+			}
+		}
+		for _, s := range cases {
+			var w fastBuf
+			w.b = make([]byte, 2+len(s)+1+8)
+			w.b[0], w.b[1] = 'P', '"'
+			w.n = 2
+			w.jsonStrQ(s)
+			w.b[w.n] = 'Z'
+			w.n++
+			want := append(jsonAppendString([]byte("P"), s), 'Z')
+			if got := w.done(); !bytes.Equal(got, want) {
+				t.Fatalf("jsonStrQ(%q) = %q, want %q", s, got, want)
+			}
+		}
+	}
+}
+
+// TestJSONRunLengths: every protocol run of the JSON request-headers fast
+// path is copied by the right word-move helper: key copies 4 to 16 bytes,
+// key32 16 to 32.
+func TestJSONRunLengths(t *testing.T) {
+	for _, k := range []string{jsRHHeaders, jsRHPort, jsRHProto, jsRHReqID, jsRHRoute, jsRHServer, jsRHTime,
+		jsRHCipher, jsRHTLSVer, jsRHUpstream, jsRHMethod, jsRHURI} {
+		if len(k) < 4 || len(k) > 16 {
+			t.Errorf("run %q is %d bytes, fastBuf.key copies 4 to 16", k, len(k))
+		}
+		var w fastBuf
+		w.b = make([]byte, 40)
+		w.key(k)
+		if string(w.done()) != k {
+			t.Errorf("key(%q) wrote %q", k, w.done())
+		}
+	}
+	for _, k := range []string{jsRHHead, jsRHClientIP, jsRHCorrID, jsRHTrace} {
+		if len(k) < 16 || len(k) > 32 {
+			t.Errorf("run %q is %d bytes, fastBuf.key32 copies 16 to 32", k, len(k))
+		}
+		var w fastBuf
+		w.b = make([]byte, 40)
+		w.key32(k)
+		if string(w.done()) != k {
+			t.Errorf("key32(%q) wrote %q", k, w.done())
+		}
+	}
+}
