@@ -125,3 +125,51 @@ func TestJSONRunLengths(t *testing.T) {
 		}
 	}
 }
+
+// TestJSONFastNameOrder: the JSON fast path takes exactly the events whose
+// header names are strictly ascending (headerNamesAscending) and writes
+// the general encoder's bytes for them; the others (descending pairs,
+// repeated names, names equal in their first 8 bytes) are left to the
+// general encoder. Names are drawn from a small set with shared 8-byte
+// prefixes, NUL and high bytes, so that the word comparison's ties and
+// padding are exercised.
+func TestJSONFastNameOrder(t *testing.T) {
+	names := []string{"", "\x00", "a", "a\x00", "ab", "abcdefg", "abcdefg\x00", "abcdefgh", "abcdefgh\x00",
+		"abcdefghi", "abcdefgi", "accept", "accept-encoding", "accept-language", "\xff", "\xff\xff\xff\xff\xff\xff\xff\xff",
+		"\xff\xff\xff\xff\xff\xff\xff\xff\x00"}
+	r := rand.New(rand.NewPCG(5, 6))
+	var taken, left int
+	for it := 0; it < 20000; it++ {
+		e := mpBenchRequestHeaders()
+		e.Headers = e.Headers[:0]
+		k := r.IntN(5)
+		start := r.IntN(len(names))
+		for j := 0; j < k; j++ {
+			var n string
+			if r.IntN(4) == 0 {
+				n = names[r.IntN(len(names))]
+			} else {
+				n = names[(start+j)%len(names)] // mostly ascending runs
+			}
+			e.Headers = append(e.Headers, Header{Name: n, Values: []string{"v"}})
+		}
+		out, ok := jsonAppendRequestHeadersFast([]byte("p"), e)
+		if ok != headerNamesAscending(e.Headers) {
+			t.Fatalf("names %q: fast path ok=%v", e.Headers, ok)
+		}
+		if !ok {
+			left++
+			if string(out) != "p" {
+				t.Fatalf("names %q: fast path declined but wrote %q", e.Headers, out)
+			}
+			continue
+		}
+		taken++
+		if want := jsonAppendRequestHeadersGeneral([]byte("p"), e); !bytes.Equal(out, want) {
+			t.Fatalf("names %q:\n got %q\nwant %q", e.Headers, out, want)
+		}
+	}
+	if taken < 1000 || left < 1000 {
+		t.Fatalf("taken %d, left %d: the inputs do not cover both sides", taken, left)
+	}
+}

@@ -510,11 +510,17 @@ func jsonAppendRequestHeadersFast(dst []byte, ev *RequestHeadersEvent) (out []by
 	bound := 320 + 2*len(m.CorrelationID) + len(m.RequestID) + len(m.ClientIP) + len(m.Protocol) +
 		len(m.ServerName.Value) + len(m.TLSVersion.Value) + len(m.TLSCipher.Value) + len(m.RouteID.Value) +
 		len(m.UpstreamID.Value) + len(m.Traceparent) + len(ev.Method) + len(ev.URI)
+	// Strictly ascending names (one pass with the bound): namesAscending's
+	// word comparison, with each name's word loaded once.
+	var prevWord uint64
 	for i := range ev.Headers {
-		if i > 0 && !namesAscending(ev.Headers[i-1].Name, ev.Headers[i].Name) {
-			return dst, false // not strictly ascending (one pass for both checks)
+		name := ev.Headers[i].Name
+		word := nameWord(name)
+		if i > 0 && (word < prevWord || word == prevWord && ev.Headers[i-1].Name >= name) {
+			return dst, false
 		}
-		bound += len(ev.Headers[i].Name) + 6
+		prevWord = word
+		bound += len(name) + 6
 		for _, v := range ev.Headers[i].Values {
 			bound += len(v) + 3
 		}
@@ -566,8 +572,13 @@ func jsonAppendRequestHeadersFast(dst []byte, ev *RequestHeadersEvent) (out []by
 	w.key(jsRHServer)
 	w.jsonOptStrV(m.ServerName)
 	w.key(jsRHTime)
-	var ts [64]byte
-	w.n += copy(w.b[w.n:], jsonAppendTimestamp(ts[:0], m.Timestamp))
+	// The timestamp is appended in place (the bound covers the longest);
+	// were it ever to outgrow the buffer, the grown one is taken over.
+	if t := jsonAppendTimestamp(w.b[:w.n], m.Timestamp); unsafe.SliceData(t) == unsafe.SliceData(w.b) {
+		w.n = len(t)
+	} else {
+		w.general(w.n, t)
+	}
 	w.key(jsRHCipher)
 	w.jsonOptStrV(m.TLSCipher)
 	w.key(jsRHTLSVer)
