@@ -173,3 +173,40 @@ func TestJSONFastNameOrder(t *testing.T) {
 		t.Fatalf("taken %d, left %d: the inputs do not cover both sides", taken, left)
 	}
 }
+
+// FuzzJSONRequestHeadersFast is the differential test of the JSON
+// request-headers fast path: an event built from the input (its strings
+// cut at NUL-free separators: URI, method, request id, traceparent, an
+// optional field, then header names and values) is encoded by
+// AppendRequestHeadersJSON exactly as by the general encoder, whether the
+// names come out ascending (fast path) or not.
+func FuzzJSONRequestHeadersFast(f *testing.F) {
+	f.Add([]byte("/a\x01GET\x01id\x01tp\x01opt\x01accept\x01*/*\x01host\x01x"))
+	f.Add([]byte("/\"q\\\x01G\xffT\x01\x01\x01\x01a\x01\x1f\x01b\x01\xc3\xa9"))
+	f.Add([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef01234\"\x01M\x01\x01\x01\x01n\x01v"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		parts := bytes.Split(data, []byte{1})
+		get := func(i int) string {
+			if i < len(parts) {
+				return string(parts[i])
+			}
+			return ""
+		}
+		e := mpBenchRequestHeaders()
+		e.URI, e.Method, e.Metadata.RequestID, e.Metadata.Traceparent = get(0), get(1), get(2), get(3)
+		if len(parts) > 4 && len(parts[4])%2 == 1 {
+			e.Metadata.RouteID = Opt[string]{}
+			e.Metadata.TLSCipher = Some(get(4))
+		} else {
+			e.Metadata.ServerName = Some(get(4))
+		}
+		e.Headers = e.Headers[:0]
+		for i := 5; i < len(parts); i += 2 {
+			e.Headers = append(e.Headers, Header{Name: get(i), Values: []string{get(i + 1)}})
+		}
+		want := jsonAppendRequestHeadersGeneral([]byte("p"), e)
+		if got := AppendRequestHeadersJSON([]byte("p"), e); !bytes.Equal(got, want) {
+			t.Fatalf("fast path differs:\n got %q\nwant %q", got, want)
+		}
+	})
+}
