@@ -60,15 +60,16 @@ func TestJSONEscapeAny(t *testing.T) {
 
 // TestJSONStrEveryLength: the fast path's string writer (word copy, escape
 // check, closing quote) matches jsonAppendString for every length from 0
-// to 80 (each copy shape: bytes, two half-words, two words, rounds of two
-// words with overlapping tails, and the copy past 64 bytes), plain and
+// to jsonStrWordMax+16 (each copy shape: bytes, two half-words, two words,
+// rounds of two words with overlapping tails, and the memmove copy past
+// jsonStrWordMax bytes), plain and
 // with one byte that needs escaping or a UTF-8 check ('"', '\', 0x00,
 // 0x1f, 0x80, 0xff) at every position, and with the boundary bytes that
 // need neither (' ', 0x7f) at every position; the string is written
 // between other output, which must stay as it was.
 func TestJSONStrEveryLength(t *testing.T) {
 	special := []byte{'"', '\\', 0x00, 0x1f, 0x80, 0xff, ' ', 0x7f}
-	for n := 0; n <= 80; n++ {
+	for n := 0; n <= jsonStrWordMax+16; n++ {
 		plain := make([]byte, n)
 		for i := range plain {
 			plain[i] = 'a' + byte(i%26)

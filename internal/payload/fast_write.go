@@ -389,10 +389,16 @@ func jsonEscapeAny(x uint64) uint64 {
 	return (x - lsb*0x20) | ((x ^ (lsb * '"')) - lsb) | ((x ^ (lsb * '\\')) - lsb) | x
 }
 
+// jsonStrWordMax is the longest string jsonStrQ copies in its own word
+// loop (longer ones are copied by memmove and then checked): header
+// values such as user agents, cookies and bearer tokens run to 80-160
+// bytes.
+const jsonStrWordMax = 256
+
 // jsonStrQ appends the body of s and its closing quote; the opening quote
 // is already written (the last byte of the protocol run before it). One
 // call per string: the copy in words (two a round, overlapping tail words,
-// no call up to 64 bytes) and the escape check (jsonEscapeAny on every
+// no call up to jsonStrWordMax bytes) and the escape check (jsonEscapeAny on every
 // word) are one pass. A string with a byte that needs escaping or a UTF-8
 // check is rewritten, quotes included, by jsonAppendString in place, so
 // the bytes written are always the general encoder's.
@@ -400,7 +406,7 @@ func (w *fastBuf) jsonStrQ(s string) {
 	start := w.n - 1 // the opening quote
 	n := len(s)
 	var acc uint64
-	if n > 64 {
+	if n > jsonStrWordMax {
 		w.n += copy(w.b[w.n:], s)
 		if jsonPlainPrefix(s) != n {
 			acc = 0x80
