@@ -377,13 +377,15 @@ func jsonEscapeMask(x uint64) uint64 {
 // jsonEscapeAny returns a word with a byte's high bit set somewhere (at
 // 0x8080808080808080) if and only if x holds a byte that a JSON string
 // cannot carry as is ('"', '\', a control character, a non-ASCII byte).
-// Unlike jsonEscapeMask it does not say where: a borrow out of a byte that
-// needs escaping may set the high bit of the bytes above it, which only
-// matters for the position. Without borrow-in, a byte below 0x80 gets its
-// high bit from x-0x20 only when it is below 0x20, and from (x^'"')-1 or
-// (x^'\')-1 only when it is the quote or the backslash; the bytes at 0x80
-// and above set it through x itself. Four instructions fewer per word
-// than jsonEscapeMask, and the results OR together across words.
+// Unlike jsonEscapeMask it does not say where: a borrow, which only leaves
+// a byte that needs escaping, may set the high bits of the bytes above
+// it, which only matters for the position. Without borrow-in, a byte
+// below 0x80 gets its high bit from x-0x20 only when it is below 0x20,
+// and from (x^'"')-1 or (x^'\')-1 only when it is the quote or the
+// backslash; the bytes at 0x80 and above set it through x itself. Three
+// AND-NOTs fewer per word than jsonEscapeMask, and the results OR
+// together across words (TestJSONEscapeAny checks it against the byte
+// table).
 func jsonEscapeAny(x uint64) uint64 {
 	const lsb = 0x0101010101010101
 	return (x - lsb*0x20) | ((x ^ (lsb * '"')) - lsb) | ((x ^ (lsb * '\\')) - lsb) | x
@@ -397,9 +399,9 @@ const jsonStrWordMax = 256
 
 // jsonStrQ appends the body of s and its closing quote; the opening quote
 // is already written (the last byte of the protocol run before it). One
-// call per string: the copy in words (two a round, overlapping tail words,
-// no call up to jsonStrWordMax bytes) and the escape check (jsonEscapeAny on every
-// word) are one pass. A string with a byte that needs escaping or a UTF-8
+// call per string: the copy in words (two a round, overlapping tail
+// words, no call up to jsonStrWordMax bytes) and the escape check
+// (jsonEscapeAny on every word) are one pass. A string with a byte that needs escaping or a UTF-8
 // check is rewritten, quotes included, by jsonAppendString in place, so
 // the bytes written are always the general encoder's.
 func (w *fastBuf) jsonStrQ(s string) {
@@ -544,7 +546,10 @@ func jsonAppendRequestHeadersFast(dst []byte, ev *RequestHeadersEvent) (out []by
 		w.b[w.n] = '"'
 		w.n++
 		w.jsonStrQ(h.Name)
-		// `:["` in one store; the quote is kept only before a value.
+		// `:["` in one 4-byte store (the "x" is overwritten by what
+		// follows); the quote is kept only before a value. With no
+		// values the store reaches one byte past this header's share of
+		// the bound, into the protocol text that always follows it.
 		_ = w.b[w.n : w.n+4]
 		*(*uint32)(unsafe.Pointer(&w.b[w.n])) = *(*uint32)(unsafe.Pointer(unsafe.StringData(`:["x`)))
 		if len(h.Values) == 0 {
