@@ -354,25 +354,6 @@ func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte,
 	return w.done(), true
 }
 
-// jsonStr appends s as a JSON string, assuming no byte needs escaping or
-// replacing; w.acc records (in the high bit of a byte) whether one did.
-func (w *fastBuf) jsonStr(s string) {
-	start := w.n
-	w.byte1('"')
-	n := len(s)
-	if n > 64 {
-		w.n += copy(w.b[w.n:], s)
-		if jsonPlainPrefix(s) != n {
-			w.general(w.n+1, jsonAppendString(w.b[:start], s))
-			return
-		}
-	} else if w.copyShortJSON(s)&0x8080808080808080 != 0 {
-		w.general(w.n+1, jsonAppendString(w.b[:start], s))
-		return
-	}
-	w.byte1('"')
-}
-
 // general continues after a string that the general encoder rewrote: out
 // is the whole output so far, plainEnd where the plain copy of the string
 // would have ended. The room reserved past plainEnd is kept for what
@@ -381,14 +362,6 @@ func (w *fastBuf) general(plainEnd int, out []byte) {
 	rest := len(w.b) - plainEnd
 	w.n = len(out)
 	w.b = slices.Grow(out, rest)[:len(out)+rest]
-}
-
-func (w *fastBuf) jsonOptStr(o Opt[string]) {
-	if !o.Valid {
-		w.raw("null")
-		return
-	}
-	w.jsonStr(o.Value)
 }
 
 // jsonEscapeMask returns a word whose byte high bits are set where x holds
@@ -401,44 +374,140 @@ func jsonEscapeMask(x uint64) uint64 {
 	return ((x - lsb*0x20) & ^x) | ((q - lsb) & ^q) | ((b - lsb) & ^b) | x
 }
 
-// copyShortJSON copies s (at most 64 bytes) in words and returns the OR of
-// the escape masks of its words.
-func (w *fastBuf) copyShortJSON(s string) uint64 {
-	n := len(s)
-	_ = w.b[w.n : w.n+n] // the whole destination range is reserved (panics otherwise)
-	d := unsafe.Pointer(unsafe.SliceData(w.b[w.n:]))
-	p := unsafe.Pointer(unsafe.StringData(s))
-	w.n += n
-	var acc uint64
-	switch {
-	case n >= 8:
-		i := 0
-		for ; i+8 <= n; i += 8 {
-			x := *(*uint64)(unsafe.Add(p, i))
-			acc |= jsonEscapeMask(x)
-			*(*uint64)(unsafe.Add(d, i)) = x
-		}
-		if i < n { // last word overlaps the previous one
-			x := *(*uint64)(unsafe.Add(p, n-8))
-			acc |= jsonEscapeMask(x)
-			*(*uint64)(unsafe.Add(d, n-8)) = x
-		}
-	case n >= 4:
-		x, y := *(*uint32)(p), *(*uint32)(unsafe.Add(p, n-4))
-		acc = jsonEscapeMask(uint64(x) | uint64(y)<<32)
-		*(*uint32)(d) = x
-		*(*uint32)(unsafe.Add(d, n-4)) = y
-	default:
-		x := uint64(0x2020202020202020) // spaces need no escaping
-		for i := 0; i < n; i++ {
-			c := *(*byte)(unsafe.Add(p, i))
-			x = x<<8 | uint64(c)
-			*(*byte)(unsafe.Add(d, i)) = c
-		}
-		acc = jsonEscapeMask(x)
-	}
-	return acc
+// jsonEscapeAny returns a word with a byte's high bit set somewhere (at
+// 0x8080808080808080) if and only if x holds a byte that a JSON string
+// cannot carry as is ('"', '\', a control character, a non-ASCII byte).
+// Unlike jsonEscapeMask it does not say where: a borrow, which only leaves
+// a byte that needs escaping, may set the high bits of the bytes above
+// it, which only matters for the position. Without borrow-in, a byte
+// below 0x80 gets its high bit from x-0x20 only when it is below 0x20,
+// and from (x^'"')-1 or (x^'\')-1 only when it is the quote or the
+// backslash; the bytes at 0x80 and above set it through x itself. Three
+// AND-NOTs fewer per word than jsonEscapeMask, and the results OR
+// together across words (TestJSONEscapeAny checks it against the byte
+// table).
+func jsonEscapeAny(x uint64) uint64 {
+	const lsb = 0x0101010101010101
+	return (x - lsb*0x20) | ((x ^ (lsb * '"')) - lsb) | ((x ^ (lsb * '\\')) - lsb) | x
 }
+
+// jsonStrWordMax is the longest string jsonStrQ copies in its own word
+// loop (longer ones are copied by memmove and then checked): header
+// values such as user agents, cookies and bearer tokens run to 80-160
+// bytes.
+const jsonStrWordMax = 256
+
+// jsonStrQ appends the body of s and its closing quote; the opening quote
+// is already written (the last byte of the protocol run before it). One
+// call per string: the copy in words (two a round, overlapping tail
+// words, no call up to jsonStrWordMax bytes) and the escape check
+// (jsonEscapeAny on every word) are one pass. A string with a byte that needs escaping or a UTF-8
+// check is rewritten, quotes included, by jsonAppendString in place, so
+// the bytes written are always the general encoder's.
+func (w *fastBuf) jsonStrQ(s string) {
+	start := w.n - 1 // the opening quote
+	n := len(s)
+	var acc uint64
+	if n > jsonStrWordMax {
+		w.n += copy(w.b[w.n:], s)
+		if jsonPlainPrefix(s) != n {
+			acc = 0x80
+		}
+	} else {
+		_ = w.b[w.n : w.n+n+1] // the string and its closing quote are reserved (panics otherwise)
+		d := unsafe.Pointer(unsafe.SliceData(w.b[w.n:]))
+		p := unsafe.Pointer(unsafe.StringData(s))
+		switch {
+		case n >= 16:
+			var acc1 uint64
+			for i := 0; i+16 < n; i += 16 {
+				x, y := *(*uint64)(unsafe.Add(p, i)), *(*uint64)(unsafe.Add(p, i+8))
+				acc |= jsonEscapeAny(x)
+				acc1 |= jsonEscapeAny(y)
+				*(*uint64)(unsafe.Add(d, i)) = x
+				*(*uint64)(unsafe.Add(d, i+8)) = y
+			}
+			x, y := *(*uint64)(unsafe.Add(p, n-16)), *(*uint64)(unsafe.Add(p, n-8))
+			acc |= jsonEscapeAny(x) | acc1 | jsonEscapeAny(y)
+			*(*uint64)(unsafe.Add(d, n-16)) = x
+			*(*uint64)(unsafe.Add(d, n-8)) = y
+		case n >= 8:
+			x, y := *(*uint64)(p), *(*uint64)(unsafe.Add(p, n-8))
+			acc = jsonEscapeAny(x) | jsonEscapeAny(y)
+			*(*uint64)(d) = x
+			*(*uint64)(unsafe.Add(d, n-8)) = y
+		case n >= 4:
+			x, y := *(*uint32)(p), *(*uint32)(unsafe.Add(p, n-4))
+			acc = jsonEscapeAny(uint64(x) | uint64(y)<<32)
+			*(*uint32)(d) = x
+			*(*uint32)(unsafe.Add(d, n-4)) = y
+		default:
+			x := uint64(0x2020202020202020) // spaces need no escaping
+			for i := 0; i < n; i++ {
+				c := *(*byte)(unsafe.Add(p, i))
+				x = x<<8 | uint64(c)
+				*(*byte)(unsafe.Add(d, i)) = c
+			}
+			acc = jsonEscapeAny(x)
+		}
+		w.n += n
+	}
+	w.b[w.n] = '"'
+	w.n++
+	if acc&0x8080808080808080 != 0 {
+		w.general(w.n, jsonAppendString(w.b[:start], s))
+	}
+}
+
+// jsonOptStrV appends an optional string value: null, or the string with
+// its quotes.
+func (w *fastBuf) jsonOptStrV(o Opt[string]) {
+	if !o.Valid {
+		_ = w.b[w.n : w.n+4]
+		*(*uint32)(unsafe.Pointer(&w.b[w.n])) = *(*uint32)(unsafe.Pointer(unsafe.StringData("null")))
+		w.n += 4
+		return
+	}
+	w.b[w.n] = '"'
+	w.n++
+	w.jsonStrQ(o.Value)
+}
+
+// key32 appends a protocol run of 16 to 32 bytes (see TestJSONRunLengths)
+// with four overlapping word moves, inlined (key copies 4 to 16).
+func (w *fastBuf) key32(k string) {
+	n := len(k)
+	_ = w.b[w.n : w.n+n] // reserved (panics otherwise)
+	d := unsafe.Pointer(unsafe.SliceData(w.b[w.n:]))
+	p := unsafe.Pointer(unsafe.StringData(k))
+	*(*uint64)(d) = *(*uint64)(p)
+	*(*uint64)(unsafe.Add(d, 8)) = *(*uint64)(unsafe.Add(p, 8))
+	*(*uint64)(unsafe.Add(d, n-16)) = *(*uint64)(unsafe.Add(p, n-16))
+	*(*uint64)(unsafe.Add(d, n-8)) = *(*uint64)(unsafe.Add(p, n-8))
+	w.n += n
+}
+
+// Protocol runs of the JSON request-headers event: keys with the
+// punctuation around them, ending with a string value's opening quote
+// where the value is a plain string (jsonStrQ writes the rest).
+const (
+	jsRHHead     = `{"correlation_id":"`
+	jsRHHeaders  = `,"headers":{`
+	jsRHClientIP = `},"metadata":{"client_ip":"`
+	jsRHPort     = `,"client_port":`
+	jsRHCorrID   = `,"correlation_id":"`
+	jsRHProto    = `,"protocol":"`
+	jsRHReqID    = `,"request_id":"`
+	jsRHRoute    = `,"route_id":`
+	jsRHServer   = `,"server_name":`
+	jsRHTime     = `,"timestamp":`
+	jsRHCipher   = `,"tls_cipher":`
+	jsRHTLSVer   = `,"tls_version":`
+	jsRHTrace    = `,"traceparent":"`
+	jsRHUpstream = `,"upstream_id":`
+	jsRHMethod   = `},"method":"`
+	jsRHURI      = `,"uri":"`
+)
 
 // jsonAppendRequestHeadersFast is AppendRequestHeadersJSON for events whose
 // header names are already in strictly ascending order; ok is false (and
@@ -449,66 +518,93 @@ func jsonAppendRequestHeadersFast(dst []byte, ev *RequestHeadersEvent) (out []by
 	bound := 320 + 2*len(m.CorrelationID) + len(m.RequestID) + len(m.ClientIP) + len(m.Protocol) +
 		len(m.ServerName.Value) + len(m.TLSVersion.Value) + len(m.TLSCipher.Value) + len(m.RouteID.Value) +
 		len(m.UpstreamID.Value) + len(m.Traceparent) + len(ev.Method) + len(ev.URI)
+	// Strictly ascending names (one pass with the bound): namesAscending's
+	// word comparison, with each name's word loaded once.
+	var prevWord uint64
 	for i := range ev.Headers {
-		if i > 0 && ev.Headers[i-1].Name >= ev.Headers[i].Name {
-			return dst, false // not strictly ascending (one pass for both checks)
+		name := ev.Headers[i].Name
+		word := nameWord(name)
+		if i > 0 && (word < prevWord || word == prevWord && ev.Headers[i-1].Name >= name) {
+			return dst, false
 		}
-		bound += len(ev.Headers[i].Name) + 6
+		prevWord = word
+		bound += len(name) + 6
 		for _, v := range ev.Headers[i].Values {
 			bound += len(v) + 3
 		}
 	}
 	w := fastGrow(dst, bound)
-	w.raw(`{"correlation_id":`)
-	w.jsonStr(m.CorrelationID)
-	w.raw(`,"headers":{`)
+	w.key32(jsRHHead)
+	w.jsonStrQ(m.CorrelationID)
+	w.key(jsRHHeaders)
 	for i := range ev.Headers {
 		h := &ev.Headers[i]
 		if i > 0 {
-			w.byte1(',')
+			w.b[w.n] = ','
+			w.n++
 		}
-		w.jsonStr(h.Name)
-		w.b[w.n], w.b[w.n+1] = ':', '['
-		w.n += 2
+		w.b[w.n] = '"'
+		w.n++
+		w.jsonStrQ(h.Name)
+		// `:["` in one 4-byte store (the "x" is overwritten by what
+		// follows); the quote is kept only before a value. With no
+		// values the store reaches one byte past this header's share of
+		// the bound, into the protocol text that always follows it.
+		_ = w.b[w.n : w.n+4]
+		*(*uint32)(unsafe.Pointer(&w.b[w.n])) = *(*uint32)(unsafe.Pointer(unsafe.StringData(`:["x`)))
+		if len(h.Values) == 0 {
+			w.b[w.n+2] = ']'
+			w.n += 3
+			continue
+		}
+		w.n += 3
 		for j, v := range h.Values {
 			if j > 0 {
-				w.byte1(',')
+				w.b[w.n], w.b[w.n+1] = ',', '"'
+				w.n += 2
 			}
-			w.jsonStr(v)
+			w.jsonStrQ(v)
 		}
-		w.byte1(']')
+		w.b[w.n] = ']'
+		w.n++
 	}
-	w.raw(`},"metadata":{"client_ip":`)
-	w.jsonStr(m.ClientIP)
-	w.raw(`,"client_port":`)
+	w.key32(jsRHClientIP)
+	w.jsonStrQ(m.ClientIP)
+	w.key(jsRHPort)
 	w.n += len(strconv.AppendUint(w.b[w.n:w.n], uint64(m.ClientPort), 10))
-	w.raw(`,"correlation_id":`)
-	w.jsonStr(m.CorrelationID)
-	w.raw(`,"protocol":`)
-	w.jsonStr(m.Protocol)
-	w.raw(`,"request_id":`)
-	w.jsonStr(m.RequestID)
-	w.raw(`,"route_id":`)
-	w.jsonOptStr(m.RouteID)
-	w.raw(`,"server_name":`)
-	w.jsonOptStr(m.ServerName)
-	w.raw(`,"timestamp":`)
-	var ts [64]byte
-	w.n += copy(w.b[w.n:], jsonAppendTimestamp(ts[:0], m.Timestamp))
-	w.raw(`,"tls_cipher":`)
-	w.jsonOptStr(m.TLSCipher)
-	w.raw(`,"tls_version":`)
-	w.jsonOptStr(m.TLSVersion)
-	if m.Traceparent != "" {
-		w.raw(`,"traceparent":`)
-		w.jsonStr(m.Traceparent)
+	w.key32(jsRHCorrID)
+	w.jsonStrQ(m.CorrelationID)
+	w.key(jsRHProto)
+	w.jsonStrQ(m.Protocol)
+	w.key(jsRHReqID)
+	w.jsonStrQ(m.RequestID)
+	w.key(jsRHRoute)
+	w.jsonOptStrV(m.RouteID)
+	w.key(jsRHServer)
+	w.jsonOptStrV(m.ServerName)
+	w.key(jsRHTime)
+	// The timestamp is appended in place (the bound covers the longest);
+	// were it ever to outgrow the buffer, the grown one is taken over.
+	if t := jsonAppendTimestamp(w.b[:w.n], m.Timestamp); unsafe.SliceData(t) == unsafe.SliceData(w.b) {
+		w.n = len(t)
+	} else {
+		w.general(w.n, t)
 	}
-	w.raw(`,"upstream_id":`)
-	w.jsonOptStr(m.UpstreamID)
-	w.raw(`},"method":`)
-	w.jsonStr(ev.Method)
-	w.raw(`,"uri":`)
-	w.jsonStr(ev.URI)
-	w.byte1('}')
+	w.key(jsRHCipher)
+	w.jsonOptStrV(m.TLSCipher)
+	w.key(jsRHTLSVer)
+	w.jsonOptStrV(m.TLSVersion)
+	if m.Traceparent != "" {
+		w.key32(jsRHTrace)
+		w.jsonStrQ(m.Traceparent)
+	}
+	w.key(jsRHUpstream)
+	w.jsonOptStrV(m.UpstreamID)
+	w.key(jsRHMethod)
+	w.jsonStrQ(ev.Method)
+	w.key(jsRHURI)
+	w.jsonStrQ(ev.URI)
+	w.b[w.n] = '}'
+	w.n++
 	return w.done(), true
 }
