@@ -794,7 +794,7 @@ func (c *Conn) send(ctx context.Context, s *session, cid string, p *pending, o o
 		return ctx, nil, err
 	}
 	var cancel context.CancelFunc
-	if o.p != nil && s.tryDirect(o) {
+	if o.rh != nil && s.tryDirect(o) {
 		// Written by this caller (direct.go): o is taken.
 	} else if err := s.out.TryEnqueue(o); err != nil {
 		// Slow path: the queue is full (or closed). The wait for room is
@@ -980,6 +980,14 @@ func (c *Conn) roundTrip(ctx context.Context, cid string, ev event, dst *agentwi
 	if err != nil {
 		c.stats.errors.Add(1)
 		return err
+	}
+	if s.grpc != nil {
+		// The writer marks where the event ends in the stream before it
+		// sends it, so that the reply moves acked as a request-headers
+		// reply does (grpc_direct.go): the queued outbound carries the
+		// pending (wQueued, see pending).
+		p := getPending(cid, dst, wQueued)
+		return c.exchange(ctx, s, cid, p, outbound{buf: buf, p: p}, dl)
 	}
 	return c.exchange(ctx, s, cid, getPending(cid, dst, wNone), outbound{buf: buf}, dl)
 }
