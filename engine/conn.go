@@ -1022,8 +1022,10 @@ func (c *Conn) RequestHeaders(ctx context.Context, ev *agentwire.RequestHeadersE
 
 // RequestHeadersInto is RequestHeaders decoding the reply into dst (reset
 // first) instead of a new value: with a reused dst the round trip
-// allocates nothing (a reply whose strings differ from dst's may). dst must not be used by anyone
-// else until the call returns; on error its content is undefined. An empty
+// allocates nothing in memory or over a Unix socket (a reply whose
+// strings differ from dst's may); grpc-go adds its own per-message
+// allocations. dst must not be used by anyone else until the call
+// returns; on error its content is undefined. An empty
 // correlation id is generated and set as in RequestHeaders.
 func (c *Conn) RequestHeadersInto(ctx context.Context, ev *agentwire.RequestHeadersEvent, dst *agentwire.AgentResponse) error {
 	if ev == nil || dst == nil {
