@@ -436,7 +436,12 @@ func (st *procStream) handle(m *pb.ProxyToAgent) error {
 		c := pbconv.CancelFromPB(x.Cancel)
 		m.ReturnToVTPool()
 		if st.established.Load() {
-			st.inflight.cancel(c.CorrelationID)
+			if !st.inline {
+				// Inline events are never in the table (runInline):
+				// the reader reads a cancel only after their handler
+				// returned.
+				st.inflight.cancel(c.CorrelationID)
+			}
 			s.cancelled(st.ctx, c)
 		}
 		return nil

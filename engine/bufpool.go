@@ -1,75 +1,25 @@
 package engine
 
 import (
-	"math/bits"
-	"sync"
-
+	"github.com/agentwire/agentwire/codec/grpccodec"
 	"google.golang.org/grpc/mem"
 )
 
-// outPool is the mem.BufferPool behind every encoded outbound message.
+// outPool is the mem.BufferPool behind every encoded outbound message:
+// grpccodec.Pool, shared with the gRPC codec and the agent's replies.
 //
 // Unlike grpc's default pool it does not zero buffers (every byte handed
 // to the transport was just written by an encoder), and its smallest tier
 // (2 KiB) is above grpc's pooling threshold (1 KiB), so mem.NewBuffer
 // always returns a reference-counted buffer that comes back here when the
 // transport is done with it, even for a 100-byte message. Buffers larger
-// than the biggest tier are allocated and left to the garbage collector.
-var outPool = newTieredPool()
+// than the biggest tier (maxPooledCap) are allocated and left to the
+// garbage collector.
+var outPool = grpccodec.Pool()
 
-const (
-	minTierShift = 11 // 2 KiB
-	maxTierShift = 20 // 1 MiB
-)
-
-type tieredPool struct {
-	tiers [maxTierShift - minTierShift + 1]sync.Pool
-}
-
-func newTieredPool() *tieredPool { return new(tieredPool) }
-
-// tier returns the index of the smallest tier holding n bytes, or -1.
-func tier(n int) int {
-	if n <= 1<<minTierShift {
-		return 0
-	}
-	t := bits.Len(uint(n-1)) - minTierShift
-	if t >= maxTierShift-minTierShift+1 {
-		return -1
-	}
-	return t
-}
-
-// Get returns a buffer of length n (contents undefined).
-func (p *tieredPool) Get(n int) *[]byte {
-	t := tier(n)
-	if t < 0 {
-		b := make([]byte, n)
-		return &b
-	}
-	if v := p.tiers[t].Get(); v != nil {
-		bp := v.(*[]byte)
-		*bp = (*bp)[:n]
-		return bp
-	}
-	b := make([]byte, n, 1<<(minTierShift+t))
-	return &b
-}
-
-// Put returns a buffer obtained from Get.
-func (p *tieredPool) Put(bp *[]byte) {
-	c := cap(*bp)
-	if c < 1<<minTierShift || c&(c-1) != 0 {
-		return
-	}
-	t := bits.Len(uint(c)) - 1 - minTierShift
-	if t >= len(p.tiers) {
-		return
-	}
-	p.tiers[t].Put(bp)
-}
-
-var _ mem.BufferPool = (*tieredPool)(nil)
+// maxPooledCap is the capacity of grpccodec.Pool's largest tier
+// (TestOutPoolLargestTier pins it).
+const maxPooledCap = 1 << 20
 
 // newOutBuffer returns an empty slice with capacity for n bytes from
 // outPool; finish it with wrapOut.
@@ -82,7 +32,7 @@ func newOutBuffer(n int) *[]byte {
 // wrapOut turns an encoded buffer from newOutBuffer into a mem.Buffer that
 // returns to outPool when freed.
 func wrapOut(bp *[]byte) mem.Buffer {
-	if cap(*bp) > 1<<maxTierShift {
+	if cap(*bp) > maxPooledCap {
 		return mem.SliceBuffer(*bp)
 	}
 	return mem.NewBuffer(bp, outPool)

@@ -794,7 +794,7 @@ func (c *Conn) send(ctx context.Context, s *session, cid string, p *pending, o o
 		return ctx, nil, err
 	}
 	var cancel context.CancelFunc
-	if o.p != nil && s.tryDirect(o) {
+	if o.rh != nil && s.tryDirect(o) {
 		// Written by this caller (direct.go): o is taken.
 	} else if err := s.out.TryEnqueue(o); err != nil {
 		// Slow path: the queue is full (or closed). The wait for room is
@@ -981,6 +981,14 @@ func (c *Conn) roundTrip(ctx context.Context, cid string, ev event, dst *agentwi
 		c.stats.errors.Add(1)
 		return err
 	}
+	if s.grpc != nil {
+		// The writer marks where the event ends in the stream before it
+		// sends it, so that the reply moves acked as a request-headers
+		// reply does (grpc_direct.go): the queued outbound carries the
+		// pending (wQueued, see pending).
+		p := getPending(cid, dst, wQueued)
+		return c.exchange(ctx, s, cid, p, outbound{buf: buf, p: p}, dl)
+	}
 	return c.exchange(ctx, s, cid, getPending(cid, dst, wNone), outbound{buf: buf}, dl)
 }
 
@@ -1014,8 +1022,10 @@ func (c *Conn) RequestHeaders(ctx context.Context, ev *agentwire.RequestHeadersE
 
 // RequestHeadersInto is RequestHeaders decoding the reply into dst (reset
 // first) instead of a new value: with a reused dst the round trip
-// allocates nothing (a reply whose strings differ from dst's may). dst must not be used by anyone
-// else until the call returns; on error its content is undefined. An empty
+// allocates nothing in memory or over a Unix socket (a reply whose
+// strings differ from dst's may); grpc-go adds its own per-message
+// allocations. dst must not be used by anyone else until the call
+// returns; on error its content is undefined. An empty
 // correlation id is generated and set as in RequestHeaders.
 func (c *Conn) RequestHeadersInto(ctx context.Context, ev *agentwire.RequestHeadersEvent, dst *agentwire.AgentResponse) error {
 	if ev == nil || dst == nil {

@@ -188,8 +188,10 @@
 // (reply), by the caller itself (context ended, deadline, session lost) or
 // by Cancel — and only the remover completes it. A request that allocates
 // nothing else costs no allocation per round trip with RequestHeadersInto
-// and one with RequestHeaders (the returned reply); TestAllocsPerRoundTrip
-// holds these numbers.
+// and one with RequestHeaders (the returned reply), in memory or over a
+// Unix socket; grpc-go adds its own per-message allocations.
+// TestAllocsPerRoundTrip and TestUDSAllocsPerRoundTrip hold these
+// numbers.
 //
 // StartRequestHeaders and Call.Wait split RequestHeadersInto in two, so
 // that one goroutine can have calls on several Conns in flight at once (a

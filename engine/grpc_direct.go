@@ -48,15 +48,22 @@ import (
 // write role while it waits; callers then queue their events behind it,
 // so nobody spins on the role meanwhile.
 //
-// At one call in flight the reply to each request-headers event
-// acknowledges the whole stream up to it, and the next call goes direct.
-// Only request-headers events are marked (the ones a direct send
-// carries): after body chunks of more than 64 KiB in all, or a burst that
-// the agent has not read yet, calls go through the writer until the reply
-// to a request-headers event shows that the agent caught up. An agent that answered an event before reading it (it would have
-// to know the correlation id beforehand) would break the rule: a direct
-// send could then wait, at most until the write timeout. Messages with a
-// compressor (none by default; a dial option could add one) may be larger
+// At one call in flight the reply to each event acknowledges the whole
+// stream up to it, and the next call goes direct. Every event that gets
+// a reply is marked: request-headers events where they are collected,
+// the others (body chunks and the rest, which their callers encode) by
+// the writer just before it sends them (session.writeRound). Only a
+// burst that the agent has not read yet sends calls through the writer,
+// until a reply shows that the agent caught up. An agent that answered
+// an event before reading it (it would have to know the correlation id
+// beforehand) would break the rule: a direct send could then wait, at
+// most until the write timeout. So does a late reply to a call that
+// timed out, delivered to a new request that reuses its correlation id
+// (see "Deadlines and cancellation" in doc.go): the reader takes it for the new
+// request's reply and moves acked to the new event's end, which the
+// agent may not have read yet; a direct send could then wait too, again
+// at most until the write timeout. Messages with a compressor (none by
+// default; a dial option could add one) may be larger
 // on the wire than counted.
 
 // grpcWriteQuota is the write quota of a grpc-go stream: the bytes handed
@@ -102,9 +109,16 @@ func (t *grpcTransport) appendRequestHeadersEvent(ev *agentwire.RequestHeadersEv
 // after appendRequestHeadersEvent succeeded and before p.eventDone.
 func (s *session) markSent(p *pending) {
 	if t := s.grpc; t != nil {
-		if m := uint32(t.queued >> grpcMarkShift); m != 0 { // 0 (a wrap): not recorded
-			atomic.StoreUint32(&p.sentEnd, m)
-		}
+		s.markSentAt(p, t.queued)
+	}
+}
+
+// markSentAt records in p that its event ends at stream offset end. The
+// writer, for an event its caller encoded (session.writeRound), before it
+// sends the event and before p.eventDone.
+func (s *session) markSentAt(p *pending, end uint64) {
+	if m := uint32(end >> grpcMarkShift); m != 0 { // 0 (a wrap): not recorded
+		atomic.StoreUint32(&p.sentEnd, m)
 	}
 }
 

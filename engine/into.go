@@ -8,8 +8,9 @@ import (
 
 // RequestBodyChunkInto is RequestBodyChunk decoding the reply into dst
 // (reset first) instead of a new value: with a reused dst a chunk costs no
-// allocation for a plain reply, whatever its size. dst must not be
-// used by anyone else until the call returns; on error its content is
+// allocation for a plain reply, whatever its size, in memory or over a
+// Unix socket; grpc-go adds its own per-message allocations. dst must
+// not be used by anyone else until the call returns; on error its content is
 // undefined. ev.Data is copied into the outbound message before the call
 // blocks, but ev must not be modified until the call returns. An empty
 // ev.CorrelationID is generated and set (see RequestHeaders). Safe for

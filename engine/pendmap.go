@@ -135,11 +135,7 @@ func (m *pendingMap) loadAndDelete(id string) *pending {
 // removed it. The caller must own p (its hash is read without the lock:
 // it was written before p was stored).
 func (m *pendingMap) remove(p *pending) bool {
-	return m.removeHashed(p, p.hash)
-}
-
-// removeHashed removes p, registered under hash h, if it is still there.
-func (m *pendingMap) removeHashed(p *pending, h uint64) bool {
+	h := p.hash
 	sh := m.shard(h)
 	sh.mu.Lock()
 	link := &sh.chains[h&uint64(len(sh.chains)-1)]
@@ -155,33 +151,6 @@ func (m *pendingMap) removeHashed(p *pending, h uint64) bool {
 	}
 	sh.mu.Unlock()
 	return false
-}
-
-// load returns the entry registered under id without removing it (tests
-// and diagnostics; the entry may be completed and recycled at once).
-func (m *pendingMap) load(id string) (*pending, bool) {
-	h := m.hash(id)
-	sh := m.shard(h)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	for p := sh.chains[h&uint64(len(sh.chains)-1)]; p != nil; p = p.next {
-		if p.hash == h && p.id == id {
-			return p, true
-		}
-	}
-	return nil, false
-}
-
-// size returns the number of entries (a snapshot, shard by shard).
-func (m *pendingMap) size() int {
-	n := 0
-	for i := range m.shards {
-		sh := &m.shards[i]
-		sh.mu.Lock()
-		n += sh.n
-		sh.mu.Unlock()
-	}
-	return n
 }
 
 // removeIf removes every entry for which cut reports true (called under

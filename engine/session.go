@@ -381,7 +381,26 @@ func (s *session) writeRound(w *writerState) bool {
 					o.buf.Free()
 					err = errNoControl
 				}
-			} else if p := o.p; p != nil {
+			} else if p := o.p; p != nil && o.buf != nil {
+				// An event the caller encoded, on a gRPC session: its
+				// end in the stream is marked before the send (the reply
+				// may come before the send returns), unless its caller
+				// already left. eventDone is the writer's last touch of
+				// p (see pending).
+				if p.claimEvent() {
+					s.markSentAt(p, s.grpc.queued+uint64(o.buf.Len())+grpcPrefixLen)
+					p.eventDone(true)
+					err = s.t.send(o)
+					if err != nil {
+						w.sendErr = err
+						s.fail(ErrConnectionLost, err)
+					} else {
+						s.c.stats.sent.Add(1)
+					}
+				} else {
+					o.buf.Free()
+				}
+			} else if p != nil {
 				// An event encoded here, unless its caller already
 				// left. eventDone is the writer's last touch of p
 				// (see pending).

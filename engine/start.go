@@ -55,7 +55,9 @@ type Call struct {
 // RequestHeadersInto. ctx bounds the whole call, up to Wait's return. A
 // full outbound queue is waited for here. Safe for concurrent use (on
 // distinct Calls); with a reused dst and Call the round trip allocates
-// what RequestHeadersInto allocates (nothing, for a plain reply).
+// what RequestHeadersInto allocates (nothing, for a plain reply, in
+// memory or over a Unix socket; grpc-go adds its own per-message
+// allocations).
 func (c *Conn) StartRequestHeaders(ctx context.Context, ev *agentwire.RequestHeadersEvent, dst *agentwire.AgentResponse, call *Call) (started bool, err error) {
 	if ev == nil || dst == nil || call == nil {
 		var cid string

@@ -108,7 +108,9 @@ type outbound struct {
 func (o *outbound) free() {
 	if o.p != nil {
 		o.p.finish()
-		return
+		if o.buf == nil {
+			return
+		}
 	}
 	o.buf.Free()
 }

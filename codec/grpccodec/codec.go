@@ -26,9 +26,8 @@
 //
 // # Memory
 //
-// Marshal computes SizeVT, takes one buffer of that size from Pool (2 KiB
-// buffers of its own, uncleared, for messages up to 2 KiB; grpc-go's
-// default pool above) and encodes into it with MarshalToSizedBufferVT;
+// Marshal computes SizeVT, takes one buffer of that size from Pool
+// (uncleared power-of-two buffers of its own, 2 KiB to 1 MiB) and encodes into it with MarshalToSizedBufferVT;
 // gRPC returns the buffer to the pool once the bytes are written. Pool is
 // exported for encoders of their own that send the same way. Unmarshal
 // decodes with UnmarshalVT, which copies every string and bytes field, so
