@@ -390,13 +390,7 @@ func (s *session) writeRound(w *writerState) bool {
 				if p.claimEvent() {
 					s.markSentAt(p, s.grpc.queued+uint64(o.buf.Len())+grpcPrefixLen)
 					p.eventDone(true)
-					err = s.t.send(o)
-					if err != nil {
-						w.sendErr = err
-						s.fail(ErrConnectionLost, err)
-					} else {
-						s.c.stats.sent.Add(1)
-					}
+					err = s.sendOut(w, o)
 				} else {
 					o.buf.Free()
 				}
@@ -422,13 +416,7 @@ func (s *session) writeRound(w *writerState) bool {
 					s.fail(ErrConnectionLost, err)
 				}
 			} else {
-				err = s.t.send(o)
-				if err != nil {
-					w.sendErr = err
-					s.fail(ErrConnectionLost, err)
-				} else {
-					s.c.stats.sent.Add(1)
-				}
+				err = s.sendOut(w, o)
 			}
 			if o.notice != nil {
 				if err != nil && !o.ctl {
@@ -438,6 +426,19 @@ func (s *session) writeRound(w *writerState) bool {
 			}
 		}
 	}
+}
+
+// sendOut hands o, encoded already, to the transport and counts it; a
+// failed send ends the session and is kept in w.sendErr.
+func (s *session) sendOut(w *writerState, o outbound) error {
+	err := s.t.send(o)
+	if err != nil {
+		w.sendErr = err
+		s.fail(ErrConnectionLost, err)
+	} else {
+		s.c.stats.sent.Add(1)
+	}
+	return err
 }
 
 func (s *session) reader() {
