@@ -515,7 +515,7 @@ const (
 // UTF-8 check are rewritten by the general string encoder in place.
 func jsonAppendRequestHeadersFast(dst []byte, ev *RequestHeadersEvent) (out []byte, ok bool) {
 	m := &ev.Metadata
-	bound := 320 + 2*len(m.CorrelationID) + len(m.RequestID) + len(m.ClientIP) + len(m.Protocol) +
+	bound := 336 + 2*len(m.CorrelationID) + len(m.RequestID) + len(m.ClientIP) + len(m.Protocol) +
 		len(m.ServerName.Value) + len(m.TLSVersion.Value) + len(m.TLSCipher.Value) + len(m.RouteID.Value) +
 		len(m.UpstreamID.Value) + len(m.Traceparent) + len(ev.Method) + len(ev.URI)
 	// Strictly ascending names (one pass with the bound): namesAscending's
@@ -584,8 +584,9 @@ func jsonAppendRequestHeadersFast(dst []byte, ev *RequestHeadersEvent) (out []by
 	w.jsonOptStrV(m.ServerName)
 	w.key(jsRHTime)
 	// The timestamp is appended in place (the bound covers the longest);
-	// were it ever to outgrow the buffer, the grown one is taken over.
-	if t := jsonAppendTimestamp(w.b[:w.n], m.Timestamp); unsafe.SliceData(t) == unsafe.SliceData(w.b) {
+	// were it ever to outgrow the buffer's length (into its capacity, or
+	// into a grown array), the rest is rebuilt around it.
+	if t := jsonAppendTimestamp(w.b[:w.n], m.Timestamp); unsafe.SliceData(t) == unsafe.SliceData(w.b) && len(t) <= len(w.b) {
 		w.n = len(t)
 	} else {
 		w.general(w.n, t)
