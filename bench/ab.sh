@@ -48,10 +48,10 @@ run() {
 	fi
 	start_agent "$1" "$tmp/serve.err" "$listen" || exit 1
 	local json=""
-	# A failed or hung bench, or a serve that does not stop, is reported on
-	# stderr with its output (bench's error or goroutine dump; serve's dump
-	# is kept under bench/results/): the pair then lacks this run's fields
-	# and is left out of the summary.
+	# A failed or hung bench is reported on stderr with its output (its
+	# error or goroutine dump): the pair then lacks this run's fields and is
+	# left out of the summary. A serve that does not stop is reported too
+	# (its dump kept under bench/results/), but the bench's result stands.
 	run_bench json "$1" --agent "$agent_ep" "${enc[@]}" --concurrency "$CONC" --conns "$CONNS" \
 		--duration "$DUR" --agent-pid "$serve_pid" --json || json=""
 	stop_agent "$tmp/serve.err" || true

@@ -47,14 +47,14 @@ start_agent() {
 # stop_agent LOG: stops the agent started by start_agent (serve_pid, its
 # stderr in LOG) with SIGTERM and waits up to STOP_WAIT seconds (default 30;
 # serve bounds its own stop by --drain-timeout + --stop-grace, 15 s by
-# default) for it to exit, then clears serve_pid. An agent still running
+# default) for it to exit; serve_pid is cleared only once the agent has
+# been waited for (an exit trap meanwhile still finds it). An agent still running
 # then gets SIGQUIT, so that the Go runtime writes every goroutine's stack
 # to LOG, which is kept as bench/results/<time>-serve-hang-<pid>.txt (named
 # on stderr), and SIGKILL; stop_agent returns 1 in that case and when serve
 # exited non-zero (its LOG is printed).
 stop_agent() {
 	local log=$1 pid=$serve_pid rc=0 _ keep
-	serve_pid=""
 	[ -n "$pid" ] || return 0
 	kill -TERM "$pid" 2>/dev/null || true
 	for _ in $(seq 1 $((${STOP_WAIT:-30} * 10))); do
@@ -69,6 +69,7 @@ stop_agent() {
 		done
 		kill -KILL "$pid" 2>/dev/null || true
 		wait "$pid" 2>/dev/null || true
+		serve_pid=""
 		mkdir -p bench/results
 		keep="bench/results/$(date -u +%Y-%m-%dT%H%M%SZ)-serve-hang-$pid.txt"
 		cp "$log" "$keep"
@@ -76,6 +77,7 @@ stop_agent() {
 		return 1
 	fi
 	wait "$pid" 2>/dev/null || rc=$?
+	serve_pid=""
 	if [ "$rc" -ne 0 ]; then
 		echo "agentwire serve (pid $pid) exited with $rc:" >&2
 		cat "$log" >&2
@@ -93,7 +95,9 @@ run_bench() {
 	local __out=$1 __bin=$2 __rc=0 __err __o
 	shift 2
 	__err=$(mktemp "${tmp:-/tmp}/bench-err.XXXXXX")
-	__o=$(timeout -s QUIT -k 10 "${BENCH_WAIT:-300}" "$__bin" bench "$@" 2>"$__err") || __rc=$?
+	# --foreground: the bench stays in the terminal's process group, so
+	# Ctrl-C reaches it (and ends it early, as it did without timeout).
+	__o=$(timeout --foreground -s QUIT -k 10 "${BENCH_WAIT:-300}" "$__bin" bench "$@" 2>"$__err") || __rc=$?
 	printf -v "$__out" '%s' "$__o"
 	if [ "$__rc" -ne 0 ] || [ -z "$__o" ]; then
 		echo "agentwire bench failed (exit $__rc, bound ${BENCH_WAIT:-300}s):" >&2

@@ -13,13 +13,9 @@ import (
 // (2 KiB) is above grpc's pooling threshold (1 KiB), so mem.NewBuffer
 // always returns a reference-counted buffer that comes back here when the
 // transport is done with it, even for a 100-byte message. Buffers larger
-// than the biggest tier (maxPooledCap) are allocated and left to the
-// garbage collector.
+// than the biggest tier are allocated for their size, and the pool's Put
+// drops them (left to the garbage collector).
 var outPool = grpccodec.Pool()
-
-// maxPooledCap is the capacity of grpccodec.Pool's largest tier
-// (TestOutPoolLargestTier pins it).
-const maxPooledCap = 1 << 20
 
 // newOutBuffer returns an empty slice with capacity for n bytes from
 // outPool; finish it with wrapOut.
@@ -32,8 +28,5 @@ func newOutBuffer(n int) *[]byte {
 // wrapOut turns an encoded buffer from newOutBuffer into a mem.Buffer that
 // returns to outPool when freed.
 func wrapOut(bp *[]byte) mem.Buffer {
-	if cap(*bp) > maxPooledCap {
-		return mem.SliceBuffer(*bp)
-	}
 	return mem.NewBuffer(bp, outPool)
 }

@@ -7,15 +7,15 @@ import (
 )
 
 // TestOutPoolLargestTier: the engine encodes into grpccodec.Pool (one pool
-// for the codec, the agent and the engine), whose largest tier is
-// maxPooledCap: a buffer of that size comes from the pool (wrapOut hands
-// it back there), a larger one is allocated for its size (wrapOut leaves
-// it to the garbage collector).
+// for the codec, the agent and the engine): a buffer of its largest tier
+// (1 MiB) has exactly that capacity, a larger one is allocated for its
+// size, and both can be wrapped and freed (Put drops the larger one).
 func TestOutPoolLargestTier(t *testing.T) {
 	if outPool != grpccodec.Pool() {
 		t.Fatal("outPool is not grpccodec.Pool()")
 	}
-	for _, tc := range []struct{ n, cap int }{{maxPooledCap, maxPooledCap}, {maxPooledCap + 1, maxPooledCap + 1}} {
+	const largest = 1 << 20
+	for _, tc := range []struct{ n, cap int }{{largest, largest}, {largest + 1, largest + 1}} {
 		bp := newOutBuffer(tc.n)
 		if cap(*bp) != tc.cap {
 			t.Errorf("newOutBuffer(%d): cap %d, want %d", tc.n, cap(*bp), tc.cap)
