@@ -160,17 +160,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		runtime.SetMutexProfileFraction(5)
 		defer runtime.SetMutexProfileFraction(0)
 	}
-	if f.cpuProfile != "" {
-		pf, err := os.Create(f.cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer pf.Close()
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(f.cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 
 	var prog *progress
 	if !f.json {
