@@ -20,11 +20,7 @@ func TestGRPCInlineRepliesSentDirectly(t *testing.T) {
 		defer endTransport()
 		fs := newFakeServerStream(transport)
 		fs.stalled.Store(true) // no send stalls
-		go func() {
-			_ = srv.processStream(fs)
-			close(fs.returned)
-		}()
-		fs.in <- handshakeMsg(2)
+		serveFake(srv, fs)
 		synctest.Wait() // answered; the writer is idle again
 		const n = 5
 		for i := range n {
@@ -64,11 +60,7 @@ func TestGRPCInlineDirectSendNotAfterReturn(t *testing.T) {
 	defer endTransport()
 	fs := newFakeServerStream(transport)
 	fs.stallDirect = true
-	go func() {
-		_ = srv.processStream(fs)
-		close(fs.returned)
-	}()
-	fs.in <- handshakeMsg(2)
+	serveFake(srv, fs)
 	<-fs.notify
 	// One event at a time until the reader sends a reply itself (the
 	// writer may still hold the send lock after its last send).

@@ -104,11 +104,7 @@ func TestGRPCInlineEventsNotBooked(t *testing.T) {
 				defer endTransport()
 				fs := newFakeServerStream(transport)
 				fs.stalled.Store(true) // no send stalls
-				go func() {
-					_ = srv.processStream(fs)
-					close(fs.returned)
-				}()
-				fs.in <- handshakeMsg(2)
+				serveFake(srv, fs)
 				synctest.Wait()
 				st = onlyStream(t, srv)
 				fs.in <- reqHeaders("c-1", "/")
@@ -161,11 +157,7 @@ func TestGRPCInlineShutdownWaitsForRunningEvent(t *testing.T) {
 		defer endTransport()
 		fs := newFakeServerStream(transport)
 		fs.stalled.Store(true) // no send stalls
-		go func() {
-			_ = srv.processStream(fs)
-			close(fs.returned)
-		}()
-		fs.in <- handshakeMsg(2)
+		serveFake(srv, fs)
 		synctest.Wait()
 		fs.in <- reqHeaders("held", "/")
 		synctest.Wait() // the handler waits for release

@@ -50,6 +50,16 @@ func newFakeServerStream(ctx context.Context) *fakeServerStream {
 		stalling: make(chan struct{}), notify: make(chan struct{}, 64)}
 }
 
+// serveFake runs srv.processStream on fs (fs.returned is closed when it
+// returns) and sends the handshake.
+func serveFake(srv *Server, fs *fakeServerStream) {
+	go func() {
+		_ = srv.processStream(fs)
+		close(fs.returned)
+	}()
+	fs.in <- handshakeMsg(2)
+}
+
 func (f *fakeServerStream) SetHeader(metadata.MD) error  { return nil }
 func (f *fakeServerStream) SendHeader(metadata.MD) error { return nil }
 func (f *fakeServerStream) SetTrailer(metadata.MD)       {}
@@ -173,11 +183,7 @@ func TestGRPCWriterNoSendAfterReturn(t *testing.T) {
 				transport, endTransport := context.WithCancel(context.Background())
 				defer endTransport()
 				fs := newFakeServerStream(transport)
-				go func() {
-					_ = srv.processStream(fs)
-					close(fs.returned)
-				}()
-				fs.in <- handshakeMsg(2)
+				serveFake(srv, fs)
 				for seq := range uint64(3) {
 					fs.in <- ping(seq)
 				}
