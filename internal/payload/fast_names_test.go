@@ -55,6 +55,18 @@ func TestMsgpackKeyLengths(t *testing.T) {
 			t.Errorf("key(%q) wrote %q", k, w.done())
 		}
 	}
+	// The metadata runs (key, map header, first key) go through key32.
+	for _, k := range []string{mpRHMeta11, mpRHMeta12} {
+		if len(k) < 16 || len(k) > 32 {
+			t.Errorf("run %q is %d bytes, fastBuf.key32 copies 16 to 32", k, len(k))
+		}
+		var w fastBuf
+		w.b = make([]byte, 40)
+		w.key32(k)
+		if string(w.done()) != k {
+			t.Errorf("key32(%q) wrote %q", k, w.done())
+		}
+	}
 }
 
 // TestMpStrEveryLength: the fast path's string writer (header, word copy,

@@ -35,63 +35,17 @@ func fastGrow(dst []byte, bound int) fastBuf {
 // done returns the written bytes.
 func (w *fastBuf) done() []byte { return w.b[:w.n] }
 
-// raw appends s as is (constant protocol text).
-func (w *fastBuf) raw(s string) {
-	if len(s) > 64 {
-		w.n += copy(w.b[w.n:], s)
-		return
-	}
-	w.copyShort(s)
-}
-
 func (w *fastBuf) byte1(c byte) {
 	w.b[w.n] = c
 	w.n++
 }
 
-// copyShort copies s (at most 64 bytes) in words, without a call, and
-// returns the OR of its bytes folded into a word.
-func (w *fastBuf) copyShort(s string) uint64 {
-	n := len(s)
-	_ = w.b[w.n : w.n+n] // the whole destination range is reserved (panics otherwise)
-	d := unsafe.Pointer(unsafe.SliceData(w.b[w.n:]))
-	p := unsafe.Pointer(unsafe.StringData(s))
-	w.n += n
-	var acc uint64
-	switch {
-	case n >= 8:
-		i := 0
-		for ; i+8 <= n; i += 8 {
-			x := *(*uint64)(unsafe.Add(p, i))
-			acc |= x
-			*(*uint64)(unsafe.Add(d, i)) = x
-		}
-		if i < n { // last word overlaps the previous one
-			x := *(*uint64)(unsafe.Add(p, n-8))
-			acc |= x
-			*(*uint64)(unsafe.Add(d, n-8)) = x
-		}
-	case n >= 4:
-		x, y := *(*uint32)(p), *(*uint32)(unsafe.Add(p, n-4))
-		acc = uint64(x | y)
-		*(*uint32)(d) = x
-		*(*uint32)(unsafe.Add(d, n-4)) = y
-	default:
-		for i := 0; i < n; i++ {
-			c := *(*byte)(unsafe.Add(p, i))
-			acc |= uint64(c)
-			*(*byte)(unsafe.Add(d, i)) = c
-		}
-	}
-	return acc
-}
-
 // mpStr appends s as a MessagePack str (header + bytes). A string that is
 // not ASCII is rewritten by the general encoder (UTF-8 check, U+FFFD
-// replacement). One call per string: the header, the copy (in words, as
-// copyShort does, up to 64 bytes) and the ASCII check are done here
-// (through a copy helper and copyShort it was three calls per string,
-// most of the cost of the short strings of a request-headers event).
+// replacement). One call per string: the header, the copy (in words, up
+// to 64 bytes) and the ASCII check are done here (through separate copy
+// and check helpers it was three calls per string, most of the cost of
+// the short strings of a request-headers event).
 func (w *fastBuf) mpStr(s string) {
 	start := w.n
 	n := len(s)
@@ -286,9 +240,9 @@ func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte,
 	w.key(mpRHHead)
 	w.mpStr(m.CorrelationID)
 	if m.Traceparent != "" {
-		w.raw(mpRHMeta12)
+		w.key32(mpRHMeta12)
 	} else {
-		w.raw(mpRHMeta11)
+		w.key32(mpRHMeta11)
 	}
 	w.mpStr(m.CorrelationID)
 	w.key(mpRHReqID)
@@ -473,7 +427,8 @@ func (w *fastBuf) jsonOptStrV(o Opt[string]) {
 	w.jsonStrQ(o.Value)
 }
 
-// key32 appends a protocol run of 16 to 32 bytes (see TestJSONRunLengths)
+// key32 appends a protocol run of 16 to 32 bytes (see TestJSONRunLengths,
+// TestMsgpackKeyLengths)
 // with four overlapping word moves, inlined (key copies 4 to 16).
 func (w *fastBuf) key32(k string) {
 	n := len(k)
