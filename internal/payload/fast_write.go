@@ -427,9 +427,9 @@ func (w *fastBuf) jsonOptStrV(o Opt[string]) {
 	w.jsonStrQ(o.Value)
 }
 
-// key32 appends a protocol run of 16 to 32 bytes (see TestJSONRunLengths,
-// TestMsgpackKeyLengths)
-// with four overlapping word moves, inlined (key copies 4 to 16).
+// key32 appends a protocol run of 16 to 32 bytes with four overlapping
+// word moves, inlined (key copies 4 to 16; TestJSONRunLengths and
+// TestMsgpackKeyLengths hold every run to its helper's range).
 func (w *fastBuf) key32(k string) {
 	n := len(k)
 	_ = w.b[w.n : w.n+n] // reserved (panics otherwise)
