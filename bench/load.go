@@ -107,8 +107,31 @@ const (
 	phaseStop
 )
 
+// A worker whose round trip failed pauses before its next one: errPauseMin
+// after the first failure in a row, doubling with each further one up to
+// errPauseMax. A lost connection fails calls at once; without the pause
+// every worker would spin on it, burning the cores the agent needs to
+// recover and counting millions of errors that say nothing more than the
+// first.
+const (
+	errPauseMin = 100 * time.Microsecond
+	errPauseMax = 50 * time.Millisecond
+)
+
+// nextErrPause returns the pause after a failure that follows a pause of d
+// (0 after a success).
+func nextErrPause(d time.Duration) time.Duration {
+	if d < errPauseMin {
+		return errPauseMin
+	}
+	return min(2*d, errPauseMax)
+}
+
 // Run drives rt with cfg.Concurrency closed-loop workers and measures the
 // window after the warm-up. It returns when every worker has stopped.
+// A worker pauses after a failed round trip, from 100 µs after the first
+// failure in a row up to 50 ms (doubling), so that a lost connection does
+// not turn the workers into busy loops; every failure is counted.
 // Cancelling ctx ends the run early (the result covers the time measured).
 func Run(ctx context.Context, cfg Config, rt RoundTrip) (Result, error) {
 	if cfg.Concurrency <= 0 {
@@ -143,6 +166,7 @@ func Run(ctx context.Context, cfg Config, rt RoundTrip) (Result, error) {
 		}
 		return n
 	}
+	stop := make(chan struct{}) // closed with phaseStop: ends error pauses
 	var (
 		phase    atomic.Int32
 		curWin   atomic.Pointer[winHist] // the window being recorded (Config.Window)
@@ -172,6 +196,7 @@ func Run(ctx context.Context, cfg Config, rt RoundTrip) (Result, error) {
 			// own few instructions (the phase check and the previous
 			// histogram record, well under the 1 µs resolution).
 			t0 := monoNow()
+			var pause time.Duration // after the last failure in a row
 			for seq := uint64(0); ; seq++ {
 				p := phase.Load()
 				if p == phaseStop || ctx.Err() != nil {
@@ -185,17 +210,27 @@ func Run(ctx context.Context, cfg Config, rt RoundTrip) (Result, error) {
 					time.Sleep(cfg.Gap)
 					t0 = monoNow()
 				}
-				if p != phaseMeasure {
-					continue
-				}
 				if err != nil {
 					if ctx.Err() != nil {
 						return
 					}
-					if errs.Add(1) == 1 {
+					if p == phaseMeasure && errs.Add(1) == 1 {
 						s := err.Error()
 						firstErr.Store(&s)
 					}
+					pause = nextErrPause(pause)
+					t := time.NewTimer(pause)
+					select {
+					case <-t.C:
+					case <-stop:
+					case <-ctx.Done():
+					}
+					t.Stop()
+					t0 = monoNow()
+					continue
+				}
+				pause = 0
+				if p != phaseMeasure {
 					continue
 				}
 				counts[w].n.Add(1)
@@ -267,6 +302,7 @@ func Run(ctx context.Context, cfg Config, rt RoundTrip) (Result, error) {
 	n := done()
 	nErr := errs.Load()
 	phase.Store(phaseStop)
+	close(stop)
 	elapsed := time.Since(start)
 	if cfg.Window > 0 {
 		windows = append(windows, curWin.Load().result(winStart, elapsed-winStart))

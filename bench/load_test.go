@@ -52,6 +52,48 @@ func TestRunNoRequests(t *testing.T) {
 	}
 }
 
+// A worker whose calls keep failing pauses between them (doubling up to
+// errPauseMax) instead of spinning; the run still ends on time.
+func TestRunPausesAfterErrors(t *testing.T) {
+	var calls atomic.Int64
+	start := time.Now()
+	res, err := Run(context.Background(), Config{Concurrency: 2, Duration: 300 * time.Millisecond, Warmup: -1},
+		func(ctx context.Context, w int, seq uint64) error {
+			calls.Add(1)
+			return errors.New("connection lost")
+		})
+	took := time.Since(start)
+	if !errors.Is(err, ErrNoRequests) {
+		t.Fatalf("err = %v", err)
+	}
+	// Per worker: 0.1+0.2+...+25.6 ms is 51 ms in 9 calls, then one per
+	// 50 ms: about 14 calls in 300 ms. Without the pause, hundreds of
+	// thousands.
+	if n := calls.Load(); n > 2*40 {
+		t.Fatalf("%d calls in %v: the workers did not pause after failing", n, took)
+	}
+	if res.Errors == 0 || res.Errors > calls.Load() {
+		t.Fatalf("errors = %d of %d calls", res.Errors, calls.Load())
+	}
+	if took > 300*time.Millisecond+time.Second {
+		t.Fatalf("run took %v", took)
+	}
+}
+
+func TestNextErrPause(t *testing.T) {
+	d, prev := time.Duration(0), time.Duration(0)
+	for i := 0; i < 20; i++ {
+		d = nextErrPause(d)
+		if d < errPauseMin || d > errPauseMax || d < prev {
+			t.Fatalf("pause %d = %v after %v", i, d, prev)
+		}
+		prev = d
+	}
+	if d != errPauseMax {
+		t.Fatalf("pause after 20 failures = %v, want %v", d, errPauseMax)
+	}
+}
+
 func TestRunStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
