@@ -19,6 +19,11 @@ import (
 // ErrInUse reports that another process accepts connections on the path.
 var ErrInUse = errors.New("agentwire: socket path is in use by a live listener")
 
+// ErrLockBusy reports that the lock on the socket's directory, which
+// Listen and RemoveStale take for a moment, was held by another process
+// for longer than they wait (10 seconds on Unix).
+var ErrLockBusy = errors.New("agentwire: directory lock held by another process")
+
 // maxSunPath bounds a socket path so that it fits sockaddr_un (108 bytes on
 // Linux, 104 on the BSDs) with room for the terminator.
 const maxSunPath = 100
