@@ -220,14 +220,15 @@ func TestServeBinarySecondSIGTERMForces(t *testing.T) {
 	}
 }
 
-// TestServeBinarySecondSIGTERMWhileBinding: a serve stuck before it
-// listens (here waiting for the lock of its socket's directory, which the
-// test holds) does not see its context; the first SIGTERM is caught, and
-// the second ends the process. Before, the signal context swallowed every
-// later SIGTERM as well, and such a serve could only be killed.
+// TestServeBinarySecondSIGTERMWhileBinding: a serve held up before it
+// listens (here waiting, up to 10 s, for the lock of its socket's
+// directory, which the test holds) does not see its context; the first
+// SIGTERM is caught, and the second ends the process. Before, the signal
+// context swallowed every later SIGTERM as well, and such a serve could
+// only be killed.
 func TestServeBinarySecondSIGTERMWhileBinding(t *testing.T) {
 	if runtime.GOOS != "linux" {
-		t.Skip("waits for the lock through /proc/locks")
+		t.Skip("watches the lock wait through /proc/PID/fd")
 	}
 	dir := filepath.Dir(shortSocketPath(t, "bind.sock"))
 	lock, err := os.Open(dir)
@@ -239,15 +240,13 @@ func TestServeBinarySecondSIGTERMWhileBinding(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd, stderr := startBinary(t, "serve", "--listen", "unix://"+filepath.Join(dir, "bind.sock"), "--agent", "echo")
-	waiting := fmt.Sprintf(" -> FLOCK  ADVISORY  WRITE %d ", cmd.Process.Pid)
+	// serve polls the lock (for up to 10 s) with the directory open: wait
+	// for that descriptor, opened after the signal handling is in place.
+	fds := fmt.Sprintf("/proc/%d/fd", cmd.Process.Pid)
 	deadline := time.Now().Add(20 * time.Second)
-	for {
-		b, _ := os.ReadFile("/proc/locks")
-		if strings.Contains(string(b), waiting) {
-			break
-		}
+	for !hasOpen(fds, dir) {
 		if time.Now().After(deadline) {
-			t.Fatalf("serve is not waiting for the directory lock; /proc/locks:\n%s\nstderr:\n%s", b, stderr.String())
+			t.Fatalf("serve is not waiting for the directory lock; stderr:\n%s", stderr.String())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -279,6 +278,18 @@ func TestServeBinarySecondSIGTERMWhileBinding(t *testing.T) {
 			}
 		}
 	}
+}
+
+// hasOpen reports whether a descriptor listed in the /proc fd directory
+// fds refers to path.
+func hasOpen(fds, path string) bool {
+	ents, _ := os.ReadDir(fds)
+	for _, e := range ents {
+		if l, err := os.Readlink(filepath.Join(fds, e.Name())); err == nil && l == path {
+			return true
+		}
+	}
+	return false
 }
 
 // TestBenchInterruptedBeforeMeasuring: a bench stopped by a signal (its
