@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/embedded"
 )
 
 // reqCtx is the context of one request on a Unix-socket or reverse
@@ -24,19 +25,46 @@ import (
 // It implements the afterFuncer interface of package context, so contexts
 // derived from it (context.WithCancel, WithTimeout, AfterFunc) are
 // propagated without a goroutine each. Safe for concurrent use.
+//
+// It is 64 bytes, so that a slab is exactly 4 KiB (a size class of its
+// own: no rounding up) and the bytes the agent allocates per event, which
+// set how often its garbage collector runs, stay low: what only Done and
+// AfterFunc need lives in a ctxWait made on their first use, and the
+// pointer to it is also the marker that makes remote a trace.Span (see
+// remoteSpan), so it costs no field of its own. TestReqCtxSize holds the
+// size.
 type reqCtx struct {
 	parent context.Context
 
-	mu         sync.Mutex
-	err        error
-	done       chan struct{} // created on demand
-	stopParent func() bool   // parent hook, once Done or AfterFunc was used
-	afters     *reqAfter     // AfterFunc's functions, a list (8 bytes, not a slice's 24)
+	mu  sync.Mutex
+	err error
 
 	// remote is the remote span context of the request's traceparent,
 	// answered to trace.SpanFromContext when remote.raw is a valid one
-	// (trace.go). Set before the handler runs, never changed afterwards.
+	// (trace.go). raw is set before the handler runs, never changed
+	// afterwards. remote.ctxWait is the lazily made part of the context
+	// (guarded by mu).
 	remote remoteSpan
+}
+
+// ctxWait is the part of a reqCtx that only waiting on it needs: made by
+// the first Done or AfterFunc, under the reqCtx's mutex.
+type ctxWait struct {
+	// embedded.Span is never set: it only gives remoteSpan, which embeds a
+	// *ctxWait, the unexported method of trace.Span.
+	embedded.Span
+
+	done       chan struct{} // created on demand
+	stopParent func() bool   // parent hook, once Done or AfterFunc was used
+	afters     *reqAfter     // AfterFunc's functions, a list (8 bytes, not a slice's 24)
+}
+
+// waitLocked returns c's ctxWait, making it on first use. c.mu is held.
+func (c *reqCtx) waitLocked() *ctxWait {
+	if c.remote.ctxWait == nil {
+		c.remote.ctxWait = new(ctxWait)
+	}
+	return c.remote.ctxWait
 }
 
 type reqAfter struct {
@@ -72,18 +100,19 @@ func (c *reqCtx) Err() error {
 func (c *reqCtx) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.done == nil {
+	w := c.waitLocked()
+	if w.done == nil {
 		// Check the parent before the channel exists: cancelLocked closes
-		// c.done when it is set, and it is closed just below.
+		// w.done when it is set, and it is closed just below.
 		c.checkParentLocked()
-		c.done = make(chan struct{})
+		w.done = make(chan struct{})
 		if c.err != nil {
-			close(c.done)
+			close(w.done)
 		} else {
 			c.watchParentLocked()
 		}
 	}
-	return c.done
+	return w.done
 }
 
 // AfterFunc arranges to call f in its own goroutine once c is cancelled
@@ -98,13 +127,14 @@ func (c *reqCtx) AfterFunc(f func()) func() bool {
 		go f()
 		return func() bool { return false }
 	}
-	a := &reqAfter{f: f, next: c.afters}
-	c.afters = a
+	w := c.waitLocked()
+	a := &reqAfter{f: f, next: w.afters}
+	w.afters = a
 	c.watchParentLocked()
 	return func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		for p := &c.afters; *p != nil; p = &(*p).next {
+		for p := &w.afters; *p != nil; p = &(*p).next {
 			if *p == a {
 				*p = a.next
 				return true
@@ -129,17 +159,21 @@ func (c *reqCtx) cancelLocked(err error) {
 		return
 	}
 	c.err = err
-	if c.done != nil {
-		close(c.done)
+	w := c.remote.ctxWait
+	if w == nil {
+		return // nobody waits: no channel, no hook, no functions
 	}
-	if c.stopParent != nil {
-		c.stopParent()
-		c.stopParent = nil
+	if w.done != nil {
+		close(w.done)
 	}
-	for a := c.afters; a != nil; a = a.next {
+	if w.stopParent != nil {
+		w.stopParent()
+		w.stopParent = nil
+	}
+	for a := w.afters; a != nil; a = a.next {
 		go a.f()
 	}
-	c.afters = nil
+	w.afters = nil
 }
 
 // checkParentLocked cancels c if its parent ended.
@@ -151,10 +185,11 @@ func (c *reqCtx) checkParentLocked() {
 	}
 }
 
-// watchParentLocked makes the parent's cancellation reach c.
+// watchParentLocked makes the parent's cancellation reach c (whose
+// ctxWait exists).
 func (c *reqCtx) watchParentLocked() {
-	if c.stopParent == nil && c.parent.Done() != nil {
-		c.stopParent = context.AfterFunc(c.parent, func() { c.cancel(c.parent.Err()) })
+	if w := c.remote.ctxWait; w.stopParent == nil && c.parent.Done() != nil {
+		w.stopParent = context.AfterFunc(c.parent, func() { c.cancel(c.parent.Err()) })
 	}
 }
 
