@@ -131,6 +131,12 @@ type udsConn struct {
 	cancel context.CancelFunc
 
 	ctxSlab reqCtxSlab // request contexts; reader only
+	// strs holds the strings of MessagePack request-headers events that
+	// changed from the last event the call held (the correlation id, at
+	// least), in shared chunks instead of an allocation each (see
+	// payload.MsgpackArena), released whenever the reader waits
+	// (dropSpare). Reader only: every event is decoded there.
+	strs payload.MsgpackArena
 	// sem holds a slot per admitted event (being handled, or decoded and
 	// waiting for a worker): maxConcurrency + eventBacklog(maxConcurrency)
 	// slots. The reader pauses only when all are taken. Nil on inline
@@ -850,12 +856,14 @@ func (uc *udsConn) dispatchInline(typ frame.Type, p []byte) bool {
 }
 
 // dropSpare puts the inline reader's spare call back in the pool (see
-// spare). Reader only.
+// spare), and the chunk of its string arena (strs), so that a connection
+// waiting for events holds neither. Reader only.
 func (uc *udsConn) dropSpare() {
 	if c := uc.spare; c != nil {
 		uc.spare = nil
 		c.release()
 	}
+	uc.strs.Release()
 }
 
 // decodeFailed answers an undecodable event with the decode-error decision
@@ -891,7 +899,11 @@ func (c *udsCall) decodeEvent(typ frame.Type, p []byte, msgpack bool) error {
 		if msgpack {
 			// The decoder hands back the envelope's id when it is the
 			// first key (every known proxy's shape): no second parse.
-			top, topOK, err := payload.DecodeRequestHeadersMsgpackRouted(p, &c.reqHeaders)
+			var strs *payload.MsgpackArena
+			if c.uc != nil {
+				strs = &c.uc.strs
+			}
+			top, topOK, err := payload.DecodeRequestHeadersMsgpackRoutedIn(p, &c.reqHeaders, strs)
 			if err == nil {
 				c.cid = routedID(p, top, topOK, c.reqHeaders.Metadata.CorrelationID)
 			}
