@@ -45,6 +45,9 @@ type exchange struct {
 	// dup chains exchanges with the same correlation id in one connection's
 	// in-flight table (the newest first). Guarded by the table's mutex.
 	dup *exchange
+	// run, when set, collects the event's counters for its inline reader
+	// to publish (eventrun.go) instead of the server's counters directly.
+	run *eventRun
 
 	reqHeaders  agentwire.RequestHeadersEvent
 	body        agentwire.BodyChunk
@@ -196,7 +199,11 @@ func (s *Server) beginWith(rc *reqCtx, t *inflightTable, x *exchange) {
 	}
 	x.resetResp()
 	s.inflight.Add(1)
-	s.stats.events.Add(1)
+	if x.run != nil {
+		x.run.events++
+	} else {
+		s.stats.events.Add(1)
+	}
 }
 
 // end releases what begin or beginWith acquired.
@@ -247,7 +254,11 @@ func (s *Server) invokeHandler(x *exchange) (failed, panicked bool) {
 	}
 	x.resp.CorrelationID = x.cid
 	x.resp.ProcessingTimeMS = agentwire.Some(uint64(d.Milliseconds()))
-	s.stats.byEvent.record(x.kind, x.resp.Decision.Kind, d)
+	if x.run != nil {
+		x.run.record(&s.stats.byEvent, x.kind, x.resp.Decision.Kind, d)
+	} else {
+		s.stats.byEvent.record(x.kind, x.resp.Decision.Kind, d)
+	}
 	return err != nil, panicked
 }
 

@@ -87,7 +87,7 @@ func getUDSCall(uc *udsConn) *udsCall {
 
 func (c *udsCall) release() {
 	c.recycle()
-	c.uc = nil
+	c.uc, c.run = nil, nil
 	c.resp = agentwire.AgentResponse{}
 	udsCallPool.Put(c)
 }
@@ -162,6 +162,10 @@ type udsConn struct {
 	inline  bool
 	wbuf    []byte // reader only
 	wbroken bool   // a reader write failed; reader only
+	// run collects the counters of the events the inline reader handles,
+	// published before their replies are written (eventrun.go). Reader
+	// only.
+	run eventRun
 	// spare is the inline reader's call, kept from one event to the next
 	// while whole frames are buffered (no pool round trip, and its reply
 	// is not cleared twice) and put back in the pool before the reader
@@ -681,8 +685,10 @@ func inlineFlushBytes(msgpack bool) int {
 	return 4 << 10
 }
 
-// flushInline writes the replies the reader collected (inline mode).
+// flushInline writes the replies the reader collected (inline mode),
+// after publishing their events' counters.
 func (uc *udsConn) flushInline() {
+	uc.run.publish(uc.srv)
 	if len(uc.wbuf) == 0 {
 		return
 	}
@@ -843,6 +849,7 @@ func (uc *udsConn) dispatchInline(typ frame.Type, p []byte) bool {
 		uc.decodeFailed(c, typ, p, err)
 		return true
 	}
+	c.run = &uc.run
 	uc.begin(c)
 	uc.srv.invoke(&c.exchange)
 	uc.wbuf = uc.encodeReplyTo(uc.wbuf, c)
