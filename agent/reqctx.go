@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -26,18 +27,24 @@ import (
 // derived from it (context.WithCancel, WithTimeout, AfterFunc) are
 // propagated without a goroutine each. Safe for concurrent use.
 //
-// It is 64 bytes, so that a slab is exactly 4 KiB (a size class of its
-// own: no rounding up) and the bytes the agent allocates per event, which
-// set how often its garbage collector runs, stay low: what only Done and
-// AfterFunc need lives in a ctxWait made on their first use, and the
-// pointer to it is also the marker that makes remote a trace.Span (see
-// remoteSpan), so it costs no field of its own. TestReqCtxSize holds the
-// size.
+// It is 56 bytes, 73 of which fill a slab of 4 KiB (a size class of its
+// own: no rounding up), so that the bytes the agent allocates per event,
+// which set how often its garbage collector runs, stay low: what only Done
+// and AfterFunc need lives in a ctxWait made on their first use, whose
+// pointer is also the marker that makes remote a trace.Span (see
+// remoteSpan), and the error is two bits of state (context.Canceled, or
+// the parent's error). TestReqCtxSize holds the size.
+//
+// Cancelling a context nobody waits on (no Done, no AfterFunc: the common
+// case, cancelled as its handler returns) is one compare-and-swap of
+// state, without the mutex; the mutex guards the ctxWait, and whoever
+// finds the context cancelled with waiters (the canceller, or Done or
+// AfterFunc arriving at the same time) fires them, once (ctxWait.fired).
 type reqCtx struct {
 	parent context.Context
 
-	mu  sync.Mutex
-	err error
+	mu    sync.Mutex    // guards remote.ctxWait
+	state atomic.Uint32 // rc* bits
 
 	// remote is the remote span context of the request's traceparent,
 	// answered to trace.SpanFromContext when remote.raw is a valid one
@@ -46,6 +53,14 @@ type reqCtx struct {
 	// (guarded by mu).
 	remote remoteSpan
 }
+
+// The bits of reqCtx.state.
+const (
+	rcCanceled uint32 = 1 << iota // cancelled with context.Canceled
+	rcParent                      // cancelled as its parent ended: Err is the parent's
+	rcWait                        // a ctxWait exists (set under mu)
+	rcDone     = rcCanceled | rcParent
+)
 
 // ctxWait is the part of a reqCtx that only waiting on it needs: made by
 // the first Done or AfterFunc, under the reqCtx's mutex.
@@ -57,12 +72,14 @@ type ctxWait struct {
 	done       chan struct{} // created on demand
 	stopParent func() bool   // parent hook, once Done or AfterFunc was used
 	afters     *reqAfter     // AfterFunc's functions, a list (8 bytes, not a slice's 24)
+	fired      bool          // the cancellation reached done, stopParent and afters
 }
 
 // waitLocked returns c's ctxWait, making it on first use. c.mu is held.
 func (c *reqCtx) waitLocked() *ctxWait {
 	if c.remote.ctxWait == nil {
 		c.remote.ctxWait = new(ctxWait)
+		c.state.Or(rcWait)
 	}
 	return c.remote.ctxWait
 }
@@ -90,10 +107,19 @@ func (c *reqCtx) Value(key any) any {
 // cancelled (by the proxy or because the handler returned), or the
 // parent's error once the connection or server ended.
 func (c *reqCtx) Err() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.checkParentLocked()
-	return c.err
+	st := c.state.Load()
+	if st&rcDone == 0 {
+		err := c.parent.Err()
+		if err == nil {
+			return nil
+		}
+		c.cancel(err)
+		st = c.state.Load()
+	}
+	if st&rcCanceled != 0 {
+		return context.Canceled
+	}
+	return c.parent.Err()
 }
 
 // Done returns a channel closed when the context is cancelled.
@@ -102,12 +128,16 @@ func (c *reqCtx) Done() <-chan struct{} {
 	defer c.mu.Unlock()
 	w := c.waitLocked()
 	if w.done == nil {
-		// Check the parent before the channel exists: cancelLocked closes
-		// w.done when it is set, and it is closed just below.
-		c.checkParentLocked()
 		w.done = make(chan struct{})
-		if c.err != nil {
+		if w.fired {
 			close(w.done)
+			return w.done
+		}
+		// A cancel that came before rcWait was set left the firing to
+		// whoever sets it: here.
+		c.checkParentLocked()
+		if c.state.Load()&rcDone != 0 {
+			c.fireLocked()
 		} else {
 			c.watchParentLocked()
 		}
@@ -122,12 +152,13 @@ func (c *reqCtx) Done() <-chan struct{} {
 func (c *reqCtx) AfterFunc(f func()) func() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	w := c.waitLocked()
 	c.checkParentLocked()
-	if c.err != nil {
+	if c.state.Load()&rcDone != 0 {
+		c.fireLocked()
 		go f()
 		return func() bool { return false }
 	}
-	w := c.waitLocked()
 	a := &reqAfter{f: f, next: w.afters}
 	w.afters = a
 	c.watchParentLocked()
@@ -147,22 +178,44 @@ func (c *reqCtx) AfterFunc(f func()) func() bool {
 // String describes the context (for %v).
 func (c *reqCtx) String() string { return "agentwire.requestContext" }
 
-// cancel cancels c with err (if it is not cancelled yet).
+// cancel cancels c with err (if it is not cancelled yet): err is
+// context.Canceled or the parent's error, which Err then returns. Without
+// waiters it takes no lock.
 func (c *reqCtx) cancel(err error) {
-	c.mu.Lock()
-	c.cancelLocked(err)
-	c.mu.Unlock()
+	if was, ok := c.mark(err); ok && was&rcWait != 0 {
+		c.mu.Lock()
+		c.fireLocked()
+		c.mu.Unlock()
+	}
 }
 
-func (c *reqCtx) cancelLocked(err error) {
-	if c.err != nil {
+// mark records c's cancellation with err unless c is cancelled already;
+// it returns the state it found and whether it changed it.
+func (c *reqCtx) mark(err error) (uint32, bool) {
+	kind := rcParent
+	if err == context.Canceled {
+		kind = rcCanceled
+	}
+	for {
+		st := c.state.Load()
+		if st&rcDone != 0 {
+			return st, false
+		}
+		if c.state.CompareAndSwap(st, st|kind) {
+			return st, true
+		}
+	}
+}
+
+// fireLocked passes c's cancellation on to what waits on it (c.mu held,
+// the ctxWait exists, c cancelled), once: the Done channel, the parent
+// hook, AfterFunc's functions.
+func (c *reqCtx) fireLocked() {
+	w := c.remote.ctxWait
+	if w.fired {
 		return
 	}
-	c.err = err
-	w := c.remote.ctxWait
-	if w == nil {
-		return // nobody waits: no channel, no hook, no functions
-	}
+	w.fired = true
 	if w.done != nil {
 		close(w.done)
 	}
@@ -176,11 +229,12 @@ func (c *reqCtx) cancelLocked(err error) {
 	w.afters = nil
 }
 
-// checkParentLocked cancels c if its parent ended.
+// checkParentLocked marks c cancelled if its parent ended (the caller,
+// holding c.mu, fires).
 func (c *reqCtx) checkParentLocked() {
-	if c.err == nil {
+	if c.state.Load()&rcDone == 0 {
 		if err := c.parent.Err(); err != nil {
-			c.cancelLocked(err)
+			c.mark(err)
 		}
 	}
 }
@@ -193,8 +247,9 @@ func (c *reqCtx) watchParentLocked() {
 	}
 }
 
-// slabSize is the number of request contexts allocated at once.
-const slabSize = 64
+// slabSize is the number of request contexts allocated at once: as many
+// as fit in 4 KiB.
+const slabSize = 73
 
 // reqCtxSlab hands out fresh reqCtxs, allocating them slabSize at a time.
 // Not safe for concurrent use (it belongs to a connection's reader).
