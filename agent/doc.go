@@ -216,7 +216,7 @@
 // is reused, and encoded into pooled buffers. Outside grpc-go an event
 // costs one allocation (the message copy; a hot event grpc-go hands over in
 // one unpooled buffer is kept without it, grpc_codec.go) plus a request
-// context slab every 64 events; see TestDispatchAllocs and
+// context slab every 73 events; see TestDispatchAllocs and
 // BenchmarkDispatch.
 //
 // On the Unix socket an event costs no allocation of its own (the decoded
