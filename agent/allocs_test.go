@@ -11,7 +11,7 @@ import (
 
 // TestDispatchAllocs pins the agent's per-event allocations outside grpc-go
 // on the fast path: one for the private copy of the message bytes, plus a
-// slab of request contexts every 64 events. Decoding, the handler call,
+// slab of request contexts every slabSize (73) events. Decoding, the handler call,
 // in-flight bookkeeping and reply encoding allocate nothing.
 func TestDispatchAllocs(t *testing.T) {
 	s := NewServer(echoHandler{})

@@ -45,6 +45,9 @@ type exchange struct {
 	// dup chains exchanges with the same correlation id in one connection's
 	// in-flight table (the newest first). Guarded by the table's mutex.
 	dup *exchange
+	// run, when set, collects the event's counters for its inline reader
+	// to publish (eventrun.go) instead of the server's counters directly.
+	run *eventRun
 
 	reqHeaders  agentwire.RequestHeadersEvent
 	body        agentwire.BodyChunk
@@ -62,13 +65,16 @@ type exchange struct {
 }
 
 // resetResp pre-initialises x.resp: allow, the correlation id, version 2.
+// The reply is cleared in place and then given its four fields: a
+// composite literal with them is built on the stack and copied (400
+// bytes written twice per event, 4% of the echo agent's time).
 func (x *exchange) resetResp() {
-	x.resp = agentwire.AgentResponse{
-		CorrelationID:   x.cid,
-		Version:         agentwire.ProtocolVersion,
-		RequestHeaders:  x.reqOps[:0],
-		ResponseHeaders: x.respOps[:0],
-	}
+	r := &x.resp
+	*r = agentwire.AgentResponse{}
+	r.CorrelationID = x.cid
+	r.Version = agentwire.ProtocolVersion
+	r.RequestHeaders = x.reqOps[:0]
+	r.ResponseHeaders = x.respOps[:0]
 }
 
 // scrub drops the strings and aliased bytes x holds from its last event
@@ -196,7 +202,11 @@ func (s *Server) beginWith(rc *reqCtx, t *inflightTable, x *exchange) {
 	}
 	x.resetResp()
 	s.inflight.Add(1)
-	s.stats.events.Add(1)
+	if x.run != nil {
+		x.run.events++
+	} else {
+		s.stats.events.Add(1)
+	}
 }
 
 // end releases what begin or beginWith acquired.
@@ -247,7 +257,11 @@ func (s *Server) invokeHandler(x *exchange) (failed, panicked bool) {
 	}
 	x.resp.CorrelationID = x.cid
 	x.resp.ProcessingTimeMS = agentwire.Some(uint64(d.Milliseconds()))
-	s.stats.byEvent.record(x.kind, x.resp.Decision.Kind, d)
+	if x.run != nil {
+		x.run.record(&s.stats.byEvent, x.kind, x.resp.Decision.Kind, d)
+	} else {
+		s.stats.byEvent.record(x.kind, x.resp.Decision.Kind, d)
+	}
 	return err != nil, panicked
 }
 

@@ -216,14 +216,14 @@
 // is reused, and encoded into pooled buffers. Outside grpc-go an event
 // costs one allocation (the message copy; a hot event grpc-go hands over in
 // one unpooled buffer is kept without it, grpc_codec.go) plus a request
-// context slab every 64 events; see TestDispatchAllocs and
+// context slab every 73 events; see TestDispatchAllocs and
 // BenchmarkDispatch.
 //
-// On the Unix socket an event costs no allocation of its own in JSON (the
-// decoded strings share pooled arena chunks; the request context comes from
-// a per-connection slab) and one in MessagePack (the correlation id; a
-// request id equal to it shares the string): TestUDSDispatchAllocs counts
-// them exactly. The reader decodes straight from its 64 KiB buffer;
+// On the Unix socket an event costs no allocation of its own (the decoded
+// strings share arena chunks: pooled ones in JSON, the connection's in
+// MessagePack; the request context comes from a per-connection slab):
+// TestUDSDispatchAllocs counts them exactly. A string kept from an event
+// keeps its 4 KiB chunk reachable. The reader decodes straight from its 64 KiB buffer;
 // replies collect in one buffer written with a single system call (by the
 // reader itself with inline handlers, else by the writer once its queue is
 // empty). See BenchmarkUDSPipelined.

@@ -97,7 +97,9 @@ func (e *eventCounters) record(k eventKind, dk agentwire.DecisionKind, d time.Du
 // EventStats returns a snapshot of the server's counters for events of
 // kind (agentwire.EventRequestHeaders ... agentwire.EventGuardrailInspect;
 // any other kind: the zero EventStats), over every transport. It takes no
-// lock and does not allocate; safe for concurrent use.
+// lock and does not allocate; safe for concurrent use. With
+// WithInlineHandlers, a Unix-socket or reverse connection's events are
+// added just before their replies are written (see Stats.Events).
 func (s *Server) EventStats(kind int32) EventStats {
 	if kind < agentwire.EventRequestHeaders || kind > agentwire.EventGuardrailInspect {
 		return EventStats{}

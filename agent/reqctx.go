@@ -3,9 +3,11 @@ package agent
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/embedded"
 )
 
 // reqCtx is the context of one request on a Unix-socket or reverse
@@ -24,19 +26,62 @@ import (
 // It implements the afterFuncer interface of package context, so contexts
 // derived from it (context.WithCancel, WithTimeout, AfterFunc) are
 // propagated without a goroutine each. Safe for concurrent use.
+//
+// It is 56 bytes, 73 of which fill a slab of 4 KiB (a size class of its
+// own: no rounding up), so that the bytes the agent allocates per event,
+// which set how often its garbage collector runs, stay low: what only Done
+// and AfterFunc need lives in a ctxWait made on their first use, whose
+// pointer is also the marker that makes remote a trace.Span (see
+// remoteSpan), and the error is two bits of state (context.Canceled, or
+// the parent's error). TestReqCtxSize holds the size.
+//
+// Cancelling a context nobody waits on (no Done, no AfterFunc: the common
+// case, cancelled as its handler returns) is one compare-and-swap of
+// state, without the mutex; the mutex guards the ctxWait, and whoever
+// finds the context cancelled with waiters (the canceller, or Done or
+// AfterFunc arriving at the same time) fires them, once (ctxWait.fired).
 type reqCtx struct {
 	parent context.Context
 
-	mu         sync.Mutex
-	err        error
-	done       chan struct{} // created on demand
-	stopParent func() bool   // parent hook, once Done or AfterFunc was used
-	afters     *reqAfter     // AfterFunc's functions, a list (8 bytes, not a slice's 24)
+	mu    sync.Mutex    // guards remote.ctxWait
+	state atomic.Uint32 // rc* bits
 
 	// remote is the remote span context of the request's traceparent,
 	// answered to trace.SpanFromContext when remote.raw is a valid one
-	// (trace.go). Set before the handler runs, never changed afterwards.
+	// (trace.go). raw is set before the handler runs, never changed
+	// afterwards. remote.ctxWait is the lazily made part of the context
+	// (guarded by mu).
 	remote remoteSpan
+}
+
+// The bits of reqCtx.state.
+const (
+	rcCanceled uint32 = 1 << iota // cancelled with context.Canceled
+	rcParent                      // cancelled as its parent ended: Err is the parent's
+	rcWait                        // a ctxWait exists (set under mu)
+	rcDone     = rcCanceled | rcParent
+)
+
+// ctxWait is the part of a reqCtx that only waiting on it needs: made by
+// the first Done or AfterFunc, under the reqCtx's mutex.
+type ctxWait struct {
+	// embedded.Span is never set: it only gives remoteSpan, which embeds a
+	// *ctxWait, the unexported method of trace.Span.
+	embedded.Span
+
+	done       chan struct{} // created on demand
+	stopParent func() bool   // parent hook, once Done or AfterFunc was used
+	afters     *reqAfter     // AfterFunc's functions, a list (8 bytes, not a slice's 24)
+	fired      bool          // the cancellation reached done, stopParent and afters
+}
+
+// waitLocked returns c's ctxWait, making it on first use. c.mu is held.
+func (c *reqCtx) waitLocked() *ctxWait {
+	if c.remote.ctxWait == nil {
+		c.remote.ctxWait = new(ctxWait)
+		c.state.Or(rcWait)
+	}
+	return c.remote.ctxWait
 }
 
 type reqAfter struct {
@@ -62,28 +107,42 @@ func (c *reqCtx) Value(key any) any {
 // cancelled (by the proxy or because the handler returned), or the
 // parent's error once the connection or server ended.
 func (c *reqCtx) Err() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.checkParentLocked()
-	return c.err
+	st := c.state.Load()
+	if st&rcDone == 0 {
+		err := c.parent.Err()
+		if err == nil {
+			return nil
+		}
+		c.cancel(err)
+		st = c.state.Load()
+	}
+	if st&rcCanceled != 0 {
+		return context.Canceled
+	}
+	return c.parent.Err()
 }
 
 // Done returns a channel closed when the context is cancelled.
 func (c *reqCtx) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.done == nil {
-		// Check the parent before the channel exists: cancelLocked closes
-		// c.done when it is set, and it is closed just below.
+	w := c.waitLocked()
+	if w.done == nil {
+		w.done = make(chan struct{})
+		if w.fired {
+			close(w.done)
+			return w.done
+		}
+		// A cancel that came before rcWait was set left the firing to
+		// whoever sets it: here.
 		c.checkParentLocked()
-		c.done = make(chan struct{})
-		if c.err != nil {
-			close(c.done)
+		if c.state.Load()&rcDone != 0 {
+			c.fireLocked()
 		} else {
 			c.watchParentLocked()
 		}
 	}
-	return c.done
+	return w.done
 }
 
 // AfterFunc arranges to call f in its own goroutine once c is cancelled
@@ -93,18 +152,20 @@ func (c *reqCtx) Done() <-chan struct{} {
 func (c *reqCtx) AfterFunc(f func()) func() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	w := c.waitLocked()
 	c.checkParentLocked()
-	if c.err != nil {
+	if c.state.Load()&rcDone != 0 {
+		c.fireLocked()
 		go f()
 		return func() bool { return false }
 	}
-	a := &reqAfter{f: f, next: c.afters}
-	c.afters = a
+	a := &reqAfter{f: f, next: w.afters}
+	w.afters = a
 	c.watchParentLocked()
 	return func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		for p := &c.afters; *p != nil; p = &(*p).next {
+		for p := &w.afters; *p != nil; p = &(*p).next {
 			if *p == a {
 				*p = a.next
 				return true
@@ -117,49 +178,78 @@ func (c *reqCtx) AfterFunc(f func()) func() bool {
 // String describes the context (for %v).
 func (c *reqCtx) String() string { return "agentwire.requestContext" }
 
-// cancel cancels c with err (if it is not cancelled yet).
+// cancel cancels c with err (if it is not cancelled yet): err is
+// context.Canceled or the parent's error, which Err then returns. Without
+// waiters it takes no lock.
 func (c *reqCtx) cancel(err error) {
-	c.mu.Lock()
-	c.cancelLocked(err)
-	c.mu.Unlock()
+	if was, ok := c.mark(err); ok && was&rcWait != 0 {
+		c.mu.Lock()
+		c.fireLocked()
+		c.mu.Unlock()
+	}
 }
 
-func (c *reqCtx) cancelLocked(err error) {
-	if c.err != nil {
-		return
+// mark records c's cancellation with err unless c is cancelled already;
+// it returns the state it found and whether it changed it.
+func (c *reqCtx) mark(err error) (uint32, bool) {
+	kind := rcParent
+	if err == context.Canceled {
+		kind = rcCanceled
 	}
-	c.err = err
-	if c.done != nil {
-		close(c.done)
-	}
-	if c.stopParent != nil {
-		c.stopParent()
-		c.stopParent = nil
-	}
-	for a := c.afters; a != nil; a = a.next {
-		go a.f()
-	}
-	c.afters = nil
-}
-
-// checkParentLocked cancels c if its parent ended.
-func (c *reqCtx) checkParentLocked() {
-	if c.err == nil {
-		if err := c.parent.Err(); err != nil {
-			c.cancelLocked(err)
+	for {
+		st := c.state.Load()
+		if st&rcDone != 0 {
+			return st, false
+		}
+		if c.state.CompareAndSwap(st, st|kind) {
+			return st, true
 		}
 	}
 }
 
-// watchParentLocked makes the parent's cancellation reach c.
-func (c *reqCtx) watchParentLocked() {
-	if c.stopParent == nil && c.parent.Done() != nil {
-		c.stopParent = context.AfterFunc(c.parent, func() { c.cancel(c.parent.Err()) })
+// fireLocked passes c's cancellation on to what waits on it (c.mu held,
+// the ctxWait exists, c cancelled), once: the Done channel, the parent
+// hook, AfterFunc's functions.
+func (c *reqCtx) fireLocked() {
+	w := c.remote.ctxWait
+	if w.fired {
+		return
+	}
+	w.fired = true
+	if w.done != nil {
+		close(w.done)
+	}
+	if w.stopParent != nil {
+		w.stopParent()
+		w.stopParent = nil
+	}
+	for a := w.afters; a != nil; a = a.next {
+		go a.f()
+	}
+	w.afters = nil
+}
+
+// checkParentLocked marks c cancelled if its parent ended (the caller,
+// holding c.mu, fires).
+func (c *reqCtx) checkParentLocked() {
+	if c.state.Load()&rcDone == 0 {
+		if err := c.parent.Err(); err != nil {
+			c.mark(err)
+		}
 	}
 }
 
-// slabSize is the number of request contexts allocated at once.
-const slabSize = 64
+// watchParentLocked makes the parent's cancellation reach c (whose
+// ctxWait exists).
+func (c *reqCtx) watchParentLocked() {
+	if w := c.remote.ctxWait; w.stopParent == nil && c.parent.Done() != nil {
+		w.stopParent = context.AfterFunc(c.parent, func() { c.cancel(c.parent.Err()) })
+	}
+}
+
+// slabSize is the number of request contexts allocated at once: as many
+// as fit in 4 KiB.
+const slabSize = 73
 
 // reqCtxSlab hands out fresh reqCtxs, allocating them slabSize at a time.
 // Not safe for concurrent use (it belongs to a connection's reader).

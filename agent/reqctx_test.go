@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -152,5 +153,77 @@ func TestReqCtxConcurrent(t *testing.T) {
 		}
 		wg.Wait()
 		cancelParent()
+	}
+}
+
+// TestReqCtxCancelRacesWaiters: a cancel (lock-free while nobody waits)
+// racing with the first Done or AfterFunc on another goroutine, both
+// released at once from a spin, is never lost, nor delivered twice: the
+// channel closes, the function runs (a second run would panic), and the
+// waiting part ends emptied and marked fired, over 1000 races each with
+// the parent never ending (no parent hook to rescue a lost wake-up) and
+// with the parent ending instead of a cancel.
+func TestReqCtxCancelRacesWaiters(t *testing.T) {
+	for _, byParent := range []bool{false, true} {
+		for i := range 1000 {
+			parent, cancelParent := context.WithCancel(context.Background())
+			var slab reqCtxSlab
+			c := slab.get(context.Background())
+			if byParent {
+				c = slab.get(parent)
+			}
+			var ready, gate atomic.Int32
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ready.Add(1)
+				for gate.Load() == 0 {
+				}
+				spin(i % 64)
+				if byParent {
+					cancelParent()
+				} else {
+					c.cancel(context.Canceled)
+				}
+			}()
+			for ready.Load() == 0 {
+			}
+			gate.Store(1)
+			spin(i / 64 % 16 * 4)
+			if i%2 == 0 {
+				if !closedWithin(c.Done(), testTimeout) {
+					t.Fatalf("race %d (parent %v): Done never closed", i, byParent)
+				}
+			} else {
+				ran := make(chan struct{})
+				c.AfterFunc(func() { close(ran) }) // a second run panics
+				if !closedWithin(ran, testTimeout) {
+					t.Fatalf("race %d (parent %v): AfterFunc's function never ran", i, byParent)
+				}
+			}
+			wg.Wait()
+			c.mu.Lock()
+			w := c.remote.ctxWait
+			fired, left := w != nil && w.fired, w != nil && w.afters != nil
+			c.mu.Unlock()
+			if !fired || left {
+				t.Fatalf("race %d (parent %v): waiting part fired %v, functions left %v", i, byParent, fired, left)
+			}
+			if err := c.Err(); !errors.Is(err, context.Canceled) {
+				t.Fatalf("race %d: Err %v", i, err)
+			}
+			cancelParent()
+		}
+	}
+}
+
+// spinSink keeps spin's loop from being optimised away.
+var spinSink atomic.Int32
+
+// spin busy-waits for n iterations.
+func spin(n int) {
+	for range n {
+		spinSink.Add(1)
 	}
 }

@@ -101,7 +101,12 @@ type serverStats struct {
 
 // Stats is a snapshot of server counters.
 type Stats struct {
-	// Events is the number of events handed to the Handler.
+	// Events is the number of events handed to the Handler. With
+	// WithInlineHandlers, a Unix-socket or reverse connection's events
+	// are added when their replies are written (just before), not one by
+	// one as they are handled: an event whose reply has arrived is
+	// counted, while one whose reply the reader has not written yet may
+	// not be (the same for EventStats).
 	Events uint64
 	// HandlerErrors counts handler calls that returned an error, and
 	// (Unix-socket and reverse connections) replies that could not be

@@ -7,7 +7,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/embedded"
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/agentwire/agentwire/internal/tracectx"
@@ -135,15 +134,13 @@ func (p *keyProbe) Value(k any) any {
 // costs a request context 24 bytes instead of a parsed SpanContext and a
 // sync.Once: every request context is allocated (in slabs), and its size
 // is most of the agent's allocated bytes per event, hence of its garbage
-// collection work. The marker pointer is never set: it only makes
-// remoteSpan a trace.Span (package embedded's unexported method).
+// collection work. The embedded pointer is the request context's lazily
+// made part (reqctx.go); it makes remoteSpan a trace.Span (package
+// embedded's unexported method, promoted through it, which nothing calls).
 type remoteSpan struct {
-	*spanMarker
+	*ctxWait
 	raw string // the traceparent; "" when the request carries none
 }
-
-// spanMarker gives remoteSpan the method set of embedded.Span.
-type spanMarker struct{ embedded.Span }
 
 // valid reports whether raw is a valid traceparent.
 func (s *remoteSpan) valid() bool {

@@ -87,7 +87,7 @@ func getUDSCall(uc *udsConn) *udsCall {
 
 func (c *udsCall) release() {
 	c.recycle()
-	c.uc = nil
+	c.uc, c.run = nil, nil
 	c.resp = agentwire.AgentResponse{}
 	udsCallPool.Put(c)
 }
@@ -131,6 +131,12 @@ type udsConn struct {
 	cancel context.CancelFunc
 
 	ctxSlab reqCtxSlab // request contexts; reader only
+	// strs holds the strings of MessagePack request-headers events that
+	// changed from the last event the call held (the correlation id, at
+	// least), in shared chunks instead of an allocation each (see
+	// payload.MsgpackArena), released whenever the reader waits
+	// (dropSpare). Reader only: every event is decoded there.
+	strs payload.MsgpackArena
 	// sem holds a slot per admitted event (being handled, or decoded and
 	// waiting for a worker): maxConcurrency + eventBacklog(maxConcurrency)
 	// slots. The reader pauses only when all are taken. Nil on inline
@@ -156,6 +162,10 @@ type udsConn struct {
 	inline  bool
 	wbuf    []byte // reader only
 	wbroken bool   // a reader write failed; reader only
+	// run collects the counters of the events the inline reader handles,
+	// published before their replies are written (eventrun.go). Reader
+	// only.
+	run eventRun
 	// spare is the inline reader's call, kept from one event to the next
 	// while whole frames are buffered (no pool round trip, and its reply
 	// is not cleared twice) and put back in the pool before the reader
@@ -675,8 +685,10 @@ func inlineFlushBytes(msgpack bool) int {
 	return 4 << 10
 }
 
-// flushInline writes the replies the reader collected (inline mode).
+// flushInline writes the replies the reader collected (inline mode),
+// after publishing their events' counters.
 func (uc *udsConn) flushInline() {
+	uc.run.publish(uc.srv)
 	if len(uc.wbuf) == 0 {
 		return
 	}
@@ -837,6 +849,7 @@ func (uc *udsConn) dispatchInline(typ frame.Type, p []byte) bool {
 		uc.decodeFailed(c, typ, p, err)
 		return true
 	}
+	c.run = &uc.run
 	uc.begin(c)
 	uc.srv.invoke(&c.exchange)
 	uc.wbuf = uc.encodeReplyTo(uc.wbuf, c)
@@ -850,12 +863,14 @@ func (uc *udsConn) dispatchInline(typ frame.Type, p []byte) bool {
 }
 
 // dropSpare puts the inline reader's spare call back in the pool (see
-// spare). Reader only.
+// spare), and the chunk of its string arena (strs), so that a connection
+// waiting for events holds neither. Reader only.
 func (uc *udsConn) dropSpare() {
 	if c := uc.spare; c != nil {
 		uc.spare = nil
 		c.release()
 	}
+	uc.strs.Release()
 }
 
 // decodeFailed answers an undecodable event with the decode-error decision
@@ -891,7 +906,11 @@ func (c *udsCall) decodeEvent(typ frame.Type, p []byte, msgpack bool) error {
 		if msgpack {
 			// The decoder hands back the envelope's id when it is the
 			// first key (every known proxy's shape): no second parse.
-			top, topOK, err := payload.DecodeRequestHeadersMsgpackRouted(p, &c.reqHeaders)
+			var strs *payload.MsgpackArena
+			if c.uc != nil {
+				strs = &c.uc.strs
+			}
+			top, topOK, err := payload.DecodeRequestHeadersMsgpackRoutedIn(p, &c.reqHeaders, strs)
 			if err == nil {
 				c.cid = routedID(p, top, topOK, c.reqHeaders.Metadata.CorrelationID)
 			}

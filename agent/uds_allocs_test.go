@@ -68,16 +68,15 @@ func udsDispatchAllocs(t *testing.T, msgpack, inline bool) {
 		t.Fatal("no reply collected")
 	}
 	// Counted exactly over n requests: both paths allocate a slab of
-	// request contexts every slabSize requests. JSON: the decoded strings
-	// that change between the alternating events share 4 KiB arena chunks
-	// (22 allocations in 1024 requests, slabs included). MessagePack: the
-	// correlation id that changes between them is allocated by the decoder
-	// (the request id, equal to it, shares its string): 1040 in 1024.
+	// request contexts every slabSize requests. The decoded strings that
+	// change between the alternating events share 4 KiB arena chunks: in
+	// JSON the decoder's pooled ones, in MessagePack the connection's
+	// (udsConn.strs; the correlation id, which the request id, equal to
+	// it, shares): 22 or 23 allocations in 1168 requests (16 slabs of 73),
+	// either way (MessagePack: 1040 in 1024 when the decoder allocated the
+	// id).
 	const n = slabSize * 16
 	limit := 1.0/32 + 1.0/slabSize
-	if msgpack {
-		limit = 1 + 1.0/slabSize
-	}
 	got := allocs.AtMost(t, "allocations per request", n, limit, run)
 	t.Logf("%d allocations in %d requests", got, n)
 }

@@ -85,8 +85,20 @@ func BenchmarkUDSPipelined(b *testing.B) {
 	}
 }
 
-func benchUDS(b *testing.B, enc string, inFlight int) {
-	e := startUDS(b, echoHandler{})
+// BenchmarkUDSPipelinedInline is BenchmarkUDSPipelined with inline
+// handlers (WithInlineHandlers), as `agentwire serve --agent echo` runs.
+func BenchmarkUDSPipelinedInline(b *testing.B) {
+	for _, enc := range []string{"json", "msgpack"} {
+		for _, inFlight := range []int{1, 64} {
+			b.Run(fmt.Sprintf("%s/inflight=%d", enc, inFlight), func(b *testing.B) {
+				benchUDS(b, enc, inFlight, WithInlineHandlers())
+			})
+		}
+	}
+}
+
+func benchUDS(b *testing.B, enc string, inFlight int, opts ...Option) {
+	e := startUDS(b, echoHandler{}, opts...)
 	p := dialRaw(b, e.path)
 	p.handshake(enc)
 	const distinct = 256

@@ -33,8 +33,10 @@ import (
 //     the runtime's starting estimate or under load, while the process
 //     idled. 3 at the base commit and 2 with the watcher change alone
 //     (both seen failing).
-//   - Heap: at most 12 KiB per connection (about 9 now, 6 of them the
-//     request-context slab in use; 22.1 at the base commit, seen
+//   - Heap: at most 12 KiB per connection (about 6.7 now, 4 of them
+//     the request-context slab in use; 9 with a 6 KiB slab and 11.4
+//     when the MessagePack string arena kept its chunk while idle;
+//     22.1 at the base commit, seen
 //     failing): an inline connection has no outbound ring (10 KiB at
 //     the base: 256 slots of 40 bytes) and no work queue (1.7 KiB). The
 //     frame readers' 64 KiB buffers are not counted (see readBuffer).

@@ -297,14 +297,18 @@ func mpReadString(b []byte, dst *string) ([]byte, error) {
 // an equal length, the comparison and the ASCII test are one pass over
 // both (the common case: a pooled destination holding the last event's
 // value); only text with a byte over 0x7f goes to utf8.Valid.
-func mpStoreValid(dst *string, v []byte) bool {
+func mpStoreValid(dst *string, v []byte) bool { return mpStoreValidIn(dst, v, nil) }
+
+// mpStoreValidIn is mpStoreValid that makes a stored string in ar
+// (MsgpackArena.str; nil: an allocation of its own).
+func mpStoreValidIn(dst *string, v []byte, ar *MsgpackArena) bool {
 	s := *dst
 	n := len(v)
 	if len(s) != n {
 		if !mpValidUTF8(v) {
 			return false
 		}
-		*dst = string(v)
+		*dst = ar.str(v)
 		return true
 	}
 	var acc, diff uint64
@@ -340,7 +344,7 @@ func mpStoreValid(dst *string, v []byte) bool {
 		return false
 	}
 	if diff != 0 {
-		*dst = string(v)
+		*dst = ar.str(v)
 	}
 	return true
 }

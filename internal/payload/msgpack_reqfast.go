@@ -69,17 +69,18 @@ func mpFastStrHead(b []byte, p int) (start, end int, ok bool) {
 // stored then). It is mpFastSame, then mpFastStore when that says no; the
 // hot call sites spell the two steps out (the pair is too large to be
 // inlined).
-func mpFastString(b []byte, p int, dst *string) (int, bool) {
+func mpFastString(b []byte, p int, dst *string, ar *MsgpackArena) (int, bool) {
 	if q, ok := mpFastSame(b, p, *dst); ok {
 		return q, true
 	}
-	return mpFastStore(b, p, dst)
+	return mpFastStore(b, p, dst, ar)
 }
 
 // mpFastStore is mpFastString without mpFastSame first: mpFastStr, then
-// mpStoreValid (which keeps an equal *dst, and checks it too: *dst may
-// hold text no decoder checked, a handler's or a caller's).
-func mpFastStore(b []byte, p int, dst *string) (int, bool) {
+// mpStoreValidIn (which keeps an equal *dst, and checks it too: *dst may
+// hold text no decoder checked, a handler's or a caller's; a new string
+// goes into ar).
+func mpFastStore(b []byte, p int, dst *string, ar *MsgpackArena) (int, bool) {
 	if uint(p) >= uint(len(b)) {
 		return p, false
 	}
@@ -87,7 +88,7 @@ func mpFastStore(b []byte, p int, dst *string) (int, bool) {
 	if !ok {
 		return p, false
 	}
-	if !mpStoreValid(dst, b[p:q:q]) {
+	if !mpStoreValidIn(dst, b[p:q:q], ar) {
 		return p, false
 	}
 	return q, true
@@ -161,7 +162,7 @@ func mpFastSame(b []byte, p int, s string) (q int, same bool) {
 }
 
 // mpFastOptString reads nil (None) or a string (mpFastString) into *dst.
-func mpFastOptString(b []byte, p int, dst *Opt[string]) (q int, ok bool) {
+func mpFastOptString(b []byte, p int, dst *Opt[string], ar *MsgpackArena) (q int, ok bool) {
 	if uint(p) < uint(len(b)) && b[p] == 0xc0 {
 		*dst = Opt[string]{}
 		return p + 1, true
@@ -170,7 +171,7 @@ func mpFastOptString(b []byte, p int, dst *Opt[string]) (q int, ok bool) {
 	if q, same := mpFastSame(b, p, dst.Value); same {
 		return q, true
 	}
-	return mpFastStore(b, p, &dst.Value)
+	return mpFastStore(b, p, &dst.Value, ar)
 }
 
 // DecodeRequestHeadersMsgpackRouted is DecodeRequestHeadersMsgpack that
@@ -181,7 +182,16 @@ func mpFastOptString(b []byte, p int, dst *Opt[string]) (q int, ok bool) {
 // the caller finds the routing id itself. Safe for concurrent use on
 // distinct destinations.
 func DecodeRequestHeadersMsgpackRouted(data []byte, v *RequestHeadersEvent) (top []byte, topOK bool, err error) {
-	if top, ok := mpFastRequestHeaders(data, v); ok {
+	return DecodeRequestHeadersMsgpackRoutedIn(data, v, nil)
+}
+
+// DecodeRequestHeadersMsgpackRoutedIn is DecodeRequestHeadersMsgpackRouted
+// that makes the strings it stores in ar (see MsgpackArena; nil: an
+// allocation each) when the event has one of the shapes of every known
+// proxy; the general decoder, for other shapes, allocates them. Safe for
+// concurrent use on distinct destinations and arenas.
+func DecodeRequestHeadersMsgpackRoutedIn(data []byte, v *RequestHeadersEvent, ar *MsgpackArena) (top []byte, topOK bool, err error) {
+	if top, ok := mpFastRequestHeadersIn(data, v, ar); ok {
 		return top, true, nil
 	}
 	return nil, false, mpDecodeRequestHeadersGeneral(data, v)
@@ -193,6 +203,12 @@ func DecodeRequestHeadersMsgpackRouted(data []byte, v *RequestHeadersEvent) (top
 // holds a mix of old and new values (valid strings and slices) for the
 // general decoder to overwrite.
 func mpFastRequestHeaders(b []byte, v *RequestHeadersEvent) (top []byte, ok bool) {
+	return mpFastRequestHeadersIn(b, v, nil)
+}
+
+// mpFastRequestHeadersIn is mpFastRequestHeaders with the strings it
+// stores made in ar (nil: an allocation each).
+func mpFastRequestHeadersIn(b []byte, v *RequestHeadersEvent, ar *MsgpackArena) (top []byte, ok bool) {
 	const head = "\x85\xaecorrelation_id"
 	if len(b) < len(head)+1 || string(b[:len(head)]) != head {
 		return nil, false
@@ -201,7 +217,7 @@ func mpFastRequestHeaders(b []byte, v *RequestHeadersEvent) (top []byte, ok bool
 	if !ok || len(b)-p < 9 || string(b[p:p+9]) != "\xa8metadata" {
 		return nil, false
 	}
-	if p, ok = mpFastMetadata(b, p+9, &v.Metadata); !ok {
+	if p, ok = mpFastMetadata(b, p+9, &v.Metadata, ar); !ok {
 		return nil, false
 	}
 	if len(b)-p < 7 || string(b[p:p+7]) != "\xa6method" {
@@ -209,7 +225,7 @@ func mpFastRequestHeaders(b []byte, v *RequestHeadersEvent) (top []byte, ok bool
 	}
 	if q, same := mpFastSame(b, p+7, v.Method); same {
 		p = q
-	} else if p, ok = mpFastStore(b, p+7, &v.Method); !ok {
+	} else if p, ok = mpFastStore(b, p+7, &v.Method, ar); !ok {
 		return nil, false
 	}
 	if len(b)-p < 4 || string(b[p:p+4]) != "\xa3uri" {
@@ -217,13 +233,13 @@ func mpFastRequestHeaders(b []byte, v *RequestHeadersEvent) (top []byte, ok bool
 	}
 	if q, same := mpFastSame(b, p+4, v.URI); same {
 		p = q
-	} else if p, ok = mpFastStore(b, p+4, &v.URI); !ok {
+	} else if p, ok = mpFastStore(b, p+4, &v.URI, ar); !ok {
 		return nil, false
 	}
 	if len(b)-p < 8 || string(b[p:p+8]) != "\xa7headers" {
 		return nil, false
 	}
-	if p, ok = mpFastHeaders(b, p+8, &v.Headers); !ok || p != len(b) {
+	if p, ok = mpFastHeaders(b, p+8, &v.Headers, ar); !ok || p != len(b) {
 		return nil, false
 	}
 	return top, true
@@ -232,7 +248,7 @@ func mpFastRequestHeaders(b []byte, v *RequestHeadersEvent) (top []byte, ok bool
 // mpFastMetadata reads RequestMetadata as a map of its fields in
 // declaration order or as a positional array, of 11 fields or 12 (with
 // traceparent).
-func mpFastMetadata(b []byte, p int, m *RequestMetadata) (int, bool) {
+func mpFastMetadata(b []byte, p int, m *RequestMetadata, ar *MsgpackArena) (int, bool) {
 	if uint(p) >= uint(len(b)) {
 		return p, false
 	}
@@ -255,7 +271,7 @@ func mpFastMetadata(b []byte, p int, m *RequestMetadata) (int, bool) {
 	}
 	if q, same := mpFastSame(b, p, m.CorrelationID); same {
 		p = q
-	} else if p, ok = mpFastStore(b, p, &m.CorrelationID); !ok {
+	} else if p, ok = mpFastStore(b, p, &m.CorrelationID, ar); !ok {
 		return p, false
 	}
 	if keyed {
@@ -272,7 +288,7 @@ func mpFastMetadata(b []byte, p int, m *RequestMetadata) (int, bool) {
 	}
 	if string(s) == m.CorrelationID {
 		m.RequestID = m.CorrelationID
-	} else if !mpStoreValid(&m.RequestID, s) {
+	} else if !mpStoreValidIn(&m.RequestID, s, ar) {
 		return p, false
 	}
 	p = q
@@ -284,7 +300,7 @@ func mpFastMetadata(b []byte, p int, m *RequestMetadata) (int, bool) {
 	}
 	if q, same := mpFastSame(b, p, m.ClientIP); same {
 		p = q
-	} else if p, ok = mpFastStore(b, p, &m.ClientIP); !ok {
+	} else if p, ok = mpFastStore(b, p, &m.ClientIP, ar); !ok {
 		return p, false
 	}
 	if keyed {
@@ -315,7 +331,7 @@ func mpFastMetadata(b []byte, p int, m *RequestMetadata) (int, bool) {
 		}
 		p += 12
 	}
-	if p, ok = mpFastOptString(b, p, &m.ServerName); !ok {
+	if p, ok = mpFastOptString(b, p, &m.ServerName, ar); !ok {
 		return p, false
 	}
 	if keyed {
@@ -326,7 +342,7 @@ func mpFastMetadata(b []byte, p int, m *RequestMetadata) (int, bool) {
 	}
 	if q, same := mpFastSame(b, p, m.Protocol); same {
 		p = q
-	} else if p, ok = mpFastStore(b, p, &m.Protocol); !ok {
+	} else if p, ok = mpFastStore(b, p, &m.Protocol, ar); !ok {
 		return p, false
 	}
 	if keyed {
@@ -335,7 +351,7 @@ func mpFastMetadata(b []byte, p int, m *RequestMetadata) (int, bool) {
 		}
 		p += 12
 	}
-	if p, ok = mpFastOptString(b, p, &m.TLSVersion); !ok {
+	if p, ok = mpFastOptString(b, p, &m.TLSVersion, ar); !ok {
 		return p, false
 	}
 	if keyed {
@@ -344,7 +360,7 @@ func mpFastMetadata(b []byte, p int, m *RequestMetadata) (int, bool) {
 		}
 		p += 11
 	}
-	if p, ok = mpFastOptString(b, p, &m.TLSCipher); !ok {
+	if p, ok = mpFastOptString(b, p, &m.TLSCipher, ar); !ok {
 		return p, false
 	}
 	if keyed {
@@ -353,7 +369,7 @@ func mpFastMetadata(b []byte, p int, m *RequestMetadata) (int, bool) {
 		}
 		p += 9
 	}
-	if p, ok = mpFastOptString(b, p, &m.RouteID); !ok {
+	if p, ok = mpFastOptString(b, p, &m.RouteID, ar); !ok {
 		return p, false
 	}
 	if keyed {
@@ -362,7 +378,7 @@ func mpFastMetadata(b []byte, p int, m *RequestMetadata) (int, bool) {
 		}
 		p += 12
 	}
-	if p, ok = mpFastOptString(b, p, &m.UpstreamID); !ok {
+	if p, ok = mpFastOptString(b, p, &m.UpstreamID, ar); !ok {
 		return p, false
 	}
 	if keyed {
@@ -395,7 +411,7 @@ func mpFastMetadata(b []byte, p int, m *RequestMetadata) (int, bool) {
 		m.Traceparent = ""
 		return p + 1, true
 	}
-	return mpFastString(b, p, &m.Traceparent)
+	return mpFastString(b, p, &m.Traceparent, ar)
 }
 
 // mpNameBitString is mpNameBit of a string.
@@ -409,7 +425,7 @@ func mpNameBitString(name string) uint64 {
 
 // mpFastHeaders reads the header map (mpReadHeaders' rules, for at most 32
 // names, each with a fixarray of values).
-func mpFastHeaders(b []byte, p int, dst *Headers) (int, bool) {
+func mpFastHeaders(b []byte, p int, dst *Headers, ar *MsgpackArena) (int, bool) {
 	if uint(p) >= uint(len(b)) {
 		return p, false
 	}
@@ -444,7 +460,7 @@ func mpFastHeaders(b []byte, p int, dst *Headers) (int, bool) {
 		var ok bool
 		if q, same := mpFastSame(b, p, spare.Name); same {
 			p = q
-		} else if p, ok = mpFastStore(b, p, &spare.Name); !ok {
+		} else if p, ok = mpFastStore(b, p, &spare.Name, ar); !ok {
 			return p, false
 		}
 		hv := spare
@@ -484,7 +500,7 @@ func mpFastHeaders(b []byte, p int, dst *Headers) (int, bool) {
 		for i := range vs {
 			if q, same := mpFastSame(b, p, vs[i]); same {
 				p = q
-			} else if p, ok = mpFastStore(b, p, &vs[i]); !ok {
+			} else if p, ok = mpFastStore(b, p, &vs[i], ar); !ok {
 				return p, false
 			}
 		}

@@ -30,7 +30,7 @@ func TestMsgpackFastStrHeadAgree(t *testing.T) {
 					t.Fatalf("mpFastStr, length %d, header % x, offset %d: %q, %d, %v; want %d bytes to %d", n, head, off, s, q, ok, n, want)
 				}
 				var dst string
-				if q, ok := mpFastStore(b, off, &dst); !ok || q != want || dst != text {
+				if q, ok := mpFastStore(b, off, &dst, nil); !ok || q != want || dst != text {
 					t.Fatalf("mpFastStore, length %d, header % x, offset %d: %d, %v, %d bytes; want %d", n, head, off, q, ok, len(dst), want)
 				}
 				if q, ok := mpFastSame(b, off, text); !ok || q != want {

@@ -118,7 +118,8 @@ func FuzzMsgpackRequestHeadersFast(f *testing.F) {
 	for _, s := range mpFastSeeds(f) {
 		f.Add(s)
 	}
-	var usedFast, usedGeneral RequestHeadersEvent
+	var usedFast, usedGeneral, usedArena RequestHeadersEvent
+	var arena MsgpackArena
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := bytes.Clone(data)
 		var fast, general RequestHeadersEvent
@@ -154,6 +155,13 @@ func FuzzMsgpackRequestHeadersFast(f *testing.F) {
 		}
 		if a, b := mpNormEmpty(usedFast), mpNormEmpty(usedGeneral); !reflect.DeepEqual(a, b) {
 			t.Fatalf("used destinations differ:\n%#v\n%#v", a, b)
+		}
+		// The same with the strings made in an arena.
+		if _, _, err := DecodeRequestHeadersMsgpackRoutedIn(data, &usedArena, &arena); err != nil {
+			t.Fatalf("with an arena: %v, without: none", err)
+		}
+		if a, b := mpNormEmpty(usedArena), mpNormEmpty(usedGeneral); !reflect.DeepEqual(a, b) {
+			t.Fatalf("used destination with an arena differs:\n%#v\n%#v", a, b)
 		}
 		if a, b := mpNormEmpty(usedFast), mpNormEmpty(general); !reflect.DeepEqual(a, b) {
 			t.Fatalf("used destination differs from a fresh one:\n%#v\n%#v", a, b)
