@@ -1,0 +1,339 @@
+package payload
+
+import (
+	"math/bits"
+	"slices"
+	"unsafe"
+
+	"github.com/agentwire/agentwire/internal/wiretext"
+)
+
+// The request-headers event in MessagePack for the common case: names in
+// strictly ascending order and every string ASCII. The output is reserved
+// once (an upper bound computed in the pass that checks the order) and
+// written through a bare pointer by helpers that take and return it in
+// registers (mpPut, putRun): no per-string bounds check, no write position
+// kept in memory, and the ASCII check of the whole event is one OR of
+// every string's words tested once at the end. An event with a string
+// that is not ASCII is written again by mpAppendRequestHeadersMixed (the
+// per-string writer that hands such strings to the general encoder), so
+// the bytes written are always the general encoder's
+// (TestRequestHeadersFastPathMatchesGeneral, TestMpPutEveryLength).
+//
+// Pointer rule: every pointer written through or returned stays inside
+// the reserved room, whose bound exceeds what the event can take, so the
+// write pointer never reaches the end of the buffer's allocation.
+
+// mpPutWordMax is the longest string mpPut copies in its own word loop;
+// longer ones are copied by memmove and then checked.
+const mpPutWordMax = 256
+
+// mpPut writes s as a MessagePack str (header and bytes) at d, which has
+// room for it, and returns the end of what it wrote and the OR of s's
+// bytes folded into a word (s is ASCII iff acc&wiretext.HighBits == 0).
+// The bytes are copied as they are: the caller must not keep the output
+// of a string that is not ASCII.
+func mpPut(d unsafe.Pointer, s string) (end unsafe.Pointer, acc uint64) {
+	n := len(s)
+	p := unsafe.Pointer(unsafe.StringData(s))
+	if n < 32 {
+		*(*byte)(d) = 0xa0 | byte(n)
+		d = unsafe.Add(d, 1)
+		switch {
+		case n >= 16:
+			x0, x1 := *(*uint64)(p), *(*uint64)(unsafe.Add(p, 8))
+			y0, y1 := *(*uint64)(unsafe.Add(p, n-16)), *(*uint64)(unsafe.Add(p, n-8))
+			*(*uint64)(d) = x0
+			*(*uint64)(unsafe.Add(d, 8)) = x1
+			*(*uint64)(unsafe.Add(d, n-16)) = y0
+			*(*uint64)(unsafe.Add(d, n-8)) = y1
+			return unsafe.Add(d, n), x0 | x1 | y0 | y1
+		case n >= 8:
+			x, y := *(*uint64)(p), *(*uint64)(unsafe.Add(p, n-8))
+			*(*uint64)(d) = x
+			*(*uint64)(unsafe.Add(d, n-8)) = y
+			return unsafe.Add(d, n), x | y
+		case n >= 4:
+			x, y := *(*uint32)(p), *(*uint32)(unsafe.Add(p, n-4))
+			*(*uint32)(d) = x
+			*(*uint32)(unsafe.Add(d, n-4)) = y
+			return unsafe.Add(d, n), uint64(x | y)
+		case n > 0: // 1 to 3 bytes: positions 0, n/2 and n-1 cover them all
+			a, b, c := *(*byte)(p), *(*byte)(unsafe.Add(p, n/2)), *(*byte)(unsafe.Add(p, n-1))
+			*(*byte)(d) = a
+			*(*byte)(unsafe.Add(d, n/2)) = b
+			*(*byte)(unsafe.Add(d, n-1)) = c
+			return unsafe.Add(d, n), uint64(a | b | c)
+		}
+		return d, 0
+	}
+	switch {
+	case n <= 0xff:
+		*(*byte)(d) = 0xd9
+		*(*byte)(unsafe.Add(d, 1)) = byte(n)
+		d = unsafe.Add(d, 2)
+	case n <= 0xffff:
+		*(*byte)(d) = 0xda
+		*(*byte)(unsafe.Add(d, 1)) = byte(n >> 8)
+		*(*byte)(unsafe.Add(d, 2)) = byte(n)
+		d = unsafe.Add(d, 3)
+	default:
+		*(*byte)(d) = 0xdb
+		*(*byte)(unsafe.Add(d, 1)) = byte(n >> 24)
+		*(*byte)(unsafe.Add(d, 2)) = byte(n >> 16)
+		*(*byte)(unsafe.Add(d, 3)) = byte(n >> 8)
+		*(*byte)(unsafe.Add(d, 4)) = byte(n)
+		d = unsafe.Add(d, 5)
+	}
+	if n > mpPutWordMax {
+		copy(unsafe.Slice((*byte)(d), n), s)
+		return unsafe.Add(d, n), wiretext.OrBytes(s)
+	}
+	// 32 to 256 bytes: two words a round into two accumulators, then the
+	// last two words, ending at n (they may overlap the round before).
+	var acc1 uint64
+	for i := 0; i+16 < n; i += 16 {
+		x, y := *(*uint64)(unsafe.Add(p, i)), *(*uint64)(unsafe.Add(p, i+8))
+		acc |= x
+		acc1 |= y
+		*(*uint64)(unsafe.Add(d, i)) = x
+		*(*uint64)(unsafe.Add(d, i+8)) = y
+	}
+	x, y := *(*uint64)(unsafe.Add(p, n-16)), *(*uint64)(unsafe.Add(p, n-8))
+	*(*uint64)(unsafe.Add(d, n-16)) = x
+	*(*uint64)(unsafe.Add(d, n-8)) = y
+	return unsafe.Add(d, n), acc | acc1 | x | y
+}
+
+// mpPutName is mpPut for a header name shorter than 32 bytes (longer
+// ones go to mpPut; key is then left to nameWord) that also returns the
+// name's order key, nameWord's value, from the words the copy loaded.
+func mpPutName(d unsafe.Pointer, s string) (end unsafe.Pointer, acc, key uint64) {
+	n := len(s)
+	if n >= 32 {
+		end, acc = mpPut(d, s)
+		return end, acc, nameWord(s)
+	}
+	p := unsafe.Pointer(unsafe.StringData(s))
+	*(*byte)(d) = 0xa0 | byte(n)
+	d = unsafe.Add(d, 1)
+	switch {
+	case n >= 16:
+		x0, x1 := *(*uint64)(p), *(*uint64)(unsafe.Add(p, 8))
+		y0, y1 := *(*uint64)(unsafe.Add(p, n-16)), *(*uint64)(unsafe.Add(p, n-8))
+		*(*uint64)(d) = x0
+		*(*uint64)(unsafe.Add(d, 8)) = x1
+		*(*uint64)(unsafe.Add(d, n-16)) = y0
+		*(*uint64)(unsafe.Add(d, n-8)) = y1
+		return unsafe.Add(d, n), x0 | x1 | y0 | y1, bits.ReverseBytes64(x0)
+	case n >= 8:
+		x, y := *(*uint64)(p), *(*uint64)(unsafe.Add(p, n-8))
+		*(*uint64)(d) = x
+		*(*uint64)(unsafe.Add(d, n-8)) = y
+		return unsafe.Add(d, n), x | y, bits.ReverseBytes64(x)
+	case n >= 4:
+		// The little-endian word of the name's bytes: the last four
+		// (loaded where they end) shifted to their places over the
+		// first four, the bytes they share landing on equal bytes.
+		x, y := *(*uint32)(p), *(*uint32)(unsafe.Add(p, n-4))
+		*(*uint32)(d) = x
+		*(*uint32)(unsafe.Add(d, n-4)) = y
+		return unsafe.Add(d, n), uint64(x | y), bits.ReverseBytes64(uint64(x) | uint64(y)<<(8*uint(n-4)))
+	case n > 0:
+		a, b, c := *(*byte)(p), *(*byte)(unsafe.Add(p, n/2)), *(*byte)(unsafe.Add(p, n-1))
+		*(*byte)(d) = a
+		*(*byte)(unsafe.Add(d, n/2)) = b
+		*(*byte)(unsafe.Add(d, n-1)) = c
+		le := uint64(a) | uint64(b)<<(8*uint(n/2)) | uint64(c)<<(8*uint(n-1))
+		return unsafe.Add(d, n), uint64(a | b | c), bits.ReverseBytes64(le)
+	}
+	return d, 0, 0
+}
+
+// putRun writes a protocol run of 4 to 16 bytes at d (key's shapes: two
+// overlapping word moves) and returns its end.
+func putRun(d unsafe.Pointer, k string) unsafe.Pointer {
+	n := len(k)
+	p := unsafe.Pointer(unsafe.StringData(k))
+	if n >= 8 {
+		*(*uint64)(d) = *(*uint64)(p)
+		*(*uint64)(unsafe.Add(d, n-8)) = *(*uint64)(unsafe.Add(p, n-8))
+	} else {
+		*(*uint32)(d) = *(*uint32)(p)
+		*(*uint32)(unsafe.Add(d, n-4)) = *(*uint32)(unsafe.Add(p, n-4))
+	}
+	return unsafe.Add(d, n)
+}
+
+// putRun32 writes a protocol run of 16 to 32 bytes at d (key32's shapes)
+// and returns its end.
+func putRun32(d unsafe.Pointer, k string) unsafe.Pointer {
+	n := len(k)
+	p := unsafe.Pointer(unsafe.StringData(k))
+	*(*uint64)(d) = *(*uint64)(p)
+	*(*uint64)(unsafe.Add(d, 8)) = *(*uint64)(unsafe.Add(p, 8))
+	*(*uint64)(unsafe.Add(d, n-16)) = *(*uint64)(unsafe.Add(p, n-16))
+	*(*uint64)(unsafe.Add(d, n-8)) = *(*uint64)(unsafe.Add(p, n-8))
+	return unsafe.Add(d, n)
+}
+
+// mpPutOpt writes an optional string: nil, or the string (mpPut).
+func mpPutOpt(d unsafe.Pointer, o Opt[string]) (unsafe.Pointer, uint64) {
+	if !o.Valid {
+		*(*byte)(d) = 0xc0
+		return unsafe.Add(d, 1), 0
+	}
+	return mpPut(d, o.Value)
+}
+
+// mpPutCount writes a map (base 0x80) or array (base 0x90) header for n
+// entries at d and returns its end.
+func mpPutCount(d unsafe.Pointer, base byte, n int) unsafe.Pointer {
+	switch {
+	case n <= 15:
+		*(*byte)(d) = base | byte(n)
+		return unsafe.Add(d, 1)
+	case n <= 0xffff:
+		c := byte(0xde)
+		if base == 0x90 {
+			c = 0xdc
+		}
+		*(*byte)(d) = c
+		*(*byte)(unsafe.Add(d, 1)) = byte(n >> 8)
+		*(*byte)(unsafe.Add(d, 2)) = byte(n)
+		return unsafe.Add(d, 3)
+	}
+	c := byte(0xdf)
+	if base == 0x90 {
+		c = 0xdd
+	}
+	*(*byte)(d) = c
+	*(*byte)(unsafe.Add(d, 1)) = byte(n >> 24)
+	*(*byte)(unsafe.Add(d, 2)) = byte(n >> 16)
+	*(*byte)(unsafe.Add(d, 3)) = byte(n >> 8)
+	*(*byte)(unsafe.Add(d, 4)) = byte(n)
+	return unsafe.Add(d, 5)
+}
+
+// mpAppendRequestHeadersFast is AppendRequestHeadersMsgpack for events
+// whose header names are already in strictly ascending order; ok is false
+// (and nothing is written) when they are not.
+func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte, ok bool) {
+	m := &e.Metadata
+	hs := e.Headers
+	// Every string takes at most 5 header bytes (perStr); the constant
+	// runs, the port, the counts and the timestamp fit in the 320.
+	const perStr = 5
+	bound := 320 + 2*len(m.CorrelationID) + len(m.RequestID) + len(m.ClientIP) + len(m.Protocol) +
+		len(m.ServerName.Value) + len(m.TLSVersion.Value) + len(m.TLSCipher.Value) + len(m.RouteID.Value) +
+		len(m.UpstreamID.Value) + len(m.Traceparent) + len(e.Method) + len(e.URI) + 12*perStr
+	for i := range hs {
+		bound += len(hs[i].Name) + 2*perStr
+		for _, v := range hs[i].Values {
+			bound += len(v) + perStr
+		}
+	}
+	n0 := len(dst)
+	dst = slices.Grow(dst, bound)
+	base := unsafe.Pointer(unsafe.SliceData(dst))
+	d := unsafe.Add(base, n0)
+	var acc, a uint64
+	d = putRun(d, mpRHHead)
+	d, acc = mpPut(d, m.CorrelationID)
+	if m.Traceparent != "" {
+		d = putRun32(d, mpRHMeta12)
+	} else {
+		d = putRun32(d, mpRHMeta11)
+	}
+	d, a = mpPut(d, m.CorrelationID)
+	acc |= a
+	d = putRun(d, mpRHReqID)
+	d, a = mpPut(d, m.RequestID)
+	acc |= a
+	d = putRun(d, mpRHClientIP)
+	d, a = mpPut(d, m.ClientIP)
+	acc |= a
+	d = putRun(d, mpRHPort)
+	switch p := m.ClientPort; {
+	case p < 0x80:
+		*(*byte)(d) = byte(p)
+		d = unsafe.Add(d, 1)
+	case p <= 0xff:
+		*(*byte)(d) = 0xcc
+		*(*byte)(unsafe.Add(d, 1)) = byte(p)
+		d = unsafe.Add(d, 2)
+	default:
+		*(*byte)(d) = 0xcd
+		*(*byte)(unsafe.Add(d, 1)) = byte(p >> 8)
+		*(*byte)(unsafe.Add(d, 2)) = byte(p)
+		d = unsafe.Add(d, 3)
+	}
+	d = putRun(d, mpRHServer)
+	d, a = mpPutOpt(d, m.ServerName)
+	acc |= a
+	d = putRun(d, mpRHProto)
+	d, a = mpPut(d, m.Protocol)
+	acc |= a
+	d = putRun(d, mpRHTLSVer)
+	d, a = mpPutOpt(d, m.TLSVersion)
+	acc |= a
+	d = putRun(d, mpRHCipher)
+	d, a = mpPutOpt(d, m.TLSCipher)
+	acc |= a
+	d = putRun(d, mpRHRoute)
+	d, a = mpPutOpt(d, m.RouteID)
+	acc |= a
+	d = putRun(d, mpRHUpstream)
+	d, a = mpPutOpt(d, m.UpstreamID)
+	acc |= a
+	d = putRun(d, mpRHTime)
+	// The timestamp is ASCII text of at most 48 bytes, written as a str
+	// like any other (fixstr up to 31 bytes, str8 beyond, as the general
+	// path writes it).
+	var ts [48]byte
+	t := mpFormatTimestamp(ts[:0], m.Timestamp)
+	d, _ = mpPut(d, unsafe.String(unsafe.SliceData(t), len(t)))
+	if m.Traceparent != "" {
+		d = putRun(d, mpRHTrace)
+		d, a = mpPut(d, m.Traceparent)
+		acc |= a
+	}
+	d = putRun(d, mpRHMethod)
+	d, a = mpPut(d, e.Method)
+	acc |= a
+	d = putRun(d, mpRHURI)
+	d, a = mpPut(d, e.URI)
+	acc |= a
+	d = putRun(d, mpRHHeaders)
+	d = mpPutCount(d, 0x80, len(hs))
+	// Strictly ascending names, checked as they are written: most pairs
+	// are decided by their first 8 bytes (the key mpPutName returns),
+	// equal ones by the names. Out of order, nothing is kept.
+	var prev, k uint64
+	for i := range hs {
+		h := &hs[i]
+		d, a, k = mpPutName(d, h.Name)
+		acc |= a
+		if k <= prev && i > 0 && (k < prev || !(hs[i-1].Name < h.Name)) {
+			return dst[:n0], false
+		}
+		prev = k
+		vs := h.Values
+		if len(vs) <= 15 {
+			*(*byte)(d) = 0x90 | byte(len(vs))
+			d = unsafe.Add(d, 1)
+		} else {
+			d = mpPutCount(d, 0x90, len(vs))
+		}
+		for _, v := range vs {
+			d, a = mpPut(d, v)
+			acc |= a
+		}
+	}
+	if acc&wiretext.HighBits != 0 {
+		// A string that is not ASCII: the writer that rewrites such
+		// strings (UTF-8 check, U+FFFD) writes the event again.
+		return mpAppendRequestHeadersMixed(dst[:n0], e), true
+	}
+	return dst[:int(uintptr(d)-uintptr(base))], true
+}

@@ -1,0 +1,136 @@
+package payload
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"unsafe"
+
+	"github.com/agentwire/agentwire/internal/wiretext"
+)
+
+// putString runs put (mpPut's shape) on s into a buffer with room and
+// returns the bytes written and the OR it returned.
+func putString(put func(unsafe.Pointer, string) (unsafe.Pointer, uint64), s string) ([]byte, uint64) {
+	b := make([]byte, len(s)+16)
+	d := unsafe.Pointer(&b[1])
+	end, acc := put(d, s)
+	return b[1 : 1+int(uintptr(end)-uintptr(d))], acc
+}
+
+// TestMpPutEveryLength: mpPut writes what the general string encoder
+// writes for every length from 0 to 300 (each copy shape: bytes, half
+// words, words, two-word rounds with overlapping tails, memmove past
+// mpPutWordMax) and at the str16 and str32 edges, and its OR flags a
+// non-ASCII byte at every position (the event is then written again by
+// the mixed writer); mpPutName writes the same bytes and returns
+// nameWord's key.
+func TestMpPutEveryLength(t *testing.T) {
+	var lengths []int
+	for n := 0; n <= 300; n++ {
+		lengths = append(lengths, n)
+	}
+	lengths = append(lengths, 0xffff, 0x10000, 70000)
+	for _, n := range lengths {
+		plain := make([]byte, n)
+		for i := range plain {
+			plain[i] = 'a' + byte(i%26)
+		}
+		s := string(plain)
+		got, acc := putString(mpPut, s)
+		if want := mpAppendStr(nil, s); !bytes.Equal(got, want) {
+			t.Fatalf("mpPut of %d bytes = %.40x, want %.40x", n, got, want)
+		}
+		if acc&wiretext.HighBits != 0 {
+			t.Fatalf("mpPut of %d ASCII bytes: OR %#x has a high bit", n, acc)
+		}
+		var at []int
+		if n <= 300 {
+			for i := 0; i < n; i++ {
+				at = append(at, i)
+			}
+		} else {
+			at = []int{0, n / 2, n - 1}
+		}
+		for _, i := range at {
+			b := slices.Clone(plain)
+			b[i] = 0x80 | byte(i)
+			if _, acc := putString(mpPut, string(b)); acc&wiretext.HighBits == 0 {
+				t.Fatalf("mpPut of %d bytes, non-ASCII at %d: OR %#x misses it", n, i, acc)
+			}
+		}
+	}
+}
+
+// TestMpPutName: mpPutName writes what mpPut writes and returns
+// nameWord's key, for every length up to 40 and random bytes (NUL and
+// high bytes included, where a key's padding would be).
+func TestMpPutName(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	alpha := []byte{0, 1, 'a', 'z', 0x7f, 0x80, 0xff}
+	for n := 0; n <= 40; n++ {
+		for range 200 {
+			b := make([]byte, n)
+			for i := range b {
+				b[i] = alpha[r.IntN(len(alpha))]
+			}
+			s := string(b)
+			want, wantAcc := putString(mpPut, s)
+			got, acc := putString(func(d unsafe.Pointer, s string) (unsafe.Pointer, uint64) {
+				end, acc, key := mpPutName(d, s)
+				if key != nameWord(s) {
+					t.Fatalf("mpPutName(%q) key %#x, want nameWord's %#x", s, key, nameWord(s))
+				}
+				return end, acc
+			}, s)
+			if !bytes.Equal(got, want) || (acc&wiretext.HighBits == 0) != (wantAcc&wiretext.HighBits == 0) {
+				t.Fatalf("mpPutName(%q) = %x (OR %#x), mpPut = %x (OR %#x)", s, got, acc, want, wantAcc)
+			}
+		}
+	}
+}
+
+// TestMsgpackFastPathOutOfOrder: an event whose names stop ascending at
+// any position (a pair out of order, or a repeated name: equal keys,
+// decided by the names) is refused by the fast path, which leaves the
+// output as it found it though it has written the headers before that
+// point, and AppendRequestHeadersMsgpack then writes the general
+// encoder's bytes.
+func TestMsgpackFastPathOutOfOrder(t *testing.T) {
+	base := mpBenchRequestHeaders()
+	prefix := []byte("prefix")
+	for i := 1; i < len(base.Headers); i++ {
+		for _, repeat := range []bool{false, true} {
+			e := mpBenchRequestHeaders()
+			if repeat {
+				e.Headers[i].Name = e.Headers[i-1].Name
+			} else {
+				e.Headers[i-1].Name, e.Headers[i].Name = e.Headers[i].Name, e.Headers[i-1].Name
+			}
+			out, ok := mpAppendRequestHeadersFast(slices.Clone(prefix), e)
+			if ok || !bytes.Equal(out, prefix) {
+				t.Fatalf("names out of order at %d (repeat %v): fast path ok=%v, output %q", i, repeat, ok, out)
+			}
+			want := mpAppendRequestHeadersGeneral(slices.Clone(prefix), e)
+			if got := AppendRequestHeadersMsgpack(slices.Clone(prefix), e); !bytes.Equal(got, want) {
+				t.Fatalf("names out of order at %d (repeat %v): output differs from the general encoder", i, repeat)
+			}
+		}
+	}
+	// Names sharing their first 8 bytes, in order and not.
+	e := mpBenchRequestHeaders()
+	e.Headers = []Header{{Name: "content-length", Values: []string{"1"}}, {Name: "content-type", Values: []string{"x"}}}
+	if _, ok := mpAppendRequestHeadersFast(nil, e); !ok {
+		t.Fatal("content-length, content-type: refused")
+	}
+	e.Headers[0], e.Headers[1] = e.Headers[1], e.Headers[0]
+	if _, ok := mpAppendRequestHeadersFast(nil, e); ok {
+		t.Fatal("content-type, content-length: accepted")
+	}
+	e.Headers = []Header{{Name: strings.Repeat("n", 40)}, {Name: strings.Repeat("n", 39) + "o"}}
+	if _, ok := mpAppendRequestHeadersFast(nil, e); !ok {
+		t.Fatal("long names in order: refused")
+	}
+}
