@@ -3,22 +3,30 @@ package payload
 import (
 	"math/bits"
 	"slices"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/agentwire/agentwire/internal/wiretext"
 )
 
 // The request-headers event in MessagePack for the common case: names in
-// strictly ascending order and every string ASCII. The output is reserved
-// once (an upper bound computed in the pass that checks the order) and
-// written through a bare pointer by helpers that take and return it in
-// registers (mpPut, putRun): no per-string bounds check, no write position
-// kept in memory, and the ASCII check of the whole event is one OR of
-// every string's words tested once at the end. An event with a string
-// that is not ASCII is written again by mpAppendRequestHeadersMixed (the
-// per-string writer that hands such strings to the general encoder), so
-// the bytes written are always the general encoder's
-// (TestRequestHeadersFastPathMatchesGeneral, TestMpPutEveryLength).
+// strictly ascending order. The output is reserved once (an upper bound
+// from the strings' lengths) and written through a bare pointer by
+// helpers that take and return it in registers (mpPut, mpPutName,
+// putRun): no per-string bounds check and no write position kept in
+// memory. The names' order is checked as they are written (mpPutName
+// returns each name's order key from the words it copied). Text is
+// copied as it is and checked a word at a time on the way: the words of
+// the metadata's strings are ORed into one word tested once at the end,
+// a header's into one tested after it. Non-ASCII text that is valid
+// UTF-8 is written as it is (as the general encoder writes it), so only
+// a part with a non-ASCII byte is checked for UTF-8; an event with a
+// string that is not valid UTF-8 is written again by
+// mpAppendRequestHeadersMixed (the per-string writer that hands such
+// strings to the general encoder, which replaces the bad bytes). So the
+// bytes written are always the general encoder's
+// (TestRequestHeadersFastPathMatchesGeneral, TestMpPutEveryLength,
+// TestMsgpackFastPathTextEveryField).
 //
 // Pointer rule: every pointer written through or returned stays inside
 // the reserved room, whose bound exceeds what the event can take, so the
@@ -237,9 +245,10 @@ func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte,
 	dst = slices.Grow(dst, bound)
 	base := unsafe.Pointer(unsafe.SliceData(dst))
 	d := unsafe.Add(base, n0)
-	var acc, a uint64
+	var a uint64
 	d = putRun(d, mpRHHead)
-	d, acc = mpPut(d, m.CorrelationID)
+	d, a = mpPut(d, m.CorrelationID)
+	acc := a
 	if m.Traceparent != "" {
 		d = putRun32(d, mpRHMeta12)
 	} else {
@@ -310,10 +319,11 @@ func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte,
 	// are decided by their first 8 bytes (the key mpPutName returns),
 	// equal ones by the names. Out of order, nothing is kept.
 	var prev, k uint64
+	bad := false // a header string that is not valid UTF-8
 	for i := range hs {
 		h := &hs[i]
 		d, a, k = mpPutName(d, h.Name)
-		acc |= a
+		ha := a
 		if k <= prev && i > 0 && (k < prev || !(hs[i-1].Name < h.Name)) {
 			return dst[:n0], false
 		}
@@ -327,13 +337,46 @@ func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte,
 		}
 		for _, v := range vs {
 			d, a = mpPut(d, v)
-			acc |= a
+			ha |= a
+		}
+		if ha&wiretext.HighBits != 0 && !mpHeaderValidUTF8(h) {
+			bad = true
 		}
 	}
-	if acc&wiretext.HighBits != 0 {
-		// A string that is not ASCII: the writer that rewrites such
-		// strings (UTF-8 check, U+FFFD) writes the event again.
+	if bad || acc&wiretext.HighBits != 0 && !mpMetadataValidUTF8(e) {
+		// A string that is not valid UTF-8: the writer that rewrites
+		// such strings (U+FFFD) writes the event again. (Valid UTF-8
+		// is written as it is, as copied here.)
 		return mpAppendRequestHeadersMixed(dst[:n0], e), true
 	}
 	return dst[:int(uintptr(d)-uintptr(base))], true
 }
+
+// mpMetadataValidUTF8 reports whether every string of e outside its
+// headers is valid UTF-8 (the strings the general encoder writes as they
+// are): the check of an event whose metadata, method or URI is not all
+// ASCII.
+func mpMetadataValidUTF8(e *RequestHeadersEvent) bool {
+	m := &e.Metadata
+	return mpTextValid(m.CorrelationID) && mpTextValid(m.RequestID) && mpTextValid(m.ClientIP) &&
+		mpTextValid(m.ServerName.Value) && mpTextValid(m.Protocol) && mpTextValid(m.TLSVersion.Value) &&
+		mpTextValid(m.TLSCipher.Value) && mpTextValid(m.RouteID.Value) && mpTextValid(m.UpstreamID.Value) &&
+		mpTextValid(m.Traceparent) && mpTextValid(e.Method) && mpTextValid(e.URI)
+}
+
+// mpHeaderValidUTF8 reports whether h's name and values are valid UTF-8:
+// the check of a header whose strings are not all ASCII.
+func mpHeaderValidUTF8(h *Header) bool {
+	if !utf8.ValidString(h.Name) {
+		return false
+	}
+	for _, v := range h.Values {
+		if !utf8.ValidString(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// mpTextValid reports whether s is valid UTF-8.
+func mpTextValid(s string) bool { return wiretext.IsASCII(s) || utf8.ValidString(s) }

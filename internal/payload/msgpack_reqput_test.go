@@ -56,27 +56,34 @@ func TestMpPutEveryLength(t *testing.T) {
 		}
 		for _, i := range at {
 			b := slices.Clone(plain)
-			b[i] = 0x80 | byte(i)
+			b[i] = 0x80 | byte(i) // alone: not UTF-8
 			if _, acc := putString(mpPut, string(b)); acc&wiretext.HighBits == 0 {
 				t.Fatalf("mpPut of %d bytes, non-ASCII at %d: OR %#x misses it", n, i, acc)
+			}
+			if i+2 <= n {
+				b[i], b[i+1] = 0xc3, 0xa9 // é: valid, written as it is
+				got, acc := putString(mpPut, string(b))
+				if want := mpAppendStr(nil, string(b)); acc&wiretext.HighBits == 0 || !bytes.Equal(got, want) {
+					t.Fatalf("mpPut of %d bytes, é at %d: OR %#x, %.40x, want %.40x", n, i, acc, got, want)
+				}
 			}
 		}
 	}
 }
 
-// TestMpPutName: mpPutName writes what mpPut writes and returns
+// TestMpPutName: mpPutName writes and ORs what mpPut does and returns
 // nameWord's key, for every length up to 40 and random bytes (NUL and
-// high bytes included, where a key's padding would be).
+// high bytes included, where a key's padding would be, and valid UTF-8).
 func TestMpPutName(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	alpha := []byte{0, 1, 'a', 'z', 0x7f, 0x80, 0xff}
+	alpha := []string{"\x00", "\x01", "a", "z", "\x7f", "\x80", "\xff", "\u00e9", "\u20ac"}
 	for n := 0; n <= 40; n++ {
 		for range 200 {
-			b := make([]byte, n)
-			for i := range b {
-				b[i] = alpha[r.IntN(len(alpha))]
+			var b []byte
+			for len(b) < n {
+				b = append(b, alpha[r.IntN(len(alpha))]...)
 			}
-			s := string(b)
+			s := string(b[:n])
 			want, wantAcc := putString(mpPut, s)
 			got, acc := putString(func(d unsafe.Pointer, s string) (unsafe.Pointer, uint64) {
 				end, acc, key := mpPutName(d, s)
@@ -85,7 +92,7 @@ func TestMpPutName(t *testing.T) {
 				}
 				return end, acc
 			}, s)
-			if !bytes.Equal(got, want) || (acc&wiretext.HighBits == 0) != (wantAcc&wiretext.HighBits == 0) {
+			if !bytes.Equal(got, want) || acc != wantAcc {
 				t.Fatalf("mpPutName(%q) = %x (OR %#x), mpPut = %x (OR %#x)", s, got, acc, want, wantAcc)
 			}
 		}
@@ -132,5 +139,52 @@ func TestMsgpackFastPathOutOfOrder(t *testing.T) {
 	e.Headers = []Header{{Name: strings.Repeat("n", 40)}, {Name: strings.Repeat("n", 39) + "o"}}
 	if _, ok := mpAppendRequestHeadersFast(nil, e); !ok {
 		t.Fatal("long names in order: refused")
+	}
+}
+
+// BenchmarkRequestHeadersNonASCII: the sorted 15-header event with one
+// header value that is not ASCII (valid UTF-8), which the MessagePack
+// fast path hands to the per-string writer after its first pass.
+func BenchmarkRequestHeadersNonASCII(b *testing.B) {
+	e := mpBenchRequestHeaders()
+	e.Headers[11].Values = []string{"https://example.com/caf\u00e9"}
+	b.ReportAllocs()
+	buf := AppendRequestHeadersMsgpack(nil, e)
+	b.SetBytes(int64(len(buf)))
+	for b.Loop() {
+		buf = AppendRequestHeadersMsgpack(buf[:0], e)
+	}
+}
+
+// TestMsgpackFastPathTextEveryField: each string field of the event (and
+// a header name and value) holding valid non-ASCII UTF-8, which the fast
+// path keeps as copied, or invalid UTF-8, which sends the event to the
+// per-string writer, is written as the general encoder writes it.
+func TestMsgpackFastPathTextEveryField(t *testing.T) {
+	fields := []func(e *RequestHeadersEvent, s string){
+		func(e *RequestHeadersEvent, s string) { e.Metadata.CorrelationID = s },
+		func(e *RequestHeadersEvent, s string) { e.Metadata.RequestID = s },
+		func(e *RequestHeadersEvent, s string) { e.Metadata.ClientIP = s },
+		func(e *RequestHeadersEvent, s string) { e.Metadata.ServerName = Some(s) },
+		func(e *RequestHeadersEvent, s string) { e.Metadata.Protocol = s },
+		func(e *RequestHeadersEvent, s string) { e.Metadata.TLSVersion = Some(s) },
+		func(e *RequestHeadersEvent, s string) { e.Metadata.TLSCipher = Some(s) },
+		func(e *RequestHeadersEvent, s string) { e.Metadata.RouteID = Some(s) },
+		func(e *RequestHeadersEvent, s string) { e.Metadata.UpstreamID = Some(s) },
+		func(e *RequestHeadersEvent, s string) { e.Metadata.Traceparent = s },
+		func(e *RequestHeadersEvent, s string) { e.Method = s },
+		func(e *RequestHeadersEvent, s string) { e.URI = s },
+		func(e *RequestHeadersEvent, s string) { e.Headers[len(e.Headers)-1].Name = "zz-" + s },
+		func(e *RequestHeadersEvent, s string) { e.Headers[4].Values = []string{"a", s} },
+	}
+	for i, set := range fields {
+		for _, s := range []string{"caf\u00e9 \u2028", "bad\xffutf8", "\xc3", strings.Repeat("\xe2\x82", 40)} {
+			e := mpBenchRequestHeaders()
+			set(e, s)
+			want := mpAppendRequestHeadersGeneral([]byte("p"), e)
+			if got := AppendRequestHeadersMsgpack([]byte("p"), e); !bytes.Equal(got, want) {
+				t.Fatalf("field %d = %q: fast path differs from the general encoder", i, s)
+			}
+		}
 	}
 }
