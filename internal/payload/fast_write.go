@@ -493,8 +493,12 @@ func jsonAppendRequestHeadersFast(dst []byte, ev *RequestHeadersEvent) (out []by
 		}
 		prevWord = word
 		bound += len(name) + 6
-		for _, v := range ev.Headers[i].Values {
-			bound += len(v) + 3
+		if vs := ev.Headers[i].Values; len(vs) == 1 {
+			bound += len(vs[0]) + 3 // the common case, without a loop
+		} else {
+			for _, v := range vs {
+				bound += len(v) + 3
+			}
 		}
 	}
 	w := fastGrow(dst, bound)
@@ -522,12 +526,18 @@ func jsonAppendRequestHeadersFast(dst []byte, ev *RequestHeadersEvent) (out []by
 			continue
 		}
 		w.n += 3
-		for j, v := range h.Values {
-			if j > 0 {
-				w.b[w.n], w.b[w.n+1] = ',', '"'
-				w.n += 2
+		if vs := h.Values; len(vs) == 1 {
+			// The common case, without the loop (whose exit the
+			// branch predictor misses when counts vary).
+			w.jsonStrQ(vs[0])
+		} else {
+			for j, v := range vs {
+				if j > 0 {
+					w.b[w.n], w.b[w.n+1] = ',', '"'
+					w.n += 2
+				}
+				w.jsonStrQ(v)
 			}
-			w.jsonStrQ(v)
 		}
 		w.b[w.n] = ']'
 		w.n++
