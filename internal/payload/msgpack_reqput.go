@@ -3,6 +3,7 @@ package payload
 import (
 	"math/bits"
 	"slices"
+	"time"
 	"unicode/utf8"
 	"unsafe"
 
@@ -230,7 +231,9 @@ func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte,
 	m := &e.Metadata
 	hs := e.Headers
 	// Every string takes at most 5 header bytes (perStr); the constant
-	// runs, the port, the counts and the timestamp fit in the 320.
+	// runs (181 bytes), the port, the counts and the timestamp (at most
+	// 44 bytes) fit in the 320, and so does the timestamp's scratch room
+	// (2 + 64 bytes from where it starts: mpPutTimestamp).
 	const perStr = 5
 	bound := 320 + 2*len(m.CorrelationID) + len(m.RequestID) + len(m.ClientIP) + len(m.Protocol) +
 		len(m.ServerName.Value) + len(m.TLSVersion.Value) + len(m.TLSCipher.Value) + len(m.RouteID.Value) +
@@ -301,12 +304,7 @@ func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte,
 	d, a = mpPutOpt(d, m.UpstreamID)
 	acc |= a
 	d = putRun(d, mpRHTime)
-	// The timestamp is ASCII text of at most 48 bytes, written as a str
-	// like any other (fixstr up to 31 bytes, str8 beyond, as the general
-	// path writes it).
-	var ts [48]byte
-	t := mpFormatTimestamp(ts[:0], m.Timestamp)
-	d, _ = mpPut(d, unsafe.String(unsafe.SliceData(t), len(t)))
+	d = mpPutTimestamp(d, m.Timestamp)
 	if m.Traceparent != "" {
 		d = putRun(d, mpRHTrace)
 		d, a = mpPut(d, m.Traceparent)
@@ -393,3 +391,55 @@ func mpHeaderValidUTF8(h *Header) bool {
 
 // mpTextValid reports whether s is valid UTF-8.
 func mpTextValid(s string) bool { return wiretext.IsASCII(s) || utf8.ValidString(s) }
+
+// mpPutTimestamp writes t as the general encoder does (mpFormatTimestamp's
+// text as a fixstr, or a str8 from 32 bytes on) at d, which has room for
+// a header and 64 bytes, and returns its end. The text is formatted in
+// place after the header its length is predicted to need (a copy
+// through a stack buffer read the formatter's byte stores back as words,
+// which stalls on store forwarding); a prediction that misses moves the
+// text by the header's difference.
+func mpPutTimestamp(d unsafe.Pointer, t time.Time) unsafe.Pointer {
+	h := 1
+	if mpTimestampLen(t) >= 32 {
+		h = 2
+	}
+	txt := mpFormatTimestamp(unsafe.Slice((*byte)(unsafe.Add(d, h)), 64)[:0], t)
+	n := len(txt)
+	if unsafe.SliceData(txt) != (*byte)(unsafe.Add(d, h)) {
+		panic("agentwire: payload: timestamp outgrew its room") // the longest is 42 bytes
+	}
+	switch {
+	case n <= 31 && h == 2:
+		copy(unsafe.Slice((*byte)(unsafe.Add(d, 1)), n), txt)
+		h = 1
+	case n > 31 && h == 1:
+		copy(unsafe.Slice((*byte)(unsafe.Add(d, 2)), n), txt)
+		h = 2
+	}
+	if h == 1 {
+		*(*byte)(d) = 0xa0 | byte(n)
+	} else {
+		*(*byte)(d) = 0xd9
+		*(*byte)(unsafe.Add(d, 1)) = byte(n)
+	}
+	return unsafe.Add(d, h+n)
+}
+
+// mpTimestampLen predicts the length of mpFormatTimestamp's text for t:
+// 19 bytes of date and time, a fraction of 3, 6 or 9 digits after a dot
+// when the nanoseconds need one, and "+00:00" (exact for years 0 to
+// 9999; the caller checks).
+func mpTimestampLen(t time.Time) int {
+	n := 19 + 6
+	switch ns := t.Nanosecond(); {
+	case ns == 0:
+	case ns%1_000_000 == 0:
+		n += 4
+	case ns%1_000 == 0:
+		n += 7
+	default:
+		n += 10
+	}
+	return n
+}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/agentwire/agentwire/internal/wiretext"
@@ -185,6 +186,31 @@ func TestMsgpackFastPathTextEveryField(t *testing.T) {
 			if got := AppendRequestHeadersMsgpack([]byte("p"), e); !bytes.Equal(got, want) {
 				t.Fatalf("field %d = %q: fast path differs from the general encoder", i, s)
 			}
+		}
+	}
+}
+
+// TestMpPutTimestamp: mpPutTimestamp writes the general encoder's bytes
+// (mpFormatTimestamp's text as a str) for years inside and outside 0 to
+// 9999 and every fraction length, including texts whose length crosses
+// the fixstr limit against the prediction (a 7-digit year with
+// milliseconds: 32 bytes where 29 were predicted).
+func TestMpPutTimestamp(t *testing.T) {
+	var times []time.Time
+	for _, y := range []int{0, 1, 1970, 2026, 9999, 10000, 123456, 1234567, -1, -12345, 292277026} {
+		for _, ns := range []int{0, 1_000_000, 123_000, 1, 999_999_999} {
+			times = append(times, time.Date(y, 12, 31, 23, 59, 59, ns, time.UTC))
+		}
+	}
+	times = append(times, time.Time{}, time.Unix(1700000000, 0).In(time.FixedZone("x", 3600)))
+	for _, ts := range times {
+		b := make([]byte, 2+64+8)
+		d := unsafe.Pointer(&b[0])
+		end := mpPutTimestamp(d, ts)
+		got := b[:int(uintptr(end)-uintptr(d))]
+		want := mpAppendStr(nil, string(mpFormatTimestamp(nil, ts)))
+		if !bytes.Equal(got, want) {
+			t.Fatalf("mpPutTimestamp(%v) = %q, want %q", ts, got, want)
 		}
 	}
 }

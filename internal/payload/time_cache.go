@@ -35,6 +35,17 @@ func appendDateTime(dst []byte, t time.Time) ([]byte, bool) {
 	if s1 := c.seq.Load(); s1&1 == 0 && c.key.Load() == sec {
 		w0, w1, w2 := c.txt[0].Load(), c.txt[1].Load(), c.txt[2].Load()
 		if c.seq.Load() == s1 {
+			n := len(dst)
+			if cap(dst)-n >= 24 {
+				// The three words go straight into dst's room: no
+				// copy through a stack buffer, whose byte-wise read
+				// of word stores would stall on store forwarding.
+				b := dst[n : n+24]
+				putLE64(b[0:], w0)
+				putLE64(b[8:], w1)
+				putLE64(b[16:], w2)
+				return dst[:n+19], true
+			}
 			var b [24]byte
 			putLE64(b[0:], w0)
 			putLE64(b[8:], w1)
