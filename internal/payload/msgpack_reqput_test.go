@@ -214,3 +214,24 @@ func TestMpPutTimestamp(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendDateTimeInPlace: appendDateTime's cache hit, which stores
+// words straight into dst's room, writes the 19 bytes of text and
+// nothing past them.
+func TestAppendDateTimeInPlace(t *testing.T) {
+	ts := time.Date(2026, 12, 7, 10, 11, 12, 0, time.UTC)
+	for range 2 { // the first call may fill the cache, the second hits it
+		for room := 19; room <= 40; room++ {
+			buf := bytes.Repeat([]byte{0xee}, 3+room)
+			out, ok := appendDateTime(buf[:3:3+room], ts)
+			if !ok || string(out[3:]) != "2026-12-07T10:11:12" {
+				t.Fatalf("room %d: %q, %v", room, out, ok)
+			}
+			for i, c := range buf[len(out):] {
+				if c != 0xee {
+					t.Fatalf("room %d: byte %d past the text overwritten", room, i)
+				}
+			}
+		}
+	}
+}
