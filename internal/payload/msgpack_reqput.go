@@ -226,7 +226,9 @@ func mpPutCount(d unsafe.Pointer, base byte, n int) unsafe.Pointer {
 
 // mpAppendRequestHeadersFast is AppendRequestHeadersMsgpack for events
 // whose header names are already in strictly ascending order; ok is false
-// (and nothing is written) when they are not.
+// (and nothing is written) when the first names show they are not. Names
+// found out of order later, as they are written, are left to the general
+// encoder here (ok is true).
 func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte, ok bool) {
 	m := &e.Metadata
 	hs := e.Headers
@@ -238,6 +240,13 @@ func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte,
 	bound := 320 + 2*len(m.CorrelationID) + len(m.RequestID) + len(m.ClientIP) + len(m.Protocol) +
 		len(m.ServerName.Value) + len(m.TLSVersion.Value) + len(m.TLSCipher.Value) + len(m.RouteID.Value) +
 		len(m.UpstreamID.Value) + len(m.Traceparent) + len(e.Method) + len(e.URI) + 12*perStr
+	// Headers in arrival order (as proxies keep them) are mostly refused
+	// here, before anything is reserved or written: the first bytes of
+	// the first names are out of order (host, user-agent, accept...).
+	// The full order is checked as the names are written.
+	if !mpFirstNamesAscending(hs) {
+		return dst, false
+	}
 	for i := range hs {
 		h := &hs[i]
 		bound += len(h.Name) + 2*perStr
@@ -328,7 +337,11 @@ func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte,
 		d, a, k = mpPutName(d, h.Name)
 		ha := a
 		if k <= prev && i > 0 && (k < prev || !(hs[i-1].Name < h.Name)) {
-			return dst[:n0], false
+			// Out of order after all: the general encoder writes
+			// the event into the room reserved here (the caller
+			// would otherwise grow its buffer again, on every call
+			// when it keeps the result).
+			return mpAppendRequestHeadersGeneral(dst[:n0], e), true
 		}
 		prev = k
 		if vs := h.Values; len(vs) == 1 {
@@ -442,4 +455,22 @@ func mpTimestampLen(t time.Time) int {
 		n += 10
 	}
 	return n
+}
+
+// mpFirstNamesAscending reports whether the first bytes of the first
+// four names do not descend (headers in arrival order mostly fail it:
+// host, user-agent, accept...).
+func mpFirstNamesAscending(hs Headers) bool {
+	var first byte // first byte of the previous name (0: empty)
+	for i := range min(len(hs), 4) {
+		var c byte
+		if name := hs[i].Name; len(name) > 0 {
+			c = name[0]
+		}
+		if c < first {
+			return false
+		}
+		first = c
+	}
+	return true
 }
