@@ -16,7 +16,11 @@ import (
 // helpers that take and return it in registers (mpPut, mpPutName,
 // putRun): no per-string bounds check and no write position kept in
 // memory. The names' order is checked as they are written (mpPutName
-// returns each name's order key from the words it copied). Text is
+// returns each name's order key from the words it copied); before that,
+// the first bytes of the first four names turn away headers in arrival
+// order untouched (mpFirstNamesAscending), and an order broken further
+// on sends the event to the general encoder, which writes it into the
+// room reserved (the caller keeps that room for its next event). Text is
 // copied as it is and checked a word at a time on the way: the words of
 // the metadata's strings are ORed into one word tested once at the end,
 // a header's into one tested after it. Non-ASCII text that is valid
@@ -30,8 +34,10 @@ import (
 // TestMsgpackFastPathTextEveryField).
 //
 // Pointer rule: every pointer written through or returned stays inside
-// the reserved room, whose bound exceeds what the event can take, so the
-// write pointer never reaches the end of the buffer's allocation.
+// the reserved room, whose bound exceeds what the event can take (the
+// timestamp's scratch room included), so the write pointer never reaches
+// the end of the buffer's allocation; the writer panics should it ever
+// have written past the bound.
 
 // mpPutWordMax is the longest string mpPut copies in its own word loop;
 // longer ones are copied by memmove and then checked.
@@ -40,8 +46,8 @@ const mpPutWordMax = 256
 // mpPut writes s as a MessagePack str (header and bytes) at d, which has
 // room for it, and returns the end of what it wrote and the OR of s's
 // bytes folded into a word (s is ASCII iff acc&wiretext.HighBits == 0).
-// The bytes are copied as they are: the caller must not keep the output
-// of a string that is not ASCII.
+// The bytes are copied as they are: a string that is not ASCII may stay
+// only once it is known to be valid UTF-8.
 func mpPut(d unsafe.Pointer, s string) (end unsafe.Pointer, acc uint64) {
 	n := len(s)
 	p := unsafe.Pointer(unsafe.StringData(s))
