@@ -2,6 +2,7 @@ package payload
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"slices"
 	"strconv"
 	"unsafe"
@@ -205,32 +206,40 @@ func namesAscending(a, b string) bool {
 }
 
 // nameWord returns the first 8 bytes of s as a big-endian word, padded
-// with zero bytes.
+// with zero bytes, with at most two loads for names of 4 bytes or more:
+// from 4 to 7 bytes the last four bytes are loaded where they end and
+// shifted into place, the bytes they share with the first four landing
+// on equal bytes.
 func nameWord(s string) uint64 {
-	if len(s) >= 8 {
-		return binary.BigEndian.Uint64(unsafe.Slice(unsafe.StringData(s), 8))
+	n := len(s)
+	p := unsafe.Pointer(unsafe.StringData(s))
+	switch {
+	case n >= 8:
+		return bits.ReverseBytes64(*(*uint64)(p))
+	case n >= 4:
+		hi := uint64(bits.ReverseBytes32(*(*uint32)(p))) << 32
+		lo := uint64(bits.ReverseBytes32(*(*uint32)(unsafe.Add(p, n-4)))) << (64 - 8*uint(n))
+		return hi | lo
 	}
 	var x uint64
-	for i := 0; i < len(s); i++ {
-		x |= uint64(s[i]) << (56 - 8*uint(i))
+	for i := 0; i < n; i++ {
+		x |= uint64(*(*byte)(unsafe.Add(p, i))) << (56 - 8*uint(i))
 	}
 	return x
 }
 
-// mpAppendRequestHeadersFast is AppendRequestHeadersMsgpack for events
-// whose header names are already in strictly ascending order; ok is false
-// (and nothing is written) when they are not. Strings that are not ASCII
-// are rewritten by the general string encoder in place.
-func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte, ok bool) {
+// mpAppendRequestHeadersMixed is mpAppendRequestHeadersFast's writer for
+// events with a string that is not ASCII (header names already checked
+// to be in strictly ascending order): every string is copied as it is
+// and checked, and one that is not ASCII is rewritten in place by the
+// general string encoder.
+func mpAppendRequestHeadersMixed(dst []byte, e *RequestHeadersEvent) []byte {
 	m := &e.Metadata
 	const perStr = 5
 	bound := 256 + 2*len(m.CorrelationID) + len(m.RequestID) + len(m.ClientIP) + len(m.Protocol) +
 		len(m.ServerName.Value) + len(m.TLSVersion.Value) + len(m.TLSCipher.Value) + len(m.RouteID.Value) +
 		len(m.UpstreamID.Value) + len(m.Traceparent) + len(e.Method) + len(e.URI) + 12*perStr + 64
 	for i := range e.Headers {
-		if i > 0 && !namesAscending(e.Headers[i-1].Name, e.Headers[i].Name) {
-			return dst, false // not strictly ascending (one pass for both checks)
-		}
 		bound += len(e.Headers[i].Name) + 2*perStr
 		for _, v := range e.Headers[i].Values {
 			bound += len(v) + perStr
@@ -305,7 +314,7 @@ func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte,
 			w.mpStr(v)
 		}
 	}
-	return w.done(), true
+	return w.done()
 }
 
 // general continues after a string that the general encoder rewrote: out
@@ -484,8 +493,12 @@ func jsonAppendRequestHeadersFast(dst []byte, ev *RequestHeadersEvent) (out []by
 		}
 		prevWord = word
 		bound += len(name) + 6
-		for _, v := range ev.Headers[i].Values {
-			bound += len(v) + 3
+		if vs := ev.Headers[i].Values; len(vs) == 1 {
+			bound += len(vs[0]) + 3 // the common case, without a loop
+		} else {
+			for _, v := range vs {
+				bound += len(v) + 3
+			}
 		}
 	}
 	w := fastGrow(dst, bound)
@@ -513,12 +526,18 @@ func jsonAppendRequestHeadersFast(dst []byte, ev *RequestHeadersEvent) (out []by
 			continue
 		}
 		w.n += 3
-		for j, v := range h.Values {
-			if j > 0 {
-				w.b[w.n], w.b[w.n+1] = ',', '"'
-				w.n += 2
+		if vs := h.Values; len(vs) == 1 {
+			// The common case, without the loop (whose exit the
+			// branch predictor misses when counts vary).
+			w.jsonStrQ(vs[0])
+		} else {
+			for j, v := range vs {
+				if j > 0 {
+					w.b[w.n], w.b[w.n+1] = ',', '"'
+					w.n += 2
+				}
+				w.jsonStrQ(v)
 			}
-			w.jsonStrQ(v)
 		}
 		w.b[w.n] = ']'
 		w.n++

@@ -35,6 +35,19 @@ func appendDateTime(dst []byte, t time.Time) ([]byte, bool) {
 	if s1 := c.seq.Load(); s1&1 == 0 && c.key.Load() == sec {
 		w0, w1, w2 := c.txt[0].Load(), c.txt[1].Load(), c.txt[2].Load()
 		if c.seq.Load() == s1 {
+			n := len(dst)
+			if cap(dst)-n >= 19 {
+				// The text goes straight into dst's room in three
+				// word stores (no copy through a stack buffer, whose
+				// read of word stores would stall on store
+				// forwarding); the third covers bytes 11 to 18, so
+				// nothing past the 19 bytes is written.
+				b := dst[n : n+19]
+				putLE64(b[0:], w0)
+				putLE64(b[8:], w1)
+				putLE64(b[11:], w1>>24|w2<<40)
+				return dst[:n+19], true
+			}
 			var b [24]byte
 			putLE64(b[0:], w0)
 			putLE64(b[8:], w1)
