@@ -42,3 +42,18 @@ func TestReqCtxAllocs(t *testing.T) {
 		c.cancel(context.Canceled)
 	})
 }
+
+// TestReqCtxDoneAllocs: a handler that asks for Done (passing ctx to an
+// HTTP or gRPC client does) pays five allocations: the ctxWait, the
+// channel and the hook on its parent (context.AfterFunc's three). The
+// count is held here so that it cannot grow unnoticed (see reqCtx).
+func TestReqCtxDoneAllocs(t *testing.T) {
+	parent, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var slab reqCtxSlab
+	allocs.AtMost(t, "request context with Done, then cancelled", slabSize*100, 5+1.0/slabSize, func() {
+		c := slab.get(parent)
+		_ = c.Done()
+		c.cancel(context.Canceled)
+	})
+}

@@ -33,10 +33,13 @@ import (
 // ev and resp are owned by the server and are reused for later events as soon
 // as the method returns. A method MUST NOT retain ev, resp, or anything they
 // point to (header slices, body bytes) after it returns; copy what it needs.
-// Strings may be kept: they are immutable. (On the gRPC fast path the
-// strings of an event share one allocation holding the message text, so a
-// kept string keeps that text alive; strings.Clone a small piece of a large
-// event if that matters.)
+// Strings may be kept: they are immutable. A kept string may keep more
+// memory alive than its own bytes: on the gRPC fast path the strings of an
+// event share one allocation holding the message text, and on the Unix
+// socket decoded strings (JSON, and MessagePack request headers) share
+// chunks of 4 KiB with other events' strings. strings.Clone what you keep
+// for long (a rate limiter's map of client addresses, a cache of header
+// values).
 //
 // # Context
 //

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -179,6 +180,7 @@ func TestReqCtxCancelRacesWaiters(t *testing.T) {
 				defer wg.Done()
 				ready.Add(1)
 				for gate.Load() == 0 {
+					runtime.Gosched() // with one P the other side must run
 				}
 				spin(i % 64)
 				if byParent {
@@ -188,6 +190,7 @@ func TestReqCtxCancelRacesWaiters(t *testing.T) {
 				}
 			}()
 			for ready.Load() == 0 {
+				runtime.Gosched()
 			}
 			gate.Store(1)
 			spin(i / 64 % 16 * 4)
