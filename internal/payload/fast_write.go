@@ -478,6 +478,34 @@ const (
 // nothing is written) when they are not. Strings that need escaping or a
 // UTF-8 check are rewritten by the general string encoder in place.
 func jsonAppendRequestHeadersFast(dst []byte, ev *RequestHeadersEvent) (out []byte, ok bool) {
+	return jsonPutRequestHeaders(dst, ev, nil)
+}
+
+// jsonAppendRequestHeadersUnsorted is jsonAppendRequestHeadersFast for
+// events whose names are not in strictly ascending order: their
+// positions are sorted on the stack (headerSortSmall) and the headers
+// written in that order by the same writer. Events with more than
+// headerSortSmallMax headers or a repeated name (which the general
+// encoder merges into one entry) are refused untouched (ok false).
+func jsonAppendRequestHeadersUnsorted(dst []byte, ev *RequestHeadersEvent) (out []byte, ok bool) {
+	hs := ev.Headers
+	if len(hs) > headerSortSmallMax {
+		return dst, false
+	}
+	var stack [headerSortSmallMax]int32
+	idx, dup := headerSortSmall(hs, stack[:len(hs)])
+	if dup {
+		return dst, false
+	}
+	return jsonPutRequestHeaders(dst, ev, idx)
+}
+
+// jsonPutRequestHeaders writes ev with its headers in the order of idx
+// (positions in ev.Headers, ascending names, none repeated), or, when
+// idx is nil, in their own order, which is checked first to be strictly
+// ascending (if it is not, the event goes to
+// jsonAppendRequestHeadersUnsorted).
+func jsonPutRequestHeaders(dst []byte, ev *RequestHeadersEvent, idx []int32) (out []byte, ok bool) {
 	m := &ev.Metadata
 	bound := 336 + 2*len(m.CorrelationID) + len(m.RequestID) + len(m.ClientIP) + len(m.Protocol) +
 		len(m.ServerName.Value) + len(m.TLSVersion.Value) + len(m.TLSCipher.Value) + len(m.RouteID.Value) +
@@ -487,11 +515,13 @@ func jsonAppendRequestHeadersFast(dst []byte, ev *RequestHeadersEvent) (out []by
 	var prevWord uint64
 	for i := range ev.Headers {
 		name := ev.Headers[i].Name
-		word := nameWord(name)
-		if i > 0 && (word < prevWord || word == prevWord && ev.Headers[i-1].Name >= name) {
-			return dst, false
+		if idx == nil {
+			word := nameWord(name)
+			if i > 0 && (word < prevWord || word == prevWord && ev.Headers[i-1].Name >= name) {
+				return jsonAppendRequestHeadersUnsorted(dst, ev)
+			}
+			prevWord = word
 		}
-		prevWord = word
 		bound += len(name) + 6
 		if vs := ev.Headers[i].Values; len(vs) == 1 {
 			bound += len(vs[0]) + 3 // the common case, without a loop
@@ -506,7 +536,11 @@ func jsonAppendRequestHeadersFast(dst []byte, ev *RequestHeadersEvent) (out []by
 	w.jsonStrQ(m.CorrelationID)
 	w.key(jsRHHeaders)
 	for i := range ev.Headers {
-		h := &ev.Headers[i]
+		j := i
+		if idx != nil {
+			j = int(idx[i])
+		}
+		h := &ev.Headers[j]
 		if i > 0 {
 			w.b[w.n] = ','
 			w.n++

@@ -61,3 +61,45 @@ func namePrefixKey(s string) uint64 {
 	}
 	return k
 }
+
+// headerSortSmallMax is the most headers headerSortSmall sorts (its keys
+// and the encoders' index live on the stack).
+const headerSortSmallMax = 32
+
+// headerSortSmall fills idx (len(h) long, at most headerSortSmallMax)
+// with the positions of h in byte-wise name order, by insertion on each
+// name's first 8 bytes as a big-endian word (nameWord) kept next to its
+// position, so most comparisons are one integer comparison without an
+// indirection; equal words fall back to comparing the names. dup reports
+// a name that occurs more than once (the order of such entries is then
+// left as headerSortIndex would leave it: stable). The caller's idx is
+// returned (no allocation).
+func headerSortSmall(h Headers, idx []int32) (sorted []int32, dup bool) {
+	n := len(h)
+	if n > headerSortSmallMax || len(idx) != n {
+		panic("agentwire: payload: headerSortSmall: bad index length")
+	}
+	var keys [headerSortSmallMax]uint64
+	for i := range n {
+		keys[i] = nameWord(h[i].Name)
+		idx[i] = int32(i)
+	}
+	for i := 1; i < n; i++ {
+		k, x := keys[i], idx[i]
+		j := i
+		for ; j > 0; j-- {
+			kj := keys[j-1]
+			if kj < k || kj == k && h[idx[j-1]].Name <= h[x].Name {
+				break
+			}
+			keys[j], idx[j] = kj, idx[j-1]
+		}
+		keys[j], idx[j] = k, x
+	}
+	for i := 1; i < n; i++ {
+		if keys[i] == keys[i-1] && h[idx[i]].Name == h[idx[i-1]].Name {
+			return idx, true
+		}
+	}
+	return idx, false
+}
