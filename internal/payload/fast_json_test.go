@@ -186,6 +186,8 @@ func TestJSONFastNameOrder(t *testing.T) {
 // names come out ascending (fast path) or not.
 func FuzzJSONRequestHeadersFast(f *testing.F) {
 	f.Add([]byte("/a\x01GET\x01id\x01tp\x01opt\x01accept\x01*/*\x01host\x01x"))
+	f.Add([]byte("/a\x01GET\x01id\x01tp\x01opt\x01host\x01x\x01accept\x01*/*\x01b\x01\xc3\xa9")) // unsorted
+	f.Add([]byte("/a\x01GET\x01\x01\x01\x01b\x01x\x01a\x01y\x01b\x01z"))                         // repeated name
 	f.Add([]byte("/\"q\\\x01G\xffT\x01\x01\x01\x01a\x01\x1f\x01b\x01\xc3\xa9"))
 	f.Add([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef01234\"\x01M\x01\x01\x01\x01n\x01v"))
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -474,38 +474,16 @@ const (
 )
 
 // jsonAppendRequestHeadersFast is AppendRequestHeadersJSON for events whose
-// header names are already in strictly ascending order; ok is false (and
-// nothing is written) when they are not. Strings that need escaping or a
-// UTF-8 check are rewritten by the general string encoder in place.
+// header names are distinct: names in strictly ascending order are
+// written as they come, others in sorted order
+// (jsonAppendRequestHeadersUnsorted). ok is false (and nothing is
+// written) when the event is the general encoder's (a repeated name, or
+// more than headerSortSmallMax headers out of order). Strings that need
+// escaping or a UTF-8 check are rewritten by the general string encoder
+// in place. (jsonRequestHeadersBound and jsonRequestHeadersTail do what
+// the code here does; they are not called here, so that this function's
+// code, measured, stays as it was: see reqput_unsorted.go.)
 func jsonAppendRequestHeadersFast(dst []byte, ev *RequestHeadersEvent) (out []byte, ok bool) {
-	return jsonPutRequestHeaders(dst, ev, nil)
-}
-
-// jsonAppendRequestHeadersUnsorted is jsonAppendRequestHeadersFast for
-// events whose names are not in strictly ascending order: their
-// positions are sorted on the stack (headerSortSmall) and the headers
-// written in that order by the same writer. Events with more than
-// headerSortSmallMax headers or a repeated name (which the general
-// encoder merges into one entry) are refused untouched (ok false).
-func jsonAppendRequestHeadersUnsorted(dst []byte, ev *RequestHeadersEvent) (out []byte, ok bool) {
-	hs := ev.Headers
-	if len(hs) > headerSortSmallMax {
-		return dst, false
-	}
-	var stack [headerSortSmallMax]int32
-	idx, dup := headerSortSmall(hs, stack[:len(hs)])
-	if dup {
-		return dst, false
-	}
-	return jsonPutRequestHeaders(dst, ev, idx)
-}
-
-// jsonPutRequestHeaders writes ev with its headers in the order of idx
-// (positions in ev.Headers, ascending names, none repeated), or, when
-// idx is nil, in their own order, which is checked first to be strictly
-// ascending (if it is not, the event goes to
-// jsonAppendRequestHeadersUnsorted).
-func jsonPutRequestHeaders(dst []byte, ev *RequestHeadersEvent, idx []int32) (out []byte, ok bool) {
 	m := &ev.Metadata
 	bound := 336 + 2*len(m.CorrelationID) + len(m.RequestID) + len(m.ClientIP) + len(m.Protocol) +
 		len(m.ServerName.Value) + len(m.TLSVersion.Value) + len(m.TLSCipher.Value) + len(m.RouteID.Value) +
@@ -515,13 +493,11 @@ func jsonPutRequestHeaders(dst []byte, ev *RequestHeadersEvent, idx []int32) (ou
 	var prevWord uint64
 	for i := range ev.Headers {
 		name := ev.Headers[i].Name
-		if idx == nil {
-			word := nameWord(name)
-			if i > 0 && (word < prevWord || word == prevWord && ev.Headers[i-1].Name >= name) {
-				return jsonAppendRequestHeadersUnsorted(dst, ev)
-			}
-			prevWord = word
+		word := nameWord(name)
+		if i > 0 && (word < prevWord || word == prevWord && ev.Headers[i-1].Name >= name) {
+			return jsonAppendRequestHeadersUnsorted(dst, ev)
 		}
+		prevWord = word
 		bound += len(name) + 6
 		if vs := ev.Headers[i].Values; len(vs) == 1 {
 			bound += len(vs[0]) + 3 // the common case, without a loop
@@ -536,11 +512,7 @@ func jsonPutRequestHeaders(dst []byte, ev *RequestHeadersEvent, idx []int32) (ou
 	w.jsonStrQ(m.CorrelationID)
 	w.key(jsRHHeaders)
 	for i := range ev.Headers {
-		j := i
-		if idx != nil {
-			j = int(idx[i])
-		}
-		h := &ev.Headers[j]
+		h := &ev.Headers[i]
 		if i > 0 {
 			w.b[w.n] = ','
 			w.n++

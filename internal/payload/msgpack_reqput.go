@@ -231,39 +231,16 @@ func mpPutCount(d unsafe.Pointer, base byte, n int) unsafe.Pointer {
 }
 
 // mpAppendRequestHeadersFast is AppendRequestHeadersMsgpack for events
-// whose header names are already in strictly ascending order; ok is false
-// (and nothing is written) when the first names show they are not. Names
-// found out of order later, as they are written, are left to the general
-// encoder here (ok is true).
+// whose header names are distinct. Names in strictly ascending order are
+// written as they come, their order checked as they are written; others
+// (the first names show it, or a pair found out of order later) go to
+// mpAppendRequestHeadersUnsorted, which writes them in sorted order. ok
+// is false (and nothing is written) when the event is the general
+// encoder's: a repeated name, or more than headerSortSmallMax headers
+// out of order. (mpPutRequestHeadersHead writes the metadata as this
+// does; it is not called here, so that this function's code, measured,
+// stays as it was: see reqput_unsorted.go.)
 func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte, ok bool) {
-	return mpPutRequestHeaders(dst, e, nil)
-}
-
-// mpAppendRequestHeadersUnsorted is mpAppendRequestHeadersFast for
-// events whose names are not in ascending order: their positions are
-// sorted on the stack (headerSortSmall) and the headers written in that
-// order by the same writer. Events the general encoder writes
-// differently or that need a heap index (more than headerSortSmallMax
-// headers, or a name repeated, which it merges into one entry) are
-// refused untouched (ok false).
-func mpAppendRequestHeadersUnsorted(dst []byte, e *RequestHeadersEvent) (out []byte, ok bool) {
-	hs := e.Headers
-	if len(hs) > headerSortSmallMax {
-		return dst, false
-	}
-	var stack [headerSortSmallMax]int32
-	idx, dup := headerSortSmall(hs, stack[:len(hs)])
-	if dup {
-		return dst, false
-	}
-	return mpPutRequestHeaders(dst, e, idx)
-}
-
-// mpPutRequestHeaders writes e with its headers in the order of idx
-// (positions in e.Headers, ascending names, none repeated), or, when idx
-// is nil, in their own order, which is checked to be ascending (and, if
-// it is not, the event goes to mpAppendRequestHeadersUnsorted).
-func mpPutRequestHeaders(dst []byte, e *RequestHeadersEvent, idx []int32) (out []byte, ok bool) {
 	m := &e.Metadata
 	hs := e.Headers
 	// Every string takes at most 5 header bytes (perStr); the constant
@@ -278,7 +255,7 @@ func mpPutRequestHeaders(dst []byte, e *RequestHeadersEvent, idx []int32) (out [
 	// here, before anything is reserved or written: the first bytes of
 	// the first names are out of order (host, user-agent, accept...).
 	// The full order is checked as the names are written.
-	if idx == nil && !mpFirstNamesAscending(hs) {
+	if !mpFirstNamesAscending(hs) {
 		return mpAppendRequestHeadersUnsorted(dst, e)
 	}
 	for i := range hs {
@@ -364,36 +341,8 @@ func mpPutRequestHeaders(dst []byte, e *RequestHeadersEvent, idx []int32) (out [
 	// Strictly ascending names, checked as they are written: most pairs
 	// are decided by their first 8 bytes (the key mpPutName returns),
 	// equal ones by the names. Out of order, nothing is kept.
-	bad := false // a header string that is not valid UTF-8
-	if idx != nil {
-		// Sorted positions: the names are known to ascend.
-		for _, j := range idx {
-			h := &hs[j]
-			d, a = mpPut(d, h.Name)
-			ha := a
-			if vs := h.Values; len(vs) == 1 {
-				*(*byte)(d) = 0x91
-				d, a = mpPut(unsafe.Add(d, 1), vs[0])
-				ha |= a
-			} else {
-				d = mpPutCount(d, 0x90, len(vs))
-				for _, v := range vs {
-					d, a = mpPut(d, v)
-					ha |= a
-				}
-			}
-			if ha&wiretext.HighBits != 0 && !mpHeaderValidUTF8(h) {
-				bad = true
-			}
-		}
-		if bad || acc&wiretext.HighBits != 0 && !mpMetadataValidUTF8(e) {
-			// Not valid UTF-8 (rare): the general encoder writes
-			// the event into the room reserved here.
-			return mpAppendRequestHeadersGeneral(dst[:n0], e), true
-		}
-		return mpPutEnd(dst, base, d, n0, bound), true
-	}
 	var prev, k uint64
+	bad := false // a header string that is not valid UTF-8
 	for i := range hs {
 		h := &hs[i]
 		d, a, k = mpPutName(d, h.Name)
@@ -404,10 +353,7 @@ func mpPutRequestHeaders(dst []byte, e *RequestHeadersEvent, idx []int32) (out [
 			// room reserved here (the caller would otherwise grow
 			// its buffer again, on every call when it keeps the
 			// result).
-			if out, ok := mpAppendRequestHeadersUnsorted(dst[:n0], e); ok {
-				return out, true
-			}
-			return mpAppendRequestHeadersGeneral(dst[:n0], e), true
+			return mpAppendRequestHeadersResorted(dst[:n0], e), true
 		}
 		prev = k
 		if vs := h.Values; len(vs) == 1 {
@@ -433,19 +379,13 @@ func mpPutRequestHeaders(dst []byte, e *RequestHeadersEvent, idx []int32) (out [
 		// is written as it is, as copied here.)
 		return mpAppendRequestHeadersMixed(dst[:n0], e), true
 	}
-	return mpPutEnd(dst, base, d, n0, bound), true
-}
-
-// mpPutEnd returns dst up to d, the end of what was written from base
-// (dst's array) after its first n0 bytes within bound bytes.
-func mpPutEnd(dst []byte, base, d unsafe.Pointer, n0, bound int) []byte {
 	n := int(uintptr(d) - uintptr(base))
 	if n > n0+bound {
 		// Unreachable: the bound covers every byte written. Were it
 		// wrong, this stops before the overrun goes further.
 		panic("agentwire: payload: request-headers bound exceeded")
 	}
-	return dst[:n]
+	return dst[:n], true
 }
 
 // mpMetadataValidUTF8 reports whether every string of e outside its
