@@ -474,9 +474,15 @@ const (
 )
 
 // jsonAppendRequestHeadersFast is AppendRequestHeadersJSON for events whose
-// header names are already in strictly ascending order; ok is false (and
-// nothing is written) when they are not. Strings that need escaping or a
-// UTF-8 check are rewritten by the general string encoder in place.
+// header names are distinct: names in strictly ascending order are
+// written as they come, others in sorted order
+// (jsonAppendRequestHeadersUnsorted). ok is false (and nothing is
+// written) when the event is the general encoder's (a repeated name, or
+// more than headerSortSmallMax headers out of order). Strings that need
+// escaping or a UTF-8 check are rewritten by the general string encoder
+// in place. (jsonRequestHeadersBound and jsonRequestHeadersTail do what
+// the code here does; they are not called here, so that this function's
+// code, measured, stays as it was: see reqput_unsorted.go.)
 func jsonAppendRequestHeadersFast(dst []byte, ev *RequestHeadersEvent) (out []byte, ok bool) {
 	m := &ev.Metadata
 	bound := 336 + 2*len(m.CorrelationID) + len(m.RequestID) + len(m.ClientIP) + len(m.Protocol) +
@@ -489,7 +495,7 @@ func jsonAppendRequestHeadersFast(dst []byte, ev *RequestHeadersEvent) (out []by
 		name := ev.Headers[i].Name
 		word := nameWord(name)
 		if i > 0 && (word < prevWord || word == prevWord && ev.Headers[i-1].Name >= name) {
-			return dst, false
+			return jsonAppendRequestHeadersUnsorted(dst, ev)
 		}
 		prevWord = word
 		bound += len(name) + 6

@@ -231,10 +231,15 @@ func mpPutCount(d unsafe.Pointer, base byte, n int) unsafe.Pointer {
 }
 
 // mpAppendRequestHeadersFast is AppendRequestHeadersMsgpack for events
-// whose header names are already in strictly ascending order; ok is false
-// (and nothing is written) when the first names show they are not. Names
-// found out of order later, as they are written, are left to the general
-// encoder here (ok is true).
+// whose header names are distinct. Names in strictly ascending order are
+// written as they come, their order checked as they are written; others
+// (the first names show it, or a pair found out of order later) go to
+// mpAppendRequestHeadersUnsorted, which writes them in sorted order. ok
+// is false (and nothing is written) when the event is the general
+// encoder's: a repeated name, or more than headerSortSmallMax headers
+// out of order. (mpPutRequestHeadersHead writes the metadata as this
+// does; it is not called here, so that this function's code, measured,
+// stays as it was: see reqput_unsorted.go.)
 func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte, ok bool) {
 	m := &e.Metadata
 	hs := e.Headers
@@ -251,7 +256,7 @@ func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte,
 	// the first names are out of order (host, user-agent, accept...).
 	// The full order is checked as the names are written.
 	if !mpFirstNamesAscending(hs) {
-		return dst, false
+		return mpAppendRequestHeadersUnsorted(dst, e)
 	}
 	for i := range hs {
 		h := &hs[i]
@@ -343,11 +348,12 @@ func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte,
 		d, a, k = mpPutName(d, h.Name)
 		ha := a
 		if k <= prev && i > 0 && (k < prev || !(hs[i-1].Name < h.Name)) {
-			// Out of order after all: the general encoder writes
-			// the event into the room reserved here (the caller
-			// would otherwise grow its buffer again, on every call
-			// when it keeps the result).
-			return mpAppendRequestHeadersGeneral(dst[:n0], e), true
+			// Out of order after all: the event is written again
+			// in sorted order, or by the general encoder, into the
+			// room reserved here (the caller would otherwise grow
+			// its buffer again, on every call when it keeps the
+			// result).
+			return mpAppendRequestHeadersResorted(dst[:n0], e), true
 		}
 		prev = k
 		if vs := h.Values; len(vs) == 1 {

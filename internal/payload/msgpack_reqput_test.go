@@ -128,11 +128,18 @@ func TestMsgpackFastPathOutOfOrder(t *testing.T) {
 			}
 		}
 	}
-	// Arrival order (host, user-agent, accept...) is refused untouched.
+	// Arrival order (host, user-agent, accept...) is written in sorted
+	// order by the fast writer; with a repeated name it is refused
+	// untouched.
 	e := mpBenchRequestHeaders()
 	e.Headers[0].Name, e.Headers[9].Name = e.Headers[9].Name, e.Headers[0].Name // host first
-	if out, ok := mpAppendRequestHeadersFast(slices.Clone(prefix), e); ok || !bytes.Equal(out, prefix) {
+	want := mpAppendRequestHeadersGeneral(slices.Clone(prefix), e)
+	if out, ok := mpAppendRequestHeadersFast(slices.Clone(prefix), e); !ok || !bytes.Equal(out, want) {
 		t.Fatalf("host first: fast path ok=%v, output %q", ok, out)
+	}
+	e.Headers[5].Name = "host"
+	if out, ok := mpAppendRequestHeadersFast(slices.Clone(prefix), e); ok || !bytes.Equal(out, prefix) {
+		t.Fatalf("host first and repeated: fast path ok=%v, output %q", ok, out)
 	}
 	// Names sharing their first 8 bytes, in order and not.
 	e = mpBenchRequestHeaders()
