@@ -64,3 +64,44 @@ func jsonSameString(data []byte, p int, s string) (q int, same bool) {
 	}
 	return p + n + 2, true
 }
+
+// jsonEscapedSame reports whether body, the text between the quotes of a
+// string that scanString accepted with escapes, unescapes to exactly s,
+// comparing as it goes instead of unescaping into scratch space first. It
+// settles only ASCII text and the one-character escapes; it says no to a
+// \u escape or a byte at or above 0x80 (the general path then unescapes,
+// checks surrogates and UTF-8, and compares). When it says yes, that path
+// would also have produced s: every byte it compared is ASCII.
+func jsonEscapedSame(body []byte, s string) bool {
+	j := 0
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		if c == '\\' {
+			// scanString checked the syntax: a character follows.
+			i++
+			switch body[i] {
+			case '"', '\\', '/':
+				c = body[i]
+			case 'b':
+				c = '\b'
+			case 'f':
+				c = '\f'
+			case 'n':
+				c = '\n'
+			case 'r':
+				c = '\r'
+			case 't':
+				c = '\t'
+			default: // 'u'
+				return false
+			}
+		} else if c >= 0x80 {
+			return false
+		}
+		if j >= len(s) || s[j] != c {
+			return false
+		}
+		j++
+	}
+	return j == len(s)
+}

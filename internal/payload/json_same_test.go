@@ -114,3 +114,68 @@ func TestJSONRequestHeadersKeepPlainOnly(t *testing.T) {
 		}
 	}
 }
+
+// checkJSONEscapedSame compares jsonEscapedSame(body, s) with the general
+// path (unescape, then compare) for a body that scanString accepted with
+// escapes: a yes must be the general path's yes, and for a body without
+// \u escapes and non-ASCII bytes the answers must be equal.
+func checkJSONEscapedSame(t *testing.T, body []byte, s string) {
+	t.Helper()
+	d := jsonDecoder{data: append(append([]byte{'"'}, body...), '"')}
+	raw, escaped, _, ok := d.scanString()
+	if !ok || !escaped || d.pos != len(d.data) {
+		return
+	}
+	b, uok := d.unescape(nil, raw, 1)
+	want := uok && string(b) == s
+	got := jsonEscapedSame(raw, s)
+	if got && !want {
+		t.Fatalf("jsonEscapedSame(%q, %q) = true; the unescaped text is %q (ok %v)", raw, s, b, uok)
+	}
+	if !got && want && !bytes.Contains(raw, []byte(`\u`)) && jsonValidUTF8(raw) && !bytes.ContainsFunc(raw, func(r rune) bool { return r >= 0x80 }) {
+		t.Fatalf("jsonEscapedSame(%q, %q) = false for its own ASCII value", raw, s)
+	}
+}
+
+// TestJSONEscapedSame: each one-character escape compares as its
+// character; \u escapes and non-ASCII bytes are left to the general path
+// (never a yes the general path would not give); a longer or shorter s,
+// or one differing at an escape, is no.
+func TestJSONEscapedSame(t *testing.T) {
+	for _, c := range []struct{ body, s string }{
+		{`a\"b`, `a"b`}, {`a\"b`, `a\"b`}, {`a\"b`, `a"`}, {`a\"b`, `a"bc`}, {`\\`, `\`}, {`\/`, `/`},
+		{`\b\f\n\r\t`, "\b\f\n\r\t"}, {`\n`, `n`}, {`\u0041`, `A`}, {`\ud83d\ude00`, "😀"}, {`\ud83d`, "\xed\xa0\xbd"},
+		{"\xc3\xa9\\\"", "é\""}, {"\xff\\\"", "\xff\""}, {`x\"`, `y"`},
+		{`\"Chromium\";v=\"120\", \"Not?A_Brand\";v=\"24\"`, `"Chromium";v="120", "Not?A_Brand";v="24"`},
+	} {
+		checkJSONEscapedSame(t, []byte(c.body), c.s)
+	}
+	if !jsonEscapedSame([]byte(`a\"b\\c\/`), `a"b\c/`) || jsonEscapedSame([]byte(`a\"b`), `a'b`) {
+		t.Fatal("jsonEscapedSame: wrong answer on plain escapes")
+	}
+}
+
+// FuzzJSONEscapedSame is the differential test of jsonEscapedSame against
+// unescaping and comparing, with s either the body's unescaped value
+// (equal strings are the case it settles) or the fuzzer's other string.
+func FuzzJSONEscapedSame(f *testing.F) {
+	f.Add([]byte(`a\"b`), "", true)
+	f.Add([]byte(`\u00e9\n`), "é\n", false)
+	f.Add([]byte("\\t\xc3\xa9"), "\té", false)
+	f.Fuzz(func(t *testing.T, body []byte, s string, own bool) {
+		if own {
+			// Only a body scanString accepts whole may be unescaped.
+			d := jsonDecoder{data: append(append([]byte{'"'}, body...), '"')}
+			raw, escaped, _, ok := d.scanString()
+			if !ok || !escaped || d.pos != len(d.data) {
+				return
+			}
+			b, ok := d.unescape(nil, raw, 1)
+			if !ok {
+				return
+			}
+			s = string(b)
+		}
+		checkJSONEscapedSame(t, body, s)
+	})
+}

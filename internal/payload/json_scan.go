@@ -407,6 +407,10 @@ func (d *jsonDecoder) readStringReuse(v *string, old string) bool {
 			*v = s
 			return ok
 		}
+		if jsonEscapedSame(body, old) {
+			*v = old
+			return true
+		}
 		b, ok := d.scratchUnescape(body, at)
 		if !ok {
 			return false
