@@ -287,9 +287,27 @@ func (d *jsonDecoder) readHeaders(hs Headers) Headers {
 	var index map[string]int
 	var seen uint64 // mpNameBit of every name so far (before the index)
 	for {
-		k, ok := d.mapNext(&s)
-		if !ok {
+		// A copying decoder tries the name this slot held first: a key
+		// equal to it is taken in one pass (jsonSameString, with the
+		// colon right after it, as readKey's fast path takes it).
+		var k []byte
+		if !d.mapSep(&s) {
 			break
+		}
+		if p := d.pos; !d.noCopy && len(hs) < cap(hs) {
+			if old := hs[:len(hs)+1][len(hs)].Name; old != "" {
+				if q, same := jsonSameString(d.data, p, old); same && q < len(d.data) && d.data[q] == ':' {
+					k = d.data[p+1 : q-1]
+					d.pos = q + 1
+					d.rawView = true
+				}
+			}
+		}
+		if k == nil {
+			var ok bool
+			if k, ok = d.readKey(); !ok {
+				break
+			}
 		}
 		pos := -1
 		if index != nil {

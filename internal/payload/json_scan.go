@@ -387,6 +387,13 @@ func (d *jsonDecoder) readStringReuse(v *string, old string) bool {
 	if c != '"' {
 		return d.typeErr(c, "a string")
 	}
+	if q, same := jsonSameString(d.data, d.pos, old); same {
+		// What the scan below would conclude for a plain string equal
+		// to old, in one pass (json_same.go).
+		d.pos = q
+		*v = old
+		return true
+	}
 	at := d.pos + 1
 	body, escaped, nonASCII, ok := d.scanString()
 	if !ok {
@@ -399,6 +406,10 @@ func (d *jsonDecoder) readStringReuse(v *string, old string) bool {
 			s, ok := d.makeEscapedString(body, at)
 			*v = s
 			return ok
+		}
+		if jsonEscapedSame(body, old) {
+			*v = old
+			return true
 		}
 		b, ok := d.scratchUnescape(body, at)
 		if !ok {
@@ -1208,8 +1219,18 @@ func (d *jsonDecoder) mapBegin(what string) bool {
 // until the next key or scratch use; see readKey), or returns ok=false at
 // the end of the map or on error.
 func (d *jsonDecoder) mapNext(s *jsonSeq) ([]byte, bool) {
-	if d.err != nil {
+	if !d.mapSep(s) {
 		return nil, false
+	}
+	return d.readKey()
+}
+
+// mapSep is mapNext up to the next key: it reads what separates a map's
+// entries and reports whether a key follows (false at the end of the map
+// or on error).
+func (d *jsonDecoder) mapSep(s *jsonSeq) bool {
+	if d.err != nil {
+		return false
 	}
 	c := d.ws()
 	if s.n > 0 {
@@ -1217,24 +1238,24 @@ func (d *jsonDecoder) mapNext(s *jsonSeq) ([]byte, bool) {
 		case ',':
 			d.pos++
 			if d.ws() == '}' {
-				return nil, d.fail("trailing comma")
+				return d.fail("trailing comma")
 			}
 		case '}':
 			d.pos++
 			d.depth--
-			return nil, false
+			return false
 		case 0:
-			return nil, d.fail("EOF while parsing an object")
+			return d.fail("EOF while parsing an object")
 		default:
-			return nil, d.fail("expected `,` or `}`")
+			return d.fail("expected `,` or `}`")
 		}
 	} else if c == '}' {
 		d.pos++
 		d.depth--
-		return nil, false
+		return false
 	}
 	s.n++
-	return d.readKey()
+	return true
 }
 
 // keyString turns a key just returned by mapNext into a kept string (a view
