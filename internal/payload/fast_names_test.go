@@ -101,3 +101,18 @@ func TestMpStrEveryLength(t *testing.T) {
 		}
 	}
 }
+
+// namesAscending reports whether header name a sorts strictly before b,
+// as the fast writers decide it
+// (a < b), deciding most pairs by their first 8 bytes loaded as one
+// big-endian word (a shorter name padded with zero bytes), without
+// runtime.cmpstring's call. Words that differ order the names as their
+// bytes do (where a name ends first, its padding 0 is below the other's
+// byte, or both bytes are 0 and the words go on); equal words are left to
+// the full comparison.
+func namesAscending(a, b string) bool {
+	if x, y := nameWord(a), nameWord(b); x != y {
+		return x < y
+	}
+	return a < b
+}

@@ -191,20 +191,6 @@ var (
 	mpRHHeaders  = mpKey("headers")
 )
 
-// namesAscending reports whether header name a sorts strictly before b
-// (a < b), deciding most pairs by their first 8 bytes loaded as one
-// big-endian word (a shorter name padded with zero bytes), without
-// runtime.cmpstring's call. Words that differ order the names as their
-// bytes do (where a name ends first, its padding 0 is below the other's
-// byte, or both bytes are 0 and the words go on); equal words are left to
-// the full comparison.
-func namesAscending(a, b string) bool {
-	if x, y := nameWord(a), nameWord(b); x != y {
-		return x < y
-	}
-	return a < b
-}
-
 // nameWord returns the first 8 bytes of s as a big-endian word, padded
 // with zero bytes, with at most two loads for names of 4 bytes or more:
 // from 4 to 7 bytes the last four bytes are loaded where they end and
@@ -488,8 +474,9 @@ func jsonAppendRequestHeadersFast(dst []byte, ev *RequestHeadersEvent) (out []by
 	bound := 336 + 2*len(m.CorrelationID) + len(m.RequestID) + len(m.ClientIP) + len(m.Protocol) +
 		len(m.ServerName.Value) + len(m.TLSVersion.Value) + len(m.TLSCipher.Value) + len(m.RouteID.Value) +
 		len(m.UpstreamID.Value) + len(m.Traceparent) + len(ev.Method) + len(ev.URI)
-	// Strictly ascending names (one pass with the bound): namesAscending's
-	// word comparison, with each name's word loaded once.
+	// Strictly ascending names (one pass with the bound): most pairs are
+	// decided by their first 8 bytes as a big-endian word (nameWord, each
+	// loaded once), equal words by the names.
 	var prevWord uint64
 	for i := range ev.Headers {
 		name := ev.Headers[i].Name

@@ -92,8 +92,10 @@ func (d *jsonDecoder) readBase64(dst []byte) ([]byte, bool) {
 // allocate when dst has enough capacity (header sets of more than 64 names
 // borrow pooled scratch space). Safe for concurrent use with distinct dst.
 func AppendRequestHeadersJSON(dst []byte, ev *RequestHeadersEvent) []byte {
-	if out, ok := jsonAppendRequestHeadersFast(dst, ev); ok {
-		return out
+	if fastWriters { // see fastpath_on.go
+		if out, ok := jsonAppendRequestHeadersFast(dst, ev); ok {
+			return out
+		}
 	}
 	return jsonAppendRequestHeadersGeneral(dst, ev)
 }

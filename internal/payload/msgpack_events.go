@@ -237,8 +237,10 @@ var mpRequestHeaders = mpNewStruct("request_headers", 4, "metadata!", "method!",
 // {correlation_id, metadata, method, uri, headers}, the top-level
 // correlation_id being e.Metadata.CorrelationID.
 func AppendRequestHeadersMsgpack(b []byte, e *RequestHeadersEvent) []byte {
-	if out, ok := mpAppendRequestHeadersFast(b, e); ok {
-		return out
+	if fastWriters { // see fastpath_on.go
+		if out, ok := mpAppendRequestHeadersFast(b, e); ok {
+			return out
+		}
 	}
 	return mpAppendRequestHeadersGeneral(b, e)
 }

@@ -237,20 +237,9 @@ func mpPutCount(d unsafe.Pointer, base byte, n int) unsafe.Pointer {
 // mpAppendRequestHeadersUnsorted, which writes them in sorted order. ok
 // is false (and nothing is written) when the event is the general
 // encoder's: a repeated name, or more than headerSortSmallMax headers
-// out of order. (mpPutRequestHeadersHead writes the metadata as this
-// does; it is not called here, so that this function's code, measured,
-// stays as it was: see reqput_unsorted.go.)
+// out of order.
 func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte, ok bool) {
-	m := &e.Metadata
 	hs := e.Headers
-	// Every string takes at most 5 header bytes (perStr); the constant
-	// runs (181 bytes), the port, the counts and the timestamp (at most
-	// 44 bytes) fit in the 320, and so does the timestamp's scratch room
-	// (2 + 64 bytes from where it starts: mpPutTimestamp).
-	const perStr = 5
-	bound := 320 + 2*len(m.CorrelationID) + len(m.RequestID) + len(m.ClientIP) + len(m.Protocol) +
-		len(m.ServerName.Value) + len(m.TLSVersion.Value) + len(m.TLSCipher.Value) + len(m.RouteID.Value) +
-		len(m.UpstreamID.Value) + len(m.Traceparent) + len(e.Method) + len(e.URI) + 12*perStr
 	// Headers in arrival order (as proxies keep them) are mostly refused
 	// here, before anything is reserved or written: the first bytes of
 	// the first names are out of order (host, user-agent, accept...).
@@ -258,86 +247,13 @@ func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte,
 	if !mpFirstNamesAscending(hs) {
 		return mpAppendRequestHeadersUnsorted(dst, e)
 	}
-	for i := range hs {
-		h := &hs[i]
-		bound += len(h.Name) + 2*perStr
-		if vs := h.Values; len(vs) == 1 {
-			bound += len(vs[0]) + perStr // the common case, without a loop
-		} else {
-			for _, v := range vs {
-				bound += len(v) + perStr
-			}
-		}
-	}
+	bound := mpRequestHeadersBound(e)
 	n0 := len(dst)
 	dst = slices.Grow(dst, bound)
 	base := unsafe.Pointer(unsafe.SliceData(dst))
 	d := unsafe.Add(base, n0)
+	d, acc := mpPutRequestHeadersHead(d, e)
 	var a uint64
-	d = putRun(d, mpRHHead)
-	d, a = mpPut(d, m.CorrelationID)
-	acc := a
-	if m.Traceparent != "" {
-		d = putRun32(d, mpRHMeta12)
-	} else {
-		d = putRun32(d, mpRHMeta11)
-	}
-	d, a = mpPut(d, m.CorrelationID)
-	acc |= a
-	d = putRun(d, mpRHReqID)
-	d, a = mpPut(d, m.RequestID)
-	acc |= a
-	d = putRun(d, mpRHClientIP)
-	d, a = mpPut(d, m.ClientIP)
-	acc |= a
-	d = putRun(d, mpRHPort)
-	switch p := m.ClientPort; {
-	case p < 0x80:
-		*(*byte)(d) = byte(p)
-		d = unsafe.Add(d, 1)
-	case p <= 0xff:
-		*(*byte)(d) = 0xcc
-		*(*byte)(unsafe.Add(d, 1)) = byte(p)
-		d = unsafe.Add(d, 2)
-	default:
-		*(*byte)(d) = 0xcd
-		*(*byte)(unsafe.Add(d, 1)) = byte(p >> 8)
-		*(*byte)(unsafe.Add(d, 2)) = byte(p)
-		d = unsafe.Add(d, 3)
-	}
-	d = putRun(d, mpRHServer)
-	d, a = mpPutOpt(d, m.ServerName)
-	acc |= a
-	d = putRun(d, mpRHProto)
-	d, a = mpPut(d, m.Protocol)
-	acc |= a
-	d = putRun(d, mpRHTLSVer)
-	d, a = mpPutOpt(d, m.TLSVersion)
-	acc |= a
-	d = putRun(d, mpRHCipher)
-	d, a = mpPutOpt(d, m.TLSCipher)
-	acc |= a
-	d = putRun(d, mpRHRoute)
-	d, a = mpPutOpt(d, m.RouteID)
-	acc |= a
-	d = putRun(d, mpRHUpstream)
-	d, a = mpPutOpt(d, m.UpstreamID)
-	acc |= a
-	d = putRun(d, mpRHTime)
-	d = mpPutTimestamp(d, m.Timestamp)
-	if m.Traceparent != "" {
-		d = putRun(d, mpRHTrace)
-		d, a = mpPut(d, m.Traceparent)
-		acc |= a
-	}
-	d = putRun(d, mpRHMethod)
-	d, a = mpPut(d, e.Method)
-	acc |= a
-	d = putRun(d, mpRHURI)
-	d, a = mpPut(d, e.URI)
-	acc |= a
-	d = putRun(d, mpRHHeaders)
-	d = mpPutCount(d, 0x80, len(hs))
 	// Strictly ascending names, checked as they are written: most pairs
 	// are decided by their first 8 bytes (the key mpPutName returns),
 	// equal ones by the names. Out of order, nothing is kept.
@@ -373,19 +289,14 @@ func mpAppendRequestHeadersFast(dst []byte, e *RequestHeadersEvent) (out []byte,
 			bad = true
 		}
 	}
+	out = mpPutEnd(dst, base, d, n0, bound) // checks the bound first
 	if bad || acc&wiretext.HighBits != 0 && !mpMetadataValidUTF8(e) {
 		// A string that is not valid UTF-8: the writer that rewrites
 		// such strings (U+FFFD) writes the event again. (Valid UTF-8
 		// is written as it is, as copied here.)
 		return mpAppendRequestHeadersMixed(dst[:n0], e), true
 	}
-	n := int(uintptr(d) - uintptr(base))
-	if n > n0+bound {
-		// Unreachable: the bound covers every byte written. Were it
-		// wrong, this stops before the overrun goes further.
-		panic("agentwire: payload: request-headers bound exceeded")
-	}
-	return dst[:n], true
+	return out, true
 }
 
 // mpMetadataValidUTF8 reports whether every string of e outside its
@@ -432,7 +343,7 @@ func mpPutTimestamp(d unsafe.Pointer, t time.Time) unsafe.Pointer {
 	txt := mpFormatTimestamp(unsafe.Slice((*byte)(unsafe.Add(d, h)), 64)[:0], t)
 	n := len(txt)
 	if unsafe.SliceData(txt) != (*byte)(unsafe.Add(d, h)) {
-		panic("agentwire: payload: timestamp outgrew its room") // the longest is 42 bytes
+		panic("agentwire: payload: timestamp outgrew its room") // the longest is 44 bytes
 	}
 	switch {
 	case n <= 31 && h == 2:

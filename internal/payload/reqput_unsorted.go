@@ -72,25 +72,29 @@ func mpAppendRequestHeadersUnsorted(dst []byte, e *RequestHeadersEvent) (out []b
 			bad = true
 		}
 	}
+	out = mpPutEnd(dst, base, d, n0, bound) // checks the bound first
 	if bad || acc&wiretext.HighBits != 0 && !mpMetadataValidUTF8(e) {
 		// Not valid UTF-8 (rare): the general encoder writes the event
 		// into the room reserved here.
 		return mpAppendRequestHeadersGeneral(dst[:n0], e), true
 	}
-	return mpPutEnd(dst, base, d, n0, bound), true
+	return out, true
 }
 
 // mpRequestHeadersBound returns the room that mpAppendRequestHeadersFast
-// reserves for e: every string takes at most 5 header bytes (perStr);
-// the constant runs (181 bytes), the port, the counts and the timestamp
-// (at most 44 bytes) fit in the 320, and so does the timestamp's scratch
-// room (2 + 64 bytes from where it starts: mpPutTimestamp).
+// reserves for e: every string takes at most 5 header bytes (perStr:
+// 13 outside the headers, the correlation id twice); the constant runs
+// (180 bytes), the port (3), the counts (5) and the timestamp (at most 44
+// bytes of text and its header) fit in the 320, and so does the
+// timestamp's scratch room (2 + 64 bytes from where it starts:
+// mpPutTimestamp). The lengths are summed in an int, which cannot wrap
+// with 64 bits (fastpath_on.go).
 func mpRequestHeadersBound(e *RequestHeadersEvent) int {
 	m := &e.Metadata
 	const perStr = 5
 	bound := 320 + 2*len(m.CorrelationID) + len(m.RequestID) + len(m.ClientIP) + len(m.Protocol) +
 		len(m.ServerName.Value) + len(m.TLSVersion.Value) + len(m.TLSCipher.Value) + len(m.RouteID.Value) +
-		len(m.UpstreamID.Value) + len(m.Traceparent) + len(e.Method) + len(e.URI) + 12*perStr
+		len(m.UpstreamID.Value) + len(m.Traceparent) + len(e.Method) + len(e.URI) + 13*perStr
 	hs := e.Headers
 	for i := range hs {
 		h := &hs[i]
