@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"slices"
-	"strconv"
 	"unsafe"
 
 	"github.com/agentwire/agentwire/internal/wiretext"
@@ -466,14 +465,11 @@ const (
 // written) when the event is the general encoder's (a repeated name, or
 // more than headerSortSmallMax headers out of order). Strings that need
 // escaping or a UTF-8 check are rewritten by the general string encoder
-// in place. (jsonRequestHeadersBound and jsonRequestHeadersTail do what
-// the code here does; they are not called here, so that this function's
-// code, measured, stays as it was: see reqput_unsorted.go.)
+// in place. The metadata's room and writing are shared with the
+// unsorted writer (jsonRequestHeadersBound, jsonRequestHeadersTail).
 func jsonAppendRequestHeadersFast(dst []byte, ev *RequestHeadersEvent) (out []byte, ok bool) {
 	m := &ev.Metadata
-	bound := 336 + 2*len(m.CorrelationID) + len(m.RequestID) + len(m.ClientIP) + len(m.Protocol) +
-		len(m.ServerName.Value) + len(m.TLSVersion.Value) + len(m.TLSCipher.Value) + len(m.RouteID.Value) +
-		len(m.UpstreamID.Value) + len(m.Traceparent) + len(ev.Method) + len(ev.URI)
+	bound := jsonRequestHeadersBound(ev)
 	// Strictly ascending names (one pass with the bound): most pairs are
 	// decided by their first 8 bytes as a big-endian word (nameWord, each
 	// loaded once), equal words by the names.
@@ -535,44 +531,6 @@ func jsonAppendRequestHeadersFast(dst []byte, ev *RequestHeadersEvent) (out []by
 		w.b[w.n] = ']'
 		w.n++
 	}
-	w.key32(jsRHClientIP)
-	w.jsonStrQ(m.ClientIP)
-	w.key(jsRHPort)
-	w.n += len(strconv.AppendUint(w.b[w.n:w.n], uint64(m.ClientPort), 10))
-	w.key32(jsRHCorrID)
-	w.jsonStrQ(m.CorrelationID)
-	w.key(jsRHProto)
-	w.jsonStrQ(m.Protocol)
-	w.key(jsRHReqID)
-	w.jsonStrQ(m.RequestID)
-	w.key(jsRHRoute)
-	w.jsonOptStrV(m.RouteID)
-	w.key(jsRHServer)
-	w.jsonOptStrV(m.ServerName)
-	w.key(jsRHTime)
-	// The timestamp is appended in place (the bound covers the longest);
-	// were it ever to outgrow the buffer's length (into its capacity, or
-	// into a grown array), the rest is rebuilt around it.
-	if t := jsonAppendTimestamp(w.b[:w.n], m.Timestamp); unsafe.SliceData(t) == unsafe.SliceData(w.b) && len(t) <= len(w.b) {
-		w.n = len(t)
-	} else {
-		w.general(w.n, t)
-	}
-	w.key(jsRHCipher)
-	w.jsonOptStrV(m.TLSCipher)
-	w.key(jsRHTLSVer)
-	w.jsonOptStrV(m.TLSVersion)
-	if m.Traceparent != "" {
-		w.key32(jsRHTrace)
-		w.jsonStrQ(m.Traceparent)
-	}
-	w.key(jsRHUpstream)
-	w.jsonOptStrV(m.UpstreamID)
-	w.key(jsRHMethod)
-	w.jsonStrQ(ev.Method)
-	w.key(jsRHURI)
-	w.jsonStrQ(ev.URI)
-	w.b[w.n] = '}'
-	w.n++
+	w.jsonRequestHeadersTail(ev)
 	return w.done(), true
 }
