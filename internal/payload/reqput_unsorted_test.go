@@ -44,9 +44,30 @@ func fuzzRequestHeadersEvent(data []byte) *RequestHeadersEvent {
 	}
 	e.Headers = e.Headers[:0]
 	for i := 5; i < len(parts); i += 2 {
-		e.Headers = append(e.Headers, Header{Name: get(i), Values: []string{get(i + 1)}})
+		e.Headers = append(e.Headers, Header{Name: get(i), Values: fuzzValues(get(i + 1))})
 	}
 	return e
+}
+
+// fuzzValues makes a header's values from one field of a fuzz input:
+// "\x02" alone is no value at all, otherwise the field split at 0x02
+// bytes; a value "\x03" N REST is REST (or "r") repeated to N*300 bytes,
+// so that inputs reach str16 and str32 strings (up to 76,500 bytes).
+func fuzzValues(field string) []string {
+	if field == "\x02" {
+		return []string{}
+	}
+	vs := strings.Split(field, "\x02")
+	for i, v := range vs {
+		if len(v) >= 2 && v[0] == 3 {
+			n, rest := int(v[1])*300, v[2:]
+			if rest == "" {
+				rest = "r"
+			}
+			vs[i] = strings.Repeat(rest, n/len(rest)+1)[:n]
+		}
+	}
+	return vs
 }
 
 // FuzzMsgpackRequestHeadersEncode is the differential test of the
@@ -61,6 +82,8 @@ func FuzzMsgpackRequestHeadersEncode(f *testing.F) {
 	f.Add([]byte("/a\x01GET\x01id\x01tp\x01opt\x01host\x01x\x01accept\x01*/*"))
 	f.Add([]byte("/\x01G\xffT\x01\x01\x01\x01b\x01\x1f\x01a\x01\xc3\xa9\x01b\x01z"))
 	f.Add([]byte("/\x01GET\x01\x01\x01\x01content-type\x01a\x01content-length\x011\x01\x01e"))
+	// Several values, no value, a str16 and a str32 value, unsorted.
+	f.Add([]byte("/\x01GET\x01\x01\x01\x01x-b\x01one\x02two\x02\x01a\x01\x02\x01c\x01\x03\x01ab\x01b\x01\x03\xff"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		e := fuzzRequestHeadersEvent(data)
 		want := mpAppendRequestHeadersGeneral([]byte("p"), e)
