@@ -296,12 +296,14 @@ func (d *jsonDecoder) readHeaders(hs Headers) Headers {
 		if !d.mapSep(&s) {
 			break
 		}
+		sameOld := false // k is the name the next slot holds
 		if p := d.pos; !d.noCopy && len(hs) < cap(hs) {
 			if old := hs[:len(hs)+1][len(hs)].Name; old != "" {
 				if q, same := jsonSameString(d.data, p, old); same && q < len(d.data) && d.data[q] == ':' {
 					k = d.data[p+1 : q-1]
 					d.pos = q + 1
 					d.rawView = true
+					sameOld = true
 				}
 			}
 		}
@@ -332,7 +334,7 @@ func (d *jsonDecoder) readHeaders(hs Headers) Headers {
 				hs = hs[:len(hs)+1]
 				// A copying decoder keeps the name this slot held when
 				// it is the same (immutable there; see readHeaderValues).
-				if old := hs[len(hs)-1].Name; !d.noCopy && old == string(k) {
+				if old := hs[len(hs)-1].Name; !d.noCopy && (sameOld || old == string(k)) {
 					name = old
 				}
 			} else {
