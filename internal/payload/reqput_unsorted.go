@@ -38,12 +38,9 @@ func mpAppendRequestHeadersResorted(dst []byte, e *RequestHeadersEvent) []byte {
 // refused untouched (ok false).
 func mpAppendRequestHeadersUnsorted(dst []byte, e *RequestHeadersEvent) (out []byte, ok bool) {
 	hs := e.Headers
-	if len(hs) > headerSortSmallMax {
-		return dst, false
-	}
 	var stack [headerSortSmallMax]int32
-	idx, dup := headerSortSmall(hs, stack[:len(hs)])
-	if dup {
+	idx, ok := headerSortSmall(hs, &stack)
+	if !ok {
 		return dst, false
 	}
 	bound := mpRequestHeadersBound(e)
@@ -206,12 +203,9 @@ func mpPutEnd(dst []byte, base, d unsafe.Pointer, n0, bound int) []byte {
 // untouched (ok false).
 func jsonAppendRequestHeadersUnsorted(dst []byte, ev *RequestHeadersEvent) (out []byte, ok bool) {
 	hs := ev.Headers
-	if len(hs) > headerSortSmallMax {
-		return dst, false
-	}
 	var stack [headerSortSmallMax]int32
-	idx, dup := headerSortSmall(hs, stack[:len(hs)])
-	if dup {
+	idx, ok := headerSortSmall(hs, &stack)
+	if !ok {
 		return dst, false
 	}
 	bound := jsonRequestHeadersBound(ev)
@@ -321,19 +315,19 @@ func (w *fastBuf) jsonRequestHeadersTail(ev *RequestHeadersEvent) {
 // and the encoders' index live on the stack).
 const headerSortSmallMax = 32
 
-// headerSortSmall fills idx (len(h) long, at most headerSortSmallMax)
-// with the positions of h in byte-wise name order, by insertion on each
-// name's first 8 bytes as a big-endian word (nameWord) kept next to its
-// position, so most comparisons are one integer comparison without an
-// indirection; equal words fall back to comparing the names. dup reports
-// a name that occurs more than once (the order of such entries is then
-// left as headerSortIndex would leave it: stable). The caller's idx is
-// returned (no allocation).
-func headerSortSmall(h Headers, idx []int32) (sorted []int32, dup bool) {
+// headerSortSmall returns the positions of h in byte-wise name order, in
+// stack (no allocation), sorted by insertion on each name's first 8 bytes
+// as a big-endian word (nameWord) kept next to its position, so most
+// comparisons are one integer comparison without an indirection; equal
+// words fall back to comparing the names. ok is false, and the event the
+// general encoders', when h has more than headerSortSmallMax headers or a
+// name that occurs more than once (they merge such entries).
+func headerSortSmall(h Headers, stack *[headerSortSmallMax]int32) (idx []int32, ok bool) {
 	n := len(h)
-	if n > headerSortSmallMax || len(idx) != n {
-		panic("agentwire: payload: headerSortSmall: bad index length")
+	if n > headerSortSmallMax {
+		return nil, false
 	}
+	idx = stack[:n]
 	var keys [headerSortSmallMax]uint64
 	for i := range n {
 		keys[i] = nameWord(h[i].Name)
@@ -353,8 +347,8 @@ func headerSortSmall(h Headers, idx []int32) (sorted []int32, dup bool) {
 	}
 	for i := 1; i < n; i++ {
 		if keys[i] == keys[i-1] && h[idx[i]].Name == h[idx[i-1]].Name {
-			return idx, true
+			return idx, false
 		}
 	}
-	return idx, false
+	return idx, true
 }

@@ -122,7 +122,9 @@ func TestHeaderSortSmall(t *testing.T) {
 			want[i] = int32(i)
 		}
 		slices.SortStableFunc(want, func(a, b int32) int { return strings.Compare(h[a].Name, h[b].Name) })
-		got, dup := headerSortSmall(h, make([]int32, n))
+		var stack [headerSortSmallMax]int32
+		got, ok := headerSortSmall(h, &stack)
+		dup := !ok
 		if !slices.Equal(got, want) {
 			t.Fatalf("n=%d: got %v, want %v", n, got, want)
 		}
@@ -135,6 +137,14 @@ func TestHeaderSortSmall(t *testing.T) {
 	}
 	if dups < 500 || dups > 4500 {
 		t.Fatalf("%d of 5000 sets with a repeated name: both sides not covered", dups)
+	}
+	many := make(Headers, headerSortSmallMax+1) // distinct names
+	for i := range many {
+		many[i].Name = string(rune('A' + i))
+	}
+	var stack [headerSortSmallMax]int32
+	if _, ok := headerSortSmall(many, &stack); ok {
+		t.Fatal("more than headerSortSmallMax headers accepted")
 	}
 }
 
