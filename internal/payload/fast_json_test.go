@@ -99,32 +99,12 @@ func TestJSONStrEveryLength(t *testing.T) {
 }
 
 // TestJSONRunLengths: every protocol run of the JSON request-headers fast
-// path is copied by the right word-move helper: key copies 4 to 16 bytes,
-// key32 16 to 32.
+// path fits the word-move helper that copies it: key 4 to 16 bytes, key32
+// 16 to 32 (checkRuns).
 func TestJSONRunLengths(t *testing.T) {
-	for _, k := range []string{jsRHHeaders, jsRHPort, jsRHProto, jsRHReqID, jsRHRoute, jsRHServer, jsRHTime,
-		jsRHCipher, jsRHTLSVer, jsRHUpstream, jsRHMethod, jsRHURI} {
-		if len(k) < 4 || len(k) > 16 {
-			t.Errorf("run %q is %d bytes, fastBuf.key copies 4 to 16", k, len(k))
-		}
-		var w fastBuf
-		w.b = make([]byte, 40)
-		w.key(k)
-		if string(w.done()) != k {
-			t.Errorf("key(%q) wrote %q", k, w.done())
-		}
-	}
-	for _, k := range []string{jsRHHead, jsRHClientIP, jsRHCorrID, jsRHTrace} {
-		if len(k) < 16 || len(k) > 32 {
-			t.Errorf("run %q is %d bytes, fastBuf.key32 copies 16 to 32", k, len(k))
-		}
-		var w fastBuf
-		w.b = make([]byte, 40)
-		w.key32(k)
-		if string(w.done()) != k {
-			t.Errorf("key32(%q) wrote %q", k, w.done())
-		}
-	}
+	checkRuns(t, []string{jsRHHeaders, jsRHPort, jsRHProto, jsRHReqID, jsRHRoute, jsRHServer, jsRHTime,
+		jsRHCipher, jsRHTLSVer, jsRHUpstream, jsRHMethod, jsRHURI},
+		[]string{jsRHHead, jsRHClientIP, jsRHCorrID, jsRHTrace})
 }
 
 // TestJSONFastNameOrder: the JSON fast path takes exactly the events whose

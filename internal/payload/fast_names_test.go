@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 )
 
 // TestNamesAscending: the word-wise order check of the MessagePack
@@ -39,32 +40,45 @@ func TestNamesAscending(t *testing.T) {
 	}
 }
 
-// TestMsgpackKeyLengths: every key the request-headers fast path writes
-// with fastBuf.key is 4 to 16 bytes long, the lengths its two overlapping
-// word moves copy exactly.
+// TestMsgpackKeyLengths: every protocol run of the MessagePack
+// request-headers fast writers fits the word-move helpers that copy it:
+// key and putRun 4 to 16 bytes, key32 and putRun32 (the metadata runs:
+// key, map header, first key) 16 to 32.
 func TestMsgpackKeyLengths(t *testing.T) {
-	for _, k := range []string{mpRHHead, mpRHReqID, mpRHClientIP, mpRHPort, mpRHServer, mpRHProto, mpRHTLSVer,
-		mpRHCipher, mpRHRoute, mpRHUpstream, mpRHTime, mpRHTrace, mpRHMethod, mpRHURI, mpRHHeaders} {
-		if len(k) < 4 || len(k) > 16 {
-			t.Errorf("key %q is %d bytes, fastBuf.key copies 4 to 16", k, len(k))
-		}
-		var w fastBuf
-		w.b = make([]byte, 32)
-		w.key(k)
-		if string(w.done()) != k {
-			t.Errorf("key(%q) wrote %q", k, w.done())
-		}
-	}
-	// The metadata runs (key, map header, first key) go through key32.
-	for _, k := range []string{mpRHMeta11, mpRHMeta12} {
-		if len(k) < 16 || len(k) > 32 {
-			t.Errorf("run %q is %d bytes, fastBuf.key32 copies 16 to 32", k, len(k))
-		}
-		var w fastBuf
-		w.b = make([]byte, 40)
-		w.key32(k)
-		if string(w.done()) != k {
-			t.Errorf("key32(%q) wrote %q", k, w.done())
+	checkRuns(t, []string{mpRHHead, mpRHReqID, mpRHClientIP, mpRHPort, mpRHServer, mpRHProto, mpRHTLSVer,
+		mpRHCipher, mpRHRoute, mpRHUpstream, mpRHTime, mpRHTrace, mpRHMethod, mpRHURI, mpRHHeaders},
+		[]string{mpRHMeta11, mpRHMeta12})
+}
+
+// checkRuns checks that every run of short is 4 to 16 bytes and every one
+// of long 16 to 32, and that the helpers for those lengths (key and
+// putRun, key32 and putRun32) write each run exactly.
+func checkRuns(t *testing.T, short, long []string) {
+	t.Helper()
+	for _, set := range []struct {
+		runs     []string
+		min, max int
+		key      func(*fastBuf, string)
+		put      func(unsafe.Pointer, string) unsafe.Pointer
+	}{
+		{short, 4, 16, (*fastBuf).key, putRun},
+		{long, 16, 32, (*fastBuf).key32, putRun32},
+	} {
+		for _, k := range set.runs {
+			if len(k) < set.min || len(k) > set.max {
+				t.Errorf("run %q is %d bytes, its helpers copy %d to %d", k, len(k), set.min, set.max)
+				continue
+			}
+			w := fastBuf{b: make([]byte, 40)}
+			set.key(&w, k)
+			if string(w.done()) != k {
+				t.Errorf("key of %q wrote %q", k, w.done())
+			}
+			b := make([]byte, 40)
+			end := set.put(unsafe.Pointer(&b[0]), k)
+			if n := int(uintptr(end) - uintptr(unsafe.Pointer(&b[0]))); string(b[:n]) != k {
+				t.Errorf("putRun of %q wrote %q", k, b[:n])
+			}
 		}
 	}
 }
