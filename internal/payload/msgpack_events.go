@@ -264,10 +264,8 @@ func mpAppendRequestHeadersGeneral(b []byte, e *RequestHeadersEvent) []byte {
 // DecodeRequestHeadersMsgpack decodes a request-headers event into v,
 // reusing v's slices.
 func DecodeRequestHeadersMsgpack(data []byte, v *RequestHeadersEvent) error {
-	if _, ok := mpFastRequestHeaders(data, v); ok {
-		return nil
-	}
-	return mpDecodeRequestHeadersGeneral(data, v)
+	_, _, err := DecodeRequestHeadersMsgpackRoutedIn(data, v, nil)
+	return err
 }
 
 // mpDecodeRequestHeadersGeneral is the general request-headers decoder

@@ -174,22 +174,15 @@ func mpFastOptString(b []byte, p int, dst *Opt[string], ar *MsgpackArena) (q int
 	return mpFastStore(b, p, &dst.Value, ar)
 }
 
-// DecodeRequestHeadersMsgpackRouted is DecodeRequestHeadersMsgpack that
+// DecodeRequestHeadersMsgpackRoutedIn is DecodeRequestHeadersMsgpack that
 // also returns the envelope's top-level correlation_id, the routing id a
 // reply carries, when the event came in a shape whose first key it is (the
 // shapes of every known proxy): top is then a view of data (no UTF-8
-// check, as a routing id gets none) and topOK is true. With topOK false
-// the caller finds the routing id itself. Safe for concurrent use on
-// distinct destinations.
-func DecodeRequestHeadersMsgpackRouted(data []byte, v *RequestHeadersEvent) (top []byte, topOK bool, err error) {
-	return DecodeRequestHeadersMsgpackRoutedIn(data, v, nil)
-}
-
-// DecodeRequestHeadersMsgpackRoutedIn is DecodeRequestHeadersMsgpackRouted
-// that makes the strings it stores in ar (see MsgpackArena; nil: an
-// allocation each) when the event has one of the shapes of every known
-// proxy; the general decoder, for other shapes, allocates them. Safe for
-// concurrent use on distinct destinations and arenas.
+// check, as a routing id gets none) and topOK is true; with topOK false
+// the caller finds the routing id itself. In those shapes the strings it
+// stores are made in ar (see MsgpackArena; nil: an allocation each); the
+// general decoder, for other shapes, allocates them. Safe for concurrent
+// use on distinct destinations and arenas.
 func DecodeRequestHeadersMsgpackRoutedIn(data []byte, v *RequestHeadersEvent, ar *MsgpackArena) (top []byte, topOK bool, err error) {
 	if top, ok := mpFastRequestHeadersIn(data, v, ar); ok {
 		return top, true, nil
@@ -197,17 +190,12 @@ func DecodeRequestHeadersMsgpackRoutedIn(data []byte, v *RequestHeadersEvent, ar
 	return nil, false, mpDecodeRequestHeadersGeneral(data, v)
 }
 
-// mpFastRequestHeaders decodes b into v if b has the shape described
+// mpFastRequestHeadersIn decodes b into v if b has the shape described
 // above, and reports whether it did; top is the envelope's correlation_id
-// (skipped by the decoder: not a field of the event). When it did not, v
+// (skipped by the decoder: not a field of the event). The strings it
+// stores are made in ar (nil: an allocation each). When it did not, v
 // holds a mix of old and new values (valid strings and slices) for the
 // general decoder to overwrite.
-func mpFastRequestHeaders(b []byte, v *RequestHeadersEvent) (top []byte, ok bool) {
-	return mpFastRequestHeadersIn(b, v, nil)
-}
-
-// mpFastRequestHeadersIn is mpFastRequestHeaders with the strings it
-// stores made in ar (nil: an allocation each).
 func mpFastRequestHeadersIn(b []byte, v *RequestHeadersEvent, ar *MsgpackArena) (top []byte, ok bool) {
 	const head = "\x85\xaecorrelation_id"
 	if len(b) < len(head)+1 || string(b[:len(head)]) != head {

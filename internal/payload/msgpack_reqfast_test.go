@@ -301,3 +301,8 @@ func TestMsgpackRequestHeadersFastEqualLength(t *testing.T) {
 		}
 	}
 }
+
+// mpFastRequestHeaders is mpFastRequestHeadersIn without an arena.
+func mpFastRequestHeaders(b []byte, v *RequestHeadersEvent) (top []byte, ok bool) {
+	return mpFastRequestHeadersIn(b, v, nil)
+}
