@@ -131,7 +131,8 @@ func nextErrPause(d time.Duration) time.Duration {
 // window after the warm-up. It returns when every worker has stopped.
 // A worker pauses after a failed round trip, from 100 µs after the first
 // failure in a row up to 50 ms (doubling), so that a lost connection does
-// not turn the workers into busy loops; every failure is counted.
+// not turn the workers into busy loops; every failure in the measured
+// window is counted.
 // Cancelling ctx ends the run early (the result covers the time measured).
 func Run(ctx context.Context, cfg Config, rt RoundTrip) (Result, error) {
 	if cfg.Concurrency <= 0 {

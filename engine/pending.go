@@ -50,8 +50,8 @@ type pending struct {
 	deadline atomic.Int64
 	// wstate is the writer's progress with the caller's event.
 	wstate atomic.Int32
-	// sentEnd is, on a gRPC session, where the caller's request-headers
-	// event ends in the stream, in units of 2^grpcMarkShift bytes modulo
+	// sentEnd is, on a gRPC session, where the caller's event ends in the
+	// stream, in units of 2^grpcMarkShift bytes modulo
 	// 2^32 (0: not recorded): stored atomically by whoever collects the
 	// event (before it is sent), loaded atomically by the reader that
 	// claims the reply, which so learns how far the agent has read the
