@@ -985,8 +985,14 @@ func (c *Conn) roundTrip(ctx context.Context, cid string, ev event, dst *agentwi
 		// The writer marks where the event ends in the stream before it
 		// sends it, so that the reply moves acked as a request-headers
 		// reply does (grpc_direct.go): the queued outbound carries the
-		// pending (wQueued, see pending).
-		p := getPending(cid, dst, wQueued)
+		// pending (wQueuedLater: an event of a request the agent
+		// already knows, whose cancel goes out even if the event is
+		// dropped unsent, see pending).
+		ws := int32(wQueuedLater)
+		if ev.kind == agentwire.EventRequestHeaders {
+			ws = wQueued
+		}
+		p := getPending(cid, dst, ws)
 		return c.exchange(ctx, s, cid, p, outbound{buf: buf, p: p}, dl)
 	}
 	return c.exchange(ctx, s, cid, getPending(cid, dst, wNone), outbound{buf: buf}, dl)
@@ -1236,7 +1242,8 @@ func (c *Conn) cancel(correlationID string, reason agentwire.CancelReason) error
 	dropped := false
 	if p := s.pending.loadAndDelete(correlationID); p != nil {
 		// An event still waiting for the writer is taken back: the
-		// agent never sees it, so no cancel follows it.
+		// agent never sees it, so no cancel follows it, unless the
+		// agent already knows its request (drop).
 		dropped = p.drop()
 		p.done <- errManualCancel
 	}

@@ -73,6 +73,13 @@ const (
 	wSent            // encoded into the writer's batch; the writer is done with the pending
 	wFailed          // not sent (it failed to encode, or its outbound was freed); the writer is done with the pending
 	wDropped         // never to be sent: abandoned before the writer reached it, which may still look at it
+	// wQueuedLater and wDroppedLater are wQueued and wDropped for an
+	// event the caller encoded for a request the agent already knows (a
+	// body chunk, the response's headers...: gRPC queues those with their
+	// pending, grpc_direct.go): dropped unsent, it still gets its cancel,
+	// which the agent needs to end the request it holds open.
+	wQueuedLater
+	wDroppedLater
 )
 
 var pendingPool = sync.Pool{New: func() any {
@@ -95,7 +102,7 @@ func getPending(id string, dst *agentwire.AgentResponse, ws int32) *pending {
 // outbound may still be queued (see pending).
 func putPending(p *pending) {
 	p.settle()
-	if p.wstate.Load() == wDropped {
+	if st := p.wstate.Load(); st == wDropped || st == wDroppedLater {
 		return // the writer may still look at it: the collector frees it
 	}
 	p.id, p.dst = "", nil
@@ -107,8 +114,10 @@ func putPending(p *pending) {
 }
 
 // settle returns once the writer no longer reads the caller's event, and
-// reports whether the event was (or, in the writer's batch, is about to
-// be) sent: false when it never will be.
+// reports whether a cancel should follow it: the event was (or, in the
+// writer's batch, is about to be) sent, or it belongs to a request the
+// agent already knows (wQueuedLater); false when it never will be sent
+// and would have opened the request.
 func (p *pending) settle() bool {
 	for {
 		switch p.wstate.Load() {
@@ -116,26 +125,42 @@ func (p *pending) settle() bool {
 			if p.drop() {
 				return false
 			}
+		case wQueuedLater:
+			if p.wstate.CompareAndSwap(wQueuedLater, wDroppedLater) {
+				return true // dropped, but the agent knows the request
+			}
 		case wEncoding:
 			runtime.Gosched() // the writer is copying it: a few hundred ns
 		case wDropped, wFailed:
 			return false
-		default:
+		default: // wSent, wNone, wDroppedLater
 			return true
 		}
 	}
 }
 
 // drop stops the writer from ever sending p's event if it has not started
-// on it yet, and reports whether it did. The caller must not have given p
-// up yet (the expirer calls it between removing p and completing it).
-func (p *pending) drop() bool { return p.wstate.CompareAndSwap(wQueued, wDropped) }
+// on it yet, and reports whether it did so for an event that would have
+// opened its request (wQueued): the agent then never hears of the
+// request, and no cancel follows. An event of a request the agent knows
+// (wQueuedLater) is dropped too, but drop reports false: its cancel must
+// go out. The caller must not have given p up yet (the expirer calls it
+// between removing p and completing it).
+func (p *pending) drop() bool {
+	if p.wstate.CompareAndSwap(wQueued, wDropped) {
+		return true
+	}
+	p.wstate.CompareAndSwap(wQueuedLater, wDroppedLater)
+	return false
+}
 
 // claimEvent is the writer's side of settle: it reports whether the
 // writer may read the caller's event (and must then call eventDone).
 // When it reports false the pending was dropped: the writer must not
 // touch it again.
-func (p *pending) claimEvent() bool { return p.wstate.CompareAndSwap(wQueued, wEncoding) }
+func (p *pending) claimEvent() bool {
+	return p.wstate.CompareAndSwap(wQueued, wEncoding) || p.wstate.CompareAndSwap(wQueuedLater, wEncoding)
+}
 
 // eventDone ends the writer's read of the caller's event; sent is false
 // when it could not be encoded. It is the writer's last touch of p: the
@@ -152,7 +177,11 @@ func (p *pending) eventDone(sent bool) {
 // (freed by the writer of a failed session, or by a caller whose queueing
 // failed): the caller may recycle p, unless it was dropped meanwhile. It
 // is the last touch of p by whoever frees the outbound.
-func (p *pending) finish() { p.wstate.CompareAndSwap(wQueued, wFailed) }
+func (p *pending) finish() {
+	if !p.wstate.CompareAndSwap(wQueued, wFailed) {
+		p.wstate.CompareAndSwap(wQueuedLater, wFailed)
+	}
+}
 
 // monoEpoch anchors monoNow.
 var monoEpoch = time.Now()

@@ -80,3 +80,51 @@ func TestPendingRecycling(t *testing.T) {
 		t.Fatal("a pending without a queued event was not recycled")
 	}
 }
+
+// TestPendingDropLaterEvent: an event queued for a request the agent
+// already knows (wQueuedLater: gRPC body chunks, response headers...) is
+// dropped unsent like a request-headers event, but its cancel must still
+// go out (drop reports false, settle true), and the writer may no longer
+// claim it; a request-headers event dropped unsent gets no cancel.
+func TestPendingDropLaterEvent(t *testing.T) {
+	for _, tc := range []struct {
+		ws           int32
+		silent, sent bool
+		dropped      int32
+	}{
+		{wQueued, true, false, wDropped},
+		{wQueuedLater, false, true, wDroppedLater},
+	} {
+		p := getPending("id", nil, tc.ws)
+		if got := p.drop(); got != tc.silent {
+			t.Errorf("state %d: drop = %v, want %v", tc.ws, got, tc.silent)
+		}
+		if got := p.wstate.Load(); got != tc.dropped {
+			t.Errorf("state %d: dropped into %d, want %d", tc.ws, got, tc.dropped)
+		}
+		if p.claimEvent() {
+			t.Errorf("state %d: the writer claimed a dropped event", tc.ws)
+		}
+		if got := p.settle(); got != tc.sent {
+			t.Errorf("state %d: settle = %v, want %v (a cancel follows)", tc.ws, got, tc.sent)
+		}
+
+		q := getPending("id", nil, tc.ws) // settle drops it itself
+		if got := q.settle(); got != tc.sent {
+			t.Errorf("state %d: settle of a queued event = %v, want %v", tc.ws, got, tc.sent)
+		}
+		if q.claimEvent() {
+			t.Errorf("state %d: the writer claimed an event settle dropped", tc.ws)
+		}
+
+		r := getPending("id", nil, tc.ws) // the writer gets there first
+		if !r.claimEvent() {
+			t.Fatalf("state %d: the writer could not claim a queued event", tc.ws)
+		}
+		r.eventDone(true)
+		if !r.settle() || r.drop() {
+			t.Errorf("state %d: a sent event is not settled as sent", tc.ws)
+		}
+		putPending(r)
+	}
+}

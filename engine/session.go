@@ -182,7 +182,8 @@ func (s *session) expire(now int64) {
 		next := p.next
 		p.next = nil
 		// An event still waiting for the writer is dropped instead: the
-		// agent never sees it, so no cancel either (nor for one the
+		// agent never sees it, so no cancel either, unless the agent
+		// already knows its request (settle; nor for one the
 		// writer failed to encode; settle waits out a writer reading it,
 		// which does no I/O). p is this sweep's until it is completed,
 		// and its caller waits for that: its id is read before.
